@@ -1,0 +1,111 @@
+# HeliosProxy: one non-recursive Makefile. Per-folder fragments (*/*.mk) add
+# their sources; everything is built under build/$(MODE)/.
+#   make                 release build: build/release/bin/heliosproxy
+#   make MODE=asan       AddressSanitizer + UBSan build
+#   make check           deps, build, unit tests (asan+ubsan), TOML conformance, integration
+#   make demo / demo-stop
+#   V=1                  show full commands
+
+MODE ?= release
+BUILD ?= build/$(MODE)
+BIN := $(BUILD)/bin
+
+CC ?= cc
+ifeq ($(origin CC),default)
+CC := cc
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes \
+	-Wformat=2 -Wvla -Werror=implicit-function-declaration
+BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -I$(BUILD)/gen $(WARN) -MMD -MP -pthread
+BASE_LDFLAGS := -pthread
+
+ifeq ($(MODE),release)
+  MODE_CFLAGS := -O2 -g -DNDEBUG
+else ifeq ($(MODE),debug)
+  MODE_CFLAGS := -O0 -g3
+else ifeq ($(MODE),asan)
+  MODE_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  MODE_LDFLAGS := -fsanitize=address,undefined
+else ifeq ($(MODE),ubsan)
+  MODE_CFLAGS := -O1 -g -fsanitize=undefined -fno-sanitize-recover=undefined
+  MODE_LDFLAGS := -fsanitize=undefined
+else ifeq ($(MODE),tsan)
+  MODE_CFLAGS := -O1 -g -fsanitize=thread
+  MODE_LDFLAGS := -fsanitize=thread
+else
+  $(error MODE must be one of release, debug, asan, ubsan, tsan)
+endif
+
+CFLAGS_ALL := $(BASE_CFLAGS) $(MODE_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(BASE_LDFLAGS) $(MODE_LDFLAGS) $(LDFLAGS)
+
+ifeq ($(V),1)
+  Q :=
+else
+  Q := @
+endif
+
+.DEFAULT_GOAL := all
+PROGRAMS :=
+UNIT_TESTS :=
+
+include common/common.mk
+include dataplane/dataplane.mk
+include tests/tests.mk
+
+ALL_SRCS := $(COMMON_SRCS) $(DATAPLANE_SRCS) $(DATAPLANE_MAIN) $(TOOL_SRCS) $(UNIT_TEST_SRCS)
+DEPS := $(patsubst %.c,$(BUILD)/obj/%.d,$(ALL_SRCS))
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+all: $(PROGRAMS)
+
+.PHONY: all deps check unit toml-conformance integration demo demo-stop format format-check clean bench
+
+deps:
+	$(Q)bash scripts/deps.sh
+
+# Unit tests always run under ASan+UBSan, whatever MODE says.
+unit:
+	$(Q)$(MAKE) --no-print-directory MODE=asan unit-tests
+	$(Q)bash scripts/run-unit.sh build/asan
+
+unit-tests: $(UNIT_TESTS) $(PROGRAMS)
+
+toml-conformance: $(BIN)/toml-decode
+	$(Q)/usr/bin/python3 tests/toml/run_toml_test.py --decoder $(BIN)/toml-decode
+
+integration: all
+	$(Q)HELIOS_BIN=$(abspath $(BIN)) bash scripts/run-integration.sh
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory format-check
+	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory MODE=asan toml-conformance
+	$(Q)$(MAKE) --no-print-directory MODE=release all
+	$(Q)$(MAKE) --no-print-directory MODE=release integration
+
+demo: deps all
+	$(Q)HELIOS_BIN=$(abspath $(BIN)) bash scripts/demo.sh start
+
+demo-stop:
+	$(Q)bash scripts/demo.sh stop
+
+bench: deps all
+	$(Q)HELIOS_BIN=$(abspath $(BIN)) bash bench/run.sh
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	$(Q)clang-format -i $(FORMAT_FILES)
+
+format-check:
+	$(Q)clang-format --dry-run --Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf build
+
+-include $(DEPS)

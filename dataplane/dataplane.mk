@@ -1,0 +1,18 @@
+# dataplane/: the heliosproxy program. Every .c below dataplane/ except main.c
+# goes into a library so unit tests can link single modules.
+DATAPLANE_MAIN := dataplane/main.c
+DATAPLANE_SRCS := $(filter-out $(DATAPLANE_MAIN),$(wildcard dataplane/*.c dataplane/*/*.c))
+DATAPLANE_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(DATAPLANE_SRCS))
+DATAPLANE_LIB := $(BUILD)/lib/libheliosdp.a
+DATAPLANE_LIBS := -luring -lssl -lcrypto -lm
+
+$(DATAPLANE_LIB): $(DATAPLANE_OBJS)
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BIN)/heliosproxy: $(BUILD)/obj/$(DATAPLANE_MAIN:.c=.o) $(DATAPLANE_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(DATAPLANE_LIBS)
+
+PROGRAMS += $(BIN)/heliosproxy

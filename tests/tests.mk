@@ -1,0 +1,9 @@
+# tests/unit/test_*.c: one cmocka program per module, linked against the
+# module libraries. scripts/run-unit.sh runs them all.
+UNIT_TEST_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_TEST_SRCS))
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(DATAPLANE_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(DATAPLANE_LIBS) -lcmocka
