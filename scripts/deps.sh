@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages HeliosProxy needs to build and test,
+# only those that are missing. A no-op (well under a second) when all are
+# present. Run as root, or as a user with sudo.
+set -euo pipefail
+
+PACKAGES=(
+	# toolchain
+	gcc make pkg-config clang clang-format
+	# libraries
+	liburing-dev libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev
+	libpg-query-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
+	libhiredis-dev libmicrohttpd-dev libjansson-dev libldap-dev libjwt-dev
+	wabt libcmocka-dev
+	# tests
+	python3-pytest python3-psycopg
+	postgresql-15 postgresql-client-15 postgresql-contrib
+	redis-server slapd ldap-utils pgbouncer
+	openssl procps iproute2
+)
+
+# One dpkg-query call for all: prints "name status" for the known ones.
+missing=()
+declare -A ok=()
+while read -r name status; do
+	[[ "$status" == "ii" ]] && ok["${name%%:*}"]=1
+done < <(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PACKAGES[@]}" 2>/dev/null || true)
+for p in "${PACKAGES[@]}"; do
+	[[ -n "${ok[$p]:-}" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+	exit 0
+fi
+
+echo "deps: missing packages: ${missing[*]}"
+
+SUDO=()
+if ((EUID != 0)); then
+	if command -v sudo >/dev/null 2>&1; then
+		SUDO=(sudo)
+	else
+		echo "deps: not root and no sudo; install them with:" >&2
+		echo "  apt-get install -y --no-install-recommends ${missing[*]}" >&2
+		exit 1
+	fi
+fi
+
+# Keep postgresql/redis/slapd from starting system services while installing.
+POLICY=/usr/sbin/policy-rc.d
+created_policy=0
+cleanup() {
+	if ((created_policy)); then
+		"${SUDO[@]}" rm -f "$POLICY"
+	fi
+}
+trap cleanup EXIT
+if [[ ! -e "$POLICY" ]]; then
+	printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
+	"${SUDO[@]}" chmod 755 "$POLICY"
+	created_policy=1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "deps: installed ${#missing[@]} package(s)"
