@@ -1,7 +1,7 @@
 /*
  * The configuration model. Every key is declared once in a table
  * (common/cfg_keys.c) with name, type, default, bounds and a one-line doc;
- * the TOML loader, validation and docs/configuration.md all use it.
+ * the TOML loader, validation, docs/configuration.md and helioctl use it.
  * A loaded struct cfg is immutable and shared read-only between threads.
  */
 #ifndef HELIOS_CFG_H
@@ -12,12 +12,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CFG_NAME_MAX 64
-#define CFG_HOST_MAX 256
-#define CFG_PATH_MAX 512
+#define CFG_NAME_MAX   64
+#define CFG_HOST_MAX   256
+#define CFG_PATH_MAX   512
 #define CFG_SECRET_MAX 512
-#define CFG_QUERY_MAX 1024
+#define CFG_QUERY_MAX  1024
 
+/* The enums' numeric values are the positions of their names in the key
+ * table's value lists (cfg_keys.c): keep both in the same order. */
 enum cfg_io_backend { CFG_IO_AUTO, CFG_IO_URING, CFG_IO_EPOLL };
 enum cfg_pool_mode { CFG_POOL_SESSION, CFG_POOL_TRANSACTION, CFG_POOL_STATEMENT };
 enum cfg_role { CFG_ROLE_PRIMARY, CFG_ROLE_REPLICA };
@@ -28,7 +30,7 @@ enum cfg_client_tls { CFG_CTLS_DISABLE, CFG_CTLS_ALLOW, CFG_CTLS_REQUIRE };
 enum cfg_server_tls { CFG_STLS_DISABLE, CFG_STLS_PREFER, CFG_STLS_REQUIRE, CFG_STLS_VERIFY_FULL };
 
 struct cfg_node {
-	char name[CFG_NAME_MAX]; /* default "node<index>" */
+	char name[CFG_NAME_MAX]; /* default "node<index>", unique */
 	char host[CFG_HOST_MAX];
 	int port; /* default 5432 */
 	enum cfg_role role;
@@ -52,66 +54,113 @@ struct cfg {
 	int workers;                       /* 0 = online CPUs */
 	enum cfg_io_backend io_backend;
 	char unix_socket_dir[CFG_PATH_MAX]; /* "" = no Unix socket */
-	char log_level[16];                 /* error|warn|info|debug */
+	char log_level[16];                 /* error|warn|info|debug, for log_set_level_str() */
 	int shutdown_timeout_secs;          /* SIGTERM grace period, default 30 */
 	int max_client_conn;                /* default 10000 */
 
 	struct {
-		enum cfg_pool_mode mode; /* default session */
-		int max_pool_size;       /* default 20, per (node, database, user), global across workers */
-		int min_idle;            /* default 0 */
-		int idle_timeout_secs;   /* default 600 */
-		int server_lifetime_secs;    /* default 3600 */
-		int query_wait_timeout_secs; /* default 120 */
+		enum cfg_pool_mode mode;         /* default session */
+		int max_pool_size;               /* default 20, per (node, database, user) */
+		int min_idle;                    /* default 0, <= max_pool_size */
+		int idle_timeout_secs;           /* default 600, 0 = never */
+		int server_lifetime_secs;        /* default 3600, 0 = unlimited */
+		int query_wait_timeout_secs;     /* default 120, 0 = wait forever */
 		int server_connect_timeout_secs; /* default 5 */
-		char reset_query[CFG_QUERY_MAX]; /* default "DISCARD ALL" */
+		char reset_query[CFG_QUERY_MAX]; /* default "DISCARD ALL", "" = none */
 	} pool;
 
-	struct cfg_node *nodes;
+	struct cfg_node *nodes; /* at least one */
 	size_t n_nodes;
 
 	struct {
-		enum cfg_auth_method method; /* default scram-sha-256? see cfg_keys.c */
+		enum cfg_auth_method method; /* default scram-sha-256 */
+		/* [[auth.users]] first, then the users_file entries. */
 		struct cfg_user *users;
 		size_t n_users;
-		char users_file[CFG_PATH_MAX];
+		size_t n_config_users; /* users[0..n_config_users) came from [[auth.users]] */
+		char users_file[CFG_PATH_MAX]; /* resolved against the config file's folder */
 		char auth_user[CFG_NAME_MAX];
 		char auth_query[CFG_QUERY_MAX];
-		char admin_users[CFG_QUERY_MAX]; /* reserved for the admin console */
 	} auth;
 
 	struct {
 		enum cfg_client_tls client_mode;
-		char cert_file[CFG_PATH_MAX];
+		char cert_file[CFG_PATH_MAX]; /* paths resolved like users_file */
 		char key_file[CFG_PATH_MAX];
 		char ca_file[CFG_PATH_MAX]; /* CA for verify-full towards servers */
 		enum cfg_server_tls server_mode;
 	} tls;
 };
 
-/* Where an error was found; message names file, line and key. */
+/* One line naming file, line and key, e.g.
+ * "proxy.toml:7: key 'pool_mode.max_pool_size': 0 is out of range (1..10000)". */
 struct cfg_error {
 	char msg[512];
 };
 
 /* Loads and validates a file. Returns NULL and fills *err on any problem
- * (unreadable file, TOML syntax, unknown key, wrong type, out of range,
- * bad enum value, missing [[nodes]]...). users_file is read and merged
- * into auth.users. */
+ * (unreadable file, TOML syntax, unknown key or table, wrong type, out of
+ * range, bad enum value, string too long for its field, no [[nodes]], ...).
+ * Relative users_file / TLS paths resolve against the file's folder;
+ * users_file is read and appended to auth.users. */
 struct cfg *cfg_load_file(const char *path, struct cfg_error *err);
-/* Same from memory; name is used in messages in place of a file name. */
+/* Same from memory (len bytes, need not be NUL-terminated); name is used in
+ * messages in place of a file name; relative paths stay relative to the
+ * current directory. */
 struct cfg *cfg_load_string(const char *name, const char *text, size_t len, struct cfg_error *err);
+/* Frees c and wipes the passwords it held; NULL is fine. */
 void cfg_free(struct cfg *c);
 
-/* Finds a user (config list, then users_file entries); NULL if unknown. */
+/* Finds a user ([[auth.users]] first, then users_file entries); NULL if unknown. */
 const struct cfg_user *cfg_find_user(const struct cfg *c, const char *name);
-/* The node with role primary (first one), or NULL. */
+/* The first node with role primary, or NULL. */
 const struct cfg_node *cfg_primary(const struct cfg *c);
 
-/* Writes docs/configuration.md contents generated from the key table. */
+/* Splits "host:port" or "[v6addr]:port" into host (without brackets) and
+ * port 1..65535. Returns 0, or -EINVAL if malformed, -ENAMETOOLONG if host
+ * does not fit host_cap. */
+__attribute__((warn_unused_result)) int cfg_parse_address(const char *addr, char *host,
+                                                          size_t host_cap, uint16_t *port);
+
+/* Writes docs/configuration.md (Markdown) generated from the key table. */
 void cfg_write_docs(FILE *out);
 
 const char *cfg_pool_mode_str(enum cfg_pool_mode m);
 const char *cfg_auth_method_str(enum cfg_auth_method m);
+
+/* ---- The key table, for validation tooling and `helioctl config get`. ---- */
+
+enum cfg_key_type { CFG_KEY_STRING, CFG_KEY_INT, CFG_KEY_BOOL, CFG_KEY_ENUM };
+
+#define CFG_KEY_RESTART  0x01u /* a change needs a restart, not a reload */
+#define CFG_KEY_REQUIRED 0x02u /* no default: must be given, non-empty */
+#define CFG_KEY_PATH     0x04u /* relative path, resolved against the config's folder */
+#define CFG_KEY_SECRET   0x08u /* cfg_format_value masks it */
+#define CFG_KEY_TEXT     0x10u /* enum stored as its name in a char array, not an int */
+
+struct cfg_key {
+	const char *section; /* "", "pool_mode", "auth", "tls", or arrays "nodes", "auth.users" */
+	const char *name;
+	enum cfg_key_type type;
+	size_t offset;      /* into struct cfg; for arrays into struct cfg_node / cfg_user */
+	size_t size;        /* of the field; a string holds at most size - 1 bytes */
+	const char *def;    /* default as text, "<index>" = element index; NULL if required */
+	long long min, max; /* ints */
+	const char *const *values; /* enums: NULL-terminated, position = stored value */
+	unsigned flags;            /* CFG_KEY_* */
+	const char *doc;           /* one line */
+};
+
+/* All keys in documentation order; *n gets the count. */
+const struct cfg_key *cfg_key_table(size_t *n);
+/* Finds a key by dotted name: "io_backend", "pool_mode.max_pool_size",
+ * "nodes.port", "auth.users.name". NULL if unknown. */
+const struct cfg_key *cfg_key_find(const char *dotted_name);
+/* Writes k's value in c as a TOML value ("100", "\"transaction\"", quoted
+ * and escaped strings); keys of [[nodes]] / [[auth.users]] give an array with
+ * one value per element. Non-empty secrets come out as "********".
+ * Returns 0, -EINVAL for bad arguments, -ENOSPC if cap is too small. */
+__attribute__((warn_unused_result)) int
+cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, size_t cap);
 
 #endif

@@ -1,0 +1,912 @@
+/*
+ * Loads a TOML configuration into an immutable struct cfg: walks the TOML
+ * tree against the key table (cfg_keys.c), applies defaults, then checks the
+ * rules that span keys and reads the PgBouncer-style users_file.
+ */
+#include "common/cfg.h"
+#include "common/cfg_keys.h"
+#include "common/toml.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct loader {
+	const char *name; /* file name used in messages */
+	const char *dir;  /* folder relative paths resolve against; NULL = leave them */
+	const struct toml_value *root;
+	struct cfg *c;
+	struct cfg_error *err;
+};
+
+static int vfail(struct loader *ld, const char *file, int line, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+/* Fills ld->err with "file:line: message" (no line when 0); returns -EINVAL. */
+static int vfail(struct loader *ld, const char *file, int line, const char *fmt, va_list ap)
+{
+	struct cfg_buf b;
+
+	cfg_buf_init(&b, ld->err->msg, sizeof(ld->err->msg));
+	if (line > 0)
+		cfg_buf_printf(&b, "%s:%d: ", file, line);
+	else
+		cfg_buf_printf(&b, "%s: ", file);
+	vsnprintf(b.p + b.len, b.cap - b.len, fmt, ap);
+	return -EINVAL;
+}
+
+static int fail(struct loader *ld, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct loader *ld, int line, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vfail(ld, ld->name, line, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* The same about another file (users_file). */
+static int fail_in(struct loader *ld, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail_in(struct loader *ld, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vfail(ld, file, line, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* "io_backend", "pool_mode.mode", "nodes[1].port"; control characters from a
+ * hostile TOML key become '?' so the message stays one line. */
+static void key_path(char *buf, size_t cap, const char *section, long index, const char *name)
+{
+	if (index >= 0)
+		snprintf(buf, cap, "%s[%ld].%s", section, index, name);
+	else
+		snprintf(buf, cap, "%s%s%s", section, section[0] ? "." : "", name);
+	for (char *p = buf; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+}
+
+static const char *type_word(enum toml_type t)
+{
+	switch (t) {
+	case TOML_TABLE:
+		return "table";
+	case TOML_ARRAY:
+		return "array";
+	case TOML_STRING:
+		return "string";
+	case TOML_INT:
+		return "integer";
+	case TOML_FLOAT:
+		return "float";
+	case TOML_BOOL:
+		return "boolean";
+	default:
+		return "date/time";
+	}
+}
+
+/* The TOML value of section ("auth.users" -> root["auth"]["users"]), or of
+ * its deepest ancestor that exists; *found says which. */
+static const struct toml_value *section_value(const struct loader *ld, const char *section,
+                                              bool *found)
+{
+	const struct toml_value *t = ld->root, *v;
+	const char *s = section;
+	char part[32];
+
+	*found = false;
+	while (*s) {
+		size_t n = strcspn(s, ".");
+		if (n >= sizeof(part) || toml_type(t) != TOML_TABLE)
+			return t;
+		memcpy(part, s, n);
+		part[n] = '\0';
+		if (!(v = toml_table_get(t, part)))
+			return t;
+		t = v;
+		s += n + (s[n] == '.');
+	}
+	*found = true;
+	return t;
+}
+
+/* Line of section[index].name in the TOML, or of its nearest ancestor that
+ * was written, or 0: lets cross-key checks point at the right place. */
+static int line_of(const struct loader *ld, const char *section, long index, const char *name)
+{
+	bool found;
+	const struct toml_value *t = section_value(ld, section, &found), *v;
+	int line = t == ld->root ? 0 : toml_line(t);
+
+	if (!found)
+		return line;
+	if (index >= 0) {
+		if (toml_type(t) != TOML_ARRAY || (size_t)index >= toml_array_len(t))
+			return line;
+		t = toml_array_at(t, (size_t)index);
+		line = toml_line(t) > 0 ? toml_line(t) : line;
+	}
+	if (name && toml_type(t) == TOML_TABLE && (v = toml_table_get(t, name)))
+		line = toml_line(v);
+	return line;
+}
+
+/* Stores an integer after the range check; base is the struct k->offset is into. */
+static int store_int(struct loader *ld, const struct cfg_key *k, const char *key, int line,
+                     char *base, long long n)
+{
+	int v;
+
+	if (n < k->min || n > k->max)
+		return fail(ld, line, "key '%s': %lld is out of range (%lld..%lld)", key, n, k->min,
+		            k->max);
+	v = (int)n;
+	memcpy(base + k->offset, &v, sizeof(v));
+	return 0;
+}
+
+/* Stores a string or enum value of len bytes; never truncates. */
+static int store_text(struct loader *ld, const struct cfg_key *k, const char *key, int line,
+                      char *base, const char *s, size_t len)
+{
+	char shown[96], allowed[256];
+	struct cfg_buf b;
+	int idx;
+
+	if (k->type == CFG_KEY_STRING) {
+		if (memchr(s, '\0', len))
+			return fail(ld, line, "key '%s': contains a NUL byte", key);
+		if (len >= k->size)
+			return fail(ld, line,
+			            "key '%s': value is %zu bytes, longer than the %zu allowed",
+			            key, len, k->size - 1);
+		memcpy(base + k->offset, s, len);
+		base[k->offset + len] = '\0';
+		return 0;
+	}
+	idx = cfg_enum_index(k, s, len);
+	if (idx < 0) {
+		cfg_buf_init(&b, shown, sizeof(shown));
+		cfg_buf_quote(&b, s, len);
+		cfg_buf_init(&b, allowed, sizeof(allowed));
+		for (int i = 0; k->values[i]; i++)
+			cfg_buf_printf(&b, "%s%s", i ? ", " : "", k->values[i]);
+		return fail(ld, line, "key '%s': %s is not one of %s", key, shown, allowed);
+	}
+	if (k->flags & CFG_KEY_TEXT)
+		snprintf(base + k->offset, k->size, "%s", k->values[idx]);
+	else
+		memcpy(base + k->offset, &idx, sizeof(idx));
+	return 0;
+}
+
+/* Sets the defaults of one section (index >= 0: one array element). */
+static int apply_defaults(struct loader *ld, const char *section, long index, char *base)
+{
+	size_t n;
+	const struct cfg_key *keys = cfg_key_table(&n);
+	char key[128], text[CFG_QUERY_MAX];
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const struct cfg_key *k = &keys[i];
+		const char *at;
+		if (strcmp(k->section, section) != 0 || !k->def)
+			continue;
+		key_path(key, sizeof(key), section, index, k->name);
+		at = strstr(k->def, "<index>");
+		if (at)
+			snprintf(text, sizeof(text), "%.*s%ld%s", (int)(at - k->def), k->def, index,
+			         at + strlen("<index>"));
+		else
+			snprintf(text, sizeof(text), "%s", k->def);
+		if (k->type == CFG_KEY_INT)
+			rc = store_int(ld, k, key, 0, base, strtoll(text, NULL, 10));
+		else if (k->type == CFG_KEY_BOOL)
+			*(bool *)(base + k->offset) = strcmp(text, "true") == 0;
+		else
+			rc = store_text(ld, k, key, 0, base, text, strlen(text));
+	}
+	return rc;
+}
+
+static int set_value(struct loader *ld, const struct cfg_key *k, long index,
+                     const struct toml_value *v, char *base)
+{
+	enum toml_type want = k->type == CFG_KEY_INT    ? TOML_INT
+	                      : k->type == CFG_KEY_BOOL ? TOML_BOOL
+	                                                : TOML_STRING;
+	int line = toml_line(v);
+	const char *s;
+	size_t len;
+	char key[128];
+
+	key_path(key, sizeof(key), k->section, index, k->name);
+	if (toml_type(v) != want)
+		return fail(ld, line, "key '%s': expected %s, got %s", key, type_word(want),
+		            type_word(toml_type(v)));
+	switch (k->type) {
+	case CFG_KEY_INT:
+		return store_int(ld, k, key, line, base, toml_int(v));
+	case CFG_KEY_BOOL:
+		*(bool *)(base + k->offset) = toml_bool(v);
+		return 0;
+	default:
+		s = toml_string(v, &len);
+		return store_text(ld, k, key, line, base, s, len);
+	}
+}
+
+static int unknown(struct loader *ld, const char *section, long index, const char *name,
+                   const struct toml_value *v)
+{
+	bool table =
+	    toml_type(v) == TOML_TABLE || (toml_type(v) == TOML_ARRAY && toml_array_len(v) > 0 &&
+	                                   toml_type(toml_array_at(v, 0)) == TOML_TABLE);
+	const char *hint = cfg_key_suggest(section, name);
+	char key[128];
+
+	key_path(key, sizeof(key), section, index, name);
+	if (hint)
+		return fail(ld, toml_line(v), "unknown %s '%s' (did you mean '%s'?)",
+		            table ? "table" : "key", key, hint);
+	return fail(ld, toml_line(v), "unknown %s '%s'", table ? "table" : "key", key);
+}
+
+static int load_section(struct loader *ld, const struct cfg_section *sec,
+                        const struct toml_value *v);
+
+/* Walks one TOML table of section; base is the struct its keys live in. */
+static int load_table(struct loader *ld, const char *section, long index,
+                      const struct toml_value *t, char *base)
+{
+	for (size_t i = 0; i < toml_table_len(t); i++) {
+		const char *name = toml_table_key(t, i);
+		const struct toml_value *v = toml_table_value(t, i);
+		const struct cfg_key *k = cfg_key_in(section, name, toml_table_key_len(t, i));
+		const struct cfg_section *sub = NULL;
+		char subname[64];
+		int rc;
+
+		if (!k && index < 0) {
+			snprintf(subname, sizeof(subname), "%s%s%s", section, section[0] ? "." : "",
+			         name);
+			sub = cfg_section_find(subname);
+		}
+		if (k)
+			rc = set_value(ld, k, index, v, base);
+		else if (sub)
+			rc = load_section(ld, sub, v);
+		else
+			rc = unknown(ld, section, index, name, v);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* Required string keys of one section or array element (t, NULL if the
+ * section is absent): given and non-empty. */
+static int check_required(struct loader *ld, const char *section, long index,
+                          const struct toml_value *t, const char *base)
+{
+	size_t n;
+	const struct cfg_key *keys = cfg_key_table(&n);
+	char key[128];
+
+	for (size_t i = 0; i < n; i++) {
+		const struct cfg_key *k = &keys[i];
+		if (!(k->flags & CFG_KEY_REQUIRED) || strcmp(k->section, section) != 0 ||
+		    base[k->offset] != '\0')
+			continue;
+		key_path(key, sizeof(key), section, index, k->name);
+		if (t && toml_table_get(t, k->name))
+			return fail(ld, line_of(ld, section, index, k->name),
+			            "key '%s' must not be empty", key);
+		return fail(ld, line_of(ld, section, index, NULL), "key '%s' is required", key);
+	}
+	return 0;
+}
+
+static int load_section(struct loader *ld, const struct cfg_section *sec,
+                        const struct toml_value *v)
+{
+	struct cfg *c = ld->c;
+	size_t n, elem;
+	char *arr;
+	char key[64];
+	int rc;
+
+	if (!sec->is_array) {
+		if (toml_type(v) != TOML_TABLE)
+			return fail(ld, toml_line(v), "key '%s': expected table, got %s", sec->name,
+			            type_word(toml_type(v)));
+		return load_table(ld, sec->name, -1, v, (char *)c);
+	}
+	if (toml_type(v) != TOML_ARRAY)
+		return fail(ld, toml_line(v), "key '%s': expected array of tables ([[%s]]), got %s",
+		            sec->name, sec->name, type_word(toml_type(v)));
+	n = toml_array_len(v);
+	if (n == 0)
+		return 0;
+	if (strcmp(sec->name, "nodes") == 0) {
+		elem = sizeof(*c->nodes);
+		arr = calloc(n, elem);
+		c->nodes = (struct cfg_node *)arr;
+		c->n_nodes = arr ? n : 0;
+	} else {
+		elem = sizeof(*c->auth.users);
+		arr = calloc(n, elem);
+		c->auth.users = (struct cfg_user *)arr;
+		c->auth.n_users = c->auth.n_config_users = arr ? n : 0;
+	}
+	if (!arr)
+		return fail(ld, 0, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const struct toml_value *t = toml_array_at(v, i);
+		char *base = arr + i * elem;
+		if (toml_type(t) != TOML_TABLE) {
+			snprintf(key, sizeof(key), "%s[%zu]", sec->name, i);
+			return fail(ld, toml_line(t), "key '%s': expected table, got %s", key,
+			            type_word(toml_type(t)));
+		}
+		rc = apply_defaults(ld, sec->name, (long)i, base);
+		if (rc == 0)
+			rc = load_table(ld, sec->name, (long)i, t, base);
+		if (rc == 0)
+			rc = check_required(ld, sec->name, (long)i, t, base);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int cfg_parse_address(const char *addr, char *host, size_t host_cap, uint16_t *port)
+{
+	const char *h = addr, *hend, *p;
+	unsigned long v = 0;
+
+	if (addr[0] == '[') {
+		h = addr + 1;
+		hend = strchr(h, ']');
+		if (!hend || hend[1] != ':')
+			return -EINVAL;
+		p = hend + 2;
+	} else {
+		hend = strrchr(addr, ':');
+		/* A bare IPv6 address would make the port ambiguous. */
+		if (!hend || memchr(addr, ':', (size_t)(hend - addr)))
+			return -EINVAL;
+		p = hend + 1;
+	}
+	if (hend == h || strcspn(h, " \t") < (size_t)(hend - h))
+		return -EINVAL;
+	if (*p == '\0' || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p))
+		return -EINVAL;
+	v = strtoul(p, NULL, 10);
+	if (v < 1 || v > 65535)
+		return -EINVAL;
+	if ((size_t)(hend - h) >= host_cap)
+		return -ENAMETOOLONG;
+	memcpy(host, h, (size_t)(hend - h));
+	host[hend - h] = '\0';
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* Opens path for reading if it is a regular file; returns an fd or -errno. */
+static int open_regular(const char *path, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) < 0)
+		rc = -errno;
+	else if (!S_ISREG(st->st_mode))
+		rc = S_ISDIR(st->st_mode) ? -EISDIR : -EINVAL;
+	else
+		return fd;
+	close(fd);
+	return rc;
+}
+
+/* Reads a whole regular file of at most max bytes into a malloc'ed,
+ * NUL-terminated buffer. Returns 0 or -errno. */
+static int read_all(const char *path, size_t max, char **out, size_t *len)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	int fd, rc = 0;
+
+	fd = open_regular(path, &st);
+	if (fd < 0)
+		return fd;
+	if ((uintmax_t)st.st_size > max) {
+		rc = -EFBIG;
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	buf[got] = '\0';
+	*out = buf;
+	*len = got;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+/* Copies the double-quoted field at *pp into out ("" inside the quotes is one
+ * quote, as in PgBouncer's userlist.txt) and moves *pp past it. */
+static int parse_field(const char **pp, const char *end, char *out, size_t cap, const char *what,
+                       char *why, size_t why_cap)
+{
+	const char *p = *pp;
+	size_t n = 0;
+
+	if (p >= end || *p != '"') {
+		snprintf(why, why_cap, "expected %s in double quotes", what);
+		return -EINVAL;
+	}
+	for (p++;; p++) {
+		if (p >= end) {
+			snprintf(why, why_cap, "no closing quote after %s", what);
+			return -EINVAL;
+		}
+		if (*p == '"') {
+			if (p + 1 >= end || p[1] != '"')
+				break;
+			p++;
+		}
+		if (*p == '\0') {
+			snprintf(why, why_cap, "NUL byte in %s", what);
+			return -EINVAL;
+		}
+		if (n + 1 >= cap) {
+			snprintf(why, why_cap, "%s is longer than %zu bytes", what, cap - 1);
+			return -EINVAL;
+		}
+		out[n++] = *p;
+	}
+	out[n] = '\0';
+	*pp = p + 1;
+	return 0;
+}
+
+/* Parses one users_file line [p, end). Returns 0 with *u filled, 1 for a
+ * blank or comment line, -EINVAL with why filled. */
+static int parse_user_line(const char *p, const char *end, struct cfg_user *u, char *why,
+                           size_t why_cap)
+{
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p == end || *p == ';' || *p == '#')
+		return 1;
+	memset(u, 0, sizeof(*u));
+	if (parse_field(&p, end, u->name, sizeof(u->name), "the user name", why, why_cap) < 0)
+		return -EINVAL;
+	if (!u->name[0]) {
+		snprintf(why, why_cap, "empty user name");
+		return -EINVAL;
+	}
+	if (p == end || (*p != ' ' && *p != '\t')) {
+		snprintf(why, why_cap, "expected a space, then the password in double quotes");
+		return -EINVAL;
+	}
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	/* Like PgBouncer, whatever follows the password is ignored. */
+	return parse_field(&p, end, u->password, sizeof(u->password), "the password", why, why_cap);
+}
+
+struct name_line {
+	const char *name;
+	int line;
+};
+
+static int cmp_name_line(const void *a, const void *b)
+{
+	const struct name_line *x = a, *y = b;
+	int d = strcmp(x->name, y->name);
+
+	return d ? d : x->line - y->line;
+}
+
+/* Users listed twice in users_file are refused: which line wins is a guess. */
+static int check_file_duplicates(struct loader *ld, const int *lines)
+{
+	struct cfg *c = ld->c;
+	size_t first = c->auth.n_config_users, n = c->auth.n_users - first;
+	struct name_line *v = calloc(n ? n : 1, sizeof(*v));
+	char shown[96];
+	struct cfg_buf b;
+	int rc = 0;
+
+	if (!v)
+		return fail(ld, 0, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		v[i] = (struct name_line){c->auth.users[first + i].name, lines[i]};
+	qsort(v, n, sizeof(*v), cmp_name_line);
+	for (size_t i = 1; i < n; i++) {
+		if (strcmp(v[i - 1].name, v[i].name) != 0)
+			continue;
+		cfg_buf_init(&b, shown, sizeof(shown));
+		cfg_buf_quote(&b, v[i].name, strlen(v[i].name));
+		rc = fail_in(ld, c->auth.users_file, v[i].line, "duplicate user %s (also line %d)",
+		             shown, v[i - 1].line);
+		break;
+	}
+	free(v);
+	return rc;
+}
+
+/* Reads auth.users_file and appends its users after [[auth.users]]. */
+static int load_users_file(struct loader *ld)
+{
+	struct cfg *c = ld->c;
+	const char *path = c->auth.users_file, *p, *end;
+	struct cfg_user *users = NULL;
+	char *data = NULL, why[96];
+	int *lines = NULL, lineno = 0, rc;
+	size_t len = 0, max = c->auth.n_users;
+
+	rc = read_all(path, TOML_MAX_INPUT, &data, &len);
+	if (rc) {
+		rc = fail(ld, line_of(ld, "auth", -1, "users_file"),
+		          "key 'auth.users_file': cannot read \"%s\": %s", path, strerror(-rc));
+		goto out;
+	}
+	/* Size the array once: every line may hold a user. Moving the secrets
+	 * ourselves (not realloc) lets us wipe the old copy. */
+	for (p = data, end = data + len; p < end; p++)
+		max += *p == '\n';
+	max++;
+	users = calloc(max, sizeof(*users));
+	lines = calloc(max, sizeof(*lines));
+	if (!users || !lines) {
+		rc = fail(ld, 0, "out of memory reading \"%s\"", path);
+		goto out;
+	}
+	if (c->auth.n_users) {
+		memcpy(users, c->auth.users, c->auth.n_users * sizeof(*users));
+		explicit_bzero(c->auth.users, c->auth.n_users * sizeof(*users));
+	}
+	free(c->auth.users);
+	c->auth.users = users;
+	users = NULL;
+	for (p = data, end = data + len; p < end;) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p)), *next;
+		eol = eol ? eol : end;
+		next = eol < end ? eol + 1 : end;
+		if (eol > p && eol[-1] == '\r')
+			eol--;
+		lineno++;
+		rc = parse_user_line(p, eol, &c->auth.users[c->auth.n_users], why, sizeof(why));
+		if (rc < 0) {
+			/* The half-parsed entry is past n_users, where cfg_free won't wipe. */
+			explicit_bzero(&c->auth.users[c->auth.n_users], sizeof(*c->auth.users));
+			rc = fail_in(ld, path, lineno,
+			             "malformed line, expected \"user\" \"password\": %s", why);
+			goto out;
+		}
+		if (rc == 0)
+			lines[c->auth.n_users++ - c->auth.n_config_users] = lineno;
+		p = next;
+	}
+	rc = check_file_duplicates(ld, lines);
+out:
+	free(users);
+	free(lines);
+	if (data)
+		explicit_bzero(data, len);
+	free(data);
+	return rc;
+}
+
+/* Makes relative CFG_KEY_PATH values relative to the config file's folder,
+ * so the process's working directory does not matter. */
+static int resolve_paths(struct loader *ld)
+{
+	size_t n;
+	const struct cfg_key *keys = cfg_key_table(&n);
+	char joined[2 * CFG_PATH_MAX], key[128];
+
+	if (!ld->dir)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct cfg_key *k = &keys[i];
+		char *field = (char *)ld->c + k->offset;
+		size_t len;
+		/* PATH keys of array elements are not supported (there are none). */
+		if (!(k->flags & CFG_KEY_PATH) || cfg_section_find(k->section)->is_array ||
+		    field[0] == '\0' || field[0] == '/')
+			continue;
+		len = (size_t)snprintf(joined, sizeof(joined), "%s/%s", ld->dir, field);
+		if (len >= k->size) {
+			key_path(key, sizeof(key), k->section, -1, k->name);
+			return fail(
+			    ld, line_of(ld, k->section, -1, k->name),
+			    "key '%s': path is longer than %zu bytes once resolved against %s", key,
+			    k->size - 1, ld->dir);
+		}
+		memcpy(field, joined, len + 1);
+	}
+	return 0;
+}
+
+/* Names in array section (nodes, auth.users) must be unique. */
+static int check_unique(struct loader *ld, const char *section, const char *arr, size_t n,
+                        size_t elem, const char *what)
+{
+	size_t off = cfg_key_in(section, "name", strlen("name"))->offset;
+	char shown[96];
+	struct cfg_buf b;
+
+	for (size_t j = 1; j < n; j++) {
+		for (size_t i = 0; i < j; i++) {
+			const char *a = arr + i * elem + off, *b2 = arr + j * elem + off;
+			if (strcmp(a, b2) != 0)
+				continue;
+			cfg_buf_init(&b, shown, sizeof(shown));
+			cfg_buf_quote(&b, b2, strlen(b2));
+			return fail(ld, line_of(ld, section, (long)j, "name"),
+			            "key '%s[%zu].name': duplicate %s name %s (also %s[%zu])",
+			            section, j, what, shown, section, i);
+		}
+	}
+	return 0;
+}
+
+static int check_address(struct loader *ld, const char *name, const char *addr)
+{
+	char host[CFG_HOST_MAX];
+	uint16_t port;
+
+	if (cfg_parse_address(addr, host, sizeof(host), &port) == 0)
+		return 0;
+	return fail(ld, line_of(ld, "", -1, name),
+	            "key '%s': \"%s\" is not host:port (IPv6 as \"[::1]:5433\")", name, addr);
+}
+
+/* A TLS file that the mode needs: set, and a readable regular file. */
+static int check_tls_file(struct loader *ld, const char *name, const char *path,
+                          const char *needed_by, const char *mode)
+{
+	struct stat st;
+	int fd;
+
+	if (!path[0])
+		return fail(ld, line_of(ld, "tls", -1, needed_by),
+		            "key 'tls.%s' is required when tls.%s = \"%s\"", name, needed_by, mode);
+	fd = open_regular(path, &st);
+	if (fd < 0)
+		return fail(ld, line_of(ld, "tls", -1, name),
+		            "key 'tls.%s': cannot read \"%s\": %s", name, path, strerror(-fd));
+	close(fd);
+	return 0;
+}
+
+static int validate_tls(struct loader *ld)
+{
+	struct cfg *c = ld->c;
+	const char *cmode = cfg_key_find("tls.client_mode")->values[c->tls.client_mode];
+	const char *smode = cfg_key_find("tls.server_mode")->values[c->tls.server_mode];
+	int rc = 0;
+
+	if (c->tls.client_mode != CFG_CTLS_DISABLE) {
+		rc = check_tls_file(ld, "cert_file", c->tls.cert_file, "client_mode", cmode);
+		if (rc == 0)
+			rc = check_tls_file(ld, "key_file", c->tls.key_file, "client_mode", cmode);
+	}
+	if (rc == 0 && (c->tls.server_mode == CFG_STLS_VERIFY_FULL ||
+	                (c->tls.server_mode != CFG_STLS_DISABLE && c->tls.ca_file[0])))
+		rc = check_tls_file(ld, "ca_file", c->tls.ca_file, "server_mode", smode);
+	return rc;
+}
+
+/* Rules that span keys; runs once every key has its value. */
+static int validate(struct loader *ld)
+{
+	struct cfg *c = ld->c;
+	int rc;
+
+	if ((rc = resolve_paths(ld)) ||
+	    (rc = check_address(ld, "listen_address", c->listen_address)) ||
+	    (rc = check_address(ld, "admin_address", c->admin_address)))
+		return rc;
+	if (c->pool.min_idle > c->pool.max_pool_size)
+		return fail(
+		    ld, line_of(ld, "pool_mode", -1, "min_idle"),
+		    "key 'pool_mode.min_idle': %d is greater than pool_mode.max_pool_size (%d)",
+		    c->pool.min_idle, c->pool.max_pool_size);
+	if (c->n_nodes == 0)
+		return fail(ld, 0, "no [[nodes]] table: at least one node is required");
+	rc = check_unique(ld, "nodes", (const char *)c->nodes, c->n_nodes, sizeof(*c->nodes),
+	                  "node");
+	if (rc == 0)
+		rc = check_unique(ld, "auth.users", (const char *)c->auth.users,
+		                  c->auth.n_config_users, sizeof(*c->auth.users), "user");
+	if (rc == 0 && c->auth.users_file[0])
+		rc = load_users_file(ld);
+	if (rc == 0 && c->auth.auth_user[0] && !cfg_find_user(c, c->auth.auth_user))
+		rc = fail(ld, line_of(ld, "auth", -1, "auth_user"),
+		          "key 'auth.auth_user': \"%s\" is not a user from [[auth.users]] or "
+		          "auth.users_file",
+		          c->auth.auth_user);
+	if (rc == 0)
+		rc = validate_tls(ld);
+	return rc;
+}
+
+static struct cfg *load(const char *name, const char *dir, const char *text, size_t len,
+                        struct cfg_error *err)
+{
+	struct loader ld = {.name = name, .dir = dir, .err = err};
+	struct toml_error te = {0};
+	struct toml_value *root;
+	size_t n;
+	const struct cfg_section *secs = cfg_sections(&n);
+	int rc = 0;
+
+	err->msg[0] = '\0';
+	root = toml_parse(text, len, &te);
+	if (!root) {
+		if (te.line > 0 && te.col > 0)
+			snprintf(err->msg, sizeof(err->msg), "%s:%d:%d: %s", name, te.line, te.col,
+			         te.msg);
+		else if (te.line > 0)
+			snprintf(err->msg, sizeof(err->msg), "%s:%d: %s", name, te.line, te.msg);
+		else
+			snprintf(err->msg, sizeof(err->msg), "%s: %s", name, te.msg);
+		return NULL;
+	}
+	ld.root = root;
+	ld.c = calloc(1, sizeof(*ld.c));
+	if (!ld.c) {
+		rc = fail(&ld, 0, "out of memory");
+		goto out;
+	}
+	/* Defaults first, so sections that are absent from the file get them too. */
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (!secs[i].is_array)
+			rc = apply_defaults(&ld, secs[i].name, -1, (char *)ld.c);
+	if (rc == 0)
+		rc = load_table(&ld, "", -1, root, (char *)ld.c);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		bool found;
+		const struct toml_value *t = section_value(&ld, secs[i].name, &found);
+		if (!secs[i].is_array)
+			rc = check_required(&ld, secs[i].name, -1, found ? t : NULL, (char *)ld.c);
+	}
+	if (rc == 0)
+		rc = validate(&ld);
+out:
+	toml_free(root);
+	if (rc) {
+		cfg_free(ld.c);
+		return NULL;
+	}
+	return ld.c;
+}
+
+struct cfg *cfg_load_string(const char *name, const char *text, size_t len, struct cfg_error *err)
+{
+	struct cfg_error scratch;
+
+	return load(name ? name : "<string>", NULL, text, len, err ? err : &scratch);
+}
+
+struct cfg *cfg_load_file(const char *path, struct cfg_error *err)
+{
+	struct cfg_error scratch;
+	const char *slash = strrchr(path, '/');
+	char dir[CFG_PATH_MAX], *data = NULL;
+	struct cfg *c = NULL;
+	size_t len = 0;
+	int rc;
+
+	err = err ? err : &scratch;
+	if (strlen(path) >= sizeof(c->path)) {
+		snprintf(err->msg, sizeof(err->msg), "%.64s...: path is longer than %zu bytes",
+		         path, sizeof(c->path) - 1);
+		goto out;
+	}
+	rc = read_all(path, TOML_MAX_INPUT, &data, &len);
+	if (rc) {
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-rc));
+		goto out;
+	}
+	if (slash) {
+		size_t n = slash == path ? 1 : (size_t)(slash - path);
+		memcpy(dir, path, n);
+		dir[n] = '\0';
+	}
+	c = load(path, slash ? dir : NULL, data, len, err);
+	if (c)
+		snprintf(c->path, sizeof(c->path), "%s", path);
+out:
+	free(data);
+	return c;
+}
+
+void cfg_free(struct cfg *c)
+{
+	if (!c)
+		return;
+	if (c->auth.users)
+		explicit_bzero(c->auth.users, c->auth.n_users * sizeof(*c->auth.users));
+	free(c->auth.users);
+	free(c->nodes);
+	free(c);
+}
+
+const struct cfg_user *cfg_find_user(const struct cfg *c, const char *name)
+{
+	/* Config users come first in the array, so they win over users_file. */
+	for (size_t i = 0; i < c->auth.n_users; i++)
+		if (strcmp(c->auth.users[i].name, name) == 0)
+			return &c->auth.users[i];
+	return NULL;
+}
+
+const struct cfg_node *cfg_primary(const struct cfg *c)
+{
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].role == CFG_ROLE_PRIMARY)
+			return &c->nodes[i];
+	return NULL;
+}
+
+/* The name of value v of an enum key, from the key table. */
+static const char *enum_name(const char *dotted, int v)
+{
+	const struct cfg_key *k = cfg_key_find(dotted);
+
+	for (int i = 0; k && k->values[i]; i++)
+		if (i == v)
+			return k->values[i];
+	return "?";
+}
+
+const char *cfg_pool_mode_str(enum cfg_pool_mode m)
+{
+	return enum_name("pool_mode.mode", (int)m);
+}
+
+const char *cfg_auth_method_str(enum cfg_auth_method m)
+{
+	return enum_name("auth.method", (int)m);
+}

@@ -1,0 +1,418 @@
+/*
+ * Every configuration key, declared once: section, name, type, field,
+ * default, bounds and doc. The loader (cfg.c), cfg_format_value(),
+ * cfg_write_docs() and helioctl all read this table; nothing else lists keys.
+ */
+#include "common/cfg.h"
+#include "common/cfg_keys.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Offset and size of a field, for the table below. */
+#define F_CFG(field)  offsetof(struct cfg, field), sizeof(((struct cfg *)0)->field)
+#define F_NODE(field) offsetof(struct cfg_node, field), sizeof(((struct cfg_node *)0)->field)
+#define F_USER(field) offsetof(struct cfg_user, field), sizeof(((struct cfg_user *)0)->field)
+
+/* Value lists: position = enum value in cfg.h (log_level: log.h order). */
+static const char *const io_backends[] = {"auto", "io_uring", "epoll", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const pool_modes[] = {"session", "transaction", "statement", NULL};
+static const char *const roles[] = {"primary", "replica", NULL};
+static const char *const auth_methods[] = {"trust", "md5", "scram-sha-256", NULL};
+static const char *const client_tls[] = {"disable", "allow", "require", NULL};
+static const char *const server_tls[] = {"disable", "prefer", "require", "verify-full", NULL};
+
+#define RESTART CFG_KEY_RESTART
+#define REQ     CFG_KEY_REQUIRED
+#define PATH    CFG_KEY_PATH
+#define SECRET  CFG_KEY_SECRET
+
+static const struct cfg_key keys[] = {
+    {"", "listen_address", CFG_KEY_STRING, F_CFG(listen_address), "127.0.0.1:5433", 0, 0, NULL,
+     RESTART, "Address clients connect to, as host:port; IPv6 as \"[::1]:5433\"."},
+    {"", "admin_address", CFG_KEY_STRING, F_CFG(admin_address), "127.0.0.1:9090", 0, 0, NULL,
+     RESTART, "Address of the admin HTTP API (/metrics, /healthz, helioctl), as host:port."},
+    {"", "workers", CFG_KEY_INT, F_CFG(workers), "0", 0, 256, NULL, RESTART,
+     "Worker threads, each with its own event loop; 0 = one per online CPU."},
+    {"", "io_backend", CFG_KEY_ENUM, F_CFG(io_backend), "auto", 0, 0, io_backends, RESTART,
+     "I/O engine; auto uses io_uring when the kernel allows it, else epoll."},
+    {"", "unix_socket_dir", CFG_KEY_STRING, F_CFG(unix_socket_dir), "", 0, 0, NULL, RESTART,
+     "Folder for a Unix-domain listening socket; empty = none."},
+    {"", "log_level", CFG_KEY_ENUM, F_CFG(log_level), "info", 0, 0, log_levels, CFG_KEY_TEXT,
+     "Least severe level written to the log."},
+    {"", "shutdown_timeout_secs", CFG_KEY_INT, F_CFG(shutdown_timeout_secs), "30", 0, 3600, NULL, 0,
+     "After SIGTERM, seconds clients get to finish before they are closed."},
+    {"", "max_client_conn", CFG_KEY_INT, F_CFG(max_client_conn), "10000", 1, 1000000, NULL, 0,
+     "Most client connections open at once; further ones are refused."},
+
+    {"pool_mode", "mode", CFG_KEY_ENUM, F_CFG(pool.mode), "session", 0, 0, pool_modes, 0,
+     "When a server connection goes back to the pool: at client exit, transaction end or "
+     "statement end."},
+    {"pool_mode", "max_pool_size", CFG_KEY_INT, F_CFG(pool.max_pool_size), "20", 1, 10000, NULL, 0,
+     "Most server connections per (node, database, user), across all workers."},
+    {"pool_mode", "min_idle", CFG_KEY_INT, F_CFG(pool.min_idle), "0", 0, 10000, NULL, 0,
+     "Idle server connections kept open per pool; at most max_pool_size."},
+    {"pool_mode", "idle_timeout_secs", CFG_KEY_INT, F_CFG(pool.idle_timeout_secs), "600", 0, 604800,
+     NULL, 0, "Close a server connection idle this long; 0 = never."},
+    {"pool_mode", "server_lifetime_secs", CFG_KEY_INT, F_CFG(pool.server_lifetime_secs), "3600", 0,
+     604800, NULL, 0, "Close a server connection this old when it is next idle; 0 = unlimited."},
+    {"pool_mode", "query_wait_timeout_secs", CFG_KEY_INT, F_CFG(pool.query_wait_timeout_secs),
+     "120", 0, 86400, NULL, 0,
+     "A client waiting this long for a server connection gets an error; 0 = wait forever."},
+    {"pool_mode", "server_connect_timeout_secs", CFG_KEY_INT,
+     F_CFG(pool.server_connect_timeout_secs), "5", 1, 300, NULL, 0,
+     "Give up connecting to a server after this long."},
+    {"pool_mode", "reset_query", CFG_KEY_STRING, F_CFG(pool.reset_query), "DISCARD ALL", 0, 0, NULL,
+     0, "Run on a server connection before another client gets it; empty = none."},
+
+    {"nodes", "name", CFG_KEY_STRING, F_NODE(name), "node<index>", 0, 0, NULL, 0,
+     "Unique name for logs, metrics and routes; default by position: node0, node1, ..."},
+    {"nodes", "host", CFG_KEY_STRING, F_NODE(host), NULL, 0, 0, NULL, REQ,
+     "Host name or IP address of the PostgreSQL server."},
+    {"nodes", "port", CFG_KEY_INT, F_NODE(port), "5432", 1, 65535, NULL, 0,
+     "TCP port of the PostgreSQL server."},
+    {"nodes", "role", CFG_KEY_ENUM, F_NODE(role), "primary", 0, 0, roles, 0,
+     "primary takes writes; replica serves reads."},
+
+    {"auth", "method", CFG_KEY_ENUM, F_CFG(auth.method), "scram-sha-256", 0, 0, auth_methods, 0,
+     "How clients prove who they are to the proxy."},
+    {"auth", "users_file", CFG_KEY_STRING, F_CFG(auth.users_file), "", 0, 0, NULL, PATH,
+     "PgBouncer userlist.txt: lines of \"user\" \"password\"; empty = none."},
+    {"auth", "auth_user", CFG_KEY_STRING, F_CFG(auth.auth_user), "", 0, 0, NULL, 0,
+     "Known user whose connection runs auth_query for users not listed; empty = none."},
+    {"auth", "auth_query", CFG_KEY_STRING, F_CFG(auth.auth_query),
+     "SELECT usename, passwd FROM pg_shadow WHERE usename = $1", 0, 0, NULL, 0,
+     "Fetches an unlisted user's name and password hash; $1 is the user name."},
+
+    {"auth.users", "name", CFG_KEY_STRING, F_USER(name), NULL, 0, 0, NULL, REQ,
+     "User name, unique among [[auth.users]]."},
+    {"auth.users", "password", CFG_KEY_STRING, F_USER(password), "", 0, 0, NULL, SECRET,
+     "Plaintext, md5<32 hex> or SCRAM-SHA-256$... secret, as in userlist.txt."},
+    {"auth.users", "server_password", CFG_KEY_STRING, F_USER(server_password), "", 0, 0, NULL,
+     SECRET, "Plaintext password for the servers when password is a hash; empty = none."},
+
+    {"tls", "client_mode", CFG_KEY_ENUM, F_CFG(tls.client_mode), "disable", 0, 0, client_tls, 0,
+     "TLS from clients: refuse it, accept it when asked, or refuse clients without it."},
+    {"tls", "cert_file", CFG_KEY_STRING, F_CFG(tls.cert_file), "", 0, 0, NULL, PATH,
+     "PEM certificate chain shown to clients; needed unless client_mode = disable."},
+    {"tls", "key_file", CFG_KEY_STRING, F_CFG(tls.key_file), "", 0, 0, NULL, PATH,
+     "PEM private key of cert_file; needed unless client_mode = disable."},
+    {"tls", "ca_file", CFG_KEY_STRING, F_CFG(tls.ca_file), "", 0, 0, NULL, PATH,
+     "PEM CA bundle that server certificates must chain to; needed for verify-full."},
+    {"tls", "server_mode", CFG_KEY_ENUM, F_CFG(tls.server_mode), "prefer", 0, 0, server_tls, 0,
+     "TLS towards servers: off, used if offered, required, or required with verified "
+     "certificate and host name."},
+};
+
+static const struct cfg_section sections[] = {
+    {"", false, "Top level", "Keys written before any table."},
+    {"pool_mode", false, "[pool_mode]",
+     "Server connection pooling. There is one pool per (node, database, user); "
+     "min_idle must not exceed max_pool_size."},
+    {"nodes", true, "[[nodes]]",
+     "PostgreSQL servers, one table each; at least one is required and names must be "
+     "unique. The first primary takes writes."},
+    {"auth", false, "[auth]",
+     "Client authentication. auth_user, if set, must be a user from [[auth.users]] or "
+     "users_file. A malformed users_file line is an error naming the file and line; "
+     "`;` and `#` start comment lines, and `\"\"` inside quotes is a literal quote."},
+    {"auth.users", true, "[[auth.users]]",
+     "Users the proxy knows besides those in users_file. When a name is in both, this "
+     "entry wins."},
+    {"tls", false, "[tls]",
+     "TLS on both sides. With client_mode other than disable, cert_file and key_file must "
+     "be readable files; server_mode = verify-full needs ca_file."},
+};
+
+#define N_KEYS     (sizeof(keys) / sizeof(keys[0]))
+#define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
+
+const struct cfg_key *cfg_key_table(size_t *n)
+{
+	*n = N_KEYS;
+	return keys;
+}
+
+const struct cfg_section *cfg_sections(size_t *n)
+{
+	*n = N_SECTIONS;
+	return sections;
+}
+
+const struct cfg_section *cfg_section_find(const char *name)
+{
+	for (size_t i = 0; i < N_SECTIONS; i++)
+		if (strcmp(sections[i].name, name) == 0)
+			return &sections[i];
+	return NULL;
+}
+
+const struct cfg_key *cfg_key_in(const char *section, const char *name, size_t name_len)
+{
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const struct cfg_key *k = &keys[i];
+		if (strcmp(k->section, section) == 0 && strlen(k->name) == name_len &&
+		    memcmp(k->name, name, name_len) == 0)
+			return k;
+	}
+	return NULL;
+}
+
+const struct cfg_key *cfg_key_find(const char *dotted_name)
+{
+	/* The key name never contains a dot, so the last dot ends the section. */
+	const char *dot = strrchr(dotted_name, '.');
+	char section[32];
+
+	if (!dot)
+		return cfg_key_in("", dotted_name, strlen(dotted_name));
+	if ((size_t)(dot - dotted_name) >= sizeof(section))
+		return NULL;
+	memcpy(section, dotted_name, (size_t)(dot - dotted_name));
+	section[dot - dotted_name] = '\0';
+	return cfg_key_in(section, dot + 1, strlen(dot + 1));
+}
+
+/* Levenshtein distance, capped: names longer than 63 bytes get SIZE_MAX. */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[64];
+
+	if (la >= 64 || lb >= 64)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			diag = up;
+			row[j] = best;
+		}
+	}
+	return row[lb];
+}
+
+const char *cfg_key_suggest(const char *section, const char *name)
+{
+	size_t best = 3, d;
+	const char *found = NULL;
+
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (strcmp(keys[i].section, section) == 0 &&
+		    (d = edit_distance(name, keys[i].name)) < best)
+			best = d, found = keys[i].name;
+	/* Subsections too: "[pool-mode]" at the top, "[[auth.user]]" in auth. */
+	for (size_t i = 0; i < N_SECTIONS; i++) {
+		const char *dot = strrchr(sections[i].name, '.');
+		const char *leaf = dot ? dot + 1 : sections[i].name;
+		size_t plen = dot ? (size_t)(dot - sections[i].name) : 0;
+		if (leaf[0] && strlen(section) == plen &&
+		    strncmp(sections[i].name, section, plen) == 0 &&
+		    (d = edit_distance(name, leaf)) < best)
+			best = d, found = leaf;
+	}
+	return found;
+}
+
+int cfg_enum_index(const struct cfg_key *k, const char *s, size_t len)
+{
+	for (int i = 0; k->values[i]; i++)
+		if (strlen(k->values[i]) == len && memcmp(k->values[i], s, len) == 0)
+			return i;
+	return -1;
+}
+
+void cfg_buf_init(struct cfg_buf *b, char *p, size_t cap)
+{
+	b->p = p;
+	b->cap = cap;
+	b->len = 0;
+	b->full = cap == 0;
+	if (cap)
+		p[0] = '\0';
+}
+
+void cfg_buf_printf(struct cfg_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int w;
+
+	if (b->full)
+		return;
+	va_start(ap, fmt);
+	w = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (w < 0 || (size_t)w >= b->cap - b->len) {
+		b->full = true;
+		b->len = b->cap - 1;
+		return;
+	}
+	b->len += (size_t)w;
+}
+
+void cfg_buf_quote(struct cfg_buf *b, const char *s, size_t len)
+{
+	cfg_buf_printf(b, "\"");
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\')
+			cfg_buf_printf(b, "\\%c", ch);
+		else if (ch == '\n')
+			cfg_buf_printf(b, "\\n");
+		else if (ch == '\t')
+			cfg_buf_printf(b, "\\t");
+		else if (ch < 0x20 || ch == 0x7f)
+			cfg_buf_printf(b, "\\u%04X", ch);
+		else
+			cfg_buf_printf(b, "%c", ch);
+	}
+	cfg_buf_printf(b, "\"");
+}
+
+/* Appends one element's value of k; base is struct cfg, cfg_node or cfg_user. */
+static void format_one(struct cfg_buf *b, const struct cfg_key *k, const char *base)
+{
+	const char *field = base + k->offset;
+	int v;
+
+	switch (k->type) {
+	case CFG_KEY_STRING:
+		if ((k->flags & CFG_KEY_SECRET) && field[0])
+			cfg_buf_printf(b, "\"********\"");
+		else
+			cfg_buf_quote(b, field, strlen(field));
+		break;
+	case CFG_KEY_INT:
+		memcpy(&v, field, sizeof(v));
+		cfg_buf_printf(b, "%d", v);
+		break;
+	case CFG_KEY_BOOL:
+		cfg_buf_printf(b, "%s", *(const bool *)field ? "true" : "false");
+		break;
+	case CFG_KEY_ENUM:
+		if (k->flags & CFG_KEY_TEXT) {
+			cfg_buf_quote(b, field, strlen(field));
+			break;
+		}
+		memcpy(&v, field, sizeof(v));
+		cfg_buf_quote(b, k->values[v], strlen(k->values[v]));
+		break;
+	}
+}
+
+int cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, size_t cap)
+{
+	struct cfg_buf b;
+	const char *arr = NULL;
+	size_t n = 0, elem = 0;
+
+	if (!c || !k || !buf || cap == 0)
+		return -EINVAL;
+	cfg_buf_init(&b, buf, cap);
+	if (strcmp(k->section, "nodes") == 0) {
+		arr = (const char *)c->nodes;
+		n = c->n_nodes;
+		elem = sizeof(*c->nodes);
+	} else if (strcmp(k->section, "auth.users") == 0) {
+		/* Only [[auth.users]]: users_file entries are not values of these keys. */
+		arr = (const char *)c->auth.users;
+		n = c->auth.n_config_users;
+		elem = sizeof(*c->auth.users);
+	} else {
+		format_one(&b, k, (const char *)c);
+		return b.full ? -ENOSPC : 0;
+	}
+	cfg_buf_printf(&b, "[");
+	for (size_t i = 0; i < n; i++) {
+		cfg_buf_printf(&b, i ? ", " : "");
+		format_one(&b, k, arr + i * elem);
+	}
+	cfg_buf_printf(&b, "]");
+	return b.full ? -ENOSPC : 0;
+}
+
+/* Writes s into a Markdown table cell: a '|' would end the cell. */
+static void cell(FILE *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '|')
+			fputc('\\', out);
+		fputc(*s, out);
+	}
+}
+
+static void doc_row(FILE *out, const struct cfg_key *k)
+{
+	static const char *const type_names[] = {"string", "integer", "boolean", "enum"};
+
+	fprintf(out, "| `%s` | %s | ", k->name, type_names[k->type]);
+	if (!k->def)
+		fputs("required", out);
+	else if (k->type == CFG_KEY_STRING || k->type == CFG_KEY_ENUM)
+		fprintf(out, "`\"%s\"`", k->def);
+	else
+		fprintf(out, "`%s`", k->def);
+	fputs(" | ", out);
+	if (k->type == CFG_KEY_INT) {
+		fprintf(out, "%lld..%lld", k->min, k->max);
+	} else if (k->type == CFG_KEY_ENUM) {
+		for (size_t i = 0; k->values[i]; i++)
+			fprintf(out, "%s`%s`", i ? ", " : "", k->values[i]);
+	} else if (k->type == CFG_KEY_STRING) {
+		fprintf(out, "up to %zu bytes", k->size - 1);
+		if (k->flags & CFG_KEY_PATH)
+			fputs("; path, relative to the config file's folder", out);
+	}
+	fprintf(out, " | %s | ", (k->flags & CFG_KEY_RESTART) ? "restart" : "yes");
+	cell(out, k->doc);
+	fputs(" |\n", out);
+}
+
+void cfg_write_docs(FILE *out)
+{
+	fputs("<!-- Generated from common/cfg_keys.c by cfg_write_docs(); do not edit. Regenerate "
+	      "from the repo root: make MODE=asan build/asan/tests/test_cfg && "
+	      "HELIOS_UPDATE_DOCS=1 build/asan/tests/test_cfg -->\n",
+	      out);
+	fputs("# HeliosProxy configuration\n\n"
+	      "`heliosproxy` reads one TOML file. Every key below is optional unless its default "
+	      "says *required*; unknown keys and tables are errors, as are values of the wrong "
+	      "type, out of range, or too long for their field. Errors name the file, line and "
+	      "key, e.g. `proxy.toml:7: key 'pool_mode.max_pool_size': 0 is out of range "
+	      "(1..10000)`.\n\n"
+	      "The *live* column says whether a change takes effect on reload (`yes`) or needs a "
+	      "restart.\n\n"
+	      "A minimal configuration:\n\n"
+	      "```toml\n"
+	      "listen_address = \"127.0.0.1:5433\"\n"
+	      "admin_address = \"127.0.0.1:9090\"\n\n"
+	      "[pool_mode]\n"
+	      "mode = \"transaction\"\n"
+	      "max_pool_size = 100\n\n"
+	      "[[nodes]]\n"
+	      "host = \"127.0.0.1\"\n"
+	      "port = 5432\n"
+	      "role = \"primary\"\n"
+	      "```\n",
+	      out);
+	for (size_t s = 0; s < N_SECTIONS; s++) {
+		fprintf(out, "\n## %s\n\n%s\n\n", sections[s].title, sections[s].doc);
+		fputs("| key | type | default | range / values | live | description |\n"
+		      "|---|---|---|---|---|---|\n",
+		      out);
+		for (size_t i = 0; i < N_KEYS; i++)
+			if (strcmp(keys[i].section, sections[s].name) == 0)
+				doc_row(out, &keys[i]);
+	}
+}

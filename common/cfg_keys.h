@@ -1,0 +1,48 @@
+/*
+ * Private to common/cfg*.c: the section table that goes with the key table,
+ * and a bounded text builder shared by the loader's messages, the value
+ * formatter and the docs writer.
+ */
+#ifndef HELIOS_CFG_KEYS_H
+#define HELIOS_CFG_KEYS_H
+
+#include "common/cfg.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct cfg_section {
+	const char *name; /* "" = top level; "auth.users" nests in "auth" */
+	bool is_array;    /* array of tables: [[nodes]] */
+	const char *title;
+	const char *doc; /* paragraph for docs/configuration.md */
+};
+
+/* Sections in documentation order; *n gets the count. */
+const struct cfg_section *cfg_sections(size_t *n);
+/* The section named name ("" for top level), or NULL. */
+const struct cfg_section *cfg_section_find(const char *name);
+/* The key name inside section, or NULL. name need not be NUL-terminated. */
+const struct cfg_key *cfg_key_in(const char *section, const char *name, size_t name_len);
+/* The key or subsection name of section closest to name when it looks like
+ * a typo (edit distance <= 2), for "did you mean" hints; NULL otherwise. */
+const char *cfg_key_suggest(const char *section, const char *name);
+/* Position of s (len bytes) in k->values, or -1. */
+int cfg_enum_index(const struct cfg_key *k, const char *s, size_t len);
+
+/* Appends into a fixed buffer, always NUL-terminated; full records that
+ * something did not fit so callers can refuse instead of truncating. */
+struct cfg_buf {
+	char *p;
+	size_t cap;
+	size_t len;
+	bool full;
+};
+
+void cfg_buf_init(struct cfg_buf *b, char *p, size_t cap);
+void cfg_buf_printf(struct cfg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as a TOML basic string: quoted, with \" \\ and control
+ * characters escaped, so the result is one line and valid TOML. */
+void cfg_buf_quote(struct cfg_buf *b, const char *s, size_t len);
+
+#endif
