@@ -7,7 +7,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 RUN=$ROOT/run/test
 PPORT=55432
 RPORT=55433
@@ -71,6 +71,8 @@ for backend in io_uring epoll; do
 	total_fail=$((total_fail + fail))
 done
 rm -f "$log"
+cleanup >/dev/null # stop the cluster now, so the totals are the last lines
+started=0
 
 echo "=== integration summary"
 for r in "${results[@]}"; do

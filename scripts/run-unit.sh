@@ -13,7 +13,7 @@ fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=$1
 [[ "$BUILD_DIR" == /* ]] || BUILD_DIR=$PWD/$BUILD_DIR
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

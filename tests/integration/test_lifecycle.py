@@ -3,7 +3,6 @@
 import re
 import time
 
-import pytest
 
 import pgwire
 from conftest import ALICE, APPDB, helios_bin, run
