@@ -1,0 +1,939 @@
+/*
+ * Client connections: startup packet, TLS, authentication by the proxy,
+ * waiting for a server, then relaying with only message headers parsed.
+ * Every close goes through cl_close(), which sends a proper ErrorResponse
+ * when there is something to say and logs the reason once.
+ */
+#include "dataplane/conn/conn.h"
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "dataplane/auth/md5auth.h"
+#include "dataplane/conn/cancel.h"
+#include "dataplane/pool/pool.h"
+#include "dataplane/snap.h"
+#include "dataplane/tls/tls.h"
+#include "dataplane/worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const cl_state_names[] = {"startup", "tls",     "auth",  "wait",
+                                             "active",  "closing", "closed"};
+
+const char *cl_state_str(enum cl_state s)
+{
+	return (unsigned)s < sizeof(cl_state_names) / sizeof(cl_state_names[0]) ? cl_state_names[s]
+	                                                                        : "?";
+}
+
+/* Legal moves; anything else is a bug and is refused (and logged). */
+static bool cl_set_state(struct client *cl, enum cl_state to)
+{
+	enum cl_state from = cl->state;
+	bool ok;
+	switch (to) {
+	case CL_TLS:
+		ok = from == CL_STARTUP;
+		break;
+	case CL_STARTUP:
+		ok = from == CL_TLS;
+		break;
+	case CL_AUTH:
+		ok = from == CL_STARTUP || from == CL_TLS;
+		break;
+	case CL_WAIT_SERVER:
+		ok = from == CL_AUTH || from == CL_STARTUP || from == CL_TLS;
+		break;
+	case CL_ACTIVE:
+		ok = from == CL_WAIT_SERVER;
+		break;
+	case CL_CLOSING:
+		ok = from != CL_CLOSED;
+		break;
+	case CL_CLOSED:
+		ok = true;
+		break;
+	default:
+		ok = false;
+	}
+	if (!ok) {
+		log_error("client %llu: illegal state change %s -> %s", (unsigned long long)cl->id,
+		          cl_state_str(from), cl_state_str(to));
+		return false;
+	}
+	cl->state = to;
+	return true;
+}
+
+static void cl_on_recv(struct io_sock *s, struct io_chunk *c);
+static void cl_on_eof(struct io_sock *s, int err);
+static void cl_on_sent(struct io_sock *s, int err);
+static void cl_on_recv_stopped(struct io_sock *s);
+static void cl_on_closed(struct io_sock *s);
+
+static const struct io_sock_ops cl_ops = {
+    .on_recv = cl_on_recv,
+    .on_eof = cl_on_eof,
+    .on_sent = cl_on_sent,
+    .on_recv_stopped = cl_on_recv_stopped,
+    .on_closed = cl_on_closed,
+};
+
+static void send_msg(struct client *cl, struct pgw_out *o)
+{
+	if (o->overflow) {
+		log_error("client %llu: internal message too large", (unsigned long long)cl->id);
+		return;
+	}
+	ep_send_bytes(&cl->ep, o->buf, o->len);
+}
+
+static void peer_name(int fd, bool is_unix, char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (is_unix || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		snprintf(out, len, "unix");
+		return;
+	}
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	}
+	snprintf(out, len, "%s:%d", host, port);
+}
+
+void cl_accept(struct worker *w, int fd, bool is_unix)
+{
+	struct snap *sn = snap_current();
+	int n = __atomic_add_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
+	if (n > sn->cfg->max_client_conn) {
+		/* Answer before reading anything: libpq reads it as a startup error. */
+		uint8_t buf[256];
+		struct pgw_out o;
+		pgw_out_init(&o, buf, sizeof(buf));
+		pgw_error(&o, "FATAL", "53300", "sorry, too many clients already",
+		          "max_client_conn is reached");
+		ssize_t r = send(fd, buf, o.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)r;
+		close(fd);
+		__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
+		log_warn("refused a client: max_client_conn (%d) reached",
+		         sn->cfg->max_client_conn);
+		snap_unref(sn);
+		return;
+	}
+	struct client *cl = calloc(1, sizeof(*cl));
+	if (!cl) {
+		close(fd);
+		__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
+		snap_unref(sn);
+		return;
+	}
+	if (!is_unix) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	cl->id = conn_next_id();
+	cl->w = w;
+	cl->snap = sn;
+	cl->state = CL_STARTUP;
+	peer_name(fd, is_unix, cl->peer, sizeof(cl->peer));
+	ep_init(&cl->ep);
+	io_sock_init(&cl->ep.sock, fd, &cl_ops, cl);
+	io_sock_attach(w->loop, &cl->ep.sock);
+	worker_add_client(w, cl);
+	io_recv_start(&cl->ep.sock);
+}
+
+static void detach_server(struct client *cl)
+{
+	if (cl->connecting) {
+		/* it finishes its login and goes to the pool */
+		cl->connecting->client = NULL;
+		cl->connecting = NULL;
+	}
+	if (cl->server) {
+		struct server *sv = cl->server;
+		cl->server = NULL;
+		sv->client = NULL;
+		cancel_set_target(cl, NULL);
+		sv_release(sv);
+	}
+}
+
+void cl_close(struct client *cl, const char *sqlstate, const char *msg)
+{
+	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
+		return;
+	if (msg) {
+		uint8_t buf[1024];
+		struct pgw_out o;
+		pgw_out_init(&o, buf, sizeof(buf));
+		pgw_error(&o, "FATAL", sqlstate, msg, NULL);
+		send_msg(cl, &o);
+		log_info("client %llu %s user=%s db=%s: closing: %s (%s)",
+		         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, msg,
+		         sqlstate);
+	} else {
+		log_debug("client %llu %s: closed", (unsigned long long)cl->id, cl->peer);
+	}
+	if (cl->pool && (cl->wait == CLW_QUEUED || cl->wait == CLW_HANDED)) {
+		if (!pool_cancel_wait(cl->pool, cl))
+			cl->await_handoff = true; /* cl_handoff_arrived gives it back */
+	}
+	worker_wait_remove(cl->w, cl);
+	detach_server(cl);
+	cancel_unregister(cl);
+	cl_set_state(cl, CL_CLOSING);
+	conn_now(&cl->close_start);
+	if (cl->ep.sock.flags & IO_F_RECV_WANT)
+		io_recv_stop(&cl->ep.sock);
+	if (ep_flushed(&cl->ep))
+		io_sock_close(&cl->ep.sock);
+	else
+		shutdown(cl->ep.sock.fd, SHUT_RD);
+}
+
+static void cl_free(struct client *cl)
+{
+	worker_remove_client(cl->w, cl);
+	ep_fini(&cl->ep, cl->w->loop);
+	if (cl->scram) {
+		scram_server_wipe(cl->scram);
+		free(cl->scram);
+	}
+	free(cl->params_buf);
+	snap_unref(cl->snap);
+	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
+	free(cl);
+}
+
+static void cl_on_closed(struct io_sock *s)
+{
+	struct client *cl = s->owner;
+	cl_set_state(cl, CL_CLOSED);
+	if (cl->await_handoff) {
+		cl->zombie = true; /* freed by cl_handoff_arrived */
+		return;
+	}
+	cl_free(cl);
+}
+
+static void cl_on_eof(struct io_sock *s, int err)
+{
+	struct client *cl = s->owner;
+	if (err)
+		log_debug("client %llu: connection error: %s", (unsigned long long)cl->id,
+		          strerror(-err));
+	cl_close(cl, NULL, NULL);
+}
+
+static void cl_on_sent(struct io_sock *s, int err)
+{
+	struct client *cl = s->owner;
+	ep_sent(&cl->ep, err);
+	if (err < 0) {
+		cl_close(cl, NULL, NULL);
+		if (cl->state == CL_CLOSING)
+			io_sock_close(&cl->ep.sock);
+		return;
+	}
+	if (cl->state == CL_CLOSING) {
+		if (ep_flushed(&cl->ep))
+			io_sock_close(&cl->ep.sock);
+		return;
+	}
+	/* back-pressure: the server may send again */
+	if (cl->server && cl->server->ep.paused && cl->ep.q_bytes < EP_LOW_WATER)
+		sv_resume_source(cl->server);
+}
+
+static void cl_on_recv_stopped(struct io_sock *s)
+{
+	(void)s; /* paused for back-pressure or closing: nothing to do */
+}
+
+void cl_resume_source(struct client *cl)
+{
+	if (!cl->ep.paused || cl->state != CL_ACTIVE)
+		return;
+	cl->ep.paused = false;
+	io_recv_start(&cl->ep.sock);
+}
+
+/* ---------------------------------------------------------------- login */
+
+static uint64_t fnv1a(const char *s, uint64_t h)
+{
+	for (; *s; s++) {
+		h ^= (uint8_t)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* Copies the startup parameters and computes the signature servers are
+ * matched on. The sum makes it independent of parameter order. */
+static int copy_params(struct client *cl, const struct pgw_startup *st)
+{
+	size_t need = 0;
+	for (int i = 0; i < st->n_params; i++)
+		need += strlen(st->params[i].name) + strlen(st->params[i].value) + 2;
+	cl->params_buf = malloc(need ? need : 1);
+	if (!cl->params_buf)
+		return -ENOMEM;
+	char *p = cl->params_buf;
+	uint64_t sig = 0;
+	for (int i = 0; i < st->n_params; i++) {
+		size_t nl = strlen(st->params[i].name) + 1, vl = strlen(st->params[i].value) + 1;
+		memcpy(p, st->params[i].name, nl);
+		cl->params[i].name = p;
+		p += nl;
+		memcpy(p, st->params[i].value, vl);
+		cl->params[i].value = p;
+		p += vl;
+		uint64_t h = fnv1a(cl->params[i].name, 1469598103934665603ull);
+		h = fnv1a("=", h);
+		sig += fnv1a(cl->params[i].value, h);
+	}
+	cl->n_params = st->n_params;
+	cl->signature = sig;
+	return 0;
+}
+
+static void auth_fail(struct client *cl)
+{
+	char msg[160];
+	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", cl->user);
+	cl_close(cl, "28P01", msg);
+}
+
+static void get_server(struct client *cl);
+
+static void auth_ok(struct client *cl)
+{
+	uint8_t buf[16];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_auth_request(&o, PGW_AUTH_OK, NULL, 0);
+	send_msg(cl, &o);
+	if (cl->scram) {
+		cl->have_client_key = scram_server_client_key(cl->scram, cl->client_key);
+		scram_server_wipe(cl->scram);
+		free(cl->scram);
+		cl->scram = NULL;
+	}
+	log_debug("client %llu %s: authenticated user=%s db=%s", (unsigned long long)cl->id,
+	          cl->peer, cl->user, cl->database);
+	cl_set_state(cl, CL_WAIT_SERVER);
+	get_server(cl);
+}
+
+static bool is_scram_secret(const char *s)
+{
+	return !strncmp(s, "SCRAM-SHA-256$", 14);
+}
+
+static int start_scram(struct client *cl, const char *stored)
+{
+	struct scram_secret sec;
+	int r;
+	if (is_scram_secret(stored)) {
+		r = scram_parse_secret(stored, &sec);
+	} else {
+		/* plaintext, or the fake exchange for an unknown user */
+		uint8_t salt[16];
+		if (RAND_bytes(salt, sizeof(salt)) != 1)
+			return -EIO;
+		r = scram_secret_from_password(stored, salt, sizeof(salt), 4096, &sec);
+	}
+	if (r < 0)
+		return r;
+	cl->scram = calloc(1, sizeof(*cl->scram));
+	if (!cl->scram)
+		return -ENOMEM;
+	r = scram_server_init(cl->scram, &sec);
+	if (r < 0)
+		return r;
+	static const char mech[] = SCRAM_SHA_256_NAME "\0";
+	uint8_t buf[64];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_auth_request(&o, PGW_AUTH_SASL, mech, sizeof(mech));
+	send_msg(cl, &o);
+	cl->auth_method = CFG_AUTH_SCRAM;
+	return 0;
+}
+
+static void start_auth(struct client *cl)
+{
+	const struct cfg *c = cl->snap->cfg;
+	const struct cfg_user *u = cfg_find_user(c, cl->user);
+	if (u) {
+		snprintf(cl->password, sizeof(cl->password), "%s", u->password);
+		snprintf(cl->server_password, sizeof(cl->server_password), "%s",
+		         u->server_password);
+	}
+	if (c->auth.method == CFG_AUTH_TRUST) {
+		cl->auth_method = CFG_AUTH_TRUST;
+		auth_ok(cl);
+		return;
+	}
+	if (!cl_set_state(cl, CL_AUTH))
+		return;
+	if (!u || !u->password[0]) {
+		/* Same exchange as for a known user, so a client cannot probe
+		 * which user names exist; it always fails. */
+		cl->fake_auth = true;
+		snprintf(cl->password, sizeof(cl->password), "%016llx",
+		         (unsigned long long)cl->id * 0x9e3779b97f4a7c15ull);
+		if (!u)
+			log_info("client %llu %s: unknown user \"%s\"", (unsigned long long)cl->id,
+			         cl->peer, cl->user);
+	}
+	int r;
+	bool md5_stored = md5auth_is_hash(cl->password);
+	if (c->auth.method == CFG_AUTH_MD5 && !is_scram_secret(cl->password)) {
+		/* md5 with a SCRAM secret falls through to SCRAM, as in PostgreSQL */
+		if (RAND_bytes(cl->md5_salt, 4) != 1) {
+			cl_close(cl, "XX000", "could not generate random salt");
+			return;
+		}
+		uint8_t buf[16];
+		struct pgw_out o;
+		pgw_out_init(&o, buf, sizeof(buf));
+		pgw_auth_request(&o, PGW_AUTH_MD5, cl->md5_salt, 4);
+		send_msg(cl, &o);
+		cl->auth_method = CFG_AUTH_MD5;
+		return;
+	}
+	if (md5_stored) {
+		log_warn("user \"%s\" has an md5 secret: scram-sha-256 needs a plaintext password "
+		         "or a SCRAM secret",
+		         cl->user);
+		cl->fake_auth = true;
+	}
+	r = start_scram(cl, md5_stored ? "x" : cl->password);
+	if (r < 0) {
+		log_error("client %llu: SCRAM setup failed for user \"%s\": %s",
+		          (unsigned long long)cl->id, cl->user, strerror(-r));
+		auth_fail(cl);
+	}
+}
+
+static void handle_password_msg(struct client *cl, const struct pgw_msg *m)
+{
+	if (m->type != PGW_MSG_PASSWORD) {
+		cl_close(cl, "08P01", "expected a password message during authentication");
+		return;
+	}
+	if (cl->auth_method == CFG_AUTH_MD5) {
+		const uint8_t *nul = memchr(m->body, 0, m->len);
+		size_t rlen = nul ? (size_t)(nul - m->body) : m->len;
+		char stored[40];
+		const char *hash = cl->password;
+		if (!md5auth_is_hash(hash)) {
+			md5auth_password_hash(cl->user, cl->password, stored);
+			hash = stored;
+		}
+		if (!cl->fake_auth &&
+		    md5auth_verify(hash, cl->md5_salt, (const char *)m->body, rlen))
+			auth_ok(cl);
+		else
+			auth_fail(cl);
+		return;
+	}
+	/* SCRAM: first SASLInitialResponse (mechanism, length, data), then
+	 * SASLResponse (data only). */
+	char out[512];
+	size_t out_len;
+	int r;
+	if (cl->scram && !cl->scram_first_done) {
+		cl->scram_first_done = true;
+		uint32_t off = 0;
+		const char *mech = pgw_get_str(m->body, m->len, &off);
+		if (!mech || off + 4 > m->len) {
+			cl_close(cl, "08P01", "malformed SASLInitialResponse");
+			return;
+		}
+		if (strcmp(mech, SCRAM_SHA_256_NAME) != 0) {
+			cl_close(cl, "28000",
+			         "client selected an invalid SASL authentication mechanism");
+			return;
+		}
+		int32_t dlen = (int32_t)pgw_get_u32(m->body + off);
+		off += 4;
+		if (dlen < 0 || (uint32_t)dlen > m->len - off) {
+			cl_close(cl, "08P01", "malformed SASLInitialResponse");
+			return;
+		}
+		r = scram_server_handle_first(cl->scram, (const char *)m->body + off, (size_t)dlen,
+		                              out, sizeof(out), &out_len);
+		if (r < 0) {
+			cl_close(cl, "08P01", "malformed SCRAM message");
+			return;
+		}
+		uint8_t buf[600];
+		struct pgw_out o;
+		pgw_out_init(&o, buf, sizeof(buf));
+		pgw_auth_request(&o, PGW_AUTH_SASL_CONTINUE, out, out_len);
+		send_msg(cl, &o);
+		return;
+	}
+	if (!cl->scram) {
+		cl_close(cl, "08P01", "unexpected password message");
+		return;
+	}
+	r = scram_server_handle_final(cl->scram, (const char *)m->body, m->len, out, sizeof(out),
+	                              &out_len);
+	if (r == -EACCES || (r == 0 && cl->fake_auth)) {
+		auth_fail(cl);
+		return;
+	}
+	if (r < 0) {
+		cl_close(cl, "08P01", "malformed SCRAM message");
+		return;
+	}
+	uint8_t buf[600];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_auth_request(&o, PGW_AUTH_SASL_FINAL, out, out_len);
+	send_msg(cl, &o);
+	auth_ok(cl);
+}
+
+static void handle_startup_packet(struct client *cl, const struct pgw_startup *st)
+{
+	const struct cfg *c = cl->snap->cfg;
+	uint8_t one;
+	switch (st->code) {
+	case PGW_SSL_REQUEST:
+		if (cl->is_tls) {
+			cl_close(cl, "08P01", "SSLRequest received on an encrypted connection");
+			return;
+		}
+		if (!cl->snap->client_tls) {
+			one = 'N';
+			ep_send_bytes(&cl->ep, &one, 1);
+			return;
+		}
+		one = 'S';
+		ep_send_bytes(&cl->ep, &one, 1);
+		cl->ep.tls = tls_conn_new(cl->snap->client_tls, true, NULL);
+		if (!cl->ep.tls) {
+			cl_close(cl, NULL, NULL);
+			return;
+		}
+		cl->is_tls = true;
+		cl_set_state(cl, CL_TLS);
+		return;
+	case PGW_GSSENC_REQUEST:
+		one = 'N';
+		ep_send_bytes(&cl->ep, &one, 1);
+		return;
+	case PGW_CANCEL_REQUEST:
+		cancel_forward(cl->w, st->cancel_pid, st->cancel_key);
+		cl_close(cl, NULL, NULL);
+		return;
+	default:
+		break;
+	}
+	if (c->tls.client_mode == CFG_CTLS_REQUIRE && !cl->is_tls) {
+		cl_close(cl, "28000",
+		         "this proxy requires an SSL/TLS connection (sslmode=require)");
+		return;
+	}
+	if (strlen(st->user) >= sizeof(cl->user) || strlen(st->database) >= sizeof(cl->database)) {
+		cl_close(cl, "08P01", "user or database name is longer than 63 bytes");
+		return;
+	}
+	snprintf(cl->user, sizeof(cl->user), "%s", st->user);
+	snprintf(cl->database, sizeof(cl->database), "%s", st->database);
+	cl->replication = st->replication;
+	if (copy_params(cl, st) < 0) {
+		cl_close(cl, "53200", "out of memory");
+		return;
+	}
+	log_debug("client %llu %s: startup user=%s db=%s params=%d%s", (unsigned long long)cl->id,
+	          cl->peer, cl->user, cl->database, cl->n_params,
+	          cl->replication ? " replication" : "");
+	start_auth(cl);
+}
+
+/* Consumes whole packets/messages from the login buffer. Each is copied
+ * out and consumed before it is handled, because handling may bind a
+ * server and forward whatever the buffer still holds. */
+static void process_login_input(struct client *cl)
+{
+	uint8_t local[PGW_MAX_STARTUP];
+	while (cl->ep.in_len > 0 &&
+	       (cl->state == CL_STARTUP || cl->state == CL_TLS || cl->state == CL_AUTH)) {
+		if (cl->state == CL_STARTUP || cl->state == CL_TLS) {
+			struct pgw_startup st;
+			const char *why;
+			enum pgw_status s = pgw_parse_startup(cl->ep.in, cl->ep.in_len, &st, &why);
+			if (s == PGW_NEED_MORE)
+				return;
+			if (s == PGW_BAD) {
+				cl_close(cl, "08P01", why);
+				return;
+			}
+			bool ssl_alone = st.code == PGW_SSL_REQUEST && cl->ep.in_len == st.total;
+			memcpy(local, cl->ep.in, st.total);
+			ep_in_consume(&cl->ep, st.total);
+			if (pgw_parse_startup(local, st.total, &st, &why) != PGW_OK)
+				return;
+			if (st.code == PGW_SSL_REQUEST && !ssl_alone) {
+				/* data after SSLRequest would be read as plaintext */
+				cl_close(cl, "08P01", "unexpected data after SSLRequest");
+				return;
+			}
+			if (cl->state == CL_TLS)
+				cl_set_state(cl, CL_STARTUP);
+			handle_startup_packet(cl, &st);
+			continue;
+		}
+		struct pgw_msg m;
+		enum pgw_status s = pgw_next_msg(cl->ep.in, cl->ep.in_len, 8192, &m);
+		if (s == PGW_NEED_MORE)
+			return;
+		if (s == PGW_BAD) {
+			cl_close(cl, "08P01", "invalid message length during authentication");
+			return;
+		}
+		memcpy(local, cl->ep.in, m.total);
+		m.body = local + 5;
+		ep_in_consume(&cl->ep, m.total);
+		handle_password_msg(cl, &m);
+	}
+}
+
+/* ---------------------------------------------------------------- server */
+
+static void bind_server(struct client *cl, struct server *sv);
+
+/* Asks the pool for a server; connects, waits or binds as it answers. */
+static void get_server(struct client *cl)
+{
+	const struct cfg *c = cl->snap->cfg;
+	int node = -1;
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].role == CFG_ROLE_PRIMARY) {
+			node = (int)i;
+			break;
+		}
+	if (node < 0) {
+		cl_close(cl, "08006", "no primary node is configured");
+		return;
+	}
+	if (cl->replication) {
+		/* replication connections are never pooled */
+		if (sv_connect(cl->w, NULL, cl, node) < 0)
+			cl_close(cl, "08006", "could not connect to the database server");
+		return;
+	}
+	cl->pool = pool_lookup(cl->database, cl->user, node);
+	if (!cl->pool) {
+		cl_close(cl, "53200", "out of memory");
+		return;
+	}
+	for (int tries = 0; tries < 64; tries++) {
+		struct server *sv;
+		enum pool_grant g = pool_acquire(cl->pool, cl, c->pool.max_pool_size, &sv);
+		switch (g) {
+		case POOL_GOT:
+			sv_attach(sv, cl->w);
+			if (!sv_alive(sv)) {
+				sv_close(sv); /* uncounts and may pass a permit on */
+				continue;
+			}
+			bind_server(cl, sv);
+			return;
+		case POOL_REPLACE:
+			sv_attach(sv, cl->w);
+			sv->counted = false; /* its slot goes to the new connection */
+			sv_close(sv);
+			/* fall through */
+		case POOL_CONNECT:
+			if (sv_connect(cl->w, cl->pool, cl, node) < 0) {
+				pool_drop(cl->pool, c->pool.max_pool_size);
+				cl_close(cl, "08006", "could not connect to the database server");
+			}
+			return;
+		case POOL_WAIT:
+			conn_now(&cl->wait_start);
+			worker_wait_add(cl->w, cl);
+			return;
+		}
+	}
+	cl_close(cl, "08006", "could not get a live server connection");
+}
+
+void cl_handoff_arrived(struct client *cl)
+{
+	struct server *sv = cl->handoff;
+	bool permit = cl->handoff_permit;
+	const struct cfg *c = cl->snap->cfg;
+	cl->handoff = NULL;
+	cl->handoff_permit = false;
+	cl->wait = CLW_NONE;
+	worker_wait_remove(cl->w, cl);
+	if (cl->state != CL_WAIT_SERVER) {
+		/* it left meanwhile: give back what it was handed */
+		if (sv) {
+			sv_attach(sv, cl->w);
+			sv->client = NULL;
+			sv_release(sv);
+		} else if (permit) {
+			pool_drop(cl->pool, c->pool.max_pool_size);
+		}
+		cl->await_handoff = false;
+		if (cl->zombie)
+			cl_free(cl);
+		return;
+	}
+	if (sv) {
+		sv_attach(sv, cl->w);
+		if (sv->signature == cl->signature && sv_alive(sv)) {
+			bind_server(cl, sv);
+			return;
+		}
+		/* different startup parameters (or dead): its slot goes to a new
+		 * connection opened in its place */
+		sv->counted = false;
+		sv_close(sv);
+	}
+	if (sv_connect(cl->w, cl->pool, cl, pool_node(cl->pool)) < 0) {
+		pool_drop(cl->pool, c->pool.max_pool_size);
+		cl_close(cl, "08006", "could not connect to the database server");
+	}
+}
+
+void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
+{
+	struct client *cl = w->waiting_head;
+	while (cl) {
+		struct client *next = cl->wlist_next;
+		int t = cl->snap->cfg->pool.query_wait_timeout_secs;
+		if (t > 0 && conn_elapsed(&cl->wait_start, now) >= t) {
+			if (pool_cancel_wait(cl->pool, cl)) {
+				char msg[300];
+				pool_note_timeout(cl->pool);
+				worker_wait_remove(w, cl);
+				snprintf(
+				    msg, sizeof(msg),
+				    "query_wait_timeout: no server connection became free "
+				    "within %d s in pool \"%s\" (database \"%s\", user \"%s\", "
+				    "max_pool_size %d)",
+				    t, pool_database(cl->pool), pool_database(cl->pool),
+				    pool_user(cl->pool), cl->snap->cfg->pool.max_pool_size);
+				cl_close(cl, "53300", msg);
+			}
+		}
+		cl = next;
+	}
+}
+
+/* Login finished: tell the client what its server reports, and start relaying. */
+static void bind_server(struct client *cl, struct server *sv)
+{
+	cl->connecting = NULL;
+	cl->server = sv;
+	sv->client = cl;
+	sv->state = SV_ACTIVE;
+	uint8_t buf[8192];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	for (int i = 0; i < sv->n_params; i++)
+		pgw_param_status(&o, sv->param_name[i], sv->param_value[i]);
+	/* The server's real pid (clients use it with pg_terminate_backend),
+	 * with a secret key of the proxy's own. */
+	cancel_register(cl, sv->backend_pid);
+	cancel_set_target(cl, sv);
+	pgw_key_data(&o, cl->cancel_pid, cl->cancel_key);
+	pgw_ready(&o, 'I');
+	send_msg(cl, &o);
+	cl_set_state(cl, CL_ACTIVE);
+	sv->tx_status = 'I';
+	sv->clean = true;
+	io_recv_start(&sv->ep.sock);
+	/* anything the client sent ahead of ReadyForQuery */
+	if (cl->ep.in_len) {
+		struct io_chunk *c = io_chunk_new(cl->ep.in_len);
+		if (c) {
+			memcpy(c->data, cl->ep.in, cl->ep.in_len);
+			c->len = cl->ep.in_len;
+			ep_in_consume(&cl->ep, cl->ep.in_len);
+			sv_client_data(sv, c);
+		}
+	}
+}
+
+void cl_server_ready(struct client *cl, struct server *sv)
+{
+	if (cl->state != CL_WAIT_SERVER) {
+		sv->client = NULL;
+		sv_release(sv);
+		return;
+	}
+	bind_server(cl, sv);
+}
+
+void cl_server_failed(struct client *cl, const uint8_t *err_body, uint32_t err_len,
+                      const char *sqlstate, const char *msg)
+{
+	cl->connecting = NULL;
+	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
+		return;
+	if (err_body) {
+		/* The server's own error, as it sent it. */
+		const char *m = pgw_error_field(err_body, err_len, 'M');
+		const char *code = pgw_error_field(err_body, err_len, 'C');
+		uint8_t hdr[5] = {'E', (uint8_t)((err_len + 4) >> 24),
+		                  (uint8_t)((err_len + 4) >> 16), (uint8_t)((err_len + 4) >> 8),
+		                  (uint8_t)(err_len + 4)};
+		ep_send_bytes(&cl->ep, hdr, 5);
+		ep_send_bytes(&cl->ep, err_body, err_len);
+		log_info("client %llu %s user=%s db=%s: server refused login: %s (%s)",
+		         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, m ? m : "?",
+		         code ? code : "?");
+		cl_close(cl, NULL, NULL);
+		return;
+	}
+	cl_close(cl, sqlstate, msg);
+}
+
+void cl_server_data(struct client *cl, struct io_chunk *c)
+{
+	if (cl->state != CL_ACTIVE && cl->state != CL_CLOSING) {
+		io_chunk_release(cl->w->loop, c);
+		return;
+	}
+	ep_send_chunk(&cl->ep, c);
+	if (cl->ep.q_bytes > EP_HIGH_WATER && cl->server && !cl->server->ep.paused) {
+		cl->server->ep.paused = true;
+		io_recv_stop(&cl->server->ep.sock);
+	}
+}
+
+void cl_server_gone(struct client *cl)
+{
+	cl->server = NULL;
+	cl->connecting = NULL;
+	cancel_set_target(cl, NULL);
+	cl_close(cl, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------- relay */
+
+/* Client bytes to its server. Only headers are looked at: Terminate ends
+ * the session without reaching the pooled server. */
+static void relay_to_server(struct client *cl, struct io_chunk *c)
+{
+	struct server *sv = cl->server;
+	size_t pos = c->off, end = (size_t)c->off + c->len;
+	bool pooled = sv->pool != NULL;
+	for (;;) {
+		enum pgw_scan_ev ev = pgw_scan(&cl->ep.scan, c->data, end, &pos);
+		if (ev == PGW_SCAN_END)
+			break;
+		if (ev == PGW_SCAN_BAD) {
+			io_chunk_release(cl->w->loop, c);
+			sv->clean = false;
+			cl_close(cl, "08P01", "invalid message length from client");
+			return;
+		}
+		if (cl->ep.scan.type == PGW_MSG_TERMINATE && pooled) {
+			/* forward what precedes the Terminate; if its header began in
+			 * an earlier chunk, part of it already went out and the
+			 * server cannot be reused */
+			if (pos >= (size_t)c->off + 5) {
+				c->len = (uint32_t)(pos - 5 - c->off);
+			} else {
+				sv->clean = false;
+				c->len = 0;
+			}
+			if (c->len)
+				sv_client_data(sv, c);
+			else
+				io_chunk_release(cl->w->loop, c);
+			cl_close(cl, NULL, NULL);
+			return;
+		}
+	}
+	sv_client_data(sv, c);
+	if (sv->ep.q_bytes > EP_HIGH_WATER && !cl->ep.paused) {
+		cl->ep.paused = true;
+		io_recv_stop(&cl->ep.sock);
+	}
+}
+
+static void process_plain(struct client *cl, struct io_chunk *c)
+{
+	switch (cl->state) {
+	case CL_ACTIVE:
+		relay_to_server(cl, c);
+		return;
+	case CL_STARTUP:
+	case CL_TLS:
+	case CL_AUTH:
+	case CL_WAIT_SERVER: {
+		int r = ep_in_append(&cl->ep, c->data + c->off, c->len);
+		io_chunk_release(cl->w->loop, c);
+		if (r < 0) {
+			cl_close(cl, "08P01", "too much data before the session started");
+			return;
+		}
+		process_login_input(cl);
+		return;
+	}
+	default:
+		io_chunk_release(cl->w->loop, c);
+		return;
+	}
+}
+
+static void cl_on_recv(struct io_sock *s, struct io_chunk *c)
+{
+	struct client *cl = s->owner;
+	if (!cl->ep.tls) {
+		process_plain(cl, c);
+		return;
+	}
+	struct io_chunk *plain;
+	int r = ep_tls_decrypt(&cl->ep, cl->w->loop, c, &plain);
+	if (r < 0) {
+		if (r != -ESHUTDOWN) {
+			char eb[200];
+			log_info("client %llu %s: TLS error: %s", (unsigned long long)cl->id,
+			         cl->peer, tls_last_error(eb, sizeof(eb)));
+		}
+		cl_close(cl, NULL, NULL);
+		return;
+	}
+	while (plain) {
+		struct io_chunk *next = plain->next;
+		plain->next = NULL;
+		if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
+			io_chunk_release(cl->w->loop, plain);
+		else
+			process_plain(cl, plain);
+		plain = next;
+	}
+}

@@ -1,0 +1,211 @@
+/*
+ * Private to the data plane: client and server connections and the
+ * endpoint (one socket's send queue, TLS and header scanner) that both
+ * are built on. Each connection has an explicit state with one setter
+ * that refuses illegal moves and a *_state_str() for logs.
+ */
+#ifndef HELIOS_CONN_H
+#define HELIOS_CONN_H
+
+#include "dataplane/io/io.h"
+#include "dataplane/pg/pgw.h"
+#include "dataplane/auth/scram.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+struct worker;
+struct pool;
+struct snap;
+struct tls_conn;
+struct client;
+struct server;
+
+#define EP_HIGH_WATER  (512u * 1024u) /* pause the source above this many queued bytes */
+#define EP_LOW_WATER   (128u * 1024u)
+#define EP_CAPTURE_MAX 8192u         /* largest message the relay copies out to inspect */
+#define CONN_INBUF_MAX (64u * 1024u) /* login-phase assembly limit */
+
+/* One socket: what is queued to send, TLS, the incoming-message scanner. */
+struct endpoint {
+	struct io_sock sock;
+	struct io_chunk *q_head, *q_tail;
+	uint32_t q_bytes;
+	struct tls_conn *tls;
+	struct pgw_scan scan;
+	/* a message being copied out while relayed */
+	uint8_t cap_type;
+	uint32_t cap_len, cap_got;
+	uint8_t *cap_buf;
+	/* login phases: bytes assembled into whole messages */
+	uint8_t *in;
+	uint32_t in_len, in_cap;
+	bool paused; /* receive stopped for back-pressure */
+	bool want_tls_handshake;
+};
+
+enum cl_state {
+	CL_STARTUP,     /* waiting for the startup packet */
+	CL_TLS,         /* TLS handshake after SSLRequest */
+	CL_AUTH,        /* authentication exchange */
+	CL_WAIT_SERVER, /* authenticated, waiting for a server */
+	CL_ACTIVE,      /* relaying */
+	CL_CLOSING,     /* flushing a final message, then closing */
+	CL_CLOSED,
+};
+
+enum cl_wait { CLW_NONE, CLW_QUEUED, CLW_HANDED };
+
+struct client {
+	struct endpoint ep;
+	struct worker *w;
+	struct snap *snap;
+	uint64_t id;
+	enum cl_state state;
+	bool is_tls;
+	bool replication;
+	bool zombie; /* closed while a pool hand-off is in flight */
+	char user[64];
+	char database[64];
+	char peer[64];
+
+	/* startup parameters, owned copy (name\0value\0...) */
+	char *params_buf;
+	struct pgw_param params[PGW_MAX_PARAMS];
+	int n_params;
+	uint64_t signature;
+
+	/* authentication */
+	int auth_method; /* enum cfg_auth_method actually used */
+	uint8_t md5_salt[4];
+	struct scram_server *scram;
+	bool scram_first_done;
+	bool have_client_key;
+	uint8_t client_key[32];
+	bool fake_auth;     /* unknown user: run the exchange, then fail */
+	char password[512]; /* stored secret or plaintext copied from the user entry */
+	char server_password[512];
+
+	/* pool wait */
+	struct pool *pool;
+	enum cl_wait wait;
+	struct client *wait_next;               /* pool FIFO, guarded by the pool lock */
+	struct client *wlist_next, *wlist_prev; /* worker's waiting list */
+	struct timespec wait_start;
+	struct server *handoff; /* set with wait = CLW_HANDED */
+	bool handoff_permit;    /* handed a right to connect instead */
+	struct client *mail_next;
+
+	struct server *server;
+	uint32_t cancel_pid, cancel_key;
+	struct client *all_next, *all_prev; /* worker's client list */
+	struct server *connecting;          /* server logging in on our behalf */
+	struct timespec close_start;
+	bool await_handoff; /* closed while handed something: free after delivery */
+	bool in_wait_list;
+};
+
+enum sv_state {
+	SV_CONNECTING,
+	SV_TLS_REQUEST, /* SSLRequest sent, waiting for 'S' or 'N' */
+	SV_TLS,         /* TLS handshake */
+	SV_LOGIN,       /* startup sent, authenticating, collecting parameters */
+	SV_ACTIVE,      /* bound to a client, relaying */
+	SV_RESETTING,   /* running the reset query before going back to the pool */
+	SV_IDLE,        /* in the pool */
+	SV_CLOSING,
+};
+
+#define SV_MAX_PARAMS 32
+
+struct server {
+	struct endpoint ep;
+	struct worker *w;  /* the loop it is attached to, NULL while idle in the pool */
+	struct pool *pool; /* NULL for an unpooled (replication) connection */
+	struct client *client;
+	enum sv_state state;
+	uint64_t id;
+	uint64_t signature;
+	int node_idx;
+	char node_host[256];
+	int node_port;
+	uint32_t backend_pid, backend_key;
+	char tx_status;
+	bool clean; /* idle at ReadyForQuery, nothing sent since */
+	struct timespec created, last_used;
+
+	/* ParameterStatus values, kept current as the server reports them */
+	char *param_name[SV_MAX_PARAMS];
+	char *param_value[SV_MAX_PARAMS];
+	int n_params;
+
+	/* login */
+	struct scram_client *scram;
+	char *startup_pkt;
+	uint32_t startup_len;
+	struct server *pool_next;               /* idle list, guarded by the pool lock */
+	struct server *login_next, *login_prev; /* worker's login list */
+	bool parking;                           /* receive being stopped before going idle */
+	bool counted;                           /* holds a slot in its pool */
+	bool in_login_list;
+	/* credentials towards the server */
+	char password[512];
+	char server_password[512];
+	bool have_client_key;
+	uint8_t client_key[32];
+	char user[64];
+	char database[64];
+};
+
+/* endpoint.c */
+void ep_init(struct endpoint *ep);
+void ep_fini(struct endpoint *ep, struct io_loop *l);
+/* Queues plaintext for sending (encrypting it first under TLS); takes c. */
+int ep_send_chunk(struct endpoint *ep, struct io_chunk *c);
+int ep_send_bytes(struct endpoint *ep, const void *p, size_t n);
+/* Called from on_sent: releases the sent chunk and starts the next. */
+void ep_sent(struct endpoint *ep, int err);
+bool ep_flushed(const struct endpoint *ep);
+/* Appends bytes to the login-phase buffer; -EMSGSIZE past the limit. */
+int ep_in_append(struct endpoint *ep, const uint8_t *p, size_t n);
+void ep_in_consume(struct endpoint *ep, uint32_t n);
+/* Turns received ciphertext into plaintext chunks (list, via ->next).
+ * Returns 0, or <0 when the TLS stream failed. The raw chunk is released. */
+int ep_tls_decrypt(struct endpoint *ep, struct io_loop *l, struct io_chunk *raw,
+                   struct io_chunk **out);
+
+/* client.c */
+void cl_accept(struct worker *w, int fd, bool is_unix);
+void cl_close(struct client *cl, const char *sqlstate, const char *msg);
+const char *cl_state_str(enum cl_state s);
+/* A server (or a right to open one) arrived for a waiting client. */
+void cl_handoff_arrived(struct client *cl);
+void cl_wait_timeout_check(struct worker *w, const struct timespec *now);
+/* server.c calls these */
+void cl_server_ready(struct client *cl, struct server *sv);
+void cl_server_failed(struct client *cl, const uint8_t *err_body, uint32_t err_len,
+                      const char *sqlstate, const char *msg);
+void cl_server_data(struct client *cl, struct io_chunk *c);
+void cl_server_gone(struct client *cl);
+void cl_resume_source(struct client *cl);
+
+/* server.c */
+/* Opens a new server connection for cl (or for warming the pool when cl is
+ * NULL) on worker w. */
+int sv_connect(struct worker *w, struct pool *pool, struct client *cl, int node_idx);
+/* The client let go: reset and pool the server, or close it. */
+void sv_release(struct server *sv);
+void sv_close(struct server *sv);
+void sv_attach(struct server *sv, struct worker *w);
+const char *sv_state_str(enum sv_state s);
+void sv_resume_source(struct server *sv);
+void sv_client_data(struct server *sv, struct io_chunk *c);
+bool sv_alive(struct server *sv);
+void sv_free_detached(struct server *sv);
+
+uint64_t conn_next_id(void);
+void conn_now(struct timespec *ts);
+double conn_elapsed(const struct timespec *since, const struct timespec *now);
+
+#endif

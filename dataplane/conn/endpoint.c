@@ -1,0 +1,209 @@
+/*
+ * One socket's plumbing shared by clients and servers: a queue of chunks
+ * sent one at a time in order, TLS encryption on the way out and
+ * decryption on the way in, and the small buffer used while the proxy
+ * itself reads whole messages (startup, authentication).
+ */
+#include "dataplane/conn/conn.h"
+
+#include "dataplane/tls/tls.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ep_init(struct endpoint *ep)
+{
+	memset(ep, 0, sizeof(*ep));
+}
+
+void ep_fini(struct endpoint *ep, struct io_loop *l)
+{
+	struct io_chunk *c = ep->q_head;
+	while (c) {
+		struct io_chunk *n = c->next;
+		io_chunk_release(l, c);
+		c = n;
+	}
+	ep->q_head = ep->q_tail = NULL;
+	ep->q_bytes = 0;
+	tls_conn_free(ep->tls);
+	ep->tls = NULL;
+	free(ep->in);
+	ep->in = NULL;
+	ep->in_len = ep->in_cap = 0;
+	free(ep->cap_buf);
+	ep->cap_buf = NULL;
+}
+
+static void start_send(struct endpoint *ep)
+{
+	struct io_chunk *c = ep->q_head;
+	if (!c || (ep->sock.flags & IO_F_SEND_BUSY))
+		return;
+	int r = io_send(&ep->sock, c->data + c->off, c->len);
+	if (r < 0 && r != -EBUSY)
+		ep_sent(ep, r);
+}
+
+static void enqueue_raw(struct endpoint *ep, struct io_chunk *c)
+{
+	c->next = NULL;
+	if (ep->q_tail)
+		ep->q_tail->next = c;
+	else
+		ep->q_head = c;
+	ep->q_tail = c;
+	ep->q_bytes += c->len;
+	start_send(ep);
+}
+
+/* Moves pending TLS output into heap chunks on the queue. */
+static int flush_tls(struct endpoint *ep)
+{
+	size_t n;
+	while ((n = tls_pending(ep->tls)) > 0) {
+		if (n > 64 * 1024)
+			n = 64 * 1024;
+		struct io_chunk *c = io_chunk_new((uint32_t)n);
+		if (!c)
+			return -ENOMEM;
+		c->len = (uint32_t)tls_drain(ep->tls, c->data, n);
+		if (c->len == 0) {
+			free(c);
+			break;
+		}
+		enqueue_raw(ep, c);
+	}
+	return 0;
+}
+
+int ep_send_chunk(struct endpoint *ep, struct io_chunk *c)
+{
+	if (!ep->tls) {
+		if (c->len == 0) {
+			io_chunk_release(ep->sock.loop, c);
+			return 0;
+		}
+		enqueue_raw(ep, c);
+		return 0;
+	}
+	int r = tls_write(ep->tls, c->data + c->off, c->len);
+	io_chunk_release(ep->sock.loop, c);
+	if (r < 0)
+		return r;
+	return flush_tls(ep);
+}
+
+int ep_send_bytes(struct endpoint *ep, const void *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (ep->tls) {
+		int r = tls_write(ep->tls, p, n);
+		return r < 0 ? r : flush_tls(ep);
+	}
+	struct io_chunk *c = io_chunk_new((uint32_t)n);
+	if (!c)
+		return -ENOMEM;
+	memcpy(c->data, p, n);
+	c->len = (uint32_t)n;
+	enqueue_raw(ep, c);
+	return 0;
+}
+
+void ep_sent(struct endpoint *ep, int err)
+{
+	struct io_chunk *c = ep->q_head;
+	if (c) {
+		ep->q_head = c->next;
+		if (!ep->q_head)
+			ep->q_tail = NULL;
+		ep->q_bytes -= c->len;
+		io_chunk_release(ep->sock.loop, c);
+	}
+	if (err == 0)
+		start_send(ep);
+}
+
+bool ep_flushed(const struct endpoint *ep)
+{
+	return ep->q_head == NULL && !(ep->sock.flags & IO_F_SEND_BUSY);
+}
+
+int ep_in_append(struct endpoint *ep, const uint8_t *p, size_t n)
+{
+	if ((size_t)ep->in_len + n > CONN_INBUF_MAX)
+		return -EMSGSIZE;
+	if (ep->in_len + n > ep->in_cap) {
+		uint32_t cap = ep->in_cap ? ep->in_cap : 1024;
+		while (cap < ep->in_len + n)
+			cap *= 2;
+		uint8_t *b = realloc(ep->in, cap);
+		if (!b)
+			return -ENOMEM;
+		ep->in = b;
+		ep->in_cap = cap;
+	}
+	memcpy(ep->in + ep->in_len, p, n);
+	ep->in_len += (uint32_t)n;
+	return 0;
+}
+
+void ep_in_consume(struct endpoint *ep, uint32_t n)
+{
+	if (n >= ep->in_len) {
+		ep->in_len = 0;
+		/* Login is over for most connections after this: give the memory
+		 * back so an idle client costs as little as possible. */
+		free(ep->in);
+		ep->in = NULL;
+		ep->in_cap = 0;
+		return;
+	}
+	memmove(ep->in, ep->in + n, ep->in_len - n);
+	ep->in_len -= n;
+}
+
+int ep_tls_decrypt(struct endpoint *ep, struct io_loop *l, struct io_chunk *raw,
+                   struct io_chunk **out)
+{
+	struct io_chunk *head = NULL, **tail = &head;
+	int r = tls_feed(ep->tls, raw->data + raw->off, raw->len);
+	io_chunk_release(l, raw);
+	if (r < 0)
+		goto fail;
+	for (;;) {
+		struct io_chunk *c = io_chunk_new(IO_BUF_SIZE);
+		if (!c) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		int n = tls_read(ep->tls, c->data, c->cap);
+		if (n <= 0) {
+			free(c);
+			if (n < 0) {
+				r = n;
+				goto fail;
+			}
+			break;
+		}
+		c->len = (uint32_t)n;
+		*tail = c;
+		tail = &c->next;
+	}
+	/* Reading may have produced protocol output (alerts, tickets). */
+	r = flush_tls(ep);
+	if (r < 0)
+		goto fail;
+	*out = head;
+	return 0;
+fail:
+	while (head) {
+		struct io_chunk *n = head->next;
+		free(head);
+		head = n;
+	}
+	*out = NULL;
+	return r;
+}

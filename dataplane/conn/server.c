@@ -1,0 +1,907 @@
+/*
+ * Server connections: connect, optional TLS, log in (md5 / SCRAM with a
+ * password or with the client's recovered key), relay to the bound
+ * client, reset on release, and park in the pool with no I/O in flight so
+ * any worker can adopt it.
+ */
+#include "dataplane/conn/conn.h"
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "dataplane/auth/md5auth.h"
+#include "dataplane/pool/pool.h"
+#include "dataplane/snap.h"
+#include "dataplane/tls/tls.h"
+#include "dataplane/worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static const char *const sv_state_names[] = {"connecting", "tls-request", "tls",  "login",
+                                             "active",     "resetting",   "idle", "closing"};
+
+const char *sv_state_str(enum sv_state s)
+{
+	return (unsigned)s < sizeof(sv_state_names) / sizeof(sv_state_names[0]) ? sv_state_names[s]
+	                                                                        : "?";
+}
+
+static uint64_t id_counter;
+
+uint64_t conn_next_id(void)
+{
+	return __atomic_add_fetch(&id_counter, 1, __ATOMIC_RELAXED);
+}
+
+void conn_now(struct timespec *ts)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+}
+
+double conn_elapsed(const struct timespec *since, const struct timespec *now)
+{
+	return (double)(now->tv_sec - since->tv_sec) + (now->tv_nsec - since->tv_nsec) / 1e9;
+}
+
+int conn_node_addr(const char *host, int port, struct sockaddr_storage *sa, socklen_t *len);
+
+int conn_node_addr(const char *host, int port, struct sockaddr_storage *sa, socklen_t *len)
+{
+	memset(sa, 0, sizeof(*sa));
+	if (host[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)sa;
+		un->sun_family = AF_UNIX;
+		int n = snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", host, port);
+		if (n < 0 || (size_t)n >= sizeof(un->sun_path))
+			return -ENAMETOOLONG;
+		*len = sizeof(*un);
+		return 0;
+	}
+	char portstr[16];
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct addrinfo *ai;
+	/* Numeric addresses resolve without blocking; names may block the
+	 * worker briefly (documented: prefer addresses in [[nodes]]). */
+	if (getaddrinfo(host, portstr, &hints, &ai) != 0)
+		return -EHOSTUNREACH;
+	memcpy(sa, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+static void sv_on_recv(struct io_sock *s, struct io_chunk *c);
+static void sv_on_eof(struct io_sock *s, int err);
+static void sv_on_sent(struct io_sock *s, int err);
+static void sv_on_connect(struct io_sock *s, int err);
+static void sv_on_recv_stopped(struct io_sock *s);
+static void sv_on_closed(struct io_sock *s);
+
+static const struct io_sock_ops sv_ops = {
+    .on_recv = sv_on_recv,
+    .on_eof = sv_on_eof,
+    .on_sent = sv_on_sent,
+    .on_connect = sv_on_connect,
+    .on_recv_stopped = sv_on_recv_stopped,
+    .on_closed = sv_on_closed,
+};
+
+static int max_pool_size(void)
+{
+	struct snap *sn = snap_current();
+	int m = sn ? sn->cfg->pool.max_pool_size : 1;
+	snap_unref(sn);
+	return m;
+}
+
+/* Builds the startup packet: the pool's user and database, then every
+ * parameter the client sent, so the server applies them natively. */
+static int build_startup(struct server *sv, const struct client *cl)
+{
+	struct pgw_param params[PGW_MAX_PARAMS + 2];
+	int n = 0;
+	params[n++] = (struct pgw_param){"user", sv->user};
+	params[n++] = (struct pgw_param){"database", sv->database};
+	for (int i = 0; i < cl->n_params; i++)
+		params[n++] = cl->params[i];
+	size_t cap = 16;
+	for (int i = 0; i < n; i++)
+		cap += strlen(params[i].name) + strlen(params[i].value) + 2;
+	sv->startup_pkt = malloc(cap);
+	if (!sv->startup_pkt)
+		return -ENOMEM;
+	struct pgw_out o;
+	pgw_out_init(&o, (uint8_t *)sv->startup_pkt, cap);
+	pgw_startup_packet(&o, params, n);
+	if (o.overflow)
+		return -EMSGSIZE;
+	sv->startup_len = (uint32_t)o.len;
+	return 0;
+}
+
+int sv_connect(struct worker *w, struct pool *pool, struct client *cl, int node_idx)
+{
+	struct snap *sn = cl ? cl->snap : snap_current();
+	const struct cfg *c = sn->cfg;
+	int r = -EINVAL;
+	struct server *sv = NULL;
+	if (node_idx < 0 || (size_t)node_idx >= c->n_nodes)
+		goto out;
+	sv = calloc(1, sizeof(*sv));
+	if (!sv) {
+		r = -ENOMEM;
+		goto out;
+	}
+	sv->id = conn_next_id();
+	sv->pool = pool;
+	sv->counted = pool != NULL;
+	sv->node_idx = node_idx;
+	snprintf(sv->node_host, sizeof(sv->node_host), "%s", c->nodes[node_idx].host);
+	sv->node_port = c->nodes[node_idx].port;
+	ep_init(&sv->ep);
+	sv->ep.sock.fd = -1;
+	conn_now(&sv->created);
+	sv->last_used = sv->created;
+	if (cl) {
+		snprintf(sv->user, sizeof(sv->user), "%s", cl->user);
+		snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
+		snprintf(sv->password, sizeof(sv->password), "%s", cl->password);
+		snprintf(sv->server_password, sizeof(sv->server_password), "%s",
+		         cl->server_password);
+		sv->have_client_key = cl->have_client_key;
+		memcpy(sv->client_key, cl->client_key, sizeof(sv->client_key));
+		sv->signature = cl->signature;
+		r = build_startup(sv, cl);
+		if (r < 0)
+			goto out;
+	} else {
+		/* warming the pool: the last startup packet it saw */
+		snprintf(sv->user, sizeof(sv->user), "%s", pool_user(pool));
+		snprintf(sv->database, sizeof(sv->database), "%s", pool_database(pool));
+		const struct cfg_user *u = cfg_find_user(c, sv->user);
+		if (u) {
+			snprintf(sv->password, sizeof(sv->password), "%s", u->password);
+			snprintf(sv->server_password, sizeof(sv->server_password), "%s",
+			         u->server_password);
+		}
+		sv->startup_pkt = pool_warm_startup(pool, &sv->startup_len, &sv->signature);
+		if (!sv->startup_pkt) {
+			r = -ENOENT;
+			goto out;
+		}
+	}
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	r = conn_node_addr(sv->node_host, sv->node_port, &sa, &salen);
+	if (r < 0)
+		goto out;
+	int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (sa.ss_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	}
+	io_sock_init(&sv->ep.sock, fd, &sv_ops, sv);
+	sv->w = w;
+	io_sock_attach(w->loop, &sv->ep.sock);
+	sv->state = SV_CONNECTING;
+	sv->client = cl;
+	if (cl)
+		cl->connecting = sv;
+	worker_login_add(w, sv);
+	io_connect(&sv->ep.sock, (struct sockaddr *)&sa, salen);
+	if (!cl)
+		snap_unref(sn);
+	return 0;
+out:
+	if (sv) {
+		free(sv->startup_pkt);
+		free(sv);
+	}
+	if (!cl)
+		snap_unref(sn);
+	return r;
+}
+
+static void free_server(struct server *sv, struct io_loop *l)
+{
+	ep_fini(&sv->ep, l);
+	for (int i = 0; i < sv->n_params; i++) {
+		free(sv->param_name[i]);
+		free(sv->param_value[i]);
+	}
+	free(sv->scram);
+	free(sv->startup_pkt);
+	free(sv);
+}
+
+void sv_free_detached(struct server *sv)
+{
+	free_server(sv, NULL);
+}
+
+void sv_attach(struct server *sv, struct worker *w)
+{
+	sv->w = w;
+	io_sock_attach(w->loop, &sv->ep.sock);
+}
+
+bool sv_alive(struct server *sv)
+{
+	uint8_t b;
+	ssize_t r = recv(sv->ep.sock.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	/* anything readable on an idle server is a FATAL or EOF */
+	return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* Closes a server; a bound client is told (and closed after its flush). */
+void sv_close(struct server *sv)
+{
+	if (sv->state == SV_CLOSING)
+		return;
+	sv->state = SV_CLOSING;
+	if (sv->w)
+		worker_login_remove(sv->w, sv);
+	struct client *cl = sv->client;
+	sv->client = NULL;
+	if (cl) {
+		if (cl->connecting == sv)
+			cl->connecting = NULL;
+		if (cl->server == sv)
+			cl_server_gone(cl);
+	}
+	if (sv->counted) {
+		sv->counted = false;
+		pool_drop(sv->pool, max_pool_size());
+	}
+	io_sock_close(&sv->ep.sock);
+}
+
+static void sv_on_closed(struct io_sock *s)
+{
+	struct server *sv = s->owner;
+	free_server(sv, sv->w->loop);
+}
+
+static void sv_fail(struct server *sv, const uint8_t *body, uint32_t len, const char *sqlstate,
+                    const char *msg)
+{
+	if (msg)
+		log_warn("server %s:%d db=%s user=%s: %s", sv->node_host, sv->node_port,
+		         sv->database, sv->user, msg);
+	struct client *cl = sv->client;
+	sv->client = NULL;
+	if (cl && cl->connecting == sv)
+		cl_server_failed(cl, body, len, sqlstate, msg);
+	sv_close(sv);
+}
+
+static void send_startup(struct server *sv)
+{
+	ep_send_bytes(&sv->ep, sv->startup_pkt, sv->startup_len);
+	sv->state = SV_LOGIN;
+}
+
+static void sv_on_connect(struct io_sock *s, int err)
+{
+	struct server *sv = s->owner;
+	if (err < 0) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s", sv->node_host,
+		         sv->node_port, strerror(-err));
+		sv_fail(sv, NULL, 0, "08006", msg);
+		return;
+	}
+	struct snap *sn = sv->client ? sv->client->snap : NULL;
+	struct snap *own = sn ? NULL : snap_current();
+	if (!sn)
+		sn = own;
+	bool tls = sn->server_tls && sv->node_host[0] != '/';
+	snap_unref(own);
+	io_recv_start(&sv->ep.sock);
+	if (tls) {
+		uint8_t buf[8];
+		struct pgw_out o;
+		pgw_out_init(&o, buf, sizeof(buf));
+		pgw_ssl_request(&o);
+		ep_send_bytes(&sv->ep, buf, o.len);
+		sv->state = SV_TLS_REQUEST;
+		return;
+	}
+	send_startup(sv);
+}
+
+static void sv_on_sent(struct io_sock *s, int err)
+{
+	struct server *sv = s->owner;
+	ep_sent(&sv->ep, err);
+	if (err < 0) {
+		sv_fail(sv, NULL, 0, "08006", "lost the connection to the server while sending");
+		return;
+	}
+	struct client *cl = sv->client;
+	if (cl && sv->state == SV_ACTIVE && cl->ep.paused && sv->ep.q_bytes < EP_LOW_WATER)
+		cl_resume_source(cl);
+}
+
+void sv_resume_source(struct server *sv)
+{
+	if (!sv->ep.paused || sv->state == SV_CLOSING)
+		return;
+	sv->ep.paused = false;
+	io_recv_start(&sv->ep.sock);
+}
+
+static void set_param(struct server *sv, const char *name, const char *value)
+{
+	for (int i = 0; i < sv->n_params; i++) {
+		if (!strcmp(sv->param_name[i], name)) {
+			char *v = strdup(value);
+			if (v) {
+				free(sv->param_value[i]);
+				sv->param_value[i] = v;
+			}
+			return;
+		}
+	}
+	if (sv->n_params == SV_MAX_PARAMS)
+		return;
+	char *n = strdup(name), *v = strdup(value);
+	if (!n || !v) {
+		free(n);
+		free(v);
+		return;
+	}
+	sv->param_name[sv->n_params] = n;
+	sv->param_value[sv->n_params] = v;
+	sv->n_params++;
+}
+
+/* ------------------------------------------------------------- login */
+
+static bool is_plain(const char *pw)
+{
+	return pw[0] && !md5auth_is_hash(pw) && strncmp(pw, "SCRAM-SHA-256$", 14) != 0;
+}
+
+static const char *plain_password(const struct server *sv)
+{
+	if (sv->server_password[0])
+		return sv->server_password;
+	if (is_plain(sv->password))
+		return sv->password;
+	return NULL;
+}
+
+static void send_password_msg(struct server *sv, const void *p, size_t n)
+{
+	uint8_t hdr[5] = {'p', (uint8_t)((n + 4) >> 24), (uint8_t)((n + 4) >> 16),
+	                  (uint8_t)((n + 4) >> 8), (uint8_t)(n + 4)};
+	ep_send_bytes(&sv->ep, hdr, 5);
+	ep_send_bytes(&sv->ep, p, n);
+}
+
+static int handle_auth(struct server *sv, const struct pgw_msg *m)
+{
+	if (m->len < 4)
+		return -EPROTO;
+	uint32_t code = pgw_get_u32(m->body);
+	const char *pw = plain_password(sv);
+	char out[600];
+	size_t out_len;
+	int r;
+	switch (code) {
+	case PGW_AUTH_OK:
+		return 0;
+	case PGW_AUTH_CLEARTEXT:
+		if (!pw)
+			return -ENOKEY;
+		send_password_msg(sv, pw, strlen(pw) + 1);
+		return 0;
+	case PGW_AUTH_MD5: {
+		if (m->len < 8)
+			return -EPROTO;
+		char hash[40], resp[40];
+		const char *stored;
+		if (pw) {
+			md5auth_password_hash(sv->user, pw, hash);
+			stored = hash;
+		} else if (md5auth_is_hash(sv->password)) {
+			stored = sv->password;
+		} else {
+			return -ENOKEY;
+		}
+		if (md5auth_response_from_hash(stored, m->body + 4, resp) < 0)
+			return -EPROTO;
+		send_password_msg(sv, resp, strlen(resp) + 1);
+		return 0;
+	}
+	case PGW_AUTH_SASL: {
+		/* the list of mechanisms must include SCRAM-SHA-256 */
+		bool found = false;
+		uint32_t off = 4;
+		const char *mech;
+		while ((mech = pgw_get_str(m->body, m->len, &off)) && mech[0])
+			if (!strcmp(mech, SCRAM_SHA_256_NAME))
+				found = true;
+		if (!found)
+			return -EPROTONOSUPPORT;
+		sv->scram = calloc(1, sizeof(*sv->scram));
+		if (!sv->scram)
+			return -ENOMEM;
+		struct scram_secret sec;
+		if (pw) {
+			r = scram_client_init_password(sv->scram, pw);
+		} else if (sv->have_client_key && scram_parse_secret(sv->password, &sec) == 0) {
+			/* passthrough: the client's proven key, no plaintext */
+			r = scram_client_init_keys(sv->scram, sv->client_key, sec.server_key);
+		} else {
+			return -ENOKEY;
+		}
+		if (r < 0)
+			return r;
+		r = scram_client_first(sv->scram, out, sizeof(out), &out_len);
+		if (r < 0)
+			return r;
+		uint8_t buf[700];
+		struct pgw_out o;
+		pgw_out_init(&o, buf, sizeof(buf));
+		pgw_put_str(&o, SCRAM_SHA_256_NAME);
+		pgw_put_u32(&o, (uint32_t)out_len);
+		pgw_put_bytes(&o, out, out_len);
+		send_password_msg(sv, buf, o.len);
+		return 0;
+	}
+	case PGW_AUTH_SASL_CONTINUE:
+		if (!sv->scram)
+			return -EPROTO;
+		r = scram_client_handle_server_first(sv->scram, (const char *)m->body + 4,
+		                                     m->len - 4, out, sizeof(out), &out_len);
+		if (r < 0)
+			return r;
+		send_password_msg(sv, out, out_len);
+		return 0;
+	case PGW_AUTH_SASL_FINAL:
+		if (!sv->scram)
+			return -EPROTO;
+		r = scram_client_verify_server_final(sv->scram, (const char *)m->body + 4,
+		                                     m->len - 4);
+		return r < 0 ? -EBADMSG : 0;
+	default:
+		return -EPROTONOSUPPORT;
+	}
+}
+
+static void login_done(struct server *sv)
+{
+	worker_login_remove(sv->w, sv);
+	free(sv->scram);
+	sv->scram = NULL;
+	sv->tx_status = 'I';
+	sv->clean = true;
+	if (sv->pool)
+		pool_remember_startup(sv->pool, sv->startup_pkt, sv->startup_len, sv->signature);
+	log_debug("server %llu %s:%d db=%s user=%s: logged in, backend pid %u",
+	          (unsigned long long)sv->id, sv->node_host, sv->node_port, sv->database, sv->user,
+	          sv->backend_pid);
+	struct client *cl = sv->client;
+	if (cl && cl->connecting == sv) {
+		cl->connecting = NULL;
+		sv->state = SV_ACTIVE;
+		cl_server_ready(cl, sv);
+		return;
+	}
+	/* warm-up, or the client left during login */
+	sv->client = NULL;
+	sv->state = SV_ACTIVE;
+	sv_release(sv);
+}
+
+static void process_login(struct server *sv)
+{
+	while (sv->state == SV_LOGIN) {
+		struct pgw_msg m;
+		enum pgw_status st = pgw_next_msg(sv->ep.in, sv->ep.in_len, CONN_INBUF_MAX - 5, &m);
+		if (st == PGW_NEED_MORE)
+			return;
+		if (st == PGW_BAD) {
+			sv_fail(sv, NULL, 0, "08P01", "invalid message from server during login");
+			return;
+		}
+		int r = 0;
+		switch (m.type) {
+		case PGW_MSG_AUTH:
+			r = handle_auth(sv, &m);
+			if (r == -ENOKEY) {
+				char msg[300];
+				snprintf(msg, sizeof(msg),
+				         "the server asks for a password for user \"%s\" and the "
+				         "proxy has none it can use (set password or "
+				         "server_password for this user)",
+				         sv->user);
+				sv_fail(sv, NULL, 0, "28P01", msg);
+				return;
+			}
+			if (r == -EBADMSG) {
+				sv_fail(sv, NULL, 0, "28000",
+				        "the server's SCRAM signature did not verify");
+				return;
+			}
+			if (r < 0) {
+				char msg[200];
+				snprintf(msg, sizeof(msg),
+				         "authentication with the server failed: %s", strerror(-r));
+				sv_fail(sv, NULL, 0, "28000", msg);
+				return;
+			}
+			break;
+		case PGW_MSG_PARAM_STATUS: {
+			uint32_t off = 0;
+			const char *n = pgw_get_str(m.body, m.len, &off);
+			const char *v = pgw_get_str(m.body, m.len, &off);
+			if (n && v)
+				set_param(sv, n, v);
+			break;
+		}
+		case PGW_MSG_KEY_DATA:
+			if (m.len >= 8) {
+				sv->backend_pid = pgw_get_u32(m.body);
+				sv->backend_key = pgw_get_u32(m.body + 4);
+			}
+			break;
+		case PGW_MSG_ERROR: {
+			const char *msg = pgw_error_field(m.body, m.len, 'M');
+			char line[300];
+			snprintf(line, sizeof(line), "login refused: %s", msg ? msg : "?");
+			/* the client gets the server's own error, unchanged */
+			log_info("server %s:%d db=%s user=%s: %s", sv->node_host, sv->node_port,
+			         sv->database, sv->user, line);
+			struct client *cl = sv->client;
+			sv->client = NULL;
+			if (cl && cl->connecting == sv)
+				cl_server_failed(cl, m.body, m.len, NULL, NULL);
+			sv_close(sv);
+			return;
+		}
+		case PGW_MSG_READY:
+			ep_in_consume(&sv->ep, m.total);
+			login_done(sv);
+			return;
+		default:
+			break; /* NoticeResponse and the like */
+		}
+		ep_in_consume(&sv->ep, m.total);
+	}
+}
+
+/* ------------------------------------------------------------- relay */
+
+/* Messages the proxy reads while relaying server -> client. */
+static bool wants_capture(const struct server *sv, uint8_t type)
+{
+	if (type == PGW_MSG_READY || type == PGW_MSG_PARAM_STATUS)
+		return true;
+	return sv->state == SV_RESETTING && type == PGW_MSG_ERROR;
+}
+
+static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, uint32_t len);
+
+/* Scans a chunk's headers, copying out the few messages we act on. */
+static void scan_chunk(struct server *sv, const uint8_t *data, size_t start, size_t end)
+{
+	struct endpoint *ep = &sv->ep;
+	size_t pos = start;
+	/* continue a message being copied out */
+	if (ep->cap_len && ep->cap_got < ep->cap_len) {
+		size_t take = ep->cap_len - ep->cap_got;
+		if (take > end - pos)
+			take = end - pos;
+		memcpy(ep->cap_buf + ep->cap_got, data + pos, take);
+		ep->cap_got += (uint32_t)take;
+		if (ep->cap_got == ep->cap_len) {
+			ep->cap_len = 0;
+			on_captured(sv, ep->cap_type, ep->cap_buf, ep->cap_got);
+		}
+	}
+	for (;;) {
+		enum pgw_scan_ev ev = pgw_scan(&ep->scan, data, end, &pos);
+		if (ev == PGW_SCAN_END)
+			return;
+		if (ev == PGW_SCAN_BAD) {
+			sv->clean = false;
+			sv_fail(sv, NULL, 0, "08P01", "invalid message length from server");
+			return;
+		}
+		uint8_t type = ep->scan.type;
+		uint32_t len = ep->scan.len;
+		if (type == PGW_MSG_READY && len >= 1 && pos < end) {
+			/* the common case, without a copy */
+			on_captured(sv, type, data + pos, 1);
+			continue;
+		}
+		if (!wants_capture(sv, type) || len > EP_CAPTURE_MAX)
+			continue;
+		if (!ep->cap_buf && !(ep->cap_buf = malloc(EP_CAPTURE_MAX)))
+			continue;
+		size_t take = len < end - pos ? len : end - pos;
+		memcpy(ep->cap_buf, data + pos, take);
+		ep->cap_type = type;
+		ep->cap_len = len;
+		ep->cap_got = (uint32_t)take;
+		if (ep->cap_got == len) {
+			ep->cap_len = 0;
+			on_captured(sv, type, ep->cap_buf, len);
+		}
+		if (sv->state == SV_CLOSING)
+			return;
+	}
+}
+
+static void park(struct server *sv);
+
+static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, uint32_t len)
+{
+	switch (type) {
+	case PGW_MSG_READY:
+		sv->tx_status = len ? (char)body[0] : 'I';
+		if (sv->state == SV_RESETTING) {
+			if (sv->tx_status == 'I' && sv->clean)
+				park(sv);
+			else
+				sv_close(sv);
+		}
+		return;
+	case PGW_MSG_PARAM_STATUS: {
+		uint32_t off = 0;
+		const char *n = pgw_get_str(body, len, &off);
+		const char *v = pgw_get_str(body, len, &off);
+		if (n && v)
+			set_param(sv, n, v);
+		return;
+	}
+	case PGW_MSG_ERROR:
+		if (sv->state == SV_RESETTING) {
+			const char *m = pgw_error_field(body, len, 'M');
+			log_warn("server %s:%d: reset query failed: %s", sv->node_host,
+			         sv->node_port, m ? m : "?");
+			sv->clean = false;
+		}
+		return;
+	}
+}
+
+void sv_client_data(struct server *sv, struct io_chunk *c)
+{
+	sv->clean = false;
+	ep_send_chunk(&sv->ep, c);
+}
+
+static void handle_plain(struct server *sv, struct io_chunk *c)
+{
+	switch (sv->state) {
+	case SV_LOGIN: {
+		int r = ep_in_append(&sv->ep, c->data + c->off, c->len);
+		io_chunk_release(sv->w->loop, c);
+		if (r < 0) {
+			sv_fail(sv, NULL, 0, "08P01", "server sent too much during login");
+			return;
+		}
+		process_login(sv);
+		return;
+	}
+	case SV_ACTIVE: {
+		/* A ReadyForQuery that ends this chunk with nothing sent since
+		 * means the server is clean again. */
+		sv->clean = false;
+		scan_chunk(sv, c->data, c->off, (size_t)c->off + c->len);
+		if (sv->state != SV_ACTIVE) {
+			io_chunk_release(sv->w->loop, c);
+			return;
+		}
+		if (sv->ep.scan.left == 0 && sv->ep.scan.hdr_n == 0 && sv->ep.scan.type == 'Z' &&
+		    sv->ep.q_head == NULL)
+			sv->clean = true;
+		if (sv->client)
+			cl_server_data(sv->client, c);
+		else
+			io_chunk_release(sv->w->loop, c);
+		return;
+	}
+	case SV_RESETTING:
+		scan_chunk(sv, c->data, c->off, (size_t)c->off + c->len);
+		io_chunk_release(sv->w->loop, c);
+		return;
+	default:
+		/* data on a server that is parking or closing: it cannot be reused */
+		io_chunk_release(sv->w->loop, c);
+		if (sv->state != SV_CLOSING)
+			sv_close(sv);
+		return;
+	}
+}
+
+static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
+{
+	struct server *sv = s->owner;
+	if (sv->parking) {
+		io_chunk_release(sv->w->loop, c);
+		sv->parking = false;
+		sv_close(sv);
+		return;
+	}
+	if (sv->state == SV_TLS_REQUEST) {
+		uint8_t answer = c->data[c->off];
+		c->off++;
+		c->len--;
+		struct snap *sn = snap_current();
+		bool required = sn->cfg->tls.server_mode >= CFG_STLS_REQUIRE;
+		struct tls_ctx *ctx = sn->server_tls;
+		if (answer == 'S' && ctx) {
+			sv->ep.tls = tls_conn_new(ctx, false,
+			                          sn->cfg->tls.server_mode == CFG_STLS_VERIFY_FULL
+			                              ? sv->node_host
+			                              : NULL);
+			snap_unref(sn);
+			if (!sv->ep.tls || c->len) {
+				io_chunk_release(sv->w->loop, c);
+				sv_fail(sv, NULL, 0, "08006", "TLS setup with the server failed");
+				return;
+			}
+			io_chunk_release(sv->w->loop, c);
+			sv->state = SV_TLS;
+			tls_handshake(sv->ep.tls);
+			/* push the ClientHello out */
+			ep_send_bytes(&sv->ep, "", 0);
+			struct io_chunk *none = NULL;
+			struct io_chunk *empty = io_chunk_new(1);
+			if (empty && ep_tls_decrypt(&sv->ep, sv->w->loop, empty, &none) == 0)
+				(void)none;
+			return;
+		}
+		snap_unref(sn);
+		io_chunk_release(sv->w->loop, c);
+		if (answer == 'N' && !required) {
+			send_startup(sv);
+			return;
+		}
+		sv_fail(sv, NULL, 0, "08006",
+		        answer == 'N'
+		            ? "the server does not accept TLS and tls.server_mode requires it"
+		            : "unexpected answer to SSLRequest from server");
+		return;
+	}
+	if (!sv->ep.tls) {
+		handle_plain(sv, c);
+		return;
+	}
+	struct io_chunk *plain;
+	if (ep_tls_decrypt(&sv->ep, sv->w->loop, c, &plain) < 0) {
+		sv_fail(sv, NULL, 0, "08006", "TLS error on the server connection");
+		return;
+	}
+	if (sv->state == SV_TLS) {
+		int h = tls_handshake(sv->ep.tls);
+		if (h < 0) {
+			char eb[200];
+			char msg[300];
+			snprintf(msg, sizeof(msg), "TLS handshake with the server failed: %s",
+			         tls_last_error(eb, sizeof(eb)));
+			sv_fail(sv, NULL, 0, "08006", msg);
+			return;
+		}
+		if (h == 1)
+			send_startup(sv);
+		else
+			ep_send_bytes(&sv->ep, "", 0);
+	}
+	while (plain) {
+		struct io_chunk *next = plain->next;
+		plain->next = NULL;
+		if (sv->state == SV_CLOSING)
+			io_chunk_release(sv->w->loop, plain);
+		else
+			handle_plain(sv, plain);
+		plain = next;
+	}
+}
+
+static void sv_on_eof(struct io_sock *s, int err)
+{
+	struct server *sv = s->owner;
+	if (sv->state == SV_LOGIN || sv->state == SV_CONNECTING || sv->state == SV_TLS ||
+	    sv->state == SV_TLS_REQUEST) {
+		sv_fail(sv, NULL, 0, "08006", "the server closed the connection during login");
+		return;
+	}
+	log_debug("server %llu %s:%d: closed by the server", (unsigned long long)sv->id,
+	          sv->node_host, sv->node_port);
+	sv_close(sv);
+}
+
+/* ------------------------------------------------------------- release */
+
+static void park(struct server *sv)
+{
+	struct snap *sn = snap_current();
+	int lifetime = sn->cfg->pool.server_lifetime_secs;
+	snap_unref(sn);
+	struct timespec now;
+	conn_now(&now);
+	if (lifetime > 0 && conn_elapsed(&sv->created, &now) > lifetime) {
+		log_debug("server %llu: lifetime reached, closing", (unsigned long long)sv->id);
+		sv_close(sv);
+		return;
+	}
+	sv->state = SV_IDLE;
+	sv->parking = true;
+	sv->last_used = now;
+	io_recv_stop(&sv->ep.sock);
+}
+
+static void sv_on_recv_stopped(struct io_sock *s)
+{
+	struct server *sv = s->owner;
+	if (!sv->parking)
+		return; /* paused for back-pressure */
+	sv->parking = false;
+	if (!io_sock_idle(&sv->ep.sock) || !ep_flushed(&sv->ep)) {
+		sv_close(sv);
+		return;
+	}
+	io_sock_detach(&sv->ep.sock);
+	sv->w = NULL;
+	pool_release(sv->pool, sv);
+}
+
+void sv_release(struct server *sv)
+{
+	if (sv->state == SV_CLOSING)
+		return;
+	sv->client = NULL;
+	if (!sv->pool) {
+		sv_close(sv); /* unpooled: replication */
+		return;
+	}
+	if (sv->state != SV_ACTIVE) {
+		/* still logging in: login_done pools it */
+		return;
+	}
+	if (!sv->clean || sv->tx_status != 'I' || sv->ep.paused || sv->ep.scan.left ||
+	    sv->ep.scan.hdr_n) {
+		/* mid-query or mid-transaction: not safe to hand to anyone */
+		log_debug("server %llu: released while busy (status %c), closing",
+		          (unsigned long long)sv->id, sv->tx_status ? sv->tx_status : '?');
+		sv_close(sv);
+		return;
+	}
+	struct snap *sn = snap_current();
+	const char *reset = sn->cfg->pool.reset_query;
+	if (!reset[0]) {
+		snap_unref(sn);
+		park(sv);
+		return;
+	}
+	uint8_t buf[CFG_QUERY_MAX + 16];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_query(&o, reset);
+	snap_unref(sn);
+	sv->state = SV_RESETTING;
+	ep_send_bytes(&sv->ep, buf, o.len);
+	/* clean again once the reset's ReadyForQuery arrives with nothing
+	 * else outstanding */
+	sv->clean = true;
+}

@@ -1,0 +1,78 @@
+/*
+ * Current-config pointer and snapshot lifetime. The swap takes a mutex;
+ * readers take it only when a connection starts, never per message.
+ */
+#include "dataplane/snap.h"
+
+#include "dataplane/tls/tls.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static pthread_mutex_t snap_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct snap *current;
+static uint64_t next_generation = 1;
+
+struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
+{
+	struct snap *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		cfg_free(cfg);
+		return NULL;
+	}
+	s->refs = 1;
+	s->cfg = cfg;
+	if (cfg->tls.client_mode != CFG_CTLS_DISABLE) {
+		s->client_tls =
+		    tls_ctx_new_server(cfg->tls.cert_file, cfg->tls.key_file, err, errlen);
+		if (!s->client_tls)
+			goto fail;
+	}
+	if (cfg->tls.server_mode != CFG_STLS_DISABLE) {
+		s->server_tls = tls_ctx_new_client(cfg->tls.server_mode == CFG_STLS_VERIFY_FULL,
+		                                   cfg->tls.ca_file, err, errlen);
+		if (!s->server_tls)
+			goto fail;
+	}
+	return s;
+fail:
+	snap_unref(s);
+	return NULL;
+}
+
+void snap_ref(struct snap *s)
+{
+	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+void snap_unref(struct snap *s)
+{
+	if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	tls_ctx_free(s->client_tls);
+	tls_ctx_free(s->server_tls);
+	cfg_free(s->cfg);
+	free(s);
+}
+
+struct snap *snap_current(void)
+{
+	pthread_mutex_lock(&snap_mu);
+	struct snap *s = current;
+	if (s)
+		snap_ref(s);
+	pthread_mutex_unlock(&snap_mu);
+	return s;
+}
+
+void snap_install(struct snap *s)
+{
+	pthread_mutex_lock(&snap_mu);
+	struct snap *old = current;
+	s->generation = next_generation++;
+	current = s;
+	pthread_mutex_unlock(&snap_mu);
+	snap_unref(old);
+}

@@ -1,0 +1,428 @@
+/*
+ * Worker thread body: the event loop, accept, the mailbox for pool
+ * hand-offs, and a 100 ms tick for timeouts (queue waits, connects,
+ * lingering closes) plus, on worker 0, pool maintenance once a second.
+ */
+#include "dataplane/worker.h"
+
+#include "common/log.h"
+#include "dataplane/conn/conn.h"
+#include "dataplane/pool/pool.h"
+#include "dataplane/snap.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define TICK_MS           100
+#define CLOSE_LINGER_SECS 5.0
+
+struct worker *g_workers;
+int g_n_workers;
+volatile int g_stopping;
+int g_client_count;
+
+static __thread struct worker *self;
+
+struct worker *worker_self(void)
+{
+	return self;
+}
+
+/* "host:port" or "[v6]:port" into a bound, listening SO_REUSEPORT socket. */
+static int listen_tcp(const char *addr, char *err, size_t errlen)
+{
+	char host[256], port[16];
+	const char *colon = strrchr(addr, ':');
+	if (!colon || colon == addr || !colon[1]) {
+		snprintf(err, errlen, "listen_address '%s': expected host:port", addr);
+		return -EINVAL;
+	}
+	size_t hl = (size_t)(colon - addr);
+	if (addr[0] == '[' && colon[-1] == ']') {
+		addr++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host) || strlen(colon + 1) >= sizeof(port)) {
+		snprintf(err, errlen, "listen_address '%s' is too long", addr);
+		return -EINVAL;
+	}
+	memcpy(host, addr, hl);
+	host[hl] = 0;
+	snprintf(port, sizeof(port), "%s", colon + 1);
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	struct addrinfo *ai;
+	int r = getaddrinfo(hl ? host : NULL, port, &hints, &ai);
+	if (r) {
+		snprintf(err, errlen, "listen_address '%s': %s", addr, gai_strerror(r));
+		return -EINVAL;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return r;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+static int listen_unix(const char *dir, const char *listen_addr, char *err, size_t errlen)
+{
+	const char *colon = strrchr(listen_addr, ':');
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%s", dir,
+	                 colon ? colon + 1 : "5432");
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "unix_socket_dir '%s' is too long for a socket path", dir);
+		return -ENAMETOOLONG;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(sa.sun_path); /* a stale socket from a previous run */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0) {
+		int r = -errno;
+		snprintf(err, errlen, "cannot listen on %s: %s", sa.sun_path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	chmod(sa.sun_path, 0777); /* as PostgreSQL's default unix_socket_permissions */
+	return fd;
+}
+
+static void on_accept(struct io_sock *s, int fd)
+{
+	struct worker *w = s->owner;
+	if (fd < 0) {
+		log_warn("worker %d: accept failed: %s", w->idx, strerror(-fd));
+		return;
+	}
+	if (g_stopping) {
+		close(fd);
+		return;
+	}
+	cl_accept(w, fd, s == &w->unix_sock);
+}
+
+static void on_listener_closed(struct io_sock *s)
+{
+	(void)s;
+}
+
+static const struct io_sock_ops listen_ops = {
+    .on_accept = on_accept,
+    .on_closed = on_listener_closed,
+};
+
+void worker_post(struct worker *w, struct client *cl)
+{
+	pthread_mutex_lock(&w->mail_mu);
+	cl->mail_next = NULL;
+	if (w->mail_tail)
+		w->mail_tail->mail_next = cl;
+	else
+		w->mail_head = cl;
+	w->mail_tail = cl;
+	pthread_mutex_unlock(&w->mail_mu);
+	io_loop_wakeup(w->loop);
+}
+
+static void on_wake(void *ud)
+{
+	struct worker *w = ud;
+	pthread_mutex_lock(&w->mail_mu);
+	struct client *cl = w->mail_head;
+	w->mail_head = w->mail_tail = NULL;
+	pthread_mutex_unlock(&w->mail_mu);
+	while (cl) {
+		struct client *next = cl->mail_next;
+		cl->mail_next = NULL;
+		cl_handoff_arrived(cl);
+		cl = next;
+	}
+}
+
+void workers_stop(void)
+{
+	g_stopping = 1;
+	for (int i = 0; i < g_n_workers; i++)
+		io_loop_wakeup(g_workers[i].loop);
+}
+
+void worker_add_client(struct worker *w, struct client *cl)
+{
+	cl->all_prev = NULL;
+	cl->all_next = w->clients;
+	if (w->clients)
+		w->clients->all_prev = cl;
+	w->clients = cl;
+	w->n_clients++;
+}
+
+void worker_remove_client(struct worker *w, struct client *cl)
+{
+	if (cl->all_prev)
+		cl->all_prev->all_next = cl->all_next;
+	else
+		w->clients = cl->all_next;
+	if (cl->all_next)
+		cl->all_next->all_prev = cl->all_prev;
+	cl->all_next = cl->all_prev = NULL;
+	w->n_clients--;
+}
+
+void worker_wait_add(struct worker *w, struct client *cl)
+{
+	cl->wlist_next = NULL;
+	cl->wlist_prev = w->waiting_tail;
+	if (w->waiting_tail)
+		w->waiting_tail->wlist_next = cl;
+	else
+		w->waiting_head = cl;
+	w->waiting_tail = cl;
+	cl->in_wait_list = true;
+}
+
+void worker_wait_remove(struct worker *w, struct client *cl)
+{
+	if (!cl->in_wait_list)
+		return;
+	if (cl->wlist_prev)
+		cl->wlist_prev->wlist_next = cl->wlist_next;
+	else
+		w->waiting_head = cl->wlist_next;
+	if (cl->wlist_next)
+		cl->wlist_next->wlist_prev = cl->wlist_prev;
+	else
+		w->waiting_tail = cl->wlist_prev;
+	cl->wlist_next = cl->wlist_prev = NULL;
+	cl->in_wait_list = false;
+}
+
+void worker_login_add(struct worker *w, struct server *sv)
+{
+	sv->login_prev = NULL;
+	sv->login_next = w->logins;
+	if (w->logins)
+		w->logins->login_prev = sv;
+	w->logins = sv;
+	sv->in_login_list = true;
+}
+
+void worker_login_remove(struct worker *w, struct server *sv)
+{
+	if (!sv->in_login_list)
+		return;
+	if (sv->login_prev)
+		sv->login_prev->login_next = sv->login_next;
+	else
+		w->logins = sv->login_next;
+	if (sv->login_next)
+		sv->login_next->login_prev = sv->login_prev;
+	sv->login_next = sv->login_prev = NULL;
+	sv->in_login_list = false;
+}
+
+/* Once a second on worker 0: expire idle servers, keep min_idle warm. */
+static void maintain_pools(struct worker *w, const struct timespec *now)
+{
+	struct snap *sn = snap_current();
+	if (!sn)
+		return;
+	const struct cfg *c = sn->cfg;
+	for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
+		struct server *dead =
+		    pool_collect_expired(p, now, c->pool.idle_timeout_secs,
+		                         c->pool.server_lifetime_secs, c->pool.min_idle);
+		while (dead) {
+			struct server *next = dead->pool_next;
+			dead->counted = false; /* already uncounted by the pool */
+			sv_attach(dead, w);
+			sv_close(dead);
+			dead = next;
+		}
+		while (!g_stopping && pool_want_warm(p, c->pool.min_idle, c->pool.max_pool_size)) {
+			if (sv_connect(w, p, NULL, pool_node(p)) < 0) {
+				pool_drop(p, c->pool.max_pool_size);
+				break;
+			}
+		}
+	}
+	snap_unref(sn);
+}
+
+static void tick(struct worker *w)
+{
+	struct timespec now;
+	conn_now(&now);
+	cl_wait_timeout_check(w, &now);
+	/* servers that take too long to connect or log in */
+	struct snap *sn = snap_current();
+	int connect_timeout = sn ? sn->cfg->pool.server_connect_timeout_secs : 5;
+	snap_unref(sn);
+	for (struct server *sv = w->logins, *next; sv; sv = next) {
+		next = sv->login_next;
+		if (conn_elapsed(&sv->created, &now) > connect_timeout) {
+			log_warn("server %s:%d: connect/login timed out after %d s", sv->node_host,
+			         sv->node_port, connect_timeout);
+			if (sv->client)
+				cl_server_failed(sv->client, NULL, 0, "08006",
+				                 "timed out connecting to the database server");
+			sv_close(sv);
+		}
+	}
+	for (struct client *cl = w->clients, *next; cl; cl = next) {
+		next = cl->all_next;
+		if (cl->state == CL_CLOSING &&
+		    conn_elapsed(&cl->close_start, &now) > CLOSE_LINGER_SECS)
+			io_sock_close(&cl->ep.sock);
+	}
+	if (w->idx == 0 && conn_elapsed(&w->last_maint, &now) >= 1.0) {
+		w->last_maint = now;
+		maintain_pools(w, &now);
+	}
+}
+
+static void begin_drain(struct worker *w)
+{
+	if (!w->listening)
+		return;
+	w->listening = false;
+	io_sock_close(&w->listen_sock);
+	if (w->unix_fd >= 0)
+		io_sock_close(&w->unix_sock);
+	/* Idle pooled servers are not needed any more. */
+	if (w->idx == 0) {
+		for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
+			struct server *sv = pool_take_all_idle(p);
+			while (sv) {
+				struct server *next = sv->pool_next;
+				sv->counted = false;
+				sv_attach(sv, w);
+				sv_close(sv);
+				sv = next;
+			}
+		}
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	self = w;
+	int err = 0;
+	w->loop = io_loop_new(w->backend, &err);
+	if (!w->loop && w->backend == IO_BACKEND_URING) {
+		log_warn("worker %d: io_uring unavailable (%s): using epoll", w->idx,
+		         strerror(-err));
+		w->backend = IO_BACKEND_EPOLL;
+		w->loop = io_loop_new(w->backend, &err);
+	}
+	if (w->loop) {
+		io_loop_set_wake(w->loop, on_wake, w);
+		io_sock_init(&w->listen_sock, w->listen_fd, &listen_ops, w);
+		io_sock_attach(w->loop, &w->listen_sock);
+		err = io_listen_start(&w->listen_sock);
+		if (!err && w->unix_fd >= 0) {
+			io_sock_init(&w->unix_sock, w->unix_fd, &listen_ops, w);
+			io_sock_attach(w->loop, &w->unix_sock);
+			err = io_listen_start(&w->unix_sock);
+		}
+		w->listening = true;
+	} else {
+		err = err ? err : -ENOMEM;
+	}
+	conn_now(&w->last_maint);
+	__atomic_store_n(&w->init_result, err, __ATOMIC_RELEASE);
+	__atomic_store_n(&w->init_done, true, __ATOMIC_RELEASE);
+	if (err)
+		return NULL;
+
+	struct timespec drain_start = {0};
+	for (;;) {
+		io_loop_run_once(w->loop, TICK_MS);
+		tick(w);
+		if (g_stopping) {
+			if (w->listening) {
+				begin_drain(w);
+				conn_now(&drain_start);
+			}
+			struct timespec now;
+			conn_now(&now);
+			struct snap *sn = snap_current();
+			int grace = sn ? sn->cfg->shutdown_timeout_secs : 30;
+			snap_unref(sn);
+			if (w->n_clients == 0 && !w->logins)
+				break;
+			if (conn_elapsed(&drain_start, &now) > grace) {
+				for (struct client *cl = w->clients; cl; cl = cl->all_next)
+					if (cl->state != CL_CLOSING && cl->state != CL_CLOSED)
+						cl_close(
+						    cl, "57P01",
+						    "terminating connection due to proxy shutdown");
+				if (conn_elapsed(&drain_start, &now) >
+				    grace + CLOSE_LINGER_SECS + 1)
+					break;
+			}
+		}
+	}
+	/* let the last closes complete */
+	for (int i = 0; i < 10; i++)
+		io_loop_run_once(w->loop, 10);
+	return NULL;
+}
+
+int worker_start(struct worker *w, int idx, enum io_backend backend, char *err, size_t errlen)
+{
+	struct snap *sn = snap_current();
+	const struct cfg *c = sn->cfg;
+	w->idx = idx;
+	w->backend = backend;
+	w->unix_fd = -1;
+	pthread_mutex_init(&w->mail_mu, NULL);
+	int r = listen_tcp(c->listen_address, err, errlen);
+	if (r < 0)
+		goto out;
+	w->listen_fd = r;
+	if (idx == 0 && c->unix_socket_dir[0]) {
+		r = listen_unix(c->unix_socket_dir, c->listen_address, err, errlen);
+		if (r < 0)
+			goto out;
+		w->unix_fd = r;
+	}
+	r = pthread_create(&w->thread, NULL, worker_main, w);
+	if (r) {
+		snprintf(err, errlen, "cannot start worker thread: %s", strerror(r));
+		r = -r;
+		goto out;
+	}
+	while (!__atomic_load_n(&w->init_done, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	r = __atomic_load_n(&w->init_result, __ATOMIC_ACQUIRE);
+	if (r < 0) {
+		snprintf(err, errlen, "worker %d: event loop setup failed: %s", idx, strerror(-r));
+		pthread_join(w->thread, NULL);
+	}
+out:
+	snap_unref(sn);
+	return r < 0 ? r : 0;
+}
+
+void worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+}

@@ -1,0 +1,64 @@
+/*
+ * Worker threads: each owns an event loop, its own SO_REUSEPORT listener
+ * and the connections it accepted. Other threads talk to a worker only
+ * through its mailbox (pool hand-offs) and its wakeup.
+ */
+#ifndef HELIOS_WORKER_H
+#define HELIOS_WORKER_H
+
+#include "dataplane/io/io.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct client;
+struct server;
+
+struct worker {
+	int idx;
+	pthread_t thread;
+	struct io_loop *loop;
+	enum io_backend backend;
+	int listen_fd, unix_fd;
+	struct io_sock listen_sock, unix_sock;
+	bool listening;
+
+	pthread_mutex_t mail_mu;
+	struct client *mail_head, *mail_tail;
+
+	struct client *clients; /* every client of this worker */
+	int n_clients;
+	struct client *waiting_head, *waiting_tail; /* waiting for a server, oldest first */
+	struct server *logins; /* servers connecting or logging in (connect timeout) */
+
+	struct timespec last_maint;
+	int init_result;
+	bool init_done;
+};
+
+/* Creates the worker's listening sockets (in the calling thread, so that a
+ * bind error stops start-up) and starts its thread. */
+int worker_start(struct worker *w, int idx, enum io_backend backend, char *err, size_t errlen);
+void worker_join(struct worker *w);
+/* Thread-safe: delivers a pool hand-off to cl on its worker. */
+void worker_post(struct worker *w, struct client *cl);
+/* Thread-safe: asks every worker to stop accepting and drain. */
+void workers_stop(void);
+struct worker *worker_self(void);
+
+/* Worker-local lists, used by client.c and server.c. */
+void worker_add_client(struct worker *w, struct client *cl);
+void worker_remove_client(struct worker *w, struct client *cl);
+void worker_wait_add(struct worker *w, struct client *cl);
+void worker_wait_remove(struct worker *w, struct client *cl);
+void worker_login_add(struct worker *w, struct server *sv);
+void worker_login_remove(struct worker *w, struct server *sv);
+
+/* Process-wide state set up by main. */
+extern struct worker *g_workers;
+extern int g_n_workers;
+extern volatile int g_stopping;
+extern int g_client_count; /* atomic */
+
+#endif
