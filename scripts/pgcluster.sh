@@ -177,9 +177,31 @@ log_line_prefix = '%m [%p] %q%u@%d '
 hot_standby = on
 max_wal_senders = 10
 max_replication_slots = 10
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
 EOF
+	make_cert "$data"
 	if ! grep -q "^include_if_exists = 'helios.conf'" "$data/postgresql.conf"; then
 		echo "include_if_exists = 'helios.conf'" | as_pg tee -a "$data/postgresql.conf" >/dev/null
+	fi
+}
+
+# A self-signed certificate for 127.0.0.1/localhost, so tests can exercise
+# TLS from the proxy to the servers (tls.server_mode). BASE/ca.crt is a
+# readable copy to use as the CA.
+make_cert() { # make_cert DATADIR
+	local data=$1
+	if [[ ! -f $BASE/ca.crt ]]; then
+		openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=localhost" \
+			-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+			-keyout "$BASE/ca.key" -out "$BASE/ca.crt" >/dev/null 2>&1
+		chmod 644 "$BASE/ca.crt"
+	fi
+	if ! as_pg test -f "$data/server.crt"; then
+		as_pg tee "$data/server.crt" <"$BASE/ca.crt" >/dev/null
+		as_pg tee "$data/server.key" <"$BASE/ca.key" >/dev/null
+		as_pg chmod 600 "$data/server.key"
 	fi
 }
 
@@ -287,6 +309,7 @@ write_env() {
 PG_PRIMARY_PORT=$PPORT
 PG_REPLICA_PORT=$RPORT
 PG_SOCKET_DIR=$BASE/sock
+PG_SSL_CA=$BASE/ca.crt
 PG_BIN=$PGBIN
 EOF
 }

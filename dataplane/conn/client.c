@@ -198,6 +198,11 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 			cl->await_handoff = true; /* cl_handoff_arrived gives it back */
 	}
 	worker_wait_remove(cl->w, cl);
+	if (cl->authq) {
+		struct server *aq = cl->authq;
+		cl->authq = NULL;
+		sv_auth_query_cancel(aq);
+	}
 	detach_server(cl);
 	cancel_unregister(cl);
 	cl_set_state(cl, CL_CLOSING);
@@ -381,6 +386,16 @@ static int start_scram(struct client *cl, const char *stored)
 	return 0;
 }
 
+static void continue_auth(struct client *cl, bool known);
+
+static int primary_node(const struct cfg *c)
+{
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].role == CFG_ROLE_PRIMARY)
+			return (int)i;
+	return -1;
+}
+
 static void start_auth(struct client *cl)
 {
 	const struct cfg *c = cl->snap->cfg;
@@ -397,15 +412,44 @@ static void start_auth(struct client *cl)
 	}
 	if (!cl_set_state(cl, CL_AUTH))
 		return;
-	if (!u || !u->password[0]) {
+	if (!u && c->auth.auth_user[0]) {
+		/* ask the server for the secret, as PgBouncer's auth_query does */
+		if (sv_auth_query(cl->w, cl, primary_node(c)) < 0)
+			cl_close(cl, "08006",
+			         "could not connect to the server to look up the user");
+		return;
+	}
+	continue_auth(cl, u && u->password[0]);
+}
+
+void cl_auth_query_done(struct client *cl, const char *secret, const char *error)
+{
+	if (cl->state != CL_AUTH)
+		return;
+	if (error) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "could not look up the password of user \"%s\": %s",
+		         cl->user, error);
+		cl_close(cl, "28000", msg);
+		return;
+	}
+	if (secret)
+		snprintf(cl->password, sizeof(cl->password), "%s", secret);
+	continue_auth(cl, secret != NULL);
+}
+
+/* Sends the challenge; known = we hold a secret for this user. */
+static void continue_auth(struct client *cl, bool known)
+{
+	const struct cfg *c = cl->snap->cfg;
+	if (!known) {
 		/* Same exchange as for a known user, so a client cannot probe
 		 * which user names exist; it always fails. */
 		cl->fake_auth = true;
 		snprintf(cl->password, sizeof(cl->password), "%016llx",
 		         (unsigned long long)cl->id * 0x9e3779b97f4a7c15ull);
-		if (!u)
-			log_info("client %llu %s: unknown user \"%s\"", (unsigned long long)cl->id,
-			         cl->peer, cl->user);
+		log_info("client %llu %s: unknown user \"%s\" (or no password)",
+		         (unsigned long long)cl->id, cl->peer, cl->user);
 	}
 	int r;
 	bool md5_stored = md5auth_is_hash(cl->password);
@@ -632,12 +676,7 @@ static void bind_server(struct client *cl, struct server *sv);
 static void get_server(struct client *cl)
 {
 	const struct cfg *c = cl->snap->cfg;
-	int node = -1;
-	for (size_t i = 0; i < c->n_nodes; i++)
-		if (c->nodes[i].role == CFG_ROLE_PRIMARY) {
-			node = (int)i;
-			break;
-		}
+	int node = primary_node(c);
 	if (node < 0) {
 		cl_close(cl, "08006", "no primary node is configured");
 		return;

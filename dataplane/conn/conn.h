@@ -101,6 +101,7 @@ struct client {
 	uint32_t cancel_pid, cancel_key;
 	struct client *all_next, *all_prev; /* worker's client list */
 	struct server *connecting;          /* server logging in on our behalf */
+	struct server *authq;               /* auth_query lookup in progress */
 	struct timespec close_start;
 	bool await_handoff; /* closed while handed something: free after delivery */
 	bool in_wait_list;
@@ -115,6 +116,7 @@ enum sv_state {
 	SV_RESETTING,   /* running the reset query before going back to the pool */
 	SV_IDLE,        /* in the pool */
 	SV_CLOSING,
+	SV_AUTH_QUERY, /* running auth_query for a client's login */
 };
 
 #define SV_MAX_PARAMS 32
@@ -124,6 +126,8 @@ struct server {
 	struct worker *w;  /* the loop it is attached to, NULL while idle in the pool */
 	struct pool *pool; /* NULL for an unpooled (replication) connection */
 	struct client *client;
+	struct client *authq_client; /* auth_query lookup on behalf of this client */
+	bool authq_found;
 	enum sv_state state;
 	uint64_t id;
 	uint64_t signature;
@@ -203,6 +207,11 @@ void sv_resume_source(struct server *sv);
 void sv_client_data(struct server *sv, struct io_chunk *c);
 bool sv_alive(struct server *sv);
 void sv_free_detached(struct server *sv);
+/* Looks cl's secret up with [auth] auth_query; answers cl_auth_query_done. */
+int sv_auth_query(struct worker *w, struct client *cl, int node_idx);
+void sv_auth_query_cancel(struct server *sv);
+/* client.c: the lookup finished; secret NULL when the user has none. */
+void cl_auth_query_done(struct client *cl, const char *secret, const char *error);
 
 uint64_t conn_next_id(void);
 void conn_now(struct timespec *ts);

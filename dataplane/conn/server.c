@@ -25,8 +25,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static const char *const sv_state_names[] = {"connecting", "tls-request", "tls",  "login",
-                                             "active",     "resetting",   "idle", "closing"};
+static const char *const sv_state_names[] = {"connecting", "tls-request", "tls",
+                                             "login",      "active",      "resetting",
+                                             "idle",       "closing",     "auth-query"};
 
 const char *sv_state_str(enum sv_state s)
 {
@@ -105,14 +106,14 @@ static int max_pool_size(void)
 
 /* Builds the startup packet: the pool's user and database, then every
  * parameter the client sent, so the server applies them natively. */
-static int build_startup(struct server *sv, const struct client *cl)
+static int build_startup(struct server *sv, const struct pgw_param *extra, int n_extra)
 {
 	struct pgw_param params[PGW_MAX_PARAMS + 2];
 	int n = 0;
 	params[n++] = (struct pgw_param){"user", sv->user};
 	params[n++] = (struct pgw_param){"database", sv->database};
-	for (int i = 0; i < cl->n_params; i++)
-		params[n++] = cl->params[i];
+	for (int i = 0; i < n_extra; i++)
+		params[n++] = extra[i];
 	size_t cap = 16;
 	for (int i = 0; i < n; i++)
 		cap += strlen(params[i].name) + strlen(params[i].value) + 2;
@@ -128,67 +129,20 @@ static int build_startup(struct server *sv, const struct client *cl)
 	return 0;
 }
 
-int sv_connect(struct worker *w, struct pool *pool, struct client *cl, int node_idx)
+static void sv_fail(struct server *sv, const uint8_t *body, uint32_t len, const char *sqlstate,
+                    const char *msg);
+
+/* Opens the socket and starts connecting; sv has its identity filled in. */
+static int start_connect(struct worker *w, struct server *sv)
 {
-	struct snap *sn = cl ? cl->snap : snap_current();
-	const struct cfg *c = sn->cfg;
-	int r = -EINVAL;
-	struct server *sv = NULL;
-	if (node_idx < 0 || (size_t)node_idx >= c->n_nodes)
-		goto out;
-	sv = calloc(1, sizeof(*sv));
-	if (!sv) {
-		r = -ENOMEM;
-		goto out;
-	}
-	sv->id = conn_next_id();
-	sv->pool = pool;
-	sv->counted = pool != NULL;
-	sv->node_idx = node_idx;
-	snprintf(sv->node_host, sizeof(sv->node_host), "%s", c->nodes[node_idx].host);
-	sv->node_port = c->nodes[node_idx].port;
-	ep_init(&sv->ep);
-	sv->ep.sock.fd = -1;
-	conn_now(&sv->created);
-	sv->last_used = sv->created;
-	if (cl) {
-		snprintf(sv->user, sizeof(sv->user), "%s", cl->user);
-		snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
-		snprintf(sv->password, sizeof(sv->password), "%s", cl->password);
-		snprintf(sv->server_password, sizeof(sv->server_password), "%s",
-		         cl->server_password);
-		sv->have_client_key = cl->have_client_key;
-		memcpy(sv->client_key, cl->client_key, sizeof(sv->client_key));
-		sv->signature = cl->signature;
-		r = build_startup(sv, cl);
-		if (r < 0)
-			goto out;
-	} else {
-		/* warming the pool: the last startup packet it saw */
-		snprintf(sv->user, sizeof(sv->user), "%s", pool_user(pool));
-		snprintf(sv->database, sizeof(sv->database), "%s", pool_database(pool));
-		const struct cfg_user *u = cfg_find_user(c, sv->user);
-		if (u) {
-			snprintf(sv->password, sizeof(sv->password), "%s", u->password);
-			snprintf(sv->server_password, sizeof(sv->server_password), "%s",
-			         u->server_password);
-		}
-		sv->startup_pkt = pool_warm_startup(pool, &sv->startup_len, &sv->signature);
-		if (!sv->startup_pkt) {
-			r = -ENOENT;
-			goto out;
-		}
-	}
 	struct sockaddr_storage sa;
 	socklen_t salen;
-	r = conn_node_addr(sv->node_host, sv->node_port, &sa, &salen);
+	int r = conn_node_addr(sv->node_host, sv->node_port, &sa, &salen);
 	if (r < 0)
-		goto out;
+		return r;
 	int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
+	if (fd < 0)
+		return -errno;
 	if (sa.ss_family != AF_UNIX) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -198,14 +152,81 @@ int sv_connect(struct worker *w, struct pool *pool, struct client *cl, int node_
 	sv->w = w;
 	io_sock_attach(w->loop, &sv->ep.sock);
 	sv->state = SV_CONNECTING;
-	sv->client = cl;
-	if (cl)
-		cl->connecting = sv;
 	worker_login_add(w, sv);
 	io_connect(&sv->ep.sock, (struct sockaddr *)&sa, salen);
-	if (!cl)
-		snap_unref(sn);
 	return 0;
+}
+
+static struct server *sv_alloc(const struct cfg *c, int node_idx)
+{
+	if (node_idx < 0 || (size_t)node_idx >= c->n_nodes)
+		return NULL;
+	struct server *sv = calloc(1, sizeof(*sv));
+	if (!sv)
+		return NULL;
+	sv->id = conn_next_id();
+	sv->node_idx = node_idx;
+	snprintf(sv->node_host, sizeof(sv->node_host), "%s", c->nodes[node_idx].host);
+	sv->node_port = c->nodes[node_idx].port;
+	ep_init(&sv->ep);
+	sv->ep.sock.fd = -1;
+	conn_now(&sv->created);
+	sv->last_used = sv->created;
+	return sv;
+}
+
+static void set_user_credentials(struct server *sv, const struct cfg *c)
+{
+	const struct cfg_user *u = cfg_find_user(c, sv->user);
+	if (u) {
+		snprintf(sv->password, sizeof(sv->password), "%s", u->password);
+		snprintf(sv->server_password, sizeof(sv->server_password), "%s",
+		         u->server_password);
+	}
+}
+
+int sv_connect(struct worker *w, struct pool *pool, struct client *cl, int node_idx)
+{
+	struct snap *sn = cl ? cl->snap : snap_current();
+	const struct cfg *c = sn->cfg;
+	int r = -ENOMEM;
+	struct server *sv = sv_alloc(c, node_idx);
+	if (!sv)
+		goto out;
+	sv->pool = pool;
+	sv->counted = pool != NULL;
+	if (cl) {
+		snprintf(sv->user, sizeof(sv->user), "%s", cl->user);
+		snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
+		snprintf(sv->password, sizeof(sv->password), "%s", cl->password);
+		snprintf(sv->server_password, sizeof(sv->server_password), "%s",
+		         cl->server_password);
+		sv->have_client_key = cl->have_client_key;
+		memcpy(sv->client_key, cl->client_key, sizeof(sv->client_key));
+		sv->signature = cl->signature;
+		r = build_startup(sv, cl->params, cl->n_params);
+		if (r < 0)
+			goto out;
+	} else {
+		/* warming the pool: the last startup packet it saw */
+		snprintf(sv->user, sizeof(sv->user), "%s", pool_user(pool));
+		snprintf(sv->database, sizeof(sv->database), "%s", pool_database(pool));
+		set_user_credentials(sv, c);
+		sv->startup_pkt = pool_warm_startup(pool, &sv->startup_len, &sv->signature);
+		if (!sv->startup_pkt) {
+			r = -ENOENT;
+			goto out;
+		}
+	}
+	sv->client = cl;
+	r = start_connect(w, sv);
+	if (r < 0) {
+		sv->client = NULL;
+		goto out;
+	}
+	if (cl)
+		cl->connecting = sv;
+	sv = NULL;
 out:
 	if (sv) {
 		free(sv->startup_pkt);
@@ -214,6 +235,138 @@ out:
 	if (!cl)
 		snap_unref(sn);
 	return r;
+}
+
+int sv_auth_query(struct worker *w, struct client *cl, int node_idx)
+{
+	const struct cfg *c = cl->snap->cfg;
+	struct server *sv = sv_alloc(c, node_idx);
+	if (!sv)
+		return -ENOMEM;
+	snprintf(sv->user, sizeof(sv->user), "%s", c->auth.auth_user);
+	snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
+	set_user_credentials(sv, c);
+	int r = build_startup(sv, NULL, 0);
+	if (r == 0)
+		r = start_connect(w, sv);
+	if (r < 0) {
+		free(sv->startup_pkt);
+		free(sv);
+		return r;
+	}
+	sv->authq_client = cl;
+	cl->authq = sv;
+	return 0;
+}
+
+void sv_auth_query_cancel(struct server *sv)
+{
+	sv->authq_client = NULL;
+	sv_close(sv);
+}
+
+/* Sends auth_query with the user name as a bound parameter (never
+ * spliced into the text). */
+static void send_auth_query(struct server *sv)
+{
+	struct client *cl = sv->authq_client;
+	struct snap *sn = snap_current();
+	uint8_t buf[CFG_QUERY_MAX + 256];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	size_t m = pgw_begin_msg(&o, 'P');
+	pgw_put_str(&o, "");
+	pgw_put_str(&o, sn->cfg->auth.auth_query);
+	pgw_put_u8(&o, 0);
+	pgw_put_u8(&o, 0);
+	pgw_end_msg(&o, m);
+	snap_unref(sn);
+	m = pgw_begin_msg(&o, 'B');
+	pgw_put_str(&o, "");
+	pgw_put_str(&o, "");
+	pgw_put_u8(&o, 0); /* parameter formats: all text */
+	pgw_put_u8(&o, 0);
+	pgw_put_u8(&o, 0);
+	pgw_put_u8(&o, 1); /* one parameter */
+	pgw_put_u32(&o, (uint32_t)strlen(cl->user));
+	pgw_put_bytes(&o, cl->user, strlen(cl->user));
+	pgw_put_u8(&o, 0); /* result formats: all text */
+	pgw_put_u8(&o, 0);
+	pgw_end_msg(&o, m);
+	m = pgw_begin_msg(&o, 'E');
+	pgw_put_str(&o, "");
+	pgw_put_u32(&o, 0);
+	pgw_end_msg(&o, m);
+	m = pgw_begin_msg(&o, 'S');
+	pgw_end_msg(&o, m);
+	if (o.overflow) {
+		sv_fail(sv, NULL, 0, "08006", "auth_query is too long");
+		return;
+	}
+	sv->state = SV_AUTH_QUERY;
+	ep_send_bytes(&sv->ep, buf, o.len);
+}
+
+/* Reads the answer: one DataRow (usename, passwd), then ReadyForQuery. */
+static void process_auth_query(struct server *sv)
+{
+	while (sv->state == SV_AUTH_QUERY) {
+		struct pgw_msg m;
+		enum pgw_status st = pgw_next_msg(sv->ep.in, sv->ep.in_len, CONN_INBUF_MAX - 5, &m);
+		if (st == PGW_NEED_MORE)
+			return;
+		struct client *cl = sv->authq_client;
+		if (st == PGW_BAD) {
+			sv_fail(sv, NULL, 0, "08P01", "invalid message from server in auth_query");
+			return;
+		}
+		if (m.type == 'D' && cl && !sv->authq_found && m.len >= 2) {
+			/* second column: passwd; NULL (-1) means no password */
+			uint32_t off = 2;
+			char secret[CFG_SECRET_MAX] = "";
+			bool have = false;
+			for (int col = 0; col < 2 && off + 4 <= m.len; col++) {
+				int32_t l = (int32_t)pgw_get_u32(m.body + off);
+				off += 4;
+				if (l < 0)
+					continue;
+				if ((uint32_t)l > m.len - off)
+					break;
+				if (col == 1 && (size_t)l < sizeof(secret)) {
+					memcpy(secret, m.body + off, (size_t)l);
+					secret[l] = 0;
+					have = true;
+				}
+				off += (uint32_t)l;
+			}
+			sv->authq_found = true;
+			if (have)
+				snprintf(sv->password, sizeof(sv->password), "%s", secret);
+			else
+				sv->password[0] = 0;
+		} else if (m.type == PGW_MSG_ERROR && cl) {
+			const char *msg = pgw_error_field(m.body, m.len, 'M');
+			char line[300];
+			snprintf(line, sizeof(line), "auth_query failed: %s", msg ? msg : "?");
+			log_warn("server %s:%d db=%s user=%s: %s", sv->node_host, sv->node_port,
+			         sv->database, sv->user, line);
+			sv->authq_client = NULL;
+			cl->authq = NULL;
+			cl_auth_query_done(cl, NULL, line);
+		} else if (m.type == PGW_MSG_READY) {
+			ep_in_consume(&sv->ep, m.total);
+			sv->authq_client = NULL;
+			if (cl) {
+				cl->authq = NULL;
+				cl_auth_query_done(
+				    cl, sv->authq_found && sv->password[0] ? sv->password : NULL,
+				    NULL);
+			}
+			sv_close(sv);
+			return;
+		}
+		ep_in_consume(&sv->ep, m.total);
+	}
 }
 
 static void free_server(struct server *sv, struct io_loop *l)
@@ -255,6 +408,12 @@ void sv_close(struct server *sv)
 	sv->state = SV_CLOSING;
 	if (sv->w)
 		worker_login_remove(sv->w, sv);
+	struct client *aq = sv->authq_client;
+	sv->authq_client = NULL;
+	if (aq && aq->authq == sv) {
+		aq->authq = NULL;
+		cl_auth_query_done(aq, NULL, "the auth_query connection was closed");
+	}
 	struct client *cl = sv->client;
 	sv->client = NULL;
 	if (cl) {
@@ -286,6 +445,13 @@ static void sv_fail(struct server *sv, const uint8_t *body, uint32_t len, const 
 	sv->client = NULL;
 	if (cl && cl->connecting == sv)
 		cl_server_failed(cl, body, len, sqlstate, msg);
+	struct client *aq = sv->authq_client;
+	sv->authq_client = NULL;
+	if (aq && aq->authq == sv) {
+		aq->authq = NULL;
+		cl_auth_query_done(aq, NULL,
+		                   msg ? msg : "auth_query: the server refused the login");
+	}
 	sv_close(sv);
 }
 
@@ -492,6 +658,10 @@ static void login_done(struct server *sv)
 	sv->scram = NULL;
 	sv->tx_status = 'I';
 	sv->clean = true;
+	if (sv->authq_client) {
+		send_auth_query(sv);
+		return;
+	}
 	if (sv->pool)
 		pool_remember_startup(sv->pool, sv->startup_pkt, sv->startup_len, sv->signature);
 	log_debug("server %llu %s:%d db=%s user=%s: logged in, backend pid %u",
@@ -573,6 +743,12 @@ static void process_login(struct server *sv)
 			sv->client = NULL;
 			if (cl && cl->connecting == sv)
 				cl_server_failed(cl, m.body, m.len, NULL, NULL);
+			struct client *aq = sv->authq_client;
+			sv->authq_client = NULL;
+			if (aq && aq->authq == sv) {
+				aq->authq = NULL;
+				cl_auth_query_done(aq, NULL, line);
+			}
 			sv_close(sv);
 			return;
 		}
@@ -724,6 +900,16 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 		scan_chunk(sv, c->data, c->off, (size_t)c->off + c->len);
 		io_chunk_release(sv->w->loop, c);
 		return;
+	case SV_AUTH_QUERY: {
+		int r = ep_in_append(&sv->ep, c->data + c->off, c->len);
+		io_chunk_release(sv->w->loop, c);
+		if (r < 0) {
+			sv_fail(sv, NULL, 0, "08P01", "auth_query answer too large");
+			return;
+		}
+		process_auth_query(sv);
+		return;
+	}
 	default:
 		/* data on a server that is parking or closing: it cannot be reused */
 		io_chunk_release(sv->w->loop, c);
@@ -822,7 +1008,7 @@ static void sv_on_eof(struct io_sock *s, int err)
 {
 	struct server *sv = s->owner;
 	if (sv->state == SV_LOGIN || sv->state == SV_CONNECTING || sv->state == SV_TLS ||
-	    sv->state == SV_TLS_REQUEST) {
+	    sv->state == SV_TLS_REQUEST || sv->state == SV_AUTH_QUERY) {
 		sv_fail(sv, NULL, 0, "08006", "the server closed the connection during login");
 		return;
 	}

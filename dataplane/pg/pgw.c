@@ -38,9 +38,11 @@ enum pgw_status pgw_parse_startup(const uint8_t *buf, size_t n, struct pgw_start
                                   const char **why)
 {
 	*why = NULL;
-	if (n < 8)
+	if (n < 4)
 		return PGW_NEED_MORE;
 	uint32_t len = pgw_get_u32(buf);
+	if (len >= 8 && n < 8)
+		return PGW_NEED_MORE;
 	if (len < 8 || len > PGW_MAX_STARTUP) {
 		*why = "invalid length of startup packet";
 		return PGW_BAD;

@@ -4,6 +4,7 @@
  */
 #include "dataplane/tls/tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -116,8 +117,16 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, bool server, const char *host
 	} else {
 		SSL_set_connect_state(t->ssl);
 		if (host && host[0]) {
-			SSL_set_tlsext_host_name(t->ssl, host);
-			SSL_set1_host(t->ssl, host);
+			/* verify-full: an address is checked against the
+			 * certificate's IP entries, a name against its DNS ones */
+			unsigned char ip[16];
+			if (inet_pton(AF_INET, host, ip) == 1 ||
+			    inet_pton(AF_INET6, host, ip) == 1) {
+				X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host);
+			} else {
+				SSL_set_tlsext_host_name(t->ssl, host);
+				SSL_set1_host(t->ssl, host);
+			}
 		}
 	}
 	return t;

@@ -44,3 +44,41 @@ def test_tls_disabled(pg, proxy, config, cert):
         # after 'N' the same connection goes on in plain text
         res = c.startup(ALICE[0], "appdb", ALICE[1])
         assert res.ok, res
+
+
+SSL_IN_USE = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+
+
+def server_ca(pg):
+    # scripts/pgcluster.sh makes a self-signed certificate beside the socket dir
+    from pathlib import Path
+    ca = Path(pg.socket).parent / "ca.crt"
+    if not ca.exists():
+        pytest.skip(f"the test cluster has no TLS certificate at {ca}")
+    return ca
+
+
+@pytest.mark.parametrize("mode,expect_ssl", [("disable", False), ("prefer", True), ("require", True)])
+def test_tls_towards_server_follows_server_mode(pg, proxy, config, mode, expect_ssl):
+    server_ca(pg)
+    p = proxy(config(tls={"server_mode": mode}))
+    with p.connect() as conn:
+        assert conn.execute(SSL_IN_USE).fetchone() == (expect_ssl,)
+        # and a bulk result crosses the encrypted hop intact
+        n, total = conn.execute(
+            "SELECT count(*), sum(length(x)) FROM (SELECT repeat('y', 5000) AS x "
+            "FROM generate_series(1, 2000)) s").fetchone()
+        assert (n, total) == (2000, 10_000_000)
+
+
+def test_tls_verify_full_checks_the_server_certificate(pg, proxy, config, cert, tmp_path):
+    ca = server_ca(pg)
+    p = proxy(config(tls={"server_mode": "verify-full", "ca_file": str(ca)}))
+    with p.connect() as conn:
+        assert conn.execute(SSL_IN_USE).fetchone() == (True,)
+    # a CA that did not sign the server's certificate: the login must fail
+    other_ca, _ = cert
+    p2 = proxy(config(tls={"server_mode": "verify-full", "ca_file": str(other_ca)}))
+    with pytest.raises(psycopg.OperationalError) as ei:
+        p2.connect().close()
+    assert "tls" in str(ei.value).lower() or "certificate" in str(ei.value).lower(), ei.value
