@@ -382,8 +382,7 @@ static void doc_row(FILE *out, const struct cfg_key *k)
 void cfg_write_docs(FILE *out)
 {
 	fputs("<!-- Generated from common/cfg_keys.c by cfg_write_docs(); do not edit. Regenerate "
-	      "from the repo root: make MODE=asan build/asan/tests/test_cfg && "
-	      "HELIOS_UPDATE_DOCS=1 build/asan/tests/test_cfg -->\n",
+	      "from the repo root: make docs -->\n",
 	      out);
 	fputs("# HeliosProxy configuration\n\n"
 	      "`heliosproxy` reads one TOML file. Every key below is optional unless its default "
