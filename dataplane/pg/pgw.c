@@ -117,6 +117,12 @@ enum pgw_status pgw_parse_startup(const uint8_t *buf, size_t n, struct pgw_start
 			out->n_params++;
 		}
 	}
+	/* The last value's NUL can be the packet's last byte: then the list
+	 * terminator is missing (PostgreSQL requires offset == len - 1 here). */
+	if (off != len - 1) {
+		*why = "invalid startup packet layout: expected terminator as last byte";
+		return PGW_BAD;
+	}
 	if (!out->user || !out->user[0]) {
 		*why = "no PostgreSQL user name specified in startup packet";
 		return PGW_BAD;
