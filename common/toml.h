@@ -47,6 +47,8 @@ int toml_line(const struct toml_value *v);
 /* Tables: keys in document order. */
 size_t toml_table_len(const struct toml_value *t);
 const char *toml_table_key(const struct toml_value *t, size_t i);
+/* Byte length of key i: quoted keys may contain NUL ("\u0000"). */
+size_t toml_table_key_len(const struct toml_value *t, size_t i);
 struct toml_value *toml_table_value(const struct toml_value *t, size_t i);
 struct toml_value *toml_table_get(const struct toml_value *t, const char *key);
 
