@@ -41,13 +41,13 @@ enum pgw_status pgw_parse_startup(const uint8_t *buf, size_t n, struct pgw_start
 	if (n < 4)
 		return PGW_NEED_MORE;
 	uint32_t len = pgw_get_u32(buf);
-	if (len >= 8 && n < 8)
-		return PGW_NEED_MORE;
+	/* Judge the length as soon as it is readable: waiting for the code
+	 * first would hold an impossible packet open for nothing. */
 	if (len < 8 || len > PGW_MAX_STARTUP) {
 		*why = "invalid length of startup packet";
 		return PGW_BAD;
 	}
-	if (n < len)
+	if (n < len) /* len >= 8, so the code is present once this passes */
 		return PGW_NEED_MORE;
 	memset(out, 0, sizeof(*out));
 	out->total = len;
