@@ -956,16 +956,8 @@ static void cl_on_recv(struct io_sock *s, struct io_chunk *c)
 		return;
 	}
 	struct io_chunk *plain;
-	int r = ep_tls_decrypt(&cl->ep, cl->w->loop, c, &plain);
-	if (r < 0) {
-		if (r != -ESHUTDOWN) {
-			char eb[200];
-			log_info("client %llu %s: TLS error: %s", (unsigned long long)cl->id,
-			         cl->peer, tls_last_error(eb, sizeof(eb)));
-		}
-		cl_close(cl, NULL, NULL);
-		return;
-	}
+	int closed;
+	int r = ep_tls_decrypt(&cl->ep, cl->w->loop, c, &plain, &closed);
 	while (plain) {
 		struct io_chunk *next = plain->next;
 		plain->next = NULL;
@@ -974,5 +966,13 @@ static void cl_on_recv(struct io_sock *s, struct io_chunk *c)
 		else
 			process_plain(cl, plain);
 		plain = next;
+	}
+	if (r < 0 || closed < 0) {
+		if (r < 0 || closed != -ESHUTDOWN) {
+			char eb[200];
+			log_info("client %llu %s: TLS error: %s", (unsigned long long)cl->id,
+			         cl->peer, tls_last_error(eb, sizeof(eb)));
+		}
+		cl_close(cl, NULL, NULL);
 	}
 }

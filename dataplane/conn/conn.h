@@ -175,9 +175,12 @@ bool ep_flushed(const struct endpoint *ep);
 int ep_in_append(struct endpoint *ep, const uint8_t *p, size_t n);
 void ep_in_consume(struct endpoint *ep, uint32_t n);
 /* Turns received ciphertext into plaintext chunks (list, via ->next).
- * Returns 0, or <0 when the TLS stream failed. The raw chunk is released. */
+ * Returns 0, or <0 when the input could not be taken at all. *closed is
+ * set (<0) when the TLS stream ended or failed after the returned
+ * plaintext, which the caller should still process. The raw chunk is
+ * released. */
 int ep_tls_decrypt(struct endpoint *ep, struct io_loop *l, struct io_chunk *raw,
-                   struct io_chunk **out);
+                   struct io_chunk **out, int *closed);
 
 /* client.c */
 void cl_accept(struct worker *w, int fd, bool is_unix);

@@ -166,9 +166,10 @@ void ep_in_consume(struct endpoint *ep, uint32_t n)
 }
 
 int ep_tls_decrypt(struct endpoint *ep, struct io_loop *l, struct io_chunk *raw,
-                   struct io_chunk **out)
+                   struct io_chunk **out, int *closed)
 {
 	struct io_chunk *head = NULL, **tail = &head;
+	*closed = 0;
 	int r = tls_feed(ep->tls, raw->data + raw->off, raw->len);
 	io_chunk_release(l, raw);
 	if (r < 0)
@@ -182,10 +183,9 @@ int ep_tls_decrypt(struct endpoint *ep, struct io_loop *l, struct io_chunk *raw,
 		int n = tls_read(ep->tls, c->data, c->cap);
 		if (n <= 0) {
 			free(c);
-			if (n < 0) {
-				r = n;
-				goto fail;
-			}
+			/* The peer's last words (a FATAL, say) often arrive with
+			 * its close: hand over what was decrypted, then report. */
+			*closed = n;
 			break;
 		}
 		c->len = (uint32_t)n;
@@ -193,9 +193,11 @@ int ep_tls_decrypt(struct endpoint *ep, struct io_loop *l, struct io_chunk *raw,
 		tail = &c->next;
 	}
 	/* Reading may have produced protocol output (alerts, tickets). */
-	r = flush_tls(ep);
-	if (r < 0)
-		goto fail;
+	if (!*closed) {
+		r = flush_tls(ep);
+		if (r < 0)
+			goto fail;
+	}
 	*out = head;
 	return 0;
 fail:

@@ -441,10 +441,13 @@ static void sv_fail(struct server *sv, const uint8_t *body, uint32_t len, const 
 	if (msg)
 		log_warn("server %s:%d db=%s user=%s: %s", sv->node_host, sv->node_port,
 		         sv->database, sv->user, msg);
+	/* a client waiting for this login gets the error; a bound one is
+	 * closed by sv_close after what it was already sent */
 	struct client *cl = sv->client;
-	sv->client = NULL;
-	if (cl && cl->connecting == sv)
+	if (cl && cl->connecting == sv) {
+		sv->client = NULL;
 		cl_server_failed(cl, body, len, sqlstate, msg);
+	}
 	struct client *aq = sv->authq_client;
 	sv->authq_client = NULL;
 	if (aq && aq->authq == sv) {
@@ -953,7 +956,9 @@ static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
 			ep_send_bytes(&sv->ep, "", 0);
 			struct io_chunk *none = NULL;
 			struct io_chunk *empty = io_chunk_new(1);
-			if (empty && ep_tls_decrypt(&sv->ep, sv->w->loop, empty, &none) == 0)
+			int closed;
+			if (empty &&
+			    ep_tls_decrypt(&sv->ep, sv->w->loop, empty, &none, &closed) == 0)
 				(void)none;
 			return;
 		}
@@ -974,11 +979,12 @@ static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
 		return;
 	}
 	struct io_chunk *plain;
-	if (ep_tls_decrypt(&sv->ep, sv->w->loop, c, &plain) < 0) {
+	int closed;
+	if (ep_tls_decrypt(&sv->ep, sv->w->loop, c, &plain, &closed) < 0) {
 		sv_fail(sv, NULL, 0, "08006", "TLS error on the server connection");
 		return;
 	}
-	if (sv->state == SV_TLS) {
+	if (sv->state == SV_TLS && !closed) {
 		int h = tls_handshake(sv->ep.tls);
 		if (h < 0) {
 			char eb[200];
@@ -1001,6 +1007,19 @@ static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
 		else
 			handle_plain(sv, plain);
 		plain = next;
+	}
+	if (closed < 0 && sv->state != SV_CLOSING) {
+		if (sv->state == SV_TLS) {
+			char eb[200];
+			char msg[300];
+			snprintf(msg, sizeof(msg), "TLS handshake with the server failed: %s",
+			         tls_last_error(eb, sizeof(eb)));
+			sv_fail(sv, NULL, 0, "08006", msg);
+		} else if (closed == -ESHUTDOWN) {
+			sv_on_eof(&sv->ep.sock, 0);
+		} else {
+			sv_fail(sv, NULL, 0, "08006", "TLS error on the server connection");
+		}
 	}
 }
 
