@@ -108,7 +108,8 @@ enum pgw_scan_ev {
  * caller may read the payload bytes that follow in the same chunk. */
 enum pgw_scan_ev pgw_scan(struct pgw_scan *sc, const uint8_t *data, size_t n, size_t *pos);
 
-/* ---- Message builders: append to out[*off..cap), return 0 or -ENOSPC ---- */
+/* ---- Message builders: append to o; on running out of room they set
+ * o->overflow and write nothing more, so callers check it once at the end ---- */
 
 struct pgw_out {
 	uint8_t *buf;
