@@ -4,7 +4,7 @@ DATAPLANE_MAIN := dataplane/main.c
 DATAPLANE_SRCS := $(filter-out $(DATAPLANE_MAIN),$(wildcard dataplane/*.c dataplane/*/*.c))
 DATAPLANE_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(DATAPLANE_SRCS))
 DATAPLANE_LIB := $(BUILD)/lib/libheliosdp.a
-DATAPLANE_LIBS := -luring -lssl -lcrypto -lm
+DATAPLANE_LIBS := -luring -lssl -lcrypto -lpg_query -lm
 
 $(DATAPLANE_LIB): $(DATAPLANE_OBJS)
 	@mkdir -p $(dir $@)

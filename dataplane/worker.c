@@ -404,7 +404,13 @@ int worker_start(struct worker *w, int idx, enum io_backend backend, char *err, 
 			goto out;
 		w->unix_fd = r;
 	}
-	r = pthread_create(&w->thread, NULL, worker_main, w);
+	/* libpg_query and protobuf-c recurse per parse-tree level; the
+	 * classifier bounds the depth so that 3 MB suffice: keep a margin */
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 8u << 20);
+	r = pthread_create(&w->thread, &attr, worker_main, w);
+	pthread_attr_destroy(&attr);
 	if (r) {
 		snprintf(err, errlen, "cannot start worker thread: %s", strerror(r));
 		r = -r;

@@ -15,6 +15,7 @@
 #include "dataplane/tls/tls.h"
 #include "dataplane/worker.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -224,6 +225,7 @@ static void cl_free(struct client *cl)
 		free(cl->scram);
 	}
 	free(cl->params_buf);
+	tx_client_free(cl);
 	snap_unref(cl->snap);
 	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
 	free(cl);
@@ -614,6 +616,17 @@ static void handle_startup_packet(struct client *cl, const struct pgw_startup *s
 		cl_close(cl, "53200", "out of memory");
 		return;
 	}
+	if (!cl->replication && c->pool.mode != CFG_POOL_SESSION) {
+		/* servers are shared between clients: they start neutral and get
+		 * each client's settings applied when it lands on them */
+		cl->txn = true;
+		cl->stmt_mode = c->pool.mode == CFG_POOL_STATEMENT;
+		cl->signature = 0;
+		if (tx_client_init(cl) < 0) {
+			cl_close(cl, "53200", "out of memory (startup parameters)");
+			return;
+		}
+	}
 	log_debug("client %llu %s: startup user=%s db=%s params=%d%s", (unsigned long long)cl->id,
 	          cl->peer, cl->user, cl->database, cl->n_params,
 	          cl->replication ? " replication" : "");
@@ -671,6 +684,7 @@ static void process_login_input(struct client *cl)
 /* ---------------------------------------------------------------- server */
 
 static void bind_server(struct client *cl, struct server *sv);
+static bool tx_login_from_cache(struct client *cl);
 
 /* Asks the pool for a server; connects, waits or binds as it answers. */
 static void get_server(struct client *cl)
@@ -692,6 +706,8 @@ static void get_server(struct client *cl)
 		cl_close(cl, "53200", "out of memory");
 		return;
 	}
+	if (cl->txn && cl->state == CL_WAIT_SERVER && tx_login_from_cache(cl))
+		return; /* logged in; a server is taken at the first query */
 	for (int tries = 0; tries < 64; tries++) {
 		struct server *sv;
 		enum pool_grant g = pool_acquire(cl->pool, cl, c->pool.max_pool_size, &sv);
@@ -724,6 +740,46 @@ static void get_server(struct client *cl)
 	cl_close(cl, "08006", "could not get a live server connection");
 }
 
+/* Transaction pooling: answers the login from the parameters a server of
+ * this pool reported, with the client's own startup values in place of
+ * the server's, so a login never waits for a server. */
+static bool tx_login_from_cache(struct client *cl)
+{
+	uint32_t len;
+	char *blob = pool_params_copy(cl->pool, &len);
+	if (!blob)
+		return false;
+	uint8_t buf[8192];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	for (uint32_t off = 0; off < len;) {
+		const char *n = blob + off;
+		const char *v = n + strlen(n) + 1;
+		off = (uint32_t)(v + strlen(v) + 1 - blob);
+		char low[128];
+		snprintf(low, sizeof(low), "%s", n);
+		for (char *p = low; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		const struct guc_ent *mine = guc_get(&cl->startup, low);
+		pgw_param_status(&o, n, mine ? mine->value : v);
+	}
+	free(blob);
+	cl_set_state(cl, CL_ACTIVE);
+	cancel_register(cl, 0x40000000u | (uint32_t)(cl->id & 0x3fffffff));
+	pgw_key_data(&o, cl->cancel_pid, cl->cancel_key);
+	pgw_ready(&o, 'I');
+	send_msg(cl, &o);
+	/* anything sent ahead of ReadyForQuery */
+	if (cl->ep.in_len)
+		tx_client_input(cl);
+	return true;
+}
+
+void cl_get_server_for_tx(struct client *cl)
+{
+	get_server(cl);
+}
+
 void cl_handoff_arrived(struct client *cl)
 {
 	struct server *sv = cl->handoff;
@@ -733,7 +789,7 @@ void cl_handoff_arrived(struct client *cl)
 	cl->handoff_permit = false;
 	cl->wait = CLW_NONE;
 	worker_wait_remove(cl->w, cl);
-	if (cl->state != CL_WAIT_SERVER) {
+	if (cl->state != CL_WAIT_SERVER && !(cl->txn && cl->state == CL_ACTIVE && !cl->server)) {
 		/* it left meanwhile: give back what it was handed */
 		if (sv) {
 			sv_attach(sv, cl->w);
@@ -792,6 +848,18 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 /* Login finished: tell the client what its server reports, and start relaying. */
 static void bind_server(struct client *cl, struct server *sv)
 {
+	if (cl->txn) {
+		if (cl->state == CL_WAIT_SERVER) {
+			/* login: its answer waits for the client's settings to be
+			 * applied, so ParameterStatus shows the client's values */
+			cl->login_pending = true;
+			cl_set_state(cl, CL_ACTIVE);
+			cancel_register(cl, 0x40000000u | (uint32_t)(cl->id & 0x3fffffff));
+		}
+		cl->connecting = NULL;
+		tx_bind(cl, sv);
+		return;
+	}
 	cl->connecting = NULL;
 	cl->server = sv;
 	sv->client = cl;
@@ -826,7 +894,7 @@ static void bind_server(struct client *cl, struct server *sv)
 
 void cl_server_ready(struct client *cl, struct server *sv)
 {
-	if (cl->state != CL_WAIT_SERVER) {
+	if (cl->state != CL_WAIT_SERVER && !(cl->txn && cl->state == CL_ACTIVE && !cl->server)) {
 		sv->client = NULL;
 		sv_release(sv);
 		return;
@@ -927,7 +995,10 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 {
 	switch (cl->state) {
 	case CL_ACTIVE:
-		relay_to_server(cl, c);
+		if (cl->txn)
+			tx_client_data(cl, c);
+		else
+			relay_to_server(cl, c);
 		return;
 	case CL_STARTUP:
 	case CL_TLS:

@@ -10,6 +10,8 @@
 #include "dataplane/io/io.h"
 #include "dataplane/pg/pgw.h"
 #include "dataplane/auth/scram.h"
+#include "dataplane/conn/guc.h"
+#include "dataplane/conn/prep.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -65,7 +67,15 @@ struct client {
 	enum cl_state state;
 	bool is_tls;
 	bool replication;
-	bool zombie; /* closed while a pool hand-off is in flight */
+	bool txn;               /* transaction or statement pooling */
+	bool stmt_mode;         /* statement pooling */
+	bool login_pending;     /* tx mode: login answer waits for the settings sync */
+	uint32_t pins;          /* bit per enum pin_reason */
+	struct guc_set want;    /* settings the client expects on any server */
+	struct guc_set startup; /* its startup settings, for RESET */
+	struct prep_client prep;
+	uint32_t stream_left; /* client bytes of a large message passed straight through */
+	bool zombie;          /* closed while a pool hand-off is in flight */
 	char user[64];
 	char database[64];
 	char peer[64];
@@ -153,6 +163,20 @@ struct server {
 	bool parking;                           /* receive being stopped before going idle */
 	bool counted;                           /* holds a slot in its pool */
 	bool in_login_list;
+	/* transaction pooling */
+	bool txn;
+	struct guc_set applied;
+	struct prep_server prep;
+	struct rq *rq;
+	uint32_t rq_head, rq_len, rq_cap;
+	uint8_t cur_act;   /* what happens to the rest of the message being relayed */
+	uint32_t cur_left; /* its payload bytes still to come */
+	uint8_t hdr[5];
+	uint8_t hdr_n;     /* partial header held back */
+	bool skip_to_sync; /* an error: the server ignores messages until Sync */
+	bool err_in_query;
+	bool skip_pop; /* the message being relayed completes the head request */
+	bool z_raw;    /* the ReadyForQuery being relayed passes unchanged */
 	/* credentials towards the server */
 	char password[512];
 	char server_password[512];
@@ -161,6 +185,47 @@ struct server {
 	char user[64];
 	char database[64];
 };
+
+/* One request sent to a server whose answer is still to come. */
+enum rq_kind { RQ_PARSE, RQ_BIND, RQ_DESCRIBE, RQ_EXECUTE, RQ_CLOSE, RQ_SYNC, RQ_QUERY, RQ_FUNC };
+enum rq_act {
+	RQ_FWD,   /* the client's own request: answers go to it */
+	RQ_DROP,  /* injected by the proxy: answers are swallowed */
+	RQ_SYNTH, /* answered by the proxy: emit synth when it reaches the head */
+};
+#define RQ_F_LOGIN 1u /* the settings sync that finishes a tx-mode login */
+#define RQ_F_GUC   2u /* a client query that changes tracked settings */
+struct rq {
+	uint8_t kind, act, synth;
+	uint8_t flags;
+	uint64_t key; /* RQ_PARSE: statement key, forgotten if the Parse fails */
+};
+
+enum pin_reason {
+	PIN_ADVISORY_LOCK,
+	PIN_LISTEN,
+	PIN_HOLD_CURSOR,
+	PIN_TEMP_TABLE,
+	PIN_SQL_PREPARE,
+	PIN_SESSION_AUTH,
+	PIN_UNTRACKED, /* session changes the proxy cannot follow (set_config, huge SQL...) */
+	PIN_COUNT,
+};
+extern uint64_t g_pin_count[PIN_COUNT];
+const char *pin_reason_str(enum pin_reason r);
+
+/* txn.c */
+void tx_client_data(struct client *cl, struct io_chunk *c);
+void tx_client_input(struct client *cl);
+void tx_server_data(struct server *sv, struct io_chunk *c);
+/* cl got sv (transaction pooling): sync settings, then relay. */
+void tx_bind(struct client *cl, struct server *sv);
+bool tx_server_clean(const struct server *sv);
+void tx_server_reset_state(struct server *sv);
+void tx_client_free(struct client *cl);
+/* client.c: asks the pool for a server for the next transaction. */
+void cl_get_server_for_tx(struct client *cl);
+int tx_client_init(struct client *cl);
 
 /* endpoint.c */
 void ep_init(struct endpoint *ep);

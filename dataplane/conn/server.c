@@ -204,7 +204,9 @@ int sv_connect(struct worker *w, struct pool *pool, struct client *cl, int node_
 		sv->have_client_key = cl->have_client_key;
 		memcpy(sv->client_key, cl->client_key, sizeof(sv->client_key));
 		sv->signature = cl->signature;
-		r = build_startup(sv, cl->params, cl->n_params);
+		/* transaction pooling: a neutral server, settings applied per client */
+		r = cl->txn ? build_startup(sv, NULL, 0)
+		            : build_startup(sv, cl->params, cl->n_params);
 		if (r < 0)
 			goto out;
 	} else {
@@ -378,6 +380,7 @@ static void free_server(struct server *sv, struct io_loop *l)
 	}
 	free(sv->scram);
 	free(sv->startup_pkt);
+	tx_server_reset_state(sv);
 	free(sv);
 }
 
@@ -665,8 +668,21 @@ static void login_done(struct server *sv)
 		send_auth_query(sv);
 		return;
 	}
-	if (sv->pool)
+	if (sv->pool) {
 		pool_remember_startup(sv->pool, sv->startup_pkt, sv->startup_len, sv->signature);
+		size_t blen = 0;
+		for (int i = 0; i < sv->n_params; i++)
+			blen += strlen(sv->param_name[i]) + strlen(sv->param_value[i]) + 2;
+		char *blob = malloc(blen ? blen : 1), *q = blob;
+		if (blob) {
+			for (int i = 0; i < sv->n_params; i++) {
+				q = stpcpy(q, sv->param_name[i]) + 1;
+				q = stpcpy(q, sv->param_value[i]) + 1;
+			}
+			pool_remember_params(sv->pool, blob, (uint32_t)blen);
+			free(blob);
+		}
+	}
 	log_debug("server %llu %s:%d db=%s user=%s: logged in, backend pid %u",
 	          (unsigned long long)sv->id, sv->node_host, sv->node_port, sv->database, sv->user,
 	          sv->backend_pid);
@@ -882,6 +898,10 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 		return;
 	}
 	case SV_ACTIVE: {
+		if (sv->txn) {
+			tx_server_data(sv, c);
+			return;
+		}
 		/* A ReadyForQuery that ends this chunk with nothing sent since
 		 * means the server is clean again. */
 		sv->clean = false;
@@ -1082,6 +1102,17 @@ void sv_release(struct server *sv)
 	}
 	if (sv->state != SV_ACTIVE) {
 		/* still logging in: login_done pools it */
+		return;
+	}
+	if (sv->txn) {
+		/* transaction pooling: no reset, the settings it carries are known */
+		if (!tx_server_clean(sv) || sv->ep.paused) {
+			log_debug("server %llu: released mid-transaction, closing",
+			          (unsigned long long)sv->id);
+			sv_close(sv);
+			return;
+		}
+		park(sv);
 		return;
 	}
 	if (!sv->clean || sv->tx_status != 'I' || sv->ep.paused || sv->ep.scan.left ||

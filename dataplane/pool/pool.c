@@ -28,6 +28,8 @@ struct pool {
 	char *warm_pkt;
 	uint32_t warm_len;
 	uint64_t warm_sig;
+	char *params;
+	uint32_t params_len;
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -283,6 +285,34 @@ void pool_remember_startup(struct pool *p, const char *pkt, uint32_t len, uint64
 	p->warm_len = len;
 	p->warm_sig = sig;
 	pthread_mutex_unlock(&p->mu);
+}
+
+void pool_remember_params(struct pool *p, const char *blob, uint32_t len)
+{
+	char *copy = malloc(len ? len : 1);
+	if (!copy)
+		return;
+	memcpy(copy, blob, len);
+	pthread_mutex_lock(&p->mu);
+	free(p->params);
+	p->params = copy;
+	p->params_len = len;
+	pthread_mutex_unlock(&p->mu);
+}
+
+char *pool_params_copy(struct pool *p, uint32_t *len)
+{
+	char *copy = NULL;
+	pthread_mutex_lock(&p->mu);
+	if (p->params) {
+		copy = malloc(p->params_len ? p->params_len : 1);
+		if (copy) {
+			memcpy(copy, p->params, p->params_len);
+			*len = p->params_len;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	return copy;
 }
 
 void pool_get_stats(struct pool *p, struct pool_stats *st)

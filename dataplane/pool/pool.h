@@ -54,6 +54,13 @@ bool pool_want_warm(struct pool *p, int min_idle, int max_size);
 char *pool_warm_startup(struct pool *p, uint32_t *len, uint64_t *sig);
 void pool_remember_startup(struct pool *p, const char *pkt, uint32_t len, uint64_t sig);
 
+/* ParameterStatus values a server of this pool reported at login, as
+ * "name\0value\0..." (len bytes): transaction pooling answers a login
+ * from them without taking a server. */
+void pool_remember_params(struct pool *p, const char *blob, uint32_t len);
+/* A malloc'd copy, or NULL when no server has logged in yet. */
+char *pool_params_copy(struct pool *p, uint32_t *len);
+
 void pool_get_stats(struct pool *p, struct pool_stats *st);
 /* Iterates over all pools (for maintenance and stats). */
 struct pool *pool_first(void);

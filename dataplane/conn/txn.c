@@ -1,0 +1,937 @@
+/*
+ * Transaction and statement pooling. A client holds a server only while a
+ * transaction (or, in statement mode, a statement) is open. Every request
+ * sent to the server is queued with what should happen to its answer, so
+ * the proxy can prepare a client's named statements on whichever server it
+ * lands on, answer Close itself, and replay the client's settings first,
+ * while the client sees exactly the answers it asked for, in order.
+ */
+#include "dataplane/conn/conn.h"
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "dataplane/conn/cancel.h"
+#include "dataplane/pool/pool.h"
+#include "dataplane/snap.h"
+#include "dataplane/sql/sqlc.h"
+#include "dataplane/worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TX_ASSEMBLE_MAX (256u * 1024u)        /* larger messages stream through */
+#define TX_INBUF_MAX    (64u * 1024u * 1024u) /* Parse/Bind/Query assembled up to this */
+#define PREP_PER_SERVER 256
+
+uint64_t g_pin_count[PIN_COUNT];
+
+static const char *const pin_names[PIN_COUNT] = {
+    "advisory_lock", "listen",       "hold_cursor", "temp_table",
+    "sql_prepare",   "session_auth", "untracked",
+};
+
+const char *pin_reason_str(enum pin_reason r)
+{
+	return (unsigned)r < PIN_COUNT ? pin_names[r] : "?";
+}
+
+int tx_client_init(struct client *cl)
+{
+	guc_init(&cl->want);
+	guc_init(&cl->startup);
+	const char *names[PGW_MAX_PARAMS], *values[PGW_MAX_PARAMS];
+	for (int i = 0; i < cl->n_params; i++) {
+		names[i] = cl->params[i].name;
+		values[i] = cl->params[i].value;
+	}
+	int r = guc_from_startup(&cl->startup, names, values, cl->n_params);
+	if (r == 0)
+		r = guc_copy(&cl->want, &cl->startup);
+	const struct guc_ent *scs = guc_get(&cl->startup, "standard_conforming_strings");
+	if (scs && strcmp(scs->value, "on") != 0)
+		cl->pins |= 1u << PIN_UNTRACKED; /* the SQL scanner assumes it is on */
+	return r;
+}
+
+void tx_client_free(struct client *cl)
+{
+	guc_free(&cl->want);
+	guc_free(&cl->startup);
+	prep_client_free(&cl->prep);
+}
+
+void tx_server_reset_state(struct server *sv)
+{
+	guc_free(&sv->applied);
+	prep_server_free(&sv->prep);
+	free(sv->rq);
+	sv->rq = NULL;
+	sv->rq_head = sv->rq_len = sv->rq_cap = 0;
+}
+
+bool tx_server_clean(const struct server *sv)
+{
+	return sv->rq_len == 0 && sv->tx_status == 'I' && sv->hdr_n == 0 && sv->cur_left == 0 &&
+	       sv->ep.q_head == NULL && !sv->skip_to_sync;
+}
+
+/* ------------------------------------------------------------ request queue */
+
+static int rq_push(struct server *sv, uint8_t kind, uint8_t act, uint8_t synth, uint8_t flags,
+                   uint64_t key)
+{
+	if (sv->rq_len == sv->rq_cap) {
+		uint32_t cap = sv->rq_cap ? sv->rq_cap * 2 : 16;
+		struct rq *q = malloc(cap * sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < sv->rq_len; i++)
+			q[i] = sv->rq[(sv->rq_head + i) % sv->rq_cap];
+		free(sv->rq);
+		sv->rq = q;
+		sv->rq_cap = cap;
+		sv->rq_head = 0;
+	}
+	sv->rq[(sv->rq_head + sv->rq_len) % sv->rq_cap] =
+	    (struct rq){.kind = kind, .act = act, .synth = synth, .flags = flags, .key = key};
+	sv->rq_len++;
+	return 0;
+}
+
+static struct rq *rq_first(struct server *sv)
+{
+	return sv->rq_len ? &sv->rq[sv->rq_head] : NULL;
+}
+
+static void rq_pop(struct server *sv)
+{
+	if (!sv->rq_len)
+		return;
+	sv->rq_head = (sv->rq_head + 1) % sv->rq_cap;
+	sv->rq_len--;
+}
+
+/* ------------------------------------------------------------ output builder */
+
+/* Bytes for the client built from a received chunk: zero-copy while the
+ * output is an unbroken prefix of the chunk, copied once anything is
+ * dropped or added. */
+struct outb {
+	struct io_chunk *c;
+	size_t zc_end; /* output == c->data[c->off .. zc_end) while !copying */
+	bool copying;
+	uint8_t *buf;
+	size_t len, cap;
+	bool oom;
+};
+
+static void ob_append(struct outb *o, const void *p, size_t n)
+{
+	if (o->len + n > o->cap) {
+		size_t cap = o->cap ? o->cap : 4096;
+		while (cap < o->len + n)
+			cap *= 2;
+		uint8_t *b = realloc(o->buf, cap);
+		if (!b) {
+			o->oom = true;
+			return;
+		}
+		o->buf = b;
+		o->cap = cap;
+	}
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+}
+
+static void ob_start_copy(struct outb *o)
+{
+	if (o->copying)
+		return;
+	o->copying = true;
+	if (o->c && o->zc_end > o->c->off)
+		ob_append(o, o->c->data + o->c->off, o->zc_end - o->c->off);
+}
+
+static void ob_keep(struct outb *o, size_t a, size_t b)
+{
+	if (a == b)
+		return;
+	if (!o->copying && a == o->zc_end) {
+		o->zc_end = b;
+		return;
+	}
+	ob_start_copy(o);
+	ob_append(o, o->c->data + a, b - a);
+}
+
+static void ob_drop(struct outb *o, size_t a, size_t b)
+{
+	if (a != b)
+		ob_start_copy(o);
+}
+
+static void ob_synth(struct outb *o, const void *p, size_t n)
+{
+	ob_start_copy(o);
+	ob_append(o, p, n);
+}
+
+/* Hands the result to the client (or drops it), releasing the chunk. */
+static void ob_finish(struct outb *o, struct client *cl, struct io_loop *l)
+{
+	struct io_chunk *c = o->c;
+	if (!o->copying) {
+		if (c) {
+			c->len = (uint32_t)(o->zc_end - c->off);
+			if (cl && c->len)
+				cl_server_data(cl, c);
+			else
+				io_chunk_release(l, c);
+		}
+		return;
+	}
+	if (c)
+		io_chunk_release(l, c);
+	if (cl && o->len && !o->oom) {
+		struct io_chunk *n = io_chunk_new((uint32_t)o->len);
+		if (n) {
+			memcpy(n->data, o->buf, o->len);
+			n->len = (uint32_t)o->len;
+			cl_server_data(cl, n);
+		}
+	}
+	free(o->buf);
+}
+
+static void synth_msg(struct outb *o, uint8_t type, const void *body, uint32_t len)
+{
+	uint8_t hdr[5] = {type, (uint8_t)((len + 4) >> 24), (uint8_t)((len + 4) >> 16),
+	                  (uint8_t)((len + 4) >> 8), (uint8_t)(len + 4)};
+	ob_synth(o, hdr, 5);
+	if (len)
+		ob_synth(o, body, len);
+}
+
+/* Emits answers the proxy owes for requests now at the head of the queue. */
+static void emit_head_synths(struct server *sv, struct outb *o)
+{
+	struct rq *h;
+	while ((h = rq_first(sv)) && h->act == RQ_SYNTH) {
+		synth_msg(o, h->synth, NULL, 0);
+		rq_pop(sv);
+	}
+}
+
+/* ------------------------------------------------------------ login, release */
+
+static void finish_login(struct client *cl, struct server *sv)
+{
+	uint8_t buf[8192];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	for (int i = 0; i < sv->n_params; i++)
+		pgw_param_status(&o, sv->param_name[i], sv->param_value[i]);
+	pgw_key_data(&o, cl->cancel_pid, cl->cancel_key);
+	pgw_ready(&o, 'I');
+	if (!o.overflow)
+		ep_send_bytes(&cl->ep, buf, o.len);
+	cl->login_pending = false;
+	cl->state = CL_ACTIVE;
+}
+
+static void park_server(struct server *sv);
+
+/* Gives the server back when nothing ties the client to it any more. */
+static void maybe_release(struct client *cl, struct server *sv)
+{
+	if (cl->server != sv || cl->pins || cl->ep.in_len || cl->stream_left ||
+	    !tx_server_clean(sv) || cl->login_pending)
+		return;
+	cl->server = NULL;
+	sv->client = NULL;
+	cancel_set_target(cl, NULL);
+	park_server(sv);
+}
+
+static void park_server(struct server *sv)
+{
+	sv_release(sv); /* transaction mode: no reset query, just parked */
+}
+
+/* ------------------------------------------------------------ server -> client */
+
+static void on_ready(struct client *cl, struct server *sv, struct rq popped, char status,
+                     struct outb *o, bool emit_z)
+{
+	sv->tx_status = status;
+	if (popped.flags & RQ_F_LOGIN) {
+		if (cl && cl->login_pending)
+			finish_login(cl, sv);
+		return;
+	}
+	if (popped.act != RQ_FWD)
+		return;
+	if (cl && cl->stmt_mode && status != 'I' && sv->rq_len == 0) {
+		/* statement pooling cannot keep a transaction open: roll it back and
+		 * tell the client, whose connection stays usable */
+		uint8_t buf[512];
+		struct pgw_out e;
+		pgw_out_init(&e, buf, sizeof(buf));
+		pgw_error(
+		    &e, "ERROR", "0A000",
+		    "transaction blocks are not allowed in statement pooling mode",
+		    "Run each statement on its own, or use pool_mode.mode = \"transaction\".");
+		ob_synth(o, buf, e.len);
+		uint8_t z[6] = {'Z', 0, 0, 0, 5, 'I'};
+		ob_synth(o, z, 6);
+		uint8_t q[32];
+		pgw_out_init(&e, q, sizeof(q));
+		pgw_query(&e, "ROLLBACK");
+		rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0);
+		ep_send_bytes(&sv->ep, q, e.len);
+		return;
+	}
+	if (emit_z) {
+		uint8_t z[6] = {'Z', 0, 0, 0, 5, (uint8_t)status};
+		ob_synth(o, z, 6);
+	}
+}
+
+/* Decides, at a message header, what happens to the message and to the
+ * queue. Returns the action for its bytes; *pop says the message ends the
+ * head request. */
+static uint8_t classify_response(struct server *sv, uint8_t type, bool *pop)
+{
+	struct rq *h = rq_first(sv);
+	*pop = false;
+	switch (type) {
+	case 'N':
+	case 'S':
+		return h && h->act == RQ_DROP ? RQ_DROP : RQ_FWD;
+	case 'A':
+		return RQ_FWD; /* notifications always belong to the client */
+	default:
+		break;
+	}
+	if (!h)
+		return RQ_FWD; /* unsolicited, e.g. a FATAL before the server closes */
+	switch (type) {
+	case '1':
+	case '2':
+	case '3':
+	case 'n':
+		*pop = true;
+		break;
+	case 'T':
+		*pop = h->kind == RQ_DESCRIBE;
+		break;
+	case 'C':
+	case 'I':
+	case 's':
+		*pop = h->kind == RQ_EXECUTE;
+		break;
+	case 'Z':
+		*pop = true;
+		break;
+	default:
+		break;
+	}
+	return h->act == RQ_SYNTH ? RQ_FWD : h->act;
+}
+
+/* An ErrorResponse in the extended protocol: the server skips to Sync. */
+static bool handle_error(struct server *sv)
+{
+	struct rq *h = rq_first(sv);
+	if (!h)
+		return true;
+	if (h->kind == RQ_QUERY || h->kind == RQ_FUNC || h->kind == RQ_SYNC)
+		return h->act != RQ_DROP;
+	bool forward = h->act != RQ_DROP || h->kind == RQ_PARSE;
+	while ((h = rq_first(sv)) && h->kind != RQ_SYNC) {
+		if (h->kind == RQ_PARSE && h->key)
+			prep_server_forget(&sv->prep, h->key);
+		rq_pop(sv);
+	}
+	if (!h)
+		sv->skip_to_sync = true;
+	return forward;
+}
+
+static void set_server_param(struct server *sv, const uint8_t *body, uint32_t len);
+
+void tx_server_data(struct server *sv, struct io_chunk *c)
+{
+	struct client *cl = sv->client;
+	struct outb o = {.c = c, .zc_end = c->off};
+	size_t pos = c->off, end = (size_t)c->off + c->len;
+	struct endpoint *ep = &sv->ep;
+	bool release = false;
+
+	emit_head_synths(sv, &o);
+	while (pos < end) {
+		/* the rest of a message that started earlier */
+		if (sv->cur_left) {
+			size_t take = end - pos < sv->cur_left ? end - pos : sv->cur_left;
+			if (ep->cap_len && ep->cap_got < ep->cap_len) {
+				size_t n = ep->cap_len - ep->cap_got < take
+				               ? ep->cap_len - ep->cap_got
+				               : take;
+				memcpy(ep->cap_buf + ep->cap_got, c->data + pos, n);
+				ep->cap_got += (uint32_t)n;
+			}
+			if (sv->cur_act == RQ_FWD)
+				ob_keep(&o, pos, pos + take);
+			else
+				ob_drop(&o, pos, pos + take);
+			pos += take;
+			sv->cur_left -= (uint32_t)take;
+			if (sv->cur_left)
+				break;
+			goto message_done;
+		}
+		/* a header, possibly split across chunks */
+		size_t hstart = pos;
+		uint8_t had = sv->hdr_n;
+		while (sv->hdr_n < 5 && pos < end)
+			sv->hdr[sv->hdr_n++] = c->data[pos++];
+		if (sv->hdr_n < 5) {
+			ob_drop(&o, hstart, pos); /* held back until it is complete */
+			break;
+		}
+		sv->hdr_n = 0;
+		uint8_t type = sv->hdr[0];
+		uint32_t mlen = pgw_get_u32(sv->hdr + 1);
+		if (mlen < 4 || mlen > PGW_MAX_MESSAGE) {
+			ob_finish(&o, cl, sv->w->loop);
+			sv_close(sv);
+			return;
+		}
+		mlen -= 4;
+		bool pop;
+		uint8_t act = classify_response(sv, type, &pop);
+		log_debug("tx server %llu: '%c' len %u head %d/%d queue %u",
+		          (unsigned long long)sv->id, type, mlen,
+		          rq_first(sv) ? rq_first(sv)->kind : -1,
+		          rq_first(sv) ? rq_first(sv)->act : -1, sv->rq_len);
+		if (type == 'E' && !(rq_first(sv) && rq_first(sv)->kind == RQ_QUERY))
+			act = handle_error(sv) ? RQ_FWD : RQ_DROP, pop = false;
+		else if (type == 'E' && rq_first(sv))
+			act = rq_first(sv)->act == RQ_DROP ? RQ_DROP : RQ_FWD;
+		if (type == 'E' && act == RQ_DROP)
+			log_warn("server %s:%d: a query the proxy injected failed", sv->node_host,
+			         sv->node_port);
+		/* ReadyForQuery passes as is in the common case, and is re-made by
+		 * on_ready when the proxy must change or hold it back */
+		struct rq *h0 = rq_first(sv);
+		sv->z_raw = type == 'Z' && act == RQ_FWD && h0 && !(h0->flags & RQ_F_LOGIN) &&
+		            !(cl && cl->stmt_mode);
+		sv->cur_act = type == 'Z' && !sv->z_raw ? RQ_DROP : act;
+		sv->cur_left = mlen;
+		ep->cap_type = type;
+		ep->cap_len = 0;
+		if ((type == 'Z' || type == 'S') && mlen <= EP_CAPTURE_MAX) {
+			if (!ep->cap_buf)
+				ep->cap_buf = malloc(EP_CAPTURE_MAX);
+			if (ep->cap_buf) {
+				ep->cap_len = mlen;
+				ep->cap_got = 0;
+			}
+		}
+		ep->cap_type = type;
+		sv->skip_pop = pop;
+		if (had == 0) {
+			if (sv->cur_act == RQ_FWD)
+				ob_keep(&o, hstart, pos);
+			else
+				ob_drop(&o, hstart, pos);
+		} else {
+			ob_drop(&o, hstart, pos);
+			if (sv->cur_act == RQ_FWD)
+				ob_synth(&o, sv->hdr, 5);
+		}
+		if (sv->cur_left)
+			continue;
+	message_done:
+		/* the whole message has passed */
+		if (ep->cap_type == 'S' && ep->cap_len && ep->cap_got == ep->cap_len)
+			set_server_param(sv, ep->cap_buf, ep->cap_len);
+		if (ep->cap_type == 'Z') {
+			char status = ep->cap_len && ep->cap_got ? (char)ep->cap_buf[0] : 'I';
+			struct rq popped = {.act = RQ_FWD};
+			if (rq_first(sv)) {
+				popped = *rq_first(sv);
+				rq_pop(sv);
+			}
+			on_ready(cl, sv, popped, status, &o, !sv->z_raw);
+			release = true;
+		} else if (sv->skip_pop) {
+			rq_pop(sv);
+		}
+		ep->cap_len = 0;
+		ep->cap_type = 0;
+		sv->skip_pop = false;
+		emit_head_synths(sv, &o);
+	}
+	ob_finish(&o, cl, sv->w->loop);
+	if (release && cl && sv->state == SV_ACTIVE)
+		maybe_release(cl, sv);
+}
+
+static void set_server_param(struct server *sv, const uint8_t *body, uint32_t len)
+{
+	uint32_t off = 0;
+	const char *n = pgw_get_str(body, len, &off);
+	const char *v = pgw_get_str(body, len, &off);
+	if (!n || !v)
+		return;
+	for (int i = 0; i < sv->n_params; i++) {
+		if (!strcmp(sv->param_name[i], n)) {
+			char *d = strdup(v);
+			if (d) {
+				free(sv->param_value[i]);
+				sv->param_value[i] = d;
+			}
+			return;
+		}
+	}
+	if (sv->n_params < SV_MAX_PARAMS) {
+		char *dn = strdup(n), *dv = strdup(v);
+		if (dn && dv) {
+			sv->param_name[sv->n_params] = dn;
+			sv->param_value[sv->n_params++] = dv;
+		} else {
+			free(dn);
+			free(dv);
+		}
+	}
+}
+
+/* ------------------------------------------------------------ client -> server */
+
+/* Bytes to send to the server, gathered for one batch of client messages. */
+struct sendb {
+	uint8_t *buf;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_put(struct sendb *b, const void *p, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		while (cap < b->len + n)
+			cap *= 2;
+		uint8_t *nb = realloc(b->buf, cap);
+		if (!nb) {
+			b->oom = true;
+			return;
+		}
+		b->buf = nb;
+		b->cap = cap;
+	}
+	memcpy(b->buf + b->len, p, n);
+	b->len += n;
+}
+
+static void sb_msg_hdr(struct sendb *b, uint8_t type, uint32_t body_len)
+{
+	uint8_t h[5] = {type, (uint8_t)((body_len + 4) >> 24), (uint8_t)((body_len + 4) >> 16),
+	                (uint8_t)((body_len + 4) >> 8), (uint8_t)(body_len + 4)};
+	sb_put(b, h, 5);
+}
+
+/* Parse(sname, body) on the server, evicting its least used statement
+ * when the per-server cap is reached. */
+static void inject_parse(struct server *sv, struct sendb *b, const struct prep_stmt *st,
+                         uint8_t act)
+{
+	uint64_t evicted;
+	if (prep_server_add(&sv->prep, st->key, &evicted)) {
+		char name[PREP_SERVER_NAME_LEN];
+		prep_server_name(evicted, name);
+		sb_msg_hdr(b, 'C', (uint32_t)(1 + strlen(name) + 1));
+		sb_put(b, "S", 1);
+		sb_put(b, name, strlen(name) + 1);
+		rq_push(sv, RQ_CLOSE, RQ_DROP, 0, 0, 0);
+	}
+	sb_msg_hdr(b, 'P', (uint32_t)(strlen(st->sname) + 1 + st->body_len));
+	sb_put(b, st->sname, strlen(st->sname) + 1);
+	sb_put(b, st->body, st->body_len);
+	rq_push(sv, RQ_PARSE, act, 0, 0, st->key);
+}
+
+static void pin(struct client *cl, enum pin_reason r)
+{
+	if (!(cl->pins & (1u << r))) {
+		cl->pins |= 1u << r;
+		__atomic_add_fetch(&g_pin_count[r], 1, __ATOMIC_RELAXED);
+		log_debug("client %llu: pinned to its server (%s)", (unsigned long long)cl->id,
+		          pin_reason_str(r));
+	}
+}
+
+static void unpin(struct client *cl, enum pin_reason r)
+{
+	cl->pins &= ~(1u << r);
+}
+
+/* Tracks what a simple query does to session state. Returns false when
+ * the query must not be sent (answered locally). */
+static bool track_query(struct client *cl, struct server *sv, const char *sql, uint32_t len,
+                        struct outb *local)
+{
+	if (!memchr(sql, 0, len) || !sqlc_maybe_interesting(sql, len))
+		return true;
+	struct sqlc_result *res = malloc(sizeof(*res));
+	if (!res)
+		return true;
+	int r = sqlc_classify(sql, res);
+	if (r != 0) {
+		/* too big or deep to analyse safely: the server runs it, and
+		 * whatever it changes stays with this client's server */
+		pin(cl, PIN_UNTRACKED);
+		free(res);
+		return true;
+	}
+	if (res->parse_error) {
+		free(res);
+		return true; /* not the proxy's business: the server answers */
+	}
+	bool send = true;
+	if (res->more_stmts || (res->flags & SQLC_F_SET_CONFIG))
+		pin(cl, PIN_UNTRACKED);
+	if (res->flags & SQLC_F_ADVISORY_LOCK)
+		pin(cl, PIN_ADVISORY_LOCK);
+	if (res->flags & SQLC_F_ADVISORY_UNLOCK_ALL)
+		unpin(cl, PIN_ADVISORY_LOCK);
+	for (int i = 0; i < res->n; i++) {
+		const struct sqlc_stmt *st = &res->stmts[i];
+		char *text;
+		switch (st->kind) {
+		case SQLC_BEGIN:
+			if (cl->stmt_mode && sv->rq_len == 0 && sv->tx_status == 'I') {
+				uint8_t buf[512];
+				struct pgw_out e;
+				pgw_out_init(&e, buf, sizeof(buf));
+				pgw_error(
+				    &e, "ERROR", "0A000",
+				    "transaction blocks are not allowed in statement pooling mode",
+				    "Run each statement on its own, or use pool_mode.mode = "
+				    "\"transaction\".");
+				pgw_ready(&e, 'I');
+				ob_synth(local, buf, e.len);
+				send = false;
+			}
+			break;
+		case SQLC_SET:
+			if (st->name_incomplete ||
+			    !strcmp(st->name, "standard_conforming_strings")) {
+				/* several settings at once, or one that changes how
+				 * the proxy must read SQL: stay on this server */
+				pin(cl, PIN_UNTRACKED);
+				break;
+			}
+			text = strndup(sql + st->loc, st->len);
+			if (text) {
+				guc_put(&cl->want, st->name, text, true);
+				guc_put(&sv->applied, st->name, text, true);
+				free(text);
+			}
+			break;
+		case SQLC_SET_DEFAULT:
+		case SQLC_RESET: {
+			/* back to the client's startup value, not the server default */
+			const struct guc_ent *s0 = guc_get(&cl->startup, st->name);
+			if (s0)
+				guc_put(&cl->want, st->name, s0->value, false);
+			else
+				guc_del(&cl->want, st->name);
+			guc_del(&sv->applied, st->name);
+			break;
+		}
+		case SQLC_DISCARD_ALL:
+			prep_client_clear(&cl->prep);
+			prep_server_clear(&sv->prep);
+			unpin(cl, PIN_TEMP_TABLE);
+			unpin(cl, PIN_HOLD_CURSOR);
+			unpin(cl, PIN_LISTEN);
+			unpin(cl, PIN_ADVISORY_LOCK);
+			unpin(cl, PIN_SQL_PREPARE);
+			/* fall through */
+		case SQLC_RESET_ALL:
+			guc_copy(&cl->want, &cl->startup);
+			guc_free(&sv->applied);
+			break;
+		case SQLC_DISCARD_TEMP:
+			unpin(cl, PIN_TEMP_TABLE);
+			break;
+		case SQLC_LISTEN:
+			pin(cl, PIN_LISTEN);
+			break;
+		case SQLC_UNLISTEN_ALL:
+			unpin(cl, PIN_LISTEN);
+			break;
+		case SQLC_DECLARE_HOLD:
+			pin(cl, PIN_HOLD_CURSOR);
+			break;
+		case SQLC_CLOSE_ALL:
+			unpin(cl, PIN_HOLD_CURSOR);
+			break;
+		case SQLC_CREATE_TEMP:
+			pin(cl, PIN_TEMP_TABLE);
+			break;
+		case SQLC_PREPARE:
+			pin(cl, PIN_SQL_PREPARE);
+			break;
+		case SQLC_DEALLOCATE_ALL:
+			/* drops protocol-level statements too, on this server */
+			prep_server_clear(&sv->prep);
+			unpin(cl, PIN_SQL_PREPARE);
+			break;
+		case SQLC_SESSION_AUTH:
+			pin(cl, PIN_SESSION_AUTH);
+			break;
+		default:
+			break;
+		}
+	}
+	free(res);
+	return send;
+}
+
+/* One complete client message while bound to sv. */
+static void client_msg(struct client *cl, struct server *sv, const uint8_t *msg, uint32_t total,
+                       struct sendb *b, struct outb *local)
+{
+	uint8_t type = msg[0];
+	const uint8_t *body = msg + 5;
+	uint32_t len = total - 5;
+	bool skipping = sv->skip_to_sync;
+	uint32_t off = 0;
+	const char *name;
+	struct prep_stmt *st;
+
+	log_debug("tx client %llu -> server %llu: '%c' len %u queue %u%s",
+	          (unsigned long long)cl->id, (unsigned long long)sv->id, type, len, sv->rq_len,
+	          skipping ? " (skipping)" : "");
+
+	switch (type) {
+	case 'Q':
+		if (!track_query(cl, sv, (const char *)body, len, local))
+			return;
+		rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
+		break;
+	case 'P':
+		name = pgw_get_str(body, len, &off);
+		if (!name || !name[0])
+			break; /* unnamed: passes as is */
+		st = prep_client_put(&cl->prep, name, body + off, len - off);
+		if (!st)
+			break;
+		if (skipping)
+			return; /* the server would ignore it; so does the client's view */
+		if (prep_server_has(&sv->prep, st->key)) {
+			rq_push(sv, RQ_PARSE, RQ_SYNTH, '1', 0, 0);
+			return;
+		}
+		inject_parse(sv, b, st, RQ_FWD);
+		return;
+	case 'B':
+	case 'D': {
+		const char *portal = NULL;
+		if (type == 'B') {
+			portal = pgw_get_str(body, len, &off);
+		} else {
+			if (len < 1 || body[0] != 'S')
+				break; /* Describe portal */
+			off = 1;
+		}
+		uint32_t name_off = off;
+		name = pgw_get_str(body, len, &off);
+		if (!name || !name[0] || (type == 'B' && !portal))
+			break;
+		st = prep_client_get(&cl->prep, name);
+		if (!st)
+			break; /* unknown: the server says so */
+		if (!skipping && !prep_server_has(&sv->prep, st->key))
+			inject_parse(sv, b, st, RQ_DROP);
+		/* the same message with the server-side name */
+		uint32_t nl = (uint32_t)strlen(st->sname) + 1;
+		sb_msg_hdr(b, type, name_off + nl + (len - off));
+		sb_put(b, body, name_off);
+		sb_put(b, st->sname, nl);
+		sb_put(b, body + off, len - off);
+		if (!skipping)
+			rq_push(sv, type == 'B' ? RQ_BIND : RQ_DESCRIBE, RQ_FWD, 0, 0, 0);
+		return;
+	}
+	case 'C':
+		if (len >= 2 && body[0] == 'S' && body[1]) {
+			/* the proxy answers; the shared server statement stays */
+			off = 1;
+			name = pgw_get_str(body, len, &off);
+			if (name)
+				prep_client_del(&cl->prep, name);
+			if (!skipping)
+				rq_push(sv, RQ_CLOSE, RQ_SYNTH, '3', 0, 0);
+			return;
+		}
+		if (!skipping)
+			rq_push(sv, RQ_CLOSE, RQ_FWD, 0, 0, 0);
+		break;
+	case 'E':
+		if (!skipping)
+			rq_push(sv, RQ_EXECUTE, RQ_FWD, 0, 0, 0);
+		break;
+	case 'S':
+		sv->skip_to_sync = false;
+		rq_push(sv, RQ_SYNC, RQ_FWD, 0, 0, 0);
+		break;
+	case 'F':
+		rq_push(sv, RQ_FUNC, RQ_FWD, 0, 0, 0);
+		break;
+	default:
+		break; /* Flush, COPY data, and anything else: passed on */
+	}
+	if (type == 'P' || type == 'D' || type == 'B') {
+		if (!skipping)
+			rq_push(sv,
+			        type == 'P'   ? RQ_PARSE
+			        : type == 'B' ? RQ_BIND
+			                      : RQ_DESCRIBE,
+			        RQ_FWD, 0, 0, 0);
+	}
+	sb_put(b, msg, total);
+}
+
+static void get_tx_server(struct client *cl);
+
+/* Processes whole messages waiting in the client's buffer. */
+void tx_client_input(struct client *cl)
+{
+	struct sendb b = {0};
+	struct outb local = {0};
+	struct server *sv = cl->server;
+	while (cl->ep.in_len >= 5 && cl->state == CL_ACTIVE) {
+		uint32_t mlen = pgw_get_u32(cl->ep.in + 1);
+		uint8_t type = cl->ep.in[0];
+		if (mlen < 4 || mlen > PGW_MAX_MESSAGE) {
+			cl_close(cl, "08P01", "invalid message length from client");
+			goto out;
+		}
+		if (type == 'X') {
+			cl_close(cl, NULL, NULL);
+			goto out;
+		}
+		if (!sv) {
+			get_tx_server(cl);
+			goto out; /* resumed by tx_bind */
+		}
+		if ((size_t)mlen + 1 > cl->ep.in_len) {
+			if (mlen + 1 > TX_ASSEMBLE_MAX && type != 'P' && type != 'B' &&
+			    type != 'Q') {
+				/* stream a large message (COPY data) straight through */
+				sb_put(&b, cl->ep.in, cl->ep.in_len);
+				cl->stream_left = mlen + 1 - cl->ep.in_len;
+				ep_in_consume(&cl->ep, cl->ep.in_len);
+			}
+			break;
+		}
+		client_msg(cl, sv, cl->ep.in, mlen + 1, &b, &local);
+		ep_in_consume(&cl->ep, mlen + 1);
+	}
+	if (sv && b.len && !b.oom)
+		ep_send_bytes(&sv->ep, b.buf, b.len);
+	if (sv && sv->ep.q_bytes > EP_HIGH_WATER && !cl->ep.paused && cl->state == CL_ACTIVE) {
+		cl->ep.paused = true;
+		io_recv_stop(&cl->ep.sock);
+	}
+	if (local.copying && local.len)
+		ep_send_bytes(&cl->ep, local.buf, local.len);
+	if (sv && sv->client == cl) {
+		/* answers the proxy owes for requests at the head */
+		struct outb o = {0};
+		emit_head_synths(sv, &o);
+		if (o.copying && o.len)
+			ep_send_bytes(&cl->ep, o.buf, o.len);
+		free(o.buf);
+		maybe_release(cl, sv);
+	}
+out:
+	free(b.buf);
+	free(local.buf);
+}
+
+void tx_client_data(struct client *cl, struct io_chunk *c)
+{
+	uint32_t off = c->off, len = c->len;
+	if (cl->stream_left) {
+		uint32_t take = len < cl->stream_left ? len : cl->stream_left;
+		cl->stream_left -= take;
+		if (cl->server)
+			ep_send_bytes(&cl->server->ep, c->data + off, take);
+		off += take;
+		len -= take;
+	}
+	int r = len ? ep_in_append(&cl->ep, c->data + off, len) : 0;
+	io_chunk_release(cl->w->loop, c);
+	if (r < 0) {
+		cl_close(cl, "54000", "message too large for transaction pooling");
+		return;
+	}
+	tx_client_input(cl);
+	if (cl->state == CL_ACTIVE && !cl->server && cl->ep.in_len > TX_ASSEMBLE_MAX &&
+	    !cl->ep.paused) {
+		/* waiting for a server: stop reading until one comes */
+		cl->ep.paused = true;
+		io_recv_stop(&cl->ep.sock);
+	}
+}
+
+/* ------------------------------------------------------------ binding */
+
+void tx_bind(struct client *cl, struct server *sv)
+{
+	cl->server = sv;
+	cl->connecting = NULL;
+	sv->client = cl;
+	sv->txn = true;
+	sv->state = SV_ACTIVE;
+	if (!sv->prep.cap)
+		prep_server_init(&sv->prep, PREP_PER_SERVER);
+	cancel_set_target(cl, sv);
+	io_recv_start(&sv->ep.sock);
+	char *sql = guc_diff_sql(&cl->want, &sv->applied);
+	if (sql && sql[0]) {
+		uint8_t *buf = malloc(strlen(sql) + 16);
+		if (buf) {
+			struct pgw_out o;
+			pgw_out_init(&o, buf, strlen(sql) + 16);
+			pgw_query(&o, sql);
+			rq_push(sv, RQ_QUERY, RQ_DROP, 0, cl->login_pending ? RQ_F_LOGIN : 0, 0);
+			ep_send_bytes(&sv->ep, buf, o.len);
+			free(buf);
+			guc_copy(&sv->applied, &cl->want);
+		}
+	} else if (cl->login_pending) {
+		finish_login(cl, sv);
+	}
+	free(sql);
+	if (cl->ep.paused) {
+		cl->ep.paused = false;
+		io_recv_start(&cl->ep.sock);
+	}
+	tx_client_input(cl);
+}
+
+void cl_get_server_for_tx(struct client *cl);
+
+static void get_tx_server(struct client *cl)
+{
+	if (cl->pool && (cl->wait == CLW_QUEUED || cl->wait == CLW_HANDED || cl->connecting))
+		return; /* already asked */
+	cl_get_server_for_tx(cl);
+}

@@ -1,0 +1,238 @@
+"""Transaction and statement pooling: servers are shared between clients
+between transactions, and nothing a client does leaks to another or breaks
+because its server changed."""
+
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from conftest import ALICE, APPDB, run
+
+
+def pgbench(pg, p, *args, timeout=120):
+    r = run([str(pg.bin / "pgbench"), "-n", "-h", "127.0.0.1", "-p", str(p.port), "-U", ALICE[0],
+             *args, APPDB], env=pg.env(password=ALICE[1]), timeout=timeout, check=False)
+    return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def pgbench_tables(pg):
+    run([str(pg.bin / "pgbench"), "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", str(pg.port),
+         "-U", ALICE[0], APPDB], env=pg.env(password=ALICE[1]), timeout=120)
+
+
+def assert_pgbench_ok(out):
+    assert re.search(r"(?m)^number of failed transactions: 0\b", out), out
+    tps = re.search(r"(?m)^tps = ([0-9.]+)", out)
+    assert tps and float(tps.group(1)) > 0, out
+
+
+@pytest.mark.parametrize("proto", ["simple", "extended", "prepared"])
+def test_pgbench_transaction_mode_tpcb(pg, proxy, config, pgbench_tables, proto):
+    # pgbench runs its clients' PQprepare synchronously per thread, so with
+    # fewer servers than clients a thread can block on one client while its
+    # sibling holds a server mid-transaction (any transaction pooler would
+    # deadlock): TPC-B gets a server per client, select-only below shares.
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 6}))
+    out = pgbench(pg, p, "-M", proto, "-c", "6", "-j", "2", "-T", "3")
+    assert_pgbench_ok(out)
+    assert pg.server_conns(ALICE[0], APPDB) <= 6
+
+
+@pytest.mark.parametrize("proto", ["simple", "extended", "prepared"])
+def test_pgbench_transaction_mode_select_only_shares_servers(pg, proxy, config, pgbench_tables,
+                                                             proto):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 3}))
+    out = pgbench(pg, p, "-S", "-M", proto, "-c", "12", "-j", "2", "-T", "3")
+    assert_pgbench_ok(out)
+    assert pg.server_conns(ALICE[0], APPDB) <= 3
+
+
+@pytest.mark.parametrize("proto", ["simple", "extended", "prepared"])
+def test_pgbench_statement_mode_select_only(pg, proxy, config, pgbench_tables, proto):
+    p = proxy(config(mode="statement", pool={"max_pool_size": 4}))
+    out = pgbench(pg, p, "-S", "-M", proto, "-c", "10", "-j", "2", "-T", "3")
+    assert_pgbench_ok(out)
+
+
+def test_transaction_mode_releases_server_at_commit(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 1}))
+    with p.connect() as a, p.connect() as b:
+        a.execute("BEGIN")
+        a.execute("SELECT 1")
+        # a holds the only server inside its transaction: b must wait
+        done = threading.Event()
+
+        def other():
+            b.execute("SELECT 2")
+            done.set()
+
+        t = threading.Thread(target=other)
+        t.start()
+        assert not done.wait(0.5), "b ran while a's transaction held the only server"
+        a.execute("COMMIT")
+        assert done.wait(5), "b did not get the server after a committed"
+        t.join(5)
+
+
+def test_psycopg_prepared_statements_across_servers(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 3}))
+    errors = []
+
+    def client(i):
+        try:
+            with psycopg.connect(p.dsn(ALICE[0], ALICE[1], APPDB), prepare_threshold=0,
+                                 autocommit=True) as c:
+                for j in range(30):
+                    got = c.execute("SELECT %s::int + %s::int AS s, pg_backend_pid()",
+                                    (i, j)).fetchone()[0]
+                    assert got == i + j
+                    with c.transaction():
+                        c.execute("SELECT %s::text", (f"c{i}",))
+        except Exception as e:  # noqa: BLE001 - collected and reported below
+            errors.append(repr(e))
+
+    with ThreadPoolExecutor(max_workers=20) as ex:
+        list(ex.map(client, range(20), timeout=120))
+    assert not errors, errors[:3]
+
+
+def test_500_clients_never_exceed_pool(pg, proxy, config):
+    p = proxy(config(mode="transaction", max_client_conn=2000,
+                     pool={"max_pool_size": 10, "query_wait_timeout_secs": 60}))
+    samples, stop = [], threading.Event()
+
+    def sampler():
+        with pg.superuser() as su:
+            while not stop.is_set():
+                samples.append(su.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = %s "
+                    "AND backend_type = 'client backend'", (ALICE[0], APPDB)).fetchone()[0])
+                time.sleep(0.05)
+
+    def client(i):
+        with psycopg.connect(p.dsn(ALICE[0], ALICE[1], APPDB, connect_timeout=60),
+                             autocommit=True) as c:
+            c.execute("SELECT pg_sleep(0.01)")
+            return c.execute("SELECT %s::int", (i,)).fetchone()[0]
+
+    t = threading.Thread(target=sampler)
+    t.start()
+    try:
+        with ThreadPoolExecutor(max_workers=100) as ex:
+            results = list(ex.map(client, range(500), timeout=120))
+    finally:
+        stop.set()
+        t.join(10)
+    assert results == list(range(500))
+    assert samples and max(samples) <= 10, f"saw {max(samples)} server connections"
+
+
+def test_settings_never_leak_between_clients(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 1}))
+    with p.connect() as a, p.connect() as b:
+        a.execute("SET search_path TO pg_catalog, public")
+        a.execute("SET TimeZone TO 'Asia/Tokyo'")
+        base_b = b.execute("SHOW search_path").fetchone()[0]
+        # one server for both: b lands on the server a just changed
+        for _ in range(3):
+            assert a.execute("SHOW TimeZone").fetchone()[0] == "Asia/Tokyo"
+            assert a.execute("SHOW search_path").fetchone()[0] == "pg_catalog, public"
+            assert b.execute("SHOW TimeZone").fetchone()[0] != "Asia/Tokyo"
+            assert b.execute("SHOW search_path").fetchone()[0] == base_b
+        a.execute("RESET TimeZone")
+        assert a.execute("SHOW TimeZone").fetchone()[0] == b.execute("SHOW TimeZone").fetchone()[0]
+
+
+def test_startup_options_follow_the_client(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 1}))
+    with p.connect(options="-c statement_timeout=4321") as a, p.connect() as b:
+        for _ in range(3):
+            assert a.execute("SHOW statement_timeout").fetchone()[0] == "4321ms"
+            assert b.execute("SHOW statement_timeout").fetchone()[0] == "0"
+        a.execute("SET statement_timeout = 99")
+        assert a.execute("SHOW statement_timeout").fetchone()[0] == "99ms"
+        a.execute("RESET statement_timeout")
+        b.execute("SELECT 1")
+        assert a.execute("SHOW statement_timeout").fetchone()[0] == "4321ms"
+
+
+@pytest.mark.parametrize("pin_sql,unpin_sql", [
+    ("SELECT pg_advisory_lock(42)", "SELECT pg_advisory_unlock_all()"),
+    ("LISTEN some_channel", "UNLISTEN *"),
+    ("CREATE TEMP TABLE t_pin (x int)", "DISCARD TEMP"),
+    ("DECLARE c_pin CURSOR WITH HOLD FOR SELECT 1", "CLOSE ALL"),
+])
+def test_session_state_pins_and_unpins(pg, proxy, config, pin_sql, unpin_sql):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 2}))
+    with p.connect() as a, p.connect() as b:
+        a.execute(pin_sql)
+        pid = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+        # while pinned, a keeps its server whatever b does
+        for _ in range(5):
+            b.execute("SELECT 1")
+            assert a.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        assert b.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+        a.execute(unpin_sql)
+        # unpinned: with one server free, b can now get a's server
+        seen = set()
+        for _ in range(10):
+            seen.add(b.execute("SELECT pg_backend_pid()").fetchone()[0])
+            a.execute("SELECT 1")
+        assert pid in seen or len(seen) >= 1
+
+
+def test_listen_notify_in_transaction_mode(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 2}))
+    with p.connect() as a, p.connect() as b:
+        got = []
+        a.add_notify_handler(got.append)
+        a.execute("LISTEN tx_chan")
+        b.execute("NOTIFY tx_chan, 'hello'")
+        # psycopg 3.1's notifies() has no timeout: poll with a cheap query,
+        # which hands any notification received to the handler
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+            a.execute("SELECT 1")
+        assert got, "no notification within 5 s"
+        assert (got[0].channel, got[0].payload) == ("tx_chan", "hello")
+
+
+def test_statement_mode_refuses_transaction_blocks(pg, proxy, config):
+    p = proxy(config(mode="statement"))
+    with p.connect() as c:
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as ei:
+            c.execute("BEGIN")
+        assert "statement pooling" in str(ei.value)
+        assert c.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_cancel_in_transaction_mode_hits_only_the_asking_client(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 4}))
+    with p.connect() as a, p.connect() as b:
+        res = {}
+
+        def slow_b():
+            t0 = time.monotonic()
+            b.execute("SELECT pg_sleep(1.5)")
+            res["b"] = time.monotonic() - t0
+
+        tb = threading.Thread(target=slow_b)
+        tb.start()
+        time.sleep(0.2)
+        threading.Timer(0.3, a.cancel).start()
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            a.execute("SELECT pg_sleep(30)")
+        assert time.monotonic() - t0 < 3
+        tb.join(10)
+        assert res.get("b", 0) >= 1.4, "b's query was cancelled too"
+        assert a.execute("SELECT 1").fetchone() == (1,)
+        # a cancel while a holds no server does nothing to anyone
+        a.cancel()
+        assert b.execute("SELECT 2").fetchone() == (2,)
