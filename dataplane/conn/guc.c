@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void guc_init(struct guc_set *g)
 {
@@ -25,10 +26,12 @@ void guc_free(struct guc_set *g)
 	g->n = 0;
 }
 
+/* PostgreSQL setting names ignore case; stored names are lower case, a
+ * looked-up one may not be. */
 static int find(const struct guc_set *g, const char *name)
 {
 	for (int i = 0; i < g->n; i++)
-		if (!strcmp(g->e[i].name, name))
+		if (!strcasecmp(g->e[i].name, name))
 			return i;
 	return -1;
 }
@@ -76,11 +79,7 @@ int guc_put(struct guc_set *g, const char *name, const char *value, bool is_stmt
 
 void guc_del(struct guc_set *g, const char *name)
 {
-	char low[128];
-	snprintf(low, sizeof(low), "%s", name);
-	for (char *p = low; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	int i = find(g, low);
+	int i = find(g, name);
 	if (i < 0)
 		return;
 	free(g->e[i].name);
