@@ -67,6 +67,9 @@ struct cfg {
 		int query_wait_timeout_secs;     /* default 120, 0 = wait forever */
 		int server_connect_timeout_secs; /* default 5 */
 		char reset_query[CFG_QUERY_MAX]; /* default "DISCARD ALL", "" = none */
+		int pin_action;                  /* 0 pin, 1 error */
+		int max_prepared_statements;     /* per server, default 256 */
+		bool track_sql_prepare;          /* default true */
 	} pool;
 
 	struct cfg_node *nodes; /* at least one */

@@ -26,6 +26,7 @@ static const char *const roles[] = {"primary", "replica", NULL};
 static const char *const auth_methods[] = {"trust", "md5", "scram-sha-256", NULL};
 static const char *const client_tls[] = {"disable", "allow", "require", NULL};
 static const char *const server_tls[] = {"disable", "prefer", "require", "verify-full", NULL};
+static const char *const pin_actions[] = {"pin", "error", NULL};
 
 #define RESTART CFG_KEY_RESTART
 #define REQ     CFG_KEY_REQUIRED
@@ -68,7 +69,18 @@ static const struct cfg_key keys[] = {
      F_CFG(pool.server_connect_timeout_secs), "5", 1, 300, NULL, 0,
      "Give up connecting to a server after this long."},
     {"pool_mode", "reset_query", CFG_KEY_STRING, F_CFG(pool.reset_query), "DISCARD ALL", 0, 0, NULL,
-     0, "Run on a server connection before another client gets it; empty = none."},
+     0, "Session mode: run on a server connection before another client gets it; empty = none."},
+    {"pool_mode", "pin_action", CFG_KEY_ENUM, F_CFG(pool.pin_action), "pin", 0, 0, pin_actions, 0,
+     "Transaction/statement mode: session state that cannot move (advisory locks, LISTEN, "
+     "temp tables, WITH HOLD cursors...) pins the client to its server, or is refused."},
+    {"pool_mode", "max_prepared_statements", CFG_KEY_INT, F_CFG(pool.max_prepared_statements),
+     "256", 1, 100000, NULL, 0,
+     "Transaction/statement mode: named prepared statements kept per server connection; the "
+     "least recently used is closed beyond this."},
+    {"pool_mode", "track_sql_prepare", CFG_KEY_BOOL, F_CFG(pool.track_sql_prepare), "true", 0, 0,
+     NULL, 0,
+     "Transaction/statement mode: follow SQL PREPARE/EXECUTE/DEALLOCATE across servers; false "
+     "pins a client that uses PREPARE."},
 
     {"nodes", "name", CFG_KEY_STRING, F_NODE(name), "node<index>", 0, 0, NULL, 0,
      "Unique name for logs, metrics and routes; default by position: node0, node1, ..."},

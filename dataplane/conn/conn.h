@@ -74,8 +74,9 @@ struct client {
 	struct guc_set want;    /* settings the client expects on any server */
 	struct guc_set startup; /* its startup settings, for RESET */
 	struct prep_client prep;
-	uint32_t stream_left; /* client bytes of a large message passed straight through */
-	bool zombie;          /* closed while a pool hand-off is in flight */
+	struct prep_client sqlprep; /* SQL PREPARE name -> statement text */
+	uint32_t stream_left;       /* client bytes of a large message passed straight through */
+	bool zombie;                /* closed while a pool hand-off is in flight */
 	char user[64];
 	char database[64];
 	char peer[64];
@@ -167,6 +168,9 @@ struct server {
 	bool txn;
 	struct guc_set applied;
 	struct prep_server prep;
+	char **sqlprep_names; /* SQL-level prepared statements here */
+	uint64_t *sqlprep_keys;
+	uint32_t sqlprep_n, sqlprep_cap;
 	struct rq *rq;
 	uint32_t rq_head, rq_len, rq_cap;
 	uint8_t cur_act;   /* what happens to the rest of the message being relayed */
@@ -177,6 +181,13 @@ struct server {
 	bool err_in_query;
 	bool skip_pop; /* the message being relayed completes the head request */
 	bool z_raw;    /* the ReadyForQuery being relayed passes unchanged */
+	/* the client's last extended-protocol batch, replayed once when a
+	 * statement must be prepared again (its result type changed) */
+	uint8_t *batch;
+	uint32_t batch_len, batch_cap;
+	bool batch_sealed, batch_bad, retried, retry_armed, e_hold, replaying;
+	uint32_t resp_fwd; /* messages the client got for the current batch */
+	uint64_t retry_key;
 	/* credentials towards the server */
 	char password[512];
 	char server_password[512];

@@ -23,7 +23,6 @@
 
 #define TX_ASSEMBLE_MAX (256u * 1024u)        /* larger messages stream through */
 #define TX_INBUF_MAX    (64u * 1024u * 1024u) /* Parse/Bind/Query assembled up to this */
-#define PREP_PER_SERVER 256
 
 uint64_t g_pin_count[PIN_COUNT];
 
@@ -60,12 +59,23 @@ void tx_client_free(struct client *cl)
 	guc_free(&cl->want);
 	guc_free(&cl->startup);
 	prep_client_free(&cl->prep);
+	prep_client_free(&cl->sqlprep);
 }
 
 void tx_server_reset_state(struct server *sv)
 {
 	guc_free(&sv->applied);
 	prep_server_free(&sv->prep);
+	for (uint32_t i = 0; i < sv->sqlprep_n; i++)
+		free(sv->sqlprep_names[i]);
+	free(sv->sqlprep_names);
+	free(sv->sqlprep_keys);
+	sv->sqlprep_names = NULL;
+	sv->sqlprep_keys = NULL;
+	sv->sqlprep_n = sv->sqlprep_cap = 0;
+	free(sv->batch);
+	sv->batch = NULL;
+	sv->batch_len = sv->batch_cap = 0;
 	free(sv->rq);
 	sv->rq = NULL;
 	sv->rq_head = sv->rq_len = sv->rq_cap = 0;
@@ -221,6 +231,7 @@ static void emit_head_synths(struct server *sv, struct outb *o)
 	while ((h = rq_first(sv)) && h->act == RQ_SYNTH) {
 		synth_msg(o, h->synth, NULL, 0);
 		rq_pop(sv);
+		sv->resp_fwd++;
 	}
 }
 
@@ -361,6 +372,17 @@ static bool handle_error(struct server *sv)
 }
 
 static void set_server_param(struct server *sv, const uint8_t *body, uint32_t len);
+static void replay_batch(struct client *cl, struct server *sv);
+
+/* PostgreSQL's answer when a prepared statement's result columns changed
+ * under it (ALTER TABLE ... ADD COLUMN): preparing it again fixes it. */
+static bool is_result_type_change(const uint8_t *body, uint32_t len)
+{
+	const char *code = pgw_error_field(body, len, 'C');
+	const char *msg = pgw_error_field(body, len, 'M');
+	return code && msg && !strcmp(code, "0A000") &&
+	       !strncmp(msg, "cached plan must not change result type", 39);
+}
 
 void tx_server_data(struct server *sv, struct io_chunk *c)
 {
@@ -416,6 +438,13 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		          (unsigned long long)sv->id, type, mlen,
 		          rq_first(sv) ? rq_first(sv)->kind : -1,
 		          rq_first(sv) ? rq_first(sv)->act : -1, sv->rq_len);
+		bool may_retry = false;
+		if (type == 'E' && rq_first(sv) && rq_first(sv)->kind == RQ_BIND &&
+		    rq_first(sv)->key && sv->resp_fwd == 0 && !sv->retried && sv->batch_sealed &&
+		    !sv->batch_bad && sv->tx_status == 'I' && mlen <= EP_CAPTURE_MAX) {
+			may_retry = true;
+			sv->retry_key = rq_first(sv)->key;
+		}
 		if (type == 'E' && !(rq_first(sv) && rq_first(sv)->kind == RQ_QUERY))
 			act = handle_error(sv) ? RQ_FWD : RQ_DROP, pop = false;
 		else if (type == 'E' && rq_first(sv))
@@ -427,12 +456,16 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		 * on_ready when the proxy must change or hold it back */
 		struct rq *h0 = rq_first(sv);
 		sv->z_raw = type == 'Z' && act == RQ_FWD && h0 && !(h0->flags & RQ_F_LOGIN) &&
-		            !(cl && cl->stmt_mode);
+		            !(cl && cl->stmt_mode) && !sv->retry_armed;
 		sv->cur_act = type == 'Z' && !sv->z_raw ? RQ_DROP : act;
+		/* held until we know whether it asks for a re-prepare */
+		sv->e_hold = may_retry && act == RQ_FWD && sv->rq_len == 1;
+		if (sv->e_hold)
+			sv->cur_act = RQ_DROP;
 		sv->cur_left = mlen;
 		ep->cap_type = type;
 		ep->cap_len = 0;
-		if ((type == 'Z' || type == 'S') && mlen <= EP_CAPTURE_MAX) {
+		if ((type == 'Z' || type == 'S' || sv->e_hold) && mlen <= EP_CAPTURE_MAX) {
 			if (!ep->cap_buf)
 				ep->cap_buf = malloc(EP_CAPTURE_MAX);
 			if (ep->cap_buf) {
@@ -458,7 +491,37 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		/* the whole message has passed */
 		if (ep->cap_type == 'S' && ep->cap_len && ep->cap_got == ep->cap_len)
 			set_server_param(sv, ep->cap_buf, ep->cap_len);
+		if (sv->e_hold) {
+			sv->e_hold = false;
+			if (is_result_type_change(ep->cap_buf, ep->cap_got)) {
+				/* swallowed: the statement is prepared again and the
+				 * batch replayed when its ReadyForQuery arrives */
+				sv->retry_armed = true;
+			} else {
+				uint8_t h[5] = {'E', (uint8_t)((ep->cap_got + 4) >> 24),
+				                (uint8_t)((ep->cap_got + 4) >> 16),
+				                (uint8_t)((ep->cap_got + 4) >> 8),
+				                (uint8_t)(ep->cap_got + 4)};
+				ob_synth(&o, h, 5);
+				ob_synth(&o, ep->cap_buf, ep->cap_got);
+				sv->resp_fwd++;
+			}
+		} else if (sv->cur_act == RQ_FWD && ep->cap_type != 'Z') {
+			sv->resp_fwd++;
+		}
+		if (ep->cap_type == 'Z' && sv->retry_armed && cl) {
+			char status = ep->cap_len && ep->cap_got ? (char)ep->cap_buf[0] : 'I';
+			sv->tx_status = status;
+			if (rq_first(sv))
+				rq_pop(sv);
+			ep->cap_len = 0;
+			ep->cap_type = 0;
+			sv->skip_pop = false;
+			replay_batch(cl, sv);
+			continue;
+		}
 		if (ep->cap_type == 'Z') {
+			sv->resp_fwd = 0;
 			char status = ep->cap_len && ep->cap_got ? (char)ep->cap_buf[0] : 'I';
 			struct rq popped = {.act = RQ_FWD};
 			if (rq_first(sv)) {
@@ -578,33 +641,166 @@ static void unpin(struct client *cl, enum pin_reason r)
 	cl->pins &= ~(1u << r);
 }
 
-/* Tracks what a simple query does to session state. Returns false when
- * the query must not be sent (answered locally). */
+/* Answers a refused query locally: ErrorResponse then ReadyForQuery. */
+static void refuse(struct outb *local, char status, const char *sqlstate, const char *msg,
+                   const char *hint)
+{
+	uint8_t buf[1024];
+	struct pgw_out e;
+	pgw_out_init(&e, buf, sizeof(buf));
+	pgw_error(&e, "ERROR", sqlstate, msg, hint);
+	pgw_ready(&e, status);
+	if (!e.overflow)
+		ob_synth(local, buf, e.len);
+}
+
+/* SQL-level prepared statements on a server: name -> key of its text. */
+static int64_t sqlprep_find(const struct server *sv, const char *name)
+{
+	for (uint32_t i = 0; i < sv->sqlprep_n; i++)
+		if (!strcmp(sv->sqlprep_names[i], name))
+			return i;
+	return -1;
+}
+
+static void sqlprep_set(struct server *sv, const char *name, uint64_t key)
+{
+	int64_t i = sqlprep_find(sv, name);
+	if (i >= 0) {
+		sv->sqlprep_keys[i] = key;
+		return;
+	}
+	if (sv->sqlprep_n == sv->sqlprep_cap) {
+		uint32_t cap = sv->sqlprep_cap ? sv->sqlprep_cap * 2 : 8;
+		char **n = realloc(sv->sqlprep_names, cap * sizeof(*n));
+		if (!n)
+			return;
+		sv->sqlprep_names = n;
+		uint64_t *k = realloc(sv->sqlprep_keys, cap * sizeof(*k));
+		if (!k)
+			return;
+		sv->sqlprep_keys = k;
+		sv->sqlprep_cap = cap;
+	}
+	char *d = strdup(name);
+	if (!d)
+		return;
+	sv->sqlprep_names[sv->sqlprep_n] = d;
+	sv->sqlprep_keys[sv->sqlprep_n++] = key;
+}
+
+static void sqlprep_del(struct server *sv, const char *name)
+{
+	int64_t i = sqlprep_find(sv, name);
+	if (i < 0)
+		return;
+	free(sv->sqlprep_names[i]);
+	sv->sqlprep_names[i] = sv->sqlprep_names[--sv->sqlprep_n];
+	sv->sqlprep_keys[i] = sv->sqlprep_keys[sv->sqlprep_n];
+}
+
+static void sqlprep_clear(struct server *sv)
+{
+	for (uint32_t i = 0; i < sv->sqlprep_n; i++)
+		free(sv->sqlprep_names[i]);
+	sv->sqlprep_n = 0;
+}
+
+/* Makes the server's statement `name` the client's: DEALLOCATE another
+ * client's one of the same name, PREPARE ours if missing. Appends the SQL
+ * to `fix`. */
+static void sqlprep_ensure(struct client *cl, struct server *sv, const char *name, FILE *fix,
+                           bool want_ours)
+{
+	struct prep_stmt *mine = want_ours ? prep_client_get(&cl->sqlprep, name) : NULL;
+	int64_t i = sqlprep_find(sv, name);
+	if (i >= 0 && mine && sv->sqlprep_keys[i] == mine->key)
+		return;
+	if (i >= 0) {
+		fprintf(fix, "DEALLOCATE \"%s\";", name);
+		sqlprep_del(sv, name);
+	}
+	if (mine) {
+		fprintf(fix, "%.*s;", (int)mine->body_len, (const char *)mine->body);
+		sqlprep_set(sv, name, mine->key);
+	}
+}
+
+/* Tracks what a simple query does to session state; may inject SQL
+ * before it (settings of this client's SQL prepared statements). Returns
+ * false when the query must not be sent (answered locally). */
 static bool track_query(struct client *cl, struct server *sv, const char *sql, uint32_t len,
-                        struct outb *local)
+                        struct outb *local, struct sendb *b)
 {
 	if (!memchr(sql, 0, len) || !sqlc_maybe_interesting(sql, len))
 		return true;
+	const struct cfg *c = cl->snap->cfg;
+	bool refuse_pins = c->pool.pin_action == 1;
 	struct sqlc_result *res = malloc(sizeof(*res));
 	if (!res)
 		return true;
 	int r = sqlc_classify(sql, res);
-	if (r != 0) {
-		/* too big or deep to analyse safely: the server runs it, and
-		 * whatever it changes stays with this client's server */
-		pin(cl, PIN_UNTRACKED);
-		free(res);
-		return true;
-	}
-	if (res->parse_error) {
+	if (r == 0 && res->parse_error) {
 		free(res);
 		return true; /* not the proxy's business: the server answers */
 	}
+	/* first pass: what would pin the client */
+	uint32_t newpins = 0;
+	if (r != 0 || res->more_stmts || (res->flags & SQLC_F_SET_CONFIG))
+		newpins |= 1u << PIN_UNTRACKED; /* the proxy cannot follow it */
+	if (r == 0 && (res->flags & SQLC_F_ADVISORY_LOCK))
+		newpins |= 1u << PIN_ADVISORY_LOCK;
+	for (int i = 0; r == 0 && i < res->n; i++) {
+		const struct sqlc_stmt *st = &res->stmts[i];
+		switch (st->kind) {
+		case SQLC_LISTEN:
+			newpins |= 1u << PIN_LISTEN;
+			break;
+		case SQLC_DECLARE_HOLD:
+			newpins |= 1u << PIN_HOLD_CURSOR;
+			break;
+		case SQLC_CREATE_TEMP:
+			newpins |= 1u << PIN_TEMP_TABLE;
+			break;
+		case SQLC_PREPARE:
+			if (!c->pool.track_sql_prepare)
+				newpins |= 1u << PIN_SQL_PREPARE;
+			break;
+		case SQLC_SESSION_AUTH:
+			newpins |= 1u << PIN_SESSION_AUTH;
+			break;
+		case SQLC_SET:
+			if (st->name_incomplete || !strcmp(st->name, "standard_conforming_strings"))
+				newpins |= 1u << PIN_UNTRACKED;
+			break;
+		default:
+			break;
+		}
+	}
+	newpins &= ~cl->pins;
+	if (newpins && refuse_pins) {
+		char msg[300];
+		enum pin_reason why = (enum pin_reason)__builtin_ctz(newpins);
+		snprintf(msg, sizeof(msg),
+		         "this statement would tie the session to one server connection (%s), "
+		         "which pool_mode.pin_action = \"error\" forbids",
+		         pin_reason_str(why));
+		refuse(local, sv->tx_status ? sv->tx_status : 'I', "0A000", msg,
+		       "Use session pooling for this client, or avoid session-level state.");
+		free(res);
+		return false;
+	}
+	for (unsigned k = 0; k < PIN_COUNT; k++)
+		if (newpins & (1u << k))
+			pin(cl, (enum pin_reason)k);
+	if (r != 0) {
+		free(res);
+		return true;
+	}
 	bool send = true;
-	if (res->more_stmts || (res->flags & SQLC_F_SET_CONFIG))
-		pin(cl, PIN_UNTRACKED);
-	if (res->flags & SQLC_F_ADVISORY_LOCK)
-		pin(cl, PIN_ADVISORY_LOCK);
+	char *fixsql = NULL;
+	size_t fixlen = 0;
+	FILE *fix = open_memstream(&fixsql, &fixlen);
 	if (res->flags & SQLC_F_ADVISORY_UNLOCK_ALL)
 		unpin(cl, PIN_ADVISORY_LOCK);
 	for (int i = 0; i < res->n; i++) {
@@ -613,27 +809,17 @@ static bool track_query(struct client *cl, struct server *sv, const char *sql, u
 		switch (st->kind) {
 		case SQLC_BEGIN:
 			if (cl->stmt_mode && sv->rq_len == 0 && sv->tx_status == 'I') {
-				uint8_t buf[512];
-				struct pgw_out e;
-				pgw_out_init(&e, buf, sizeof(buf));
-				pgw_error(
-				    &e, "ERROR", "0A000",
+				refuse(
+				    local, 'I', "0A000",
 				    "transaction blocks are not allowed in statement pooling mode",
 				    "Run each statement on its own, or use pool_mode.mode = "
 				    "\"transaction\".");
-				pgw_ready(&e, 'I');
-				ob_synth(local, buf, e.len);
 				send = false;
 			}
 			break;
 		case SQLC_SET:
-			if (st->name_incomplete ||
-			    !strcmp(st->name, "standard_conforming_strings")) {
-				/* several settings at once, or one that changes how
-				 * the proxy must read SQL: stay on this server */
-				pin(cl, PIN_UNTRACKED);
-				break;
-			}
+			if (st->name_incomplete || !strcmp(st->name, "standard_conforming_strings"))
+				break; /* pinned above */
 			text = strndup(sql + st->loc, st->len);
 			if (text) {
 				guc_put(&cl->want, st->name, text, true);
@@ -655,11 +841,9 @@ static bool track_query(struct client *cl, struct server *sv, const char *sql, u
 		case SQLC_DISCARD_ALL:
 			prep_client_clear(&cl->prep);
 			prep_server_clear(&sv->prep);
-			unpin(cl, PIN_TEMP_TABLE);
-			unpin(cl, PIN_HOLD_CURSOR);
-			unpin(cl, PIN_LISTEN);
-			unpin(cl, PIN_ADVISORY_LOCK);
-			unpin(cl, PIN_SQL_PREPARE);
+			prep_client_clear(&cl->sqlprep);
+			sqlprep_clear(sv);
+			cl->pins &= 1u << PIN_UNTRACKED;
 			/* fall through */
 		case SQLC_RESET_ALL:
 			guc_copy(&cl->want, &cl->startup);
@@ -668,36 +852,55 @@ static bool track_query(struct client *cl, struct server *sv, const char *sql, u
 		case SQLC_DISCARD_TEMP:
 			unpin(cl, PIN_TEMP_TABLE);
 			break;
-		case SQLC_LISTEN:
-			pin(cl, PIN_LISTEN);
-			break;
 		case SQLC_UNLISTEN_ALL:
 			unpin(cl, PIN_LISTEN);
-			break;
-		case SQLC_DECLARE_HOLD:
-			pin(cl, PIN_HOLD_CURSOR);
 			break;
 		case SQLC_CLOSE_ALL:
 			unpin(cl, PIN_HOLD_CURSOR);
 			break;
-		case SQLC_CREATE_TEMP:
-			pin(cl, PIN_TEMP_TABLE);
-			break;
 		case SQLC_PREPARE:
-			pin(cl, PIN_SQL_PREPARE);
+			if (!c->pool.track_sql_prepare || !fix)
+				break;
+			/* another client's statement of that name must go first */
+			sqlprep_ensure(cl, sv, st->name, fix, false);
+			text = strndup(sql + st->loc, st->len);
+			if (text) {
+				struct prep_stmt *ps = prep_client_put(&cl->sqlprep, st->name,
+				                                       (uint8_t *)text, st->len);
+				if (ps)
+					sqlprep_set(sv, st->name, ps->key);
+				free(text);
+			}
+			break;
+		case SQLC_EXECUTE:
+		case SQLC_DEALLOCATE:
+			/* the server's statement of that name must be this client's,
+			 * or absent so the client gets PostgreSQL's own error */
+			if (c->pool.track_sql_prepare && fix)
+				sqlprep_ensure(cl, sv, st->name, fix, true);
+			if (st->kind == SQLC_DEALLOCATE) {
+				prep_client_del(&cl->sqlprep, st->name);
+				sqlprep_del(sv, st->name);
+			}
 			break;
 		case SQLC_DEALLOCATE_ALL:
 			/* drops protocol-level statements too, on this server */
 			prep_server_clear(&sv->prep);
+			prep_client_clear(&cl->sqlprep);
+			sqlprep_clear(sv);
 			unpin(cl, PIN_SQL_PREPARE);
-			break;
-		case SQLC_SESSION_AUTH:
-			pin(cl, PIN_SESSION_AUTH);
 			break;
 		default:
 			break;
 		}
 	}
+	if (fix && fclose(fix) == 0 && fixlen && send) {
+		/* runs before the client's query; its answers are swallowed */
+		sb_msg_hdr(b, 'Q', (uint32_t)fixlen + 1);
+		sb_put(b, fixsql, fixlen + 1);
+		rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0);
+	}
+	free(fixsql);
 	free(res);
 	return send;
 }
@@ -720,7 +923,7 @@ static void client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 
 	switch (type) {
 	case 'Q':
-		if (!track_query(cl, sv, (const char *)body, len, local))
+		if (!track_query(cl, sv, (const char *)body, len, local, b))
 			return;
 		rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
 		break;
@@ -765,7 +968,7 @@ static void client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		sb_put(b, st->sname, nl);
 		sb_put(b, body + off, len - off);
 		if (!skipping)
-			rq_push(sv, type == 'B' ? RQ_BIND : RQ_DESCRIBE, RQ_FWD, 0, 0, 0);
+			rq_push(sv, type == 'B' ? RQ_BIND : RQ_DESCRIBE, RQ_FWD, 0, 0, st->key);
 		return;
 	}
 	case 'C':
@@ -809,6 +1012,72 @@ static void client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 
 static void get_tx_server(struct client *cl);
 
+#define BATCH_MAX (64u * 1024u)
+
+/* Keeps the client's messages since its last Sync, for a replay. */
+static void batch_record(struct server *sv, const uint8_t *msg, uint32_t total)
+{
+	if (sv->replaying)
+		return;
+	if (sv->batch_sealed) {
+		sv->batch_len = 0;
+		sv->batch_sealed = sv->batch_bad = sv->retried = false;
+	}
+	if (msg[0] == 'S')
+		sv->batch_sealed = true;
+	if (sv->batch_bad)
+		return;
+	if (msg[0] == 'Q' || msg[0] == 'F' || sv->batch_len + total > BATCH_MAX) {
+		sv->batch_bad = true; /* simple queries are not replayed */
+		return;
+	}
+	if (sv->batch_len + total > sv->batch_cap) {
+		uint32_t cap = sv->batch_cap ? sv->batch_cap * 2 : 1024;
+		while (cap < sv->batch_len + total)
+			cap *= 2;
+		uint8_t *n = realloc(sv->batch, cap);
+		if (!n) {
+			sv->batch_bad = true;
+			return;
+		}
+		sv->batch = n;
+		sv->batch_cap = cap;
+	}
+	memcpy(sv->batch + sv->batch_len, msg, total);
+	sv->batch_len += total;
+}
+
+/* The statement's result type changed: close it on the server, then send
+ * the client's batch again, which prepares it afresh. Once per batch. */
+static void replay_batch(struct client *cl, struct server *sv)
+{
+	struct sendb b = {0};
+	struct outb local = {0};
+	char name[PREP_SERVER_NAME_LEN];
+	sv->retry_armed = false;
+	sv->retried = true;
+	prep_server_forget(&sv->prep, sv->retry_key);
+	prep_server_name(sv->retry_key, name);
+	sb_msg_hdr(&b, 'C', (uint32_t)(strlen(name) + 2));
+	sb_put(&b, "S", 1);
+	sb_put(&b, name, strlen(name) + 1);
+	rq_push(sv, RQ_CLOSE, RQ_DROP, 0, 0, 0);
+	log_info("client %llu: prepared statement's result type changed; prepared again and "
+	         "retried",
+	         (unsigned long long)cl->id);
+	sv->replaying = true;
+	for (uint32_t off = 0; off + 5 <= sv->batch_len;) {
+		uint32_t total = pgw_get_u32(sv->batch + off + 1) + 1;
+		client_msg(cl, sv, sv->batch + off, total, &b, &local);
+		off += total;
+	}
+	sv->replaying = false;
+	if (!b.oom)
+		ep_send_bytes(&sv->ep, b.buf, b.len);
+	free(b.buf);
+	free(local.buf);
+}
+
 /* Processes whole messages waiting in the client's buffer. */
 void tx_client_input(struct client *cl)
 {
@@ -840,6 +1109,7 @@ void tx_client_input(struct client *cl)
 			}
 			break;
 		}
+		batch_record(sv, cl->ep.in, mlen + 1);
 		client_msg(cl, sv, cl->ep.in, mlen + 1, &b, &local);
 		ep_in_consume(&cl->ep, mlen + 1);
 	}
@@ -901,7 +1171,7 @@ void tx_bind(struct client *cl, struct server *sv)
 	sv->txn = true;
 	sv->state = SV_ACTIVE;
 	if (!sv->prep.cap)
-		prep_server_init(&sv->prep, PREP_PER_SERVER);
+		prep_server_init(&sv->prep, (uint32_t)cl->snap->cfg->pool.max_prepared_statements);
 	cancel_set_target(cl, sv);
 	io_recv_start(&sv->ep.sock);
 	char *sql = guc_diff_sql(&cl->want, &sv->applied);

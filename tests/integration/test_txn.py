@@ -236,3 +236,74 @@ def test_cancel_in_transaction_mode_hits_only_the_asking_client(pg, proxy, confi
         # a cancel while a holds no server does nothing to anyone
         a.cancel()
         assert b.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_sql_prepare_execute_follow_the_client_across_servers(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 2}))
+    with p.connect() as a, p.connect() as b, p.connect() as c:
+        a.execute("PREPARE q(int) AS SELECT $1 * 10")
+        b.execute("PREPARE q(int) AS SELECT $1 + 1000")  # same name, other text
+        for i in range(6):
+            # c holds a server inside a transaction, so a and b trade servers
+            with c.transaction():
+                c.execute("SELECT 1")
+                assert a.execute("EXECUTE q(%s)" % i).fetchone() == (i * 10,)
+                assert b.execute("EXECUTE q(%s)" % i).fetchone() == (i + 1000,)
+        a.execute("DEALLOCATE q")
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            a.execute("EXECUTE q(1)")
+        assert b.execute("EXECUTE q(1)").fetchone() == (1001,)
+
+
+def test_sql_prepare_pins_when_tracking_is_off(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 2, "track_sql_prepare": False}))
+    with p.connect() as a, p.connect() as b:
+        a.execute("PREPARE q AS SELECT 1")
+        pid = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+        for _ in range(5):
+            b.execute("SELECT 1")
+            assert a.execute("EXECUTE q").fetchone() == (1,)
+            assert a.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        a.execute("DEALLOCATE ALL")
+
+
+def test_pin_action_error_refuses_session_state(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"pin_action": "error"}))
+    with p.connect() as a:
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as ei:
+            a.execute("SELECT pg_advisory_lock(7)")
+        assert "advisory_lock" in str(ei.value) and "pin_action" in str(ei.value)
+        # refused before reaching the server: the lock is not held
+        with pg.superuser() as su:
+            assert su.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                              ).fetchone() == (0,)
+        assert a.execute("SELECT 5").fetchone() == (5,)
+
+
+def test_set_role_pins(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 2}))
+    with p.connect() as a, p.connect() as b:
+        a.execute("SET ROLE alice")
+        pid = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+        for _ in range(5):
+            b.execute("SELECT 1")
+            assert a.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+
+
+def test_prepared_statement_survives_result_type_change(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 2}))
+    with pg.superuser(dbname=APPDB) as su:
+        su.execute("DROP TABLE IF EXISTS reprep")
+        su.execute("CREATE TABLE reprep (a int)")
+        su.execute("INSERT INTO reprep VALUES (1)")
+        su.execute("GRANT ALL ON reprep TO alice")
+    with psycopg.connect(p.dsn(ALICE[0], ALICE[1], APPDB), prepare_threshold=0,
+                         autocommit=True) as c:
+        assert c.execute("SELECT * FROM reprep WHERE a = %s", (1,)).fetchone() == (1,)
+        assert c.execute("SELECT * FROM reprep WHERE a = %s", (1,)).fetchone() == (1,)
+        with pg.superuser(dbname=APPDB) as su:
+            su.execute("ALTER TABLE reprep ADD COLUMN b int DEFAULT 7")
+        # directly, PostgreSQL answers "cached plan must not change result type"
+        assert c.execute("SELECT * FROM reprep WHERE a = %s", (1,)).fetchone() == (1, 7)
+        assert c.execute("SELECT * FROM reprep WHERE a = %s", (1,)).fetchone() == (1, 7)
+    assert "prepared again and retried" in p.log()
