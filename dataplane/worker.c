@@ -383,6 +383,7 @@ static void *worker_main(void *arg)
 	/* let the last closes complete */
 	for (int i = 0; i < 10; i++)
 		io_loop_run_once(w->loop, 10);
+	tx_worker_exit();
 	return NULL;
 }
 

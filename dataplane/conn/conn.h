@@ -234,6 +234,8 @@ void tx_bind(struct client *cl, struct server *sv);
 bool tx_server_clean(const struct server *sv);
 void tx_server_reset_state(struct server *sv);
 void tx_client_free(struct client *cl);
+/* Frees the worker thread's scratch buffers. */
+void tx_worker_exit(void);
 /* client.c: asks the pool for a server for the next transaction. */
 void cl_get_server_for_tx(struct client *cl);
 int tx_client_init(struct client *cl);

@@ -397,6 +397,13 @@ void sv_attach(struct server *sv, struct worker *w)
 
 bool sv_alive(struct server *sv)
 {
+	/* A server parked less than a second ago is taken on trust: a check
+	 * costs a syscall per transaction, and a server that died meanwhile
+	 * fails the next query as PgBouncer's would (server_check_delay). */
+	struct timespec now;
+	conn_now(&now);
+	if (conn_elapsed(&sv->last_used, &now) < 1.0)
+		return true;
 	uint8_t b;
 	ssize_t r = recv(sv->ep.sock.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 	/* anything readable on an idle server is a FATAL or EOF */

@@ -905,8 +905,10 @@ static bool track_query(struct client *cl, struct server *sv, const char *sql, u
 	return send;
 }
 
-/* One complete client message while bound to sv. */
-static void client_msg(struct client *cl, struct server *sv, const uint8_t *msg, uint32_t total,
+/* One complete client message while bound to sv. Returns true when the
+ * message goes to the server unchanged (the caller sends it, zero-copy
+ * when it can); otherwise whatever must be sent is appended to b. */
+static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg, uint32_t total,
                        struct sendb *b, struct outb *local)
 {
 	uint8_t type = msg[0];
@@ -924,7 +926,7 @@ static void client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 	switch (type) {
 	case 'Q':
 		if (!track_query(cl, sv, (const char *)body, len, local, b))
-			return;
+			return false;
 		rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
 		break;
 	case 'P':
@@ -935,13 +937,13 @@ static void client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		if (!st)
 			break;
 		if (skipping)
-			return; /* the server would ignore it; so does the client's view */
+			return false; /* the server would ignore it; so does the client's view */
 		if (prep_server_has(&sv->prep, st->key)) {
 			rq_push(sv, RQ_PARSE, RQ_SYNTH, '1', 0, 0);
-			return;
+			return false;
 		}
 		inject_parse(sv, b, st, RQ_FWD);
-		return;
+		return false;
 	case 'B':
 	case 'D': {
 		const char *portal = NULL;
@@ -969,7 +971,7 @@ static void client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		sb_put(b, body + off, len - off);
 		if (!skipping)
 			rq_push(sv, type == 'B' ? RQ_BIND : RQ_DESCRIBE, RQ_FWD, 0, 0, st->key);
-		return;
+		return false;
 	}
 	case 'C':
 		if (len >= 2 && body[0] == 'S' && body[1]) {
@@ -980,7 +982,7 @@ static void client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 				prep_client_del(&cl->prep, name);
 			if (!skipping)
 				rq_push(sv, RQ_CLOSE, RQ_SYNTH, '3', 0, 0);
-			return;
+			return false;
 		}
 		if (!skipping)
 			rq_push(sv, RQ_CLOSE, RQ_FWD, 0, 0, 0);
@@ -1007,7 +1009,7 @@ static void client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 			                      : RQ_DESCRIBE,
 			        RQ_FWD, 0, 0, 0);
 	}
-	sb_put(b, msg, total);
+	return true;
 }
 
 static void get_tx_server(struct client *cl);
@@ -1068,7 +1070,8 @@ static void replay_batch(struct client *cl, struct server *sv)
 	sv->replaying = true;
 	for (uint32_t off = 0; off + 5 <= sv->batch_len;) {
 		uint32_t total = pgw_get_u32(sv->batch + off + 1) + 1;
-		client_msg(cl, sv, sv->batch + off, total, &b, &local);
+		if (client_msg(cl, sv, sv->batch + off, total, &b, &local))
+			sb_put(&b, sv->batch + off, total);
 		off += total;
 	}
 	sv->replaying = false;
@@ -1078,43 +1081,100 @@ static void replay_batch(struct client *cl, struct server *sv)
 	free(local.buf);
 }
 
-/* Processes whole messages waiting in the client's buffer. */
-void tx_client_input(struct client *cl)
+/* Runs the whole messages in data[0..len) (the received chunk c, or the
+ * client's buffer when c is NULL). Returns the bytes consumed; stops
+ * early when no server is bound yet or the client closed. */
+static __thread struct sendb tls_sb;
+
+void tx_worker_exit(void)
 {
-	struct sendb b = {0};
+	free(tls_sb.buf);
+	tls_sb.buf = NULL;
+	tls_sb.cap = 0;
+}
+
+static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, struct io_chunk *c,
+                         bool *need_server)
+{
+	struct sendb b = tls_sb; /* reused between calls: no allocation per batch */
 	struct outb local = {0};
 	struct server *sv = cl->server;
-	while (cl->ep.in_len >= 5 && cl->state == CL_ACTIVE) {
-		uint32_t mlen = pgw_get_u32(cl->ep.in + 1);
-		uint8_t type = cl->ep.in[0];
+	uint32_t off = 0, pt_from = 0, pt_to = 0;
+	bool all_pt = true;
+
+	b.len = 0;
+	b.oom = false;
+	while (len - off >= 5 && cl->state == CL_ACTIVE) {
+		const uint8_t *m = data + off;
+		uint32_t mlen = pgw_get_u32(m + 1);
 		if (mlen < 4 || mlen > PGW_MAX_MESSAGE) {
 			cl_close(cl, "08P01", "invalid message length from client");
 			goto out;
 		}
-		if (type == 'X') {
+		if (m[0] == 'X') {
 			cl_close(cl, NULL, NULL);
 			goto out;
 		}
 		if (!sv) {
-			get_tx_server(cl);
-			goto out; /* resumed by tx_bind */
+			/* asked for by the caller once its buffers are settled */
+			*need_server = true;
+			break;
 		}
-		if ((size_t)mlen + 1 > cl->ep.in_len) {
-			if (mlen + 1 > TX_ASSEMBLE_MAX && type != 'P' && type != 'B' &&
-			    type != 'Q') {
+		if ((size_t)mlen + 1 > len - off) {
+			if (mlen + 1 > TX_ASSEMBLE_MAX && m[0] != 'P' && m[0] != 'B' &&
+			    m[0] != 'Q') {
 				/* stream a large message (COPY data) straight through */
-				sb_put(&b, cl->ep.in, cl->ep.in_len);
-				cl->stream_left = mlen + 1 - cl->ep.in_len;
-				ep_in_consume(&cl->ep, cl->ep.in_len);
+				all_pt = false;
+				if (pt_to > pt_from)
+					sb_put(&b, data + pt_from, pt_to - pt_from);
+				pt_from = pt_to = 0;
+				sb_put(&b, m, len - off);
+				cl->stream_left = mlen + 1 - (len - off);
+				off = len;
 			}
 			break;
 		}
-		batch_record(sv, cl->ep.in, mlen + 1);
-		client_msg(cl, sv, cl->ep.in, mlen + 1, &b, &local);
-		ep_in_consume(&cl->ep, mlen + 1);
+		uint32_t total = mlen + 1;
+		size_t l0 = b.len;
+		batch_record(sv, m, total);
+		if (client_msg(cl, sv, m, total, &b, &local)) {
+			if (pt_to != off) {
+				/* a new run of unchanged messages: the previous one is
+				 * already in b */
+				if (pt_to > pt_from)
+					sb_put(&b, data + pt_from, pt_to - pt_from);
+				pt_from = off;
+			}
+			pt_to = off + total;
+		} else {
+			all_pt = false;
+			if (pt_to > pt_from) {
+				/* unchanged messages before this one go first */
+				size_t run = pt_to - pt_from, added = b.len - l0;
+				sb_put(&b, data + pt_from, run); /* grow */
+				if (!b.oom) {
+					memmove(b.buf + l0 + run, b.buf + l0, added);
+					memcpy(b.buf + l0, data + pt_from, run);
+				}
+				pt_from = pt_to = 0;
+			}
+		}
+		off += total;
 	}
-	if (sv && b.len && !b.oom)
-		ep_send_bytes(&sv->ep, b.buf, b.len);
+	if (sv && off) {
+		if (all_pt && c && pt_from == 0 && pt_to == len && b.len == 0) {
+			/* the common case: forward the buffer it arrived in */
+			c->off = (uint32_t)(data - c->data);
+			c->len = len;
+			ep_send_chunk(&sv->ep, c);
+			c = NULL;
+		} else {
+			if (pt_to > pt_from)
+				sb_put(&b, data + pt_from, pt_to - pt_from);
+			if (b.len && !b.oom)
+				ep_send_bytes(&sv->ep, b.buf, b.len);
+		}
+	}
 	if (sv && sv->ep.q_bytes > EP_HIGH_WATER && !cl->ep.paused && cl->state == CL_ACTIVE) {
 		cl->ep.paused = true;
 		io_recv_stop(&cl->ep.sock);
@@ -1128,11 +1188,38 @@ void tx_client_input(struct client *cl)
 		if (o.copying && o.len)
 			ep_send_bytes(&cl->ep, o.buf, o.len);
 		free(o.buf);
-		maybe_release(cl, sv);
 	}
 out:
-	free(b.buf);
 	free(local.buf);
+	if (b.cap > (1u << 20)) {
+		free(b.buf); /* do not keep a huge buffer per worker */
+		b.buf = NULL;
+		b.cap = 0;
+	}
+	tls_sb = b;
+	if (c)
+		c->len = 0; /* not forwarded: the caller keeps what was not consumed */
+	return off;
+}
+
+/* Processes whole messages waiting in the client's buffer. */
+void tx_client_input(struct client *cl)
+{
+	bool need_server = false;
+	if (!cl->ep.in_len)
+		goto release;
+	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server);
+	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
+		return;
+	if (used)
+		ep_in_consume(&cl->ep, used);
+	if (need_server) {
+		get_tx_server(cl); /* may bind at once and come back here */
+		return;
+	}
+release:
+	if (cl->server && cl->server->client == cl)
+		maybe_release(cl, cl->server);
 }
 
 void tx_client_data(struct client *cl, struct io_chunk *c)
@@ -1145,6 +1232,25 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 			ep_send_bytes(&cl->server->ep, c->data + off, take);
 		off += take;
 		len -= take;
+	}
+	if (cl->ep.in_len == 0 && len) {
+		/* nothing pending: read the messages where they arrived */
+		uint8_t *data = c->data + off;
+		bool need_server = false; /* tx_client_input below asks */
+		uint32_t used = run_msgs(cl, data, len, c, &need_server);
+		if (cl->state == CL_CLOSING || cl->state == CL_CLOSED) {
+			if (c->len == 0)
+				io_chunk_release(cl->w->loop, c);
+			return;
+		}
+		if (c->len) {
+			/* forwarded as is */
+			if (cl->server && cl->server->client == cl)
+				maybe_release(cl, cl->server);
+			return;
+		}
+		off += used;
+		len -= used;
 	}
 	int r = len ? ep_in_append(&cl->ep, c->data + off, len) : 0;
 	io_chunk_release(cl->w->loop, c);
@@ -1174,7 +1280,8 @@ void tx_bind(struct client *cl, struct server *sv)
 		prep_server_init(&sv->prep, (uint32_t)cl->snap->cfg->pool.max_prepared_statements);
 	cancel_set_target(cl, sv);
 	io_recv_start(&sv->ep.sock);
-	char *sql = guc_diff_sql(&cl->want, &sv->applied);
+	char *sql =
+	    guc_equal(&cl->want, &sv->applied) ? NULL : guc_diff_sql(&cl->want, &sv->applied);
 	if (sql && sql[0]) {
 		uint8_t *buf = malloc(strlen(sql) + 16);
 		if (buf) {
