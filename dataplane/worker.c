@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
 
@@ -141,13 +142,70 @@ void worker_post(struct worker *w, struct client *cl)
 	io_loop_wakeup(w->loop);
 }
 
+struct notify_msg {
+	struct notify_msg *next;
+	uint64_t cl_id;
+	uint32_t len;
+	uint8_t msg[]; /* a whole NotificationResponse */
+};
+
+void worker_post_notify(struct worker *w, uint64_t cl_id, const uint8_t *body, uint32_t len)
+{
+	struct notify_msg *m = malloc(sizeof(*m) + len + 5);
+	if (!m)
+		return;
+	m->next = NULL;
+	m->cl_id = cl_id;
+	m->len = len + 5;
+	m->msg[0] = 'A';
+	m->msg[1] = (uint8_t)((len + 4) >> 24);
+	m->msg[2] = (uint8_t)((len + 4) >> 16);
+	m->msg[3] = (uint8_t)((len + 4) >> 8);
+	m->msg[4] = (uint8_t)(len + 4);
+	memcpy(m->msg + 5, body, len);
+	pthread_mutex_lock(&w->mail_mu);
+	if (w->notify_tail)
+		w->notify_tail->next = m;
+	else
+		w->notify_head = m;
+	w->notify_tail = m;
+	pthread_mutex_unlock(&w->mail_mu);
+	io_loop_wakeup(w->loop);
+}
+
+static void deliver_notifies(struct worker *w, struct notify_msg *m)
+{
+	while (m) {
+		struct notify_msg *next = m->next;
+		/* the client may have left since: find it by id */
+		for (struct client *cl = w->clients; cl; cl = cl->all_next) {
+			if (cl->id == m->cl_id) {
+				cl_deliver_notify(cl, m->msg, m->len);
+				break;
+			}
+		}
+		free(m);
+		m = next;
+	}
+}
+
 static void on_wake(void *ud)
 {
 	struct worker *w = ud;
 	pthread_mutex_lock(&w->mail_mu);
 	struct client *cl = w->mail_head;
 	w->mail_head = w->mail_tail = NULL;
+	struct notify_msg *nm = w->notify_head;
+	w->notify_head = w->notify_tail = NULL;
 	pthread_mutex_unlock(&w->mail_mu);
+	deliver_notifies(w, nm);
+	if (__atomic_exchange_n(&w->listen_check, false, __ATOMIC_ACQ_REL)) {
+		for (struct client *c = w->clients, *next; c; c = next) {
+			next = c->all_next;
+			if (c->listen_wait)
+				cl_listen_check(c);
+		}
+	}
 	while (cl) {
 		struct client *next = cl->mail_next;
 		cl->mail_next = NULL;
@@ -291,6 +349,7 @@ static void tick(struct worker *w)
 		    conn_elapsed(&cl->close_start, &now) > CLOSE_LINGER_SECS)
 			io_sock_close(&cl->ep.sock);
 	}
+	listen_worker_tick(w);
 	if (w->idx == 0 && conn_elapsed(&w->last_maint, &now) >= 1.0) {
 		w->last_maint = now;
 		maintain_pools(w, &now);

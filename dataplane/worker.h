@@ -26,6 +26,8 @@ struct worker {
 
 	pthread_mutex_t mail_mu;
 	struct client *mail_head, *mail_tail;
+	struct notify_msg *notify_head, *notify_tail; /* LISTEN fan-out */
+	bool listen_check; /* a hub confirmed a channel: answer waiting clients */
 
 	struct client *clients; /* every client of this worker */
 	int n_clients;
@@ -43,6 +45,8 @@ int worker_start(struct worker *w, int idx, enum io_backend backend, char *err, 
 void worker_join(struct worker *w);
 /* Thread-safe: delivers a pool hand-off to cl on its worker. */
 void worker_post(struct worker *w, struct client *cl);
+/* Thread-safe: a NotificationResponse body for the client with this id. */
+void worker_post_notify(struct worker *w, uint64_t cl_id, const uint8_t *body, uint32_t len);
 /* Thread-safe: asks every worker to stop accepting and drain. */
 void workers_stop(void);
 struct worker *worker_self(void);

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/conn/cancel.h"
+#include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
 #include "dataplane/tls/tls.h"
@@ -218,6 +219,12 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 
 static void cl_free(struct client *cl)
 {
+	listen_unsubscribe(cl, NULL);
+	free(cl->notify_buf);
+	free(cl->listen_answer);
+	for (int i = 0; i < cl->n_listen_chans; i++)
+		free(cl->listen_chans[i]);
+	free(cl->listen_chans);
 	worker_remove_client(cl->w, cl);
 	ep_fini(&cl->ep, cl->w->loop);
 	if (cl->scram) {
@@ -773,6 +780,58 @@ static bool tx_login_from_cache(struct client *cl)
 	if (cl->ep.in_len)
 		tx_client_input(cl);
 	return true;
+}
+
+void cl_deliver_notify(struct client *cl, const uint8_t *msg, uint32_t len)
+{
+	if (cl->state != CL_ACTIVE)
+		return;
+	if (!cl->server) {
+		/* between transactions the client's stream is at a message
+		 * boundary: send now */
+		ep_send_bytes(&cl->ep, msg, len);
+		return;
+	}
+	if (cl->notify_len + len > 1u << 20)
+		return; /* a client that never lets go of its server loses the excess */
+	uint8_t *b = realloc(cl->notify_buf, cl->notify_len + len);
+	if (!b)
+		return;
+	memcpy(b + cl->notify_len, msg, len);
+	cl->notify_buf = b;
+	cl->notify_len += len;
+}
+
+void cl_flush_notify(struct client *cl)
+{
+	if (!cl->notify_len || cl->server || cl->state != CL_ACTIVE)
+		return;
+	ep_send_bytes(&cl->ep, cl->notify_buf, cl->notify_len);
+	free(cl->notify_buf);
+	cl->notify_buf = NULL;
+	cl->notify_len = 0;
+}
+
+void cl_listen_check(struct client *cl)
+{
+	if (!cl->listen_wait || cl->state != CL_ACTIVE)
+		return;
+	for (int i = 0; i < cl->n_listen_chans; i++)
+		if (!listen_active(cl, cl->listen_chans[i]))
+			return;
+	cl->listen_wait = false;
+	if (!cl->server)
+		ep_send_bytes(&cl->ep, cl->listen_answer, cl->listen_answer_len);
+	else
+		cl_deliver_notify(cl, cl->listen_answer, cl->listen_answer_len);
+	free(cl->listen_answer);
+	cl->listen_answer = NULL;
+	for (int i = 0; i < cl->n_listen_chans; i++)
+		free(cl->listen_chans[i]);
+	free(cl->listen_chans);
+	cl->listen_chans = NULL;
+	cl->n_listen_chans = 0;
+	tx_client_input(cl); /* what it sent meanwhile */
 }
 
 void cl_get_server_for_tx(struct client *cl)

@@ -76,7 +76,15 @@ struct client {
 	struct prep_client prep;
 	struct prep_client sqlprep; /* SQL PREPARE name -> statement text */
 	uint32_t stream_left;       /* client bytes of a large message passed straight through */
-	bool zombie;                /* closed while a pool hand-off is in flight */
+	uint32_t listens;           /* channels subscribed through the pool's hub */
+	uint8_t *notify_buf;        /* notifications waiting for a message boundary */
+	uint32_t notify_len;
+	bool listen_wait;       /* its LISTEN answer waits for the hub */
+	uint8_t *listen_answer; /* that answer */
+	uint32_t listen_answer_len;
+	char **listen_chans; /* channels it waits for */
+	int n_listen_chans;
+	bool zombie; /* closed while a pool hand-off is in flight */
 	char user[64];
 	char database[64];
 	char peer[64];
@@ -128,6 +136,7 @@ enum sv_state {
 	SV_IDLE,        /* in the pool */
 	SV_CLOSING,
 	SV_AUTH_QUERY, /* running auth_query for a client's login */
+	SV_LISTENER,   /* a pool's LISTEN hub connection */
 };
 
 #define SV_MAX_PARAMS 32
@@ -138,6 +147,8 @@ struct server {
 	struct pool *pool; /* NULL for an unpooled (replication) connection */
 	struct client *client;
 	struct client *authq_client; /* auth_query lookup on behalf of this client */
+	struct hub *hub;             /* set on a LISTEN hub connection */
+	bool is_listener;
 	bool authq_found;
 	enum sv_state state;
 	uint64_t id;
@@ -290,6 +301,13 @@ bool sv_alive(struct server *sv);
 void sv_free_detached(struct server *sv);
 /* Looks cl's secret up with [auth] auth_query; answers cl_auth_query_done. */
 int sv_auth_query(struct worker *w, struct client *cl, int node_idx);
+/* Opens the LISTEN hub connection of cl's pool with cl's credentials. */
+int sv_connect_listener(struct worker *w, struct client *cl, struct server **out);
+/* A notification for cl (on its worker): sent now or when it holds no server. */
+void cl_deliver_notify(struct client *cl, const uint8_t *msg, uint32_t len);
+void cl_flush_notify(struct client *cl);
+/* Sends a LISTEN answer held for the hub once all its channels are live. */
+void cl_listen_check(struct client *cl);
 void sv_auth_query_cancel(struct server *sv);
 /* client.c: the lookup finished; secret NULL when the user has none. */
 void cl_auth_query_done(struct client *cl, const char *secret, const char *error);

@@ -9,6 +9,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "dataplane/auth/md5auth.h"
+#include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
 #include "dataplane/tls/tls.h"
@@ -261,6 +262,57 @@ int sv_auth_query(struct worker *w, struct client *cl, int node_idx)
 	return 0;
 }
 
+int sv_connect_listener(struct worker *w, struct client *cl, struct server **out)
+{
+	const struct cfg *c = cl->snap->cfg;
+	struct server *sv = sv_alloc(c, pool_node(cl->pool));
+	if (!sv)
+		return -ENOMEM;
+	snprintf(sv->user, sizeof(sv->user), "%s", cl->user);
+	snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
+	snprintf(sv->password, sizeof(sv->password), "%s", cl->password);
+	snprintf(sv->server_password, sizeof(sv->server_password), "%s", cl->server_password);
+	sv->have_client_key = cl->have_client_key;
+	memcpy(sv->client_key, cl->client_key, sizeof(sv->client_key));
+	sv->is_listener = true; /* outside max_pool_size: one per pool */
+	int r = build_startup(sv, NULL, 0);
+	if (r == 0)
+		r = start_connect(w, sv);
+	if (r < 0) {
+		free(sv->startup_pkt);
+		free(sv);
+		return r;
+	}
+	*out = sv;
+	return 0;
+}
+
+/* The hub connection's traffic: notifications, and the answers to the
+ * LISTEN commands the hub sends, which are read and dropped. */
+static void process_listener(struct server *sv)
+{
+	for (;;) {
+		struct pgw_msg m;
+		enum pgw_status st = pgw_next_msg(sv->ep.in, sv->ep.in_len, CONN_INBUF_MAX - 5, &m);
+		if (st == PGW_NEED_MORE)
+			return;
+		if (st == PGW_BAD) {
+			sv_close(sv);
+			return;
+		}
+		if (m.type == 'A')
+			listen_notify(sv, m.body, m.len);
+		else if (m.type == PGW_MSG_READY)
+			listen_listener_acked(sv);
+		else if (m.type == PGW_MSG_ERROR) {
+			const char *msg = pgw_error_field(m.body, m.len, 'M');
+			log_warn("LISTEN hub %s:%d: %s", sv->node_host, sv->node_port,
+			         msg ? msg : "?");
+		}
+		ep_in_consume(&sv->ep, m.total);
+	}
+}
+
 void sv_auth_query_cancel(struct server *sv)
 {
 	sv->authq_client = NULL;
@@ -416,6 +468,8 @@ void sv_close(struct server *sv)
 	if (sv->state == SV_CLOSING)
 		return;
 	sv->state = SV_CLOSING;
+	if (sv->is_listener)
+		listen_listener_gone(sv);
 	if (sv->w)
 		worker_login_remove(sv->w, sv);
 	struct client *aq = sv->authq_client;
@@ -675,6 +729,11 @@ static void login_done(struct server *sv)
 		send_auth_query(sv);
 		return;
 	}
+	if (sv->is_listener) {
+		sv->state = SV_LISTENER;
+		listen_listener_ready(sv);
+		return;
+	}
 	if (sv->pool) {
 		pool_remember_startup(sv->pool, sv->startup_pkt, sv->startup_len, sv->signature);
 		size_t blen = 0;
@@ -930,6 +989,15 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 		scan_chunk(sv, c->data, c->off, (size_t)c->off + c->len);
 		io_chunk_release(sv->w->loop, c);
 		return;
+	case SV_LISTENER: {
+		int r = ep_in_append(&sv->ep, c->data + c->off, c->len);
+		io_chunk_release(sv->w->loop, c);
+		if (r < 0)
+			sv_close(sv);
+		else
+			process_listener(sv);
+		return;
+	}
 	case SV_AUTH_QUERY: {
 		int r = ep_in_append(&sv->ep, c->data + c->off, c->len);
 		io_chunk_release(sv->w->loop, c);

@@ -11,6 +11,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "dataplane/conn/cancel.h"
+#include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
 #include "dataplane/sql/sqlc.h"
@@ -264,6 +265,7 @@ static void maybe_release(struct client *cl, struct server *sv)
 	sv->client = NULL;
 	cancel_set_target(cl, NULL);
 	park_server(sv);
+	cl_flush_notify(cl);
 }
 
 static void park_server(struct server *sv)
@@ -744,6 +746,66 @@ static bool track_query(struct client *cl, struct server *sv, const char *sql, u
 		free(res);
 		return true; /* not the proxy's business: the server answers */
 	}
+	if (r == 0 && !res->more_stmts && res->n > 0 && cl->pool && sv->tx_status == 'I' &&
+	    sv->rq_len == 0) {
+		/* only LISTEN/UNLISTEN, outside a transaction: the pool's hub
+		 * listens for the client, which keeps no server for it */
+		bool only = true;
+		for (int i = 0; i < res->n; i++)
+			if (res->stmts[i].kind != SQLC_LISTEN &&
+			    res->stmts[i].kind != SQLC_UNLISTEN &&
+			    res->stmts[i].kind != SQLC_UNLISTEN_ALL)
+				only = false;
+		if (only) {
+			uint8_t buf[64];
+			struct pgw_out o;
+			struct outb ans = {0};
+			bool wait = false;
+			for (int i = 0; i < res->n; i++) {
+				const struct sqlc_stmt *st = &res->stmts[i];
+				if (st->kind == SQLC_LISTEN) {
+					if (listen_subscribe(cl, st->name) < 0) {
+						pin(cl, PIN_LISTEN);
+					} else if (!listen_active(cl, st->name)) {
+						/* answered once the hub listens, so no
+						 * notification sent after it is missed */
+						char **ch = realloc(
+						    cl->listen_chans,
+						    (size_t)(cl->n_listen_chans + 1) * sizeof(*ch));
+						if (ch) {
+							cl->listen_chans = ch;
+							ch[cl->n_listen_chans] = strdup(st->name);
+							if (ch[cl->n_listen_chans])
+								cl->n_listen_chans++;
+						}
+						wait = true;
+					}
+				} else if (st->kind == SQLC_UNLISTEN) {
+					listen_unsubscribe(cl, st->name);
+				} else {
+					listen_unsubscribe(cl, NULL);
+				}
+				pgw_out_init(&o, buf, sizeof(buf));
+				size_t m = pgw_begin_msg(&o, 'C');
+				pgw_put_str(&o, st->kind == SQLC_LISTEN ? "LISTEN" : "UNLISTEN");
+				pgw_end_msg(&o, m);
+				ob_synth(&ans, buf, o.len);
+			}
+			pgw_out_init(&o, buf, sizeof(buf));
+			pgw_ready(&o, 'I');
+			ob_synth(&ans, buf, o.len);
+			if (wait && !ans.oom) {
+				cl->listen_wait = true;
+				cl->listen_answer = ans.buf;
+				cl->listen_answer_len = (uint32_t)ans.len;
+			} else {
+				ob_synth(local, ans.buf, ans.len);
+				free(ans.buf);
+			}
+			free(res);
+			return false;
+		}
+	}
 	/* first pass: what would pin the client */
 	uint32_t newpins = 0;
 	if (r != 0 || res->more_stmts || (res->flags & SQLC_F_SET_CONFIG))
@@ -1104,7 +1166,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 
 	b.len = 0;
 	b.oom = false;
-	while (len - off >= 5 && cl->state == CL_ACTIVE) {
+	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait) {
 		const uint8_t *m = data + off;
 		uint32_t mlen = pgw_get_u32(m + 1);
 		if (mlen < 4 || mlen > PGW_MAX_MESSAGE) {

@@ -163,7 +163,6 @@ def test_startup_options_follow_the_client(pg, proxy, config):
 
 @pytest.mark.parametrize("pin_sql,unpin_sql", [
     ("SELECT pg_advisory_lock(42)", "SELECT pg_advisory_unlock_all()"),
-    ("LISTEN some_channel", "UNLISTEN *"),
     ("CREATE TEMP TABLE t_pin (x int)", "DISCARD TEMP"),
     ("DECLARE c_pin CURSOR WITH HOLD FOR SELECT 1", "CLOSE ALL"),
 ])
@@ -307,3 +306,33 @@ def test_prepared_statement_survives_result_type_change(pg, proxy, config):
         assert c.execute("SELECT * FROM reprep WHERE a = %s", (1,)).fetchone() == (1, 7)
         assert c.execute("SELECT * FROM reprep WHERE a = %s", (1,)).fetchone() == (1, 7)
     assert "prepared again and retried" in p.log()
+
+
+def test_listen_fans_out_without_pinning(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 1}))
+    with p.connect() as a, p.connect() as b, p.connect() as c:
+        got_a, got_b = [], []
+        a.add_notify_handler(got_a.append)
+        b.add_notify_handler(got_b.append)
+        a.execute("LISTEN fan")
+        b.execute("LISTEN fan")
+        # one server for all: a listener that pinned would starve c
+        assert c.execute("SELECT 3").fetchone() == (3,)
+        c.execute("NOTIFY fan, 'to both'")
+        deadline = time.monotonic() + 5
+        while (not got_a or not got_b) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            a.execute("SELECT 1")
+            b.execute("SELECT 1")
+        assert [(n.channel, n.payload) for n in got_a] == [("fan", "to both")]
+        assert [(n.channel, n.payload) for n in got_b] == [("fan", "to both")]
+        b.execute("UNLISTEN fan")
+        c.execute("NOTIFY fan, 'only a'")
+        deadline = time.monotonic() + 5
+        while len(got_a) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            a.execute("SELECT 1")
+        time.sleep(0.3)
+        b.execute("SELECT 1")
+        assert [n.payload for n in got_a] == ["to both", "only a"]
+        assert [n.payload for n in got_b] == ["to both"]
