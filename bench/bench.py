@@ -15,6 +15,8 @@ Environment (run.sh sets the first group):
   HELIOS_IO_BACKEND=auto BENCH_POOL_SIZE=20 BENCH_IDLE_CLIENTS=10000
   BENCH_LOADS=all BENCH_TARGETS=helios,pgbouncer,direct
   BENCH_REPORT=docs/benchmarks.md ("-" = do not write)
+
+  bench.py --render run/bench/results.json   rewrites the report from a saved run
 """
 
 import collections
@@ -243,9 +245,13 @@ server_mode = "disable"
                                          stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                          cwd=self.dir, start_new_session=True)
         self.wait_listening("heliosproxy")
-        for line in tail(self.log_path, 10).splitlines():
-            if "listening on" in line:
-                self.banner = line.split("  ", 1)[-1].strip()
+        self.banner = "(no start-up line in the log)"
+        for _ in range(30):  # the log line may trail the listening socket a little
+            lines = [l for l in tail(self.log_path, 20).splitlines() if f"listening on 127.0.0.1:{self.port}" in l]
+            if lines:
+                self.banner = re.sub(r"^\S+\s+\w+\s+", "", lines[-1].strip())
+                break
+            time.sleep(0.1)
         record_pid(self)
 
 
@@ -387,8 +393,10 @@ def pgbench(port, load, secs):
     for line in re.split(r"\n|(?=pgbench: )", err):  # two threads may share a line
         if "error:" in line or "FATAL" in line:
             msg = line.split("error:", 1)[-1].strip()
+            while msg.startswith(("error: ", "pgbench:")):  # pieces of interleaved lines
+                msg = msg.split(":", 1)[1].strip()
             msg = CLIENT_PREFIX.sub("", msg)
-            if msg.startswith("Run was aborted"):
+            if not msg or msg.startswith("Run was aborted"):
                 continue
             errs[re.sub(r"\s+", " ", msg)[:200]] += 1
     r["errors"] = dict(errs.most_common(8))
@@ -407,6 +415,8 @@ def measure(target, load, secs):
         hwm_reset = reset_hwm(pid)
         t0 = cpu_ticks(pid)
     r = pgbench(target.port, load, secs)
+    with open("/proc/loadavg") as f:
+        r["loadavg"] = float(f.read().split()[0])
     if pid:
         try:
             r["cpu_ticks"] = cpu_ticks(pid) - t0
@@ -659,20 +669,33 @@ def main():
                 log(f"bench: stopping {t.name}: {e}")
 
     elapsed = time.monotonic() - t_start
+    def proxy_info(px, pattern):
+        if not px:
+            return None
+        return {"banner": getattr(px, "banner", ""), "events": px.events,
+                "log": os.path.relpath(px.log_path, ROOT), "log_lines": proxy_log_lines(px.log_path, pattern)}
+
+    # everything the report needs, so `bench.py --render run/bench/results.json` can redo it
+    ctx = dict(facts=facts, mode=mode, requested_mode=HELIOS_MODE, fallback_reason=fallback_reason,
+               helios_pool=helios_pool, results=results, idle=idle, started=started.isoformat(),
+               elapsed=elapsed, targets=[n for n, _ in targets],
+               helios=proxy_info(helios, r"\b(warn|error|fatal)\b"),
+               pgb=proxy_info(pgb, r"\b(WARNING|ERROR|FATAL)\b"),
+               knobs=dict(rounds=ROUNDS, secs=SECS, loads=[l.key for l in LOADS], idle_clients=IDLE_CLIENTS,
+                          pool=POOL, workers=HELIOS_WORKERS, io=HELIOS_IO, note=os.environ.get("BENCH_NOTE", "")))
     with open(os.path.join(RUN, "results.json"), "w") as f:
-        json.dump({"facts": facts, "mode": mode, "fallback_reason": fallback_reason, "results": results,
-                   "idle": idle}, f, indent=1)
-    ctx = dict(facts=facts, mode=mode, fallback_reason=fallback_reason, helios_pool=helios_pool,
-               results=results, idle=idle, started=started, elapsed=elapsed, targets=[n for n, _ in targets],
-               helios=helios, pgb=pgb)
-    summary = render(ctx, markdown=False)
+        json.dump(ctx, f, indent=1)
+    write_report(ctx)
+    return 0
+
+
+def write_report(ctx):
     log("")
-    log(summary)
+    log(render(ctx, markdown=False))
     if REPORT != "-":
         with open(REPORT, "w") as f:
             f.write(render(ctx, markdown=True))
-        log(f"bench: wrote {os.path.relpath(REPORT, ROOT)} ({elapsed / 60:.1f} min)")
-    return 0
+        log(f"bench: wrote {os.path.relpath(REPORT, ROOT)} ({ctx['elapsed'] / 60:.1f} min run)")
 
 
 # ---------------------------------------------------------------- report
@@ -689,6 +712,8 @@ def cell_stats(results, load, target):
     done = [r for r in rs if not r["run_aborted"] and not r["timed_out"]]
     return {
         "tps": med([r.get("tps") for r in done]),
+        "tps_min": min([r["tps"] for r in done if r.get("tps") is not None], default=None),
+        "tps_max": max([r["tps"] for r in done if r.get("tps") is not None], default=None),
         "lat": med([r.get("lat") for r in done]),
         "cpu": med([r.get("cpu_us_per_tx") for r in done]),
         "n_aborted": len(rs) - len(done),
@@ -700,7 +725,7 @@ def cell_stats(results, load, target):
         "n": len(rs),
         "conn": med([r.get("conn") for r in rs]),
         "tps_kind": rs[0].get("tps_kind") or "",
-        "errors": collections.Counter({m: n for r in rs for m, n in r["errors"].items()}),
+        "errors": sum((collections.Counter(r["errors"]) for r in rs), collections.Counter()),
     }
 
 
@@ -716,6 +741,11 @@ def table(headers, rows, markdown):
 
 def render(c, markdown):
     f, res, targets = c["facts"], c["results"], c["targets"]
+    k = c["knobs"]
+    ROUNDS, SECS, POOL, IDLE_CLIENTS = k["rounds"], k["secs"], k["pool"], k["idle_clients"]
+    HELIOS_WORKERS, HELIOS_IO, HELIOS_MODE = k["workers"], k["io"], c["requested_mode"]
+    LOADS = [l for l in ALL_LOADS if l.key in k["loads"]]
+    started = datetime.datetime.fromisoformat(c["started"])
     md = markdown
     L = []
     b = (lambda s: f"**{s}**") if md else (lambda s: s)
@@ -725,7 +755,7 @@ def render(c, markdown):
     if md:
         L += ["<!-- Written by bench/bench.py (make bench); rerun instead of editing. -->",
               "# Benchmarks: HeliosProxy vs PgBouncer vs direct PostgreSQL", ""]
-        L += [f"Measured {c['started']:%Y-%m-%d %H:%M} UTC with {code('make bench')} "
+        L += [f"Measured {started:%Y-%m-%d %H:%M} UTC with {code('make bench')} "
               f"(`bench/run.sh`, {c['elapsed'] / 60:.1f} min), "
               f"{ROUNDS} round{'s' if ROUNDS != 1 else ''} of {SECS} s per load and target; the targets alternate within each round "
               "and every figure below is the median over the rounds unless it says otherwise.", ""]
@@ -739,10 +769,10 @@ def render(c, markdown):
               "no TLS, `log_connections = 0` (HeliosProxy logs no line per connection either).",
               f"- {f['helios']} (`{f['helios_binary']}`, built {f['helios_mtime']}; repository HEAD "
               f"{f['commit']}), `workers = {HELIOS_WORKERS}`, "
-              f"`io_backend = \"{HELIOS_IO}\"` ({c['helios'].banner if c['helios'] else 'not run'}), "
+              f"`io_backend = \"{HELIOS_IO}\"` ({c['helios']['banner'] if c['helios'] else 'not run'}), "
               f"`pool_mode.mode = \"{c['mode']}\"`, `max_pool_size = {c['helios_pool']}`, "
               "`[auth] method = \"scram-sha-256\"` (plaintext password), `[tls] server_mode = \"disable\"`.",
-              (f"- Note: {os.environ['BENCH_NOTE']}" if os.environ.get("BENCH_NOTE") else None),
+              (f"- Note: {k['note']}" if k["note"] else None),
               "- Direct: pgbench to PostgreSQL's TCP port, `sslmode=disable` (as for both proxies), SCRAM.",
               "- Cluster: `scripts/pgcluster.sh` primary + streaming replica (ports 57432/57433, fsync off), "
               "database `bench` owned by role `bench` (SCRAM), `pgbench -i -s 10` once per run; every load "
@@ -752,6 +782,13 @@ def render(c, markdown):
               "pgbench processed. Peak RSS: VmHWM from /proc/PID/status, reset before each run by writing 5 "
               "to /proc/PID/clear_refs.", ""]
         L = [x for x in L if x is not None]
+        la = [r["loadavg"] for r in res if r.get("loadavg") is not None]
+        if la:
+            L[-1:-1] = [f"- 1-minute load average read after each run: median {statistics.median(la):.1f}, "
+                        f"max {max(la):.1f} on {f['nproc']} CPUs (the loads themselves keep up to ~100 "
+                        "processes runnable; values far above the run's own level mean other work shared the "
+                        "machine). Rounds vary: see the min–max column and the raw numbers; ratios from the "
+                        "same round are steadier than absolute figures."]
         if c["mode"] != HELIOS_MODE or c["fallback_reason"]:
             L += [f"> {b('HeliosProxy ran in session mode, not transaction mode.')} "
                   f"Why: {c['fallback_reason']}. The comparison below is therefore HeliosProxy session pooling "
@@ -780,11 +817,11 @@ def render(c, markdown):
                 tps = "aborted ‡ (" + ", ".join(fmt(x) for x in s["tx_aborted"]) + " tx)"
             elif s["n_aborted"]:
                 tps += f" ({s['n_aborted']} aborted run(s) left out)"
-            rows.append([label[t], tps, fmt(s["lat"], 3), fmt(s["failed"]),
-                         fmt(s["aborted"]), fmt(s["cpu"]) if t != "direct" else "–",
-                         fmt(s["hwm"]) if t != "direct" else "–",
+            spread = f"{fmt(s['tps_min'], 0)}–{fmt(s['tps_max'], 0)}" if s["tps_min"] is not None else "n/a"
+            rows.append([label[t], tps, spread, fmt(s["lat"], 3), fmt(s["failed"]), fmt(s["aborted"]),
+                         fmt(s["cpu"]) if t != "direct" else "–", fmt(s["hwm"]) if t != "direct" else "–",
                          fmt(s["conn"], 2)])
-        L.append(table(["target", f"TPS ({kind})", "latency ms", "failed tx", "aborted clients",
+        L.append(table(["target", f"TPS ({kind})", "TPS min–max", "latency ms", "failed tx", "aborted clients",
                         "proxy CPU µs/tx", "peak RSS MiB", "conn. time ms"], rows, md))
         h, p, d = st.get("helios"), st.get("pgbouncer"), st.get("direct")
         rr = []
@@ -853,19 +890,18 @@ def render(c, markdown):
         anomalies.append(f"HeliosProxy transaction mode: {c['fallback_reason']}")
     for name, px in (("HeliosProxy", c["helios"]), ("PgBouncer", c["pgb"])):
         if px:
-            anomalies += [f"{name}: {e}" for e in px.events]
+            anomalies += [f"{name}: {e}" for e in px["events"]]
     bad = [r for r in res if not r["ok"]]
     for r in bad:
         errs = "; ".join(f"{m} (x{n})" for m, n in r["errors"].items()) or "no error text"
         anomalies.append(f"round {r['round']} {r['load']} via {label[r['target']]}: rc {r['rc']}, "
                          f"failed tx {r.get('failed')}, aborted clients {r['aborted_clients']}: {errs}")
     L += [f"- {a}" for a in anomalies] or ["- none: every pgbench run exited 0 without failed transactions."]
-    for name, px, pat in (("HeliosProxy", c["helios"], r"\b(warn|error|fatal)\b"),
-                          ("PgBouncer", c["pgb"], r"\b(WARNING|ERROR|FATAL)\b")):
+    for name, px in (("HeliosProxy", c["helios"]), ("PgBouncer", c["pgb"])):
         if not px:
             continue
-        lines = proxy_log_lines(px.log_path, pat)
-        L += ["", f"{name} log (`{os.path.relpath(px.log_path, ROOT)}`), warning and error lines, "
+        lines = px["log_lines"]
+        L += ["", f"{name} log (`{px['log']}`), warning and error lines, "
                   "most frequent first (count, first occurrence):", ""]
         if lines:
             L += ["```"] + [f"{n:>6}  {l}" for n, l in lines] + ["```"]
@@ -880,9 +916,9 @@ def render(c, markdown):
                      fmt(r.get("tx")), fmt(r.get("failed")), r["aborted_clients"],
                      fmt(r.get("cpu_us_per_tx")) if r.get("cpu_ticks") is not None else "–",
                      fmt(r["hwm_kb"] / 1024) if r.get("hwm_kb") else "–", fmt(r.get("conn"), 2),
-                     "timeout" if r["timed_out"] else r["rc"]])
+                     "timeout" if r["timed_out"] else r["rc"], fmt(r.get("loadavg"), 2)])
     L.append(table(["load", "target", "round", "TPS", "latency ms", "transactions", "failed", "aborted",
-                    "CPU µs/tx", "peak RSS MiB", "conn. ms", "rc"], rows, True))
+                    "CPU µs/tx", "peak RSS MiB", "conn. ms", "rc", "loadavg after"], rows, True))
     L += ["", "## Rerunning", "",
           "```sh", "make bench                                   # defaults, ~15 min",
           "BENCH_ROUNDS=1 BENCH_SECS=5 make bench       # quick look, ~3 min", "```", "",
@@ -902,9 +938,20 @@ def render(c, markdown):
           "| `BENCH_TARGETS` | helios,pgbouncer,direct | comma list |",
           "| `BENCH_REPORT` | docs/benchmarks.md | where the report goes; `-` writes none |",
           "| `BENCH_NOTE` | (none) | a sentence for the report's setup list, e.g. how the binary was built |",
-          "", "Per-run files (configs, proxy logs, `results.json`) are left in `run/bench/`.", ""]
+          "", "Per-run files (configs, proxy logs, `results.json`) are left in `run/bench/`; "
+          "`/usr/bin/python3 bench/bench.py --render run/bench/results.json` rewrites this report from the "
+          "saved figures of the last run without measuring again.", ""]
     return "\n".join(L)
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # runs the finally blocks that stop the proxies
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":  # redo the report from a saved run
+        with open(sys.argv[2]) as fh:
+            write_report(json.load(fh))
+        sys.exit(0)
     sys.exit(main())
