@@ -57,6 +57,7 @@ struct cfg {
 	char log_level[16];                 /* error|warn|info|debug, for log_set_level_str() */
 	int shutdown_timeout_secs;          /* SIGTERM grace period, default 30 */
 	int max_client_conn;                /* default 10000 */
+	int stats_period_secs;              /* default 60, 0 = off */
 
 	struct {
 		enum cfg_pool_mode mode;         /* default session */

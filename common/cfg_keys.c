@@ -48,6 +48,8 @@ static const struct cfg_key keys[] = {
      "Least severe level written to the log."},
     {"", "shutdown_timeout_secs", CFG_KEY_INT, F_CFG(shutdown_timeout_secs), "30", 0, 3600, NULL, 0,
      "After SIGTERM, seconds clients get to finish before they are closed."},
+    {"", "stats_period_secs", CFG_KEY_INT, F_CFG(stats_period_secs), "60", 0, 86400, NULL, 0,
+     "Write one log line of pool, client and pin counts this often; 0 = never."},
     {"", "max_client_conn", CFG_KEY_INT, F_CFG(max_client_conn), "10000", 1, 1000000, NULL, 0,
      "Most client connections open at once; further ones are refused."},
 

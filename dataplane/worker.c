@@ -323,6 +323,31 @@ static void maintain_pools(struct worker *w, const struct timespec *now)
 	snap_unref(sn);
 }
 
+/* One line an operator can grep: pools, clients and pins by reason. */
+static void log_stats(void)
+{
+	char line[1024];
+	size_t n = 0;
+	int clients = __atomic_load_n(&g_client_count, __ATOMIC_RELAXED);
+	n += (size_t)snprintf(line + n, sizeof(line) - n, "stats: clients=%d", clients);
+	for (struct pool *p = pool_first(); p && n < sizeof(line) - 128; p = pool_next_of(p)) {
+		struct pool_stats st;
+		pool_get_stats(p, &st);
+		n += (size_t)snprintf(line + n, sizeof(line) - n,
+		                      " pool %s/%s: servers=%d idle=%d waiting=%d served=%llu "
+		                      "wait_timeouts=%llu;",
+		                      pool_database(p), pool_user(p), st.total, st.idle, st.waiting,
+		                      (unsigned long long)st.served,
+		                      (unsigned long long)st.wait_timeouts);
+	}
+	n += (size_t)snprintf(line + n, sizeof(line) - n, " pins:");
+	for (int r = 0; r < PIN_COUNT && n < sizeof(line) - 40; r++)
+		n += (size_t)snprintf(
+		    line + n, sizeof(line) - n, " %s=%llu", pin_reason_str((enum pin_reason)r),
+		    (unsigned long long)__atomic_load_n(&g_pin_count[r], __ATOMIC_RELAXED));
+	log_info("%s", line);
+}
+
 static void tick(struct worker *w)
 {
 	struct timespec now;
@@ -353,6 +378,13 @@ static void tick(struct worker *w)
 	if (w->idx == 0 && conn_elapsed(&w->last_maint, &now) >= 1.0) {
 		w->last_maint = now;
 		maintain_pools(w, &now);
+		struct snap *st = snap_current();
+		int period = st ? st->cfg->stats_period_secs : 0;
+		snap_unref(st);
+		if (period > 0 && conn_elapsed(&w->last_stats, &now) >= period) {
+			w->last_stats = now;
+			log_stats();
+		}
 	}
 }
 
@@ -406,6 +438,7 @@ static void *worker_main(void *arg)
 		err = err ? err : -ENOMEM;
 	}
 	conn_now(&w->last_maint);
+	w->last_stats = w->last_maint;
 	__atomic_store_n(&w->init_result, err, __ATOMIC_RELEASE);
 	__atomic_store_n(&w->init_done, true, __ATOMIC_RELEASE);
 	if (err)

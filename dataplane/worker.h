@@ -34,7 +34,7 @@ struct worker {
 	struct client *waiting_head, *waiting_tail; /* waiting for a server, oldest first */
 	struct server *logins; /* servers connecting or logging in (connect timeout) */
 
-	struct timespec last_maint;
+	struct timespec last_maint, last_stats;
 	int init_result;
 	bool init_done;
 };

@@ -336,3 +336,13 @@ def test_listen_fans_out_without_pinning(pg, proxy, config):
         b.execute("SELECT 1")
         assert [n.payload for n in got_a] == ["to both", "only a"]
         assert [n.payload for n in got_b] == ["to both"]
+
+
+def test_pins_are_counted_per_reason_in_stats(pg, proxy, config):
+    p = proxy(config(mode="transaction", stats_period_secs=1))
+    with p.connect() as a:
+        a.execute("SELECT pg_advisory_lock(11)")
+        a.execute("CREATE TEMP TABLE t_stats (x int)")
+        a.execute("SELECT pg_advisory_unlock_all()")
+    line = p.wait_log(r"stats: .*pins:.* advisory_lock=1 .*temp_table=1", timeout=5)
+    assert line, p.log_tail()
