@@ -65,7 +65,7 @@ $(BUILD)/obj/%.o: %.c
 all: $(PROGRAMS)
 
 .PHONY: all deps check unit unit-tests toml-conformance integration demo demo-stop format \
-	format-check clean docs
+	format-check clean docs bench
 
 deps:
 	$(Q)bash scripts/deps.sh
@@ -95,6 +95,11 @@ demo: deps all
 
 demo-stop:
 	$(Q)bash scripts/demo.sh stop
+
+# make bench: HeliosProxy vs PgBouncer vs direct PostgreSQL with pgbench in one
+# run; writes docs/benchmarks.md (~15 min; BENCH_ROUNDS / BENCH_SECS shorten it).
+bench: deps all
+	$(Q)HELIOS_BIN=$(abspath $(BIN)) bash bench/run.sh
 
 # docs/configuration.md is generated from the key table (common/cfg_keys.c);
 # a unit test fails when it is stale.

@@ -27,7 +27,7 @@ struct cancel_ent {
 	uint32_t pid, key;
 	struct client *cl;
 	bool has_target;
-	char host[256];
+	const char *host; /* the bound server's node_host: cleared before it goes */
 	int port;
 	uint32_t spid, skey;
 };
@@ -93,7 +93,7 @@ void cancel_set_target(struct client *cl, const struct server *sv)
 	if (e && e->cl == cl) {
 		e->has_target = sv != NULL;
 		if (sv) {
-			snprintf(e->host, sizeof(e->host), "%s", sv->node_host);
+			e->host = sv->node_host;
 			e->port = sv->node_port;
 			e->spid = sv->backend_pid;
 			e->skey = sv->backend_key;
@@ -154,7 +154,7 @@ void cancel_forward(struct worker *w, uint32_t pid, uint32_t key)
 	struct cancel_ent *e = find(pid, key);
 	bool ok = e && e->has_target;
 	if (ok) {
-		memcpy(host, e->host, sizeof(host));
+		snprintf(host, sizeof(host), "%s", e->host);
 		port = e->port;
 		spid = e->spid;
 		skey = e->skey;

@@ -232,6 +232,15 @@ static void cl_free(struct client *cl)
 		free(cl->scram);
 	}
 	free(cl->params_buf);
+	free(cl->params);
+	if (cl->password) {
+		explicit_bzero(cl->password, strlen(cl->password));
+		free(cl->password);
+	}
+	if (cl->server_password) {
+		explicit_bzero(cl->server_password, strlen(cl->server_password));
+		free(cl->server_password);
+	}
 	tx_client_free(cl);
 	snap_unref(cl->snap);
 	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
@@ -310,7 +319,8 @@ static int copy_params(struct client *cl, const struct pgw_startup *st)
 	for (int i = 0; i < st->n_params; i++)
 		need += strlen(st->params[i].name) + strlen(st->params[i].value) + 2;
 	cl->params_buf = malloc(need ? need : 1);
-	if (!cl->params_buf)
+	cl->params = calloc((size_t)(st->n_params ? st->n_params : 1), sizeof(*cl->params));
+	if (!cl->params_buf || !cl->params)
 		return -ENOMEM;
 	char *p = cl->params_buf;
 	uint64_t sig = 0;
@@ -357,6 +367,19 @@ static void auth_ok(struct client *cl)
 	          cl->peer, cl->user, cl->database);
 	cl_set_state(cl, CL_WAIT_SERVER);
 	get_server(cl);
+}
+
+/* Replaces *dst with a copy of src (an empty string when out of memory). */
+static void set_str(char **dst, const char *src)
+{
+	char *d = strdup(src ? src : "");
+	if (!d)
+		return;
+	if (*dst) {
+		explicit_bzero(*dst, strlen(*dst));
+		free(*dst);
+	}
+	*dst = d;
 }
 
 static bool is_scram_secret(const char *s)
@@ -410,9 +433,8 @@ static void start_auth(struct client *cl)
 	const struct cfg *c = cl->snap->cfg;
 	const struct cfg_user *u = cfg_find_user(c, cl->user);
 	if (u) {
-		snprintf(cl->password, sizeof(cl->password), "%s", u->password);
-		snprintf(cl->server_password, sizeof(cl->server_password), "%s",
-		         u->server_password);
+		set_str(&cl->password, u->password);
+		set_str(&cl->server_password, u->server_password);
 	}
 	if (c->auth.method == CFG_AUTH_TRUST) {
 		cl->auth_method = CFG_AUTH_TRUST;
@@ -443,7 +465,7 @@ void cl_auth_query_done(struct client *cl, const char *secret, const char *error
 		return;
 	}
 	if (secret)
-		snprintf(cl->password, sizeof(cl->password), "%s", secret);
+		set_str(&cl->password, secret);
 	continue_auth(cl, secret != NULL);
 }
 
@@ -455,12 +477,16 @@ static void continue_auth(struct client *cl, bool known)
 		/* Same exchange as for a known user, so a client cannot probe
 		 * which user names exist; it always fails. */
 		cl->fake_auth = true;
-		snprintf(cl->password, sizeof(cl->password), "%016llx",
+		char fake[32];
+		snprintf(fake, sizeof(fake), "%016llx",
 		         (unsigned long long)cl->id * 0x9e3779b97f4a7c15ull);
+		set_str(&cl->password, fake);
 		log_info("client %llu %s: unknown user \"%s\" (or no password)",
 		         (unsigned long long)cl->id, cl->peer, cl->user);
 	}
 	int r;
+	if (!cl->password)
+		set_str(&cl->password, "");
 	bool md5_stored = md5auth_is_hash(cl->password);
 	if (c->auth.method == CFG_AUTH_MD5 && !is_scram_secret(cl->password)) {
 		/* md5 with a SCRAM secret falls through to SCRAM, as in PostgreSQL */

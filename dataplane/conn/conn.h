@@ -91,7 +91,7 @@ struct client {
 
 	/* startup parameters, owned copy (name\0value\0...) */
 	char *params_buf;
-	struct pgw_param params[PGW_MAX_PARAMS];
+	struct pgw_param *params; /* n_params entries, into params_buf */
 	int n_params;
 	uint64_t signature;
 
@@ -102,9 +102,9 @@ struct client {
 	bool scram_first_done;
 	bool have_client_key;
 	uint8_t client_key[32];
-	bool fake_auth;     /* unknown user: run the exchange, then fail */
-	char password[512]; /* stored secret or plaintext copied from the user entry */
-	char server_password[512];
+	bool fake_auth; /* unknown user: run the exchange, then fail */
+	char *password; /* stored secret or plaintext from the user entry (malloc'd) */
+	char *server_password;
 
 	/* pool wait */
 	struct pool *pool;

@@ -14,7 +14,8 @@
 
 void guc_init(struct guc_set *g)
 {
-	g->n = 0;
+	g->e = NULL;
+	g->n = g->cap = 0;
 }
 
 void guc_free(struct guc_set *g)
@@ -23,7 +24,9 @@ void guc_free(struct guc_set *g)
 		free(g->e[i].name);
 		free(g->e[i].value);
 	}
-	g->n = 0;
+	free(g->e);
+	g->e = NULL;
+	g->n = g->cap = 0;
 }
 
 /* PostgreSQL setting names ignore case; stored names are lower case, a
@@ -72,6 +75,19 @@ int guc_put(struct guc_set *g, const char *name, const char *value, bool is_stmt
 		free(n);
 		free(v);
 		return -ENOSPC;
+	}
+	if (g->n == g->cap) {
+		int cap = g->cap ? g->cap * 2 : 4;
+		if (cap > GUC_MAX)
+			cap = GUC_MAX;
+		struct guc_ent *e = realloc(g->e, (size_t)cap * sizeof(*e));
+		if (!e) {
+			free(n);
+			free(v);
+			return -ENOMEM;
+		}
+		g->e = e;
+		g->cap = cap;
 	}
 	g->e[g->n++] = (struct guc_ent){.name = n, .value = v, .is_stmt = is_stmt};
 	return 0;

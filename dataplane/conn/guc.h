@@ -22,8 +22,8 @@ struct guc_ent {
 };
 
 struct guc_set {
-	struct guc_ent e[GUC_MAX];
-	int n;
+	struct guc_ent *e; /* grown on demand: an idle client holds only what it set */
+	int n, cap;
 };
 
 void guc_init(struct guc_set *g);

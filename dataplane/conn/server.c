@@ -199,9 +199,10 @@ int sv_connect(struct worker *w, struct pool *pool, struct client *cl, int node_
 	if (cl) {
 		snprintf(sv->user, sizeof(sv->user), "%s", cl->user);
 		snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
-		snprintf(sv->password, sizeof(sv->password), "%s", cl->password);
+		snprintf(sv->password, sizeof(sv->password), "%s",
+		         cl->password ? cl->password : "");
 		snprintf(sv->server_password, sizeof(sv->server_password), "%s",
-		         cl->server_password);
+		         cl->server_password ? cl->server_password : "");
 		sv->have_client_key = cl->have_client_key;
 		memcpy(sv->client_key, cl->client_key, sizeof(sv->client_key));
 		sv->signature = cl->signature;
@@ -270,8 +271,9 @@ int sv_connect_listener(struct worker *w, struct client *cl, struct server **out
 		return -ENOMEM;
 	snprintf(sv->user, sizeof(sv->user), "%s", cl->user);
 	snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
-	snprintf(sv->password, sizeof(sv->password), "%s", cl->password);
-	snprintf(sv->server_password, sizeof(sv->server_password), "%s", cl->server_password);
+	snprintf(sv->password, sizeof(sv->password), "%s", cl->password ? cl->password : "");
+	snprintf(sv->server_password, sizeof(sv->server_password), "%s",
+	         cl->server_password ? cl->server_password : "");
 	sv->have_client_key = cl->have_client_key;
 	memcpy(sv->client_key, cl->client_key, sizeof(sv->client_key));
 	sv->is_listener = true; /* outside max_pool_size: one per pool */
