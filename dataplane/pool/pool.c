@@ -154,10 +154,46 @@ out:
 	return g;
 }
 
+/* Takes the first waiter of worker w out of the queue, if the oldest
+ * waiter (of any worker) has not waited longer than LOCAL_GRACE_NS: a local
+ * hand-off needs no cross-thread wake-up, and the bound keeps it fair. */
+#define LOCAL_GRACE_NS 10000000L
+static struct client *pop_local_waiter(struct pool *p, struct worker *w)
+{
+	if (!w || !p->wait_head)
+		return NULL;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	const struct timespec *t0 = &p->wait_head->wait_start;
+	long waited = (now.tv_sec - t0->tv_sec) * 1000000000L + (now.tv_nsec - t0->tv_nsec);
+	if (p->wait_head->w != w && waited > LOCAL_GRACE_NS)
+		return NULL;
+	struct client *prev = NULL;
+	for (struct client *cl = p->wait_head; cl; prev = cl, cl = cl->wait_next) {
+		if (cl->w != w)
+			continue;
+		if (prev)
+			prev->wait_next = cl->wait_next;
+		else
+			p->wait_head = cl->wait_next;
+		if (p->wait_tail == cl)
+			p->wait_tail = prev;
+		cl->wait_next = NULL;
+		p->n_waiting--;
+		cl->wait = CLW_HANDED;
+		return cl;
+	}
+	return NULL;
+}
+
 void pool_release(struct pool *p, struct server *sv)
 {
+	struct worker *self = worker_self();
 	pthread_mutex_lock(&p->mu);
-	struct client *cl = pop_waiter(p);
+	struct client *cl = pop_local_waiter(p, self);
+	bool local = cl != NULL;
+	if (!cl)
+		cl = pop_waiter(p);
 	if (cl) {
 		cl->handoff = sv;
 		cl->handoff_permit = false;
@@ -168,7 +204,9 @@ void pool_release(struct pool *p, struct server *sv)
 		p->n_idle++;
 	}
 	pthread_mutex_unlock(&p->mu);
-	if (cl)
+	if (cl && local)
+		cl_handoff_arrived(cl); /* same thread: no mailbox, no wake-up */
+	else if (cl)
 		worker_post(cl->w, cl);
 }
 
