@@ -952,19 +952,27 @@ void sv_client_data(struct server *sv, struct io_chunk *c)
 	ep_send_chunk(&sv->ep, c);
 }
 
+/* States where the proxy itself reads the server's messages: the bytes go
+ * to the inbound buffer (the chunk is released); false when the server
+ * overran it and was failed. */
+static bool take_whole_messages(struct server *sv, struct io_chunk *c, const char *too_much)
+{
+	int r = ep_in_append(&sv->ep, c->data + c->off, c->len);
+	io_chunk_release(sv->w->loop, c);
+	if (r < 0) {
+		sv_fail(sv, NULL, 0, "08P01", too_much);
+		return false;
+	}
+	return true;
+}
+
 static void handle_plain(struct server *sv, struct io_chunk *c)
 {
 	switch (sv->state) {
-	case SV_LOGIN: {
-		int r = ep_in_append(&sv->ep, c->data + c->off, c->len);
-		io_chunk_release(sv->w->loop, c);
-		if (r < 0) {
-			sv_fail(sv, NULL, 0, "08P01", "server sent too much during login");
-			return;
-		}
-		process_login(sv);
+	case SV_LOGIN:
+		if (take_whole_messages(sv, c, "server sent too much during login"))
+			process_login(sv);
 		return;
-	}
 	case SV_ACTIVE: {
 		if (sv->txn) {
 			tx_server_data(sv, c);
@@ -991,25 +999,14 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 		scan_chunk(sv, c->data, c->off, (size_t)c->off + c->len);
 		io_chunk_release(sv->w->loop, c);
 		return;
-	case SV_LISTENER: {
-		int r = ep_in_append(&sv->ep, c->data + c->off, c->len);
-		io_chunk_release(sv->w->loop, c);
-		if (r < 0)
-			sv_close(sv);
-		else
+	case SV_LISTENER:
+		if (take_whole_messages(sv, c, "LISTEN hub: server message too large"))
 			process_listener(sv);
 		return;
-	}
-	case SV_AUTH_QUERY: {
-		int r = ep_in_append(&sv->ep, c->data + c->off, c->len);
-		io_chunk_release(sv->w->loop, c);
-		if (r < 0) {
-			sv_fail(sv, NULL, 0, "08P01", "auth_query answer too large");
-			return;
-		}
-		process_auth_query(sv);
+	case SV_AUTH_QUERY:
+		if (take_whole_messages(sv, c, "auth_query answer too large"))
+			process_auth_query(sv);
 		return;
-	}
 	default:
 		/* data on a server that is parking or closing: it cannot be reused */
 		io_chunk_release(sv->w->loop, c);
