@@ -487,6 +487,7 @@ int worker_start(struct worker *w, int idx, enum io_backend backend, char *err, 
 	w->backend = backend;
 	w->unix_fd = -1;
 	pthread_mutex_init(&w->mail_mu, NULL);
+	slab_init(&w->client_slab, sizeof(struct client));
 	int r = listen_tcp(c->listen_address, err, errlen);
 	if (r < 0)
 		goto out;

@@ -7,6 +7,7 @@
 #define HELIOS_WORKER_H
 
 #include "dataplane/io/io.h"
+#include "dataplane/slab.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -29,6 +30,7 @@ struct worker {
 	struct notify_msg *notify_head, *notify_tail; /* LISTEN fan-out */
 	bool listen_check; /* a hub confirmed a channel: answer waiting clients */
 
+	struct slab client_slab;
 	struct client *clients; /* every client of this worker */
 	int n_clients;
 	struct client *waiting_head, *waiting_tail; /* waiting for a server, oldest first */

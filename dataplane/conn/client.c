@@ -140,7 +140,7 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 		snap_unref(sn);
 		return;
 	}
-	struct client *cl = calloc(1, sizeof(*cl));
+	struct client *cl = slab_alloc(&w->client_slab);
 	if (!cl) {
 		close(fd);
 		__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
@@ -244,7 +244,7 @@ static void cl_free(struct client *cl)
 	tx_client_free(cl);
 	snap_unref(cl->snap);
 	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
-	free(cl);
+	slab_free(&cl->w->client_slab, cl);
 }
 
 static void cl_on_closed(struct io_sock *s)
