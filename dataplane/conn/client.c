@@ -516,6 +516,16 @@ static void continue_auth(struct client *cl, bool known)
 	}
 }
 
+/* An AuthenticationRequest with a SCRAM message as its data. */
+static void send_auth(struct client *cl, uint32_t code, const char *data, size_t len)
+{
+	uint8_t buf[600];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_auth_request(&o, code, data, len);
+	send_msg(cl, &o);
+}
+
 static void handle_password_msg(struct client *cl, const struct pgw_msg *m)
 {
 	if (m->type != PGW_MSG_PASSWORD) {
@@ -568,11 +578,7 @@ static void handle_password_msg(struct client *cl, const struct pgw_msg *m)
 			cl_close(cl, "08P01", "malformed SCRAM message");
 			return;
 		}
-		uint8_t buf[600];
-		struct pgw_out o;
-		pgw_out_init(&o, buf, sizeof(buf));
-		pgw_auth_request(&o, PGW_AUTH_SASL_CONTINUE, out, out_len);
-		send_msg(cl, &o);
+		send_auth(cl, PGW_AUTH_SASL_CONTINUE, out, out_len);
 		return;
 	}
 	if (!cl->scram) {
@@ -589,11 +595,7 @@ static void handle_password_msg(struct client *cl, const struct pgw_msg *m)
 		cl_close(cl, "08P01", "malformed SCRAM message");
 		return;
 	}
-	uint8_t buf[600];
-	struct pgw_out o;
-	pgw_out_init(&o, buf, sizeof(buf));
-	pgw_auth_request(&o, PGW_AUTH_SASL_FINAL, out, out_len);
-	send_msg(cl, &o);
+	send_auth(cl, PGW_AUTH_SASL_FINAL, out, out_len);
 	auth_ok(cl);
 }
 

@@ -186,6 +186,33 @@ static void set_user_credentials(struct server *sv, const struct cfg *c)
 	}
 }
 
+/* The client's user, database and credentials (password or the SCRAM key
+ * it proved), for a server that logs in on its behalf. */
+static void take_client_identity(struct server *sv, const struct client *cl)
+{
+	snprintf(sv->user, sizeof(sv->user), "%s", cl->user);
+	snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
+	snprintf(sv->password, sizeof(sv->password), "%s", cl->password ? cl->password : "");
+	snprintf(sv->server_password, sizeof(sv->server_password), "%s",
+	         cl->server_password ? cl->server_password : "");
+	sv->have_client_key = cl->have_client_key;
+	memcpy(sv->client_key, cl->client_key, sizeof(sv->client_key));
+}
+
+/* Connects a server with only user and database in its startup packet;
+ * on failure sv is freed and -errno returned. */
+static int start_neutral(struct worker *w, struct server *sv)
+{
+	int r = build_startup(sv, NULL, 0);
+	if (r == 0)
+		r = start_connect(w, sv);
+	if (r < 0) {
+		free(sv->startup_pkt);
+		free(sv);
+	}
+	return r;
+}
+
 int sv_connect(struct worker *w, struct pool *pool, struct client *cl, int node_idx)
 {
 	struct snap *sn = cl ? cl->snap : snap_current();
@@ -197,14 +224,7 @@ int sv_connect(struct worker *w, struct pool *pool, struct client *cl, int node_
 	sv->pool = pool;
 	sv->counted = pool != NULL;
 	if (cl) {
-		snprintf(sv->user, sizeof(sv->user), "%s", cl->user);
-		snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
-		snprintf(sv->password, sizeof(sv->password), "%s",
-		         cl->password ? cl->password : "");
-		snprintf(sv->server_password, sizeof(sv->server_password), "%s",
-		         cl->server_password ? cl->server_password : "");
-		sv->have_client_key = cl->have_client_key;
-		memcpy(sv->client_key, cl->client_key, sizeof(sv->client_key));
+		take_client_identity(sv, cl);
 		sv->signature = cl->signature;
 		/* transaction pooling: a neutral server, settings applied per client */
 		r = cl->txn ? build_startup(sv, NULL, 0)
@@ -250,14 +270,9 @@ int sv_auth_query(struct worker *w, struct client *cl, int node_idx)
 	snprintf(sv->user, sizeof(sv->user), "%s", c->auth.auth_user);
 	snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
 	set_user_credentials(sv, c);
-	int r = build_startup(sv, NULL, 0);
-	if (r == 0)
-		r = start_connect(w, sv);
-	if (r < 0) {
-		free(sv->startup_pkt);
-		free(sv);
+	int r = start_neutral(w, sv);
+	if (r < 0)
 		return r;
-	}
 	sv->authq_client = cl;
 	cl->authq = sv;
 	return 0;
@@ -269,24 +284,12 @@ int sv_connect_listener(struct worker *w, struct client *cl, struct server **out
 	struct server *sv = sv_alloc(c, pool_node(cl->pool));
 	if (!sv)
 		return -ENOMEM;
-	snprintf(sv->user, sizeof(sv->user), "%s", cl->user);
-	snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
-	snprintf(sv->password, sizeof(sv->password), "%s", cl->password ? cl->password : "");
-	snprintf(sv->server_password, sizeof(sv->server_password), "%s",
-	         cl->server_password ? cl->server_password : "");
-	sv->have_client_key = cl->have_client_key;
-	memcpy(sv->client_key, cl->client_key, sizeof(sv->client_key));
+	take_client_identity(sv, cl);
 	sv->is_listener = true; /* outside max_pool_size: one per pool */
-	int r = build_startup(sv, NULL, 0);
+	int r = start_neutral(w, sv);
 	if (r == 0)
-		r = start_connect(w, sv);
-	if (r < 0) {
-		free(sv->startup_pkt);
-		free(sv);
-		return r;
-	}
-	*out = sv;
-	return 0;
+		*out = sv;
+	return r;
 }
 
 /* The hub connection's traffic: notifications, and the answers to the
