@@ -50,14 +50,22 @@ endif
 PROGRAMS :=
 UNIT_TESTS :=
 
+# Every program links the same system libraries (static module libraries
+# only pull in what a program uses).
+LINK_LIBS := -luring -lssl -lcrypto -lpg_query -lnng -lprotobuf-c -lmicrohttpd -ljansson -lm
+
+include proto/proto.mk
 include common/common.mk
+include controlplane/controlplane.mk
 include dataplane/dataplane.mk
+include cli/cli.mk
 include tests/tests.mk
 
-ALL_SRCS := $(COMMON_SRCS) $(DATAPLANE_SRCS) $(DATAPLANE_MAIN) $(TOOL_SRCS) $(UNIT_TEST_SRCS)
+ALL_SRCS := $(COMMON_SRCS) $(DATAPLANE_SRCS) $(DATAPLANE_MAIN) $(TOOL_SRCS) $(UNIT_TEST_SRCS) \
+	$(CP_SRCS) $(CP_MAIN) $(CLI_SRCS)
 DEPS := $(patsubst %.c,$(BUILD)/obj/%.d,$(ALL_SRCS))
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@

@@ -1,6 +1,7 @@
 /*
  * Loads a TOML configuration into an immutable struct cfg: walks the TOML
- * tree against the key table (cfg_keys.c), applies defaults, then checks the
+ * tree against the key table (cfg_keys.c), applies defaults, lays the
+ * overrides tree (helioctl config set) over the file's, then checks the
  * rules that span keys and reads the PgBouncer-style users_file.
  */
 #include "common/cfg.h"
@@ -17,9 +18,13 @@
 #include <unistd.h>
 
 struct loader {
-	const char *name; /* file name used in messages */
-	const char *dir;  /* folder relative paths resolve against; NULL = leave them */
+	const char *name;     /* file name used in messages */
+	const char *ovr_name; /* the overrides' name in messages */
+	const char *at;       /* name of the tree being walked: name or ovr_name */
+	const char *dir;      /* folder relative paths resolve against; NULL = leave them */
+	const char *base;     /* file name without folder; NULL = not from a file */
 	const struct toml_value *root;
+	const struct toml_value *ovr; /* overrides, NULL = none */
 	struct cfg *c;
 	struct cfg_error *err;
 };
@@ -48,7 +53,7 @@ static int fail(struct loader *ld, int line, const char *fmt, ...)
 	int rc;
 
 	va_start(ap, fmt);
-	rc = vfail(ld, ld->name, line, fmt, ap);
+	rc = vfail(ld, ld->at, line, fmt, ap);
 	va_end(ap);
 	return rc;
 }
@@ -102,10 +107,10 @@ static const char *type_word(enum toml_type t)
 
 /* The TOML value of section ("auth.users" -> root["auth"]["users"]), or of
  * its deepest ancestor that exists; *found says which. */
-static const struct toml_value *section_value(const struct loader *ld, const char *section,
+static const struct toml_value *section_value(const struct toml_value *root, const char *section,
                                               bool *found)
 {
-	const struct toml_value *t = ld->root, *v;
+	const struct toml_value *t = root, *v;
 	const char *s = section;
 	char part[32];
 
@@ -130,7 +135,7 @@ static const struct toml_value *section_value(const struct loader *ld, const cha
 static int line_of(const struct loader *ld, const char *section, long index, const char *name)
 {
 	bool found;
-	const struct toml_value *t = section_value(ld, section, &found), *v;
+	const struct toml_value *t = section_value(ld->root, section, &found), *v;
 	int line = t == ld->root ? 0 : toml_line(t);
 
 	if (!found)
@@ -144,6 +149,39 @@ static int line_of(const struct loader *ld, const char *section, long index, con
 	if (name && toml_type(t) == TOML_TABLE && (v = toml_table_get(t, name)))
 		line = toml_line(v);
 	return line;
+}
+
+/* The overrides' value of a key of a non-array section, or NULL. */
+static const struct toml_value *ovr_value(const struct loader *ld, const char *section,
+                                          const char *name)
+{
+	bool found;
+	const struct toml_value *t;
+
+	if (!ld->ovr)
+		return NULL;
+	t = section_value(ld->ovr, section, &found);
+	return found && toml_type(t) == TOML_TABLE ? toml_table_get(t, name) : NULL;
+}
+
+static int fail_key(struct loader *ld, const char *section, long index, const char *name,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* For rules checked once every key has its value: points at the overrides
+ * when the key's value came from there, else at the file. */
+static int fail_key(struct loader *ld, const char *section, long index, const char *name,
+                    const char *fmt, ...)
+{
+	const struct toml_value *v = index < 0 && name ? ovr_value(ld, section, name) : NULL;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	if (v)
+		rc = vfail(ld, ld->ovr_name, toml_line(v), fmt, ap);
+	else
+		rc = vfail(ld, ld->name, line_of(ld, section, index, name), fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 /* Stores an integer after the range check; base is the struct k->offset is into. */
@@ -288,7 +326,9 @@ static int load_table(struct loader *ld, const char *section, long index,
 			         name);
 			sub = cfg_section_find(subname);
 		}
-		if (k)
+		if (k && index < 0 && ovr_value(ld, section, k->name))
+			rc = 0; /* replaced by the overrides, which load_overrides() applies */
+		else if (k)
 			rc = set_value(ld, k, index, v, base);
 		else if (sub)
 			rc = load_section(ld, sub, v);
@@ -315,10 +355,11 @@ static int check_required(struct loader *ld, const char *section, long index,
 		    base[k->offset] != '\0')
 			continue;
 		key_path(key, sizeof(key), section, index, k->name);
-		if (t && toml_table_get(t, k->name))
-			return fail(ld, line_of(ld, section, index, k->name),
-			            "key '%s' must not be empty", key);
-		return fail(ld, line_of(ld, section, index, NULL), "key '%s' is required", key);
+		if ((t && toml_table_get(t, k->name)) ||
+		    (index < 0 && ovr_value(ld, section, k->name)))
+			return fail_key(ld, section, index, k->name, "key '%s' must not be empty",
+			                key);
+		return fail_key(ld, section, index, NULL, "key '%s' is required", key);
 	}
 	return 0;
 }
@@ -374,6 +415,71 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 			return rc;
 	}
 	return 0;
+}
+
+/* "nodes.port" for an override that reaches into array section sec through
+ * v (a dotted key's table or a [[nodes]] array); the first key below v
+ * names it when there is one. */
+static void array_key_path(char *buf, size_t cap, const char *sec, const struct toml_value *v)
+{
+	if (toml_type(v) == TOML_ARRAY && toml_array_len(v) > 0)
+		v = toml_array_at(v, 0);
+	if (toml_type(v) == TOML_TABLE && toml_table_len(v) > 0)
+		key_path(buf, cap, sec, -1, toml_table_key(v, 0));
+	else
+		key_path(buf, cap, "", -1, sec);
+}
+
+/* Walks the overrides' table t of section and stores every key over the
+ * file's value. Only plain keys: [[nodes]] and [[auth.users]] entries are
+ * matched by position, so a change to them has no stable meaning. */
+static int walk_overrides(struct loader *ld, const char *section, const struct toml_value *t)
+{
+	for (size_t i = 0; i < toml_table_len(t); i++) {
+		const char *name = toml_table_key(t, i);
+		const struct toml_value *v = toml_table_value(t, i);
+		const struct cfg_key *k = cfg_key_in(section, name, toml_table_key_len(t, i));
+		const struct cfg_section *sub = NULL;
+		char subname[64], key[128];
+		int rc;
+
+		if (!k) {
+			snprintf(subname, sizeof(subname), "%s%s%s", section, section[0] ? "." : "",
+			         name);
+			sub = cfg_section_find(subname);
+		}
+		if (k) {
+			rc = set_value(ld, k, -1, v, (char *)ld->c);
+		} else if (sub && sub->is_array) {
+			array_key_path(key, sizeof(key), sub->name, v);
+			rc = fail(
+			    ld, toml_line(v),
+			    "key '%s' is in the array table [[%s]], which cannot be overridden",
+			    key, sub->name);
+		} else if (sub && toml_type(v) != TOML_TABLE) {
+			rc = fail(ld, toml_line(v), "key '%s': expected table, got %s", sub->name,
+			          type_word(toml_type(v)));
+		} else if (sub) {
+			rc = walk_overrides(ld, sub->name, v);
+		} else {
+			rc = unknown(ld, section, -1, name, v);
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int load_overrides(struct loader *ld)
+{
+	int rc;
+
+	if (!ld->ovr)
+		return 0;
+	ld->at = ld->ovr_name;
+	rc = walk_overrides(ld, "", ld->ovr);
+	ld->at = ld->name;
+	return rc;
 }
 
 int cfg_parse_address(const char *addr, char *host, size_t host_cap, uint16_t *port)
@@ -535,6 +641,7 @@ static int parse_user_line(const char *p, const char *end, struct cfg_user *u, c
 struct name_line {
 	const char *name;
 	int line;
+	size_t idx; /* into auth.users */
 };
 
 static int cmp_name_line(const void *a, const void *b)
@@ -545,8 +652,44 @@ static int cmp_name_line(const void *a, const void *b)
 	return d ? d : x->line - y->line;
 }
 
-/* Users listed twice in users_file are refused: which line wins is a guess. */
-static int check_file_duplicates(struct loader *ld, const int *lines)
+static int cmp_name_key(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct name_line *)elem)->name);
+}
+
+/* Drops the users_file entries whose name is in [[auth.users]]: those win in
+ * cfg_find_user(), so the entries could never be used, and without them
+ * every name in auth.users is unique (cfg_to_toml can inline them all). v is
+ * the file's users sorted by name. */
+static void drop_shadowed(struct cfg *c, struct name_line *v, size_t n)
+{
+	size_t w = c->auth.n_config_users;
+
+	/* Mark first (line 0), so the names bsearch() compares stay intact. */
+	for (size_t i = 0; i < c->auth.n_config_users; i++) {
+		struct name_line *hit =
+		    bsearch(c->auth.users[i].name, v, n, sizeof(*v), cmp_name_key);
+		if (hit)
+			hit->line = 0;
+	}
+	/* An empty name marks a dropped entry: users_file names are never empty. */
+	for (size_t i = 0; i < n; i++)
+		if (v[i].line == 0)
+			c->auth.users[v[i].idx].name[0] = '\0';
+	for (size_t r = w; r < c->auth.n_users; r++) {
+		if (!c->auth.users[r].name[0])
+			continue;
+		if (r != w)
+			c->auth.users[w] = c->auth.users[r];
+		w++;
+	}
+	explicit_bzero(&c->auth.users[w], (c->auth.n_users - w) * sizeof(*c->auth.users));
+	c->auth.n_users = w;
+}
+
+/* Users listed twice in users_file are refused: which line wins is a guess.
+ * Then drops the entries [[auth.users]] shadows. */
+static int check_file_users(struct loader *ld, const int *lines)
 {
 	struct cfg *c = ld->c;
 	size_t first = c->auth.n_config_users, n = c->auth.n_users - first;
@@ -558,7 +701,7 @@ static int check_file_duplicates(struct loader *ld, const int *lines)
 	if (!v)
 		return fail(ld, 0, "out of memory");
 	for (size_t i = 0; i < n; i++)
-		v[i] = (struct name_line){c->auth.users[first + i].name, lines[i]};
+		v[i] = (struct name_line){c->auth.users[first + i].name, lines[i], first + i};
 	qsort(v, n, sizeof(*v), cmp_name_line);
 	for (size_t i = 1; i < n; i++) {
 		if (strcmp(v[i - 1].name, v[i].name) != 0)
@@ -569,6 +712,8 @@ static int check_file_duplicates(struct loader *ld, const int *lines)
 		             shown, v[i - 1].line);
 		break;
 	}
+	if (rc == 0)
+		drop_shadowed(c, v, n);
 	free(v);
 	return rc;
 }
@@ -585,8 +730,8 @@ static int load_users_file(struct loader *ld)
 
 	rc = read_all(path, TOML_MAX_INPUT, &data, &len);
 	if (rc) {
-		rc = fail(ld, line_of(ld, "auth", -1, "users_file"),
-		          "key 'auth.users_file': cannot read \"%s\": %s", path, strerror(-rc));
+		rc = fail_key(ld, "auth", -1, "users_file",
+		              "key 'auth.users_file': cannot read \"%s\": %s", path, strerror(-rc));
 		goto out;
 	}
 	/* Size the array once: every line may hold a user. Moving the secrets
@@ -626,7 +771,7 @@ static int load_users_file(struct loader *ld)
 			lines[c->auth.n_users++ - c->auth.n_config_users] = lineno;
 		p = next;
 	}
-	rc = check_file_duplicates(ld, lines);
+	rc = check_file_users(ld, lines);
 out:
 	free(users);
 	free(lines);
@@ -654,11 +799,12 @@ static int resolve_paths(struct loader *ld)
 		if (!(k->flags & CFG_KEY_PATH) || cfg_section_find(k->section)->is_array ||
 		    field[0] == '\0' || field[0] == '/')
 			continue;
-		len = (size_t)snprintf(joined, sizeof(joined), "%s/%s", ld->dir, field);
+		len = (size_t)snprintf(joined, sizeof(joined), "%s%s%s", ld->dir,
+		                       ld->dir[strlen(ld->dir) - 1] == '/' ? "" : "/", field);
 		if (len >= k->size) {
 			key_path(key, sizeof(key), k->section, -1, k->name);
-			return fail(
-			    ld, line_of(ld, k->section, -1, k->name),
+			return fail_key(
+			    ld, k->section, -1, k->name,
 			    "key '%s': path is longer than %zu bytes once resolved against %s", key,
 			    k->size - 1, ld->dir);
 		}
@@ -682,9 +828,9 @@ static int check_unique(struct loader *ld, const char *section, const char *arr,
 				continue;
 			cfg_buf_init(&b, shown, sizeof(shown));
 			cfg_buf_quote(&b, b2, strlen(b2));
-			return fail(ld, line_of(ld, section, (long)j, "name"),
-			            "key '%s[%zu].name': duplicate %s name %s (also %s[%zu])",
-			            section, j, what, shown, section, i);
+			return fail_key(ld, section, (long)j, "name",
+			                "key '%s[%zu].name': duplicate %s name %s (also %s[%zu])",
+			                section, j, what, shown, section, i);
 		}
 	}
 	return 0;
@@ -697,8 +843,8 @@ static int check_address(struct loader *ld, const char *name, const char *addr)
 
 	if (cfg_parse_address(addr, host, sizeof(host), &port) == 0)
 		return 0;
-	return fail(ld, line_of(ld, "", -1, name),
-	            "key '%s': \"%s\" is not host:port (IPv6 as \"[::1]:5433\")", name, addr);
+	return fail_key(ld, "", -1, name,
+	                "key '%s': \"%s\" is not host:port (IPv6 as \"[::1]:5433\")", name, addr);
 }
 
 /* A TLS file that the mode needs: set, and a readable regular file. */
@@ -709,12 +855,13 @@ static int check_tls_file(struct loader *ld, const char *name, const char *path,
 	int fd;
 
 	if (!path[0])
-		return fail(ld, line_of(ld, "tls", -1, needed_by),
-		            "key 'tls.%s' is required when tls.%s = \"%s\"", name, needed_by, mode);
+		return fail_key(ld, "tls", -1, needed_by,
+		                "key 'tls.%s' is required when tls.%s = \"%s\"", name, needed_by,
+		                mode);
 	fd = open_regular(path, &st);
 	if (fd < 0)
-		return fail(ld, line_of(ld, "tls", -1, name),
-		            "key 'tls.%s': cannot read \"%s\": %s", name, path, strerror(-fd));
+		return fail_key(ld, "tls", -1, name, "key 'tls.%s': cannot read \"%s\": %s", name,
+		                path, strerror(-fd));
 	close(fd);
 	return 0;
 }
@@ -737,19 +884,100 @@ static int validate_tls(struct loader *ld)
 	return rc;
 }
 
-/* Rules that span keys; runs once every key has its value. */
-static int validate(struct loader *ld)
+/* An nng URL in a form nng can dial and listen on. */
+static int check_url(struct loader *ld, const char *name, const char *url)
+{
+	static const char *const schemes[] = {"ipc://", "tcp://", "inproc://"};
+	char shown[160];
+	struct cfg_buf b;
+
+	if (!url[0])
+		return 0;
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		if (strncmp(url, schemes[i], strlen(schemes[i])) == 0 &&
+		    url[strlen(schemes[i])] != '\0')
+			return 0;
+	cfg_buf_init(&b, shown, sizeof(shown));
+	cfg_buf_quote(&b, url, strlen(url));
+	return fail_key(ld, "", -1, name,
+	                "key '%s': %s is not an nng URL (ipc:///path, tcp://host:port or "
+	                "inproc://name)",
+	                name, shown);
+}
+
+/* The next entry of a comma-separated list at *p, without surrounding
+ * blanks (may be empty); *len gets its length. NULL at the end of the list. */
+static const char *next_item(const char **p, size_t *len)
+{
+	const char *s = *p, *end;
+
+	if (!*s)
+		return NULL;
+	end = s + strcspn(s, ",");
+	*p = *end ? end + 1 : end;
+	while (s < end && (*s == ' ' || *s == '\t'))
+		s++;
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	*len = (size_t)(end - s);
+	return s;
+}
+
+/* Every admin_users entry must be a user the proxy can authenticate. */
+static int check_admin_users(struct loader *ld)
+{
+	const char *p = ld->c->admin_users, *item;
+	char name[CFG_NAME_MAX], shown[96];
+	struct cfg_buf b;
+	size_t len;
+
+	while ((item = next_item(&p, &len))) {
+		if (len == 0)
+			continue; /* "alice, bob," */
+		if (len < sizeof(name)) {
+			memcpy(name, item, len);
+			name[len] = '\0';
+			if (cfg_find_user(ld->c, name))
+				continue;
+		}
+		cfg_buf_init(&b, shown, sizeof(shown));
+		cfg_buf_quote(&b, item, len);
+		return fail_key(ld, "", -1, "admin_users",
+		                "key 'admin_users': %s is not a user from [[auth.users]] or "
+		                "auth.users_file",
+		                shown);
+	}
+	return 0;
+}
+
+/* Rules of single keys that the key table cannot express. */
+static int validate_formats(struct loader *ld)
 {
 	struct cfg *c = ld->c;
 	int rc;
 
 	if ((rc = resolve_paths(ld)) ||
 	    (rc = check_address(ld, "listen_address", c->listen_address)) ||
-	    (rc = check_address(ld, "admin_address", c->admin_address)))
+	    (c->admin_address[0] && (rc = check_address(ld, "admin_address", c->admin_address))) ||
+	    (c->control_admin_address[0] &&
+	     (rc = check_address(ld, "control_admin_address", c->control_admin_address))) ||
+	    (rc = check_url(ld, "control_address", c->control_address)) ||
+	    (rc = check_url(ld, "control_socket", c->control_socket)))
+		return rc;
+	return 0;
+}
+
+/* Rules that span keys; runs once every key has its value. */
+static int validate(struct loader *ld)
+{
+	struct cfg *c = ld->c;
+	int rc;
+
+	if ((rc = validate_formats(ld)))
 		return rc;
 	if (c->pool.min_idle > c->pool.max_pool_size)
-		return fail(
-		    ld, line_of(ld, "pool_mode", -1, "min_idle"),
+		return fail_key(
+		    ld, "pool_mode", -1, "min_idle",
 		    "key 'pool_mode.min_idle': %d is greater than pool_mode.max_pool_size (%d)",
 		    c->pool.min_idle, c->pool.max_pool_size);
 	if (c->n_nodes == 0)
@@ -762,59 +990,111 @@ static int validate(struct loader *ld)
 	if (rc == 0 && c->auth.users_file[0])
 		rc = load_users_file(ld);
 	if (rc == 0 && c->auth.auth_user[0] && !cfg_find_user(c, c->auth.auth_user))
-		rc = fail(ld, line_of(ld, "auth", -1, "auth_user"),
-		          "key 'auth.auth_user': \"%s\" is not a user from [[auth.users]] or "
-		          "auth.users_file",
-		          c->auth.auth_user);
+		rc = fail_key(ld, "auth", -1, "auth_user",
+		              "key 'auth.auth_user': \"%s\" is not a user from [[auth.users]] or "
+		              "auth.users_file",
+		              c->auth.auth_user);
+	if (rc == 0)
+		rc = check_admin_users(ld);
 	if (rc == 0)
 		rc = validate_tls(ld);
 	return rc;
 }
 
-static struct cfg *load(const char *name, const char *dir, const char *text, size_t len,
-                        struct cfg_error *err)
+/* Parses one TOML text; on a syntax error fills err with "name:line:col: ...". */
+static struct toml_value *parse(const char *name, const char *text, size_t len,
+                                struct cfg_error *err)
 {
-	struct loader ld = {.name = name, .dir = dir, .err = err};
 	struct toml_error te = {0};
-	struct toml_value *root;
+	struct toml_value *root = toml_parse(text, len, &te);
+
+	if (root)
+		return root;
+	if (te.line > 0 && te.col > 0)
+		snprintf(err->msg, sizeof(err->msg), "%s:%d:%d: %s", name, te.line, te.col, te.msg);
+	else if (te.line > 0)
+		snprintf(err->msg, sizeof(err->msg), "%s:%d: %s", name, te.line, te.msg);
+	else
+		snprintf(err->msg, sizeof(err->msg), "%s: %s", name, te.msg);
+	return NULL;
+}
+
+/* A config file's overrides live next to it unless overrides_file says
+ * otherwise; resolve_paths() then puts the file's folder in front. */
+static int default_overrides_file(struct loader *ld)
+{
+	struct cfg *c = ld->c;
+	int n;
+
+	if (!ld->base || c->overrides_file[0])
+		return 0;
+	n = snprintf(c->overrides_file, sizeof(c->overrides_file), "%s.live.toml", ld->base);
+	if (n < 0 || (size_t)n >= sizeof(c->overrides_file))
+		return fail(ld, 0,
+		            "key 'overrides_file': default \"%s.live.toml\" is longer than "
+		            "%zu bytes",
+		            ld->base, sizeof(c->overrides_file) - 1);
+	return 0;
+}
+
+/* Walks the parsed trees into ld->c: defaults, the file, the overrides, then
+ * the rules. */
+static int decode(struct loader *ld)
+{
 	size_t n;
 	const struct cfg_section *secs = cfg_sections(&n);
 	int rc = 0;
 
-	err->msg[0] = '\0';
-	root = toml_parse(text, len, &te);
-	if (!root) {
-		if (te.line > 0 && te.col > 0)
-			snprintf(err->msg, sizeof(err->msg), "%s:%d:%d: %s", name, te.line, te.col,
-			         te.msg);
-		else if (te.line > 0)
-			snprintf(err->msg, sizeof(err->msg), "%s:%d: %s", name, te.line, te.msg);
-		else
-			snprintf(err->msg, sizeof(err->msg), "%s: %s", name, te.msg);
-		return NULL;
-	}
-	ld.root = root;
-	ld.c = calloc(1, sizeof(*ld.c));
-	if (!ld.c) {
-		rc = fail(&ld, 0, "out of memory");
-		goto out;
-	}
 	/* Defaults first, so sections that are absent from the file get them too. */
 	for (size_t i = 0; i < n && rc == 0; i++)
 		if (!secs[i].is_array)
-			rc = apply_defaults(&ld, secs[i].name, -1, (char *)ld.c);
+			rc = apply_defaults(ld, secs[i].name, -1, (char *)ld->c);
 	if (rc == 0)
-		rc = load_table(&ld, "", -1, root, (char *)ld.c);
+		rc = load_table(ld, "", -1, ld->root, (char *)ld->c);
+	if (rc == 0)
+		rc = load_overrides(ld);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		bool found;
-		const struct toml_value *t = section_value(&ld, secs[i].name, &found);
+		const struct toml_value *t = section_value(ld->root, secs[i].name, &found);
 		if (!secs[i].is_array)
-			rc = check_required(&ld, secs[i].name, -1, found ? t : NULL, (char *)ld.c);
+			rc = check_required(ld, secs[i].name, -1, found ? t : NULL, (char *)ld->c);
 	}
 	if (rc == 0)
-		rc = validate(&ld);
-out:
+		rc = default_overrides_file(ld);
+	if (rc == 0)
+		rc = validate(ld);
+	return rc;
+}
+
+/* Loads text (name in messages) with the overrides ovr_text (NULL = none)
+ * laid over it; base != NULL: it came from file base in folder dir. */
+static struct cfg *load(const char *name, const char *dir, const char *base, const char *text,
+                        size_t len, const char *ovr_name, const char *ovr_text,
+                        struct cfg_error *err)
+{
+	struct loader ld = {.name = name,
+	                    .ovr_name = ovr_name ? ovr_name : "<overrides>",
+	                    .at = name,
+	                    .dir = dir,
+	                    .base = base,
+	                    .err = err};
+	struct toml_value *root, *ovr = NULL;
+	int rc;
+
+	err->msg[0] = '\0';
+	root = parse(name, text, len, err);
+	if (!root)
+		return NULL;
+	if (ovr_text && !(ovr = parse(ld.ovr_name, ovr_text, strlen(ovr_text), err))) {
+		toml_free(root);
+		return NULL;
+	}
+	ld.root = root;
+	ld.ovr = ovr;
+	ld.c = calloc(1, sizeof(*ld.c));
+	rc = ld.c ? decode(&ld) : fail(&ld, 0, "out of memory");
 	toml_free(root);
+	toml_free(ovr);
 	if (rc) {
 		cfg_free(ld.c);
 		return NULL;
@@ -826,10 +1106,42 @@ struct cfg *cfg_load_string(const char *name, const char *text, size_t len, stru
 {
 	struct cfg_error scratch;
 
-	return load(name ? name : "<string>", NULL, text, len, err ? err : &scratch);
+	return load(name ? name : "<string>", NULL, NULL, text, len, NULL, NULL,
+	            err ? err : &scratch);
 }
 
-struct cfg *cfg_load_file(const char *path, struct cfg_error *err)
+/* The absolute folder of path into dir (cap bytes), so resolved paths do not
+ * depend on the working directory; falls back to the folder as written (or
+ * NULL without one) when the working directory is unknown or too long. */
+static const char *folder_of(const char *path, char *dir, size_t cap)
+{
+	const char *slash = strrchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : 0, used = 0;
+
+	if (slash == path)
+		n = 1; /* "/proxy.toml" lives in "/" */
+	if (path[0] != '/') {
+		if (!getcwd(dir, cap) || strlen(dir) + 1 + n >= cap)
+			goto relative;
+		used = strlen(dir);
+		if (n == 0)
+			return dir;
+		if (dir[used - 1] != '/')
+			dir[used++] = '/';
+	}
+	memcpy(dir + used, path, n);
+	dir[used + n] = '\0';
+	return dir;
+relative:
+	if (!slash)
+		return NULL;
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	return dir;
+}
+
+struct cfg *cfg_load_file_with(const char *path, const char *ovr_name, const char *ovr_text,
+                               struct cfg_error *err)
 {
 	struct cfg_error scratch;
 	const char *slash = strrchr(path, '/');
@@ -849,17 +1161,18 @@ struct cfg *cfg_load_file(const char *path, struct cfg_error *err)
 		snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-rc));
 		goto out;
 	}
-	if (slash) {
-		size_t n = slash == path ? 1 : (size_t)(slash - path);
-		memcpy(dir, path, n);
-		dir[n] = '\0';
-	}
-	c = load(path, slash ? dir : NULL, data, len, err);
+	c = load(path, folder_of(path, dir, sizeof(dir)), slash ? slash + 1 : path, data, len,
+	         ovr_name, ovr_text, err);
 	if (c)
 		snprintf(c->path, sizeof(c->path), "%s", path);
 out:
 	free(data);
 	return c;
+}
+
+struct cfg *cfg_load_file(const char *path, struct cfg_error *err)
+{
+	return cfg_load_file_with(path, NULL, NULL, err);
 }
 
 void cfg_free(struct cfg *c)
@@ -880,6 +1193,17 @@ const struct cfg_user *cfg_find_user(const struct cfg *c, const char *name)
 		if (strcmp(c->auth.users[i].name, name) == 0)
 			return &c->auth.users[i];
 	return NULL;
+}
+
+bool cfg_is_admin_user(const struct cfg *c, const char *user)
+{
+	const char *p = c->admin_users, *item;
+	size_t len, ulen = strlen(user);
+
+	while ((item = next_item(&p, &len)))
+		if (len > 0 && len == ulen && memcmp(item, user, len) == 0)
+			return true;
+	return false;
 }
 
 const struct cfg_node *cfg_primary(const struct cfg *c)

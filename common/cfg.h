@@ -17,6 +17,7 @@
 #define CFG_PATH_MAX   512
 #define CFG_SECRET_MAX 512
 #define CFG_QUERY_MAX  1024
+#define CFG_LIST_MAX   1024 /* comma-separated lists (admin_users) */
 
 /* The enums' numeric values are the positions of their names in the key
  * table's value lists (cfg_keys.c): keep both in the same order. */
@@ -50,7 +51,7 @@ struct cfg {
 	char path[CFG_PATH_MAX]; /* file it was loaded from ("" if from memory) */
 
 	char listen_address[CFG_HOST_MAX]; /* "host:port", default "127.0.0.1:5433" */
-	char admin_address[CFG_HOST_MAX];  /* default "127.0.0.1:9090" */
+	char admin_address[CFG_HOST_MAX];  /* default "127.0.0.1:9090", "" = off */
 	int workers;                       /* 0 = online CPUs */
 	enum cfg_io_backend io_backend;
 	char unix_socket_dir[CFG_PATH_MAX]; /* "" = no Unix socket */
@@ -58,6 +59,15 @@ struct cfg {
 	int shutdown_timeout_secs;          /* SIGTERM grace period, default 30 */
 	int max_client_conn;                /* default 10000 */
 	int stats_period_secs;              /* default 60, 0 = off */
+
+	/* Control plane. The URLs are nng URLs (ipc://, tcp://, inproc://). */
+	char control_address[CFG_PATH_MAX]; /* external helios-cp; "" = in-process */
+	char control_socket[CFG_PATH_MAX];  /* in-process plane's URL; "" = cfg_control_url() */
+	char control_admin_address[CFG_HOST_MAX]; /* helios-cp admin HTTP, "" = off */
+	int heartbeat_interval_ms;                /* default 1000 */
+	int health_check_interval_secs;           /* default 2 */
+	char overrides_file[CFG_PATH_MAX];        /* resolved; default "<config path>.live.toml" */
+	char admin_users[CFG_LIST_MAX];           /* comma-separated; see cfg_is_admin_user() */
 
 	struct {
 		enum cfg_pool_mode mode;         /* default session */
@@ -78,7 +88,8 @@ struct cfg {
 
 	struct {
 		enum cfg_auth_method method; /* default scram-sha-256 */
-		/* [[auth.users]] first, then the users_file entries. */
+		/* [[auth.users]] first, then the users_file entries (those with a
+		 * name from [[auth.users]] are dropped: they could never be found). */
 		struct cfg_user *users;
 		size_t n_users;
 		size_t n_config_users; /* users[0..n_config_users) came from [[auth.users]] */
@@ -105,13 +116,21 @@ struct cfg_error {
 /* Loads and validates a file. Returns NULL and fills *err on any problem
  * (unreadable file, TOML syntax, unknown key or table, wrong type, out of
  * range, bad enum value, string too long for its field, no [[nodes]], ...).
- * Relative users_file / TLS paths resolve against the file's folder;
- * users_file is read and appended to auth.users. */
+ * Relative paths (users_file, TLS files, overrides_file) resolve against the
+ * file's folder, made absolute; users_file is read and appended to
+ * auth.users; an empty overrides_file becomes "<path>.live.toml". */
 struct cfg *cfg_load_file(const char *path, struct cfg_error *err);
 /* Same from memory (len bytes, need not be NUL-terminated); name is used in
  * messages in place of a file name; relative paths stay relative to the
  * current directory. */
 struct cfg *cfg_load_string(const char *name, const char *text, size_t len, struct cfg_error *err);
+/* Loads path like cfg_load_file, then applies overrides before validation:
+ * ovr_text is TOML of dotted keys ("pool_mode.max_pool_size = 50\n"), read
+ * as file ovr_name (errors name ovr_name, its line and the key). A key in
+ * the overrides replaces the file's value; keys of array tables ([[nodes]],
+ * [[auth.users]]) cannot be overridden (error). ovr_text NULL = none. */
+struct cfg *cfg_load_file_with(const char *path, const char *ovr_name, const char *ovr_text,
+                               struct cfg_error *err);
 /* Frees c and wipes the passwords it held; NULL is fine. */
 void cfg_free(struct cfg *c);
 
@@ -119,6 +138,20 @@ void cfg_free(struct cfg *c);
 const struct cfg_user *cfg_find_user(const struct cfg *c, const char *name);
 /* The first node with role primary, or NULL. */
 const struct cfg_node *cfg_primary(const struct cfg *c);
+/* True when user is listed in admin_users (entries compared after trimming
+ * blanks; case-sensitive like PostgreSQL role names). */
+bool cfg_is_admin_user(const struct cfg *c, const char *user);
+/* Where helioctl reaches this config's control plane: control_address if
+ * set, else control_socket if set, else
+ * "ipc:///tmp/heliosproxy-<port of listen_address>.ctl". */
+void cfg_control_url(const struct cfg *c, char *buf, size_t cap);
+
+/* The whole config as TOML that cfg_load_string() reads back to an equal
+ * config: every key, secrets in clear, users_file entries inlined as
+ * [[auth.users]] with users_file = "", paths as stored (absolute when they
+ * came from a file). malloc'd; NULL when out of memory. The text holds the
+ * passwords: wipe it (explicit_bzero) before free(). */
+char *cfg_to_toml(const struct cfg *c);
 
 /* Splits "host:port" or "[v6addr]:port" into host (without brackets) and
  * port 1..65535. Returns 0, or -EINVAL if malformed, -ENAMETOOLONG if host
@@ -166,5 +199,27 @@ const struct cfg_key *cfg_key_find(const char *dotted_name);
  * Returns 0, -EINVAL for bad arguments, -ENOSPC if cap is too small. */
 __attribute__((warn_unused_result)) int
 cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, size_t cap);
+/* The dotted name of a key ("pool_mode.max_pool_size", "io_backend"). */
+void cfg_key_name(const struct cfg_key *k, char *buf, size_t cap);
+/* True when a and b hold the same value for k (array keys: all elements,
+ * users_file entries included). */
+bool cfg_key_equal(const struct cfg *a, const struct cfg *b, const struct cfg_key *k);
+/* For every CFG_KEY_RESTART key whose value differs, copies old's value into
+ * nw and stores the dotted name in names[] (up to max; the names are static
+ * strings). Returns how many differed (may exceed max). Used by a data plane
+ * applying a snapshot. */
+size_t cfg_keep_restart_keys(const struct cfg *old, struct cfg *nw, const char **names, size_t max);
+/* helioctl "config set KEY VALUE": checks the key exists, is not in an array
+ * table and that VALUE has its type, bounds, enum value and length, and
+ * writes one canonical TOML line without newline ("pool_mode.max_pool_size = 50",
+ * "pool_mode.mode = \"transaction\""). Strings and enums may be given bare
+ * (transaction) or as TOML strings ("transaction"); bools as true/false; ints
+ * as decimal. Returns 0, or -1 with err like
+ * "key 'pool_mode.max_pool_size': 0 is out of range (1..10000)" /
+ * "key 'pool_mode.mode': 'bogus' is not one of session, transaction, statement" /
+ * "unknown key 'pool_mode.max_pool_sise' (did you mean 'pool_mode.max_pool_size'?)".
+ * Cross-key rules (min_idle <= max_pool_size, ...) are checked by loading. */
+int cfg_override_line(const char *dotted, const char *value, char *line, size_t cap,
+                      struct cfg_error *err);
 
 #endif

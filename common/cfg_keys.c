@@ -7,6 +7,7 @@
 #include "common/cfg_keys.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,7 +38,9 @@ static const struct cfg_key keys[] = {
     {"", "listen_address", CFG_KEY_STRING, F_CFG(listen_address), "127.0.0.1:5433", 0, 0, NULL,
      RESTART, "Address clients connect to, as host:port; IPv6 as \"[::1]:5433\"."},
     {"", "admin_address", CFG_KEY_STRING, F_CFG(admin_address), "127.0.0.1:9090", 0, 0, NULL,
-     RESTART, "Address of the admin HTTP API (/metrics, /healthz, helioctl), as host:port."},
+     RESTART,
+     "The data plane's admin HTTP (/metrics, /healthz, /readyz, /status), as host:port; "
+     "empty = off."},
     {"", "workers", CFG_KEY_INT, F_CFG(workers), "0", 0, 256, NULL, RESTART,
      "Worker threads, each with its own event loop; 0 = one per online CPU."},
     {"", "io_backend", CFG_KEY_ENUM, F_CFG(io_backend), "auto", 0, 0, io_backends, RESTART,
@@ -52,6 +55,31 @@ static const struct cfg_key keys[] = {
      "Write one log line of pool, client and pin counts this often; 0 = never."},
     {"", "max_client_conn", CFG_KEY_INT, F_CFG(max_client_conn), "10000", 1, 1000000, NULL, 0,
      "Most client connections open at once; further ones are refused."},
+    {"", "control_address", CFG_KEY_STRING, F_CFG(control_address), "", 0, 0, NULL, RESTART,
+     "External control plane (helios-cp) to attach to, as an nng URL (ipc:///path or "
+     "tcp://host:port); helios-cp listens here. Empty = heliosproxy runs the control plane "
+     "in-process."},
+    {"", "control_socket", CFG_KEY_STRING, F_CFG(control_socket), "", 0, 0, NULL, RESTART,
+     "Where the in-process control plane listens for helioctl (nng URL); empty = "
+     "ipc:///tmp/heliosproxy-<listen port>.ctl."},
+    {"", "control_admin_address", CFG_KEY_STRING, F_CFG(control_admin_address), "127.0.0.1:9091", 0,
+     0, NULL, RESTART,
+     "helios-cp's own admin HTTP (cluster-wide /metrics, /healthz, /readyz, /status) as "
+     "host:port; empty = off."},
+    {"", "heartbeat_interval_ms", CFG_KEY_INT, F_CFG(heartbeat_interval_ms), "1000", 100, 60000,
+     NULL, 0,
+     "Data planes report to the control plane this often; the control plane marks one lost "
+     "after three missed intervals."},
+    {"", "health_check_interval_secs", CFG_KEY_INT, F_CFG(health_check_interval_secs), "2", 1, 3600,
+     NULL, 0,
+     "The control plane probes every node this often (reachability; role and lag come with "
+     "routing)."},
+    {"", "overrides_file", CFG_KEY_STRING, F_CFG(overrides_file), "", 0, 0, NULL, PATH | RESTART,
+     "Where helioctl config set persists live changes (TOML, written atomically); empty = "
+     "<config file>.live.toml."},
+    {"", "admin_users", CFG_KEY_STRING, F_CFG(admin_users), "", 0, 0, NULL, 0,
+     "Comma-separated users allowed on the admin console (database heliosproxy); they must "
+     "be configured users."},
 
     {"pool_mode", "mode", CFG_KEY_ENUM, F_CFG(pool.mode), "session", 0, 0, pool_modes, 0,
      "When a server connection goes back to the pool: at client exit, transaction end or "
@@ -217,6 +245,40 @@ static size_t edit_distance(const char *a, const char *b)
 	return row[lb];
 }
 
+void cfg_key_name(const struct cfg_key *k, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s%s%s", k->section, k->section[0] ? "." : "", k->name);
+}
+
+/* Dotted names, built once: callers keep pointers to them (names[] of
+ * cfg_keep_restart_keys), so they must outlive any buffer of theirs. */
+static char dotted[N_KEYS][CFG_DOTTED_MAX];
+static pthread_once_t dotted_once = PTHREAD_ONCE_INIT;
+
+static void dotted_init(void)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		cfg_key_name(&keys[i], dotted[i], sizeof(dotted[i]));
+}
+
+const char *cfg_key_dotted(const struct cfg_key *k)
+{
+	pthread_once(&dotted_once, dotted_init);
+	return dotted[k - keys];
+}
+
+const char *cfg_key_suggest_dotted(const char *name)
+{
+	size_t best = 3, d;
+	const char *found = NULL;
+
+	pthread_once(&dotted_once, dotted_init);
+	for (size_t i = 0; i < N_KEYS; i++)
+		if ((d = edit_distance(name, dotted[i])) < best)
+			best = d, found = dotted[i];
+	return found;
+}
+
 const char *cfg_key_suggest(const char *section, const char *name)
 {
 	size_t best = 3, d;
@@ -294,15 +356,14 @@ void cfg_buf_quote(struct cfg_buf *b, const char *s, size_t len)
 	cfg_buf_printf(b, "\"");
 }
 
-/* Appends one element's value of k; base is struct cfg, cfg_node or cfg_user. */
-static void format_one(struct cfg_buf *b, const struct cfg_key *k, const char *base)
+void cfg_buf_value(struct cfg_buf *b, const struct cfg_key *k, const char *base, bool mask)
 {
 	const char *field = base + k->offset;
 	int v;
 
 	switch (k->type) {
 	case CFG_KEY_STRING:
-		if ((k->flags & CFG_KEY_SECRET) && field[0])
+		if (mask && (k->flags & CFG_KEY_SECRET) && field[0])
 			cfg_buf_printf(b, "\"********\"");
 		else
 			cfg_buf_quote(b, field, strlen(field));
@@ -344,23 +405,24 @@ int cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, si
 		n = c->auth.n_config_users;
 		elem = sizeof(*c->auth.users);
 	} else {
-		format_one(&b, k, (const char *)c);
+		cfg_buf_value(&b, k, (const char *)c, true);
 		return b.full ? -ENOSPC : 0;
 	}
 	cfg_buf_printf(&b, "[");
 	for (size_t i = 0; i < n; i++) {
 		cfg_buf_printf(&b, i ? ", " : "");
-		format_one(&b, k, arr + i * elem);
+		cfg_buf_value(&b, k, arr + i * elem, true);
 	}
 	cfg_buf_printf(&b, "]");
 	return b.full ? -ENOSPC : 0;
 }
 
-/* Writes s into a Markdown table cell: a '|' would end the cell. */
+/* Writes s into a Markdown table cell: a '|' would end the cell, and a '<'
+ * would start an HTML tag that hides placeholders like "<listen port>". */
 static void cell(FILE *out, const char *s)
 {
 	for (; *s; s++) {
-		if (*s == '|')
+		if (*s == '|' || *s == '<')
 			fputc('\\', out);
 		fputc(*s, out);
 	}
@@ -405,7 +467,9 @@ void cfg_write_docs(FILE *out)
 	      "key, e.g. `proxy.toml:7: key 'pool_mode.max_pool_size': 0 is out of range "
 	      "(1..10000)`.\n\n"
 	      "The *live* column says whether a change takes effect on reload (`yes`) or needs a "
-	      "restart.\n\n"
+	      "restart. `helioctl config set KEY VALUE` changes a key at run time and keeps the "
+	      "change in `overrides_file`, whose values take precedence over this file; keys of "
+	      "`[[nodes]]` and `[[auth.users]]` cannot be set that way.\n\n"
 	      "A minimal configuration:\n\n"
 	      "```toml\n"
 	      "listen_address = \"127.0.0.1:5433\"\n"

@@ -1,7 +1,7 @@
 /*
  * Private to common/cfg*.c: the section table that goes with the key table,
- * and a bounded text builder shared by the loader's messages, the value
- * formatter and the docs writer.
+ * dotted key names, and a bounded text builder shared by the loader's
+ * messages, the value formatter, cfg_to_toml and the docs writer.
  */
 #ifndef HELIOS_CFG_KEYS_H
 #define HELIOS_CFG_KEYS_H
@@ -10,6 +10,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+/* Room for a dotted key name + NUL; the longest is 37 bytes now, and a unit
+ * test checks every name fits. */
+#define CFG_DOTTED_MAX 64
 
 struct cfg_section {
 	const char *name; /* "" = top level; "auth.users" nests in "auth" */
@@ -27,6 +31,11 @@ const struct cfg_key *cfg_key_in(const char *section, const char *name, size_t n
 /* The key or subsection name of section closest to name when it looks like
  * a typo (edit distance <= 2), for "did you mean" hints; NULL otherwise. */
 const char *cfg_key_suggest(const char *section, const char *name);
+/* The dotted key name closest to name ("pool_mode.max_pool_sise") when it
+ * looks like a typo (edit distance <= 2); NULL otherwise. Static string. */
+const char *cfg_key_suggest_dotted(const char *name);
+/* k's dotted name as a static string that lives as long as the program. */
+const char *cfg_key_dotted(const struct cfg_key *k);
 /* Position of s (len bytes) in k->values, or -1. */
 int cfg_enum_index(const struct cfg_key *k, const char *s, size_t len);
 
@@ -44,5 +53,9 @@ void cfg_buf_printf(struct cfg_buf *b, const char *fmt, ...) __attribute__((form
 /* Appends s as a TOML basic string: quoted, with \" \\ and control
  * characters escaped, so the result is one line and valid TOML. */
 void cfg_buf_quote(struct cfg_buf *b, const char *s, size_t len);
+
+/* Appends one element's value of k as TOML; base is struct cfg, cfg_node or
+ * cfg_user. mask: non-empty secrets come out as "********". */
+void cfg_buf_value(struct cfg_buf *b, const struct cfg_key *k, const char *base, bool mask);
 
 #endif

@@ -1,6 +1,6 @@
 # common/: code shared by heliosproxy, helios-cp and helioctl.
 COMMON_SRCS := $(filter-out common/toml-decode.c,$(wildcard common/*.c))
-COMMON_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRCS))
+COMMON_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRCS)) $(PROTO_OBJ)
 COMMON_LIB := $(BUILD)/lib/libhelioscommon.a
 
 $(COMMON_LIB): $(COMMON_OBJS)
@@ -11,6 +11,6 @@ TOOL_SRCS := common/toml-decode.c
 $(BIN)/toml-decode: $(BUILD)/obj/common/toml-decode.o $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) -lm
+	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(LINK_LIBS)
 
 PROGRAMS += $(BIN)/toml-decode

@@ -4,15 +4,14 @@ DATAPLANE_MAIN := dataplane/main.c
 DATAPLANE_SRCS := $(filter-out $(DATAPLANE_MAIN),$(wildcard dataplane/*.c dataplane/*/*.c))
 DATAPLANE_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(DATAPLANE_SRCS))
 DATAPLANE_LIB := $(BUILD)/lib/libheliosdp.a
-DATAPLANE_LIBS := -luring -lssl -lcrypto -lpg_query -lm
 
 $(DATAPLANE_LIB): $(DATAPLANE_OBJS)
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BIN)/heliosproxy: $(BUILD)/obj/$(DATAPLANE_MAIN:.c=.o) $(DATAPLANE_LIB) $(COMMON_LIB)
+$(BIN)/heliosproxy: $(BUILD)/obj/$(DATAPLANE_MAIN:.c=.o) $(DATAPLANE_LIB) $(CP_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(DATAPLANE_LIBS)
+	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(LINK_LIBS)
 
 PROGRAMS += $(BIN)/heliosproxy

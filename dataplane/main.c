@@ -5,7 +5,11 @@
  * logged and the running config stays.
  */
 #include "common/cfg.h"
+#include "common/cpclient.h"
 #include "common/log.h"
+#include "controlplane/cp.h"
+#include "dataplane/admin/admin.h"
+#include "dataplane/cplink.h"
 #include "dataplane/io/io.h"
 #include "dataplane/snap.h"
 #include "dataplane/worker.h"
@@ -18,13 +22,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#define HELIOS_VERSION "0.1.0"
+#include "common/cpwire.h"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: heliosproxy -c FILE          run with this config\n"
-	           "       heliosproxy --check-config FILE  validate a config and exit\n"
-	           "       heliosproxy --print-config-docs  print docs/configuration.md\n"
+	fprintf(f, "usage: heliosproxy -c FILE                  run with this config (the control\n"
+	           "                                            plane runs in-process unless the\n"
+	           "                                            file sets control_address)\n"
+	           "       heliosproxy --control-plane URL [-c FILE]\n"
+	           "                                            attach to a helios-cp; FILE, if\n"
+	           "                                            given, is served until it answers\n"
+	           "       heliosproxy --check-config FILE      validate a config and exit\n"
+	           "       heliosproxy --print-config-docs      print docs/configuration.md\n"
 	           "       heliosproxy --version\n");
 }
 
@@ -48,43 +57,50 @@ static enum io_backend choose_backend(const struct cfg *c)
 	return IO_BACKEND_EPOLL;
 }
 
-static int reload(const char *path)
+/* SIGHUP: the control plane re-reads the file (in-process, or asked). */
+static void reload(struct cp *cp, const char *url)
 {
-	struct cfg_error err;
-	struct cfg *c = cfg_load_file(path, &err);
-	if (!c) {
-		log_error("config reload failed, keeping the running configuration: %s", err.msg);
-		return -1;
+	char msg[600];
+	if (cp) {
+		if (cp_reload(cp, msg, sizeof(msg)) < 0)
+			log_error("config reload failed, keeping the running configuration: %s",
+			          msg);
+		return;
 	}
-	char msg[512];
-	struct snap *s = snap_new(c, msg, sizeof(msg));
-	if (!s) {
-		log_error("config reload failed, keeping the running configuration: %s", msg);
-		return -1;
+	Helios__CtlResponse *r = NULL;
+	if (cpclient_call(url, "reload", NULL, 0, 10000, &r, msg, sizeof(msg)) < 0) {
+		log_error("SIGHUP: cannot ask the control plane to reload: %s", msg);
+		return;
 	}
-	log_set_level_str(s->cfg->log_level);
-	snap_install(s);
-	log_info("configuration reloaded from %s (generation %llu)", path,
-	         (unsigned long long)s->generation);
-	return 0;
+	if (r->status != 0)
+		log_error("SIGHUP: control plane: %s", r->message);
+	else
+		log_info("SIGHUP: control plane: %s", r->message);
+	helios__ctl_response__free_unpacked(r, NULL);
 }
+
+#define INPROC_URL "inproc://heliosproxy-control"
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'},
+	    {"control-plane", required_argument, NULL, 'P'},
 	    {"check-config", required_argument, NULL, 'C'},
 	    {"print-config-docs", no_argument, NULL, 'D'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *path = NULL;
+	const char *path = NULL, *cp_arg = NULL;
 	int o;
 	while ((o = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
 			path = optarg;
+			break;
+		case 'P':
+			cp_arg = optarg;
 			break;
 		case 'C': {
 			struct cfg_error err;
@@ -111,26 +127,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!path) {
+	if (!path && !cp_arg) {
 		usage(stderr);
 		return 2;
 	}
-	struct cfg_error err;
-	struct cfg *c = cfg_load_file(path, &err);
-	if (!c) {
-		fprintf(stderr, "heliosproxy: %s\n", err.msg);
-		return 1;
-	}
-	log_set_level_str(c->log_level);
-	char msg[512];
-	struct snap *s = snap_new(c, msg, sizeof(msg));
-	if (!s) {
-		fprintf(stderr, "heliosproxy: %s\n", msg);
-		return 1;
-	}
-	snap_install(s);
-
-	/* Signals go to this thread only (sigwait below); workers never see them. */
+	/* Signals go to this thread only (sigwait below); workers, nng and
+	 * libmicrohttpd threads never see them. */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -138,6 +140,69 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	char msg[512] = "";
+	struct cfg *c = NULL;
+	if (path) {
+		struct cfg_error err;
+		c = cfg_load_file(path, &err);
+		if (!c) {
+			fprintf(stderr, "heliosproxy: %s\n", err.msg);
+			return 1;
+		}
+		log_set_level_str(c->log_level);
+	}
+	const char *url =
+	    cp_arg ? cp_arg : (c && c->control_address[0] ? c->control_address : NULL);
+	struct cp *cp = NULL;
+	if (!url) {
+		/* embedded: the control plane runs here, data plane link over
+		 * inproc://, helioctl on control_socket */
+		char ctl[CFG_PATH_MAX + 32];
+		cfg_control_url(c, ctl, sizeof(ctl));
+		const char *urls[2] = {INPROC_URL, ctl};
+		struct cp_opts co = {
+		    .config_path = path, .urls = urls, .n_urls = 2, .embedded = true};
+		cp = cp_start(&co, msg, sizeof(msg));
+		if (!cp) {
+			fprintf(stderr, "heliosproxy: %s\n", msg);
+			cfg_free(c);
+			return 1;
+		}
+		cfg_free(c);
+		c = NULL;
+		if (cplink_start(INPROC_URL, false, msg, sizeof(msg)) < 0 ||
+		    !cplink_wait_first(10000)) {
+			fprintf(stderr,
+			        "heliosproxy: the in-process control plane did not answer%s%s\n",
+			        msg[0] ? ": " : "", msg);
+			return 1;
+		}
+		log_info("control plane running in-process; helioctl reaches it at %s", ctl);
+	} else {
+		if (c) {
+			/* serve the local file until the control plane answers */
+			struct snap *s = snap_new(c, msg, sizeof(msg));
+			if (!s) {
+				fprintf(stderr, "heliosproxy: %s\n", msg);
+				return 1;
+			}
+			snap_install_gen(s, 0);
+		}
+		if (cplink_start(url, true, msg, sizeof(msg)) < 0) {
+			fprintf(stderr, "heliosproxy: %s\n", msg);
+			return 1;
+		}
+		if (!path) {
+			log_info("waiting for a configuration from the control plane at %s", url);
+			while (!cplink_wait_first(10000))
+				log_warn("still waiting for a configuration from the control plane "
+				         "at %s",
+				         url);
+		}
+	}
+	/* held until start-up is done: a push may replace it meanwhile */
+	struct snap *s = snap_current();
 
 	const struct cfg *cur = s->cfg;
 	int n = cur->workers > 0 ? cur->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -159,16 +224,25 @@ int main(int argc, char **argv)
 		}
 		g_n_workers = i + 1;
 	}
+	if (admin_start(cp ? INPROC_URL : url, cp, cur->admin_address, msg, sizeof(msg)) < 0) {
+		log_error("%s", msg);
+		fprintf(stderr, "heliosproxy: %s\n", msg);
+		workers_stop();
+		for (int i = 0; i < n; i++)
+			worker_join(&g_workers[i]);
+		return 1;
+	}
 	log_info("heliosproxy %s listening on %s%s%s: %d workers, %s, pool mode %s", HELIOS_VERSION,
 	         cur->listen_address, cur->unix_socket_dir[0] ? " and " : "", cur->unix_socket_dir,
 	         n, io_backend_str(g_workers[0].backend), cfg_pool_mode_str(cur->pool.mode));
+	snap_unref(s);
 
 	for (;;) {
 		int sig;
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			reload(path);
+			reload(cp, url);
 			continue;
 		}
 		log_info("received %s: no new connections, waiting for clients to finish",
@@ -178,6 +252,9 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < n; i++)
 		worker_join(&g_workers[i]);
+	admin_stop();
+	cplink_stop();
+	cp_stop(cp);
 	log_info("heliosproxy stopped");
 	return 0;
 }

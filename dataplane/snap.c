@@ -67,12 +67,30 @@ struct snap *snap_current(void)
 	return s;
 }
 
-void snap_install(struct snap *s)
+static int live_max_pool = 1;
+
+static void install(struct snap *s, uint64_t generation)
 {
 	pthread_mutex_lock(&snap_mu);
 	struct snap *old = current;
-	s->generation = next_generation++;
+	s->generation = generation;
 	current = s;
+	__atomic_store_n(&live_max_pool, s->cfg->pool.max_pool_size, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&snap_mu);
 	snap_unref(old);
+}
+
+void snap_install(struct snap *s)
+{
+	install(s, next_generation++);
+}
+
+void snap_install_gen(struct snap *s, uint64_t generation)
+{
+	install(s, generation);
+}
+
+int snap_max_pool_size(void)
+{
+	return __atomic_load_n(&live_max_pool, __ATOMIC_ACQUIRE);
 }

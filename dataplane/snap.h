@@ -27,7 +27,13 @@ struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen);
 struct snap *snap_current(void);
 void snap_ref(struct snap *s);
 void snap_unref(struct snap *s);
-/* Installs s as current (takes the caller's reference). */
+/* Installs s as current (takes the caller's reference) with the next
+ * local generation, or with the given one (the control plane's; 0 = a
+ * local file a data plane serves until its control plane answers). */
 void snap_install(struct snap *s);
+void snap_install_gen(struct snap *s, uint64_t generation);
+/* pool_mode.max_pool_size of the current snapshot: pools enforce the live
+ * cap, whatever snapshot a long-lived client started with. */
+int snap_max_pool_size(void);
 
 #endif

@@ -10,6 +10,7 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
+#include "dataplane/stats.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -146,23 +147,17 @@ struct notify_msg {
 	struct notify_msg *next;
 	uint64_t cl_id;
 	uint32_t len;
+	bool admin;    /* an admin-console answer, not a notification */
 	uint8_t msg[]; /* a whole NotificationResponse */
 };
 
-void worker_post_notify(struct worker *w, uint64_t cl_id, const uint8_t *body, uint32_t len)
+struct collect_ref {
+	struct collect_ref *next;
+	struct collect_job *job;
+};
+
+static void post_msg(struct worker *w, struct notify_msg *m)
 {
-	struct notify_msg *m = malloc(sizeof(*m) + len + 5);
-	if (!m)
-		return;
-	m->next = NULL;
-	m->cl_id = cl_id;
-	m->len = len + 5;
-	m->msg[0] = 'A';
-	m->msg[1] = (uint8_t)((len + 4) >> 24);
-	m->msg[2] = (uint8_t)((len + 4) >> 16);
-	m->msg[3] = (uint8_t)((len + 4) >> 8);
-	m->msg[4] = (uint8_t)(len + 4);
-	memcpy(m->msg + 5, body, len);
 	pthread_mutex_lock(&w->mail_mu);
 	if (w->notify_tail)
 		w->notify_tail->next = m;
@@ -173,6 +168,51 @@ void worker_post_notify(struct worker *w, uint64_t cl_id, const uint8_t *body, u
 	io_loop_wakeup(w->loop);
 }
 
+void worker_post_admin_reply(struct worker *w, uint64_t cl_id, const uint8_t *msg, uint32_t len)
+{
+	struct notify_msg *m = malloc(sizeof(*m) + len);
+	if (!m)
+		return;
+	m->next = NULL;
+	m->cl_id = cl_id;
+	m->len = len;
+	m->admin = true;
+	memcpy(m->msg, msg, len);
+	post_msg(w, m);
+}
+
+int worker_post_collect(struct worker *w, struct collect_job *job)
+{
+	struct collect_ref *r = malloc(sizeof(*r));
+	if (!r)
+		return -1;
+	r->job = job;
+	pthread_mutex_lock(&w->mail_mu);
+	r->next = w->collect;
+	w->collect = r;
+	pthread_mutex_unlock(&w->mail_mu);
+	io_loop_wakeup(w->loop);
+	return 0;
+}
+
+void worker_post_notify(struct worker *w, uint64_t cl_id, const uint8_t *body, uint32_t len)
+{
+	struct notify_msg *m = malloc(sizeof(*m) + len + 5);
+	if (!m)
+		return;
+	m->next = NULL;
+	m->cl_id = cl_id;
+	m->admin = false;
+	m->len = len + 5;
+	m->msg[0] = 'A';
+	m->msg[1] = (uint8_t)((len + 4) >> 24);
+	m->msg[2] = (uint8_t)((len + 4) >> 16);
+	m->msg[3] = (uint8_t)((len + 4) >> 8);
+	m->msg[4] = (uint8_t)(len + 4);
+	memcpy(m->msg + 5, body, len);
+	post_msg(w, m);
+}
+
 static void deliver_notifies(struct worker *w, struct notify_msg *m)
 {
 	while (m) {
@@ -180,7 +220,10 @@ static void deliver_notifies(struct worker *w, struct notify_msg *m)
 		/* the client may have left since: find it by id */
 		for (struct client *cl = w->clients; cl; cl = cl->all_next) {
 			if (cl->id == m->cl_id) {
-				cl_deliver_notify(cl, m->msg, m->len);
+				if (m->admin)
+					cl_admin_reply(cl, m->msg, m->len);
+				else
+					cl_deliver_notify(cl, m->msg, m->len);
 				break;
 			}
 		}
@@ -197,8 +240,22 @@ static void on_wake(void *ud)
 	w->mail_head = w->mail_tail = NULL;
 	struct notify_msg *nm = w->notify_head;
 	w->notify_head = w->notify_tail = NULL;
+	struct collect_ref *jobs = w->collect;
+	w->collect = NULL;
 	pthread_mutex_unlock(&w->mail_mu);
 	deliver_notifies(w, nm);
+	while (jobs) {
+		struct collect_ref *next = jobs->next;
+		stats_collect_run(w, jobs->job);
+		free(jobs);
+		jobs = next;
+	}
+	if (__atomic_exchange_n(&w->hold_check, false, __ATOMIC_ACQ_REL)) {
+		for (struct client *c = w->held, *next; c; c = next) {
+			next = c->wlist_next;
+			cl_hold_check(c);
+		}
+	}
 	if (__atomic_exchange_n(&w->listen_check, false, __ATOMIC_ACQ_REL)) {
 		for (struct client *c = w->clients, *next; c; c = next) {
 			next = c->all_next;
@@ -303,6 +360,20 @@ static void maintain_pools(struct worker *w, const struct timespec *now)
 		return;
 	const struct cfg *c = sn->cfg;
 	for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
+		int ni = pool_node(p);
+		if (ctl_any_drained() && ni >= 0 && (size_t)ni < c->n_nodes &&
+		    ctl_node_drained(c->nodes[ni].name)) {
+			/* drained: idle connections go now, busy ones when released */
+			struct server *idle = pool_take_all_idle(p);
+			while (idle) {
+				struct server *next = idle->pool_next;
+				idle->counted = false;
+				sv_attach(idle, w);
+				sv_close(idle);
+				idle = next;
+			}
+			continue;
+		}
 		struct server *dead =
 		    pool_collect_expired(p, now, c->pool.idle_timeout_secs,
 		                         c->pool.server_lifetime_secs, c->pool.min_idle);

@@ -36,6 +36,10 @@ struct worker {
 	struct client *waiting_head, *waiting_tail; /* waiting for a server, oldest first */
 	struct server *logins; /* servers connecting or logging in (connect timeout) */
 
+	struct client *held;         /* held by a pause or a drained node */
+	bool hold_check;             /* pause/drain changed: look at the held clients */
+	struct collect_ref *collect; /* stats collection requests */
+
 	struct timespec last_maint, last_stats;
 	int init_result;
 	bool init_done;
@@ -49,6 +53,13 @@ void worker_join(struct worker *w);
 void worker_post(struct worker *w, struct client *cl);
 /* Thread-safe: a NotificationResponse body for the client with this id. */
 void worker_post_notify(struct worker *w, uint64_t cl_id, const uint8_t *body, uint32_t len);
+/* Thread-safe: bytes for the admin-console client with this id (its
+ * answer, ending in ReadyForQuery). */
+void worker_post_admin_reply(struct worker *w, uint64_t cl_id, const uint8_t *msg, uint32_t len);
+struct collect_job;
+/* Thread-safe: runs stats_collect_run(w, job) on w's thread. */
+int worker_post_collect(struct worker *w, struct collect_job *job);
+void stats_collect_run(struct worker *w, struct collect_job *job);
 /* Thread-safe: asks every worker to stop accepting and drain. */
 void workers_stop(void);
 struct worker *worker_self(void);

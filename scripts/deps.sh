@@ -13,7 +13,9 @@ PACKAGES=(
 	libhiredis-dev libmicrohttpd-dev libjansson-dev libldap-dev libjwt-dev
 	wabt libcmocka-dev
 	# tests
-	python3-pytest python3-psycopg
+	python3-pytest python3-psycopg python3-prometheus-client
+	# promtool (from prometheus) checks /metrics output
+	prometheus
 	postgresql-15 postgresql-client-15 postgresql-contrib
 	redis-server slapd ldap-utils pgbouncer
 	openssl procps iproute2

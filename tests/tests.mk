@@ -3,7 +3,7 @@
 UNIT_TEST_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_TEST_SRCS))
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(DATAPLANE_LIB) $(COMMON_LIB)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(DATAPLANE_LIB) $(CP_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(DATAPLANE_LIBS) -lcmocka
+	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(LINK_LIBS) -lcmocka

@@ -7,12 +7,15 @@
 #include "dataplane/conn/conn.h"
 
 #include "common/cfg.h"
+#include "common/cpwire.h"
 #include "common/log.h"
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
+#include "dataplane/admin/admin.h"
 #include "dataplane/snap.h"
+#include "dataplane/stats.h"
 #include "dataplane/tls/tls.h"
 #include "dataplane/worker.h"
 
@@ -155,6 +158,7 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 	cl->w = w;
 	cl->snap = sn;
 	cl->state = CL_STARTUP;
+	conn_now(&cl->connected_at);
 	peer_name(fd, is_unix, cl->peer, sizeof(cl->peer));
 	ep_init(&cl->ep);
 	io_sock_init(&cl->ep.sock, fd, &cl_ops, cl);
@@ -200,6 +204,7 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 			cl->await_handoff = true; /* cl_handoff_arrived gives it back */
 	}
 	worker_wait_remove(cl->w, cl);
+	worker_unhold(cl->w, cl);
 	if (cl->authq) {
 		struct server *aq = cl->authq;
 		cl->authq = NULL;
@@ -345,10 +350,12 @@ static void auth_fail(struct client *cl)
 {
 	char msg[160];
 	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", cl->user);
+	__atomic_add_fetch(&g_login_failures, 1, __ATOMIC_RELAXED);
 	cl_close(cl, "28P01", msg);
 }
 
 static void get_server(struct client *cl);
+static void admin_login(struct client *cl);
 
 static void auth_ok(struct client *cl)
 {
@@ -365,8 +372,85 @@ static void auth_ok(struct client *cl)
 	}
 	log_debug("client %llu %s: authenticated user=%s db=%s", (unsigned long long)cl->id,
 	          cl->peer, cl->user, cl->database);
+	__atomic_add_fetch(&g_logins_total, 1, __ATOMIC_RELAXED);
 	cl_set_state(cl, CL_WAIT_SERVER);
+	if (!strcmp(cl->database, ADMIN_DATABASE)) {
+		admin_login(cl);
+		return;
+	}
 	get_server(cl);
+}
+
+/* ------------------------------------------------------------ admin console */
+
+/* The special database: no server, statements go to the console thread. */
+static void admin_login(struct client *cl)
+{
+	if (!cfg_is_admin_user(cl->snap->cfg, cl->user)) {
+		char msg[200];
+		snprintf(msg, sizeof(msg),
+		         "user \"%s\" may not use the admin console (not in admin_users)",
+		         cl->user);
+		cl_close(cl, "42501", msg);
+		return;
+	}
+	uint8_t buf[512];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_param_status(&o, "server_version", "15.0 (HeliosProxy " HELIOS_VERSION ")");
+	pgw_param_status(&o, "client_encoding", "UTF8");
+	pgw_param_status(&o, "server_encoding", "UTF8");
+	pgw_param_status(&o, "DateStyle", "ISO, MDY");
+	pgw_param_status(&o, "integer_datetimes", "on");
+	pgw_param_status(&o, "standard_conforming_strings", "on");
+	pgw_param_status(&o, "application_name", "");
+	pgw_key_data(&o, 0, 0);
+	pgw_ready(&o, 'I');
+	send_msg(cl, &o);
+	cl->admin = true;
+	cl_set_state(cl, CL_ACTIVE);
+	log_info("client %llu %s: admin console session for user %s", (unsigned long long)cl->id,
+	         cl->peer, cl->user);
+}
+
+/* Takes whole messages from the admin client's buffer, one statement at a
+ * time: the next waits for the previous answer. */
+static void admin_input(struct client *cl)
+{
+	while (cl->state == CL_ACTIVE && !cl->admin_busy) {
+		struct pgw_msg m;
+		enum pgw_status st = pgw_next_msg(cl->ep.in, cl->ep.in_len, CONN_INBUF_MAX - 5, &m);
+		if (st == PGW_NEED_MORE)
+			return;
+		if (st == PGW_BAD) {
+			cl_close(cl, "08P01", "invalid message on the admin console");
+			return;
+		}
+		if (m.type == PGW_MSG_TERMINATE) {
+			cl_close(cl, NULL, NULL);
+			return;
+		}
+		if (m.type != PGW_MSG_QUERY || m.len == 0 || m.body[m.len - 1] != '\0') {
+			cl_close(cl, "08P01",
+			         "the admin console accepts simple Query messages only");
+			return;
+		}
+		if (admin_submit(cl->w->idx, cl->id, (const char *)m.body) < 0) {
+			cl_close(cl, "53000", "the admin console is busy; try again");
+			return;
+		}
+		cl->admin_busy = true;
+		ep_in_consume(&cl->ep, m.total);
+	}
+}
+
+void cl_admin_reply(struct client *cl, const uint8_t *msg, uint32_t len)
+{
+	if (!cl->admin || cl->state != CL_ACTIVE)
+		return;
+	ep_send_bytes(&cl->ep, msg, len);
+	cl->admin_busy = false;
+	admin_input(cl);
 }
 
 /* Replaces *dst with a copy of src (an empty string when out of memory). */
@@ -721,13 +805,34 @@ static void process_login_input(struct client *cl)
 static void bind_server(struct client *cl, struct server *sv);
 static bool tx_login_from_cache(struct client *cl);
 
+static void acquire(struct client *cl);
+
 /* Asks the pool for a server; connects, waits or binds as it answers. */
 static void get_server(struct client *cl)
+{
+	conn_now(&cl->wait_start); /* wait time counts from here */
+	acquire(cl);
+}
+
+void cl_hold_check(struct client *cl)
+{
+	worker_unhold(cl->w, cl);
+	acquire(cl); /* holds it again if still paused */
+}
+
+static void acquire(struct client *cl)
 {
 	const struct cfg *c = cl->snap->cfg;
 	int node = primary_node(c);
 	if (node < 0) {
 		cl_close(cl, "08006", "no primary node is configured");
+		return;
+	}
+	if (!cl->replication && (ctl_is_paused(cl->database) ||
+	                         (ctl_any_drained() && ctl_node_drained(c->nodes[node].name)))) {
+		/* PAUSE / drain: running transactions finish, new ones wait here
+		 * (no timeout) until resumed */
+		worker_hold(cl->w, cl);
 		return;
 	}
 	if (cl->replication) {
@@ -745,7 +850,7 @@ static void get_server(struct client *cl)
 		return; /* logged in; a server is taken at the first query */
 	for (int tries = 0; tries < 64; tries++) {
 		struct server *sv;
-		enum pool_grant g = pool_acquire(cl->pool, cl, c->pool.max_pool_size, &sv);
+		enum pool_grant g = pool_acquire(cl->pool, cl, snap_max_pool_size(), &sv);
 		switch (g) {
 		case POOL_GOT:
 			sv_attach(sv, cl->w);
@@ -762,12 +867,11 @@ static void get_server(struct client *cl)
 			/* fall through */
 		case POOL_CONNECT:
 			if (sv_connect(cl->w, cl->pool, cl, node) < 0) {
-				pool_drop(cl->pool, c->pool.max_pool_size);
+				pool_drop(cl->pool, snap_max_pool_size());
 				cl_close(cl, "08006", "could not connect to the database server");
 			}
 			return;
 		case POOL_WAIT:
-			conn_now(&cl->wait_start);
 			worker_wait_add(cl->w, cl);
 			return;
 		}
@@ -871,7 +975,6 @@ void cl_handoff_arrived(struct client *cl)
 {
 	struct server *sv = cl->handoff;
 	bool permit = cl->handoff_permit;
-	const struct cfg *c = cl->snap->cfg;
 	cl->handoff = NULL;
 	cl->handoff_permit = false;
 	cl->wait = CLW_NONE;
@@ -883,7 +986,7 @@ void cl_handoff_arrived(struct client *cl)
 			sv->client = NULL;
 			sv_release(sv);
 		} else if (permit) {
-			pool_drop(cl->pool, c->pool.max_pool_size);
+			pool_drop(cl->pool, snap_max_pool_size());
 		}
 		cl->await_handoff = false;
 		if (cl->zombie)
@@ -902,7 +1005,7 @@ void cl_handoff_arrived(struct client *cl)
 		sv_close(sv);
 	}
 	if (sv_connect(cl->w, cl->pool, cl, pool_node(cl->pool)) < 0) {
-		pool_drop(cl->pool, c->pool.max_pool_size);
+		pool_drop(cl->pool, snap_max_pool_size());
 		cl_close(cl, "08006", "could not connect to the database server");
 	}
 }
@@ -924,7 +1027,7 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 				    "within %d s in pool \"%s\" (database \"%s\", user \"%s\", "
 				    "max_pool_size %d)",
 				    t, pool_database(cl->pool), pool_database(cl->pool),
-				    pool_user(cl->pool), cl->snap->cfg->pool.max_pool_size);
+				    pool_user(cl->pool), snap_max_pool_size());
 				cl_close(cl, "53300", msg);
 			}
 		}
@@ -935,6 +1038,8 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 /* Login finished: tell the client what its server reports, and start relaying. */
 static void bind_server(struct client *cl, struct server *sv)
 {
+	stats_waited(cl, &cl->wait_start);
+	cl->request_at = cl->wait_start;
 	if (cl->txn) {
 		if (cl->state == CL_WAIT_SERVER) {
 			/* login: its answer waits for the client's settings to be
@@ -1082,7 +1187,14 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 {
 	switch (cl->state) {
 	case CL_ACTIVE:
-		if (cl->txn)
+		if (cl->admin) {
+			int r = ep_in_append(&cl->ep, c->data + c->off, c->len);
+			io_chunk_release(cl->w->loop, c);
+			if (r < 0)
+				cl_close(cl, "54000", "admin statement too long");
+			else
+				admin_input(cl);
+		} else if (cl->txn)
 			tx_client_data(cl, c);
 		else
 			relay_to_server(cl, c);

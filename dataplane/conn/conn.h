@@ -124,6 +124,10 @@ struct client {
 	struct timespec close_start;
 	bool await_handoff; /* closed while handed something: free after delivery */
 	bool in_wait_list;
+	bool held;       /* on the worker's held list (pause / drained node) */
+	bool admin;      /* admin console session (database "heliosproxy") */
+	bool admin_busy; /* its statement is with the console thread */
+	struct timespec connected_at, request_at;
 };
 
 enum sv_state {
@@ -158,7 +162,9 @@ struct server {
 	int node_port;
 	uint32_t backend_pid, backend_key;
 	char tx_status;
-	bool clean; /* idle at ReadyForQuery, nothing sent since */
+	bool clean;          /* idle at ReadyForQuery, nothing sent since */
+	bool q_busy, x_busy; /* a query / transaction is running (stats) */
+	struct timespec q_start, x_start;
 	struct timespec created, last_used;
 
 	/* ParameterStatus values, kept current as the server reports them */
@@ -275,6 +281,10 @@ int ep_tls_decrypt(struct endpoint *ep, struct io_loop *l, struct io_chunk *raw,
 void cl_accept(struct worker *w, int fd, bool is_unix);
 void cl_close(struct client *cl, const char *sqlstate, const char *msg);
 const char *cl_state_str(enum cl_state s);
+/* Pause or drain changed: a held client tries for a server again. */
+void cl_hold_check(struct client *cl);
+/* The console thread's answer for an admin client. */
+void cl_admin_reply(struct client *cl, const uint8_t *msg, uint32_t len);
 /* A server (or a right to open one) arrived for a waiting client. */
 void cl_handoff_arrived(struct client *cl);
 void cl_wait_timeout_check(struct worker *w, const struct timespec *now);

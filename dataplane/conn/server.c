@@ -12,6 +12,7 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
+#include "dataplane/stats.h"
 #include "dataplane/tls/tls.h"
 #include "dataplane/worker.h"
 
@@ -99,10 +100,7 @@ static const struct io_sock_ops sv_ops = {
 
 static int max_pool_size(void)
 {
-	struct snap *sn = snap_current();
-	int m = sn ? sn->cfg->pool.max_pool_size : 1;
-	snap_unref(sn);
-	return m;
+	return snap_max_pool_size();
 }
 
 /* Builds the startup packet: the pool's user and database, then every
@@ -923,6 +921,8 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 	switch (type) {
 	case PGW_MSG_READY:
 		sv->tx_status = len ? (char)body[0] : 'I';
+		if (sv->state == SV_ACTIVE)
+			stats_ready(sv, sv->tx_status);
 		if (sv->state == SV_RESETTING) {
 			if (sv->tx_status == 'I' && sv->clean)
 				park(sv);
@@ -952,6 +952,7 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 void sv_client_data(struct server *sv, struct io_chunk *c)
 {
 	sv->clean = false;
+	stats_client_sent(sv, c->len);
 	ep_send_chunk(&sv->ep, c);
 }
 
@@ -992,6 +993,7 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 		if (sv->ep.scan.left == 0 && sv->ep.scan.hdr_n == 0 && sv->ep.scan.type == 'Z' &&
 		    sv->ep.q_head == NULL)
 			sv->clean = true;
+		stats_server_sent(sv, c->len);
 		if (sv->client)
 			cl_server_data(sv->client, c);
 		else
@@ -1163,9 +1165,29 @@ static void sv_on_recv_stopped(struct io_sock *s)
 		sv_close(sv);
 		return;
 	}
+	if (pool_over_cap(sv->pool)) {
+		sv_close(sv); /* max_pool_size was lowered live */
+		return;
+	}
+	struct worker *w = sv->w;
 	io_sock_detach(&sv->ep.sock);
 	sv->w = NULL;
-	pool_release(sv->pool, sv);
+	if (!pool_release(sv->pool, sv)) {
+		sv_attach(sv, w);
+		sv_close(sv);
+	}
+}
+
+/* A server of a drained node is closed when released, not pooled. */
+static bool node_is_drained(const struct server *sv)
+{
+	if (!ctl_any_drained())
+		return false;
+	struct snap *sn = snap_current();
+	bool r = sn && sv->node_idx >= 0 && (size_t)sv->node_idx < sn->cfg->n_nodes &&
+	         ctl_node_drained(sn->cfg->nodes[sv->node_idx].name);
+	snap_unref(sn);
+	return r;
 }
 
 void sv_release(struct server *sv)
@@ -1173,8 +1195,8 @@ void sv_release(struct server *sv)
 	if (sv->state == SV_CLOSING)
 		return;
 	sv->client = NULL;
-	if (!sv->pool) {
-		sv_close(sv); /* unpooled: replication */
+	if (!sv->pool || node_is_drained(sv)) {
+		sv_close(sv); /* unpooled (replication), or its node is drained */
 		return;
 	}
 	if (sv->state != SV_ACTIVE) {

@@ -14,6 +14,7 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
+#include "dataplane/stats.h"
 #include "dataplane/sql/sqlc.h"
 #include "dataplane/worker.h"
 
@@ -279,6 +280,8 @@ static void on_ready(struct client *cl, struct server *sv, struct rq popped, cha
                      struct outb *o, bool emit_z)
 {
 	sv->tx_status = status;
+	if (popped.act == RQ_FWD && !(popped.flags & RQ_F_LOGIN))
+		stats_ready(sv, status);
 	if (popped.flags & RQ_F_LOGIN) {
 		if (cl && cl->login_pending)
 			finish_login(cl, sv);
@@ -388,6 +391,7 @@ static bool is_result_type_change(const uint8_t *body, uint32_t len)
 
 void tx_server_data(struct server *sv, struct io_chunk *c)
 {
+	stats_server_sent(sv, c->len);
 	struct client *cl = sv->client;
 	struct outb o = {.c = c, .zc_end = c->off};
 	size_t pos = c->off, end = (size_t)c->off + c->len;
@@ -1224,6 +1228,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		off += total;
 	}
 	if (sv && off) {
+		stats_client_sent(sv, off);
 		if (all_pt && c && pt_from == 0 && pt_to == len && b.len == 0) {
 			/* the common case: forward the buffer it arrived in */
 			c->off = (uint32_t)(data - c->data);

@@ -6,6 +6,8 @@
 #include "dataplane/pool/pool.h"
 
 #include "dataplane/conn/conn.h"
+#include "dataplane/snap.h"
+#include "dataplane/stats.h"
 #include "dataplane/worker.h"
 
 #include <pthread.h>
@@ -30,6 +32,8 @@ struct pool {
 	uint64_t warm_sig;
 	char *params;
 	uint32_t params_len;
+	struct pool_ctr *ctr; /* one block per worker, see stats.h */
+	int n_ctr;
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -46,6 +50,14 @@ struct pool *pool_lookup(const char *database, const char *user, int node_idx)
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		goto out;
+	p->n_ctr = g_n_workers > 0 ? g_n_workers : 1;
+	p->ctr = aligned_alloc(64, sizeof(struct pool_ctr) * (size_t)p->n_ctr);
+	if (!p->ctr) {
+		free(p);
+		p = NULL;
+		goto out;
+	}
+	memset(p->ctr, 0, sizeof(struct pool_ctr) * (size_t)p->n_ctr);
 	pthread_mutex_init(&p->mu, NULL);
 	snprintf(p->database, sizeof(p->database), "%s", database);
 	snprintf(p->user, sizeof(p->user), "%s", user);
@@ -55,6 +67,26 @@ struct pool *pool_lookup(const char *database, const char *user, int node_idx)
 out:
 	pthread_mutex_unlock(&registry_mu);
 	return p;
+}
+
+struct pool_ctr *pool_ctr(struct pool *p, int widx)
+{
+	if (widx < 0 || widx >= p->n_ctr)
+		widx = 0;
+	return &p->ctr[widx];
+}
+
+int pool_n_ctr(const struct pool *p)
+{
+	return p->n_ctr;
+}
+
+void pool_foreach_idle(struct pool *p, void (*fn)(struct server *sv, void *ud), void *ud)
+{
+	pthread_mutex_lock(&p->mu);
+	for (struct server *sv = p->idle; sv; sv = sv->pool_next)
+		fn(sv, ud);
+	pthread_mutex_unlock(&p->mu);
 }
 
 const char *pool_database(const struct pool *p)
@@ -186,10 +218,23 @@ static struct client *pop_local_waiter(struct pool *p, struct worker *w)
 	return NULL;
 }
 
-void pool_release(struct pool *p, struct server *sv)
+bool pool_over_cap(struct pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	bool over = p->total > snap_max_pool_size();
+	pthread_mutex_unlock(&p->mu);
+	return over;
+}
+
+bool pool_release(struct pool *p, struct server *sv)
 {
 	struct worker *self = worker_self();
 	pthread_mutex_lock(&p->mu);
+	if (p->total > snap_max_pool_size()) {
+		/* the cap was lowered live: this one goes */
+		pthread_mutex_unlock(&p->mu);
+		return false;
+	}
 	struct client *cl = pop_local_waiter(p, self);
 	bool local = cl != NULL;
 	if (!cl)
@@ -208,6 +253,7 @@ void pool_release(struct pool *p, struct server *sv)
 		cl_handoff_arrived(cl); /* same thread: no mailbox, no wake-up */
 	else if (cl)
 		worker_post(cl->w, cl);
+	return true;
 }
 
 void pool_drop(struct pool *p, int max_size)

@@ -35,8 +35,11 @@ const char *pool_user(const struct pool *p);
 int pool_node(const struct pool *p);
 
 enum pool_grant pool_acquire(struct pool *p, struct client *cl, int max_size, struct server **out);
-/* A detached, reset server goes back: to the first waiter, or to the idle list. */
-void pool_release(struct pool *p, struct server *sv);
+/* A detached, reset server goes back: to the first waiter, or to the idle
+ * list. False when the pool is over its (lowered) cap: close it instead. */
+bool pool_release(struct pool *p, struct server *sv);
+/* More connections than the live max_pool_size allows. */
+bool pool_over_cap(struct pool *p);
 /* A counted connection (or a permit) is gone: passes the right to connect
  * to the first waiter while below max_size. */
 void pool_drop(struct pool *p, int max_size);
@@ -65,6 +68,8 @@ void pool_get_stats(struct pool *p, struct pool_stats *st);
 /* Iterates over all pools (for maintenance and stats). */
 struct pool *pool_first(void);
 struct pool *pool_next_of(struct pool *p);
+/* Calls fn for each idle server under the pool lock (reports). */
+void pool_foreach_idle(struct pool *p, void (*fn)(struct server *sv, void *ud), void *ud);
 /* Closes every idle server (shutdown); returns them linked via ->pool_next. */
 struct server *pool_take_all_idle(struct pool *p);
 

@@ -145,6 +145,7 @@ static void test_omitted_keys_get_their_defaults(void **state)
 	assert_int_equal(c->tls.client_mode, CFG_CTLS_DISABLE);
 	assert_int_equal(c->tls.server_mode, CFG_STLS_PREFER);
 	assert_string_equal(c->tls.cert_file, "");
+	assert_int_equal(c->heartbeat_interval_ms, 1000);
 	cfg_free(c);
 }
 
@@ -490,7 +491,9 @@ static void test_find_user_prefers_config_users_over_users_file(void **state)
 	         write_tmp("userlist2.txt", "\"alice\" \"from-file\"\n\"bob\" \"bob-file\"\n"));
 	c = load_ok(text);
 	assert_int_equal(c->auth.n_config_users, 1);
-	assert_int_equal(c->auth.n_users, 3);
+	/* The file's alice is shadowed, never found: dropped. */
+	assert_int_equal(c->auth.n_users, 2);
+	assert_string_equal(c->auth.users[1].name, "bob");
 	assert_string_equal(cfg_find_user(c, "alice")->password, "from-config");
 	assert_string_equal(cfg_find_user(c, "alice")->server_password, "srv");
 	assert_string_equal(cfg_find_user(c, "bob")->password, "bob-file");
@@ -557,8 +560,10 @@ static void test_key_find_and_format_value_round_trip(void **state)
 
 static void test_restart_only_keys_are_flagged(void **state)
 {
-	static const char *const restart[] = {"listen_address", "admin_address", "workers",
-	                                      "io_backend", "unix_socket_dir"};
+	static const char *const restart[] = {
+	    "listen_address", "admin_address",         "workers",
+	    "io_backend",     "unix_socket_dir",       "control_address",
+	    "control_socket", "control_admin_address", "overrides_file"};
 	size_t n, flagged = 0;
 	const struct cfg_key *keys = cfg_key_table(&n);
 
@@ -566,8 +571,118 @@ static void test_restart_only_keys_are_flagged(void **state)
 		assert_true(cfg_key_find(restart[i])->flags & CFG_KEY_RESTART);
 	for (size_t i = 0; i < n; i++)
 		flagged += (keys[i].flags & CFG_KEY_RESTART) != 0;
-	assert_int_equal(flagged, 5);
+	assert_int_equal(flagged, sizeof(restart) / sizeof(restart[0]));
+	assert_false(cfg_key_find("heartbeat_interval_ms")->flags & CFG_KEY_RESTART);
+	assert_false(cfg_key_find("health_check_interval_secs")->flags & CFG_KEY_RESTART);
+	assert_false(cfg_key_find("admin_users")->flags & CFG_KEY_RESTART);
 	assert_false(cfg_key_find("pool_mode.max_pool_size")->flags & CFG_KEY_RESTART);
+}
+
+static void test_control_plane_keys_have_their_defaults(void **state)
+{
+	struct cfg *c = load_ok(NODE);
+
+	assert_string_equal(c->control_address, "");
+	assert_string_equal(c->control_socket, "");
+	assert_string_equal(c->control_admin_address, "127.0.0.1:9091");
+	assert_int_equal(c->heartbeat_interval_ms, 1000);
+	assert_int_equal(c->health_check_interval_secs, 2);
+	/* From memory there is no file to put the overrides next to. */
+	assert_string_equal(c->overrides_file, "");
+	assert_string_equal(c->admin_users, "");
+	assert_false(cfg_is_admin_user(c, ""));
+	assert_true(cfg_key_find("overrides_file")->flags & CFG_KEY_PATH);
+	cfg_free(c);
+}
+
+static void test_control_plane_intervals_are_range_checked(void **state)
+{
+	assert_refused("heartbeat_interval_ms = 99\n" NODE,
+	               "proxy.toml:1: key 'heartbeat_interval_ms': 99 is out of range (100..60000)",
+	               NULL);
+	assert_refused("health_check_interval_secs = 0\n" NODE,
+	               "proxy.toml:1: key 'health_check_interval_secs': 0 is out of range "
+	               "(1..3600)",
+	               NULL);
+}
+
+static void test_control_urls_must_be_nng_urls(void **state)
+{
+	struct cfg *c;
+
+	assert_refused("control_address = \"127.0.0.1:7000\"\n" NODE,
+	               "proxy.toml:1: key 'control_address': \"127.0.0.1:7000\" is not an nng URL",
+	               NULL);
+	assert_refused("\ncontrol_socket = \"/tmp/x.ctl\"\n" NODE,
+	               "proxy.toml:2: key 'control_socket': \"/tmp/x.ctl\" is not an nng URL",
+	               NULL);
+	assert_refused("control_socket = \"ipc://\"\n" NODE, "key 'control_socket'", NULL);
+	c = load_ok("control_address = \"tcp://10.0.0.1:7000\"\n"
+	            "control_socket = \"ipc:///run/helios.ctl\"\n" NODE);
+	assert_string_equal(c->control_address, "tcp://10.0.0.1:7000");
+	assert_string_equal(c->control_socket, "ipc:///run/helios.ctl");
+	cfg_free(c);
+	c = load_ok("control_socket = \"inproc://cp\"\n" NODE);
+	cfg_free(c);
+}
+
+static void test_admin_addresses_may_be_empty_to_turn_them_off(void **state)
+{
+	struct cfg *c = load_ok("admin_address = \"\"\ncontrol_admin_address = \"\"\n" NODE);
+
+	assert_string_equal(c->admin_address, "");
+	assert_string_equal(c->control_admin_address, "");
+	cfg_free(c);
+	assert_refused("control_admin_address = \"9091\"\n" NODE,
+	               "proxy.toml:1: key 'control_admin_address': \"9091\" is not host:port",
+	               NULL);
+}
+
+#define LONG_NAME "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"
+
+static void test_admin_users_must_be_configured_users(void **state)
+{
+	char text[512];
+	struct cfg *c;
+
+	assert_refused("admin_users = \"alice, mallory\"\n"
+	               "[[auth.users]]\nname = \"alice\"\n" NODE,
+	               "proxy.toml:1: key 'admin_users': \"mallory\" is not a user from "
+	               "[[auth.users]] or auth.users_file",
+	               NULL);
+	/* Longer than any user name can be. */
+	assert_refused("admin_users = \"" LONG_NAME "\"\n" NODE,
+	               "key 'admin_users': \"" LONG_NAME "\" is not a user", NULL);
+	snprintf(text, sizeof(text),
+	         "admin_users = \" alice ,,\tcarol,\"\n[auth]\nusers_file = \"%s\"\n"
+	         "[[auth.users]]\nname = \"alice\"\n" NODE,
+	         write_tmp("admins.txt", "\"carol\" \"pw\"\n"));
+	c = load_ok(text);
+	assert_true(cfg_is_admin_user(c, "alice"));
+	assert_true(cfg_is_admin_user(c, "carol"));
+	assert_false(cfg_is_admin_user(c, "caro"));
+	assert_false(cfg_is_admin_user(c, "bob"));
+	assert_false(cfg_is_admin_user(c, "")); /* empty entries are skipped */
+	cfg_free(c);
+}
+
+static void test_every_dotted_key_name_finds_its_key(void **state)
+{
+	size_t n;
+	const struct cfg_key *keys = cfg_key_table(&n);
+	char name[64], small[8];
+
+	for (size_t i = 0; i < n; i++) {
+		cfg_key_name(&keys[i], name, sizeof(name));
+		assert_true(strlen(name) < sizeof(name) - 1);
+		assert_ptr_equal(cfg_key_find(name), &keys[i]);
+	}
+	cfg_key_name(cfg_key_find("pool_mode.max_pool_size"), name, sizeof(name));
+	assert_string_equal(name, "pool_mode.max_pool_size");
+	cfg_key_name(cfg_key_find("io_backend"), name, sizeof(name));
+	assert_string_equal(name, "io_backend");
+	cfg_key_name(cfg_key_find("io_backend"), small, sizeof(small));
+	assert_string_equal(small, "io_back");
 }
 
 static void test_configuration_md_matches_key_table(void **state)
@@ -627,6 +742,12 @@ int main(void)
 	    cmocka_unit_test(test_auth_user_must_be_a_known_user),
 	    cmocka_unit_test(test_key_find_and_format_value_round_trip),
 	    cmocka_unit_test(test_restart_only_keys_are_flagged),
+	    cmocka_unit_test(test_control_plane_keys_have_their_defaults),
+	    cmocka_unit_test(test_control_plane_intervals_are_range_checked),
+	    cmocka_unit_test(test_control_urls_must_be_nng_urls),
+	    cmocka_unit_test(test_admin_addresses_may_be_empty_to_turn_them_off),
+	    cmocka_unit_test(test_admin_users_must_be_configured_users),
+	    cmocka_unit_test(test_every_dotted_key_name_finds_its_key),
 	    cmocka_unit_test(test_configuration_md_matches_key_table),
 	};
 

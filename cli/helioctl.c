@@ -1,0 +1,473 @@
+/*
+ * helioctl, the operator CLI: one CtlRequest to the control plane (helios-cp,
+ * or the one inside heliosproxy), its CtlResponse printed as a table or as
+ * JSON, and an exit code scripts can branch on (see usage() and
+ * docs/helioctl.md). Arguments are checked here so that a typo fails fast
+ * with exit 2 instead of a round trip; keys and values are the control
+ * plane's to judge, as it may be newer than this helioctl.
+ */
+#include "cli/helioctl.h"
+#include "common/cfg.h"
+#include "common/cpwire.h"
+#include "common/pbjson.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct verb {
+	const char *name;
+	const char *synopsis; /* arguments after the verb, "" if none */
+	const char *summary;  /* one line for helioctl --help */
+	const char *details;  /* body of VERB --help */
+	unsigned min_args, max_args;
+	render_fn *render;
+};
+
+static const struct verb verbs[] = {
+    {"status", "", "control plane, config files and every data plane",
+     "Shows the control plane's version, uptime and live config generation, the config\n"
+     "file and its overrides file, the paused databases and drained nodes, then one row\n"
+     "per data plane: connected, config generation it runs, time since it was last\n"
+     "heard from, clients, I/O backend and its last config error. Keys changed with\n"
+     "`config set` that need a restart are listed under the table.\n",
+     0, 0, render_status},
+    {"pools", "", "pools of every data plane: clients, servers, limits",
+     "One row per pool (data plane, database, user, node): active and waiting clients,\n"
+     "active/idle/used/logging-in servers, max_pool_size, longest current wait, paused.\n",
+     0, 0, render_pools},
+    {"clients", "", "client connections of every data plane",
+     "One row per client connection: id, user, database, state (active, waiting, idle,\n"
+     "login, paused), address, TLS, application_name, linked server pid and the\n"
+     "reason it is pinned to its server, if it is.\n",
+     0, 0, render_clients},
+    {"servers", "", "server connections of every data plane",
+     "One row per server connection: backend pid, user, database, node, state (active,\n"
+     "idle, used, login), address, the client id it serves and TLS.\n",
+     0, 0, render_servers},
+    {"nodes", "", "database nodes: role, health, replication lag, draining",
+     "One row per node of the routing table: role (configured or probed), health,\n"
+     "replication lag in ms (- when unknown), draining, last probe error.\n",
+     0, 0, render_nodes},
+    {"stats", "", "traffic and average times per pool",
+     "One row per pool: transactions, queries, bytes received from and sent to\n"
+     "clients, average transaction, query and server-wait times in milliseconds,\n"
+     "since the data plane started.\n",
+     0, 0, render_stats},
+    {"config", "get KEY | show | diff | set KEY VALUE | reset KEY",
+     "read or change the live configuration",
+     "  get KEY        print KEY's live value (TOML syntax), e.g. pool_mode.max_pool_size\n"
+     "  show           every key and its live value; * marks keys set with helioctl\n"
+     "  diff           keys whose live value differs from the config file\n"
+     "  set KEY VALUE  change KEY on every data plane and keep the change in the\n"
+     "                 overrides file (it survives restarts and reloads); exit 1 with\n"
+     "                 the reason when the control plane refuses it (unknown key,\n"
+     "                 invalid value, restart needed), 4 when a data plane did not\n"
+     "                 acknowledge in time\n"
+     "  reset KEY      drop the override of KEY: back to the config file's value\n"
+     "\n"
+     "Keys are the dotted names of docs/configuration.md. VALUE is one argument:\n"
+     "quote it for the shell when it has spaces. Use -- before a VALUE that starts\n"
+     "with --.\n",
+     1, 3, render_config},
+    {"reload", "", "re-read the config file and push it to every data plane",
+     "The control plane re-reads its config file (plus the overrides file) and sends\n"
+     "the new generation to every data plane. Exit 1 when the file is invalid (the\n"
+     "live config stays), 4 when a data plane did not acknowledge in time.\n",
+     0, 0, render_message},
+    {"pause", "[DB]", "hold new work for DB (every database without DB)",
+     "Clients of DB (of every database when DB is not given) are held: their next\n"
+     "transactions wait until `resume`. Connections stay open.\n",
+     0, 1, render_message},
+    {"resume", "[DB]", "undo pause (every database without DB)",
+     "Releases the clients `pause` held: for DB, or everything when DB is not given.\n", 0, 1,
+     render_message},
+    {"drain", "NODE", "send no new work to NODE (before maintenance)",
+     "Data planes stop routing new server connections to NODE; the ones in use finish\n"
+     "their work. `nodes` shows DRAINING; `undrain` ends it.\n",
+     1, 1, render_message},
+    {"undrain", "NODE", "undo drain", "NODE takes new work again.\n", 1, 1, render_message},
+};
+#define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))
+
+/* config's subcommands and their argument counts (after the subcommand). */
+static const struct {
+	const char *name, *synopsis;
+	unsigned nargs;
+} config_subs[] = {
+    {"get", "get KEY", 1},       {"show", "show", 0},       {"diff", "diff", 0},
+    {"set", "set KEY VALUE", 2}, {"reset", "reset KEY", 1},
+};
+#define N_CONFIG_SUBS (sizeof(config_subs) / sizeof(config_subs[0]))
+
+static const char exit_codes[] =
+    "exit status:\n"
+    "  0  done\n"
+    "  1  refused or failed: the control plane said no (its reason is on stderr)\n"
+    "  2  usage error, bad address or unreadable config file\n"
+    "  3  no control plane at the address, or no answer within --timeout\n"
+    "  4  partial: some data planes did not acknowledge in time\n";
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: helioctl [-a URL | -c CONFIG] [--json] [--timeout MS] VERB [ARGS]\n"
+	             "       helioctl VERB --help\n"
+	             "       helioctl --help | --version\n"
+	             "\n"
+	             "Asks the HeliosProxy control plane (helios-cp, or heliosproxy's own).\n"
+	             "\n"
+	             "verbs:\n");
+	for (size_t i = 0; i < N_VERBS; i++) {
+		char head[64];
+		snprintf(head, sizeof(head), "%s %s", verbs[i].name, verbs[i].synopsis);
+		if (strlen(head) > 22)
+			fprintf(out, "  %s\n  %-22s  %s\n", head, "", verbs[i].summary);
+		else
+			fprintf(out, "  %-22s  %s\n", head, verbs[i].summary);
+	}
+	fprintf(out,
+	        "\n"
+	        "options:\n"
+	        "  -a, --address URL  control plane address: ipc:///path or tcp://host:port\n"
+	        "  -c, --config FILE  use the address a heliosproxy config file gives\n"
+	        "                     (control_address, else control_socket, else\n"
+	        "                     ipc:///tmp/heliosproxy-<listen port>.ctl)\n"
+	        "      --json         print the whole response as JSON\n"
+	        "      --timeout MS   give up after MS milliseconds (default %u)\n"
+	        "  -h, --help         this text (VERB --help: that verb's usage)\n"
+	        "      --version\n"
+	        "\n"
+	        "address: -a or -c if given, else $HELIOCTL_ADDRESS, else %s\n"
+	        "\n"
+	        "%s",
+	        HELIOCTL_DEFAULT_TIMEOUT, HELIOCTL_DEFAULT_URL, exit_codes);
+}
+
+static void verb_usage(FILE *out, const struct verb *v)
+{
+	if (v->render == render_config) {
+		for (size_t i = 0; i < N_CONFIG_SUBS; i++)
+			fprintf(out, "%s helioctl [OPTIONS] config %s\n",
+			        i ? "      " : "usage:", config_subs[i].synopsis);
+	} else {
+		fprintf(out, "usage: helioctl [OPTIONS] %s%s%s\n", v->name, *v->synopsis ? " " : "",
+		        v->synopsis);
+	}
+}
+
+static void verb_help(const struct verb *v)
+{
+	verb_usage(stdout, v);
+	printf("\n%s\nOPTIONS: -a URL | -c CONFIG, --json, --timeout MS (see helioctl --help)\n"
+	       "\n%s",
+	       v->details, exit_codes);
+}
+
+/* Usage error: the problem, then the relevant usage, on stderr; exit 2. */
+__attribute__((format(printf, 2, 3))) static int usage_error(const struct verb *v, const char *fmt,
+                                                             ...)
+{
+	va_list ap;
+
+	fputs("helioctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (v) {
+		verb_usage(stderr, v);
+		fprintf(stderr, "Try 'helioctl %s --help'.\n", v->name);
+	} else {
+		fprintf(stderr, "Try 'helioctl --help'.\n");
+	}
+	return HCTL_USAGE;
+}
+
+struct opts {
+	const char *address, *config;
+	bool json;
+	uint32_t timeout_ms;
+};
+
+/* Parses a --timeout value: whole milliseconds, 1 ms to 1 hour. */
+static int parse_timeout(const char *s, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || *s == '-' || v < 1 || v > 3600000)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/*
+ * If argv[*i] is one of the global options, consumes it (and its value)
+ * and returns 1; 0 if it is not an option; HCTL_USAGE (message printed) if
+ * it is malformed. -h/--help and --version are the caller's.
+ */
+static int take_option(int argc, char **argv, int *i, struct opts *o, const struct verb *v)
+{
+	static const struct {
+		const char *shrt, *lng;
+	} valued[] = {{"-a", "--address"}, {"-c", "--config"}, {NULL, "--timeout"}};
+	const char *arg = argv[*i];
+
+	if (!strcmp(arg, "--json")) {
+		o->json = true;
+		(*i)++;
+		return 1;
+	}
+	for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
+		size_t ll = strlen(valued[k].lng);
+		const char *val;
+		if ((valued[k].shrt && !strcmp(arg, valued[k].shrt)) ||
+		    !strcmp(arg, valued[k].lng)) {
+			if (*i + 1 >= argc)
+				return usage_error(v, "%s needs a value", arg);
+			val = argv[*i + 1];
+			*i += 2;
+		} else if (!strncmp(arg, valued[k].lng, ll) && arg[ll] == '=') {
+			val = arg + ll + 1;
+			(*i)++;
+		} else {
+			continue;
+		}
+		if (k == 0)
+			o->address = val;
+		else if (k == 1)
+			o->config = val;
+		else if (parse_timeout(val, &o->timeout_ms) < 0)
+			return usage_error(
+			    v, "--timeout wants milliseconds from 1 to 3600000, not '%s'", val);
+		return 1;
+	}
+	return 0;
+}
+
+static const struct verb *find_verb(const char *name)
+{
+	for (size_t i = 0; i < N_VERBS; i++)
+		if (!strcmp(verbs[i].name, name))
+			return &verbs[i];
+	return NULL;
+}
+
+/* Checks a verb's arguments; 0 or HCTL_USAGE (message printed). */
+static int check_args(const struct verb *v, char **args, size_t n)
+{
+	if (v->render == render_config) {
+		if (!n)
+			return usage_error(v, "config needs a subcommand");
+		for (size_t i = 0; i < N_CONFIG_SUBS; i++) {
+			if (strcmp(args[0], config_subs[i].name))
+				continue;
+			if (n - 1 != config_subs[i].nargs)
+				return usage_error(v, "config %s takes %s", args[0],
+				                   config_subs[i].nargs == 0   ? "no arguments"
+				                   : config_subs[i].nargs == 1 ? "one argument"
+				                                               : "two arguments");
+			return 0;
+		}
+		return usage_error(v, "unknown config subcommand '%s'", args[0]);
+	}
+	if (n < v->min_args)
+		return usage_error(v, "%s needs %s", v->name, v->synopsis);
+	if (n > v->max_args && !v->max_args)
+		return usage_error(v, "%s takes no arguments", v->name);
+	if (n > v->max_args)
+		return usage_error(v, "%s takes %s one argument: %s", v->name,
+		                   v->min_args == v->max_args ? "exactly" : "at most", v->synopsis);
+	return 0;
+}
+
+/* The control plane's address (see usage()); 0 or HCTL_USAGE. */
+static int resolve_address(const struct opts *o, char *url, size_t cap)
+{
+	const char *env = getenv("HELIOCTL_ADDRESS");
+
+	/* An explicit option beats the environment, which beats the default. */
+	if (o->address && o->config)
+		return usage_error(NULL, "-a and -c are alternatives: give one");
+	if (o->address) {
+		snprintf(url, cap, "%s", o->address);
+	} else if (o->config) {
+		struct cfg_error err;
+		struct cfg *c = cfg_load_file(o->config, &err);
+		if (!c) {
+			fprintf(stderr, "helioctl: %s\n", err.msg);
+			return HCTL_USAGE;
+		}
+		cfg_control_url(c, url, cap);
+		cfg_free(c);
+	} else if (env && *env) {
+		snprintf(url, cap, "%s", env);
+	} else {
+		snprintf(url, cap, "%s", HELIOCTL_DEFAULT_URL);
+	}
+	if (!*url)
+		return usage_error(NULL, "empty control plane address");
+	return 0;
+}
+
+/*
+ * How long the control plane may wait for data planes. A little less than
+ * ours, so that when a data plane is slow its partial answer (status 4)
+ * reaches us before we give up on it (exit 3).
+ */
+static uint32_t cp_timeout(uint32_t ms)
+{
+	uint32_t margin = ms / 5 < 1000 ? ms / 5 : 1000;
+	return ms - margin ? ms - margin : 1;
+}
+
+static int print_json(const Helios__CtlResponse *r)
+{
+	json_t *j = pbjson_from_message(&r->base);
+	/* 16 significant digits: 0.1 prints as 0.1 (17 gives
+	 * 0.10000000000000001), unix times keep their microseconds. */
+	char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(16)) : NULL;
+	int rc = s ? 0 : -1;
+
+	if (s)
+		printf("%s\n", s);
+	free(s);
+	json_decref(j);
+	return rc;
+}
+
+static int run(const struct verb *v, const struct opts *o, char **args, size_t nargs)
+{
+	Helios__CtlRequest req = HELIOS__CTL_REQUEST__INIT;
+	Helios__CtlResponse *r;
+	char url[1024], err[1536];
+	int rc;
+
+	rc = resolve_address(o, url, sizeof(url));
+	if (rc)
+		return rc;
+	req.verb = (char *)v->name;
+	req.n_args = nargs;
+	req.args = args;
+	req.timeout_ms = cp_timeout(o->timeout_ms);
+	rc = rpc_call(url, o->timeout_ms, &req, &r, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "helioctl: %s\n", err);
+		return rc;
+	}
+
+	/* The control plane decides 0, 1 or 4; anything else it might send
+	 * (a newer one) counts as failure rather than as 2 or 3, which mean
+	 * something on this side. */
+	rc = r->status == HCTL_OK || r->status == HCTL_PARTIAL ? r->status : HCTL_REFUSED;
+	if (o->json) {
+		if (print_json(r) < 0)
+			fprintf(stderr, "helioctl: out of memory\n");
+	} else if (rc != HCTL_REFUSED && v->render(stdout, r, args, nargs) < 0) {
+		fprintf(stderr, "helioctl: out of memory\n");
+	}
+	if (rc != HCTL_OK) {
+		const char *msg = r->message && *r->message ? r->message
+		                  : rc == HCTL_PARTIAL
+		                      ? "some data planes did not acknowledge in time"
+		                      : "the control plane refused the request";
+		fprintf(stderr, "helioctl: %s\n", msg);
+	}
+	helios__ctl_response__free_unpacked(r, NULL);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {.timeout_ms = HELIOCTL_DEFAULT_TIMEOUT};
+	const struct verb *v;
+	char **args;
+	size_t nargs = 0;
+	int i = 1, rc;
+
+	/* Options before the verb. */
+	while (i < argc && argv[i][0] == '-') {
+		const char *a = argv[i];
+		if (!strcmp(a, "--")) {
+			i++;
+			break;
+		}
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			return HCTL_OK;
+		}
+		if (!strcmp(a, "--version")) {
+			printf("helioctl %s (control protocol %d)\n", HELIOS_VERSION,
+			       HELIOS_PROTO_VERSION);
+			return HCTL_OK;
+		}
+		rc = take_option(argc, argv, &i, &o, NULL);
+		if (rc == HCTL_USAGE)
+			return rc;
+		if (!rc)
+			return usage_error(NULL, "unknown option '%s'", a);
+	}
+	if (i >= argc)
+		return usage_error(NULL, "no verb given");
+	v = find_verb(argv[i]);
+	if (!v) {
+		fprintf(stderr, "helioctl: unknown verb '%s'; verbs:", argv[i]);
+		for (size_t k = 0; k < N_VERBS; k++)
+			fprintf(stderr, " %s", verbs[k].name);
+		fprintf(stderr, "\nTry 'helioctl --help'.\n");
+		return HCTL_USAGE;
+	}
+	i++;
+
+	/*
+	 * After the verb: its arguments, --help, and the global options again
+	 * (`helioctl pools --json` reads naturally). A single dash is an
+	 * argument, so `config set KEY -1` works; after "--" everything is.
+	 */
+	args = calloc((size_t)argc, sizeof(*args));
+	if (!args) {
+		fprintf(stderr, "helioctl: out of memory\n");
+		return HCTL_REFUSED;
+	}
+	bool only_args = false;
+	while (i < argc) {
+		const char *a = argv[i];
+		if (only_args || a[0] != '-' || !a[1]) {
+			args[nargs++] = argv[i++];
+			continue;
+		}
+		if (!strcmp(a, "--")) {
+			only_args = true;
+			i++;
+			continue;
+		}
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			verb_help(v);
+			free(args);
+			return HCTL_OK;
+		}
+		rc = take_option(argc, argv, &i, &o, v);
+		if (rc == HCTL_USAGE) {
+			free(args);
+			return rc;
+		}
+		if (rc)
+			continue;
+		if (a[1] == '-') {
+			free(args);
+			return usage_error(v, "unknown option '%s'", a);
+		}
+		args[nargs++] = argv[i++]; /* "-1" and the like */
+	}
+
+	rc = check_args(v, args, nargs);
+	if (!rc)
+		rc = run(v, &o, args, nargs);
+	free(args);
+	if (fflush(stdout) == EOF && !rc) {
+		fprintf(stderr, "helioctl: writing the output: %s\n", strerror(errno));
+		rc = HCTL_REFUSED;
+	}
+	return rc;
+}

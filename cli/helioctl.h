@@ -1,0 +1,63 @@
+/*
+ * helioctl internals: the request/reply call (rpc.c) and the plain-text
+ * output (render.c); helioctl.c parses the command line and ties them up.
+ */
+#ifndef HELIOS_HELIOCTL_H
+#define HELIOS_HELIOCTL_H
+
+#include "proto/helios.pb-c.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes. 0, 1 and 4 are also what the control plane puts in
+ * CtlResponse.status; 2 and 3 only helioctl decides. */
+enum {
+	HCTL_OK = 0,
+	HCTL_REFUSED = 1,     /* the control plane said no, or failed */
+	HCTL_USAGE = 2,       /* bad command line, address or config file */
+	HCTL_UNREACHABLE = 3, /* no control plane there, or no answer in time */
+	HCTL_PARTIAL = 4,     /* some data planes did not acknowledge in time */
+};
+
+#define HELIOCTL_DEFAULT_URL     "ipc:///tmp/heliosproxy-5433.ctl"
+#define HELIOCTL_DEFAULT_TIMEOUT 10000u /* ms */
+
+/* Sends req to the control plane at url and waits for its answer, all
+ * within timeout_ms. Returns 0 with *resp set (free it with
+ * helios__ctl_response__free_unpacked(*resp, NULL)), or HCTL_USAGE (url is
+ * not an address nng can dial) or HCTL_UNREACHABLE, with a one-line
+ * message in err. */
+int rpc_call(const char *url, uint32_t timeout_ms, const Helios__CtlRequest *req,
+             Helios__CtlResponse **resp, char *err, size_t errlen);
+
+/* ---- plain-text output ---- */
+
+/* Cells of a table, header row first; built with table_add, printed and
+ * freed by table_print. An allocation failure is remembered and reported
+ * by table_print. */
+struct table {
+	size_t ncols;
+	size_t n, cap; /* cells so far */
+	char **cells;
+	bool oom;
+};
+
+/* header: column names separated by single spaces. */
+void table_init(struct table *t, const char *header);
+__attribute__((format(printf, 2, 3))) void table_add(struct table *t, const char *fmt, ...);
+/* Prints the rows with columns as wide as their widest cell, two spaces
+ * apart, then frees the cells. Returns -1 (nothing printed) when a cell
+ * could not be allocated. */
+int table_print(struct table *t, FILE *out);
+
+/* Per-verb plain-text output of a successful (status 0 or 4) response.
+ * args are the verb's arguments as given. Return 0, or -1 when out of
+ * memory. */
+typedef int render_fn(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs);
+render_fn render_status, render_pools, render_clients, render_servers, render_nodes, render_stats,
+    render_config, render_message;
+
+#endif

@@ -1,0 +1,375 @@
+/*
+ * helioctl plain-text output: one table printer shared by every verb, and
+ * one function per verb that fills it from a CtlResponse. Machine readers
+ * use --json; this output is for people, so numbers are rounded and empty
+ * cells show "-" (which also keeps every row splittable on whitespace).
+ */
+#include "cli/helioctl.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void table_init(struct table *t, const char *header)
+{
+	memset(t, 0, sizeof(*t));
+	for (const char *p = header; *p;) {
+		size_t len = strcspn(p, " ");
+		table_add(t, "%.*s", (int)len, p);
+		t->ncols++;
+		p += len;
+		p += strspn(p, " ");
+	}
+}
+
+void table_add(struct table *t, const char *fmt, ...)
+{
+	char *cell;
+	va_list ap;
+
+	if (t->oom)
+		return;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		char **cells = realloc(t->cells, cap * sizeof(*cells));
+		if (!cells) {
+			t->oom = true;
+			return;
+		}
+		t->cells = cells;
+		t->cap = cap;
+	}
+	va_start(ap, fmt);
+	int rc = vasprintf(&cell, fmt, ap);
+	va_end(ap);
+	if (rc < 0) {
+		t->oom = true;
+		return;
+	}
+	/* A newline or tab inside a value (a multi-line server error) would
+	 * break the row layout. */
+	for (char *p = cell; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	if (!*cell) {
+		free(cell);
+		cell = strdup("-");
+		if (!cell) {
+			t->oom = true;
+			return;
+		}
+	}
+	t->cells[t->n++] = cell;
+}
+
+/* Display width: one column per UTF-8 character (names and application
+ * names may be non-ASCII; wide CJK characters are not worth wcwidth). */
+static size_t text_width(const char *s)
+{
+	size_t w = 0;
+	for (; *s; s++)
+		w += ((unsigned char)*s & 0xc0) != 0x80;
+	return w;
+}
+
+int table_print(struct table *t, FILE *out)
+{
+	size_t *width = t->oom || !t->ncols ? NULL : calloc(t->ncols, sizeof(*width));
+	int rc = -1;
+
+	if (width) {
+		for (size_t i = 0; i < t->n; i++) {
+			size_t w = text_width(t->cells[i]);
+			if (w > width[i % t->ncols])
+				width[i % t->ncols] = w;
+		}
+		for (size_t i = 0; i < t->n; i++) {
+			size_t col = i % t->ncols;
+			fputs(t->cells[i], out);
+			/* No padding after the last column: no trailing blanks. */
+			if (col + 1 == t->ncols || i + 1 == t->n)
+				fputc('\n', out);
+			else
+				fprintf(out, "%*s", (int)(width[col] - text_width(t->cells[i]) + 2),
+				        "");
+		}
+		rc = 0;
+	}
+	for (size_t i = 0; i < t->n; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	free(width);
+	memset(t, 0, sizeof(*t));
+	return rc;
+}
+
+static const char *yes_no(protobuf_c_boolean b)
+{
+	return b ? "yes" : "no";
+}
+
+static const char *or_dflt(const char *s, const char *dflt)
+{
+	return s && *s ? s : dflt;
+}
+
+static void print_list(FILE *out, const char *label, char **items, size_t n)
+{
+	if (!n)
+		return;
+	fprintf(out, "%s: ", label);
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "%s%s", i ? ", " : "", items[i]);
+	fputc('\n', out);
+}
+
+int render_status(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	struct table t;
+
+	fprintf(out, "control plane: %s, up %.0fs, config generation %" PRIu64 "\n",
+	        or_dflt(r->version, "unknown version"), r->uptime_secs, r->generation);
+	fprintf(out, "config: %s", or_dflt(r->config_path, "(none)"));
+	if (r->overrides_path && *r->overrides_path)
+		fprintf(out, " (overrides: %s)", r->overrides_path);
+	fputc('\n', out);
+	print_list(out, "paused", r->paused, r->n_paused);
+	print_list(out, "drained", r->drained, r->n_drained);
+	fputc('\n', out);
+
+	table_init(&t, "DATAPLANE CONNECTED GENERATION LAST_SEEN CLIENTS BACKEND ERROR");
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__DataPlaneStatus *d = r->dataplanes[i];
+		const Helios__StatsReport *rep = d->report;
+		table_add(&t, "%s", d->dataplane_id);
+		table_add(&t, "%s", yes_no(d->connected));
+		table_add(&t, "%" PRIu64, d->generation);
+		table_add(&t, "%.1fs", d->last_seen_secs);
+		if (rep)
+			table_add(&t, "%u", rep->clients);
+		else
+			table_add(&t, "%s", "");
+		table_add(
+		    &t, "%s",
+		    or_dflt(rep ? rep->io_backend : NULL, d->info ? d->info->io_backend : ""));
+		table_add(&t, "%s", d->last_error);
+	}
+	if (table_print(&t, out) < 0)
+		return -1;
+
+	/* Keys changed with `config set` that only a restart applies. */
+	bool first = true;
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__DataPlaneStatus *d = r->dataplanes[i];
+		if (!d->n_restart_pending)
+			continue;
+		if (first)
+			fputc('\n', out);
+		first = false;
+		fprintf(out, "%s needs a restart to apply: ", d->dataplane_id);
+		for (size_t k = 0; k < d->n_restart_pending; k++)
+			fprintf(out, "%s%s", k ? ", " : "", d->restart_pending[k]);
+		fputc('\n', out);
+	}
+	return 0;
+}
+
+int render_pools(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	struct table t;
+
+	table_init(&t, "DATAPLANE DATABASE USER NODE MODE CL_ACTIVE CL_WAITING SV_ACTIVE SV_IDLE "
+	               "SV_USED SV_LOGIN MAX MAXWAIT PAUSED");
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__DataPlaneStatus *d = r->dataplanes[i];
+		for (size_t k = 0; d->report && k < d->report->n_pools; k++) {
+			const Helios__PoolStats *p = d->report->pools[k];
+			table_add(&t, "%s", d->dataplane_id);
+			table_add(&t, "%s", p->database);
+			table_add(&t, "%s", p->user);
+			table_add(&t, "%s", p->node);
+			table_add(&t, "%s", p->mode);
+			table_add(&t, "%u", p->cl_active);
+			table_add(&t, "%u", p->cl_waiting);
+			table_add(&t, "%u", p->sv_active);
+			table_add(&t, "%u", p->sv_idle);
+			table_add(&t, "%u", p->sv_used);
+			table_add(&t, "%u", p->sv_login);
+			table_add(&t, "%u", p->max_size);
+			table_add(&t, "%.2fs", p->maxwait_secs);
+			table_add(&t, "%s", yes_no(p->paused));
+		}
+	}
+	return table_print(&t, out);
+}
+
+int render_clients(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	struct table t;
+
+	table_init(&t, "DATAPLANE ID USER DATABASE STATE ADDR PORT TLS APP SERVER_PID PINNED");
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__DataPlaneStatus *d = r->dataplanes[i];
+		for (size_t k = 0; d->report && k < d->report->n_client_list; k++) {
+			const Helios__ClientInfo *c = d->report->client_list[k];
+			table_add(&t, "%s", d->dataplane_id);
+			table_add(&t, "%" PRIu64, c->id);
+			table_add(&t, "%s", c->user);
+			table_add(&t, "%s", c->database);
+			table_add(&t, "%s", c->state);
+			table_add(&t, "%s", c->addr);
+			table_add(&t, "%u", c->port);
+			table_add(&t, "%s", yes_no(c->tls));
+			table_add(&t, "%s", c->application_name);
+			if (c->server_pid)
+				table_add(&t, "%u", c->server_pid);
+			else
+				table_add(&t, "%s", "");
+			table_add(&t, "%s", c->pinned);
+		}
+	}
+	return table_print(&t, out);
+}
+
+int render_servers(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	struct table t;
+
+	table_init(&t, "DATAPLANE PID USER DATABASE NODE STATE ADDR PORT CLIENT TLS");
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__DataPlaneStatus *d = r->dataplanes[i];
+		for (size_t k = 0; d->report && k < d->report->n_server_list; k++) {
+			const Helios__ServerInfo *s = d->report->server_list[k];
+			table_add(&t, "%s", d->dataplane_id);
+			table_add(&t, "%u", s->pid);
+			table_add(&t, "%s", s->user);
+			table_add(&t, "%s", s->database);
+			table_add(&t, "%s", s->node);
+			table_add(&t, "%s", s->state);
+			table_add(&t, "%s", s->addr);
+			table_add(&t, "%u", s->port);
+			if (s->client_id)
+				table_add(&t, "%" PRIu64, s->client_id);
+			else
+				table_add(&t, "%s", "");
+			table_add(&t, "%s", yes_no(s->tls));
+		}
+	}
+	return table_print(&t, out);
+}
+
+int render_nodes(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	struct table t;
+
+	table_init(&t, "NAME HOST PORT ROLE HEALTHY LAG_MS DRAINING ERROR");
+	for (size_t i = 0; i < r->n_nodes; i++) {
+		const Helios__NodeStatus *n = r->nodes[i];
+		table_add(&t, "%s", n->name);
+		table_add(&t, "%s", n->host);
+		table_add(&t, "%u", n->port);
+		table_add(&t, "%s", n->role);
+		table_add(&t, "%s", yes_no(n->healthy));
+		if (n->lag_ms >= 0) /* -1: unknown */
+			table_add(&t, "%" PRId64, n->lag_ms);
+		else
+			table_add(&t, "%s", "");
+		table_add(&t, "%s", yes_no(n->draining));
+		table_add(&t, "%s", n->error);
+	}
+	return table_print(&t, out);
+}
+
+static double avg_ms(double total_secs, uint64_t count)
+{
+	return count ? total_secs * 1000.0 / (double)count : 0.0;
+}
+
+int render_stats(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	struct table t;
+
+	table_init(&t, "DATAPLANE DATABASE USER XACTS QUERIES RECEIVED SENT AVG_XACT_MS "
+	               "AVG_QUERY_MS AVG_WAIT_MS");
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__DataPlaneStatus *d = r->dataplanes[i];
+		for (size_t k = 0; d->report && k < d->report->n_pools; k++) {
+			const Helios__PoolStats *p = d->report->pools[k];
+			/* Every wait for a server is one sample of wait_hist; a
+			 * report without the histogram has about one wait per
+			 * transaction. */
+			uint64_t waits = p->wait_hist ? p->wait_hist->count : p->xact_count;
+			table_add(&t, "%s", d->dataplane_id);
+			table_add(&t, "%s", p->database);
+			table_add(&t, "%s", p->user);
+			table_add(&t, "%" PRIu64, p->xact_count);
+			table_add(&t, "%" PRIu64, p->query_count);
+			table_add(&t, "%" PRIu64, p->bytes_received);
+			table_add(&t, "%" PRIu64, p->bytes_sent);
+			table_add(&t, "%.2f", avg_ms(p->xact_time_secs, p->xact_count));
+			table_add(&t, "%.2f", avg_ms(p->query_time_secs, p->query_count));
+			table_add(&t, "%.2f", avg_ms(p->wait_time_secs, waits));
+		}
+	}
+	return table_print(&t, out);
+}
+
+static int config_values(FILE *out, const Helios__CtlResponse *r)
+{
+	struct table t;
+	bool any_overridden = false;
+
+	table_init(&t, "KEY VALUE");
+	for (size_t i = 0; i < r->n_config; i++) {
+		const Helios__ConfigItem *c = r->config[i];
+		table_add(&t, "%s", c->key);
+		table_add(&t, "%s%s", c->value, c->overridden ? " *" : "");
+		any_overridden |= c->overridden;
+	}
+	if (table_print(&t, out) < 0)
+		return -1;
+	if (any_overridden) {
+		fprintf(out, "\n* set with helioctl config set");
+		if (r->overrides_path && *r->overrides_path)
+			fprintf(out, ", kept in %s", r->overrides_path);
+		fputc('\n', out);
+	}
+	return 0;
+}
+
+int render_config(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	const char *sub = nargs ? args[0] : "";
+
+	if (!strcmp(sub, "show"))
+		return config_values(out, r);
+	if (!strcmp(sub, "get")) {
+		/* Just the value, for $(helioctl config get KEY). */
+		if (r->n_config == 1) {
+			fprintf(out, "%s\n", r->config[0]->value);
+			return 0;
+		}
+		return config_values(out, r);
+	}
+	if (!strcmp(sub, "diff")) {
+		struct table t;
+		table_init(&t, "KEY FILE LIVE");
+		for (size_t i = 0; i < r->n_config; i++) {
+			const Helios__ConfigItem *c = r->config[i];
+			table_add(&t, "%s", c->key);
+			table_add(&t, "%s", c->file_value);
+			table_add(&t, "%s", c->value);
+		}
+		return table_print(&t, out);
+	}
+	return render_message(out, r, args, nargs); /* set, reset */
+}
+
+int render_message(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	/* Otherwise the message is a refusal or a warning: on stderr. */
+	if (r->status == 0 && r->message && *r->message)
+		fprintf(out, "%s\n", r->message);
+	return 0;
+}

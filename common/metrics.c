@@ -1,0 +1,687 @@
+/*
+ * Prometheus text and /status JSON from StatsReports.
+ *
+ * The exposition is written family by family (every sample of a family,
+ * for all data planes and pools, before the next family starts), since the
+ * format forbids interleaving. A family's HELP and TYPE lines are written
+ * with its first sample, so a family with no samples leaves no trace.
+ * Help texts are constants here and need no escaping; label values come
+ * from the wire and do.
+ */
+#include "common/metrics.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+/* ---- UTF-8 ---- */
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid:
+ * both output formats must be valid UTF-8, and ids arrive from the wire. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		cp = s[0] & 0x1fu;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		cp = s[0] & 0x0fu;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		cp = s[0] & 0x07u;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3fu);
+	}
+	if ((len == 3 && cp < 0x800) || (cp >= 0xd800 && cp <= 0xdfff) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return len;
+}
+
+#define REPLACEMENT_CHAR "\xef\xbf\xbd" /* U+FFFD */
+
+/* ---- Prometheus text ---- */
+
+struct value {
+	bool is_int;
+	uint64_t u;
+	double d;
+};
+
+static struct value vu(uint64_t u)
+{
+	return (struct value){.is_int = true, .u = u};
+}
+
+static struct value vd(double d)
+{
+	return (struct value){.is_int = false, .d = d};
+}
+
+struct label {
+	const char *name, *value;
+};
+
+/* The "C" locale is assumed (no program calls setlocale), so '.' is the
+ * decimal point for both snprintf and strtod. */
+static void fmt_double(char *buf, size_t cap, double d)
+{
+	if (isnan(d)) {
+		snprintf(buf, cap, "NaN");
+		return;
+	}
+	if (isinf(d)) {
+		snprintf(buf, cap, "%s", d > 0 ? "+Inf" : "-Inf");
+		return;
+	}
+	/* The shortest of 15..17 significant digits that reads back exactly:
+	 * "0.1" rather than "0.10000000000000001". */
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(buf, cap, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			return;
+	}
+}
+
+static void put_label_value(struct sbuf *out, const char *v)
+{
+	const unsigned char *s = (const unsigned char *)(v ? v : "");
+	size_t n = strlen((const char *)s), i = 0, run, k;
+
+	while (i < n) {
+		for (run = 0; i + run < n && s[i + run] < 0x80 && s[i + run] != '\\' &&
+		              s[i + run] != '"' && s[i + run] != '\n';
+		     run++)
+			;
+		sbuf_append(out, s + i, run);
+		i += run;
+		if (i >= n)
+			break;
+		if (s[i] == '\\') {
+			sbuf_puts(out, "\\\\");
+			i++;
+		} else if (s[i] == '"') {
+			sbuf_puts(out, "\\\"");
+			i++;
+		} else if (s[i] == '\n') {
+			sbuf_puts(out, "\\n");
+			i++;
+		} else if ((k = utf8_seq(s + i, n - i)) != 0) {
+			sbuf_append(out, s + i, k);
+			i += k;
+		} else {
+			sbuf_puts(out, REPLACEMENT_CHAR);
+			i++;
+		}
+	}
+}
+
+struct family {
+	struct sbuf *out;
+	const char *name, *type, *help;
+	bool headed;
+};
+
+static void family(struct family *f, struct sbuf *out, const char *name, const char *type,
+                   const char *help)
+{
+	f->out = out;
+	f->name = name;
+	f->type = type;
+	f->help = help;
+	f->headed = false;
+}
+
+/* One sample line: name+suffix{labels} value; the le label of a histogram
+ * bucket is passed as an extra label after the others. */
+static void sample_le(struct family *f, const char *suffix, const struct label *l, size_t nl,
+                      const char *le, struct value v)
+{
+	struct sbuf *out = f->out;
+	char num[40];
+
+	if (!f->headed) {
+		sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
+		            f->type);
+		f->headed = true;
+	}
+	sbuf_puts(out, f->name);
+	if (suffix)
+		sbuf_puts(out, suffix);
+	if (nl || le) {
+		sbuf_putc(out, '{');
+		for (size_t i = 0; i < nl; i++) {
+			if (i)
+				sbuf_putc(out, ',');
+			sbuf_puts(out, l[i].name);
+			sbuf_puts(out, "=\"");
+			put_label_value(out, l[i].value);
+			sbuf_putc(out, '"');
+		}
+		if (le)
+			sbuf_printf(out, "%sle=\"%s\"", nl ? "," : "", le);
+		sbuf_putc(out, '}');
+	}
+	if (v.is_int)
+		snprintf(num, sizeof(num), "%" PRIu64, v.u);
+	else
+		fmt_double(num, sizeof(num), v.d);
+	sbuf_printf(out, " %s\n", num);
+}
+
+static void sample(struct family *f, const struct label *l, size_t nl, struct value v)
+{
+	sample_le(f, NULL, l, nl, NULL, v);
+}
+
+/* A numeric field of a protobuf message, for the per-report and per-pool
+ * tables below. */
+enum field_kind { F_U32, F_U64, F_DBL, F_BOOL };
+
+struct field {
+	const char *name, *type, *help;
+	size_t off;
+	enum field_kind kind;
+};
+
+static struct value field_value(const void *msg, const struct field *fd)
+{
+	const char *p = (const char *)msg + fd->off;
+	protobuf_c_boolean b;
+	uint32_t u32;
+	uint64_t u64;
+	double d;
+
+	switch (fd->kind) {
+	case F_U32:
+		memcpy(&u32, p, sizeof(u32));
+		return vu(u32);
+	case F_U64:
+		memcpy(&u64, p, sizeof(u64));
+		return vu(u64);
+	case F_BOOL:
+		memcpy(&b, p, sizeof(b));
+		return vu(b ? 1 : 0);
+	case F_DBL:
+	default:
+		memcpy(&d, p, sizeof(d));
+		return vd(d);
+	}
+}
+
+#define RF(name, type, field, kind, help)                                                          \
+	{                                                                                          \
+		name, type, help, offsetof(Helios__StatsReport, field), kind                       \
+	}
+static const struct field report_fields[] = {
+    RF("helios_clients", "gauge", clients, F_U32, "Client connections open."),
+    RF("helios_client_connections_max", "gauge", clients_max, F_U32,
+       "Client connections allowed (max_client_conn)."),
+    RF("helios_queries_total", "counter", queries_total, F_U64, "Queries run on servers."),
+    RF("helios_transactions_total", "counter", xacts_total, F_U64, "Transactions run on servers."),
+    RF("helios_received_bytes_total", "counter", bytes_in, F_U64, "Bytes received from clients."),
+    RF("helios_sent_bytes_total", "counter", bytes_out, F_U64, "Bytes sent to clients."),
+    RF("helios_logins_total", "counter", logins_total, F_U64, "Client logins that succeeded."),
+    RF("helios_login_failures_total", "counter", login_failures, F_U64,
+       "Client logins refused or failed."),
+};
+
+/* The time counters are *_time_seconds_total, not *_seconds_total: a
+ * counter helios_pool_wait_seconds_total would be family
+ * helios_pool_wait_seconds in OpenMetrics (and in prometheus_client's
+ * parser), the name of the wait histogram. */
+#define PF(name, type, field, kind, help)                                                          \
+	{                                                                                          \
+		name, type, help, offsetof(Helios__PoolStats, field), kind                         \
+	}
+static const struct field pool_fields[] = {
+    PF("helios_pool_clients_active", "gauge", cl_active, F_U32,
+       "Clients linked to a server or ready to run."),
+    PF("helios_pool_clients_waiting", "gauge", cl_waiting, F_U32,
+       "Clients waiting for a server connection."),
+    PF("helios_pool_servers_active", "gauge", sv_active, F_U32,
+       "Server connections linked to a client."),
+    PF("helios_pool_servers_idle", "gauge", sv_idle, F_U32,
+       "Server connections idle and ready for a client."),
+    PF("helios_pool_servers_used", "gauge", sv_used, F_U32,
+       "Server connections idle but not yet checked for reuse."),
+    PF("helios_pool_servers_login", "gauge", sv_login, F_U32, "Server connections logging in."),
+    PF("helios_pool_max_size", "gauge", max_size, F_U32,
+       "Most server connections the pool may open."),
+    PF("helios_pool_max_wait_seconds", "gauge", maxwait_secs, F_DBL,
+       "Longest current wait of a client for a server."),
+    PF("helios_pool_paused", "gauge", paused, F_BOOL, "1 while the pool's database is paused."),
+    PF("helios_pool_queries_total", "counter", query_count, F_U64, "Queries run by the pool."),
+    PF("helios_pool_transactions_total", "counter", xact_count, F_U64,
+       "Transactions run by the pool."),
+    PF("helios_pool_received_bytes_total", "counter", bytes_received, F_U64,
+       "Bytes received from the pool's clients."),
+    PF("helios_pool_sent_bytes_total", "counter", bytes_sent, F_U64,
+       "Bytes sent to the pool's clients."),
+    PF("helios_pool_query_time_seconds_total", "counter", query_time_secs, F_DBL,
+       "Time spent in queries."),
+    PF("helios_pool_transaction_time_seconds_total", "counter", xact_time_secs, F_DBL,
+       "Time spent in transactions."),
+    PF("helios_pool_wait_time_seconds_total", "counter", wait_time_secs, F_DBL,
+       "Time clients spent waiting for a server connection."),
+    PF("helios_pool_wait_timeouts_total", "counter", wait_timeouts, F_U64,
+       "Clients that gave up waiting for a server connection (query_wait_timeout)."),
+};
+
+static const char *dp_id(const Helios__StatsReport *r)
+{
+	return r->dataplane_id ? r->dataplane_id : "";
+}
+
+#define POOL_LABELS 5
+static void pool_labels(struct label *l, const Helios__StatsReport *r, const Helios__PoolStats *p)
+{
+	l[0] = (struct label){"dataplane", dp_id(r)};
+	l[1] = (struct label){"database", p->database};
+	l[2] = (struct label){"user", p->user};
+	l[3] = (struct label){"node", p->node};
+	l[4] = (struct label){"mode", p->mode};
+}
+
+static void render_process(struct sbuf *out, const struct metrics_info *info)
+{
+	struct label l[2];
+	struct family f;
+
+	family(&f, out, "helios_up", "gauge", "1 while the process answers.");
+	sample(&f, NULL, 0, vu(1));
+	family(&f, out, "helios_info", "gauge", "Version and role of the process; always 1.");
+	l[0] = (struct label){"version", info->version};
+	l[1] = (struct label){"role", info->role};
+	sample(&f, l, 2, vu(1));
+	family(&f, out, "helios_uptime_seconds", "gauge", "Time since the process started.");
+	sample(&f, NULL, 0, vd(info->uptime_secs));
+	family(&f, out, "helios_config_generation", "gauge",
+	       "Generation of the live configuration.");
+	sample(&f, NULL, 0, vu(info->generation));
+	family(&f, out, "helios_config_loaded", "gauge", "1 once a configuration is live.");
+	sample(&f, NULL, 0, vu(info->has_config ? 1 : 0));
+	if (info->dataplanes_connected >= 0) {
+		family(&f, out, "helios_dataplanes_connected", "gauge",
+		       "Data planes linked to the control plane.");
+		sample(&f, NULL, 0, vu((uint64_t)info->dataplanes_connected));
+	}
+	if (info->dataplanes_known >= 0) {
+		family(&f, out, "helios_dataplanes_known", "gauge",
+		       "Data planes the control plane has heard from.");
+		sample(&f, NULL, 0, vu((uint64_t)info->dataplanes_known));
+	}
+}
+
+static void render_link(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n,
+                        const struct metrics_info *info)
+{
+	/* On a data plane the link state in info is live, its report's copy
+	 * is from the last collection; a control plane knows each data
+	 * plane's link only from its reports. */
+	bool from_info = info->cp_connected >= 0;
+	bool from_reports = !from_info && info->role && strcmp(info->role, "control-plane") == 0;
+	struct family f;
+	struct label l;
+
+	if (!from_info && !from_reports)
+		return;
+	family(&f, out, "helios_control_plane_connected", "gauge",
+	       "1 while the data plane is linked to the control plane.");
+	for (size_t i = 0; i < n; i++) {
+		l = (struct label){"dataplane", dp_id(reports[i])};
+		sample(&f, &l, 1,
+		       vu(from_info ? (info->cp_connected > 0) : (reports[i]->cp_connected != 0)));
+	}
+	family(&f, out, "helios_control_plane_reconnects_total", "counter",
+	       "Times the data plane re-established its control-plane link.");
+	for (size_t i = 0; i < n; i++) {
+		l = (struct label){"dataplane", dp_id(reports[i])};
+		sample(&f, &l, 1, vu(from_info ? info->cp_reconnects : reports[i]->cp_reconnects));
+	}
+	if (from_info && info->cp_last_contact_secs >= 0) {
+		family(&f, out, "helios_control_plane_last_contact_seconds", "gauge",
+		       "Time since the last reply from the control plane.");
+		sample(&f, NULL, 0, vd(info->cp_last_contact_secs));
+	}
+}
+
+static void render_fields(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n)
+{
+	struct label l[POOL_LABELS];
+	struct family f;
+
+	for (size_t k = 0; k < sizeof(report_fields) / sizeof(report_fields[0]); k++) {
+		const struct field *fd = &report_fields[k];
+		family(&f, out, fd->name, fd->type, fd->help);
+		for (size_t i = 0; i < n; i++) {
+			l[0] = (struct label){"dataplane", dp_id(reports[i])};
+			sample(&f, l, 1, field_value(reports[i], fd));
+		}
+	}
+	for (size_t k = 0; k < sizeof(pool_fields) / sizeof(pool_fields[0]); k++) {
+		const struct field *fd = &pool_fields[k];
+		family(&f, out, fd->name, fd->type, fd->help);
+		for (size_t i = 0; i < n; i++) {
+			for (size_t j = 0; j < reports[i]->n_pools; j++) {
+				const Helios__PoolStats *p = reports[i]->pools[j];
+				pool_labels(l, reports[i], p);
+				sample(&f, l, POOL_LABELS, field_value(p, fd));
+			}
+		}
+	}
+}
+
+/* Usable: counts has the +Inf bucket too, and bounds are finite and
+ * strictly ascending (a NaN or repeated bound would make le values clash). */
+static bool histogram_ok(const Helios__Histogram *h)
+{
+	if (!h || h->n_counts != h->n_bounds + 1 || (h->n_bounds && !h->bounds) || !h->counts)
+		return false;
+	for (size_t i = 0; i < h->n_bounds; i++) {
+		if (!isfinite(h->bounds[i]) || (i > 0 && !(h->bounds[i] > h->bounds[i - 1])))
+			return false;
+	}
+	return true;
+}
+
+static void render_histogram(struct family *f, const struct label *l, size_t nl,
+                             const Helios__Histogram *h)
+{
+	uint64_t cum = 0;
+	char le[40];
+
+	for (size_t i = 0; i <= h->n_bounds; i++) {
+		/* Saturating: a wrapped sum would break the cumulative order. */
+		cum = h->counts[i] > UINT64_MAX - cum ? UINT64_MAX : cum + h->counts[i];
+		if (i < h->n_bounds)
+			fmt_double(le, sizeof(le), h->bounds[i]);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		sample_le(f, "_bucket", l, nl, le, vu(cum));
+	}
+	sample_le(f, "_sum", l, nl, NULL, vd(h->sum));
+	/* From the buckets rather than h->count, so that _count always equals
+	 * the +Inf bucket as the format requires. */
+	sample_le(f, "_count", l, nl, NULL, vu(cum));
+}
+
+static void render_histograms(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n)
+{
+	struct label l[POOL_LABELS];
+	struct family f;
+
+	for (int which = 0; which < 2; which++) {
+		if (which == 0)
+			family(&f, out, "helios_pool_wait_seconds", "histogram",
+			       "Time clients waited for a server connection.");
+		else
+			family(&f, out, "helios_pool_query_seconds", "histogram",
+			       "Duration of queries.");
+		for (size_t i = 0; i < n; i++) {
+			for (size_t j = 0; j < reports[i]->n_pools; j++) {
+				const Helios__PoolStats *p = reports[i]->pools[j];
+				const Helios__Histogram *h =
+				    which == 0 ? p->wait_hist : p->query_hist;
+				if (!histogram_ok(h))
+					continue;
+				pool_labels(l, reports[i], p);
+				render_histogram(&f, l, POOL_LABELS, h);
+			}
+		}
+	}
+}
+
+static void render_pins(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n)
+{
+	struct label l[2];
+	struct family f;
+
+	family(
+	    &f, out, "helios_pins_total", "counter",
+	    "Times a server connection was pinned to its client in transaction mode, by reason.");
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < reports[i]->n_pins; j++) {
+			l[0] = (struct label){"dataplane", dp_id(reports[i])};
+			l[1] = (struct label){"reason", reports[i]->pins[j]->reason};
+			sample(&f, l, 2, vu(reports[i]->pins[j]->total));
+		}
+	}
+}
+
+static void render_nodes(struct sbuf *out, const struct metrics_info *info)
+{
+	struct label l[2];
+	struct family f;
+
+	family(&f, out, "helios_node_up", "gauge", "1 while the node passes its health probe.");
+	for (size_t i = 0; i < info->n_nodes; i++) {
+		l[0] = (struct label){"node", info->nodes[i]->name};
+		l[1] = (struct label){"role", info->nodes[i]->role};
+		sample(&f, l, 2, vu(info->nodes[i]->healthy ? 1 : 0));
+	}
+	family(&f, out, "helios_node_draining", "gauge", "1 while the node is drained.");
+	for (size_t i = 0; i < info->n_nodes; i++) {
+		l[0] = (struct label){"node", info->nodes[i]->name};
+		sample(&f, l, 1, vu(info->nodes[i]->draining ? 1 : 0));
+	}
+	family(&f, out, "helios_node_replication_lag_seconds", "gauge",
+	       "Replication lag of the node, where known.");
+	for (size_t i = 0; i < info->n_nodes; i++) {
+		if (info->nodes[i]->lag_ms < 0)
+			continue;
+		l[0] = (struct label){"node", info->nodes[i]->name};
+		sample(&f, l, 1, vd((double)info->nodes[i]->lag_ms / 1000.0));
+	}
+}
+
+void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n,
+                    const struct metrics_info *info)
+{
+	render_process(out, info);
+	render_link(out, reports, n, info);
+	render_fields(out, reports, n);
+	render_histograms(out, reports, n);
+	render_pins(out, reports, n);
+	render_nodes(out, info);
+}
+
+/* ---- /status JSON ---- */
+
+/* Building stops at the first allocation failure: ok goes false and
+ * everything after is a no-op, so the callers need no checks of their own. */
+struct jb {
+	bool ok;
+};
+
+static json_t *j_str(struct jb *jb, const char *s)
+{
+	json_t *v;
+
+	if (!s)
+		s = "";
+	v = json_string(s);
+	if (!v && jb->ok) {
+		/* Not UTF-8 (or out of memory): retry with the bad bytes
+		 * replaced, as in the metrics text. */
+		const unsigned char *u = (const unsigned char *)s;
+		size_t n = strlen(s), k;
+		struct sbuf b;
+
+		sbuf_init(&b);
+		for (size_t i = 0; i < n; i += k ? k : 1) {
+			k = utf8_seq(u + i, n - i);
+			if (k)
+				sbuf_append(&b, u + i, k);
+			else
+				sbuf_puts(&b, REPLACEMENT_CHAR);
+		}
+		v = b.oom ? NULL : json_stringn(b.p ? b.p : "", b.len);
+		sbuf_free(&b);
+	}
+	return v;
+}
+
+static json_t *j_uint(uint64_t u)
+{
+	/* json_int_t is long long (JSON_INTEGER_IS_LONG_LONG): clamp, a
+	 * counter that large is not worth a wrong sign. */
+	return json_integer(u > (uint64_t)LLONG_MAX ? LLONG_MAX : (json_int_t)u);
+}
+
+/* JSON has no NaN or infinity: those become null. */
+static json_t *j_real(double d)
+{
+	return isfinite(d) ? json_real(d) : json_null();
+}
+
+static void j_set(struct jb *jb, json_t *obj, const char *key, json_t *v)
+{
+	if (!jb->ok || !obj || !v || json_object_set_new(obj, key, v) != 0) {
+		json_decref(v);
+		jb->ok = false;
+	}
+}
+
+static void j_append(struct jb *jb, json_t *arr, json_t *v)
+{
+	if (!jb->ok || !arr || !v || json_array_append_new(arr, v) != 0) {
+		json_decref(v);
+		jb->ok = false;
+	}
+}
+
+static json_t *pool_json(struct jb *jb, const Helios__PoolStats *p)
+{
+	json_t *o = json_object();
+
+	j_set(jb, o, "database", j_str(jb, p->database));
+	j_set(jb, o, "user", j_str(jb, p->user));
+	j_set(jb, o, "node", j_str(jb, p->node));
+	j_set(jb, o, "mode", j_str(jb, p->mode));
+	j_set(jb, o, "cl_active", j_uint(p->cl_active));
+	j_set(jb, o, "cl_waiting", j_uint(p->cl_waiting));
+	j_set(jb, o, "sv_active", j_uint(p->sv_active));
+	j_set(jb, o, "sv_idle", j_uint(p->sv_idle));
+	j_set(jb, o, "sv_used", j_uint(p->sv_used));
+	j_set(jb, o, "sv_login", j_uint(p->sv_login));
+	j_set(jb, o, "max_size", j_uint(p->max_size));
+	j_set(jb, o, "maxwait_secs", j_real(p->maxwait_secs));
+	j_set(jb, o, "xact_count", j_uint(p->xact_count));
+	j_set(jb, o, "query_count", j_uint(p->query_count));
+	j_set(jb, o, "bytes_received", j_uint(p->bytes_received));
+	j_set(jb, o, "bytes_sent", j_uint(p->bytes_sent));
+	j_set(jb, o, "xact_time_secs", j_real(p->xact_time_secs));
+	j_set(jb, o, "query_time_secs", j_real(p->query_time_secs));
+	j_set(jb, o, "wait_time_secs", j_real(p->wait_time_secs));
+	j_set(jb, o, "wait_timeouts", j_uint(p->wait_timeouts));
+	j_set(jb, o, "paused", json_boolean(p->paused));
+	return o;
+}
+
+static json_t *report_json(struct jb *jb, const Helios__StatsReport *r)
+{
+	json_t *o = json_object(), *a;
+
+	j_set(jb, o, "id", j_str(jb, r->dataplane_id));
+	j_set(jb, o, "generation", j_uint(r->generation));
+	j_set(jb, o, "uptime_secs", j_real(r->uptime_secs));
+	j_set(jb, o, "clients", j_uint(r->clients));
+	j_set(jb, o, "clients_max", j_uint(r->clients_max));
+	j_set(jb, o, "cp_connected", json_boolean(r->cp_connected));
+	j_set(jb, o, "cp_reconnects", j_uint(r->cp_reconnects));
+	j_set(jb, o, "io_backend", j_str(jb, r->io_backend));
+	j_set(jb, o, "workers", j_uint(r->workers));
+	j_set(jb, o, "collected_at", j_real(r->collected_at));
+	a = json_array();
+	for (size_t i = 0; i < r->n_paused; i++)
+		j_append(jb, a, j_str(jb, r->paused[i]));
+	j_set(jb, o, "paused", a);
+	a = json_array();
+	for (size_t i = 0; i < r->n_pools; i++)
+		j_append(jb, a, pool_json(jb, r->pools[i]));
+	j_set(jb, o, "pools", a);
+	return o;
+}
+
+static json_t *node_json(struct jb *jb, const Helios__NodeStatus *nd)
+{
+	json_t *o = json_object();
+
+	j_set(jb, o, "name", j_str(jb, nd->name));
+	j_set(jb, o, "host", j_str(jb, nd->host));
+	j_set(jb, o, "port", j_uint(nd->port));
+	j_set(jb, o, "role", j_str(jb, nd->role));
+	j_set(jb, o, "healthy", json_boolean(nd->healthy));
+	j_set(jb, o, "lag_ms", nd->lag_ms >= 0 ? json_integer(nd->lag_ms) : json_null());
+	j_set(jb, o, "draining", json_boolean(nd->draining));
+	j_set(jb, o, "error", j_str(jb, nd->error));
+	j_set(jb, o, "checked_at", j_real(nd->checked_at));
+	return o;
+}
+
+static int dump_to_sbuf(const char *buffer, size_t size, void *data)
+{
+	struct sbuf *out = data;
+
+	sbuf_append(out, buffer, size);
+	return out->oom ? -1 : 0;
+}
+
+void metrics_status_json(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n,
+                         const struct metrics_info *info)
+{
+	struct jb jb = {.ok = true};
+	json_t *root = json_object(), *a;
+	bool link = info->cp_connected >= 0;
+
+	j_set(&jb, root, "role", j_str(&jb, info->role));
+	j_set(&jb, root, "version", j_str(&jb, info->version));
+	j_set(&jb, root, "uptime_secs", j_real(info->uptime_secs));
+	j_set(&jb, root, "generation", j_uint(info->generation));
+	j_set(&jb, root, "has_config", json_boolean(info->has_config));
+	j_set(&jb, root, "dataplanes_connected",
+	      info->dataplanes_connected >= 0 ? json_integer(info->dataplanes_connected)
+	                                      : json_null());
+	j_set(&jb, root, "dataplanes_known",
+	      info->dataplanes_known >= 0 ? json_integer(info->dataplanes_known) : json_null());
+	j_set(&jb, root, "cp_connected", link ? json_boolean(info->cp_connected > 0) : json_null());
+	j_set(&jb, root, "cp_reconnects", link ? j_uint(info->cp_reconnects) : json_null());
+	j_set(&jb, root, "cp_last_contact_secs",
+	      link && info->cp_last_contact_secs >= 0 ? j_real(info->cp_last_contact_secs)
+	                                              : json_null());
+	a = json_array();
+	for (size_t i = 0; i < n; i++)
+		j_append(&jb, a, report_json(&jb, reports[i]));
+	j_set(&jb, root, "dataplanes", a);
+	a = json_array();
+	for (size_t i = 0; i < info->n_nodes; i++)
+		j_append(&jb, a, node_json(&jb, info->nodes[i]));
+	j_set(&jb, root, "nodes", a);
+
+	/* 15 significant digits: jansson has no shortest round-trip form, and
+	 * 17 turns 0.1 into 0.10000000000000001 for the humans reading this. */
+	if (!jb.ok || json_dump_callback(root, dump_to_sbuf, out,
+	                                 JSON_INDENT(2) | JSON_REAL_PRECISION(15)) != 0)
+		out->oom = true;
+	else
+		sbuf_putc(out, '\n');
+	json_decref(root);
+}

@@ -1,0 +1,52 @@
+/*
+ * Renders StatsReports (one per data plane) and process information as
+ * Prometheus text (GET /metrics) and as the JSON /status document. Shared by
+ * heliosproxy (its own report) and helios-cp (every data plane's last one);
+ * pure functions of their inputs, so they run on the admin HTTP thread.
+ */
+#ifndef HELIOS_METRICS_H
+#define HELIOS_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/sbuf.h"
+#include "proto/helios.pb-c.h"
+
+/* Content-Type of metrics_render()'s output. */
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+struct metrics_info {
+	const char *role; /* "dataplane", "embedded" or "control-plane" */
+	const char *version;
+	double uptime_secs;
+	uint64_t generation;      /* live config generation */
+	int dataplanes_connected; /* -1 = n/a (a data plane attached to an external CP) */
+	int dataplanes_known;     /* -1 = not applicable */
+	int cp_connected;         /* data plane's link: 1/0, -1 = not applicable */
+	uint64_t cp_reconnects;
+	double cp_last_contact_secs;            /* seconds since the last reply, -1 unknown */
+	const Helios__NodeStatus *const *nodes; /* routing table */
+	size_t n_nodes;
+	bool has_config;
+};
+
+/* Appends Prometheus text exposition format 0.0.4 of the reports and the
+ * info to out. Every per-data-plane sample carries dataplane="<id>".
+ * The control-plane link families come from info on a data plane
+ * (cp_connected >= 0; it passes just its own report) and from each report's
+ * cp_connected/cp_reconnects on a control plane; an embedded one has none.
+ * A histogram whose counts do not have n_bounds + 1 entries, or whose
+ * bounds are not finite and ascending, is left out. Check out->oom. */
+void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n,
+                    const struct metrics_info *info);
+
+/* Appends the /status JSON document: the info fields (null where not
+ * applicable), "dataplanes" (id, generation, clients, cp_connected, paused,
+ * pools with every PoolStats field but the histograms, ...) and "nodes".
+ * Sets out->oom when it cannot be built. */
+void metrics_status_json(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n,
+                         const struct metrics_info *info);
+
+#endif

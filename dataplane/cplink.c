@@ -1,0 +1,378 @@
+/*
+ * The data plane's side of the control-plane link: one thread, one nng REQ
+ * socket. It registers, then sends heartbeats in a loop; the control plane
+ * holds each heartbeat until it has something to say (long poll), so a
+ * new snapshot arrives at once. When the control plane is gone the data
+ * plane keeps serving its last good snapshot; nng redials with backoff and
+ * the link registers again when it answers.
+ */
+#include "dataplane/cplink.h"
+
+#include "common/cfg.h"
+#include "common/cpwire.h"
+#include "common/log.h"
+#include "dataplane/snap.h"
+#include "dataplane/stats.h"
+#include "dataplane/worker.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_RESTART_KEYS 32
+
+static struct {
+	pthread_t thread;
+	bool started;
+	volatile int stop;
+	nng_socket sock;
+	char url[512];
+	bool external;
+	uint32_t interval_ms;
+	bool registered;
+	uint64_t cmd_seen;
+	/* what the next heartbeat reports once */
+	Helios__ConfigAck *ack;
+	Helios__ConfigReject *reject;
+	Helios__CommandResult *result;
+	uint64_t last_rejected;
+	struct cp_link_state st;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool first_applied;
+} L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void set_state(void)
+{
+	ctl_link_update(&L.st);
+}
+
+/* Applies a snapshot; 0, or -1 with the reason (then it is refused). */
+static int apply_snapshot(const Helios__ConfigSnapshot *s, char *err, size_t errlen)
+{
+	if (cpwire_check_schema(s->schema_version, err, errlen) < 0)
+		return -1;
+	struct cfg_error cerr;
+	char name[64];
+	snprintf(name, sizeof(name), "snapshot %llu", (unsigned long long)s->generation);
+	struct cfg *c = cfg_load_string(name, s->toml, strlen(s->toml), &cerr);
+	if (!c) {
+		snprintf(err, errlen, "%s", cerr.msg);
+		return -1;
+	}
+	const char *names[MAX_RESTART_KEYS];
+	size_t n_restart = 0;
+	struct snap *cur = snap_current();
+	if (cur) {
+		n_restart = cfg_keep_restart_keys(cur->cfg, c, names, MAX_RESTART_KEYS);
+		if (n_restart > MAX_RESTART_KEYS)
+			n_restart = MAX_RESTART_KEYS;
+	}
+	snap_unref(cur);
+	struct snap *sn = snap_new(c, err, errlen);
+	if (!sn)
+		return -1;
+	log_set_level_str(sn->cfg->log_level);
+	snap_install_gen(sn, s->generation);
+	Helios__ConfigAck *ack = malloc(sizeof(*ack));
+	if (ack) {
+		helios__config_ack__init(ack);
+		ack->dataplane_id = strdup(L.st.dataplane_id);
+		ack->generation = s->generation;
+		ack->restart_pending = calloc(n_restart ? n_restart : 1, sizeof(char *));
+		for (size_t i = 0; ack->restart_pending && i < n_restart; i++)
+			ack->restart_pending[ack->n_restart_pending++] = strdup(names[i]);
+	}
+	if (L.ack)
+		helios__config_ack__free_unpacked(L.ack, NULL);
+	L.ack = ack;
+	if (n_restart) {
+		char list[512] = "";
+		for (size_t i = 0; i < n_restart; i++)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+			         i ? ", " : "", names[i]);
+		log_warn("configuration generation %llu: %s changed but needs a restart; the "
+		         "running value stays",
+		         (unsigned long long)s->generation, list);
+	}
+	log_info("configuration generation %llu applied (%s)", (unsigned long long)s->generation,
+	         s->source);
+	return 0;
+}
+
+static void handle_reply(const Helios__Reply *r)
+{
+	if (!r->ok) {
+		log_warn("control plane at %s: %s", L.url, r->error);
+		return;
+	}
+	if (r->reregister) {
+		L.registered = false;
+		return;
+	}
+	if (r->heartbeat_interval_ms)
+		L.interval_ms = r->heartbeat_interval_ms;
+	if (r->snapshot) {
+		struct snap *cur = snap_current();
+		uint64_t have = cur ? cur->generation : 0;
+		snap_unref(cur);
+		if (r->snapshot->generation != have && r->snapshot->generation != L.last_rejected) {
+			char err[600];
+			if (apply_snapshot(r->snapshot, err, sizeof(err)) < 0) {
+				log_error("refused configuration generation %llu from the control "
+				          "plane, keeping generation %llu: %s",
+				          (unsigned long long)r->snapshot->generation,
+				          (unsigned long long)have, err);
+				L.last_rejected = r->snapshot->generation;
+				Helios__ConfigReject *rj = malloc(sizeof(*rj));
+				if (rj) {
+					helios__config_reject__init(rj);
+					rj->dataplane_id = strdup(L.st.dataplane_id);
+					rj->generation = r->snapshot->generation;
+					rj->error = strdup(err);
+				}
+				if (L.reject)
+					helios__config_reject__free_unpacked(L.reject, NULL);
+				L.reject = rj;
+			} else {
+				pthread_mutex_lock(&L.mu);
+				L.first_applied = true;
+				pthread_cond_broadcast(&L.cv);
+				pthread_mutex_unlock(&L.mu);
+			}
+		}
+	}
+	if (r->routing)
+		ctl_set_routing(r->routing);
+	ctl_set_paused(r->paused, r->n_paused);
+	ctl_set_drained(r->drained, r->n_drained);
+	for (size_t i = 0; i < r->n_commands; i++) {
+		const Helios__Command *c = r->commands[i];
+		if (c->id <= L.cmd_seen)
+			continue;
+		L.cmd_seen = c->id;
+		if (!strcmp(c->verb, "report")) {
+			Helios__CommandResult *res = malloc(sizeof(*res));
+			if (!res)
+				continue;
+			helios__command_result__init(res);
+			res->dataplane_id = strdup(L.st.dataplane_id);
+			res->id = c->id;
+			res->ok = true;
+			res->report = stats_report(true);
+			if (L.result)
+				helios__command_result__free_unpacked(L.result, NULL);
+			L.result = res;
+		}
+	}
+}
+
+static uint8_t *build_register(size_t *len)
+{
+	Helios__Register reg = HELIOS__REGISTER__INIT;
+	char host[256] = "";
+	gethostname(host, sizeof(host) - 1);
+	struct snap *sn = snap_current();
+	reg.dataplane_id = L.st.dataplane_id;
+	reg.pid = (uint32_t)getpid();
+	reg.hostname = host;
+	reg.version = HELIOS_VERSION;
+	reg.max_schema_version = HELIOS_SCHEMA_VERSION;
+	reg.generation = sn ? sn->generation : 0;
+	reg.listen_address = sn ? sn->cfg->listen_address : "";
+	reg.admin_address = sn ? sn->cfg->admin_address : "";
+	reg.io_backend = g_n_workers ? (char *)io_backend_str(g_workers[0].backend) : "";
+	reg.workers = (uint32_t)g_n_workers;
+	uint8_t *buf = cpwire_pack(HELIOS__MSG_TYPE__MSG_REGISTER, reg.generation, &reg.base, len);
+	snap_unref(sn);
+	return buf;
+}
+
+static uint8_t *build_heartbeat(size_t *len)
+{
+	Helios__Heartbeat hb = HELIOS__HEARTBEAT__INIT;
+	struct snap *sn = snap_current();
+	hb.dataplane_id = L.st.dataplane_id;
+	hb.generation = sn ? sn->generation : 0;
+	snap_unref(sn);
+	hb.report = stats_report(false);
+	hb.command_seq = L.cmd_seen;
+	hb.ack = L.ack;
+	hb.reject = L.reject;
+	Helios__CommandResult *results[1];
+	if (L.result) {
+		results[0] = L.result;
+		hb.results = results;
+		hb.n_results = 1;
+	}
+	hb.hold = !L.ack && !L.reject && !L.result;
+	uint8_t *buf = cpwire_pack(HELIOS__MSG_TYPE__MSG_HEARTBEAT, hb.generation, &hb.base, len);
+	stats_report_free(hb.report);
+	return buf;
+}
+
+static void clear_sent(void)
+{
+	if (L.ack)
+		helios__config_ack__free_unpacked(L.ack, NULL);
+	if (L.reject)
+		helios__config_reject__free_unpacked(L.reject, NULL);
+	if (L.result)
+		helios__command_result__free_unpacked(L.result, NULL);
+	L.ack = NULL;
+	L.reject = NULL;
+	L.result = NULL;
+}
+
+static void lost(const char *why)
+{
+	if (L.st.connected) {
+		struct snap *sn = snap_current();
+		log_warn("control plane at %s lost (%s): serving configuration generation %llu, "
+		         "reconnecting",
+		         L.url, why, (unsigned long long)(sn ? sn->generation : 0));
+		snap_unref(sn);
+		L.st.connected = false;
+		set_state();
+	}
+	L.registered = false;
+}
+
+static void *link_main(void *arg)
+{
+	(void)arg;
+	unsigned backoff_ms = 100;
+	while (!L.stop) {
+		bool was_registered = L.registered;
+		size_t len;
+		uint8_t *buf = L.registered ? build_heartbeat(&len) : build_register(&len);
+		if (!buf) {
+			usleep(100000);
+			continue;
+		}
+		/* the control plane holds a heartbeat up to one interval */
+		nng_socket_set_ms(L.sock, NNG_OPT_RECVTIMEO,
+		                  (nng_duration)(L.interval_ms * 3 + 500));
+		int rv = nng_send(L.sock, buf, len, 0);
+		free(buf);
+		void *in = NULL;
+		size_t in_len = 0;
+		if (rv == 0)
+			rv = nng_recv(L.sock, &in, &in_len, NNG_FLAG_ALLOC);
+		if (L.stop) {
+			if (rv == 0)
+				nng_free(in, in_len);
+			break;
+		}
+		if (rv != 0) {
+			lost(nng_strerror(rv));
+			usleep(backoff_ms * 1000);
+			backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+			continue;
+		}
+		char err[300];
+		Helios__Envelope *e = cpwire_unpack(in, in_len, err, sizeof(err));
+		nng_free(in, in_len);
+		Helios__Reply *r = NULL;
+		if (e && e->type == HELIOS__MSG_TYPE__MSG_REPLY)
+			r = helios__reply__unpack(NULL, e->payload.len, e->payload.data);
+		if (e)
+			helios__envelope__free_unpacked(e, NULL);
+		if (!r) {
+			log_warn("control plane at %s: bad answer: %s", L.url,
+			         e ? "not a Reply" : err);
+			usleep(500000);
+			continue;
+		}
+		backoff_ms = 100;
+		if (!L.st.connected) {
+			if (L.st.last_contact_ms)
+				L.st.reconnects++;
+			log_info("control plane at %s: connected", L.url);
+		}
+		L.st.connected = true;
+		L.st.last_contact_ms = cpwire_mono_ms();
+		if (was_registered)
+			clear_sent(); /* the heartbeat carried them */
+		else if (r->ok && !r->reregister)
+			L.registered = true;
+		handle_reply(r);
+		struct snap *sn = snap_current();
+		L.st.generation = sn ? sn->generation : 0;
+		snap_unref(sn);
+		set_state();
+		helios__reply__free_unpacked(r, NULL);
+	}
+	return NULL;
+}
+
+int cplink_start(const char *url, bool external, char *err, size_t errlen)
+{
+	snprintf(L.url, sizeof(L.url), "%s", url);
+	L.external = external;
+	L.interval_ms = 1000;
+	char host[100] = "";
+	gethostname(host, sizeof(host) - 1);
+	snprintf(L.st.dataplane_id, sizeof(L.st.dataplane_id), "%s:%d", host, (int)getpid());
+	L.st.attached = true;
+	L.st.external = external;
+	set_state();
+	int rv = nng_req0_open(&L.sock);
+	if (rv == 0) {
+		/* our own loop retries; nng must not resend a held heartbeat */
+		nng_socket_set_ms(L.sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+		nng_socket_set_ms(L.sock, NNG_OPT_RECONNMINT, 100);
+		nng_socket_set_ms(L.sock, NNG_OPT_RECONNMAXT, 2000);
+		nng_socket_set_ms(L.sock, NNG_OPT_SENDTIMEO, 2000);
+		rv = nng_dial(L.sock, url, NULL, NNG_FLAG_NONBLOCK);
+	}
+	if (rv) {
+		snprintf(err, errlen, "control plane %s: %s", url, nng_strerror(rv));
+		return -1;
+	}
+	if (pthread_create(&L.thread, NULL, link_main, NULL) != 0) {
+		snprintf(err, errlen, "cannot start the control-plane link thread");
+		return -1;
+	}
+	L.started = true;
+	return 0;
+}
+
+bool cplink_wait_first(int timeout_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&L.mu);
+	while (!L.first_applied)
+		if (pthread_cond_timedwait(&L.cv, &L.mu, &ts) != 0)
+			break;
+	bool ok = L.first_applied;
+	pthread_mutex_unlock(&L.mu);
+	return ok;
+}
+
+const char *cplink_url(void)
+{
+	return L.url;
+}
+
+void cplink_stop(void)
+{
+	if (!L.started)
+		return;
+	L.stop = 1;
+	nng_close(L.sock); /* wakes the blocked send/recv */
+	pthread_join(L.thread, NULL);
+	clear_sent();
+	L.started = false;
+}

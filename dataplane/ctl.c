@@ -1,0 +1,244 @@
+/*
+ * Runtime controls the control plane sets (pause, drain, routing table)
+ * and the link state it reports. Readers on the hot path only look at an
+ * atomic flag; the lists themselves sit behind one mutex.
+ */
+#include "dataplane/stats.h"
+
+#include "dataplane/conn/conn.h"
+#include "dataplane/worker.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static char **paused, **drained;
+static size_t n_paused, n_drained;
+static int any_paused, any_drained; /* atomic: hot-path shortcut */
+static Helios__NodeStatus **nodes;
+static size_t n_nodes;
+static struct cp_link_state link_state;
+
+static void free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static char **copy_list(char *const *v, size_t n)
+{
+	char **out = calloc(n ? n : 1, sizeof(*out));
+	for (size_t i = 0; out && i < n; i++)
+		out[i] = strdup(v[i]);
+	return out;
+}
+
+static bool same_list(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]))
+			return false;
+	return true;
+}
+
+static void wake_workers(void)
+{
+	for (int i = 0; i < g_n_workers; i++) {
+		__atomic_store_n(&g_workers[i].hold_check, true, __ATOMIC_RELEASE);
+		io_loop_wakeup(g_workers[i].loop);
+	}
+}
+
+void ctl_set_paused(char **dbs, size_t n)
+{
+	pthread_mutex_lock(&mu);
+	bool same = same_list(paused, n_paused, dbs, n);
+	if (!same) {
+		free_list(paused, n_paused);
+		paused = copy_list(dbs, n);
+		n_paused = paused ? n : 0;
+		__atomic_store_n(&any_paused, n_paused > 0, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&mu);
+	if (!same)
+		wake_workers();
+}
+
+void ctl_set_drained(char **names, size_t n)
+{
+	pthread_mutex_lock(&mu);
+	bool same = same_list(drained, n_drained, names, n);
+	if (!same) {
+		free_list(drained, n_drained);
+		drained = copy_list(names, n);
+		n_drained = drained ? n : 0;
+		__atomic_store_n(&any_drained, n_drained > 0, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&mu);
+	if (!same)
+		wake_workers();
+}
+
+static bool in_list(char *const *v, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v[i], "*") || !strcmp(v[i], s))
+			return true;
+	return false;
+}
+
+bool ctl_is_paused(const char *database)
+{
+	if (!__atomic_load_n(&any_paused, __ATOMIC_ACQUIRE))
+		return false;
+	pthread_mutex_lock(&mu);
+	bool r = in_list(paused, n_paused, database);
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+bool ctl_any_drained(void)
+{
+	return __atomic_load_n(&any_drained, __ATOMIC_ACQUIRE);
+}
+
+bool ctl_node_drained(const char *node)
+{
+	if (!ctl_any_drained())
+		return false;
+	pthread_mutex_lock(&mu);
+	bool r = false;
+	for (size_t i = 0; i < n_drained; i++)
+		if (!strcmp(drained[i], node))
+			r = true;
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+char **ctl_paused_list(size_t *n)
+{
+	pthread_mutex_lock(&mu);
+	char **v = copy_list(paused, n_paused);
+	*n = v ? n_paused : 0;
+	pthread_mutex_unlock(&mu);
+	return v;
+}
+
+static Helios__NodeStatus *node_copy(const Helios__NodeStatus *s)
+{
+	Helios__NodeStatus *d = malloc(sizeof(*d));
+	if (!d)
+		return NULL;
+	helios__node_status__init(d);
+	d->name = strdup(s->name ? s->name : "");
+	d->host = strdup(s->host ? s->host : "");
+	d->port = s->port;
+	d->role = strdup(s->role ? s->role : "");
+	d->healthy = s->healthy;
+	d->lag_ms = s->lag_ms;
+	d->draining = s->draining;
+	d->error = strdup(s->error ? s->error : "");
+	d->checked_at = s->checked_at;
+	return d;
+}
+
+void ctl_nodes_free(Helios__NodeStatus **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i])
+			protobuf_c_message_free_unpacked(&v[i]->base, NULL);
+	free(v);
+}
+
+void ctl_set_routing(const Helios__RoutingTable *rt)
+{
+	size_t n = rt ? rt->n_nodes : 0;
+	Helios__NodeStatus **v = calloc(n ? n : 1, sizeof(*v));
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++)
+		v[i] = node_copy(rt->nodes[i]);
+	pthread_mutex_lock(&mu);
+	Helios__NodeStatus **old = nodes;
+	size_t n_old = n_nodes;
+	nodes = v;
+	n_nodes = n;
+	pthread_mutex_unlock(&mu);
+	ctl_nodes_free(old, n_old);
+}
+
+bool ctl_node_healthy(const char *name)
+{
+	bool r = true;
+	pthread_mutex_lock(&mu);
+	for (size_t i = 0; i < n_nodes; i++)
+		if (nodes[i] && !strcmp(nodes[i]->name, name))
+			r = nodes[i]->healthy;
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+Helios__NodeStatus **ctl_nodes_copy(size_t *n)
+{
+	pthread_mutex_lock(&mu);
+	Helios__NodeStatus **v = calloc(n_nodes ? n_nodes : 1, sizeof(*v));
+	size_t k = 0;
+	for (size_t i = 0; v && i < n_nodes; i++) {
+		Helios__NodeStatus *d = nodes[i] ? node_copy(nodes[i]) : NULL;
+		if (d) {
+			d->draining = in_list(drained, n_drained, d->name) &&
+			              strcmp(d->name, "*"); /* "*" never names a node */
+			v[k++] = d;
+		}
+	}
+	pthread_mutex_unlock(&mu);
+	*n = k;
+	return v;
+}
+
+void ctl_link_state(struct cp_link_state *out)
+{
+	pthread_mutex_lock(&mu);
+	*out = link_state;
+	pthread_mutex_unlock(&mu);
+}
+
+void ctl_link_update(const struct cp_link_state *in)
+{
+	pthread_mutex_lock(&mu);
+	link_state = *in;
+	pthread_mutex_unlock(&mu);
+}
+
+/* ------------------------------------------------------------ held clients */
+
+void worker_hold(struct worker *w, struct client *cl)
+{
+	if (cl->held)
+		return;
+	cl->wlist_next = w->held;
+	cl->wlist_prev = NULL;
+	if (w->held)
+		w->held->wlist_prev = cl;
+	w->held = cl;
+	cl->held = true;
+	conn_now(&cl->wait_start);
+}
+
+void worker_unhold(struct worker *w, struct client *cl)
+{
+	if (!cl->held)
+		return;
+	if (cl->wlist_prev)
+		cl->wlist_prev->wlist_next = cl->wlist_next;
+	else
+		w->held = cl->wlist_next;
+	if (cl->wlist_next)
+		cl->wlist_next->wlist_prev = cl->wlist_prev;
+	cl->wlist_next = cl->wlist_prev = NULL;
+	cl->held = false;
+}
