@@ -296,7 +296,11 @@ static int resolve_address(const struct opts *o, char *url, size_t cap)
 		struct cfg_error err;
 		struct cfg *c = cfg_load_file(o->config, &err);
 		if (!c) {
-			fprintf(stderr, "helioctl: %s\n", err.msg);
+			/* e.g. a reload after a bad edit: the address cannot come from it */
+			fprintf(stderr,
+			        "helioctl: %s\nhelioctl: the control plane address cannot be read "
+			        "from %s; give it with -a URL\n",
+			        err.msg, o->config);
 			return HCTL_USAGE;
 		}
 		cfg_control_url(c, url, cap);

@@ -681,6 +681,8 @@ static int apply_config(struct cp *cp, const char *ovr_text, const char *source,
 	cfg_free(cp->file);
 	cp->file = f;
 	install(cp, c, source);
+	log_info("configuration reloaded from %s (generation %llu)", cp->path,
+	         (unsigned long long)cp->generation);
 	return 0;
 }
 

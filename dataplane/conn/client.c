@@ -828,13 +828,6 @@ static void acquire(struct client *cl)
 		cl_close(cl, "08006", "no primary node is configured");
 		return;
 	}
-	if (!cl->replication && (ctl_is_paused(cl->database) ||
-	                         (ctl_any_drained() && ctl_node_drained(c->nodes[node].name)))) {
-		/* PAUSE / drain: running transactions finish, new ones wait here
-		 * (no timeout) until resumed */
-		worker_hold(cl->w, cl);
-		return;
-	}
 	if (cl->replication) {
 		/* replication connections are never pooled */
 		if (sv_connect(cl->w, NULL, cl, node) < 0)
@@ -848,6 +841,13 @@ static void acquire(struct client *cl)
 	}
 	if (cl->txn && cl->state == CL_WAIT_SERVER && tx_login_from_cache(cl))
 		return; /* logged in; a server is taken at the first query */
+	if (!cl->replication && (ctl_is_paused(cl->database) ||
+	                         (ctl_any_drained() && ctl_node_drained(c->nodes[node].name)))) {
+		/* PAUSE / drain: running transactions finish, new ones (and logins that need a
+		 * server) wait here (no timeout) until resumed */
+		worker_hold(cl->w, cl);
+		return;
+	}
 	for (int tries = 0; tries < 64; tries++) {
 		struct server *sv;
 		enum pool_grant g = pool_acquire(cl->pool, cl, snap_max_pool_size(), &sv);
