@@ -229,8 +229,10 @@ static Helios__ClientInfo *client_info(const struct collect_job *j, const struct
 	ci->state = dupstr(client_state(cl));
 	split_peer(cl->peer, &ci->addr, &ci->port);
 	ci->local_addr = dupstr("");
-	ci->connect_time = to_unix(j, &cl->connected_at);
-	ci->request_time = to_unix(j, &cl->request_at);
+	struct timespec t = {.tv_sec = cl->connect_s};
+	ci->connect_time = to_unix(j, &t);
+	t.tv_sec = cl->request_s;
+	ci->request_time = to_unix(j, &t);
 	if (cl->in_wait_list || cl->held)
 		ci->wait_secs = conn_elapsed(&cl->wait_start, &j->now_mono);
 	ci->server_pid = cl->server ? cl->server->backend_pid : 0;

@@ -158,7 +158,9 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 	cl->w = w;
 	cl->snap = sn;
 	cl->state = CL_STARTUP;
-	conn_now(&cl->connected_at);
+	struct timespec now;
+	conn_now(&now);
+	cl->connect_s = (uint32_t)now.tv_sec;
 	peer_name(fd, is_unix, cl->peer, sizeof(cl->peer));
 	ep_init(&cl->ep);
 	io_sock_init(&cl->ep.sock, fd, &cl_ops, cl);
@@ -1039,7 +1041,7 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 static void bind_server(struct client *cl, struct server *sv)
 {
 	stats_waited(cl, &cl->wait_start);
-	cl->request_at = cl->wait_start;
+	cl->request_s = (uint32_t)cl->wait_start.tv_sec;
 	if (cl->txn) {
 		if (cl->state == CL_WAIT_SERVER) {
 			/* login: its answer waits for the client's settings to be

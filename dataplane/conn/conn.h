@@ -124,10 +124,10 @@ struct client {
 	struct timespec close_start;
 	bool await_handoff; /* closed while handed something: free after delivery */
 	bool in_wait_list;
-	bool held;       /* on the worker's held list (pause / drained node) */
-	bool admin;      /* admin console session (database "heliosproxy") */
-	bool admin_busy; /* its statement is with the console thread */
-	struct timespec connected_at, request_at;
+	bool held;                     /* on the worker's held list (pause / drained node) */
+	bool admin;                    /* admin console session (database "heliosproxy") */
+	bool admin_busy;               /* its statement is with the console thread */
+	uint32_t connect_s, request_s; /* monotonic seconds (reports) */
 };
 
 enum sv_state {
