@@ -319,7 +319,10 @@ static void install(struct cp *cp, struct cfg *c, const char *source)
 	}
 	cfg_free(cp->live);
 	cp->live = c;
-	free(cp->snapshot_toml);
+	if (cp->snapshot_toml) {
+		explicit_bzero(cp->snapshot_toml, strlen(cp->snapshot_toml)); /* passwords */
+		free(cp->snapshot_toml);
+	}
 	cp->snapshot_toml = toml;
 	cp->generation++;
 	snprintf(cp->source, sizeof(cp->source), "%s", source);
@@ -1490,7 +1493,10 @@ static void cp_free(struct cp *cp)
 	free_strv(cp->ovr_lines, cp->n_ovr);
 	free_strv(cp->paused, cp->n_paused);
 	free_strv(cp->drained, cp->n_drained);
-	free(cp->snapshot_toml);
+	if (cp->snapshot_toml) {
+		explicit_bzero(cp->snapshot_toml, strlen(cp->snapshot_toml));
+		free(cp->snapshot_toml);
+	}
 	cfg_free(cp->live);
 	cfg_free(cp->file);
 	pthread_mutex_destroy(&cp->mu);

@@ -188,6 +188,11 @@ int worker_post_collect(struct worker *w, struct collect_job *job)
 		return -1;
 	r->job = job;
 	pthread_mutex_lock(&w->mail_mu);
+	if (w->exited) {
+		pthread_mutex_unlock(&w->mail_mu);
+		free(r);
+		return -1;
+	}
 	r->next = w->collect;
 	w->collect = r;
 	pthread_mutex_unlock(&w->mail_mu);
@@ -546,6 +551,18 @@ static void *worker_main(void *arg)
 	/* let the last closes complete */
 	for (int i = 0; i < 10; i++)
 		io_loop_run_once(w->loop, 10);
+	/* a report asked for meanwhile still gets its answer (no clients) */
+	pthread_mutex_lock(&w->mail_mu);
+	w->exited = true;
+	struct collect_ref *jobs = w->collect;
+	w->collect = NULL;
+	pthread_mutex_unlock(&w->mail_mu);
+	while (jobs) {
+		struct collect_ref *next = jobs->next;
+		stats_collect_run(w, jobs->job);
+		free(jobs);
+		jobs = next;
+	}
 	tx_worker_exit();
 	return NULL;
 }

@@ -39,6 +39,7 @@ struct worker {
 	struct client *held;         /* held by a pause or a drained node */
 	bool hold_check;             /* pause/drain changed: look at the held clients */
 	struct collect_ref *collect; /* stats collection requests */
+	bool exited;                 /* its loop ended: no more mailbox work (mail_mu) */
 
 	struct timespec last_maint, last_stats;
 	int init_result;

@@ -819,6 +819,8 @@ static void get_server(struct client *cl)
 void cl_hold_check(struct client *cl)
 {
 	worker_unhold(cl->w, cl);
+	/* query_wait_timeout counts from the resume, not from the pause */
+	conn_now(&cl->wait_start);
 	acquire(cl); /* holds it again if still paused */
 }
 

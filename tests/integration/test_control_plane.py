@@ -534,3 +534,14 @@ def test_newer_snapshot_schema_is_refused_cleanly(pg, external, config):
         assert c.execute("SELECT 1").fetchone() == (1,)
     r = helioctl(p, "config", "set", "pool_mode.max_pool_size", "8")
     assert r.returncode == 4 and "refused it" in r.stderr and "schema version 2" in r.stderr, r
+
+
+def test_control_socket_may_be_tcp(proxy, config):
+    port = free_port()
+    p = proxy(config(control_socket=f"tcp://127.0.0.1:{port}"))
+    r = run([str(helios_bin() / "helioctl"), "-a", f"tcp://127.0.0.1:{port}", "status"],
+            check=False)
+    assert r.returncode == 0 and re.search(r"(?m)\syes\s", r.stdout), r
+    # helioctl -c finds the same address in the file
+    assert helioctl(p, "config", "get", "control_socket", check=0).stdout.strip() == \
+        f'"tcp://127.0.0.1:{port}"'
