@@ -17,7 +17,7 @@ endif
 
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wvla -Werror=implicit-function-declaration
-BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -I$(BUILD)/gen $(WARN) -MMD -MP -pthread
+BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. -I$(BUILD)/gen -I/usr/include/postgresql $(WARN) -MMD -MP -pthread
 BASE_LDFLAGS := -pthread
 
 ifeq ($(MODE),release)
@@ -52,7 +52,7 @@ UNIT_TESTS :=
 
 # Every program links the same system libraries (static module libraries
 # only pull in what a program uses).
-LINK_LIBS := -luring -lssl -lcrypto -lpg_query -lnng -lprotobuf-c -lmicrohttpd -ljansson -lm
+LINK_LIBS := -luring -lssl -lcrypto -lpg_query -lnng -lprotobuf-c -lmicrohttpd -ljansson -lpq -lm
 
 include proto/proto.mk
 include common/common.mk

@@ -263,7 +263,7 @@ int render_nodes(FILE *out, const Helios__CtlResponse *r, char **args, size_t na
 {
 	struct table t;
 
-	table_init(&t, "NAME HOST PORT ROLE HEALTHY LAG_MS DRAINING ERROR");
+	table_init(&t, "NAME HOST PORT ROLE HEALTHY LAG_MS DRAINING BREAKER ERROR");
 	for (size_t i = 0; i < r->n_nodes; i++) {
 		const Helios__NodeStatus *n = r->nodes[i];
 		table_add(&t, "%s", n->name);
@@ -276,6 +276,7 @@ int render_nodes(FILE *out, const Helios__CtlResponse *r, char **args, size_t na
 		else
 			table_add(&t, "%s", "");
 		table_add(&t, "%s", yes_no(n->draining));
+		table_add(&t, "%s", n->breaker && n->breaker[0] ? n->breaker : "");
 		table_add(&t, "%s", n->error);
 	}
 	return table_print(&t, out);

@@ -244,7 +244,8 @@ static int apply_defaults(struct loader *ld, const char *section, long index, ch
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const struct cfg_key *k = &keys[i];
 		const char *at;
-		if (strcmp(k->section, section) != 0 || !k->def)
+		/* String lists have no default: they start empty. */
+		if (strcmp(k->section, section) != 0 || !k->def || k->type == CFG_KEY_STRLIST)
 			continue;
 		key_path(key, sizeof(key), section, index, k->name);
 		at = strstr(k->def, "<index>");
@@ -263,12 +264,54 @@ static int apply_defaults(struct loader *ld, const char *section, long index, ch
 	return rc;
 }
 
+/* Stores a TOML array of strings v into k's list; the count grows with
+ * every string stored, so cfg_free() frees a half-built list. */
+static int store_list(struct loader *ld, const struct cfg_key *k, const char *key,
+                      const struct toml_value *v, char *base)
+{
+	size_t n = toml_array_len(v), len;
+	int line = toml_line(v);
+	char **items, item_key[160];
+
+	if (n == 0 && k->min > 0)
+		return fail(ld, line, "key '%s' must not be empty", key);
+	if (n < (size_t)k->min || n > (size_t)k->max)
+		return fail(ld, line, "key '%s': %zu strings, expected %lld..%lld", key, n, k->min,
+		            k->max);
+	cfg_strlist_free(k, base);
+	if (!(items = calloc(n ? n : 1, sizeof(*items))))
+		return fail(ld, line, "out of memory");
+	cfg_strlist_put(k, base, items, 0);
+	for (size_t i = 0; i < n; i++) {
+		const struct toml_value *e = toml_array_at(v, i);
+		int at = toml_line(e) > 0 ? toml_line(e) : line;
+		const char *s;
+
+		snprintf(item_key, sizeof(item_key), "%s[%zu]", key, i);
+		if (toml_type(e) != TOML_STRING)
+			return fail(ld, at, "key '%s': expected string, got %s", item_key,
+			            type_word(toml_type(e)));
+		s = toml_string(e, &len);
+		if (memchr(s, '\0', len))
+			return fail(ld, at, "key '%s': contains a NUL byte", item_key);
+		if (len >= k->size)
+			return fail(ld, at,
+			            "key '%s': value is %zu bytes, longer than the %zu allowed",
+			            item_key, len, k->size - 1);
+		if (!(items[i] = strndup(s, len)))
+			return fail(ld, at, "out of memory");
+		cfg_strlist_put(k, base, items, i + 1);
+	}
+	return 0;
+}
+
 static int set_value(struct loader *ld, const struct cfg_key *k, long index,
                      const struct toml_value *v, char *base)
 {
-	enum toml_type want = k->type == CFG_KEY_INT    ? TOML_INT
-	                      : k->type == CFG_KEY_BOOL ? TOML_BOOL
-	                                                : TOML_STRING;
+	enum toml_type want = k->type == CFG_KEY_INT       ? TOML_INT
+	                      : k->type == CFG_KEY_BOOL    ? TOML_BOOL
+	                      : k->type == CFG_KEY_STRLIST ? TOML_ARRAY
+	                                                   : TOML_STRING;
 	int line = toml_line(v);
 	const char *s;
 	size_t len;
@@ -284,6 +327,8 @@ static int set_value(struct loader *ld, const struct cfg_key *k, long index,
 	case CFG_KEY_BOOL:
 		*(bool *)(base + k->offset) = toml_bool(v);
 		return 0;
+	case CFG_KEY_STRLIST:
+		return store_list(ld, k, key, v, base);
 	default:
 		s = toml_string(v, &len);
 		return store_text(ld, k, key, line, base, s, len);
@@ -340,8 +385,18 @@ static int load_table(struct loader *ld, const char *section, long index,
 	return 0;
 }
 
-/* Required string keys of one section or array element (t, NULL if the
- * section is absent): given and non-empty. */
+/* An empty string or string list. */
+static bool field_empty(const struct cfg_key *k, const char *base)
+{
+	size_t n;
+
+	if (k->type == CFG_KEY_STRLIST)
+		return !cfg_strlist_get(k, base, &n) || n == 0;
+	return base[k->offset] == '\0';
+}
+
+/* Required string (list) keys of one section or array element (t, NULL if
+ * the section is absent): given and non-empty. */
 static int check_required(struct loader *ld, const char *section, long index,
                           const struct toml_value *t, const char *base)
 {
@@ -352,7 +407,7 @@ static int check_required(struct loader *ld, const char *section, long index,
 	for (size_t i = 0; i < n; i++) {
 		const struct cfg_key *k = &keys[i];
 		if (!(k->flags & CFG_KEY_REQUIRED) || strcmp(k->section, section) != 0 ||
-		    base[k->offset] != '\0')
+		    !field_empty(k, base))
 			continue;
 		key_path(key, sizeof(key), section, index, k->name);
 		if ((t && toml_table_get(t, k->name)) ||
@@ -385,11 +440,18 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 	n = toml_array_len(v);
 	if (n == 0)
 		return 0;
+	/* The count is set with the array, before any element is loaded, so
+	 * cfg_free() frees what a failing element leaves behind. */
 	if (strcmp(sec->name, "nodes") == 0) {
 		elem = sizeof(*c->nodes);
 		arr = calloc(n, elem);
 		c->nodes = (struct cfg_node *)arr;
 		c->n_nodes = arr ? n : 0;
+	} else if (strcmp(sec->name, "schema_routes") == 0) {
+		elem = sizeof(*c->schema_routes);
+		arr = calloc(n, elem);
+		c->schema_routes = (struct cfg_schema_route *)arr;
+		c->n_schema_routes = arr ? n : 0;
 	} else {
 		elem = sizeof(*c->auth.users);
 		arr = calloc(n, elem);
@@ -950,6 +1012,113 @@ static int check_admin_users(struct loader *ld)
 	return 0;
 }
 
+/* One part of a heartbeat table name: an unquoted lower-case identifier, so
+ * the control plane's SQL needs no quoting and names the table PostgreSQL
+ * would fold it to. */
+static bool heartbeat_ident(const char *s, size_t len)
+{
+	if (len == 0 || len > 63 || (s[0] >= '0' && s[0] <= '9'))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return false;
+	return true;
+}
+
+/* One part of a schema route's table name: letters, digits, _ and $. */
+static bool route_ident(const char *s, size_t len)
+{
+	if (len == 0 || len > 63)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '$'))
+			return false;
+	return true;
+}
+
+/* "name" or "schema.name", each part accepted by ok (which refuses dots). */
+static bool qualified_name(const char *s, bool (*ok)(const char *, size_t))
+{
+	const char *dot = strchr(s, '.');
+
+	if (!dot)
+		return ok(s, strlen(s));
+	return ok(s, (size_t)(dot - s)) && ok(dot + 1, strlen(dot + 1));
+}
+
+/* s quoted and escaped for a message (one line, at most cap bytes). */
+static const char *quoted(char *buf, size_t cap, const char *s)
+{
+	struct cfg_buf b;
+
+	cfg_buf_init(&b, buf, cap);
+	cfg_buf_quote(&b, s, strlen(s));
+	return buf;
+}
+
+/* Every target names primary, replica (standby) or a node; every table
+ * name has a form the router can match. */
+static int check_schema_routes(struct loader *ld)
+{
+	struct cfg *c = ld->c;
+	char shown[CFG_QNAME_MAX * 6 + 8], names[256];
+	struct cfg_buf b;
+
+	for (size_t i = 0; i < c->n_schema_routes; i++) {
+		struct cfg_schema_route *r = &c->schema_routes[i];
+		for (size_t j = 0; j < r->n_tables; j++) {
+			if (qualified_name(r->tables[j], route_ident))
+				continue;
+			return fail_key(ld, "schema_routes", (long)i, "tables",
+			                "key 'schema_routes[%zu].tables': %s is not table or "
+			                "schema.table (letters, digits, _ and $, at most 63 bytes "
+			                "each)",
+			                i, quoted(shown, sizeof(shown), r->tables[j]));
+		}
+		/* One spelling for the router: standby is a synonym. */
+		if (strcmp(r->target, "standby") == 0)
+			snprintf(r->target, sizeof(r->target), "replica");
+		if (strcmp(r->target, "primary") == 0 || strcmp(r->target, "replica") == 0 ||
+		    cfg_node_by_name(c, r->target))
+			continue;
+		cfg_buf_init(&b, names, sizeof(names));
+		for (size_t n = 0; n < c->n_nodes && !b.full; n++)
+			cfg_buf_printf(&b, "%s%s", n ? ", " : "", c->nodes[n].name);
+		if (b.full && b.len >= 3)
+			memcpy(names + b.len - 3, "...", 3);
+		return fail_key(ld, "schema_routes", (long)i, "target",
+		                "key 'schema_routes[%zu].target': %s is not primary, replica, "
+		                "standby or a node name (%s)",
+		                i, quoted(shown, sizeof(shown), r->target), names);
+	}
+	return 0;
+}
+
+/* check_user logs in to the servers itself, so it needs a password it can
+ * send: plaintext or a server_password. */
+static int check_check_user(struct loader *ld)
+{
+	const struct cfg *c = ld->c;
+	const struct cfg_user *u;
+	char shown[CFG_NAME_MAX * 6 + 8];
+
+	if (!c->routing.check_user[0])
+		return 0;
+	quoted(shown, sizeof(shown), c->routing.check_user);
+	if (!(u = cfg_find_user(c, c->routing.check_user)))
+		return fail_key(ld, "routing", -1, "check_user",
+		                "key 'routing.check_user': %s is not a user from [[auth.users]] or "
+		                "auth.users_file",
+		                shown);
+	if (!cfg_user_plain_password(u))
+		return fail_key(ld, "routing", -1, "check_user",
+		                "key 'routing.check_user': user %s has no plaintext password or "
+		                "server_password to log in to the servers with",
+		                shown);
+	return 0;
+}
+
 /* Rules of single keys that the key table cannot express. */
 static int validate_formats(struct loader *ld)
 {
@@ -964,6 +1133,14 @@ static int validate_formats(struct loader *ld)
 	    (rc = check_url(ld, "control_address", c->control_address)) ||
 	    (rc = check_url(ld, "control_socket", c->control_socket)))
 		return rc;
+	if (!qualified_name(c->routing.heartbeat_table, heartbeat_ident)) {
+		char shown[CFG_QNAME_MAX * 6 + 8];
+		return fail_key(ld, "routing", -1, "heartbeat_table",
+		                "key 'routing.heartbeat_table': %s is not table or schema.table "
+		                "(lower-case letters, digits and _, not starting with a digit, at "
+		                "most 63 bytes each)",
+		                quoted(shown, sizeof(shown), c->routing.heartbeat_table));
+	}
 	return 0;
 }
 
@@ -996,6 +1173,10 @@ static int validate(struct loader *ld)
 		              c->auth.auth_user);
 	if (rc == 0)
 		rc = check_admin_users(ld);
+	if (rc == 0)
+		rc = check_check_user(ld);
+	if (rc == 0)
+		rc = check_schema_routes(ld);
 	if (rc == 0)
 		rc = validate_tls(ld);
 	return rc;
@@ -1177,8 +1358,22 @@ struct cfg *cfg_load_file(const char *path, struct cfg_error *err)
 
 void cfg_free(struct cfg *c)
 {
+	size_t nk, n, elem;
+	const struct cfg_key *keys = cfg_key_table(&nk);
+	char *arr;
+
 	if (!c)
 		return;
+	for (size_t i = 0; i < nk; i++) {
+		if (keys[i].type != CFG_KEY_STRLIST)
+			continue;
+		/* Only array tables hold lists; the cast drops the const the
+		 * shared helper gives its callers. */
+		arr = (char *)cfg_array_elements(c, keys[i].section, true, &n, &elem);
+		for (size_t j = 0; arr && j < n; j++)
+			cfg_strlist_free(&keys[i], arr + j * elem);
+	}
+	free(c->schema_routes);
 	if (c->auth.users)
 		explicit_bzero(c->auth.users, c->auth.n_users * sizeof(*c->auth.users));
 	free(c->auth.users);
@@ -1211,6 +1406,55 @@ const struct cfg_node *cfg_primary(const struct cfg *c)
 	for (size_t i = 0; i < c->n_nodes; i++)
 		if (c->nodes[i].role == CFG_ROLE_PRIMARY)
 			return &c->nodes[i];
+	return NULL;
+}
+
+const struct cfg_node *cfg_node_by_name(const struct cfg *c, const char *name)
+{
+	int i = cfg_node_index(c, name);
+
+	return i < 0 ? NULL : &c->nodes[i];
+}
+
+int cfg_node_index(const struct cfg *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (strcmp(c->nodes[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* "md5" and 32 lower-case hex digits: PgBouncer's md5 secret. */
+static bool is_md5_secret(const char *s)
+{
+	if (strncmp(s, "md5", 3) != 0 || strlen(s) != 35)
+		return false;
+	for (size_t i = 3; i < 35; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+const char *cfg_user_plain_password(const struct cfg_user *u)
+{
+	if (u->server_password[0])
+		return u->server_password;
+	/* Same test as the data plane's server login (server.c is_plain). */
+	if (u->password[0] && !is_md5_secret(u->password) &&
+	    strncmp(u->password, "SCRAM-SHA-256$", 14) != 0)
+		return u->password;
+	return NULL;
+}
+
+const struct cfg_user *cfg_check_user(const struct cfg *c)
+{
+	if (c->routing.check_user[0])
+		return cfg_find_user(c, c->routing.check_user);
+	if (c->auth.auth_user[0])
+		return cfg_find_user(c, c->auth.auth_user);
+	for (size_t i = 0; i < c->auth.n_users; i++)
+		if (cfg_user_plain_password(&c->auth.users[i]))
+			return &c->auth.users[i];
 	return NULL;
 }
 

@@ -18,6 +18,8 @@
 #define CFG_SECRET_MAX 512
 #define CFG_QUERY_MAX  1024
 #define CFG_LIST_MAX   1024 /* comma-separated lists (admin_users) */
+/* "schema.table": two PostgreSQL identifiers (at most 63 bytes each) and a dot. */
+#define CFG_QNAME_MAX 128
 
 /* The enums' numeric values are the positions of their names in the key
  * table's value lists (cfg_keys.c): keep both in the same order. */
@@ -35,6 +37,18 @@ struct cfg_node {
 	char host[CFG_HOST_MAX];
 	int port; /* default 5432 */
 	enum cfg_role role;
+};
+
+/* One [[schema_routes]] entry: statements touching one of tables go to
+ * target. The loader has checked every table name ("table" or
+ * "schema.table" of [A-Za-z0-9_$], kept as written: compare them
+ * case-insensitively) and that target is "primary", "replica" ("standby" in
+ * the file is stored as "replica") or the name of a [[nodes]] entry; the
+ * keywords win over a node of the same name. */
+struct cfg_schema_route {
+	char **tables; /* n_tables (>= 1) NUL-terminated names */
+	size_t n_tables;
+	char target[CFG_NAME_MAX];
 };
 
 /* A user the proxy knows. password is what PgBouncer's userlist.txt holds:
@@ -87,6 +101,28 @@ struct cfg {
 	size_t n_nodes;
 
 	struct {
+		bool read_write_split;       /* default false */
+		int read_your_writes_ms;     /* default 0 = off */
+		int max_replica_lag_ms;      /* default 1000 */
+		int lag_check_interval_secs; /* default 1 */
+		int failover_timeout_secs;   /* default 10 */
+		/* "" = cfg_check_user() picks one; else a user with a plaintext
+		 * password or a server_password (checked by the loader). */
+		char check_user[CFG_NAME_MAX];
+		char check_database[CFG_NAME_MAX];   /* default "postgres" */
+		char heartbeat_table[CFG_QNAME_MAX]; /* default "public.helios_heartbeat" */
+		int analysis_cache_entries;          /* per worker, default 4096; restart */
+	} routing;
+
+	struct {
+		int failure_threshold;     /* default 5, 0 = off */
+		int recovery_timeout_secs; /* default 10 */
+	} circuit_breaker;
+
+	struct cfg_schema_route *schema_routes; /* zero or more, in file order */
+	size_t n_schema_routes;
+
+	struct {
 		enum cfg_auth_method method; /* default scram-sha-256 */
 		/* [[auth.users]] first, then the users_file entries (those with a
 		 * name from [[auth.users]] are dropped: they could never be found). */
@@ -128,7 +164,7 @@ struct cfg *cfg_load_string(const char *name, const char *text, size_t len, stru
  * ovr_text is TOML of dotted keys ("pool_mode.max_pool_size = 50\n"), read
  * as file ovr_name (errors name ovr_name, its line and the key). A key in
  * the overrides replaces the file's value; keys of array tables ([[nodes]],
- * [[auth.users]]) cannot be overridden (error). ovr_text NULL = none. */
+ * [[schema_routes]], [[auth.users]]) cannot be overridden (error). ovr_text NULL = none. */
 struct cfg *cfg_load_file_with(const char *path, const char *ovr_name, const char *ovr_text,
                                struct cfg_error *err);
 /* Frees c and wipes the passwords it held; NULL is fine. */
@@ -138,6 +174,18 @@ void cfg_free(struct cfg *c);
 const struct cfg_user *cfg_find_user(const struct cfg *c, const char *name);
 /* The first node with role primary, or NULL. */
 const struct cfg_node *cfg_primary(const struct cfg *c);
+/* The node named name, or NULL; cfg_node_index gives its position in
+ * c->nodes, or -1. */
+const struct cfg_node *cfg_node_by_name(const struct cfg *c, const char *name);
+int cfg_node_index(const struct cfg *c, const char *name);
+/* The plaintext password u can log in to the servers with: server_password
+ * if set, else password when it is plaintext (non-empty, not an md5 or
+ * SCRAM secret); NULL if there is none. */
+const char *cfg_user_plain_password(const struct cfg_user *u);
+/* The user the control plane's health and lag checks connect as:
+ * routing.check_user if set, else auth.auth_user if set, else the first
+ * configured user with a plaintext password; NULL when there is none. */
+const struct cfg_user *cfg_check_user(const struct cfg *c);
 /* True when user is listed in admin_users (entries compared after trimming
  * blanks; case-sensitive like PostgreSQL role names). */
 bool cfg_is_admin_user(const struct cfg *c, const char *user);
@@ -167,7 +215,10 @@ const char *cfg_auth_method_str(enum cfg_auth_method m);
 
 /* ---- The key table, for validation tooling and `helioctl config get`. ---- */
 
-enum cfg_key_type { CFG_KEY_STRING, CFG_KEY_INT, CFG_KEY_BOOL, CFG_KEY_ENUM };
+/* CFG_KEY_STRLIST: an array of strings, stored as a char ** at the key's
+ * offset followed by its size_t count (struct cfg_schema_route.tables); only
+ * in array tables. min..max bound the count, size - 1 each string. */
+enum cfg_key_type { CFG_KEY_STRING, CFG_KEY_INT, CFG_KEY_BOOL, CFG_KEY_ENUM, CFG_KEY_STRLIST };
 
 #define CFG_KEY_RESTART  0x01u /* a change needs a restart, not a reload */
 #define CFG_KEY_REQUIRED 0x02u /* no default: must be given, non-empty */
@@ -176,13 +227,15 @@ enum cfg_key_type { CFG_KEY_STRING, CFG_KEY_INT, CFG_KEY_BOOL, CFG_KEY_ENUM };
 #define CFG_KEY_TEXT     0x10u /* enum stored as its name in a char array, not an int */
 
 struct cfg_key {
-	const char *section; /* "", "pool_mode", "auth", "tls", or arrays "nodes", "auth.users" */
+	/* "", "pool_mode", "routing", "circuit_breaker", "auth", "tls", or the
+	 * arrays "nodes", "schema_routes", "auth.users" */
+	const char *section;
 	const char *name;
 	enum cfg_key_type type;
-	size_t offset;      /* into struct cfg; for arrays into struct cfg_node / cfg_user */
-	size_t size;        /* of the field; a string holds at most size - 1 bytes */
+	size_t offset; /* into struct cfg; for arrays into cfg_node / cfg_schema_route / cfg_user */
+	size_t size;   /* of the field; a string holds at most size - 1 bytes (strlist: each) */
 	const char *def;    /* default as text, "<index>" = element index; NULL if required */
-	long long min, max; /* ints */
+	long long min, max; /* ints; strlists: how many strings */
 	const char *const *values; /* enums: NULL-terminated, position = stored value */
 	unsigned flags;            /* CFG_KEY_* */
 	const char *doc;           /* one line */
@@ -194,8 +247,9 @@ const struct cfg_key *cfg_key_table(size_t *n);
  * "nodes.port", "auth.users.name". NULL if unknown. */
 const struct cfg_key *cfg_key_find(const char *dotted_name);
 /* Writes k's value in c as a TOML value ("100", "\"transaction\"", quoted
- * and escaped strings); keys of [[nodes]] / [[auth.users]] give an array with
- * one value per element. Non-empty secrets come out as "********".
+ * and escaped strings, ["a", "b"] for string lists); keys of array tables
+ * ([[nodes]], [[schema_routes]], [[auth.users]]) give an array with one
+ * value per element. Non-empty secrets come out as "********".
  * Returns 0, -EINVAL for bad arguments, -ENOSPC if cap is too small. */
 __attribute__((warn_unused_result)) int
 cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, size_t cap);

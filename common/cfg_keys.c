@@ -12,12 +12,22 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Offset and size of a field, for the table below. */
 #define F_CFG(field)  offsetof(struct cfg, field), sizeof(((struct cfg *)0)->field)
 #define F_NODE(field) offsetof(struct cfg_node, field), sizeof(((struct cfg_node *)0)->field)
 #define F_USER(field) offsetof(struct cfg_user, field), sizeof(((struct cfg_user *)0)->field)
+#define F_ROUTE(field)                                                                             \
+	offsetof(struct cfg_schema_route, field), sizeof(((struct cfg_schema_route *)0)->field)
+/* A string list's size is that of each string: the field is a pointer. */
+#define F_ROUTE_LIST(field, each) offsetof(struct cfg_schema_route, field), (each)
+
+/* cfg_strlist_get() finds a list's count right after its pointer. */
+_Static_assert(offsetof(struct cfg_schema_route, n_tables) ==
+                   offsetof(struct cfg_schema_route, tables) + sizeof(char **),
+               "n_tables must follow tables");
 
 /* Value lists: position = enum value in cfg.h (log_level: log.h order). */
 static const char *const io_backends[] = {"auto", "io_uring", "epoll", NULL};
@@ -121,6 +131,48 @@ static const struct cfg_key keys[] = {
     {"nodes", "role", CFG_KEY_ENUM, F_NODE(role), "primary", 0, 0, roles, 0,
      "primary takes writes; replica serves reads."},
 
+    {"routing", "read_write_split", CFG_KEY_BOOL, F_CFG(routing.read_write_split), "false", 0, 0,
+     NULL, 0,
+     "Transaction/statement pooling: read-only statements outside a transaction block, and READ "
+     "ONLY transactions, go to replicas."},
+    {"routing", "read_your_writes_ms", CFG_KEY_INT, F_CFG(routing.read_your_writes_ms), "0", 0,
+     600000, NULL, 0,
+     "After a client writes a table, its reads of that table go to the primary for this long; "
+     "0 = off."},
+    {"routing", "max_replica_lag_ms", CFG_KEY_INT, F_CFG(routing.max_replica_lag_ms), "1000", 0,
+     86400000, NULL, 0, "Replicas further behind than this get no reads."},
+    {"routing", "lag_check_interval_secs", CFG_KEY_INT, F_CFG(routing.lag_check_interval_secs), "1",
+     1, 3600, NULL, 0, "The control plane measures replay lag and role of every node this often."},
+    {"routing", "failover_timeout_secs", CFG_KEY_INT, F_CFG(routing.failover_timeout_secs), "10", 1,
+     3600, NULL, 0,
+     "When the primary has not answered this long and a replica reports it is no longer in "
+     "recovery, it becomes the primary; queries wait up to this long during the switch."},
+    {"routing", "check_user", CFG_KEY_STRING, F_CFG(routing.check_user), "", 0, 0, NULL, 0,
+     "User the control plane connects as for health and lag checks; empty = auth.auth_user if "
+     "set, else the first configured user with a plaintext password."},
+    {"routing", "check_database", CFG_KEY_STRING, F_CFG(routing.check_database), "postgres", 0, 0,
+     NULL, 0, "Database the control plane connects to for health and lag checks."},
+    {"routing", "heartbeat_table", CFG_KEY_STRING, F_CFG(routing.heartbeat_table),
+     "public.helios_heartbeat", 0, 0, NULL, 0,
+     "Table the control plane writes on the primary and reads on replicas to measure replay "
+     "lag (created if missing)."},
+    {"routing", "analysis_cache_entries", CFG_KEY_INT, F_CFG(routing.analysis_cache_entries),
+     "4096", 16, 1000000, NULL, RESTART, "Per worker: statements whose analysis is kept (LRU)."},
+
+    {"schema_routes", "tables", CFG_KEY_STRLIST, F_ROUTE_LIST(tables, CFG_QNAME_MAX), NULL, 1, 1000,
+     NULL, REQ,
+     "Tables whose statements go to target: \"table\" or \"schema.table\"; compared "
+     "case-insensitively."},
+    {"schema_routes", "target", CFG_KEY_STRING, F_ROUTE(target), NULL, 0, 0, NULL, REQ,
+     "primary, replica (standby is the same) or the name of a [[nodes]] entry."},
+
+    {"circuit_breaker", "failure_threshold", CFG_KEY_INT, F_CFG(circuit_breaker.failure_threshold),
+     "5", 0, 1000, NULL, 0,
+     "Consecutive connection failures or server crashes that open a node's breaker; 0 = off."},
+    {"circuit_breaker", "recovery_timeout_secs", CFG_KEY_INT,
+     F_CFG(circuit_breaker.recovery_timeout_secs), "10", 1, 3600, NULL, 0,
+     "An open breaker lets one probe connection through after this long."},
+
     {"auth", "method", CFG_KEY_ENUM, F_CFG(auth.method), "scram-sha-256", 0, 0, auth_methods, 0,
      "How clients prove who they are to the proxy."},
     {"auth", "users_file", CFG_KEY_STRING, F_CFG(auth.users_file), "", 0, 0, NULL, PATH,
@@ -159,6 +211,20 @@ static const struct cfg_section sections[] = {
     {"nodes", true, "[[nodes]]",
      "PostgreSQL servers, one table each; at least one is required and names must be "
      "unique. The first primary takes writes."},
+    {"routing", false, "[routing]",
+     "Where statements go and how the control plane watches the nodes. check_user, if set, "
+     "must be a user from [[auth.users]] or users_file with a plaintext password or a "
+     "server_password (an md5 or SCRAM secret cannot log in to a server). heartbeat_table is "
+     "`table` or `schema.table`, each of lower-case letters, digits and `_`, not starting "
+     "with a digit, at most 63 bytes."},
+    {"schema_routes", true, "[[schema_routes]]",
+     "Zero or more: statements that touch one of `tables` go to `target`. Table names are "
+     "`table` or `schema.table` of letters, digits, `_` and `$` (at most 63 bytes each). "
+     "target is `primary`, `replica` (or `standby`, the same) or the name of a [[nodes]] "
+     "entry; the keywords win over a node of the same name."},
+    {"circuit_breaker", false, "[circuit_breaker]",
+     "Per node: after failure_threshold consecutive failures the node's breaker opens and "
+     "it gets no new server connections until a probe connection succeeds."},
     {"auth", false, "[auth]",
      "Client authentication. auth_user, if set, must be a user from [[auth.users]] or "
      "users_file. A malformed users_file line is an error naming the file and line; "
@@ -301,6 +367,55 @@ const char *cfg_key_suggest(const char *section, const char *name)
 	return found;
 }
 
+const char *cfg_array_elements(const struct cfg *c, const char *section, bool file_users, size_t *n,
+                               size_t *elem)
+{
+	*n = 0;
+	*elem = 0;
+	if (strcmp(section, "nodes") == 0) {
+		*n = c->n_nodes;
+		*elem = sizeof(*c->nodes);
+		return (const char *)c->nodes;
+	}
+	if (strcmp(section, "schema_routes") == 0) {
+		*n = c->n_schema_routes;
+		*elem = sizeof(*c->schema_routes);
+		return (const char *)c->schema_routes;
+	}
+	if (strcmp(section, "auth.users") == 0) {
+		*n = file_users ? c->auth.n_users : c->auth.n_config_users;
+		*elem = sizeof(*c->auth.users);
+		return (const char *)c->auth.users;
+	}
+	return NULL;
+}
+
+char **cfg_strlist_get(const struct cfg_key *k, const char *base, size_t *n)
+{
+	char **items;
+
+	memcpy(&items, base + k->offset, sizeof(items));
+	memcpy(n, base + k->offset + sizeof(items), sizeof(*n));
+	return items;
+}
+
+void cfg_strlist_put(const struct cfg_key *k, char *base, char **items, size_t n)
+{
+	memcpy(base + k->offset, &items, sizeof(items));
+	memcpy(base + k->offset + sizeof(items), &n, sizeof(n));
+}
+
+void cfg_strlist_free(const struct cfg_key *k, char *base)
+{
+	size_t n;
+	char **items = cfg_strlist_get(k, base, &n);
+
+	for (size_t i = 0; items && i < n; i++)
+		free(items[i]);
+	free(items);
+	cfg_strlist_put(k, base, NULL, 0);
+}
+
 int cfg_enum_index(const struct cfg_key *k, const char *s, size_t len)
 {
 	for (int i = 0; k->values[i]; i++)
@@ -359,6 +474,8 @@ void cfg_buf_quote(struct cfg_buf *b, const char *s, size_t len)
 void cfg_buf_value(struct cfg_buf *b, const struct cfg_key *k, const char *base, bool mask)
 {
 	const char *field = base + k->offset;
+	char **items;
+	size_t n;
 	int v;
 
 	switch (k->type) {
@@ -383,6 +500,15 @@ void cfg_buf_value(struct cfg_buf *b, const struct cfg_key *k, const char *base,
 		memcpy(&v, field, sizeof(v));
 		cfg_buf_quote(b, k->values[v], strlen(k->values[v]));
 		break;
+	case CFG_KEY_STRLIST:
+		items = cfg_strlist_get(k, base, &n);
+		cfg_buf_printf(b, "[");
+		for (size_t i = 0; i < n; i++) {
+			cfg_buf_printf(b, i ? ", " : "");
+			cfg_buf_quote(b, items[i], strlen(items[i]));
+		}
+		cfg_buf_printf(b, "]");
+		break;
 	}
 }
 
@@ -395,19 +521,12 @@ int cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, si
 	if (!c || !k || !buf || cap == 0)
 		return -EINVAL;
 	cfg_buf_init(&b, buf, cap);
-	if (strcmp(k->section, "nodes") == 0) {
-		arr = (const char *)c->nodes;
-		n = c->n_nodes;
-		elem = sizeof(*c->nodes);
-	} else if (strcmp(k->section, "auth.users") == 0) {
-		/* Only [[auth.users]]: users_file entries are not values of these keys. */
-		arr = (const char *)c->auth.users;
-		n = c->auth.n_config_users;
-		elem = sizeof(*c->auth.users);
-	} else {
+	if (!cfg_section_find(k->section)->is_array) {
 		cfg_buf_value(&b, k, (const char *)c, true);
 		return b.full ? -ENOSPC : 0;
 	}
+	/* Only [[auth.users]]: users_file entries are not values of these keys. */
+	arr = cfg_array_elements(c, k->section, false, &n, &elem);
 	cfg_buf_printf(&b, "[");
 	for (size_t i = 0; i < n; i++) {
 		cfg_buf_printf(&b, i ? ", " : "");
@@ -430,7 +549,8 @@ static void cell(FILE *out, const char *s)
 
 static void doc_row(FILE *out, const struct cfg_key *k)
 {
-	static const char *const type_names[] = {"string", "integer", "boolean", "enum"};
+	static const char *const type_names[] = {"string", "integer", "boolean", "enum",
+	                                         "array of strings"};
 
 	fprintf(out, "| `%s` | %s | ", k->name, type_names[k->type]);
 	if (!k->def)
@@ -445,6 +565,9 @@ static void doc_row(FILE *out, const struct cfg_key *k)
 	} else if (k->type == CFG_KEY_ENUM) {
 		for (size_t i = 0; k->values[i]; i++)
 			fprintf(out, "%s`%s`", i ? ", " : "", k->values[i]);
+	} else if (k->type == CFG_KEY_STRLIST) {
+		fprintf(out, "%lld..%lld strings, each up to %zu bytes", k->min, k->max,
+		        k->size - 1);
 	} else if (k->type == CFG_KEY_STRING) {
 		fprintf(out, "up to %zu bytes", k->size - 1);
 		if (k->flags & CFG_KEY_PATH)
@@ -460,29 +583,31 @@ void cfg_write_docs(FILE *out)
 	fputs("<!-- Generated from common/cfg_keys.c by cfg_write_docs(); do not edit. Regenerate "
 	      "from the repo root: make docs -->\n",
 	      out);
-	fputs("# HeliosProxy configuration\n\n"
-	      "`heliosproxy` reads one TOML file. Every key below is optional unless its default "
-	      "says *required*; unknown keys and tables are errors, as are values of the wrong "
-	      "type, out of range, or too long for their field. Errors name the file, line and "
-	      "key, e.g. `proxy.toml:7: key 'pool_mode.max_pool_size': 0 is out of range "
-	      "(1..10000)`.\n\n"
-	      "The *live* column says whether a change takes effect on reload (`yes`) or needs a "
-	      "restart. `helioctl config set KEY VALUE` changes a key at run time and keeps the "
-	      "change in `overrides_file`, whose values take precedence over this file; keys of "
-	      "`[[nodes]]` and `[[auth.users]]` cannot be set that way.\n\n"
-	      "A minimal configuration:\n\n"
-	      "```toml\n"
-	      "listen_address = \"127.0.0.1:5433\"\n"
-	      "admin_address = \"127.0.0.1:9090\"\n\n"
-	      "[pool_mode]\n"
-	      "mode = \"transaction\"\n"
-	      "max_pool_size = 100\n\n"
-	      "[[nodes]]\n"
-	      "host = \"127.0.0.1\"\n"
-	      "port = 5432\n"
-	      "role = \"primary\"\n"
-	      "```\n",
-	      out);
+	fputs(
+	    "# HeliosProxy configuration\n\n"
+	    "`heliosproxy` reads one TOML file. Every key below is optional unless its default "
+	    "says *required*; unknown keys and tables are errors, as are values of the wrong "
+	    "type, out of range, or too long for their field. Errors name the file, line and "
+	    "key, e.g. `proxy.toml:7: key 'pool_mode.max_pool_size': 0 is out of range "
+	    "(1..10000)`.\n\n"
+	    "The *live* column says whether a change takes effect on reload (`yes`) or needs a "
+	    "restart. `helioctl config set KEY VALUE` changes a key at run time and keeps the "
+	    "change in `overrides_file`, whose values take precedence over this file; keys of "
+	    "the array tables `[[nodes]]`, `[[schema_routes]]` and `[[auth.users]]` cannot be set "
+	    "that way.\n\n"
+	    "A minimal configuration:\n\n"
+	    "```toml\n"
+	    "listen_address = \"127.0.0.1:5433\"\n"
+	    "admin_address = \"127.0.0.1:9090\"\n\n"
+	    "[pool_mode]\n"
+	    "mode = \"transaction\"\n"
+	    "max_pool_size = 100\n\n"
+	    "[[nodes]]\n"
+	    "host = \"127.0.0.1\"\n"
+	    "port = 5432\n"
+	    "role = \"primary\"\n"
+	    "```\n",
+	    out);
 	for (size_t s = 0; s < N_SECTIONS; s++) {
 		fprintf(out, "\n## %s\n\n%s\n\n", sections[s].title, sections[s].doc);
 		fputs("| key | type | default | range / values | live | description |\n"

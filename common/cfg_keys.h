@@ -39,6 +39,20 @@ const char *cfg_key_dotted(const struct cfg_key *k);
 /* Position of s (len bytes) in k->values, or -1. */
 int cfg_enum_index(const struct cfg_key *k, const char *s, size_t len);
 
+/* The elements of array section ("nodes", "schema_routes", "auth.users") in
+ * c: *n of them, *elem bytes apart. file_users: auth.users includes the
+ * users_file entries, else only [[auth.users]]. NULL with *n = 0 for any
+ * other section. */
+const char *cfg_array_elements(const struct cfg *c, const char *section, bool file_users, size_t *n,
+                               size_t *elem);
+
+/* A CFG_KEY_STRLIST field of the struct at base: its strings and *n. */
+char **cfg_strlist_get(const struct cfg_key *k, const char *base, size_t *n);
+/* Stores items (n of them, malloc'd, owned from now on) in the field. */
+void cfg_strlist_put(const struct cfg_key *k, char *base, char **items, size_t n);
+/* Frees the field's strings and empties it. */
+void cfg_strlist_free(const struct cfg_key *k, char *base);
+
 /* Appends into a fixed buffer, always NUL-terminated; full records that
  * something did not fit so callers can refuse instead of truncating. */
 struct cfg_buf {
@@ -54,8 +68,8 @@ void cfg_buf_printf(struct cfg_buf *b, const char *fmt, ...) __attribute__((form
  * characters escaped, so the result is one line and valid TOML. */
 void cfg_buf_quote(struct cfg_buf *b, const char *s, size_t len);
 
-/* Appends one element's value of k as TOML; base is struct cfg, cfg_node or
- * cfg_user. mask: non-empty secrets come out as "********". */
+/* Appends one element's value of k as TOML; base is struct cfg, cfg_node,
+ * cfg_schema_route or cfg_user. mask: non-empty secrets come out as "********". */
 void cfg_buf_value(struct cfg_buf *b, const struct cfg_key *k, const char *base, bool mask);
 
 #endif

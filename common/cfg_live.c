@@ -15,34 +15,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The elements the keys of section live in: the array of [[nodes]] /
- * [[auth.users]] (users_file entries included), or c itself for the others. */
+static bool is_array_key(const struct cfg_key *k)
+{
+	return cfg_section_find(k->section)->is_array;
+}
+
+/* The elements the keys of section live in: the array of an array table
+ * ([[auth.users]] with the users_file entries), or c itself for the others. */
 static const char *elements(const struct cfg *c, const char *section, size_t *n, size_t *elem)
 {
-	if (strcmp(section, "nodes") == 0) {
-		*n = c->n_nodes;
-		*elem = sizeof(*c->nodes);
-		return (const char *)c->nodes;
-	}
-	if (strcmp(section, "auth.users") == 0) {
-		*n = c->auth.n_users;
-		*elem = sizeof(*c->auth.users);
-		return (const char *)c->auth.users;
-	}
+	if (cfg_section_find(section)->is_array)
+		return cfg_array_elements(c, section, true, n, elem);
 	*n = 1;
 	*elem = 0;
 	return (const char *)c;
 }
 
-static bool is_array_key(const struct cfg_key *k)
+/* Two string lists hold the same strings in the same order. */
+static bool strlist_equal(const struct cfg_key *k, const char *x, const char *y)
 {
-	return cfg_section_find(k->section)->is_array;
+	size_t nx, ny;
+	char **a = cfg_strlist_get(k, x, &nx), **b = cfg_strlist_get(k, y, &ny);
+
+	if (nx != ny)
+		return false;
+	for (size_t i = 0; i < nx; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return true;
 }
 
 /* k's field in two structs; strings compare up to their NUL, not the
  * bytes after it, which may differ. */
 static bool field_equal(const struct cfg_key *k, const char *x, const char *y)
 {
+	if (k->type == CFG_KEY_STRLIST)
+		return strlist_equal(k, x, y);
 	x += k->offset;
 	y += k->offset;
 	switch (k->type) {
@@ -146,6 +154,28 @@ static void sink_put(struct sink *s, const char *text, size_t n)
  * as \u00XX, plus name, quotes and " = ". */
 #define KEY_LINE_MAX (6 * CFG_LIST_MAX + 128)
 
+/* Writes "name = [...]\n" for string list k a string at a time: a long list
+ * would not fit a line buffer. */
+static void put_strlist(struct sink *s, const struct cfg_key *k, const char *base)
+{
+	char item[6 * CFG_QNAME_MAX + 8];
+	struct cfg_buf b;
+	size_t n;
+	char **items = cfg_strlist_get(k, base, &n);
+
+	sink_put(s, k->name, strlen(k->name));
+	sink_put(s, " = [", 4);
+	for (size_t i = 0; i < n; i++) {
+		cfg_buf_init(&b, item, sizeof(item));
+		cfg_buf_printf(&b, "%s", i ? ", " : "");
+		cfg_buf_quote(&b, items[i], strlen(items[i]));
+		if (b.full) /* strings longer than CFG_QNAME_MAX: refuse rather than cut */
+			s->oom = true;
+		sink_put(s, item, b.len);
+	}
+	sink_put(s, "]\n", 2);
+}
+
 /* Writes "name = value\n" for every key of section with base the struct
  * holding them. users_file is written empty: its users are inlined. */
 static void put_keys(struct sink *s, const char *section, const char *base)
@@ -160,6 +190,10 @@ static void put_keys(struct sink *s, const char *section, const char *base)
 		const struct cfg_key *k = &keys[i];
 		if (strcmp(k->section, section) != 0)
 			continue;
+		if (k->type == CFG_KEY_STRLIST) {
+			put_strlist(s, k, base);
+			continue;
+		}
 		cfg_buf_init(&b, line, sizeof(line));
 		cfg_buf_printf(&b, "%s = ", k->name);
 		if (k == users_file)
@@ -379,6 +413,7 @@ int cfg_override_line(const char *dotted, const char *value, char *line, size_t 
 	err->msg[0] = '\0';
 	if (!k)
 		return unknown_key(dotted, err);
+	/* String lists live only in array tables, so this refuses them too. */
 	if (is_array_key(k))
 		return set_err(err,
 		               "key '%s' is in the array table [[%s]], which cannot be overridden; "

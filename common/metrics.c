@@ -490,6 +490,21 @@ static void render_nodes(struct sbuf *out, const struct metrics_info *info)
 		l[0] = (struct label){"node", info->nodes[i]->name};
 		sample(&f, l, 1, vd((double)info->nodes[i]->lag_ms / 1000.0));
 	}
+	/* one sample per state, 1 for the current one (the usual enum shape);
+	 * only data planes have breakers */
+	family(&f, out, "helios_node_breaker_state", "gauge",
+	       "Circuit breaker of the node on this data plane: 1 for its current state.");
+	static const char *const states[] = {"closed", "open", "half-open"};
+	for (size_t i = 0; i < info->n_nodes; i++) {
+		const char *cur = info->nodes[i]->breaker;
+		if (!cur || !cur[0])
+			continue;
+		for (size_t k = 0; k < 3; k++) {
+			l[0] = (struct label){"node", info->nodes[i]->name};
+			l[1] = (struct label){"state", states[k]};
+			sample(&f, l, 2, vu(!strcmp(cur, states[k]) ? 1 : 0));
+		}
+	}
 }
 
 void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n,

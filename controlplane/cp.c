@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/sbuf.h"
+#include "controlplane/probe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -117,6 +118,13 @@ struct cp {
 	Helios__NodeStatus **nodes;
 	size_t n_nodes;
 	uint64_t routing_ver;
+	char primary[CFG_NAME_MAX]; /* the node the routing table calls primary */
+	struct seen {
+		char name[CFG_NAME_MAX];
+		uint64_t last_ok_ms;
+	} * seen;
+	size_t n_seen;
+	struct prober *checker; /* libpq checks (role, lag) */
 
 	uint64_t start_ms;
 	struct admin_http *http;
@@ -898,9 +906,34 @@ static nng_msg *handle_ctl(struct cp *cp, struct work *w, Helios__Envelope *e, b
 	} else if (!strcmp(v, "nodes")) {
 		Helios__CtlResponse r;
 		resp_init(cp, &r);
+		/* breakers live in the data planes: show the worst one reported */
+		char *saved[64];
+		size_t nn = cp->n_nodes < 64 ? cp->n_nodes : 64;
+		uint64_t now = cpwire_mono_ms();
+		for (size_t i = 0; i < nn; i++) {
+			Helios__NodeStatus *ns = cp->nodes[i];
+			saved[i] = ns->breaker;
+			const char *worst = "closed";
+			for (struct dp *d = cp->dps; d; d = d->next) {
+				const Helios__StatsReport *rep = d->hb ? d->hb->report : NULL;
+				if (!rep || !dp_connected(cp, d, now))
+					continue;
+				for (size_t k = 0; k < rep->n_nodes; k++) {
+					const char *b = rep->nodes[k]->breaker;
+					if (strcmp(rep->nodes[k]->name, ns->name) || !b)
+						continue;
+					if (!strcmp(b, "open") ||
+					    (!strcmp(b, "half-open") && strcmp(worst, "open")))
+						worst = b;
+				}
+			}
+			ns->breaker = (char *)worst;
+		}
 		r.nodes = cp->nodes;
 		r.n_nodes = cp->n_nodes;
 		out = pack_msg(HELIOS__MSG_TYPE__MSG_CTL_RESPONSE, cp->generation, &r.base);
+		for (size_t i = 0; i < nn; i++)
+			cp->nodes[i]->breaker = saved[i];
 	} else if (!strcmp(v, "config")) {
 		out = handle_config(cp, w, req, parked);
 	} else if (!strcmp(v, "reload")) {
@@ -1291,76 +1324,197 @@ static int probe(const char *host, int port, int timeout_ms, char *err, size_t e
 }
 
 struct probe_target {
-	char name[CFG_NAME_MAX], host[CFG_HOST_MAX], role[16];
+	char name[CFG_NAME_MAX], host[CFG_HOST_MAX], cfg_role[16];
 	int port;
-	bool ok;
-	char err[200];
+	struct probe_result r;
 };
+
+/* Last time each node answered, by name (failover needs how long the
+ * primary has been gone). */
+static uint64_t *last_ok_slot(struct cp *cp, const char *name)
+{
+	for (size_t i = 0; i < cp->n_seen; i++)
+		if (!strcmp(cp->seen[i].name, name))
+			return &cp->seen[i].last_ok_ms;
+	struct seen *v = realloc(cp->seen, (cp->n_seen + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	cp->seen = v;
+	memset(&v[cp->n_seen], 0, sizeof(v[0]));
+	snprintf(v[cp->n_seen].name, sizeof(v[0].name), "%s", name);
+	return &v[cp->n_seen++].last_ok_ms;
+}
+
+/* Decides the primary from what the nodes said: the current one stays
+ * while it answers as a primary; when it has not answered for
+ * failover_timeout_secs (or answers as a replica) and another node reports
+ * it is not in recovery, that node takes over. */
+static int choose_primary(struct cp *cp, struct probe_target *t, size_t n, bool sql, uint64_t now)
+{
+	int cur = -1;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(t[i].name, cp->primary))
+			cur = (int)i;
+	if (cur < 0) /* first round, or the primary left the config */
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(t[i].cfg_role, "primary")) {
+				cur = (int)i;
+				break;
+			}
+	if (!sql)
+		return cur; /* reachability only: roles as configured */
+	if (cur >= 0 && t[cur].r.up && !t[cur].r.in_recovery)
+		return cur;
+	uint64_t *ok = cur >= 0 ? last_ok_slot(cp, t[cur].name) : NULL;
+	bool gone = cur < 0 || (t[cur].r.up && t[cur].r.in_recovery) ||
+	            (ok && now - *ok >= (uint64_t)cp->live->routing.failover_timeout_secs * 1000u);
+	if (!gone)
+		return cur; /* still within the timeout: wait for it */
+	for (size_t i = 0; i < n; i++) {
+		if ((int)i == cur || !t[i].r.up || t[i].r.in_recovery)
+			continue;
+		log_warn("control plane: failover: node %s is the primary now (%s %s)", t[i].name,
+		         cur >= 0 ? t[cur].name : "no primary",
+		         cur < 0       ? "configured"
+		         : t[cur].r.up ? "is in recovery"
+		                       : "has not answered");
+		return (int)i;
+	}
+	return cur;
+}
 
 static void probe_round(struct cp *cp)
 {
 	pthread_mutex_lock(&cp->mu);
 	size_t n = cp->live->n_nodes;
 	struct probe_target *t = calloc(n ? n : 1, sizeof(*t));
-	for (size_t i = 0; t && i < n; i++) {
+	struct probe_node *pn = calloc(n ? n : 1, sizeof(*pn));
+	struct probe_settings ps;
+	memset(&ps, 0, sizeof(ps));
+	const struct cfg_user *u = cfg_check_user(cp->live);
+	const char *pw = u ? cfg_user_plain_password(u) : NULL;
+	bool sql = u && pw && cp->checker;
+	if (sql) {
+		snprintf(ps.user, sizeof(ps.user), "%s", u->name);
+		snprintf(ps.password, sizeof(ps.password), "%s", pw);
+		snprintf(ps.database, sizeof(ps.database), "%s", cp->live->routing.check_database);
+		snprintf(ps.table, sizeof(ps.table), "%s", cp->live->routing.heartbeat_table);
+		ps.timeout_ms = 2000;
+	}
+	int hint = -1;
+	for (size_t i = 0; t && pn && i < n; i++) {
 		const struct cfg_node *nd = &cp->live->nodes[i];
 		snprintf(t[i].name, sizeof(t[i].name), "%s", nd->name);
 		snprintf(t[i].host, sizeof(t[i].host), "%s", nd->host);
-		snprintf(t[i].role, sizeof(t[i].role), "%s",
+		snprintf(t[i].cfg_role, sizeof(t[i].cfg_role), "%s",
 		         nd->role == CFG_ROLE_PRIMARY ? "primary" : "replica");
 		t[i].port = nd->port;
+		snprintf(pn[i].name, sizeof(pn[i].name), "%s", nd->name);
+		snprintf(pn[i].host, sizeof(pn[i].host), "%s", nd->host);
+		pn[i].port = nd->port;
+		if (!strcmp(nd->name, cp->primary))
+			hint = (int)i;
 	}
 	pthread_mutex_unlock(&cp->mu);
-	if (!t)
+	if (!t || !pn) {
+		free(t);
+		free(pn);
 		return;
-	for (size_t i = 0; i < n; i++)
-		t[i].ok = probe(t[i].host, t[i].port, 1000, t[i].err, sizeof(t[i].err)) == 0;
+	}
+	struct probe_result *res = calloc(n ? n : 1, sizeof(*res));
+	if (sql && res) {
+		prober_round(cp->checker, pn, n, &ps, hint, res);
+		for (size_t i = 0; i < n; i++)
+			t[i].r = res[i];
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			t[i].r.up = probe(t[i].host, t[i].port, 1000, t[i].r.error,
+			                  sizeof(t[i].r.error)) == 0;
+			t[i].r.in_recovery = strcmp(t[i].cfg_role, "primary") != 0;
+			t[i].r.lag_ms = -1;
+		}
+	}
+	free(res);
+	explicit_bzero(&ps, sizeof(ps));
 
 	pthread_mutex_lock(&cp->mu);
-	bool changed = n != cp->n_nodes;
-	for (size_t i = 0; !changed && i < n; i++) {
-		Helios__NodeStatus *o = cp->nodes[i];
-		changed = strcmp(o->name, t[i].name) || strcmp(o->host, t[i].host) ||
-		          o->port != (uint32_t)t[i].port || strcmp(o->role, t[i].role) ||
-		          o->healthy != t[i].ok || strcmp(o->error, t[i].ok ? "" : t[i].err);
+	uint64_t mono = cpwire_mono_ms();
+	for (size_t i = 0; i < n; i++) {
+		uint64_t *ok = last_ok_slot(cp, t[i].name);
+		if (ok && (t[i].r.up || !*ok))
+			*ok = mono; /* never seen: the timeout starts now */
 	}
+	int prim = choose_primary(cp, t, n, sql, mono);
+	if (prim >= 0)
+		snprintf(cp->primary, sizeof(cp->primary), "%s", t[prim].name);
+	bool changed = n != cp->n_nodes;
+	Helios__NodeStatus **nv = calloc(n ? n : 1, sizeof(*nv));
 	double now = cpwire_now();
-	if (changed) {
-		for (size_t i = 0; i < cp->n_nodes; i++)
-			protobuf_c_message_free_unpacked(&cp->nodes[i]->base, NULL);
-		free(cp->nodes);
-		cp->nodes = calloc(n ? n : 1, sizeof(*cp->nodes));
-		cp->n_nodes = 0;
-		for (size_t i = 0; cp->nodes && i < n; i++) {
-			Helios__NodeStatus *s = malloc(sizeof(*s));
-			if (!s)
-				break;
-			helios__node_status__init(s);
-			s->name = xstrdup(t[i].name);
-			s->host = xstrdup(t[i].host);
-			s->port = (uint32_t)t[i].port;
-			s->role = xstrdup(t[i].role);
-			s->healthy = t[i].ok;
-			s->lag_ms = -1;
-			s->error = xstrdup(t[i].ok ? "" : t[i].err);
-			s->draining = strv_has(cp->drained, cp->n_drained, s->name);
-			cp->nodes[cp->n_nodes++] = s;
-			if (!t[i].ok)
-				log_warn("control plane: node %s (%s:%d) unreachable: %s", s->name,
-				         s->host, t[i].port, t[i].err);
+	for (size_t i = 0; nv && i < n; i++) {
+		Helios__NodeStatus *s = malloc(sizeof(*s));
+		if (!s)
+			break;
+		helios__node_status__init(s);
+		bool is_primary = (int)i == prim;
+		char err[400];
+		snprintf(err, sizeof(err), "%s", t[i].r.up ? "" : t[i].r.error);
+		const char *role = is_primary ? "primary" : "replica";
+		bool healthy = t[i].r.up;
+		if (t[i].r.up && !is_primary && sql && !t[i].r.in_recovery) {
+			/* a second node that says it is a primary gets no traffic;
+			 * only the chosen one carries the primary role */
+			healthy = false;
+			snprintf(err, sizeof(err),
+			         "reports it is a primary while %s is the primary: not used",
+			         cp->primary);
+		} else if (t[i].r.up && t[i].r.lag_ms < 0 && t[i].r.error[0]) {
+			snprintf(err, sizeof(err), "lag unknown: %s", t[i].r.error);
 		}
+		s->name = xstrdup(t[i].name);
+		s->host = xstrdup(t[i].host);
+		s->port = (uint32_t)t[i].port;
+		s->role = xstrdup(role);
+		s->healthy = healthy;
+		s->lag_ms = t[i].r.lag_ms;
+		s->error = xstrdup(err);
+		s->draining = strv_has(cp->drained, cp->n_drained, s->name);
+		s->checked_at = now;
+		nv[i] = s;
+		if (!changed) {
+			Helios__NodeStatus *o = cp->nodes[i];
+			/* lag moves every round: count a change when it crosses what
+			 * routing cares about (the limit), or every 10 s of drift */
+			int64_t lim = cp->live->routing.max_replica_lag_ms;
+			changed = strcmp(o->name, s->name) || strcmp(o->role, s->role) ||
+			          o->healthy != s->healthy || strcmp(o->error, s->error) ||
+			          (o->lag_ms > lim) != (s->lag_ms > lim) ||
+			          (o->lag_ms < 0) != (s->lag_ms < 0) ||
+			          llabs(o->lag_ms - s->lag_ms) >= 10000 ||
+			          strcmp(o->host, s->host) || o->port != s->port;
+		}
+		if (!healthy && (!cp->nodes || i >= cp->n_nodes || cp->nodes[i]->healthy))
+			log_warn("control plane: node %s (%s:%d) not usable: %s", s->name, s->host,
+			         t[i].port, err);
+	}
+	/* the table always carries the latest lag figures; a push only when
+	 * something routing depends on changed */
+	for (size_t i = 0; i < cp->n_nodes; i++)
+		protobuf_c_message_free_unpacked(&cp->nodes[i]->base, NULL);
+	free(cp->nodes);
+	cp->nodes = nv;
+	cp->n_nodes = nv ? n : 0;
+	if (changed) {
 		cp->routing_ver++;
 		cp->state_ver++;
 		kick_heartbeats(cp);
 	}
-	for (size_t i = 0; i < cp->n_nodes; i++)
-		cp->nodes[i]->checked_at = now;
 	struct ready *ready;
 	size_t nr = take_ready(cp, &ready);
 	pthread_mutex_unlock(&cp->mu);
 	flush_sends(cp, ready, nr);
 	free(ready);
 	free(t);
+	free(pn);
 }
 
 static void *prober_main(void *arg)
@@ -1368,7 +1522,9 @@ static void *prober_main(void *arg)
 	struct cp *cp = arg;
 	for (;;) {
 		pthread_mutex_lock(&cp->mu);
-		int secs = cp->live->health_check_interval_secs;
+		int secs = cp->live->routing.lag_check_interval_secs;
+		if (cp->live->health_check_interval_secs < secs)
+			secs = cp->live->health_check_interval_secs;
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += secs > 0 ? secs : 1;
@@ -1489,6 +1645,8 @@ static void cp_free(struct cp *cp)
 	for (size_t i = 0; i < cp->n_nodes; i++)
 		protobuf_c_message_free_unpacked(&cp->nodes[i]->base, NULL);
 	free(cp->nodes);
+	free(cp->seen);
+	prober_free(cp->checker);
 	free_strv(cp->ovr_keys, cp->n_ovr);
 	free_strv(cp->ovr_lines, cp->n_ovr);
 	free_strv(cp->paused, cp->n_paused);
@@ -1572,6 +1730,7 @@ struct cp *cp_start(const struct cp_opts *o, char *err, size_t errlen)
 		         persist ? werr : "out of memory");
 	free(persist);
 
+	cp->checker = prober_new();
 	probe_round(cp);
 
 	int rv = nng_rep0_open(&cp->sock);

@@ -5,10 +5,14 @@
  */
 #include "dataplane/stats.h"
 
+#include "dataplane/breaker.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/route.h"
+#include "dataplane/snap.h"
 #include "dataplane/worker.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,6 +147,7 @@ static Helios__NodeStatus *node_copy(const Helios__NodeStatus *s)
 	d->draining = s->draining;
 	d->error = strdup(s->error ? s->error : "");
 	d->checked_at = s->checked_at;
+	d->breaker = strdup(s->breaker && s->breaker[0] ? s->breaker : "closed");
 	return d;
 }
 
@@ -154,6 +159,49 @@ void ctl_nodes_free(Helios__NodeStatus **v, size_t n)
 	free(v);
 }
 
+static uint64_t routing_version;
+
+uint64_t ctl_routing_version(void)
+{
+	return __atomic_load_n(&routing_version, __ATOMIC_ACQUIRE);
+}
+
+size_t ctl_routing_copy(struct route_node *out, size_t max)
+{
+	pthread_mutex_lock(&mu);
+	size_t k = 0;
+	for (size_t i = 0; i < n_nodes && k < max; i++) {
+		const Helios__NodeStatus *s = nodes[i];
+		if (!s)
+			continue;
+		struct route_node *r = &out[k++];
+		memset(r, 0, sizeof(*r));
+		snprintf(r->name, sizeof(r->name), "%s", s->name);
+		r->known = true;
+		r->primary = !strcmp(s->role, "primary");
+		r->healthy = s->healthy;
+		r->draining = s->draining || in_list(drained, n_drained, s->name);
+		r->lag_ms = s->lag_ms;
+	}
+	pthread_mutex_unlock(&mu);
+	return k;
+}
+
+/* Whether a new table changes where clients may go (not just lag figures). */
+static bool roles_changed(Helios__NodeStatus **a, size_t na, const Helios__RoutingTable *b)
+{
+	size_t nb = b ? b->n_nodes : 0;
+	if (na != nb)
+		return true;
+	for (size_t i = 0; i < na; i++) {
+		const Helios__NodeStatus *x = a[i], *y = b->nodes[i];
+		if (!x || strcmp(x->name, y->name) || strcmp(x->role, y->role) ||
+		    x->healthy != y->healthy || x->draining != y->draining)
+			return true;
+	}
+	return false;
+}
+
 void ctl_set_routing(const Helios__RoutingTable *rt)
 {
 	size_t n = rt ? rt->n_nodes : 0;
@@ -163,12 +211,16 @@ void ctl_set_routing(const Helios__RoutingTable *rt)
 	for (size_t i = 0; i < n; i++)
 		v[i] = node_copy(rt->nodes[i]);
 	pthread_mutex_lock(&mu);
+	bool wake = roles_changed(nodes, n_nodes, rt);
 	Helios__NodeStatus **old = nodes;
 	size_t n_old = n_nodes;
 	nodes = v;
 	n_nodes = n;
+	__atomic_add_fetch(&routing_version, 1, __ATOMIC_ACQ_REL);
 	pthread_mutex_unlock(&mu);
 	ctl_nodes_free(old, n_old);
+	if (wake)
+		wake_workers(); /* clients held for a primary look again */
 }
 
 bool ctl_node_healthy(const char *name)
@@ -184,11 +236,17 @@ bool ctl_node_healthy(const char *name)
 
 Helios__NodeStatus **ctl_nodes_copy(size_t *n)
 {
+	struct snap *cur = snap_current();
 	pthread_mutex_lock(&mu);
 	Helios__NodeStatus **v = calloc(n_nodes ? n_nodes : 1, sizeof(*v));
 	size_t k = 0;
 	for (size_t i = 0; v && i < n_nodes; i++) {
 		Helios__NodeStatus *d = nodes[i] ? node_copy(nodes[i]) : NULL;
+		if (d && cur) {
+			int idx = cfg_node_index(cur->cfg, d->name);
+			free(d->breaker);
+			d->breaker = strdup(breaker_state_str(breaker_state(idx)));
+		}
 		if (d) {
 			d->draining = in_list(drained, n_drained, d->name) &&
 			              strcmp(d->name, "*"); /* "*" never names a node */
@@ -196,6 +254,7 @@ Helios__NodeStatus **ctl_nodes_copy(size_t *n)
 		}
 	}
 	pthread_mutex_unlock(&mu);
+	snap_unref(cur);
 	*n = k;
 	return v;
 }

@@ -76,8 +76,14 @@ bool ctl_any_drained(void);
 /* Copies for reports (malloc'd strings; caller frees each and the array). */
 char **ctl_paused_list(size_t *n);
 
-/* The routing table from the control plane (copied). */
+/* The routing table from the control plane (copied); wakes the workers
+ * when it changes so clients held for a primary look again. */
 void ctl_set_routing(const Helios__RoutingTable *rt);
+/* Bumped at every change of the routing table. */
+uint64_t ctl_routing_version(void);
+struct route_node;
+/* Copies the table (up to max nodes) for a worker; returns the count. */
+size_t ctl_routing_copy(struct route_node *out, size_t max);
 /* Node health as last reported; true when unknown. */
 bool ctl_node_healthy(const char *node_name);
 /* A copy of the node statuses (for reports): free with ctl_nodes_free. */

@@ -10,6 +10,7 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
+#include "dataplane/breaker.h"
 #include "dataplane/stats.h"
 
 #include <errno.h>
@@ -364,10 +365,17 @@ static void maintain_pools(struct worker *w, const struct timespec *now)
 	if (!sn)
 		return;
 	const struct cfg *c = sn->cfg;
+	/* after a failover the old primary's idle connections go (a node that
+	 * was demoted while alive must not keep sessions opened as primary) */
+	int prim = route_primary(w, c);
+	int old_prim = w->last_primary;
+	w->last_primary = prim;
+	bool failed_over = old_prim >= 0 && prim >= 0 && prim != old_prim;
 	for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
 		int ni = pool_node(p);
-		if (ctl_any_drained() && ni >= 0 && (size_t)ni < c->n_nodes &&
-		    ctl_node_drained(c->nodes[ni].name)) {
+		if ((failed_over && ni == old_prim) ||
+		    (ctl_any_drained() && ni >= 0 && (size_t)ni < c->n_nodes &&
+		     ctl_node_drained(c->nodes[ni].name))) {
 			/* drained: idle connections go now, busy ones when released */
 			struct server *idle = pool_take_all_idle(p);
 			while (idle) {
@@ -429,6 +437,14 @@ static void tick(struct worker *w)
 	struct timespec now;
 	conn_now(&now);
 	cl_wait_timeout_check(w, &now);
+	route_refresh(w);
+	/* clients waiting for a primary: failover_timeout_secs at most */
+	for (struct client *cl = w->held, *next; cl; cl = next) {
+		next = cl->wlist_next;
+		if (cl->held_for_primary && conn_elapsed(&cl->wait_start, &now) >=
+		                                cl->snap->cfg->routing.failover_timeout_secs)
+			cl_hold_expired(cl);
+	}
 	/* servers that take too long to connect or log in */
 	struct snap *sn = snap_current();
 	int connect_timeout = sn ? sn->cfg->pool.server_connect_timeout_secs : 5;
@@ -564,6 +580,7 @@ static void *worker_main(void *arg)
 		jobs = next;
 	}
 	tx_worker_exit();
+	route_worker_exit(w);
 	return NULL;
 }
 
@@ -576,7 +593,14 @@ int worker_start(struct worker *w, int idx, enum io_backend backend, char *err, 
 	w->unix_fd = -1;
 	pthread_mutex_init(&w->mail_mu, NULL);
 	slab_init(&w->client_slab, sizeof(struct client));
-	int r = listen_tcp(c->listen_address, err, errlen);
+	int r = -ENOMEM;
+	w->last_primary = -1;
+	w->route = calloc(BREAKER_MAX_NODES, sizeof(*w->route));
+	if (!w->route) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	r = listen_tcp(c->listen_address, err, errlen);
 	if (r < 0)
 		goto out;
 	w->listen_fd = r;

@@ -7,6 +7,7 @@
 #define HELIOS_WORKER_H
 
 #include "dataplane/io/io.h"
+#include "dataplane/route.h"
 #include "dataplane/slab.h"
 
 #include <pthread.h>
@@ -40,6 +41,15 @@ struct worker {
 	bool hold_check;             /* pause/drain changed: look at the held clients */
 	struct collect_ref *collect; /* stats collection requests */
 	bool exited;                 /* its loop ended: no more mailbox work (mail_mu) */
+
+	/* routing (route.c): a copy of the control plane's table, the
+	 * statement-analysis LRU, a round-robin counter */
+	uint64_t route_ver;
+	size_t n_route;
+	struct route_node *route;
+	struct an_cache *an;
+	uint32_t rr;
+	int last_primary; /* worker 0: primary index at the last maintenance */
 
 	struct timespec last_maint, last_stats;
 	int init_result;

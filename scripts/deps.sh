@@ -10,7 +10,7 @@ PACKAGES=(
 	# libraries
 	liburing-dev libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev
 	libpg-query-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
-	libhiredis-dev libmicrohttpd-dev libjansson-dev libldap-dev libjwt-dev
+	libhiredis-dev libmicrohttpd-dev libjansson-dev libldap-dev libjwt-dev libpq-dev
 	wabt libcmocka-dev
 	# tests
 	python3-pytest python3-psycopg python3-prometheus-client

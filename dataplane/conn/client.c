@@ -13,6 +13,7 @@
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
+#include "dataplane/route.h"
 #include "dataplane/admin/admin.h"
 #include "dataplane/snap.h"
 #include "dataplane/stats.h"
@@ -226,6 +227,7 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 
 static void cl_free(struct client *cl)
 {
+	route_client_free(cl);
 	listen_unsubscribe(cl, NULL);
 	free(cl->notify_buf);
 	free(cl->listen_answer);
@@ -358,6 +360,7 @@ static void auth_fail(struct client *cl)
 
 static void get_server(struct client *cl);
 static void admin_login(struct client *cl);
+static void refuse_pending(struct client *cl, const char *msg);
 
 static void auth_ok(struct client *cl)
 {
@@ -819,37 +822,115 @@ static void get_server(struct client *cl)
 void cl_hold_check(struct client *cl)
 {
 	worker_unhold(cl->w, cl);
-	/* query_wait_timeout counts from the resume, not from the pause */
-	conn_now(&cl->wait_start);
+	/* query_wait_timeout counts from the resume, not from the pause; a
+	 * wait for a primary keeps its start (failover_timeout_secs) */
+	if (!cl->held_for_primary)
+		conn_now(&cl->wait_start);
 	acquire(cl); /* holds it again if still paused */
+}
+
+/* The transaction cannot be served (no primary, breaker open for the node
+ * it names): its first request gets an ErrorResponse and ReadyForQuery,
+ * the connection stays. Without a whole request to answer, it closes. */
+static void refuse_pending(struct client *cl, const char *msg)
+{
+	uint32_t used = 0;
+	bool whole = false;
+	while (cl->ep.in_len - used >= 5) {
+		uint32_t mlen = pgw_get_u32(cl->ep.in + used + 1);
+		if (mlen < 4 || (size_t)used + mlen + 1 > cl->ep.in_len)
+			break;
+		uint8_t type = cl->ep.in[used];
+		used += mlen + 1;
+		if (type == 'Q' || type == 'S') {
+			whole = true;
+			break;
+		}
+	}
+	log_info("client %llu %s user=%s db=%s: %s", (unsigned long long)cl->id, cl->peer, cl->user,
+	         cl->database, msg);
+	if (!whole || !cl->txn) {
+		cl_close(cl, "08006", msg);
+		return;
+	}
+	ep_in_consume(&cl->ep, used);
+	uint8_t buf[1024];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_error(&o, "ERROR", "08006", msg, NULL);
+	pgw_ready(&o, 'I');
+	send_msg(cl, &o);
+	if (cl->ep.in_len)
+		tx_client_input(cl);
+}
+
+void cl_hold_expired(struct client *cl)
+{
+	worker_unhold(cl->w, cl);
+	cl->held_for_primary = false;
+	char msg[300];
+	snprintf(msg, sizeof(msg),
+	         "no primary node is available: it has not answered for %d s and no replica was "
+	         "promoted (routing.failover_timeout_secs)",
+	         cl->snap->cfg->routing.failover_timeout_secs);
+	refuse_pending(cl, msg);
 }
 
 static void acquire(struct client *cl)
 {
 	const struct cfg *c = cl->snap->cfg;
-	int node = primary_node(c);
-	if (node < 0) {
-		cl_close(cl, "08006", "no primary node is configured");
-		return;
-	}
 	if (cl->replication) {
 		/* replication connections are never pooled */
-		if (sv_connect(cl->w, NULL, cl, node) < 0)
+		int node = route_primary(cl->w, c);
+		if (node < 0 || sv_connect(cl->w, NULL, cl, node) < 0)
 			cl_close(cl, "08006", "could not connect to the database server");
 		return;
 	}
-	cl->pool = pool_lookup(cl->database, cl->user, node);
-	if (!cl->pool) {
-		cl_close(cl, "53200", "out of memory");
+	if (cl->txn && cl->state == CL_WAIT_SERVER) {
+		/* login: answered from what a server of the primary's pool reported */
+		int p = route_primary(cl->w, c);
+		if (p < 0) {
+			cl_close(cl, "08006", "no primary node is configured");
+			return;
+		}
+		cl->pool = pool_lookup(cl->database, cl->user, p);
+		if (!cl->pool) {
+			cl_close(cl, "53200", "out of memory");
+			return;
+		}
+		if (tx_login_from_cache(cl))
+			return; /* logged in; a server is taken at the first query */
+	}
+	if (ctl_is_paused(cl->database)) {
+		/* PAUSE: running transactions finish, new ones (and logins that
+		 * need a server) wait here (no timeout) until resumed */
+		worker_hold(cl->w, cl);
 		return;
 	}
-	if (cl->txn && cl->state == CL_WAIT_SERVER && tx_login_from_cache(cl))
-		return; /* logged in; a server is taken at the first query */
-	if (!cl->replication && (ctl_is_paused(cl->database) ||
-	                         (ctl_any_drained() && ctl_node_drained(c->nodes[node].name)))) {
-		/* PAUSE / drain: running transactions finish, new ones (and logins that need a
-		 * server) wait here (no timeout) until resumed */
+	char why[300] = "";
+	int node = route_pick(cl, why, sizeof(why));
+	if (node == ROUTE_HOLD) {
+		/* the primary is down: a failover may give us another one */
+		if (!cl->held_for_primary) {
+			cl->held_for_primary = true;
+			conn_now(&cl->wait_start);
+		}
 		worker_hold(cl->w, cl);
+		return;
+	}
+	cl->held_for_primary = false;
+	if (node == ROUTE_FAIL) {
+		refuse_pending(cl, why);
+		return;
+	}
+	if (ctl_any_drained() && ctl_node_drained(c->nodes[node].name)) {
+		worker_hold(cl->w, cl); /* a drained primary: wait for undrain */
+		return;
+	}
+	if (!cl->pool || pool_node(cl->pool) != node)
+		cl->pool = pool_lookup(cl->database, cl->user, node);
+	if (!cl->pool) {
+		cl_close(cl, "53200", "out of memory");
 		return;
 	}
 	for (int tries = 0; tries < 64; tries++) {
@@ -1104,6 +1185,15 @@ void cl_server_failed(struct client *cl, const uint8_t *err_body, uint32_t err_l
 	cl->connecting = NULL;
 	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
 		return;
+	if (cl->txn && cl->state == CL_ACTIVE && !cl->login_pending) {
+		/* a logged-in client whose next transaction found no server:
+		 * that request fails, the connection stays */
+		char text[400];
+		const char *m = err_body ? pgw_error_field(err_body, err_len, 'M') : NULL;
+		snprintf(text, sizeof(text), "%s", m ? m : msg ? msg : "no server connection");
+		refuse_pending(cl, text);
+		return;
+	}
 	if (err_body) {
 		/* The server's own error, as it sent it. */
 		const char *m = pgw_error_field(err_body, err_len, 'M');

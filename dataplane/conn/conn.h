@@ -128,6 +128,8 @@ struct client {
 	bool admin;                    /* admin console session (database "heliosproxy") */
 	bool admin_busy;               /* its statement is with the console thread */
 	uint32_t connect_s, request_s; /* monotonic seconds (reports) */
+	bool held_for_primary;         /* held: no primary (failover), bounded wait */
+	struct ryw *ryw;               /* route.c: tables written lately */
 };
 
 enum sv_state {
@@ -283,6 +285,8 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg);
 const char *cl_state_str(enum cl_state s);
 /* Pause or drain changed: a held client tries for a server again. */
 void cl_hold_check(struct client *cl);
+/* A client held for a primary waited failover_timeout_secs: refused. */
+void cl_hold_expired(struct client *cl);
 /* The console thread's answer for an admin client. */
 void cl_admin_reply(struct client *cl, const uint8_t *msg, uint32_t len);
 /* A server (or a right to open one) arrived for a waiting client. */

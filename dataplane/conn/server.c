@@ -9,6 +9,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "dataplane/auth/md5auth.h"
+#include "dataplane/breaker.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
@@ -101,6 +102,27 @@ static const struct io_sock_ops sv_ops = {
 static int max_pool_size(void)
 {
 	return snap_max_pool_size();
+}
+
+/* Connection failures and crashes count towards the node's breaker; SQL
+ * errors do not. */
+static void node_failure(struct server *sv, const char *why)
+{
+	struct snap *sn = snap_current();
+	if (sn)
+		breaker_failure(sn->cfg, sv->node_idx, why);
+	snap_unref(sn);
+}
+
+static void node_success(struct server *sv)
+{
+	if (breaker_state(sv->node_idx) != BREAKER_CLOSED) {
+		struct snap *sn = snap_current();
+		breaker_success(sn ? sn->cfg : NULL, sv->node_idx);
+		snap_unref(sn);
+	} else {
+		breaker_success(NULL, sv->node_idx); /* resets the failure count */
+	}
 }
 
 /* Builds the startup packet: the pool's user and database, then every
@@ -538,6 +560,7 @@ static void sv_on_connect(struct io_sock *s, int err)
 		char msg[300];
 		snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s", sv->node_host,
 		         sv->node_port, strerror(-err));
+		node_failure(sv, msg);
 		sv_fail(sv, NULL, 0, "08006", msg);
 		return;
 	}
@@ -724,6 +747,7 @@ static int handle_auth(struct server *sv, const struct pgw_msg *m)
 static void login_done(struct server *sv)
 {
 	worker_login_remove(sv->w, sv);
+	node_success(sv);
 	free(sv->scram);
 	sv->scram = NULL;
 	sv->tx_status = 'I';
@@ -827,6 +851,9 @@ static void process_login(struct server *sv)
 			/* the client gets the server's own error, unchanged */
 			log_info("server %s:%d db=%s user=%s: %s", sv->node_host, sv->node_port,
 			         sv->database, sv->user, line);
+			const char *code = pgw_error_field(m.body, m.len, 'C');
+			if (code && !strncmp(code, "57P", 3))
+				node_failure(sv, line); /* starting up, shutting down */
 			struct client *cl = sv->client;
 			sv->client = NULL;
 			if (cl && cl->connecting == sv)
@@ -1127,9 +1154,12 @@ static void sv_on_eof(struct io_sock *s, int err)
 	struct server *sv = s->owner;
 	if (sv->state == SV_LOGIN || sv->state == SV_CONNECTING || sv->state == SV_TLS ||
 	    sv->state == SV_TLS_REQUEST || sv->state == SV_AUTH_QUERY) {
+		node_failure(sv, "the server closed the connection during login");
 		sv_fail(sv, NULL, 0, "08006", "the server closed the connection during login");
 		return;
 	}
+	if (sv->state == SV_ACTIVE && sv->client)
+		node_failure(sv, "the server closed a connection in use (crash or shutdown)");
 	log_debug("server %llu %s:%d: closed by the server", (unsigned long long)sv->id,
 	          sv->node_host, sv->node_port);
 	sv_close(sv);

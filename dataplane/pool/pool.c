@@ -218,6 +218,13 @@ static struct client *pop_local_waiter(struct pool *p, struct worker *w)
 	return NULL;
 }
 
+int pool_busy_hint(struct pool *p)
+{
+	int total = __atomic_load_n(&p->total, __ATOMIC_RELAXED);
+	int idle = __atomic_load_n(&p->n_idle, __ATOMIC_RELAXED);
+	return total > idle ? total - idle : 0;
+}
+
 bool pool_over_cap(struct pool *p)
 {
 	pthread_mutex_lock(&p->mu);

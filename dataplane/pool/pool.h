@@ -38,6 +38,9 @@ enum pool_grant pool_acquire(struct pool *p, struct client *cl, int max_size, st
 /* A detached, reset server goes back: to the first waiter, or to the idle
  * list. False when the pool is over its (lowered) cap: close it instead. */
 bool pool_release(struct pool *p, struct server *sv);
+/* Connections in use (total - idle), read without the lock: a hint for
+ * choosing the least busy replica. */
+int pool_busy_hint(struct pool *p);
 /* More connections than the live max_pool_size allows. */
 bool pool_over_cap(struct pool *p);
 /* A counted connection (or a permit) is gone: passes the right to connect

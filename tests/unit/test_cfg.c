@@ -146,6 +146,11 @@ static void test_omitted_keys_get_their_defaults(void **state)
 	assert_int_equal(c->tls.server_mode, CFG_STLS_PREFER);
 	assert_string_equal(c->tls.cert_file, "");
 	assert_int_equal(c->heartbeat_interval_ms, 1000);
+	assert_false(c->routing.read_write_split);
+	assert_int_equal(c->routing.max_replica_lag_ms, 1000);
+	assert_int_equal(c->routing.analysis_cache_entries, 4096);
+	assert_int_equal(c->circuit_breaker.failure_threshold, 5);
+	assert_int_equal(c->n_schema_routes, 0);
 	cfg_free(c);
 }
 
@@ -560,10 +565,11 @@ static void test_key_find_and_format_value_round_trip(void **state)
 
 static void test_restart_only_keys_are_flagged(void **state)
 {
-	static const char *const restart[] = {
-	    "listen_address", "admin_address",         "workers",
-	    "io_backend",     "unix_socket_dir",       "control_address",
-	    "control_socket", "control_admin_address", "overrides_file"};
+	static const char *const restart[] = {"listen_address",  "admin_address",
+	                                      "workers",         "io_backend",
+	                                      "unix_socket_dir", "control_address",
+	                                      "control_socket",  "control_admin_address",
+	                                      "overrides_file",  "routing.analysis_cache_entries"};
 	size_t n, flagged = 0;
 	const struct cfg_key *keys = cfg_key_table(&n);
 
@@ -576,6 +582,8 @@ static void test_restart_only_keys_are_flagged(void **state)
 	assert_false(cfg_key_find("health_check_interval_secs")->flags & CFG_KEY_RESTART);
 	assert_false(cfg_key_find("admin_users")->flags & CFG_KEY_RESTART);
 	assert_false(cfg_key_find("pool_mode.max_pool_size")->flags & CFG_KEY_RESTART);
+	assert_false(cfg_key_find("routing.max_replica_lag_ms")->flags & CFG_KEY_RESTART);
+	assert_false(cfg_key_find("schema_routes.tables")->flags & CFG_KEY_RESTART);
 }
 
 static void test_control_plane_keys_have_their_defaults(void **state)

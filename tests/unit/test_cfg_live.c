@@ -153,6 +153,40 @@ static void test_override_of_an_array_table_key_is_refused(void **state)
 	assert_override_refused(SEED, "log_level = \"warn\"\n[[auth.users]]\nname = \"x\"\n",
 	                        "ovr.toml:2: key 'auth.users.name' is in the array table "
 	                        "[[auth.users]], which cannot be overridden");
+	assert_override_refused(SEED, "schema_routes.tables = [\"t\"]\n",
+	                        "ovr.toml:1: key 'schema_routes.tables' is in the array table "
+	                        "[[schema_routes]], which cannot be overridden");
+	assert_override_refused(SEED, "[[schema_routes]]\ntarget = \"primary\"\n",
+	                        "ovr.toml:1: key 'schema_routes.target' is in the array table "
+	                        "[[schema_routes]], which cannot be overridden");
+}
+
+static void test_override_sets_routing_and_breaker_keys(void **state)
+{
+	struct cfg *c = load_with_ok(SEED "[routing]\nmax_replica_lag_ms = 100\n"
+	                                  "[[schema_routes]]\ntables = [\"t\"]\n"
+	                                  "target = \"replica\"\n",
+	                             "routing.max_replica_lag_ms = 250\n"
+	                             "routing.read_write_split = true\n"
+	                             "circuit_breaker.failure_threshold = 0\n");
+
+	assert_int_equal(c->routing.max_replica_lag_ms, 250);
+	assert_true(c->routing.read_write_split);
+	assert_int_equal(c->circuit_breaker.failure_threshold, 0);
+	/* The file's routes stay. */
+	assert_int_equal(c->n_schema_routes, 1);
+	assert_string_equal(c->schema_routes[0].tables[0], "t");
+	cfg_free(c);
+	assert_override_refused(SEED, "routing.max_replica_lag_ms = -5\n",
+	                        "ovr.toml:1: key 'routing.max_replica_lag_ms': -5 is out of range "
+	                        "(0..86400000)");
+	assert_override_refused(SEED, "routing.check_user = \"ghost\"\n",
+	                        "ovr.toml:1: key 'routing.check_user': \"ghost\" is not a user "
+	                        "from [[auth.users]] or auth.users_file");
+	assert_override_refused(SEED, "routing.heartbeat_table = \"Bad.Name\"\n",
+	                        "ovr.toml:1: key 'routing.heartbeat_table': \"Bad.Name\" is not "
+	                        "table or schema.table (lower-case letters, digits and _, not "
+	                        "starting with a digit, at most 63 bytes each)");
 }
 
 static void test_override_syntax_error_names_the_overrides(void **state)
@@ -236,7 +270,7 @@ static void assert_all_keys_equal(const struct cfg *a, const struct cfg *b)
 
 static void test_to_toml_round_trips_a_full_config(void **state)
 {
-	char text[2048];
+	char text[4096];
 	struct cfg_error err;
 	struct cfg *c, *c2;
 	char *toml, *toml2;
@@ -257,7 +291,17 @@ static void test_to_toml_round_trips_a_full_config(void **state)
 	         "[[auth.users]]\nname = \"alice\"\npassword = \"s3cret\"\n"
 	         "server_password = \"srv\"\n"
 	         "[tls]\nclient_mode = \"allow\"\ncert_file = \"rt-cert.pem\"\n"
-	         "key_file = \"rt-key.pem\"\nserver_mode = \"require\"\n");
+	         "key_file = \"rt-key.pem\"\nserver_mode = \"require\"\n"
+	         "[routing]\nread_write_split = true\nread_your_writes_ms = 500\n"
+	         "max_replica_lag_ms = 100\nlag_check_interval_secs = 2\n"
+	         "failover_timeout_secs = 20\ncheck_user = \"alice\"\n"
+	         "check_database = \"app\"\nheartbeat_table = \"ops.hb\"\n"
+	         "analysis_cache_entries = 100\n"
+	         "[circuit_breaker]\nfailure_threshold = 3\nrecovery_timeout_secs = 7\n"
+	         "[[schema_routes]]\ntables = [\"Billing.Invoices\", \"t$1\"]\n"
+	         "target = \"primary\"\n"
+	         "[[schema_routes]]\ntables = [\"reports.daily\"]\ntarget = \"standby\"\n"
+	         "[[schema_routes]]\ntables = [\"stats\"]\ntarget = \"main\"\n");
 	c = cfg_load_file(write_tmp("rt.toml", text), &err);
 	if (!c)
 		fail_msg("refused: %s", err.msg);
@@ -275,6 +319,14 @@ static void test_to_toml_round_trips_a_full_config(void **state)
 	assert_string_equal(cfg_find_user(c2, "c\"q")->password, "x");
 	assert_string_equal(c2->tls.cert_file, c->tls.cert_file);
 	assert_int_equal(c2->n_nodes, 2);
+	assert_non_null(strstr(toml, "\n[[schema_routes]]\ntables = [\"Billing.Invoices\", "
+	                             "\"t$1\"]\ntarget = \"primary\"\n"));
+	assert_int_equal(c2->n_schema_routes, 3);
+	assert_string_equal(c2->schema_routes[0].tables[1], "t$1");
+	assert_string_equal(c2->schema_routes[1].target, "replica");
+	assert_string_equal(c2->routing.heartbeat_table, "ops.hb");
+	assert_true(c2->routing.read_write_split);
+	assert_int_equal(c2->circuit_breaker.recovery_timeout_secs, 7);
 	/* A fixed point: the snapshot writes itself the same way. */
 	toml2 = cfg_to_toml(c2);
 	assert_non_null(toml2);
@@ -301,6 +353,30 @@ static void test_key_equal_compares_every_array_element(void **state)
 	cfg_free(one);
 }
 
+static void test_key_equal_compares_every_table_of_every_schema_route(void **state)
+{
+#define ROUTE(tables) "[[schema_routes]]\ntarget = \"primary\"\ntables = " tables "\n"
+	struct cfg *a = load_ok(NODE ROUTE("[\"a\", \"b\"]") ROUTE("[\"c\"]"));
+	struct cfg *same = load_ok(NODE ROUTE("[\"a\", \"b\"]") ROUTE("[\"c\"]"));
+	struct cfg *other = load_ok(NODE ROUTE("[\"a\", \"b\"]") ROUTE("[\"C\"]"));
+	struct cfg *shorter = load_ok(NODE ROUTE("[\"a\"]") ROUTE("[\"c\"]"));
+	struct cfg *none = load_ok(NODE);
+	const struct cfg_key *tables = cfg_key_find("schema_routes.tables");
+
+	assert_true(cfg_key_equal(a, same, tables));
+	assert_true(cfg_key_equal(a, same, cfg_key_find("schema_routes.target")));
+	assert_false(cfg_key_equal(a, other, tables));
+	assert_false(cfg_key_equal(a, shorter, tables));
+	assert_false(cfg_key_equal(a, none, tables));
+	assert_true(cfg_key_equal(none, none, tables));
+	cfg_free(a);
+	cfg_free(same);
+	cfg_free(other);
+	cfg_free(shorter);
+	cfg_free(none);
+#undef ROUTE
+}
+
 static void test_keep_restart_keys_restores_listen_address_and_reports_it(void **state)
 {
 	struct cfg *old = load_ok(SEED);
@@ -325,6 +401,24 @@ static void test_keep_restart_keys_restores_listen_address_and_reports_it(void *
 	cfg_free(old);
 }
 
+static void test_keep_restart_keys_keeps_the_analysis_cache_size(void **state)
+{
+	struct cfg *old = load_ok(NODE);
+	struct cfg *nw =
+	    load_ok("[routing]\nanalysis_cache_entries = 64\nmax_replica_lag_ms = 5\n"
+	            "[[schema_routes]]\ntables = [\"t\"]\ntarget = \"primary\"\n" NODE);
+	const char *names[2] = {NULL};
+
+	assert_int_equal(cfg_keep_restart_keys(old, nw, names, 2), 1);
+	assert_string_equal(names[0], "routing.analysis_cache_entries");
+	assert_int_equal(nw->routing.analysis_cache_entries, 4096);
+	/* live: the new values stay */
+	assert_int_equal(nw->routing.max_replica_lag_ms, 5);
+	assert_int_equal(nw->n_schema_routes, 1);
+	cfg_free(nw);
+	cfg_free(old);
+}
+
 static void test_no_array_key_needs_a_restart(void **state)
 {
 	size_t n;
@@ -333,6 +427,7 @@ static void test_no_array_key_needs_a_restart(void **state)
 	/* cfg_keep_restart_keys copies plain fields only. */
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(keys[i].section, "nodes") == 0 ||
+		    strcmp(keys[i].section, "schema_routes") == 0 ||
 		    strcmp(keys[i].section, "auth.users") == 0)
 			assert_false(keys[i].flags & CFG_KEY_RESTART);
 }
@@ -391,6 +486,11 @@ static void test_override_line_canonicalises_bare_and_quoted_values(void **state
 	            "pool_mode.reset_query = \"x\\ny\"");
 	assert_line("pool_mode.reset_query", "", "pool_mode.reset_query = \"\"");
 	assert_line("heartbeat_interval_ms", "100", "heartbeat_interval_ms = 100");
+	assert_line("routing.max_replica_lag_ms", "250", "routing.max_replica_lag_ms = 250");
+	assert_line("routing.read_write_split", "true", "routing.read_write_split = true");
+	assert_line("routing.heartbeat_table", "ops.hb", "routing.heartbeat_table = \"ops.hb\"");
+	assert_line("circuit_breaker.recovery_timeout_secs", "30",
+	            "circuit_breaker.recovery_timeout_secs = 30");
 }
 
 /* Asserts cfg_override_line refuses with exactly want. */
@@ -458,6 +558,12 @@ static void test_override_line_refuses_unknown_and_array_keys(void **state)
 	assert_line_refused("auth.users.password", "x",
 	                    "key 'auth.users.password' is in the array table [[auth.users]], "
 	                    "which cannot be overridden; edit the config file");
+	assert_line_refused("schema_routes.tables", "[\"t\"]",
+	                    "key 'schema_routes.tables' is in the array table [[schema_routes]], "
+	                    "which cannot be overridden; edit the config file");
+	assert_line_refused("schema_routes.target", "primary",
+	                    "key 'schema_routes.target' is in the array table [[schema_routes]], "
+	                    "which cannot be overridden; edit the config file");
 	assert_int_equal(cfg_override_line("pool_mode.reset_query", "SELECT 1", line, 16, NULL),
 	                 -1);
 }
@@ -470,13 +576,16 @@ int main(void)
 	    cmocka_unit_test(test_override_of_unknown_key_is_refused_with_file_line_and_key),
 	    cmocka_unit_test(test_override_out_of_range_or_wrong_type_is_refused),
 	    cmocka_unit_test(test_override_of_an_array_table_key_is_refused),
+	    cmocka_unit_test(test_override_sets_routing_and_breaker_keys),
 	    cmocka_unit_test(test_override_syntax_error_names_the_overrides),
 	    cmocka_unit_test(test_cross_key_error_points_where_the_value_came_from),
 	    cmocka_unit_test(test_overrides_file_defaults_next_to_the_config_file),
 	    cmocka_unit_test(test_relative_config_path_gives_absolute_paths),
 	    cmocka_unit_test(test_to_toml_round_trips_a_full_config),
 	    cmocka_unit_test(test_key_equal_compares_every_array_element),
+	    cmocka_unit_test(test_key_equal_compares_every_table_of_every_schema_route),
 	    cmocka_unit_test(test_keep_restart_keys_restores_listen_address_and_reports_it),
+	    cmocka_unit_test(test_keep_restart_keys_keeps_the_analysis_cache_size),
 	    cmocka_unit_test(test_no_array_key_needs_a_restart),
 	    cmocka_unit_test(test_control_url_default_derives_from_the_listen_port),
 	    cmocka_unit_test(test_override_line_canonicalises_bare_and_quoted_values),
