@@ -22,9 +22,9 @@ struct conn {
 struct prober {
 	struct conn conns[MAX_CONNS];
 	size_t n_conns;
-	int64_t seq;                 /* last heartbeat sequence written */
-	uint64_t written_ms[RING];   /* when seq s was written: written_ms[s % RING] */
-	int64_t first_seq;           /* oldest sequence in the ring */
+	int64_t seq;               /* last heartbeat sequence written */
+	uint64_t written_ms[RING]; /* when seq s was written: written_ms[s % RING] */
+	int64_t first_seq;         /* oldest sequence in the ring */
 	bool table_ready;
 };
 
@@ -78,12 +78,13 @@ static PGconn *get_conn(struct prober *p, const struct probe_node *nd,
 	snprintf(port, sizeof(port), "%d", nd->port);
 	snprintf(timeout, sizeof(timeout), "%d", (s->timeout_ms + 999) / 1000);
 	snprintf(opts, sizeof(opts), "-c statement_timeout=%d", s->timeout_ms);
-	const char *const keys[] = {"host",     "port",           "dbname",  "user",
-	                            "password", "connect_timeout", "options", "application_name",
+	const char *const keys[] = {"host",     "port",
+	                            "dbname",   "user",
+	                            "password", "connect_timeout",
+	                            "options",  "application_name",
 	                            "sslmode",  NULL};
-	const char *const vals[] = {nd->host,    port,    s->database, s->user,
-	                            s->password, timeout, opts,        "helios-cp",
-	                            "prefer",    NULL};
+	const char *const vals[] = {nd->host, port, s->database, s->user,  s->password,
+	                            timeout,  opts, "helios-cp", "prefer", NULL};
 	c->pg = PQconnectdbParams(keys, vals, 0);
 	if (PQstatus(c->pg) != CONNECTION_OK) {
 		set_err(r, "connect", c->pg);

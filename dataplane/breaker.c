@@ -8,9 +8,9 @@
 #include "common/log.h"
 
 static struct {
-	int state;             /* enum breaker_state, atomic */
-	int failures;          /* consecutive, atomic */
-	uint64_t opened_ms;    /* when it opened (or the probe started), atomic */
+	int state;          /* enum breaker_state, atomic */
+	int failures;       /* consecutive, atomic */
+	uint64_t opened_ms; /* when it opened (or the probe started), atomic */
 } nodes[BREAKER_MAX_NODES];
 
 static const char *name_of(const struct cfg *c, int i)
@@ -33,7 +33,8 @@ enum breaker_state breaker_state(int i)
 static bool recovery_due(const struct cfg *c, int i)
 {
 	uint64_t since = __atomic_load_n(&nodes[i].opened_ms, __ATOMIC_ACQUIRE);
-	return cpwire_mono_ms() - since >= (uint64_t)c->circuit_breaker.recovery_timeout_secs * 1000u;
+	return cpwire_mono_ms() - since >=
+	       (uint64_t)c->circuit_breaker.recovery_timeout_secs * 1000u;
 }
 
 bool breaker_usable(const struct cfg *c, int i)
@@ -73,13 +74,16 @@ void breaker_failure(const struct cfg *c, int i, const char *why)
 		return;
 	int n = __atomic_add_fetch(&nodes[i].failures, 1, __ATOMIC_ACQ_REL);
 	int s = __atomic_load_n(&nodes[i].state, __ATOMIC_ACQUIRE);
-	if (s == BREAKER_HALF_OPEN || (s == BREAKER_CLOSED && n >= c->circuit_breaker.failure_threshold)) {
+	if (s == BREAKER_HALF_OPEN ||
+	    (s == BREAKER_CLOSED && n >= c->circuit_breaker.failure_threshold)) {
 		__atomic_store_n(&nodes[i].opened_ms, cpwire_mono_ms(), __ATOMIC_RELEASE);
-		if (__atomic_exchange_n(&nodes[i].state, BREAKER_OPEN, __ATOMIC_ACQ_REL) != BREAKER_OPEN)
-			log_warn("circuit breaker for node %s: open after %d failure%s (last: %s); no "
-			         "traffic for %d s",
-			         name_of(c, i), n, n == 1 ? "" : "s", why,
-			         c->circuit_breaker.recovery_timeout_secs);
+		if (__atomic_exchange_n(&nodes[i].state, BREAKER_OPEN, __ATOMIC_ACQ_REL) !=
+		    BREAKER_OPEN)
+			log_warn(
+			    "circuit breaker for node %s: open after %d failure%s (last: %s); no "
+			    "traffic for %d s",
+			    name_of(c, i), n, n == 1 ? "" : "s", why,
+			    c->circuit_breaker.recovery_timeout_secs);
 	}
 }
 
@@ -88,6 +92,7 @@ void breaker_success(const struct cfg *c, int i)
 	if (i < 0 || i >= BREAKER_MAX_NODES)
 		return;
 	__atomic_store_n(&nodes[i].failures, 0, __ATOMIC_RELEASE);
-	if (__atomic_exchange_n(&nodes[i].state, BREAKER_CLOSED, __ATOMIC_ACQ_REL) != BREAKER_CLOSED)
+	if (__atomic_exchange_n(&nodes[i].state, BREAKER_CLOSED, __ATOMIC_ACQ_REL) !=
+	    BREAKER_CLOSED)
 		log_info("circuit breaker for node %s: closed (the node answered)", name_of(c, i));
 }

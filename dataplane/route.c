@@ -232,7 +232,8 @@ static bool table_match(const char *route_table, const struct an_table *t)
 	if (strcasecmp(dot + 1, t->name))
 		return false;
 	/* an unqualified name in the statement may be the routed one */
-	return !t->schema[0] || (strlen(t->schema) == sl && !strncasecmp(route_table, t->schema, sl));
+	return !t->schema[0] ||
+	       (strlen(t->schema) == sl && !strncasecmp(route_table, t->schema, sl));
 }
 
 static const struct an_result *analysis(struct client *cl, const char *sql, size_t len)
@@ -313,8 +314,9 @@ int route_pick(struct client *cl, char *msg, size_t msglen)
 			int r = pick_replica(cl, c);
 			if (r >= 0 && breaker_allow(c, r))
 				return r;
-			log_debug("client %llu: route=replica: no eligible replica, using the primary",
-			          (unsigned long long)cl->id);
+			log_debug(
+			    "client %llu: route=replica: no eligible replica, using the primary",
+			    (unsigned long long)cl->id);
 			return to_primary(cl, c, msg, msglen);
 		}
 		if (h.route == HINT_ROUTE_NODE) {
@@ -347,9 +349,10 @@ int route_pick(struct client *cl, char *msg, size_t msglen)
 			continue;
 		if (!strcmp(sr->target, "primary") || !read) {
 			if (!read && strcmp(sr->target, "primary"))
-				log_debug("client %llu: schema route %zu (%s) is not the primary; a "
-				          "write goes to the primary",
-				          (unsigned long long)cl->id, r + 1, sr->target);
+				log_debug(
+				    "client %llu: schema route %zu (%s) is not the primary; a "
+				    "write goes to the primary",
+				    (unsigned long long)cl->id, r + 1, sr->target);
 			return to_primary(cl, c, msg, msglen);
 		}
 		if (!strcmp(sr->target, "replica")) {

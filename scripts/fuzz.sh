@@ -29,14 +29,16 @@ declare -A SRCS=(
 	[scan]="dataplane/pg/pgw.c"
 	[toml]="common/toml.c common/toml_tree.c common/toml_datetime.c"
 	[scram]="dataplane/auth/scram.c"
+	[hints]="dataplane/pipeline/hints.c"
 )
 declare -A LIBS=(
 	[startup]=""
 	[scan]=""
 	[toml]="-lm"
 	[scram]="-lssl -lcrypto"
+	[hints]=""
 )
-read -ra TARGETS <<<"${FUZZ_TARGETS:-startup scan toml scram}"
+read -ra TARGETS <<<"${FUZZ_TARGETS:-startup scan toml scram hints}"
 
 # A few valid inputs per target so the fuzzer starts past the first checks.
 # shellcheck disable=SC2016 # the '$' in the SCRAM nonces is literal
