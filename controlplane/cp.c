@@ -139,6 +139,15 @@ static char *xstrdup(const char *s)
 	return strdup(s ? s : "");
 }
 
+/* Snapshot text holds passwords: wipe before freeing. */
+static void free_secret(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
 static void free_strv(char **v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -327,10 +336,7 @@ static void install(struct cp *cp, struct cfg *c, const char *source)
 	}
 	cfg_free(cp->live);
 	cp->live = c;
-	if (cp->snapshot_toml) {
-		explicit_bzero(cp->snapshot_toml, strlen(cp->snapshot_toml)); /* passwords */
-		free(cp->snapshot_toml);
-	}
+	free_secret(cp->snapshot_toml);
 	cp->snapshot_toml = toml;
 	cp->generation++;
 	snprintf(cp->source, sizeof(cp->source), "%s", source);
@@ -1583,22 +1589,18 @@ static int http_handler(void *ctx, const char *url, struct sbuf *body, const cha
 	int status = 200;
 	*ctype = "text/plain; charset=utf-8";
 	pthread_mutex_lock(&cp->mu);
-	if (!strcmp(url, "/metrics")) {
+	bool is_metrics = !strcmp(url, "/metrics");
+	if (is_metrics || !strcmp(url, "/status")) {
 		struct metrics_info mi;
 		const Helios__StatsReport **reps;
 		size_t n;
 		fill_info(cp, &mi, &reps, &n);
-		metrics_render(body, reps, n, &mi);
+		if (is_metrics)
+			metrics_render(body, reps, n, &mi);
+		else
+			metrics_status_json(body, reps, n, &mi);
 		free(reps);
-		*ctype = "text/plain; version=0.0.4; charset=utf-8";
-	} else if (!strcmp(url, "/status")) {
-		struct metrics_info mi;
-		const Helios__StatsReport **reps;
-		size_t n;
-		fill_info(cp, &mi, &reps, &n);
-		metrics_status_json(body, reps, n, &mi);
-		free(reps);
-		*ctype = "application/json";
+		*ctype = is_metrics ? METRICS_CONTENT_TYPE : "application/json";
 	} else if (!strcmp(url, "/healthz")) {
 		sbuf_puts(body, "ok\n");
 	} else if (!strcmp(url, "/readyz")) {
@@ -1651,10 +1653,7 @@ static void cp_free(struct cp *cp)
 	free_strv(cp->ovr_lines, cp->n_ovr);
 	free_strv(cp->paused, cp->n_paused);
 	free_strv(cp->drained, cp->n_drained);
-	if (cp->snapshot_toml) {
-		explicit_bzero(cp->snapshot_toml, strlen(cp->snapshot_toml));
-		free(cp->snapshot_toml);
-	}
+	free_secret(cp->snapshot_toml);
 	cfg_free(cp->live);
 	cfg_free(cp->file);
 	pthread_mutex_destroy(&cp->mu);

@@ -8,6 +8,7 @@
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "controlplane/cp.h"
 
 #include <getopt.h>
@@ -62,12 +63,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	proc_block_signals(&set);
 
 	struct cfg_error err;
 	struct cfg *c = cfg_load_file(path, &err);

@@ -57,34 +57,31 @@ static void wake_workers(void)
 	}
 }
 
-void ctl_set_paused(char **dbs, size_t n)
+/* Replaces one of the lists (and its hot-path flag); wakes the workers
+ * when it changed so held clients look again. */
+static void set_list(char ***list, size_t *n_list, int *any, char **v, size_t n)
 {
 	pthread_mutex_lock(&mu);
-	bool same = same_list(paused, n_paused, dbs, n);
+	bool same = same_list(*list, *n_list, v, n);
 	if (!same) {
-		free_list(paused, n_paused);
-		paused = copy_list(dbs, n);
-		n_paused = paused ? n : 0;
-		__atomic_store_n(&any_paused, n_paused > 0, __ATOMIC_RELEASE);
+		free_list(*list, *n_list);
+		*list = copy_list(v, n);
+		*n_list = *list ? n : 0;
+		__atomic_store_n(any, *n_list > 0, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&mu);
 	if (!same)
 		wake_workers();
 }
 
+void ctl_set_paused(char **dbs, size_t n)
+{
+	set_list(&paused, &n_paused, &any_paused, dbs, n);
+}
+
 void ctl_set_drained(char **names, size_t n)
 {
-	pthread_mutex_lock(&mu);
-	bool same = same_list(drained, n_drained, names, n);
-	if (!same) {
-		free_list(drained, n_drained);
-		drained = copy_list(names, n);
-		n_drained = drained ? n : 0;
-		__atomic_store_n(&any_drained, n_drained > 0, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&mu);
-	if (!same)
-		wake_workers();
+	set_list(&drained, &n_drained, &any_drained, names, n);
 }
 
 static bool in_list(char *const *v, size_t n, const char *s)

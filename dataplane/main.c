@@ -7,6 +7,7 @@
 #include "common/cfg.h"
 #include "common/cpclient.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "controlplane/cp.h"
 #include "dataplane/admin/admin.h"
 #include "dataplane/cplink.h"
@@ -134,12 +135,7 @@ int main(int argc, char **argv)
 	/* Signals go to this thread only (sigwait below); workers, nng and
 	 * libmicrohttpd threads never see them. */
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	proc_block_signals(&set);
 
 	char msg[512] = "";
 	struct cfg *c = NULL;

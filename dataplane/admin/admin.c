@@ -229,7 +229,7 @@ static int http_handler(void *ctx, const char *url, struct sbuf *body, const cha
 	const Helios__StatsReport *reps[1] = {r};
 	if (is_metrics) {
 		metrics_render(body, reps, r ? 1 : 0, &mi);
-		*ctype = "text/plain; version=0.0.4; charset=utf-8";
+		*ctype = METRICS_CONTENT_TYPE;
 	} else if (is_status) {
 		metrics_status_json(body, reps, r ? 1 : 0, &mi);
 		*ctype = "application/json";

@@ -435,6 +435,17 @@ def proxy(pg, tmp_path):
         pytest.fail("\n\n".join(problems))
 
 
+def wait_for(pred, timeout=10.0, interval=0.05):
+    """Polls pred until it returns something true or timeout passes; returns
+    its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(interval)
+
+
 def run(cmd, timeout=60, check=True, **kw):
     """subprocess.run with a timeout and captured text output."""
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)

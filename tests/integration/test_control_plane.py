@@ -16,7 +16,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import ALICE, APPDB, MD5USER, free_port, helios_bin, run
+from conftest import ALICE, APPDB, MD5USER, free_port, helios_bin, run, wait_for
 
 PGBENCH_SELECT = "SELECT 1;\n"
 
@@ -154,15 +154,6 @@ def external(pg, proxy, config, tmp_path):
         if cp.proc and cp.proc.poll() is None:
             cp.proc.kill()
             cp.proc.wait(10)
-
-
-def wait_for(pred, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------------
