@@ -25,7 +25,7 @@ int log_set_level_str(const char *name)
 {
 	for (unsigned i = 0; i <= LOG_DEBUG; i++) {
 		if (strcmp(name, level_names[i]) == 0) {
-			log_current_level = (enum log_level)i;
+			__atomic_store_n(&log_current_level, (enum log_level)i, __ATOMIC_RELAXED);
 			return 0;
 		}
 	}

@@ -20,7 +20,7 @@ void log_write(enum log_level level, const char *fmt, ...) __attribute__((format
 
 #define log_at(lvl, ...)                                                                           \
 	do {                                                                                       \
-		if ((lvl) <= log_current_level)                                                    \
+		if ((int)(lvl) <= (int)__atomic_load_n(&log_current_level, __ATOMIC_RELAXED))      \
 			log_write((lvl), __VA_ARGS__);                                             \
 	} while (0)
 #define log_error(...) log_at(LOG_ERROR, __VA_ARGS__)

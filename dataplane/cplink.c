@@ -28,7 +28,7 @@
 static struct {
 	pthread_t thread;
 	bool started;
-	volatile int stop;
+	int stop; /* atomic */
 	nng_socket sock;
 	char url[512];
 	bool external;
@@ -185,8 +185,9 @@ static uint8_t *build_register(size_t *len)
 	reg.generation = sn ? sn->generation : 0;
 	reg.listen_address = sn ? sn->cfg->listen_address : "";
 	reg.admin_address = sn ? sn->cfg->admin_address : "";
-	reg.io_backend = g_n_workers ? (char *)io_backend_str(g_workers[0].backend) : "";
-	reg.workers = (uint32_t)g_n_workers;
+	int nw = workers_started();
+	reg.io_backend = nw ? (char *)io_backend_str(g_workers[0].backend) : "";
+	reg.workers = (uint32_t)nw;
 	uint8_t *buf = cpwire_pack(HELIOS__MSG_TYPE__MSG_REGISTER, reg.generation, &reg.base, len);
 	snap_unref(sn);
 	return buf;
@@ -246,7 +247,7 @@ static void *link_main(void *arg)
 {
 	(void)arg;
 	unsigned backoff_ms = 100;
-	while (!L.stop) {
+	while (!__atomic_load_n(&L.stop, __ATOMIC_ACQUIRE)) {
 		bool was_registered = L.registered;
 		size_t len;
 		uint8_t *buf = L.registered ? build_heartbeat(&len) : build_register(&len);
@@ -263,7 +264,7 @@ static void *link_main(void *arg)
 		size_t in_len = 0;
 		if (rv == 0)
 			rv = nng_recv(L.sock, &in, &in_len, NNG_FLAG_ALLOC);
-		if (L.stop) {
+		if (__atomic_load_n(&L.stop, __ATOMIC_ACQUIRE)) {
 			if (rv == 0)
 				nng_free(in, in_len);
 			break;
@@ -370,7 +371,7 @@ void cplink_stop(void)
 {
 	if (!L.started)
 		return;
-	L.stop = 1;
+	__atomic_store_n(&L.stop, 1, __ATOMIC_RELEASE);
 	nng_close(L.sock); /* wakes the blocked send/recv */
 	pthread_join(L.thread, NULL);
 	clear_sent();

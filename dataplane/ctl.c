@@ -51,7 +51,7 @@ static bool same_list(char *const *a, size_t na, char *const *b, size_t nb)
 
 static void wake_workers(void)
 {
-	for (int i = 0; i < g_n_workers; i++) {
+	for (int i = 0, n = workers_started(); i < n; i++) {
 		__atomic_store_n(&g_workers[i].hold_check, true, __ATOMIC_RELEASE);
 		io_loop_wakeup(g_workers[i].loop);
 	}

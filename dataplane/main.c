@@ -205,6 +205,7 @@ int main(int argc, char **argv)
 	if (n < 1)
 		n = 1;
 	enum io_backend backend = choose_backend(cur);
+	g_workers_planned = n;
 	g_workers = calloc((size_t)n, sizeof(*g_workers));
 	if (!g_workers)
 		return 1;
@@ -212,13 +213,13 @@ int main(int argc, char **argv)
 		if (worker_start(&g_workers[i], i, backend, msg, sizeof(msg)) < 0) {
 			log_error("%s", msg);
 			fprintf(stderr, "heliosproxy: %s\n", msg);
-			g_n_workers = i;
+			__atomic_store_n(&g_n_workers, i, __ATOMIC_RELEASE);
 			workers_stop();
 			for (int j = 0; j < i; j++)
 				worker_join(&g_workers[j]);
 			return 1;
 		}
-		g_n_workers = i + 1;
+		__atomic_store_n(&g_n_workers, i + 1, __ATOMIC_RELEASE);
 	}
 	if (admin_start(cp ? INPROC_URL : url, cp, cur->admin_address, msg, sizeof(msg)) < 0) {
 		log_error("%s", msg);

@@ -442,7 +442,7 @@ static struct collect_job *collect(bool detail)
 	j->detail = detail;
 	conn_now(&j->now_mono);
 	j->now_real = cpwire_now();
-	int n = g_n_workers;
+	int n = workers_started();
 	j->refs = n + 1;
 	j->remaining = n;
 	for (int i = 0; i < n; i++) {
@@ -483,8 +483,9 @@ Helios__StatsReport *stats_report(bool detail)
 	r->clients_max = c ? (uint32_t)c->max_client_conn : 0;
 	r->cp_connected = ls.connected;
 	r->cp_reconnects = ls.reconnects;
-	r->io_backend = dupstr(g_n_workers ? io_backend_str(g_workers[0].backend) : "");
-	r->workers = (uint32_t)g_n_workers;
+	int nw = workers_started();
+	r->io_backend = dupstr(nw ? io_backend_str(g_workers[0].backend) : "");
+	r->workers = (uint32_t)nw;
 	r->logins_total = __atomic_load_n(&g_logins_total, __ATOMIC_RELAXED);
 	r->login_failures = __atomic_load_n(&g_login_failures, __ATOMIC_RELAXED);
 

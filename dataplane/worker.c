@@ -28,7 +28,8 @@
 
 struct worker *g_workers;
 int g_n_workers;
-volatile int g_stopping;
+int g_workers_planned;
+int g_stopping;
 int g_client_count;
 
 static __thread struct worker *self;
@@ -114,7 +115,7 @@ static void on_accept(struct io_sock *s, int fd)
 		log_warn("worker %d: accept failed: %s", w->idx, strerror(-fd));
 		return;
 	}
-	if (g_stopping) {
+	if (__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE)) {
 		close(fd);
 		return;
 	}
@@ -279,8 +280,8 @@ static void on_wake(void *ud)
 
 void workers_stop(void)
 {
-	g_stopping = 1;
-	for (int i = 0; i < g_n_workers; i++)
+	__atomic_store_n(&g_stopping, 1, __ATOMIC_RELEASE);
+	for (int i = 0, n = workers_started(); i < n; i++)
 		io_loop_wakeup(g_workers[i].loop);
 }
 
@@ -397,7 +398,8 @@ static void maintain_pools(struct worker *w, const struct timespec *now)
 			sv_close(dead);
 			dead = next;
 		}
-		while (!g_stopping && pool_want_warm(p, c->pool.min_idle, c->pool.max_pool_size)) {
+		while (!__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE) &&
+		       pool_want_warm(p, c->pool.min_idle, c->pool.max_pool_size)) {
 			if (sv_connect(w, p, NULL, pool_node(p)) < 0) {
 				pool_drop(p, c->pool.max_pool_size);
 				break;
@@ -540,7 +542,7 @@ static void *worker_main(void *arg)
 	for (;;) {
 		io_loop_run_once(w->loop, TICK_MS);
 		tick(w);
-		if (g_stopping) {
+		if (__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE)) {
 			if (w->listening) {
 				begin_drain(w);
 				conn_now(&drain_start);

@@ -85,8 +85,17 @@ void worker_login_remove(struct worker *w, struct server *sv);
 
 /* Process-wide state set up by main. */
 extern struct worker *g_workers;
+/* Workers started so far: main publishes each one after its loop is set
+ * up (release); other threads read it with workers_started() (acquire). */
 extern int g_n_workers;
-extern volatile int g_stopping;
+/* Workers there will be: set before the first starts (pools size their
+ * per-worker counters with it). */
+extern int g_workers_planned;
+static inline int workers_started(void)
+{
+	return __atomic_load_n(&g_n_workers, __ATOMIC_ACQUIRE);
+}
+extern int g_stopping;     /* atomic: set once by workers_stop */
 extern int g_client_count; /* atomic */
 
 #endif

@@ -126,7 +126,7 @@ static void run(const struct item *it)
 		ask_control_plane(&cmd, &out);
 	}
 	ready_for_query(&out);
-	if (!out.oom && it->widx >= 0 && it->widx < g_n_workers)
+	if (!out.oom && it->widx >= 0 && it->widx < workers_started())
 		worker_post_admin_reply(&g_workers[it->widx], it->cl_id, (const uint8_t *)out.p,
 		                        (uint32_t)out.len);
 	sbuf_free(&out);

@@ -278,7 +278,7 @@ void listen_listener_acked(struct server *sv)
 		hub_sync(h); /* commands held back by a full queue */
 	}
 	pthread_mutex_unlock(&hub_mu);
-	for (int i = 0; i < g_n_workers; i++) {
+	for (int i = 0, n = workers_started(); i < n; i++) {
 		__atomic_store_n(&g_workers[i].listen_check, true, __ATOMIC_RELEASE);
 		io_loop_wakeup(g_workers[i].loop);
 	}

@@ -50,7 +50,8 @@ struct pool *pool_lookup(const char *database, const char *user, int node_idx)
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		goto out;
-	p->n_ctr = g_n_workers > 0 ? g_n_workers : 1;
+	/* every worker its own block, including workers still starting */
+	p->n_ctr = g_workers_planned > 0 ? g_workers_planned : 1;
 	p->ctr = aligned_alloc(64, sizeof(struct pool_ctr) * (size_t)p->n_ctr);
 	if (!p->ctr) {
 		free(p);
