@@ -88,6 +88,18 @@ static const struct verb verbs[] = {
      "their work. `nodes` shows DRAINING; `undrain` ends it.\n",
      1, 1, render_message},
     {"undrain", "NODE", "undo drain", "NODE takes new work again.\n", 1, 1, render_message},
+    {"top", "[--by time|calls|p99|mean]", "statements by fingerprint: calls, time, percentiles",
+     "One row per statement fingerprint (constants replaced by $n), merged over the\n"
+     "workers of each data plane: calls, errors, rows, total, mean, p50/p95/p99 and max\n"
+     "time in ms, cache hits, and the normalised text. Sorted by total time (default),\n"
+     "calls, p99 or mean time. Needs [analytics] enabled = true.\n",
+     0, 1, render_top},
+    {"slowlog", "[-n N]", "the newest slow-query log lines",
+     "Prints the N (default 20) newest lines of every data plane's slow query log\n"
+     "(JSON, one statement each: time, duration, user, database, node, fingerprint and\n"
+     "the normalised text, never literal values). Needs [analytics] enabled and\n"
+     "slow_query_threshold_ms > 0.\n",
+     0, 1, render_slowlog},
 };
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))
 
@@ -272,6 +284,11 @@ static int check_args(const struct verb *v, char **args, size_t n)
 		}
 		return usage_error(v, "unknown config subcommand '%s'", args[0]);
 	}
+	if (v->render == render_top && n == 1 && strcmp(args[0], "time") &&
+	    strcmp(args[0], "calls") && strcmp(args[0], "p99") && strcmp(args[0], "mean"))
+		return usage_error(v, "--by wants time, calls, p99 or mean, not '%s'", args[0]);
+	if (v->render == render_slowlog && n == 1 && (atoi(args[0]) < 1 || atoi(args[0]) > 10000))
+		return usage_error(v, "-n wants a number from 1 to 10000, not '%s'", args[0]);
 	if (n < v->min_args)
 		return usage_error(v, "%s needs %s", v->name, v->synopsis);
 	if (n > v->max_args && !v->max_args)
@@ -450,6 +467,17 @@ int main(int argc, char **argv)
 			verb_help(v);
 			free(args);
 			return HCTL_OK;
+		}
+		/* the verbs' own options become their argument */
+		if ((v->render == render_top && !strcmp(a, "--by")) ||
+		    (v->render == render_slowlog && !strcmp(a, "-n"))) {
+			if (i + 1 >= argc) {
+				free(args);
+				return usage_error(v, "%s needs a value", a);
+			}
+			args[nargs++] = argv[i + 1];
+			i += 2;
+			continue;
 		}
 		rc = take_option(argc, argv, &i, &o, v);
 		if (rc == HCTL_USAGE) {

@@ -374,3 +374,101 @@ int render_message(FILE *out, const Helios__CtlResponse *r, char **args, size_t 
 		fprintf(out, "%s\n", r->message);
 	return 0;
 }
+
+/* --by: total time (default), calls, p99, mean. */
+static int by_key(char **args, size_t nargs)
+{
+	if (!nargs || !strcmp(args[0], "time"))
+		return 0;
+	return !strcmp(args[0], "calls") ? 1 : !strcmp(args[0], "p99") ? 2 : 3;
+}
+
+static double order_value(const Helios__QueryStat *q, int key)
+{
+	switch (key) {
+	case 1:
+		return (double)q->calls;
+	case 2:
+		return q->p99_secs;
+	case 3:
+		return q->calls ? q->total_secs / (double)q->calls : 0;
+	default:
+		return q->total_secs;
+	}
+}
+
+struct top_row {
+	const char *dp;
+	const Helios__QueryStat *q;
+	double v;
+};
+
+static int top_cmp(const void *a, const void *b)
+{
+	double x = ((const struct top_row *)a)->v, y = ((const struct top_row *)b)->v;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int render_top(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	int key = by_key(args, nargs);
+	size_t n = 0;
+	for (size_t i = 0; i < r->n_dataplanes; i++)
+		if (r->dataplanes[i]->report)
+			n += r->dataplanes[i]->report->n_queries;
+	struct top_row *rows = calloc(n ? n : 1, sizeof(*rows));
+	if (!rows)
+		return -1;
+	size_t k = 0;
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__StatsReport *rep = r->dataplanes[i]->report;
+		for (size_t j = 0; rep && j < rep->n_queries; j++) {
+			rows[k].dp = r->dataplanes[i]->dataplane_id;
+			rows[k].q = rep->queries[j];
+			rows[k].v = order_value(rep->queries[j], key);
+			k++;
+		}
+	}
+	qsort(rows, k, sizeof(*rows), top_cmp);
+	struct table t;
+	table_init(&t,
+	           "DATAPLANE FINGERPRINT CALLS ERRORS ROWS TOTAL_MS MEAN_MS P50_MS P95_MS P99_MS "
+	           "MAX_MS HITS NODE QUERY");
+	for (size_t i = 0; i < k; i++) {
+		const Helios__QueryStat *q = rows[i].q;
+		table_add(&t, "%s", rows[i].dp);
+		table_add(&t, "%016" PRIx64, q->fingerprint);
+		table_add(&t, "%" PRIu64, q->calls);
+		table_add(&t, "%" PRIu64, q->errors);
+		table_add(&t, "%" PRIu64, q->rows);
+		table_add(&t, "%.2f", q->total_secs * 1000.0);
+		table_add(&t, "%.3f", q->calls ? q->total_secs * 1000.0 / (double)q->calls : 0.0);
+		table_add(&t, "%.3f", q->p50_secs * 1000.0);
+		table_add(&t, "%.3f", q->p95_secs * 1000.0);
+		table_add(&t, "%.3f", q->p99_secs * 1000.0);
+		table_add(&t, "%.3f", q->max_secs * 1000.0);
+		table_add(&t, "%" PRIu64, q->cache_hits);
+		table_add(&t, "%s", q->node);
+		/* one line per row: the text's own newlines would break the table */
+		char text[121];
+		snprintf(text, sizeof(text), "%s", q->query);
+		for (char *c = text; *c; c++)
+			if (*c == '\n' || *c == '\r' || *c == '\t')
+				*c = ' ';
+		table_add(&t, "%s", text);
+	}
+	free(rows);
+	return table_print(&t, out);
+}
+
+int render_slowlog(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	(void)args;
+	(void)nargs;
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__StatsReport *rep = r->dataplanes[i]->report;
+		for (size_t j = 0; rep && j < rep->n_slow_lines; j++)
+			fprintf(out, "%s\n", rep->slow_lines[j]);
+	}
+	return 0;
+}

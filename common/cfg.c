@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -452,6 +453,11 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 		arr = calloc(n, elem);
 		c->schema_routes = (struct cfg_schema_route *)arr;
 		c->n_schema_routes = arr ? n : 0;
+	} else if (strcmp(sec->name, "cache.tables") == 0) {
+		elem = sizeof(*c->cache.tables);
+		arr = calloc(n, elem);
+		c->cache.tables = (struct cfg_cache_table *)arr;
+		c->cache.n_tables = arr ? n : 0;
 	} else {
 		elem = sizeof(*c->auth.users);
 		arr = calloc(n, elem);
@@ -493,8 +499,9 @@ static void array_key_path(char *buf, size_t cap, const char *sec, const struct 
 }
 
 /* Walks the overrides' table t of section and stores every key over the
- * file's value. Only plain keys: [[nodes]] and [[auth.users]] entries are
- * matched by position, so a change to them has no stable meaning. */
+ * file's value. Only plain keys: entries of array tables ([[nodes]],
+ * [[cache.tables]], ...) are matched by position, so a change to them has
+ * no stable meaning. */
 static int walk_overrides(struct loader *ld, const char *section, const struct toml_value *t)
 {
 	for (size_t i = 0; i < toml_table_len(t); i++) {
@@ -1095,6 +1102,34 @@ static int check_schema_routes(struct loader *ld)
 	return 0;
 }
 
+/* Every [[cache.tables]] name has a form the cache can match, and names are
+ * unique ignoring case: two entries for one table would leave which
+ * settings apply to chance. */
+static int check_cache_tables(struct loader *ld)
+{
+	const struct cfg *c = ld->c;
+	char shown[CFG_QNAME_MAX * 6 + 8];
+
+	for (size_t j = 0; j < c->cache.n_tables; j++) {
+		const char *name = c->cache.tables[j].name;
+		if (!qualified_name(name, route_ident))
+			return fail_key(ld, "cache.tables", (long)j, "name",
+			                "key 'cache.tables[%zu].name': %s is not table or "
+			                "schema.table (letters, digits, _ and $, at most 63 bytes "
+			                "each)",
+			                j, quoted(shown, sizeof(shown), name));
+		for (size_t i = 0; i < j; i++)
+			if (strcasecmp(c->cache.tables[i].name, name) == 0)
+				return fail_key(
+				    ld, "cache.tables", (long)j, "name",
+				    "key 'cache.tables[%zu].name': duplicate table "
+				    "name %s (also cache.tables[%zu], names are compared "
+				    "case-insensitively)",
+				    j, quoted(shown, sizeof(shown), name), i);
+	}
+	return 0;
+}
+
 /* check_user logs in to the servers itself, so it needs a password it can
  * send: plaintext or a server_password. */
 static int check_check_user(struct loader *ld)
@@ -1178,6 +1213,8 @@ static int validate(struct loader *ld)
 	if (rc == 0)
 		rc = check_schema_routes(ld);
 	if (rc == 0)
+		rc = check_cache_tables(ld);
+	if (rc == 0)
 		rc = validate_tls(ld);
 	return rc;
 }
@@ -1200,21 +1237,25 @@ static struct toml_value *parse(const char *name, const char *text, size_t len,
 	return NULL;
 }
 
-/* A config file's overrides live next to it unless overrides_file says
- * otherwise; resolve_paths() then puts the file's folder in front. */
-static int default_overrides_file(struct loader *ld)
+/* A file the proxy writes lives next to the config file unless its key
+ * (dotted, a non-array PATH string) says otherwise: an empty value becomes
+ * "<config file name><suffix>", and resolve_paths() then puts the file's
+ * folder in front. From memory there is no file to put it next to, so the
+ * value stays empty. */
+static int default_beside(struct loader *ld, const char *dotted, const char *suffix)
 {
-	struct cfg *c = ld->c;
+	const struct cfg_key *k = cfg_key_find(dotted);
+	char *field = (char *)ld->c + k->offset;
 	int n;
 
-	if (!ld->base || c->overrides_file[0])
+	if (!ld->base || field[0])
 		return 0;
-	n = snprintf(c->overrides_file, sizeof(c->overrides_file), "%s.live.toml", ld->base);
-	if (n < 0 || (size_t)n >= sizeof(c->overrides_file))
-		return fail(ld, 0,
-		            "key 'overrides_file': default \"%s.live.toml\" is longer than "
-		            "%zu bytes",
-		            ld->base, sizeof(c->overrides_file) - 1);
+	n = snprintf(field, k->size, "%s%s", ld->base, suffix);
+	if (n < 0 || (size_t)n >= k->size) {
+		field[0] = '\0';
+		return fail(ld, 0, "key '%s': default \"%s%s\" is longer than %zu bytes", dotted,
+		            ld->base, suffix, k->size - 1);
+	}
 	return 0;
 }
 
@@ -1241,7 +1282,9 @@ static int decode(struct loader *ld)
 			rc = check_required(ld, secs[i].name, -1, found ? t : NULL, (char *)ld->c);
 	}
 	if (rc == 0)
-		rc = default_overrides_file(ld);
+		rc = default_beside(ld, "overrides_file", ".live.toml");
+	if (rc == 0)
+		rc = default_beside(ld, "analytics.slow_query_log", ".slow.jsonl");
 	if (rc == 0)
 		rc = validate(ld);
 	return rc;
@@ -1374,6 +1417,7 @@ void cfg_free(struct cfg *c)
 			cfg_strlist_free(&keys[i], arr + j * elem);
 	}
 	free(c->schema_routes);
+	free(c->cache.tables);
 	if (c->auth.users)
 		explicit_bzero(c->auth.users, c->auth.n_users * sizeof(*c->auth.users));
 	free(c->auth.users);
@@ -1422,6 +1466,40 @@ int cfg_node_index(const struct cfg *c, const char *name)
 		if (strcmp(c->nodes[i].name, name) == 0)
 			return (int)i;
 	return -1;
+}
+
+/* How well cache table entry e (as written in the config) fits a table the
+ * statement names as schema.name (schema "" = unqualified): 2 written the
+ * same way, 1 a looser match, 0 none. */
+static int cache_table_fit(const char *e, const char *schema, const char *name)
+{
+	const char *dot = strchr(e, '.');
+	size_t sl;
+
+	if (!dot) /* "t" stands for t in any schema */
+		return strcasecmp(e, name) == 0 ? (schema[0] ? 1 : 2) : 0;
+	sl = (size_t)(dot - e);
+	if (strcasecmp(dot + 1, name) != 0)
+		return 0;
+	/* An unqualified name in the statement may be this table. */
+	if (!schema[0])
+		return 1;
+	return strlen(schema) == sl && strncasecmp(e, schema, sl) == 0 ? 2 : 0;
+}
+
+const struct cfg_cache_table *cfg_cache_table(const struct cfg *c, const char *schema,
+                                              const char *name)
+{
+	const struct cfg_cache_table *best = NULL;
+	int best_fit = 0;
+
+	schema = schema ? schema : "";
+	for (size_t i = 0; i < c->cache.n_tables && best_fit < 2; i++) {
+		int fit = cache_table_fit(c->cache.tables[i].name, schema, name);
+		if (fit > best_fit)
+			best = &c->cache.tables[i], best_fit = fit;
+	}
+	return best;
 }
 
 /* "md5" and 32 lower-case hex digits: PgBouncer's md5 secret. */

@@ -51,6 +51,15 @@ struct cfg_schema_route {
 	char target[CFG_NAME_MAX];
 };
 
+/* One [[cache.tables]] entry: how the result cache treats statements that
+ * read table name ("table" or "schema.table", checked like schema route
+ * tables and unique case-insensitively; see cfg_cache_table()). */
+struct cfg_cache_table {
+	char name[CFG_QNAME_MAX];
+	int ttl_secs; /* 0 = cache.default_ttl_secs */
+	bool enabled; /* default true; false = never cache statements reading it */
+};
+
 /* A user the proxy knows. password is what PgBouncer's userlist.txt holds:
  * plaintext, "md5<32 hex>" or "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>".
  * server_password (optional, plaintext) is used towards the servers when
@@ -122,6 +131,28 @@ struct cfg {
 	struct cfg_schema_route *schema_routes; /* zero or more, in file order */
 	size_t n_schema_routes;
 
+	/* Query result cache (transaction/statement pooling only). */
+	struct {
+		bool enabled;                   /* default false */
+		int max_memory_mb;              /* per data plane, default 64 */
+		int default_ttl_secs;           /* default 60 */
+		int max_entry_kb;               /* default 256; larger results are not stored */
+		bool cache_rls_tables;          /* default false */
+		struct cfg_cache_table *tables; /* zero or more, in file order */
+		size_t n_tables;
+	} cache;
+
+	/* Per-fingerprint statistics and the slow query log. */
+	struct {
+		bool enabled;                /* default false */
+		int slow_query_threshold_ms; /* default 1000, 0 = no slow query log */
+		/* resolved; "" from a file becomes "<config path>.slow.jsonl" */
+		char slow_query_log[CFG_PATH_MAX];
+		int slow_query_log_max_mb; /* default 64 */
+		int max_fingerprints;      /* per worker, default 2000 */
+		int metrics_top;           /* default 20 */
+	} analytics;
+
 	struct {
 		enum cfg_auth_method method; /* default scram-sha-256 */
 		/* [[auth.users]] first, then the users_file entries (those with a
@@ -152,9 +183,10 @@ struct cfg_error {
 /* Loads and validates a file. Returns NULL and fills *err on any problem
  * (unreadable file, TOML syntax, unknown key or table, wrong type, out of
  * range, bad enum value, string too long for its field, no [[nodes]], ...).
- * Relative paths (users_file, TLS files, overrides_file) resolve against the
- * file's folder, made absolute; users_file is read and appended to
- * auth.users; an empty overrides_file becomes "<path>.live.toml". */
+ * Relative paths (users_file, TLS files, overrides_file, slow_query_log)
+ * resolve against the file's folder, made absolute; users_file is read and
+ * appended to auth.users; an empty overrides_file becomes "<path>.live.toml"
+ * and an empty analytics.slow_query_log "<path>.slow.jsonl". */
 struct cfg *cfg_load_file(const char *path, struct cfg_error *err);
 /* Same from memory (len bytes, need not be NUL-terminated); name is used in
  * messages in place of a file name; relative paths stay relative to the
@@ -164,7 +196,8 @@ struct cfg *cfg_load_string(const char *name, const char *text, size_t len, stru
  * ovr_text is TOML of dotted keys ("pool_mode.max_pool_size = 50\n"), read
  * as file ovr_name (errors name ovr_name, its line and the key). A key in
  * the overrides replaces the file's value; keys of array tables ([[nodes]],
- * [[schema_routes]], [[auth.users]]) cannot be overridden (error). ovr_text NULL = none. */
+ * [[schema_routes]], [[cache.tables]], [[auth.users]]) cannot be overridden
+ * (error). ovr_text NULL = none. */
 struct cfg *cfg_load_file_with(const char *path, const char *ovr_name, const char *ovr_text,
                                struct cfg_error *err);
 /* Frees c and wipes the passwords it held; NULL is fine. */
@@ -178,6 +211,15 @@ const struct cfg_node *cfg_primary(const struct cfg *c);
  * c->nodes, or -1. */
 const struct cfg_node *cfg_node_by_name(const struct cfg *c, const char *name);
 int cfg_node_index(const struct cfg *c, const char *name);
+/* The [[cache.tables]] entry for a table a statement reads: schema as
+ * written in the statement ("" or NULL when unqualified) and name, compared
+ * case-insensitively. An entry "schema.table" matches that table and an
+ * unqualified use of the same name; "table" matches it in any schema. The
+ * entry written the way the statement names the table wins (names are
+ * unique, so there is at most one), else the first other match in file
+ * order. NULL if none. */
+const struct cfg_cache_table *cfg_cache_table(const struct cfg *c, const char *schema,
+                                              const char *name);
 /* The plaintext password u can log in to the servers with: server_password
  * if set, else password when it is plaintext (non-empty, not an md5 or
  * SCRAM secret); NULL if there is none. */
@@ -227,15 +269,16 @@ enum cfg_key_type { CFG_KEY_STRING, CFG_KEY_INT, CFG_KEY_BOOL, CFG_KEY_ENUM, CFG
 #define CFG_KEY_TEXT     0x10u /* enum stored as its name in a char array, not an int */
 
 struct cfg_key {
-	/* "", "pool_mode", "routing", "circuit_breaker", "auth", "tls", or the
-	 * arrays "nodes", "schema_routes", "auth.users" */
+	/* "", "pool_mode", "routing", "circuit_breaker", "cache", "analytics",
+	 * "auth", "tls", or the arrays "nodes", "schema_routes", "cache.tables",
+	 * "auth.users" */
 	const char *section;
 	const char *name;
 	enum cfg_key_type type;
-	size_t offset; /* into struct cfg; for arrays into cfg_node / cfg_schema_route / cfg_user */
-	size_t size;   /* of the field; a string holds at most size - 1 bytes (strlist: each) */
-	const char *def;    /* default as text, "<index>" = element index; NULL if required */
-	long long min, max; /* ints; strlists: how many strings */
+	size_t offset;   /* into struct cfg; for arrays into their element struct */
+	size_t size;     /* of the field; a string holds at most size - 1 bytes (strlist: each) */
+	const char *def; /* default as text, "<index>" = element index; NULL if required */
+	long long min, max;        /* ints; strlists: how many strings */
 	const char *const *values; /* enums: NULL-terminated, position = stored value */
 	unsigned flags;            /* CFG_KEY_* */
 	const char *doc;           /* one line */
@@ -244,12 +287,12 @@ struct cfg_key {
 /* All keys in documentation order; *n gets the count. */
 const struct cfg_key *cfg_key_table(size_t *n);
 /* Finds a key by dotted name: "io_backend", "pool_mode.max_pool_size",
- * "nodes.port", "auth.users.name". NULL if unknown. */
+ * "nodes.port", "auth.users.name", "cache.tables.ttl_secs". NULL if unknown. */
 const struct cfg_key *cfg_key_find(const char *dotted_name);
 /* Writes k's value in c as a TOML value ("100", "\"transaction\"", quoted
  * and escaped strings, ["a", "b"] for string lists); keys of array tables
- * ([[nodes]], [[schema_routes]], [[auth.users]]) give an array with one
- * value per element. Non-empty secrets come out as "********".
+ * ([[nodes]], [[schema_routes]], [[cache.tables]], [[auth.users]]) give an
+ * array with one value per element. Non-empty secrets come out as "********".
  * Returns 0, -EINVAL for bad arguments, -ENOSPC if cap is too small. */
 __attribute__((warn_unused_result)) int
 cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, size_t cap);

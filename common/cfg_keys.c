@@ -21,6 +21,8 @@
 #define F_USER(field) offsetof(struct cfg_user, field), sizeof(((struct cfg_user *)0)->field)
 #define F_ROUTE(field)                                                                             \
 	offsetof(struct cfg_schema_route, field), sizeof(((struct cfg_schema_route *)0)->field)
+#define F_CTABLE(field)                                                                            \
+	offsetof(struct cfg_cache_table, field), sizeof(((struct cfg_cache_table *)0)->field)
 /* A string list's size is that of each string: the field is a pointer. */
 #define F_ROUTE_LIST(field, each) offsetof(struct cfg_schema_route, field), (each)
 
@@ -173,6 +175,48 @@ static const struct cfg_key keys[] = {
      F_CFG(circuit_breaker.recovery_timeout_secs), "10", 1, 3600, NULL, 0,
      "An open breaker lets one probe connection through after this long."},
 
+    {"cache", "enabled", CFG_KEY_BOOL, F_CFG(cache.enabled), "false", 0, 0, NULL, 0,
+     "Cache results of read-only, deterministic statements (transaction/statement pooling); "
+     "see docs/cache.md."},
+    {"cache", "max_memory_mb", CFG_KEY_INT, F_CFG(cache.max_memory_mb), "64", 1, 1048576, NULL, 0,
+     "Memory for cached results, per data plane (entries plus their overhead)."},
+    {"cache", "default_ttl_secs", CFG_KEY_INT, F_CFG(cache.default_ttl_secs), "60", 1, 86400, NULL,
+     0,
+     "Longest time an entry is served; bounds staleness for writes that do not pass through "
+     "the proxy."},
+    {"cache", "max_entry_kb", CFG_KEY_INT, F_CFG(cache.max_entry_kb), "256", 1, 1048576, NULL, 0,
+     "Results larger than this are not stored."},
+    {"cache", "cache_rls_tables", CFG_KEY_BOOL, F_CFG(cache.cache_rls_tables), "false", 0, 0, NULL,
+     0,
+     "Also cache statements on tables with row level security (the key already holds the "
+     "role)."},
+
+    {"cache.tables", "name", CFG_KEY_STRING, F_CTABLE(name), NULL, 0, 0, NULL, REQ,
+     "Table these settings apply to: \"table\" or \"schema.table\"; compared "
+     "case-insensitively, unique."},
+    {"cache.tables", "ttl_secs", CFG_KEY_INT, F_CTABLE(ttl_secs), "0", 0, 86400, NULL, 0,
+     "Longest time entries of statements reading this table are served; 0 = "
+     "cache.default_ttl_secs."},
+    {"cache.tables", "enabled", CFG_KEY_BOOL, F_CTABLE(enabled), "true", 0, 0, NULL, 0,
+     "false = never cache statements that read this table."},
+
+    {"analytics", "enabled", CFG_KEY_BOOL, F_CFG(analytics.enabled), "false", 0, 0, NULL, 0,
+     "Per-fingerprint query statistics (helioctl top, /metrics) in transaction/statement "
+     "pooling."},
+    {"analytics", "slow_query_threshold_ms", CFG_KEY_INT, F_CFG(analytics.slow_query_threshold_ms),
+     "1000", 0, 86400000, NULL, 0,
+     "Statements slower than this go to the slow query log; 0 = off."},
+    {"analytics", "slow_query_log", CFG_KEY_STRING, F_CFG(analytics.slow_query_log), "", 0, 0, NULL,
+     PATH | RESTART,
+     "Slow query log file (JSON lines); empty = <config file>.slow.jsonl. Opened at start."},
+    {"analytics", "slow_query_log_max_mb", CFG_KEY_INT, F_CFG(analytics.slow_query_log_max_mb),
+     "64", 1, 65536, NULL, RESTART, "Rotate the slow query log at this size (keeps 3 old files)."},
+    {"analytics", "max_fingerprints", CFG_KEY_INT, F_CFG(analytics.max_fingerprints), "2000", 10,
+     1000000, NULL, 0,
+     "Distinct statements tracked per worker; the least recently seen are dropped."},
+    {"analytics", "metrics_top", CFG_KEY_INT, F_CFG(analytics.metrics_top), "20", 0, 1000, NULL, 0,
+     "Fingerprints exported in /metrics, by total time."},
+
     {"auth", "method", CFG_KEY_ENUM, F_CFG(auth.method), "scram-sha-256", 0, 0, auth_methods, 0,
      "How clients prove who they are to the proxy."},
     {"auth", "users_file", CFG_KEY_STRING, F_CFG(auth.users_file), "", 0, 0, NULL, PATH,
@@ -225,6 +269,19 @@ static const struct cfg_section sections[] = {
     {"circuit_breaker", false, "[circuit_breaker]",
      "Per node: after failure_threshold consecutive failures the node's breaker opens and "
      "it gets no new server connections until a probe connection succeeds."},
+    {"cache", false, "[cache]",
+     "Query result cache; see docs/cache.md. Only transaction and statement pooling use it. "
+     "An entry is served at most default_ttl_secs, or its table's ttl_secs from "
+     "[[cache.tables]]."},
+    {"cache.tables", true, "[[cache.tables]]",
+     "Zero or more: settings for statements that read one table. `name` is `table` or "
+     "`schema.table` of letters, digits, `_` and `$` (at most 63 bytes each), unique "
+     "case-insensitively. A `schema.table` entry also applies to an unqualified use of the "
+     "same name and `table` to it in any schema; the entry written the way the statement "
+     "names the table wins."},
+    {"analytics", false, "[analytics]",
+     "Query analytics: statistics per statement fingerprint and a log of slow statements. "
+     "slow_query_log, like every path, is relative to the config file's folder."},
     {"auth", false, "[auth]",
      "Client authentication. auth_user, if set, must be a user from [[auth.users]] or "
      "users_file. A malformed users_file line is an error naming the file and line; "
@@ -381,6 +438,11 @@ const char *cfg_array_elements(const struct cfg *c, const char *section, bool fi
 		*n = c->n_schema_routes;
 		*elem = sizeof(*c->schema_routes);
 		return (const char *)c->schema_routes;
+	}
+	if (strcmp(section, "cache.tables") == 0) {
+		*n = c->cache.n_tables;
+		*elem = sizeof(*c->cache.tables);
+		return (const char *)c->cache.tables;
 	}
 	if (strcmp(section, "auth.users") == 0) {
 		*n = file_users ? c->auth.n_users : c->auth.n_config_users;
@@ -583,31 +645,30 @@ void cfg_write_docs(FILE *out)
 	fputs("<!-- Generated from common/cfg_keys.c by cfg_write_docs(); do not edit. Regenerate "
 	      "from the repo root: make docs -->\n",
 	      out);
-	fputs(
-	    "# HeliosProxy configuration\n\n"
-	    "`heliosproxy` reads one TOML file. Every key below is optional unless its default "
-	    "says *required*; unknown keys and tables are errors, as are values of the wrong "
-	    "type, out of range, or too long for their field. Errors name the file, line and "
-	    "key, e.g. `proxy.toml:7: key 'pool_mode.max_pool_size': 0 is out of range "
-	    "(1..10000)`.\n\n"
-	    "The *live* column says whether a change takes effect on reload (`yes`) or needs a "
-	    "restart. `helioctl config set KEY VALUE` changes a key at run time and keeps the "
-	    "change in `overrides_file`, whose values take precedence over this file; keys of "
-	    "the array tables `[[nodes]]`, `[[schema_routes]]` and `[[auth.users]]` cannot be set "
-	    "that way.\n\n"
-	    "A minimal configuration:\n\n"
-	    "```toml\n"
-	    "listen_address = \"127.0.0.1:5433\"\n"
-	    "admin_address = \"127.0.0.1:9090\"\n\n"
-	    "[pool_mode]\n"
-	    "mode = \"transaction\"\n"
-	    "max_pool_size = 100\n\n"
-	    "[[nodes]]\n"
-	    "host = \"127.0.0.1\"\n"
-	    "port = 5432\n"
-	    "role = \"primary\"\n"
-	    "```\n",
-	    out);
+	fputs("# HeliosProxy configuration\n\n"
+	      "`heliosproxy` reads one TOML file. Every key below is optional unless its default "
+	      "says *required*; unknown keys and tables are errors, as are values of the wrong "
+	      "type, out of range, or too long for their field. Errors name the file, line and "
+	      "key, e.g. `proxy.toml:7: key 'pool_mode.max_pool_size': 0 is out of range "
+	      "(1..10000)`.\n\n"
+	      "The *live* column says whether a change takes effect on reload (`yes`) or needs a "
+	      "restart. `helioctl config set KEY VALUE` changes a key at run time and keeps the "
+	      "change in `overrides_file`, whose values take precedence over this file; keys of "
+	      "the array tables `[[nodes]]`, `[[schema_routes]]`, `[[cache.tables]]` and "
+	      "`[[auth.users]]` cannot be set that way.\n\n"
+	      "A minimal configuration:\n\n"
+	      "```toml\n"
+	      "listen_address = \"127.0.0.1:5433\"\n"
+	      "admin_address = \"127.0.0.1:9090\"\n\n"
+	      "[pool_mode]\n"
+	      "mode = \"transaction\"\n"
+	      "max_pool_size = 100\n\n"
+	      "[[nodes]]\n"
+	      "host = \"127.0.0.1\"\n"
+	      "port = 5432\n"
+	      "role = \"primary\"\n"
+	      "```\n",
+	      out);
 	for (size_t s = 0; s < N_SECTIONS; s++) {
 		fprintf(out, "\n## %s\n\n%s\n\n", sections[s].title, sections[s].doc);
 		fputs("| key | type | default | range / values | live | description |\n"

@@ -39,8 +39,8 @@ const char *cfg_key_dotted(const struct cfg_key *k);
 /* Position of s (len bytes) in k->values, or -1. */
 int cfg_enum_index(const struct cfg_key *k, const char *s, size_t len);
 
-/* The elements of array section ("nodes", "schema_routes", "auth.users") in
- * c: *n of them, *elem bytes apart. file_users: auth.users includes the
+/* The elements of array section ("nodes", "schema_routes", "cache.tables",
+ * "auth.users") in c: *n of them, *elem bytes apart. file_users: auth.users includes the
  * users_file entries, else only [[auth.users]]. NULL with *n = 0 for any
  * other section. */
 const char *cfg_array_elements(const struct cfg *c, const char *section, bool file_users, size_t *n,
@@ -68,8 +68,9 @@ void cfg_buf_printf(struct cfg_buf *b, const char *fmt, ...) __attribute__((form
  * characters escaped, so the result is one line and valid TOML. */
 void cfg_buf_quote(struct cfg_buf *b, const char *s, size_t len);
 
-/* Appends one element's value of k as TOML; base is struct cfg, cfg_node,
- * cfg_schema_route or cfg_user. mask: non-empty secrets come out as "********". */
+/* Appends one element's value of k as TOML; base is struct cfg or the
+ * element struct of k's array table (cfg_node, cfg_schema_route, ...). mask: non-empty secrets come
+ * out as "********". */
 void cfg_buf_value(struct cfg_buf *b, const struct cfg_key *k, const char *base, bool mask);
 
 #endif

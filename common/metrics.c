@@ -466,6 +466,42 @@ static void render_pins(struct sbuf *out, const Helios__StatsReport *const *repo
 	}
 }
 
+/* Per statement fingerprint: only the top analytics.metrics_top by total
+ * time that each data plane reports, so the label set stays bounded. */
+static void render_queries(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} fams[] = {
+	    {"helios_query_calls_total", "counter",
+	     "Statements run, per fingerprint (top by time)."},
+	    {"helios_query_errors_total", "counter", "Statements that failed, per fingerprint."},
+	    {"helios_query_time_seconds_total", "counter",
+	     "Time from sending a statement to its ReadyForQuery, per fingerprint."},
+	    {"helios_query_p99_seconds", "gauge", "99th percentile time, per fingerprint."},
+	};
+	for (size_t k = 0; k < sizeof(fams) / sizeof(fams[0]); k++) {
+		struct family f;
+		struct label l[2];
+		family(&f, out, fams[k].name, fams[k].type, fams[k].help);
+		for (size_t i = 0; i < n; i++) {
+			for (size_t j = 0; j < reports[i]->n_queries; j++) {
+				const Helios__QueryStat *q = reports[i]->queries[j];
+				char fp[17];
+				snprintf(fp, sizeof(fp), "%016llx",
+				         (unsigned long long)q->fingerprint);
+				l[0] = (struct label){"dataplane", dp_id(reports[i])};
+				l[1] = (struct label){"fingerprint", fp};
+				struct value v = k == 0   ? vu(q->calls)
+				                 : k == 1 ? vu(q->errors)
+				                 : k == 2 ? vd(q->total_secs)
+				                          : vd(q->p99_secs);
+				sample(&f, l, 2, v);
+			}
+		}
+	}
+}
+
 static void render_nodes(struct sbuf *out, const struct metrics_info *info)
 {
 	struct label l[2];
@@ -515,6 +551,7 @@ void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports,
 	render_fields(out, reports, n);
 	render_histograms(out, reports, n);
 	render_pins(out, reports, n);
+	render_queries(out, reports, n);
 	render_nodes(out, info);
 }
 

@@ -82,6 +82,9 @@ struct dp {
 struct command {
 	uint64_t id;
 	char verb[32];
+	char args[2][32]; /* "" = absent */
+	char *argv[2];    /* into args, for the Command message */
+	size_t n_args;
 	uint64_t created_ms;
 };
 
@@ -406,6 +409,11 @@ static nng_msg *dp_reply(struct cp *cp, struct dp *d, bool reregister)
 			helios__command__init(c);
 			c->id = cp->cmds[i].id;
 			c->verb = cp->cmds[i].verb;
+			struct command *src = &cp->cmds[i];
+			for (size_t k = 0; k < src->n_args; k++)
+				src->argv[k] = src->args[k];
+			c->args = src->argv;
+			c->n_args = src->n_args;
 			cmds[r.n_commands++] = c;
 		}
 		r.commands = cmds;
@@ -432,7 +440,8 @@ static void kick_heartbeats(struct cp *cp)
 	}
 }
 
-static void add_command(struct cp *cp, const char *verb, uint64_t *id)
+static void add_command(struct cp *cp, const char *verb, const char *arg0, const char *arg1,
+                        uint64_t *id)
 {
 	if (cp->n_cmds == MAX_COMMANDS) {
 		memmove(cp->cmds, cp->cmds + 1, (MAX_COMMANDS - 1) * sizeof(cp->cmds[0]));
@@ -441,6 +450,15 @@ static void add_command(struct cp *cp, const char *verb, uint64_t *id)
 	struct command *c = &cp->cmds[cp->n_cmds++];
 	c->id = ++cp->next_cmd;
 	snprintf(c->verb, sizeof(c->verb), "%s", verb);
+	c->n_args = 0;
+	if (arg0) {
+		snprintf(c->args[0], sizeof(c->args[0]), "%s", arg0);
+		c->n_args = 1;
+		if (arg1) {
+			snprintf(c->args[1], sizeof(c->args[1]), "%s", arg1);
+			c->n_args = 2;
+		}
+	}
 	c->created_ms = cpwire_mono_ms();
 	*id = c->id;
 }
@@ -902,10 +920,13 @@ static nng_msg *handle_ctl(struct cp *cp, struct work *w, Helios__Envelope *e, b
 		out = pack_msg(HELIOS__MSG_TYPE__MSG_CTL_RESPONSE, cp->generation, &r.base);
 		dp_rows_free(r.dataplanes, r.n_dataplanes);
 	} else if (!strcmp(v, "clients") || !strcmp(v, "servers") || !strcmp(v, "pools") ||
-	           !strcmp(v, "stats")) {
+	           !strcmp(v, "stats") || !strcmp(v, "top") || !strcmp(v, "slowlog")) {
 		/* fresh numbers: every data plane reports now */
 		uint64_t id;
-		add_command(cp, "report", &id);
+		char n[32] = "20";
+		if (!strcmp(v, "slowlog") && req->n_args >= 1)
+			snprintf(n, sizeof(n), "%s", req->args[0]);
+		add_command(cp, "report", !strcmp(v, "slowlog") ? "slowlog" : NULL, n, &id);
 		kick_heartbeats(cp);
 		park_ctl(cp, w, req, WAIT_REPORT, id, NULL, "");
 		*parked = true;

@@ -52,6 +52,12 @@ static void set_err(struct probe_result *r, const char *what, PGconn *pg)
 	r->error[strcspn(r->error, "\n")] = '\0';
 }
 
+static void quiet(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 static PGconn *get_conn(struct prober *p, const struct probe_node *nd,
                         const struct probe_settings *s, struct probe_result *r)
 {
@@ -86,6 +92,8 @@ static PGconn *get_conn(struct prober *p, const struct probe_node *nd,
 	const char *const vals[] = {nd->host, port, s->database, s->user,  s->password,
 	                            timeout,  opts, "helios-cp", "prefer", NULL};
 	c->pg = PQconnectdbParams(keys, vals, 0);
+	if (c->pg)
+		PQsetNoticeProcessor(c->pg, quiet, NULL); /* "already exists, skipping" */
 	if (PQstatus(c->pg) != CONNECTION_OK) {
 		set_err(r, "connect", c->pg);
 		PQfinish(c->pg);

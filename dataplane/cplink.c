@@ -163,7 +163,10 @@ static void handle_reply(const Helios__Reply *r)
 			res->dataplane_id = strdup(L.st.dataplane_id);
 			res->id = c->id;
 			res->ok = true;
-			res->report = stats_report(true);
+			size_t slow = 0;
+			if (c->n_args >= 2 && !strcmp(c->args[0], "slowlog"))
+				slow = (size_t)strtoul(c->args[1], NULL, 10);
+			res->report = stats_report_ex(true, slow ? slow : 0);
 			if (L.result)
 				helios__command_result__free_unpacked(L.result, NULL);
 			L.result = res;

@@ -10,6 +10,7 @@
 #include "common/proc.h"
 #include "controlplane/cp.h"
 #include "dataplane/admin/admin.h"
+#include "dataplane/analytics.h"
 #include "dataplane/cplink.h"
 #include "dataplane/io/io.h"
 #include "dataplane/snap.h"
@@ -221,7 +222,8 @@ int main(int argc, char **argv)
 		}
 		__atomic_store_n(&g_n_workers, i + 1, __ATOMIC_RELEASE);
 	}
-	if (admin_start(cp ? INPROC_URL : url, cp, cur->admin_address, msg, sizeof(msg)) < 0) {
+	if (analytics_start(cur, msg, sizeof(msg)) < 0 ||
+	    admin_start(cp ? INPROC_URL : url, cp, cur->admin_address, msg, sizeof(msg)) < 0) {
 		log_error("%s", msg);
 		fprintf(stderr, "heliosproxy: %s\n", msg);
 		workers_stop();
@@ -252,6 +254,7 @@ int main(int argc, char **argv)
 	admin_stop();
 	cplink_stop();
 	cp_stop(cp);
+	analytics_stop();
 	log_info("heliosproxy stopped");
 	return 0;
 }

@@ -236,7 +236,7 @@ static bool table_match(const char *route_table, const struct an_table *t)
 	       (strlen(t->schema) == sl && !strncasecmp(route_table, t->schema, sl));
 }
 
-static const struct an_result *analysis(struct client *cl, const char *sql, size_t len)
+const struct an_result *route_analysis(struct client *cl, const char *sql, size_t len)
 {
 	struct worker *w = cl->w;
 	if (!w->an) {
@@ -330,7 +330,7 @@ int route_pick(struct client *cl, char *msg, size_t msglen)
 	bool split = c->routing.read_write_split;
 	if (!split && !c->n_schema_routes)
 		return to_primary(cl, c, msg, msglen);
-	const struct an_result *a = analysis(cl, sql, len);
+	const struct an_result *a = route_analysis(cl, sql, len);
 	if (!a)
 		return to_primary(cl, c, msg, msglen);
 	bool read = is_read(a);

@@ -49,6 +49,10 @@ int route_primary(struct worker *w, const struct cfg *c);
 void route_refresh(struct worker *w);
 /* Frees what the worker holds for routing. */
 void route_worker_exit(struct worker *w);
+struct an_result;
+/* The worker's cached analysis of sql (parsed once per distinct text);
+ * NULL when out of memory. Valid until the next call on this worker. */
+const struct an_result *route_analysis(struct client *cl, const char *sql, size_t len);
 /* Forgets a client's read-your-writes memory. */
 void route_client_free(struct client *cl);
 

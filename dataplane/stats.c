@@ -5,7 +5,9 @@
 
 #include "common/cfg.h"
 #include "common/cpwire.h"
+#include "dataplane/analytics.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/pipeline/qstats.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
 #include "dataplane/worker.h"
@@ -129,6 +131,8 @@ struct collect_job {
 	size_t n_cls, cap_cls;
 	Helios__ServerInfo **svs;
 	size_t n_svs, cap_svs;
+	struct qs_table *qs; /* analytics: the workers' tables merged */
+	size_t qs_limit;     /* per worker, 0 = all */
 };
 
 static void job_unref(struct collect_job *j)
@@ -145,6 +149,7 @@ static void job_unref(struct collect_job *j)
 	free(j->cls);
 	free(j->svs);
 	free(j->pc);
+	qs_table_free(j->qs);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
 	free(j);
@@ -322,6 +327,7 @@ void stats_collect_run(struct worker *w, struct collect_job *j)
 					PUSH(j->svs, j->n_svs, j->cap_svs, si);
 			}
 		}
+		analytics_collect(w, j->qs, j->qs_limit);
 		for (struct server *sv = w->logins; sv; sv = sv->login_next) {
 			if (sv->pool) {
 				struct pool_clients *pc = pc_get(j, sv->pool);
@@ -432,11 +438,15 @@ static Helios__PoolStats *pool_stats_msg(struct pool *p, const struct pool_clien
 }
 
 /* Posts the job to every worker and waits (bounded) for their parts. */
-static struct collect_job *collect(bool detail)
+static struct collect_job *collect(bool detail, size_t queries)
 {
 	struct collect_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return NULL;
+	if (queries) {
+		j->qs_limit = detail ? 0 : queries;
+		j->qs = analytics_scratch(j->qs_limit);
+	}
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
 	j->detail = detail;
@@ -467,6 +477,11 @@ static struct collect_job *collect(bool detail)
 
 Helios__StatsReport *stats_report(bool detail)
 {
+	return stats_report_ex(detail, 0);
+}
+
+Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
+{
 	Helios__StatsReport *r = malloc(sizeof(*r));
 	if (!r)
 		return NULL;
@@ -489,7 +504,10 @@ Helios__StatsReport *stats_report(bool detail)
 	r->logins_total = __atomic_load_n(&g_logins_total, __ATOMIC_RELAXED);
 	r->login_failures = __atomic_load_n(&g_login_failures, __ATOMIC_RELAXED);
 
-	struct collect_job *j = collect(detail);
+	size_t queries = 0;
+	if (c && c->analytics.enabled)
+		queries = detail ? 1 : (size_t)c->analytics.metrics_top;
+	struct collect_job *j = collect(detail, queries);
 	size_t np = 0;
 	for (struct pool *p = pool_first(); p; p = pool_next_of(p))
 		np++;
@@ -538,8 +556,17 @@ Helios__StatsReport *stats_report(bool detail)
 		j->n_cls = j->n_svs = 0;
 		pthread_mutex_unlock(&j->mu);
 	}
+	if (j && j->qs) {
+		/* summary reports carry the top metrics_top; detailed ones all */
+		size_t top = detail ? 0 : (size_t)(c ? c->analytics.metrics_top : 0);
+		if (detail || top)
+			r->queries = analytics_top(j->qs, top, &r->n_queries);
+	}
 	if (j)
 		job_unref(j);
+	if (slow_lines)
+		r->slow_lines = analytics_slow_lines(slow_lines, &r->n_slow_lines);
+	analytics_slow_counts(&r->slow_logged, &r->slow_dropped);
 
 	r->pins = calloc(PIN_COUNT, sizeof(*r->pins));
 	for (int k = 0; r->pins && k < PIN_COUNT; k++) {

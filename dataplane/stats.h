@@ -61,6 +61,8 @@ extern uint64_t g_logins_total, g_login_failures; /* atomic */
  * (gathered on every worker; waits up to 2 s). Free with
  * stats_report_free. Call from a non-worker thread. */
 Helios__StatsReport *stats_report(bool detail);
+/* Also the newest slow_lines lines of the slow query log. */
+Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines);
 void stats_report_free(Helios__StatsReport *r);
 
 /* ---- runtime controls, set by the control-plane link ---- */

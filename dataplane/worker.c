@@ -10,6 +10,7 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
+#include "dataplane/analytics.h"
 #include "dataplane/breaker.h"
 #include "dataplane/stats.h"
 
@@ -583,6 +584,7 @@ static void *worker_main(void *arg)
 	}
 	tx_worker_exit();
 	route_worker_exit(w);
+	analytics_worker_exit(w);
 	return NULL;
 }
 

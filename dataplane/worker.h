@@ -48,6 +48,7 @@ struct worker {
 	size_t n_route;
 	struct route_node *route;
 	struct an_cache *an;
+	struct qs_table *qs; /* analytics: per-fingerprint statistics */
 	uint32_t rr;
 	int last_primary; /* worker 0: primary index at the last maintenance */
 

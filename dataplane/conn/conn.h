@@ -207,6 +207,7 @@ struct server {
 	bool batch_sealed, batch_bad, retried, retry_armed, e_hold, replaying;
 	uint32_t resp_fwd; /* messages the client got for the current batch */
 	uint64_t retry_key;
+	struct qa *qa; /* analytics: statements awaiting ReadyForQuery */
 	/* credentials towards the server */
 	char password[512];
 	char server_password[512];

@@ -8,6 +8,8 @@
  */
 #include "dataplane/conn/conn.h"
 
+#include "dataplane/analytics.h"
+
 #include "common/cfg.h"
 #include "common/log.h"
 #include "dataplane/conn/cancel.h"
@@ -280,8 +282,11 @@ static void on_ready(struct client *cl, struct server *sv, struct rq popped, cha
                      struct outb *o, bool emit_z)
 {
 	sv->tx_status = status;
-	if (popped.act == RQ_FWD && !(popped.flags & RQ_F_LOGIN))
+	if (popped.act == RQ_FWD && !(popped.flags & RQ_F_LOGIN)) {
 		stats_ready(sv, status);
+		if (sv->qa)
+			analytics_ready(sv);
+	}
 	if (popped.flags & RQ_F_LOGIN) {
 		if (cl && cl->login_pending)
 			finish_login(cl, sv);
@@ -471,7 +476,10 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		sv->cur_left = mlen;
 		ep->cap_type = type;
 		ep->cap_len = 0;
-		if ((type == 'Z' || type == 'S' || sv->e_hold) && mlen <= EP_CAPTURE_MAX) {
+		bool for_analytics =
+		    sv->qa && (type == 'C' || type == 'E') && sv->cur_act == RQ_FWD;
+		if ((type == 'Z' || type == 'S' || sv->e_hold || for_analytics) &&
+		    mlen <= EP_CAPTURE_MAX) {
 			if (!ep->cap_buf)
 				ep->cap_buf = malloc(EP_CAPTURE_MAX);
 			if (ep->cap_buf) {
@@ -497,6 +505,9 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		/* the whole message has passed */
 		if (ep->cap_type == 'S' && ep->cap_len && ep->cap_got == ep->cap_len)
 			set_server_param(sv, ep->cap_buf, ep->cap_len);
+		if (sv->qa && (ep->cap_type == 'C' || ep->cap_type == 'E') && ep->cap_len &&
+		    ep->cap_got == ep->cap_len)
+			analytics_response(sv, ep->cap_type, ep->cap_buf, ep->cap_len);
 		if (sv->e_hold) {
 			sv->e_hold = false;
 			if (is_result_type_change(ep->cap_buf, ep->cap_got)) {
@@ -994,9 +1005,13 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		if (!track_query(cl, sv, (const char *)body, len, local, b))
 			return false;
 		rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
+		if (sv->qa)
+			analytics_query(cl, sv, (const char *)body, len);
 		break;
 	case 'P':
 		name = pgw_get_str(body, len, &off);
+		if (sv->qa && name && off < len)
+			analytics_batch_text(cl, sv, (const char *)body + off, len - off);
 		if (!name || !name[0])
 			break; /* unnamed: passes as is */
 		st = prep_client_put(&cl->prep, name, body + off, len - off);
@@ -1027,6 +1042,8 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		st = prep_client_get(&cl->prep, name);
 		if (!st)
 			break; /* unknown: the server says so */
+		if (sv->qa && type == 'B')
+			analytics_batch_text(cl, sv, (const char *)st->body, st->body_len);
 		if (!skipping && !prep_server_has(&sv->prep, st->key))
 			inject_parse(sv, b, st, RQ_DROP);
 		/* the same message with the server-side name */
@@ -1060,6 +1077,8 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 	case 'S':
 		sv->skip_to_sync = false;
 		rq_push(sv, RQ_SYNC, RQ_FWD, 0, 0, 0);
+		if (sv->qa)
+			analytics_sync(cl, sv);
 		break;
 	case 'F':
 		rq_push(sv, RQ_FUNC, RQ_FWD, 0, 0, 0);
@@ -1338,6 +1357,7 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 
 void tx_bind(struct client *cl, struct server *sv)
 {
+	analytics_bind(cl, sv);
 	cl->server = sv;
 	cl->connecting = NULL;
 	sv->client = cl;

@@ -2,12 +2,11 @@
  * Statement analysis (see analyze.h). Same approach as dataplane/sql/sqlc.c:
  * libpg_query parses, protobuf-c unpacks, the tree decides, and the same
  * length and depth bounds keep the parser and unpacker within a worker's
- * stack. sqlc.c keeps its helpers private, so the few this needs (statement
- * ranges, the depth guard) are repeated here with the same rules.
+ * stack. Statement ranges and both bounds come from dataplane/sql/sqlscan.h,
+ * shared with sqlc.c, so the two report ranges and refuse text alike.
  */
 #include "dataplane/pipeline/analyze.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -17,224 +16,10 @@
 #include <pg_query.h>
 #include <pg_query/pg_query.pb-c.h>
 
-#include "dataplane/sql/sqlc.h" /* SQLC_MAX_STMT_LEN, SQLC_MAX_DEPTH */
+#include "dataplane/sql/sqlc.h" /* SQLC_MAX_STMT_LEN */
+#include "dataplane/sql/sqlscan.h"
 
-/* ---- Lexical helpers (PostgreSQL scan.l rules, as in sqlc.c) ---- */
-
-static bool is_space(unsigned char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* First position at or after pos that is not whitespace or a comment (block
- * comments nest); end when there is none. Only used on text that parsed, so
- * every comment is terminated. */
-static size_t skip_blank(const char *s, size_t end, size_t pos)
-{
-	while (pos < end) {
-		unsigned char c = (unsigned char)s[pos];
-		if (is_space(c)) {
-			pos++;
-		} else if (c == '-' && pos + 1 < end && s[pos + 1] == '-') {
-			while (pos < end && s[pos] != '\n' && s[pos] != '\r')
-				pos++;
-		} else if (c == '/' && pos + 1 < end && s[pos + 1] == '*') {
-			unsigned depth = 1;
-			pos += 2;
-			while (depth && pos + 1 < end) {
-				if (s[pos] == '/' && s[pos + 1] == '*') {
-					depth++;
-					pos += 2;
-				} else if (s[pos] == '*' && s[pos + 1] == '/') {
-					depth--;
-					pos += 2;
-				} else {
-					pos++;
-				}
-			}
-			if (depth)
-				return end;
-		} else {
-			break;
-		}
-	}
-	return pos;
-}
-
-/* Tokens of the whole input, only when a statement holds "--" (rare). */
-struct toks {
-	PgQueryScanResult raw;
-	PgQuery__ScanResult *res;
-	bool tried;
-};
-
-static void toks_free(struct toks *t)
-{
-	if (t->res)
-		pg_query__scan_result__free_unpacked(t->res, NULL);
-	if (t->tried)
-		pg_query_free_scan_result(t->raw);
-}
-
-/* End of the last real token in [start, end): a trailing "-- comment" would
- * swallow whatever a caller appends to the statement, and only the lexer
- * knows whether a "--" is inside a literal. */
-static uint32_t end_without_comment(const char *sql, struct toks *t, uint32_t start, uint32_t end)
-{
-	if (!t->tried) {
-		t->tried = true;
-		t->raw = pg_query_scan(sql);
-		if (!t->raw.error)
-			t->res = pg_query__scan_result__unpack(NULL, t->raw.pbuf.len,
-			                                       (const uint8_t *)t->raw.pbuf.data);
-	}
-	if (!t->res)
-		return end;
-	size_t lo = 0, hi = t->res->n_tokens;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if ((uint32_t)t->res->tokens[mid]->start < end)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	while (lo > 0) {
-		const PgQuery__ScanToken *tk = t->res->tokens[--lo];
-		if ((uint32_t)tk->start < start)
-			break;
-		if (tk->token != PG_QUERY__TOKEN__SQL_COMMENT &&
-		    tk->token != PG_QUERY__TOKEN__C_COMMENT)
-			return (uint32_t)tk->end;
-	}
-	return end;
-}
-
-static void set_range(struct an_stmt *st, const char *sql, size_t total, struct toks *t,
-                      const PgQuery__RawStmt *rs)
-{
-	size_t start = rs->stmt_location > 0 ? (size_t)rs->stmt_location : 0;
-	size_t end = rs->stmt_len > 0 ? start + (size_t)rs->stmt_len : total;
-
-	if (start > total)
-		start = total;
-	if (end > total || end < start)
-		end = total;
-	/* The parser's range starts right after the previous ';'. */
-	start = skip_blank(sql, end, start);
-	if (memmem(sql + start, end - start, "--", 2))
-		end = end_without_comment(sql, t, (uint32_t)start, (uint32_t)end);
-	while (end > start && is_space((unsigned char)sql[end - 1]))
-		end--;
-	st->loc = (uint32_t)start;
-	st->len = (uint32_t)(end - start);
-}
-
-/* ---- Bounds ---- */
-
-static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t r = 0;
-	for (unsigned shift = 0; shift < 64; shift += 7) {
-		if (*p >= end)
-			return -EPROTO;
-		uint8_t b = *(*p)++;
-		r |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = r;
-			return 0;
-		}
-	}
-	return -EPROTO;
-}
-
-/* protobuf-c's unpack (and the walk below) recurse once per nested message,
- * so the serialized tree is first walked iteratively and refused when deeper
- * than SQLC_MAX_DEPTH. Returns 0, -E2BIG or -EPROTO. */
-static int tree_depth_ok(const uint8_t *buf, size_t len)
-{
-	struct {
-		const uint8_t *end;
-		const ProtobufCMessageDescriptor *desc;
-	} st[SQLC_MAX_DEPTH];
-	unsigned sp = 1;
-	const uint8_t *p = buf;
-
-	st[0].end = buf + len;
-	st[0].desc = &pg_query__parse_result__descriptor;
-	while (sp) {
-		if (p == st[sp - 1].end) {
-			sp--;
-			continue;
-		}
-		uint64_t key, v;
-		if (read_varint(&p, st[sp - 1].end, &key) < 0)
-			return -EPROTO;
-		switch (key & 7) {
-		case 0:
-			if (read_varint(&p, st[sp - 1].end, &v) < 0)
-				return -EPROTO;
-			break;
-		case 1:
-		case 5: {
-			size_t w = (key & 7) == 1 ? 8 : 4;
-			if ((size_t)(st[sp - 1].end - p) < w)
-				return -EPROTO;
-			p += w;
-			break;
-		}
-		case 2: {
-			if (read_varint(&p, st[sp - 1].end, &v) < 0 ||
-			    v > (uint64_t)(st[sp - 1].end - p) || key >> 3 > UINT32_MAX)
-				return -EPROTO;
-			const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
-			    st[sp - 1].desc, (unsigned)(key >> 3));
-			if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-				if (sp == SQLC_MAX_DEPTH)
-					return -E2BIG;
-				st[sp].end = p + v;
-				st[sp].desc = f->descriptor;
-				sp++;
-			} else {
-				p += v;
-			}
-			break;
-		}
-		default:
-			return -EPROTO;
-		}
-	}
-	return 0;
-}
-
-/* For text longer than one statement may be: -E2BIG when a statement is
- * longer than SQLC_MAX_STMT_LEN or there are more than AN_MAX_STMTS of them,
- * measured by the scanner, which does not recurse, so the parser never sees
- * such text; *lex_error when the text does not lex. */
-static int check_stmt_lengths(const char *sql, size_t total, bool *lex_error)
-{
-	PgQuerySplitResult sp = pg_query_split_with_scanner(sql);
-	int rc = 0;
-
-	if (sp.error) {
-		*lex_error = true;
-		goto out;
-	}
-	if (sp.n_stmts > AN_MAX_STMTS) {
-		rc = -E2BIG;
-		goto out;
-	}
-	for (int i = 0; i < sp.n_stmts; i++) {
-		size_t loc = (size_t)sp.stmts[i]->stmt_location;
-		size_t len = sp.stmts[i]->stmt_len ? (size_t)sp.stmts[i]->stmt_len : total - loc;
-		if (len > SQLC_MAX_STMT_LEN) {
-			rc = -E2BIG;
-			goto out;
-		}
-	}
-out:
-	pg_query_free_split_result(sp);
-	return rc;
-}
+/* ---- libpg_query errors ---- */
 
 /* libpg_query turns a failed palloc into an ordinary error result. */
 static bool is_oom(const PgQueryError *e)
@@ -584,8 +369,9 @@ static void func_call(struct walk *w, const PgQuery__FuncCall *fc, unsigned sc)
 
 /*
  * Walks everything under m (recursion depth is the tree depth, bounded by
- * tree_depth_ok() before unpacking): tables, function calls, effects. Generic
- * over the protobuf-c descriptors, so no node type can hide a table or call.
+ * sqlscan_tree_depth_ok() before unpacking): tables, function calls, effects.
+ * Generic over the protobuf-c descriptors, so no node type can hide a table or
+ * call.
  */
 static void walk_msg(struct walk *w, const ProtobufCMessage *m, unsigned sc)
 {
@@ -843,7 +629,7 @@ static int analyze_text(const char *buf, size_t len, struct an_result *out)
 {
 	if (len > SQLC_MAX_STMT_LEN) {
 		bool lex_error = false;
-		if (check_stmt_lengths(buf, len, &lex_error) < 0) {
+		if (sqlscan_check_stmt_lengths(buf, len, AN_MAX_STMTS, &lex_error) < 0) {
 			set_unknown(out, false);
 			return 0;
 		}
@@ -855,7 +641,7 @@ static int analyze_text(const char *buf, size_t len, struct an_result *out)
 
 	PgQueryProtobufParseResult pr = pg_query_parse_protobuf(buf);
 	PgQuery__ParseResult *tree = NULL;
-	struct toks t = {0};
+	struct sqlscan_toks t = {0};
 	struct walk *w = NULL;
 	int rc = 0;
 
@@ -866,7 +652,7 @@ static int analyze_text(const char *buf, size_t len, struct an_result *out)
 			set_unknown(out, true);
 		goto out;
 	}
-	int bound = tree_depth_ok((const uint8_t *)pr.parse_tree.data, pr.parse_tree.len);
+	int bound = sqlscan_tree_depth_ok((const uint8_t *)pr.parse_tree.data, pr.parse_tree.len);
 	if (bound < 0) {
 		/* -EPROTO (malformed library output) is as unknown as -E2BIG */
 		set_unknown(out, false);
@@ -890,7 +676,7 @@ static int analyze_text(const char *buf, size_t len, struct an_result *out)
 		w->writes = false;
 		w->n_ctes = 0;
 		st->kind = stmt_kind(w, rs->stmt, S_RUNS, st);
-		set_range(st, buf, len, &t, rs);
+		sqlscan_stmt_range(buf, len, &t, rs, &st->loc, &st->len);
 		if (strength(st->kind) > strength(out->kind))
 			out->kind = st->kind;
 	}
@@ -907,7 +693,7 @@ static int analyze_text(const char *buf, size_t len, struct an_result *out)
 	pg_query_free_fingerprint_result(fp);
 out:
 	free(w);
-	toks_free(&t);
+	sqlscan_toks_free(&t);
 	if (tree)
 		pg_query__parse_result__free_unpacked(tree, NULL);
 	pg_query_free_protobuf_parse_result(pr);

@@ -1,12 +1,14 @@
 /*
  * Statement classifier (see sqlc.h): libpg_query parses, protobuf-c unpacks,
- * and the tree, not the text, decides. The only text scanning is the cheap
- * pre-check and trimming statement ranges, both following PostgreSQL's lexer
- * rules for whitespace and comments.
+ * and the tree, not the text, decides. The only text scanning here is the
+ * cheap pre-check; it and the statement ranges, the length check and the
+ * depth guard (shared with pipeline/analyze.c) come from sqlscan.c, following
+ * PostgreSQL's lexer rules for whitespace and comments.
  */
 #include "dataplane/sql/sqlc.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,16 +16,11 @@
 #include <pg_query.h>
 #include <pg_query/pg_query.pb-c.h>
 
+#include "dataplane/sql/sqlscan.h"
+
 #define CURSOR_OPT_HOLD 0x0020 /* parsenodes.h: DECLARE ... WITH HOLD */
 
 /* ---- Lexical helpers (PostgreSQL scan.l rules) ---- */
-
-static bool is_space(unsigned char c)
-{
-	/* scan.l's {space}, plus \v (newer servers accept it; PostgreSQL 15's
-	 * lexer rejects it, so such text never parses and skipping it is moot) */
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
 
 static bool is_ident_char(unsigned char c)
 {
@@ -56,52 +53,6 @@ static bool has_word_ci(const char *s, size_t n, const char *w)
 	return has_prefix_ci(s, n, w) && (n == wl || !is_ident_char((unsigned char)s[wl]));
 }
 
-/*
- * Skips whitespace and comments (and '(' when parens) from pos. Block
- * comments nest, as in PostgreSQL. Each byte looked at costs one unit of
- * *budget, which bounds the pre-check's look-aheads to linear time in total.
- * Returns the first other position, len at the end, or SIZE_MAX for an
- * unterminated block comment (a lexical error: nothing in the text runs) or
- * when the budget runs out.
- */
-static size_t skip_blank(const char *s, size_t len, size_t pos, bool parens, size_t *budget)
-{
-	while (pos < len) {
-		if (*budget == 0)
-			return SIZE_MAX;
-		(*budget)--;
-		unsigned char c = (unsigned char)s[pos];
-		if (is_space(c) || (parens && c == '(')) {
-			pos++;
-		} else if (c == '-' && pos + 1 < len && s[pos + 1] == '-') {
-			while (pos < len && s[pos] != '\n' && s[pos] != '\r' && *budget) {
-				(*budget)--;
-				pos++;
-			}
-		} else if (c == '/' && pos + 1 < len && s[pos + 1] == '*') {
-			unsigned depth = 1;
-			pos += 2;
-			while (depth) {
-				if (pos + 1 >= len || *budget == 0)
-					return SIZE_MAX;
-				(*budget)--;
-				if (s[pos] == '/' && s[pos + 1] == '*') {
-					depth++;
-					pos += 2;
-				} else if (s[pos] == '*' && s[pos + 1] == '/') {
-					depth--;
-					pos += 2;
-				} else {
-					pos++;
-				}
-			}
-		} else {
-			return pos;
-		}
-	}
-	return pos;
-}
-
 /* ---- Pre-check ---- */
 
 static const char *const start_words[] = {
@@ -116,7 +67,7 @@ static bool start_is_interesting(const char *s, size_t len, size_t pos, size_t *
 	char w[12];
 	size_t n = 0;
 
-	pos = skip_blank(s, len, pos, true, budget);
+	pos = sqlscan_skip_blank(s, len, pos, true, budget);
 	if (pos == SIZE_MAX)
 		return *budget == 0; /* out of budget: say true, never false wrongly */
 	/* Read the word once (longest keyword: 10 letters), then compare. */
@@ -138,7 +89,7 @@ static bool into_is_temp(const char *s, size_t len, size_t pos, size_t *budget)
 {
 	static const char *const words[] = {"temp", "temporary", "local", "global", "table"};
 
-	pos = skip_blank(s, len, pos, false, budget);
+	pos = sqlscan_skip_blank(s, len, pos, false, budget);
 	if (pos == SIZE_MAX)
 		return *budget == 0;
 	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
@@ -270,7 +221,7 @@ static unsigned func_call_flags(const PgQuery__FuncCall *fc)
 /*
  * ORs into *flags the SQLC_F_* of every FuncCall under m. Generic over the
  * protobuf-c descriptors, so no node type can hide a call. Recursion depth is
- * the tree depth, bounded by tree_depth_ok() before unpacking.
+ * the tree depth, bounded by sqlscan_tree_depth_ok() before unpacking.
  */
 static void walk_calls(const ProtobufCMessage *m, unsigned *flags)
 {
@@ -309,86 +260,6 @@ static void walk_calls(const ProtobufCMessage *m, unsigned *flags)
 			walk_calls(*(ProtobufCMessage *const *)(base + f->offset), flags);
 		}
 	}
-}
-
-/* ---- Tree depth guard on the serialized tree ---- */
-
-static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t r = 0;
-	for (unsigned shift = 0; shift < 64; shift += 7) {
-		if (*p >= end)
-			return -EPROTO;
-		uint8_t b = *(*p)++;
-		r |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = r;
-			return 0;
-		}
-	}
-	return -EPROTO;
-}
-
-/*
- * protobuf-c's unpack recurses once per nested message with about 1 KB of
- * stack, so a legal "SELECT 1+1+...+1" of 16 KB would need 15 MB. This walks
- * the wire format iteratively, guided by the descriptors, and refuses a tree
- * deeper than SQLC_MAX_DEPTH. Returns 0, -E2BIG or -EPROTO.
- */
-static int tree_depth_ok(const uint8_t *buf, size_t len)
-{
-	struct {
-		const uint8_t *end;
-		const ProtobufCMessageDescriptor *desc;
-	} st[SQLC_MAX_DEPTH];
-	unsigned sp = 1;
-	const uint8_t *p = buf;
-
-	st[0].end = buf + len;
-	st[0].desc = &pg_query__parse_result__descriptor;
-	while (sp) {
-		if (p == st[sp - 1].end) {
-			sp--;
-			continue;
-		}
-		uint64_t key, v;
-		if (read_varint(&p, st[sp - 1].end, &key) < 0)
-			return -EPROTO;
-		switch (key & 7) {
-		case 0: /* varint */
-			if (read_varint(&p, st[sp - 1].end, &v) < 0)
-				return -EPROTO;
-			break;
-		case 1: /* 64-bit */
-		case 5: /* 32-bit */ {
-			size_t w = (key & 7) == 1 ? 8 : 4;
-			if ((size_t)(st[sp - 1].end - p) < w)
-				return -EPROTO;
-			p += w;
-			break;
-		}
-		case 2: { /* length-delimited: a sub-message, a string or packed scalars */
-			if (read_varint(&p, st[sp - 1].end, &v) < 0 ||
-			    v > (uint64_t)(st[sp - 1].end - p) || key >> 3 > UINT32_MAX)
-				return -EPROTO;
-			const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
-			    st[sp - 1].desc, (unsigned)(key >> 3));
-			if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-				if (sp == SQLC_MAX_DEPTH)
-					return -E2BIG;
-				st[sp].end = p + v;
-				st[sp].desc = f->descriptor;
-				sp++;
-			} else {
-				p += v;
-			}
-			break;
-		}
-		default:
-			return -EPROTO;
-		}
-	}
-	return 0;
 }
 
 /* ---- Statement classification ---- */
@@ -591,109 +462,7 @@ static void classify_stmt(struct sqlc_stmt *st, const PgQuery__Node *n)
 	}
 }
 
-/* ---- Statement ranges ---- */
-
-/* Tokens of the whole input, only when a statement holds "--" (rare). */
-struct toks {
-	PgQueryScanResult raw;
-	PgQuery__ScanResult *res;
-	bool tried;
-};
-
-static void toks_free(struct toks *t)
-{
-	if (t->res)
-		pg_query__scan_result__free_unpacked(t->res, NULL);
-	if (t->tried)
-		pg_query_free_scan_result(t->raw);
-}
-
-/*
- * End of the last real token in [start, end): a trailing "-- comment" would
- * swallow whatever the caller appends when replaying, so it must go, and
- * only the real lexer knows whether a "--" is inside a literal.
- */
-static uint32_t end_without_comment(const char *sql, struct toks *t, uint32_t start, uint32_t end)
-{
-	if (!t->tried) {
-		t->tried = true;
-		t->raw = pg_query_scan(sql);
-		if (!t->raw.error)
-			t->res = pg_query__scan_result__unpack(NULL, t->raw.pbuf.len,
-			                                       (const uint8_t *)t->raw.pbuf.data);
-	}
-	if (!t->res)
-		return end;
-	/* tokens are in order: binary search the last one starting before end */
-	size_t lo = 0, hi = t->res->n_tokens;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if ((uint32_t)t->res->tokens[mid]->start < end)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	while (lo > 0) {
-		const PgQuery__ScanToken *tk = t->res->tokens[--lo];
-		if ((uint32_t)tk->start < start)
-			break;
-		if (tk->token != PG_QUERY__TOKEN__SQL_COMMENT &&
-		    tk->token != PG_QUERY__TOKEN__C_COMMENT)
-			return (uint32_t)tk->end;
-	}
-	return end;
-}
-
-static void set_range(struct sqlc_stmt *st, const char *sql, size_t total, struct toks *t,
-                      const PgQuery__RawStmt *rs)
-{
-	size_t start = rs->stmt_location > 0 ? (size_t)rs->stmt_location : 0;
-	size_t end = rs->stmt_len > 0 ? start + (size_t)rs->stmt_len : total;
-	size_t budget = SIZE_MAX;
-
-	if (start > total)
-		start = total;
-	if (end > total || end < start)
-		end = total;
-	/* The parser's range starts right after the previous ';', so it
-	 * includes the whitespace and comments (hints) in between. */
-	size_t s = skip_blank(sql, end, start, false, &budget);
-	if (s != SIZE_MAX)
-		start = s;
-	if (memmem(sql + start, end - start, "--", 2))
-		end = end_without_comment(sql, t, (uint32_t)start, (uint32_t)end);
-	while (end > start && is_space((unsigned char)sql[end - 1]))
-		end--;
-	st->loc = (uint32_t)start;
-	st->len = (uint32_t)(end - start);
-}
-
 /* ---- Entry point ---- */
-
-/* -E2BIG when a statement (with the comments before it) is longer than
- * SQLC_MAX_STMT_LEN, measured by the scanner, which does not recurse, so the
- * parser, which does, never sees one; *lex_error when the text does not lex. */
-static int check_stmt_lengths(const char *sql, size_t total, bool *lex_error)
-{
-	PgQuerySplitResult sp = pg_query_split_with_scanner(sql);
-	int rc = 0;
-
-	if (sp.error) {
-		*lex_error = true;
-		goto out;
-	}
-	for (int i = 0; i < sp.n_stmts; i++) {
-		size_t loc = (size_t)sp.stmts[i]->stmt_location;
-		size_t len = sp.stmts[i]->stmt_len ? (size_t)sp.stmts[i]->stmt_len : total - loc;
-		if (len > SQLC_MAX_STMT_LEN) {
-			rc = -E2BIG;
-			goto out;
-		}
-	}
-out:
-	pg_query_free_split_result(sp);
-	return rc;
-}
 
 int sqlc_classify(const char *sql, struct sqlc_result *out)
 {
@@ -709,7 +478,8 @@ int sqlc_classify(const char *sql, struct sqlc_result *out)
 		return -E2BIG;
 	if (total > SQLC_MAX_STMT_LEN) {
 		bool lex_error = false;
-		int rc = check_stmt_lengths(sql, total, &lex_error);
+		/* no bound on the count: past SQLC_MAX_STMTS only flags are kept */
+		int rc = sqlscan_check_stmt_lengths(sql, total, INT_MAX, &lex_error);
 		if (rc < 0)
 			return rc;
 		if (lex_error) {
@@ -720,14 +490,14 @@ int sqlc_classify(const char *sql, struct sqlc_result *out)
 
 	PgQueryProtobufParseResult pr = pg_query_parse_protobuf(sql);
 	PgQuery__ParseResult *tree = NULL;
-	struct toks t = {0};
+	struct sqlscan_toks t = {0};
 	int rc = 0;
 
 	if (pr.error) {
 		out->parse_error = true;
 		goto out;
 	}
-	rc = tree_depth_ok((const uint8_t *)pr.parse_tree.data, pr.parse_tree.len);
+	rc = sqlscan_tree_depth_ok((const uint8_t *)pr.parse_tree.data, pr.parse_tree.len);
 	if (rc < 0)
 		goto out;
 	tree = pg_query__parse_result__unpack(NULL, pr.parse_tree.len,
@@ -749,12 +519,12 @@ int sqlc_classify(const char *sql, struct sqlc_result *out)
 		memset(st, 0, sizeof(*st));
 		st->flags = flags;
 		classify_stmt(st, rs->stmt);
-		set_range(st, sql, total, &t, rs);
+		sqlscan_stmt_range(sql, total, &t, rs, &st->loc, &st->len);
 	}
 out:
 	if (rc < 0)
 		out->n = 0;
-	toks_free(&t);
+	sqlscan_toks_free(&t);
 	if (tree)
 		pg_query__parse_result__free_unpacked(tree, NULL);
 	pg_query_free_protobuf_parse_result(pr);

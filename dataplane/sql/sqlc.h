@@ -59,7 +59,8 @@ enum sqlc_kind {
  * libpg_query and protobuf-c recurse once per tree level (measured: up to
  * 180 bytes of stack per input byte, and ~1 KB per level when unpacking), so
  * these two bounds keep sqlc_classify within 3 MB of stack on any input
- * (2.9 MB measured for 16 KB of "+1"); worker threads need that much. */
+ * (2.9 MB measured for 16 KB of "+1"); worker threads need that much.
+ * sqlscan.h enforces both, for sqlc and pipeline/analyze.c alike. */
 #define SQLC_MAX_STMT_LEN (16u * 1024)
 #define SQLC_MAX_DEPTH    1000
 

@@ -197,7 +197,7 @@ static void test_unknown_key_is_refused_with_line_and_dotted_name(void **state)
 
 static void test_unknown_top_level_table_is_refused(void **state)
 {
-	assert_refused(NODE "[cache]\nenabled = true\n", "proxy.toml:3: unknown table 'cache'",
+	assert_refused(NODE "[quotas]\nenabled = true\n", "proxy.toml:3: unknown table 'quotas'",
 	               NULL);
 	assert_refused(NODE "[[tenants]]\nid = \"a\"\n", "proxy.toml:3: unknown table 'tenants'",
 	               NULL);
@@ -565,11 +565,18 @@ static void test_key_find_and_format_value_round_trip(void **state)
 
 static void test_restart_only_keys_are_flagged(void **state)
 {
-	static const char *const restart[] = {"listen_address",  "admin_address",
-	                                      "workers",         "io_backend",
-	                                      "unix_socket_dir", "control_address",
-	                                      "control_socket",  "control_admin_address",
-	                                      "overrides_file",  "routing.analysis_cache_entries"};
+	static const char *const restart[] = {"listen_address",
+	                                      "admin_address",
+	                                      "workers",
+	                                      "io_backend",
+	                                      "unix_socket_dir",
+	                                      "control_address",
+	                                      "control_socket",
+	                                      "control_admin_address",
+	                                      "overrides_file",
+	                                      "routing.analysis_cache_entries",
+	                                      "analytics.slow_query_log",
+	                                      "analytics.slow_query_log_max_mb"};
 	size_t n, flagged = 0;
 	const struct cfg_key *keys = cfg_key_table(&n);
 

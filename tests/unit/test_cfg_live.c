@@ -128,7 +128,7 @@ static void test_override_of_unknown_key_is_refused_with_file_line_and_key(void 
 	assert_override_refused(SEED, "log_level = \"info\"\n\npool_mode.max_pool_sise = 5\n",
 	                        "ovr.toml:3: unknown key 'pool_mode.max_pool_sise' (did you mean "
 	                        "'max_pool_size'?)");
-	assert_override_refused(SEED, "[cache]\nsize = 1\n", "ovr.toml:1: unknown table 'cache'");
+	assert_override_refused(SEED, "[quotas]\nsize = 1\n", "ovr.toml:1: unknown table 'quotas'");
 }
 
 static void test_override_out_of_range_or_wrong_type_is_refused(void **state)
