@@ -206,8 +206,8 @@ void analytics_ready(struct server *sv)
 	struct qs_table *t = table_of(sv->w, c);
 	if (!t)
 		return;
-	struct qs_entry *e = qs_record(t, s->fp, (uint64_t)us, s->rows, s->error, sv->database,
-	                               sv->user, node);
+	struct qs_entry *e =
+	    qs_record(t, s->fp, (uint64_t)us, s->rows, s->error, sv->database, sv->user, node);
 	if (e && !e->query[0])
 		set_query_text(e, s->text);
 	int threshold = c->analytics.slow_query_threshold_ms; /* live: the client's snapshot */
