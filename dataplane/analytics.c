@@ -11,6 +11,7 @@
 #include "dataplane/conn/conn.h"
 #include "dataplane/pipeline/analyze.h"
 #include "dataplane/pipeline/qstats.h"
+#include "dataplane/pipeline/shape.h"
 #include "dataplane/pipeline/slowlog.h"
 #include "dataplane/snap.h"
 #include "dataplane/worker.h"
@@ -90,12 +91,32 @@ static struct qs_table *table_of(struct worker *w, const struct cfg *c)
 	return w->qs;
 }
 
+/* shape -> fingerprint, per worker thread, direct-mapped: clients that
+ * inline literals send a new text every time, and parsing each one would
+ * cost far more than the statement's relay */
+#define FP_CACHE 4096
+static __thread struct fp_slot {
+	uint64_t shape, fp;
+	bool used;
+} * fp_cache;
+
 static uint64_t fingerprint(struct client *cl, const char *sql, size_t len)
 {
+	uint64_t shape = sql_shape(sql, len);
+	if (!fp_cache)
+		fp_cache = calloc(FP_CACHE, sizeof(*fp_cache));
+	struct fp_slot *s = fp_cache ? &fp_cache[shape % FP_CACHE] : NULL;
+	if (s && s->used && s->shape == shape)
+		return s->fp;
 	const struct an_result *a = route_analysis(cl, sql, len);
-	if (!a || a->parse_error || a->too_complex)
-		return 0; /* all unparsable statements share fingerprint 0 */
-	return a->fingerprint;
+	/* all unparsable statements share fingerprint 0 */
+	uint64_t fp = !a || a->parse_error || a->too_complex ? 0 : a->fingerprint;
+	if (s) {
+		s->shape = shape;
+		s->fp = fp;
+		s->used = true;
+	}
+	return fp;
 }
 
 static void push(struct client *cl, struct server *sv, const char *sql, size_t len)
@@ -322,6 +343,8 @@ void analytics_slow_counts(uint64_t *written, uint64_t *dropped)
 
 void analytics_worker_exit(struct worker *w)
 {
+	free(fp_cache);
+	fp_cache = NULL;
 	qs_table_free(w->qs);
 	w->qs = NULL;
 }

@@ -12,6 +12,7 @@
 #include "dataplane/conn/conn.h"
 #include "dataplane/pipeline/analyze.h"
 #include "dataplane/pipeline/hints.h"
+#include "dataplane/pipeline/shape.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
 #include "dataplane/stats.h"
@@ -33,6 +34,13 @@ struct ryw {
 	uint64_t until[RYW_MAX];
 };
 
+/* shape -> read-only verdict, per worker thread, direct-mapped */
+#define SHAPE_CACHE 4096
+static __thread struct shape_slot {
+	uint64_t shape;
+	int8_t read; /* 1 read, 0 not, -1 empty */
+} * shape_cache;
+
 void route_refresh(struct worker *w)
 {
 	uint64_t v = ctl_routing_version();
@@ -46,6 +54,8 @@ void route_worker_exit(struct worker *w)
 {
 	an_cache_free(w->an);
 	w->an = NULL;
+	free(shape_cache);
+	shape_cache = NULL;
 }
 
 void route_client_free(struct client *cl)
@@ -258,6 +268,28 @@ static bool is_read(const struct an_result *a)
 	return a->kind == AN_TXN && a->n_stmts == 1 && a->stmts[0].begin_read_only;
 }
 
+static int shape_is_read(struct client *cl, const char *sql, size_t len)
+{
+	uint64_t shape = sql_shape(sql, len);
+	if (!shape_cache) {
+		shape_cache = malloc(SHAPE_CACHE * sizeof(*shape_cache));
+		for (size_t i = 0; shape_cache && i < SHAPE_CACHE; i++)
+			shape_cache[i].read = -1;
+	}
+	struct shape_slot *s = shape_cache ? &shape_cache[shape % SHAPE_CACHE] : NULL;
+	if (s && s->read >= 0 && s->shape == shape)
+		return s->read;
+	const struct an_result *a = route_analysis(cl, sql, len);
+	if (!a)
+		return -1;
+	int read = is_read(a) ? 1 : 0;
+	if (s) {
+		s->shape = shape;
+		s->read = (int8_t)read;
+	}
+	return read;
+}
+
 /* Primary, or hold while a failover may still give us one. */
 static int to_primary(struct client *cl, const struct cfg *c, char *msg, size_t msglen)
 {
@@ -330,6 +362,17 @@ int route_pick(struct client *cl, char *msg, size_t msglen)
 	bool split = c->routing.read_write_split;
 	if (!split && !c->n_schema_routes)
 		return to_primary(cl, c, msg, msglen);
+	if (!c->n_schema_routes && c->routing.read_your_writes_ms <= 0) {
+		/* plain split needs only "is it a read": per shape, so texts that
+		 * differ in literals are parsed once */
+		int read = shape_is_read(cl, sql, len);
+		if (read > 0) {
+			int i = pick_replica(cl, c);
+			if (i >= 0 && breaker_allow(c, i))
+				return i;
+		}
+		return to_primary(cl, c, msg, msglen);
+	}
 	const struct an_result *a = route_analysis(cl, sql, len);
 	if (!a)
 		return to_primary(cl, c, msg, msglen);
