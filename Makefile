@@ -114,7 +114,8 @@ bench: deps all
 docs: $(BIN)/heliosproxy
 	$(Q)$(BIN)/heliosproxy --print-config-docs > docs/configuration.md
 
-FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+# tracked and new (not ignored) files, so a file not yet added is checked too
+FORMAT_FILES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null)
 format:
 	$(Q)clang-format -i $(FORMAT_FILES)
 

@@ -29,7 +29,8 @@ static void test_literals_comments_whitespace_and_case_do_not_count(void **state
 	(void)state;
 	uint64_t a = sh("SELECT * FROM t WHERE id = 1 AND name = 'x'");
 	assert_true(a == sh("select *  from T where id=42 and NAME = 'it''s'"));
-	assert_true(a == sh("SELECT * FROM t /* c */ WHERE id = 1.5e-3 -- x\n AND name = E'a\\'b'"));
+	assert_true(a ==
+	            sh("SELECT * FROM t /* c */ WHERE id = 1.5e-3 -- x\n AND name = E'a\\'b'"));
 	assert_true(a == sh("SELECT * FROM t WHERE id = 0x1F AND name = $tag$ ' $tag$"));
 	assert_true(a == sh("SELECT * FROM t WHERE id = .5 AND name = U&'d\\0061t'"));
 	assert_true(sh("SELECT 1") == sh("SELECT 'a'"));
@@ -66,7 +67,8 @@ static void test_same_shape_means_same_fingerprint(void **state)
 	static const char *const pairs[][2] = {
 	    {"SELECT abalance FROM pgbench_accounts WHERE aid = 1",
 	     "select abalance from PGBENCH_ACCOUNTS where aid=987654"},
-	    {"UPDATE t SET x = 'a', y = 2 WHERE id = 3", "UPDATE t SET x = 'b''c', y = 2.5 WHERE id = 4"},
+	    {"UPDATE t SET x = 'a', y = 2 WHERE id = 3",
+	     "UPDATE t SET x = 'b''c', y = 2.5 WHERE id = 4"},
 	    {"INSERT INTO t VALUES (1, 'x', 1e3)", "INSERT INTO t VALUES (2, E'y\\n', .5)"},
 	    {"SELECT * FROM t WHERE x IN (1, 2) -- c", "SELECT * FROM t /* d */ WHERE x IN (7, 8)"},
 	};
