@@ -1494,6 +1494,12 @@ static void probe_round(struct cp *cp)
 			snprintf(err, sizeof(err),
 			         "reports it is a primary while %s is the primary: not used",
 			         cp->primary);
+		} else if (t[i].r.up && is_primary && t[i].r.error[0]) {
+			/* the heartbeat could not be written: replicas' lag is unknown */
+			snprintf(err, sizeof(err),
+			         "heartbeat not written (check routing.check_user, check_database, "
+			         "heartbeat_table): %s",
+			         t[i].r.error);
 		} else if (t[i].r.up && t[i].r.lag_ms < 0 && t[i].r.error[0]) {
 			snprintf(err, sizeof(err), "lag unknown: %s", t[i].r.error);
 		}
@@ -1519,9 +1525,12 @@ static void probe_round(struct cp *cp)
 			          llabs(o->lag_ms - s->lag_ms) >= 10000 ||
 			          strcmp(o->host, s->host) || o->port != s->port;
 		}
-		if (!healthy && (!cp->nodes || i >= cp->n_nodes || cp->nodes[i]->healthy))
+		bool was_known = cp->nodes && i < cp->n_nodes;
+		if (!healthy && (!was_known || cp->nodes[i]->healthy))
 			log_warn("control plane: node %s (%s:%d) not usable: %s", s->name, s->host,
 			         t[i].port, err);
+		else if (healthy && err[0] && (!was_known || strcmp(cp->nodes[i]->error, err)))
+			log_warn("control plane: node %s: %s", s->name, err); /* once per new text */
 	}
 	/* the table always carries the latest lag figures; a push only when
 	 * something routing depends on changed */

@@ -37,6 +37,10 @@ listen_address = "127.0.0.1:$LISTEN_PORT"
 admin_address = "127.0.0.1:9090"
 admin_users = "demo"
 
+[routing]
+# the control plane measures replica lag with a heartbeat row it writes here
+check_database = "demo"
+
 [pool_mode]
 mode = "session"
 max_pool_size = 20
