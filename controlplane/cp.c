@@ -1530,7 +1530,8 @@ static void probe_round(struct cp *cp)
 			log_warn("control plane: node %s (%s:%d) not usable: %s", s->name, s->host,
 			         t[i].port, err);
 		else if (healthy && err[0] && (!was_known || strcmp(cp->nodes[i]->error, err)))
-			log_warn("control plane: node %s: %s", s->name, err); /* once per new text */
+			log_warn("control plane: node %s: %s", s->name,
+			         err); /* once per new text */
 	}
 	/* the table always carries the latest lag figures; a push only when
 	 * something routing depends on changed */
