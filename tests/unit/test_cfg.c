@@ -3,19 +3,7 @@
  * class of error (asserting the file:line and key in the message), the
  * users_file reader, the key table API and docs/configuration.md staying current.
  */
-#include <errno.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#include <cmocka.h>
-
-#include "common/cfg.h"
+#include "cfg_testutil.h"
 
 #define SEED                                                                                       \
 	"listen_address = \"127.0.0.1:5433\"\n"                                                    \
@@ -27,74 +15,6 @@
 	"host = \"127.0.0.1\"\n"                                                                   \
 	"port = 5432\n"                                                                            \
 	"role = \"primary\"\n"
-/* Appended to texts that test something else, so "no nodes" does not fire. */
-#define NODE "[[nodes]]\nhost = \"db\"\n"
-
-static char tmpdir[64];
-
-/* Writes text to tmpdir/name; returns the path in a static rotating buffer. */
-static const char *write_tmp(const char *name, const char *text)
-{
-	static char paths[4][256];
-	static int next;
-	char *path = paths[next++ % 4];
-	FILE *f;
-
-	snprintf(path, sizeof(paths[0]), "%s/%s", tmpdir, name);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	assert_int_equal(fputs(text, f) >= 0, 1);
-	assert_int_equal(fclose(f), 0);
-	return path;
-}
-
-static int make_tmpdir(void **state)
-{
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_cfg.XXXXXX");
-	return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int remove_tmpdir(void **state)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static struct cfg *load(const char *text, struct cfg_error *err)
-{
-	return cfg_load_string("proxy.toml", text, strlen(text), err);
-}
-
-/* Asserts that text is refused with a message containing every given piece. */
-static void assert_refused(const char *text, const char *piece, ...)
-{
-	struct cfg_error err;
-	struct cfg *c = load(text, &err);
-	va_list ap;
-
-	if (c) {
-		cfg_free(c);
-		fail_msg("accepted, expected an error containing \"%s\"", piece);
-	}
-	assert_null(strchr(err.msg, '\n'));
-	va_start(ap, piece);
-	for (; piece; piece = va_arg(ap, const char *))
-		if (!strstr(err.msg, piece))
-			fail_msg("error \"%s\" does not contain \"%s\"", err.msg, piece);
-	va_end(ap);
-}
-
-static struct cfg *load_ok(const char *text)
-{
-	struct cfg_error err;
-	struct cfg *c = load(text, &err);
-
-	if (!c)
-		fail_msg("refused: %s", err.msg);
-	return c;
-}
 
 static void test_seed_minimal_config_loads_with_its_values(void **state)
 {

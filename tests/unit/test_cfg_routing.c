@@ -4,93 +4,12 @@
  * defaults, the rules the loader checks (with file:line and key in the
  * message), the node and check-user helpers and the values' formatting.
  */
-#include <errno.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
+#include "cfg_testutil.h"
 
-#include <cmocka.h>
-
-#include "common/cfg.h"
-
-#define NODE "[[nodes]]\nhost = \"db\"\n"
 /* A primary and a replica with names, for targets. */
 #define NODES                                                                                      \
 	"[[nodes]]\nname = \"main\"\nhost = \"db1\"\n"                                             \
 	"[[nodes]]\nname = \"reports\"\nhost = \"db2\"\nrole = \"replica\"\n"
-
-/* Identifiers of PostgreSQL's longest (63 bytes) and one byte more. */
-#define N63 "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"
-#define N64 N63 "n"
-
-static char tmpdir[64];
-
-static int make_tmpdir(void **state)
-{
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_cfg_routing.XXXXXX");
-	return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int remove_tmpdir(void **state)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-/* Writes text to tmpdir/name; returns the path in a static buffer. */
-static const char *write_tmp(const char *name, const char *text)
-{
-	static char path[256];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	assert_int_equal(fputs(text, f) >= 0, 1);
-	assert_int_equal(fclose(f), 0);
-	return path;
-}
-
-static struct cfg *load(const char *text, struct cfg_error *err)
-{
-	return cfg_load_string("proxy.toml", text, strlen(text), err);
-}
-
-/* Asserts that text is refused with a message containing every given piece. */
-static void assert_refused(const char *text, const char *piece, ...)
-{
-	struct cfg_error err;
-	struct cfg *c = load(text, &err);
-	va_list ap;
-
-	if (c) {
-		cfg_free(c);
-		fail_msg("accepted, expected an error containing \"%s\"", piece);
-	}
-	assert_null(strchr(err.msg, '\n'));
-	va_start(ap, piece);
-	for (; piece; piece = va_arg(ap, const char *))
-		if (!strstr(err.msg, piece))
-			fail_msg("error \"%s\" does not contain \"%s\"", err.msg, piece);
-	va_end(ap);
-}
-
-static struct cfg *load_ok(const char *text)
-{
-	struct cfg_error err;
-	struct cfg *c = load(text, &err);
-
-	if (!c)
-		fail_msg("refused: %s", err.msg);
-	return c;
-}
 
 static void test_routing_and_breaker_keys_have_their_defaults(void **state)
 {
