@@ -1197,14 +1197,11 @@ static void sv_on_recv_stopped(struct io_sock *s)
 		sv_close(sv);
 		return;
 	}
-	if (pool_over_cap(sv->pool)) {
-		sv_close(sv); /* max_pool_size was lowered live */
-		return;
-	}
 	struct worker *w = sv->w;
 	io_sock_detach(&sv->ep.sock);
 	sv->w = NULL;
 	if (!pool_release(sv->pool, sv)) {
+		/* max_pool_size was lowered live: this one goes */
 		sv_attach(sv, w);
 		sv_close(sv);
 	}

@@ -226,14 +226,6 @@ int pool_busy_hint(struct pool *p)
 	return total > idle ? total - idle : 0;
 }
 
-bool pool_over_cap(struct pool *p)
-{
-	pthread_mutex_lock(&p->mu);
-	bool over = p->total > snap_max_pool_size();
-	pthread_mutex_unlock(&p->mu);
-	return over;
-}
-
 bool pool_release(struct pool *p, struct server *sv)
 {
 	struct worker *self = worker_self();

@@ -41,8 +41,6 @@ bool pool_release(struct pool *p, struct server *sv);
 /* Connections in use (total - idle), read without the lock: a hint for
  * choosing the least busy replica. */
 int pool_busy_hint(struct pool *p);
-/* More connections than the live max_pool_size allows. */
-bool pool_over_cap(struct pool *p);
 /* A counted connection (or a permit) is gone: passes the right to connect
  * to the first waiter while below max_size. */
 void pool_drop(struct pool *p, int max_size);
