@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -433,6 +434,34 @@ def proxy(pg, tmp_path):
             p.logf.close()
     if problems:
         pytest.fail("\n\n".join(problems))
+
+
+class ServerConnSampler:
+    """with ServerConnSampler(pg, user, db) as s: ... -> s.samples, the
+    server connections of user/db in pg_stat_activity every 50 ms."""
+
+    def __init__(self, pg, user, dbname):
+        self.pg, self.user, self.dbname = pg, user, dbname
+        self.samples = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run)
+
+    def _run(self):
+        with self.pg.superuser() as su:
+            while not self._stop.is_set():
+                self.samples.append(su.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = %s "
+                    "AND backend_type = 'client backend'", (self.user, self.dbname)).fetchone()[0])
+                time.sleep(0.05)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(10)
+        return False
 
 
 def wait_for(pred, timeout=10.0, interval=0.05):

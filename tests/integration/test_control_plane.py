@@ -13,7 +13,6 @@ import time
 import urllib.error
 import urllib.request
 
-import psycopg
 import pytest
 
 from conftest import ALICE, APPDB, MD5USER, free_port, helios_bin, run, wait_for

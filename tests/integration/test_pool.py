@@ -2,43 +2,28 @@
 timeout, pgbench."""
 
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
 import pgwire
-from conftest import ALICE, APPDB, run
+from conftest import ALICE, APPDB, ServerConnSampler, run
 
 
 def test_pool_size_caps_server_connections(pg, proxy, config):
     p = proxy(config(pool={"max_pool_size": 5, "query_wait_timeout_secs": 60}))
     assert pg.wait_server_conns(ALICE[0], APPDB, 0) == 0, "server connections left over from earlier tests"
 
-    samples, stop = [], threading.Event()
-
-    def sampler():
-        with pg.superuser() as su:
-            while not stop.is_set():
-                samples.append(su.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = %s "
-                    "AND backend_type = 'client backend'", (ALICE[0], APPDB)).fetchone()[0])
-                time.sleep(0.05)
-
     def client(i):
         with psycopg.connect(p.dsn(ALICE[0], ALICE[1], APPDB, connect_timeout=60)) as conn:
             conn.execute("SELECT pg_sleep(0.2)")
             return conn.execute("SELECT %s::int", (i,)).fetchone()[0]
 
-    t = threading.Thread(target=sampler)
-    t.start()
-    try:
+    with ServerConnSampler(pg, ALICE[0], APPDB) as sampler:
         with ThreadPoolExecutor(max_workers=50) as ex:
             results = list(ex.map(client, range(50), timeout=90))
-    finally:
-        stop.set()
-        t.join(10)
+    samples = sampler.samples
     assert results == list(range(50))
     assert samples and max(samples) >= 1, "the sampler never saw a server connection"
     assert max(samples) <= 5, f"up to {max(samples)} server connections with max_pool_size = 5"

@@ -5,7 +5,6 @@ and streaming replica. Which node answered is read from inet_server_port()."""
 import json
 import os
 import shutil
-import subprocess
 import time
 import urllib.request
 from pathlib import Path

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from conftest import ALICE, APPDB, run
+from conftest import ALICE, APPDB, ServerConnSampler, run
 
 
 def pgbench(pg, p, *args, timeout=120):
@@ -104,30 +104,16 @@ def test_psycopg_prepared_statements_across_servers(pg, proxy, config):
 def test_500_clients_never_exceed_pool(pg, proxy, config):
     p = proxy(config(mode="transaction", max_client_conn=2000,
                      pool={"max_pool_size": 10, "query_wait_timeout_secs": 60}))
-    samples, stop = [], threading.Event()
-
-    def sampler():
-        with pg.superuser() as su:
-            while not stop.is_set():
-                samples.append(su.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = %s "
-                    "AND backend_type = 'client backend'", (ALICE[0], APPDB)).fetchone()[0])
-                time.sleep(0.05)
-
     def client(i):
         with psycopg.connect(p.dsn(ALICE[0], ALICE[1], APPDB, connect_timeout=60),
                              autocommit=True) as c:
             c.execute("SELECT pg_sleep(0.01)")
             return c.execute("SELECT %s::int", (i,)).fetchone()[0]
 
-    t = threading.Thread(target=sampler)
-    t.start()
-    try:
+    with ServerConnSampler(pg, ALICE[0], APPDB) as s:
         with ThreadPoolExecutor(max_workers=100) as ex:
             results = list(ex.map(client, range(500), timeout=120))
-    finally:
-        stop.set()
-        t.join(10)
+    samples = s.samples
     assert results == list(range(500))
     assert samples and max(samples) <= 10, f"saw {max(samples)} server connections"
 
