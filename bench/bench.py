@@ -32,6 +32,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -190,9 +191,9 @@ class Proxy:
 class Helios(Proxy):
     name = "HeliosProxy"
 
-    def __init__(self, mode, pool):
+    def __init__(self, mode, pool, extra=""):
         super().__init__()
-        self.mode, self.pool = mode, pool
+        self.mode, self.pool, self.extra = mode, pool, extra
         self.admin_port = free_port()
         self.dir = os.path.join(RUN, "helios")
         os.makedirs(self.dir, exist_ok=True)
@@ -228,7 +229,7 @@ password = "{PASSWORD}"
 
 [tls]
 server_mode = "disable"
-""")
+""" + self.extra)
 
     def check_config(self):
         self.write_config()
@@ -561,6 +562,53 @@ def pgbench_with_timeout(port, load, secs, timeout):
             "errors": errs, "ok": p.returncode == 0 and not failed and not aborted}
 
 
+CACHE_SQL = "SELECT abalance, filler FROM pgbench_accounts WHERE aid = 1"
+
+
+def latency_run(port, sql, clients, secs, mode="simple"):
+    """pgbench with one statement; per-transaction latencies from its log."""
+    d = tempfile.mkdtemp(prefix="cache", dir=RUN)
+    script = os.path.join(d, "q.sql")
+    with open(script, "w") as f:
+        f.write(sql + ";\n")
+    cmd = [os.path.join(PG_BIN, "pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-n",
+           "-T", str(secs), "-c", str(clients), "-j", str(min(clients, 2)), "-M", mode, "-f", script,
+           "-l", "--log-prefix", os.path.join(d, "lat"), DB]
+    e = dict(os.environ, PGPASSWORD=PASSWORD, PGSSLMODE="disable", PGCONNECT_TIMEOUT="10")
+    p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=secs + 60)
+    lats = []
+    for name in os.listdir(d):
+        if name.startswith("lat"):
+            with open(os.path.join(d, name)) as f:
+                lats += [int(line.split()[2]) for line in f if line.strip()]
+    shutil.rmtree(d, ignore_errors=True)
+    m = RE["tps"].search(p.stdout + p.stderr)
+    lats.sort()
+    q = (lambda x: lats[min(len(lats) - 1, int(x * len(lats)))] if lats else None)
+    return {"rc": p.returncode, "tps": float(m.group(1)) if m else None, "n": len(lats),
+            "p50_us": q(0.50), "p99_us": q(0.99), "err": p.stderr.strip()[-300:] if p.returncode else ""}
+
+
+def cache_bench():
+    """The same SELECT answered from the cache and (hint cache=skip) by the server."""
+    px = Helios("transaction", POOL, extra="\n[cache]\nenabled = true\n")
+    px.ensure()
+    try:
+        secs = max(3, SECS // 2)
+        latency_run(px.port, CACHE_SQL, 1, 1)  # the catalog is read, the entry stored
+        out = {"sql": CACHE_SQL, "secs": secs}
+        for key, sql, port in (("hit", CACHE_SQL, px.port),
+                               ("uncached", "/* helios:cache=skip */ " + CACHE_SQL, px.port),
+                               ("direct", CACHE_SQL, PG_PORT)):
+            out[key] = latency_run(port, sql, 1, secs)
+            out[key + "_8"] = latency_run(port, sql, 8, secs)
+            log(f"bench: cache {key:<9} p50 {out[key]['p50_us']} us  p99 {out[key]['p99_us']} us  "
+                f"tps(1) {fmt(out[key]['tps'])}  tps(8) {fmt(out[key + '_8']['tps'])}")
+        return out
+    finally:
+        px.stop()
+
+
 def idle_test(proxy):
     """Fresh proxy, then bench/idle_clients.py; returns its JSON (dict)."""
     proxy.stop()
@@ -625,6 +673,7 @@ def main():
 
     results = []  # dicts with round, load, target and pgbench/proxy figures
     idle = {}
+    cache = None
     try:
         for _, t in targets:
             t.ensure()
@@ -661,6 +710,9 @@ def main():
                 log(f"bench: idle clients, {LABEL[tname]}: opening {IDLE_CLIENTS:,} authenticated connections ...")
                 idle[tname] = idle_test(t)
                 log(f"bench: idle clients, {LABEL[tname]}: {json.dumps(idle[tname])}")
+        if helios and env("BENCH_CACHE", "1") != "0":
+            log("bench: result cache: one SELECT as a hit, uncached (cache=skip) and direct ...")
+            cache = cache_bench()
     finally:
         for _, t in targets:
             try:
@@ -677,7 +729,8 @@ def main():
 
     # everything the report needs, so `bench.py --render run/bench/results.json` can redo it
     ctx = dict(facts=facts, mode=mode, requested_mode=HELIOS_MODE, fallback_reason=fallback_reason,
-               helios_pool=helios_pool, results=results, idle=idle, started=started.isoformat(),
+               helios_pool=helios_pool, results=results, idle=idle, cache=cache,
+               started=started.isoformat(),
                elapsed=elapsed, targets=[n for n, _ in targets],
                helios=proxy_info(helios, r"\b(warn|error|fatal)\b"),
                pgb=proxy_info(pgb, r"\b(WARNING|ERROR|FATAL)\b"),
@@ -884,6 +937,23 @@ def render(c, markdown):
     if not md:
         return "\n".join(L)
     # anomalies, logs
+    cb = c.get("cache")
+    if cb:
+        L += ["", "## Result cache" if md else "\nresult cache:", ""]
+        L += [f"One statement, {code(cb['sql'])}, run by pgbench ({cb['secs']} s, simple protocol) "
+              "through a HeliosProxy with `[cache] enabled = true`: as a cache hit, as the same "
+              "statement with `/* helios:cache=skip */` (relayed to the server), and directly. "
+              "Latency is per transaction at the client, from pgbench's log (`-l`).", ""]
+        rows = []
+        for key, title in (("hit", "HeliosProxy, cache hit"), ("uncached", "HeliosProxy, cache=skip"),
+                           ("direct", "direct PostgreSQL")):
+            a, b8 = cb.get(key) or {}, cb.get(key + "_8") or {}
+            rows.append([title, fmt(a.get("p50_us"), 0), fmt(a.get("p99_us"), 0), fmt(a.get("tps")),
+                         fmt(b8.get("tps"))])
+        L.append(table(["path", "p50 us (1 client)", "p99 us", "tps 1 client", "tps 8 clients"], rows, md))
+        h, u = (cb.get("hit") or {}).get("p50_us"), (cb.get("uncached") or {}).get("p50_us")
+        if h and u:
+            L += ["", f"Hit p50 / uncached p50: {h / u:.2f} (target: hit p50 <= 15 us)."]
     L += ["", "## Anomalies and proxy log lines", ""]
     anomalies = []
     if c["fallback_reason"]:

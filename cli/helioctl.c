@@ -100,6 +100,12 @@ static const struct verb verbs[] = {
      "the normalised text, never literal values). Needs [analytics] enabled and\n"
      "slow_query_threshold_ms > 0.\n",
      0, 1, render_slowlog},
+    {"cache", "stats | flush [TABLE]", "result cache: counters, or drop entries",
+     "`cache stats`: per data plane, entries, bytes used of the limit, hits, misses,\n"
+     "stores, evictions, invalidations and the other counters of docs/cache.md.\n"
+     "`cache flush`: drops every entry on every data plane; `cache flush TABLE` drops\n"
+     "the entries that read TABLE (by name, any schema). Prints what was removed.\n",
+     1, 2, render_cache},
 };
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))
 
@@ -287,6 +293,11 @@ static int check_args(const struct verb *v, char **args, size_t n)
 	if (v->render == render_top && n == 1 && strcmp(args[0], "time") &&
 	    strcmp(args[0], "calls") && strcmp(args[0], "p99") && strcmp(args[0], "mean"))
 		return usage_error(v, "--by wants time, calls, p99 or mean, not '%s'", args[0]);
+	if (v->render == render_cache && n >= 1 && strcmp(args[0], "stats") &&
+	    strcmp(args[0], "flush"))
+		return usage_error(v, "cache wants stats or flush, not '%s'", args[0]);
+	if (v->render == render_cache && n == 2 && strcmp(args[0], "flush"))
+		return usage_error(v, "cache stats takes no arguments");
 	if (v->render == render_slowlog && n == 1 && (atoi(args[0]) < 1 || atoi(args[0]) > 10000))
 		return usage_error(v, "-n wants a number from 1 to 10000, not '%s'", args[0]);
 	if (n < v->min_args)

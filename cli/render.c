@@ -472,3 +472,48 @@ int render_slowlog(FILE *out, const Helios__CtlResponse *r, char **args, size_t 
 	}
 	return 0;
 }
+
+int render_cache(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	bool flush = nargs >= 1 && !strcmp(args[0], "flush");
+	struct table t;
+	table_init(&t,
+	           flush ? "DATAPLANE FLUSHED ENTRIES BYTES"
+	                 : "DATAPLANE ENABLED ENTRIES BYTES MAX_BYTES HITS MISSES HIT_RATE STORES "
+	                   "EVICTIONS INVALIDATED EXPIRED TOO_LARGE STALE_FILLS WAITS "
+	                   "UNCACHEABLE");
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__StatsReport *rep = r->dataplanes[i]->report;
+		const Helios__CacheStats *c = rep ? rep->cache : NULL;
+		table_add(&t, "%s", r->dataplanes[i]->dataplane_id);
+		if (flush) {
+			table_add(&t, "%" PRIu64, rep ? rep->cache_flushed : 0);
+			table_add(&t, "%" PRIu64, c ? c->entries : 0);
+			table_add(&t, "%" PRIu64, c ? c->bytes : 0);
+			continue;
+		}
+		if (!c) {
+			table_add(&t, "no");
+			for (int k = 0; k < 14; k++)
+				table_add(&t, "-");
+			continue;
+		}
+		uint64_t looked = c->hits + c->misses;
+		table_add(&t, "%s", c->enabled ? "yes" : "no");
+		table_add(&t, "%" PRIu64, c->entries);
+		table_add(&t, "%" PRIu64, c->bytes);
+		table_add(&t, "%" PRIu64, c->max_bytes);
+		table_add(&t, "%" PRIu64, c->hits);
+		table_add(&t, "%" PRIu64, c->misses);
+		table_add(&t, "%.1f%%", looked ? 100.0 * (double)c->hits / (double)looked : 0.0);
+		table_add(&t, "%" PRIu64, c->stores);
+		table_add(&t, "%" PRIu64, c->evictions);
+		table_add(&t, "%" PRIu64, c->invalidated);
+		table_add(&t, "%" PRIu64, c->expired);
+		table_add(&t, "%" PRIu64, c->too_large);
+		table_add(&t, "%" PRIu64, c->stale_fills);
+		table_add(&t, "%" PRIu64, c->waits);
+		table_add(&t, "%" PRIu64, c->uncacheable);
+	}
+	return table_print(&t, out);
+}

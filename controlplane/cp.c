@@ -930,6 +930,22 @@ static nng_msg *handle_ctl(struct cp *cp, struct work *w, Helios__Envelope *e, b
 		kick_heartbeats(cp);
 		park_ctl(cp, w, req, WAIT_REPORT, id, NULL, "");
 		*parked = true;
+	} else if (!strcmp(v, "cache")) {
+		/* stats: fresh reports; flush: every data plane flushes, then reports */
+		uint64_t id;
+		bool flush = req->n_args >= 1 && !strcmp(req->args[0], "flush");
+		if (req->n_args >= 1 && !flush && strcmp(req->args[0], "stats")) {
+			out = ctl_simple(cp, 2, "cache wants stats or flush [TABLE]");
+		} else {
+			if (flush)
+				log_info("control plane: cache flush %s requested",
+				         req->n_args >= 2 ? req->args[1] : "(all)");
+			add_command(cp, "report", flush ? "cache_flush" : NULL,
+			            flush && req->n_args >= 2 ? req->args[1] : "", &id);
+			kick_heartbeats(cp);
+			park_ctl(cp, w, req, WAIT_REPORT, id, NULL, "");
+			*parked = true;
+		}
 	} else if (!strcmp(v, "nodes")) {
 		Helios__CtlResponse r;
 		resp_init(cp, &r);

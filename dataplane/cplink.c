@@ -11,6 +11,7 @@
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/log.h"
+#include "dataplane/cache.h"
 #include "dataplane/snap.h"
 #include "dataplane/stats.h"
 #include "dataplane/worker.h"
@@ -163,10 +164,18 @@ static void handle_reply(const Helios__Reply *r)
 			res->dataplane_id = strdup(L.st.dataplane_id);
 			res->id = c->id;
 			res->ok = true;
-			size_t slow = 0;
+			size_t slow = 0, flushed = 0;
 			if (c->n_args >= 2 && !strcmp(c->args[0], "slowlog"))
 				slow = (size_t)strtoul(c->args[1], NULL, 10);
+			if (c->n_args >= 1 && !strcmp(c->args[0], "cache_flush")) {
+				const char *t = c->n_args >= 2 ? c->args[1] : "";
+				flushed = cache_flush(t);
+				log_info("cache flushed by the control plane (%s): %zu entries",
+				         t[0] ? t : "all", flushed);
+			}
 			res->report = stats_report_ex(true, slow ? slow : 0);
+			if (res->report)
+				res->report->cache_flushed = flushed;
 			if (L.result)
 				helios__command_result__free_unpacked(L.result, NULL);
 			L.result = res;

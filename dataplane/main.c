@@ -11,6 +11,7 @@
 #include "controlplane/cp.h"
 #include "dataplane/admin/admin.h"
 #include "dataplane/analytics.h"
+#include "dataplane/cache.h"
 #include "dataplane/cplink.h"
 #include "dataplane/io/io.h"
 #include "dataplane/snap.h"
@@ -207,6 +208,10 @@ int main(int argc, char **argv)
 		n = 1;
 	enum io_backend backend = choose_backend(cur);
 	g_workers_planned = n;
+	if (cache_start(cur) < 0) {
+		fprintf(stderr, "heliosproxy: out of memory for the result cache\n");
+		return 1;
+	}
 	g_workers = calloc((size_t)n, sizeof(*g_workers));
 	if (!g_workers)
 		return 1;
@@ -255,6 +260,7 @@ int main(int argc, char **argv)
 	cplink_stop();
 	cp_stop(cp);
 	analytics_stop();
+	cache_stop();
 	log_info("heliosproxy stopped");
 	return 0;
 }

@@ -359,6 +359,9 @@ int route_pick(struct client *cl, char *msg, size_t msglen)
 			          (unsigned long long)cl->id, h.node);
 		}
 	}
+	if (cl->cache_lead)
+		return to_primary(cl, c, msg, msglen); /* a cacheable miss: answers are kept
+		                                         only from the primary */
 	bool split = c->routing.read_write_split;
 	if (!split && !c->n_schema_routes)
 		return to_primary(cl, c, msg, msglen);

@@ -4,6 +4,8 @@
  */
 #include "dataplane/snap.h"
 
+#include "dataplane/cache.h"
+
 #include "dataplane/tls/tls.h"
 
 #include <pthread.h>
@@ -77,6 +79,9 @@ static void install(struct snap *s, uint64_t generation)
 	current = s;
 	__atomic_store_n(&live_max_pool, s->cfg->pool.max_pool_size, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&snap_mu);
+	cache_apply_limits(s->cfg);
+	if (old && old->cfg->cache.enabled && !s->cfg->cache.enabled)
+		cache_flush(NULL); /* off: nothing kept may be trusted when it comes back */
 	snap_unref(old);
 }
 

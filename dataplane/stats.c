@@ -6,6 +6,7 @@
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "dataplane/analytics.h"
+#include "dataplane/cache.h"
 #include "dataplane/conn/conn.h"
 #include "dataplane/pipeline/qstats.h"
 #include "dataplane/pool/pool.h"
@@ -567,6 +568,7 @@ Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
 	if (slow_lines)
 		r->slow_lines = analytics_slow_lines(slow_lines, &r->n_slow_lines);
 	analytics_slow_counts(&r->slow_logged, &r->slow_dropped);
+	r->cache = cache_stats_msg();
 
 	r->pins = calloc(PIN_COUNT, sizeof(*r->pins));
 	for (int k = 0; r->pins && k < PIN_COUNT; k++) {

@@ -11,6 +11,7 @@
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
 #include "dataplane/analytics.h"
+#include "dataplane/cache.h"
 #include "dataplane/breaker.h"
 #include "dataplane/stats.h"
 
@@ -271,6 +272,8 @@ static void on_wake(void *ud)
 				cl_listen_check(c);
 		}
 	}
+	if (__atomic_exchange_n(&w->cache_check, false, __ATOMIC_ACQ_REL))
+		cache_worker_wake(w);
 	while (cl) {
 		struct client *next = cl->mail_next;
 		cl->mail_next = NULL;
@@ -440,6 +443,7 @@ static void tick(struct worker *w)
 	struct timespec now;
 	conn_now(&now);
 	cl_wait_timeout_check(w, &now);
+	cache_worker_tick(w, &now);
 	route_refresh(w);
 	/* clients waiting for a primary: failover_timeout_secs at most */
 	for (struct client *cl = w->held, *next; cl; cl = next) {
@@ -585,6 +589,7 @@ static void *worker_main(void *arg)
 	tx_worker_exit();
 	route_worker_exit(w);
 	analytics_worker_exit(w);
+	cache_worker_exit(w);
 	return NULL;
 }
 

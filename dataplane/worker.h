@@ -30,6 +30,8 @@ struct worker {
 	struct client *mail_head, *mail_tail;
 	struct notify_msg *notify_head, *notify_tail; /* LISTEN fan-out */
 	bool listen_check; /* a hub confirmed a channel: answer waiting clients */
+	bool cache_check;  /* atomic: a query clients were parked behind has finished */
+	int cache_waiters; /* its clients parked behind identical queries */
 
 	struct slab client_slab;
 	struct client *clients; /* every client of this worker */

@@ -171,6 +171,8 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 shared_buffers = 64MB
+# the result-cache tests count server executions with it
+shared_preload_libraries = 'pg_stat_statements'
 log_connections = on
 log_disconnections = on
 log_line_prefix = '%m [%p] %q%u@%d '

@@ -130,6 +130,12 @@ struct client {
 	uint32_t connect_s, request_s; /* monotonic seconds (reports) */
 	bool held_for_primary;         /* held: no primary (failover), bounded wait */
 	struct ryw *ryw;               /* route.c: tables written lately */
+	/* result cache (cache.c) */
+	struct cache_lead *cache_lead; /* record the answer of the request at the head */
+	struct cache_cl *cc;           /* what its unnamed statement writes */
+	bool cache_wait;               /* parked behind an identical query (single-flight) */
+	bool cache_nowait;             /* woken: its next lookup does not wait again */
+	struct timespec cache_wait_start;
 };
 
 enum sv_state {
@@ -207,7 +213,8 @@ struct server {
 	bool batch_sealed, batch_bad, retried, retry_armed, e_hold, replaying;
 	uint32_t resp_fwd; /* messages the client got for the current batch */
 	uint64_t retry_key;
-	struct qa *qa; /* analytics: statements awaiting ReadyForQuery */
+	struct qa *qa;       /* analytics: statements awaiting ReadyForQuery */
+	struct cache_sv *cs; /* result cache: an answer being recorded, writes to replay */
 	/* credentials towards the server */
 	char password[512];
 	char server_password[512];
@@ -254,6 +261,9 @@ void tx_bind(struct client *cl, struct server *sv);
 bool tx_server_clean(const struct server *sv);
 void tx_server_reset_state(struct server *sv);
 void tx_client_free(struct client *cl);
+/* Queues a query of the proxy's own on sv (its answers are dropped except
+ * what the flags' owner captures). */
+void tx_inject_query(struct server *sv, const char *sql, uint8_t flags);
 /* Frees the worker thread's scratch buffers. */
 void tx_worker_exit(void);
 /* client.c: asks the pool for a server for the next transaction. */

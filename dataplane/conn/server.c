@@ -9,6 +9,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "dataplane/analytics.h"
+#include "dataplane/cache.h"
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/breaker.h"
 #include "dataplane/conn/listen.h"
@@ -460,6 +461,7 @@ static void free_server(struct server *sv, struct io_loop *l)
 	free(sv->startup_pkt);
 	tx_server_reset_state(sv);
 	analytics_server_free(sv);
+	cache_server_free(sv);
 	free(sv);
 }
 

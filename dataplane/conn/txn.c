@@ -9,6 +9,7 @@
 #include "dataplane/conn/conn.h"
 
 #include "dataplane/analytics.h"
+#include "dataplane/cache.h"
 
 #include "common/cfg.h"
 #include "common/log.h"
@@ -64,6 +65,7 @@ void tx_client_free(struct client *cl)
 	guc_free(&cl->startup);
 	prep_client_free(&cl->prep);
 	prep_client_free(&cl->sqlprep);
+	cache_client_free(cl);
 }
 
 void tx_server_reset_state(struct server *sv)
@@ -108,6 +110,8 @@ static int rq_push(struct server *sv, uint8_t kind, uint8_t act, uint8_t synth, 
 		sv->rq_cap = cap;
 		sv->rq_head = 0;
 	}
+	if (sv->cs && cache_arming(sv))
+		flags |= RQ_F_FILL;
 	sv->rq[(sv->rq_head + sv->rq_len) % sv->rq_cap] =
 	    (struct rq){.kind = kind, .act = act, .synth = synth, .flags = flags, .key = key};
 	sv->rq_len++;
@@ -234,6 +238,8 @@ static void emit_head_synths(struct server *sv, struct outb *o)
 	struct rq *h;
 	while ((h = rq_first(sv)) && h->act == RQ_SYNTH) {
 		synth_msg(o, h->synth, NULL, 0);
+		if ((h->flags & RQ_F_FILL) && sv->cs)
+			cache_tee_synth(sv, h->synth);
 		rq_pop(sv);
 		sv->resp_fwd++;
 	}
@@ -267,6 +273,8 @@ static void maybe_release(struct client *cl, struct server *sv)
 	cl->server = NULL;
 	sv->client = NULL;
 	cancel_set_target(cl, NULL);
+	if (sv->cs)
+		cache_fill_abort(sv); /* nothing left to record */
 	park_server(sv);
 	cl_flush_notify(cl);
 }
@@ -415,6 +423,8 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 				memcpy(ep->cap_buf + ep->cap_got, c->data + pos, n);
 				ep->cap_got += (uint32_t)n;
 			}
+			if (sv->cs)
+				cache_tee_body(sv, c->data + pos, take);
 			if (sv->cur_act == RQ_FWD)
 				ob_keep(&o, pos, pos + take);
 			else
@@ -474,6 +484,11 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		if (sv->e_hold)
 			sv->cur_act = RQ_DROP;
 		sv->cur_left = mlen;
+		if (sv->cs) {
+			struct rq *hh = rq_first(sv);
+			cache_tee_header(sv, hh && type != 'Z' ? hh->flags : 0, type,
+			                 sv->cur_act == RQ_FWD, sv->hdr);
+		}
 		ep->cap_type = type;
 		ep->cap_len = 0;
 		bool for_analytics =
@@ -531,6 +546,8 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 			sv->tx_status = status;
 			if (rq_first(sv))
 				rq_pop(sv);
+			if (sv->cs)
+				cache_fill_abort(sv);
 			ep->cap_len = 0;
 			ep->cap_type = 0;
 			sv->skip_pop = false;
@@ -545,6 +562,8 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 				popped = *rq_first(sv);
 				rq_pop(sv);
 			}
+			if (sv->cs)
+				cache_ready(sv, popped.flags, status);
 			on_ready(cl, sv, popped, status, &o, !sv->z_raw);
 			release = true;
 		} else if (sv->skip_pop) {
@@ -1004,7 +1023,9 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 	case 'Q':
 		if (!track_query(cl, sv, (const char *)body, len, local, b))
 			return false;
+		cache_note_query(cl, sv, (const char *)body, len);
 		rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
+		cache_request_end(sv);
 		if (sv->qa)
 			analytics_query(cl, sv, (const char *)body, len);
 		break;
@@ -1012,6 +1033,9 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		name = pgw_get_str(body, len, &off);
 		if (sv->qa && name && off < len)
 			analytics_batch_text(cl, sv, (const char *)body + off, len - off);
+		if (name && off < len)
+			cache_note_parse(cl, sv, name[0] != '\0', (const char *)body + off,
+			                 len - off);
 		if (!name || !name[0])
 			break; /* unnamed: passes as is */
 		st = prep_client_put(&cl->prep, name, body + off, len - off);
@@ -1037,11 +1061,15 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		}
 		uint32_t name_off = off;
 		name = pgw_get_str(body, len, &off);
+		if (type == 'B' && portal && name && !name[0])
+			cache_note_bind(cl, sv, NULL, 0); /* the unnamed statement */
 		if (!name || !name[0] || (type == 'B' && !portal))
 			break;
 		st = prep_client_get(&cl->prep, name);
 		if (!st)
 			break; /* unknown: the server says so */
+		if (type == 'B')
+			cache_note_bind(cl, sv, (const char *)st->body, st->body_len);
 		if (sv->qa && type == 'B')
 			analytics_batch_text(cl, sv, (const char *)st->body, st->body_len);
 		if (!skipping && !prep_server_has(&sv->prep, st->key))
@@ -1077,6 +1105,7 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 	case 'S':
 		sv->skip_to_sync = false;
 		rq_push(sv, RQ_SYNC, RQ_FWD, 0, 0, 0);
+		cache_request_end(sv);
 		if (sv->qa)
 			analytics_sync(cl, sv);
 		break;
@@ -1189,6 +1218,8 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 
 	b.len = 0;
 	b.oom = false;
+	if (sv && cl->cache_lead)
+		cache_arm(cl, sv, data, len);
 	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait) {
 		const uint8_t *m = data + off;
 		uint32_t mlen = pgw_get_u32(m + 1);
@@ -1276,6 +1307,8 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		free(o.buf);
 	}
 out:
+	if (sv && sv->cs)
+		cache_request_end(sv);
 	free(local.buf);
 	if (b.cap > (1u << 20)) {
 		free(b.buf); /* do not keep a huge buffer per worker */
@@ -1291,7 +1324,11 @@ out:
 /* Processes whole messages waiting in the client's buffer. */
 void tx_client_input(struct client *cl)
 {
-	bool need_server = false;
+	bool need_server;
+again:
+	need_server = false;
+	if (cl->cache_wait)
+		return; /* parked behind an identical query: its answer wakes us */
 	if (!cl->ep.in_len)
 		goto release;
 	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server);
@@ -1300,6 +1337,14 @@ void tx_client_input(struct client *cl)
 	if (used)
 		ep_in_consume(&cl->ep, used);
 	if (need_server) {
+		switch (cache_try(cl)) {
+		case CACHE_ANSWERED:
+			goto again; /* answered without a server: the next request */
+		case CACHE_PARKED:
+			return;
+		case CACHE_PASS:
+			break;
+		}
 		get_tx_server(cl); /* may bind at once and come back here */
 		return;
 	}
@@ -1384,6 +1429,7 @@ void tx_bind(struct client *cl, struct server *sv)
 		finish_login(cl, sv);
 	}
 	free(sql);
+	cache_bind(cl, sv);
 	if (cl->ep.paused) {
 		cl->ep.paused = false;
 		io_recv_start(&cl->ep.sock);
@@ -1392,6 +1438,20 @@ void tx_bind(struct client *cl, struct server *sv)
 }
 
 void cl_get_server_for_tx(struct client *cl);
+
+void tx_inject_query(struct server *sv, const char *sql, uint8_t flags)
+{
+	size_t n = strlen(sql) + 16;
+	uint8_t *buf = malloc(n);
+	if (!buf)
+		return;
+	struct pgw_out o;
+	pgw_out_init(&o, buf, n);
+	pgw_query(&o, sql);
+	if (!o.overflow && rq_push(sv, RQ_QUERY, RQ_DROP, 0, flags, 0) == 0)
+		ep_send_bytes(&sv->ep, buf, o.len);
+	free(buf);
+}
 
 static void get_tx_server(struct client *cl)
 {

@@ -232,6 +232,45 @@ static void add_table(struct walk *w, const char *schema, const char *name, bool
 	t->written = written;
 }
 
+static void add_func(struct walk *w, const char *schema, const char *name, bool is_op)
+{
+	struct an_result *r = w->out;
+
+	if (!schema)
+		schema = "";
+	size_t sl = strlen(schema), nl = strlen(name);
+	if (sl >= sizeof(r->funcs[0].schema) || nl >= sizeof(r->funcs[0].name)) {
+		r->funcs_truncated = true;
+		return;
+	}
+	for (uint32_t i = 0; i < r->n_funcs; i++) {
+		const struct an_func *f = &r->funcs[i];
+		if (f->is_op == is_op && strcmp(f->name, name) == 0 &&
+		    strcmp(f->schema, schema) == 0)
+			return;
+	}
+	if (r->n_funcs == AN_MAX_FUNCS) {
+		r->funcs_truncated = true;
+		return;
+	}
+	struct an_func *f = &r->funcs[r->n_funcs++];
+	memcpy(f->schema, schema, sl + 1);
+	memcpy(f->name, name, nl + 1);
+	f->is_op = is_op;
+}
+
+/* An operator expression: its (possibly qualified) operator name. */
+static void op_name(struct walk *w, PgQuery__Node *const *names, size_t n)
+{
+	const char *name = n ? node_str(names[n - 1]) : NULL;
+	const char *schema = n >= 2 ? node_str(names[n - 2]) : NULL;
+	if (!name) {
+		w->out->volatile_funcs = w->out->volatile_other = true;
+		return;
+	}
+	add_func(w, schema, name, true);
+}
+
 static bool is_cte(const struct walk *w, const PgQuery__RangeVar *rv)
 {
 	if (is_set(rv->schemaname) || is_set(rv->catalogname))
@@ -347,16 +386,17 @@ static void walk_dml(struct walk *w, const ProtobufCMessage *m, const PgQuery__R
 static void func_call(struct walk *w, const PgQuery__FuncCall *fc, unsigned sc)
 {
 	if (fc->n_funcname == 0) {
-		w->out->volatile_funcs = true;
+		w->out->volatile_funcs = w->out->volatile_other = true;
 		return;
 	}
 	const char *name = node_str(fc->funcname[fc->n_funcname - 1]);
 	const char *schema =
 	    fc->n_funcname >= 2 ? node_str(fc->funcname[fc->n_funcname - 2]) : NULL;
 	if (!name) {
-		w->out->volatile_funcs = true;
+		w->out->volatile_funcs = w->out->volatile_other = true;
 		return;
 	}
+	add_func(w, schema, name, false);
 	if ((sc & S_RUNS) && IN_LIST(name, writing_funcs))
 		w->writes = true;
 	/* An unqualified name finds pg_catalog first unless search_path says
@@ -424,11 +464,14 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, unsigned sc)
 	}
 	if (d == &pg_query__func_call__descriptor)
 		func_call(w, (const PgQuery__FuncCall *)m, sc);
+	else if (d == &pg_query__a__expr__descriptor)
+		op_name(w, ((const PgQuery__AExpr *)m)->name, ((const PgQuery__AExpr *)m)->n_name);
 	else if (d == &pg_query__sqlvalue_function__descriptor)
-		w->out->volatile_funcs = true; /* CURRENT_TIMESTAMP, CURRENT_USER, ... */
+		w->out->volatile_funcs = w->out->volatile_other =
+		    true; /* CURRENT_TIMESTAMP, CURRENT_USER, ... */
 	else if (d == &pg_query__range_table_sample__descriptor &&
 	         !((const PgQuery__RangeTableSample *)m)->repeatable)
-		w->out->volatile_funcs = true; /* a different sample each time */
+		w->out->volatile_funcs = w->out->volatile_other = true; /* a different sample */
 	walk_fields(w, m, sc, 0, 0, 0);
 }
 
@@ -544,14 +587,14 @@ static enum an_kind stmt_kind(struct walk *w, const PgQuery__Node *n, unsigned s
 		return AN_READ;
 	case PG_QUERY__NODE__NODE_VARIABLE_SHOW_STMT:
 		/* Session state, not table data: nothing a result cache may keep. */
-		w->out->volatile_funcs = true;
+		w->out->volatile_funcs = w->out->volatile_other = true;
 		return AN_READ;
 	case PG_QUERY__NODE__NODE_TRANSACTION_STMT:
 		if (st)
 			begin_mode(st, n->transaction_stmt);
 		return AN_TXN;
 	case PG_QUERY__NODE__NODE_DO_STMT:
-		w->out->volatile_funcs = true; /* arbitrary code */
+		w->out->volatile_funcs = w->out->volatile_other = true; /* arbitrary code */
 		walk_msg(w, m, sc);
 		return AN_WRITE;
 	case PG_QUERY__NODE__NODE_CALL_STMT:
@@ -621,7 +664,7 @@ static void set_unknown(struct an_result *out, bool parse_error)
 	out->parse_error = parse_error;
 	out->too_complex = !parse_error;
 	out->kind = AN_WRITE;
-	out->volatile_funcs = true;
+	out->volatile_funcs = out->volatile_other = true;
 }
 
 /* Analyses the NUL-terminated buf of len bytes. */
@@ -670,12 +713,15 @@ static int analyze_text(const char *buf, size_t len, struct an_result *out)
 		goto out;
 	}
 	w->out = out;
+	out->select_only = tree->n_stmts > 0;
 	for (size_t i = 0; i < tree->n_stmts; i++) {
 		const PgQuery__RawStmt *rs = tree->stmts[i];
 		struct an_stmt *st = &out->stmts[out->n_stmts++];
 		w->writes = false;
 		w->n_ctes = 0;
 		st->kind = stmt_kind(w, rs->stmt, S_RUNS, st);
+		if (!rs->stmt || rs->stmt->node_case != PG_QUERY__NODE__NODE_SELECT_STMT)
+			out->select_only = false;
 		sqlscan_stmt_range(buf, len, &t, rs, &st->loc, &st->len);
 		if (strength(st->kind) > strength(out->kind))
 			out->kind = st->kind;
@@ -757,8 +803,8 @@ struct an_entry {
 	uint64_t fingerprint;
 	size_t size; /* bytes accounted against max_bytes */
 	uint32_t sql_len;
-	uint32_t tables_len;
-	uint8_t kind, flags, n_stmts, n_tables;
+	uint32_t tables_len; /* tables and then functions */
+	uint8_t kind, flags, n_stmts, n_tables, n_funcs;
 	unsigned char data[];
 };
 
@@ -768,6 +814,9 @@ struct an_entry {
 #define EF_TOO_COMPLEX 2u
 #define EF_VOLATILE    4u
 #define EF_TRUNCATED   8u
+#define EF_SELECT_ONLY 16u
+#define EF_VOL_OTHER   32u
+#define EF_FUNCS_TRUNC 64u
 #define EF_READ_ONLY   1u /* per statement */
 #define EF_READ_WRITE  2u
 
@@ -827,6 +876,11 @@ static uint64_t text_hash(const uint64_t k[2], const char *s, size_t n)
 	SIPROUND;
 	SIPROUND;
 	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint64_t an_siphash(const uint64_t key[2], const void *p, size_t n)
+{
+	return text_hash(key, p, n);
 }
 
 struct an_cache *an_cache_new(size_t max_entries, size_t max_bytes)
@@ -941,6 +995,8 @@ static size_t tables_bytes(const struct an_result *r)
 	size_t n = 0;
 	for (uint32_t i = 0; i < r->n_tables; i++)
 		n += 3 + strlen(r->tables[i].schema) + strlen(r->tables[i].name);
+	for (uint32_t i = 0; i < r->n_funcs; i++)
+		n += 3 + strlen(r->funcs[i].schema) + strlen(r->funcs[i].name);
 	return n;
 }
 
@@ -961,9 +1017,13 @@ static struct an_entry *entry_new(const struct an_result *r, const char *sql, si
 	e->flags = (uint8_t)((r->parse_error ? EF_PARSE_ERROR : 0) |
 	                     (r->too_complex ? EF_TOO_COMPLEX : 0) |
 	                     (r->volatile_funcs ? EF_VOLATILE : 0) |
-	                     (r->tables_truncated ? EF_TRUNCATED : 0));
+	                     (r->tables_truncated ? EF_TRUNCATED : 0) |
+	                     (r->select_only ? EF_SELECT_ONLY : 0) |
+	                     (r->volatile_other ? EF_VOL_OTHER : 0) |
+	                     (r->funcs_truncated ? EF_FUNCS_TRUNC : 0));
 	e->n_stmts = (uint8_t)r->n_stmts;
 	e->n_tables = (uint8_t)r->n_tables;
+	e->n_funcs = (uint8_t)r->n_funcs;
 
 	unsigned char *p = e->data;
 	for (uint32_t i = 0; i < r->n_stmts; i++, p += STMT_BYTES) {
@@ -984,6 +1044,16 @@ static struct an_entry *entry_new(const struct an_result *r, const char *sql, si
 		memcpy(p + 3 + sl, t->name, nl);
 		p += 3 + sl + nl;
 	}
+	for (uint32_t i = 0; i < r->n_funcs; i++) {
+		const struct an_func *f = &r->funcs[i];
+		size_t sl = strlen(f->schema), nl = strlen(f->name);
+		p[0] = f->is_op;
+		p[1] = (unsigned char)sl;
+		p[2] = (unsigned char)nl;
+		memcpy(p + 3, f->schema, sl);
+		memcpy(p + 3 + sl, f->name, nl);
+		p += 3 + sl + nl;
+	}
 	if (len)
 		memcpy(p, sql, len);
 	return e;
@@ -1001,10 +1071,14 @@ static void entry_load(const struct an_entry *e, struct an_result *r)
 	r->too_complex = e->flags & EF_TOO_COMPLEX;
 	r->volatile_funcs = e->flags & EF_VOLATILE;
 	r->tables_truncated = e->flags & EF_TRUNCATED;
+	r->select_only = e->flags & EF_SELECT_ONLY;
+	r->volatile_other = e->flags & EF_VOL_OTHER;
+	r->funcs_truncated = e->flags & EF_FUNCS_TRUNC;
 	r->kind = (enum an_kind)e->kind;
 	r->fingerprint = e->fingerprint;
 	r->n_stmts = e->n_stmts;
 	r->n_tables = e->n_tables;
+	r->n_funcs = e->n_funcs;
 
 	const unsigned char *p = e->data;
 	for (uint32_t i = 0; i < r->n_stmts; i++, p += STMT_BYTES) {
@@ -1023,6 +1097,15 @@ static void entry_load(const struct an_entry *e, struct an_result *r)
 		t->written = p[0];
 		memcpy(t->schema, p + 3, sl);
 		memcpy(t->name, p + 3 + sl, nl);
+		p += 3 + sl + nl;
+	}
+	for (uint32_t i = 0; i < r->n_funcs; i++) {
+		struct an_func *f = &r->funcs[i];
+		size_t sl = p[1], nl = p[2];
+		memset(f, 0, sizeof(*f));
+		f->is_op = p[0];
+		memcpy(f->schema, p + 3, sl);
+		memcpy(f->name, p + 3 + sl, nl);
 		p += 3 + sl + nl;
 	}
 }

@@ -35,6 +35,7 @@ enum an_kind {
 
 #define AN_MAX_TABLES 32
 #define AN_MAX_STMTS  32
+#define AN_MAX_FUNCS  32
 
 struct an_table {
 	/* As the parser folds identifiers (unquoted lower-cased, quoted kept).
@@ -48,6 +49,14 @@ struct an_table {
 	 * its query (TRUNCATE, ALTER, DROP, GRANT, CREATE INDEX ON, ...).
 	 * Nothing is written under EXPLAIN without ANALYZE or PREPARE. */
 	bool written;
+};
+
+/* A function or operator the text calls, for a result cache to look up in
+ * the server's catalog (pg_proc.provolatile). */
+struct an_func {
+	char schema[64]; /* "" when not written schema-qualified */
+	char name[64];   /* as the parser folds it; for an operator its symbol */
+	bool is_op;      /* an operator (a + b, x OPERATOR(s.=) y) */
 };
 
 struct an_stmt {
@@ -95,6 +104,20 @@ struct an_result {
 	/* More tables than AN_MAX_TABLES (or a name too long to store): the
 	 * list is incomplete, so a cache must not trust it. */
 	bool tables_truncated;
+	/* Every statement is a plain SELECT (VALUES, TABLE and set operations
+	 * included): not EXPLAIN, SHOW, COPY or a utility. */
+	bool select_only;
+	/* Something not immutable that is not a named call: a SQL value
+	 * function (CURRENT_TIMESTAMP, CURRENT_USER, ...), TABLESAMPLE without
+	 * REPEATABLE, SHOW, DO, a call without a name. volatile_funcs is set
+	 * too. A result cache that checks funcs against the catalog must still
+	 * refuse these. */
+	bool volatile_other;
+	/* Distinct functions and operators called, in order of first
+	 * appearance (casts and implicit calls are not listed). */
+	uint32_t n_funcs;
+	struct an_func funcs[AN_MAX_FUNCS];
+	bool funcs_truncated; /* more than AN_MAX_FUNCS, or a name too long */
 };
 
 /*
@@ -106,6 +129,10 @@ struct an_result {
  */
 __attribute__((warn_unused_result)) int an_analyze(const char *sql, size_t len,
                                                    struct an_result *out);
+
+/* SipHash-1-3 of p[0..n) under a 128-bit key (the analysis cache's text
+ * hash), for other tables keyed by client-chosen bytes. */
+uint64_t an_siphash(const uint64_t key[2], const void *p, size_t n);
 
 /* Name of a kind for logs ("read", "write", ...). */
 const char *an_kind_str(enum an_kind kind);

@@ -59,10 +59,10 @@ static bool is_tag_cont(unsigned char c)
 	return is_ident_start(c) || is_digit(c);
 }
 
-/* Hint keys and values: [A-Za-z0-9_.-] */
+/* Hint keys and values: [A-Za-z0-9_.:-] (':' for cache=ttl:N) */
 static bool is_tok(unsigned char c)
 {
-	return is_alpha(c) || is_digit(c) || c == '_' || c == '.' || c == '-';
+	return is_alpha(c) || is_digit(c) || c == '_' || c == '.' || c == '-' || c == ':';
 }
 
 static unsigned char lower(unsigned char c)
@@ -165,12 +165,23 @@ static const char *apply_pair(struct hints *h, const char *k, size_t klen, const
 		return NULL;
 	}
 	if (strcmp(key, "cache") == 0) {
-		/* Only skip exists; a future value must not break today's hints,
-		 * so the pair alone is dropped. */
-		if (word_eq(v, vlen, "skip"))
+		/* skip or ttl:N (seconds, 1..86400); a future value must not
+		 * break today's hints, so an unknown pair alone is dropped. */
+		if (word_eq(v, vlen, "skip")) {
 			h->cache_skip = true;
-		else
-			h->ignored = "unknown cache value";
+			return NULL;
+		}
+		if (vlen > 4 && word_eq(v, 4, "ttl:")) {
+			uint32_t n = 0;
+			size_t i = 4;
+			while (i < vlen && is_digit((unsigned char)v[i]) && n <= 86400)
+				n = n * 10 + (uint32_t)(v[i++] - '0');
+			if (i == vlen && n >= 1 && n <= 86400) {
+				h->cache_ttl = n;
+				return NULL;
+			}
+		}
+		h->ignored = "unknown cache value";
 		return NULL;
 	}
 	uint32_t i = 0;

@@ -6,7 +6,7 @@
  * comment stays valid C:
  *   SELECT * FROM t / * helios:route=replica, cache=skip * /
  * It may stand before, inside or after the statement. Keys are
- * case-insensitive and values are [A-Za-z0-9_.-]+. Pure: text in, result out,
+ * case-insensitive and values are [A-Za-z0-9_.:-]+. Pure: text in, result out,
  * no I/O, no allocation, no global state.
  *
  * Text is lexed as PostgreSQL does, with standard_conforming_strings on (the
@@ -41,7 +41,9 @@ struct hints {
 	bool found; /* at least one well-formed helios: comment */
 	enum hint_route route;
 	char node[HINT_NAME_MAX]; /* HINT_ROUTE_NODE: the name as written; "" otherwise */
-	bool cache_skip;          /* cache=skip (any case); other cache values are ignored */
+	bool cache_skip;          /* cache=skip (any case) */
+	uint32_t cache_ttl;       /* cache=ttl:N, N seconds (1..86400); 0 when absent.
+	                             Other cache values are ignored. */
 	uint32_t n_extra;
 	struct hint_kv extra[HINT_EXTRA_MAX]; /* unknown keys, first-seen order, one slot per key */
 	/* Static string for a debug log: why the last malformed hint comment

@@ -90,6 +90,79 @@ static void assert_same(const struct an_result *a, const struct an_result *b)
 		assert_string_equal(a->tables[i].name, b->tables[i].name);
 		assert_int_equal(a->tables[i].written, b->tables[i].written);
 	}
+	assert_int_equal(a->select_only, b->select_only);
+	assert_int_equal(a->volatile_other, b->volatile_other);
+	assert_int_equal(a->funcs_truncated, b->funcs_truncated);
+	assert_int_equal(a->n_funcs, b->n_funcs);
+	for (uint32_t i = 0; i < a->n_funcs; i++) {
+		assert_string_equal(a->funcs[i].schema, b->funcs[i].schema);
+		assert_string_equal(a->funcs[i].name, b->funcs[i].name);
+		assert_int_equal(a->funcs[i].is_op, b->funcs[i].is_op);
+	}
+}
+
+/* The result cache checks each named call and operator in the server's
+ * catalog, so every one must be listed, qualified as written. */
+static void test_calls_and_operators_are_listed_for_the_cache(void **state)
+{
+	(void)state;
+	struct an_result r;
+	const char *sql = "SELECT lower(a), s.f(b) FROM t WHERE a + 1 > 2 AND "
+	                  "x OPERATOR(myops.===) y AND lower(c) = 'x'";
+	assert_int_equal(an_analyze(sql, strlen(sql), &r), 0);
+	assert_true(r.select_only);
+	assert_false(r.volatile_other);
+	assert_false(r.funcs_truncated);
+	const char *want[][3] = {{"", "lower", "f"}, {"s", "f", "f"},       {"", ">", "o"},
+	                         {"", "+", "o"},     {"myops", "===", "o"}, {"", "=", "o"}};
+	size_t n = sizeof(want) / sizeof(want[0]);
+	if (r.n_funcs != n) {
+		for (uint32_t i = 0; i < r.n_funcs; i++)
+			print_message("%s.%s %d\n", r.funcs[i].schema, r.funcs[i].name,
+			              r.funcs[i].is_op);
+		fail_msg("n_funcs %u, want %zu", r.n_funcs, n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		bool found = false;
+		for (uint32_t j = 0; j < r.n_funcs; j++)
+			found |= !strcmp(r.funcs[j].schema, want[i][0]) &&
+			         !strcmp(r.funcs[j].name, want[i][1]) &&
+			         r.funcs[j].is_op == (want[i][2][0] == 'o');
+		if (!found)
+			fail_msg("%s.%s not listed", want[i][0], want[i][1]);
+	}
+
+	const char *other[] = {"SELECT CURRENT_TIMESTAMP", "SELECT * FROM t TABLESAMPLE SYSTEM (1)",
+	                       "SHOW search_path", "SELECT current_user"};
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		assert_int_equal(an_analyze(other[i], strlen(other[i]), &r), 0);
+		if (!r.volatile_other || !r.volatile_funcs)
+			fail_msg("%s: volatile_other not set", other[i]);
+	}
+	const char *not_select[] = {"EXPLAIN SELECT 1", "SHOW x", "COPY t TO STDOUT",
+	                            "SELECT 1; SHOW x", "INSERT INTO t VALUES (1)"};
+	for (size_t i = 0; i < sizeof(not_select) / sizeof(not_select[0]); i++) {
+		assert_int_equal(an_analyze(not_select[i], strlen(not_select[i]), &r), 0);
+		if (r.select_only)
+			fail_msg("%s: select_only", not_select[i]);
+	}
+	const char *sel[] = {"VALUES (1)", "TABLE t", "SELECT 1 UNION SELECT 2",
+	                     "WITH x AS (SELECT 1) SELECT * FROM x"};
+	for (size_t i = 0; i < sizeof(sel) / sizeof(sel[0]); i++) {
+		assert_int_equal(an_analyze(sel[i], strlen(sel[i]), &r), 0);
+		if (!r.select_only)
+			fail_msg("%s: not select_only", sel[i]);
+	}
+	/* the cache keeps the lists */
+	struct an_cache *c = an_cache_new(16, 1 << 20);
+	assert_non_null(c);
+	struct an_result direct;
+	assert_int_equal(an_analyze(sql, strlen(sql), &direct), 0);
+	assert_non_null(an_cache_get(c, sql, strlen(sql)));
+	const struct an_result *cached = an_cache_get(c, sql, strlen(sql));
+	assert_non_null(cached);
+	assert_same(&direct, cached);
+	an_cache_free(c);
 }
 
 static char *repeat(const char *head, const char *unit, int n, const char *tail)
@@ -1055,6 +1128,7 @@ int main(void)
 	    cmocka_unit_test(test_cache_answers_as_analysis_does_under_churn),
 	    cmocka_unit_test(test_threads_use_their_own_caches_concurrently),
 	    cmocka_unit_test(test_kind_names),
+	    cmocka_unit_test(test_calls_and_operators_are_listed_for_the_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -165,6 +165,30 @@ static void test_prefix_must_be_lower_case_helios_colon(void **state UNUSED)
 	assert_nothing("SELECT 'helios:route=primary' /* x */");
 }
 
+static void test_cache_ttl_sets_seconds_and_bad_values_are_dropped(void **state UNUSED)
+{
+	struct hints h;
+	scan("/* helios:cache=ttl:30 */ SELECT 1", &h);
+	assert_true(h.found);
+	assert_int_equal(h.cache_ttl, 30);
+	assert_false(h.cache_skip);
+	assert_null(h.ignored);
+
+	scan("/* helios:cache=TTL:86400, route=primary */ SELECT 1", &h);
+	assert_int_equal(h.cache_ttl, 86400);
+	assert_int_equal(h.route, HINT_ROUTE_PRIMARY);
+
+	const char *bad[] = {"/* helios:cache=ttl:0 */", "/* helios:cache=ttl:86401 */",
+	                     "/* helios:cache=ttl: */", "/* helios:cache=ttl:1x */",
+	                     "/* helios:cache=ttl:99999999999 */"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		scan(bad[i], &h);
+		assert_true(h.found);
+		assert_int_equal(h.cache_ttl, 0);
+		assert_string_equal(h.ignored, "unknown cache value");
+	}
+}
+
 static void test_cache_skip_alone_and_with_route(void **state UNUSED)
 {
 	struct hints h;
@@ -605,6 +629,7 @@ int main(void)
 	    cmocka_unit_test(test_whitespace_and_key_case_variants_parse),
 	    cmocka_unit_test(test_prefix_must_be_lower_case_helios_colon),
 	    cmocka_unit_test(test_cache_skip_alone_and_with_route),
+	    cmocka_unit_test(test_cache_ttl_sets_seconds_and_bad_values_are_dropped),
 	    cmocka_unit_test(test_unknown_cache_value_is_dropped_with_a_reason_rest_applies),
 	    cmocka_unit_test(test_unknown_keys_kept_lower_cased_in_order),
 	    cmocka_unit_test(test_repeated_unknown_key_overrides_its_slot),
