@@ -363,6 +363,52 @@ static void render_link(struct sbuf *out, const Helios__StatsReport *const *repo
 	}
 }
 
+#define CF(name, type, field, help)                                                                \
+	{                                                                                          \
+		name, type, help, offsetof(Helios__CacheStats, field), F_U64                       \
+	}
+static const struct field cache_fields[] = {
+    CF("helios_cache_entries", "gauge", entries, "Result cache entries."),
+    CF("helios_cache_bytes", "gauge", bytes, "Result cache bytes (entries plus overhead, exact)."),
+    CF("helios_cache_max_bytes", "gauge", max_bytes, "Result cache limit (cache.max_memory_mb)."),
+    CF("helios_cache_hits_total", "counter", hits, "Statements answered from the result cache."),
+    CF("helios_cache_misses_total", "counter", misses, "Cacheable statements not in the cache."),
+    CF("helios_cache_stores_total", "counter", stores, "Answers stored in the result cache."),
+    CF("helios_cache_evictions_total", "counter", evictions, "Entries evicted for room (LRU)."),
+    CF("helios_cache_invalidated_total", "counter", invalidated,
+       "Entries found stale after a write through the proxy."),
+    CF("helios_cache_expired_total", "counter", expired, "Entries found past their TTL."),
+    CF("helios_cache_too_large_total", "counter", too_large,
+       "Answers not stored: over cache.max_entry_kb."),
+    CF("helios_cache_stale_fills_total", "counter", stale_fills,
+       "Answers not stored: a write ran while the query did."),
+    CF("helios_cache_waits_total", "counter", waits,
+       "Misses that waited for an identical query (single-flight)."),
+    CF("helios_cache_uncacheable_total", "counter", uncacheable,
+       "Statements the cache looked at and refused (volatile, views, ...)."),
+};
+
+static void render_cache(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n)
+{
+	struct label l[1];
+	struct family f;
+	bool any = false;
+	for (size_t i = 0; i < n; i++)
+		any |= reports[i]->cache != NULL;
+	if (!any)
+		return;
+	for (size_t k = 0; k < sizeof(cache_fields) / sizeof(cache_fields[0]); k++) {
+		const struct field *fd = &cache_fields[k];
+		family(&f, out, fd->name, fd->type, fd->help);
+		for (size_t i = 0; i < n; i++) {
+			if (!reports[i]->cache)
+				continue;
+			l[0] = (struct label){"dataplane", dp_id(reports[i])};
+			sample(&f, l, 1, field_value(reports[i]->cache, fd));
+		}
+	}
+}
+
 static void render_fields(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n)
 {
 	struct label l[POOL_LABELS];
@@ -552,6 +598,7 @@ void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports,
 	render_histograms(out, reports, n);
 	render_pins(out, reports, n);
 	render_queries(out, reports, n);
+	render_cache(out, reports, n);
 	render_nodes(out, info);
 }
 

@@ -644,8 +644,8 @@ void cache_note_bind(struct client *cl, struct server *sv, const char *sql, size
 
 /* ------------------------------------------------------------ cacheability and key */
 
-/* A date/time input that means "the current time": the text, or a bound
- * text value, holding one makes the answer depend on the clock. */
+/* A date/time input that means "the current time" in s[0..n): the
+ * special values 'now', 'today', 'tomorrow', 'yesterday' (any case). */
 static bool has_time_word(const char *s, size_t n)
 {
 	static const char *const words[] = {"now", "today", "tomorrow", "yesterday"};
@@ -658,6 +658,39 @@ static bool has_time_word(const char *s, size_t n)
 			if (i + wl <= n && strncasecmp(s + i, words[k], wl) == 0)
 				return true;
 		}
+	}
+	return false;
+}
+
+/* Whether a statement's string constants hold such a value. Only text in
+ * '...' strings is looked at ("known_users" is fine); a dollar-quoted
+ * string is not lexed here, so a text with one is looked at whole. */
+static bool literal_has_time_word(const char *s, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i++)
+		if (s[i] == '$' && !(s[i + 1] >= '0' && s[i + 1] <= '9'))
+			return has_time_word(s, n);
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '\'')
+			continue;
+		size_t j = i + 1;
+		while (j < n) {
+			if (s[j] == '\\' && j + 1 < n) {
+				j += 2; /* E'' escapes; elsewhere harmless: only widens the look */
+				continue;
+			}
+			if (s[j] == '\'') {
+				if (j + 1 < n && s[j + 1] == '\'') {
+					j += 2;
+					continue;
+				}
+				break;
+			}
+			j++;
+		}
+		if (has_time_word(s + i + 1, (j < n ? j : n) - i - 1))
+			return true;
+		i = j;
 	}
 	return false;
 }
@@ -896,7 +929,7 @@ static bool cacheable(struct client *cl, const struct cfg *c, const struct req *
 		return false;
 	}
 	*fp = a->fingerprint;
-	if (has_time_word(r->text, r->text_len)) {
+	if (literal_has_time_word(r->text, r->text_len)) {
 		*why = "a 'now'-like date/time input";
 		return false;
 	}
