@@ -80,7 +80,7 @@ struct cat_ent {
 /* One database's catalog; immutable once published. */
 struct cat {
 	int refs; /* atomic */
-	uint64_t version;
+	uint64_t loaded_ns;
 	size_t n;
 	struct cat_ent *ents; /* sorted by key */
 	char *strings;
@@ -122,7 +122,7 @@ static struct cat_slot *slot_of(const char *db, bool create)
 }
 
 /* The database's catalog, referenced; NULL when none is loaded. */
-static struct cat *cat_get(const char *db)
+static struct cat *cat_get_locked(const char *db)
 {
 	pthread_mutex_lock(&cat_mu);
 	struct cat_slot *s = slot_of(db, false);
@@ -131,6 +131,48 @@ static struct cat *cat_get(const char *db)
 		__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&cat_mu);
 	return c;
+}
+
+/* Per worker thread: the catalogs it used last, valid while cat_version
+ * has not moved, so a lookup takes no lock in the steady state. */
+#define TCAT 4
+static __thread struct tcat {
+	char db[64];
+	uint64_t ver;
+	struct cat *c;        /* referenced */
+	uint64_t fresh_until; /* monotonic ns: no reload is due before */
+} tcat[TCAT];
+static __thread unsigned tcat_next;
+
+static struct cat *cat_get(const char *db)
+{
+	uint64_t ver = __atomic_load_n(&cat_version, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < TCAT; i++) {
+		struct tcat *t = &tcat[i];
+		if (t->c && t->ver == ver && !strcmp(t->db, db)) {
+			__atomic_add_fetch(&t->c->refs, 1, __ATOMIC_RELAXED);
+			return t->c;
+		}
+	}
+	struct cat *c = cat_get_locked(db);
+	if (!c)
+		return NULL;
+	struct tcat *t = &tcat[tcat_next++ % TCAT];
+	cat_unref(t->c);
+	snprintf(t->db, sizeof(t->db), "%s", db);
+	t->ver = ver;
+	t->c = c;
+	t->fresh_until = c->loaded_ns + (uint64_t)CACHE_CATALOG_MAX_AGE_SECS * 1000000000ull;
+	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+	return c;
+}
+
+static void tcat_free(void)
+{
+	for (unsigned i = 0; i < TCAT; i++) {
+		cat_unref(tcat[i].c);
+		tcat[i].c = NULL;
+	}
 }
 
 /* DDL through the proxy: every database's catalog may be wrong now (the
@@ -428,8 +470,10 @@ static struct cache_sv *sv_state(struct server *sv)
 
 int cache_start(const struct cfg *c)
 {
-	size_t max = (size_t)c->cache.max_memory_mb << 20;
-	store = rc_store_new(max, (size_t)c->cache.max_entry_kb << 10);
+	/* the defaults until a configuration says otherwise (cache_apply_limits) */
+	size_t max = (size_t)(c ? c->cache.max_memory_mb : 64) << 20;
+	size_t entry = (size_t)(c ? c->cache.max_entry_kb : 256) << 10;
+	store = rc_store_new(max, entry);
 	if (!store)
 		return -ENOMEM;
 	if (getrandom(hash_key, sizeof(hash_key), GRND_NONBLOCK) != (ssize_t)sizeof(hash_key)) {
@@ -1254,6 +1298,7 @@ static void catalog_done(struct server *sv, struct fill *f)
 		s->tried_ns = now_ns();
 		if (c && !s->want_reload) {
 			cat_unref(s->cur);
+			c->loaded_ns = s->tried_ns;
 			s->cur = c;
 			s->loaded_ns = s->tried_ns;
 			c = NULL;
@@ -1350,10 +1395,8 @@ void cache_server_abort(struct server *sv)
 	if (cs->cat) {
 		pthread_mutex_lock(&cat_mu);
 		struct cat_slot *s = slot_of(cs->cat->db, false);
-		if (s) {
-			s->loading = false;
-			s->tried_ns = now_ns();
-		}
+		if (s)
+			s->loading = false; /* not a failure: the next server tries at once */
 		pthread_mutex_unlock(&cat_mu);
 		fill_free(cs->cat);
 		cs->cat = NULL;
@@ -1397,6 +1440,12 @@ void cache_bind(struct client *cl, struct server *sv)
 	if (!cache_on(cl))
 		return;
 	uint64_t now = now_ns();
+	uint64_t ver = __atomic_load_n(&cat_version, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < TCAT; i++) {
+		const struct tcat *t = &tcat[i];
+		if (t->c && t->ver == ver && now < t->fresh_until && !strcmp(t->db, cl->database))
+			return; /* loaded, young, nothing changed: no lock per transaction */
+	}
 	bool load = false;
 	pthread_mutex_lock(&cat_mu);
 	struct cat_slot *s = slot_of(cl->database, true);
@@ -1460,6 +1509,7 @@ void cache_worker_tick(struct worker *w, const struct timespec *now)
 void cache_worker_exit(struct worker *w)
 {
 	(void)w;
+	tcat_free();
 	free(wsums);
 	wsums = NULL;
 	free(tls_key.p);

@@ -28,7 +28,9 @@ struct worker;
 
 #define CACHE_CATALOG_MAX_AGE_SECS 300
 
-/* Creates the shared store (main, before workers). */
+/* Creates the shared store (main, before any other thread; c may be NULL
+ * when the configuration comes from the control plane: defaults until
+ * cache_apply_limits). */
 int cache_start(const struct cfg *c);
 void cache_stop(void);
 
@@ -89,7 +91,7 @@ void cache_worker_exit(struct worker *w);
 
 /* helioctl cache flush [TABLE]; returns entries removed. */
 size_t cache_flush(const char *table);
-/* For the stats report and /metrics; NULL when the cache was never on. */
+/* For the stats report and /metrics; NULL before cache_start. */
 Helios__CacheStats *cache_stats_msg(void);
 
 #endif

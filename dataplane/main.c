@@ -150,6 +150,11 @@ int main(int argc, char **argv)
 		}
 		log_set_level_str(c->log_level);
 	}
+	/* before any thread that reports on it; limits follow each config */
+	if (cache_start(c) < 0) {
+		fprintf(stderr, "heliosproxy: out of memory for the result cache\n");
+		return 1;
+	}
 	const char *url =
 	    cp_arg ? cp_arg : (c && c->control_address[0] ? c->control_address : NULL);
 	struct cp *cp = NULL;
@@ -208,10 +213,7 @@ int main(int argc, char **argv)
 		n = 1;
 	enum io_backend backend = choose_backend(cur);
 	g_workers_planned = n;
-	if (cache_start(cur) < 0) {
-		fprintf(stderr, "heliosproxy: out of memory for the result cache\n");
-		return 1;
-	}
+	cache_apply_limits(cur);
 	g_workers = calloc((size_t)n, sizeof(*g_workers));
 	if (!g_workers)
 		return 1;

@@ -15,7 +15,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import APPDB, MD5USER, helios_bin, run
+from conftest import APPDB, MD5USER, helios_bin, run, wait_for
 
 
 def helioctl(p, *args, check=0):
@@ -368,3 +368,93 @@ def test_helioctl_cache_stats_and_flush(proxy, config, db):
         helioctl(p, "cache", "flush")
         assert cache_stats(p)["entries"] == 0
         helioctl(p, "cache", "bogus", check=2)
+
+
+def test_views_catalogs_partitions_and_volatile_user_functions_are_not_cached(proxy, config, db):
+    t = db.prefix + "_base"
+    make_table(db, t)
+    v, part = db.prefix + "_view", db.prefix + "_part"
+    db.execute(f"CREATE VIEW {v} AS SELECT * FROM {t}")
+    db.execute(f"ALTER VIEW {v} OWNER TO alice")
+    db.execute(f"CREATE TABLE {part} (id int) PARTITION BY RANGE (id)")
+    db.execute(f"CREATE TABLE {part}_1 PARTITION OF {part} FOR VALUES FROM (0) TO (100)")
+    db.execute(f"ALTER TABLE {part} OWNER TO alice")
+    db.execute(f"ALTER TABLE {part}_1 OWNER TO alice")
+    vol, imm = db.prefix + "_vol", db.prefix + "_imm"
+    db.execute(f"CREATE FUNCTION {vol}(int) RETURNS int LANGUAGE sql VOLATILE AS 'SELECT $1'")
+    db.execute(f"CREATE FUNCTION {imm}(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2'")
+    p = proxy(cache_config(config))
+    with connect(p, autocommit=True) as c:
+        # each twice in a row (a volatile user function may write, so running
+        # one invalidates everything: it must not sit between the two)
+        for q, want in ((f"SELECT v FROM {v} WHERE id = 1", [("v1",)]),
+                        (f"SELECT count(*) FROM {part}", [(0,)]),
+                        (f"SELECT count(*) FROM pg_class WHERE relname = '{t}'", [(1,)]),
+                        (f"SELECT {vol}(id) FROM {t} WHERE id = 1", [(1,)]),
+                        (f"SELECT {imm}(id) FROM {t} WHERE id = 2", [(4,)]),
+                        (f"SELECT v FROM {t} WHERE id = 1 FOR SHARE", [("v1",)])):
+            assert simple(c, q) == want
+            assert simple(c, q) == want
+    assert server_calls(db, f"FROM {v}") == 2
+    assert server_calls(db, f"FROM {part}") == 2
+    assert server_calls(db, "relname = $1") >= 2
+    assert server_calls(db, f"{vol}(id)") == 2
+    assert server_calls(db, f"{imm}(id)") == 1  # immutable user functions are cacheable
+    assert server_calls(db, "FOR SHARE") >= 2
+
+
+def test_a_pinned_client_neither_answers_from_nor_fills_the_cache(proxy, config, db):
+    t = db.prefix + "_pin"
+    make_table(db, t)
+    p = proxy(cache_config(config))
+    q = f"SELECT v FROM {t} WHERE id = 1"
+    with connect(p, autocommit=True) as c, connect(p, autocommit=True) as other:
+        # a temporary table of the same name shadows the real one for c only
+        simple(c, f"CREATE TEMP TABLE {t} (id int, v text)")
+        simple(c, f"INSERT INTO {t} VALUES (1, 'temp')")
+        for _ in range(2):
+            assert simple(c, q) == [("temp",)]
+        for _ in range(2):
+            assert simple(other, q) == [("v1",)]
+        assert simple(c, q) == [("temp",)]
+
+
+def test_statement_mode_and_read_write_split_use_the_cache(proxy, config, db, pg):
+    t = db.prefix + "_split"
+    make_table(db, t)
+    cfg = cache_config(config)
+    cfg["pool_mode"]["mode"] = "statement"
+    cfg["routing"] = {"read_write_split": True}
+    p = proxy(cfg)
+    # the replica must have the table before the proxy reads catalogs there
+    with pg.superuser(dbname=APPDB, port=pg.replica_port) as rep:
+        wait_for(lambda: rep.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0], timeout=10)
+    with connect(p, autocommit=True) as c, connect(p, autocommit=True) as w:
+        for i in range(3):
+            assert simple(c, f"SELECT v FROM {t} WHERE id = 1") == [("v1" if i == 0 else "w",)]
+            if i == 0:
+                simple(c, f"SELECT v FROM {t} WHERE id = 1")
+                simple(w, f"UPDATE {t} SET v = 'w' WHERE id = 1")
+    # the misses ran on the primary (stored); hits never left the proxy
+    assert server_calls(db, f"SELECT v FROM {t}") == 2
+    assert cache_stats(p)["hits"] >= 2
+
+
+def test_errors_and_notices_are_not_stored(proxy, config, db):
+    t = db.prefix + "_err"
+    make_table(db, t)
+    f = db.prefix + "_notice"
+    db.execute(f"CREATE FUNCTION {f}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
+               f"$$ BEGIN RAISE NOTICE 'hello %', $1; RETURN $1; END $$")
+    p = proxy(cache_config(config))
+    with connect(p, autocommit=True) as c:
+        notices = []
+        c.add_notice_handler(lambda d: notices.append(d.message_primary))
+        stores = cache_stats(p).get("stores", 0)
+        for _ in range(2):
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                simple(c, f"SELECT 1 / (id - 1) FROM {t} WHERE id = 1")
+            assert simple(c, f"SELECT {f}(id) FROM {t} WHERE id = 3") == [(3,)]
+        assert notices == ["hello 3", "hello 3"]
+        assert cache_stats(p).get("stores", 0) == stores  # neither answer was kept
+    assert server_calls(db, f"{f}(id)") == 2
