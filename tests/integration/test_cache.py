@@ -10,6 +10,7 @@ preloads it). Every test uses its own tables, made before its proxy starts
 import json
 import threading
 import time
+import urllib.request
 import uuid
 
 import psycopg
@@ -458,3 +459,24 @@ def test_errors_and_notices_are_not_stored(proxy, config, db):
         assert notices == ["hello 3", "hello 3"]
         assert cache_stats(p).get("stores", 0) == stores  # neither answer was kept
     assert server_calls(db, f"{f}(id)") == 2
+
+
+def test_hits_show_in_top_and_metrics(proxy, config, db):
+    t = db.prefix + "_top"
+    make_table(db, t)
+    cfg = cache_config(config)
+    cfg["analytics"] = {"enabled": True}
+    p = proxy(cfg)
+    with connect(p, autocommit=True) as c:
+        for _ in range(5):
+            simple(c, f"SELECT v FROM {t} WHERE id = 1")
+    doc = json.loads(helioctl(p, "--json", "top").stdout)
+    qs = [q for dp in doc["dataplanes"] for q in (dp["report"] or {}).get("queries", [])
+          if t in q["query"]]
+    assert qs and qs[0].get("cache_hits", 0) == 4 and qs[0]["calls"] == 1, qs
+    port = int(p.defaults["admin_address"].rsplit(":", 1)[1])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    hits = [line for line in text.splitlines() if line.startswith("helios_cache_hits_total{")]
+    assert hits and float(hits[0].rsplit(" ", 1)[1]) >= 4, hits
+    assert "# TYPE helios_cache_bytes gauge" in text
