@@ -18,6 +18,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/sbuf.h"
 #include "dataplane/conn/conn.h"
 #include "dataplane/pipeline/analyze.h"
 #include "dataplane/pipeline/hints.h"
@@ -764,36 +765,7 @@ static bool neutral_guc(const char *name)
 	return false;
 }
 
-struct keyb {
-	uint8_t *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void kb_put(struct keyb *k, const void *p, size_t n)
-{
-	if (k->len + n > k->cap) {
-		size_t cap = k->cap ? k->cap : 1024;
-		while (cap < k->len + n)
-			cap *= 2;
-		uint8_t *np = realloc(k->p, cap);
-		if (!np) {
-			k->oom = true;
-			return;
-		}
-		k->p = np;
-		k->cap = cap;
-	}
-	memcpy(k->p + k->len, p, n);
-	k->len += n;
-}
-
-static void kb_str(struct keyb *k, const char *s)
-{
-	kb_put(k, s, strlen(s) + 1);
-}
-
-static __thread struct keyb tls_key;
+static __thread struct sbuf tls_key; /* the key being built, reused */
 
 /* The request at the head of a client's buffer. */
 struct req {
@@ -1035,11 +1007,19 @@ static bool cacheable(struct client *cl, const struct cfg *c, const struct req *
 	return true;
 }
 
-static void build_key(struct client *cl, const struct req *r, struct keyb *k)
+static void kb_str(struct sbuf *k, const char *s)
 {
-	k->len = 0;
-	k->oom = false;
-	kb_put(k, r->seq, strlen(r->seq) + 1);
+	sbuf_append(k, s, strlen(s) + 1);
+}
+
+static void build_key(struct client *cl, const struct req *r, struct sbuf *k)
+{
+	if (k->oom) {
+		sbuf_free(k);
+		sbuf_init(k);
+	}
+	sbuf_reset(k);
+	kb_str(k, r->seq);
 	kb_str(k, cl->database);
 	kb_str(k, cl->user);
 	for (int i = 0; i < cl->want.n; i++) {
@@ -1048,16 +1028,16 @@ static void build_key(struct client *cl, const struct req *r, struct keyb *k)
 			continue;
 		kb_str(k, g->name);
 		kb_str(k, g->value);
-		kb_put(k, g->is_stmt ? "s" : "v", 1);
+		sbuf_append(k, g->is_stmt ? "s" : "v", 1);
 	}
-	kb_put(k, "\x01", 1);
+	sbuf_append(k, "\x01", 1);
 	if (r->ext) {
 		uint32_t l[2] = {r->stmt_body_len, r->bind_tail_len};
-		kb_put(k, l, sizeof(l));
-		kb_put(k, r->stmt_body, r->stmt_body_len);
-		kb_put(k, r->bind_tail, r->bind_tail_len);
+		sbuf_append(k, l, sizeof(l));
+		sbuf_append(k, r->stmt_body, r->stmt_body_len);
+		sbuf_append(k, r->bind_tail, r->bind_tail_len);
 	} else {
-		kb_put(k, r->text, r->text_len);
+		sbuf_append(k, r->text, r->text_len);
 	}
 }
 
@@ -1087,11 +1067,11 @@ enum cache_verdict cache_try(struct client *cl)
 		log_debug("client %llu: not cached: %s", (unsigned long long)cl->id, why);
 		return CACHE_PASS;
 	}
-	struct keyb *k = &tls_key;
+	struct sbuf *k = &tls_key;
 	build_key(cl, &r, k);
 	if (k->oom)
 		return CACHE_PASS;
-	uint64_t h = key_hash(k->p, k->len);
+	uint64_t h = key_hash((const uint8_t *)k->p, k->len);
 	/* generations as of now: anything written from here on makes the
 	 * answer this client gets from a server too new to be compared, so
 	 * the store refuses it */
@@ -1512,8 +1492,7 @@ void cache_worker_exit(struct worker *w)
 	tcat_free();
 	free(wsums);
 	wsums = NULL;
-	free(tls_key.p);
-	tls_key = (struct keyb){0};
+	sbuf_free(&tls_key);
 }
 
 /* ------------------------------------------------------------ admin */

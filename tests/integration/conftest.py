@@ -481,3 +481,11 @@ def run(cmd, timeout=60, check=True, **kw):
     if check and r.returncode != 0:
         raise AssertionError(f"{cmd} exited {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
     return r
+
+
+def helioctl(p, *args, check=0):
+    """Runs helioctl against proxy p's control plane; asserts its exit code."""
+    r = run([str(helios_bin() / "helioctl"), "-c", str(p.config_path), *args], check=False,
+            timeout=30)
+    assert r.returncode == check, r
+    return r

@@ -9,14 +9,7 @@ import urllib.request
 
 import psycopg
 
-from conftest import helios_bin, run, wait_for
-
-
-def helioctl(p, *args, check=0):
-    r = run([str(helios_bin() / "helioctl"), "-c", str(p.config_path), *args], check=False,
-            timeout=30)
-    assert r.returncode == check, r
-    return r
+from conftest import helioctl, wait_for
 
 
 def top(p):

@@ -16,14 +16,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import APPDB, MD5USER, helios_bin, run, wait_for
-
-
-def helioctl(p, *args, check=0):
-    r = run([str(helios_bin() / "helioctl"), "-c", str(p.config_path), *args], check=False,
-            timeout=30)
-    assert r.returncode == check, r
-    return r
+from conftest import APPDB, MD5USER, helioctl, wait_for
 
 
 def cache_stats(p):

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "dataplane/pipeline/qstats.h"
+#include "rng_testutil.h"
 
 #define UNUSED __attribute__((unused))
 
@@ -25,17 +26,6 @@
  * its bucket. The task's requirement is 2 %; checking the tighter bound
  * catches an off-by-one in the bucket arithmetic that 2 % would hide. */
 #define MAX_REL_ERR (1.0 / 64)
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	/* xorshift64*: deterministic, good enough for test inputs */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * UINT64_C(2685821657736338717);
-}
 
 static uint64_t rnd_range(uint64_t lo, uint64_t hi) /* [lo, hi] */
 {

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "dataplane/pipeline/rcache.h"
+#include "rng_testutil.h"
 
 #define UNUSED __attribute__((unused))
 
@@ -26,17 +27,6 @@
 #define FOREVER  UINT64_MAX
 #define MB       (1024 * 1024)
 #define NO_LIMIT 0 /* flight_max_ns */
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	/* xorshift64*: deterministic, good enough for test inputs */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * UINT64_C(2685821657736338717);
-}
 
 static uint64_t hash_str(const char *k)
 {
