@@ -106,6 +106,12 @@ static const struct verb verbs[] = {
      "`cache flush`: drops every entry on every data plane; `cache flush TABLE` drops\n"
      "the entries that read TABLE (by name, any schema). Prints what was removed.\n",
      1, 2, render_cache},
+    {"tenants", "", "tenants: connections, servers, queries, rate-limit counters",
+     "One row per tenant and data plane: client connections now and the cap\n"
+     "(tenants.max_connections, or this data plane's share of it), server connections of\n"
+     "its pools, queries, queries throttled and refused, refused logins, and its rate limit.\n"
+     "See docs/tenants.md.\n",
+     0, 0, render_tenants},
 };
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))
 

@@ -517,3 +517,29 @@ int render_cache(FILE *out, const Helios__CtlResponse *r, char **args, size_t na
 	}
 	return table_print(&t, out);
 }
+
+int render_tenants(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	(void)args;
+	(void)nargs;
+	struct table t;
+	table_init(&t, "DATAPLANE TENANT CLIENTS MAX_CONN SERVERS QUERIES THROTTLED REJECTED "
+	               "REFUSED_LOGINS RATE_LIMIT");
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__StatsReport *rep = r->dataplanes[i]->report;
+		for (size_t j = 0; rep && j < rep->n_tenants; j++) {
+			const Helios__TenantStats *s = rep->tenants[j];
+			table_add(&t, "%s", r->dataplanes[i]->dataplane_id);
+			table_add(&t, "%s", s->id);
+			table_add(&t, "%" PRIu32, s->clients);
+			table_add(&t, "%" PRIu32, s->max_connections);
+			table_add(&t, "%" PRIu32, s->servers);
+			table_add(&t, "%" PRIu64, s->queries);
+			table_add(&t, "%" PRIu64, s->throttled);
+			table_add(&t, "%" PRIu64, s->rejected);
+			table_add(&t, "%" PRIu64, s->refused_logins);
+			table_add(&t, "%" PRIu32, s->rate_limit);
+		}
+	}
+	return table_print(&t, out);
+}

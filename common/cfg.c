@@ -453,6 +453,16 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 		arr = calloc(n, elem);
 		c->schema_routes = (struct cfg_schema_route *)arr;
 		c->n_schema_routes = arr ? n : 0;
+	} else if (strcmp(sec->name, "tenants") == 0) {
+		elem = sizeof(*c->tenants);
+		arr = calloc(n, elem);
+		c->tenants = (struct cfg_tenant *)arr;
+		c->n_tenants = arr ? n : 0;
+	} else if (strcmp(sec->name, "rewrite_rules") == 0) {
+		elem = sizeof(*c->rewrite_rules);
+		arr = calloc(n, elem);
+		c->rewrite_rules = (struct cfg_rewrite_rule *)arr;
+		c->n_rewrite_rules = arr ? n : 0;
 	} else if (strcmp(sec->name, "cache.tables") == 0) {
 		elem = sizeof(*c->cache.tables);
 		arr = calloc(n, elem);
@@ -1102,6 +1112,35 @@ static int check_schema_routes(struct loader *ld)
 	return 0;
 }
 
+/* Tenant ids are unique and schema prefixes are plain identifiers. */
+static int check_tenants(struct loader *ld)
+{
+	const struct cfg *c = ld->c;
+	char shown[CFG_NAME_MAX * 6 + 8];
+
+	for (size_t j = 0; j < c->n_tenants; j++) {
+		const struct cfg_tenant *t = &c->tenants[j];
+		for (size_t i = 0; i < j; i++)
+			if (strcmp(c->tenants[i].id, t->id) == 0)
+				return fail_key(
+				    ld, "tenants", (long)j, "id",
+				    "key 'tenants[%zu].id': duplicate tenant id %s (also "
+				    "tenants[%zu])",
+				    j, quoted(shown, sizeof(shown), t->id), i);
+		const char *p = t->schema_prefix;
+		bool ok = !p[0] || !(p[0] >= '0' && p[0] <= '9');
+		for (; *p && ok; p++)
+			ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+		if (!ok)
+			return fail_key(
+			    ld, "tenants", (long)j, "schema_prefix",
+			    "key 'tenants[%zu].schema_prefix': %s is not a schema name of "
+			    "lower-case letters, digits and _",
+			    j, quoted(shown, sizeof(shown), t->schema_prefix));
+	}
+	return 0;
+}
+
 /* Every [[cache.tables]] name has a form the cache can match, and names are
  * unique ignoring case: two entries for one table would leave which
  * settings apply to chance. */
@@ -1214,6 +1253,8 @@ static int validate(struct loader *ld)
 		rc = check_schema_routes(ld);
 	if (rc == 0)
 		rc = check_cache_tables(ld);
+	if (rc == 0)
+		rc = check_tenants(ld);
 	if (rc == 0)
 		rc = validate_tls(ld);
 	return rc;
@@ -1418,6 +1459,8 @@ void cfg_free(struct cfg *c)
 	}
 	free(c->schema_routes);
 	free(c->cache.tables);
+	free(c->tenants);
+	free(c->rewrite_rules);
 	if (c->auth.users)
 		explicit_bzero(c->auth.users, c->auth.n_users * sizeof(*c->auth.users));
 	free(c->auth.users);

@@ -25,6 +25,8 @@
  * table's value lists (cfg_keys.c): keep both in the same order. */
 enum cfg_io_backend { CFG_IO_AUTO, CFG_IO_URING, CFG_IO_EPOLL };
 enum cfg_pool_mode { CFG_POOL_SESSION, CFG_POOL_TRANSACTION, CFG_POOL_STATEMENT };
+enum cfg_rate_mode { CFG_RATE_THROTTLE, CFG_RATE_REJECT };
+enum cfg_tenant_map { CFG_TENANT_BY_DATABASE, CFG_TENANT_BY_USER, CFG_TENANT_BY_STARTUP };
 enum cfg_role { CFG_ROLE_PRIMARY, CFG_ROLE_REPLICA };
 enum cfg_auth_method { CFG_AUTH_TRUST, CFG_AUTH_MD5, CFG_AUTH_SCRAM };
 /* Client side TLS: disable = refuse SSLRequest; allow = accept TLS if asked;
@@ -49,6 +51,25 @@ struct cfg_schema_route {
 	char **tables; /* n_tables (>= 1) NUL-terminated names */
 	size_t n_tables;
 	char target[CFG_NAME_MAX];
+};
+
+/* One [[tenants]] entry. */
+struct cfg_tenant {
+	char id[CFG_NAME_MAX];
+	int max_connections; /* client connections, and server connections; 0 = no cap */
+	int rate_limit;      /* queries per second for the whole tenant; 0 = none */
+	char **databases;    /* n_databases: the databases it may use (none listed: any) */
+	size_t n_databases;
+	char **users; /* n_users: its users (tenancy.map_by = "user") */
+	size_t n_users;
+	char schema_prefix[CFG_NAME_MAX]; /* qualifies unqualified tables; "" = none */
+};
+
+/* One [[rewrite_rules]] entry: statements with match's shape become replace. */
+struct cfg_rewrite_rule {
+	char name[CFG_NAME_MAX];
+	char match[4096];
+	char replace[4096];
 };
 
 /* One [[cache.tables]] entry: how the result cache treats statements that
@@ -152,6 +173,26 @@ struct cfg {
 		int max_fingerprints;      /* per worker, default 2000 */
 		int metrics_top;           /* default 20 */
 	} analytics;
+
+	/* Token buckets for queries (transaction/statement pooling). */
+	struct {
+		int queries_per_second; /* per user (per_user) or for everyone; 0 = off */
+		int burst_size;         /* tokens a bucket holds; 0 = queries_per_second */
+		bool per_user;          /* default true */
+		enum cfg_rate_mode mode;
+		int max_wait_ms;                 /* throttle: then 53400; default 1000 */
+		int database_queries_per_second; /* one bucket per database; 0 = none */
+	} rate_limit;
+
+	/* How clients map to [[tenants]]. */
+	struct {
+		enum cfg_tenant_map map_by;
+		bool require; /* a client of no tenant is refused */
+	} tenancy;
+	struct cfg_tenant *tenants;
+	size_t n_tenants;
+	struct cfg_rewrite_rule *rewrite_rules;
+	size_t n_rewrite_rules;
 
 	struct {
 		enum cfg_auth_method method; /* default scram-sha-256 */

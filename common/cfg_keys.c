@@ -23,6 +23,10 @@
 	offsetof(struct cfg_schema_route, field), sizeof(((struct cfg_schema_route *)0)->field)
 #define F_CTABLE(field)                                                                            \
 	offsetof(struct cfg_cache_table, field), sizeof(((struct cfg_cache_table *)0)->field)
+#define F_TENANT(field)            offsetof(struct cfg_tenant, field), sizeof(((struct cfg_tenant *)0)->field)
+#define F_TENANT_LIST(field, each) offsetof(struct cfg_tenant, field), (each)
+#define F_RULE(field)                                                                              \
+	offsetof(struct cfg_rewrite_rule, field), sizeof(((struct cfg_rewrite_rule *)0)->field)
 /* A string list's size is that of each string: the field is a pointer. */
 #define F_ROUTE_LIST(field, each) offsetof(struct cfg_schema_route, field), (each)
 
@@ -31,7 +35,16 @@ _Static_assert(offsetof(struct cfg_schema_route, n_tables) ==
                    offsetof(struct cfg_schema_route, tables) + sizeof(char **),
                "n_tables must follow tables");
 
+_Static_assert(offsetof(struct cfg_tenant, n_databases) ==
+                   offsetof(struct cfg_tenant, databases) + sizeof(char **),
+               "n_databases must follow databases");
+_Static_assert(offsetof(struct cfg_tenant, n_users) ==
+                   offsetof(struct cfg_tenant, users) + sizeof(char **),
+               "n_users must follow users");
+
 /* Value lists: position = enum value in cfg.h (log_level: log.h order). */
+static const char *const rate_modes[] = {"throttle", "reject", NULL};
+static const char *const tenant_maps[] = {"database", "user", "startup", NULL};
 static const char *const io_backends[] = {"auto", "io_uring", "epoll", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const pool_modes[] = {"session", "transaction", "statement", NULL};
@@ -200,6 +213,49 @@ static const struct cfg_key keys[] = {
     {"cache.tables", "enabled", CFG_KEY_BOOL, F_CTABLE(enabled), "true", 0, 0, NULL, 0,
      "false = never cache statements that read this table."},
 
+    {"rate_limit", "queries_per_second", CFG_KEY_INT, F_CFG(rate_limit.queries_per_second), "0", 0,
+     10000000, NULL, 0,
+     "Queries per second for each user (per_user) or for all clients together; 0 = no limit."},
+    {"rate_limit", "burst_size", CFG_KEY_INT, F_CFG(rate_limit.burst_size), "0", 0, 10000000, NULL,
+     0, "Queries a bucket lets through at once after a quiet spell; 0 = one second's worth."},
+    {"rate_limit", "per_user", CFG_KEY_BOOL, F_CFG(rate_limit.per_user), "true", 0, 0, NULL, 0,
+     "One bucket per user; false = one bucket for everyone."},
+    {"rate_limit", "mode", CFG_KEY_ENUM, F_CFG(rate_limit.mode), "throttle", 0, 0, rate_modes, 0,
+     "throttle: a query waits for a token (at most max_wait_ms); reject: it is refused at once "
+     "with SQLSTATE 53400."},
+    {"rate_limit", "max_wait_ms", CFG_KEY_INT, F_CFG(rate_limit.max_wait_ms), "1000", 1, 600000,
+     NULL, 0, "throttle: the longest a query waits for a token before 53400."},
+    {"rate_limit", "database_queries_per_second", CFG_KEY_INT,
+     F_CFG(rate_limit.database_queries_per_second), "0", 0, 10000000, NULL, 0,
+     "Queries per second for each database, over all its users; 0 = no limit."},
+
+    {"tenancy", "map_by", CFG_KEY_ENUM, F_CFG(tenancy.map_by), "database", 0, 0, tenant_maps, 0,
+     "How a client finds its tenant: the first [[tenants]] listing its database, its user, or "
+     "the startup setting helios.tenant (options=-c helios.tenant=ID)."},
+    {"tenancy", "require", CFG_KEY_BOOL, F_CFG(tenancy.require), "false", 0, 0, NULL, 0,
+     "Refuse clients that belong to no tenant (when [[tenants]] are configured)."},
+
+    {"tenants", "id", CFG_KEY_STRING, F_TENANT(id), NULL, 0, 0, NULL, REQ, "Tenant name, unique."},
+    {"tenants", "max_connections", CFG_KEY_INT, F_TENANT(max_connections), "0", 0, 1000000, NULL, 0,
+     "Client connections of the tenant, and its server connections; 0 = no cap."},
+    {"tenants", "rate_limit", CFG_KEY_INT, F_TENANT(rate_limit), "0", 0, 10000000, NULL, 0,
+     "Queries per second for the whole tenant; 0 = no limit."},
+    {"tenants", "databases", CFG_KEY_STRLIST, F_TENANT_LIST(databases, CFG_NAME_MAX), NULL, 0, 1000,
+     NULL, 0,
+     "Databases the tenant's clients may use (map_by = \"database\" also maps by them); none "
+     "= any."},
+    {"tenants", "users", CFG_KEY_STRLIST, F_TENANT_LIST(users, CFG_NAME_MAX), NULL, 0, 100000, NULL,
+     0, "Users of the tenant, for map_by = \"user\"."},
+    {"tenants", "schema_prefix", CFG_KEY_STRING, F_TENANT(schema_prefix), "", 0, 0, NULL, 0,
+     "Unqualified table names in the tenant's statements are qualified with this schema "
+     "(transaction/statement pooling; docs/rewriting.md)."},
+
+    {"rewrite_rules", "name", CFG_KEY_STRING, F_RULE(name), "", 0, 0, NULL, 0, "A label for logs."},
+    {"rewrite_rules", "match", CFG_KEY_STRING, F_RULE(match), NULL, 0, 0, NULL, REQ,
+     "A statement; incoming statements of the same shape (constants aside) are rewritten."},
+    {"rewrite_rules", "replace", CFG_KEY_STRING, F_RULE(replace), NULL, 0, 0, NULL, REQ,
+     "What they become; $n beyond match's own parameters take match's constants in order."},
+
     {"analytics", "enabled", CFG_KEY_BOOL, F_CFG(analytics.enabled), "false", 0, 0, NULL, 0,
      "Per-fingerprint query statistics (helioctl top, /metrics) in transaction/statement "
      "pooling."},
@@ -279,6 +335,16 @@ static const struct cfg_section sections[] = {
      "case-insensitively. A `schema.table` entry also applies to an unqualified use of the "
      "same name and `table` to it in any schema; the entry written the way the statement "
      "names the table wins."},
+    {"rate_limit", false, "[rate_limit]",
+     "Token buckets for queries in transaction and statement pooling; see docs/tenants.md. A "
+     "query takes a token from each bucket that applies: its user's (or the global one), its "
+     "database's and its tenant's."},
+    {"tenancy", false, "[tenancy]", "How clients are mapped to [[tenants]]; docs/tenants.md."},
+    {"tenants", true, "[[tenants]]",
+     "Zero or more tenants, each with its own pools, connection cap, query rate and databases; "
+     "ids are unique."},
+    {"rewrite_rules", true, "[[rewrite_rules]]",
+     "Zero or more statement rewrites matched by shape (docs/rewriting.md)."},
     {"analytics", false, "[analytics]",
      "Query analytics: statistics per statement fingerprint and a log of slow statements. "
      "slow_query_log, like every path, is relative to the config file's folder."},
@@ -438,6 +504,16 @@ const char *cfg_array_elements(const struct cfg *c, const char *section, bool fi
 		*n = c->n_schema_routes;
 		*elem = sizeof(*c->schema_routes);
 		return (const char *)c->schema_routes;
+	}
+	if (strcmp(section, "tenants") == 0) {
+		*n = c->n_tenants;
+		*elem = sizeof(*c->tenants);
+		return (const char *)c->tenants;
+	}
+	if (strcmp(section, "rewrite_rules") == 0) {
+		*n = c->n_rewrite_rules;
+		*elem = sizeof(*c->rewrite_rules);
+		return (const char *)c->rewrite_rules;
 	}
 	if (strcmp(section, "cache.tables") == 0) {
 		*n = c->cache.n_tables;

@@ -290,14 +290,17 @@ static const char *dp_id(const Helios__StatsReport *r)
 	return r->dataplane_id ? r->dataplane_id : "";
 }
 
-#define POOL_LABELS 5
-static void pool_labels(struct label *l, const Helios__StatsReport *r, const Helios__PoolStats *p)
+#define POOL_LABELS 6
+/* Returns how many: the tenant label only on a tenant's pools. */
+static size_t pool_labels(struct label *l, const Helios__StatsReport *r, const Helios__PoolStats *p)
 {
 	l[0] = (struct label){"dataplane", dp_id(r)};
 	l[1] = (struct label){"database", p->database};
 	l[2] = (struct label){"user", p->user};
 	l[3] = (struct label){"node", p->node};
 	l[4] = (struct label){"mode", p->mode};
+	l[5] = (struct label){"tenant", p->tenant ? p->tenant : ""};
+	return p->tenant && p->tenant[0] ? 6 : 5;
 }
 
 static void render_process(struct sbuf *out, const struct metrics_info *info)
@@ -409,6 +412,42 @@ static void render_cache(struct sbuf *out, const Helios__StatsReport *const *rep
 	}
 }
 
+static void render_rate(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} fams[] = {
+	    {"helios_rate_limit_allowed_total", "Queries a token bucket let through.",
+	     offsetof(Helios__RateBucket, allowed)},
+	    {"helios_rate_limit_throttled_total", "Queries that waited for a token.",
+	     offsetof(Helios__RateBucket, throttled)},
+	    {"helios_rate_limit_rejected_total",
+	     "Queries refused by a rate limit (SQLSTATE 53400).",
+	     offsetof(Helios__RateBucket, rejected)},
+	};
+	struct label l[2];
+	struct family f;
+	bool any = false;
+	for (size_t i = 0; i < n; i++)
+		any |= reports[i]->n_rate_buckets > 0;
+	if (!any)
+		return;
+	for (size_t k = 0; k < sizeof(fams) / sizeof(fams[0]); k++) {
+		family(&f, out, fams[k].name, "counter", fams[k].help);
+		for (size_t i = 0; i < n; i++) {
+			for (size_t j = 0; j < reports[i]->n_rate_buckets; j++) {
+				const Helios__RateBucket *b = reports[i]->rate_buckets[j];
+				uint64_t v;
+				memcpy(&v, (const char *)b + fams[k].off, sizeof(v));
+				l[0] = (struct label){"dataplane", dp_id(reports[i])};
+				l[1] = (struct label){"bucket", b->name};
+				sample(&f, l, 2, vu(v));
+			}
+		}
+	}
+}
+
 static void render_fields(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n)
 {
 	struct label l[POOL_LABELS];
@@ -428,8 +467,7 @@ static void render_fields(struct sbuf *out, const Helios__StatsReport *const *re
 		for (size_t i = 0; i < n; i++) {
 			for (size_t j = 0; j < reports[i]->n_pools; j++) {
 				const Helios__PoolStats *p = reports[i]->pools[j];
-				pool_labels(l, reports[i], p);
-				sample(&f, l, POOL_LABELS, field_value(p, fd));
+				sample(&f, l, pool_labels(l, reports[i], p), field_value(p, fd));
 			}
 		}
 	}
@@ -488,8 +526,7 @@ static void render_histograms(struct sbuf *out, const Helios__StatsReport *const
 				    which == 0 ? p->wait_hist : p->query_hist;
 				if (!histogram_ok(h))
 					continue;
-				pool_labels(l, reports[i], p);
-				render_histogram(&f, l, POOL_LABELS, h);
+				render_histogram(&f, l, pool_labels(l, reports[i], p), h);
 			}
 		}
 	}
@@ -599,6 +636,7 @@ void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports,
 	render_pins(out, reports, n);
 	render_queries(out, reports, n);
 	render_cache(out, reports, n);
+	render_rate(out, reports, n);
 	render_nodes(out, info);
 }
 

@@ -920,7 +920,8 @@ static nng_msg *handle_ctl(struct cp *cp, struct work *w, Helios__Envelope *e, b
 		out = pack_msg(HELIOS__MSG_TYPE__MSG_CTL_RESPONSE, cp->generation, &r.base);
 		dp_rows_free(r.dataplanes, r.n_dataplanes);
 	} else if (!strcmp(v, "clients") || !strcmp(v, "servers") || !strcmp(v, "pools") ||
-	           !strcmp(v, "stats") || !strcmp(v, "top") || !strcmp(v, "slowlog")) {
+	           !strcmp(v, "stats") || !strcmp(v, "top") || !strcmp(v, "slowlog") ||
+	           !strcmp(v, "tenants")) {
 		/* fresh numbers: every data plane reports now */
 		uint64_t id;
 		char n[32] = "20";

@@ -15,6 +15,7 @@
 #include "dataplane/pipeline/shape.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
+#include "dataplane/tenant.h"
 #include "dataplane/stats.h"
 #include "dataplane/worker.h"
 
@@ -123,7 +124,8 @@ static int pick_replica(struct client *cl, const struct cfg *c)
 		int i = (int)((k + w->rr) % c->n_nodes);
 		if (!replica_ok(w, c, i))
 			continue;
-		struct pool *p = pool_lookup(cl->database, cl->user, i);
+		struct pool *p = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), i,
+		                             tenant_server_cap(cl));
 		int busy = p ? pool_busy_hint(p) : 0;
 		if (best < 0 || busy < best_busy) {
 			best = i;

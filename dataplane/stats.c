@@ -11,6 +11,7 @@
 #include "dataplane/pipeline/qstats.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
+#include "dataplane/tenant.h"
 #include "dataplane/worker.h"
 
 #include <errno.h>
@@ -408,6 +409,7 @@ static Helios__PoolStats *pool_stats_msg(struct pool *p, const struct pool_clien
 	helios__pool_stats__init(ps);
 	ps->database = dupstr(pool_database(p));
 	ps->user = dupstr(pool_user(p));
+	ps->tenant = dupstr(pool_tenant(p));
 	int ni = pool_node(p);
 	ps->node = dupstr(c && ni >= 0 && (size_t)ni < c->n_nodes ? c->nodes[ni].name : "?");
 	ps->mode = dupstr(c ? cfg_pool_mode_str(c->pool.mode) : "");
@@ -569,6 +571,8 @@ Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
 		r->slow_lines = analytics_slow_lines(slow_lines, &r->n_slow_lines);
 	analytics_slow_counts(&r->slow_logged, &r->slow_dropped);
 	r->cache = cache_stats_msg();
+	r->tenants = tenant_stats(&r->n_tenants);
+	r->rate_buckets = rate_bucket_stats(&r->n_rate_buckets);
 
 	r->pins = calloc(PIN_COUNT, sizeof(*r->pins));
 	for (int k = 0; r->pins && k < PIN_COUNT; k++) {

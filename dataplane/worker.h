@@ -29,9 +29,11 @@ struct worker {
 	pthread_mutex_t mail_mu;
 	struct client *mail_head, *mail_tail;
 	struct notify_msg *notify_head, *notify_tail; /* LISTEN fan-out */
-	bool listen_check; /* a hub confirmed a channel: answer waiting clients */
-	bool cache_check;  /* atomic: a query clients were parked behind has finished */
-	int cache_waiters; /* its clients parked behind identical queries */
+	bool listen_check;     /* a hub confirmed a channel: answer waiting clients */
+	bool cache_check;      /* atomic: a query clients were parked behind has finished */
+	int cache_waiters;     /* its clients parked behind identical queries */
+	int rate_waiters;      /* its clients throttled by a rate limit */
+	uint64_t rate_next_ns; /* the earliest of their wake-ups (monotonic ns) */
 
 	struct slab client_slab;
 	struct client *clients; /* every client of this worker */

@@ -392,7 +392,8 @@ static bool same_db(const Helios__PoolStats *a, const Helios__PoolStats *b)
 
 static bool same_db_user(const Helios__PoolStats *a, const Helios__PoolStats *b)
 {
-	return same_db(a, b) && strcmp(str(a->user), str(b->user)) == 0;
+	return same_db(a, b) && strcmp(str(a->user), str(b->user)) == 0 &&
+	       strcmp(str(a->tenant), str(b->tenant)) == 0;
 }
 
 /* True when pools[i] is the first of its group: rows keep report order. */
@@ -423,6 +424,7 @@ static const struct col pools_cols[] = {
     {"maxwait", OID_INT4},
     {"maxwait_us", OID_INT4},
     {"pool_mode", OID_TEXT},
+    {"tenant", OID_TEXT}, /* ours: PgBouncer has no tenants */
 };
 
 /* PgBouncer has one pool per (database, user); ours are per node as well.
@@ -471,6 +473,7 @@ static int show_pools(const Helios__StatsReport *r, const struct cfg *c, struct 
 		cell_i4(&t, wait_us / 1000000);
 		cell_i4(&t, wait_us % 1000000);
 		cell(&t, p->mode && p->mode[0] ? p->mode : cfg_mode(c));
+		cell(&t, str(p->tenant));
 		row_end(&t);
 	}
 	return table_end(&t);

@@ -16,6 +16,7 @@
 #include "dataplane/route.h"
 #include "dataplane/admin/admin.h"
 #include "dataplane/snap.h"
+#include "dataplane/tenant.h"
 #include "dataplane/stats.h"
 #include "dataplane/tls/tls.h"
 #include "dataplane/worker.h"
@@ -251,6 +252,7 @@ static void cl_free(struct client *cl)
 		free(cl->server_password);
 	}
 	tx_client_free(cl);
+	tenant_logout(cl);
 	snap_unref(cl->snap);
 	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
 	slab_free(&cl->w->client_slab, cl);
@@ -381,6 +383,14 @@ static void auth_ok(struct client *cl)
 	cl_set_state(cl, CL_WAIT_SERVER);
 	if (!strcmp(cl->database, ADMIN_DATABASE)) {
 		admin_login(cl);
+		return;
+	}
+	const char *code = NULL;
+	char why[300];
+	if (tenant_login(cl, &code, why, sizeof(why)) < 0) {
+		log_info("client %llu %s user=%s db=%s: refused: %s", (unsigned long long)cl->id,
+		         cl->peer, cl->user, cl->database, why);
+		cl_close(cl, code, why);
 		return;
 	}
 	get_server(cl);
@@ -893,7 +903,8 @@ static void acquire(struct client *cl)
 			cl_close(cl, "08006", "no primary node is configured");
 			return;
 		}
-		cl->pool = pool_lookup(cl->database, cl->user, p);
+		cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), p,
+		                       tenant_server_cap(cl));
 		if (!cl->pool) {
 			cl_close(cl, "53200", "out of memory");
 			return;
@@ -928,14 +939,15 @@ static void acquire(struct client *cl)
 		return;
 	}
 	if (!cl->pool || pool_node(cl->pool) != node)
-		cl->pool = pool_lookup(cl->database, cl->user, node);
+		cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), node,
+		                       tenant_server_cap(cl));
 	if (!cl->pool) {
 		cl_close(cl, "53200", "out of memory");
 		return;
 	}
 	for (int tries = 0; tries < 64; tries++) {
 		struct server *sv;
-		enum pool_grant g = pool_acquire(cl->pool, cl, snap_max_pool_size(), &sv);
+		enum pool_grant g = pool_acquire(cl->pool, cl, pool_max(cl->pool), &sv);
 		switch (g) {
 		case POOL_GOT:
 			sv_attach(sv, cl->w);
@@ -952,7 +964,7 @@ static void acquire(struct client *cl)
 			/* fall through */
 		case POOL_CONNECT:
 			if (sv_connect(cl->w, cl->pool, cl, node) < 0) {
-				pool_drop(cl->pool, snap_max_pool_size());
+				pool_drop(cl->pool, pool_max(cl->pool));
 				cl_close(cl, "08006", "could not connect to the database server");
 			}
 			return;
@@ -1071,7 +1083,7 @@ void cl_handoff_arrived(struct client *cl)
 			sv->client = NULL;
 			sv_release(sv);
 		} else if (permit) {
-			pool_drop(cl->pool, snap_max_pool_size());
+			pool_drop(cl->pool, pool_max(cl->pool));
 		}
 		cl->await_handoff = false;
 		if (cl->zombie)
@@ -1090,7 +1102,7 @@ void cl_handoff_arrived(struct client *cl)
 		sv_close(sv);
 	}
 	if (sv_connect(cl->w, cl->pool, cl, pool_node(cl->pool)) < 0) {
-		pool_drop(cl->pool, snap_max_pool_size());
+		pool_drop(cl->pool, pool_max(cl->pool));
 		cl_close(cl, "08006", "could not connect to the database server");
 	}
 }
@@ -1112,7 +1124,7 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 				    "within %d s in pool \"%s\" (database \"%s\", user \"%s\", "
 				    "max_pool_size %d)",
 				    t, pool_database(cl->pool), pool_database(cl->pool),
-				    pool_user(cl->pool), snap_max_pool_size());
+				    pool_user(cl->pool), pool_max(cl->pool));
 				cl_close(cl, "53300", msg);
 			}
 		}

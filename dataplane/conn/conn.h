@@ -136,6 +136,13 @@ struct client {
 	bool cache_wait;               /* parked behind an identical query (single-flight) */
 	bool cache_nowait;             /* woken: its next lookup does not wait again */
 	struct timespec cache_wait_start;
+	/* tenants and rate limits (tenant.c) */
+	struct tenant_state *tenant; /* NULL: no tenant */
+	bool rate_granted;           /* the request at the head has its tokens */
+	bool rate_in_batch;          /* inside an extended batch (its first message took them) */
+	bool rate_drop_batch;        /* refused: its messages are dropped up to Sync */
+	bool rate_wait;              /* throttled: waits for rate_wake_ns */
+	uint64_t rate_wake_ns;
 };
 
 enum sv_state {
@@ -266,6 +273,8 @@ void tx_client_free(struct client *cl);
 void tx_inject_query(struct server *sv, const char *sql, uint8_t flags);
 /* Frees the worker thread's scratch buffers. */
 void tx_worker_exit(void);
+/* Throttled clients whose wake-up time has come try again. */
+void tx_rate_wake(struct worker *w, uint64_t now_ns);
 /* client.c: asks the pool for a server for the next transaction. */
 void cl_get_server_for_tx(struct client *cl);
 int tx_client_init(struct client *cl);

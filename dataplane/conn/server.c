@@ -101,11 +101,6 @@ static const struct io_sock_ops sv_ops = {
     .on_closed = sv_on_closed,
 };
 
-static int max_pool_size(void)
-{
-	return snap_max_pool_size();
-}
-
 /* Connection failures and crashes count towards the node's breaker; SQL
  * errors do not. */
 static void node_failure(struct server *sv, const char *why)
@@ -517,7 +512,7 @@ void sv_close(struct server *sv)
 	}
 	if (sv->counted) {
 		sv->counted = false;
-		pool_drop(sv->pool, max_pool_size());
+		pool_drop(sv->pool, pool_max(sv->pool));
 	}
 	io_sock_close(&sv->ep.sock);
 }

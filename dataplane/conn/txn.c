@@ -19,6 +19,7 @@
 #include "dataplane/snap.h"
 #include "dataplane/stats.h"
 #include "dataplane/sql/sqlc.h"
+#include "dataplane/tenant.h"
 #include "dataplane/worker.h"
 
 #include <errno.h>
@@ -66,6 +67,10 @@ void tx_client_free(struct client *cl)
 	prep_client_free(&cl->prep);
 	prep_client_free(&cl->sqlprep);
 	cache_client_free(cl);
+	if (cl->rate_wait && cl->w) {
+		cl->rate_wait = false;
+		cl->w->rate_waiters--;
+	}
 }
 
 void tx_server_reset_state(struct server *sv)
@@ -1207,6 +1212,96 @@ void tx_worker_exit(void)
 	tls_sb.cap = 0;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	conn_now(&ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Rate limits, at the message that starts a query (a Query, a function
+ * call, the first message of an extended batch). Returns 1 to go on with
+ * the message, 0 to stop here (throttled: the worker wakes the client), -1
+ * when the message was consumed (refused, or dropped with its batch). */
+static int rate_gate(struct client *cl, struct server *sv, const uint8_t *m, uint32_t total,
+                     struct outb *local)
+{
+	uint8_t t = m[0];
+	char status = sv && sv->tx_status ? sv->tx_status : 'I';
+	if (cl->rate_drop_batch) {
+		if (t == 'S') {
+			cl->rate_drop_batch = false;
+			cl->rate_in_batch = false;
+			refuse(local, status, "53400",
+			       "rate limit exceeded: the batch was refused (see the first error)",
+			       NULL);
+		}
+		return -1;
+	}
+	bool starts = t == 'Q' || t == 'F' ||
+	              ((t == 'P' || t == 'B' || t == 'D' || t == 'E') && !cl->rate_in_batch);
+	if (!starts || cl->rate_granted)
+		return 1;
+	uint64_t now = mono_ns(), wait = 0;
+	char msg[300];
+	enum rate_verdict v = rate_take(cl, now, 0, &wait, msg, sizeof(msg));
+	if (v == RATE_WAIT) {
+		/* its tokens are reserved: it runs when they are due */
+		cl->rate_granted = true;
+		if (t != 'Q' && t != 'F')
+			cl->rate_in_batch = true;
+		cl->rate_wait = true;
+		cl->rate_wake_ns = now + wait;
+		struct worker *w = cl->w;
+		if (!w->rate_waiters++ || cl->rate_wake_ns < w->rate_next_ns)
+			w->rate_next_ns = cl->rate_wake_ns;
+		return 0;
+	}
+	if (v == RATE_REJECT) {
+		log_debug("client %llu: %s", (unsigned long long)cl->id, msg);
+		if (t == 'Q' || t == 'F') {
+			refuse(local, status, "53400", msg,
+			       "Slow down, or ask for a higher limit ([rate_limit], "
+			       "tenants.rate_limit).");
+			return -1;
+		}
+		/* the whole batch goes; its Sync gets the answer */
+		uint8_t buf[600];
+		struct pgw_out e;
+		pgw_out_init(&e, buf, sizeof(buf));
+		pgw_error(&e, "ERROR", "53400", msg, NULL);
+		if (!e.overflow)
+			ob_synth(local, buf, e.len);
+		cl->rate_drop_batch = true;
+		cl->rate_in_batch = true;
+		return rate_gate(cl, sv, m, total, local);
+	}
+	cl->rate_granted = true;
+	if (t != 'Q' && t != 'F')
+		cl->rate_in_batch = true;
+	return 1;
+}
+
+void tx_rate_wake(struct worker *w, uint64_t now)
+{
+	if (!w->rate_waiters || now < w->rate_next_ns)
+		return;
+	uint64_t next = UINT64_MAX;
+	for (struct client *c = w->clients, *n; c; c = n) {
+		n = c->all_next;
+		if (!c->rate_wait)
+			continue;
+		if (c->rate_wake_ns <= now) {
+			c->rate_wait = false;
+			w->rate_waiters--;
+			tx_client_input(c);
+		} else if (c->rate_wake_ns < next) {
+			next = c->rate_wake_ns;
+		}
+	}
+	w->rate_next_ns = next;
+}
+
 static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, struct io_chunk *c,
                          bool *need_server)
 {
@@ -1220,7 +1315,8 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 	b.oom = false;
 	if (sv && cl->cache_lead)
 		cache_arm(cl, sv, data, len);
-	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait) {
+	bool rate_on = rate_enabled(cl->snap->cfg) || cl->rate_drop_batch;
+	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait && !cl->rate_wait) {
 		const uint8_t *m = data + off;
 		uint32_t mlen = pgw_get_u32(m + 1);
 		if (mlen < 4 || mlen > PGW_MAX_MESSAGE) {
@@ -1230,6 +1326,20 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		if (m[0] == 'X') {
 			cl_close(cl, NULL, NULL);
 			goto out;
+		}
+		if (rate_on && (size_t)mlen + 1 <= len - off) {
+			int g = rate_gate(cl, sv, m, mlen + 1, &local);
+			if (g == 0)
+				break;
+			if (g < 0) {
+				/* answered or dropped here: not forwarded */
+				all_pt = false;
+				if (pt_to > pt_from)
+					sb_put(&b, data + pt_from, pt_to - pt_from);
+				pt_from = pt_to = 0;
+				off += mlen + 1;
+				continue;
+			}
 		}
 		if (!sv) {
 			/* asked for by the caller once its buffers are settled */
@@ -1252,6 +1362,11 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		}
 		uint32_t total = mlen + 1;
 		size_t l0 = b.len;
+		if (m[0] == 'Q' || m[0] == 'F' || m[0] == 'S') {
+			cl->rate_granted = false; /* the next request takes its own tokens */
+			if (m[0] == 'S')
+				cl->rate_in_batch = false;
+		}
 		batch_record(sv, m, total);
 		if (client_msg(cl, sv, m, total, &b, &local)) {
 			if (pt_to != off) {
@@ -1327,8 +1442,8 @@ void tx_client_input(struct client *cl)
 	bool need_server;
 again:
 	need_server = false;
-	if (cl->cache_wait)
-		return; /* parked behind an identical query: its answer wakes us */
+	if (cl->cache_wait || cl->rate_wait)
+		return; /* parked behind an identical query, or throttled: woken later */
 	if (!cl->ep.in_len)
 		goto release;
 	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server);
@@ -1339,6 +1454,7 @@ again:
 	if (need_server) {
 		switch (cache_try(cl)) {
 		case CACHE_ANSWERED:
+			cl->rate_granted = cl->rate_in_batch = false; /* that request is done */
 			goto again; /* answered without a server: the next request */
 		case CACHE_PARKED:
 			return;

@@ -20,6 +20,8 @@ struct pool {
 	struct pool *next;
 	char database[64];
 	char user[64];
+	char tenant[64];
+	int cap; /* atomic: a tenant's cap, 0 = none */
 	int node_idx;
 	int total; /* connecting + active + idle + permits in flight */
 	int n_idle;
@@ -39,14 +41,29 @@ struct pool {
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pool *registry;
 
-struct pool *pool_lookup(const char *database, const char *user, int node_idx)
+const char *pool_tenant(const struct pool *p)
+{
+	return p->tenant;
+}
+
+int pool_max(const struct pool *p)
+{
+	int global = snap_max_pool_size();
+	int cap = __atomic_load_n(&p->cap, __ATOMIC_RELAXED);
+	return cap > 0 && cap < global ? cap : global;
+}
+
+struct pool *pool_lookup(const char *database, const char *user, const char *tenant, int node_idx,
+                         int cap)
 {
 	pthread_mutex_lock(&registry_mu);
 	struct pool *p;
 	for (p = registry; p; p = p->next)
 		if (p->node_idx == node_idx && !strcmp(p->database, database) &&
-		    !strcmp(p->user, user))
+		    !strcmp(p->user, user) && !strcmp(p->tenant, tenant)) {
+			__atomic_store_n(&p->cap, cap, __ATOMIC_RELAXED); /* follows the config */
 			goto out;
+		}
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		goto out;
@@ -62,6 +79,8 @@ struct pool *pool_lookup(const char *database, const char *user, int node_idx)
 	pthread_mutex_init(&p->mu, NULL);
 	snprintf(p->database, sizeof(p->database), "%s", database);
 	snprintf(p->user, sizeof(p->user), "%s", user);
+	snprintf(p->tenant, sizeof(p->tenant), "%s", tenant);
+	p->cap = cap;
 	p->node_idx = node_idx;
 	p->next = registry;
 	registry = p;
@@ -230,7 +249,7 @@ bool pool_release(struct pool *p, struct server *sv)
 {
 	struct worker *self = worker_self();
 	pthread_mutex_lock(&p->mu);
-	if (p->total > snap_max_pool_size()) {
+	if (p->total > pool_max(p)) {
 		/* the cap was lowered live: this one goes */
 		pthread_mutex_unlock(&p->mu);
 		return false;

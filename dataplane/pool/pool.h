@@ -29,7 +29,13 @@ struct pool_stats {
 };
 
 /* Finds or creates the pool; never fails except for memory (NULL). */
-struct pool *pool_lookup(const char *database, const char *user, int node_idx);
+/* The pool of (database, user, tenant id or "", node); cap: its own limit
+ * on server connections (a tenant's), 0 = only pool_mode.max_pool_size. */
+struct pool *pool_lookup(const char *database, const char *user, const char *tenant, int node_idx,
+                         int cap);
+const char *pool_tenant(const struct pool *p);
+/* The pool's limit now: max_pool_size, or its own cap when lower. */
+int pool_max(const struct pool *p);
 const char *pool_database(const struct pool *p);
 const char *pool_user(const struct pool *p);
 int pool_node(const struct pool *p);

@@ -119,7 +119,7 @@ static void test_unknown_top_level_table_is_refused(void **state)
 {
 	assert_refused(NODE "[quotas]\nenabled = true\n", "proxy.toml:3: unknown table 'quotas'",
 	               NULL);
-	assert_refused(NODE "[[tenants]]\nid = \"a\"\n", "proxy.toml:3: unknown table 'tenants'",
+	assert_refused(NODE "[[plugins]]\nname = \"a\"\n", "proxy.toml:3: unknown table 'plugins'",
 	               NULL);
 	assert_refused(NODE "[[auth.user]]\nname = \"a\"\n",
 	               "proxy.toml:3: unknown table 'auth.user' (did you mean 'users'?)", NULL);

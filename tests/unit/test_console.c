@@ -26,7 +26,7 @@
 /* ---- Decoding what the console wrote ---- */
 
 #define MAX_COLS 32
-#define MAX_ROWS 64
+#define MAX_ROWS 128
 
 /* One result set read back: column names and types, rows (NULL cells are
  * SQL NULL) and the CommandComplete tag. */
@@ -374,9 +374,10 @@ static const char *const pgb_pools_cols[] = {
     "maxwait",
     "maxwait_us",
     "pool_mode",
+    "tenant", /* ours, after PgBouncer's */
 };
-static const uint32_t pgb_pools_oids[] = {25, 25, 23, 23, 23, 23, 23, 23,
-                                          23, 23, 23, 23, 23, 23, 23, 25};
+static const uint32_t pgb_pools_oids[] = {25, 25, 23, 23, 23, 23, 23, 23, 23,
+                                          23, 23, 23, 23, 23, 23, 25, 25};
 
 static void test_show_pools_has_pgbouncer_columns_and_one_row_per_pool(void **state UNUSED)
 {
@@ -394,7 +395,7 @@ static void test_show_pools_has_pgbouncer_columns_and_one_row_per_pool(void **st
 	struct cfg *c = load_config();
 
 	render(SHOW_POOLS, &r, c, &res);
-	assert_columns(&res, pgb_pools_cols, pgb_pools_oids, 16);
+	assert_columns(&res, pgb_pools_cols, pgb_pools_oids, 17);
 	assert_int_equal(res.nrows, 2);
 	assert_cell(&res, 0, "database", "appdb");
 	assert_cell(&res, 0, "user", "alice");
@@ -775,7 +776,8 @@ static void test_show_config_masks_secrets_and_marks_restart_keys(void **state U
 		int row = -1;
 		if (strcmp(k->section, "nodes") == 0 || strcmp(k->section, "auth.users") == 0 ||
 		    strcmp(k->section, "schema_routes") == 0 ||
-		    strcmp(k->section, "cache.tables") == 0)
+		    strcmp(k->section, "cache.tables") == 0 || strcmp(k->section, "tenants") == 0 ||
+		    strcmp(k->section, "rewrite_rules") == 0)
 			continue;
 		snprintf(name, sizeof(name), "%s%s%s", k->section, k->section[0] ? "." : "",
 		         k->name);

@@ -1,0 +1,59 @@
+/*
+ * Tenants and rate limits (docs/tenants.md). A client is mapped to at most
+ * one [[tenants]] entry when it logs in (by database, user or the startup
+ * setting helios.tenant); the tenant decides which databases it may use,
+ * caps its client and server connections, and may rate-limit its queries.
+ * Token buckets (per user or global, per database, per tenant) are shared
+ * by every worker and checked once per query in transaction and statement
+ * pooling.
+ */
+#ifndef HELIOS_TENANT_H
+#define HELIOS_TENANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/helios.pb-c.h"
+
+struct cfg;
+struct client;
+struct worker;
+
+/* Live state of one tenant id, kept for the process's life. */
+struct tenant_state;
+
+/* After authentication: finds cl's tenant and checks its rules. 0 = go on
+ * (cl->tenant set, NULL without one); otherwise the client must be closed
+ * with *sqlstate and msg ("28000": not its database / no tenant; "53300":
+ * its connection cap). */
+int tenant_login(struct client *cl, const char **sqlstate, char *msg, size_t msglen);
+/* The client leaves: its tenant's count goes down. */
+void tenant_logout(struct client *cl);
+const char *tenant_id(const struct tenant_state *t);
+/* The tenant's cap on its server connections per pool (0 = none). */
+int tenant_server_cap(const struct client *cl);
+/* Its schema_prefix, "" when none. */
+const char *tenant_schema(const struct client *cl);
+
+enum rate_verdict {
+	RATE_OK,     /* a token was taken from every bucket that applies */
+	RATE_WAIT,   /* throttle: the tokens are reserved; run the query in *wait_ns */
+	RATE_REJECT, /* refuse the query: msg names the limit (SQLSTATE 53400) */
+};
+/* One query of cl at now_ns. A throttled query reserves its tokens (buckets
+ * may go into debt), so waiters run in arrival order; one whose wait would
+ * pass max_wait_ms is rejected instead. waited_ns is unused (kept 0). */
+enum rate_verdict rate_take(struct client *cl, uint64_t now_ns, uint64_t waited_ns,
+                            uint64_t *wait_ns, char *msg, size_t msglen);
+bool rate_enabled(const struct cfg *c);
+
+/* The control plane's share for this data plane of a tenant's cluster-wide
+ * limits (< 0: none pushed: the whole limit applies here). */
+void tenant_set_share(const char *id, double conns, double qps);
+
+/* For the stats report: the tenants' usage and the buckets' counters. */
+Helios__TenantStats **tenant_stats(size_t *n);
+Helios__RateBucket **rate_bucket_stats(size_t *n);
+
+#endif

@@ -1,0 +1,179 @@
+"""Rate limits (token buckets per user, global, database, tenant; throttle and
+reject) and tenants (mapping, database isolation, connection caps, their own
+pools, helioctl tenants)."""
+
+import json
+import threading
+import time
+import urllib.request
+
+import psycopg
+import pytest
+
+from conftest import APPDB, MD5USER, helioctl
+
+
+def run_for(conn, secs, sql="SELECT 1"):
+    """Runs sql back to back for secs; returns (ok, refused) counts."""
+    ok = refused = 0
+    end = time.monotonic() + secs
+    cur = psycopg.ClientCursor(conn)
+    while time.monotonic() < end:
+        try:
+            cur.execute(sql)
+            ok += 1
+        except psycopg.errors.ConfigurationLimitExceeded:
+            refused += 1
+    return ok, refused
+
+
+def tenants_of(p):
+    doc = json.loads(helioctl(p, "--json", "tenants").stdout)
+    return {t["id"]: t for dp in doc["dataplanes"] for t in (dp.get("report") or {}).get("tenants", [])}
+
+
+def test_throttle_holds_a_user_to_its_rate(proxy, config):
+    cfg = config(mode="transaction")
+    cfg["rate_limit"] = {"queries_per_second": 200, "burst_size": 10, "mode": "throttle"}
+    p = proxy(cfg)
+    with p.connect() as c:
+        run_for(c, 0.2)  # the burst goes
+        ok, refused = run_for(c, 5.0)
+    assert refused == 0
+    rate = ok / 5.0
+    assert 180 <= rate <= 220, rate
+
+
+def test_reject_answers_53400_naming_the_limit_and_the_connection_goes_on(proxy, config):
+    cfg = config(mode="transaction")
+    cfg["rate_limit"] = {"queries_per_second": 200, "burst_size": 10, "mode": "reject"}
+    p = proxy(cfg)
+    with p.connect() as c:
+        run_for(c, 0.2)
+        ok, refused = run_for(c, 5.0)
+        assert refused > ok  # a tight loop asks for far more than 200/s
+        assert 180 <= ok / 5.0 <= 220, ok / 5.0
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded) as e:
+            for _ in range(100):
+                psycopg.ClientCursor(c).execute("SELECT 1")
+        assert "rate_limit.queries_per_second per user" in str(e.value)
+        assert 'bucket "user:alice"' in str(e.value)
+        time.sleep(0.1)
+        assert c.execute("SELECT 41 + 1").fetchone() == (42,)  # extended protocol, still usable
+
+
+def test_users_have_their_own_buckets_unless_per_user_is_off(proxy, config):
+    for per_user, lo, hi in ((True, 180, 220), (False, 90, 110)):
+        cfg = config(mode="transaction")
+        cfg["rate_limit"] = {"queries_per_second": 200, "burst_size": 5, "per_user": per_user}
+        p = proxy(cfg)
+        with p.connect() as a, p.connect(user=MD5USER[0], password=MD5USER[1]) as m:
+            res = {}
+
+            def go(name, conn):
+                res[name] = run_for(conn, 4.0)[0] / 4.0
+            ts = [threading.Thread(target=go, args=("a", a)), threading.Thread(target=go, args=("m", m))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        # per user: each gets 200/s; one global bucket: they share it
+        assert lo <= res["a"] <= hi and lo <= res["m"] <= hi, (per_user, res)
+        p.stop()
+
+
+def test_tenant_rate_limit_and_metrics(proxy, config):
+    cfg = config(mode="transaction")
+    cfg["tenancy"] = {"map_by": "user"}
+    cfg["tenants"] = [{"id": "ta", "users": ["alice"], "rate_limit": 100}]
+    cfg["rate_limit"] = {"mode": "reject"}
+    p = proxy(cfg)
+    with p.connect() as c:
+        run_for(c, 0.3)
+        ok, refused = run_for(c, 3.0)
+    assert 90 <= ok / 3.0 <= 110 and refused > 0, (ok, refused)
+    t = tenants_of(p)["ta"]
+    assert t.get("rejected", 0) >= refused and t["rate_limit"] == 100, t
+    port = int(p.defaults["admin_address"].rsplit(":", 1)[1])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert 'helios_rate_limit_rejected_total{dataplane=' in text
+    assert 'bucket="tenant:ta"' in text
+
+
+def test_a_tenant_cannot_open_another_tenant_s_database(proxy, config, pg):
+    su = pg.su
+    if not su.execute("SELECT 1 FROM pg_database WHERE datname = 'tenantb_db'").fetchone():
+        su.execute("CREATE DATABASE tenantb_db OWNER alice")
+    cfg = config(mode="transaction")
+    cfg["tenancy"] = {"map_by": "user"}
+    cfg["tenants"] = [{"id": "ta", "users": ["alice"], "databases": [APPDB]},
+                      {"id": "tb", "users": [MD5USER[0]], "databases": ["tenantb_db"]}]
+    p = proxy(cfg)
+    with p.connect() as c:
+        assert c.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError) as e:
+        p.connect(dbname="tenantb_db")
+    assert 'tenant "ta" may not use database "tenantb_db"' in str(e.value)
+    assert tenants_of(p)["ta"]["refused_logins"] >= 1
+    # by database: the database names the tenant; require refuses the rest
+    cfg["tenancy"] = {"map_by": "database", "require": True}
+    cfg["tenants"] = [{"id": "ta", "databases": [APPDB]}]
+    p.stop()
+    p2 = proxy(cfg)
+    with p2.connect() as c:
+        assert c.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError) as e:
+        p2.connect(dbname="tenantb_db")
+    assert "belongs to no tenant" in str(e.value)
+
+
+def test_tenant_by_startup_setting_caps_connections_and_has_its_own_pools(proxy, config, pg):
+    cfg = config(mode="transaction", admin_users=MD5USER[0])
+    cfg["tenancy"] = {"map_by": "startup"}
+    cfg["tenants"] = [{"id": "ta", "max_connections": 3}, {"id": "tb"}]
+    p = proxy(cfg)
+    opts = {"options": "-c helios.tenant=ta"}
+    held = [p.connect(**opts) for _ in range(3)]
+    try:
+        for c in held:
+            c.execute("SELECT 1")
+        with pytest.raises(psycopg.OperationalError) as e:
+            p.connect(**opts)
+        assert 'too many connections for tenant "ta" (tenants.max_connections = 3' in str(e.value)
+        with p.connect(options="-c helios.tenant=tb") as other:
+            assert other.execute("SELECT 2").fetchone() == (2,)
+        t = tenants_of(p)
+        assert t["ta"]["clients"] == 3 and t["ta"]["max_connections"] == 3, t
+        # separate pools, visible in SHOW POOLS
+        with psycopg.connect(p.dsn(MD5USER[0], MD5USER[1], "heliosproxy"), autocommit=True) as adm:
+            rows = adm.execute("SHOW POOLS").fetchall()
+            cols = [d.name for d in adm.execute("SHOW POOLS").description]
+        tcol = cols.index("tenant")
+        assert {"ta", "tb"} <= {r[tcol] for r in rows}, rows
+    finally:
+        for c in held:
+            c.close()
+    # a slot frees when a client leaves
+    time.sleep(0.2)
+    with p.connect(**opts) as c:
+        assert c.execute("SELECT 3").fetchone() == (3,)
+
+
+def test_tenant_server_connections_are_capped(proxy, config, pg):
+    cfg = config(mode="transaction")
+    cfg["tenancy"] = {"map_by": "user"}
+    cfg["tenants"] = [{"id": "ta", "users": ["alice"], "max_connections": 2}]
+    p = proxy(cfg)
+    # two clients at once in long transactions: the cap is 2 client conns, so
+    # both hold servers; a third client is refused at login
+    a, b = p.connect(autocommit=False), p.connect(autocommit=False)
+    try:
+        a.execute("SELECT pg_sleep(0.3)")
+        b.execute("SELECT pg_sleep(0.3)")
+        assert pg.server_conns("alice", APPDB) <= 2
+        t = tenants_of(p)["ta"]
+        assert t["servers"] <= 2, t
+    finally:
+        a.close()
+        b.close()
