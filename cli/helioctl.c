@@ -112,6 +112,12 @@ static const struct verb verbs[] = {
      "its pools, queries, queries throttled and refused, refused logins, and its rate limit.\n"
      "See docs/tenants.md.\n",
      0, 0, render_tenants},
+    {"rewrite", "test SQL [TENANT]", "show what a statement becomes after rewriting",
+     "Runs SQL through the data planes' rewriting: [[rewrite_rules]], then TENANT's\n"
+     "schema_prefix when a tenant id is given. Prints the status (rewritten, unchanged or\n"
+     "failed) and the text the server would get, or why rewriting failed (the statement is\n"
+     "then sent as written). See docs/rewriting.md.\n",
+     2, 3, render_rewrite},
 };
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))
 
@@ -304,6 +310,8 @@ static int check_args(const struct verb *v, char **args, size_t n)
 		return usage_error(v, "cache wants stats or flush, not '%s'", args[0]);
 	if (v->render == render_cache && n == 2 && strcmp(args[0], "flush"))
 		return usage_error(v, "cache stats takes no arguments");
+	if (v->render == render_rewrite && n >= 1 && strcmp(args[0], "test"))
+		return usage_error(v, "rewrite wants test, not '%s'", args[0]);
 	if (v->render == render_slowlog && n == 1 && (atoi(args[0]) < 1 || atoi(args[0]) > 10000))
 		return usage_error(v, "-n wants a number from 1 to 10000, not '%s'", args[0]);
 	if (n < v->min_args)

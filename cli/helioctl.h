@@ -58,6 +58,7 @@ int table_print(struct table *t, FILE *out);
  * memory. */
 typedef int render_fn(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs);
 render_fn render_status, render_pools, render_clients, render_servers, render_nodes, render_stats,
-    render_config, render_message, render_top, render_slowlog, render_cache, render_tenants;
+    render_config, render_message, render_top, render_slowlog, render_cache, render_tenants,
+    render_rewrite;
 
 #endif

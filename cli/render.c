@@ -543,3 +543,19 @@ int render_tenants(FILE *out, const Helios__CtlResponse *r, char **args, size_t 
 	}
 	return table_print(&t, out);
 }
+
+int render_rewrite(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	(void)args;
+	(void)nargs;
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__StatsReport *rep = r->dataplanes[i]->report;
+		if (!rep || !rep->rewrite_status || !rep->rewrite_status[0])
+			continue;
+		/* every data plane has the same rules: the first answer says it */
+		fprintf(out, "%s\n%s\n", rep->rewrite_status, rep->rewrite_text);
+		return 0;
+	}
+	fprintf(out, "no data plane answered\n");
+	return 0;
+}

@@ -82,8 +82,8 @@ struct dp {
 struct command {
 	uint64_t id;
 	char verb[32];
-	char args[2][32]; /* "" = absent */
-	char *argv[2];    /* into args, for the Command message */
+	char args[3][4096]; /* "" = absent; a statement for "rewrite" */
+	char *argv[3];      /* into args, for the Command message */
 	size_t n_args;
 	uint64_t created_ms;
 };
@@ -440,8 +440,8 @@ static void kick_heartbeats(struct cp *cp)
 	}
 }
 
-static void add_command(struct cp *cp, const char *verb, const char *arg0, const char *arg1,
-                        uint64_t *id)
+static void add_command3(struct cp *cp, const char *verb, const char *arg0, const char *arg1,
+                         const char *arg2, uint64_t *id)
 {
 	if (cp->n_cmds == MAX_COMMANDS) {
 		memmove(cp->cmds, cp->cmds + 1, (MAX_COMMANDS - 1) * sizeof(cp->cmds[0]));
@@ -451,16 +451,19 @@ static void add_command(struct cp *cp, const char *verb, const char *arg0, const
 	c->id = ++cp->next_cmd;
 	snprintf(c->verb, sizeof(c->verb), "%s", verb);
 	c->n_args = 0;
-	if (arg0) {
-		snprintf(c->args[0], sizeof(c->args[0]), "%s", arg0);
-		c->n_args = 1;
-		if (arg1) {
-			snprintf(c->args[1], sizeof(c->args[1]), "%s", arg1);
-			c->n_args = 2;
-		}
+	const char *a[3] = {arg0, arg1, arg2};
+	for (size_t k = 0; k < 3 && a[k]; k++) {
+		snprintf(c->args[k], sizeof(c->args[k]), "%s", a[k]);
+		c->n_args = k + 1;
 	}
 	c->created_ms = cpwire_mono_ms();
 	*id = c->id;
+}
+
+static void add_command(struct cp *cp, const char *verb, const char *arg0, const char *arg1,
+                        uint64_t *id)
+{
+	add_command3(cp, verb, arg0, arg0 ? arg1 : NULL, NULL, id);
 }
 
 static void handle_register(struct cp *cp, struct work *w, Helios__Envelope *e)
@@ -931,6 +934,20 @@ static nng_msg *handle_ctl(struct cp *cp, struct work *w, Helios__Envelope *e, b
 		kick_heartbeats(cp);
 		park_ctl(cp, w, req, WAIT_REPORT, id, NULL, "");
 		*parked = true;
+	} else if (!strcmp(v, "rewrite")) {
+		/* rewrite test SQL [TENANT]: the data planes rewrite it with their rules */
+		uint64_t id;
+		if (req->n_args < 2 || strcmp(req->args[0], "test") ||
+		    strlen(req->args[1]) >= sizeof(cp->cmds[0].args[1]) ||
+		    (req->n_args >= 3 && strlen(req->args[2]) >= 64)) {
+			out = ctl_simple(cp, 2, "rewrite test SQL [TENANT] (SQL under 4096 bytes)");
+		} else {
+			add_command3(cp, "report", "rewrite", req->args[1],
+			             req->n_args >= 3 ? req->args[2] : "", &id);
+			kick_heartbeats(cp);
+			park_ctl(cp, w, req, WAIT_REPORT, id, NULL, "");
+			*parked = true;
+		}
 	} else if (!strcmp(v, "cache")) {
 		/* stats: fresh reports; flush: every data plane flushes, then reports */
 		uint64_t id;

@@ -12,6 +12,7 @@
 #include "common/cpwire.h"
 #include "common/log.h"
 #include "dataplane/cache.h"
+#include "dataplane/pipeline/rewrite.h"
 #include "dataplane/snap.h"
 #include "dataplane/stats.h"
 #include "dataplane/worker.h"
@@ -105,6 +106,26 @@ static int apply_snapshot(const Helios__ConfigSnapshot *s, char *err, size_t err
 	return 0;
 }
 
+/* helioctl rewrite test: what this data plane would send for sql. */
+static void rewrite_report(Helios__StatsReport *r, const char *sql, const char *tenant)
+{
+	struct snap *sn = snap_current();
+	const char *schema = "";
+	for (size_t i = 0; sn && tenant[0] && i < sn->cfg->n_tenants; i++)
+		if (!strcmp(sn->cfg->tenants[i].id, tenant))
+			schema = sn->cfg->tenants[i].schema_prefix;
+	char *out = NULL, why[400] = "";
+	enum rw_status st =
+	    sn ? rw_rewrite(sn->rewrite, schema[0] ? schema : NULL, sql, &out, why, sizeof(why))
+	       : RW_FAILED;
+	r->rewrite_status = strdup(st == RW_REWRITTEN   ? "rewritten"
+	                           : st == RW_UNCHANGED ? "unchanged"
+	                                                : "failed");
+	r->rewrite_text = strdup(st == RW_REWRITTEN ? out : st == RW_UNCHANGED ? sql : why);
+	free(out);
+	snap_unref(sn);
+}
+
 static void handle_reply(const Helios__Reply *r)
 {
 	if (!r->ok) {
@@ -176,6 +197,9 @@ static void handle_reply(const Helios__Reply *r)
 			res->report = stats_report_ex(true, slow ? slow : 0);
 			if (res->report)
 				res->report->cache_flushed = flushed;
+			if (res->report && c->n_args >= 2 && !strcmp(c->args[0], "rewrite"))
+				rewrite_report(res->report, c->args[1],
+				               c->n_args >= 3 ? c->args[2] : "");
 			if (L.result)
 				helios__command_result__free_unpacked(L.result, NULL);
 			L.result = res;

@@ -5,6 +5,7 @@
 #include "dataplane/snap.h"
 
 #include "dataplane/cache.h"
+#include "dataplane/pipeline/rewrite.h"
 
 #include "dataplane/tls/tls.h"
 
@@ -32,6 +33,23 @@ struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
 		if (!s->client_tls)
 			goto fail;
 	}
+	if (cfg->n_rewrite_rules) {
+		s->rewrite = rw_rules_new();
+		if (!s->rewrite) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		for (size_t i = 0; i < cfg->n_rewrite_rules; i++) {
+			char why[400];
+			const struct cfg_rewrite_rule *r = &cfg->rewrite_rules[i];
+			if (rw_rules_add(s->rewrite, r->match, r->replace, why, sizeof(why)) < 0) {
+				snprintf(err, errlen, "key 'rewrite_rules[%zu]'%s%s%s: %s", i,
+				         r->name[0] ? " (" : "", r->name, r->name[0] ? ")" : "",
+				         why);
+				goto fail;
+			}
+		}
+	}
 	if (cfg->tls.server_mode != CFG_STLS_DISABLE) {
 		s->server_tls = tls_ctx_new_client(cfg->tls.server_mode == CFG_STLS_VERIFY_FULL,
 		                                   cfg->tls.ca_file, err, errlen);
@@ -53,6 +71,7 @@ void snap_unref(struct snap *s)
 {
 	if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
+	rw_rules_free(s->rewrite);
 	tls_ctx_free(s->client_tls);
 	tls_ctx_free(s->server_tls);
 	cfg_free(s->cfg);

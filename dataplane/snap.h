@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct tls_ctx;
+struct rw_rules;
 
 struct snap {
 	int refs; /* atomic */
@@ -18,6 +19,7 @@ struct snap {
 	struct cfg *cfg;
 	struct tls_ctx *client_tls; /* serves TLS to clients; NULL when disabled */
 	struct tls_ctx *server_tls; /* TLS towards servers; NULL when disabled */
+	struct rw_rules *rewrite;   /* [[rewrite_rules]] compiled; NULL when none */
 };
 
 /* Builds a snapshot from a loaded config (takes ownership of cfg).

@@ -43,7 +43,8 @@ struct endpoint {
 	/* login phases: bytes assembled into whole messages */
 	uint8_t *in;
 	uint32_t in_len, in_cap;
-	bool paused; /* receive stopped for back-pressure */
+	uint32_t in_seen; /* bytes at the start of in the statement rewriter has looked at */
+	bool paused;      /* receive stopped for back-pressure */
 	bool want_tls_handshake;
 };
 
@@ -291,6 +292,8 @@ bool ep_flushed(const struct endpoint *ep);
 /* Appends bytes to the login-phase buffer; -EMSGSIZE past the limit. */
 int ep_in_append(struct endpoint *ep, const uint8_t *p, size_t n);
 void ep_in_consume(struct endpoint *ep, uint32_t n);
+/* Replaces in[off, off + old) by p[0, n). -EMSGSIZE past the limit, -ENOMEM. */
+int ep_in_splice(struct endpoint *ep, uint32_t off, uint32_t old, const uint8_t *p, uint32_t n);
 /* Turns received ciphertext into plaintext chunks (list, via ->next).
  * Returns 0, or <0 when the input could not be taken at all. *closed is
  * set (<0) when the TLS stream ended or failed after the returned

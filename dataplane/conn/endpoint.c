@@ -150,8 +150,30 @@ int ep_in_append(struct endpoint *ep, const uint8_t *p, size_t n)
 	return 0;
 }
 
+int ep_in_splice(struct endpoint *ep, uint32_t off, uint32_t old, const uint8_t *p, uint32_t n)
+{
+	size_t len = (size_t)ep->in_len - old + n;
+	if (len > CONN_INBUF_MAX)
+		return -EMSGSIZE;
+	if (len > ep->in_cap) {
+		uint32_t cap = ep->in_cap ? ep->in_cap : 1024;
+		while (cap < len)
+			cap *= 2;
+		uint8_t *b = realloc(ep->in, cap);
+		if (!b)
+			return -ENOMEM;
+		ep->in = b;
+		ep->in_cap = cap;
+	}
+	memmove(ep->in + off + n, ep->in + off + old, ep->in_len - off - old);
+	memcpy(ep->in + off, p, n);
+	ep->in_len = (uint32_t)len;
+	return 0;
+}
+
 void ep_in_consume(struct endpoint *ep, uint32_t n)
 {
+	ep->in_seen = n >= ep->in_seen ? 0 : ep->in_seen - n;
 	if (n >= ep->in_len) {
 		ep->in_len = 0;
 		/* Login is over for most connections after this: give the memory

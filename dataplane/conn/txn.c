@@ -19,6 +19,7 @@
 #include "dataplane/snap.h"
 #include "dataplane/stats.h"
 #include "dataplane/sql/sqlc.h"
+#include "dataplane/pipeline/rewrite.h"
 #include "dataplane/tenant.h"
 #include "dataplane/worker.h"
 
@@ -1436,6 +1437,73 @@ out:
 	return off;
 }
 
+/* Statement rewriting ([[rewrite_rules]], a tenant's schema_prefix) applies
+ * to this client. */
+static bool rewrite_active(const struct client *cl)
+{
+	return cl->snap->rewrite || tenant_schema(cl)[0];
+}
+
+/* Rewrites the Query and Parse texts in the client's buffer that were not
+ * looked at yet, in place, so routing, the cache and the server all see
+ * the rewritten text. A failure leaves the statement as written. */
+static void rewrite_input(struct client *cl)
+{
+	struct endpoint *ep = &cl->ep;
+	const char *schema = tenant_schema(cl);
+	uint32_t off = ep->in_seen;
+	while (ep->in_len - off >= 5) {
+		uint32_t mlen = pgw_get_u32(ep->in + off + 1);
+		if (mlen < 4 || mlen > PGW_MAX_MESSAGE || mlen + 1 > ep->in_len - off)
+			break; /* incomplete (or bad: run_msgs says so) */
+		uint32_t total = mlen + 1;
+		uint8_t t = ep->in[off];
+		const uint8_t *body = ep->in + off + 5;
+		uint32_t blen = mlen - 4, name_len = 0;
+		const uint8_t *z = t == 'P' ? memchr(body, '\0', blen) : NULL;
+		if (t == 'P' && z)
+			name_len = (uint32_t)(z - body) + 1;
+		const char *sql = (const char *)body + name_len;
+		const char *end = (t == 'Q' || z) ? memchr(sql, '\0', blen - name_len) : NULL;
+		if (end) {
+			char *out = NULL, why[300] = "";
+			enum rw_status st = rw_rewrite(cl->snap->rewrite, schema[0] ? schema : NULL,
+			                               sql, &out, why, sizeof(why));
+			if (st == RW_FAILED)
+				log_info(
+				    "client %llu: statement sent as written; rewriting failed: %s",
+				    (unsigned long long)cl->id, why);
+			if (st == RW_REWRITTEN && out) {
+				/* the name (Parse), the new text, then what followed the
+				 * old one: its NUL and, for Parse, the parameter types */
+				size_t ol = strlen(out);
+				uint32_t rest = blen - name_len - (uint32_t)(end - sql);
+				size_t nb = (size_t)name_len + ol + rest;
+				uint8_t *m = nb + 5 <= PGW_MAX_MESSAGE ? malloc(nb + 5) : NULL;
+				if (m) {
+					uint32_t ml = (uint32_t)nb + 4;
+					m[0] = t;
+					m[1] = (uint8_t)(ml >> 24);
+					m[2] = (uint8_t)(ml >> 16);
+					m[3] = (uint8_t)(ml >> 8);
+					m[4] = (uint8_t)ml;
+					memcpy(m + 5, body, name_len);
+					memcpy(m + 5 + name_len, out, ol);
+					memcpy(m + 5 + name_len + ol, end, rest);
+					if (ep_in_splice(ep, off, total, m, (uint32_t)nb + 5) == 0)
+						total = (uint32_t)nb + 5;
+					free(m);
+				}
+				log_debug("client %llu: rewritten: %s", (unsigned long long)cl->id,
+				          out);
+			}
+			free(out);
+		}
+		off += total;
+	}
+	ep->in_seen = off;
+}
+
 /* Processes whole messages waiting in the client's buffer. */
 void tx_client_input(struct client *cl)
 {
@@ -1446,6 +1514,8 @@ again:
 		return; /* parked behind an identical query, or throttled: woken later */
 	if (!cl->ep.in_len)
 		goto release;
+	if (rewrite_active(cl))
+		rewrite_input(cl);
 	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server);
 	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
 		return;
@@ -1480,7 +1550,7 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 		off += take;
 		len -= take;
 	}
-	if (cl->ep.in_len == 0 && len) {
+	if (cl->ep.in_len == 0 && len && !rewrite_active(cl)) {
 		/* nothing pending: read the messages where they arrived */
 		uint8_t *data = c->data + off;
 		bool need_server = false; /* tx_client_input below asks */
