@@ -62,8 +62,19 @@ struct work {
 	nng_msg *out;   /* reply ready to go */
 };
 
+/* What a data plane reported of one tenant: for cluster-wide shares. */
+#define DP_TENANTS 64
+struct dp_tenant {
+	char id[64];
+	uint32_t clients;
+	uint64_t queries, at_ms;
+	double qps; /* queries per second between its last two reports */
+};
+
 struct dp {
 	char id[128];
+	struct dp_tenant tenants[DP_TENANTS];
+	size_t n_tenants;
 	Helios__Register *reg;
 	Helios__Heartbeat *hb; /* last heartbeat, its summary report */
 	Helios__CommandResult *result;
@@ -380,6 +391,96 @@ static bool dp_needs_reply(const struct cp *cp, const struct dp *d)
 	return false;
 }
 
+static void note_tenant_usage(struct dp *d, const Helios__StatsReport *rep)
+{
+	uint64_t now = cpwire_mono_ms();
+	for (size_t i = 0; rep && i < rep->n_tenants; i++) {
+		const Helios__TenantStats *t = rep->tenants[i];
+		size_t k = 0;
+		while (k < d->n_tenants && strcmp(d->tenants[k].id, t->id))
+			k++;
+		if (k == d->n_tenants) {
+			if (k == DP_TENANTS)
+				continue;
+			d->n_tenants++;
+			memset(&d->tenants[k], 0, sizeof(d->tenants[k]));
+			snprintf(d->tenants[k].id, sizeof(d->tenants[k].id), "%s", t->id);
+			d->tenants[k].queries = t->queries;
+			d->tenants[k].at_ms = now;
+		}
+		struct dp_tenant *u = &d->tenants[k];
+		if (now > u->at_ms + 200) {
+			u->qps = t->queries >= u->queries ? (double)(t->queries - u->queries) *
+			                                        1000.0 / (double)(now - u->at_ms)
+			                                  : 0;
+			u->queries = t->queries;
+			u->at_ms = now;
+		}
+		u->clients = t->clients;
+	}
+}
+
+static const struct dp_tenant *dp_tenant_of(const struct dp *d, const char *id)
+{
+	for (size_t k = 0; k < d->n_tenants; k++)
+		if (!strcmp(d->tenants[k].id, id))
+			return &d->tenants[k];
+	return NULL;
+}
+
+/* Splits each tenant's cluster-wide limits over the connected data planes:
+ * connections: each keeps what it holds plus an even part of what is left;
+ * queries per second: in proportion to what each ran lately, with a floor
+ * (5 % of the limit) so an idle one can start. The shares never add up to
+ * more than the limit. */
+static Helios__TenantShare **tenant_shares(struct cp *cp, const struct dp *me, size_t *n)
+{
+	*n = 0;
+	const struct cfg *c = cp->live;
+	if (!c || !c->n_tenants)
+		return NULL;
+	Helios__TenantShare **v = calloc(c->n_tenants, sizeof(*v));
+	uint64_t now = cpwire_mono_ms();
+	for (size_t i = 0; v && i < c->n_tenants; i++) {
+		const struct cfg_tenant *t = &c->tenants[i];
+		if (t->max_connections <= 0 && t->rate_limit <= 0)
+			continue;
+		double clients = 0, weights = 0, my_w = 0;
+		int dps = 0;
+		for (struct dp *d = cp->dps; d; d = d->next) {
+			if (!dp_connected(cp, d, now) && d != me)
+				continue;
+			dps++;
+			const struct dp_tenant *u = dp_tenant_of(d, t->id);
+			clients += u ? u->clients : 0;
+			double w = u ? u->qps : 0;
+			double floor = t->rate_limit * 0.05;
+			if (w < floor)
+				w = floor;
+			weights += w;
+			if (d == me)
+				my_w = w;
+		}
+		Helios__TenantShare *s = malloc(sizeof(*s));
+		if (!s)
+			break;
+		helios__tenant_share__init(s);
+		s->id = (char *)t->id;
+		s->connections = -1;
+		s->qps = -1;
+		const struct dp_tenant *mine = dp_tenant_of(me, t->id);
+		if (t->max_connections > 0 && dps > 0) {
+			double spare = t->max_connections - clients;
+			s->connections = (mine ? mine->clients : 0) +
+			                 (spare > 0 ? (double)(int)(spare / dps) : 0);
+		}
+		if (t->rate_limit > 0 && weights > 0)
+			s->qps = t->rate_limit * my_w / weights;
+		v[(*n)++] = s;
+	}
+	return v;
+}
+
 /* The Reply a data plane gets: everything it must hold. */
 static nng_msg *dp_reply(struct cp *cp, struct dp *d, bool reregister)
 {
@@ -418,8 +519,13 @@ static nng_msg *dp_reply(struct cp *cp, struct dp *d, bool reregister)
 		}
 		r.commands = cmds;
 		d->state_sent = cp->state_ver;
+		r.tenant_shares = tenant_shares(cp, d, &r.n_tenant_shares);
 	}
-	return pack_msg(HELIOS__MSG_TYPE__MSG_REPLY, cp->generation, &r.base);
+	nng_msg *m = pack_msg(HELIOS__MSG_TYPE__MSG_REPLY, cp->generation, &r.base);
+	for (size_t i = 0; i < r.n_tenant_shares; i++)
+		free(r.tenant_shares[i]);
+	free(r.tenant_shares);
+	return m;
 }
 
 static void dp_forget_parked(struct dp *d)
@@ -548,6 +654,7 @@ static void handle_heartbeat(struct cp *cp, struct work *w, Helios__Envelope *e)
 	if (hb->command_seq > d->cmd_seen)
 		d->cmd_seen = hb->command_seq;
 	bool hold = hb->hold;
+	note_tenant_usage(d, hb->report);
 	if (d->hb)
 		helios__heartbeat__free_unpacked(d->hb, NULL);
 	d->hb = hb;

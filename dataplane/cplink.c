@@ -15,6 +15,7 @@
 #include "dataplane/pipeline/rewrite.h"
 #include "dataplane/snap.h"
 #include "dataplane/stats.h"
+#include "dataplane/tenant.h"
 #include "dataplane/worker.h"
 
 #include <nng/nng.h>
@@ -170,6 +171,9 @@ static void handle_reply(const Helios__Reply *r)
 	}
 	if (r->routing)
 		ctl_set_routing(r->routing);
+	for (size_t i = 0; i < r->n_tenant_shares; i++)
+		tenant_set_share(r->tenant_shares[i]->id, r->tenant_shares[i]->connections,
+		                 r->tenant_shares[i]->qps);
 	ctl_set_paused(r->paused, r->n_paused);
 	ctl_set_drained(r->drained, r->n_drained);
 	for (size_t i = 0; i < r->n_commands; i++) {

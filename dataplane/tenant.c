@@ -178,7 +178,7 @@ int tenant_login(struct client *cl, const char **sqlstate, char *msg, size_t msg
 	int n = __atomic_add_fetch(&ts->clients, 1, __ATOMIC_ACQ_REL);
 	int cap = t->max_connections;
 	int share = (int)quota_share(t->id, 'c', cap);
-	if (share > 0 && n > share) {
+	if (cap > 0 && n > share) {
 		__atomic_sub_fetch(&ts->clients, 1, __ATOMIC_ACQ_REL);
 		__atomic_add_fetch(&ts->refused_logins, 1, __ATOMIC_RELAXED);
 		*sqlstate = "53300";

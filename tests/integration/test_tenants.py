@@ -177,3 +177,65 @@ def test_tenant_server_connections_are_capped(proxy, config, pg):
     finally:
         a.close()
         b.close()
+
+
+def test_quotas_hold_across_two_data_planes_of_one_control_plane(proxy, config, tmp_path):
+    """Two heliosproxy processes attached to one helios-cp: the tenant's
+    cluster-wide rate and connection cap hold for the sum (±10 %)."""
+    from conftest import free_port
+    from test_control_plane import ControlPlane
+    url = f"ipc://{tmp_path}/cp.sock"
+    cfg = config(mode="transaction")
+    cfg["tenancy"] = {"map_by": "user"}
+    cfg["tenants"] = [{"id": "ta", "users": ["alice"], "rate_limit": 200, "max_connections": 6}]
+    cfg["rate_limit"] = {"mode": "throttle", "max_wait_ms": 5000}
+    cfg = dict(cfg, control_address=url, control_admin_address=f"127.0.0.1:{free_port()}")
+    addrs = [(f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}") for _ in range(2)]
+    from conftest import Proxy, io_backend
+    tmp = Proxy(tmp_path, "cp-config", {"listen_address": addrs[0][0], "admin_address": addrs[0][1],
+                                        "workers": 2, "io_backend": io_backend(),
+                                        "shutdown_timeout_secs": 5})
+    tmp.write_config(cfg)
+    cp = ControlPlane(tmp_path, tmp.config_path, url, None).start()
+    try:
+        dps = [proxy(cfg, listen_address=l, admin_address=a) for l, a in addrs]
+        # connections: 6 for the tenant over both data planes
+        conns = []
+        refused = 0
+        for i in range(10):
+            try:
+                conns.append(dps[i % 2].connect())
+            except psycopg.OperationalError as e:
+                assert "too many connections for tenant" in str(e)
+                refused += 1
+            time.sleep(0.3)  # let the shares follow
+        assert len(conns) <= 6 * 1.1 and refused >= 3, (len(conns), refused)
+        for c in conns[2:]:
+            c.close()
+        # rate: both data planes hammer; the sum stays near 200/s
+        counts = [0, 0]
+
+        def hammer(k, conn, secs):
+            end = time.monotonic() + secs
+            cur = psycopg.ClientCursor(conn)
+            while time.monotonic() < end:
+                cur.execute("SELECT 1")
+                counts[k] += 1
+        warm = [threading.Thread(target=hammer, args=(k, conns[k], 3.0)) for k in range(2)]
+        for t in warm:
+            t.start()
+        for t in warm:
+            t.join()
+        counts[:] = [0, 0]
+        run = [threading.Thread(target=hammer, args=(k, conns[k], 5.0)) for k in range(2)]
+        for t in run:
+            t.start()
+        for t in run:
+            t.join()
+        total = sum(counts) / 5.0
+        assert 180 <= total <= 220, (counts, total)
+        assert min(counts) > 0.25 * max(counts), counts  # shared, not one starving the other
+        for c in conns[:2]:
+            c.close()
+    finally:
+        cp.stop()
