@@ -179,6 +179,8 @@ int main(int argc, char **argv)
 			fprintf(stderr,
 			        "heliosproxy: the in-process control plane did not answer%s%s\n",
 			        msg[0] ? ": " : "", msg);
+			cplink_stop();
+			cp_stop(cp); /* its threads end before the process does */
 			return 1;
 		}
 		log_info("control plane running in-process; helioctl reaches it at %s", ctl);
