@@ -6,6 +6,9 @@
 
 #include "dataplane/cache.h"
 #include "dataplane/pipeline/rewrite.h"
+#include "dataplane/tenant.h"
+
+#include "common/log.h"
 
 #include "dataplane/tls/tls.h"
 
@@ -99,6 +102,13 @@ static void install(struct snap *s, uint64_t generation)
 	__atomic_store_n(&live_max_pool, s->cfg->pool.max_pool_size, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&snap_mu);
 	cache_apply_limits(s->cfg);
+	const struct cfg *c = s->cfg;
+	bool per_query = rate_enabled(c) || c->n_rewrite_rules;
+	for (size_t i = 0; i < c->n_tenants; i++)
+		per_query |= c->tenants[i].schema_prefix[0] != '\0';
+	if (per_query && c->pool.mode == CFG_POOL_SESSION)
+		log_warn("pool_mode.mode is session: rate limits, schema_prefix and rewrite_rules "
+		         "apply only to transaction and statement pooling (docs/tenants.md)");
 	if (old && old->cfg->cache.enabled && !s->cfg->cache.enabled)
 		cache_flush(NULL); /* off: nothing kept may be trusted when it comes back */
 	snap_unref(old);

@@ -60,6 +60,19 @@ def test_reject_answers_53400_naming_the_limit_and_the_connection_goes_on(proxy,
         assert 'bucket "user:alice"' in str(e.value)
         time.sleep(0.1)
         assert c.execute("SELECT 41 + 1").fetchone() == (42,)  # extended protocol, still usable
+        # an extended-protocol batch is refused whole, and the connection goes on
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):
+            for i in range(1000):
+                c.execute("SELECT %s::int", (i,))
+        time.sleep(0.1)
+        assert c.execute("SELECT %s::int + 1", (1,)).fetchone() == (2,)
+
+
+def test_session_mode_says_per_query_limits_do_not_apply(proxy, config):
+    cfg = config(mode="session")
+    cfg["rate_limit"] = {"queries_per_second": 100}
+    p = proxy(cfg)
+    p.wait_log("apply only to transaction and statement pooling")
 
 
 def test_users_have_their_own_buckets_unless_per_user_is_off(proxy, config):
