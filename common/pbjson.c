@@ -4,6 +4,8 @@
  */
 #include "common/pbjson.h"
 
+#include "common/pbutil.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
@@ -134,30 +136,6 @@ static json_t *enum_json(const ProtobufCEnumDescriptor *d, int v)
 	return ev ? json_string(ev->name) : json_integer(v);
 }
 
-/* Size of one element of a field's C representation (repeated arrays). */
-static size_t elem_size(ProtobufCType t)
-{
-	switch (t) {
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE:
-		return 8;
-	case PROTOBUF_C_TYPE_BOOL:
-		return sizeof(protobuf_c_boolean);
-	case PROTOBUF_C_TYPE_STRING:
-		return sizeof(char *);
-	case PROTOBUF_C_TYPE_BYTES:
-		return sizeof(ProtobufCBinaryData);
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return sizeof(ProtobufCMessage *);
-	default: /* 32-bit integers, enums, float */
-		return 4;
-	}
-}
-
 /* One value of field f stored at p (the C member, or an array element). */
 static json_t *value_json(const ProtobufCFieldDescriptor *f, const void *p)
 {
@@ -243,7 +221,7 @@ static json_t *field_json(const ProtobufCMessage *m, const ProtobufCFieldDescrip
 	case PROTOBUF_C_LABEL_REPEATED: {
 		size_t n = *(const size_t *)(base + f->quantifier_offset);
 		const char *arr = *(const char *const *)member;
-		size_t sz = elem_size(f->type);
+		size_t sz = pb_elem_size(f->type);
 		json_t *a = json_array();
 		if (!a)
 			return NULL;

@@ -131,28 +131,9 @@ bool ep_flushed(const struct endpoint *ep)
 	return ep->q_head == NULL && !(ep->sock.flags & IO_F_SEND_BUSY);
 }
 
-int ep_in_append(struct endpoint *ep, const uint8_t *p, size_t n)
+/* Room for len bytes in the input buffer. */
+static int in_reserve(struct endpoint *ep, size_t len)
 {
-	if ((size_t)ep->in_len + n > CONN_INBUF_MAX)
-		return -EMSGSIZE;
-	if (ep->in_len + n > ep->in_cap) {
-		uint32_t cap = ep->in_cap ? ep->in_cap : 1024;
-		while (cap < ep->in_len + n)
-			cap *= 2;
-		uint8_t *b = realloc(ep->in, cap);
-		if (!b)
-			return -ENOMEM;
-		ep->in = b;
-		ep->in_cap = cap;
-	}
-	memcpy(ep->in + ep->in_len, p, n);
-	ep->in_len += (uint32_t)n;
-	return 0;
-}
-
-int ep_in_splice(struct endpoint *ep, uint32_t off, uint32_t old, const uint8_t *p, uint32_t n)
-{
-	size_t len = (size_t)ep->in_len - old + n;
 	if (len > CONN_INBUF_MAX)
 		return -EMSGSIZE;
 	if (len > ep->in_cap) {
@@ -165,6 +146,25 @@ int ep_in_splice(struct endpoint *ep, uint32_t off, uint32_t old, const uint8_t 
 		ep->in = b;
 		ep->in_cap = cap;
 	}
+	return 0;
+}
+
+int ep_in_append(struct endpoint *ep, const uint8_t *p, size_t n)
+{
+	int r = in_reserve(ep, (size_t)ep->in_len + n);
+	if (r < 0)
+		return r;
+	memcpy(ep->in + ep->in_len, p, n);
+	ep->in_len += (uint32_t)n;
+	return 0;
+}
+
+int ep_in_splice(struct endpoint *ep, uint32_t off, uint32_t old, const uint8_t *p, uint32_t n)
+{
+	size_t len = (size_t)ep->in_len - old + n;
+	int r = in_reserve(ep, len);
+	if (r < 0)
+		return r;
 	memmove(ep->in + off + n, ep->in + off + old, ep->in_len - off - old);
 	memcpy(ep->in + off, p, n);
 	ep->in_len = (uint32_t)len;

@@ -7,6 +7,8 @@
  */
 #include "dataplane/pipeline/rewrite.h"
 
+#include "common/pbutil.h"
+
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -232,29 +234,6 @@ static int collect_consts(PgQuery__ParseResult *tree, struct consts *c)
 
 /* ---- Tree comparison ---- */
 
-static size_t scalar_size(ProtobufCType t)
-{
-	switch (t) {
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE:
-		return 8;
-	case PROTOBUF_C_TYPE_BOOL:
-		return sizeof(protobuf_c_boolean);
-	case PROTOBUF_C_TYPE_STRING:
-		return sizeof(char *);
-	case PROTOBUF_C_TYPE_BYTES:
-		return sizeof(ProtobufCBinaryData);
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return sizeof(void *);
-	default: /* 32-bit integers, enums, float */
-		return 4;
-	}
-}
-
 /* Comparison modes: constants outside type names match any constant (rule
  * matching), or must be equal (checking that a deparse reads back). */
 #define CMP_ANY_CONST 1u
@@ -277,7 +256,7 @@ static bool same_value(const ProtobufCFieldDescriptor *f, const void *a, const v
 	case PROTOBUF_C_TYPE_MESSAGE:
 		return same_msg(*(ProtobufCMessage *const *)a, *(ProtobufCMessage *const *)b, mode);
 	default:
-		return memcmp(a, b, scalar_size(f->type)) == 0;
+		return memcmp(a, b, pb_elem_size(f->type)) == 0;
 	}
 }
 
@@ -325,7 +304,7 @@ static bool same_msg(const ProtobufCMessage *a, const ProtobufCMessage *b, unsig
 				return false;
 			const char *va = *(const char *const *)(pa + f->offset);
 			const char *vb = *(const char *const *)(pb + f->offset);
-			size_t sz = scalar_size(f->type);
+			size_t sz = pb_elem_size(f->type);
 			for (size_t j = 0; j < na; j++)
 				if (!same_value(f, va + j * sz, vb + j * sz, mode))
 					return false;
