@@ -19,6 +19,8 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/sbuf.h"
+#include "dataplane/cache_catalog.h"
+#include "dataplane/cache_req.h"
 #include "dataplane/conn/conn.h"
 #include "dataplane/pipeline/analyze.h"
 #include "dataplane/pipeline/hints.h"
@@ -39,10 +41,8 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define FLIGHT_MAX_NS   (30ull * 1000000000ull) /* a leader gone this long is abandoned */
-#define WAIT_MAX_SECS   10.0                    /* a parked client then asks a server itself */
-#define CATALOG_MAX     (64u << 20)             /* bytes of catalog rows we accept */
-#define CATALOG_RETRY_S 10
+#define FLIGHT_MAX_NS (30ull * 1000000000ull) /* a leader gone this long is abandoned */
+#define WAIT_MAX_SECS 10.0                    /* a parked client then asks a server itself */
 
 static struct rc_store *store;
 static uint64_t hash_key[2];
@@ -59,321 +59,6 @@ static uint64_t now_ns(void)
 static void count(uint64_t *c)
 {
 	__atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
-}
-
-/* ------------------------------------------------------------ catalog */
-
-/* Flags of a catalog entry. Functions and operators: */
-#define CF_IMMUTABLE 1u /* every overload immutable */
-#define CF_OP_OK     2u /* operator: every overload immutable, or stable and built in */
-#define CF_MAY_WRITE 4u /* some overload is volatile and not built in: may change data */
-/* Relations: */
-#define CF_CACHEABLE 8u  /* an ordinary table or materialized view, not temp/system/inherited */
-#define CF_RLS       16u /* row level security on */
-#define CF_WRITES    32u /* triggers (other than FK checks) or rules: a write may change others */
-
-struct cat_ent {
-	const char *key; /* kind, then "schema.name" or ".name" (every schema) */
-	uint8_t flags;
-	uint32_t gen; /* relations: generation id of the bare name */
-};
-
-/* One database's catalog; immutable once published. */
-struct cat {
-	int refs; /* atomic */
-	uint64_t loaded_ns;
-	size_t n;
-	struct cat_ent *ents; /* sorted by key */
-	char *strings;
-};
-
-#define CAT_SLOTS 64
-static struct cat_slot {
-	char db[64];
-	struct cat *cur;
-	bool loading;
-	bool want_reload; /* DDL: load again at the next chance */
-	uint64_t loaded_ns, tried_ns;
-} cat_slots[CAT_SLOTS];
-static pthread_mutex_t cat_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t cat_version = 1; /* atomic: any catalog published or dropped */
-
-static void cat_unref(struct cat *c)
-{
-	if (c && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-		free(c->ents);
-		free(c->strings);
-		free(c);
-	}
-}
-
-static struct cat_slot *slot_of(const char *db, bool create)
-{
-	struct cat_slot *empty = NULL;
-	for (int i = 0; i < CAT_SLOTS; i++) {
-		if (!strcmp(cat_slots[i].db, db))
-			return &cat_slots[i];
-		if (!empty && !cat_slots[i].db[0])
-			empty = &cat_slots[i];
-	}
-	if (!create || !empty)
-		return NULL;
-	snprintf(empty->db, sizeof(empty->db), "%s", db);
-	return empty;
-}
-
-/* The database's catalog, referenced; NULL when none is loaded. */
-static struct cat *cat_get_locked(const char *db)
-{
-	pthread_mutex_lock(&cat_mu);
-	struct cat_slot *s = slot_of(db, false);
-	struct cat *c = s ? s->cur : NULL;
-	if (c)
-		__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&cat_mu);
-	return c;
-}
-
-/* Per worker thread: the catalogs it used last, valid while cat_version
- * has not moved, so a lookup takes no lock in the steady state. */
-#define TCAT 4
-static __thread struct tcat {
-	char db[64];
-	uint64_t ver;
-	struct cat *c;        /* referenced */
-	uint64_t fresh_until; /* monotonic ns: no reload is due before */
-} tcat[TCAT];
-static __thread unsigned tcat_next;
-
-static struct cat *cat_get(const char *db)
-{
-	uint64_t ver = __atomic_load_n(&cat_version, __ATOMIC_ACQUIRE);
-	for (unsigned i = 0; i < TCAT; i++) {
-		struct tcat *t = &tcat[i];
-		if (t->c && t->ver == ver && !strcmp(t->db, db)) {
-			__atomic_add_fetch(&t->c->refs, 1, __ATOMIC_RELAXED);
-			return t->c;
-		}
-	}
-	struct cat *c = cat_get_locked(db);
-	if (!c)
-		return NULL;
-	struct tcat *t = &tcat[tcat_next++ % TCAT];
-	cat_unref(t->c);
-	snprintf(t->db, sizeof(t->db), "%s", db);
-	t->ver = ver;
-	t->c = c;
-	t->fresh_until = c->loaded_ns + (uint64_t)CACHE_CATALOG_MAX_AGE_SECS * 1000000000ull;
-	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
-	return c;
-}
-
-static void tcat_free(void)
-{
-	for (unsigned i = 0; i < TCAT; i++) {
-		cat_unref(tcat[i].c);
-		tcat[i].c = NULL;
-	}
-}
-
-/* DDL through the proxy: every database's catalog may be wrong now (the
- * DDL may name another database's objects only through dblink, but
- * search_path and roles are shared: be plain about it). */
-static void cat_drop_all(void)
-{
-	pthread_mutex_lock(&cat_mu);
-	for (int i = 0; i < CAT_SLOTS; i++) {
-		if (cat_slots[i].cur) {
-			cat_unref(cat_slots[i].cur);
-			cat_slots[i].cur = NULL;
-		}
-		cat_slots[i].want_reload = true;
-	}
-	__atomic_add_fetch(&cat_version, 1, __ATOMIC_ACQ_REL);
-	pthread_mutex_unlock(&cat_mu);
-}
-
-static int ent_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct cat_ent *)a)->key, ((const struct cat_ent *)b)->key);
-}
-
-static const struct cat_ent *cat_find(const struct cat *c, char kind, const char *schema,
-                                      const char *name)
-{
-	char key[160];
-	snprintf(key, sizeof(key), "%c%s.%s", kind, schema ? schema : "", name);
-	struct cat_ent k = {.key = key};
-	return bsearch(&k, c->ents, c->n, sizeof(*c->ents), ent_cmp);
-}
-
-/* ------------------------------------------------------------ catalog load */
-
-static const char catalog_sql[] =
-    "SELECT 'f', n.nspname, p.proname, string_agg(DISTINCT p.provolatile::text, ''), "
-    "CASE WHEN n.nspname = 'pg_catalog' THEN 'b' ELSE '' END "
-    "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-    "GROUP BY n.nspname, p.proname "
-    "UNION ALL "
-    "SELECT 'o', n.nspname, o.oprname, string_agg(DISTINCT p.provolatile::text, ''), "
-    "CASE WHEN n.nspname = 'pg_catalog' THEN 'b' ELSE '' END "
-    "FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace "
-    "JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode GROUP BY n.nspname, o.oprname "
-    "UNION ALL "
-    "SELECT 'r', n.nspname, c.relname, c.relkind::text, "
-    "CASE WHEN c.relpersistence = 't' OR n.nspname IN ('pg_catalog', 'information_schema') "
-    "  OR n.nspname LIKE 'pg\\_toast%' OR n.nspname LIKE 'pg\\_temp%' THEN 'T' ELSE '' END "
-    "|| CASE WHEN c.relrowsecurity THEN 'L' ELSE '' END "
-    "|| CASE WHEN c.relispartition OR c.relhassubclass OR EXISTS (SELECT 1 FROM "
-    "  pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid) THEN 'I' ELSE '' END "
-    "|| CASE WHEN c.relhasrules OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g JOIN "
-    "  pg_catalog.pg_proc f ON f.oid = g.tgfoid WHERE g.tgrelid = c.oid AND f.proname NOT IN "
-    "  ('RI_FKey_check_ins', 'RI_FKey_check_upd', 'RI_FKey_noaction_del', "
-    "'RI_FKey_noaction_upd', 'RI_FKey_restrict_del', 'RI_FKey_restrict_upd')) THEN 'W' ELSE "
-    "'' END "
-    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relkind NOT IN ('i', 'I', 'c', 't')";
-
-/* Column i of a DataRow body; false when malformed or NULL. */
-static bool row_col(const uint8_t *body, uint32_t len, int want, const char **p, uint32_t *n)
-{
-	if (len < 2)
-		return false;
-	int cols = (body[0] << 8) | body[1];
-	uint32_t off = 2;
-	for (int i = 0; i < cols; i++) {
-		if (off + 4 > len)
-			return false;
-		int32_t l = (int32_t)pgw_get_u32(body + off);
-		off += 4;
-		if (l < 0) {
-			if (i == want)
-				return false;
-			continue;
-		}
-		if ((uint32_t)l > len - off)
-			return false;
-		if (i == want) {
-			*p = (const char *)body + off;
-			*n = (uint32_t)l;
-			return true;
-		}
-		off += (uint32_t)l;
-	}
-	return false;
-}
-
-static uint8_t fn_flags(const char *vol, uint32_t vn, bool builtin, bool op)
-{
-	bool all_i = true, all_ok = true, may_write = false;
-	for (uint32_t i = 0; i < vn; i++) {
-		if (vol[i] != 'i')
-			all_i = false;
-		if (!(vol[i] == 'i' || (vol[i] == 's' && builtin)))
-			all_ok = false;
-		if (vol[i] == 'v' && !builtin)
-			may_write = true;
-	}
-	uint8_t f = 0;
-	if (all_i)
-		f |= CF_IMMUTABLE;
-	if (op && all_ok)
-		f |= CF_OP_OK;
-	if (may_write)
-		f |= CF_MAY_WRITE;
-	return f;
-}
-
-static uint8_t rel_flags(const char *kind, uint32_t kn, const char *fl, uint32_t fln)
-{
-	uint8_t f = 0;
-	bool plain = kn == 1 && (kind[0] == 'r' || kind[0] == 'm');
-	bool sys = memchr(fl, 'T', fln) || memchr(fl, 'I', fln);
-	if (plain && !sys)
-		f |= CF_CACHEABLE;
-	if (memchr(fl, 'L', fln))
-		f |= CF_RLS;
-	if (memchr(fl, 'W', fln))
-		f |= CF_WRITES;
-	return f;
-}
-
-/* Merges entry b into a, same key: the bare name stands for every schema
- * (search_path decides), so all must allow what is allowed. */
-static void merge_flags(struct cat_ent *a, const struct cat_ent *b)
-{
-	uint8_t and_mask = CF_IMMUTABLE | CF_OP_OK | CF_CACHEABLE;
-	a->flags =
-	    (uint8_t)((a->flags & b->flags & and_mask) | ((a->flags | b->flags) & ~and_mask));
-}
-
-/* Builds a catalog from captured DataRow messages; NULL when malformed. */
-static struct cat *cat_build(const uint8_t *buf, size_t len)
-{
-	size_t rows = 0;
-	for (size_t off = 0; off + 5 <= len;) {
-		uint32_t ml = pgw_get_u32(buf + off + 1);
-		if (ml < 4 || ml - 4 > len - off - 5)
-			return NULL;
-		off += 1 + ml;
-		rows++;
-	}
-	struct cat *c = calloc(1, sizeof(*c));
-	struct cat_ent *ents = calloc(rows * 2 + 1, sizeof(*ents));
-	char *strings = malloc(len * 2 + 1);
-	if (!c || !ents || !strings)
-		goto fail;
-	size_t n = 0, sp = 0;
-	for (size_t off = 0; off + 5 <= len;) {
-		uint32_t ml = pgw_get_u32(buf + off + 1);
-		const uint8_t *body = buf + off + 5;
-		uint32_t bl = ml - 4;
-		off += 1 + ml;
-		const char *k, *sch, *nm, *a, *b;
-		uint32_t kl, sl, nl, al, bl2;
-		if (buf[off - 1 - ml] != 'D' || !row_col(body, bl, 0, &k, &kl) || kl != 1 ||
-		    !row_col(body, bl, 1, &sch, &sl) || !row_col(body, bl, 2, &nm, &nl) ||
-		    !row_col(body, bl, 3, &a, &al) || !row_col(body, bl, 4, &b, &bl2))
-			continue;
-		if (sl > 63 || nl > 63)
-			continue;
-		uint8_t flags =
-		    k[0] == 'r' ? rel_flags(a, al, b, bl2) : fn_flags(a, al, bl2 > 0, k[0] == 'o');
-		/* qualified */
-		char *q = strings + sp;
-		sp += (size_t)snprintf(q, 1 + 1 + sl + 1 + nl + 1, "%c%.*s.%.*s", k[0], (int)sl,
-		                       sch, (int)nl, nm) +
-		      1;
-		char *bare = strings + sp;
-		sp += (size_t)snprintf(bare, 1 + 1 + nl + 1, "%c.%.*s", k[0], (int)nl, nm) + 1;
-		uint32_t gen = 0;
-		if (k[0] == 'r') {
-			char name[64];
-			memcpy(name, nm, nl);
-			name[nl] = '\0';
-			gen = rc_gen_id(store, name);
-		}
-		ents[n++] = (struct cat_ent){.key = q, .flags = flags, .gen = gen};
-		ents[n++] = (struct cat_ent){.key = bare, .flags = flags, .gen = gen};
-	}
-	qsort(ents, n, sizeof(*ents), ent_cmp);
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (m && !strcmp(ents[m - 1].key, ents[i].key))
-			merge_flags(&ents[m - 1], &ents[i]);
-		else
-			ents[m++] = ents[i];
-	}
-	c->refs = 1;
-	c->n = m;
-	c->ents = ents;
-	c->strings = strings;
-	return c;
-fail:
-	free(c);
-	free(ents);
-	free(strings);
-	return NULL;
 }
 
 /* ------------------------------------------------------------ per connection state */
@@ -475,6 +160,7 @@ int cache_start(const struct cfg *c)
 	size_t max = (size_t)(c ? c->cache.max_memory_mb : 64) << 20;
 	size_t entry = (size_t)(c ? c->cache.max_entry_kb : 256) << 10;
 	store = rc_store_new(max, entry);
+	cat_init(store);
 	if (!store)
 		return -ENOMEM;
 	if (getrandom(hash_key, sizeof(hash_key), GRND_NONBLOCK) != (ssize_t)sizeof(hash_key)) {
@@ -486,12 +172,7 @@ int cache_start(const struct cfg *c)
 
 void cache_stop(void)
 {
-	pthread_mutex_lock(&cat_mu);
-	for (int i = 0; i < CAT_SLOTS; i++) {
-		cat_unref(cat_slots[i].cur);
-		cat_slots[i].cur = NULL;
-	}
-	pthread_mutex_unlock(&cat_mu);
+	cat_stop();
 	if (store)
 		rc_store_free(store);
 	store = NULL;
@@ -586,7 +267,7 @@ static const struct wsum *wsum_get(struct client *cl, const char *sql, size_t le
 	for (const char *p = cl->database; *p; p++)
 		dbh = (dbh ^ (uint8_t)*p) * 1099511628211ull;
 	shape ^= dbh;
-	uint64_t ver = __atomic_load_n(&cat_version, __ATOMIC_ACQUIRE);
+	uint64_t ver = cat_version_now();
 	if (!wsums)
 		wsums = calloc(WSUM_SLOTS, sizeof(*wsums));
 	struct wsum *s = wsums ? &wsums[shape % WSUM_SLOTS] : &scratch;
@@ -689,57 +370,6 @@ void cache_note_bind(struct client *cl, struct server *sv, const char *sql, size
 
 /* ------------------------------------------------------------ cacheability and key */
 
-/* A date/time input that means "the current time" in s[0..n): the
- * special values 'now', 'today', 'tomorrow', 'yesterday' (any case). */
-static bool has_time_word(const char *s, size_t n)
-{
-	static const char *const words[] = {"now", "today", "tomorrow", "yesterday"};
-	for (size_t i = 0; i < n; i++) {
-		char ch = (char)tolower((unsigned char)s[i]);
-		if (ch != 'n' && ch != 't' && ch != 'y')
-			continue;
-		for (size_t k = 0; k < 4; k++) {
-			size_t wl = strlen(words[k]);
-			if (i + wl <= n && strncasecmp(s + i, words[k], wl) == 0)
-				return true;
-		}
-	}
-	return false;
-}
-
-/* Whether a statement's string constants hold such a value. Only text in
- * '...' strings is looked at ("known_users" is fine); a dollar-quoted
- * string is not lexed here, so a text with one is looked at whole. */
-static bool literal_has_time_word(const char *s, size_t n)
-{
-	for (size_t i = 0; i + 1 < n; i++)
-		if (s[i] == '$' && !(s[i + 1] >= '0' && s[i + 1] <= '9'))
-			return has_time_word(s, n);
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '\'')
-			continue;
-		size_t j = i + 1;
-		while (j < n) {
-			if (s[j] == '\\' && j + 1 < n) {
-				j += 2; /* E'' escapes; elsewhere harmless: only widens the look */
-				continue;
-			}
-			if (s[j] == '\'') {
-				if (j + 1 < n && s[j + 1] == '\'') {
-					j += 2;
-					continue;
-				}
-				break;
-			}
-			j++;
-		}
-		if (has_time_word(s + i + 1, (j < n ? j : n) - i - 1))
-			return true;
-		i = j;
-	}
-	return false;
-}
-
 /* Settings that cannot change a query's rows or their text form. */
 static bool neutral_guc(const char *name)
 {
@@ -767,156 +397,6 @@ static bool neutral_guc(const char *name)
 
 static __thread struct sbuf tls_key; /* the key being built, reused */
 
-/* The request at the head of a client's buffer. */
-struct req {
-	uint32_t total; /* its bytes */
-	bool ext;
-	const char *text;
-	uint32_t text_len;
-	const uint8_t *stmt_body; /* extended: text\0 int16 n, n param type oids */
-	uint32_t stmt_body_len;
-	const char *pname;        /* extended: the Parse's statement name; NULL without a Parse */
-	const uint8_t *bind_tail; /* after the statement name */
-	uint32_t bind_tail_len;
-	char seq[8];
-};
-
-/* Reads a whole simple Query, or a whole [Parse] Bind [Describe] Execute
- * Sync batch with the unnamed portal and no row limit. False otherwise
- * (incomplete, another shape): not for the cache. */
-static bool read_req(struct client *cl, struct req *r)
-{
-	const uint8_t *in = cl->ep.in;
-	uint32_t n = cl->ep.in_len, off = 0;
-	memset(r, 0, sizeof(*r));
-	int stage = 0; /* 0 start, 1 after P, 2 after B, 3 after D, 4 after E */
-	uint32_t sl = 0;
-	while (off + 5 <= n) {
-		uint8_t t = in[off];
-		uint32_t ml = pgw_get_u32(in + off + 1);
-		if (ml < 4 || ml - 4 > n - off - 5)
-			return false;
-		const uint8_t *b = in + off + 5;
-		uint32_t bl = ml - 4, p = 0;
-		off += 1 + ml;
-		if (stage == 0 && t == 'Q') {
-			const char *q = (const char *)b;
-			const char *z = memchr(q, '\0', bl);
-			if (!z || (uint32_t)(z - q) + 1 != bl)
-				return false;
-			r->text = q;
-			r->text_len = (uint32_t)(z - q);
-			r->total = off;
-			r->seq[0] = 'Q';
-			return true;
-		}
-		if (sl + 1 >= sizeof(r->seq))
-			return false;
-		switch (t) {
-		case 'P': {
-			if (stage != 0)
-				return false;
-			const char *name = pgw_get_str(b, bl, &p);
-			if (!name || p >= bl)
-				return false;
-			r->pname = name;
-			r->stmt_body = b + p;
-			r->stmt_body_len = bl - p;
-			stage = 1;
-			break;
-		}
-		case 'B': {
-			if (stage > 1)
-				return false;
-			const char *portal = pgw_get_str(b, bl, &p);
-			const char *stmt = pgw_get_str(b, bl, &p);
-			if (!portal || !stmt || portal[0])
-				return false;
-			if (r->pname) {
-				if (strcmp(stmt, r->pname) != 0)
-					return false;
-			} else {
-				if (!stmt[0])
-					return false; /* the unnamed statement of an earlier batch
-					               */
-				struct prep_stmt *ps = prep_client_get(&cl->prep, stmt);
-				if (!ps)
-					return false;
-				r->stmt_body = ps->body;
-				r->stmt_body_len = ps->body_len;
-			}
-			r->bind_tail = b + p;
-			r->bind_tail_len = bl - p;
-			stage = 2;
-			break;
-		}
-		case 'D':
-			if (stage != 2 || bl < 2 || b[0] != 'P' || b[1] != '\0' || bl != 2)
-				return false;
-			stage = 3;
-			break;
-		case 'E':
-			if (stage < 2 || stage > 3 || bl != 5 || b[0] != '\0' ||
-			    pgw_get_u32(b + 1) != 0)
-				return false;
-			stage = 4;
-			break;
-		case 'S':
-			if (stage != 4)
-				return false;
-			r->seq[sl++] = 'S';
-			r->ext = true;
-			r->total = off;
-			{
-				const char *z = memchr(r->stmt_body, '\0', r->stmt_body_len);
-				if (!z)
-					return false;
-				r->text = (const char *)r->stmt_body;
-				r->text_len = (uint32_t)(z - (const char *)r->stmt_body);
-			}
-			return true;
-		default:
-			return false;
-		}
-		r->seq[sl++] = (char)t;
-	}
-	return false;
-}
-
-/* Bound text values must not be 'now'-like; the tail must be well formed. */
-static bool bind_ok(const uint8_t *t, uint32_t n)
-{
-	uint32_t off = 0;
-	if (n < 2)
-		return false;
-	uint32_t nf = (uint32_t)((t[0] << 8) | t[1]);
-	off = 2;
-	if (off + 2 * nf + 2 > n)
-		return false;
-	const uint8_t *fmts = t + off;
-	off += 2 * nf;
-	uint32_t np = (uint32_t)((t[off] << 8) | t[off + 1]);
-	off += 2;
-	if (nf > 1 && nf != np)
-		return false;
-	for (uint32_t i = 0; i < np; i++) {
-		if (off + 4 > n)
-			return false;
-		int32_t l = (int32_t)pgw_get_u32(t + off);
-		off += 4;
-		if (l < 0)
-			continue;
-		if ((uint32_t)l > n - off)
-			return false;
-		uint32_t fi = nf == 0 ? 0 : nf == 1 ? 0 : i;
-		bool text = nf == 0 || ((fmts[2 * fi] << 8) | fmts[2 * fi + 1]) == 0;
-		if (text && has_time_word((const char *)t + off, (size_t)l))
-			return false;
-		off += (uint32_t)l;
-	}
-	return off + 2 <= n;
-}
-
 static uint64_t key_hash(const uint8_t *p, size_t n)
 {
 	/* SipHash-1-3 with a process-random key, as the analysis cache */
@@ -924,7 +404,7 @@ static uint64_t key_hash(const uint8_t *p, size_t n)
 }
 
 /* Decides whether r may be cached; fills deps, ttl and the fingerprint. */
-static bool cacheable(struct client *cl, const struct cfg *c, const struct req *r,
+static bool cacheable(struct client *cl, const struct cfg *c, const struct cache_req *r,
                       struct rc_deps *deps, uint64_t *ttl_ns, uint64_t *fp, const char **why)
 {
 	*why = NULL;
@@ -945,11 +425,11 @@ static bool cacheable(struct client *cl, const struct cfg *c, const struct req *
 		return false;
 	}
 	*fp = a->fingerprint;
-	if (literal_has_time_word(r->text, r->text_len)) {
+	if (cache_text_has_now(r->text, r->text_len)) {
 		*why = "a 'now'-like date/time input";
 		return false;
 	}
-	if (r->ext && !bind_ok(r->bind_tail, r->bind_tail_len)) {
+	if (r->ext && !cache_bind_ok(r->bind_tail, r->bind_tail_len)) {
 		*why = "a 'now'-like bound value";
 		return false;
 	}
@@ -1012,7 +492,7 @@ static void kb_str(struct sbuf *k, const char *s)
 	sbuf_append(k, s, strlen(s) + 1);
 }
 
-static void build_key(struct client *cl, const struct req *r, struct sbuf *k)
+static void build_key(struct client *cl, const struct cache_req *r, struct sbuf *k)
 {
 	if (k->oom) {
 		sbuf_free(k);
@@ -1055,8 +535,8 @@ enum cache_verdict cache_try(struct client *cl)
 	if (!cache_on(cl) || cl->pins || cl->state != CL_ACTIVE || cl->login_pending ||
 	    cl->cache_lead)
 		return CACHE_PASS;
-	struct req r;
-	if (!read_req(cl, &r))
+	struct cache_req r;
+	if (!cache_read_req(cl, &r))
 		return CACHE_PASS;
 	const struct cfg *c = cl->snap->cfg;
 	struct rc_deps deps;
@@ -1270,30 +750,12 @@ void cache_tee_synth(struct server *sv, uint8_t type)
 
 static void catalog_done(struct server *sv, struct fill *f)
 {
-	struct cat *c = f->bad ? NULL : cat_build(f->buf, f->len);
-	pthread_mutex_lock(&cat_mu);
-	struct cat_slot *s = slot_of(f->db, true);
-	if (s) {
-		s->loading = false;
-		s->tried_ns = now_ns();
-		if (c && !s->want_reload) {
-			cat_unref(s->cur);
-			c->loaded_ns = s->tried_ns;
-			s->cur = c;
-			s->loaded_ns = s->tried_ns;
-			c = NULL;
-			__atomic_add_fetch(&cat_version, 1, __ATOMIC_ACQ_REL);
-		}
-	}
-	pthread_mutex_unlock(&cat_mu);
-	if (c) {
-		/* DDL ran while it loaded: load again at the next chance */
-		cat_unref(c);
-	} else if (f->bad) {
+	int r = cat_publish(f->db, f->bad ? NULL : f->buf, f->len, now_ns());
+	if (r < 0) {
 		log_warn("cache: could not read the catalog of database \"%s\" on %s:%d; "
 		         "nothing is cached there for now (retried in %d s)",
-		         f->db, sv->node_host, sv->node_port, CATALOG_RETRY_S);
-	} else {
+		         f->db, sv->node_host, sv->node_port, CAT_RETRY_SECS);
+	} else if (r > 0) {
 		count(&n_catalog_loads);
 		log_info("cache: catalog of database \"%s\" read (%zu bytes)", f->db, f->len);
 	}
@@ -1373,11 +835,7 @@ void cache_server_abort(struct server *sv)
 		cs->fill = NULL;
 	}
 	if (cs->cat) {
-		pthread_mutex_lock(&cat_mu);
-		struct cat_slot *s = slot_of(cs->cat->db, false);
-		if (s)
-			s->loading = false; /* not a failure: the next server tries at once */
-		pthread_mutex_unlock(&cat_mu);
+		cat_load_cancel(cs->cat->db); /* not a failure: the next server tries at once */
 		fill_free(cs->cat);
 		cs->cat = NULL;
 	}
@@ -1417,43 +875,19 @@ void cache_client_free(struct client *cl)
 
 void cache_bind(struct client *cl, struct server *sv)
 {
-	if (!cache_on(cl))
-		return;
-	uint64_t now = now_ns();
-	uint64_t ver = __atomic_load_n(&cat_version, __ATOMIC_ACQUIRE);
-	for (unsigned i = 0; i < TCAT; i++) {
-		const struct tcat *t = &tcat[i];
-		if (t->c && t->ver == ver && now < t->fresh_until && !strcmp(t->db, cl->database))
-			return; /* loaded, young, nothing changed: no lock per transaction */
-	}
-	bool load = false;
-	pthread_mutex_lock(&cat_mu);
-	struct cat_slot *s = slot_of(cl->database, true);
-	if (s && !s->loading &&
-	    (!s->cur || s->want_reload ||
-	     now - s->loaded_ns > (uint64_t)CACHE_CATALOG_MAX_AGE_SECS * 1000000000ull) &&
-	    (!s->tried_ns || now - s->tried_ns > (uint64_t)CATALOG_RETRY_S * 1000000000ull ||
-	     s->want_reload)) {
-		s->loading = true;
-		s->want_reload = false;
-		load = true;
-	}
-	pthread_mutex_unlock(&cat_mu);
-	if (!load)
+	if (!cache_on(cl) || !cat_load_due(cl->database, now_ns()))
 		return;
 	struct cache_sv *cs = sv_state(sv);
 	struct fill *f = cs && !cs->cat ? calloc(1, sizeof(*f)) : NULL;
 	if (!f) {
-		pthread_mutex_lock(&cat_mu);
-		s->loading = false;
-		pthread_mutex_unlock(&cat_mu);
+		cat_load_cancel(cl->database);
 		return;
 	}
 	f->catalog = true;
-	f->max = CATALOG_MAX;
+	f->max = CAT_MAX_BYTES;
 	snprintf(f->db, sizeof(f->db), "%s", cl->database);
 	cs->cat = f;
-	tx_inject_query(sv, catalog_sql, RQ_F_CATALOG);
+	tx_inject_query(sv, cat_query_sql, RQ_F_CATALOG);
 }
 
 /* ------------------------------------------------------------ waiters */
@@ -1489,7 +923,7 @@ void cache_worker_tick(struct worker *w, const struct timespec *now)
 void cache_worker_exit(struct worker *w)
 {
 	(void)w;
-	tcat_free();
+	cat_thread_exit();
 	free(wsums);
 	wsums = NULL;
 	sbuf_free(&tls_key);
