@@ -49,13 +49,6 @@ static uint64_t hash_key[2];
 static uint64_t n_uncacheable, n_catalog_loads, n_invalidations, n_epoch_bumps;
 static uint64_t n_too_large; /* answers that outgrew max_entry_kb while recorded */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	conn_now(&ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void count(uint64_t *c)
 {
 	__atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
@@ -164,7 +157,7 @@ int cache_start(const struct cfg *c)
 	if (!store)
 		return -ENOMEM;
 	if (getrandom(hash_key, sizeof(hash_key), GRND_NONBLOCK) != (ssize_t)sizeof(hash_key)) {
-		hash_key[0] = now_ns();
+		hash_key[0] = conn_now_ns();
 		hash_key[1] = (uint64_t)(uintptr_t)&hash_key;
 	}
 	return 0;
@@ -561,8 +554,8 @@ enum cache_verdict cache_try(struct client *cl)
 	uint64_t flight = 0;
 	bool lead = !cl->cache_nowait;
 	cl->cache_nowait = false;
-	enum rc_look lk =
-	    rc_lookup(store, h, k->p, k->len, now_ns(), lead, &me, FLIGHT_MAX_NS, &hit, &flight);
+	enum rc_look lk = rc_lookup(store, h, k->p, k->len, conn_now_ns(), lead, &me, FLIGHT_MAX_NS,
+	                            &hit, &flight);
 	if (lk == RC_HIT) {
 		if (r.ext && r.pname && r.pname[0])
 			prep_client_put(&cl->prep, r.pname, r.stmt_body, r.stmt_body_len);
@@ -750,7 +743,7 @@ void cache_tee_synth(struct server *sv, uint8_t type)
 
 static void catalog_done(struct server *sv, struct fill *f)
 {
-	int r = cat_publish(f->db, f->bad ? NULL : f->buf, f->len, now_ns());
+	int r = cat_publish(f->db, f->bad ? NULL : f->buf, f->len, conn_now_ns());
 	if (r < 0) {
 		log_warn("cache: could not read the catalog of database \"%s\" on %s:%d; "
 		         "nothing is cached there for now (retried in %d s)",
@@ -801,7 +794,7 @@ void cache_ready(struct server *sv, uint8_t flags, char status)
 		size_t n = 0;
 		if (!f->bad) {
 			int r = rc_insert(store, f->flight, f->hash, f->key, f->key_len, f->buf,
-			                  f->len, &f->deps, now_ns() + f->ttl_ns, &w, &n);
+			                  f->len, &f->deps, conn_now_ns() + f->ttl_ns, &w, &n);
 			log_debug("cache: %zu-byte answer %s", f->len,
 			          r == 0 ? "stored" : "not stored (stale, too large or no room)");
 			wake(w, n);
@@ -875,7 +868,7 @@ void cache_client_free(struct client *cl)
 
 void cache_bind(struct client *cl, struct server *sv)
 {
-	if (!cache_on(cl) || !cat_load_due(cl->database, now_ns()))
+	if (!cache_on(cl) || !cat_load_due(cl->database, conn_now_ns()))
 		return;
 	struct cache_sv *cs = sv_state(sv);
 	struct fill *f = cs && !cs->cat ? calloc(1, sizeof(*f)) : NULL;

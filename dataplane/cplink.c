@@ -119,9 +119,7 @@ static void rewrite_report(Helios__StatsReport *r, const char *sql, const char *
 	enum rw_status st =
 	    sn ? rw_rewrite(sn->rewrite, schema[0] ? schema : NULL, sql, &out, why, sizeof(why))
 	       : RW_FAILED;
-	r->rewrite_status = strdup(st == RW_REWRITTEN   ? "rewritten"
-	                           : st == RW_UNCHANGED ? "unchanged"
-	                                                : "failed");
+	r->rewrite_status = strdup(rw_status_str(st));
 	r->rewrite_text = strdup(st == RW_REWRITTEN ? out : st == RW_UNCHANGED ? sql : why);
 	free(out);
 	snap_unref(sn);

@@ -36,6 +36,7 @@ struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
 		if (!s->client_tls)
 			goto fail;
 	}
+	s->rate_limits = rate_enabled(cfg);
 	if (cfg->n_rewrite_rules) {
 		s->rewrite = rw_rules_new();
 		if (!s->rewrite) {
@@ -103,7 +104,7 @@ static void install(struct snap *s, uint64_t generation)
 	pthread_mutex_unlock(&snap_mu);
 	cache_apply_limits(s->cfg);
 	const struct cfg *c = s->cfg;
-	bool per_query = rate_enabled(c) || c->n_rewrite_rules;
+	bool per_query = s->rate_limits || c->n_rewrite_rules;
 	for (size_t i = 0; i < c->n_tenants; i++)
 		per_query |= c->tenants[i].schema_prefix[0] != '\0';
 	if (per_query && c->pool.mode == CFG_POOL_SESSION)

@@ -20,6 +20,7 @@ struct snap {
 	struct tls_ctx *client_tls; /* serves TLS to clients; NULL when disabled */
 	struct tls_ctx *server_tls; /* TLS towards servers; NULL when disabled */
 	struct rw_rules *rewrite;   /* [[rewrite_rules]] compiled; NULL when none */
+	bool rate_limits;           /* some query rate limit is configured (rate_enabled) */
 };
 
 /* Builds a snapshot from a loaded config (takes ownership of cfg).

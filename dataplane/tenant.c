@@ -128,21 +128,17 @@ static const struct cfg_tenant *find_tenant(const struct cfg *c, const struct cl
 	return NULL;
 }
 
+/* The client's [[tenants]] entry, in the snapshot it keeps for its life. */
 static const struct cfg_tenant *cfg_of(const struct client *cl)
 {
-	if (!cl->tenant)
-		return NULL;
-	const struct cfg *c = cl->snap->cfg;
-	for (size_t i = 0; i < c->n_tenants; i++)
-		if (!strcmp(c->tenants[i].id, cl->tenant->id))
-			return &c->tenants[i];
-	return NULL; /* removed from the config since: no limits of its own */
+	return cl->tenant_cfg;
 }
 
 int tenant_login(struct client *cl, const char **sqlstate, char *msg, size_t msglen)
 {
 	const struct cfg *c = cl->snap->cfg;
 	cl->tenant = NULL;
+	cl->tenant_cfg = NULL;
 	if (!c->n_tenants)
 		return 0;
 	const struct cfg_tenant *t = find_tenant(c, cl);
@@ -188,6 +184,7 @@ int tenant_login(struct client *cl, const char **sqlstate, char *msg, size_t msg
 		return -1;
 	}
 	cl->tenant = ts;
+	cl->tenant_cfg = t;
 	return 0;
 }
 
@@ -196,6 +193,7 @@ void tenant_logout(struct client *cl)
 	if (cl->tenant)
 		__atomic_sub_fetch(&cl->tenant->clients, 1, __ATOMIC_ACQ_REL);
 	cl->tenant = NULL;
+	cl->tenant_cfg = NULL;
 }
 
 int tenant_server_cap(const struct client *cl)

@@ -444,7 +444,7 @@ static void tick(struct worker *w)
 	conn_now(&now);
 	cl_wait_timeout_check(w, &now);
 	cache_worker_tick(w, &now);
-	tx_rate_wake(w, (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec);
+	tx_rate_wake(w, conn_ts_ns(&now));
 	route_refresh(w);
 	/* clients waiting for a primary: failover_timeout_secs at most */
 	for (struct client *cl = w->held, *next; cl; cl = next) {
@@ -549,9 +549,7 @@ static void *worker_main(void *arg)
 		int timeout = TICK_MS;
 		if (w->rate_waiters) {
 			/* throttled clients wake when their token is due, not at the tick */
-			struct timespec ts;
-			conn_now(&ts);
-			uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+			uint64_t now = conn_now_ns();
 			uint64_t ms =
 			    w->rate_next_ns > now ? (w->rate_next_ns - now + 999999) / 1000000 : 0;
 			timeout = ms < (uint64_t)TICK_MS ? (int)ms : TICK_MS;

@@ -138,11 +138,12 @@ struct client {
 	bool cache_nowait;             /* woken: its next lookup does not wait again */
 	struct timespec cache_wait_start;
 	/* tenants and rate limits (tenant.c) */
-	struct tenant_state *tenant; /* NULL: no tenant */
-	bool rate_granted;           /* the request at the head has its tokens */
-	bool rate_in_batch;          /* inside an extended batch (its first message took them) */
-	bool rate_drop_batch;        /* refused: its messages are dropped up to Sync */
-	bool rate_wait;              /* throttled: waits for rate_wake_ns */
+	struct tenant_state *tenant;         /* NULL: no tenant */
+	const struct cfg_tenant *tenant_cfg; /* its entry in snap->cfg (NULL with tenant) */
+	bool rate_granted;                   /* the request at the head has its tokens */
+	bool rate_in_batch;   /* inside an extended batch (its first message took them) */
+	bool rate_drop_batch; /* refused: its messages are dropped up to Sync */
+	bool rate_wait;       /* throttled: waits for rate_wake_ns */
 	uint64_t rate_wake_ns;
 };
 
@@ -352,5 +353,8 @@ void cl_auth_query_done(struct client *cl, const char *secret, const char *error
 uint64_t conn_next_id(void);
 void conn_now(struct timespec *ts);
 double conn_elapsed(const struct timespec *since, const struct timespec *now);
+/* Monotonic nanoseconds: of a conn_now() reading, and now. */
+uint64_t conn_ts_ns(const struct timespec *ts);
+uint64_t conn_now_ns(void);
 
 #endif

@@ -52,6 +52,18 @@ void conn_now(struct timespec *ts)
 	clock_gettime(CLOCK_MONOTONIC, ts);
 }
 
+uint64_t conn_ts_ns(const struct timespec *ts)
+{
+	return (uint64_t)ts->tv_sec * 1000000000ull + (uint64_t)ts->tv_nsec;
+}
+
+uint64_t conn_now_ns(void)
+{
+	struct timespec ts;
+	conn_now(&ts);
+	return conn_ts_ns(&ts);
+}
+
 double conn_elapsed(const struct timespec *since, const struct timespec *now)
 {
 	return (double)(now->tv_sec - since->tv_sec) + (now->tv_nsec - since->tv_nsec) / 1e9;

@@ -1213,13 +1213,6 @@ void tx_worker_exit(void)
 	tls_sb.cap = 0;
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	conn_now(&ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Rate limits, at the message that starts a query (a Query, a function
  * call, the first message of an extended batch). Returns 1 to go on with
  * the message, 0 to stop here (throttled: the worker wakes the client), -1
@@ -1243,7 +1236,7 @@ static int rate_gate(struct client *cl, struct server *sv, const uint8_t *m, uin
 	              ((t == 'P' || t == 'B' || t == 'D' || t == 'E') && !cl->rate_in_batch);
 	if (!starts || cl->rate_granted)
 		return 1;
-	uint64_t now = mono_ns(), wait = 0;
+	uint64_t now = conn_now_ns(), wait = 0;
 	char msg[300];
 	enum rate_verdict v = rate_take(cl, now, 0, &wait, msg, sizeof(msg));
 	if (v == RATE_WAIT) {
@@ -1316,7 +1309,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 	b.oom = false;
 	if (sv && cl->cache_lead)
 		cache_arm(cl, sv, data, len);
-	bool rate_on = rate_enabled(cl->snap->cfg) || cl->rate_drop_batch;
+	bool rate_on = cl->snap->rate_limits || cl->rate_drop_batch;
 	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait && !cl->rate_wait) {
 		const uint8_t *m = data + off;
 		uint32_t mlen = pgw_get_u32(m + 1);
