@@ -55,6 +55,7 @@ UNIT_TESTS :=
 LINK_LIBS := -luring -lssl -lcrypto -lpg_query -lnng -lprotobuf-c -lmicrohttpd -ljansson -lpq -lm
 
 include proto/proto.mk
+include bpf/bpf.mk
 include common/common.mk
 include controlplane/controlplane.mk
 include dataplane/dataplane.mk
@@ -65,7 +66,7 @@ ALL_SRCS := $(COMMON_SRCS) $(DATAPLANE_SRCS) $(DATAPLANE_MAIN) $(TOOL_SRCS) $(UN
 	$(CP_SRCS) $(CP_MAIN) $(CLI_SRCS)
 DEPS := $(patsubst %.c,$(BUILD)/obj/%.d,$(ALL_SRCS))
 
-$(BUILD)/obj/%.o: %.c | $(PROTO_H)
+$(BUILD)/obj/%.o: %.c | $(PROTO_H) $(BPF_SKELS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@

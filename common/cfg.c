@@ -5,6 +5,7 @@
  * rules that span keys and reads the PgBouncer-style users_file.
  */
 #include "common/cfg.h"
+#include "common/cidr.h"
 #include "common/cfg_keys.h"
 #include "common/toml.h"
 
@@ -1002,6 +1003,28 @@ static const char *next_item(const char **p, size_t *len)
 	return s;
 }
 
+/* [xdp]: an interface when enabled, valid prefixes and ports. */
+static int check_xdp(struct loader *ld)
+{
+	const struct cfg *c = ld->c;
+	char why[160];
+	const char *p = c->xdp.deny, *item;
+	size_t len;
+
+	if (c->xdp.enabled && !c->xdp.interface[0])
+		return fail_key(ld, "xdp", -1, "interface",
+		                "key 'xdp.interface': required when xdp.enabled is true");
+	while ((item = next_item(&p, &len))) {
+		struct cidr cd;
+		if (len && cidr_parse(item, len, &cd, why, sizeof(why)) < 0)
+			return fail_key(ld, "xdp", -1, "deny", "key 'xdp.deny': %s", why);
+	}
+	uint16_t ports[64];
+	if (cidr_parse_ports(c->xdp.ports, ports, 64, why, sizeof(why)) < 0)
+		return fail_key(ld, "xdp", -1, "ports", "key 'xdp.ports': %s", why);
+	return 0;
+}
+
 /* Every admin_users entry must be a user the proxy can authenticate. */
 static int check_admin_users(struct loader *ld)
 {
@@ -1247,6 +1270,8 @@ static int validate(struct loader *ld)
 		              c->auth.auth_user);
 	if (rc == 0)
 		rc = check_admin_users(ld);
+	if (rc == 0)
+		rc = check_xdp(ld);
 	if (rc == 0)
 		rc = check_check_user(ld);
 	if (rc == 0)

@@ -25,6 +25,7 @@
  * table's value lists (cfg_keys.c): keep both in the same order. */
 enum cfg_io_backend { CFG_IO_AUTO, CFG_IO_URING, CFG_IO_EPOLL };
 enum cfg_pool_mode { CFG_POOL_SESSION, CFG_POOL_TRANSACTION, CFG_POOL_STATEMENT };
+enum cfg_xdp_mode { CFG_XDP_GENERIC, CFG_XDP_NATIVE, CFG_XDP_AUTO };
 enum cfg_rate_mode { CFG_RATE_THROTTLE, CFG_RATE_REJECT };
 enum cfg_tenant_map { CFG_TENANT_BY_DATABASE, CFG_TENANT_BY_USER, CFG_TENANT_BY_STARTUP };
 enum cfg_role { CFG_ROLE_PRIMARY, CFG_ROLE_REPLICA };
@@ -125,6 +126,7 @@ struct cfg {
 		int pin_action;                  /* 0 pin, 1 error */
 		int max_prepared_statements;     /* per server, default 256 */
 		bool track_sql_prepare;          /* default true */
+		bool kernel_splice;              /* session mode: sockmap splice, default false */
 	} pool;
 
 	struct cfg_node *nodes; /* at least one */
@@ -193,6 +195,17 @@ struct cfg {
 	size_t n_tenants;
 	struct cfg_rewrite_rule *rewrite_rules;
 	size_t n_rewrite_rules;
+
+	/* XDP admission filter, loaded by the control plane (controlplane/xdp.c) */
+	struct {
+		bool enabled;                 /* default false */
+		char interface[CFG_NAME_MAX]; /* required when enabled */
+		enum cfg_xdp_mode mode;       /* default generic */
+		char ports[CFG_LIST_MAX];     /* comma-separated destination ports; "" = all */
+		int syn_rate_per_sec;         /* per source address, 0 = no limit */
+		int syn_burst;                /* 0 = syn_rate_per_sec */
+		char deny[CFG_LIST_MAX];      /* comma-separated CIDRs */
+	} xdp;
 
 	struct {
 		enum cfg_auth_method method; /* default scram-sha-256 */

@@ -53,6 +53,7 @@ static const char *const auth_methods[] = {"trust", "md5", "scram-sha-256", NULL
 static const char *const client_tls[] = {"disable", "allow", "require", NULL};
 static const char *const server_tls[] = {"disable", "prefer", "require", "verify-full", NULL};
 static const char *const pin_actions[] = {"pin", "error", NULL};
+static const char *const xdp_modes[] = {"generic", "native", "auto", NULL};
 
 #define RESTART CFG_KEY_RESTART
 #define REQ     CFG_KEY_REQUIRED
@@ -137,6 +138,10 @@ static const struct cfg_key keys[] = {
      "Transaction/statement mode: follow SQL PREPARE/EXECUTE/DEALLOCATE across servers; false "
      "pins a client that uses PREPARE."},
 
+    {"pool_mode", "kernel_splice", CFG_KEY_BOOL, F_CFG(pool.kernel_splice), "false", 0, 0, NULL, 0,
+     "Session mode: after login, hand a client's bytes to its server and back in the kernel "
+     "(eBPF sockmap) instead of relaying them; see docs/kernel-fastpath.md. Not for TLS "
+     "clients or servers; without BPF it logs once and relays as usual."},
     {"nodes", "name", CFG_KEY_STRING, F_NODE(name), "node<index>", 0, 0, NULL, 0,
      "Unique name for logs, metrics and routes; default by position: node0, node1, ..."},
     {"nodes", "host", CFG_KEY_STRING, F_NODE(host), NULL, 0, 0, NULL, REQ,
@@ -290,6 +295,25 @@ static const struct cfg_key keys[] = {
     {"auth.users", "server_password", CFG_KEY_STRING, F_USER(server_password), "", 0, 0, NULL,
      SECRET, "Plaintext password for the servers when password is a hash; empty = none."},
 
+    {"xdp", "enabled", CFG_KEY_BOOL, F_CFG(xdp.enabled), "false", 0, 0, NULL, 0,
+     "Attach the XDP admission filter to `interface` (the control plane does; needs root or "
+     "CAP_BPF and CAP_NET_ADMIN)."},
+    {"xdp", "interface", CFG_KEY_STRING, F_CFG(xdp.interface), "", 0, 0, NULL, 0,
+     "Network interface the filter is attached to; required when enabled."},
+    {"xdp", "mode", CFG_KEY_ENUM, F_CFG(xdp.mode), "generic", 0, 0, xdp_modes, 0,
+     "generic (any driver, after the kernel allocates the packet), native (in the driver, "
+     "fastest, not every driver has it) or auto (native, else generic)."},
+    {"xdp", "ports", CFG_KEY_STRING, F_CFG(xdp.ports), "", 0, 0, NULL, 0,
+     "Comma-separated TCP destination ports the filter applies to (\"5433, 6432\"); empty = "
+     "every TCP port. Other traffic passes."},
+    {"xdp", "syn_rate_per_sec", CFG_KEY_INT, F_CFG(xdp.syn_rate_per_sec), "0", 0, 10000000, NULL, 0,
+     "New connections (SYN) accepted per second from one source address; 0 = no limit."},
+    {"xdp", "syn_burst", CFG_KEY_INT, F_CFG(xdp.syn_burst), "0", 0, 10000000, NULL, 0,
+     "SYNs a source may send at once before syn_rate_per_sec applies; 0 = syn_rate_per_sec."},
+    {"xdp", "deny", CFG_KEY_STRING, F_CFG(xdp.deny), "", 0, 0, NULL, 0,
+     "Comma-separated source prefixes dropped at the interface (\"192.0.2.0/24, 2001:db8::/32\"); "
+     "helioctl xdp deny add/del changes the live list."},
+
     {"tls", "client_mode", CFG_KEY_ENUM, F_CFG(tls.client_mode), "disable", 0, 0, client_tls, 0,
      "TLS from clients: refuse it, accept it when asked, or refuse clients without it."},
     {"tls", "cert_file", CFG_KEY_STRING, F_CFG(tls.cert_file), "", 0, 0, NULL, PATH,
@@ -339,6 +363,9 @@ static const struct cfg_section sections[] = {
      "Token buckets for queries in transaction and statement pooling; see docs/tenants.md. A "
      "query takes a token from each bucket that applies: its user's (or the global one), its "
      "database's and its tenant's."},
+    {"xdp", false, "[xdp]",
+     "XDP admission filter loaded by the control plane: a deny list of source prefixes and a "
+     "per-source SYN rate limit for the proxy's ports; see docs/kernel-fastpath.md."},
     {"tenancy", false, "[tenancy]", "How clients are mapped to [[tenants]]; docs/tenants.md."},
     {"tenants", true, "[[tenants]]",
      "Zero or more tenants, each with its own pools, connection cap, query rate and databases; "

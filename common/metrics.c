@@ -241,6 +241,15 @@ static const struct field report_fields[] = {
     RF("helios_logins_total", "counter", logins_total, F_U64, "Client logins that succeeded."),
     RF("helios_login_failures_total", "counter", login_failures, F_U64,
        "Client logins refused or failed."),
+    RF("helios_splice_sessions", "gauge", splice_active, F_U32,
+       "Session-mode clients spliced to their server in the kernel (pool_mode.kernel_splice)."),
+    RF("helios_splice_sessions_total", "counter", splice_total, F_U64,
+       "Sessions spliced in the kernel since start."),
+    RF("helios_splice_fallbacks_total", "counter", splice_fallbacks, F_U64,
+       "Sessions that could have been spliced and were relayed in userspace (BPF missing or "
+       "failed, bytes pending at the splice point)."),
+    RF("helios_splice_servers_reused_total", "counter", splice_reused, F_U64,
+       "Server connections taken back from a splice, reset and pooled."),
 };
 
 /* The time counters are *_time_seconds_total, not *_seconds_total: a
