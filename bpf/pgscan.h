@@ -10,14 +10,19 @@
  * The scanner never reads a message body except the one status byte of a
  * ReadyForQuery, so a 50 MB CopyData costs one step.
  *
- * Before including, define PGSCAN_LOAD(src, off, dst, n): copy n bytes at
- * off of the current buffer to dst, 0 on success.
+ * PGSCAN_LOAD(src, off, dst, n) copies n bytes at off of the current
+ * buffer to dst, 0 on success: bpf_skb_load_bytes in the program, a plain
+ * copy from a byte buffer by default.
  */
 #ifndef HELIOS_PGSCAN_H
 #define HELIOS_PGSCAN_H
 
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
+#endif
+
+#ifndef PGSCAN_LOAD
+#define PGSCAN_LOAD(src, off, dst, n) (__builtin_memcpy((dst), (const __u8 *)(src) + (off), (n)), 0)
 #endif
 
 #define HP_NTYPES 128 /* counts per message type byte (& 127) */

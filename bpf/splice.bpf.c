@@ -73,6 +73,11 @@ int hp_splice_verdict(struct __sk_buff *skb)
 	if (!c)
 		return SK_PASS; /* not ours (or being taken apart): userspace reads it */
 	__u32 len = skb->len;
+	/* An empty skb (the one carrying a FIN) must not be redirected: the
+	 * peer's send of 0 bytes counts as a hard error and breaks its pipe
+	 * (EPIPE on the next write). FIN is the proxy's business. */
+	if (!len)
+		return SK_DROP;
 	c->bytes += len;
 	if (c->is_client && !c->req_ns)
 		c->req_ns = bpf_ktime_get_ns();
@@ -81,7 +86,7 @@ int hp_splice_verdict(struct __sk_buff *skb)
 	c->s_readies = 0;
 	c->s_term = HP_NO_TERM;
 	struct scan_ctx sc = {.skb = skb, .c = c};
-	if (!c->bad && len)
+	if (!c->bad)
 		bpf_loop(len, scan_cb, &sc, 0);
 	__s64 term = c->s_term;
 	if (term != HP_NO_TERM) {

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "controlplane/cp.h"
+#include "dataplane/kfast.h"
 #include "dataplane/admin/admin.h"
 #include "dataplane/analytics.h"
 #include "dataplane/cache.h"
@@ -265,6 +266,7 @@ int main(int argc, char **argv)
 	cp_stop(cp);
 	analytics_stop();
 	cache_stop();
+	kfast_shutdown();
 	log_info("heliosproxy stopped");
 	return 0;
 }

@@ -110,6 +110,15 @@ static void install(struct snap *s, uint64_t generation)
 	if (per_query && c->pool.mode == CFG_POOL_SESSION)
 		log_warn("pool_mode.mode is session: rate limits, schema_prefix and rewrite_rules "
 		         "apply only to transaction and statement pooling (docs/tenants.md)");
+	if (c->pool.kernel_splice && c->pool.mode != CFG_POOL_SESSION)
+		log_warn(
+		    "pool_mode.kernel_splice applies to session pooling only; pool_mode.mode is %s",
+		    cfg_pool_mode_str(c->pool.mode));
+	else if (c->pool.kernel_splice && c->tls.server_mode != CFG_STLS_DISABLE)
+		log_warn("pool_mode.kernel_splice: sessions over TLS are not spliced, and "
+		         "tls.server_mode = %s uses TLS towards servers that offer it; set it to "
+		         "\"disable\" to splice",
+		         c->tls.server_mode == CFG_STLS_PREFER ? "prefer" : "require");
 	if (old && old->cfg->cache.enabled && !s->cfg->cache.enabled)
 		cache_flush(NULL); /* off: nothing kept may be trusted when it comes back */
 	snap_unref(old);

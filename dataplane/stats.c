@@ -1,6 +1,7 @@
 /*
  * Counters, reports and the per-worker collection behind them. See stats.h.
  */
+#include "dataplane/conn/splice.h"
 #include "dataplane/stats.h"
 
 #include "common/cfg.h"
@@ -97,6 +98,23 @@ void stats_ready(struct server *sv, char status)
 		ctr_add(&c->xacts, 1);
 		ctr_add(&c->xact_us, us_between(&sv->x_start, &now));
 	}
+}
+
+void stats_spliced(struct server *sv, uint64_t queries, uint64_t xacts, uint64_t query_us,
+                   uint64_t bytes_in, uint64_t bytes_out)
+{
+	struct pool_ctr *c = ctr_of(sv);
+	if (!c)
+		return;
+	ctr_add(&c->bytes_in, bytes_in);
+	ctr_add(&c->bytes_out, bytes_out);
+	if (!queries)
+		return;
+	ctr_add(&c->queries, queries);
+	ctr_add(&c->query_us, query_us);
+	ctr_add(&c->qh[stats_bucket(query_us / queries)], queries);
+	ctr_add(&c->xacts, xacts);
+	ctr_add(&c->xact_us, query_us); /* per statement: the best the counts allow */
 }
 
 void stats_waited(struct client *cl, const struct timespec *since)
@@ -505,6 +523,10 @@ Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
 	r->io_backend = dupstr(nw ? io_backend_str(g_workers[0].backend) : "");
 	r->workers = (uint32_t)nw;
 	r->logins_total = __atomic_load_n(&g_logins_total, __ATOMIC_RELAXED);
+	r->splice_active = (uint32_t)__atomic_load_n(&g_splice_active, __ATOMIC_RELAXED);
+	r->splice_total = __atomic_load_n(&g_splice_total, __ATOMIC_RELAXED);
+	r->splice_fallbacks = __atomic_load_n(&g_splice_fallbacks, __ATOMIC_RELAXED);
+	r->splice_reused = __atomic_load_n(&g_splice_reused, __ATOMIC_RELAXED);
 	r->login_failures = __atomic_load_n(&g_login_failures, __ATOMIC_RELAXED);
 
 	size_t queries = 0;

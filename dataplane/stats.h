@@ -54,6 +54,10 @@ void stats_client_sent(struct server *sv, uint32_t nbytes);         /* client ->
 void stats_server_sent(struct server *sv, uint32_t nbytes);         /* server -> client */
 void stats_ready(struct server *sv, char status);                   /* ReadyForQuery relayed */
 void stats_waited(struct client *cl, const struct timespec *since); /* got a server */
+/* Counts of a session spliced in the kernel since the last call (each
+ * query is put in the histogram bucket of their mean time). */
+void stats_spliced(struct server *sv, uint64_t queries, uint64_t xacts, uint64_t query_us,
+                   uint64_t bytes_in, uint64_t bytes_out);
 
 extern uint64_t g_logins_total, g_login_failures; /* atomic */
 

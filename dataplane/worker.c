@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/splice.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/snap.h"
@@ -444,6 +445,7 @@ static void tick(struct worker *w)
 	conn_now(&now);
 	cl_wait_timeout_check(w, &now);
 	cache_worker_tick(w, &now);
+	splice_tick(w, &now);
 	tx_rate_wake(w, conn_ts_ns(&now));
 	route_refresh(w);
 	/* clients waiting for a primary: failover_timeout_secs at most */

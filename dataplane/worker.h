@@ -39,7 +39,8 @@ struct worker {
 	struct client *clients; /* every client of this worker */
 	int n_clients;
 	struct client *waiting_head, *waiting_tail; /* waiting for a server, oldest first */
-	struct server *logins; /* servers connecting or logging in (connect timeout) */
+	struct server *logins;  /* servers connecting or logging in (connect timeout) */
+	struct client *spliced; /* sessions spliced in the kernel (conn/splice.c) */
 
 	struct client *held;         /* held by a pause or a drained node */
 	bool hold_check;             /* pause/drain changed: look at the held clients */

@@ -5,6 +5,7 @@
  * when there is something to say and logs the reason once.
  */
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/splice.h"
 
 #include "common/cfg.h"
 #include "common/cpwire.h"
@@ -191,6 +192,7 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 {
 	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
 		return;
+	splice_end(cl);
 	if (msg) {
 		uint8_t buf[1024];
 		struct pgw_out o;
@@ -252,6 +254,7 @@ static void cl_free(struct client *cl)
 		free(cl->server_password);
 	}
 	tx_client_free(cl);
+	splice_free(cl);
 	tenant_logout(cl);
 	snap_unref(cl->snap);
 	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
@@ -275,6 +278,8 @@ static void cl_on_eof(struct io_sock *s, int err)
 	if (err)
 		log_debug("client %llu: connection error: %s", (unsigned long long)cl->id,
 		          strerror(-err));
+	if (splice_hup(cl, false))
+		return; /* closed once its last bytes reached the server */
 	cl_close(cl, NULL, NULL);
 }
 
@@ -300,7 +305,8 @@ static void cl_on_sent(struct io_sock *s, int err)
 
 static void cl_on_recv_stopped(struct io_sock *s)
 {
-	(void)s; /* paused for back-pressure or closing: nothing to do */
+	/* the splice waits for it; otherwise paused for back-pressure or closing */
+	splice_recv_stopped(s->owner, false);
 }
 
 void cl_resume_source(struct client *cl)
@@ -1164,10 +1170,14 @@ static void bind_server(struct client *cl, struct server *sv)
 	cancel_set_target(cl, sv);
 	pgw_key_data(&o, cl->cancel_pid, cl->cancel_key);
 	pgw_ready(&o, 'I');
-	send_msg(cl, &o);
 	cl_set_state(cl, CL_ACTIVE);
 	sv->tx_status = 'I';
 	sv->clean = true;
+	if (!o.overflow && splice_wanted(cl, sv)) {
+		splice_start(cl, sv, o.buf, o.len);
+		return;
+	}
+	send_msg(cl, &o);
 	io_recv_start(&sv->ep.sock);
 	/* anything the client sent ahead of ReadyForQuery */
 	if (cl->ep.in_len) {
@@ -1300,10 +1310,12 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 				cl_close(cl, "54000", "admin statement too long");
 			else
 				admin_input(cl);
-		} else if (cl->txn)
+		} else if (cl->txn) {
 			tx_client_data(cl, c);
-		else
+		} else {
+			splice_client_data(cl);
 			relay_to_server(cl, c);
+		}
 		return;
 	case CL_STARTUP:
 	case CL_TLS:

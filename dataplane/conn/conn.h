@@ -23,6 +23,7 @@ struct snap;
 struct tls_conn;
 struct client;
 struct server;
+struct kf_session;
 
 #define EP_HIGH_WATER  (512u * 1024u) /* pause the source above this many queued bytes */
 #define EP_LOW_WATER   (128u * 1024u)
@@ -145,6 +146,7 @@ struct client {
 	bool rate_drop_batch; /* refused: its messages are dropped up to Sync */
 	bool rate_wait;       /* throttled: waits for rate_wake_ns */
 	uint64_t rate_wake_ns;
+	struct kf_session *kf; /* spliced in the kernel (splice.c), NULL otherwise */
 };
 
 enum sv_state {

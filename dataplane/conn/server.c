@@ -5,6 +5,7 @@
  * any worker can adopt it.
  */
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/splice.h"
 
 #include "common/cfg.h"
 #include "common/log.h"
@@ -503,6 +504,8 @@ void sv_close(struct server *sv)
 {
 	if (sv->state == SV_CLOSING)
 		return;
+	if (sv->client && sv->client->server == sv)
+		splice_end(sv->client);
 	sv->state = SV_CLOSING;
 	if (sv->is_listener)
 		listen_listener_gone(sv);
@@ -1169,10 +1172,12 @@ static void sv_on_eof(struct io_sock *s, int err)
 		sv_fail(sv, NULL, 0, "08006", "the server closed the connection during login");
 		return;
 	}
+	if (sv->state == SV_ACTIVE && sv->client && splice_hup(sv->client, true))
+		return; /* closed once its last bytes reached the client */
 	if (sv->state == SV_ACTIVE && sv->client)
 		node_failure(sv, "the server closed a connection in use (crash or shutdown)");
-	log_debug("server %llu %s:%d: closed by the server", (unsigned long long)sv->id,
-	          sv->node_host, sv->node_port);
+	log_debug("server %llu %s:%d: closed by the server (%d)", (unsigned long long)sv->id,
+	          sv->node_host, sv->node_port, err);
 	sv_close(sv);
 }
 
@@ -1199,6 +1204,8 @@ static void park(struct server *sv)
 static void sv_on_recv_stopped(struct io_sock *s)
 {
 	struct server *sv = s->owner;
+	if (sv->client && splice_recv_stopped(sv->client, true))
+		return;
 	if (!sv->parking)
 		return; /* paused for back-pressure */
 	sv->parking = false;

@@ -232,6 +232,31 @@ void io_recv_stop(struct io_sock *s)
 	io_defer(s->loop, s, DEF_RECV_STOPPED, 0);
 }
 
+int io_hup_watch(struct io_sock *s)
+{
+	if (s->flags & (IO_F_CLOSING | IO_F_RECV_WANT | IO_F_RECV_ARMED))
+		return -EBUSY;
+	if (s->flags & IO_F_HUP_WATCH)
+		return 0;
+	s->flags |= IO_F_HUP_WATCH;
+	if (s->loop->backend == IO_BACKEND_URING)
+		iou_hup_watch(s);
+	else
+		iep_update(s);
+	return 0;
+}
+
+void io_hup_unwatch(struct io_sock *s)
+{
+	if (!(s->flags & IO_F_HUP_WATCH))
+		return;
+	s->flags &= (uint16_t)~IO_F_HUP_WATCH;
+	if (s->loop->backend == IO_BACKEND_URING)
+		iou_hup_unwatch(s);
+	else
+		iep_update(s);
+}
+
 int io_send(struct io_sock *s, const void *p, uint32_t len)
 {
 	if (s->flags & IO_F_CLOSING)

@@ -63,6 +63,7 @@ enum {
 	IO_F_CANCELLING = 1 << 8,
 	IO_F_NOBUFS = 1 << 9,        /* waiting for free buffers to re-arm */
 	IO_F_SENT_PENDING = 1 << 10, /* epoll: write done, on_sent not dispatched yet */
+	IO_F_HUP_WATCH = 1 << 11,    /* watching for the peer's close only (io_hup_watch) */
 };
 
 struct io_sock {
@@ -100,6 +101,12 @@ bool io_sock_idle(const struct io_sock *s);
 int io_listen_start(struct io_sock *s);
 int io_recv_start(struct io_sock *s);
 void io_recv_stop(struct io_sock *s);
+/* For a socket whose bytes the kernel moves itself (sockmap splice): with
+ * receiving stopped, watches only for the peer closing or an error, never
+ * for data. on_eof(s, 0) follows once when it happens; io_hup_unwatch()
+ * ends the watch without a callback. */
+int io_hup_watch(struct io_sock *s);
+void io_hup_unwatch(struct io_sock *s);
 /* Sends all len bytes (the memory must stay valid until on_sent). */
 int io_send(struct io_sock *s, const void *p, uint32_t len);
 int io_connect(struct io_sock *s, const struct sockaddr *sa, socklen_t len);

@@ -49,6 +49,8 @@ void iep_update(struct io_sock *s)
 	if (!(s->flags & IO_F_CLOSING) && s->loop) {
 		if ((s->flags & IO_F_RECV_WANT) && !(s->flags & IO_F_NOBUFS))
 			want |= EPOLLIN | ((s->flags & IO_F_LISTEN) ? 0 : EPOLLRDHUP);
+		else if (s->flags & IO_F_HUP_WATCH)
+			want |= EPOLLRDHUP; /* no EPOLLIN: the kernel moves the bytes */
 		if ((s->flags & IO_F_CONNECTING) ||
 		    (s->flags & (IO_F_SEND_BUSY | IO_F_SENT_PENDING)) == IO_F_SEND_BUSY)
 			want |= EPOLLOUT;
@@ -227,6 +229,11 @@ int io_epoll_backend_run(struct io_loop *l, int timeout_ms)
 		if ((e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) &&
 		    (s->flags & IO_F_RECV_WANT))
 			do_read(l, s);
+		else if ((e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) && (s->flags & IO_F_HUP_WATCH)) {
+			s->flags &= (uint16_t)~IO_F_HUP_WATCH;
+			iep_update(s);
+			s->ops->on_eof(s, (e & EPOLLERR) ? -ECONNRESET : 0);
+		}
 	}
 	return 0;
 }

@@ -63,6 +63,8 @@ int iou_send(struct io_sock *s);
 int iou_connect(struct io_sock *s, const struct sockaddr *sa, socklen_t len);
 void iou_close(struct io_sock *s);
 void iou_buf_return(struct io_loop *l, struct io_chunk *c);
+void iou_hup_watch(struct io_sock *s);
+void iou_hup_unwatch(struct io_sock *s);
 
 void iep_update(struct io_sock *s);
 int iep_send(struct io_sock *s);

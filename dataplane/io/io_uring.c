@@ -9,6 +9,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -18,7 +19,9 @@
 #define SQ_ENTRIES 1024
 #define CQ_ENTRIES 8192
 
-enum { OP_RECV = 1, OP_SEND, OP_CONNECT, OP_ACCEPT, OP_CANCEL, OP_WAKE, OP_NOP };
+/* user_data: the socket's address with the operation in its low 3 bits;
+ * 0 = a completion nobody waits for (a poll removal). */
+enum { OP_RECV = 1, OP_SEND, OP_CONNECT, OP_ACCEPT, OP_CANCEL, OP_WAKE, OP_HUP };
 
 static inline uint64_t ud(void *p, int op)
 {
@@ -198,6 +201,22 @@ static void unlink_nobuf(struct io_sock *s)
 	s->flags &= (uint16_t)~IO_F_NOBUFS;
 }
 
+void iou_hup_watch(struct io_sock *s)
+{
+	struct io_uring_sqe *sqe = get_sqe(s->loop);
+	io_uring_prep_poll_add(sqe, s->fd, POLLRDHUP | POLLHUP | POLLERR);
+	io_uring_sqe_set_data64(sqe, ud(s, OP_HUP));
+	s->inflight++;
+}
+
+void iou_hup_unwatch(struct io_sock *s)
+{
+	/* the poll's own completion (-ECANCELED) settles inflight */
+	struct io_uring_sqe *sqe = get_sqe(s->loop);
+	io_uring_prep_poll_remove(sqe, ud(s, OP_HUP));
+	io_uring_sqe_set_data64(sqe, 0);
+}
+
 static void finish_close(struct io_sock *s)
 {
 	if (s->fd >= 0)
@@ -329,6 +348,18 @@ static void handle_cqe(struct io_loop *l, struct io_uring_cqe *cqe)
 		s->inflight--;
 		s->flags &= (uint16_t)~IO_F_CONNECTING;
 		s->ops->on_connect(s, cqe->res);
+		return;
+	case OP_HUP:
+		if (s->flags & IO_F_CLOSING) {
+			op_done(s);
+			return;
+		}
+		s->inflight--;
+		/* unwatched meanwhile: nobody wants it */
+		if (cqe->res != -ECANCELED && (s->flags & IO_F_HUP_WATCH)) {
+			s->flags &= (uint16_t)~IO_F_HUP_WATCH;
+			io_defer(l, s, DEF_EOF, cqe->res < 0 ? cqe->res : 0);
+		}
 		return;
 	case OP_CANCEL:
 		s->flags &= (uint16_t)~IO_F_CANCELLING;

@@ -282,6 +282,7 @@ class Proxy:
         self.port = int(defaults["listen_address"].rsplit(":", 1)[1])
         self.proc = None
         self.check_exit = True  # stop()/teardown assert exit status 0
+        self.prefix = []  # command the proxy runs under (setpriv ...)
 
     # -- config --
     def render(self, cfg):
@@ -310,7 +311,8 @@ class Proxy:
     def start(self, cfg, wait=True):
         self.write_config(cfg)
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(helios_bin() / "heliosproxy"), "-c", str(self.config_path)],
+        self.proc = subprocess.Popen([*self.prefix, str(helios_bin() / "heliosproxy"), "-c",
+                                      str(self.config_path)],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, cwd=self.dir)
         if wait:
@@ -397,12 +399,13 @@ class Proxy:
 
 @pytest.fixture
 def proxy(pg, tmp_path):
-    """proxy(config_text_or_dict, wait=True) -> Proxy. The fixture adds, unless
+    """proxy(config_text_or_dict, wait=True, prefix=()) -> Proxy, run under the
+    command prefix if given (["setpriv", ...]). The fixture adds, unless
     the config has them: io_backend (HELIOS_IO_BACKEND), workers = 2, a free
     listen_address and admin_address on 127.0.0.1, shutdown_timeout_secs = 5."""
     started = []
 
-    def start(cfg, wait=True, **defaults):
+    def start(cfg, wait=True, prefix=(), **defaults):
         base = {
             "listen_address": f"127.0.0.1:{free_port()}",
             "admin_address": f"127.0.0.1:{free_port()}",
@@ -412,6 +415,7 @@ def proxy(pg, tmp_path):
         }
         base.update(defaults)
         p = Proxy(tmp_path, f"heliosproxy{len(started)}", base)
+        p.prefix = list(prefix)
         started.append(p)
         return p.start(cfg, wait=wait)
 
