@@ -191,11 +191,11 @@ class Proxy:
 class Helios(Proxy):
     name = "HeliosProxy"
 
-    def __init__(self, mode, pool, extra=""):
+    def __init__(self, mode, pool, extra="", pool_extra="", subdir="helios"):
         super().__init__()
-        self.mode, self.pool, self.extra = mode, pool, extra
+        self.mode, self.pool, self.extra, self.pool_extra = mode, pool, extra, pool_extra
         self.admin_port = free_port()
-        self.dir = os.path.join(RUN, "helios")
+        self.dir = os.path.join(RUN, subdir)
         os.makedirs(self.dir, exist_ok=True)
         self.conf = os.path.join(self.dir, "heliosproxy.toml")
         self.log_path = os.path.join(self.dir, "heliosproxy.log")
@@ -215,7 +215,7 @@ shutdown_timeout_secs = 2
 [pool_mode]
 mode = "{self.mode}"
 max_pool_size = {self.pool}
-
+{self.pool_extra}
 [[nodes]]
 host = "127.0.0.1"
 port = {PG_PORT}
@@ -615,6 +615,86 @@ def cache_bench():
         px.stop()
 
 
+def system_cpu_ticks():
+    """All CPUs' busy time from /proc/stat (user, nice, system, irq, softirq,
+    steal): the proxy, the kernel's work for it (kworkers, softirqs), pgbench
+    and the server together."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+
+
+SPLICE_LOADS = [
+    ("select", "pgbench -S, 8 clients, simple protocol", ["-S", "-M", "simple"], None),
+    ("large-row", "one 256 KB row per query (SELECT repeat('x', 262144)), 8 clients",
+     ["-M", "simple"], "SELECT repeat('x', 262144);\n"),
+]
+
+
+def splice_run(port, pid, args, script, secs):
+    """One pgbench run of 8 session clients: tps, proxy and whole-system CPU per transaction."""
+    d = tempfile.mkdtemp(prefix="splice", dir=RUN)
+    extra = []
+    if script:
+        path = os.path.join(d, "q.sql")
+        with open(path, "w") as f:
+            f.write(script)
+        extra = ["-f", path]
+    cmd = [os.path.join(PG_BIN, "pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-n",
+           "-T", str(secs), "-c", "8", "-j", "2"] + args + extra + [DB]
+    e = dict(os.environ, PGPASSWORD=PASSWORD, PGSSLMODE="disable", PGCONNECT_TIMEOUT="10")
+    t0, s0 = (cpu_ticks(pid) if pid else None), system_cpu_ticks()
+    p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=secs + 60)
+    s1, t1 = system_cpu_ticks(), (cpu_ticks(pid) if pid else None)
+    shutil.rmtree(d, ignore_errors=True)
+    text = p.stdout + p.stderr
+    m, n = RE["tps"].search(text), RE["tx"].search(text)
+    failed = RE["failed"].search(text)
+    tx = int(n.group(1)) if n else 0
+    per = (lambda ticks: ticks * 1e6 / CLK_TCK / tx if tx else None)
+    return {"tps": float(m.group(1)) if m else None, "tx": tx, "rc": p.returncode,
+            "failed": int(failed.group(1)) if failed else None,
+            "proxy_cpu_us": per(t1 - t0) if pid else None, "system_cpu_us": per(s1 - s0),
+            "err": p.stderr.strip()[-300:] if p.returncode else ""}
+
+
+def splice_bench():
+    """Session mode with and without pool_mode.kernel_splice, and direct, in alternation."""
+    secs = max(5, SECS // 2)
+    relay = Helios("session", 16)
+    spliced = Helios("session", 16, pool_extra="kernel_splice = true\n", subdir="helios-splice")
+    spliced.name = "HeliosProxy (kernel_splice)"
+    out = {"secs": secs, "loads": {}, "loaded": None}
+    try:
+        relay.ensure()
+        spliced.ensure()
+        # one session: did the program load?
+        pgbench_with_timeout(spliced.port, ALL_LOADS[-1], 1, 30)
+        log_text = tail(spliced.log_path, 200)
+        out["loaded"] = "splice program loaded" in log_text
+        if not out["loaded"]:
+            out["why"] = next((l for l in log_text.splitlines() if "kernel_splice" in l),
+                              "no kernel_splice line in the log")
+        for key, title, args, script in SPLICE_LOADS:
+            runs = {"relay": [], "splice": [], "direct": []}
+            for rnd in range(ROUNDS):
+                order = [("relay", relay), ("splice", spliced), ("direct", None)]
+                k = rnd % 3
+                for name, px in order[k:] + order[:k]:
+                    port = px.port if px else PG_PORT
+                    r = splice_run(port, px.pid if px else None, args, script, secs)
+                    runs[name].append(r)
+                    log(f"bench: splice {key:<9} {name:<6} tps {fmt(r['tps']):>9}  "
+                        f"proxy {fmt(r['proxy_cpu_us'])} us/tx  system {fmt(r['system_cpu_us'])} us/tx"
+                        + (f"  <-- rc {r['rc']} failed {r['failed']}: {r['err']}" if r["rc"] else ""))
+                    time.sleep(1)
+            out["loads"][key] = {"title": title, "runs": runs}
+        return out
+    finally:
+        relay.stop()
+        spliced.stop()
+
+
 def idle_test(proxy):
     """Fresh proxy, then bench/idle_clients.py; returns its JSON (dict)."""
     proxy.stop()
@@ -679,7 +759,7 @@ def main():
 
     results = []  # dicts with round, load, target and pgbench/proxy figures
     idle = {}
-    cache = None
+    cache = splice = None
     try:
         for _, t in targets:
             t.ensure()
@@ -719,6 +799,9 @@ def main():
         if helios and env("BENCH_CACHE", "1") != "0":
             log("bench: result cache: one SELECT as a hit, uncached (cache=skip) and direct ...")
             cache = cache_bench()
+        if helios and env("BENCH_SPLICE", "1") != "0":
+            log("bench: kernel splice: session mode relayed vs spliced vs direct ...")
+            splice = splice_bench()
     finally:
         for _, t in targets:
             try:
@@ -735,7 +818,7 @@ def main():
 
     # everything the report needs, so `bench.py --render run/bench/results.json` can redo it
     ctx = dict(facts=facts, mode=mode, requested_mode=HELIOS_MODE, fallback_reason=fallback_reason,
-               helios_pool=helios_pool, results=results, idle=idle, cache=cache,
+               helios_pool=helios_pool, results=results, idle=idle, cache=cache, splice=splice,
                started=started.isoformat(),
                elapsed=elapsed, targets=[n for n, _ in targets],
                helios=proxy_info(helios, r"\b(warn|error|fatal)\b"),
@@ -965,6 +1048,10 @@ def render(c, markdown):
                   + ". The target was a hit p50 <= 15 us at the client; a pgbench round trip over loopback "
                   "on this machine costs more than that by itself (see the direct row, which includes the "
                   "server's work), so the proxy's own cost per hit is the CPU column."]
+    sp = c.get("splice")
+    if sp:
+        L += ["", "## Kernel splice (session mode)", ""]
+        L += splice_report(sp, md)
     L += ["", "## Anomalies and proxy log lines", ""]
     anomalies = []
     if c["fallback_reason"]:
@@ -1023,6 +1110,34 @@ def render(c, markdown):
           "`/usr/bin/python3 bench/bench.py --render run/bench/results.json` rewrites this report from the "
           "saved figures of the last run without measuring again.", ""]
     return "\n".join(L)
+
+
+def splice_report(sp, md):
+    """Lines of the kernel splice section: medians per load and path, and the verdict."""
+    if not sp.get("loaded"):
+        return [f"Not measured: the splice program did not load ({sp.get('why', '?')})."]
+    L = [f"pgbench, 8 session clients, {sp['secs']} s per run, {ROUNDS} runs per cell in alternation: "
+         "HeliosProxy in session mode relaying in userspace, the same with "
+         "`pool_mode.kernel_splice = true`, and PostgreSQL directly. Proxy CPU is the proxy process's "
+         "utime+stime; system CPU is every CPU's busy time from /proc/stat (pgbench, PostgreSQL, the "
+         "proxy and the kernel's softirq/kworker time) per transaction. Medians.", ""]
+    rows, verdict = [], []
+    for key, d in sp["loads"].items():
+        m = {}
+        for name, label in (("relay", "userspace relay"), ("splice", "kernel splice"), ("direct", "direct")):
+            rs = d["runs"][name]
+            m[name] = {f: med([r.get(f) for r in rs]) for f in ("tps", "proxy_cpu_us", "system_cpu_us")}
+            bad = sum(1 for r in rs if r["rc"] or (r["failed"] or 0))
+            rows.append([d["title"] if name == "relay" else "", label, fmt(m[name]["tps"]),
+                         fmt(m[name]["proxy_cpu_us"]), fmt(m[name]["system_cpu_us"]), str(bad)])
+        r_, s_ = m["relay"], m["splice"]
+        verdict.append((key, ratio(s_["tps"], r_["tps"]), ratio(s_["system_cpu_us"], r_["system_cpu_us"]),
+                        ratio(s_["proxy_cpu_us"], r_["proxy_cpu_us"])))
+    L.append(table(["load", "path", "tps", "proxy CPU us/tx", "system CPU us/tx", "failed runs"], rows, md))
+    L.append("")
+    for key, tps, sysr, pxr in verdict:
+        L.append(f"- {key}: splice / relay TPS {tps}, system CPU per tx {sysr}, proxy CPU per tx {pxr}")
+    return L
 
 
 def _terminate(signum, frame):
