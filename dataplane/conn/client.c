@@ -1240,6 +1240,7 @@ void cl_server_data(struct client *cl, struct io_chunk *c)
 		io_chunk_release(cl->w->loop, c);
 		return;
 	}
+	splice_userspace_data(cl, true);
 	ep_send_chunk(&cl->ep, c);
 	if (cl->ep.q_bytes > EP_HIGH_WATER && cl->server && !cl->server->ep.paused) {
 		cl->server->ep.paused = true;
@@ -1313,7 +1314,7 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 		} else if (cl->txn) {
 			tx_client_data(cl, c);
 		} else {
-			splice_client_data(cl);
+			splice_userspace_data(cl, false);
 			relay_to_server(cl, c);
 		}
 		return;

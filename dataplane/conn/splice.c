@@ -219,18 +219,14 @@ bool splice_recv_stopped(struct client *cl, bool server_side)
 	return true;
 }
 
-bool splice_client_data(struct client *cl)
+void splice_userspace_data(struct client *cl, bool server_side)
 {
-	if (!cl->kf)
-		return false;
-	if (cl->kf->phase == KF_STARTING) {
-		/* sent before its ReadyForQuery: this session stays in userspace */
-		struct kf_session *k = cl->kf;
-		k->stopping = 0;
-		fall_back(cl, "the client sent before ReadyForQuery");
-		return false;
+	if (cl->kf && cl->kf->phase == KF_STARTING) {
+		/* bytes raced the receive stop: this session stays in userspace
+		 * (the login answer goes out first) */
+		fall_back(cl, server_side ? "the server sent during the splice"
+		                          : "the client sent before ReadyForQuery");
 	}
-	return false;
 }
 
 /* Adds what the program counted since the last fold to the pool's stats. */

@@ -24,9 +24,10 @@ bool splice_wanted(const struct client *cl, const struct server *sv);
 void splice_start(struct client *cl, struct server *sv, const uint8_t *tail, uint32_t tail_len);
 /* on_recv_stopped of either socket: true when the splice took it. */
 bool splice_recv_stopped(struct client *cl, bool server_side);
-/* Client data arrived in userspace (before its ReadyForQuery): the splice
- * is abandoned. Returns false: the caller relays the data as usual. */
-bool splice_client_data(struct client *cl);
+/* Bytes of the client or the server reached userspace while the splice
+ * was starting: it is abandoned (the login answer is sent) and the caller
+ * relays them as usual. */
+void splice_userspace_data(struct client *cl, bool server_side);
 /* on_eof of either spliced socket: true when the splice handles it. */
 bool splice_hup(struct client *cl, bool server_side);
 /* Out of the map at once, no drain (the client or server is being closed

@@ -166,6 +166,37 @@ def test_copy_out_and_in_of_50mb_are_byte_exact(pg, spliced, big_table):
         "COPY in through the splice lost or changed bytes"
 
 
+def test_copy_sent_then_closed_at_once_reaches_the_server_whole(pg, spliced):
+    """The client writes a whole COPY (about 20 MB), Sync and Terminate and closes
+    without reading an answer: the drain must deliver every byte before the
+    pair is taken apart, so the server commits all rows."""
+    from pgwire import Conn, cstr, message
+    rows = 40000
+    with psycopg.connect(pg.dsn(*ALICE), autocommit=True) as direct:
+        direct.execute("DROP TABLE IF EXISTS splice_fire")
+        direct.execute("CREATE TABLE splice_fire (id int, payload text)")
+    try:
+        c = Conn("127.0.0.1", spliced.port, timeout=30)
+        res = c.startup(ALICE[0], APPDB, password=ALICE[1])
+        assert res.error is None, res.error
+        data = b"".join(f"{i}\t{'y' * 500}\n".encode() for i in range(rows))
+        out = [message(b"Q", cstr("COPY splice_fire FROM STDIN"))]
+        out += [message(b"d", data[i:i + 65536]) for i in range(0, len(data), 65536)]
+        out += [message(b"c"), message(b"X")]
+        c.send_raw(b"".join(out))
+        c.close()
+
+        def committed():
+            with psycopg.connect(pg.dsn(*ALICE), autocommit=True) as direct:
+                return direct.execute("SELECT count(*), sum(length(payload)) "
+                                      "FROM splice_fire").fetchone()
+        assert wait_for(lambda: committed()[0] == rows, timeout=20), committed()
+        assert committed() == (rows, rows * 500)
+    finally:
+        with psycopg.connect(pg.dsn(*ALICE), autocommit=True) as direct:
+            direct.execute("DROP TABLE IF EXISTS splice_fire")
+
+
 def test_client_killed_mid_copy_closes_its_server_and_others_go_on(pg, spliced, big_table):
     env = pg.env(password=ALICE[1])
     env["PGAPPNAME"] = "splice-killed"
