@@ -157,6 +157,7 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
+	cl->is_unix = is_unix;
 	cl->id = conn_next_id();
 	cl->w = w;
 	cl->snap = sn;

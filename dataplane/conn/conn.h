@@ -68,6 +68,7 @@ struct client {
 	uint64_t id;
 	enum cl_state state;
 	bool is_tls;
+	bool is_unix; /* connected over the Unix socket */
 	bool replication;
 	bool txn;               /* transaction or statement pooling */
 	bool stmt_mode;         /* statement pooling */

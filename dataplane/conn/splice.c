@@ -102,7 +102,8 @@ bool splice_wanted(const struct client *cl, const struct server *sv)
 	 * the only conditions are the mode, TLS and a pooled server. */
 	if (!c->pool.kernel_splice || cl->txn || cl->admin || cl->replication || !sv->pool)
 		return false;
-	if (cl->is_tls || cl->ep.tls || sv->ep.tls || cl->ep.in_len)
+	/* the program splices TCP to TCP; the redirect needs both in the map */
+	if (cl->is_tls || cl->ep.tls || sv->ep.tls || cl->ep.in_len || cl->is_unix)
 		return false;
 	if (!kfast_available()) {
 		__atomic_add_fetch(&g_splice_fallbacks, 1, __ATOMIC_RELAXED);
@@ -239,6 +240,14 @@ static void fold(struct client *cl, const struct hp_conn *c, const struct hp_con
 	stats_spliced(cl->server, q - k->f_queries, s->ready[0] - k->f_xacts,
 	              (s->query_ns - k->f_query_ns) / 1000, c->bytes - k->f_in,
 	              s->fwd_bytes - k->f_out);
+	if (q != k->f_queries) {
+		/* what SHOW CLIENTS / SERVERS report: last request, transaction state */
+		struct timespec now;
+		conn_now(&now);
+		cl->request_s = (uint32_t)now.tv_sec;
+		cl->server->last_used = now;
+		cl->server->tx_status = s->status ? (char)s->status : 'I';
+	}
 	k->f_queries = q;
 	k->f_xacts = s->ready[0];
 	k->f_query_ns = s->query_ns;

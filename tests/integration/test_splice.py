@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -255,6 +256,24 @@ def test_cancel_reaches_a_spliced_session(spliced):
         assert time.monotonic() - start < 10
         c.rollback()
         assert c.execute("SELECT 9").fetchone()[0] == 9
+
+
+def test_unix_socket_and_tls_server_sessions_are_relayed_not_spliced(pg, proxy, config):
+    if os.geteuid() != 0:
+        pytest.skip("kernel_splice needs root")
+    with tempfile.TemporaryDirectory(prefix="hx-") as d:
+        p = proxy(splice_config(config, max_pool_size=4), unix_socket_dir=d)
+        r = run([str(pg.bin / "psql"), "-X", "-A", "-t", "-h", d, "-p", str(p.port), "-U",
+                 ALICE[0], "-d", APPDB, "-c", "SELECT 'via unix'"], env=pg.env(password=ALICE[1]))
+        assert r.stdout.strip() == "via unix"
+        assert metric(p, "helios_splice_sessions_total") == 0, "a Unix-socket client was spliced"
+        p.stop()
+    # TLS towards the server (prefer, which the test cluster offers): relayed
+    p = proxy(config(pool={"kernel_splice": True}))
+    with p.connect() as c:
+        assert c.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0]
+    assert metric(p, "helios_splice_sessions_total") == 0
+    assert "tls.server_mode = prefer uses TLS" in p.log()
 
 
 def test_without_bpf_privileges_it_logs_once_and_relays(proxy, config):
