@@ -118,6 +118,21 @@ static const struct verb verbs[] = {
      "failed) and the text the server would get, or why rewriting failed (the statement is\n"
      "then sent as written). See docs/rewriting.md.\n",
      2, 3, render_rewrite},
+    {"xdp", "[status] | deny add CIDR | deny del CIDR | deny list",
+     "XDP admission filter: state, counters, deny list",
+     "  status         (the default) whether the filter is attached, to which interface\n"
+     "                 and in which mode, its ports and SYN rate, and its packet counters\n"
+     "  deny add CIDR  drop TCP packets from CIDR (10.0.0.0/8, 2001:db8::/32 or one\n"
+     "                 address) from now on; live only: kept until the control plane\n"
+     "                 stops, re-applied after configuration changes\n"
+     "  deny del CIDR  remove a prefix added with `deny add`; the ones of xdp.deny\n"
+     "                 change with `config set xdp.deny`\n"
+     "  deny list      every prefix, where it comes from (config, runtime) and the\n"
+     "                 packets it dropped\n"
+     "\n"
+     "The control plane (helios-cp, or heliosproxy's own) loads the filter when\n"
+     "xdp.enabled is set; deny verbs fail with exit 1 when it is not. See docs/xdp.md.\n",
+     0, 3, render_xdp},
 };
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))
 
@@ -284,6 +299,24 @@ static const struct verb *find_verb(const char *name)
 	return NULL;
 }
 
+/* xdp [status] | xdp deny add|del CIDR | xdp deny list; 0 or HCTL_USAGE. */
+static int check_xdp_args(const struct verb *v, char **args, size_t n)
+{
+	if (n == 0 || (n == 1 && !strcmp(args[0], "status")))
+		return 0;
+	if (strcmp(args[0], "deny"))
+		return usage_error(v, "xdp wants status or deny, not '%s'", args[0]);
+	if (n < 2)
+		return usage_error(v, "xdp deny wants add, del or list");
+	if (!strcmp(args[1], "list"))
+		return n == 2 ? 0 : usage_error(v, "xdp deny list takes no arguments");
+	if (strcmp(args[1], "add") && strcmp(args[1], "del"))
+		return usage_error(v, "xdp deny wants add, del or list, not '%s'", args[1]);
+	if (n != 3)
+		return usage_error(v, "xdp deny %s takes one prefix (CIDR)", args[1]);
+	return 0;
+}
+
 /* Checks a verb's arguments; 0 or HCTL_USAGE (message printed). */
 static int check_args(const struct verb *v, char **args, size_t n)
 {
@@ -310,6 +343,8 @@ static int check_args(const struct verb *v, char **args, size_t n)
 		return usage_error(v, "cache wants stats or flush, not '%s'", args[0]);
 	if (v->render == render_cache && n == 2 && strcmp(args[0], "flush"))
 		return usage_error(v, "cache stats takes no arguments");
+	if (v->render == render_xdp)
+		return check_xdp_args(v, args, n);
 	if (v->render == render_rewrite && n >= 1 && strcmp(args[0], "test"))
 		return usage_error(v, "rewrite wants test, not '%s'", args[0]);
 	if (v->render == render_slowlog && n == 1 && (atoi(args[0]) < 1 || atoi(args[0]) > 10000))

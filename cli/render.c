@@ -559,3 +559,54 @@ int render_rewrite(FILE *out, const Helios__CtlResponse *r, char **args, size_t 
 	fprintf(out, "no data plane answered\n");
 	return 0;
 }
+
+int render_xdp(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	const Helios__XdpStatus *x = r->xdp;
+	bool list = nargs == 2 && !strcmp(args[1], "list");
+
+	if (nargs >= 2 && !list)
+		return render_message(out, r, args, nargs); /* deny add, deny del */
+	if (!x) {
+		fprintf(out,
+		        "no XDP status in the answer (a control plane older than helioctl?)\n");
+		return 0;
+	}
+	if (list) {
+		struct table t;
+		table_init(&t, "CIDR SOURCE DROPS");
+		for (size_t i = 0; i < x->n_deny; i++) {
+			const Helios__XdpDenyEntry *e = x->deny[i];
+			table_add(&t, "%s", e->cidr);
+			table_add(&t, "%s",
+			          e->config && e->runtime ? "config+runtime"
+			          : e->config             ? "config"
+			                                  : "runtime");
+			table_add(&t, "%" PRIu64, e->drops);
+		}
+		return table_print(&t, out);
+	}
+	if (!x->enabled) {
+		fprintf(out, "enabled: no (set xdp.enabled and xdp.interface)\n");
+		return 0;
+	}
+	fprintf(out, "enabled: yes\nattached: %s\ninterface: %s\n", yes_no(x->attached),
+	        or_dflt(x->interface, "-"));
+	fprintf(out, "mode: %s\n", or_dflt(x->mode, "-"));
+	if (x->prog_id)
+		fprintf(out, "program id: %u\n", x->prog_id);
+	fprintf(out, "ports: %s\n", or_dflt(x->ports, "every TCP port"));
+	if (x->syn_rate_per_sec)
+		fprintf(out, "syn rate: %u/s per source, burst %u\n", x->syn_rate_per_sec,
+		        x->syn_burst);
+	else
+		fprintf(out, "syn rate: no limit\n");
+	fprintf(out, "deny entries: %u\n", x->deny_entries);
+	fprintf(out,
+	        "packets passed: %" PRIu64 "\npackets denied: %" PRIu64
+	        "\npackets over syn rate: %" PRIu64 "\nsyns: %" PRIu64 "\n",
+	        x->passed, x->denied, x->syn_rate_dropped, x->syns);
+	if (x->error && x->error[0])
+		fprintf(out, "error: %s\n", x->error);
+	return 0;
+}

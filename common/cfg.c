@@ -985,9 +985,7 @@ static int check_url(struct loader *ld, const char *name, const char *url)
 	                name, shown);
 }
 
-/* The next entry of a comma-separated list at *p, without surrounding
- * blanks (may be empty); *len gets its length. NULL at the end of the list. */
-static const char *next_item(const char **p, size_t *len)
+const char *cfg_list_next(const char **p, size_t *len)
 {
 	const char *s = *p, *end;
 
@@ -1014,7 +1012,13 @@ static int check_xdp(struct loader *ld)
 	if (c->xdp.enabled && !c->xdp.interface[0])
 		return fail_key(ld, "xdp", -1, "interface",
 		                "key 'xdp.interface': required when xdp.enabled is true");
-	while ((item = next_item(&p, &len))) {
+	if (strlen(c->xdp.interface) > 15) /* IFNAMSIZ - 1 */
+		return fail_key(
+		    ld, "xdp", -1, "interface",
+		    "key 'xdp.interface': \"%s\" is longer than an interface name can be "
+		    "(15 bytes)",
+		    c->xdp.interface);
+	while ((item = cfg_list_next(&p, &len))) {
 		struct cidr cd;
 		if (len && cidr_parse(item, len, &cd, why, sizeof(why)) < 0)
 			return fail_key(ld, "xdp", -1, "deny", "key 'xdp.deny': %s", why);
@@ -1033,7 +1037,7 @@ static int check_admin_users(struct loader *ld)
 	struct cfg_buf b;
 	size_t len;
 
-	while ((item = next_item(&p, &len))) {
+	while ((item = cfg_list_next(&p, &len))) {
 		if (len == 0)
 			continue; /* "alice, bob," */
 		if (len < sizeof(name)) {
@@ -1507,7 +1511,7 @@ bool cfg_is_admin_user(const struct cfg *c, const char *user)
 	const char *p = c->admin_users, *item;
 	size_t len, ulen = strlen(user);
 
-	while ((item = next_item(&p, &len)))
+	while ((item = cfg_list_next(&p, &len)))
 		if (len > 0 && len == ulen && memcmp(item, user, len) == 0)
 			return true;
 	return false;

@@ -307,6 +307,10 @@ __attribute__((warn_unused_result)) int cfg_parse_address(const char *addr, char
 void cfg_write_docs(FILE *out);
 
 const char *cfg_pool_mode_str(enum cfg_pool_mode m);
+/* The next entry of a comma-separated list value (admin_users, xdp.deny)
+ * at *p, without surrounding blanks (may be empty); *len gets its length.
+ * NULL at the end of the list. */
+const char *cfg_list_next(const char **p, size_t *len);
 const char *cfg_auth_method_str(enum cfg_auth_method m);
 
 /* ---- The key table, for validation tooling and `helioctl config get`. ---- */

@@ -90,8 +90,9 @@ int cidr_parse_ports(const char *s, uint16_t *ports, int max, char *why, size_t 
 			break;
 		char *end;
 		long p = strtol(s, &end, 10);
-		if (end == s || p < 1 || p > 65535 ||
-		    (*end && *end != ',' && *end != ' ' && *end != '\t')) {
+		while (*end == ' ' || *end == '\t')
+			end++;
+		if (end == s || p < 1 || p > 65535 || (*end && *end != ',')) {
 			snprintf(why, whylen, "'%.*s' is not a port (1..65535)",
 			         (int)strcspn(s, ","), s);
 			return -1;

@@ -635,6 +635,34 @@ static void render_nodes(struct sbuf *out, const struct metrics_info *info)
 	}
 }
 
+/* Only where the filter is enabled: elsewhere the families would be noise. */
+static void render_xdp(struct sbuf *out, const struct metrics_xdp *x)
+{
+	static const char *const verdicts[] = {"pass", "deny", "syn_rate"};
+	const uint64_t packets[] = {x->passed, x->denied, x->syn_rate_dropped};
+	struct label l;
+	struct family f;
+
+	if (!x->enabled)
+		return;
+	family(&f, out, "helios_xdp_attached", "gauge",
+	       "1 while the XDP admission filter is attached to xdp.interface.");
+	sample(&f, NULL, 0, vu(x->attached ? 1 : 0));
+	family(&f, out, "helios_xdp_packets_total", "counter",
+	       "Packets the XDP filter saw, by verdict: pass, deny (source in the deny list), "
+	       "syn_rate (SYN over its source's rate).");
+	for (size_t i = 0; i < 3; i++) {
+		l = (struct label){"verdict", verdicts[i]};
+		sample(&f, &l, 1, vu(packets[i]));
+	}
+	family(&f, out, "helios_xdp_syn_total", "counter",
+	       "SYNs to the filtered ports the XDP filter saw, dropped ones included.");
+	sample(&f, NULL, 0, vu(x->syns));
+	family(&f, out, "helios_xdp_deny_entries", "gauge",
+	       "Prefixes in the XDP deny list (xdp.deny and runtime entries).");
+	sample(&f, NULL, 0, vu(x->deny_entries));
+}
+
 void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n,
                     const struct metrics_info *info)
 {
@@ -647,6 +675,7 @@ void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports,
 	render_cache(out, reports, n);
 	render_rate(out, reports, n);
 	render_nodes(out, info);
+	render_xdp(out, &info->xdp);
 }
 
 /* ---- /status JSON ---- */

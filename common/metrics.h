@@ -17,6 +17,14 @@
 /* Content-Type of metrics_render()'s output. */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/* The XDP admission filter of the process that runs the control plane. */
+struct metrics_xdp {
+	bool enabled; /* xdp.enabled: the helios_xdp_* families are rendered */
+	bool attached;
+	uint64_t passed, denied, syn_rate_dropped, syns;
+	uint64_t deny_entries;
+};
+
 struct metrics_info {
 	const char *role; /* "dataplane", "embedded" or "control-plane" */
 	const char *version;
@@ -30,6 +38,7 @@ struct metrics_info {
 	const Helios__NodeStatus *const *nodes; /* routing table */
 	size_t n_nodes;
 	bool has_config;
+	struct metrics_xdp xdp;
 };
 
 /* Appends Prometheus text exposition format 0.0.4 of the reports and the

@@ -20,6 +20,7 @@
 #include "common/metrics.h"
 #include "common/sbuf.h"
 #include "controlplane/probe.h"
+#include "controlplane/xdp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -142,6 +143,7 @@ struct cp {
 
 	uint64_t start_ms;
 	struct admin_http *http;
+	struct xf *xdp; /* the XDP admission filter, following cp->live */
 };
 
 static void work_cb(void *arg);
@@ -339,7 +341,8 @@ static int read_overrides(struct cp *cp, char **text_out, uint64_t *gen, char *e
 /* ------------------------------------------------------------ snapshots */
 
 /* Makes c the live config with a new generation and persists that
- * generation. Takes c. */
+ * generation; the XDP filter follows it (a failure there is logged and
+ * shown by helioctl xdp, the configuration stays). Takes c. */
 static void install(struct cp *cp, struct cfg *c, const char *source)
 {
 	char *toml = cfg_to_toml(c);
@@ -357,6 +360,8 @@ static void install(struct cp *cp, struct cfg *c, const char *source)
 	log_set_level_str(c->log_level);
 	log_info("control plane: configuration generation %llu (%s)",
 	         (unsigned long long)cp->generation, source);
+	char err[600];
+	(void)xf_apply(cp->xdp, c, err, sizeof(err));
 }
 
 static Helios__ConfigSnapshot *snapshot_msg(struct cp *cp, Helios__ConfigSnapshot *s)
@@ -742,6 +747,18 @@ static bool overridden(const struct cp *cp, const char *key)
 	return strv_has(cp->ovr_keys, cp->n_ovr, key);
 }
 
+/* Appends why the XDP filter is not attached, if it is not, to a
+ * confirmation: the change was taken, the filter did not follow. */
+static void xdp_note(struct cp *cp, char *msg, size_t cap)
+{
+	struct xf_status st;
+	xf_get_status(cp->xdp, &st);
+	size_t len = strlen(msg);
+	if (st.enabled && st.error[0] && len < cap)
+		snprintf(msg + len, cap - len, "; warning: the XDP filter is not active: %s",
+		         st.error);
+}
+
 /* config get / show / diff rows. */
 static Helios__ConfigItem **config_rows(struct cp *cp, const char *only, bool diff, size_t *n)
 {
@@ -913,6 +930,8 @@ static nng_msg *config_change(struct cp *cp, struct work *w, Helios__CtlRequest 
 	char val[512];
 	key_value(cp->live, k, val, sizeof(val));
 	snprintf(msg, sizeof(msg), "%s = %s", key, val);
+	if (!strncmp(key, "xdp.", 4))
+		xdp_note(cp, msg, sizeof(msg));
 	kick_heartbeats(cp);
 	park_ctl(cp, w, req, WAIT_GEN, cp->generation, NULL, msg);
 	*parked = true;
@@ -1011,6 +1030,77 @@ static nng_msg *handle_state(struct cp *cp, struct work *w, Helios__CtlRequest *
 	park_ctl(cp, w, req, WAIT_DRAIN, drain, arg, msg);
 	*parked = true;
 	return NULL;
+}
+
+static void xdp_status_msg(const struct xf_status *st, Helios__XdpStatus *x)
+{
+	x->enabled = st->enabled;
+	x->loaded = st->loaded;
+	x->attached = st->attached;
+	x->interface = (char *)st->interface;
+	x->mode = (char *)st->mode;
+	x->prog_id = st->prog_id;
+	x->error = (char *)st->error;
+	x->passed = st->passed;
+	x->denied = st->denied;
+	x->syn_rate_dropped = st->syn_rate_dropped;
+	x->syns = st->syns;
+	x->deny_entries = (uint32_t)st->deny_entries;
+	x->ports = (char *)st->ports;
+	x->syn_rate_per_sec = (uint32_t)st->syn_rate_per_sec;
+	x->syn_burst = (uint32_t)st->syn_burst;
+}
+
+/* xdp [status] | xdp deny add CIDR | xdp deny del CIDR | xdp deny list */
+static nng_msg *handle_xdp(struct cp *cp, Helios__CtlRequest *req)
+{
+	const char *sub = req->n_args ? req->args[0] : "status";
+	bool deny = !strcmp(sub, "deny") && req->n_args >= 2;
+	const char *op = deny ? req->args[1] : "";
+	char msg[600];
+
+	if (deny && req->n_args == 3 && (!strcmp(op, "add") || !strcmp(op, "del"))) {
+		int rc = !strcmp(op, "add") ? xf_deny_add(cp->xdp, req->args[2], msg, sizeof(msg))
+		                            : xf_deny_del(cp->xdp, req->args[2], msg, sizeof(msg));
+		return ctl_simple(cp, rc < 0 ? 1 : 0, msg);
+	}
+	bool list = deny && req->n_args == 2 && !strcmp(op, "list");
+	if (!list && (strcmp(sub, "status") || req->n_args > 1))
+		return ctl_simple(cp, 2,
+		                  "usage: xdp [status] | xdp deny add CIDR | xdp deny del CIDR | "
+		                  "xdp deny list");
+	struct xf_entry *ents = NULL;
+	size_t n = 0;
+	if (list && xf_deny_list(cp->xdp, &ents, &n, msg, sizeof(msg)) < 0)
+		return ctl_simple(cp, 1, msg);
+	struct xf_status *st = malloc(sizeof(*st));
+	Helios__XdpDenyEntry *store = calloc(n ? n : 1, sizeof(*store));
+	Helios__XdpDenyEntry **rows = calloc(n ? n : 1, sizeof(*rows));
+	nng_msg *m = NULL;
+	if (st && store && rows) {
+		Helios__CtlResponse r;
+		Helios__XdpStatus xs = HELIOS__XDP_STATUS__INIT;
+		resp_init(cp, &r);
+		xf_get_status(cp->xdp, st);
+		xdp_status_msg(st, &xs);
+		for (size_t i = 0; i < n; i++) {
+			helios__xdp_deny_entry__init(&store[i]);
+			store[i].cidr = ents[i].cidr;
+			store[i].config = ents[i].config;
+			store[i].runtime = ents[i].runtime;
+			store[i].drops = ents[i].drops;
+			rows[i] = &store[i];
+		}
+		xs.deny = rows;
+		xs.n_deny = n;
+		r.xdp = &xs;
+		m = pack_msg(HELIOS__MSG_TYPE__MSG_CTL_RESPONSE, cp->generation, &r.base);
+	}
+	free(rows);
+	free(store);
+	free(st);
+	free(ents);
+	return m ? m : ctl_simple(cp, 1, "out of memory");
 }
 
 static nng_msg *handle_ctl(struct cp *cp, struct work *w, Helios__Envelope *e, bool *parked)
@@ -1113,6 +1203,7 @@ static nng_msg *handle_ctl(struct cp *cp, struct work *w, Helios__Envelope *e, b
 				log_warn("control plane: %s", werr);
 			kick_heartbeats(cp);
 			snprintf(msg, sizeof(msg), "reloaded %s", cp->path);
+			xdp_note(cp, msg, sizeof(msg));
 			park_ctl(cp, w, req, WAIT_GEN, cp->generation, NULL, msg);
 			*parked = true;
 		} else {
@@ -1126,6 +1217,8 @@ static nng_msg *handle_ctl(struct cp *cp, struct work *w, Helios__Envelope *e, b
 	} else if (!strcmp(v, "pause") || !strcmp(v, "resume") || !strcmp(v, "drain") ||
 	           !strcmp(v, "undrain")) {
 		out = handle_state(cp, w, req, parked);
+	} else if (!strcmp(v, "xdp")) {
+		out = handle_xdp(cp, req);
 	} else {
 		char msg[200];
 		snprintf(msg, sizeof(msg), "unknown verb '%s'", v);
@@ -1719,6 +1812,19 @@ static void *prober_main(void *arg)
 
 /* ------------------------------------------------------------ admin HTTP */
 
+static void xdp_metrics(struct cp *cp, struct metrics_xdp *out)
+{
+	struct xf_status st;
+	xf_get_status(cp->xdp, &st);
+	out->enabled = st.enabled;
+	out->attached = st.attached;
+	out->passed = st.passed;
+	out->denied = st.denied;
+	out->syn_rate_dropped = st.syn_rate_dropped;
+	out->syns = st.syns;
+	out->deny_entries = st.deny_entries;
+}
+
 static void fill_info(struct cp *cp, struct metrics_info *mi, const Helios__StatsReport ***reps,
                       size_t *n)
 {
@@ -1732,6 +1838,7 @@ static void fill_info(struct cp *cp, struct metrics_info *mi, const Helios__Stat
 	mi->has_config = cp->live != NULL;
 	mi->nodes = (const Helios__NodeStatus *const *)cp->nodes;
 	mi->n_nodes = cp->n_nodes;
+	xdp_metrics(cp, &mi->xdp);
 	uint64_t now = cpwire_mono_ms();
 	size_t k = 0;
 	for (struct dp *d = cp->dps; d; d = d->next) {
@@ -1795,6 +1902,7 @@ static int http_handler(void *ctx, const char *url, struct sbuf *body, const cha
 
 static void cp_free(struct cp *cp)
 {
+	xf_free(cp->xdp); /* detaches: no filter outlives its control plane */
 	for (size_t i = 0; i < cp->n_works; i++) {
 		struct work *w = cp->works[i];
 		nng_aio_free(w->aio);
@@ -1859,6 +1967,12 @@ struct cp *cp_start(const struct cp_opts *o, char *err, size_t errlen)
 	}
 	pthread_mutex_init(&cp->mu, NULL);
 	pthread_cond_init(&cp->cv, NULL);
+	cp->xdp = xf_new();
+	if (!cp->xdp) {
+		snprintf(err, errlen, "out of memory");
+		cp_free(cp);
+		return NULL;
+	}
 	cp->embedded = o->embedded;
 	cp->start_ms = cpwire_mono_ms();
 	cp->schema = HELIOS_SCHEMA_VERSION;
@@ -1989,5 +2103,6 @@ void cp_get_info(struct cp *cp, struct cp_info *out)
 		if (dp_connected(cp, d, now))
 			out->dataplanes_connected++;
 	}
+	xdp_metrics(cp, &out->xdp);
 	pthread_mutex_unlock(&cp->mu);
 }

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/metrics.h"
+
 struct cp;
 
 struct cp_opts {
@@ -36,6 +38,7 @@ struct cp_info {
 	uint64_t generation;
 	int dataplanes_connected, dataplanes_known;
 	double uptime_secs;
+	struct metrics_xdp xdp; /* the XDP filter it manages (controlplane/xdp.h) */
 };
 void cp_get_info(struct cp *cp, struct cp_info *out);
 

@@ -1,6 +1,7 @@
 /* Loader and map management for the session splice (see kfast.h). */
 #include "dataplane/kfast.h"
 
+#include "common/bpflog.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -21,22 +22,9 @@ static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static struct hp_splice *skel;
 static int socks_fd = -1, conns_fd = -1;
 
-/* libbpf's own messages: warnings and above, through our log. */
-static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	if (level == LIBBPF_DEBUG)
-		return 0;
-	char line[512];
-	int n = vsnprintf(line, sizeof(line), fmt, ap);
-	while (n > 0 && (size_t)n < sizeof(line) && line[n - 1] == '\n')
-		line[--n] = '\0';
-	log_debug("libbpf: %s", line);
-	return 0;
-}
-
 static void load(void)
 {
-	libbpf_set_print(libbpf_log);
+	bpflog_init();
 	skel = hp_splice__open_and_load();
 	if (!skel) {
 		int e = errno;

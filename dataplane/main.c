@@ -85,6 +85,14 @@ static void reload(struct cp *cp, const char *url)
 
 #define INPROC_URL "inproc://heliosproxy-control"
 
+/* A start-up failure after the control plane started: its threads end,
+ * and an in-process one detaches what it attached (the XDP filter). */
+static void stop_control(struct cp *cp)
+{
+	cplink_stop();
+	cp_stop(cp);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -228,6 +236,7 @@ int main(int argc, char **argv)
 			workers_stop();
 			for (int j = 0; j < i; j++)
 				worker_join(&g_workers[j]);
+			stop_control(cp);
 			return 1;
 		}
 		__atomic_store_n(&g_n_workers, i + 1, __ATOMIC_RELEASE);
@@ -239,6 +248,7 @@ int main(int argc, char **argv)
 		workers_stop();
 		for (int i = 0; i < n; i++)
 			worker_join(&g_workers[i]);
+		stop_control(cp);
 		return 1;
 	}
 	log_info("heliosproxy %s listening on %s%s%s: %d workers, %s, pool mode %s", HELIOS_VERSION,

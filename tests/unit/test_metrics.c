@@ -419,6 +419,35 @@ static void test_link_families_by_role(void **state)
 	free(t);
 }
 
+static void test_xdp_families_only_where_the_filter_is_enabled(void **state)
+{
+	struct fx *f = *state;
+	char *t = render(f, 2);
+
+	assert_null(strstr(t, "helios_xdp_"));
+	free(t);
+	f->info.role = "embedded";
+	f->info.xdp = (struct metrics_xdp){.enabled = true,
+	                                   .attached = true,
+	                                   .passed = 1000,
+	                                   .denied = 7,
+	                                   .syn_rate_dropped = 3,
+	                                   .syns = 40,
+	                                   .deny_entries = 2};
+	t = render(f, 1);
+	assert_sample(t, "helios_xdp_attached", "1");
+	assert_sample(t, "helios_xdp_packets_total{verdict=\"pass\"}", "1000");
+	assert_sample(t, "helios_xdp_packets_total{verdict=\"deny\"}", "7");
+	assert_sample(t, "helios_xdp_packets_total{verdict=\"syn_rate\"}", "3");
+	assert_sample(t, "helios_xdp_syn_total", "40");
+	assert_sample(t, "helios_xdp_deny_entries", "2");
+	free(t);
+	f->info.xdp.attached = false;
+	t = render(f, 1);
+	assert_sample(t, "helios_xdp_attached", "0");
+	free(t);
+}
+
 static void test_empty(void **state)
 {
 	struct fx *f = *state;
@@ -474,6 +503,12 @@ static void test_promtool(void **state)
 	f->info.cp_last_contact_secs = 0.5;
 	t = render(f, 1);
 	check_with_promtool(t, "the data-plane exposition");
+	free(t);
+	f->info.role = "embedded";
+	f->info.cp_connected = -1;
+	f->info.xdp = (struct metrics_xdp){.enabled = true, .attached = true, .passed = 5};
+	t = render(f, 1);
+	check_with_promtool(t, "the embedded exposition with the XDP filter");
 	free(t);
 }
 
@@ -571,6 +606,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_help_type_before_samples, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_process_and_nodes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_families_by_role, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_xdp_families_only_where_the_filter_is_enabled,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_promtool, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
