@@ -1241,7 +1241,8 @@ void cl_server_data(struct client *cl, struct io_chunk *c)
 		io_chunk_release(cl->w->loop, c);
 		return;
 	}
-	splice_userspace_data(cl, true);
+	if (cl->kf) /* a splice starting: bytes raced its receive stop */
+		splice_userspace_data(cl, true);
 	ep_send_chunk(&cl->ep, c);
 	if (cl->ep.q_bytes > EP_HIGH_WATER && cl->server && !cl->server->ep.paused) {
 		cl->server->ep.paused = true;
@@ -1315,7 +1316,8 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 		} else if (cl->txn) {
 			tx_client_data(cl, c);
 		} else {
-			splice_userspace_data(cl, false);
+			if (cl->kf)
+				splice_userspace_data(cl, false);
 			relay_to_server(cl, c);
 		}
 		return;
