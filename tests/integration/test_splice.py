@@ -258,6 +258,25 @@ def test_cancel_reaches_a_spliced_session(spliced):
         assert c.execute("SELECT 9").fetchone()[0] == 9
 
 
+def test_sigterm_with_a_spliced_session_drains_it_then_exits_cleanly(pg, proxy, config):
+    if os.geteuid() != 0:
+        pytest.skip("kernel_splice needs root")
+    p = proxy(splice_config(config), shutdown_timeout_secs=2)
+    c = p.connect()
+    assert c.execute("SELECT 1").fetchone()[0] == 1
+    if "splice program loaded" not in p.log():
+        pytest.skip("the splice program cannot load here")
+    p.sigterm()
+    time.sleep(0.5)
+    # draining: the spliced session still answers
+    assert c.execute("SELECT 2").fetchone()[0] == 2
+    assert p.wait(10) == 0, p.log_tail()
+    with pytest.raises(psycopg.OperationalError):
+        c.execute("SELECT 3")
+    c.close()
+    assert pg.wait_server_conns(ALICE[0], APPDB, 0) == 0, "a spliced server outlived the proxy"
+
+
 def test_unix_socket_and_tls_server_sessions_are_relayed_not_spliced(pg, proxy, config):
     if os.geteuid() != 0:
         pytest.skip("kernel_splice needs root")
