@@ -7,12 +7,14 @@
  * while the client sees exactly the answers it asked for, in order.
  */
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/txn_internal.h"
 
 #include "dataplane/analytics.h"
 #include "dataplane/cache.h"
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/sbuf.h"
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
@@ -101,8 +103,8 @@ bool tx_server_clean(const struct server *sv)
 
 /* ------------------------------------------------------------ request queue */
 
-static int rq_push(struct server *sv, uint8_t kind, uint8_t act, uint8_t synth, uint8_t flags,
-                   uint64_t key)
+int tx_rq_push(struct server *sv, uint8_t kind, uint8_t act, uint8_t synth, uint8_t flags,
+               uint64_t key)
 {
 	if (sv->rq_len == sv->rq_cap) {
 		uint32_t cap = sv->rq_cap ? sv->rq_cap * 2 : 16;
@@ -138,18 +140,6 @@ static void rq_pop(struct server *sv)
 }
 
 /* ------------------------------------------------------------ output builder */
-
-/* Bytes for the client built from a received chunk: zero-copy while the
- * output is an unbroken prefix of the chunk, copied once anything is
- * dropped or added. */
-struct outb {
-	struct io_chunk *c;
-	size_t zc_end; /* output == c->data[c->off .. zc_end) while !copying */
-	bool copying;
-	uint8_t *buf;
-	size_t len, cap;
-	bool oom;
-};
 
 static void ob_append(struct outb *o, const void *p, size_t n)
 {
@@ -196,7 +186,7 @@ static void ob_drop(struct outb *o, size_t a, size_t b)
 		ob_start_copy(o);
 }
 
-static void ob_synth(struct outb *o, const void *p, size_t n)
+void tx_ob_synth(struct outb *o, const void *p, size_t n)
 {
 	ob_start_copy(o);
 	ob_append(o, p, n);
@@ -233,9 +223,9 @@ static void synth_msg(struct outb *o, uint8_t type, const void *body, uint32_t l
 {
 	uint8_t hdr[5] = {type, (uint8_t)((len + 4) >> 24), (uint8_t)((len + 4) >> 16),
 	                  (uint8_t)((len + 4) >> 8), (uint8_t)(len + 4)};
-	ob_synth(o, hdr, 5);
+	tx_ob_synth(o, hdr, 5);
 	if (len)
-		ob_synth(o, body, len);
+		tx_ob_synth(o, body, len);
 }
 
 /* Emits answers the proxy owes for requests now at the head of the queue. */
@@ -318,19 +308,19 @@ static void on_ready(struct client *cl, struct server *sv, struct rq popped, cha
 		    &e, "ERROR", "0A000",
 		    "transaction blocks are not allowed in statement pooling mode",
 		    "Run each statement on its own, or use pool_mode.mode = \"transaction\".");
-		ob_synth(o, buf, e.len);
+		tx_ob_synth(o, buf, e.len);
 		uint8_t z[6] = {'Z', 0, 0, 0, 5, 'I'};
-		ob_synth(o, z, 6);
+		tx_ob_synth(o, z, 6);
 		uint8_t q[32];
 		pgw_out_init(&e, q, sizeof(q));
 		pgw_query(&e, "ROLLBACK");
-		rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0);
+		tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0);
 		ep_send_bytes(&sv->ep, q, e.len);
 		return;
 	}
 	if (emit_z) {
 		uint8_t z[6] = {'Z', 0, 0, 0, 5, (uint8_t)status};
-		ob_synth(o, z, 6);
+		tx_ob_synth(o, z, 6);
 	}
 }
 
@@ -518,7 +508,7 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		} else {
 			ob_drop(&o, hstart, pos);
 			if (sv->cur_act == RQ_FWD)
-				ob_synth(&o, sv->hdr, 5);
+				tx_ob_synth(&o, sv->hdr, 5);
 		}
 		if (sv->cur_left)
 			continue;
@@ -540,8 +530,8 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 				                (uint8_t)((ep->cap_got + 4) >> 16),
 				                (uint8_t)((ep->cap_got + 4) >> 8),
 				                (uint8_t)(ep->cap_got + 4)};
-				ob_synth(&o, h, 5);
-				ob_synth(&o, ep->cap_buf, ep->cap_got);
+				tx_ob_synth(&o, h, 5);
+				tx_ob_synth(&o, ep->cap_buf, ep->cap_got);
 				sv->resp_fwd++;
 			}
 		} else if (sv->cur_act == RQ_FWD && ep->cap_type != 'Z') {
@@ -616,76 +606,38 @@ static void set_server_param(struct server *sv, const uint8_t *body, uint32_t le
 
 /* ------------------------------------------------------------ client -> server */
 
-/* Bytes to send to the server, gathered for one batch of client messages. */
-struct sendb {
-	uint8_t *buf;
-	size_t len, cap;
-	bool oom;
-};
+/* Bytes to send to the server for one batch of client messages are
+ * gathered in a struct sbuf (common/sbuf.h). */
 
-static void sb_put(struct sendb *b, const void *p, size_t n)
-{
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		while (cap < b->len + n)
-			cap *= 2;
-		uint8_t *nb = realloc(b->buf, cap);
-		if (!nb) {
-			b->oom = true;
-			return;
-		}
-		b->buf = nb;
-		b->cap = cap;
-	}
-	memcpy(b->buf + b->len, p, n);
-	b->len += n;
-}
-
-static void sb_msg_hdr(struct sendb *b, uint8_t type, uint32_t body_len)
+void tx_msg_hdr(struct sbuf *b, uint8_t type, uint32_t body_len)
 {
 	uint8_t h[5] = {type, (uint8_t)((body_len + 4) >> 24), (uint8_t)((body_len + 4) >> 16),
 	                (uint8_t)((body_len + 4) >> 8), (uint8_t)(body_len + 4)};
-	sb_put(b, h, 5);
+	sbuf_append(b, h, 5);
 }
 
 /* Parse(sname, body) on the server, evicting its least used statement
  * when the per-server cap is reached. */
-static void inject_parse(struct server *sv, struct sendb *b, const struct prep_stmt *st,
-                         uint8_t act)
+static void inject_parse(struct server *sv, struct sbuf *b, const struct prep_stmt *st, uint8_t act)
 {
 	uint64_t evicted;
 	if (prep_server_add(&sv->prep, st->key, &evicted)) {
 		char name[PREP_SERVER_NAME_LEN];
 		prep_server_name(evicted, name);
-		sb_msg_hdr(b, 'C', (uint32_t)(1 + strlen(name) + 1));
-		sb_put(b, "S", 1);
-		sb_put(b, name, strlen(name) + 1);
-		rq_push(sv, RQ_CLOSE, RQ_DROP, 0, 0, 0);
+		tx_msg_hdr(b, 'C', (uint32_t)(1 + strlen(name) + 1));
+		sbuf_append(b, "S", 1);
+		sbuf_append(b, name, strlen(name) + 1);
+		tx_rq_push(sv, RQ_CLOSE, RQ_DROP, 0, 0, 0);
 	}
-	sb_msg_hdr(b, 'P', (uint32_t)(strlen(st->sname) + 1 + st->body_len));
-	sb_put(b, st->sname, strlen(st->sname) + 1);
-	sb_put(b, st->body, st->body_len);
-	rq_push(sv, RQ_PARSE, act, 0, 0, st->key);
-}
-
-static void pin(struct client *cl, enum pin_reason r)
-{
-	if (!(cl->pins & (1u << r))) {
-		cl->pins |= 1u << r;
-		__atomic_add_fetch(&g_pin_count[r], 1, __ATOMIC_RELAXED);
-		log_debug("client %llu: pinned to its server (%s)", (unsigned long long)cl->id,
-		          pin_reason_str(r));
-	}
-}
-
-static void unpin(struct client *cl, enum pin_reason r)
-{
-	cl->pins &= ~(1u << r);
+	tx_msg_hdr(b, 'P', (uint32_t)(strlen(st->sname) + 1 + st->body_len));
+	sbuf_append(b, st->sname, strlen(st->sname) + 1);
+	sbuf_append(b, st->body, st->body_len);
+	tx_rq_push(sv, RQ_PARSE, act, 0, 0, st->key);
 }
 
 /* Answers a refused query locally: ErrorResponse then ReadyForQuery. */
-static void refuse(struct outb *local, char status, const char *sqlstate, const char *msg,
-                   const char *hint)
+void tx_refuse(struct outb *local, char status, const char *sqlstate, const char *msg,
+               const char *hint)
 {
 	uint8_t buf[1024];
 	struct pgw_out e;
@@ -693,325 +645,11 @@ static void refuse(struct outb *local, char status, const char *sqlstate, const 
 	pgw_error(&e, "ERROR", sqlstate, msg, hint);
 	pgw_ready(&e, status);
 	if (!e.overflow)
-		ob_synth(local, buf, e.len);
+		tx_ob_synth(local, buf, e.len);
 }
 
-/* SQL-level prepared statements on a server: name -> key of its text. */
-static int64_t sqlprep_find(const struct server *sv, const char *name)
-{
-	for (uint32_t i = 0; i < sv->sqlprep_n; i++)
-		if (!strcmp(sv->sqlprep_names[i], name))
-			return i;
-	return -1;
-}
-
-static void sqlprep_set(struct server *sv, const char *name, uint64_t key)
-{
-	int64_t i = sqlprep_find(sv, name);
-	if (i >= 0) {
-		sv->sqlprep_keys[i] = key;
-		return;
-	}
-	if (sv->sqlprep_n == sv->sqlprep_cap) {
-		uint32_t cap = sv->sqlprep_cap ? sv->sqlprep_cap * 2 : 8;
-		char **n = realloc(sv->sqlprep_names, cap * sizeof(*n));
-		if (!n)
-			return;
-		sv->sqlprep_names = n;
-		uint64_t *k = realloc(sv->sqlprep_keys, cap * sizeof(*k));
-		if (!k)
-			return;
-		sv->sqlprep_keys = k;
-		sv->sqlprep_cap = cap;
-	}
-	char *d = strdup(name);
-	if (!d)
-		return;
-	sv->sqlprep_names[sv->sqlprep_n] = d;
-	sv->sqlprep_keys[sv->sqlprep_n++] = key;
-}
-
-static void sqlprep_del(struct server *sv, const char *name)
-{
-	int64_t i = sqlprep_find(sv, name);
-	if (i < 0)
-		return;
-	free(sv->sqlprep_names[i]);
-	sv->sqlprep_names[i] = sv->sqlprep_names[--sv->sqlprep_n];
-	sv->sqlprep_keys[i] = sv->sqlprep_keys[sv->sqlprep_n];
-}
-
-static void sqlprep_clear(struct server *sv)
-{
-	for (uint32_t i = 0; i < sv->sqlprep_n; i++)
-		free(sv->sqlprep_names[i]);
-	sv->sqlprep_n = 0;
-}
-
-/* Makes the server's statement `name` the client's: DEALLOCATE another
- * client's one of the same name, PREPARE ours if missing. Appends the SQL
- * to `fix`. */
-static void sqlprep_ensure(struct client *cl, struct server *sv, const char *name, FILE *fix,
-                           bool want_ours)
-{
-	struct prep_stmt *mine = want_ours ? prep_client_get(&cl->sqlprep, name) : NULL;
-	int64_t i = sqlprep_find(sv, name);
-	if (i >= 0 && mine && sv->sqlprep_keys[i] == mine->key)
-		return;
-	if (i >= 0) {
-		fprintf(fix, "DEALLOCATE \"%s\";", name);
-		sqlprep_del(sv, name);
-	}
-	if (mine) {
-		fprintf(fix, "%.*s;", (int)mine->body_len, (const char *)mine->body);
-		sqlprep_set(sv, name, mine->key);
-	}
-}
-
-/* Tracks what a simple query does to session state; may inject SQL
- * before it (settings of this client's SQL prepared statements). Returns
- * false when the query must not be sent (answered locally). */
-static bool track_query(struct client *cl, struct server *sv, const char *sql, uint32_t len,
-                        struct outb *local, struct sendb *b)
-{
-	if (!memchr(sql, 0, len) || !sqlc_maybe_interesting(sql, len))
-		return true;
-	const struct cfg *c = cl->snap->cfg;
-	bool refuse_pins = c->pool.pin_action == 1;
-	struct sqlc_result *res = malloc(sizeof(*res));
-	if (!res)
-		return true;
-	int r = sqlc_classify(sql, res);
-	if (r == 0 && res->parse_error) {
-		free(res);
-		return true; /* not the proxy's business: the server answers */
-	}
-	if (r == 0 && !res->more_stmts && res->n > 0 && cl->pool && sv->tx_status == 'I' &&
-	    sv->rq_len == 0) {
-		/* only LISTEN/UNLISTEN, outside a transaction: the pool's hub
-		 * listens for the client, which keeps no server for it */
-		bool only = true;
-		for (int i = 0; i < res->n; i++)
-			if (res->stmts[i].kind != SQLC_LISTEN &&
-			    res->stmts[i].kind != SQLC_UNLISTEN &&
-			    res->stmts[i].kind != SQLC_UNLISTEN_ALL)
-				only = false;
-		if (only) {
-			uint8_t buf[64];
-			struct pgw_out o;
-			struct outb ans = {0};
-			bool wait = false;
-			for (int i = 0; i < res->n; i++) {
-				const struct sqlc_stmt *st = &res->stmts[i];
-				if (st->kind == SQLC_LISTEN) {
-					if (listen_subscribe(cl, st->name) < 0) {
-						pin(cl, PIN_LISTEN);
-					} else if (!listen_active(cl, st->name)) {
-						/* answered once the hub listens, so no
-						 * notification sent after it is missed */
-						char **ch = realloc(
-						    cl->listen_chans,
-						    (size_t)(cl->n_listen_chans + 1) * sizeof(*ch));
-						if (ch) {
-							cl->listen_chans = ch;
-							ch[cl->n_listen_chans] = strdup(st->name);
-							if (ch[cl->n_listen_chans])
-								cl->n_listen_chans++;
-						}
-						wait = true;
-					}
-				} else if (st->kind == SQLC_UNLISTEN) {
-					listen_unsubscribe(cl, st->name);
-				} else {
-					listen_unsubscribe(cl, NULL);
-				}
-				pgw_out_init(&o, buf, sizeof(buf));
-				size_t m = pgw_begin_msg(&o, 'C');
-				pgw_put_str(&o, st->kind == SQLC_LISTEN ? "LISTEN" : "UNLISTEN");
-				pgw_end_msg(&o, m);
-				ob_synth(&ans, buf, o.len);
-			}
-			pgw_out_init(&o, buf, sizeof(buf));
-			pgw_ready(&o, 'I');
-			ob_synth(&ans, buf, o.len);
-			if (wait && !ans.oom) {
-				cl->listen_wait = true;
-				cl->listen_answer = ans.buf;
-				cl->listen_answer_len = (uint32_t)ans.len;
-			} else {
-				ob_synth(local, ans.buf, ans.len);
-				free(ans.buf);
-			}
-			free(res);
-			return false;
-		}
-	}
-	/* first pass: what would pin the client */
-	uint32_t newpins = 0;
-	if (r != 0 || res->more_stmts || (res->flags & SQLC_F_SET_CONFIG))
-		newpins |= 1u << PIN_UNTRACKED; /* the proxy cannot follow it */
-	if (r == 0 && (res->flags & SQLC_F_ADVISORY_LOCK))
-		newpins |= 1u << PIN_ADVISORY_LOCK;
-	for (int i = 0; r == 0 && i < res->n; i++) {
-		const struct sqlc_stmt *st = &res->stmts[i];
-		switch (st->kind) {
-		case SQLC_LISTEN:
-			newpins |= 1u << PIN_LISTEN;
-			break;
-		case SQLC_DECLARE_HOLD:
-			newpins |= 1u << PIN_HOLD_CURSOR;
-			break;
-		case SQLC_CREATE_TEMP:
-			newpins |= 1u << PIN_TEMP_TABLE;
-			break;
-		case SQLC_PREPARE:
-			if (!c->pool.track_sql_prepare)
-				newpins |= 1u << PIN_SQL_PREPARE;
-			break;
-		case SQLC_SESSION_AUTH:
-			newpins |= 1u << PIN_SESSION_AUTH;
-			break;
-		case SQLC_SET:
-			if (st->name_incomplete || !strcmp(st->name, "standard_conforming_strings"))
-				newpins |= 1u << PIN_UNTRACKED;
-			break;
-		default:
-			break;
-		}
-	}
-	newpins &= ~cl->pins;
-	if (newpins && refuse_pins) {
-		char msg[300];
-		enum pin_reason why = (enum pin_reason)__builtin_ctz(newpins);
-		snprintf(msg, sizeof(msg),
-		         "this statement would tie the session to one server connection (%s), "
-		         "which pool_mode.pin_action = \"error\" forbids",
-		         pin_reason_str(why));
-		refuse(local, sv->tx_status ? sv->tx_status : 'I', "0A000", msg,
-		       "Use session pooling for this client, or avoid session-level state.");
-		free(res);
-		return false;
-	}
-	for (unsigned k = 0; k < PIN_COUNT; k++)
-		if (newpins & (1u << k))
-			pin(cl, (enum pin_reason)k);
-	if (r != 0) {
-		free(res);
-		return true;
-	}
-	bool send = true;
-	char *fixsql = NULL;
-	size_t fixlen = 0;
-	FILE *fix = open_memstream(&fixsql, &fixlen);
-	if (res->flags & SQLC_F_ADVISORY_UNLOCK_ALL)
-		unpin(cl, PIN_ADVISORY_LOCK);
-	for (int i = 0; i < res->n; i++) {
-		const struct sqlc_stmt *st = &res->stmts[i];
-		char *text;
-		switch (st->kind) {
-		case SQLC_BEGIN:
-			if (cl->stmt_mode && sv->rq_len == 0 && sv->tx_status == 'I') {
-				refuse(
-				    local, 'I', "0A000",
-				    "transaction blocks are not allowed in statement pooling mode",
-				    "Run each statement on its own, or use pool_mode.mode = "
-				    "\"transaction\".");
-				send = false;
-			}
-			break;
-		case SQLC_SET:
-			if (st->name_incomplete || !strcmp(st->name, "standard_conforming_strings"))
-				break; /* pinned above */
-			text = strndup(sql + st->loc, st->len);
-			if (text) {
-				guc_put(&cl->want, st->name, text, true);
-				guc_put(&sv->applied, st->name, text, true);
-				free(text);
-			}
-			break;
-		case SQLC_SET_DEFAULT:
-		case SQLC_RESET: {
-			/* back to the client's startup value, not the server default */
-			const struct guc_ent *s0 = guc_get(&cl->startup, st->name);
-			if (s0)
-				guc_put(&cl->want, st->name, s0->value, false);
-			else
-				guc_del(&cl->want, st->name);
-			guc_del(&sv->applied, st->name);
-			break;
-		}
-		case SQLC_DISCARD_ALL:
-			prep_client_clear(&cl->prep);
-			prep_server_clear(&sv->prep);
-			prep_client_clear(&cl->sqlprep);
-			sqlprep_clear(sv);
-			cl->pins &= 1u << PIN_UNTRACKED;
-			/* fall through */
-		case SQLC_RESET_ALL:
-			guc_copy(&cl->want, &cl->startup);
-			guc_free(&sv->applied);
-			break;
-		case SQLC_DISCARD_TEMP:
-			unpin(cl, PIN_TEMP_TABLE);
-			break;
-		case SQLC_UNLISTEN_ALL:
-			unpin(cl, PIN_LISTEN);
-			break;
-		case SQLC_CLOSE_ALL:
-			unpin(cl, PIN_HOLD_CURSOR);
-			break;
-		case SQLC_PREPARE:
-			if (!c->pool.track_sql_prepare || !fix)
-				break;
-			/* another client's statement of that name must go first */
-			sqlprep_ensure(cl, sv, st->name, fix, false);
-			text = strndup(sql + st->loc, st->len);
-			if (text) {
-				struct prep_stmt *ps = prep_client_put(&cl->sqlprep, st->name,
-				                                       (uint8_t *)text, st->len);
-				if (ps)
-					sqlprep_set(sv, st->name, ps->key);
-				free(text);
-			}
-			break;
-		case SQLC_EXECUTE:
-		case SQLC_DEALLOCATE:
-			/* the server's statement of that name must be this client's,
-			 * or absent so the client gets PostgreSQL's own error */
-			if (c->pool.track_sql_prepare && fix)
-				sqlprep_ensure(cl, sv, st->name, fix, true);
-			if (st->kind == SQLC_DEALLOCATE) {
-				prep_client_del(&cl->sqlprep, st->name);
-				sqlprep_del(sv, st->name);
-			}
-			break;
-		case SQLC_DEALLOCATE_ALL:
-			/* drops protocol-level statements too, on this server */
-			prep_server_clear(&sv->prep);
-			prep_client_clear(&cl->sqlprep);
-			sqlprep_clear(sv);
-			unpin(cl, PIN_SQL_PREPARE);
-			break;
-		default:
-			break;
-		}
-	}
-	if (fix && fclose(fix) == 0 && fixlen && send) {
-		/* runs before the client's query; its answers are swallowed */
-		sb_msg_hdr(b, 'Q', (uint32_t)fixlen + 1);
-		sb_put(b, fixsql, fixlen + 1);
-		rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0);
-	}
-	free(fixsql);
-	free(res);
-	return send;
-}
-
-/* One complete client message while bound to sv. Returns true when the
- * message goes to the server unchanged (the caller sends it, zero-copy
- * when it can); otherwise whatever must be sent is appended to b. */
 static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg, uint32_t total,
-                       struct sendb *b, struct outb *local)
+                       struct sbuf *b, struct outb *local)
 {
 	uint8_t type = msg[0];
 	const uint8_t *body = msg + 5;
@@ -1027,10 +665,10 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 
 	switch (type) {
 	case 'Q':
-		if (!track_query(cl, sv, (const char *)body, len, local, b))
+		if (!tx_track_query(cl, sv, (const char *)body, len, local, b))
 			return false;
 		cache_note_query(cl, sv, (const char *)body, len);
-		rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
+		tx_rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
 		cache_request_end(sv);
 		if (sv->qa)
 			analytics_query(cl, sv, (const char *)body, len);
@@ -1050,7 +688,7 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		if (skipping)
 			return false; /* the server would ignore it; so does the client's view */
 		if (prep_server_has(&sv->prep, st->key)) {
-			rq_push(sv, RQ_PARSE, RQ_SYNTH, '1', 0, 0);
+			tx_rq_push(sv, RQ_PARSE, RQ_SYNTH, '1', 0, 0);
 			return false;
 		}
 		inject_parse(sv, b, st, RQ_FWD);
@@ -1082,12 +720,12 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 			inject_parse(sv, b, st, RQ_DROP);
 		/* the same message with the server-side name */
 		uint32_t nl = (uint32_t)strlen(st->sname) + 1;
-		sb_msg_hdr(b, type, name_off + nl + (len - off));
-		sb_put(b, body, name_off);
-		sb_put(b, st->sname, nl);
-		sb_put(b, body + off, len - off);
+		tx_msg_hdr(b, type, name_off + nl + (len - off));
+		sbuf_append(b, body, name_off);
+		sbuf_append(b, st->sname, nl);
+		sbuf_append(b, body + off, len - off);
 		if (!skipping)
-			rq_push(sv, type == 'B' ? RQ_BIND : RQ_DESCRIBE, RQ_FWD, 0, 0, st->key);
+			tx_rq_push(sv, type == 'B' ? RQ_BIND : RQ_DESCRIBE, RQ_FWD, 0, 0, st->key);
 		return false;
 	}
 	case 'C':
@@ -1098,36 +736,36 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 			if (name)
 				prep_client_del(&cl->prep, name);
 			if (!skipping)
-				rq_push(sv, RQ_CLOSE, RQ_SYNTH, '3', 0, 0);
+				tx_rq_push(sv, RQ_CLOSE, RQ_SYNTH, '3', 0, 0);
 			return false;
 		}
 		if (!skipping)
-			rq_push(sv, RQ_CLOSE, RQ_FWD, 0, 0, 0);
+			tx_rq_push(sv, RQ_CLOSE, RQ_FWD, 0, 0, 0);
 		break;
 	case 'E':
 		if (!skipping)
-			rq_push(sv, RQ_EXECUTE, RQ_FWD, 0, 0, 0);
+			tx_rq_push(sv, RQ_EXECUTE, RQ_FWD, 0, 0, 0);
 		break;
 	case 'S':
 		sv->skip_to_sync = false;
-		rq_push(sv, RQ_SYNC, RQ_FWD, 0, 0, 0);
+		tx_rq_push(sv, RQ_SYNC, RQ_FWD, 0, 0, 0);
 		cache_request_end(sv);
 		if (sv->qa)
 			analytics_sync(cl, sv);
 		break;
 	case 'F':
-		rq_push(sv, RQ_FUNC, RQ_FWD, 0, 0, 0);
+		tx_rq_push(sv, RQ_FUNC, RQ_FWD, 0, 0, 0);
 		break;
 	default:
 		break; /* Flush, COPY data, and anything else: passed on */
 	}
 	if (type == 'P' || type == 'D' || type == 'B') {
 		if (!skipping)
-			rq_push(sv,
-			        type == 'P'   ? RQ_PARSE
-			        : type == 'B' ? RQ_BIND
-			                      : RQ_DESCRIBE,
-			        RQ_FWD, 0, 0, 0);
+			tx_rq_push(sv,
+			           type == 'P'   ? RQ_PARSE
+			           : type == 'B' ? RQ_BIND
+			                         : RQ_DESCRIBE,
+			           RQ_FWD, 0, 0, 0);
 	}
 	return true;
 }
@@ -1173,17 +811,17 @@ static void batch_record(struct server *sv, const uint8_t *msg, uint32_t total)
  * the client's batch again, which prepares it afresh. Once per batch. */
 static void replay_batch(struct client *cl, struct server *sv)
 {
-	struct sendb b = {0};
+	struct sbuf b = {0};
 	struct outb local = {0};
 	char name[PREP_SERVER_NAME_LEN];
 	sv->retry_armed = false;
 	sv->retried = true;
 	prep_server_forget(&sv->prep, sv->retry_key);
 	prep_server_name(sv->retry_key, name);
-	sb_msg_hdr(&b, 'C', (uint32_t)(strlen(name) + 2));
-	sb_put(&b, "S", 1);
-	sb_put(&b, name, strlen(name) + 1);
-	rq_push(sv, RQ_CLOSE, RQ_DROP, 0, 0, 0);
+	tx_msg_hdr(&b, 'C', (uint32_t)(strlen(name) + 2));
+	sbuf_append(&b, "S", 1);
+	sbuf_append(&b, name, strlen(name) + 1);
+	tx_rq_push(sv, RQ_CLOSE, RQ_DROP, 0, 0, 0);
 	log_info("client %llu: prepared statement's result type changed; prepared again and "
 	         "retried",
 	         (unsigned long long)cl->id);
@@ -1191,115 +829,30 @@ static void replay_batch(struct client *cl, struct server *sv)
 	for (uint32_t off = 0; off + 5 <= sv->batch_len;) {
 		uint32_t total = pgw_get_u32(sv->batch + off + 1) + 1;
 		if (client_msg(cl, sv, sv->batch + off, total, &b, &local))
-			sb_put(&b, sv->batch + off, total);
+			sbuf_append(&b, sv->batch + off, total);
 		off += total;
 	}
 	sv->replaying = false;
 	if (!b.oom)
-		ep_send_bytes(&sv->ep, b.buf, b.len);
-	free(b.buf);
+		ep_send_bytes(&sv->ep, b.p, b.len);
+	sbuf_free(&b);
 	free(local.buf);
 }
 
 /* Runs the whole messages in data[0..len) (the received chunk c, or the
  * client's buffer when c is NULL). Returns the bytes consumed; stops
  * early when no server is bound yet or the client closed. */
-static __thread struct sendb tls_sb;
+static __thread struct sbuf tls_sb;
 
 void tx_worker_exit(void)
 {
-	free(tls_sb.buf);
-	tls_sb.buf = NULL;
-	tls_sb.cap = 0;
-}
-
-/* Rate limits, at the message that starts a query (a Query, a function
- * call, the first message of an extended batch). Returns 1 to go on with
- * the message, 0 to stop here (throttled: the worker wakes the client), -1
- * when the message was consumed (refused, or dropped with its batch). */
-static int rate_gate(struct client *cl, struct server *sv, const uint8_t *m, uint32_t total,
-                     struct outb *local)
-{
-	uint8_t t = m[0];
-	char status = sv && sv->tx_status ? sv->tx_status : 'I';
-	if (cl->rate_drop_batch) {
-		if (t == 'S') {
-			cl->rate_drop_batch = false;
-			cl->rate_in_batch = false;
-			refuse(local, status, "53400",
-			       "rate limit exceeded: the batch was refused (see the first error)",
-			       NULL);
-		}
-		return -1;
-	}
-	bool starts = t == 'Q' || t == 'F' ||
-	              ((t == 'P' || t == 'B' || t == 'D' || t == 'E') && !cl->rate_in_batch);
-	if (!starts || cl->rate_granted)
-		return 1;
-	uint64_t now = conn_now_ns(), wait = 0;
-	char msg[300];
-	enum rate_verdict v = rate_take(cl, now, 0, &wait, msg, sizeof(msg));
-	if (v == RATE_WAIT) {
-		/* its tokens are reserved: it runs when they are due */
-		cl->rate_granted = true;
-		if (t != 'Q' && t != 'F')
-			cl->rate_in_batch = true;
-		cl->rate_wait = true;
-		cl->rate_wake_ns = now + wait;
-		struct worker *w = cl->w;
-		if (!w->rate_waiters++ || cl->rate_wake_ns < w->rate_next_ns)
-			w->rate_next_ns = cl->rate_wake_ns;
-		return 0;
-	}
-	if (v == RATE_REJECT) {
-		log_debug("client %llu: %s", (unsigned long long)cl->id, msg);
-		if (t == 'Q' || t == 'F') {
-			refuse(local, status, "53400", msg,
-			       "Slow down, or ask for a higher limit ([rate_limit], "
-			       "tenants.rate_limit).");
-			return -1;
-		}
-		/* the whole batch goes; its Sync gets the answer */
-		uint8_t buf[600];
-		struct pgw_out e;
-		pgw_out_init(&e, buf, sizeof(buf));
-		pgw_error(&e, "ERROR", "53400", msg, NULL);
-		if (!e.overflow)
-			ob_synth(local, buf, e.len);
-		cl->rate_drop_batch = true;
-		cl->rate_in_batch = true;
-		return rate_gate(cl, sv, m, total, local);
-	}
-	cl->rate_granted = true;
-	if (t != 'Q' && t != 'F')
-		cl->rate_in_batch = true;
-	return 1;
-}
-
-void tx_rate_wake(struct worker *w, uint64_t now)
-{
-	if (!w->rate_waiters || now < w->rate_next_ns)
-		return;
-	uint64_t next = UINT64_MAX;
-	for (struct client *c = w->clients, *n; c; c = n) {
-		n = c->all_next;
-		if (!c->rate_wait)
-			continue;
-		if (c->rate_wake_ns <= now) {
-			c->rate_wait = false;
-			w->rate_waiters--;
-			tx_client_input(c);
-		} else if (c->rate_wake_ns < next) {
-			next = c->rate_wake_ns;
-		}
-	}
-	w->rate_next_ns = next;
+	sbuf_free(&tls_sb);
 }
 
 static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, struct io_chunk *c,
                          bool *need_server)
 {
-	struct sendb b = tls_sb; /* reused between calls: no allocation per batch */
+	struct sbuf b = tls_sb; /* reused between calls: no allocation per batch */
 	struct outb local = {0};
 	struct server *sv = cl->server;
 	uint32_t off = 0, pt_from = 0, pt_to = 0;
@@ -1322,14 +875,14 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			goto out;
 		}
 		if (rate_on && (size_t)mlen + 1 <= len - off) {
-			int g = rate_gate(cl, sv, m, mlen + 1, &local);
+			int g = tx_rate_gate(cl, sv, m, mlen + 1, &local);
 			if (g == 0)
 				break;
 			if (g < 0) {
 				/* answered or dropped here: not forwarded */
 				all_pt = false;
 				if (pt_to > pt_from)
-					sb_put(&b, data + pt_from, pt_to - pt_from);
+					sbuf_append(&b, data + pt_from, pt_to - pt_from);
 				pt_from = pt_to = 0;
 				off += mlen + 1;
 				continue;
@@ -1346,9 +899,9 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 				/* stream a large message (COPY data) straight through */
 				all_pt = false;
 				if (pt_to > pt_from)
-					sb_put(&b, data + pt_from, pt_to - pt_from);
+					sbuf_append(&b, data + pt_from, pt_to - pt_from);
 				pt_from = pt_to = 0;
-				sb_put(&b, m, len - off);
+				sbuf_append(&b, m, len - off);
 				cl->stream_left = mlen + 1 - (len - off);
 				off = len;
 			}
@@ -1367,7 +920,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 				/* a new run of unchanged messages: the previous one is
 				 * already in b */
 				if (pt_to > pt_from)
-					sb_put(&b, data + pt_from, pt_to - pt_from);
+					sbuf_append(&b, data + pt_from, pt_to - pt_from);
 				pt_from = off;
 			}
 			pt_to = off + total;
@@ -1376,10 +929,10 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			if (pt_to > pt_from) {
 				/* unchanged messages before this one go first */
 				size_t run = pt_to - pt_from, added = b.len - l0;
-				sb_put(&b, data + pt_from, run); /* grow */
+				sbuf_append(&b, data + pt_from, run); /* grow */
 				if (!b.oom) {
-					memmove(b.buf + l0 + run, b.buf + l0, added);
-					memcpy(b.buf + l0, data + pt_from, run);
+					memmove(b.p + l0 + run, b.p + l0, added);
+					memcpy(b.p + l0, data + pt_from, run);
 				}
 				pt_from = pt_to = 0;
 			}
@@ -1396,9 +949,9 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			c = NULL;
 		} else {
 			if (pt_to > pt_from)
-				sb_put(&b, data + pt_from, pt_to - pt_from);
+				sbuf_append(&b, data + pt_from, pt_to - pt_from);
 			if (b.len && !b.oom)
-				ep_send_bytes(&sv->ep, b.buf, b.len);
+				ep_send_bytes(&sv->ep, b.p, b.len);
 		}
 	}
 	if (sv && sv->ep.q_bytes > EP_HIGH_WATER && !cl->ep.paused && cl->state == CL_ACTIVE) {
@@ -1419,82 +972,12 @@ out:
 	if (sv && sv->cs)
 		cache_request_end(sv);
 	free(local.buf);
-	if (b.cap > (1u << 20)) {
-		free(b.buf); /* do not keep a huge buffer per worker */
-		b.buf = NULL;
-		b.cap = 0;
-	}
+	if (b.cap > (1u << 20))
+		sbuf_free(&b); /* do not keep a huge buffer per worker */
 	tls_sb = b;
 	if (c)
 		c->len = 0; /* not forwarded: the caller keeps what was not consumed */
 	return off;
-}
-
-/* Statement rewriting ([[rewrite_rules]], a tenant's schema_prefix) applies
- * to this client. */
-static bool rewrite_active(const struct client *cl)
-{
-	return cl->snap->rewrite || tenant_schema(cl)[0];
-}
-
-/* Rewrites the Query and Parse texts in the client's buffer that were not
- * looked at yet, in place, so routing, the cache and the server all see
- * the rewritten text. A failure leaves the statement as written. */
-static void rewrite_input(struct client *cl)
-{
-	struct endpoint *ep = &cl->ep;
-	const char *schema = tenant_schema(cl);
-	uint32_t off = ep->in_seen;
-	while (ep->in_len - off >= 5) {
-		uint32_t mlen = pgw_get_u32(ep->in + off + 1);
-		if (mlen < 4 || mlen > PGW_MAX_MESSAGE || mlen + 1 > ep->in_len - off)
-			break; /* incomplete (or bad: run_msgs says so) */
-		uint32_t total = mlen + 1;
-		uint8_t t = ep->in[off];
-		const uint8_t *body = ep->in + off + 5;
-		uint32_t blen = mlen - 4, name_len = 0;
-		const uint8_t *z = t == 'P' ? memchr(body, '\0', blen) : NULL;
-		if (t == 'P' && z)
-			name_len = (uint32_t)(z - body) + 1;
-		const char *sql = (const char *)body + name_len;
-		const char *end = (t == 'Q' || z) ? memchr(sql, '\0', blen - name_len) : NULL;
-		if (end) {
-			char *out = NULL, why[300] = "";
-			enum rw_status st = rw_rewrite(cl->snap->rewrite, schema[0] ? schema : NULL,
-			                               sql, &out, why, sizeof(why));
-			if (st == RW_FAILED)
-				log_info(
-				    "client %llu: statement sent as written; rewriting failed: %s",
-				    (unsigned long long)cl->id, why);
-			if (st == RW_REWRITTEN && out) {
-				/* the name (Parse), the new text, then what followed the
-				 * old one: its NUL and, for Parse, the parameter types */
-				size_t ol = strlen(out);
-				uint32_t rest = blen - name_len - (uint32_t)(end - sql);
-				size_t nb = (size_t)name_len + ol + rest;
-				uint8_t *m = nb + 5 <= PGW_MAX_MESSAGE ? malloc(nb + 5) : NULL;
-				if (m) {
-					uint32_t ml = (uint32_t)nb + 4;
-					m[0] = t;
-					m[1] = (uint8_t)(ml >> 24);
-					m[2] = (uint8_t)(ml >> 16);
-					m[3] = (uint8_t)(ml >> 8);
-					m[4] = (uint8_t)ml;
-					memcpy(m + 5, body, name_len);
-					memcpy(m + 5 + name_len, out, ol);
-					memcpy(m + 5 + name_len + ol, end, rest);
-					if (ep_in_splice(ep, off, total, m, (uint32_t)nb + 5) == 0)
-						total = (uint32_t)nb + 5;
-					free(m);
-				}
-				log_debug("client %llu: rewritten: %s", (unsigned long long)cl->id,
-				          out);
-			}
-			free(out);
-		}
-		off += total;
-	}
-	ep->in_seen = off;
 }
 
 /* Processes whole messages waiting in the client's buffer. */
@@ -1507,8 +990,8 @@ again:
 		return; /* parked behind an identical query, or throttled: woken later */
 	if (!cl->ep.in_len)
 		goto release;
-	if (rewrite_active(cl))
-		rewrite_input(cl);
+	if (tx_rewrite_active(cl))
+		tx_rewrite_input(cl);
 	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server);
 	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
 		return;
@@ -1543,7 +1026,7 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 		off += take;
 		len -= take;
 	}
-	if (cl->ep.in_len == 0 && len && !rewrite_active(cl)) {
+	if (cl->ep.in_len == 0 && len && !tx_rewrite_active(cl)) {
 		/* nothing pending: read the messages where they arrived */
 		uint8_t *data = c->data + off;
 		bool need_server = false; /* tx_client_input below asks */
@@ -1599,7 +1082,7 @@ void tx_bind(struct client *cl, struct server *sv)
 			struct pgw_out o;
 			pgw_out_init(&o, buf, strlen(sql) + 16);
 			pgw_query(&o, sql);
-			rq_push(sv, RQ_QUERY, RQ_DROP, 0, cl->login_pending ? RQ_F_LOGIN : 0, 0);
+			tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, cl->login_pending ? RQ_F_LOGIN : 0, 0);
 			ep_send_bytes(&sv->ep, buf, o.len);
 			free(buf);
 			guc_copy(&sv->applied, &cl->want);
@@ -1627,7 +1110,7 @@ void tx_inject_query(struct server *sv, const char *sql, uint8_t flags)
 	struct pgw_out o;
 	pgw_out_init(&o, buf, n);
 	pgw_query(&o, sql);
-	if (!o.overflow && rq_push(sv, RQ_QUERY, RQ_DROP, 0, flags, 0) == 0)
+	if (!o.overflow && tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, flags, 0) == 0)
 		ep_send_bytes(&sv->ep, buf, o.len);
 	free(buf);
 }

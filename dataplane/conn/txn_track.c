@@ -1,0 +1,348 @@
+/*
+ * Session state in transaction pooling: what a client's simple queries do
+ * to the state that must follow it to every server (SET/RESET, SQL
+ * PREPARE/DEALLOCATE, LISTEN/UNLISTEN) and what ties it to one server
+ * (advisory locks, temp tables, WITH HOLD cursors, SET SESSION
+ * AUTHORIZATION...), which pins it.
+ */
+#include "dataplane/conn/txn_internal.h"
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "dataplane/conn/listen.h"
+#include "dataplane/snap.h"
+#include "dataplane/sql/sqlc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void pin(struct client *cl, enum pin_reason r)
+{
+	if (!(cl->pins & (1u << r))) {
+		cl->pins |= 1u << r;
+		__atomic_add_fetch(&g_pin_count[r], 1, __ATOMIC_RELAXED);
+		log_debug("client %llu: pinned to its server (%s)", (unsigned long long)cl->id,
+		          pin_reason_str(r));
+	}
+}
+
+static void unpin(struct client *cl, enum pin_reason r)
+{
+	cl->pins &= ~(1u << r);
+}
+
+/* SQL-level prepared statements on a server: name -> key of its text. */
+static int64_t sqlprep_find(const struct server *sv, const char *name)
+{
+	for (uint32_t i = 0; i < sv->sqlprep_n; i++)
+		if (!strcmp(sv->sqlprep_names[i], name))
+			return i;
+	return -1;
+}
+
+static void sqlprep_set(struct server *sv, const char *name, uint64_t key)
+{
+	int64_t i = sqlprep_find(sv, name);
+	if (i >= 0) {
+		sv->sqlprep_keys[i] = key;
+		return;
+	}
+	if (sv->sqlprep_n == sv->sqlprep_cap) {
+		uint32_t cap = sv->sqlprep_cap ? sv->sqlprep_cap * 2 : 8;
+		char **n = realloc(sv->sqlprep_names, cap * sizeof(*n));
+		if (!n)
+			return;
+		sv->sqlprep_names = n;
+		uint64_t *k = realloc(sv->sqlprep_keys, cap * sizeof(*k));
+		if (!k)
+			return;
+		sv->sqlprep_keys = k;
+		sv->sqlprep_cap = cap;
+	}
+	char *d = strdup(name);
+	if (!d)
+		return;
+	sv->sqlprep_names[sv->sqlprep_n] = d;
+	sv->sqlprep_keys[sv->sqlprep_n++] = key;
+}
+
+static void sqlprep_del(struct server *sv, const char *name)
+{
+	int64_t i = sqlprep_find(sv, name);
+	if (i < 0)
+		return;
+	free(sv->sqlprep_names[i]);
+	sv->sqlprep_names[i] = sv->sqlprep_names[--sv->sqlprep_n];
+	sv->sqlprep_keys[i] = sv->sqlprep_keys[sv->sqlprep_n];
+}
+
+static void sqlprep_clear(struct server *sv)
+{
+	for (uint32_t i = 0; i < sv->sqlprep_n; i++)
+		free(sv->sqlprep_names[i]);
+	sv->sqlprep_n = 0;
+}
+
+/* Makes the server's statement `name` the client's: DEALLOCATE another
+ * client's one of the same name, PREPARE ours if missing. Appends the SQL
+ * to `fix`. */
+static void sqlprep_ensure(struct client *cl, struct server *sv, const char *name, FILE *fix,
+                           bool want_ours)
+{
+	struct prep_stmt *mine = want_ours ? prep_client_get(&cl->sqlprep, name) : NULL;
+	int64_t i = sqlprep_find(sv, name);
+	if (i >= 0 && mine && sv->sqlprep_keys[i] == mine->key)
+		return;
+	if (i >= 0) {
+		fprintf(fix, "DEALLOCATE \"%s\";", name);
+		sqlprep_del(sv, name);
+	}
+	if (mine) {
+		fprintf(fix, "%.*s;", (int)mine->body_len, (const char *)mine->body);
+		sqlprep_set(sv, name, mine->key);
+	}
+}
+
+/* Tracks what a simple query does to session state; may inject SQL
+ * before it (settings of this client's SQL prepared statements). Returns
+ * false when the query must not be sent (answered locally). */
+bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint32_t len,
+                    struct outb *local, struct sbuf *b)
+{
+	if (!memchr(sql, 0, len) || !sqlc_maybe_interesting(sql, len))
+		return true;
+	const struct cfg *c = cl->snap->cfg;
+	bool refuse_pins = c->pool.pin_action == 1;
+	struct sqlc_result *res = malloc(sizeof(*res));
+	if (!res)
+		return true;
+	int r = sqlc_classify(sql, res);
+	if (r == 0 && res->parse_error) {
+		free(res);
+		return true; /* not the proxy's business: the server answers */
+	}
+	if (r == 0 && !res->more_stmts && res->n > 0 && cl->pool && sv->tx_status == 'I' &&
+	    sv->rq_len == 0) {
+		/* only LISTEN/UNLISTEN, outside a transaction: the pool's hub
+		 * listens for the client, which keeps no server for it */
+		bool only = true;
+		for (int i = 0; i < res->n; i++)
+			if (res->stmts[i].kind != SQLC_LISTEN &&
+			    res->stmts[i].kind != SQLC_UNLISTEN &&
+			    res->stmts[i].kind != SQLC_UNLISTEN_ALL)
+				only = false;
+		if (only) {
+			uint8_t buf[64];
+			struct pgw_out o;
+			struct outb ans = {0};
+			bool wait = false;
+			for (int i = 0; i < res->n; i++) {
+				const struct sqlc_stmt *st = &res->stmts[i];
+				if (st->kind == SQLC_LISTEN) {
+					if (listen_subscribe(cl, st->name) < 0) {
+						pin(cl, PIN_LISTEN);
+					} else if (!listen_active(cl, st->name)) {
+						/* answered once the hub listens, so no
+						 * notification sent after it is missed */
+						char **ch = realloc(
+						    cl->listen_chans,
+						    (size_t)(cl->n_listen_chans + 1) * sizeof(*ch));
+						if (ch) {
+							cl->listen_chans = ch;
+							ch[cl->n_listen_chans] = strdup(st->name);
+							if (ch[cl->n_listen_chans])
+								cl->n_listen_chans++;
+						}
+						wait = true;
+					}
+				} else if (st->kind == SQLC_UNLISTEN) {
+					listen_unsubscribe(cl, st->name);
+				} else {
+					listen_unsubscribe(cl, NULL);
+				}
+				pgw_out_init(&o, buf, sizeof(buf));
+				size_t m = pgw_begin_msg(&o, 'C');
+				pgw_put_str(&o, st->kind == SQLC_LISTEN ? "LISTEN" : "UNLISTEN");
+				pgw_end_msg(&o, m);
+				tx_ob_synth(&ans, buf, o.len);
+			}
+			pgw_out_init(&o, buf, sizeof(buf));
+			pgw_ready(&o, 'I');
+			tx_ob_synth(&ans, buf, o.len);
+			if (wait && !ans.oom) {
+				cl->listen_wait = true;
+				cl->listen_answer = ans.buf;
+				cl->listen_answer_len = (uint32_t)ans.len;
+			} else {
+				tx_ob_synth(local, ans.buf, ans.len);
+				free(ans.buf);
+			}
+			free(res);
+			return false;
+		}
+	}
+	/* first pass: what would pin the client */
+	uint32_t newpins = 0;
+	if (r != 0 || res->more_stmts || (res->flags & SQLC_F_SET_CONFIG))
+		newpins |= 1u << PIN_UNTRACKED; /* the proxy cannot follow it */
+	if (r == 0 && (res->flags & SQLC_F_ADVISORY_LOCK))
+		newpins |= 1u << PIN_ADVISORY_LOCK;
+	for (int i = 0; r == 0 && i < res->n; i++) {
+		const struct sqlc_stmt *st = &res->stmts[i];
+		switch (st->kind) {
+		case SQLC_LISTEN:
+			newpins |= 1u << PIN_LISTEN;
+			break;
+		case SQLC_DECLARE_HOLD:
+			newpins |= 1u << PIN_HOLD_CURSOR;
+			break;
+		case SQLC_CREATE_TEMP:
+			newpins |= 1u << PIN_TEMP_TABLE;
+			break;
+		case SQLC_PREPARE:
+			if (!c->pool.track_sql_prepare)
+				newpins |= 1u << PIN_SQL_PREPARE;
+			break;
+		case SQLC_SESSION_AUTH:
+			newpins |= 1u << PIN_SESSION_AUTH;
+			break;
+		case SQLC_SET:
+			if (st->name_incomplete || !strcmp(st->name, "standard_conforming_strings"))
+				newpins |= 1u << PIN_UNTRACKED;
+			break;
+		default:
+			break;
+		}
+	}
+	newpins &= ~cl->pins;
+	if (newpins && refuse_pins) {
+		char msg[300];
+		enum pin_reason why = (enum pin_reason)__builtin_ctz(newpins);
+		snprintf(msg, sizeof(msg),
+		         "this statement would tie the session to one server connection (%s), "
+		         "which pool_mode.pin_action = \"error\" forbids",
+		         pin_reason_str(why));
+		tx_refuse(local, sv->tx_status ? sv->tx_status : 'I', "0A000", msg,
+		          "Use session pooling for this client, or avoid session-level state.");
+		free(res);
+		return false;
+	}
+	for (unsigned k = 0; k < PIN_COUNT; k++)
+		if (newpins & (1u << k))
+			pin(cl, (enum pin_reason)k);
+	if (r != 0) {
+		free(res);
+		return true;
+	}
+	bool send = true;
+	char *fixsql = NULL;
+	size_t fixlen = 0;
+	FILE *fix = open_memstream(&fixsql, &fixlen);
+	if (res->flags & SQLC_F_ADVISORY_UNLOCK_ALL)
+		unpin(cl, PIN_ADVISORY_LOCK);
+	for (int i = 0; i < res->n; i++) {
+		const struct sqlc_stmt *st = &res->stmts[i];
+		char *text;
+		switch (st->kind) {
+		case SQLC_BEGIN:
+			if (cl->stmt_mode && sv->rq_len == 0 && sv->tx_status == 'I') {
+				tx_refuse(
+				    local, 'I', "0A000",
+				    "transaction blocks are not allowed in statement pooling mode",
+				    "Run each statement on its own, or use pool_mode.mode = "
+				    "\"transaction\".");
+				send = false;
+			}
+			break;
+		case SQLC_SET:
+			if (st->name_incomplete || !strcmp(st->name, "standard_conforming_strings"))
+				break; /* pinned above */
+			text = strndup(sql + st->loc, st->len);
+			if (text) {
+				guc_put(&cl->want, st->name, text, true);
+				guc_put(&sv->applied, st->name, text, true);
+				free(text);
+			}
+			break;
+		case SQLC_SET_DEFAULT:
+		case SQLC_RESET: {
+			/* back to the client's startup value, not the server default */
+			const struct guc_ent *s0 = guc_get(&cl->startup, st->name);
+			if (s0)
+				guc_put(&cl->want, st->name, s0->value, false);
+			else
+				guc_del(&cl->want, st->name);
+			guc_del(&sv->applied, st->name);
+			break;
+		}
+		case SQLC_DISCARD_ALL:
+			prep_client_clear(&cl->prep);
+			prep_server_clear(&sv->prep);
+			prep_client_clear(&cl->sqlprep);
+			sqlprep_clear(sv);
+			cl->pins &= 1u << PIN_UNTRACKED;
+			/* fall through */
+		case SQLC_RESET_ALL:
+			guc_copy(&cl->want, &cl->startup);
+			guc_free(&sv->applied);
+			break;
+		case SQLC_DISCARD_TEMP:
+			unpin(cl, PIN_TEMP_TABLE);
+			break;
+		case SQLC_UNLISTEN_ALL:
+			unpin(cl, PIN_LISTEN);
+			break;
+		case SQLC_CLOSE_ALL:
+			unpin(cl, PIN_HOLD_CURSOR);
+			break;
+		case SQLC_PREPARE:
+			if (!c->pool.track_sql_prepare || !fix)
+				break;
+			/* another client's statement of that name must go first */
+			sqlprep_ensure(cl, sv, st->name, fix, false);
+			text = strndup(sql + st->loc, st->len);
+			if (text) {
+				struct prep_stmt *ps = prep_client_put(&cl->sqlprep, st->name,
+				                                       (uint8_t *)text, st->len);
+				if (ps)
+					sqlprep_set(sv, st->name, ps->key);
+				free(text);
+			}
+			break;
+		case SQLC_EXECUTE:
+		case SQLC_DEALLOCATE:
+			/* the server's statement of that name must be this client's,
+			 * or absent so the client gets PostgreSQL's own error */
+			if (c->pool.track_sql_prepare && fix)
+				sqlprep_ensure(cl, sv, st->name, fix, true);
+			if (st->kind == SQLC_DEALLOCATE) {
+				prep_client_del(&cl->sqlprep, st->name);
+				sqlprep_del(sv, st->name);
+			}
+			break;
+		case SQLC_DEALLOCATE_ALL:
+			/* drops protocol-level statements too, on this server */
+			prep_server_clear(&sv->prep);
+			prep_client_clear(&cl->sqlprep);
+			sqlprep_clear(sv);
+			unpin(cl, PIN_SQL_PREPARE);
+			break;
+		default:
+			break;
+		}
+	}
+	if (fix && fclose(fix) == 0 && fixlen && send) {
+		/* runs before the client's query; its answers are swallowed */
+		tx_msg_hdr(b, 'Q', (uint32_t)fixlen + 1);
+		sbuf_append(b, fixsql, fixlen + 1);
+		tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0);
+	}
+	free(fixsql);
+	free(res);
+	return send;
+}
+
+/* One complete client message while bound to sv. Returns true when the
+ * message goes to the server unchanged (the caller sends it, zero-copy
+ * when it can); otherwise whatever must be sent is appended to b. */
