@@ -208,7 +208,8 @@ int render_clients(FILE *out, const Helios__CtlResponse *r, char **args, size_t 
 {
 	struct table t;
 
-	table_init(&t, "DATAPLANE ID USER DATABASE STATE ADDR PORT TLS APP SERVER_PID PINNED");
+	table_init(&t,
+	           "DATAPLANE ID USER DATABASE STATE ADDR PORT TLS APP SERVER_PID PINNED SPLICED");
 	for (size_t i = 0; i < r->n_dataplanes; i++) {
 		const Helios__DataPlaneStatus *d = r->dataplanes[i];
 		for (size_t k = 0; d->report && k < d->report->n_client_list; k++) {
@@ -227,6 +228,11 @@ int render_clients(FILE *out, const Helios__CtlResponse *r, char **args, size_t 
 			else
 				table_add(&t, "%s", "");
 			table_add(&t, "%s", c->pinned);
+			if (c->spliced) /* queries and transaction status from the BPF map */
+				table_add(&t, "q=%" PRIu64 " tx=%s", c->spliced_queries,
+				          c->spliced_tx);
+			else
+				table_add(&t, "%s", "");
 		}
 	}
 	return table_print(&t, out);

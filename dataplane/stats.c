@@ -275,6 +275,14 @@ static Helios__ClientInfo *client_info(const struct collect_job *j, const struct
 			break;
 		}
 	ci->worker = (uint32_t)widx;
+	struct splice_info si;
+	char tx[2] = "";
+	if (cl->kf && splice_read(cl, &si)) {
+		ci->spliced = true;
+		ci->spliced_queries = si.ready;
+		tx[0] = si.status;
+	}
+	ci->spliced_tx = dupstr(tx);
 	return ci;
 }
 

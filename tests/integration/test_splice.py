@@ -18,7 +18,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import ALICE, APPDB, run, wait_for
+from conftest import ALICE, APPDB, helioctl, run, wait_for
 
 COPY_MB = 50
 
@@ -96,6 +96,9 @@ def test_query_counts_come_from_the_bpf_maps(spliced):
             metric(spliced, "helios_queries_total") - q0
         c.execute("BEGIN")
         c.execute("SELECT 1")
+        # per connection: helioctl clients reads the map for this client
+        out = helioctl(spliced, "clients").stdout
+        assert "q=27 tx=T" in out, out
         c.execute("COMMIT")
     assert wait_for(lambda: metric(spliced, "helios_splice_sessions") == 0)
     assert metric(spliced, "helios_queries_total") - q0 == 28
