@@ -21,7 +21,6 @@
 #include "dataplane/snap.h"
 #include "dataplane/stats.h"
 #include "dataplane/sql/sqlc.h"
-#include "dataplane/pipeline/rewrite.h"
 #include "dataplane/tenant.h"
 #include "dataplane/worker.h"
 
