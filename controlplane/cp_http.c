@@ -1,0 +1,118 @@
+/*
+ * The control plane's admin HTTP (/metrics, /status, /healthz, /readyz)
+ * and cp_get_info: cluster-wide figures from the data planes' last reports,
+ * the node table and the XDP filter's counters.
+ */
+#include "controlplane/cp.h"
+#include "controlplane/cp_internal.h"
+
+#include "common/cpwire.h"
+#include "common/metrics.h"
+#include "common/sbuf.h"
+#include "controlplane/xdp.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void xdp_metrics(struct cp *cp, struct metrics_xdp *out)
+{
+	struct xf_status st;
+	xf_get_status(cp->xdp, &st);
+	out->enabled = st.enabled;
+	out->attached = st.attached;
+	out->passed = st.passed;
+	out->denied = st.denied;
+	out->syn_rate_dropped = st.syn_rate_dropped;
+	out->syns = st.syns;
+	out->deny_entries = st.deny_entries;
+}
+
+static void fill_info(struct cp *cp, struct metrics_info *mi, const Helios__StatsReport ***reps,
+                      size_t *n)
+{
+	memset(mi, 0, sizeof(*mi));
+	mi->role = "control-plane";
+	mi->version = HELIOS_VERSION;
+	mi->uptime_secs = (double)(cpwire_mono_ms() - cp->start_ms) / 1000.0;
+	mi->generation = cp->generation;
+	mi->cp_connected = -1;
+	mi->cp_last_contact_secs = -1;
+	mi->has_config = cp->live != NULL;
+	mi->nodes = (const Helios__NodeStatus *const *)cp->nodes;
+	mi->n_nodes = cp->n_nodes;
+	xdp_metrics(cp, &mi->xdp);
+	uint64_t now = cpwire_mono_ms();
+	size_t k = 0;
+	for (struct dp *d = cp->dps; d; d = d->next) {
+		mi->dataplanes_known++;
+		if (cp_dp_connected(cp, d, now))
+			mi->dataplanes_connected++;
+		k++;
+	}
+	*reps = calloc(k ? k : 1, sizeof(**reps));
+	*n = 0;
+	for (struct dp *d = cp->dps; *reps && d; d = d->next)
+		if (d->hb && d->hb->report && cp_dp_connected(cp, d, now))
+			(*reps)[(*n)++] = d->hb->report;
+}
+
+static bool primary_up(struct cp *cp)
+{
+	for (size_t i = 0; i < cp->n_nodes; i++)
+		if (!strcmp(cp->nodes[i]->role, "primary") && cp->nodes[i]->healthy)
+			return true;
+	return false;
+}
+
+int cp_http_handler(void *ctx, const char *url, struct sbuf *body, const char **ctype)
+{
+	struct cp *cp = ctx;
+	int status = 200;
+	*ctype = "text/plain; charset=utf-8";
+	pthread_mutex_lock(&cp->mu);
+	bool is_metrics = !strcmp(url, "/metrics");
+	if (is_metrics || !strcmp(url, "/status")) {
+		struct metrics_info mi;
+		const Helios__StatsReport **reps;
+		size_t n;
+		fill_info(cp, &mi, &reps, &n);
+		if (is_metrics)
+			metrics_render(body, reps, n, &mi);
+		else
+			metrics_status_json(body, reps, n, &mi);
+		free(reps);
+		*ctype = is_metrics ? METRICS_CONTENT_TYPE : "application/json";
+	} else if (!strcmp(url, "/healthz")) {
+		sbuf_puts(body, "ok\n");
+	} else if (!strcmp(url, "/readyz")) {
+		if (cp->live && primary_up(cp)) {
+			sbuf_puts(body, "ready\n");
+		} else {
+			status = 503;
+			sbuf_puts(body, cp->live ? "not ready: no reachable primary node\n"
+			                         : "not ready: no configuration\n");
+		}
+	} else {
+		status = 404;
+		sbuf_puts(body, "not found: try /metrics, /healthz, /readyz or /status\n");
+	}
+	pthread_mutex_unlock(&cp->mu);
+	return status;
+}
+
+void cp_get_info(struct cp *cp, struct cp_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&cp->mu);
+	out->generation = cp->generation;
+	out->uptime_secs = (double)(cpwire_mono_ms() - cp->start_ms) / 1000.0;
+	uint64_t now = cpwire_mono_ms();
+	for (struct dp *d = cp->dps; d; d = d->next) {
+		out->dataplanes_known++;
+		if (cp_dp_connected(cp, d, now))
+			out->dataplanes_connected++;
+	}
+	xdp_metrics(cp, &out->xdp);
+	pthread_mutex_unlock(&cp->mu);
+}
