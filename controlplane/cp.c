@@ -383,8 +383,11 @@ struct cp *cp_start(const struct cp_opts *o, char *err, size_t errlen)
 	const char *sv = getenv("HELIOS_CP_SNAPSHOT_SCHEMA");
 	if (sv && atoi(sv) > 0)
 		cp->schema = (uint32_t)atoi(sv);
-	if (!realpath(o->config_path, cp->path))
-		snprintf(cp->path, sizeof(cp->path), "%s", o->config_path);
+	/* realpath() into a buffer assumes PATH_MAX bytes: let it allocate */
+	char *rp = realpath(o->config_path, NULL);
+	snprintf(cp->path, sizeof(cp->path), "%s",
+	         rp && strlen(rp) < sizeof(cp->path) ? rp : o->config_path);
+	free(rp);
 
 	struct cfg_error cerr;
 	struct cfg *file = cfg_load_file(cp->path, &cerr);

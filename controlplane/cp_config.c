@@ -87,6 +87,22 @@ int cp_config_write_atomic(const char *path, const char *text, char *err, size_t
 	return 0;
 }
 
+/* Appends one override to the parallel key and line lists: both or
+ * neither, so they never get out of step when memory runs out. */
+static int ovr_add(struct cp *cp, const char *key, const char *line)
+{
+	size_t n = cp->n_ovr;
+	if (cp_strv_add(&cp->ovr_keys, &n, key) < 0)
+		return -1;
+	n = cp->n_ovr;
+	if (cp_strv_add(&cp->ovr_lines, &n, line) < 0) {
+		free(cp->ovr_keys[cp->n_ovr]);
+		return -1;
+	}
+	cp->n_ovr = n;
+	return 0;
+}
+
 /* Reads the overrides file: its lines ("key = value") and the generation
  * recorded in its header. Missing file = no overrides. */
 int cp_config_read_overrides(struct cp *cp, char **text_out, uint64_t *gen, char *err,
@@ -123,9 +139,7 @@ int cp_config_read_overrides(struct cp *cp, char **text_out, uint64_t *gen, char
 		char key[256];
 		snprintf(key, sizeof(key), "%.*s", (int)(e - p), p);
 		p[strcspn(p, "\n")] = '\0';
-		cp_strv_add(&cp->ovr_keys, &cp->n_ovr, key);
-		cp->n_ovr--;
-		cp_strv_add(&cp->ovr_lines, &cp->n_ovr, p);
+		ovr_add(cp, key, p);
 	}
 	fclose(f);
 	*text_out = sbuf_take(&b, NULL);
@@ -134,8 +148,8 @@ int cp_config_read_overrides(struct cp *cp, char **text_out, uint64_t *gen, char
 
 /* ------------------------------------------------------------ snapshots */
 
-/* Makes c the live config with a new generation and persists that
- * generation; the XDP filter follows it (a failure there is logged and
+/* Makes c the live config with a new generation (the callers write the
+ * overrides file that records it); the XDP filter follows it (a failure there is logged and
  * shown by helioctl xdp, the configuration stays). Takes c. */
 void cp_config_install(struct cp *cp, struct cfg *c, const char *source)
 {
@@ -265,11 +279,8 @@ static void set_override(struct cp *cp, const char *key, const char *line)
 			return;
 		}
 	}
-	if (line) {
-		cp_strv_add(&cp->ovr_keys, &cp->n_ovr, key);
-		cp->n_ovr--;
-		cp_strv_add(&cp->ovr_lines, &cp->n_ovr, line);
-	}
+	if (line)
+		ovr_add(cp, key, line);
 }
 
 /* config set KEY VALUE / config reset KEY. */
