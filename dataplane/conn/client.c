@@ -1,10 +1,12 @@
 /*
- * Client connections: startup packet, TLS, authentication by the proxy,
- * waiting for a server, then relaying with only message headers parsed.
+ * Client connections: accept, waiting for a server, then relaying with
+ * only message headers parsed (the startup packet, TLS and authentication
+ * are in login.c).
  * Every close goes through cl_close(), which sends a proper ErrorResponse
  * when there is something to say and logs the reason once.
  */
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/client_internal.h"
 #include "dataplane/conn/splice.h"
 
 #include "common/cfg.h"
@@ -43,7 +45,7 @@ const char *cl_state_str(enum cl_state s)
 }
 
 /* Legal moves; anything else is a bug and is refused (and logged). */
-static bool cl_set_state(struct client *cl, enum cl_state to)
+bool cl_set_state(struct client *cl, enum cl_state to)
 {
 	enum cl_state from = cl->state;
 	bool ok;
@@ -95,7 +97,7 @@ static const struct io_sock_ops cl_ops = {
     .on_closed = cl_on_closed,
 };
 
-static void send_msg(struct client *cl, struct pgw_out *o)
+void cl_send_msg(struct client *cl, struct pgw_out *o)
 {
 	if (o->overflow) {
 		log_error("client %llu: internal message too large", (unsigned long long)cl->id);
@@ -199,7 +201,7 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 		struct pgw_out o;
 		pgw_out_init(&o, buf, sizeof(buf));
 		pgw_error(&o, "FATAL", sqlstate, msg, NULL);
-		send_msg(cl, &o);
+		cl_send_msg(cl, &o);
 		log_info("client %llu %s user=%s db=%s: closing: %s (%s)",
 		         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, msg,
 		         sqlstate);
@@ -318,510 +320,6 @@ void cl_resume_source(struct client *cl)
 	io_recv_start(&cl->ep.sock);
 }
 
-/* ---------------------------------------------------------------- login */
-
-static uint64_t fnv1a(const char *s, uint64_t h)
-{
-	for (; *s; s++) {
-		h ^= (uint8_t)*s;
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
-/* Copies the startup parameters and computes the signature servers are
- * matched on. The sum makes it independent of parameter order. */
-static int copy_params(struct client *cl, const struct pgw_startup *st)
-{
-	size_t need = 0;
-	for (int i = 0; i < st->n_params; i++)
-		need += strlen(st->params[i].name) + strlen(st->params[i].value) + 2;
-	cl->params_buf = malloc(need ? need : 1);
-	cl->params = calloc((size_t)(st->n_params ? st->n_params : 1), sizeof(*cl->params));
-	if (!cl->params_buf || !cl->params)
-		return -ENOMEM;
-	char *p = cl->params_buf;
-	uint64_t sig = 0;
-	for (int i = 0; i < st->n_params; i++) {
-		size_t nl = strlen(st->params[i].name) + 1, vl = strlen(st->params[i].value) + 1;
-		memcpy(p, st->params[i].name, nl);
-		cl->params[i].name = p;
-		p += nl;
-		memcpy(p, st->params[i].value, vl);
-		cl->params[i].value = p;
-		p += vl;
-		uint64_t h = fnv1a(cl->params[i].name, 1469598103934665603ull);
-		h = fnv1a("=", h);
-		sig += fnv1a(cl->params[i].value, h);
-	}
-	cl->n_params = st->n_params;
-	cl->signature = sig;
-	return 0;
-}
-
-static void auth_fail(struct client *cl)
-{
-	char msg[160];
-	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", cl->user);
-	__atomic_add_fetch(&g_login_failures, 1, __ATOMIC_RELAXED);
-	cl_close(cl, "28P01", msg);
-}
-
-static void get_server(struct client *cl);
-static void admin_login(struct client *cl);
-static void refuse_pending(struct client *cl, const char *msg);
-
-static void auth_ok(struct client *cl)
-{
-	uint8_t buf[16];
-	struct pgw_out o;
-	pgw_out_init(&o, buf, sizeof(buf));
-	pgw_auth_request(&o, PGW_AUTH_OK, NULL, 0);
-	send_msg(cl, &o);
-	if (cl->scram) {
-		cl->have_client_key = scram_server_client_key(cl->scram, cl->client_key);
-		scram_server_wipe(cl->scram);
-		free(cl->scram);
-		cl->scram = NULL;
-	}
-	log_debug("client %llu %s: authenticated user=%s db=%s", (unsigned long long)cl->id,
-	          cl->peer, cl->user, cl->database);
-	__atomic_add_fetch(&g_logins_total, 1, __ATOMIC_RELAXED);
-	cl_set_state(cl, CL_WAIT_SERVER);
-	if (!strcmp(cl->database, ADMIN_DATABASE)) {
-		admin_login(cl);
-		return;
-	}
-	const char *code = NULL;
-	char why[300];
-	if (tenant_login(cl, &code, why, sizeof(why)) < 0) {
-		log_info("client %llu %s user=%s db=%s: refused: %s", (unsigned long long)cl->id,
-		         cl->peer, cl->user, cl->database, why);
-		cl_close(cl, code, why);
-		return;
-	}
-	get_server(cl);
-}
-
-/* ------------------------------------------------------------ admin console */
-
-/* The special database: no server, statements go to the console thread. */
-static void admin_login(struct client *cl)
-{
-	if (!cfg_is_admin_user(cl->snap->cfg, cl->user)) {
-		char msg[200];
-		snprintf(msg, sizeof(msg),
-		         "user \"%s\" may not use the admin console (not in admin_users)",
-		         cl->user);
-		cl_close(cl, "42501", msg);
-		return;
-	}
-	uint8_t buf[512];
-	struct pgw_out o;
-	pgw_out_init(&o, buf, sizeof(buf));
-	pgw_param_status(&o, "server_version", "15.0 (HeliosProxy " HELIOS_VERSION ")");
-	pgw_param_status(&o, "client_encoding", "UTF8");
-	pgw_param_status(&o, "server_encoding", "UTF8");
-	pgw_param_status(&o, "DateStyle", "ISO, MDY");
-	pgw_param_status(&o, "integer_datetimes", "on");
-	pgw_param_status(&o, "standard_conforming_strings", "on");
-	pgw_param_status(&o, "application_name", "");
-	pgw_key_data(&o, 0, 0);
-	pgw_ready(&o, 'I');
-	send_msg(cl, &o);
-	cl->admin = true;
-	cl_set_state(cl, CL_ACTIVE);
-	log_info("client %llu %s: admin console session for user %s", (unsigned long long)cl->id,
-	         cl->peer, cl->user);
-}
-
-/* Takes whole messages from the admin client's buffer, one statement at a
- * time: the next waits for the previous answer. */
-static void admin_input(struct client *cl)
-{
-	while (cl->state == CL_ACTIVE && !cl->admin_busy) {
-		struct pgw_msg m;
-		enum pgw_status st = pgw_next_msg(cl->ep.in, cl->ep.in_len, CONN_INBUF_MAX - 5, &m);
-		if (st == PGW_NEED_MORE)
-			return;
-		if (st == PGW_BAD) {
-			cl_close(cl, "08P01", "invalid message on the admin console");
-			return;
-		}
-		if (m.type == PGW_MSG_TERMINATE) {
-			cl_close(cl, NULL, NULL);
-			return;
-		}
-		if (m.type != PGW_MSG_QUERY || m.len == 0 || m.body[m.len - 1] != '\0') {
-			cl_close(cl, "08P01",
-			         "the admin console accepts simple Query messages only");
-			return;
-		}
-		if (admin_submit(cl->w->idx, cl->id, (const char *)m.body) < 0) {
-			cl_close(cl, "53000", "the admin console is busy; try again");
-			return;
-		}
-		cl->admin_busy = true;
-		ep_in_consume(&cl->ep, m.total);
-	}
-}
-
-void cl_admin_reply(struct client *cl, const uint8_t *msg, uint32_t len)
-{
-	if (!cl->admin || cl->state != CL_ACTIVE)
-		return;
-	ep_send_bytes(&cl->ep, msg, len);
-	cl->admin_busy = false;
-	admin_input(cl);
-}
-
-/* Replaces *dst with a copy of src (an empty string when out of memory). */
-static void set_str(char **dst, const char *src)
-{
-	char *d = strdup(src ? src : "");
-	if (!d)
-		return;
-	if (*dst) {
-		explicit_bzero(*dst, strlen(*dst));
-		free(*dst);
-	}
-	*dst = d;
-}
-
-static bool is_scram_secret(const char *s)
-{
-	return !strncmp(s, "SCRAM-SHA-256$", 14);
-}
-
-static int start_scram(struct client *cl, const char *stored)
-{
-	struct scram_secret sec;
-	int r;
-	if (is_scram_secret(stored)) {
-		r = scram_parse_secret(stored, &sec);
-	} else {
-		/* plaintext, or the fake exchange for an unknown user */
-		uint8_t salt[16];
-		if (RAND_bytes(salt, sizeof(salt)) != 1)
-			return -EIO;
-		r = scram_secret_from_password(stored, salt, sizeof(salt), 4096, &sec);
-	}
-	if (r < 0)
-		return r;
-	cl->scram = calloc(1, sizeof(*cl->scram));
-	if (!cl->scram)
-		return -ENOMEM;
-	r = scram_server_init(cl->scram, &sec);
-	if (r < 0)
-		return r;
-	static const char mech[] = SCRAM_SHA_256_NAME "\0";
-	uint8_t buf[64];
-	struct pgw_out o;
-	pgw_out_init(&o, buf, sizeof(buf));
-	pgw_auth_request(&o, PGW_AUTH_SASL, mech, sizeof(mech));
-	send_msg(cl, &o);
-	cl->auth_method = CFG_AUTH_SCRAM;
-	return 0;
-}
-
-static void continue_auth(struct client *cl, bool known);
-
-static int primary_node(const struct cfg *c)
-{
-	for (size_t i = 0; i < c->n_nodes; i++)
-		if (c->nodes[i].role == CFG_ROLE_PRIMARY)
-			return (int)i;
-	return -1;
-}
-
-static void start_auth(struct client *cl)
-{
-	const struct cfg *c = cl->snap->cfg;
-	const struct cfg_user *u = cfg_find_user(c, cl->user);
-	if (u) {
-		set_str(&cl->password, u->password);
-		set_str(&cl->server_password, u->server_password);
-	}
-	if (c->auth.method == CFG_AUTH_TRUST) {
-		cl->auth_method = CFG_AUTH_TRUST;
-		auth_ok(cl);
-		return;
-	}
-	if (!cl_set_state(cl, CL_AUTH))
-		return;
-	if (!u && c->auth.auth_user[0]) {
-		/* ask the server for the secret, as PgBouncer's auth_query does */
-		if (sv_auth_query(cl->w, cl, primary_node(c)) < 0)
-			cl_close(cl, "08006",
-			         "could not connect to the server to look up the user");
-		return;
-	}
-	continue_auth(cl, u && u->password[0]);
-}
-
-void cl_auth_query_done(struct client *cl, const char *secret, const char *error)
-{
-	if (cl->state != CL_AUTH)
-		return;
-	if (error) {
-		char msg[400];
-		snprintf(msg, sizeof(msg), "could not look up the password of user \"%s\": %s",
-		         cl->user, error);
-		cl_close(cl, "28000", msg);
-		return;
-	}
-	if (secret)
-		set_str(&cl->password, secret);
-	continue_auth(cl, secret != NULL);
-}
-
-/* Sends the challenge; known = we hold a secret for this user. */
-static void continue_auth(struct client *cl, bool known)
-{
-	const struct cfg *c = cl->snap->cfg;
-	if (!known) {
-		/* Same exchange as for a known user, so a client cannot probe
-		 * which user names exist; it always fails. */
-		cl->fake_auth = true;
-		char fake[32];
-		snprintf(fake, sizeof(fake), "%016llx",
-		         (unsigned long long)cl->id * 0x9e3779b97f4a7c15ull);
-		set_str(&cl->password, fake);
-		log_info("client %llu %s: unknown user \"%s\" (or no password)",
-		         (unsigned long long)cl->id, cl->peer, cl->user);
-	}
-	int r;
-	if (!cl->password)
-		set_str(&cl->password, "");
-	bool md5_stored = md5auth_is_hash(cl->password);
-	if (c->auth.method == CFG_AUTH_MD5 && !is_scram_secret(cl->password)) {
-		/* md5 with a SCRAM secret falls through to SCRAM, as in PostgreSQL */
-		if (RAND_bytes(cl->md5_salt, 4) != 1) {
-			cl_close(cl, "XX000", "could not generate random salt");
-			return;
-		}
-		uint8_t buf[16];
-		struct pgw_out o;
-		pgw_out_init(&o, buf, sizeof(buf));
-		pgw_auth_request(&o, PGW_AUTH_MD5, cl->md5_salt, 4);
-		send_msg(cl, &o);
-		cl->auth_method = CFG_AUTH_MD5;
-		return;
-	}
-	if (md5_stored) {
-		log_warn("user \"%s\" has an md5 secret: scram-sha-256 needs a plaintext password "
-		         "or a SCRAM secret",
-		         cl->user);
-		cl->fake_auth = true;
-	}
-	r = start_scram(cl, md5_stored ? "x" : cl->password);
-	if (r < 0) {
-		log_error("client %llu: SCRAM setup failed for user \"%s\": %s",
-		          (unsigned long long)cl->id, cl->user, strerror(-r));
-		auth_fail(cl);
-	}
-}
-
-/* An AuthenticationRequest with a SCRAM message as its data. */
-static void send_auth(struct client *cl, uint32_t code, const char *data, size_t len)
-{
-	uint8_t buf[600];
-	struct pgw_out o;
-	pgw_out_init(&o, buf, sizeof(buf));
-	pgw_auth_request(&o, code, data, len);
-	send_msg(cl, &o);
-}
-
-static void handle_password_msg(struct client *cl, const struct pgw_msg *m)
-{
-	if (m->type != PGW_MSG_PASSWORD) {
-		cl_close(cl, "08P01", "expected a password message during authentication");
-		return;
-	}
-	if (cl->auth_method == CFG_AUTH_MD5) {
-		const uint8_t *nul = memchr(m->body, 0, m->len);
-		size_t rlen = nul ? (size_t)(nul - m->body) : m->len;
-		char stored[40];
-		const char *hash = cl->password;
-		if (!md5auth_is_hash(hash)) {
-			md5auth_password_hash(cl->user, cl->password, stored);
-			hash = stored;
-		}
-		if (!cl->fake_auth &&
-		    md5auth_verify(hash, cl->md5_salt, (const char *)m->body, rlen))
-			auth_ok(cl);
-		else
-			auth_fail(cl);
-		return;
-	}
-	/* SCRAM: first SASLInitialResponse (mechanism, length, data), then
-	 * SASLResponse (data only). */
-	char out[512];
-	size_t out_len;
-	int r;
-	if (cl->scram && !cl->scram_first_done) {
-		cl->scram_first_done = true;
-		uint32_t off = 0;
-		const char *mech = pgw_get_str(m->body, m->len, &off);
-		if (!mech || off + 4 > m->len) {
-			cl_close(cl, "08P01", "malformed SASLInitialResponse");
-			return;
-		}
-		if (strcmp(mech, SCRAM_SHA_256_NAME) != 0) {
-			cl_close(cl, "28000",
-			         "client selected an invalid SASL authentication mechanism");
-			return;
-		}
-		int32_t dlen = (int32_t)pgw_get_u32(m->body + off);
-		off += 4;
-		if (dlen < 0 || (uint32_t)dlen > m->len - off) {
-			cl_close(cl, "08P01", "malformed SASLInitialResponse");
-			return;
-		}
-		r = scram_server_handle_first(cl->scram, (const char *)m->body + off, (size_t)dlen,
-		                              out, sizeof(out), &out_len);
-		if (r < 0) {
-			cl_close(cl, "08P01", "malformed SCRAM message");
-			return;
-		}
-		send_auth(cl, PGW_AUTH_SASL_CONTINUE, out, out_len);
-		return;
-	}
-	if (!cl->scram) {
-		cl_close(cl, "08P01", "unexpected password message");
-		return;
-	}
-	r = scram_server_handle_final(cl->scram, (const char *)m->body, m->len, out, sizeof(out),
-	                              &out_len);
-	if (r == -EACCES || (r == 0 && cl->fake_auth)) {
-		auth_fail(cl);
-		return;
-	}
-	if (r < 0) {
-		cl_close(cl, "08P01", "malformed SCRAM message");
-		return;
-	}
-	send_auth(cl, PGW_AUTH_SASL_FINAL, out, out_len);
-	auth_ok(cl);
-}
-
-static void handle_startup_packet(struct client *cl, const struct pgw_startup *st)
-{
-	const struct cfg *c = cl->snap->cfg;
-	uint8_t one;
-	switch (st->code) {
-	case PGW_SSL_REQUEST:
-		if (cl->is_tls) {
-			cl_close(cl, "08P01", "SSLRequest received on an encrypted connection");
-			return;
-		}
-		if (!cl->snap->client_tls) {
-			one = 'N';
-			ep_send_bytes(&cl->ep, &one, 1);
-			return;
-		}
-		one = 'S';
-		ep_send_bytes(&cl->ep, &one, 1);
-		cl->ep.tls = tls_conn_new(cl->snap->client_tls, true, NULL);
-		if (!cl->ep.tls) {
-			cl_close(cl, NULL, NULL);
-			return;
-		}
-		cl->is_tls = true;
-		cl_set_state(cl, CL_TLS);
-		return;
-	case PGW_GSSENC_REQUEST:
-		one = 'N';
-		ep_send_bytes(&cl->ep, &one, 1);
-		return;
-	case PGW_CANCEL_REQUEST:
-		cancel_forward(cl->w, st->cancel_pid, st->cancel_key);
-		cl_close(cl, NULL, NULL);
-		return;
-	default:
-		break;
-	}
-	if (c->tls.client_mode == CFG_CTLS_REQUIRE && !cl->is_tls) {
-		cl_close(cl, "28000",
-		         "this proxy requires an SSL/TLS connection (sslmode=require)");
-		return;
-	}
-	if (strlen(st->user) >= sizeof(cl->user) || strlen(st->database) >= sizeof(cl->database)) {
-		cl_close(cl, "08P01", "user or database name is longer than 63 bytes");
-		return;
-	}
-	snprintf(cl->user, sizeof(cl->user), "%s", st->user);
-	snprintf(cl->database, sizeof(cl->database), "%s", st->database);
-	cl->replication = st->replication;
-	if (copy_params(cl, st) < 0) {
-		cl_close(cl, "53200", "out of memory");
-		return;
-	}
-	if (!cl->replication && c->pool.mode != CFG_POOL_SESSION) {
-		/* servers are shared between clients: they start neutral and get
-		 * each client's settings applied when it lands on them */
-		cl->txn = true;
-		cl->stmt_mode = c->pool.mode == CFG_POOL_STATEMENT;
-		cl->signature = 0;
-		if (tx_client_init(cl) < 0) {
-			cl_close(cl, "53200", "out of memory (startup parameters)");
-			return;
-		}
-	}
-	log_debug("client %llu %s: startup user=%s db=%s params=%d%s", (unsigned long long)cl->id,
-	          cl->peer, cl->user, cl->database, cl->n_params,
-	          cl->replication ? " replication" : "");
-	start_auth(cl);
-}
-
-/* Consumes whole packets/messages from the login buffer. Each is copied
- * out and consumed before it is handled, because handling may bind a
- * server and forward whatever the buffer still holds. */
-static void process_login_input(struct client *cl)
-{
-	uint8_t local[PGW_MAX_STARTUP];
-	while (cl->ep.in_len > 0 &&
-	       (cl->state == CL_STARTUP || cl->state == CL_TLS || cl->state == CL_AUTH)) {
-		if (cl->state == CL_STARTUP || cl->state == CL_TLS) {
-			struct pgw_startup st;
-			const char *why;
-			enum pgw_status s = pgw_parse_startup(cl->ep.in, cl->ep.in_len, &st, &why);
-			if (s == PGW_NEED_MORE)
-				return;
-			if (s == PGW_BAD) {
-				cl_close(cl, "08P01", why);
-				return;
-			}
-			bool ssl_alone = st.code == PGW_SSL_REQUEST && cl->ep.in_len == st.total;
-			memcpy(local, cl->ep.in, st.total);
-			ep_in_consume(&cl->ep, st.total);
-			if (pgw_parse_startup(local, st.total, &st, &why) != PGW_OK)
-				return;
-			if (st.code == PGW_SSL_REQUEST && !ssl_alone) {
-				/* data after SSLRequest would be read as plaintext */
-				cl_close(cl, "08P01", "unexpected data after SSLRequest");
-				return;
-			}
-			if (cl->state == CL_TLS)
-				cl_set_state(cl, CL_STARTUP);
-			handle_startup_packet(cl, &st);
-			continue;
-		}
-		struct pgw_msg m;
-		enum pgw_status s = pgw_next_msg(cl->ep.in, cl->ep.in_len, 8192, &m);
-		if (s == PGW_NEED_MORE)
-			return;
-		if (s == PGW_BAD) {
-			cl_close(cl, "08P01", "invalid message length during authentication");
-			return;
-		}
-		memcpy(local, cl->ep.in, m.total);
-		m.body = local + 5;
-		ep_in_consume(&cl->ep, m.total);
-		handle_password_msg(cl, &m);
-	}
-}
-
 /* ---------------------------------------------------------------- server */
 
 static void bind_server(struct client *cl, struct server *sv);
@@ -830,7 +328,7 @@ static bool tx_login_from_cache(struct client *cl);
 static void acquire(struct client *cl);
 
 /* Asks the pool for a server; connects, waits or binds as it answers. */
-static void get_server(struct client *cl)
+void cl_get_server(struct client *cl)
 {
 	conn_now(&cl->wait_start); /* wait time counts from here */
 	acquire(cl);
@@ -849,7 +347,7 @@ void cl_hold_check(struct client *cl)
 /* The transaction cannot be served (no primary, breaker open for the node
  * it names): its first request gets an ErrorResponse and ReadyForQuery,
  * the connection stays. Without a whole request to answer, it closes. */
-static void refuse_pending(struct client *cl, const char *msg)
+void cl_refuse_pending(struct client *cl, const char *msg)
 {
 	uint32_t used = 0;
 	bool whole = false;
@@ -876,7 +374,7 @@ static void refuse_pending(struct client *cl, const char *msg)
 	pgw_out_init(&o, buf, sizeof(buf));
 	pgw_error(&o, "ERROR", "08006", msg, NULL);
 	pgw_ready(&o, 'I');
-	send_msg(cl, &o);
+	cl_send_msg(cl, &o);
 	if (cl->ep.in_len)
 		tx_client_input(cl);
 }
@@ -890,7 +388,7 @@ void cl_hold_expired(struct client *cl)
 	         "no primary node is available: it has not answered for %d s and no replica was "
 	         "promoted (routing.failover_timeout_secs)",
 	         cl->snap->cfg->routing.failover_timeout_secs);
-	refuse_pending(cl, msg);
+	cl_refuse_pending(cl, msg);
 }
 
 static void acquire(struct client *cl)
@@ -938,7 +436,7 @@ static void acquire(struct client *cl)
 	}
 	cl->held_for_primary = false;
 	if (node == ROUTE_FAIL) {
-		refuse_pending(cl, why);
+		cl_refuse_pending(cl, why);
 		return;
 	}
 	if (ctl_any_drained() && ctl_node_drained(c->nodes[node].name)) {
@@ -1011,7 +509,7 @@ static bool tx_login_from_cache(struct client *cl)
 	cancel_register(cl, 0x40000000u | (uint32_t)(cl->id & 0x3fffffff));
 	pgw_key_data(&o, cl->cancel_pid, cl->cancel_key);
 	pgw_ready(&o, 'I');
-	send_msg(cl, &o);
+	cl_send_msg(cl, &o);
 	/* anything sent ahead of ReadyForQuery */
 	if (cl->ep.in_len)
 		tx_client_input(cl);
@@ -1072,7 +570,7 @@ void cl_listen_check(struct client *cl)
 
 void cl_get_server_for_tx(struct client *cl)
 {
-	get_server(cl);
+	cl_get_server(cl);
 }
 
 void cl_handoff_arrived(struct client *cl)
@@ -1178,7 +676,7 @@ static void bind_server(struct client *cl, struct server *sv)
 		splice_start(cl, sv, o.buf, o.len);
 		return;
 	}
-	send_msg(cl, &o);
+	cl_send_msg(cl, &o);
 	io_recv_start(&sv->ep.sock);
 	/* anything the client sent ahead of ReadyForQuery */
 	if (cl->ep.in_len) {
@@ -1214,7 +712,7 @@ void cl_server_failed(struct client *cl, const uint8_t *err_body, uint32_t err_l
 		char text[400];
 		const char *m = err_body ? pgw_error_field(err_body, err_len, 'M') : NULL;
 		snprintf(text, sizeof(text), "%s", m ? m : msg ? msg : "no server connection");
-		refuse_pending(cl, text);
+		cl_refuse_pending(cl, text);
 		return;
 	}
 	if (err_body) {
@@ -1312,7 +810,7 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 			if (r < 0)
 				cl_close(cl, "54000", "admin statement too long");
 			else
-				admin_input(cl);
+				cl_admin_input(cl);
 		} else if (cl->txn) {
 			tx_client_data(cl, c);
 		} else {
@@ -1331,7 +829,7 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 			cl_close(cl, "08P01", "too much data before the session started");
 			return;
 		}
-		process_login_input(cl);
+		cl_login_input(cl);
 		return;
 	}
 	default:
