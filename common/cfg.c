@@ -2,10 +2,12 @@
  * Loads a TOML configuration into an immutable struct cfg: walks the TOML
  * tree against the key table (cfg_keys.c), applies defaults, lays the
  * overrides tree (helioctl config set) over the file's, then checks the
- * rules that span keys and reads the PgBouncer-style users_file.
+ * rules that span keys (cfg_check.c) and reads the PgBouncer-style
+ * users_file (cfg_users.c).
  */
 #include "common/cfg.h"
 #include "common/cidr.h"
+#include "common/cfg_internal.h"
 #include "common/cfg_keys.h"
 #include "common/toml.h"
 
@@ -18,18 +20,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-struct loader {
-	const char *name;     /* file name used in messages */
-	const char *ovr_name; /* the overrides' name in messages */
-	const char *at;       /* name of the tree being walked: name or ovr_name */
-	const char *dir;      /* folder relative paths resolve against; NULL = leave them */
-	const char *base;     /* file name without folder; NULL = not from a file */
-	const struct toml_value *root;
-	const struct toml_value *ovr; /* overrides, NULL = none */
-	struct cfg *c;
-	struct cfg_error *err;
-};
 
 static int vfail(struct loader *ld, const char *file, int line, const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));
@@ -47,9 +37,7 @@ static int vfail(struct loader *ld, const char *file, int line, const char *fmt,
 	return -EINVAL;
 }
 
-static int fail(struct loader *ld, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(struct loader *ld, int line, const char *fmt, ...)
+int cfg_fail(struct loader *ld, int line, const char *fmt, ...)
 {
 	va_list ap;
 	int rc;
@@ -61,9 +49,7 @@ static int fail(struct loader *ld, int line, const char *fmt, ...)
 }
 
 /* The same about another file (users_file). */
-static int fail_in(struct loader *ld, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail_in(struct loader *ld, const char *file, int line, const char *fmt, ...)
+int cfg_fail_in(struct loader *ld, const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
 	int rc;
@@ -76,7 +62,7 @@ static int fail_in(struct loader *ld, const char *file, int line, const char *fm
 
 /* "io_backend", "pool_mode.mode", "nodes[1].port"; control characters from a
  * hostile TOML key become '?' so the message stays one line. */
-static void key_path(char *buf, size_t cap, const char *section, long index, const char *name)
+void cfg_key_path(char *buf, size_t cap, const char *section, long index, const char *name)
 {
 	if (index >= 0)
 		snprintf(buf, cap, "%s[%ld].%s", section, index, name);
@@ -166,12 +152,10 @@ static const struct toml_value *ovr_value(const struct loader *ld, const char *s
 	return found && toml_type(t) == TOML_TABLE ? toml_table_get(t, name) : NULL;
 }
 
-static int fail_key(struct loader *ld, const char *section, long index, const char *name,
-                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* For rules checked once every key has its value: points at the overrides
  * when the key's value came from there, else at the file. */
-static int fail_key(struct loader *ld, const char *section, long index, const char *name,
-                    const char *fmt, ...)
+int cfg_fail_key(struct loader *ld, const char *section, long index, const char *name,
+                 const char *fmt, ...)
 {
 	const struct toml_value *v = index < 0 && name ? ovr_value(ld, section, name) : NULL;
 	va_list ap;
@@ -193,8 +177,8 @@ static int store_int(struct loader *ld, const struct cfg_key *k, const char *key
 	int v;
 
 	if (n < k->min || n > k->max)
-		return fail(ld, line, "key '%s': %lld is out of range (%lld..%lld)", key, n, k->min,
-		            k->max);
+		return cfg_fail(ld, line, "key '%s': %lld is out of range (%lld..%lld)", key, n,
+		                k->min, k->max);
 	v = (int)n;
 	memcpy(base + k->offset, &v, sizeof(v));
 	return 0;
@@ -210,11 +194,11 @@ static int store_text(struct loader *ld, const struct cfg_key *k, const char *ke
 
 	if (k->type == CFG_KEY_STRING) {
 		if (memchr(s, '\0', len))
-			return fail(ld, line, "key '%s': contains a NUL byte", key);
+			return cfg_fail(ld, line, "key '%s': contains a NUL byte", key);
 		if (len >= k->size)
-			return fail(ld, line,
-			            "key '%s': value is %zu bytes, longer than the %zu allowed",
-			            key, len, k->size - 1);
+			return cfg_fail(ld, line,
+			                "key '%s': value is %zu bytes, longer than the %zu allowed",
+			                key, len, k->size - 1);
 		memcpy(base + k->offset, s, len);
 		base[k->offset + len] = '\0';
 		return 0;
@@ -226,7 +210,7 @@ static int store_text(struct loader *ld, const struct cfg_key *k, const char *ke
 		cfg_buf_init(&b, allowed, sizeof(allowed));
 		for (int i = 0; k->values[i]; i++)
 			cfg_buf_printf(&b, "%s%s", i ? ", " : "", k->values[i]);
-		return fail(ld, line, "key '%s': %s is not one of %s", key, shown, allowed);
+		return cfg_fail(ld, line, "key '%s': %s is not one of %s", key, shown, allowed);
 	}
 	if (k->flags & CFG_KEY_TEXT)
 		snprintf(base + k->offset, k->size, "%s", k->values[idx]);
@@ -249,7 +233,7 @@ static int apply_defaults(struct loader *ld, const char *section, long index, ch
 		/* String lists have no default: they start empty. */
 		if (strcmp(k->section, section) != 0 || !k->def || k->type == CFG_KEY_STRLIST)
 			continue;
-		key_path(key, sizeof(key), section, index, k->name);
+		cfg_key_path(key, sizeof(key), section, index, k->name);
 		at = strstr(k->def, "<index>");
 		if (at)
 			snprintf(text, sizeof(text), "%.*s%ld%s", (int)(at - k->def), k->def, index,
@@ -276,13 +260,13 @@ static int store_list(struct loader *ld, const struct cfg_key *k, const char *ke
 	char **items, item_key[160];
 
 	if (n == 0 && k->min > 0)
-		return fail(ld, line, "key '%s' must not be empty", key);
+		return cfg_fail(ld, line, "key '%s' must not be empty", key);
 	if (n < (size_t)k->min || n > (size_t)k->max)
-		return fail(ld, line, "key '%s': %zu strings, expected %lld..%lld", key, n, k->min,
-		            k->max);
+		return cfg_fail(ld, line, "key '%s': %zu strings, expected %lld..%lld", key, n,
+		                k->min, k->max);
 	cfg_strlist_free(k, base);
 	if (!(items = calloc(n ? n : 1, sizeof(*items))))
-		return fail(ld, line, "out of memory");
+		return cfg_fail(ld, line, "out of memory");
 	cfg_strlist_put(k, base, items, 0);
 	for (size_t i = 0; i < n; i++) {
 		const struct toml_value *e = toml_array_at(v, i);
@@ -291,17 +275,17 @@ static int store_list(struct loader *ld, const struct cfg_key *k, const char *ke
 
 		snprintf(item_key, sizeof(item_key), "%s[%zu]", key, i);
 		if (toml_type(e) != TOML_STRING)
-			return fail(ld, at, "key '%s': expected string, got %s", item_key,
-			            type_word(toml_type(e)));
+			return cfg_fail(ld, at, "key '%s': expected string, got %s", item_key,
+			                type_word(toml_type(e)));
 		s = toml_string(e, &len);
 		if (memchr(s, '\0', len))
-			return fail(ld, at, "key '%s': contains a NUL byte", item_key);
+			return cfg_fail(ld, at, "key '%s': contains a NUL byte", item_key);
 		if (len >= k->size)
-			return fail(ld, at,
-			            "key '%s': value is %zu bytes, longer than the %zu allowed",
-			            item_key, len, k->size - 1);
+			return cfg_fail(ld, at,
+			                "key '%s': value is %zu bytes, longer than the %zu allowed",
+			                item_key, len, k->size - 1);
 		if (!(items[i] = strndup(s, len)))
-			return fail(ld, at, "out of memory");
+			return cfg_fail(ld, at, "out of memory");
 		cfg_strlist_put(k, base, items, i + 1);
 	}
 	return 0;
@@ -319,10 +303,10 @@ static int set_value(struct loader *ld, const struct cfg_key *k, long index,
 	size_t len;
 	char key[128];
 
-	key_path(key, sizeof(key), k->section, index, k->name);
+	cfg_key_path(key, sizeof(key), k->section, index, k->name);
 	if (toml_type(v) != want)
-		return fail(ld, line, "key '%s': expected %s, got %s", key, type_word(want),
-		            type_word(toml_type(v)));
+		return cfg_fail(ld, line, "key '%s': expected %s, got %s", key, type_word(want),
+		                type_word(toml_type(v)));
 	switch (k->type) {
 	case CFG_KEY_INT:
 		return store_int(ld, k, key, line, base, toml_int(v));
@@ -346,11 +330,11 @@ static int unknown(struct loader *ld, const char *section, long index, const cha
 	const char *hint = cfg_key_suggest(section, name);
 	char key[128];
 
-	key_path(key, sizeof(key), section, index, name);
+	cfg_key_path(key, sizeof(key), section, index, name);
 	if (hint)
-		return fail(ld, toml_line(v), "unknown %s '%s' (did you mean '%s'?)",
-		            table ? "table" : "key", key, hint);
-	return fail(ld, toml_line(v), "unknown %s '%s'", table ? "table" : "key", key);
+		return cfg_fail(ld, toml_line(v), "unknown %s '%s' (did you mean '%s'?)",
+		                table ? "table" : "key", key, hint);
+	return cfg_fail(ld, toml_line(v), "unknown %s '%s'", table ? "table" : "key", key);
 }
 
 static int load_section(struct loader *ld, const struct cfg_section *sec,
@@ -411,12 +395,12 @@ static int check_required(struct loader *ld, const char *section, long index,
 		if (!(k->flags & CFG_KEY_REQUIRED) || strcmp(k->section, section) != 0 ||
 		    !field_empty(k, base))
 			continue;
-		key_path(key, sizeof(key), section, index, k->name);
+		cfg_key_path(key, sizeof(key), section, index, k->name);
 		if ((t && toml_table_get(t, k->name)) ||
 		    (index < 0 && ovr_value(ld, section, k->name)))
-			return fail_key(ld, section, index, k->name, "key '%s' must not be empty",
-			                key);
-		return fail_key(ld, section, index, NULL, "key '%s' is required", key);
+			return cfg_fail_key(ld, section, index, k->name,
+			                    "key '%s' must not be empty", key);
+		return cfg_fail_key(ld, section, index, NULL, "key '%s' is required", key);
 	}
 	return 0;
 }
@@ -432,13 +416,14 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 
 	if (!sec->is_array) {
 		if (toml_type(v) != TOML_TABLE)
-			return fail(ld, toml_line(v), "key '%s': expected table, got %s", sec->name,
-			            type_word(toml_type(v)));
+			return cfg_fail(ld, toml_line(v), "key '%s': expected table, got %s",
+			                sec->name, type_word(toml_type(v)));
 		return load_table(ld, sec->name, -1, v, (char *)c);
 	}
 	if (toml_type(v) != TOML_ARRAY)
-		return fail(ld, toml_line(v), "key '%s': expected array of tables ([[%s]]), got %s",
-		            sec->name, sec->name, type_word(toml_type(v)));
+		return cfg_fail(ld, toml_line(v),
+		                "key '%s': expected array of tables ([[%s]]), got %s", sec->name,
+		                sec->name, type_word(toml_type(v)));
 	n = toml_array_len(v);
 	if (n == 0)
 		return 0;
@@ -476,14 +461,14 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 		c->auth.n_users = c->auth.n_config_users = arr ? n : 0;
 	}
 	if (!arr)
-		return fail(ld, 0, "out of memory");
+		return cfg_fail(ld, 0, "out of memory");
 	for (size_t i = 0; i < n; i++) {
 		const struct toml_value *t = toml_array_at(v, i);
 		char *base = arr + i * elem;
 		if (toml_type(t) != TOML_TABLE) {
 			snprintf(key, sizeof(key), "%s[%zu]", sec->name, i);
-			return fail(ld, toml_line(t), "key '%s': expected table, got %s", key,
-			            type_word(toml_type(t)));
+			return cfg_fail(ld, toml_line(t), "key '%s': expected table, got %s", key,
+			                type_word(toml_type(t)));
 		}
 		rc = apply_defaults(ld, sec->name, (long)i, base);
 		if (rc == 0)
@@ -504,9 +489,9 @@ static void array_key_path(char *buf, size_t cap, const char *sec, const struct 
 	if (toml_type(v) == TOML_ARRAY && toml_array_len(v) > 0)
 		v = toml_array_at(v, 0);
 	if (toml_type(v) == TOML_TABLE && toml_table_len(v) > 0)
-		key_path(buf, cap, sec, -1, toml_table_key(v, 0));
+		cfg_key_path(buf, cap, sec, -1, toml_table_key(v, 0));
 	else
-		key_path(buf, cap, "", -1, sec);
+		cfg_key_path(buf, cap, "", -1, sec);
 }
 
 /* Walks the overrides' table t of section and stores every key over the
@@ -532,13 +517,13 @@ static int walk_overrides(struct loader *ld, const char *section, const struct t
 			rc = set_value(ld, k, -1, v, (char *)ld->c);
 		} else if (sub && sub->is_array) {
 			array_key_path(key, sizeof(key), sub->name, v);
-			rc = fail(
+			rc = cfg_fail(
 			    ld, toml_line(v),
 			    "key '%s' is in the array table [[%s]], which cannot be overridden",
 			    key, sub->name);
 		} else if (sub && toml_type(v) != TOML_TABLE) {
-			rc = fail(ld, toml_line(v), "key '%s': expected table, got %s", sub->name,
-			          type_word(toml_type(v)));
+			rc = cfg_fail(ld, toml_line(v), "key '%s': expected table, got %s",
+			              sub->name, type_word(toml_type(v)));
 		} else if (sub) {
 			rc = walk_overrides(ld, sub->name, v);
 		} else {
@@ -596,7 +581,7 @@ int cfg_parse_address(const char *addr, char *host, size_t host_cap, uint16_t *p
 }
 
 /* Opens path for reading if it is a regular file; returns an fd or -errno. */
-static int open_regular(const char *path, struct stat *st)
+int cfg_open_regular(const char *path, struct stat *st)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
 
@@ -614,14 +599,14 @@ static int open_regular(const char *path, struct stat *st)
 
 /* Reads a whole regular file of at most max bytes into a malloc'ed,
  * NUL-terminated buffer. Returns 0 or -errno. */
-static int read_all(const char *path, size_t max, char **out, size_t *len)
+int cfg_read_all(const char *path, size_t max, char **out, size_t *len)
 {
 	struct stat st;
 	char *buf = NULL;
 	size_t got = 0;
 	int fd, rc = 0;
 
-	fd = open_regular(path, &st);
+	fd = cfg_open_regular(path, &st);
 	if (fd < 0)
 		return fd;
 	if ((uintmax_t)st.st_size > max) {
@@ -652,640 +637,6 @@ static int read_all(const char *path, size_t max, char **out, size_t *len)
 out:
 	free(buf);
 	close(fd);
-	return rc;
-}
-
-/* Copies the double-quoted field at *pp into out ("" inside the quotes is one
- * quote, as in PgBouncer's userlist.txt) and moves *pp past it. */
-static int parse_field(const char **pp, const char *end, char *out, size_t cap, const char *what,
-                       char *why, size_t why_cap)
-{
-	const char *p = *pp;
-	size_t n = 0;
-
-	if (p >= end || *p != '"') {
-		snprintf(why, why_cap, "expected %s in double quotes", what);
-		return -EINVAL;
-	}
-	for (p++;; p++) {
-		if (p >= end) {
-			snprintf(why, why_cap, "no closing quote after %s", what);
-			return -EINVAL;
-		}
-		if (*p == '"') {
-			if (p + 1 >= end || p[1] != '"')
-				break;
-			p++;
-		}
-		if (*p == '\0') {
-			snprintf(why, why_cap, "NUL byte in %s", what);
-			return -EINVAL;
-		}
-		if (n + 1 >= cap) {
-			snprintf(why, why_cap, "%s is longer than %zu bytes", what, cap - 1);
-			return -EINVAL;
-		}
-		out[n++] = *p;
-	}
-	out[n] = '\0';
-	*pp = p + 1;
-	return 0;
-}
-
-/* Parses one users_file line [p, end). Returns 0 with *u filled, 1 for a
- * blank or comment line, -EINVAL with why filled. */
-static int parse_user_line(const char *p, const char *end, struct cfg_user *u, char *why,
-                           size_t why_cap)
-{
-	while (p < end && (*p == ' ' || *p == '\t'))
-		p++;
-	if (p == end || *p == ';' || *p == '#')
-		return 1;
-	memset(u, 0, sizeof(*u));
-	if (parse_field(&p, end, u->name, sizeof(u->name), "the user name", why, why_cap) < 0)
-		return -EINVAL;
-	if (!u->name[0]) {
-		snprintf(why, why_cap, "empty user name");
-		return -EINVAL;
-	}
-	if (p == end || (*p != ' ' && *p != '\t')) {
-		snprintf(why, why_cap, "expected a space, then the password in double quotes");
-		return -EINVAL;
-	}
-	while (p < end && (*p == ' ' || *p == '\t'))
-		p++;
-	/* Like PgBouncer, whatever follows the password is ignored. */
-	return parse_field(&p, end, u->password, sizeof(u->password), "the password", why, why_cap);
-}
-
-struct name_line {
-	const char *name;
-	int line;
-	size_t idx; /* into auth.users */
-};
-
-static int cmp_name_line(const void *a, const void *b)
-{
-	const struct name_line *x = a, *y = b;
-	int d = strcmp(x->name, y->name);
-
-	return d ? d : x->line - y->line;
-}
-
-static int cmp_name_key(const void *key, const void *elem)
-{
-	return strcmp(key, ((const struct name_line *)elem)->name);
-}
-
-/* Drops the users_file entries whose name is in [[auth.users]]: those win in
- * cfg_find_user(), so the entries could never be used, and without them
- * every name in auth.users is unique (cfg_to_toml can inline them all). v is
- * the file's users sorted by name. */
-static void drop_shadowed(struct cfg *c, struct name_line *v, size_t n)
-{
-	size_t w = c->auth.n_config_users;
-
-	/* Mark first (line 0), so the names bsearch() compares stay intact. */
-	for (size_t i = 0; i < c->auth.n_config_users; i++) {
-		struct name_line *hit =
-		    bsearch(c->auth.users[i].name, v, n, sizeof(*v), cmp_name_key);
-		if (hit)
-			hit->line = 0;
-	}
-	/* An empty name marks a dropped entry: users_file names are never empty. */
-	for (size_t i = 0; i < n; i++)
-		if (v[i].line == 0)
-			c->auth.users[v[i].idx].name[0] = '\0';
-	for (size_t r = w; r < c->auth.n_users; r++) {
-		if (!c->auth.users[r].name[0])
-			continue;
-		if (r != w)
-			c->auth.users[w] = c->auth.users[r];
-		w++;
-	}
-	explicit_bzero(&c->auth.users[w], (c->auth.n_users - w) * sizeof(*c->auth.users));
-	c->auth.n_users = w;
-}
-
-/* Users listed twice in users_file are refused: which line wins is a guess.
- * Then drops the entries [[auth.users]] shadows. */
-static int check_file_users(struct loader *ld, const int *lines)
-{
-	struct cfg *c = ld->c;
-	size_t first = c->auth.n_config_users, n = c->auth.n_users - first;
-	struct name_line *v = calloc(n ? n : 1, sizeof(*v));
-	char shown[96];
-	struct cfg_buf b;
-	int rc = 0;
-
-	if (!v)
-		return fail(ld, 0, "out of memory");
-	for (size_t i = 0; i < n; i++)
-		v[i] = (struct name_line){c->auth.users[first + i].name, lines[i], first + i};
-	qsort(v, n, sizeof(*v), cmp_name_line);
-	for (size_t i = 1; i < n; i++) {
-		if (strcmp(v[i - 1].name, v[i].name) != 0)
-			continue;
-		cfg_buf_init(&b, shown, sizeof(shown));
-		cfg_buf_quote(&b, v[i].name, strlen(v[i].name));
-		rc = fail_in(ld, c->auth.users_file, v[i].line, "duplicate user %s (also line %d)",
-		             shown, v[i - 1].line);
-		break;
-	}
-	if (rc == 0)
-		drop_shadowed(c, v, n);
-	free(v);
-	return rc;
-}
-
-/* Reads auth.users_file and appends its users after [[auth.users]]. */
-static int load_users_file(struct loader *ld)
-{
-	struct cfg *c = ld->c;
-	const char *path = c->auth.users_file, *p, *end;
-	struct cfg_user *users = NULL;
-	char *data = NULL, why[96];
-	int *lines = NULL, lineno = 0, rc;
-	size_t len = 0, max = c->auth.n_users;
-
-	rc = read_all(path, TOML_MAX_INPUT, &data, &len);
-	if (rc) {
-		rc = fail_key(ld, "auth", -1, "users_file",
-		              "key 'auth.users_file': cannot read \"%s\": %s", path, strerror(-rc));
-		goto out;
-	}
-	/* Size the array once: every line may hold a user. Moving the secrets
-	 * ourselves (not realloc) lets us wipe the old copy. */
-	for (p = data, end = data + len; p < end; p++)
-		max += *p == '\n';
-	max++;
-	users = calloc(max, sizeof(*users));
-	lines = calloc(max, sizeof(*lines));
-	if (!users || !lines) {
-		rc = fail(ld, 0, "out of memory reading \"%s\"", path);
-		goto out;
-	}
-	if (c->auth.n_users) {
-		memcpy(users, c->auth.users, c->auth.n_users * sizeof(*users));
-		explicit_bzero(c->auth.users, c->auth.n_users * sizeof(*users));
-	}
-	free(c->auth.users);
-	c->auth.users = users;
-	users = NULL;
-	for (p = data, end = data + len; p < end;) {
-		const char *eol = memchr(p, '\n', (size_t)(end - p)), *next;
-		eol = eol ? eol : end;
-		next = eol < end ? eol + 1 : end;
-		if (eol > p && eol[-1] == '\r')
-			eol--;
-		lineno++;
-		rc = parse_user_line(p, eol, &c->auth.users[c->auth.n_users], why, sizeof(why));
-		if (rc < 0) {
-			/* The half-parsed entry is past n_users, where cfg_free won't wipe. */
-			explicit_bzero(&c->auth.users[c->auth.n_users], sizeof(*c->auth.users));
-			rc = fail_in(ld, path, lineno,
-			             "malformed line, expected \"user\" \"password\": %s", why);
-			goto out;
-		}
-		if (rc == 0)
-			lines[c->auth.n_users++ - c->auth.n_config_users] = lineno;
-		p = next;
-	}
-	rc = check_file_users(ld, lines);
-out:
-	free(users);
-	free(lines);
-	if (data)
-		explicit_bzero(data, len);
-	free(data);
-	return rc;
-}
-
-/* Makes relative CFG_KEY_PATH values relative to the config file's folder,
- * so the process's working directory does not matter. */
-static int resolve_paths(struct loader *ld)
-{
-	size_t n;
-	const struct cfg_key *keys = cfg_key_table(&n);
-	char joined[2 * CFG_PATH_MAX], key[128];
-
-	if (!ld->dir)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct cfg_key *k = &keys[i];
-		char *field = (char *)ld->c + k->offset;
-		size_t len;
-		/* PATH keys of array elements are not supported (there are none). */
-		if (!(k->flags & CFG_KEY_PATH) || cfg_section_find(k->section)->is_array ||
-		    field[0] == '\0' || field[0] == '/')
-			continue;
-		len = (size_t)snprintf(joined, sizeof(joined), "%s%s%s", ld->dir,
-		                       ld->dir[strlen(ld->dir) - 1] == '/' ? "" : "/", field);
-		if (len >= k->size) {
-			key_path(key, sizeof(key), k->section, -1, k->name);
-			return fail_key(
-			    ld, k->section, -1, k->name,
-			    "key '%s': path is longer than %zu bytes once resolved against %s", key,
-			    k->size - 1, ld->dir);
-		}
-		memcpy(field, joined, len + 1);
-	}
-	return 0;
-}
-
-/* Names in array section (nodes, auth.users) must be unique. */
-static int check_unique(struct loader *ld, const char *section, const char *arr, size_t n,
-                        size_t elem, const char *what)
-{
-	size_t off = cfg_key_in(section, "name", strlen("name"))->offset;
-	char shown[96];
-	struct cfg_buf b;
-
-	for (size_t j = 1; j < n; j++) {
-		for (size_t i = 0; i < j; i++) {
-			const char *a = arr + i * elem + off, *b2 = arr + j * elem + off;
-			if (strcmp(a, b2) != 0)
-				continue;
-			cfg_buf_init(&b, shown, sizeof(shown));
-			cfg_buf_quote(&b, b2, strlen(b2));
-			return fail_key(ld, section, (long)j, "name",
-			                "key '%s[%zu].name': duplicate %s name %s (also %s[%zu])",
-			                section, j, what, shown, section, i);
-		}
-	}
-	return 0;
-}
-
-static int check_address(struct loader *ld, const char *name, const char *addr)
-{
-	char host[CFG_HOST_MAX];
-	uint16_t port;
-
-	if (cfg_parse_address(addr, host, sizeof(host), &port) == 0)
-		return 0;
-	return fail_key(ld, "", -1, name,
-	                "key '%s': \"%s\" is not host:port (IPv6 as \"[::1]:5433\")", name, addr);
-}
-
-/* A TLS file that the mode needs: set, and a readable regular file. */
-static int check_tls_file(struct loader *ld, const char *name, const char *path,
-                          const char *needed_by, const char *mode)
-{
-	struct stat st;
-	int fd;
-
-	if (!path[0])
-		return fail_key(ld, "tls", -1, needed_by,
-		                "key 'tls.%s' is required when tls.%s = \"%s\"", name, needed_by,
-		                mode);
-	fd = open_regular(path, &st);
-	if (fd < 0)
-		return fail_key(ld, "tls", -1, name, "key 'tls.%s': cannot read \"%s\": %s", name,
-		                path, strerror(-fd));
-	close(fd);
-	return 0;
-}
-
-static int validate_tls(struct loader *ld)
-{
-	struct cfg *c = ld->c;
-	const char *cmode = cfg_key_find("tls.client_mode")->values[c->tls.client_mode];
-	const char *smode = cfg_key_find("tls.server_mode")->values[c->tls.server_mode];
-	int rc = 0;
-
-	if (c->tls.client_mode != CFG_CTLS_DISABLE) {
-		rc = check_tls_file(ld, "cert_file", c->tls.cert_file, "client_mode", cmode);
-		if (rc == 0)
-			rc = check_tls_file(ld, "key_file", c->tls.key_file, "client_mode", cmode);
-	}
-	if (rc == 0 && (c->tls.server_mode == CFG_STLS_VERIFY_FULL ||
-	                (c->tls.server_mode != CFG_STLS_DISABLE && c->tls.ca_file[0])))
-		rc = check_tls_file(ld, "ca_file", c->tls.ca_file, "server_mode", smode);
-	return rc;
-}
-
-/* An nng URL in a form nng can dial and listen on. */
-static int check_url(struct loader *ld, const char *name, const char *url)
-{
-	static const char *const schemes[] = {"ipc://", "tcp://", "inproc://"};
-	char shown[160];
-	struct cfg_buf b;
-
-	if (!url[0])
-		return 0;
-	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
-		if (strncmp(url, schemes[i], strlen(schemes[i])) == 0 &&
-		    url[strlen(schemes[i])] != '\0')
-			return 0;
-	cfg_buf_init(&b, shown, sizeof(shown));
-	cfg_buf_quote(&b, url, strlen(url));
-	return fail_key(ld, "", -1, name,
-	                "key '%s': %s is not an nng URL (ipc:///path, tcp://host:port or "
-	                "inproc://name)",
-	                name, shown);
-}
-
-const char *cfg_list_next(const char **p, size_t *len)
-{
-	const char *s = *p, *end;
-
-	if (!*s)
-		return NULL;
-	end = s + strcspn(s, ",");
-	*p = *end ? end + 1 : end;
-	while (s < end && (*s == ' ' || *s == '\t'))
-		s++;
-	while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
-	*len = (size_t)(end - s);
-	return s;
-}
-
-/* [xdp]: an interface when enabled, valid prefixes and ports. */
-static int check_xdp(struct loader *ld)
-{
-	const struct cfg *c = ld->c;
-	char why[160];
-	const char *p = c->xdp.deny, *item;
-	size_t len;
-
-	if (c->xdp.enabled && !c->xdp.interface[0])
-		return fail_key(ld, "xdp", -1, "interface",
-		                "key 'xdp.interface': required when xdp.enabled is true");
-	if (strlen(c->xdp.interface) > 15) /* IFNAMSIZ - 1 */
-		return fail_key(
-		    ld, "xdp", -1, "interface",
-		    "key 'xdp.interface': \"%s\" is longer than an interface name can be "
-		    "(15 bytes)",
-		    c->xdp.interface);
-	while ((item = cfg_list_next(&p, &len))) {
-		struct cidr cd;
-		if (len && cidr_parse(item, len, &cd, why, sizeof(why)) < 0)
-			return fail_key(ld, "xdp", -1, "deny", "key 'xdp.deny': %s", why);
-	}
-	uint16_t ports[64];
-	if (cidr_parse_ports(c->xdp.ports, ports, 64, why, sizeof(why)) < 0)
-		return fail_key(ld, "xdp", -1, "ports", "key 'xdp.ports': %s", why);
-	return 0;
-}
-
-/* Every admin_users entry must be a user the proxy can authenticate. */
-static int check_admin_users(struct loader *ld)
-{
-	const char *p = ld->c->admin_users, *item;
-	char name[CFG_NAME_MAX], shown[96];
-	struct cfg_buf b;
-	size_t len;
-
-	while ((item = cfg_list_next(&p, &len))) {
-		if (len == 0)
-			continue; /* "alice, bob," */
-		if (len < sizeof(name)) {
-			memcpy(name, item, len);
-			name[len] = '\0';
-			if (cfg_find_user(ld->c, name))
-				continue;
-		}
-		cfg_buf_init(&b, shown, sizeof(shown));
-		cfg_buf_quote(&b, item, len);
-		return fail_key(ld, "", -1, "admin_users",
-		                "key 'admin_users': %s is not a user from [[auth.users]] or "
-		                "auth.users_file",
-		                shown);
-	}
-	return 0;
-}
-
-/* One part of a heartbeat table name: an unquoted lower-case identifier, so
- * the control plane's SQL needs no quoting and names the table PostgreSQL
- * would fold it to. */
-static bool heartbeat_ident(const char *s, size_t len)
-{
-	if (len == 0 || len > 63 || (s[0] >= '0' && s[0] <= '9'))
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-			return false;
-	return true;
-}
-
-/* One part of a schema route's table name: letters, digits, _ and $. */
-static bool route_ident(const char *s, size_t len)
-{
-	if (len == 0 || len > 63)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '$'))
-			return false;
-	return true;
-}
-
-/* "name" or "schema.name", each part accepted by ok (which refuses dots). */
-static bool qualified_name(const char *s, bool (*ok)(const char *, size_t))
-{
-	const char *dot = strchr(s, '.');
-
-	if (!dot)
-		return ok(s, strlen(s));
-	return ok(s, (size_t)(dot - s)) && ok(dot + 1, strlen(dot + 1));
-}
-
-/* s quoted and escaped for a message (one line, at most cap bytes). */
-static const char *quoted(char *buf, size_t cap, const char *s)
-{
-	struct cfg_buf b;
-
-	cfg_buf_init(&b, buf, cap);
-	cfg_buf_quote(&b, s, strlen(s));
-	return buf;
-}
-
-/* Every target names primary, replica (standby) or a node; every table
- * name has a form the router can match. */
-static int check_schema_routes(struct loader *ld)
-{
-	struct cfg *c = ld->c;
-	char shown[CFG_QNAME_MAX * 6 + 8], names[256];
-	struct cfg_buf b;
-
-	for (size_t i = 0; i < c->n_schema_routes; i++) {
-		struct cfg_schema_route *r = &c->schema_routes[i];
-		for (size_t j = 0; j < r->n_tables; j++) {
-			if (qualified_name(r->tables[j], route_ident))
-				continue;
-			return fail_key(ld, "schema_routes", (long)i, "tables",
-			                "key 'schema_routes[%zu].tables': %s is not table or "
-			                "schema.table (letters, digits, _ and $, at most 63 bytes "
-			                "each)",
-			                i, quoted(shown, sizeof(shown), r->tables[j]));
-		}
-		/* One spelling for the router: standby is a synonym. */
-		if (strcmp(r->target, "standby") == 0)
-			snprintf(r->target, sizeof(r->target), "replica");
-		if (strcmp(r->target, "primary") == 0 || strcmp(r->target, "replica") == 0 ||
-		    cfg_node_by_name(c, r->target))
-			continue;
-		cfg_buf_init(&b, names, sizeof(names));
-		for (size_t n = 0; n < c->n_nodes && !b.full; n++)
-			cfg_buf_printf(&b, "%s%s", n ? ", " : "", c->nodes[n].name);
-		if (b.full && b.len >= 3)
-			memcpy(names + b.len - 3, "...", 3);
-		return fail_key(ld, "schema_routes", (long)i, "target",
-		                "key 'schema_routes[%zu].target': %s is not primary, replica, "
-		                "standby or a node name (%s)",
-		                i, quoted(shown, sizeof(shown), r->target), names);
-	}
-	return 0;
-}
-
-/* Tenant ids are unique and schema prefixes are plain identifiers. */
-static int check_tenants(struct loader *ld)
-{
-	const struct cfg *c = ld->c;
-	char shown[CFG_NAME_MAX * 6 + 8];
-
-	for (size_t j = 0; j < c->n_tenants; j++) {
-		const struct cfg_tenant *t = &c->tenants[j];
-		for (size_t i = 0; i < j; i++)
-			if (strcmp(c->tenants[i].id, t->id) == 0)
-				return fail_key(
-				    ld, "tenants", (long)j, "id",
-				    "key 'tenants[%zu].id': duplicate tenant id %s (also "
-				    "tenants[%zu])",
-				    j, quoted(shown, sizeof(shown), t->id), i);
-		const char *p = t->schema_prefix;
-		bool ok = !p[0] || !(p[0] >= '0' && p[0] <= '9');
-		for (; *p && ok; p++)
-			ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
-		if (!ok)
-			return fail_key(
-			    ld, "tenants", (long)j, "schema_prefix",
-			    "key 'tenants[%zu].schema_prefix': %s is not a schema name of "
-			    "lower-case letters, digits and _",
-			    j, quoted(shown, sizeof(shown), t->schema_prefix));
-	}
-	return 0;
-}
-
-/* Every [[cache.tables]] name has a form the cache can match, and names are
- * unique ignoring case: two entries for one table would leave which
- * settings apply to chance. */
-static int check_cache_tables(struct loader *ld)
-{
-	const struct cfg *c = ld->c;
-	char shown[CFG_QNAME_MAX * 6 + 8];
-
-	for (size_t j = 0; j < c->cache.n_tables; j++) {
-		const char *name = c->cache.tables[j].name;
-		if (!qualified_name(name, route_ident))
-			return fail_key(ld, "cache.tables", (long)j, "name",
-			                "key 'cache.tables[%zu].name': %s is not table or "
-			                "schema.table (letters, digits, _ and $, at most 63 bytes "
-			                "each)",
-			                j, quoted(shown, sizeof(shown), name));
-		for (size_t i = 0; i < j; i++)
-			if (strcasecmp(c->cache.tables[i].name, name) == 0)
-				return fail_key(
-				    ld, "cache.tables", (long)j, "name",
-				    "key 'cache.tables[%zu].name': duplicate table "
-				    "name %s (also cache.tables[%zu], names are compared "
-				    "case-insensitively)",
-				    j, quoted(shown, sizeof(shown), name), i);
-	}
-	return 0;
-}
-
-/* check_user logs in to the servers itself, so it needs a password it can
- * send: plaintext or a server_password. */
-static int check_check_user(struct loader *ld)
-{
-	const struct cfg *c = ld->c;
-	const struct cfg_user *u;
-	char shown[CFG_NAME_MAX * 6 + 8];
-
-	if (!c->routing.check_user[0])
-		return 0;
-	quoted(shown, sizeof(shown), c->routing.check_user);
-	if (!(u = cfg_find_user(c, c->routing.check_user)))
-		return fail_key(ld, "routing", -1, "check_user",
-		                "key 'routing.check_user': %s is not a user from [[auth.users]] or "
-		                "auth.users_file",
-		                shown);
-	if (!cfg_user_plain_password(u))
-		return fail_key(ld, "routing", -1, "check_user",
-		                "key 'routing.check_user': user %s has no plaintext password or "
-		                "server_password to log in to the servers with",
-		                shown);
-	return 0;
-}
-
-/* Rules of single keys that the key table cannot express. */
-static int validate_formats(struct loader *ld)
-{
-	struct cfg *c = ld->c;
-	int rc;
-
-	if ((rc = resolve_paths(ld)) ||
-	    (rc = check_address(ld, "listen_address", c->listen_address)) ||
-	    (c->admin_address[0] && (rc = check_address(ld, "admin_address", c->admin_address))) ||
-	    (c->control_admin_address[0] &&
-	     (rc = check_address(ld, "control_admin_address", c->control_admin_address))) ||
-	    (rc = check_url(ld, "control_address", c->control_address)) ||
-	    (rc = check_url(ld, "control_socket", c->control_socket)))
-		return rc;
-	if (!qualified_name(c->routing.heartbeat_table, heartbeat_ident)) {
-		char shown[CFG_QNAME_MAX * 6 + 8];
-		return fail_key(ld, "routing", -1, "heartbeat_table",
-		                "key 'routing.heartbeat_table': %s is not table or schema.table "
-		                "(lower-case letters, digits and _, not starting with a digit, at "
-		                "most 63 bytes each)",
-		                quoted(shown, sizeof(shown), c->routing.heartbeat_table));
-	}
-	return 0;
-}
-
-/* Rules that span keys; runs once every key has its value. */
-static int validate(struct loader *ld)
-{
-	struct cfg *c = ld->c;
-	int rc;
-
-	if ((rc = validate_formats(ld)))
-		return rc;
-	if (c->pool.min_idle > c->pool.max_pool_size)
-		return fail_key(
-		    ld, "pool_mode", -1, "min_idle",
-		    "key 'pool_mode.min_idle': %d is greater than pool_mode.max_pool_size (%d)",
-		    c->pool.min_idle, c->pool.max_pool_size);
-	if (c->n_nodes == 0)
-		return fail(ld, 0, "no [[nodes]] table: at least one node is required");
-	rc = check_unique(ld, "nodes", (const char *)c->nodes, c->n_nodes, sizeof(*c->nodes),
-	                  "node");
-	if (rc == 0)
-		rc = check_unique(ld, "auth.users", (const char *)c->auth.users,
-		                  c->auth.n_config_users, sizeof(*c->auth.users), "user");
-	if (rc == 0 && c->auth.users_file[0])
-		rc = load_users_file(ld);
-	if (rc == 0 && c->auth.auth_user[0] && !cfg_find_user(c, c->auth.auth_user))
-		rc = fail_key(ld, "auth", -1, "auth_user",
-		              "key 'auth.auth_user': \"%s\" is not a user from [[auth.users]] or "
-		              "auth.users_file",
-		              c->auth.auth_user);
-	if (rc == 0)
-		rc = check_admin_users(ld);
-	if (rc == 0)
-		rc = check_xdp(ld);
-	if (rc == 0)
-		rc = check_check_user(ld);
-	if (rc == 0)
-		rc = check_schema_routes(ld);
-	if (rc == 0)
-		rc = check_cache_tables(ld);
-	if (rc == 0)
-		rc = check_tenants(ld);
-	if (rc == 0)
-		rc = validate_tls(ld);
 	return rc;
 }
 
@@ -1323,8 +674,8 @@ static int default_beside(struct loader *ld, const char *dotted, const char *suf
 	n = snprintf(field, k->size, "%s%s", ld->base, suffix);
 	if (n < 0 || (size_t)n >= k->size) {
 		field[0] = '\0';
-		return fail(ld, 0, "key '%s': default \"%s%s\" is longer than %zu bytes", dotted,
-		            ld->base, suffix, k->size - 1);
+		return cfg_fail(ld, 0, "key '%s': default \"%s%s\" is longer than %zu bytes",
+		                dotted, ld->base, suffix, k->size - 1);
 	}
 	return 0;
 }
@@ -1356,7 +707,7 @@ static int decode(struct loader *ld)
 	if (rc == 0)
 		rc = default_beside(ld, "analytics.slow_query_log", ".slow.jsonl");
 	if (rc == 0)
-		rc = validate(ld);
+		rc = cfg_validate(ld);
 	return rc;
 }
 
@@ -1386,7 +737,7 @@ static struct cfg *load(const char *name, const char *dir, const char *base, con
 	ld.root = root;
 	ld.ovr = ovr;
 	ld.c = calloc(1, sizeof(*ld.c));
-	rc = ld.c ? decode(&ld) : fail(&ld, 0, "out of memory");
+	rc = ld.c ? decode(&ld) : cfg_fail(&ld, 0, "out of memory");
 	toml_free(root);
 	toml_free(ovr);
 	if (rc) {
@@ -1450,7 +801,7 @@ struct cfg *cfg_load_file_with(const char *path, const char *ovr_name, const cha
 		         path, sizeof(c->path) - 1);
 		goto out;
 	}
-	rc = read_all(path, TOML_MAX_INPUT, &data, &len);
+	rc = cfg_read_all(path, TOML_MAX_INPUT, &data, &len);
 	if (rc) {
 		snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-rc));
 		goto out;
