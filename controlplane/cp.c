@@ -160,6 +160,17 @@ void cp_flush_sends(struct cp *cp, struct ready *ready, size_t n)
 	}
 }
 
+/* Called holding cp->mu: releases it and sends the replies that became
+ * ready meanwhile. */
+void cp_unlock_and_send(struct cp *cp)
+{
+	struct ready *ready;
+	size_t n = cp_take_ready(cp, &ready);
+	pthread_mutex_unlock(&cp->mu);
+	cp_flush_sends(cp, ready, n);
+	free(ready);
+}
+
 /* Under cp->mu: takes the replies that are ready (each exactly once: the
  * message moves out of the work, so no other thread sends it again). */
 size_t cp_take_ready(struct cp *cp, struct ready **out)
@@ -290,11 +301,7 @@ static void *timer_main(void *arg)
 		if (cp->stopping)
 			break;
 		cp_ctl_check_parked(cp, true);
-		struct ready *ready;
-		size_t n = cp_take_ready(cp, &ready);
-		pthread_mutex_unlock(&cp->mu);
-		cp_flush_sends(cp, ready, n);
-		free(ready);
+		cp_unlock_and_send(cp);
 		pthread_mutex_lock(&cp->mu);
 	}
 	pthread_mutex_unlock(&cp->mu);
@@ -480,19 +487,7 @@ void cp_stop(struct cp *cp)
 int cp_reload(struct cp *cp, char *msg, size_t cap)
 {
 	pthread_mutex_lock(&cp->mu);
-	char *text = cp_config_overrides_text(cp, NULL, NULL, NULL, cp->generation + 1);
-	int r = text ? cp_config_apply(cp, text, "reload (SIGHUP)", msg, cap) : -1;
-	if (r == 0) {
-		char werr[1200];
-		if (cp_config_write_atomic(cp->ovr_path, text, werr, sizeof(werr)) < 0)
-			log_warn("control plane: %s", werr);
-		cp_dp_kick_heartbeats(cp);
-	}
-	free(text);
-	struct ready *ready;
-	size_t n = cp_take_ready(cp, &ready);
-	pthread_mutex_unlock(&cp->mu);
-	cp_flush_sends(cp, ready, n);
-	free(ready);
+	int r = cp_config_reload(cp, "reload (SIGHUP)", msg, cap);
+	cp_unlock_and_send(cp);
 	return r;
 }

@@ -379,3 +379,21 @@ nng_msg *cp_config_handle(struct cp *cp, struct work *w, Helios__CtlRequest *req
 	config_rows_free(r.config, r.n_config);
 	return m;
 }
+
+int cp_config_reload(struct cp *cp, const char *source, char *msg, size_t cap)
+{
+	char *text = cp_config_overrides_text(cp, NULL, NULL, NULL, cp->generation + 1);
+	if (!text) {
+		snprintf(msg, cap, "out of memory");
+		return -1;
+	}
+	int r = cp_config_apply(cp, text, source, msg, cap);
+	if (r == 0) {
+		char werr[1200];
+		if (cp_config_write_atomic(cp->ovr_path, text, werr, sizeof(werr)) < 0)
+			log_warn("control plane: %s", werr);
+		cp_dp_kick_heartbeats(cp);
+	}
+	free(text);
+	return r;
+}

@@ -343,12 +343,7 @@ nng_msg *cp_ctl_handle(struct cp *cp, struct work *w, Helios__Envelope *e, bool 
 		out = cp_config_handle(cp, w, req, parked);
 	} else if (!strcmp(v, "reload")) {
 		char msg[600];
-		char *text = cp_config_overrides_text(cp, NULL, NULL, NULL, cp->generation + 1);
-		if (text && cp_config_apply(cp, text, "reload", msg, sizeof(msg)) == 0) {
-			char werr[1200];
-			if (cp_config_write_atomic(cp->ovr_path, text, werr, sizeof(werr)) < 0)
-				log_warn("control plane: %s", werr);
-			cp_dp_kick_heartbeats(cp);
+		if (cp_config_reload(cp, "reload", msg, sizeof(msg)) == 0) {
 			snprintf(msg, sizeof(msg), "reloaded %s", cp->path);
 			cp_ctl_xdp_note(cp, msg, sizeof(msg));
 			cp_ctl_park(cp, w, req, WAIT_GEN, cp->generation, NULL, msg);
@@ -356,11 +351,10 @@ nng_msg *cp_ctl_handle(struct cp *cp, struct work *w, Helios__Envelope *e, bool 
 		} else {
 			char m2[700];
 			snprintf(m2, sizeof(m2), "reload refused, configuration unchanged: %s",
-			         text ? msg : "out of memory");
+			         msg);
 			log_error("control plane: %s", m2);
 			out = cp_ctl_simple(cp, 1, m2);
 		}
-		free(text);
 	} else if (!strcmp(v, "pause") || !strcmp(v, "resume") || !strcmp(v, "drain") ||
 	           !strcmp(v, "undrain")) {
 		out = handle_state(cp, w, req, parked);

@@ -155,6 +155,9 @@ int cp_strv_add(char ***v, size_t *n, const char *s);
 void cp_strv_del(char **v, size_t *n, const char *s);
 /* An envelope of type and generation around m, as an nng message; NULL on failure. */
 nng_msg *cp_pack_msg(Helios__MsgType type, uint64_t gen, const ProtobufCMessage *m);
+/* Called holding cp->mu: releases it and sends the replies that became
+ * ready meanwhile (cp_take_ready, unlock, cp_flush_sends). */
+void cp_unlock_and_send(struct cp *cp);
 /* Sends every reply taken by cp_take_ready; call without cp->mu. */
 void cp_flush_sends(struct cp *cp, struct ready *ready, size_t n);
 /* Under cp->mu: takes the replies that are ready; the caller frees *out. */
@@ -178,6 +181,10 @@ void cp_config_install(struct cp *cp, struct cfg *c, const char *source);
 Helios__ConfigSnapshot *cp_config_snapshot_msg(struct cp *cp, Helios__ConfigSnapshot *s);
 /* Loads file + overrides text; on success installs it, else -1 and why in msg. */
 int cp_config_apply(struct cp *cp, const char *ovr_text, const char *source, char *msg, size_t cap);
+/* Re-reads the config file with the overrides on top and applies it (new
+ * generation, overrides file rewritten, data planes woken); under cp->mu.
+ * 0, or -1 with the reason in msg (the configuration is unchanged). */
+int cp_config_reload(struct cp *cp, const char *source, char *msg, size_t cap);
 /* helioctl config get|show|diff|set|reset; *parked when the request is held. */
 nng_msg *cp_config_handle(struct cp *cp, struct work *w, Helios__CtlRequest *req, bool *parked);
 

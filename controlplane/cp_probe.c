@@ -258,11 +258,7 @@ void cp_probe_round(struct cp *cp)
 		cp->state_ver++;
 		cp_dp_kick_heartbeats(cp);
 	}
-	struct ready *ready;
-	size_t nr = cp_take_ready(cp, &ready);
-	pthread_mutex_unlock(&cp->mu);
-	cp_flush_sends(cp, ready, nr);
-	free(ready);
+	cp_unlock_and_send(cp);
 	free(t);
 	free(pn);
 }
