@@ -32,9 +32,12 @@ struct {
 	__type(value, __u64);
 } socks SEC(".maps");
 
+/* Entries are added from userspace at the splice point only, so they are
+ * allocated then: preallocating 65,536 of them would lock about 75 MB. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, HP_MAX_CONNS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64); /* socket cookie */
 	__type(value, struct hp_conn);
 } conns SEC(".maps");

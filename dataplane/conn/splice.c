@@ -153,9 +153,14 @@ static void insert(struct client *cl)
 	}
 	int r = kfast_splice(cfd, sfd, &k->cl_cookie, &k->sv_cookie);
 	if (r < 0) {
-		log_warn("client %llu: cannot splice (%s), relaying in userspace",
-		         (unsigned long long)cl->id, strerror(-r));
-		fall_back(cl, "map insert failed");
+		/* once per process at warn (a full map would say it per login);
+		 * helios_splice_fallbacks_total counts them all */
+		static int warned;
+		if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+			log_warn("client %llu: cannot splice (%s), relaying in userspace; further "
+			         "failures are logged at debug level",
+			         (unsigned long long)cl->id, strerror(-r));
+		fall_back(cl, strerror(-r));
 		return;
 	}
 	/* bytes that raced the insert would be stranded: undo while nothing
