@@ -370,10 +370,17 @@ RE = {
 CLIENT_PREFIX = re.compile(r"client \d+ (script \d+ )?aborted in command \d+ (query \d+)?:?\s*")
 
 
+def pgbench_argv(port):
+    """pgbench as the benchmark user against 127.0.0.1:port, no vacuum."""
+    return [os.path.join(PG_BIN, "pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-n"]
+
+
+PGBENCH_ENV = dict(os.environ, PGPASSWORD=PASSWORD, PGSSLMODE="disable", PGCONNECT_TIMEOUT="10")
+
+
 def pgbench(port, load, secs):
-    cmd = [os.path.join(PG_BIN, "pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-n",
-           "-T", str(secs)] + load.args + [DB]
-    e = dict(os.environ, PGPASSWORD=PASSWORD, PGSSLMODE="disable", PGCONNECT_TIMEOUT="10")
+    cmd = pgbench_argv(port) + ["-T", str(secs)] + load.args + [DB]
+    e = PGBENCH_ENV
     r = {"timed_out": False}
     try:
         p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=secs + 60)
@@ -546,9 +553,8 @@ def probe_transaction_mode():
 
 
 def pgbench_with_timeout(port, load, secs, timeout):
-    cmd = [os.path.join(PG_BIN, "pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-n",
-           "-T", str(secs)] + load.args + [DB]
-    e = dict(os.environ, PGPASSWORD=PASSWORD, PGSSLMODE="disable", PGCONNECT_TIMEOUT="10")
+    cmd = pgbench_argv(port) + ["-T", str(secs)] + load.args + [DB]
+    e = PGBENCH_ENV
     try:
         p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -572,10 +578,10 @@ def latency_run(port, sql, clients, secs, mode="simple", pid=None):
     script = os.path.join(d, "q.sql")
     with open(script, "w") as f:
         f.write(sql + ";\n")
-    cmd = [os.path.join(PG_BIN, "pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-n",
-           "-T", str(secs), "-c", str(clients), "-j", str(min(clients, 2)), "-M", mode, "-f", script,
-           "-l", "--log-prefix", os.path.join(d, "lat"), DB]
-    e = dict(os.environ, PGPASSWORD=PASSWORD, PGSSLMODE="disable", PGCONNECT_TIMEOUT="10")
+    cmd = pgbench_argv(port) + ["-T", str(secs), "-c", str(clients), "-j", str(min(clients, 2)),
+                                "-M", mode, "-f", script, "-l", "--log-prefix",
+                                os.path.join(d, "lat"), DB]
+    e = PGBENCH_ENV
     t0 = cpu_ticks(pid) if pid else None
     p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=secs + 60)
     ticks = cpu_ticks(pid) - t0 if pid else None
@@ -640,9 +646,8 @@ def splice_run(port, pid, args, script, secs):
         with open(path, "w") as f:
             f.write(script)
         extra = ["-f", path]
-    cmd = [os.path.join(PG_BIN, "pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-n",
-           "-T", str(secs), "-c", "8", "-j", "2"] + args + extra + [DB]
-    e = dict(os.environ, PGPASSWORD=PASSWORD, PGSSLMODE="disable", PGCONNECT_TIMEOUT="10")
+    cmd = pgbench_argv(port) + ["-T", str(secs), "-c", "8", "-j", "2"] + args + extra + [DB]
+    e = PGBENCH_ENV
     t0, s0 = (cpu_ticks(pid) if pid else None), system_cpu_ticks()
     p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=secs + 60)
     s1, t1 = system_cpu_ticks(), (cpu_ticks(pid) if pid else None)

@@ -118,19 +118,27 @@ static int pending_bytes(int fd)
 	return ioctl(fd, FIONREAD, &n) < 0 ? -1 : n;
 }
 
+/* Forgets the session's bookkeeping (nothing about the map). */
+void splice_free(struct client *cl)
+{
+	if (cl->kf) {
+		free(cl->kf->tail);
+		free(cl->kf);
+		cl->kf = NULL;
+	}
+}
+
 /* Back to the userspace relay (the splice did not happen): the login
  * answer goes out, then both sockets receive again. */
 static void fall_back(struct client *cl, const char *why)
 {
 	struct kf_session *k = cl->kf;
 	struct server *sv = cl->server;
-	cl->kf = NULL;
 	__atomic_add_fetch(&g_splice_fallbacks, 1, __ATOMIC_RELAXED);
 	log_debug("client %llu: not spliced (%s), relaying in userspace",
 	          (unsigned long long)cl->id, why);
 	ep_send_bytes(&cl->ep, k->tail, k->tail_len);
-	free(k->tail);
-	free(k);
+	splice_free(cl);
 	if (cl->state == CL_ACTIVE)
 		io_recv_start(&cl->ep.sock);
 	if (sv && sv->state == SV_ACTIVE)
@@ -308,24 +316,13 @@ static void take_apart(struct client *cl, bool client_left, bool drained)
 	} else if (sv) {
 		sv->clean = false; /* receive was being stopped: not worth the care */
 	}
-	free(k->tail);
-	free(k);
-	cl->kf = NULL;
+	splice_free(cl);
 }
 
 void splice_end(struct client *cl)
 {
 	if (cl->kf)
 		take_apart(cl, false, false);
-}
-
-void splice_free(struct client *cl)
-{
-	if (cl->kf) {
-		free(cl->kf->tail);
-		free(cl->kf);
-		cl->kf = NULL;
-	}
 }
 
 /* Whether the side that did not close has everything the closed side
