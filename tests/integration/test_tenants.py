@@ -41,7 +41,9 @@ def test_throttle_holds_a_user_to_its_rate(proxy, config):
         ok, refused = run_for(c, 5.0)
     assert refused == 0
     rate = ok / 5.0
-    assert 180 <= rate <= 220, rate
+    # the cap is exact; the floor is loose because a loaded 2-core machine
+    # may not reach 200 round trips a second through the proxy at all
+    assert 120 <= rate <= 220, rate
 
 
 def test_reject_answers_53400_naming_the_limit_and_the_connection_goes_on(proxy, config):
