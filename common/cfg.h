@@ -219,7 +219,7 @@ struct cfg {
 		char users_file[CFG_PATH_MAX]; /* resolved against the config file's folder */
 		char auth_user[CFG_NAME_MAX];
 		char auth_query[CFG_QUERY_MAX];
-		int auth_query_cache_secs;                /* default 5, 0 = no cache */
+		int auth_query_cache_secs;              /* default 5, 0 = no cache */
 		char scram_mock_secret[CFG_SECRET_MAX]; /* "" = random at start */
 	} auth;
 

@@ -111,7 +111,8 @@ static void proc_key_init(void)
 		/* never observed; the time still differs between runs */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		memcpy(proc_key, &ts, sizeof(ts) < sizeof(proc_key) ? sizeof(ts) : sizeof(proc_key));
+		memcpy(proc_key, &ts,
+		       sizeof(ts) < sizeof(proc_key) ? sizeof(ts) : sizeof(proc_key));
 	}
 }
 

@@ -379,7 +379,8 @@ static int start_scram(struct client *cl, const char *stored)
 		if (r < 0)
 			return r;
 		if (!aw_secret_get(cl->user, stored, salt, &sec)) {
-			if (strlen(stored) >= AW_PW_MAX || strlen(cl->user) >= sizeof(((struct aw_job *)0)->user))
+			if (strlen(stored) >= AW_PW_MAX ||
+			    strlen(cl->user) >= sizeof(((struct aw_job *)0)->user))
 				return -EINVAL;
 			struct aw_job *j = calloc(1, sizeof(*j));
 			if (!j)
@@ -629,8 +630,8 @@ static void handle_password_msg(struct client *cl, const struct pgw_msg *m)
 }
 
 /* Protocol 3.x with x > 0, or "_pq_." options: the proxy speaks 3.0 and
- * knows no protocol options, so it answers NegotiateProtocolVersion (newest
- * minor 0, the options it did not recognise) as PostgreSQL 15 does, and the
+ * knows no protocol options, so it answers NegotiateProtocolVersion (3.0, the
+ * options it did not recognise) as PostgreSQL 15 does, and the
  * options are dropped from the parameters servers get. Returns 0 or -1
  * (client closed). */
 static int negotiate_protocol(struct client *cl, struct pgw_startup *st)
@@ -645,7 +646,7 @@ static int negotiate_protocol(struct client *cl, struct pgw_startup *st)
 	struct pgw_out o;
 	pgw_out_init(&o, buf, sizeof(buf));
 	size_t m = pgw_begin_msg(&o, 'v');
-	pgw_put_u32(&o, 0);
+	pgw_put_u32(&o, PGW_PROTO_V3); /* what PostgreSQL sends: the whole version, 3.0 */
 	pgw_put_u32(&o, (uint32_t)n_pq);
 	for (int i = 0; i < st->n_params; i++) {
 		if (!strncmp(st->params[i].name, "_pq_.", 5))
