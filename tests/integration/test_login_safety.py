@@ -126,8 +126,9 @@ def test_silent_sockets_cannot_lock_out_logins(pg, proxy, config):
 
 
 def test_login_timeout_closes_silent_slow_and_unanswered_logins(pg, proxy, config):
-    p = proxy(config(max_client_conn=200, client_login_timeout_secs=2))
-    silent = [socket.create_connection(("127.0.0.1", p.port), timeout=10) for _ in range(20)]
+    # room for all of them: this is about the timeout, not the login slots
+    p = proxy(config(max_client_conn=400, max_login_clients=300, client_login_timeout_secs=2))
+    silent = [socket.create_connection(("127.0.0.1", p.port), timeout=10) for _ in range(200)]
     # a startup packet sent one byte at a time, slower than the timeout allows
     drip = socket.create_connection(("127.0.0.1", p.port), timeout=10)
     pkt = pgwire.startup_packet({"user": ALICE[0], "database": APPDB})
@@ -174,11 +175,17 @@ def test_login_timeout_closes_silent_slow_and_unanswered_logins(pg, proxy, confi
     assert ok, out
 
 
-def test_login_timeout_during_tls_handshake_closes_silently(pg, proxy, config, tmp_path):
+def make_cert(tmp_path):
     key, crt = tmp_path / "server.key", tmp_path / "server.crt"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)],
                    check=True, capture_output=True, timeout=60)
+    key.chmod(0o600)
+    return crt, key
+
+
+def test_login_timeout_during_tls_handshake_closes_silently(pg, proxy, config, tmp_path):
+    crt, key = make_cert(tmp_path)
     p = proxy(config(client_login_timeout_secs=2,
                      tls={"client_mode": "allow", "cert_file": str(crt), "key_file": str(key)}))
     with pgwire.Conn("127.0.0.1", p.port, timeout=10) as c:
@@ -390,6 +397,32 @@ def test_second_gssenc_request_is_refused(pg, proxy, config):
             c.send_raw(struct.pack("!II", 8, code))
             assert c.read_bytes(1) == b"N"
         assert c.startup(ALICE[0], APPDB, ALICE[1]).ok
+
+
+@pytest.mark.parametrize("where", ["proxy", "postgres"])
+def test_ssl_request_inside_tls_is_refused(pg, proxy, config, tmp_path, where):
+    if where == "postgres":
+        port = pg.port
+    else:
+        crt, key = make_cert(tmp_path)
+        port = proxy(config(tls={"client_mode": "allow", "cert_file": str(crt),
+                                 "key_file": str(key)})).port
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    raw.sendall(struct.pack("!II", 8, pgwire.SSL_REQUEST_CODE))
+    answer = raw.recv(1)
+    if answer != b"S":
+        raw.close()
+        pytest.skip(f"{where} does not offer TLS here")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with ctx.wrap_socket(raw) as tls:
+        tls.sendall(struct.pack("!II", 8, pgwire.SSL_REQUEST_CODE))
+        closed, data = closed_within(tls, 10)
+        assert closed, "an SSLRequest inside TLS is answered"
+        errs = error_fields(data)
+        assert errs and errs[0]["S"] == "FATAL" and errs[0]["C"] == "0A000", data
+        assert "unsupported frontend protocol 1234.5679" in errs[0]["M"], errs
 
 
 def test_repeated_encryption_requests_are_not_answered_for_ever(pg, proxy, config):
