@@ -504,6 +504,11 @@ static void tick(struct worker *w)
 	if (w->idx == 0 && conn_elapsed(&w->last_maint, &now) >= 1.0) {
 		w->last_maint = now;
 		maintain_pools(w, &now);
+		struct snap *ps = snap_current();
+		if (ps) {
+			aw_prewarm(ps->cfg, ps->generation);
+			snap_unref(ps);
+		}
 		struct snap *st = snap_current();
 		int period = st ? st->cfg->stats_period_secs : 0;
 		snap_unref(st);

@@ -7,10 +7,12 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "dataplane/auth/md5auth.h"
 #include "dataplane/worker.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -46,7 +48,10 @@ static void *aw_main(void *arg)
 		if (!j->rc)
 			aw_secret_put(j->user, j->password, &j->out);
 		OPENSSL_cleanse(j->password, sizeof(j->password));
-		worker_post_auth(j->w, j);
+		if (j->w)
+			worker_post_auth(j->w, j);
+		else
+			aw_job_free(j); /* derived ahead: the cache has it */
 	}
 	return NULL;
 }
@@ -70,14 +75,15 @@ static int start_threads(void)
 	return n_threads ? 0 : -ENOMEM;
 }
 
-int aw_submit(struct aw_job *j)
+/* Queues j unless limit jobs wait already. */
+static int submit(struct aw_job *j, int limit)
 {
 	int r = 0;
 	j->next = NULL;
 	pthread_mutex_lock(&q_mu);
 	if (n_threads < AW_THREADS)
 		r = start_threads();
-	if (!r && q_len >= AW_QUEUE_MAX)
+	if (!r && q_len >= limit)
 		r = -EAGAIN;
 	if (!r) {
 		if (q_tail)
@@ -90,6 +96,63 @@ int aw_submit(struct aw_job *j)
 	}
 	pthread_mutex_unlock(&q_mu);
 	return r;
+}
+
+int aw_submit(struct aw_job *j)
+{
+	return submit(j, AW_QUEUE_MAX);
+}
+
+void aw_prewarm(const struct cfg *c, uint64_t generation)
+{
+	/* one caller thread: its progress needs no lock */
+	static uint64_t gen;
+	static size_t next;
+	static bool started;
+	if (!started || generation != gen) {
+		started = true;
+		gen = generation;
+		next = 0;
+	}
+	if (c->auth.method != CFG_AUTH_SCRAM)
+		return;
+	const uint8_t *key;
+	size_t klen;
+	aw_salt_key(c, &key, &klen);
+	int queued = 0;
+	for (; next < c->auth.n_users; next++) {
+		const struct cfg_user *u = &c->auth.users[next];
+		if (!u->password[0] || !strncmp(u->password, "SCRAM-SHA-256$", 14) ||
+		    md5auth_is_hash(u->password) || strlen(u->password) >= AW_PW_MAX ||
+		    strlen(u->name) >= sizeof(((struct aw_job *)0)->user))
+			continue;
+		struct aw_job *j = calloc(1, sizeof(*j));
+		if (!j)
+			return;
+		if (scram_user_salt(key, klen, u->name, j->salt) < 0) {
+			aw_job_free(j);
+			continue;
+		}
+		struct scram_secret s;
+		if (aw_secret_get(u->name, u->password, j->salt, &s)) {
+			OPENSSL_cleanse(&s, sizeof(s));
+			aw_job_free(j);
+			continue;
+		}
+		snprintf(j->user, sizeof(j->user), "%s", u->name);
+		snprintf(j->password, sizeof(j->password), "%s", u->password);
+		j->iterations = 4096;
+		/* logins come first: a quarter of the queue at most */
+		if (submit(j, AW_QUEUE_MAX / 4) < 0) {
+			aw_job_free(j);
+			break;
+		}
+		queued++;
+	}
+	if (queued)
+		log_info("deriving the SCRAM keys of %d user(s) with a plaintext password ahead of "
+		         "their logins",
+		         queued);
 }
 
 void aw_job_free(struct aw_job *j)

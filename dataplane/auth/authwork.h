@@ -26,7 +26,7 @@ struct cfg;
 /* One PBKDF2 derivation for a client's login. */
 struct aw_job {
 	struct aw_job *next;
-	struct worker *w;  /* whose mailbox gets it back (worker_post_auth) */
+	struct worker *w;  /* whose mailbox gets it back (worker_post_auth); NULL: none */
 	struct client *cl; /* touched on w's thread only; NULL once the client left */
 	char user[64];
 	char password[AW_PW_MAX];
@@ -43,6 +43,15 @@ struct aw_job {
  * thread could be started.
  */
 __attribute__((warn_unused_result)) int aw_submit(struct aw_job *j);
+
+/*
+ * Derives ahead the keys of the configured users whose password is
+ * plaintext (scram-sha-256 only), so that a first login costs what later
+ * ones and an unknown user's cost. Call about once a second from one thread
+ * (worker 0); work is queued only while the queue is mostly empty and
+ * resumes where it stopped; a new generation starts over.
+ */
+void aw_prewarm(const struct cfg *c, uint64_t generation);
 
 /* Wipes and frees a job (on w's thread, after delivery). */
 void aw_job_free(struct aw_job *j);

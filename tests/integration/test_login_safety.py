@@ -228,6 +228,17 @@ def test_unknown_user_salt_stable_across_restart_with_mock_secret(pg, proxy, con
     assert scram_fail(p2, "ghost_restart")[0] == s1
 
 
+def test_plaintext_password_keys_are_derived_ahead_of_logins(pg, proxy, config):
+    # a first login would otherwise cost a PBKDF2 that an unknown user's
+    # does not, telling the two apart; the four test users have plaintext
+    # passwords in the config
+    p = proxy(config())
+    assert p.wait_log(r"deriving the SCRAM keys of 4 user\(s\) with a plaintext password",
+                      timeout=15), p.log_tail()
+    with p.connect() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def _flood_unknown(port, stop, counts):
     while not stop.is_set():
         try:
