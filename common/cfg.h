@@ -220,6 +220,7 @@ struct cfg {
 		char auth_user[CFG_NAME_MAX];
 		char auth_query[CFG_QUERY_MAX];
 		int auth_query_cache_secs;              /* default 5, 0 = no cache */
+		int auth_query_max_running;             /* lookups at once per worker, default 4 */
 		char scram_mock_secret[CFG_SECRET_MAX]; /* "" = random at start */
 	} auth;
 

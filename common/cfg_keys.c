@@ -303,6 +303,10 @@ static const struct cfg_key keys[] = {
      "auth_query answers (found or not) are reused for this long per database and user, so "
      "a burst of logins does not open a server session each; a password changed in "
      "PostgreSQL counts after at most this long; 0 = ask every time."},
+    {"auth", "auth_query_max_running", CFG_KEY_INT, F_CFG(auth.auth_query_max_running), "4", 1,
+     1000, NULL, 0,
+     "auth_query lookups (each a server session) running at once per worker thread; further "
+     "logins that need one wait, oldest first, within client_login_timeout_secs."},
     {"auth", "scram_mock_secret", CFG_KEY_STRING, F_CFG(auth.scram_mock_secret), "", 0, 0, NULL,
      SECRET,
      "Key from which the SCRAM salts of unknown users and of users with a plaintext password "

@@ -47,6 +47,7 @@ struct worker {
 	struct collect_ref *collect; /* stats collection requests */
 	struct aw_job *auth_done;    /* finished password derivations (auth/authwork.c) */
 	struct client *login_head, *login_tail; /* clients logging in, oldest first */
+	int authq_running;                      /* its clients' auth_query lookups in flight */
 	bool exited;                            /* its loop ended: no more mailbox work (mail_mu) */
 
 	/* routing (route.c): a copy of the control plane's table, the

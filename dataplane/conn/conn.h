@@ -112,6 +112,8 @@ struct client {
 	struct client *login_next, *login_prev;
 	bool in_login;
 	bool ssl_asked, gss_asked;
+	bool authq_counted; /* holds one of its worker's auth_query_max_running */
+	bool authq_waiting; /* waits for one */
 	struct aw_job *auth_job;
 	struct timespec login_start;
 	char *password; /* stored secret or plaintext from the user entry (malloc'd) */

@@ -121,6 +121,8 @@ bool cl_login_admit(struct worker *w, int fd, const struct cfg *c)
 	return false;
 }
 
+static void authq_release(struct client *cl);
+
 void cl_login_begin(struct client *cl)
 {
 	struct worker *w = cl->w;
@@ -152,6 +154,8 @@ void cl_login_end(struct client *cl)
 	cl->login_next = cl->login_prev = NULL;
 	cl->in_login = false;
 	__atomic_sub_fetch(&g_login_count, 1, __ATOMIC_RELAXED);
+	cl->authq_waiting = false;
+	authq_release(cl);
 	if (cl->auth_job) {
 		/* the derivation finishes anyway; its answer finds nobody */
 		cl->auth_job->cl = NULL;
@@ -431,6 +435,7 @@ void cl_auth_work_done(struct aw_job *j)
 }
 
 static void continue_auth(struct client *cl, bool known);
+static void authq_start(struct client *cl);
 
 static int primary_node(const struct cfg *c)
 {
@@ -456,28 +461,65 @@ static void start_auth(struct client *cl)
 	if (!cl_set_state(cl, CL_AUTH))
 		return;
 	if (!u && c->auth.auth_user[0]) {
-		bool found;
-		char secret[CFG_SECRET_MAX];
-		if (aw_aq_get(cl->database, cl->user, c->auth.auth_query_cache_secs, &found, secret,
-		              sizeof(secret))) {
-			/* asked lately: the same answer, without a server session */
-			if (found)
-				set_str(&cl->password, secret);
-			explicit_bzero(secret, sizeof(secret));
-			continue_auth(cl, found);
-			return;
-		}
-		/* ask the server for the secret, as PgBouncer's auth_query does */
-		if (sv_auth_query(cl->w, cl, primary_node(c)) < 0)
-			cl_close(cl, "08006",
-			         "could not connect to the server to look up the user");
+		authq_start(cl);
 		return;
 	}
 	continue_auth(cl, u && u->password[0]);
 }
 
+/* The secret of a user not in the config: from the cache, or a lookup on
+ * the server if fewer than auth_query_max_running of the worker's run,
+ * else the client waits its turn (authq_release starts it). */
+static void authq_start(struct client *cl)
+{
+	const struct cfg *c = cl->snap->cfg;
+	bool found;
+	char secret[CFG_SECRET_MAX];
+	cl->authq_waiting = false;
+	if (aw_aq_get(cl->database, cl->user, c->auth.auth_query_cache_secs, &found, secret,
+	              sizeof(secret))) {
+		/* asked lately: the same answer, without a server session */
+		if (found)
+			set_str(&cl->password, secret);
+		explicit_bzero(secret, sizeof(secret));
+		continue_auth(cl, found);
+		return;
+	}
+	if (cl->w->authq_running >= c->auth.auth_query_max_running) {
+		cl->authq_waiting = true;
+		return;
+	}
+	/* ask the server for the secret, as PgBouncer's auth_query does */
+	if (sv_auth_query(cl->w, cl, primary_node(c)) < 0) {
+		cl_close(cl, "08006", "could not connect to the server to look up the user");
+		return;
+	}
+	cl->authq_counted = true;
+	cl->w->authq_running++;
+}
+
+/* cl's lookup ended (answered, failed, or cl left): the oldest client
+ * waiting for one on this worker starts its own. */
+static void authq_release(struct client *cl)
+{
+	if (!cl->authq_counted)
+		return;
+	cl->authq_counted = false;
+	struct worker *w = cl->w;
+	w->authq_running--;
+	for (struct client *o = w->login_head, *next; o; o = next) {
+		next = o->login_next;
+		if (!o->authq_waiting)
+			continue;
+		if (w->authq_running >= o->snap->cfg->auth.auth_query_max_running)
+			break;
+		authq_start(o); /* may close o: next was taken before */
+	}
+}
+
 void cl_auth_query_done(struct client *cl, const char *secret, const char *error)
 {
+	authq_release(cl);
 	if (cl->state != CL_AUTH)
 		return;
 	if (error) {

@@ -336,6 +336,50 @@ def test_auth_query_answers_are_cached(pg, proxy, config):
         su.execute("DROP ROLE IF EXISTS aq_later")
 
 
+def _auth_query_sessions_during_flood(pg, p, n):
+    """Starts n logins of distinct unknown users at once; returns the most
+    auth_query sessions seen on the server while they ran, and the answers."""
+    conns = [pgwire.Conn("127.0.0.1", p.port, timeout=30) for _ in range(n)]
+    stop, seen = threading.Event(), [0]
+
+    def sampler():
+        with pg.superuser() as su:
+            while not stop.is_set():
+                k = su.execute("SELECT count(*) FROM pg_stat_activity "
+                               "WHERE usename = %s AND backend_type = 'client backend'",
+                               (PGB_AUTH[0],)).fetchone()[0]
+                seen[0] = max(seen[0], k)
+                time.sleep(0.002)
+
+    t = threading.Thread(target=sampler, daemon=True)
+    t.start()
+    time.sleep(0.2)
+    for i, c in enumerate(conns):
+        c.send_startup({"user": f"aq_flood_{i}_{os.urandom(3).hex()}", "database": APPDB})
+    kinds = []
+    for c in conns:
+        m = c.read_message()
+        kinds.append(m[0] if m else None)
+        c.close()
+    stop.set()
+    t.join(10)
+    return seen[0], kinds
+
+
+def test_auth_query_lookups_at_once_are_bounded(pg, proxy, config):
+    cfg = config(users=[{"name": PGB_AUTH[0], "password": PGB_AUTH[1]}],
+                 auth={"auth_user": PGB_AUTH[0], "auth_query_max_running": 2,
+                       "auth_query": "SELECT usename, passwd FROM pg_shadow WHERE usename = $1"})
+    p = proxy(cfg)
+    most, kinds = _auth_query_sessions_during_flood(pg, p, 60)
+    # every one of them still got its challenge (after waiting its turn)
+    assert kinds == [b"R"] * 60, kinds
+    # 2 per worker, 2 workers; a closing session may still show for a moment
+    assert most <= 6, f"{most} auth_query sessions at once with auth_query_max_running = 2"
+    with p.connect(PGB_AUTH[0], PGB_AUTH[1]) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 # ---------------------------------------------------------------------------
 # 3. protocol details before login
 
