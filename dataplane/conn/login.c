@@ -55,7 +55,7 @@ static uint64_t fnv1a(const char *s, uint64_t h)
  * authentication; max_login_clients bounds them so that sockets that never
  * finish cannot take every max_client_conn slot, and client_login_timeout_secs
  * bounds how long one is held. */
-int g_login_count; /* atomic: clients logging in, all workers */
+static int g_login_count; /* atomic: clients logging in, all workers */
 
 /* A connection may take the slot of one that has been logging in this long. */
 #define LOGIN_RECLAIM_SECS 1.0
