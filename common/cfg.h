@@ -103,6 +103,8 @@ struct cfg {
 	char log_level[16];                 /* error|warn|info|debug, for log_set_level_str() */
 	int shutdown_timeout_secs;          /* SIGTERM grace period, default 30 */
 	int max_client_conn;                /* default 10000 */
+	int client_login_timeout_secs;      /* startup + TLS + auth, default 60, 0 = none */
+	int max_login_clients;              /* logging in at once; 0 = max_client_conn / 4 */
 	int stats_period_secs;              /* default 60, 0 = off */
 
 	/* Control plane. The URLs are nng URLs (ipc://, tcp://, inproc://). */
@@ -217,6 +219,9 @@ struct cfg {
 		char users_file[CFG_PATH_MAX]; /* resolved against the config file's folder */
 		char auth_user[CFG_NAME_MAX];
 		char auth_query[CFG_QUERY_MAX];
+		int auth_query_cache_secs;              /* default 5, 0 = no cache */
+		int auth_query_max_running;             /* lookups at once per worker, default 4 */
+		char scram_mock_secret[CFG_SECRET_MAX]; /* "" = random at start */
 	} auth;
 
 	struct {

@@ -81,6 +81,17 @@ static const struct cfg_key keys[] = {
      "Write one log line of pool, client and pin counts this often; 0 = never."},
     {"", "max_client_conn", CFG_KEY_INT, F_CFG(max_client_conn), "10000", 1, 1000000, NULL, 0,
      "Most client connections open at once; further ones are refused."},
+    {"", "client_login_timeout_secs", CFG_KEY_INT, F_CFG(client_login_timeout_secs), "60", 0, 3600,
+     NULL, 0,
+     "A client that has not finished logging in (startup packet, TLS handshake, password "
+     "exchange) this long after connecting is closed, as PostgreSQL's authentication_timeout; "
+     "0 = no limit."},
+    {"", "max_login_clients", CFG_KEY_INT, F_CFG(max_login_clients), "0", 0, 1000000, NULL, 0,
+     "Most connections still logging in at once, so that sockets that never finish cannot "
+     "take every max_client_conn slot; 0 = a quarter of max_client_conn (at least 16, at "
+     "most max_client_conn). When it is reached, a new connection takes the place of its "
+     "worker's oldest one still logging in if that one has been at it for a second or more, "
+     "else it is refused (53300)."},
     {"", "control_address", CFG_KEY_STRING, F_CFG(control_address), "", 0, 0, NULL, RESTART,
      "External control plane (helios-cp) to attach to, as an nng URL (ipc:///path or "
      "tcp://host:port); helios-cp listens here. Empty = heliosproxy runs the control plane "
@@ -287,6 +298,20 @@ static const struct cfg_key keys[] = {
     {"auth", "auth_query", CFG_KEY_STRING, F_CFG(auth.auth_query),
      "SELECT usename, passwd FROM pg_shadow WHERE usename = $1", 0, 0, NULL, 0,
      "Fetches an unlisted user's name and password hash; $1 is the user name."},
+    {"auth", "auth_query_cache_secs", CFG_KEY_INT, F_CFG(auth.auth_query_cache_secs), "5", 0, 3600,
+     NULL, 0,
+     "auth_query answers (found or not) are reused for this long per database and user, so "
+     "a burst of logins does not open a server session each; a password changed in "
+     "PostgreSQL counts after at most this long; 0 = ask every time."},
+    {"auth", "auth_query_max_running", CFG_KEY_INT, F_CFG(auth.auth_query_max_running), "4", 1,
+     1000, NULL, 0,
+     "auth_query lookups (each a server session) running at once per worker thread; further "
+     "logins that need one wait, oldest first, within client_login_timeout_secs."},
+    {"auth", "scram_mock_secret", CFG_KEY_STRING, F_CFG(auth.scram_mock_secret), "", 0, 0, NULL,
+     SECRET,
+     "Key from which the SCRAM salts of unknown users and of users with a plaintext password "
+     "are derived (stable per user name, as PostgreSQL's mock salt); set it so that these "
+     "salts stay the same across restarts; empty = a random key at each start."},
 
     {"auth.users", "name", CFG_KEY_STRING, F_USER(name), NULL, 0, 0, NULL, REQ,
      "User name, unique among [[auth.users]]."},

@@ -5,6 +5,8 @@
  */
 #include "dataplane/worker.h"
 
+#include "dataplane/auth/authwork.h"
+
 #include "common/log.h"
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/splice.h"
@@ -205,6 +207,20 @@ int worker_post_collect(struct worker *w, struct collect_job *job)
 	return 0;
 }
 
+void worker_post_auth(struct worker *w, struct aw_job *j)
+{
+	pthread_mutex_lock(&w->mail_mu);
+	if (w->exited) {
+		pthread_mutex_unlock(&w->mail_mu);
+		aw_job_free(j);
+		return;
+	}
+	j->next = w->auth_done;
+	w->auth_done = j;
+	pthread_mutex_unlock(&w->mail_mu);
+	io_loop_wakeup(w->loop);
+}
+
 void worker_post_notify(struct worker *w, uint64_t cl_id, const uint8_t *body, uint32_t len)
 {
 	struct notify_msg *m = malloc(sizeof(*m) + len + 5);
@@ -252,8 +268,15 @@ static void on_wake(void *ud)
 	w->notify_head = w->notify_tail = NULL;
 	struct collect_ref *jobs = w->collect;
 	w->collect = NULL;
+	struct aw_job *auth = w->auth_done;
+	w->auth_done = NULL;
 	pthread_mutex_unlock(&w->mail_mu);
 	deliver_notifies(w, nm);
+	while (auth) {
+		struct aw_job *next = auth->next;
+		cl_auth_work_done(auth);
+		auth = next;
+	}
 	while (jobs) {
 		struct collect_ref *next = jobs->next;
 		stats_collect_run(w, jobs->job);
@@ -444,6 +467,7 @@ static void tick(struct worker *w)
 	struct timespec now;
 	conn_now(&now);
 	cl_wait_timeout_check(w, &now);
+	cl_login_timeout_check(w, &now);
 	cache_worker_tick(w, &now);
 	splice_tick(w, &now);
 	tx_rate_wake(w, conn_ts_ns(&now));
@@ -480,6 +504,11 @@ static void tick(struct worker *w)
 	if (w->idx == 0 && conn_elapsed(&w->last_maint, &now) >= 1.0) {
 		w->last_maint = now;
 		maintain_pools(w, &now);
+		struct snap *ps = snap_current();
+		if (ps) {
+			aw_prewarm(ps->cfg, ps->generation);
+			snap_unref(ps);
+		}
 		struct snap *st = snap_current();
 		int period = st ? st->cfg->stats_period_secs : 0;
 		snap_unref(st);
@@ -590,7 +619,14 @@ static void *worker_main(void *arg)
 	w->exited = true;
 	struct collect_ref *jobs = w->collect;
 	w->collect = NULL;
+	struct aw_job *auth = w->auth_done;
+	w->auth_done = NULL;
 	pthread_mutex_unlock(&w->mail_mu);
+	while (auth) {
+		struct aw_job *next = auth->next;
+		aw_job_free(auth); /* its client is gone with the loop */
+		auth = next;
+	}
 	while (jobs) {
 		struct collect_ref *next = jobs->next;
 		stats_collect_run(w, jobs->job);

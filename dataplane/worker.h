@@ -45,7 +45,10 @@ struct worker {
 	struct client *held;         /* held by a pause or a drained node */
 	bool hold_check;             /* pause/drain changed: look at the held clients */
 	struct collect_ref *collect; /* stats collection requests */
-	bool exited;                 /* its loop ended: no more mailbox work (mail_mu) */
+	struct aw_job *auth_done;    /* finished password derivations (auth/authwork.c) */
+	struct client *login_head, *login_tail; /* clients logging in, oldest first */
+	int authq_running;                      /* its clients' auth_query lookups in flight */
+	bool exited;                            /* its loop ended: no more mailbox work (mail_mu) */
 
 	/* routing (route.c): a copy of the control plane's table, the
 	 * statement-analysis LRU, a round-robin counter */
@@ -77,6 +80,9 @@ struct collect_job;
 /* Thread-safe: runs stats_collect_run(w, job) on w's thread. */
 int worker_post_collect(struct worker *w, struct collect_job *job);
 void stats_collect_run(struct worker *w, struct collect_job *job);
+struct aw_job;
+/* Thread-safe: a finished authentication job for w (freed if w has exited). */
+void worker_post_auth(struct worker *w, struct aw_job *j);
 /* Thread-safe: asks every worker to stop accepting and drain. */
 void workers_stop(void);
 struct worker *worker_self(void);

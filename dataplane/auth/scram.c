@@ -357,6 +357,65 @@ int scram_format_secret(const struct scram_secret *s, char *buf, size_t cap)
 	return 0;
 }
 
+/* HMAC-SHA256 under a key of any length, over tag || NUL || user (user up to
+ * 255 bytes: names are 63 at most). */
+static int hmac_tagged(const uint8_t *key, size_t keylen, const char *tag, const char *user,
+                       uint8_t out[SCRAM_KEY_LEN])
+{
+	char msg[16 + 256];
+	size_t tl = strlen(tag) + 1, ul = strnlen(user, 256);
+	unsigned int olen = 0;
+
+	if (tl > 16 || ul > 255)
+		return -EINVAL;
+	memcpy(msg, tag, tl);
+	memcpy(msg + tl, user, ul);
+	if (!HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, tl + ul, out,
+	          &olen) ||
+	    olen != SCRAM_KEY_LEN)
+		return -EIO;
+	return 0;
+}
+
+int scram_user_salt(const uint8_t *key, size_t keylen, const char *user,
+                    uint8_t salt[SCRAM_USER_SALT_LEN])
+{
+	uint8_t mac[SCRAM_KEY_LEN];
+	int rc;
+
+	if (!key || !keylen || keylen > INT_MAX || !user || !salt)
+		return -EINVAL;
+	rc = hmac_tagged(key, keylen, "salt", user, mac);
+	if (!rc)
+		memcpy(salt, mac, SCRAM_USER_SALT_LEN);
+	OPENSSL_cleanse(mac, sizeof(mac));
+	return rc;
+}
+
+int scram_mock_secret(const uint8_t *key, size_t keylen, const char *user, int iterations,
+                      struct scram_secret *out)
+{
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	if (iterations < 1)
+		return -EINVAL;
+	rc = scram_user_salt(key, keylen, user, out->salt);
+	if (!rc)
+		rc = hmac_tagged(key, keylen, "stored", user, out->stored_key);
+	if (!rc)
+		rc = hmac_tagged(key, keylen, "server", user, out->server_key);
+	if (rc) {
+		OPENSSL_cleanse(out, sizeof(*out));
+		return rc;
+	}
+	out->salt_len = SCRAM_USER_SALT_LEN;
+	out->iterations = iterations;
+	return 0;
+}
+
 /* ---- server side ----------------------------------------------------------- */
 
 int scram_server_init(struct scram_server *s, const struct scram_secret *secret)

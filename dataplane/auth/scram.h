@@ -65,6 +65,30 @@ __attribute__((warn_unused_result)) int scram_secret_from_password(const char *p
 __attribute__((warn_unused_result)) int scram_format_secret(const struct scram_secret *s, char *buf,
                                                             size_t cap);
 
+/* Bytes of the salts scram_user_salt derives (PostgreSQL's SCRAM_DEFAULT_SALT_LEN). */
+#define SCRAM_USER_SALT_LEN 16
+
+/*
+ * The salt for user when the proxy picks it (unknown users, plaintext passwords):
+ * HMAC-SHA256(key, "salt" || user), first 16 bytes. Stable for a name and a key,
+ * unrelated between names, as PostgreSQL's scram_mock_salt. Returns 0, -EINVAL
+ * on NULL or an empty key, -EIO if OpenSSL fails.
+ */
+__attribute__((warn_unused_result)) int scram_user_salt(const uint8_t *key, size_t keylen,
+                                                        const char *user,
+                                                        uint8_t salt[SCRAM_USER_SALT_LEN]);
+
+/*
+ * A mock secret for a user the proxy has no secret for: the salt of
+ * scram_user_salt, iterations as given, StoredKey and ServerKey from HMACs of
+ * the name (no password matches them). Running the exchange against it costs
+ * what a real user's stored secret costs and reveals nothing the real one
+ * would not. Returns 0, -EINVAL, -EIO.
+ */
+__attribute__((warn_unused_result)) int scram_mock_secret(const uint8_t *key, size_t keylen,
+                                                          const char *user, int iterations,
+                                                          struct scram_secret *out);
+
 /*
  * Server side: the proxy verifying a client. PostgreSQL flavour: the client-first
  * user name is ignored (the startup packet's user counts); channel binding is not

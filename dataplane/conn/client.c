@@ -148,6 +148,11 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 		snap_unref(sn);
 		return;
 	}
+	if (!cl_login_admit(w, fd, sn->cfg)) {
+		__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
+		snap_unref(sn);
+		return;
+	}
 	struct client *cl = slab_alloc(&w->client_slab);
 	if (!cl) {
 		close(fd);
@@ -172,6 +177,7 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 	io_sock_init(&cl->ep.sock, fd, &cl_ops, cl);
 	io_sock_attach(w->loop, &cl->ep.sock);
 	worker_add_client(w, cl);
+	cl_login_begin(cl);
 	io_recv_start(&cl->ep.sock);
 }
 
@@ -195,6 +201,7 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 {
 	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
 		return;
+	cl_login_end(cl);
 	splice_end(cl);
 	if (msg) {
 		uint8_t buf[1024];
@@ -240,6 +247,7 @@ static void cl_free(struct client *cl)
 	for (int i = 0; i < cl->n_listen_chans; i++)
 		free(cl->listen_chans[i]);
 	free(cl->listen_chans);
+	cl_login_end(cl);
 	worker_remove_client(cl->w, cl);
 	ep_fini(&cl->ep, cl->w->loop);
 	if (cl->scram) {

@@ -24,6 +24,7 @@ struct tls_conn;
 struct client;
 struct server;
 struct kf_session;
+struct cfg;
 
 #define EP_HIGH_WATER  (512u * 1024u) /* pause the source above this many queued bytes */
 #define EP_LOW_WATER   (128u * 1024u)
@@ -106,6 +107,15 @@ struct client {
 	bool have_client_key;
 	uint8_t client_key[32];
 	bool fake_auth; /* unknown user: run the exchange, then fail */
+	/* login phase (login.c): the worker's list of clients logging in,
+	 * the password derivation in flight, encryption requests seen */
+	struct client *login_next, *login_prev;
+	bool in_login;
+	bool ssl_asked, gss_asked;
+	bool authq_counted; /* holds one of its worker's auth_query_max_running */
+	bool authq_waiting; /* waits for one */
+	struct aw_job *auth_job;
+	struct timespec login_start;
 	char *password; /* stored secret or plaintext from the user entry (malloc'd) */
 	char *server_password;
 
@@ -319,6 +329,16 @@ void cl_admin_reply(struct client *cl, const uint8_t *msg, uint32_t len);
 /* A server (or a right to open one) arrived for a waiting client. */
 void cl_handoff_arrived(struct client *cl);
 void cl_wait_timeout_check(struct worker *w, const struct timespec *now);
+/* login.c: clients past client_login_timeout_secs are closed. */
+void cl_login_timeout_check(struct worker *w, const struct timespec *now);
+/* login.c: a password derivation came back (on its worker's thread). */
+struct aw_job;
+void cl_auth_work_done(struct aw_job *j);
+/* login.c: admission at accept; false = refused (fd closed). */
+bool cl_login_admit(struct worker *w, int fd, const struct cfg *c);
+/* login.c: cl enters / leaves the login phase (counted, timed). */
+void cl_login_begin(struct client *cl);
+void cl_login_end(struct client *cl);
 /* server.c calls these */
 void cl_server_ready(struct client *cl, struct server *sv);
 void cl_server_failed(struct client *cl, const uint8_t *err_body, uint32_t err_len,

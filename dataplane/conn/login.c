@@ -11,6 +11,7 @@
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/log.h"
+#include "dataplane/auth/authwork.h"
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
@@ -28,10 +29,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- login */
@@ -43,6 +47,136 @@ static uint64_t fnv1a(const char *s, uint64_t h)
 		h *= 1099511628211ull;
 	}
 	return h;
+}
+
+/* ------------------------------------------------------- login phase slots */
+
+/* A client logging in holds a login slot from accept to the end of its
+ * authentication; max_login_clients bounds them so that sockets that never
+ * finish cannot take every max_client_conn slot, and client_login_timeout_secs
+ * bounds how long one is held. */
+static int g_login_count; /* atomic: clients logging in, all workers */
+
+/* A connection may take the slot of one that has been logging in this long. */
+#define LOGIN_RECLAIM_SECS 1.0
+
+static int login_cap(const struct cfg *c)
+{
+	if (c->max_login_clients > 0)
+		return c->max_login_clients;
+	int q = c->max_client_conn / 4;
+	if (q < 16)
+		q = 16;
+	return q < c->max_client_conn ? q : c->max_client_conn;
+}
+
+/* Ends a login that took too long (or whose slot is taken). During the TLS
+ * handshake nothing can be said; otherwise a FATAL says why. */
+static void login_expire(struct client *cl, const char *why)
+{
+	if (cl->state == CL_TLS) {
+		log_info("client %llu %s: closing during the TLS handshake: %s",
+		         (unsigned long long)cl->id, cl->peer, why);
+		cl_close(cl, NULL, NULL);
+		return;
+	}
+	cl_close(cl, "08P01", why);
+}
+
+bool cl_login_admit(struct worker *w, int fd, const struct cfg *c)
+{
+	int cap = login_cap(c);
+	if (__atomic_load_n(&g_login_count, __ATOMIC_RELAXED) < cap)
+		return true;
+	struct client *old = w->login_head;
+	struct timespec now;
+	conn_now(&now);
+	if (old && conn_elapsed(&old->login_start, &now) >= LOGIN_RECLAIM_SECS) {
+		char why[200];
+		snprintf(why, sizeof(why),
+		         "login timeout: too many connections are logging in (max_login_clients "
+		         "%d) and this one took %.0f s",
+		         cap, conn_elapsed(&old->login_start, &now));
+		login_expire(old, why);
+		return true;
+	}
+	uint8_t buf[256];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_error(&o, "FATAL", "53300", "sorry, too many clients are logging in",
+	          "max_login_clients is reached");
+	ssize_t r = send(fd, buf, o.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)r;
+	close(fd);
+	/* one line a second at most: a flood must not flood the log */
+	static __thread time_t last_log;
+	static __thread unsigned refused;
+	refused++;
+	if (now.tv_sec != last_log) {
+		log_warn("worker %d: refused %u client(s): max_login_clients (%d) are logging in",
+		         w->idx, refused, cap);
+		last_log = now.tv_sec;
+		refused = 0;
+	}
+	return false;
+}
+
+static void authq_release(struct client *cl);
+
+void cl_login_begin(struct client *cl)
+{
+	struct worker *w = cl->w;
+	conn_now(&cl->login_start);
+	cl->in_login = true;
+	cl->login_next = NULL;
+	cl->login_prev = w->login_tail;
+	if (w->login_tail)
+		w->login_tail->login_next = cl;
+	else
+		w->login_head = cl;
+	w->login_tail = cl;
+	__atomic_add_fetch(&g_login_count, 1, __ATOMIC_RELAXED);
+}
+
+void cl_login_end(struct client *cl)
+{
+	if (!cl->in_login)
+		return;
+	struct worker *w = cl->w;
+	if (cl->login_prev)
+		cl->login_prev->login_next = cl->login_next;
+	else
+		w->login_head = cl->login_next;
+	if (cl->login_next)
+		cl->login_next->login_prev = cl->login_prev;
+	else
+		w->login_tail = cl->login_prev;
+	cl->login_next = cl->login_prev = NULL;
+	cl->in_login = false;
+	__atomic_sub_fetch(&g_login_count, 1, __ATOMIC_RELAXED);
+	cl->authq_waiting = false;
+	authq_release(cl);
+	if (cl->auth_job) {
+		/* the derivation finishes anyway; its answer finds nobody */
+		cl->auth_job->cl = NULL;
+		cl->auth_job = NULL;
+	}
+}
+
+void cl_login_timeout_check(struct worker *w, const struct timespec *now)
+{
+	for (struct client *cl = w->login_head, *next; cl; cl = next) {
+		next = cl->login_next;
+		int t = cl->snap->cfg->client_login_timeout_secs;
+		if (t > 0 && conn_elapsed(&cl->login_start, now) >= t) {
+			char why[200];
+			snprintf(why, sizeof(why),
+			         "login timeout: the startup and authentication were not finished "
+			         "within %d s (client_login_timeout_secs)",
+			         t);
+			login_expire(cl, why);
+		}
+	}
 }
 
 /* Copies the startup parameters and computes the signature servers are
@@ -101,6 +235,7 @@ static void auth_ok(struct client *cl)
 	log_debug("client %llu %s: authenticated user=%s db=%s", (unsigned long long)cl->id,
 	          cl->peer, cl->user, cl->database);
 	__atomic_add_fetch(&g_logins_total, 1, __ATOMIC_RELAXED);
+	cl_login_end(cl);
 	cl_set_state(cl, CL_WAIT_SERVER);
 	if (!strcmp(cl->database, ADMIN_DATABASE)) {
 		admin_login(cl);
@@ -207,27 +342,8 @@ static bool is_scram_secret(const char *s)
 	return !strncmp(s, "SCRAM-SHA-256$", 14);
 }
 
-static int start_scram(struct client *cl, const char *stored)
+static void send_sasl(struct client *cl)
 {
-	struct scram_secret sec;
-	int r;
-	if (is_scram_secret(stored)) {
-		r = scram_parse_secret(stored, &sec);
-	} else {
-		/* plaintext, or the fake exchange for an unknown user */
-		uint8_t salt[16];
-		if (RAND_bytes(salt, sizeof(salt)) != 1)
-			return -EIO;
-		r = scram_secret_from_password(stored, salt, sizeof(salt), 4096, &sec);
-	}
-	if (r < 0)
-		return r;
-	cl->scram = calloc(1, sizeof(*cl->scram));
-	if (!cl->scram)
-		return -ENOMEM;
-	r = scram_server_init(cl->scram, &sec);
-	if (r < 0)
-		return r;
 	static const char mech[] = SCRAM_SHA_256_NAME "\0";
 	uint8_t buf[64];
 	struct pgw_out o;
@@ -235,10 +351,91 @@ static int start_scram(struct client *cl, const char *stored)
 	pgw_auth_request(&o, PGW_AUTH_SASL, mech, sizeof(mech));
 	cl_send_msg(cl, &o);
 	cl->auth_method = CFG_AUTH_SCRAM;
+}
+
+static int scram_ready(struct client *cl, const struct scram_secret *sec)
+{
+	cl->scram = calloc(1, sizeof(*cl->scram));
+	if (!cl->scram)
+		return -ENOMEM;
+	return scram_server_init(cl->scram, sec);
+}
+
+/* SCRAM against the stored secret; for a plaintext password, with the salt
+ * the proxy derives for the name (the same rule as unknown users get, so the
+ * two look alike) and the derived keys cached, the PBKDF2 of a first login
+ * running on the authentication threads; for an unknown user (fake_auth),
+ * against a mock secret that costs what a stored one costs. */
+static int start_scram(struct client *cl, const char *stored)
+{
+	struct scram_secret sec;
+	const uint8_t *key;
+	size_t klen;
+	int r;
+	aw_salt_key(cl->snap->cfg, &key, &klen);
+	if (cl->fake_auth) {
+		r = scram_mock_secret(key, klen, cl->user, 4096, &sec);
+	} else if (is_scram_secret(stored)) {
+		r = scram_parse_secret(stored, &sec);
+	} else {
+		uint8_t salt[SCRAM_USER_SALT_LEN];
+		r = scram_user_salt(key, klen, cl->user, salt);
+		if (r < 0)
+			return r;
+		if (!aw_secret_get(cl->user, stored, salt, &sec)) {
+			if (strlen(stored) >= AW_PW_MAX ||
+			    strlen(cl->user) >= sizeof(((struct aw_job *)0)->user))
+				return -EINVAL;
+			struct aw_job *j = calloc(1, sizeof(*j));
+			if (!j)
+				return -ENOMEM;
+			j->w = cl->w;
+			j->cl = cl;
+			snprintf(j->user, sizeof(j->user), "%s", cl->user);
+			snprintf(j->password, sizeof(j->password), "%s", stored);
+			memcpy(j->salt, salt, sizeof(salt));
+			j->iterations = 4096;
+			r = aw_submit(j);
+			if (r < 0) {
+				aw_job_free(j);
+				return r;
+			}
+			/* the challenge goes now; the client's answer waits in
+			 * its buffer until the keys are there */
+			cl->auth_job = j;
+			send_sasl(cl);
+			return 0;
+		}
+	}
+	if (r < 0)
+		return r;
+	r = scram_ready(cl, &sec);
+	OPENSSL_cleanse(&sec, sizeof(sec));
+	if (r < 0)
+		return r;
+	send_sasl(cl);
 	return 0;
 }
 
+void cl_auth_work_done(struct aw_job *j)
+{
+	struct client *cl = j->cl;
+	if (cl) {
+		cl->auth_job = NULL;
+		int r = j->rc ? j->rc : scram_ready(cl, &j->out);
+		if (r < 0) {
+			log_error("client %llu: SCRAM setup failed for user \"%s\": %s",
+			          (unsigned long long)cl->id, cl->user, strerror(-r));
+			auth_fail(cl);
+		} else if (cl->ep.in_len) {
+			cl_login_input(cl); /* its answer arrived meanwhile */
+		}
+	}
+	aw_job_free(j);
+}
+
 static void continue_auth(struct client *cl, bool known);
+static void authq_start(struct client *cl);
 
 static int primary_node(const struct cfg *c)
 {
@@ -264,17 +461,65 @@ static void start_auth(struct client *cl)
 	if (!cl_set_state(cl, CL_AUTH))
 		return;
 	if (!u && c->auth.auth_user[0]) {
-		/* ask the server for the secret, as PgBouncer's auth_query does */
-		if (sv_auth_query(cl->w, cl, primary_node(c)) < 0)
-			cl_close(cl, "08006",
-			         "could not connect to the server to look up the user");
+		authq_start(cl);
 		return;
 	}
 	continue_auth(cl, u && u->password[0]);
 }
 
+/* The secret of a user not in the config: from the cache, or a lookup on
+ * the server if fewer than auth_query_max_running of the worker's run,
+ * else the client waits its turn (authq_release starts it). */
+static void authq_start(struct client *cl)
+{
+	const struct cfg *c = cl->snap->cfg;
+	bool found;
+	char secret[CFG_SECRET_MAX];
+	cl->authq_waiting = false;
+	if (aw_aq_get(cl->database, cl->user, c->auth.auth_query_cache_secs, &found, secret,
+	              sizeof(secret))) {
+		/* asked lately: the same answer, without a server session */
+		if (found)
+			set_str(&cl->password, secret);
+		explicit_bzero(secret, sizeof(secret));
+		continue_auth(cl, found);
+		return;
+	}
+	if (cl->w->authq_running >= c->auth.auth_query_max_running) {
+		cl->authq_waiting = true;
+		return;
+	}
+	/* ask the server for the secret, as PgBouncer's auth_query does */
+	if (sv_auth_query(cl->w, cl, primary_node(c)) < 0) {
+		cl_close(cl, "08006", "could not connect to the server to look up the user");
+		return;
+	}
+	cl->authq_counted = true;
+	cl->w->authq_running++;
+}
+
+/* cl's lookup ended (answered, failed, or cl left): the oldest client
+ * waiting for one on this worker starts its own. */
+static void authq_release(struct client *cl)
+{
+	if (!cl->authq_counted)
+		return;
+	cl->authq_counted = false;
+	struct worker *w = cl->w;
+	w->authq_running--;
+	for (struct client *o = w->login_head, *next; o; o = next) {
+		next = o->login_next;
+		if (!o->authq_waiting)
+			continue;
+		if (w->authq_running >= o->snap->cfg->auth.auth_query_max_running)
+			break;
+		authq_start(o); /* may close o: next was taken before */
+	}
+}
+
 void cl_auth_query_done(struct client *cl, const char *secret, const char *error)
 {
+	authq_release(cl);
 	if (cl->state != CL_AUTH)
 		return;
 	if (error) {
@@ -284,6 +529,8 @@ void cl_auth_query_done(struct client *cl, const char *secret, const char *error
 		cl_close(cl, "28000", msg);
 		return;
 	}
+	if (cl->snap->cfg->auth.auth_query_cache_secs > 0)
+		aw_aq_put(cl->database, cl->user, secret != NULL, secret);
 	if (secret)
 		set_str(&cl->password, secret);
 	continue_auth(cl, secret != NULL);
@@ -329,6 +576,11 @@ static void continue_auth(struct client *cl, bool known)
 		cl->fake_auth = true;
 	}
 	r = start_scram(cl, md5_stored ? "x" : cl->password);
+	if (r == -EAGAIN) {
+		cl_close(cl, "53300",
+		         "too many logins are waiting for a password check; try again later");
+		return;
+	}
 	if (r < 0) {
 		log_error("client %llu: SCRAM setup failed for user \"%s\": %s",
 		          (unsigned long long)cl->id, cl->user, strerror(-r));
@@ -419,16 +671,70 @@ static void handle_password_msg(struct client *cl, const struct pgw_msg *m)
 	auth_ok(cl);
 }
 
-static void handle_startup_packet(struct client *cl, const struct pgw_startup *st)
+/* Protocol 3.x with x > 0, or "_pq_." options: the proxy speaks 3.0 and
+ * knows no protocol options, so it answers NegotiateProtocolVersion (3.0, the
+ * options it did not recognise) as PostgreSQL 15 does, and the
+ * options are dropped from the parameters servers get. Returns 0 or -1
+ * (client closed). */
+static int negotiate_protocol(struct client *cl, struct pgw_startup *st)
+{
+	int n_pq = 0, kept = 0;
+	for (int i = 0; i < st->n_params; i++)
+		if (!strncmp(st->params[i].name, "_pq_.", 5))
+			n_pq++;
+	if ((st->code & 0xffff) == 0 && n_pq == 0)
+		return 0;
+	uint8_t buf[PGW_MAX_STARTUP + 64];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	size_t m = pgw_begin_msg(&o, 'v');
+	pgw_put_u32(&o, PGW_PROTO_V3); /* what PostgreSQL sends: the whole version, 3.0 */
+	pgw_put_u32(&o, (uint32_t)n_pq);
+	for (int i = 0; i < st->n_params; i++) {
+		if (!strncmp(st->params[i].name, "_pq_.", 5))
+			pgw_put_str(&o, st->params[i].name);
+		else
+			st->params[kept++] = st->params[i];
+	}
+	pgw_end_msg(&o, m);
+	st->n_params = kept;
+	if (o.overflow) {
+		cl_close(cl, "08P01", "too many protocol options in the startup packet");
+		return -1;
+	}
+	log_debug("client %llu %s: protocol 3.%u, %d _pq_ option(s): NegotiateProtocolVersion 3.0",
+	          (unsigned long long)cl->id, cl->peer, st->code & 0xffff, n_pq);
+	cl_send_msg(cl, &o);
+	return 0;
+}
+
+static void handle_startup_packet(struct client *cl, struct pgw_startup *st)
 {
 	const struct cfg *c = cl->snap->cfg;
 	uint8_t one;
 	switch (st->code) {
 	case PGW_SSL_REQUEST:
-		if (cl->is_tls) {
-			cl_close(cl, "08P01", "SSLRequest received on an encrypted connection");
+	case PGW_GSSENC_REQUEST:
+		/* one of each before the startup packet, none after TLS is up,
+		 * as PostgreSQL: a repeat reads as an unknown protocol version */
+		if (st->code == PGW_SSL_REQUEST ? cl->ssl_asked : cl->gss_asked) {
+			char msg[120];
+			snprintf(msg, sizeof(msg),
+			         "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+			         st->code >> 16, st->code & 0xffff);
+			cl_close(cl, "0A000", msg);
 			return;
 		}
+		if (st->code == PGW_SSL_REQUEST)
+			cl->ssl_asked = true;
+		else
+			cl->gss_asked = true;
+		break;
+	default:
+		break;
+	}
+	switch (st->code) {
+	case PGW_SSL_REQUEST:
 		if (!cl->snap->client_tls) {
 			one = 'N';
 			ep_send_bytes(&cl->ep, &one, 1);
@@ -442,6 +748,7 @@ static void handle_startup_packet(struct client *cl, const struct pgw_startup *s
 			return;
 		}
 		cl->is_tls = true;
+		cl->gss_asked = true; /* no GSSENCRequest inside TLS */
 		cl_set_state(cl, CL_TLS);
 		return;
 	case PGW_GSSENC_REQUEST:
@@ -460,6 +767,8 @@ static void handle_startup_packet(struct client *cl, const struct pgw_startup *s
 		         "this proxy requires an SSL/TLS connection (sslmode=require)");
 		return;
 	}
+	if (negotiate_protocol(cl, st) < 0)
+		return;
 	if (strlen(st->user) >= sizeof(cl->user) || strlen(st->database) >= sizeof(cl->database)) {
 		cl_close(cl, "08P01", "user or database name is longer than 63 bytes");
 		return;
@@ -503,6 +812,17 @@ void cl_login_input(struct client *cl)
 			if (s == PGW_NEED_MORE)
 				return;
 			if (s == PGW_BAD) {
+				uint32_t len = pgw_get_u32(cl->ep.in);
+				if (len < 8 || len > PGW_MAX_STARTUP) {
+					/* not a startup packet at all (a Terminate, HTTP,
+					 * a port scan): PostgreSQL logs it and closes
+					 * without a word, so a client that gave up
+					 * before connecting sees no error */
+					log_info("client %llu %s: closing: %s",
+					         (unsigned long long)cl->id, cl->peer, why);
+					cl_close(cl, NULL, NULL);
+					return;
+				}
 				cl_close(cl, "08P01", why);
 				return;
 			}
@@ -521,6 +841,8 @@ void cl_login_input(struct client *cl)
 			handle_startup_packet(cl, &st);
 			continue;
 		}
+		if (cl->auth_job)
+			return; /* cl_auth_work_done comes back here */
 		struct pgw_msg m;
 		enum pgw_status s = pgw_next_msg(cl->ep.in, cl->ep.in_len, 8192, &m);
 		if (s == PGW_NEED_MORE)

@@ -935,6 +935,95 @@ static void test_secret_from_password_rejects_bad_arguments(void **state)
 	assert_int_equal(scram_secret_from_password("pw", NULL, 16, 4096, &sec), -EINVAL);
 }
 
+/* ---- salts of the proxy's own choosing, mock secrets ---- */
+
+#define MOCK_KEY "unit-test-key"
+/* HMAC-SHA256(MOCK_KEY, tag "\0" "ghost"), computed independently with Python's hmac. */
+static const uint8_t ghost_salt_hmac[32] = {
+    0x01, 0xc7, 0xe7, 0xa8, 0x46, 0x70, 0x04, 0x4f, 0x71, 0x34, 0x5b, 0x33, 0x3a, 0x60, 0x71, 0xc4,
+    0x08, 0x47, 0xe2, 0xdd, 0xa0, 0x76, 0x32, 0xd0, 0x7e, 0xb9, 0xd5, 0xb1, 0x24, 0x18, 0x1f, 0xe3};
+static const uint8_t ghost_stored_hmac[32] = {
+    0x9b, 0xa8, 0x99, 0x67, 0x77, 0x8e, 0x0d, 0xa0, 0x33, 0x3e, 0x21, 0xa7, 0xb3, 0xd6, 0x7d, 0x38,
+    0xca, 0x0a, 0x54, 0xce, 0xa6, 0x6f, 0x9e, 0xfe, 0xd5, 0x41, 0x3b, 0xa3, 0x0f, 0xad, 0x61, 0x9b};
+static const uint8_t ghost_server_hmac[32] = {
+    0x76, 0x52, 0xb3, 0x86, 0xcd, 0x8b, 0x49, 0x71, 0xfd, 0x67, 0xe6, 0x96, 0xe5, 0xad, 0xb7, 0x9a,
+    0x1b, 0x4e, 0xdf, 0x1b, 0x41, 0x0f, 0x5b, 0x44, 0xf8, 0x55, 0x2e, 0x75, 0x88, 0x52, 0x56, 0xc2};
+
+static int user_salt(const char *key, const char *user, uint8_t salt[SCRAM_USER_SALT_LEN])
+{
+	return scram_user_salt((const uint8_t *)key, strlen(key), user, salt);
+}
+
+static void test_user_salt_matches_independent_hmac(void **state)
+{
+	uint8_t salt[SCRAM_USER_SALT_LEN];
+
+	assert_int_equal(user_salt(MOCK_KEY, "ghost", salt), 0);
+	assert_memory_equal(salt, ghost_salt_hmac, SCRAM_USER_SALT_LEN);
+}
+
+static void test_user_salt_is_stable_per_name_and_differs_between_names_and_keys(void **state)
+{
+	uint8_t a[SCRAM_USER_SALT_LEN], b[SCRAM_USER_SALT_LEN], c[SCRAM_USER_SALT_LEN],
+	    d[SCRAM_USER_SALT_LEN];
+
+	assert_int_equal(user_salt(MOCK_KEY, "ghost", a), 0);
+	assert_int_equal(user_salt(MOCK_KEY, "ghost", b), 0);
+	assert_memory_equal(a, b, sizeof(a));
+	assert_int_equal(user_salt(MOCK_KEY, "ghost2", c), 0);
+	assert_memory_not_equal(a, c, sizeof(a));
+	assert_int_equal(user_salt("another key", "ghost", d), 0);
+	assert_memory_not_equal(a, d, sizeof(a));
+	/* the tag keeps salts apart from the mock keys of the same name */
+	assert_memory_not_equal(a, ghost_stored_hmac, sizeof(a));
+}
+
+static void test_user_salt_rejects_bad_arguments(void **state)
+{
+	uint8_t salt[SCRAM_USER_SALT_LEN];
+	char longname[300];
+
+	assert_int_equal(scram_user_salt(NULL, 3, "u", salt), -EINVAL);
+	assert_int_equal(scram_user_salt((const uint8_t *)"k", 0, "u", salt), -EINVAL);
+	assert_int_equal(scram_user_salt((const uint8_t *)"k", 1, NULL, salt), -EINVAL);
+	assert_int_equal(scram_user_salt((const uint8_t *)"k", 1, "u", NULL), -EINVAL);
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	assert_int_equal(scram_user_salt((const uint8_t *)"k", 1, longname, salt), -EINVAL);
+}
+
+static void test_mock_secret_is_derived_from_the_name_and_accepts_no_password(void **state)
+{
+	static const char *pws[] = {"", "ghost", "password", MOCK_KEY};
+	struct scram_secret sec, again;
+
+	assert_int_equal(
+	    scram_mock_secret((const uint8_t *)MOCK_KEY, strlen(MOCK_KEY), "ghost", 4096, &sec), 0);
+	assert_int_equal(sec.iterations, 4096);
+	assert_int_equal(sec.salt_len, SCRAM_USER_SALT_LEN);
+	assert_memory_equal(sec.salt, ghost_salt_hmac, SCRAM_USER_SALT_LEN);
+	assert_memory_equal(sec.stored_key, ghost_stored_hmac, SCRAM_KEY_LEN);
+	assert_memory_equal(sec.server_key, ghost_server_hmac, SCRAM_KEY_LEN);
+	assert_int_equal(
+	    scram_mock_secret((const uint8_t *)MOCK_KEY, strlen(MOCK_KEY), "ghost", 4096, &again),
+	    0);
+	assert_memory_equal(&sec, &again, sizeof(sec));
+	/* the exchange runs to the proof and fails like a wrong password */
+	for (size_t i = 0; i < sizeof(pws) / sizeof(pws[0]); i++) {
+		struct scram_server s;
+		struct scram_client c;
+
+		assert_int_equal(scram_server_init(&s, &sec), 0);
+		assert_int_equal(scram_client_init_password(&c, pws[i]), 0);
+		assert_int_equal(run_exchange(&c, &s), -EACCES);
+		scram_server_wipe(&s);
+		scram_client_wipe(&c);
+	}
+	assert_int_equal(
+	    scram_mock_secret((const uint8_t *)MOCK_KEY, strlen(MOCK_KEY), "ghost", 0, &sec),
+	    -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -971,6 +1060,10 @@ int main(void)
 	    cmocka_unit_test(test_secret_parse_format_round_trip),
 	    cmocka_unit_test(test_secret_parse_rejects_malformed),
 	    cmocka_unit_test(test_secret_from_password_rejects_bad_arguments),
+	    cmocka_unit_test(test_user_salt_matches_independent_hmac),
+	    cmocka_unit_test(test_user_salt_is_stable_per_name_and_differs_between_names_and_keys),
+	    cmocka_unit_test(test_user_salt_rejects_bad_arguments),
+	    cmocka_unit_test(test_mock_secret_is_derived_from_the_name_and_accepts_no_password),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
