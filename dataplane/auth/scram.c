@@ -1,7 +1,8 @@
 /*
  * SCRAM-SHA-256 for PostgreSQL: strict, bounds-checked parsing of peer messages
  * (untrusted network input), key derivation and proof/signature computation with
- * OpenSSL. No allocation and no I/O: callers move the bytes.
+ * OpenSSL. No allocation and no I/O: callers move the bytes. The one piece of
+ * shared state is the cache of keys derived for the proxy's own logins.
  */
 #include "dataplane/auth/scram.h"
 
@@ -14,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 
 /* States start at 1 so a zeroed or wiped struct is refused with -EINVAL. */
 enum { ST_INIT = 1, ST_FIRST, ST_FINAL, ST_DONE, ST_FAILED };
@@ -216,6 +218,80 @@ static int keys_from_password(const char *pw, size_t pwlen, const uint8_t *salt,
 		rc = hmac256(salted, "Server Key", 10, server_key);
 	OPENSSL_cleanse(salted, sizeof(salted));
 	return rc;
+}
+
+/*
+ * The proxy's own logins to servers: a role's salt and iteration count stay
+ * the same until its password changes, so the keys derived from a plaintext
+ * password are remembered by (password, salt, iterations) and PBKDF2 runs
+ * once per role instead of once per server connection, on whichever event
+ * loop opens it. Fixed slots, replaced by hash; the digest is the key so no
+ * password is kept here.
+ */
+#define KC_SLOTS 64
+struct kc_ent {
+	bool used;
+	uint8_t id[SCRAM_KEY_LEN]; /* SHA-256(password, salt, iterations) */
+	uint8_t client_key[SCRAM_KEY_LEN], server_key[SCRAM_KEY_LEN];
+};
+static struct kc_ent kc_tab[KC_SLOTS];
+static pthread_mutex_t kc_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long kc_derivations;
+
+static int kc_id(const char *pw, size_t pwlen, const uint8_t *salt, size_t salt_len, int iterations,
+                 uint8_t id[SCRAM_KEY_LEN])
+{
+	EVP_MD_CTX *x = EVP_MD_CTX_new();
+	uint8_t it[4] = {(uint8_t)(iterations >> 24), (uint8_t)(iterations >> 16),
+	                 (uint8_t)(iterations >> 8), (uint8_t)iterations};
+	unsigned int olen = 0;
+	int ok = x && EVP_DigestInit_ex(x, EVP_sha256(), NULL) == 1 &&
+	         EVP_DigestUpdate(x, pw, pwlen) == 1 && EVP_DigestUpdate(x, "\0", 1) == 1 &&
+	         EVP_DigestUpdate(x, salt, salt_len) == 1 && EVP_DigestUpdate(x, it, 4) == 1 &&
+	         EVP_DigestFinal_ex(x, id, &olen) == 1 && olen == SCRAM_KEY_LEN;
+	EVP_MD_CTX_free(x);
+	return ok ? 0 : -EIO;
+}
+
+static int keys_from_password_cached(const char *pw, size_t pwlen, const uint8_t *salt,
+                                     size_t salt_len, int iterations,
+                                     uint8_t client_key[SCRAM_KEY_LEN],
+                                     uint8_t server_key[SCRAM_KEY_LEN])
+{
+	uint8_t id[SCRAM_KEY_LEN];
+	if (kc_id(pw, pwlen, salt, salt_len, iterations, id) != 0)
+		return keys_from_password(pw, pwlen, salt, salt_len, iterations, client_key,
+		                          server_key);
+	struct kc_ent *e = &kc_tab[(id[0] | (unsigned)id[1] << 8) % KC_SLOTS];
+	bool hit = false;
+	pthread_mutex_lock(&kc_mu);
+	if (e->used && CRYPTO_memcmp(e->id, id, sizeof(id)) == 0) {
+		memcpy(client_key, e->client_key, SCRAM_KEY_LEN);
+		memcpy(server_key, e->server_key, SCRAM_KEY_LEN);
+		hit = true;
+	}
+	pthread_mutex_unlock(&kc_mu);
+	if (hit)
+		return 0;
+	int rc = keys_from_password(pw, pwlen, salt, salt_len, iterations, client_key, server_key);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&kc_mu);
+	kc_derivations++;
+	e->used = true;
+	memcpy(e->id, id, sizeof(id));
+	memcpy(e->client_key, client_key, SCRAM_KEY_LEN);
+	memcpy(e->server_key, server_key, SCRAM_KEY_LEN);
+	pthread_mutex_unlock(&kc_mu);
+	return 0;
+}
+
+unsigned long scram_client_derivations(void)
+{
+	pthread_mutex_lock(&kc_mu);
+	unsigned long n = kc_derivations;
+	pthread_mutex_unlock(&kc_mu);
+	return n;
 }
 
 static int random_nonce(char *out, size_t cap)
@@ -744,8 +820,8 @@ int scram_client_handle_server_first(struct scram_client *c, const char *msg, si
 			return -EPROTO;
 
 	if (!c->have_keys) {
-		rc = keys_from_password(c->password, c->password_len, salt, salt_len, iterations,
-		                        c->client_key, c->server_key);
+		rc = keys_from_password_cached(c->password, c->password_len, salt, salt_len,
+		                               iterations, c->client_key, c->server_key);
 		OPENSSL_cleanse(c->password, sizeof(c->password)); /* not needed any more */
 		if (rc)
 			return rc;

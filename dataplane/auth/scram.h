@@ -235,4 +235,11 @@ scram_client_verify_server_final(struct scram_client *c, const char *msg, size_t
 /* Erases password, keys and messages (OPENSSL_cleanse); c must be re-inited to reuse. */
 void scram_client_wipe(struct scram_client *c);
 
+/*
+ * How many times the client side ran PBKDF2 since the process started. Keys
+ * derived from a password are remembered per (password, salt, iterations),
+ * so logins to a role whose secret has not changed derive once.
+ */
+unsigned long scram_client_derivations(void);
+
 #endif

@@ -226,6 +226,50 @@ static void test_client_rejects_wrong_server_signature_and_server_error(void **s
 	}
 }
 
+/* ---- client side: keys remembered per role -------------------------------------- */
+
+/* One login of the proxy to a server holding sec with password pw; 0 when the
+ * server accepts the proof and the client accepts the server's signature. */
+static int login_once(const struct scram_secret *sec, const char *pw)
+{
+	struct scram_server s;
+	struct scram_client c;
+	char a[BUF], b[BUF];
+	size_t an, bn;
+	int rc;
+	if ((rc = scram_server_init(&s, sec)) || (rc = scram_client_init_password(&c, pw)) ||
+	    (rc = scram_client_first(&c, a, sizeof(a), &an)) ||
+	    (rc = scram_server_handle_first(&s, a, an, b, sizeof(b), &bn)) ||
+	    (rc = scram_client_handle_server_first(&c, b, bn, a, sizeof(a), &an)) ||
+	    (rc = scram_server_handle_final(&s, a, an, b, sizeof(b), &bn)))
+		return rc;
+	return scram_client_verify_server_final(&c, b, bn);
+}
+
+static void test_client_derives_keys_once_per_salt_and_password(void **state)
+{
+	struct scram_secret sec, sec2;
+	assert_int_equal(scram_secret_from_password("pw-one", (const uint8_t *)"0123456789abcdef",
+	                                            16, 4096, &sec),
+	                 0);
+	assert_int_equal(scram_secret_from_password("pw-one", (const uint8_t *)"fedcba9876543210",
+	                                            16, 4096, &sec2),
+	                 0);
+	unsigned long d0 = scram_client_derivations();
+	assert_int_equal(login_once(&sec, "pw-one"), 0);
+	assert_int_equal(scram_client_derivations(), d0 + 1);
+	/* same role, same secret: no PBKDF2, and the login still verifies both ways */
+	assert_int_equal(login_once(&sec, "pw-one"), 0);
+	assert_int_equal(login_once(&sec, "pw-one"), 0);
+	assert_int_equal(scram_client_derivations(), d0 + 1);
+	/* a new salt (password changed on the server) derives again */
+	assert_int_equal(login_once(&sec2, "pw-one"), 0);
+	assert_int_equal(scram_client_derivations(), d0 + 2);
+	/* a wrong password is not served from the right one's entry */
+	assert_int_equal(login_once(&sec, "pw-two"), -EACCES);
+	assert_int_equal(scram_client_derivations(), d0 + 3);
+}
+
 /* ---- server side: refusals ---------------------------------------------------- */
 
 static void test_server_wrong_password_is_eacces(void **state)
@@ -1033,6 +1077,7 @@ int main(void)
 	        test_rfc7677_server_verifies_rfc_client_final_and_sends_rfc_server_final),
 	    cmocka_unit_test(test_client_rejects_wrong_server_signature_and_server_error),
 	    cmocka_unit_test(test_server_wrong_password_is_eacces),
+	    cmocka_unit_test(test_client_derives_keys_once_per_salt_and_password),
 	    cmocka_unit_test(test_server_tampered_nonce_is_eproto),
 	    cmocka_unit_test(test_server_refuses_channel_binding_and_authzid),
 	    cmocka_unit_test(test_server_accepts_y_flag_but_requires_c_to_echo_it),
