@@ -450,7 +450,10 @@ static void acquire(struct client *cl)
 		cl_close(cl, "53200", "out of memory");
 		return;
 	}
-	for (int tries = 0; tries < 64; tries++) {
+	/* each turn that goes round closes one dead idle server, so this ends:
+	 * a client is served by a live one or a new connection, however many
+	 * backends were terminated */
+	for (;;) {
 		struct server *sv;
 		enum pool_grant g = pool_acquire(cl->pool, cl, pool_max(cl->pool), &sv);
 		switch (g) {
@@ -478,7 +481,6 @@ static void acquire(struct client *cl)
 			return;
 		}
 	}
-	cl_close(cl, "08006", "could not get a live server connection");
 }
 
 /* Transaction pooling: answers the login from the parameters a server of

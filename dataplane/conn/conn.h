@@ -234,6 +234,9 @@ struct server {
 	uint8_t client_key[32];
 	char user[64];
 	char database[64];
+	/* SQLSTATE of the last FATAL/PANIC it sent: at its close, tells a
+	 * terminated backend (not counted) from a node going down */
+	char fatal_code[6];
 };
 
 /* One request sent to a server whose answer is still to come. */
@@ -338,7 +341,17 @@ void sv_attach(struct server *sv, struct worker *w);
 const char *sv_state_str(enum sv_state s);
 void sv_resume_source(struct server *sv);
 void sv_client_data(struct server *sv, struct io_chunk *c);
+/* May an idle pooled server be handed out? False when its socket has
+ * closed or it sent anything while idle (a FATAL of a terminated backend,
+ * EOF): one non-blocking MSG_PEEK recv, no I/O in flight needed. */
 bool sv_alive(struct server *sv);
+/* An ErrorResponse body from the server: a FATAL's SQLSTATE is kept. */
+void sv_note_error(struct server *sv, const uint8_t *body, uint32_t len);
+/* A ReadyForQuery from a server in use: the node works (breaker). */
+void sv_node_ok(struct server *sv);
+/* A connect or login that took longer than server_connect_timeout_secs:
+ * counted against the node, the waiting client told, the server closed. */
+void sv_login_timeout(struct server *sv, int secs);
 void sv_free_detached(struct server *sv);
 /* Looks cl's secret up with [auth] auth_query; answers cl_auth_query_done. */
 int sv_auth_query(struct worker *w, struct client *cl, int node_idx);
