@@ -347,7 +347,14 @@ void cl_hold_check(struct client *cl)
 /* The transaction cannot be served (no primary, breaker open for the node
  * it names): its first request gets an ErrorResponse and ReadyForQuery,
  * the connection stays. Without a whole request to answer, it closes. */
+static void refuse_pending(struct client *cl, const char *sqlstate, const char *msg);
+
 void cl_refuse_pending(struct client *cl, const char *msg)
+{
+	refuse_pending(cl, "08006", msg);
+}
+
+static void refuse_pending(struct client *cl, const char *sqlstate, const char *msg)
 {
 	uint32_t used = 0;
 	bool whole = false;
@@ -365,14 +372,14 @@ void cl_refuse_pending(struct client *cl, const char *msg)
 	log_info("client %llu %s user=%s db=%s: %s", (unsigned long long)cl->id, cl->peer, cl->user,
 	         cl->database, msg);
 	if (!whole || !cl->txn) {
-		cl_close(cl, "08006", msg);
+		cl_close(cl, sqlstate, msg);
 		return;
 	}
 	ep_in_consume(&cl->ep, used);
 	uint8_t buf[1024];
 	struct pgw_out o;
 	pgw_out_init(&o, buf, sizeof(buf));
-	pgw_error(&o, "ERROR", "08006", msg, NULL);
+	pgw_error(&o, "ERROR", sqlstate, msg, NULL);
 	pgw_ready(&o, 'I');
 	cl_send_msg(cl, &o);
 	if (cl->ep.in_len)
@@ -518,13 +525,26 @@ static bool tx_login_from_cache(struct client *cl)
 	return true;
 }
 
+/* Transaction pooling: may the proxy put a message of its own on the
+ * client's stream now? Yes without a server; with one (a pinned client
+ * keeps its server), when every answer the server owes has been relayed
+ * and no message is half-way through. A pinned client's LISTEN answer and
+ * its notifications must not wait for a release that never comes. */
+static bool cl_at_boundary(const struct client *cl)
+{
+	const struct server *sv = cl->server;
+	if (!sv)
+		return true;
+	return cl->txn && sv->client == cl && sv->txn && sv->state == SV_ACTIVE &&
+	       sv->rq_len == 0 && sv->cur_left == 0 && sv->hdr_n == 0 && !cl->stream_left;
+}
+
 void cl_deliver_notify(struct client *cl, const uint8_t *msg, uint32_t len)
 {
 	if (cl->state != CL_ACTIVE)
 		return;
-	if (!cl->server) {
-		/* between transactions the client's stream is at a message
-		 * boundary: send now */
+	if (!cl->notify_len && cl_at_boundary(cl)) {
+		/* between messages: send now */
 		ep_send_bytes(&cl->ep, msg, len);
 		return;
 	}
@@ -540,12 +560,28 @@ void cl_deliver_notify(struct client *cl, const uint8_t *msg, uint32_t len)
 
 void cl_flush_notify(struct client *cl)
 {
-	if (!cl->notify_len || cl->server || cl->state != CL_ACTIVE)
+	if (!cl->notify_len || cl->state != CL_ACTIVE || !cl_at_boundary(cl))
 		return;
 	ep_send_bytes(&cl->ep, cl->notify_buf, cl->notify_len);
 	free(cl->notify_buf);
 	cl->notify_buf = NULL;
 	cl->notify_len = 0;
+}
+
+/* The LISTEN wait is over (confirmed, or timed out): what the client sent
+ * meanwhile runs. */
+static void listen_wait_end(struct client *cl)
+{
+	free(cl->listen_answer);
+	cl->listen_answer = NULL;
+	for (int i = 0; i < cl->n_listen_chans; i++)
+		free(cl->listen_chans[i]);
+	free(cl->listen_chans);
+	cl->listen_chans = NULL;
+	cl->n_listen_chans = 0;
+	cl->listen_wait = false;
+	cl->listen_wait_start = (struct timespec){0};
+	tx_client_input(cl);
 }
 
 void cl_listen_check(struct client *cl)
@@ -555,19 +591,41 @@ void cl_listen_check(struct client *cl)
 	for (int i = 0; i < cl->n_listen_chans; i++)
 		if (!listen_active(cl, cl->listen_chans[i]))
 			return;
-	cl->listen_wait = false;
-	if (!cl->server)
+	cl_flush_notify(cl);
+	if (cl_at_boundary(cl) && !cl->notify_len)
 		ep_send_bytes(&cl->ep, cl->listen_answer, cl->listen_answer_len);
 	else
 		cl_deliver_notify(cl, cl->listen_answer, cl->listen_answer_len);
-	free(cl->listen_answer);
-	cl->listen_answer = NULL;
+	listen_wait_end(cl);
+}
+
+/* A LISTEN the pool's hub has not confirmed within query_wait_timeout_secs
+ * (its connection cannot log in, the node is slow): the client gets an
+ * error for it instead of waiting for ever, and keeps its connection. */
+static void listen_timeout(struct client *cl, int secs)
+{
+	const char *chan = cl->n_listen_chans ? cl->listen_chans[0] : "?";
+	char msg[400];
+	snprintf(msg, sizeof(msg),
+	         "LISTEN \"%s\": the pool's LISTEN connection (database \"%s\", user \"%s\") did "
+	         "not confirm within %d s (query_wait_timeout_secs)",
+	         chan, cl->database, cl->user, secs);
+	log_warn("client %llu %s user=%s db=%s: %s", (unsigned long long)cl->id, cl->peer, cl->user,
+	         cl->database, msg);
 	for (int i = 0; i < cl->n_listen_chans; i++)
-		free(cl->listen_chans[i]);
-	free(cl->listen_chans);
-	cl->listen_chans = NULL;
-	cl->n_listen_chans = 0;
-	tx_client_input(cl); /* what it sent meanwhile */
+		listen_unsubscribe(cl, cl->listen_chans[i]);
+	if (!cl_at_boundary(cl)) {
+		cl_close(cl, "57014", msg);
+		return;
+	}
+	cl_flush_notify(cl);
+	uint8_t buf[1024];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_error(&o, "ERROR", "57014", msg, NULL);
+	pgw_ready(&o, 'I');
+	cl_send_msg(cl, &o);
+	listen_wait_end(cl);
 }
 
 void cl_get_server_for_tx(struct client *cl)
@@ -616,6 +674,17 @@ void cl_handoff_arrived(struct client *cl)
 
 void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 {
+	/* LISTEN answers waiting for the hub: bounded like a pool wait */
+	for (struct client *c = w->clients, *next; c; c = next) {
+		next = c->all_next;
+		if (!c->listen_wait || c->state != CL_ACTIVE)
+			continue;
+		int t = c->snap->cfg->pool.query_wait_timeout_secs;
+		if (!c->listen_wait_start.tv_sec && !c->listen_wait_start.tv_nsec)
+			c->listen_wait_start = *now; /* within a tick of the LISTEN */
+		else if (t > 0 && conn_elapsed(&c->listen_wait_start, now) >= t)
+			listen_timeout(c, t);
+	}
 	struct client *cl = w->waiting_head;
 	while (cl) {
 		struct client *next = cl->wlist_next;
@@ -628,11 +697,17 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 				snprintf(
 				    msg, sizeof(msg),
 				    "query_wait_timeout: no server connection became free "
-				    "within %d s in pool \"%s\" (database \"%s\", user \"%s\", "
+				    "within %d s in pool \"%s/%s\" (database \"%s\", user \"%s\", "
 				    "max_pool_size %d)",
-				    t, pool_database(cl->pool), pool_database(cl->pool),
-				    pool_user(cl->pool), pool_max(cl->pool));
-				cl_close(cl, "53300", msg);
+				    t, pool_database(cl->pool), pool_user(cl->pool),
+				    pool_database(cl->pool), pool_user(cl->pool),
+				    pool_max(cl->pool));
+				if (cl->txn && cl->state == CL_ACTIVE && !cl->login_pending)
+					/* between transactions: that request fails, the
+					 * connection stays */
+					refuse_pending(cl, "53300", msg);
+				else
+					cl_close(cl, "53300", msg);
 			}
 		}
 		cl = next;

@@ -87,7 +87,8 @@ struct client {
 	uint32_t listen_answer_len;
 	char **listen_chans; /* channels it waits for */
 	int n_listen_chans;
-	bool zombie; /* closed while a pool hand-off is in flight */
+	struct timespec listen_wait_start; /* first tick that saw listen_wait; 0: not yet */
+	bool zombie;                       /* closed while a pool hand-off is in flight */
 	char user[64];
 	char database[64];
 	char peer[64];

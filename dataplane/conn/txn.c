@@ -262,6 +262,8 @@ static void park_server(struct server *sv);
 /* Gives the server back when nothing ties the client to it any more. */
 static void maybe_release(struct client *cl, struct server *sv)
 {
+	if (cl->notify_len)
+		cl_flush_notify(cl); /* a pinned client gets them between requests */
 	if (cl->server != sv || cl->pins || cl->ep.in_len || cl->stream_left ||
 	    !tx_server_clean(sv) || cl->login_pending)
 		return;

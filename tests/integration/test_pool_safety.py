@@ -150,13 +150,18 @@ def test_pinned_client_listen_with_pool_of_one_does_not_hang(pg, proxy, config):
     p = proxy(config(mode="transaction",
                      pool={"max_pool_size": 1, "query_wait_timeout_secs": 2}))
     with p.connect() as c:
+        got = []
+        c.add_notify_handler(got.append)
         c.execute("DECLARE pin_cur CURSOR WITH HOLD FOR SELECT 1")  # pinned
         bounded(lambda: c.execute("LISTEN pinned_chan"), 30)
-        with p.connect() as other:
-            bounded(lambda: other.execute("NOTIFY pinned_chan, 'hello'"), 30)
-        c.execute("SELECT 1")
-        n = [x.payload for x in c.notifies(timeout=5, stop_after=1)]
-        assert n == ["hello"], n
+        # the pool's one server is this client's: notify from outside
+        with psycopg.connect(pg.dsn(ALICE[0], ALICE[1]), autocommit=True) as other:
+            other.execute("NOTIFY pinned_chan, 'hello'")
+        # a pinned client keeps its server: the notification still arrives
+        assert wait_for(lambda: c.execute("SELECT 1") and got, timeout=10), \
+            "no notification for a pinned client"
+        assert [n.payload for n in got] == ["hello"]
+        assert c.execute("FETCH pin_cur").fetchone() == (1,)
 
 
 def test_server_left_with_cursor_prepare_and_listen_serves_the_next_client(pg, proxy, config):
@@ -180,3 +185,139 @@ def test_server_left_with_cursor_prepare_and_listen_serves_the_next_client(pg, p
     with p.connect() as b:
         bounded(lambda: b.execute("SELECT 1"), 30)
     pg.su.execute("DROP ROLE pool_safety_tmp")
+
+
+def test_listen_whose_hub_cannot_log_in_fails_within_the_wait_timeout(pg, proxy, config):
+    # md5user may hold one backend: its pooled server; the LISTEN hub's own
+    # login is refused (53300), so the LISTEN can never be confirmed
+    pg.su.execute("ALTER ROLE md5user CONNECTION LIMIT 1")
+    try:
+        p = proxy(config(mode="transaction",
+                         pool={"max_pool_size": 5, "query_wait_timeout_secs": 2}))
+        with p.connect(user=MD5USER[0], password=MD5USER[1]) as c:
+            c.execute("SELECT 1")
+            t0 = time.monotonic()
+            with pytest.raises(psycopg.Error) as e:
+                bounded(lambda: c.execute("LISTEN no_hub_chan"), 30)
+            assert e.value.sqlstate == "57014", e.value
+            assert "query_wait_timeout_secs" in str(e.value), e.value
+            assert time.monotonic() - t0 < 20
+            # the connection stays usable
+            assert c.execute("SELECT 2").fetchone()[0] == 2
+    finally:
+        pg.su.execute("ALTER ROLE md5user CONNECTION LIMIT -1")
+
+
+def test_pool_wait_in_transaction_mode_ends_with_53300_naming_the_pool(pg, proxy, config):
+    p = proxy(config(mode="transaction",
+                     pool={"max_pool_size": 1, "query_wait_timeout_secs": 2}))
+    with p.connect() as holder, p.connect() as waiter:
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1")
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.Error) as e:
+            bounded(lambda: waiter.execute("SELECT 1"), 30)
+        assert e.value.sqlstate == "53300", e.value
+        assert "appdb/alice" in str(e.value) and "query_wait_timeout" in str(e.value)
+        assert time.monotonic() - t0 < 20
+        holder.execute("COMMIT")
+    with p.connect() as c:
+        assert c.execute("SELECT 1").fetchone()[0] == 1
+
+
+# ---------------------------------------------------------------------------
+# the breaker closes on any success
+
+
+class Forwarder:
+    """A TCP relay in front of the primary that can stop accepting (new
+    connections refused) while the connections it already has keep going."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.pairs = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                a, _ = self.sock.accept()
+            except OSError:
+                return
+            b = socket.create_connection(("127.0.0.1", self.target))
+            self.pairs.append((a, b))
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pipe, args=(x, y), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                d = src.recv(65536)
+                if not d:
+                    break
+                dst.sendall(d)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def refuse(self):
+        # shutdown wakes the accepting thread and stops listening at once
+        # (a plain close waits for the blocked accept to return)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def close(self):
+        self.refuse()
+        for a, b in self.pairs:
+            a.close()
+            b.close()
+
+
+def test_breaker_half_open_closes_when_a_pooled_server_answers(pg, proxy, config):
+    fwd = Forwarder(pg.port)
+    try:
+        cfg = config(mode="transaction", pool={"max_pool_size": 10, "idle_timeout_secs": 0},
+                     circuit_breaker={"failure_threshold": 2, "recovery_timeout_secs": 1},
+                     health_check_interval_secs=600,
+                     routing={"lag_check_interval_secs": 600})
+        cfg["nodes"][0]["port"] = fwd.port
+        p = proxy(cfg)
+        fill_pool(p, 2)  # alice's pool keeps two idle servers through the relay
+        fwd.refuse()  # the node now refuses new connections
+        for _ in range(3):  # md5user's pool must connect: refused, counted
+            with pytest.raises(psycopg.OperationalError):
+                with p.connect(user=MD5USER[0], password=MD5USER[1]) as c:
+                    c.execute("SELECT 1")
+        assert wait_for(lambda: 'helios_node_breaker_state{node="primary",state="open"} 1'
+                        in metrics(p), timeout=5), "the breaker did not open"
+        time.sleep(1.5)  # past recovery_timeout_secs: one probe may go
+        with p.connect() as c:
+            # the probe is served by an idle pooled server: its answer
+            # closes the breaker, so the next statements are not refused
+            assert wait_for(lambda: _try(c), timeout=20), "no probe got through"
+            assert breaker_closed(p), "a successful probe left the breaker half-open"
+            for _ in range(5):
+                assert c.execute("SELECT 1").fetchone()[0] == 1
+        assert "circuit breaker for node primary: closed" in p.log()
+    finally:
+        fwd.close()
+
+
+def _try(c):
+    try:
+        return c.execute("SELECT 1").fetchone()[0] == 1
+    except psycopg.OperationalError:
+        return False
