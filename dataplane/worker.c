@@ -454,6 +454,8 @@ static void tick(struct worker *w)
 		if (cl->held_for_primary && conn_elapsed(&cl->wait_start, &now) >=
 		                                cl->snap->cfg->routing.failover_timeout_secs)
 			cl_hold_expired(cl);
+		else if (!cl->held_for_primary)
+			cl_hold_wait_check(cl, &now); /* a drained node: query_wait_timeout */
 	}
 	/* servers that take too long to connect or log in */
 	struct snap *sn = snap_current();

@@ -398,6 +398,23 @@ void cl_hold_expired(struct client *cl)
 	cl_refuse_pending(cl, msg);
 }
 
+void cl_hold_wait_check(struct client *cl, const struct timespec *now)
+{
+	int t = cl->snap->cfg->pool.query_wait_timeout_secs;
+	if (t <= 0 || conn_elapsed(&cl->wait_start, now) < t || ctl_is_paused(cl->database))
+		return;
+	worker_unhold(cl->w, cl);
+	char msg[300];
+	snprintf(msg, sizeof(msg),
+	         "query_wait_timeout: waited %d s for a server of database \"%s\": its node is "
+	         "drained (helioctl undrain)",
+	         t, cl->database);
+	if (cl->txn && cl->state == CL_ACTIVE && !cl->login_pending)
+		refuse_pending(cl, "53300", msg);
+	else
+		cl_close(cl, "53300", msg);
+}
+
 static void acquire(struct client *cl)
 {
 	const struct cfg *c = cl->snap->cfg;

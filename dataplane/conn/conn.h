@@ -318,6 +318,9 @@ const char *cl_state_str(enum cl_state s);
 void cl_hold_check(struct client *cl);
 /* A client held for a primary waited failover_timeout_secs: refused. */
 void cl_hold_expired(struct client *cl);
+/* A client held for a drained node longer than query_wait_timeout_secs
+ * gets 53300 (a PAUSE is not a wait: it has no limit). */
+void cl_hold_wait_check(struct client *cl, const struct timespec *now);
 /* The console thread's answer for an admin client. */
 void cl_admin_reply(struct client *cl, const uint8_t *msg, uint32_t len);
 /* A server (or a right to open one) arrived for a waiting client. */

@@ -2,6 +2,7 @@
 backend is not a node failure, any successful use closes the circuit
 breaker, and every wait for a server is bounded."""
 
+import json
 import socket
 import threading
 import time
@@ -10,7 +11,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import ALICE, APPDB, MD5USER, free_port, wait_for
+from conftest import ALICE, APPDB, MD5USER, helios_bin, run, wait_for
 
 
 def metrics(p):
@@ -165,26 +166,37 @@ def test_pinned_client_listen_with_pool_of_one_does_not_hang(pg, proxy, config):
 
 
 def test_server_left_with_cursor_prepare_and_listen_serves_the_next_client(pg, proxy, config):
+    # the regression run's sequence: a client leaves a server with a WITH
+    # HOLD cursor, a PREPARE and a LISTEN; the next one's statements, down
+    # to DROP ROLE after RESET SESSION AUTHORIZATION, are all answered
     pg.su.execute("DROP ROLE IF EXISTS pool_safety_tmp")
     pg.su.execute("CREATE ROLE pool_safety_tmp")
     pg.su.execute("GRANT pool_safety_tmp TO alice")
-    p = proxy(config(mode="transaction",
-                     pool={"max_pool_size": 20, "query_wait_timeout_secs": 2}))
-    with p.connect() as a:
-        a.execute("DECLARE held CURSOR WITH HOLD FOR SELECT 1")
-        a.execute("PREPARE left_stmt AS SELECT 1")
-        a.execute("LISTEN left_chan")
-    with p.connect() as b:
-        def statements():
-            b.execute("SET ROLE pool_safety_tmp")
-            b.execute("RESET SESSION AUTHORIZATION")
-            b.execute("SELECT 1")
-            return b.execute("SELECT current_user").fetchone()[0]
-        assert bounded(statements, 30) == "alice"
-    pg.su.execute("REVOKE pool_safety_tmp FROM alice")
-    with p.connect() as b:
-        bounded(lambda: b.execute("SELECT 1"), 30)
-    pg.su.execute("DROP ROLE pool_safety_tmp")
+    pg.su.execute("ALTER ROLE alice CREATEROLE")
+    try:
+        p = proxy(config(mode="transaction",
+                         pool={"max_pool_size": 20, "query_wait_timeout_secs": 2}))
+        with p.connect() as a:
+            def first():
+                a.execute("DECLARE held CURSOR WITH HOLD FOR SELECT 1")
+                a.execute("PREPARE left_stmt AS SELECT 1")
+                a.execute("LISTEN left_chan")
+            bounded(first, 30)
+        with p.connect() as b:
+            def statements():
+                b.execute("SET ROLE pool_safety_tmp")
+                b.execute("RESET SESSION AUTHORIZATION")
+                b.execute("CREATE ROLE pool_safety_tmp2")
+                b.execute("RESET SESSION AUTHORIZATION")
+                b.execute("DROP ROLE pool_safety_tmp2")
+                return b.execute("SELECT current_user").fetchone()[0]
+            assert bounded(statements, 30) == "alice"
+        with p.connect() as b:
+            assert bounded(lambda: b.execute("SELECT 1").fetchone()[0], 30) == 1
+    finally:
+        pg.su.execute("ALTER ROLE alice NOCREATEROLE")
+        pg.su.execute("DROP ROLE IF EXISTS pool_safety_tmp2")
+        pg.su.execute("DROP ROLE IF EXISTS pool_safety_tmp")
 
 
 def test_listen_whose_hub_cannot_log_in_fails_within_the_wait_timeout(pg, proxy, config):
@@ -223,6 +235,30 @@ def test_pool_wait_in_transaction_mode_ends_with_53300_naming_the_pool(pg, proxy
         holder.execute("COMMIT")
     with p.connect() as c:
         assert c.execute("SELECT 1").fetchone()[0] == 1
+
+
+def helioctl(p, *args):
+    r = run([str(helios_bin() / "helioctl"), "-c", str(p.config_path), *args], timeout=30,
+            check=False)
+    assert r.returncode == 0, f"helioctl {args}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def test_client_held_for_a_drained_primary_gets_53300_after_the_wait_timeout(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"query_wait_timeout_secs": 2}))
+    with p.connect() as c:
+        c.execute("SELECT 1")  # logged in; the pool knows the login parameters
+        helioctl(p, "drain", "primary")
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(psycopg.Error) as e:
+                bounded(lambda: c.execute("SELECT 1"), 30)
+            assert e.value.sqlstate == "53300", e.value
+            assert "drained" in str(e.value), e.value
+            assert time.monotonic() - t0 < 20
+        finally:
+            helioctl(p, "undrain", "primary")
+        assert c.execute("SELECT 2").fetchone()[0] == 2  # the connection stays
 
 
 # ---------------------------------------------------------------------------
