@@ -2,7 +2,6 @@
 backend is not a node failure, any successful use closes the circuit
 breaker, and every wait for a server is bounded."""
 
-import json
 import socket
 import threading
 import time
