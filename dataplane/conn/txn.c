@@ -520,8 +520,10 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 			set_server_param(sv, ep->cap_buf, ep->cap_len);
 		if (ep->cap_type == 'E' && ep->cap_len && ep->cap_got == ep->cap_len)
 			sv_note_error(sv, ep->cap_buf, ep->cap_len); /* a FATAL: why it closes */
-		if (sv->qa && (ep->cap_type == 'C' || ep->cap_type == 'E') && ep->cap_len &&
-		    ep->cap_got == ep->cap_len)
+		if (sv->qa &&
+		    (ep->cap_type == 'C' ||
+		     (ep->cap_type == 'E' && (sv->cur_act == RQ_FWD || sv->e_hold))) &&
+		    ep->cap_len && ep->cap_got == ep->cap_len)
 			analytics_response(sv, ep->cap_type, ep->cap_buf, ep->cap_len);
 		if (sv->e_hold) {
 			sv->e_hold = false;
