@@ -601,13 +601,20 @@ static void listen_wait_end(struct client *cl)
 	tx_client_input(cl);
 }
 
+static void listen_fail(struct client *cl, const char *sqlstate, const char *why);
+
 void cl_listen_check(struct client *cl)
 {
 	if (!cl->listen_wait || cl->state != CL_ACTIVE)
 		return;
-	for (int i = 0; i < cl->n_listen_chans; i++)
-		if (!listen_active(cl, cl->listen_chans[i]))
-			return;
+	for (int i = 0; i < cl->n_listen_chans; i++) {
+		if (listen_active(cl, cl->listen_chans[i]))
+			continue;
+		if (listen_hub_lost(cl))
+			/* its login failed or it closed: nothing will confirm it */
+			listen_fail(cl, "08006", "could not be opened or was lost");
+		return;
+	}
 	cl_flush_notify(cl);
 	if (cl_at_boundary(cl) && !cl->notify_len)
 		ep_send_bytes(&cl->ep, cl->listen_answer, cl->listen_answer_len);
@@ -616,33 +623,39 @@ void cl_listen_check(struct client *cl)
 	listen_wait_end(cl);
 }
 
-/* A LISTEN the pool's hub has not confirmed within query_wait_timeout_secs
- * (its connection cannot log in, the node is slow): the client gets an
- * error for it instead of waiting for ever, and keeps its connection. */
-static void listen_timeout(struct client *cl, int secs)
+/* A LISTEN the pool's hub cannot confirm (its connection failed, or did
+ * not confirm within query_wait_timeout_secs): the client gets an error
+ * for it instead of waiting for ever, and keeps its connection. */
+static void listen_fail(struct client *cl, const char *sqlstate, const char *why)
 {
 	const char *chan = cl->n_listen_chans ? cl->listen_chans[0] : "?";
 	char msg[400];
 	snprintf(msg, sizeof(msg),
-	         "LISTEN \"%s\": the pool's LISTEN connection (database \"%s\", user \"%s\") did "
-	         "not confirm within %d s (query_wait_timeout_secs)",
-	         chan, cl->database, cl->user, secs);
+	         "LISTEN \"%s\": the pool's LISTEN connection (database \"%s\", user \"%s\") %s",
+	         chan, cl->database, cl->user, why);
 	log_warn("client %llu %s user=%s db=%s: %s", (unsigned long long)cl->id, cl->peer, cl->user,
 	         cl->database, msg);
 	for (int i = 0; i < cl->n_listen_chans; i++)
 		listen_unsubscribe(cl, cl->listen_chans[i]);
 	if (!cl_at_boundary(cl)) {
-		cl_close(cl, "57014", msg);
+		cl_close(cl, sqlstate, msg);
 		return;
 	}
 	cl_flush_notify(cl);
 	uint8_t buf[1024];
 	struct pgw_out o;
 	pgw_out_init(&o, buf, sizeof(buf));
-	pgw_error(&o, "ERROR", "57014", msg, NULL);
+	pgw_error(&o, "ERROR", sqlstate, msg, NULL);
 	pgw_ready(&o, 'I');
 	cl_send_msg(cl, &o);
 	listen_wait_end(cl);
+}
+
+static void listen_timeout(struct client *cl, int secs)
+{
+	char why[100];
+	snprintf(why, sizeof(why), "did not confirm within %d s (query_wait_timeout_secs)", secs);
+	listen_fail(cl, "57014", why);
 }
 
 void cl_get_server_for_tx(struct client *cl)

@@ -93,8 +93,9 @@ def test_terminated_idle_servers_are_never_handed_out(pg, proxy, config, mode):
     assert "circuit breaker for node primary: open" not in p.log()
 
 
-def test_terminated_busy_and_idle_servers_do_not_open_the_breaker(pg, proxy, config):
-    p = proxy(config(mode="transaction", pool={"max_pool_size": 20, "idle_timeout_secs": 0},
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_terminated_busy_and_idle_servers_do_not_open_the_breaker(pg, proxy, config, mode):
+    p = proxy(config(mode=mode, pool={"max_pool_size": 20, "idle_timeout_secs": 0},
                      circuit_breaker={"failure_threshold": 3, "recovery_timeout_secs": 60}))
     fill_pool(p, 5)  # idle servers
     busy = [p.connect() for _ in range(10)]
@@ -198,7 +199,7 @@ def test_server_left_with_cursor_prepare_and_listen_serves_the_next_client(pg, p
         pg.su.execute("DROP ROLE IF EXISTS pool_safety_tmp")
 
 
-def test_listen_whose_hub_cannot_log_in_fails_within_the_wait_timeout(pg, proxy, config):
+def test_listen_whose_hub_cannot_log_in_gets_an_error(pg, proxy, config):
     # md5user may hold one backend: its pooled server; the LISTEN hub's own
     # login is refused (53300), so the LISTEN can never be confirmed
     pg.su.execute("ALTER ROLE md5user CONNECTION LIMIT 1")
@@ -210,8 +211,9 @@ def test_listen_whose_hub_cannot_log_in_fails_within_the_wait_timeout(pg, proxy,
             t0 = time.monotonic()
             with pytest.raises(psycopg.Error) as e:
                 bounded(lambda: c.execute("LISTEN no_hub_chan"), 30)
-            assert e.value.sqlstate == "57014", e.value
-            assert "query_wait_timeout_secs" in str(e.value), e.value
+            # the hub's login failed: told at once, not after the timeout
+            assert e.value.sqlstate == "08006", e.value
+            assert "LISTEN connection" in str(e.value), e.value
             assert time.monotonic() - t0 < 20
             # the connection stays usable
             assert c.execute("SELECT 2").fetchone()[0] == 2
@@ -276,6 +278,8 @@ class Forwarder:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.pairs = []
+        self.swallow = False  # accept new connections but never answer
+        self.swallowed = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -284,6 +288,9 @@ class Forwarder:
                 a, _ = self.sock.accept()
             except OSError:
                 return
+            if self.swallow:
+                self.swallowed.append(a)
+                continue
             b = socket.create_connection(("127.0.0.1", self.target))
             self.pairs.append((a, b))
             for x, y in ((a, b), (b, a)):
@@ -316,6 +323,8 @@ class Forwarder:
 
     def close(self):
         self.refuse()
+        for a in self.swallowed:
+            a.close()
         for a, b in self.pairs:
             a.close()
             b.close()
@@ -356,3 +365,27 @@ def _try(c):
         return c.execute("SELECT 1").fetchone()[0] == 1
     except psycopg.OperationalError:
         return False
+
+
+def test_listen_the_hub_cannot_confirm_gets_57014_after_the_wait_timeout(pg, proxy, config):
+    fwd = Forwarder(pg.port)
+    try:
+        cfg = config(mode="transaction",
+                     pool={"max_pool_size": 5, "query_wait_timeout_secs": 2,
+                           "server_connect_timeout_secs": 60},
+                     health_check_interval_secs=600,
+                     routing={"lag_check_interval_secs": 600})
+        cfg["nodes"][0]["port"] = fwd.port
+        p = proxy(cfg)
+        with p.connect() as c:
+            c.execute("SELECT 1")  # a pooled server through the relay
+            fwd.swallow = True  # the hub's connection is accepted, never answered
+            t0 = time.monotonic()
+            with pytest.raises(psycopg.Error) as e:
+                bounded(lambda: c.execute("LISTEN slow_hub_chan"), 40)
+            assert e.value.sqlstate == "57014", e.value
+            assert "query_wait_timeout_secs" in str(e.value), e.value
+            assert time.monotonic() - t0 < 30
+            assert c.execute("SELECT 2").fetchone()[0] == 2  # the connection stays
+    finally:
+        fwd.close()
