@@ -415,6 +415,16 @@ void cl_hold_wait_check(struct client *cl, const struct timespec *now)
 		cl_close(cl, "53300", msg);
 }
 
+/* One line per idle server found dead at hand-out (a terminated backend):
+ * the client does not see it, the operator may want to. */
+static void log_dead_idle(const struct server *sv)
+{
+	log_info("server %llu %s:%d db=%s user=%s: idle backend %u has ended (terminated?); "
+	         "closed instead of handed out",
+	         (unsigned long long)sv->id, sv->node_host, sv->node_port, sv->database, sv->user,
+	         sv->backend_pid);
+}
+
 static void acquire(struct client *cl)
 {
 	const struct cfg *c = cl->snap->cfg;
@@ -484,6 +494,7 @@ static void acquire(struct client *cl)
 		case POOL_GOT:
 			sv_attach(sv, cl->w);
 			if (!sv_alive(sv)) {
+				log_dead_idle(sv);
 				sv_close(sv); /* uncounts and may pass a permit on */
 				continue;
 			}
@@ -687,10 +698,13 @@ void cl_handoff_arrived(struct client *cl)
 	}
 	if (sv) {
 		sv_attach(sv, cl->w);
-		if (sv->signature == cl->signature && sv_alive(sv)) {
+		bool same = sv->signature == cl->signature;
+		if (same && sv_alive(sv)) {
 			bind_server(cl, sv);
 			return;
 		}
+		if (same)
+			log_dead_idle(sv);
 		/* different startup parameters (or dead): its slot goes to a new
 		 * connection opened in its place */
 		sv->counted = false;
