@@ -382,6 +382,8 @@ static void refuse_pending(struct client *cl, const char *sqlstate, const char *
 	pgw_error(&o, "ERROR", sqlstate, msg, NULL);
 	pgw_ready(&o, 'I');
 	cl_send_msg(cl, &o);
+	if (cl->ep.paused && !cl->server)
+		cl_resume_source(cl); /* stopped while a large request waited */
 	if (cl->ep.in_len)
 		tx_client_input(cl);
 }
