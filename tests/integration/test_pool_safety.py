@@ -132,13 +132,13 @@ def bounded(fn, limit):
     """Runs fn in a thread; fails if it has not returned after limit seconds."""
     box = {}
 
-    def run():
+    def body():
         try:
             box["value"] = fn()
         except BaseException as e:  # reported to the caller
             box["error"] = e
 
-    t = threading.Thread(target=run, daemon=True)
+    t = threading.Thread(target=body, daemon=True)
     t.start()
     t.join(limit)
     assert not t.is_alive(), f"still waiting after {limit} s"
@@ -389,3 +389,22 @@ def test_listen_the_hub_cannot_confirm_gets_57014_after_the_wait_timeout(pg, pro
             assert c.execute("SELECT 2").fetchone()[0] == 2  # the connection stays
     finally:
         fwd.close()
+
+
+def pool_idle(p):
+    """helios_pool_servers_idle of alice's pool on the primary (None if absent)."""
+    for line in metrics(p).splitlines():
+        if (line.startswith("helios_pool_servers_idle{") and '"appdb"' in line
+                and '"alice"' in line and '"primary"' in line):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return None
+
+
+def test_dead_idle_servers_leave_the_pool_without_a_client_asking(pg, proxy, config):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 10, "idle_timeout_secs": 0}))
+    fill_pool(p, 4)
+    assert wait_for(lambda: pool_idle(p) == 4, timeout=15), metrics(p)
+    terminate(pg, alice_backends(pg, "idle"))
+    # the once-a-second maintenance finds them dead and closes them
+    assert wait_for(lambda: pool_idle(p) == 0, timeout=15), pool_idle(p)
+    assert "circuit breaker for node primary: open" not in p.log()
