@@ -199,10 +199,13 @@ static const struct cfg_key keys[] = {
 
     {"circuit_breaker", "failure_threshold", CFG_KEY_INT, F_CFG(circuit_breaker.failure_threshold),
      "5", 0, 1000, NULL, 0,
-     "Consecutive connection failures or server crashes that open a node's breaker; 0 = off."},
+     "Consecutive node failures (connect failures and timeouts, a server lost silently or "
+     "with 57P02/57P03) that open a node's breaker; a terminated backend (57P01) does not "
+     "count; 0 = off."},
     {"circuit_breaker", "recovery_timeout_secs", CFG_KEY_INT,
      F_CFG(circuit_breaker.recovery_timeout_secs), "10", 1, 3600, NULL, 0,
-     "An open breaker lets one probe connection through after this long."},
+     "An open breaker lets one probe request through after this long (and again each "
+     "period until the node answers)."},
 
     {"cache", "enabled", CFG_KEY_BOOL, F_CFG(cache.enabled), "false", 0, 0, NULL, 0,
      "Cache results of read-only, deterministic statements (transaction/statement pooling); "
@@ -373,7 +376,9 @@ static const struct cfg_section sections[] = {
      "entry; the keywords win over a node of the same name."},
     {"circuit_breaker", false, "[circuit_breaker]",
      "Per node: after failure_threshold consecutive failures the node's breaker opens and "
-     "it gets no new server connections until a probe connection succeeds."},
+     "it gets no new traffic; after recovery_timeout_secs one request probes it. Any success "
+     "of the node (a login, a ReadyForQuery, the probe's included) closes it; see "
+     "docs/routing.md."},
     {"cache", false, "[cache]",
      "Query result cache; see docs/cache.md. Only transaction and statement pooling use it. "
      "An entry is served at most default_ttl_secs, or its table's ttl_secs from "

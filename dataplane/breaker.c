@@ -7,6 +7,8 @@
 #include "common/cpwire.h"
 #include "common/log.h"
 
+#include <string.h>
+
 static struct {
 	int state;          /* enum breaker_state, atomic */
 	int failures;       /* consecutive, atomic */
@@ -87,9 +89,33 @@ void breaker_failure(const struct cfg *c, int i, const char *why)
 	}
 }
 
-void breaker_success(const struct cfg *c, int i)
+bool breaker_needs_success(int i)
 {
 	if (i < 0 || i >= BREAKER_MAX_NODES)
+		return false;
+	return __atomic_load_n(&nodes[i].failures, __ATOMIC_RELAXED) != 0 ||
+	       __atomic_load_n(&nodes[i].state, __ATOMIC_RELAXED) != BREAKER_CLOSED;
+}
+
+bool breaker_fatal_is_node_failure(const char *sqlstate)
+{
+	if (!sqlstate || !sqlstate[0])
+		return true; /* closed without a word */
+	return !strcmp(sqlstate, "57P02") || !strcmp(sqlstate, "57P03");
+}
+
+void breaker_reset(int i)
+{
+	if (i < 0 || i >= BREAKER_MAX_NODES)
+		return;
+	__atomic_store_n(&nodes[i].failures, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&nodes[i].state, BREAKER_CLOSED, __ATOMIC_RELEASE);
+	__atomic_store_n(&nodes[i].opened_ms, 0, __ATOMIC_RELEASE);
+}
+
+void breaker_success(const struct cfg *c, int i)
+{
+	if (!breaker_needs_success(i))
 		return;
 	__atomic_store_n(&nodes[i].failures, 0, __ATOMIC_RELEASE);
 	if (__atomic_exchange_n(&nodes[i].state, BREAKER_CLOSED, __ATOMIC_ACQ_REL) !=

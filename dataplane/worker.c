@@ -478,6 +478,8 @@ static void tick(struct worker *w)
 		if (cl->held_for_primary && conn_elapsed(&cl->wait_start, &now) >=
 		                                cl->snap->cfg->routing.failover_timeout_secs)
 			cl_hold_expired(cl);
+		else if (!cl->held_for_primary)
+			cl_hold_wait_check(cl, &now); /* a drained node: query_wait_timeout */
 	}
 	/* servers that take too long to connect or log in */
 	struct snap *sn = snap_current();
@@ -485,14 +487,8 @@ static void tick(struct worker *w)
 	snap_unref(sn);
 	for (struct server *sv = w->logins, *next; sv; sv = next) {
 		next = sv->login_next;
-		if (conn_elapsed(&sv->created, &now) > connect_timeout) {
-			log_warn("server %s:%d: connect/login timed out after %d s", sv->node_host,
-			         sv->node_port, connect_timeout);
-			if (sv->client)
-				cl_server_failed(sv->client, NULL, 0, "08006",
-				                 "timed out connecting to the database server");
-			sv_close(sv);
-		}
+		if (conn_elapsed(&sv->created, &now) > connect_timeout)
+			sv_login_timeout(sv, connect_timeout);
 	}
 	for (struct client *cl = w->clients, *next; cl; cl = next) {
 		next = cl->all_next;

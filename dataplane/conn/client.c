@@ -355,7 +355,14 @@ void cl_hold_check(struct client *cl)
 /* The transaction cannot be served (no primary, breaker open for the node
  * it names): its first request gets an ErrorResponse and ReadyForQuery,
  * the connection stays. Without a whole request to answer, it closes. */
+static void refuse_pending(struct client *cl, const char *sqlstate, const char *msg);
+
 void cl_refuse_pending(struct client *cl, const char *msg)
+{
+	refuse_pending(cl, "08006", msg);
+}
+
+static void refuse_pending(struct client *cl, const char *sqlstate, const char *msg)
 {
 	uint32_t used = 0;
 	bool whole = false;
@@ -373,16 +380,18 @@ void cl_refuse_pending(struct client *cl, const char *msg)
 	log_info("client %llu %s user=%s db=%s: %s", (unsigned long long)cl->id, cl->peer, cl->user,
 	         cl->database, msg);
 	if (!whole || !cl->txn) {
-		cl_close(cl, "08006", msg);
+		cl_close(cl, sqlstate, msg);
 		return;
 	}
 	ep_in_consume(&cl->ep, used);
 	uint8_t buf[1024];
 	struct pgw_out o;
 	pgw_out_init(&o, buf, sizeof(buf));
-	pgw_error(&o, "ERROR", "08006", msg, NULL);
+	pgw_error(&o, "ERROR", sqlstate, msg, NULL);
 	pgw_ready(&o, 'I');
 	cl_send_msg(cl, &o);
+	if (cl->ep.paused && !cl->server)
+		cl_resume_source(cl); /* stopped while a large request waited */
 	if (cl->ep.in_len)
 		tx_client_input(cl);
 }
@@ -397,6 +406,33 @@ void cl_hold_expired(struct client *cl)
 	         "promoted (routing.failover_timeout_secs)",
 	         cl->snap->cfg->routing.failover_timeout_secs);
 	cl_refuse_pending(cl, msg);
+}
+
+void cl_hold_wait_check(struct client *cl, const struct timespec *now)
+{
+	int t = cl->snap->cfg->pool.query_wait_timeout_secs;
+	if (t <= 0 || conn_elapsed(&cl->wait_start, now) < t || ctl_is_paused(cl->database))
+		return;
+	worker_unhold(cl->w, cl);
+	char msg[300];
+	snprintf(msg, sizeof(msg),
+	         "query_wait_timeout: waited %d s for a server of database \"%s\": its node is "
+	         "drained (helioctl undrain)",
+	         t, cl->database);
+	if (cl->txn && cl->state == CL_ACTIVE && !cl->login_pending)
+		refuse_pending(cl, "53300", msg);
+	else
+		cl_close(cl, "53300", msg);
+}
+
+/* One line per idle server found dead at hand-out (a terminated backend):
+ * the client does not see it, the operator may want to. */
+static void log_dead_idle(const struct server *sv)
+{
+	log_info("server %llu %s:%d db=%s user=%s: idle backend %u has ended (terminated?); "
+	         "closed instead of handed out",
+	         (unsigned long long)sv->id, sv->node_host, sv->node_port, sv->database, sv->user,
+	         sv->backend_pid);
 }
 
 static void acquire(struct client *cl)
@@ -458,13 +494,17 @@ static void acquire(struct client *cl)
 		cl_close(cl, "53200", "out of memory");
 		return;
 	}
-	for (int tries = 0; tries < 64; tries++) {
+	/* each turn that goes round closes one dead idle server, so this ends:
+	 * a client is served by a live one or a new connection, however many
+	 * backends were terminated */
+	for (;;) {
 		struct server *sv;
 		enum pool_grant g = pool_acquire(cl->pool, cl, pool_max(cl->pool), &sv);
 		switch (g) {
 		case POOL_GOT:
 			sv_attach(sv, cl->w);
 			if (!sv_alive(sv)) {
+				log_dead_idle(sv);
 				sv_close(sv); /* uncounts and may pass a permit on */
 				continue;
 			}
@@ -486,7 +526,6 @@ static void acquire(struct client *cl)
 			return;
 		}
 	}
-	cl_close(cl, "08006", "could not get a live server connection");
 }
 
 /* Transaction pooling: answers the login from the parameters a server of
@@ -524,13 +563,26 @@ static bool tx_login_from_cache(struct client *cl)
 	return true;
 }
 
+/* Transaction pooling: may the proxy put a message of its own on the
+ * client's stream now? Yes without a server; with one (a pinned client
+ * keeps its server), when every answer the server owes has been relayed
+ * and no message is half-way through. A pinned client's LISTEN answer and
+ * its notifications must not wait for a release that never comes. */
+static bool cl_at_boundary(const struct client *cl)
+{
+	const struct server *sv = cl->server;
+	if (!sv)
+		return true;
+	return cl->txn && sv->client == cl && sv->txn && sv->state == SV_ACTIVE &&
+	       sv->rq_len == 0 && sv->cur_left == 0 && sv->hdr_n == 0 && !cl->stream_left;
+}
+
 void cl_deliver_notify(struct client *cl, const uint8_t *msg, uint32_t len)
 {
 	if (cl->state != CL_ACTIVE)
 		return;
-	if (!cl->server) {
-		/* between transactions the client's stream is at a message
-		 * boundary: send now */
+	if (!cl->notify_len && cl_at_boundary(cl)) {
+		/* between messages: send now */
 		ep_send_bytes(&cl->ep, msg, len);
 		return;
 	}
@@ -546,7 +598,7 @@ void cl_deliver_notify(struct client *cl, const uint8_t *msg, uint32_t len)
 
 void cl_flush_notify(struct client *cl)
 {
-	if (!cl->notify_len || cl->server || cl->state != CL_ACTIVE)
+	if (!cl->notify_len || cl->state != CL_ACTIVE || !cl_at_boundary(cl))
 		return;
 	ep_send_bytes(&cl->ep, cl->notify_buf, cl->notify_len);
 	free(cl->notify_buf);
@@ -554,18 +606,10 @@ void cl_flush_notify(struct client *cl)
 	cl->notify_len = 0;
 }
 
-void cl_listen_check(struct client *cl)
+/* The LISTEN wait is over (confirmed, or timed out): what the client sent
+ * meanwhile runs. */
+static void listen_wait_end(struct client *cl)
 {
-	if (!cl->listen_wait || cl->state != CL_ACTIVE)
-		return;
-	for (int i = 0; i < cl->n_listen_chans; i++)
-		if (!listen_active(cl, cl->listen_chans[i]))
-			return;
-	cl->listen_wait = false;
-	if (!cl->server)
-		ep_send_bytes(&cl->ep, cl->listen_answer, cl->listen_answer_len);
-	else
-		cl_deliver_notify(cl, cl->listen_answer, cl->listen_answer_len);
 	free(cl->listen_answer);
 	cl->listen_answer = NULL;
 	for (int i = 0; i < cl->n_listen_chans; i++)
@@ -573,7 +617,66 @@ void cl_listen_check(struct client *cl)
 	free(cl->listen_chans);
 	cl->listen_chans = NULL;
 	cl->n_listen_chans = 0;
-	tx_client_input(cl); /* what it sent meanwhile */
+	cl->listen_wait = false;
+	cl->listen_wait_start = (struct timespec){0};
+	tx_client_input(cl);
+}
+
+static void listen_fail(struct client *cl, const char *sqlstate, const char *why);
+
+void cl_listen_check(struct client *cl)
+{
+	if (!cl->listen_wait || cl->state != CL_ACTIVE)
+		return;
+	for (int i = 0; i < cl->n_listen_chans; i++) {
+		if (listen_active(cl, cl->listen_chans[i]))
+			continue;
+		if (listen_hub_lost(cl))
+			/* its login failed or it closed: nothing will confirm it */
+			listen_fail(cl, "08006", "could not be opened or was lost");
+		return;
+	}
+	cl_flush_notify(cl);
+	if (cl_at_boundary(cl) && !cl->notify_len)
+		ep_send_bytes(&cl->ep, cl->listen_answer, cl->listen_answer_len);
+	else
+		cl_deliver_notify(cl, cl->listen_answer, cl->listen_answer_len);
+	listen_wait_end(cl);
+}
+
+/* A LISTEN the pool's hub cannot confirm (its connection failed, or did
+ * not confirm within query_wait_timeout_secs): the client gets an error
+ * for it instead of waiting for ever, and keeps its connection. */
+static void listen_fail(struct client *cl, const char *sqlstate, const char *why)
+{
+	const char *chan = cl->n_listen_chans ? cl->listen_chans[0] : "?";
+	char msg[400];
+	snprintf(msg, sizeof(msg),
+	         "LISTEN \"%s\": the pool's LISTEN connection (database \"%s\", user \"%s\") %s",
+	         chan, cl->database, cl->user, why);
+	log_warn("client %llu %s user=%s db=%s: %s", (unsigned long long)cl->id, cl->peer, cl->user,
+	         cl->database, msg);
+	for (int i = 0; i < cl->n_listen_chans; i++)
+		listen_unsubscribe(cl, cl->listen_chans[i]);
+	if (!cl_at_boundary(cl)) {
+		cl_close(cl, sqlstate, msg);
+		return;
+	}
+	cl_flush_notify(cl);
+	uint8_t buf[1024];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_error(&o, "ERROR", sqlstate, msg, NULL);
+	pgw_ready(&o, 'I');
+	cl_send_msg(cl, &o);
+	listen_wait_end(cl);
+}
+
+static void listen_timeout(struct client *cl, int secs)
+{
+	char why[100];
+	snprintf(why, sizeof(why), "did not confirm within %d s (query_wait_timeout_secs)", secs);
+	listen_fail(cl, "57014", why);
 }
 
 void cl_get_server_for_tx(struct client *cl)
@@ -605,10 +708,13 @@ void cl_handoff_arrived(struct client *cl)
 	}
 	if (sv) {
 		sv_attach(sv, cl->w);
-		if (sv->signature == cl->signature && sv_alive(sv)) {
+		bool same = sv->signature == cl->signature;
+		if (same && sv_alive(sv)) {
 			bind_server(cl, sv);
 			return;
 		}
+		if (same)
+			log_dead_idle(sv);
 		/* different startup parameters (or dead): its slot goes to a new
 		 * connection opened in its place */
 		sv->counted = false;
@@ -622,6 +728,17 @@ void cl_handoff_arrived(struct client *cl)
 
 void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 {
+	/* LISTEN answers waiting for the hub: bounded like a pool wait */
+	for (struct client *c = w->clients, *next; c; c = next) {
+		next = c->all_next;
+		if (!c->listen_wait || c->state != CL_ACTIVE)
+			continue;
+		int t = c->snap->cfg->pool.query_wait_timeout_secs;
+		if (!c->listen_wait_start.tv_sec && !c->listen_wait_start.tv_nsec)
+			c->listen_wait_start = *now; /* within a tick of the LISTEN */
+		else if (t > 0 && conn_elapsed(&c->listen_wait_start, now) >= t)
+			listen_timeout(c, t);
+	}
 	struct client *cl = w->waiting_head;
 	while (cl) {
 		struct client *next = cl->wlist_next;
@@ -634,11 +751,17 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 				snprintf(
 				    msg, sizeof(msg),
 				    "query_wait_timeout: no server connection became free "
-				    "within %d s in pool \"%s\" (database \"%s\", user \"%s\", "
+				    "within %d s in pool \"%s/%s\" (database \"%s\", user \"%s\", "
 				    "max_pool_size %d)",
-				    t, pool_database(cl->pool), pool_database(cl->pool),
-				    pool_user(cl->pool), pool_max(cl->pool));
-				cl_close(cl, "53300", msg);
+				    t, pool_database(cl->pool), pool_user(cl->pool),
+				    pool_database(cl->pool), pool_user(cl->pool),
+				    pool_max(cl->pool));
+				if (cl->txn && cl->state == CL_ACTIVE && !cl->login_pending)
+					/* between transactions: that request fails, the
+					 * connection stays */
+					refuse_pending(cl, "53300", msg);
+				else
+					cl_close(cl, "53300", msg);
 			}
 		}
 		cl = next;

@@ -88,7 +88,8 @@ struct client {
 	uint32_t listen_answer_len;
 	char **listen_chans; /* channels it waits for */
 	int n_listen_chans;
-	bool zombie; /* closed while a pool hand-off is in flight */
+	struct timespec listen_wait_start; /* first tick that saw listen_wait; 0: not yet */
+	bool zombie;                       /* closed while a pool hand-off is in flight */
 	char user[64];
 	char database[64];
 	char peer[64];
@@ -244,6 +245,9 @@ struct server {
 	uint8_t client_key[32];
 	char user[64];
 	char database[64];
+	/* SQLSTATE of the last FATAL/PANIC it sent: at its close, tells a
+	 * terminated backend (not counted) from a node going down */
+	char fatal_code[6];
 };
 
 /* One request sent to a server whose answer is still to come. */
@@ -324,6 +328,9 @@ const char *cl_state_str(enum cl_state s);
 void cl_hold_check(struct client *cl);
 /* A client held for a primary waited failover_timeout_secs: refused. */
 void cl_hold_expired(struct client *cl);
+/* A client held for a drained node longer than query_wait_timeout_secs
+ * gets 53300 (a PAUSE is not a wait: it has no limit). */
+void cl_hold_wait_check(struct client *cl, const struct timespec *now);
 /* The console thread's answer for an admin client. */
 void cl_admin_reply(struct client *cl, const uint8_t *msg, uint32_t len);
 /* A server (or a right to open one) arrived for a waiting client. */
@@ -358,7 +365,17 @@ void sv_attach(struct server *sv, struct worker *w);
 const char *sv_state_str(enum sv_state s);
 void sv_resume_source(struct server *sv);
 void sv_client_data(struct server *sv, struct io_chunk *c);
+/* May an idle pooled server be handed out? False when its socket has
+ * closed or it sent anything while idle (a FATAL of a terminated backend,
+ * EOF): one non-blocking MSG_PEEK recv, no I/O in flight needed. */
 bool sv_alive(struct server *sv);
+/* An ErrorResponse body from the server: a FATAL's SQLSTATE is kept. */
+void sv_note_error(struct server *sv, const uint8_t *body, uint32_t len);
+/* A ReadyForQuery from a server in use: the node works (breaker). */
+void sv_node_ok(struct server *sv);
+/* A connect or login that took longer than server_connect_timeout_secs:
+ * counted against the node, the waiting client told, the server closed. */
+void sv_login_timeout(struct server *sv, int secs);
 void sv_free_detached(struct server *sv);
 /* Looks cl's secret up with [auth] auth_query; answers cl_auth_query_done. */
 int sv_auth_query(struct worker *w, struct client *cl, int node_idx);

@@ -214,12 +214,23 @@ void listen_notify(struct server *sv, const uint8_t *body, uint32_t len)
 	pthread_mutex_unlock(&hub_mu);
 }
 
-/* The listener went away: the next subscription opens a new one. */
+static void wake_listen_waiters(void)
+{
+	for (int i = 0, n = workers_started(); i < n; i++) {
+		__atomic_store_n(&g_workers[i].listen_check, true, __ATOMIC_RELEASE);
+		io_loop_wakeup(g_workers[i].loop);
+	}
+}
+
+/* The listener went away: the next subscription opens a new one; clients
+ * waiting for a LISTEN to be confirmed are told now (cl_listen_check). */
 void listen_listener_gone(struct server *sv)
 {
+	bool lost = false;
 	pthread_mutex_lock(&hub_mu);
 	struct hub *h = sv->hub;
 	if (h && h->listener == sv) {
+		lost = true;
 		h->listener = NULL;
 		h->lw = NULL;
 		h->in_len = 0;
@@ -230,6 +241,17 @@ void listen_listener_gone(struct server *sv)
 		         pool_database(h->pool), pool_user(h->pool));
 	}
 	pthread_mutex_unlock(&hub_mu);
+	if (lost)
+		wake_listen_waiters();
+}
+
+bool listen_hub_lost(struct client *cl)
+{
+	pthread_mutex_lock(&hub_mu);
+	struct hub *h = cl->pool ? hub_of(cl->pool, false) : NULL;
+	bool lost = !h || !h->listener;
+	pthread_mutex_unlock(&hub_mu);
+	return lost;
 }
 
 void listen_listener_ready(struct server *sv)
@@ -278,8 +300,5 @@ void listen_listener_acked(struct server *sv)
 		hub_sync(h); /* commands held back by a full queue */
 	}
 	pthread_mutex_unlock(&hub_mu);
-	for (int i = 0, n = workers_started(); i < n; i++) {
-		__atomic_store_n(&g_workers[i].listen_check, true, __ATOMIC_RELEASE);
-		io_loop_wakeup(g_workers[i].loop);
-	}
+	wake_listen_waiters();
 }

@@ -23,6 +23,9 @@ void listen_listener_gone(struct server *sv);
 /* True once the hub's LISTEN on channel is confirmed by the server. */
 bool listen_active(struct client *cl, const char *channel);
 void listen_listener_acked(struct server *sv);
+/* True when cl's pool hub has no listener connection (its login failed or
+ * it closed): nothing will confirm a LISTEN cl waits for. */
+bool listen_hub_lost(struct client *cl);
 /* Worker tick: LISTEN/UNLISTEN asked for from other workers. */
 void listen_worker_tick(struct worker *w);
 

@@ -127,13 +127,41 @@ void sv_node_failure(struct server *sv, const char *why)
 
 void sv_node_success(struct server *sv)
 {
-	if (breaker_state(sv->node_idx) != BREAKER_CLOSED) {
-		struct snap *sn = snap_current();
-		breaker_success(sn ? sn->cfg : NULL, sv->node_idx);
-		snap_unref(sn);
-	} else {
-		breaker_success(NULL, sv->node_idx); /* resets the failure count */
-	}
+	if (!breaker_needs_success(sv->node_idx))
+		return; /* the common case: nothing counted, breaker closed */
+	struct snap *sn = snap_current();
+	breaker_success(sn ? sn->cfg : NULL, sv->node_idx);
+	snap_unref(sn);
+}
+
+void sv_node_ok(struct server *sv)
+{
+	sv_node_success(sv);
+}
+
+void sv_note_error(struct server *sv, const uint8_t *body, uint32_t len)
+{
+	/* 'V' is the untranslated severity (9.6+); 'S' may be localised */
+	const char *sev = pgw_error_field(body, len, 'V');
+	if (!sev)
+		sev = pgw_error_field(body, len, 'S');
+	if (!sev || (strcmp(sev, "FATAL") && strcmp(sev, "PANIC")))
+		return;
+	const char *code = pgw_error_field(body, len, 'C');
+	snprintf(sv->fatal_code, sizeof(sv->fatal_code), "%s", code ? code : "XX000");
+}
+
+void sv_login_timeout(struct server *sv, int secs)
+{
+	char msg[320];
+	snprintf(msg, sizeof(msg), "server %s:%d: connect/login timed out after %d s",
+	         sv->node_host, sv->node_port, secs);
+	log_warn("%s", msg);
+	sv_node_failure(sv, msg);
+	if (sv->client)
+		cl_server_failed(sv->client, NULL, 0, "08006",
+		                 "timed out connecting to the database server");
+	sv_close(sv);
 }
 
 /* Builds the startup packet: the pool's user and database, then every
@@ -380,16 +408,15 @@ void sv_attach(struct server *sv, struct worker *w)
 
 bool sv_alive(struct server *sv)
 {
-	/* A server parked less than a second ago is taken on trust: a check
-	 * costs a syscall per transaction, and a server that died meanwhile
-	 * fails the next query as PgBouncer's would (server_check_delay). */
-	struct timespec now;
-	conn_now(&now);
-	if (conn_elapsed(&sv->last_used, &now) < 1.0)
-		return true;
+	/* Always checked, however recently it was parked: a backend can be
+	 * terminated (pg_terminate_backend, idle_session_timeout) at any time,
+	 * and a client handed its leftover FATAL has lost its request. Idle
+	 * servers are not watched by a loop (any worker may adopt them), so
+	 * the check is here: one non-blocking syscall per hand-out, small
+	 * next to the round trip to the server it precedes. */
 	uint8_t b;
 	ssize_t r = recv(sv->ep.sock.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	/* anything readable on an idle server is a FATAL or EOF */
+	/* anything readable on an idle server is a FATAL, a notice or EOF */
 	return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
@@ -542,9 +569,9 @@ void sv_set_param(struct server *sv, const char *name, const char *value)
 /* Messages the proxy reads while relaying server -> client. */
 static bool wants_capture(const struct server *sv, uint8_t type)
 {
-	if (type == PGW_MSG_READY || type == PGW_MSG_PARAM_STATUS)
-		return true;
-	return sv->state == SV_RESETTING && type == PGW_MSG_ERROR;
+	/* errors are rare: all are read, so a FATAL's SQLSTATE is known when
+	 * the server closes */
+	return type == PGW_MSG_READY || type == PGW_MSG_PARAM_STATUS || type == PGW_MSG_ERROR;
 }
 
 static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, uint32_t len);
@@ -607,8 +634,10 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 	switch (type) {
 	case PGW_MSG_READY:
 		sv->tx_status = len ? (char)body[0] : 'I';
-		if (sv->state == SV_ACTIVE)
+		if (sv->state == SV_ACTIVE) {
 			stats_ready(sv, sv->tx_status);
+			sv_node_ok(sv);
+		}
 		if (sv->state == SV_RESETTING) {
 			if (sv->tx_status == 'I' && sv->clean)
 				park(sv);
@@ -625,6 +654,7 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 		return;
 	}
 	case PGW_MSG_ERROR:
+		sv_note_error(sv, body, len);
 		if (sv->state == SV_RESETTING) {
 			const char *m = pgw_error_field(body, len, 'M');
 			log_warn("server %s:%d: reset query failed: %s", sv->node_host,
@@ -819,8 +849,18 @@ static void sv_on_eof(struct io_sock *s, int err)
 	}
 	if (sv->state == SV_ACTIVE && sv->client && splice_hup(sv->client, true))
 		return; /* closed once its last bytes reached the client */
-	if (sv->state == SV_ACTIVE && sv->client)
-		sv_node_failure(sv, "the server closed a connection in use (crash or shutdown)");
+	if (sv->state == SV_ACTIVE && sv->client && breaker_fatal_is_node_failure(sv->fatal_code)) {
+		/* a crash, a node shutting down or a lost network; one backend
+		 * terminated (57P01) or timed out is not the node's failure */
+		char why[160];
+		snprintf(why, sizeof(why), "the server closed a connection in use (%s)",
+		         sv->fatal_code[0] ? sv->fatal_code : "without an error: crash or network");
+		sv_node_failure(sv, why);
+	} else if (sv->state == SV_ACTIVE && sv->client) {
+		log_info("server %llu %s:%d: backend %u ended (%s); not a node failure",
+		         (unsigned long long)sv->id, sv->node_host, sv->node_port, sv->backend_pid,
+		         sv->fatal_code);
+	}
 	log_debug("server %llu %s:%d: closed by the server (%d)", (unsigned long long)sv->id,
 	          sv->node_host, sv->node_port, err);
 	sv_close(sv);
@@ -840,6 +880,7 @@ static void park(struct server *sv)
 		sv_close(sv);
 		return;
 	}
+	sv_node_ok(sv); /* parked after a ReadyForQuery: the node works */
 	sv->state = SV_IDLE;
 	sv->parking = true;
 	sv->last_used = now;

@@ -359,8 +359,8 @@ void sv_process_login(struct server *sv)
 			log_info("server %s:%d db=%s user=%s: %s", sv->node_host, sv->node_port,
 			         sv->database, sv->user, line);
 			const char *code = pgw_error_field(m.body, m.len, 'C');
-			if (code && !strncmp(code, "57P", 3))
-				sv_node_failure(sv, line); /* starting up, shutting down */
+			if (code && code[0] && breaker_fatal_is_node_failure(code))
+				sv_node_failure(sv, line); /* starting up, shutting down, crashed */
 			struct client *cl = sv->client;
 			sv->client = NULL;
 			if (cl && cl->connecting == sv)

@@ -262,6 +262,8 @@ static void park_server(struct server *sv);
 /* Gives the server back when nothing ties the client to it any more. */
 static void maybe_release(struct client *cl, struct server *sv)
 {
+	if (cl->notify_len)
+		cl_flush_notify(cl); /* a pinned client gets them between requests */
 	if (cl->server != sv || cl->pins || cl->ep.in_len || cl->stream_left ||
 	    !tx_server_clean(sv) || cl->login_pending)
 		return;
@@ -285,6 +287,7 @@ static void on_ready(struct client *cl, struct server *sv, struct rq popped, cha
                      struct outb *o, bool emit_z)
 {
 	sv->tx_status = status;
+	sv_node_ok(sv); /* the node answered (closes a half-open breaker) */
 	if (popped.act == RQ_FWD && !(popped.flags & RQ_F_LOGIN)) {
 		stats_ready(sv, status);
 		if (sv->qa)
@@ -488,7 +491,7 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		ep->cap_len = 0;
 		bool for_analytics =
 		    sv->qa && (type == 'C' || type == 'E') && sv->cur_act == RQ_FWD;
-		if ((type == 'Z' || type == 'S' || sv->e_hold || for_analytics) &&
+		if ((type == 'Z' || type == 'S' || type == 'E' || sv->e_hold || for_analytics) &&
 		    mlen <= EP_CAPTURE_MAX) {
 			if (!ep->cap_buf)
 				ep->cap_buf = malloc(EP_CAPTURE_MAX);
@@ -515,8 +518,12 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		/* the whole message has passed */
 		if (ep->cap_type == 'S' && ep->cap_len && ep->cap_got == ep->cap_len)
 			set_server_param(sv, ep->cap_buf, ep->cap_len);
-		if (sv->qa && (ep->cap_type == 'C' || ep->cap_type == 'E') && ep->cap_len &&
-		    ep->cap_got == ep->cap_len)
+		if (ep->cap_type == 'E' && ep->cap_len && ep->cap_got == ep->cap_len)
+			sv_note_error(sv, ep->cap_buf, ep->cap_len); /* a FATAL: why it closes */
+		if (sv->qa &&
+		    (ep->cap_type == 'C' ||
+		     (ep->cap_type == 'E' && (sv->cur_act == RQ_FWD || sv->e_hold))) &&
+		    ep->cap_len && ep->cap_got == ep->cap_len)
 			analytics_response(sv, ep->cap_type, ep->cap_buf, ep->cap_len);
 		if (sv->e_hold) {
 			sv->e_hold = false;

@@ -334,7 +334,10 @@ struct server *pool_collect_expired(struct pool *p, const struct timespec *now, 
 		bool idle_expired = idle_timeout > 0 && p->total > min_idle &&
 		                    conn_elapsed(&sv->last_used, now) > idle_timeout;
 		bool too_old = lifetime > 0 && conn_elapsed(&sv->created, now) > lifetime;
-		if (idle_expired || too_old) {
+		/* a backend terminated while idle: gone from the counts within a
+		 * maintenance period even if no client asks for a server */
+		bool dead = !idle_expired && !too_old && !sv_alive(sv);
+		if (idle_expired || too_old || dead) {
 			*pp = sv->pool_next;
 			sv->pool_next = out;
 			out = sv;

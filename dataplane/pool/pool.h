@@ -54,8 +54,9 @@ void pool_drop(struct pool *p, int max_size);
 bool pool_cancel_wait(struct pool *p, struct client *cl);
 void pool_note_timeout(struct pool *p);
 
-/* Idle servers past idle_timeout (keeping min_idle) or lifetime, removed
- * and uncounted; linked through ->pool_next. */
+/* Idle servers past idle_timeout (keeping min_idle) or lifetime, or whose
+ * backend is gone (sv_alive), removed and uncounted; linked through
+ * ->pool_next. */
 struct server *pool_collect_expired(struct pool *p, const struct timespec *now, int idle_timeout,
                                     int lifetime, int min_idle);
 /* True (and counted) when the pool should open one more warm connection. */
