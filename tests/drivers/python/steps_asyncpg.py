@@ -66,7 +66,8 @@ async def step_copy_in(conn):
     # copy_records_to_table: COPY ... FROM STDIN (binary)
     await conn.copy_records_to_table(TABLE, records=[(i, f"row {i}") for i in range(1000, 2000)],
                                      columns=["id", "v"])
-    row = await conn.fetchrow(f"SELECT count(*), sum(id) FROM {TABLE} WHERE id BETWEEN 1000 AND 1999")
+    row = await conn.fetchrow(
+        f"SELECT count(*), sum(id) FROM {TABLE} WHERE id BETWEEN 1000 AND 1999")
     check(tuple(row) == (1000, sum(range(1000, 2000))), f"copied rows {row}")
 
 
@@ -112,7 +113,8 @@ async def step_notify(conn):
 
 
 async def step_large_result(conn):
-    t, b = await conn.fetchrow("SELECT repeat('x', 1048576), convert_to(repeat('y', 1048576), 'UTF8')")
+    t, b = await conn.fetchrow(
+        "SELECT repeat('x', 1048576), convert_to(repeat('y', 1048576), 'UTF8')")
     check(t == "x" * 1048576, "1 MiB text result")
     check(b == b"y" * 1048576, "1 MiB bytea result")
 

@@ -102,7 +102,8 @@ def step_copy_in(conn):
 def step_copy_out(conn):
     buf = io.StringIO()
     with conn.cursor() as cur:
-        cur.copy_expert("COPY (SELECT i, 'row ' || i FROM generate_series(1, 5000) i) TO STDOUT", buf)
+        cur.copy_expert(
+            "COPY (SELECT i, 'row ' || i FROM generate_series(1, 5000) i) TO STDOUT", buf)
     lines = buf.getvalue().splitlines()
     check(len(lines) == 5000 and lines[0] == "1\trow 1" and lines[-1] == "5000\trow 5000",
           f"COPY OUT gave {len(lines)} lines")
@@ -154,7 +155,8 @@ def roundtrip(conn, text_size, bytea_size):
     blob = (BLOB * (bytea_size // 256 + 1))[:bytea_size]
     got = one(conn, "SELECT length(x), md5(x) FROM (SELECT %s::text AS x) s", (text,))
     check(tuple(got) == (text_size, hashlib.md5(text.encode()).hexdigest()), f"text of {text_size}")
-    got = one(conn, "SELECT length(x), md5(x) FROM (SELECT %s::bytea AS x) s", (psycopg2.Binary(blob),))
+    got = one(conn, "SELECT length(x), md5(x) FROM (SELECT %s::bytea AS x) s",
+              (psycopg2.Binary(blob),))
     check(tuple(got) == (bytea_size, hashlib.md5(blob).hexdigest()), f"bytea of {bytea_size}")
 
 
