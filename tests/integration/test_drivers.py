@@ -86,9 +86,14 @@ KNOWN_FAILURES = {
     ("node-pg", "transaction"): [(LARGE, WHY_LARGE)],
 }
 # the whole run dies with the proxy
-# (the crash is a use-after-free: some runs survive, so this xfail is not
-# strict; make it strict, or drop it, with the fix)
+# The crash is a use-after-free that some runs survive: the xfail takes only
+# the proxy's death (ProxyCrashed); any other failure fails the test, and a
+# run that survives passes (XPASS, not strict). Drop the entry with the fix.
 KNOWN_FAILING_RUNS = {"transaction-tls-both": WHY_CRASH}
+
+
+class ProxyCrashed(AssertionError):
+    """heliosproxy died while a driver ran."""
 
 
 def known_steps(driver, pooling):
@@ -278,6 +283,14 @@ class Churn:
         return False
 
 
+def check_crash(p, driver, out=""):
+    if p.running():
+        return
+    p.check_exit = False  # reported here, not again at teardown
+    raise ProxyCrashed(f"heliosproxy exited with status {p.proc.returncode} while {driver} ran:\n"
+                       f"{out}\nproxy log tail:\n{p.log_tail(60)}")
+
+
 def run_driver(pg, proxy, config, tls_cert, argv, driver, pooling, steps, notify_secs=10):
     crt, key = tls_cert
     mode, server_mode = POOLINGS[pooling]
@@ -300,11 +313,13 @@ def run_driver(pg, proxy, config, tls_cert, argv, driver, pooling, steps, notify
             r = subprocess.run([*argv, *steps], capture_output=True, text=True, timeout=100,
                                env=env)
     except subprocess.TimeoutExpired as e:
+        check_crash(p, driver)
         pytest.fail(f"{driver} did not finish in 100 s; output so far:\n{e.stdout}\n{e.stderr}\n"
                     f"proxy log tail:\n{p.log_tail()}")
     finally:
         with pg.superuser(dbname=APPDB) as su:
             su.execute(f"DROP TABLE IF EXISTS {table}")
+    check_crash(p, driver, r.stdout)
     done = [line.split(" ", 1)[1] for line in r.stdout.splitlines() if line.startswith("ok ")]
     detail = (f"{driver} in {pooling} pooling exited {r.returncode}\nstdout:\n{r.stdout}\n"
               f"stderr:\n{r.stderr[-4000:]}\nproxy log tail:\n{p.log_tail()}")
@@ -323,7 +338,8 @@ def _main_params():
         for pooling in POOLINGS:
             marks = []
             if pooling in KNOWN_FAILING_RUNS:
-                marks = [pytest.mark.xfail(strict=False, reason=KNOWN_FAILING_RUNS[pooling])]
+                marks = [pytest.mark.xfail(strict=False, raises=ProxyCrashed,
+                                           reason=KNOWN_FAILING_RUNS[pooling])]
             yield pytest.param(driver, pooling, marks=marks, id=f"{driver}-{pooling}")
 
 
