@@ -19,6 +19,12 @@ PACKAGES=(
 	postgresql-15 postgresql-client-15 postgresql-contrib
 	redis-server slapd ldap-utils pgbouncer
 	openssl procps iproute2
+	# real drivers for tests/integration/test_drivers.py (node's pg comes from
+	# npm at test time)
+	python3-psycopg2 python3-asyncpg ruby-pg
+	libpostgresql-jdbc-java default-jdk-headless
+	golang-go golang-github-jackc-pgx-v4-dev
+	nodejs
 )
 
 # One dpkg-query call for all: prints "name status" for the known ones.
@@ -30,6 +36,11 @@ done < <(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PACKAGES[@]}" 2>
 for p in "${PACKAGES[@]}"; do
 	[[ -n "${ok[$p]:-}" ]] || missing+=("$p")
 done
+
+# Debian's nodejs comes without npm (NodeSource's has it built in)
+if ! command -v npm >/dev/null 2>&1; then
+	missing+=(npm)
+fi
 
 if ((${#missing[@]} == 0)); then
 	exit 0
