@@ -838,9 +838,6 @@ static void replay_batch(struct client *cl, struct server *sv)
 	free(local.buf);
 }
 
-/* Runs the whole messages in data[0..len) (the received chunk c, or the
- * client's buffer when c is NULL). Returns the bytes consumed; stops
- * early when no server is bound yet or the client closed. */
 static __thread struct sbuf tls_sb;
 
 void tx_worker_exit(void)
@@ -848,8 +845,14 @@ void tx_worker_exit(void)
 	sbuf_free(&tls_sb);
 }
 
+/* Runs the whole messages in data[0..len) (the received chunk c, or the
+ * client's buffer when c is NULL). Returns the bytes consumed; stops
+ * early when no server is bound yet or the client closed. When every
+ * byte of c passes unchanged, c itself is queued to the server and *took
+ * is set: c then belongs to the server's endpoint (under TLS it is
+ * already encrypted and released), and the caller must not touch it. */
 static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, struct io_chunk *c,
-                         bool *need_server)
+                         bool *need_server, bool *took)
 {
 	struct sbuf b = tls_sb; /* reused between calls: no allocation per batch */
 	struct outb local = {0};
@@ -944,6 +947,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			/* the common case: forward the buffer it arrived in */
 			c->off = (uint32_t)(data - c->data);
 			c->len = len;
+			*took = true;
 			ep_send_chunk(&sv->ep, c);
 			c = NULL;
 		} else {
@@ -974,8 +978,6 @@ out:
 	if (b.cap > (1u << 20))
 		sbuf_free(&b); /* do not keep a huge buffer per worker */
 	tls_sb = b;
-	if (c)
-		c->len = 0; /* not forwarded: the caller keeps what was not consumed */
 	return off;
 }
 
@@ -991,7 +993,8 @@ again:
 		goto release;
 	if (tx_rewrite_active(cl))
 		tx_rewrite_input(cl);
-	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server);
+	bool took = false;
+	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server, &took);
 	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
 		return;
 	if (used)
@@ -1029,16 +1032,17 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 		/* nothing pending: read the messages where they arrived */
 		uint8_t *data = c->data + off;
 		bool need_server = false; /* tx_client_input below asks */
-		uint32_t used = run_msgs(cl, data, len, c, &need_server);
-		if (cl->state == CL_CLOSING || cl->state == CL_CLOSED) {
-			if (c->len == 0)
-				io_chunk_release(cl->w->loop, c);
+		bool took = false;
+		uint32_t used = run_msgs(cl, data, len, c, &need_server, &took);
+		if (took) {
+			/* forwarded as is: c is the server endpoint's now (and may
+			 * already be freed), never read it again */
+			if (cl->state == CL_ACTIVE && cl->server && cl->server->client == cl)
+				maybe_release(cl, cl->server);
 			return;
 		}
-		if (c->len) {
-			/* forwarded as is */
-			if (cl->server && cl->server->client == cl)
-				maybe_release(cl, cl->server);
+		if (cl->state == CL_CLOSING || cl->state == CL_CLOSED) {
+			io_chunk_release(cl->w->loop, c);
 			return;
 		}
 		off += used;
