@@ -223,7 +223,9 @@ struct server {
 	uint8_t *batch;
 	uint32_t batch_len, batch_cap;
 	bool batch_sealed, batch_bad, retried, retry_armed, e_hold, replaying;
-	uint32_t resp_fwd; /* messages the client got for the current batch */
+	uint32_t resp_fwd;         /* messages the client got for the current batch */
+	uint32_t resp_synth_parse; /* of which ParseComplete the proxy answered itself */
+	uint32_t replay_quiet;     /* replay: Parses whose answer the client already has */
 	uint64_t retry_key;
 	struct qa *qa;       /* analytics: statements awaiting ReadyForQuery */
 	struct cache_sv *cs; /* result cache: an answer being recorded, writes to replay */

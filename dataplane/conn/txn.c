@@ -235,6 +235,8 @@ static void emit_head_synths(struct server *sv, struct outb *o)
 		synth_msg(o, h->synth, NULL, 0);
 		if ((h->flags & RQ_F_FILL) && sv->cs)
 			cache_tee_synth(sv, h->synth);
+		if (h->kind == RQ_PARSE)
+			sv->resp_synth_parse++;
 		rq_pop(sv);
 		sv->resp_fwd++;
 	}
@@ -454,10 +456,15 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		          (unsigned long long)sv->id, type, mlen,
 		          rq_first(sv) ? rq_first(sv)->kind : -1,
 		          rq_first(sv) ? rq_first(sv)->act : -1, sv->rq_len);
+		/* The client may have had ParseCompletes the proxy answered
+		 * itself because the statement was already on this server
+		 * (prepared there by any client): the replay does not repeat
+		 * them (replay_quiet). Any other answer rules a replay out. */
 		bool may_retry = false;
 		if (type == 'E' && rq_first(sv) && rq_first(sv)->kind == RQ_BIND &&
-		    rq_first(sv)->key && sv->resp_fwd == 0 && !sv->retried && sv->batch_sealed &&
-		    !sv->batch_bad && sv->tx_status == 'I' && mlen <= EP_CAPTURE_MAX) {
+		    rq_first(sv)->key && sv->resp_fwd == sv->resp_synth_parse && !sv->retried &&
+		    sv->batch_sealed && !sv->batch_bad && sv->tx_status == 'I' &&
+		    mlen <= EP_CAPTURE_MAX) {
 			may_retry = true;
 			sv->retry_key = rq_first(sv)->key;
 		}
@@ -550,7 +557,7 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 			continue;
 		}
 		if (ep->cap_type == 'Z') {
-			sv->resp_fwd = 0;
+			sv->resp_fwd = sv->resp_synth_parse = 0;
 			char status = ep->cap_len && ep->cap_got ? (char)ep->cap_buf[0] : 'I';
 			struct rq popped = {.act = RQ_FWD};
 			if (rq_first(sv)) {
@@ -686,6 +693,13 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 			break;
 		if (skipping)
 			return false; /* the server would ignore it; so does the client's view */
+		if (sv->replaying && sv->replay_quiet) {
+			/* replay: the client already has this Parse's answer */
+			sv->replay_quiet--;
+			if (!prep_server_has(&sv->prep, st->key))
+				inject_parse(sv, b, st, RQ_DROP);
+			return false;
+		}
 		if (prep_server_has(&sv->prep, st->key)) {
 			tx_rq_push(sv, RQ_PARSE, RQ_SYNTH, '1', 0, 0);
 			return false;
@@ -825,6 +839,7 @@ static void replay_batch(struct client *cl, struct server *sv)
 	         "retried",
 	         (unsigned long long)cl->id);
 	sv->replaying = true;
+	sv->replay_quiet = sv->resp_synth_parse;
 	for (uint32_t off = 0; off + 5 <= sv->batch_len;) {
 		uint32_t total = pgw_get_u32(sv->batch + off + 1) + 1;
 		if (client_msg(cl, sv, sv->batch + off, total, &b, &local))
@@ -832,6 +847,7 @@ static void replay_batch(struct client *cl, struct server *sv)
 		off += total;
 	}
 	sv->replaying = false;
+	sv->replay_quiet = 0;
 	if (!b.oom)
 		ep_send_bytes(&sv->ep, b.p, b.len);
 	sbuf_free(&b);

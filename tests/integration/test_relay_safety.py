@@ -96,3 +96,88 @@ def test_tls_both_sides_transaction_blocks_keep_the_proxy_alive(pg, proxy, confi
     with p.connect(sslmode="require") as c:
         assert c.execute("SELECT 42").fetchone() == (42,)
     assert_no_sanitizer_report(p)
+
+
+# ---------------------------------------------------------------------------
+# 3. A statement another client prepared on the same server is prepared
+#    again transparently when its result type changed.
+
+def recreate_shared_table(pg, coltype, value):
+    with pg.superuser(dbname=APPDB) as su:
+        su.execute("DROP TABLE IF EXISTS relay_shared")
+        su.execute(f"CREATE TABLE relay_shared (col {coltype})")
+        su.execute("INSERT INTO relay_shared VALUES (%s)", (value,))
+        su.execute("GRANT ALL ON relay_shared TO alice")
+
+
+@pytest.mark.parametrize("mode", ["transaction", "statement"])
+def test_statement_prepared_by_another_client_survives_result_type_change(pg, proxy, config,
+                                                                         mode):
+    p = proxy(config(mode=mode, pool={"max_pool_size": 1}))
+    recreate_shared_table(pg, "int", 1)
+    sql = "select col from relay_shared"
+    with psycopg.connect(p.dsn(ALICE[0], ALICE[1]), prepare_threshold=0, autocommit=True) as a:
+        assert a.execute(sql).fetchone() == (1,)
+        assert a.execute(sql).fetchone() == (1,)
+        recreate_shared_table(pg, "text", "two")
+        with psycopg.connect(p.dsn(ALICE[0], ALICE[1]), prepare_threshold=0,
+                             autocommit=True) as b:
+            # directly (or through PgBouncer) B prepares its own statement
+            # and succeeds; through a shared server it must too
+            assert b.execute(sql).fetchone() == ("two",)
+            assert b.execute(sql).fetchone() == ("two",)
+        # and A, whose statement is the same server statement, also recovers
+        assert a.execute(sql).fetchone() == ("two",)
+
+
+def extended_batch(c, stmt, sql, parse=True):
+    """Sends [Parse] Bind Describe Execute Sync in one write; returns the
+    messages up to ReadyForQuery."""
+    m = b""
+    if parse:
+        m += pgwire.message(b"P", pgwire.cstr(stmt) + pgwire.cstr(sql) + struct.pack("!H", 0))
+    m += pgwire.message(b"B", pgwire.cstr("") + pgwire.cstr(stmt) + struct.pack("!HHH", 0, 0, 0))
+    m += pgwire.message(b"D", b"P" + pgwire.cstr(""))
+    m += pgwire.message(b"E", pgwire.cstr("") + struct.pack("!I", 0))
+    m += pgwire.message(b"S")
+    c.send_raw(m)
+    msgs = []
+    while True:
+        msg = c.read_message()
+        assert msg is not None, f"connection closed; got {msgs}"
+        msgs.append(msg)
+        if msg[0] == b"Z":
+            return msgs
+
+
+def batch_rows(msgs):
+    errors = [pgwire.parse_fields(m[1]) for m in msgs if m[0] == b"E"]
+    assert not errors, errors
+    rows = []
+    for kind, payload in msgs:
+        if kind == b"D":
+            (ln,) = struct.unpack("!i", payload[2:6])
+            rows.append(payload[6:6 + ln].decode())
+    return rows
+
+
+@pytest.mark.parametrize("mode", ["transaction", "statement"])
+def test_statement_prepared_by_another_client_survives_result_type_change_in_one_batch(
+        pg, proxy, config, mode):
+    p = proxy(config(mode=mode, pool={"max_pool_size": 1}))
+    recreate_shared_table(pg, "int", 1)
+    sql = "select col from relay_shared"
+    with pgwire.connect("127.0.0.1", p.port, ALICE[0], APPDB, ALICE[1]) as a:
+        msgs = extended_batch(a, "stmt_a", sql)
+        assert [m[0] for m in msgs] == [b"1", b"2", b"T", b"D", b"C", b"Z"], msgs
+        assert batch_rows(msgs) == ["1"]
+        recreate_shared_table(pg, "text", "two")
+        with pgwire.connect("127.0.0.1", p.port, ALICE[0], APPDB, ALICE[1]) as b:
+            # Parse, Bind, Describe, Execute, Sync in one go (JDBC, pgx,
+            # node-postgres do this): one answer each, as directly
+            msgs = extended_batch(b, "stmt_b", sql)
+            assert batch_rows(msgs) == ["two"]
+            assert [m[0] for m in msgs] == [b"1", b"2", b"T", b"D", b"C", b"Z"], msgs
+            assert batch_rows(extended_batch(b, "stmt_b", sql, parse=False)) == ["two"]
+        assert batch_rows(extended_batch(a, "stmt_a", sql, parse=False)) == ["two"]
+    assert "prepared again and retried" in p.log()
