@@ -308,6 +308,11 @@ int ep_in_splice(struct endpoint *ep, uint32_t off, uint32_t old, const uint8_t 
 int ep_tls_decrypt(struct endpoint *ep, struct io_loop *l, struct io_chunk *raw,
                    struct io_chunk **out, int *closed);
 
+/* Checks a logged-in client's message header (type, length field) as
+ * PostgreSQL would: NULL when it passes, else the reason (in buf), for a
+ * FATAL 08P01 that closes the client before anything reaches a server. */
+const char *ep_frontend_check(uint8_t type, uint32_t mlen, char *buf, size_t n);
+
 /* client.c */
 void cl_accept(struct worker *w, int fd, bool is_unix);
 void cl_close(struct client *cl, const char *sqlstate, const char *msg);

@@ -884,8 +884,12 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait && !cl->rate_wait) {
 		const uint8_t *m = data + off;
 		uint32_t mlen = pgw_get_u32(m + 1);
-		if (mlen < 4 || mlen > PGW_MAX_MESSAGE) {
-			cl_close(cl, "08P01", "invalid message length from client");
+		char why[96];
+		const char *bad = ep_frontend_check(m[0], mlen, why, sizeof(why));
+		if (bad) {
+			/* before anything of it reaches a server: the server stays
+			 * clean (or is closed by the release), never a node failure */
+			cl_close(cl, "08P01", bad);
 			goto out;
 		}
 		if (m[0] == 'X') {

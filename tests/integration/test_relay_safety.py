@@ -181,3 +181,89 @@ def test_statement_prepared_by_another_client_survives_result_type_change_in_one
             assert batch_rows(extended_batch(b, "stmt_b", sql, parse=False)) == ["two"]
         assert batch_rows(extended_batch(a, "stmt_a", sql, parse=False)) == ["two"]
     assert "prepared again and retried" in p.log()
+
+
+# ---------------------------------------------------------------------------
+# 4. A client that breaks the protocol gets a FATAL and leaves; its server
+#    never sees the bad message, and nobody else notices.
+
+def send_bad_message(p, raw, user=ALICE):
+    """Logs in, runs a query, then sends a query and raw in one write (the
+    query's ReadyForQuery used to release the server before PostgreSQL's
+    answer to raw arrived); returns the messages received after the first
+    query until the proxy closed the connection (a timeout if it stays
+    open)."""
+    c = pgwire.connect("127.0.0.1", p.port, user[0], APPDB, user[1])
+    with c:
+        assert c.query("SELECT 1") == [["1"]]
+        c.send_raw(pgwire.message(b"Q", pgwire.cstr("SELECT 2")) + raw)
+        return c.read_until_close(timeout=10)
+
+
+def fatal_of(msgs):
+    errors = [pgwire.parse_fields(m[1]) for m in msgs if m[0] == b"E"]
+    assert errors, f"no ErrorResponse before the close: {msgs}"
+    return errors[-1]
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction", "statement"])
+@pytest.mark.parametrize("kind", [b"z", b"\x00"])
+def test_unknown_message_type_gets_fatal_and_closes(pg, proxy, config, mode, kind):
+    p = proxy(config(mode=mode, pool={"max_pool_size": 2}))
+    msgs = send_bad_message(p, kind + struct.pack("!I", 4))
+    err = fatal_of(msgs)
+    assert (err["S"], err["C"]) == ("FATAL", "08P01"), err
+    assert err["M"] == f"invalid frontend message type {kind[0]}", err
+    # the pool's servers are still good for the next client
+    with p.connect() as c:
+        assert c.execute("SELECT 2").fetchone() == (2,)
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_oversized_control_message_gets_fatal_and_closes(pg, proxy, config, mode):
+    # PostgreSQL closes silently on a Sync longer than 10,000 bytes; the
+    # proxy says why and never forwards it
+    p = proxy(config(mode=mode, pool={"max_pool_size": 2}))
+    msgs = send_bad_message(p, b"S" + struct.pack("!I", 20004) + b"\0" * 20000)
+    err = fatal_of(msgs)
+    assert (err["S"], err["C"]) == ("FATAL", "08P01"), err
+    assert "invalid message length" in err["M"], err
+    with p.connect() as c:
+        assert c.execute("SELECT 2").fetchone() == (2,)
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_clients_sending_unknown_messages_do_not_hurt_other_users(pg, proxy, config, tmp_path,
+                                                                  mode):
+    # session mode: one server per pgbench client
+    p = proxy(config(mode=mode, pool={"max_pool_size": 10 if mode == "session" else 2}))
+    for _ in range(8):
+        err = fatal_of(send_bad_message(p, b"z" + struct.pack("!I", 4)))
+        assert err["C"] == "08P01", err
+    script = tmp_path / "one.sql"
+    script.write_text("SELECT 1;\n")
+    out = pgbench(pg, p, script, "-c", "8", "-j", "2", "-T", "4", user=MD5USER)
+    assert failed_transactions(out) == 0, out
+    assert processed(out) > 0, out
+    assert "circuit breaker" not in p.log(), p.log_tail()
+    assert p.running()
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_terminated_server_fatal_reaches_the_client(pg, proxy, config, mode):
+    p = proxy(config(mode=mode, pool={"max_pool_size": 2}))
+    c = pgwire.connect("127.0.0.1", p.port, ALICE[0], APPDB, ALICE[1])
+    with c:
+        c.query("BEGIN")
+        pid = int(c.query("SELECT pg_backend_pid()")[0][0])
+        assert pg.su.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        msgs = c.read_until_close(timeout=10)
+    err = fatal_of(msgs)
+    assert (err["S"], err["C"]) == ("FATAL", "57P01"), err
+    # and through libpq: the next statement reports the server's FATAL
+    with p.connect(autocommit=False) as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        pg.su.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError) as ei:
+            wait_for(lambda: conn.execute("SELECT 1") and False, timeout=5)
+        assert "terminating connection due to administrator command" in str(ei.value)
