@@ -45,6 +45,7 @@ struct endpoint {
 	uint8_t *in;
 	uint32_t in_len, in_cap;
 	uint32_t in_seen; /* bytes at the start of in the statement rewriter has looked at */
+	uint32_t in_max;  /* assembly limit of in; 0: CONN_INBUF_MAX */
 	bool paused;      /* receive stopped for back-pressure */
 	bool want_tls_handshake;
 };
@@ -79,6 +80,8 @@ struct client {
 	struct prep_client prep;
 	struct prep_client sqlprep; /* SQL PREPARE name -> statement text */
 	uint32_t stream_left;       /* client bytes of a large message passed straight through */
+	bool stream_drop;           /* ... or dropped (the message was refused) */
+	bool drop_to_sync;          /* a refused extended batch: dropped up to its Sync */
 	uint32_t listens;           /* channels subscribed through the pool's hub */
 	uint8_t *notify_buf;        /* notifications waiting for a message boundary */
 	uint32_t notify_len;

@@ -135,7 +135,7 @@ bool ep_flushed(const struct endpoint *ep)
 /* Room for len bytes in the input buffer. */
 static int in_reserve(struct endpoint *ep, size_t len)
 {
-	if (len > CONN_INBUF_MAX)
+	if (len > (ep->in_max ? ep->in_max : CONN_INBUF_MAX))
 		return -EMSGSIZE;
 	if (len > ep->in_cap) {
 		uint32_t cap = ep->in_cap ? ep->in_cap : 1024;

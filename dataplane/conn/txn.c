@@ -29,8 +29,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TX_ASSEMBLE_MAX (256u * 1024u)        /* larger messages stream through */
-#define TX_INBUF_MAX    (64u * 1024u * 1024u) /* Parse/Bind/Query assembled up to this */
+/* Client messages up to TX_ASSEMBLE_MAX are assembled whole in the
+ * client's buffer and handled like any other (tracked, rewritten, cached,
+ * replayable). Larger ones (any size PostgreSQL accepts, up to 1 GB) are
+ * streamed to the server as they arrive (stream_start). Reading stops
+ * while more than TX_ASSEMBLE_MAX waits (for a server, say); with
+ * io_uring, what the kernel had already received still arrives (about
+ * 250 KB seen), so the hard limit, past which the client is closed with
+ * 54000, leaves room for a socket buffer's worth. */
+#define TX_ASSEMBLE_MAX (256u * 1024u)
+#define TX_INBUF_MAX    (TX_ASSEMBLE_MAX + 8u * 1024u * 1024u)
 
 uint64_t g_pin_count[PIN_COUNT];
 
@@ -46,6 +54,7 @@ const char *pin_reason_str(enum pin_reason r)
 
 int tx_client_init(struct client *cl)
 {
+	cl->ep.in_max = TX_INBUF_MAX;
 	guc_init(&cl->want);
 	guc_init(&cl->startup);
 	const char *names[PGW_MAX_PARAMS], *values[PGW_MAX_PARAMS];
@@ -854,6 +863,166 @@ static void replay_batch(struct client *cl, struct server *sv)
 	free(local.buf);
 }
 
+static void pin_untracked(struct client *cl, uint32_t total)
+{
+	if (cl->pins & (1u << PIN_UNTRACKED))
+		return;
+	cl->pins |= 1u << PIN_UNTRACKED;
+	__atomic_add_fetch(&g_pin_count[PIN_UNTRACKED], 1, __ATOMIC_RELAXED);
+	log_debug("client %llu: pinned to its server (untracked: a %u-byte message streamed)",
+	          (unsigned long long)cl->id, total);
+}
+
+/* A message larger than TX_ASSEMBLE_MAX (total bytes), of which the first
+ * avail (at least its header) are at m. What the proxy needs of it is at
+ * its start (the names of a Parse or Bind); the rest passes through as it
+ * arrives (cl->stream_left, tx_client_data). What cannot be followed:
+ * - a Query's text is not analysed: the client is pinned (untracked), as
+ *   for any statement too large to analyse;
+ * - a named Parse's text is not kept for preparing it on other servers:
+ *   it is prepared on this one under the client's own name, and the
+ *   client is pinned (untracked) to it;
+ * - a Bind of a named statement gets the server-side name (its prefix is
+ *   rewritten, the parameters stream).
+ * With pin_action = "error" what would pin is refused (0A000) and its
+ * bytes dropped (an extended batch up to its Sync). Puts the bytes for
+ * the server in b, the proxy's own answers in local. Returns the bytes of
+ * m consumed, or 0 to wait for more of its start. */
+static uint32_t stream_start(struct client *cl, struct server *sv, const uint8_t *m, uint32_t avail,
+                             uint32_t total, struct sbuf *b, struct outb *local)
+{
+	uint8_t type = m[0];
+	const uint8_t *body = m + 5;
+	uint32_t blen = avail - 5, len = total - 5;
+	bool skipping = sv->skip_to_sync;
+	bool refuse = cl->snap->cfg->pool.pin_action == 1 && !(cl->pins & (1u << PIN_UNTRACKED));
+	char status = sv->tx_status ? sv->tx_status : 'I';
+	char msg[400];
+	snprintf(msg, sizeof(msg),
+	         "this %u-byte %s is too large for the proxy to follow in transaction pooling "
+	         "(over %u KiB) and would tie the session to one server connection (untracked), "
+	         "which pool_mode.pin_action = \"error\" forbids",
+	         total, type == 'Q' ? "query" : "prepared statement", TX_ASSEMBLE_MAX / 1024);
+	const char *hint = "Use session pooling for this client, send large values as "
+	                   "parameters, or use the unnamed statement.";
+
+	switch (type) {
+	case 'Q':
+		if (refuse) {
+			tx_refuse(local, status, "0A000", msg, hint);
+			goto drop;
+		}
+		batch_record(sv, m, total); /* a simple query: never replayed */
+		pin_untracked(cl, total);
+		cache_note_unseen(cl, sv, false);
+		tx_rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
+		cache_request_end(sv);
+		if (sv->qa)
+			analytics_query(cl, sv, (const char *)body, blen);
+		break;
+	case 'F':
+		batch_record(sv, m, total);
+		tx_rq_push(sv, RQ_FUNC, RQ_FWD, 0, 0, 0);
+		break;
+	case 'P': {
+		const uint8_t *z = memchr(body, 0, blen);
+		if (!z && avail < total)
+			return 0;           /* its name is still to come */
+		batch_record(sv, m, total); /* too large to replay: marks the batch */
+		if (z && sv->qa && !skipping)
+			analytics_batch_text(cl, sv, (const char *)z + 1,
+			                     blen - (uint32_t)(z + 1 - body));
+		if (!z || z == body || skipping) {
+			/* the unnamed statement (or one the server ignores) */
+			cache_note_unseen(cl, sv, true);
+			if (!skipping)
+				tx_rq_push(sv, RQ_PARSE, RQ_FWD, 0, 0, 0);
+			break;
+		}
+		if (refuse) {
+			uint8_t buf[1024];
+			struct pgw_out e;
+			pgw_out_init(&e, buf, sizeof(buf));
+			pgw_error(&e, "ERROR", "0A000", msg, hint);
+			if (!e.overflow)
+				tx_ob_synth(local, buf, e.len);
+			cl->drop_to_sync = true; /* as the server would after an error */
+			goto drop;
+		}
+		prep_client_del(&cl->prep, (const char *)body); /* the name is this one's now */
+		pin_untracked(cl, total);
+		tx_rq_push(sv, RQ_PARSE, RQ_FWD, 0, 0, 0);
+		break;
+	}
+	case 'B': {
+		const uint8_t *zp = memchr(body, 0, blen);
+		const uint8_t *zs = zp ? memchr(zp + 1, 0, blen - (uint32_t)(zp + 1 - body)) : NULL;
+		if (!zs && avail < total)
+			return 0; /* its statement name is still to come */
+		batch_record(sv, m, total);
+		const char *name = zs ? (const char *)zp + 1 : "";
+		struct prep_stmt *st = name[0] ? prep_client_get(&cl->prep, name) : NULL;
+		if (!st) {
+			/* the unnamed statement, or a name the server knows as is */
+			if (zs && !name[0])
+				cache_note_bind(cl, sv, NULL, 0);
+			else
+				cache_note_unseen(cl, sv, false);
+			if (!skipping)
+				tx_rq_push(sv, RQ_BIND, RQ_FWD, 0, 0, 0);
+			break;
+		}
+		cache_note_bind(cl, sv, (const char *)st->body, st->body_len);
+		if (sv->qa)
+			analytics_batch_text(cl, sv, (const char *)st->body, st->body_len);
+		if (!skipping && !prep_server_has(&sv->prep, st->key))
+			inject_parse(sv, b, st, RQ_DROP);
+		/* the same message with the server-side name; the parameters
+		 * after it follow as they arrive */
+		uint32_t name_off = (uint32_t)((const uint8_t *)name - body);
+		uint32_t after = (uint32_t)(zs + 1 - body);
+		uint32_t nl = (uint32_t)strlen(st->sname) + 1;
+		tx_msg_hdr(b, 'B', name_off + nl + (len - after));
+		sbuf_append(b, body, name_off);
+		sbuf_append(b, st->sname, nl);
+		sbuf_append(b, body + after, blen - after);
+		if (!skipping)
+			tx_rq_push(sv, RQ_BIND, RQ_FWD, 0, 0, st->key);
+		cl->stream_left = total - avail;
+		return avail;
+	}
+	default:
+		break; /* COPY data: passed on */
+	}
+	sbuf_append(b, m, avail);
+	cl->stream_left = total - avail;
+	return avail;
+drop:
+	cl->stream_left = total - avail;
+	cl->stream_drop = cl->stream_left > 0;
+	return avail;
+}
+
+/* Back-pressure on the client: reading stops while its buffer holds more
+ * than one assembled message can need (it waits for a server, a throttle,
+ * the LISTEN hub...) or its server has much queued, and starts again when
+ * neither holds. */
+static void flow_check(struct client *cl)
+{
+	if (cl->state != CL_ACTIVE)
+		return;
+	struct server *sv = cl->server;
+	if (cl->ep.in_len > TX_ASSEMBLE_MAX || (sv && sv->ep.q_bytes > EP_HIGH_WATER)) {
+		if (!cl->ep.paused) {
+			cl->ep.paused = true;
+			io_recv_stop(&cl->ep.sock);
+		}
+	} else if (cl->ep.paused && (!sv || sv->ep.q_bytes < EP_LOW_WATER)) {
+		cl->ep.paused = false;
+		io_recv_start(&cl->ep.sock);
+	}
+}
+
 static __thread struct sbuf tls_sb;
 
 void tx_worker_exit(void)
@@ -896,8 +1065,33 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			cl_close(cl, NULL, NULL);
 			goto out;
 		}
-		if (rate_on && (size_t)mlen + 1 <= len - off) {
-			int g = tx_rate_gate(cl, sv, m, mlen + 1, &local);
+		uint32_t total = mlen + 1;
+		uint32_t avail = len - off < total ? len - off : total;
+		bool big = total > TX_ASSEMBLE_MAX;
+		if (cl->drop_to_sync) {
+			/* the rest of a batch refused at a message too large: the
+			 * server never saw it, the client gets what it would say */
+			all_pt = false;
+			if (pt_to > pt_from)
+				sbuf_append(&b, data + pt_from, pt_to - pt_from);
+			pt_from = pt_to = 0;
+			if (avail < total && !big)
+				break;
+			if (m[0] == 'S') {
+				uint8_t z[6] = {'Z', 0, 0,
+				                0,   5, sv && sv->tx_status ? sv->tx_status : 'I'};
+				tx_ob_synth(&local, z, 6);
+				cl->drop_to_sync = false;
+			}
+			off += avail;
+			cl->stream_left = total - avail;
+			cl->stream_drop = cl->stream_left > 0;
+			if (cl->stream_left)
+				break;
+			continue;
+		}
+		if (rate_on && (avail == total || big)) {
+			int g = tx_rate_gate(cl, sv, m, total, &local);
 			if (g == 0)
 				break;
 			if (g < 0) {
@@ -906,7 +1100,11 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 				if (pt_to > pt_from)
 					sbuf_append(&b, data + pt_from, pt_to - pt_from);
 				pt_from = pt_to = 0;
-				off += mlen + 1;
+				off += avail;
+				cl->stream_left = total - avail;
+				cl->stream_drop = cl->stream_left > 0;
+				if (cl->stream_left)
+					break;
 				continue;
 			}
 		}
@@ -915,21 +1113,24 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			*need_server = true;
 			break;
 		}
-		if ((size_t)mlen + 1 > len - off) {
-			if (mlen + 1 > TX_ASSEMBLE_MAX && m[0] != 'P' && m[0] != 'B' &&
-			    m[0] != 'Q') {
-				/* stream a large message (COPY data) straight through */
-				all_pt = false;
-				if (pt_to > pt_from)
-					sbuf_append(&b, data + pt_from, pt_to - pt_from);
-				pt_from = pt_to = 0;
-				sbuf_append(&b, m, len - off);
-				cl->stream_left = mlen + 1 - (len - off);
-				off = len;
-			}
-			break;
+		if (big) {
+			/* streamed: what precedes it goes first */
+			all_pt = false;
+			if (pt_to > pt_from)
+				sbuf_append(&b, data + pt_from, pt_to - pt_from);
+			pt_from = pt_to = 0;
+			if (m[0] == 'Q' || m[0] == 'F')
+				cl->rate_granted = false;
+			uint32_t used = stream_start(cl, sv, m, avail, total, &b, &local);
+			if (!used)
+				break;
+			off += used;
+			if (cl->stream_left)
+				break;
+			continue;
 		}
-		uint32_t total = mlen + 1;
+		if (avail < total)
+			break;
 		size_t l0 = b.len;
 		if (m[0] == 'Q' || m[0] == 'F' || m[0] == 'S') {
 			cl->rate_granted = false; /* the next request takes its own tokens */
@@ -1001,8 +1202,16 @@ out:
 	return off;
 }
 
+static void client_input(struct client *cl);
+
 /* Processes whole messages waiting in the client's buffer. */
 void tx_client_input(struct client *cl)
+{
+	client_input(cl);
+	flow_check(cl);
+}
+
+static void client_input(struct client *cl)
 {
 	bool need_server;
 again:
@@ -1041,10 +1250,24 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 {
 	uint32_t off = c->off, len = c->len;
 	if (cl->stream_left) {
+		/* the rest of a large message: straight through (or dropped) */
 		uint32_t take = len < cl->stream_left ? len : cl->stream_left;
+		struct server *sv = cl->server;
+		bool drop = cl->stream_drop;
 		cl->stream_left -= take;
-		if (cl->server)
-			ep_send_bytes(&cl->server->ep, c->data + off, take);
+		if (!cl->stream_left)
+			cl->stream_drop = false;
+		if (sv && !drop) {
+			stats_client_sent(sv, take);
+			if (take == len) {
+				/* all of the chunk is the message's: queued as it is
+				 * (it is the server endpoint's from here) */
+				ep_send_chunk(&sv->ep, c);
+				flow_check(cl);
+				return;
+			}
+			ep_send_bytes(&sv->ep, c->data + off, take);
+		}
 		off += take;
 		len -= take;
 	}
@@ -1074,13 +1297,7 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 		cl_close(cl, "54000", "message too large for transaction pooling");
 		return;
 	}
-	tx_client_input(cl);
-	if (cl->state == CL_ACTIVE && !cl->server && cl->ep.in_len > TX_ASSEMBLE_MAX &&
-	    !cl->ep.paused) {
-		/* waiting for a server: stop reading until one comes */
-		cl->ep.paused = true;
-		io_recv_stop(&cl->ep.sock);
-	}
+	tx_client_input(cl); /* e.g. waiting for a server: stops reading until one comes */
 }
 
 /* ------------------------------------------------------------ binding */
