@@ -79,6 +79,7 @@ struct client {
 	struct guc_set startup; /* its startup settings, for RESET */
 	struct prep_client prep;
 	struct prep_client sqlprep; /* SQL PREPARE name -> statement text */
+	struct prep_client rawprep; /* statements prepared under their own name (too large) */
 	uint32_t stream_left;       /* client bytes of a large message passed straight through */
 	bool stream_drop;           /* ... or dropped (the message was refused) */
 	bool drop_to_sync;          /* a refused extended batch: dropped up to its Sync */

@@ -77,6 +77,7 @@ void tx_client_free(struct client *cl)
 	guc_free(&cl->startup);
 	prep_client_free(&cl->prep);
 	prep_client_free(&cl->sqlprep);
+	prep_client_free(&cl->rawprep);
 	cache_client_free(cl);
 	if (cl->rate_wait && cl->w) {
 		cl->rate_wait = false;
@@ -757,6 +758,13 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 			name = pgw_get_str(body, len, &off);
 			if (name)
 				prep_client_del(&cl->prep, name);
+			if (name && prep_client_get(&cl->rawprep, name)) {
+				/* prepared on this server under its own name */
+				prep_client_del(&cl->rawprep, name);
+				if (!skipping)
+					tx_rq_push(sv, RQ_CLOSE, RQ_FWD, 0, 0, 0);
+				break;
+			}
 			if (!skipping)
 				tx_rq_push(sv, RQ_CLOSE, RQ_SYNTH, '3', 0, 0);
 			return false;
@@ -949,7 +957,10 @@ static uint32_t stream_start(struct client *cl, struct server *sv, const uint8_t
 			cl->drop_to_sync = true; /* as the server would after an error */
 			goto drop;
 		}
-		prep_client_del(&cl->prep, (const char *)body); /* the name is this one's now */
+		/* the name is this one's now; its Bind and Describe pass as they
+		 * are, its Close goes to the server */
+		prep_client_del(&cl->prep, (const char *)body);
+		prep_client_put(&cl->rawprep, (const char *)body, (const uint8_t *)"", 0);
 		pin_untracked(cl, total);
 		tx_rq_push(sv, RQ_PARSE, RQ_FWD, 0, 0, 0);
 		break;

@@ -412,3 +412,50 @@ def test_large_messages_refused_with_pin_action_error_keep_the_connection(pg, pr
         msgs = extended_batch(c, "", f"SELECT length('{big}')")
         assert batch_rows(msgs) == [str(len(big))]
         assert c.query("SELECT 5") == [["5"]]
+
+
+def big_named_batch(c, stmt, sql, parse=True, close=False):
+    m = b""
+    if close:
+        m += pgwire.message(b"C", b"S" + pgwire.cstr(stmt))
+    if parse:
+        m += pgwire.message(b"P", pgwire.cstr(stmt) + pgwire.cstr(sql) + struct.pack("!H", 0))
+    m += pgwire.message(b"B", pgwire.cstr("") + pgwire.cstr(stmt) + struct.pack("!HHH", 0, 0, 0))
+    m += pgwire.message(b"E", pgwire.cstr("") + struct.pack("!I", 0))
+    m += pgwire.message(b"S")
+    c.send_raw(m)
+    return read_until_ready(c)
+
+
+@pytest.mark.parametrize("mode", ["transaction", "statement"])
+def test_named_statement_too_large_to_keep_is_prepared_on_its_server(pg, proxy, config, mode):
+    p = proxy(config(mode=mode, pool={"max_pool_size": 2}))
+    big = "q" * (600 * 1024)
+    sql = f"SELECT length('{big}')"
+    with pgwire.connect("127.0.0.1", p.port, ALICE[0], APPDB, ALICE[1]) as c:
+        msgs = big_named_batch(c, "bigstmt", sql)
+        assert [m[0] for m in msgs] == [b"1", b"2", b"D", b"C", b"Z"], msgs
+        assert batch_rows(msgs) == [str(len(big))]
+        assert batch_rows(big_named_batch(c, "bigstmt", sql, parse=False)) == [str(len(big))]
+        # Close reaches the server, so the name can be prepared again
+        msgs = big_named_batch(c, "bigstmt", sql, close=True)
+        assert [m[0] for m in msgs] == [b"3", b"1", b"2", b"D", b"C", b"Z"], msgs
+        assert c.query("SELECT 3") == [["3"]]
+
+
+def test_tls_both_sides_large_messages(pg, proxy, config, client_cert, tmp_path, big_table):
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 1},
+                     tls=tls_both(client_cert, pg)))
+    data = os.urandom(16 * 1024 * 1024)
+    with psycopg.connect(p.dsn(ALICE[0], ALICE[1], sslmode="require"), autocommit=True,
+                         prepare_threshold=0) as c:
+        assert c.pgconn.ssl_in_use
+        for _ in range(2):
+            echoed = c.execute("SELECT %b::bytea", (data,), binary=True).fetchone()[0]
+            assert bytes(echoed) == data
+    text = "w" * (3 * 1024 * 1024)
+    f = tmp_path / "big.sql"
+    f.write_text(f"BEGIN;\nSELECT length('{text}');\nCOMMIT;\n")
+    r = psql(pg, p, "-f", str(f), sslmode="require")
+    assert str(len(text)) in r.stdout.split(), r
+    assert_no_sanitizer_report(p)
