@@ -893,11 +893,14 @@ static void pin_untracked(struct client *cl, uint32_t total)
  * - a Bind of a named statement gets the server-side name (its prefix is
  *   rewritten, the parameters stream).
  * With pin_action = "error" what would pin is refused (0A000) and its
- * bytes dropped (an extended batch up to its Sync). Puts the bytes for
- * the server in b, the proxy's own answers in local. Returns the bytes of
- * m consumed, or 0 to wait for more of its start. */
-static uint32_t stream_start(struct client *cl, struct server *sv, const uint8_t *m, uint32_t avail,
-                             uint32_t total, struct sbuf *b, struct outb *local)
+ * bytes dropped (an extended batch up to its Sync); when answers to
+ * earlier requests are still to come from the server, the refusal could
+ * not be put in its place among them, and the client is closed instead.
+ * Puts the bytes for the server in b, the proxy's own answers in local.
+ * Returns the bytes of m consumed, 0 to wait for more of its start, -1
+ * when the client was closed. */
+static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t *m, uint32_t avail,
+                            uint32_t total, struct sbuf *b, struct outb *local)
 {
 	uint8_t type = m[0];
 	const uint8_t *body = m + 5;
@@ -913,6 +916,15 @@ static uint32_t stream_start(struct client *cl, struct server *sv, const uint8_t
 	         total, type == 'Q' ? "query" : "prepared statement", TX_ASSEMBLE_MAX / 1024);
 	const char *hint = "Use session pooling for this client, send large values as "
 	                   "parameters, or use the unnamed statement.";
+	bool named = false;
+	if (type == 'P' && blen > 0) {
+		const uint8_t *z = memchr(body, 0, blen);
+		named = z && z != body && !skipping;
+	}
+	if (refuse && (type == 'Q' || named) && sv->rq_len) {
+		cl_close(cl, "0A000", msg);
+		return -1;
+	}
 
 	switch (type) {
 	case 'Q':
@@ -1132,10 +1144,12 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			pt_from = pt_to = 0;
 			if (m[0] == 'Q' || m[0] == 'F')
 				cl->rate_granted = false;
-			uint32_t used = stream_start(cl, sv, m, avail, total, &b, &local);
+			int64_t used = stream_start(cl, sv, m, avail, total, &b, &local);
+			if (used < 0)
+				goto out;
 			if (!used)
 				break;
-			off += used;
+			off += (uint32_t)used;
 			if (cl->stream_left)
 				break;
 			continue;
