@@ -54,7 +54,6 @@ const char *pin_reason_str(enum pin_reason r)
 
 int tx_client_init(struct client *cl)
 {
-	cl->ep.in_max = TX_INBUF_MAX;
 	guc_init(&cl->want);
 	guc_init(&cl->startup);
 	const char *names[PGW_MAX_PARAMS], *values[PGW_MAX_PARAMS];
@@ -1274,6 +1273,7 @@ release:
 void tx_client_data(struct client *cl, struct io_chunk *c)
 {
 	uint32_t off = c->off, len = c->len;
+	cl->ep.in_max = TX_INBUF_MAX; /* logged in: the login phase keeps the small limit */
 	if (cl->stream_left) {
 		/* the rest of a large message: straight through (or dropped) */
 		uint32_t take = len < cl->stream_left ? len : cl->stream_left;
