@@ -219,6 +219,7 @@ struct server {
 	uint8_t hdr[5];
 	uint8_t hdr_n;     /* partial header held back */
 	bool skip_to_sync; /* an error: the server ignores messages until Sync */
+	bool rx_partial;   /* a client message streamed to it is not complete yet */
 	bool err_in_query;
 	bool skip_pop; /* the message being relayed completes the head request */
 	bool z_raw;    /* the ReadyForQuery being relayed passes unchanged */

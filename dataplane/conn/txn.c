@@ -106,7 +106,7 @@ void tx_server_reset_state(struct server *sv)
 bool tx_server_clean(const struct server *sv)
 {
 	return sv->rq_len == 0 && sv->tx_status == 'I' && sv->hdr_n == 0 && sv->cur_left == 0 &&
-	       sv->ep.q_head == NULL && !sv->skip_to_sync;
+	       sv->ep.q_head == NULL && !sv->skip_to_sync && !sv->rx_partial;
 }
 
 /* ------------------------------------------------------------ request queue */
@@ -1011,6 +1011,7 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 		if (!skipping)
 			tx_rq_push(sv, RQ_BIND, RQ_FWD, 0, 0, st->key);
 		cl->stream_left = total - avail;
+		sv->rx_partial = cl->stream_left > 0;
 		return avail;
 	}
 	default:
@@ -1018,6 +1019,9 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 	}
 	sbuf_append(b, m, avail);
 	cl->stream_left = total - avail;
+	/* until its last byte, the server can serve nobody else, even with
+	 * nothing queued (CopyData outside COPY is answered by nothing) */
+	sv->rx_partial = cl->stream_left > 0;
 	return avail;
 drop:
 	cl->stream_left = total - avail;
@@ -1280,8 +1284,11 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 		struct server *sv = cl->server;
 		bool drop = cl->stream_drop;
 		cl->stream_left -= take;
-		if (!cl->stream_left)
+		if (!cl->stream_left) {
 			cl->stream_drop = false;
+			if (sv)
+				sv->rx_partial = false;
+		}
 		if (sv && !drop) {
 			stats_client_sent(sv, take);
 			if (take == len) {

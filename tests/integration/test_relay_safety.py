@@ -459,3 +459,19 @@ def test_tls_both_sides_large_messages(pg, proxy, config, client_cert, tmp_path,
     r = psql(pg, p, "-f", str(f), sslmode="require")
     assert str(len(text)) in r.stdout.split(), r
     assert_no_sanitizer_report(p)
+
+
+@pytest.mark.parametrize("mode", ["transaction", "statement"])
+def test_client_leaving_inside_a_streamed_message_does_not_pass_its_server_on(pg, proxy,
+                                                                             config, mode):
+    # CopyData outside COPY gets no answer, so nothing is queued on the
+    # server; a client that leaves after 300 KB of a 1 MB message left the
+    # server waiting for the rest, which the next client's query became
+    p = proxy(config(mode=mode, pool={"max_pool_size": 1}))
+    c = pgwire.connect("127.0.0.1", p.port, ALICE[0], APPDB, ALICE[1])
+    with c:
+        assert c.query("SELECT 1") == [["1"]]
+        c.send_raw(b"d" + struct.pack("!I", 1024 * 1024 + 4) + b"\0" * (300 * 1024))
+        time.sleep(0.5)
+    with pgwire.connect("127.0.0.1", p.port, ALICE[0], APPDB, ALICE[1], timeout=15) as other:
+        assert other.query("SELECT 2") == [["2"]]
