@@ -475,3 +475,27 @@ def test_client_leaving_inside_a_streamed_message_does_not_pass_its_server_on(pg
         time.sleep(0.5)
     with pgwire.connect("127.0.0.1", p.port, ALICE[0], APPDB, ALICE[1], timeout=15) as other:
         assert other.query("SELECT 2") == [["2"]]
+
+
+@pytest.mark.parametrize("mode", ["throttle", "reject"])
+def test_rate_limited_large_messages_are_counted_and_refused_whole(pg, proxy, config, mode):
+    cfg = config(mode="transaction", pool={"max_pool_size": 2})
+    cfg["rate_limit"] = {"queries_per_second": 5, "burst_size": 1, "mode": mode}
+    p = proxy(cfg)
+    data = os.urandom(1024 * 1024)
+    ok = refused = 0
+    with p.connect() as c:
+        for _ in range(6):
+            try:
+                got = c.execute("SELECT %b::bytea", (data,), binary=True).fetchone()[0]
+                assert bytes(got) == data
+                ok += 1
+            except psycopg.errors.ConfigurationLimitExceeded:
+                refused += 1  # its 1 MB was dropped, the connection goes on
+        time.sleep(0.5)
+        assert c.execute("SELECT %s::int + 1", (1,)).fetchone() == (2,)
+    assert ok >= 1
+    if mode == "throttle":
+        assert refused == 0
+    else:
+        assert refused >= 1
