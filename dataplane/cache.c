@@ -361,6 +361,23 @@ void cache_note_bind(struct client *cl, struct server *sv, const char *sql, size
 	apply_wsum(sv, &all);
 }
 
+void cache_note_unseen(struct client *cl, struct server *sv, bool unnamed_parse)
+{
+	if (!cache_on(cl))
+		return;
+	struct wsum all = {.used = true, .epoch = true};
+	if (!unnamed_parse) {
+		apply_wsum(sv, &all);
+		return;
+	}
+	if (!cl->cc)
+		cl->cc = calloc(1, sizeof(*cl->cc));
+	if (cl->cc) {
+		cl->cc->unnamed = all;
+		cl->cc->unnamed_set = true;
+	}
+}
+
 /* ------------------------------------------------------------ cacheability and key */
 
 /* Settings that cannot change a query's rows or their text form. */

@@ -62,6 +62,10 @@ void cache_note_query(struct client *cl, struct server *sv, const char *sql, siz
 void cache_note_parse(struct client *cl, struct server *sv, bool named, const char *sql,
                       size_t len);
 void cache_note_bind(struct client *cl, struct server *sv, const char *sql, size_t len);
+/* A statement whose text the proxy does not see (a message too large to
+ * assemble, streamed through): it may write anything. unnamed_parse: it
+ * is the unnamed statement's Parse (its Binds write anything). */
+void cache_note_unseen(struct client *cl, struct server *sv, bool unnamed_parse);
 /* A request ends (the Query or the Sync was queued): arming stops. */
 void cache_request_end(struct server *sv);
 bool cache_arming(const struct server *sv);

@@ -906,6 +906,26 @@ static void relay_to_server(struct client *cl, struct io_chunk *c)
 			cl_close(cl, "08P01", "invalid message length from client");
 			return;
 		}
+		char why[96];
+		const char *bad =
+		    ep_frontend_check(cl->ep.scan.type, cl->ep.scan.len + 4, why, sizeof(why));
+		if (bad) {
+			/* PostgreSQL would end the session; the proxy does it so the
+			 * server never sees it (a server closing after its FATAL
+			 * would look like a crash) */
+			if (pos >= (size_t)c->off + 5) {
+				c->len = (uint32_t)(pos - 5 - c->off);
+			} else {
+				sv->clean = false;
+				c->len = 0;
+			}
+			if (c->len)
+				sv_client_data(sv, c);
+			else
+				io_chunk_release(cl->w->loop, c);
+			cl_close(cl, "08P01", bad);
+			return;
+		}
 		if (cl->ep.scan.type == PGW_MSG_TERMINATE && pooled) {
 			/* forward what precedes the Terminate; if its header began in
 			 * an earlier chunk, part of it already went out and the

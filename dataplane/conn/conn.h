@@ -46,6 +46,7 @@ struct endpoint {
 	uint8_t *in;
 	uint32_t in_len, in_cap;
 	uint32_t in_seen; /* bytes at the start of in the statement rewriter has looked at */
+	uint32_t in_max;  /* assembly limit of in; 0: CONN_INBUF_MAX */
 	bool paused;      /* receive stopped for back-pressure */
 	bool want_tls_handshake;
 };
@@ -79,7 +80,10 @@ struct client {
 	struct guc_set startup; /* its startup settings, for RESET */
 	struct prep_client prep;
 	struct prep_client sqlprep; /* SQL PREPARE name -> statement text */
+	struct prep_client rawprep; /* statements prepared under their own name (too large) */
 	uint32_t stream_left;       /* client bytes of a large message passed straight through */
+	bool stream_drop;           /* ... or dropped (the message was refused) */
+	bool drop_to_sync;          /* a refused extended batch: dropped up to its Sync */
 	uint32_t listens;           /* channels subscribed through the pool's hub */
 	uint8_t *notify_buf;        /* notifications waiting for a message boundary */
 	uint32_t notify_len;
@@ -226,6 +230,7 @@ struct server {
 	uint8_t hdr[5];
 	uint8_t hdr_n;     /* partial header held back */
 	bool skip_to_sync; /* an error: the server ignores messages until Sync */
+	bool rx_partial;   /* a client message streamed to it is not complete yet */
 	bool err_in_query;
 	bool skip_pop; /* the message being relayed completes the head request */
 	bool z_raw;    /* the ReadyForQuery being relayed passes unchanged */
@@ -234,7 +239,9 @@ struct server {
 	uint8_t *batch;
 	uint32_t batch_len, batch_cap;
 	bool batch_sealed, batch_bad, retried, retry_armed, e_hold, replaying;
-	uint32_t resp_fwd; /* messages the client got for the current batch */
+	uint32_t resp_fwd;         /* messages the client got for the current batch */
+	uint32_t resp_synth_parse; /* of which ParseComplete the proxy answered itself */
+	uint32_t replay_quiet;     /* replay: Parses whose answer the client already has */
 	uint64_t retry_key;
 	struct qa *qa;       /* analytics: statements awaiting ReadyForQuery */
 	struct cache_sv *cs; /* result cache: an answer being recorded, writes to replay */
@@ -319,6 +326,11 @@ int ep_in_splice(struct endpoint *ep, uint32_t off, uint32_t old, const uint8_t 
  * released. */
 int ep_tls_decrypt(struct endpoint *ep, struct io_loop *l, struct io_chunk *raw,
                    struct io_chunk **out, int *closed);
+
+/* Checks a logged-in client's message header (type, length field) as
+ * PostgreSQL would: NULL when it passes, else the reason (in buf), for a
+ * FATAL 08P01 that closes the client before anything reaches a server. */
+const char *ep_frontend_check(uint8_t type, uint32_t mlen, char *buf, size_t n);
 
 /* client.c */
 void cl_accept(struct worker *w, int fd, bool is_unix);

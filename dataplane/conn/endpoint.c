@@ -9,6 +9,7 @@
 #include "dataplane/tls/tls.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,7 +135,7 @@ bool ep_flushed(const struct endpoint *ep)
 /* Room for len bytes in the input buffer. */
 static int in_reserve(struct endpoint *ep, size_t len)
 {
-	if (len > CONN_INBUF_MAX)
+	if (len > (ep->in_max ? ep->in_max : CONN_INBUF_MAX))
 		return -EMSGSIZE;
 	if (len > ep->in_cap) {
 		uint32_t cap = ep->in_cap ? ep->in_cap : 1024;
@@ -230,4 +231,42 @@ fail:
 	}
 	*out = NULL;
 	return r;
+}
+
+/* PostgreSQL's limit for the short control messages (PQ_SMALL_MESSAGE_LIMIT). */
+#define FE_SMALL_MAX 10000u
+
+const char *ep_frontend_check(uint8_t type, uint32_t mlen, char *buf, size_t n)
+{
+	uint32_t max;
+	switch (type) {
+	case 'Q':
+	case 'F':
+	case 'B':
+	case 'P':
+	case 'd':
+		max = PGW_MAX_MESSAGE;
+		break;
+	case 'X':
+	case 'C':
+	case 'D':
+	case 'E':
+	case 'H':
+	case 'S':
+	case 'c':
+	case 'f':
+		max = FE_SMALL_MAX;
+		break;
+	default:
+		/* PostgreSQL answers FATAL and ends the session; forwarded, it
+		 * would leave a dying server behind for the pool */
+		snprintf(buf, n, "invalid frontend message type %d", type);
+		return buf;
+	}
+	if (mlen < 4 || mlen > max) {
+		/* PostgreSQL closes without a word (COMMERROR) */
+		snprintf(buf, n, "invalid message length %u for message type %d", mlen, type);
+		return buf;
+	}
+	return NULL;
 }

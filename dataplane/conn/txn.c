@@ -29,8 +29,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TX_ASSEMBLE_MAX (256u * 1024u)        /* larger messages stream through */
-#define TX_INBUF_MAX    (64u * 1024u * 1024u) /* Parse/Bind/Query assembled up to this */
+/* Client messages up to TX_ASSEMBLE_MAX are assembled whole in the
+ * client's buffer and handled like any other (tracked, rewritten, cached,
+ * replayable). Larger ones (any size PostgreSQL accepts, up to 1 GB) are
+ * streamed to the server as they arrive (stream_start). Reading stops
+ * while more than TX_ASSEMBLE_MAX waits (for a server, say); with
+ * io_uring, what the kernel had already received still arrives (about
+ * 250 KB seen), so the hard limit, past which the client is closed with
+ * 54000, leaves room for a socket buffer's worth. */
+#define TX_ASSEMBLE_MAX (256u * 1024u)
+#define TX_INBUF_MAX    (TX_ASSEMBLE_MAX + 8u * 1024u * 1024u)
 
 uint64_t g_pin_count[PIN_COUNT];
 
@@ -68,6 +76,7 @@ void tx_client_free(struct client *cl)
 	guc_free(&cl->startup);
 	prep_client_free(&cl->prep);
 	prep_client_free(&cl->sqlprep);
+	prep_client_free(&cl->rawprep);
 	cache_client_free(cl);
 	if (cl->rate_wait && cl->w) {
 		cl->rate_wait = false;
@@ -97,7 +106,7 @@ void tx_server_reset_state(struct server *sv)
 bool tx_server_clean(const struct server *sv)
 {
 	return sv->rq_len == 0 && sv->tx_status == 'I' && sv->hdr_n == 0 && sv->cur_left == 0 &&
-	       sv->ep.q_head == NULL && !sv->skip_to_sync;
+	       sv->ep.q_head == NULL && !sv->skip_to_sync && !sv->rx_partial;
 }
 
 /* ------------------------------------------------------------ request queue */
@@ -235,6 +244,8 @@ static void emit_head_synths(struct server *sv, struct outb *o)
 		synth_msg(o, h->synth, NULL, 0);
 		if ((h->flags & RQ_F_FILL) && sv->cs)
 			cache_tee_synth(sv, h->synth);
+		if (h->kind == RQ_PARSE)
+			sv->resp_synth_parse++;
 		rq_pop(sv);
 		sv->resp_fwd++;
 	}
@@ -457,10 +468,15 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		          (unsigned long long)sv->id, type, mlen,
 		          rq_first(sv) ? rq_first(sv)->kind : -1,
 		          rq_first(sv) ? rq_first(sv)->act : -1, sv->rq_len);
+		/* The client may have had ParseCompletes the proxy answered
+		 * itself because the statement was already on this server
+		 * (prepared there by any client): the replay does not repeat
+		 * them (replay_quiet). Any other answer rules a replay out. */
 		bool may_retry = false;
 		if (type == 'E' && rq_first(sv) && rq_first(sv)->kind == RQ_BIND &&
-		    rq_first(sv)->key && sv->resp_fwd == 0 && !sv->retried && sv->batch_sealed &&
-		    !sv->batch_bad && sv->tx_status == 'I' && mlen <= EP_CAPTURE_MAX) {
+		    rq_first(sv)->key && sv->resp_fwd == sv->resp_synth_parse && !sv->retried &&
+		    sv->batch_sealed && !sv->batch_bad && sv->tx_status == 'I' &&
+		    mlen <= EP_CAPTURE_MAX) {
 			may_retry = true;
 			sv->retry_key = rq_first(sv)->key;
 		}
@@ -557,7 +573,7 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 			continue;
 		}
 		if (ep->cap_type == 'Z') {
-			sv->resp_fwd = 0;
+			sv->resp_fwd = sv->resp_synth_parse = 0;
 			char status = ep->cap_len && ep->cap_got ? (char)ep->cap_buf[0] : 'I';
 			struct rq popped = {.act = RQ_FWD};
 			if (rq_first(sv)) {
@@ -693,6 +709,13 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 			break;
 		if (skipping)
 			return false; /* the server would ignore it; so does the client's view */
+		if (sv->replaying && sv->replay_quiet) {
+			/* replay: the client already has this Parse's answer */
+			sv->replay_quiet--;
+			if (!prep_server_has(&sv->prep, st->key))
+				inject_parse(sv, b, st, RQ_DROP);
+			return false;
+		}
 		if (prep_server_has(&sv->prep, st->key)) {
 			tx_rq_push(sv, RQ_PARSE, RQ_SYNTH, '1', 0, 0);
 			return false;
@@ -741,6 +764,13 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 			name = pgw_get_str(body, len, &off);
 			if (name)
 				prep_client_del(&cl->prep, name);
+			if (name && prep_client_get(&cl->rawprep, name)) {
+				/* prepared on this server under its own name */
+				prep_client_del(&cl->rawprep, name);
+				if (!skipping)
+					tx_rq_push(sv, RQ_CLOSE, RQ_FWD, 0, 0, 0);
+				break;
+			}
 			if (!skipping)
 				tx_rq_push(sv, RQ_CLOSE, RQ_SYNTH, '3', 0, 0);
 			return false;
@@ -832,6 +862,7 @@ static void replay_batch(struct client *cl, struct server *sv)
 	         "retried",
 	         (unsigned long long)cl->id);
 	sv->replaying = true;
+	sv->replay_quiet = sv->resp_synth_parse;
 	for (uint32_t off = 0; off + 5 <= sv->batch_len;) {
 		uint32_t total = pgw_get_u32(sv->batch + off + 1) + 1;
 		if (client_msg(cl, sv, sv->batch + off, total, &b, &local))
@@ -839,15 +870,192 @@ static void replay_batch(struct client *cl, struct server *sv)
 		off += total;
 	}
 	sv->replaying = false;
+	sv->replay_quiet = 0;
 	if (!b.oom)
 		ep_send_bytes(&sv->ep, b.p, b.len);
 	sbuf_free(&b);
 	free(local.buf);
 }
 
-/* Runs the whole messages in data[0..len) (the received chunk c, or the
- * client's buffer when c is NULL). Returns the bytes consumed; stops
- * early when no server is bound yet or the client closed. */
+static void pin_untracked(struct client *cl, uint32_t total)
+{
+	if (cl->pins & (1u << PIN_UNTRACKED))
+		return;
+	cl->pins |= 1u << PIN_UNTRACKED;
+	__atomic_add_fetch(&g_pin_count[PIN_UNTRACKED], 1, __ATOMIC_RELAXED);
+	log_debug("client %llu: pinned to its server (untracked: a %u-byte message streamed)",
+	          (unsigned long long)cl->id, total);
+}
+
+/* A message larger than TX_ASSEMBLE_MAX (total bytes), of which the first
+ * avail (at least its header) are at m. What the proxy needs of it is at
+ * its start (the names of a Parse or Bind); the rest passes through as it
+ * arrives (cl->stream_left, tx_client_data). What cannot be followed:
+ * - a Query's text is not analysed: the client is pinned (untracked), as
+ *   for any statement too large to analyse;
+ * - a named Parse's text is not kept for preparing it on other servers:
+ *   it is prepared on this one under the client's own name, and the
+ *   client is pinned (untracked) to it;
+ * - a Bind of a named statement gets the server-side name (its prefix is
+ *   rewritten, the parameters stream).
+ * With pin_action = "error" what would pin is refused (0A000) and its
+ * bytes dropped (an extended batch up to its Sync); when answers to
+ * earlier requests are still to come from the server, the refusal could
+ * not be put in its place among them, and the client is closed instead.
+ * Puts the bytes for the server in b, the proxy's own answers in local.
+ * Returns the bytes of m consumed, 0 to wait for more of its start, -1
+ * when the client was closed. */
+static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t *m, uint32_t avail,
+                            uint32_t total, struct sbuf *b, struct outb *local)
+{
+	uint8_t type = m[0];
+	const uint8_t *body = m + 5;
+	uint32_t blen = avail - 5, len = total - 5;
+	bool skipping = sv->skip_to_sync;
+	bool refuse = cl->snap->cfg->pool.pin_action == 1 && !(cl->pins & (1u << PIN_UNTRACKED));
+	char status = sv->tx_status ? sv->tx_status : 'I';
+	char msg[400];
+	snprintf(msg, sizeof(msg),
+	         "this %u-byte %s is too large for the proxy to follow in transaction pooling "
+	         "(over %u KiB) and would tie the session to one server connection (untracked), "
+	         "which pool_mode.pin_action = \"error\" forbids",
+	         total, type == 'Q' ? "query" : "prepared statement", TX_ASSEMBLE_MAX / 1024);
+	const char *hint = "Use session pooling for this client, send large values as "
+	                   "parameters, or use the unnamed statement.";
+	bool named = false;
+	if (type == 'P' && blen > 0) {
+		const uint8_t *z = memchr(body, 0, blen);
+		named = z && z != body && !skipping;
+	}
+	if (refuse && (type == 'Q' || named) && sv->rq_len) {
+		cl_close(cl, "0A000", msg);
+		return -1;
+	}
+
+	switch (type) {
+	case 'Q':
+		if (refuse) {
+			tx_refuse(local, status, "0A000", msg, hint);
+			goto drop;
+		}
+		batch_record(sv, m, total); /* a simple query: never replayed */
+		pin_untracked(cl, total);
+		cache_note_unseen(cl, sv, false);
+		tx_rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
+		cache_request_end(sv);
+		if (sv->qa)
+			analytics_query(cl, sv, (const char *)body, blen);
+		break;
+	case 'F':
+		batch_record(sv, m, total);
+		tx_rq_push(sv, RQ_FUNC, RQ_FWD, 0, 0, 0);
+		break;
+	case 'P': {
+		const uint8_t *z = memchr(body, 0, blen);
+		if (!z && avail < total)
+			return 0;           /* its name is still to come */
+		batch_record(sv, m, total); /* too large to replay: marks the batch */
+		if (z && sv->qa && !skipping)
+			analytics_batch_text(cl, sv, (const char *)z + 1,
+			                     blen - (uint32_t)(z + 1 - body));
+		if (!z || z == body || skipping) {
+			/* the unnamed statement (or one the server ignores) */
+			cache_note_unseen(cl, sv, true);
+			if (!skipping)
+				tx_rq_push(sv, RQ_PARSE, RQ_FWD, 0, 0, 0);
+			break;
+		}
+		if (refuse) {
+			uint8_t buf[1024];
+			struct pgw_out e;
+			pgw_out_init(&e, buf, sizeof(buf));
+			pgw_error(&e, "ERROR", "0A000", msg, hint);
+			if (!e.overflow)
+				tx_ob_synth(local, buf, e.len);
+			cl->drop_to_sync = true; /* as the server would after an error */
+			goto drop;
+		}
+		/* the name is this one's now; its Bind and Describe pass as they
+		 * are, its Close goes to the server */
+		prep_client_del(&cl->prep, (const char *)body);
+		prep_client_put(&cl->rawprep, (const char *)body, (const uint8_t *)"", 0);
+		pin_untracked(cl, total);
+		tx_rq_push(sv, RQ_PARSE, RQ_FWD, 0, 0, 0);
+		break;
+	}
+	case 'B': {
+		const uint8_t *zp = memchr(body, 0, blen);
+		const uint8_t *zs = zp ? memchr(zp + 1, 0, blen - (uint32_t)(zp + 1 - body)) : NULL;
+		if (!zs && avail < total)
+			return 0; /* its statement name is still to come */
+		batch_record(sv, m, total);
+		const char *name = zs ? (const char *)zp + 1 : "";
+		struct prep_stmt *st = name[0] ? prep_client_get(&cl->prep, name) : NULL;
+		if (!st) {
+			/* the unnamed statement, or a name the server knows as is */
+			if (zs && !name[0])
+				cache_note_bind(cl, sv, NULL, 0);
+			else
+				cache_note_unseen(cl, sv, false);
+			if (!skipping)
+				tx_rq_push(sv, RQ_BIND, RQ_FWD, 0, 0, 0);
+			break;
+		}
+		cache_note_bind(cl, sv, (const char *)st->body, st->body_len);
+		if (sv->qa)
+			analytics_batch_text(cl, sv, (const char *)st->body, st->body_len);
+		if (!skipping && !prep_server_has(&sv->prep, st->key))
+			inject_parse(sv, b, st, RQ_DROP);
+		/* the same message with the server-side name; the parameters
+		 * after it follow as they arrive */
+		uint32_t name_off = (uint32_t)((const uint8_t *)name - body);
+		uint32_t after = (uint32_t)(zs + 1 - body);
+		uint32_t nl = (uint32_t)strlen(st->sname) + 1;
+		tx_msg_hdr(b, 'B', name_off + nl + (len - after));
+		sbuf_append(b, body, name_off);
+		sbuf_append(b, st->sname, nl);
+		sbuf_append(b, body + after, blen - after);
+		if (!skipping)
+			tx_rq_push(sv, RQ_BIND, RQ_FWD, 0, 0, st->key);
+		cl->stream_left = total - avail;
+		sv->rx_partial = cl->stream_left > 0;
+		return avail;
+	}
+	default:
+		break; /* COPY data: passed on */
+	}
+	sbuf_append(b, m, avail);
+	cl->stream_left = total - avail;
+	/* until its last byte, the server can serve nobody else, even with
+	 * nothing queued (CopyData outside COPY is answered by nothing) */
+	sv->rx_partial = cl->stream_left > 0;
+	return avail;
+drop:
+	cl->stream_left = total - avail;
+	cl->stream_drop = cl->stream_left > 0;
+	return avail;
+}
+
+/* Back-pressure on the client: reading stops while its buffer holds more
+ * than one assembled message can need (it waits for a server, a throttle,
+ * the LISTEN hub...) or its server has much queued, and starts again when
+ * neither holds. */
+static void flow_check(struct client *cl)
+{
+	if (cl->state != CL_ACTIVE)
+		return;
+	struct server *sv = cl->server;
+	if (cl->ep.in_len > TX_ASSEMBLE_MAX || (sv && sv->ep.q_bytes > EP_HIGH_WATER)) {
+		if (!cl->ep.paused) {
+			cl->ep.paused = true;
+			io_recv_stop(&cl->ep.sock);
+		}
+	} else if (cl->ep.paused && (!sv || sv->ep.q_bytes < EP_LOW_WATER)) {
+		cl->ep.paused = false;
+		io_recv_start(&cl->ep.sock);
+	}
+}
+
 static __thread struct sbuf tls_sb;
 
 void tx_worker_exit(void)
@@ -855,8 +1063,14 @@ void tx_worker_exit(void)
 	sbuf_free(&tls_sb);
 }
 
+/* Runs the whole messages in data[0..len) (the received chunk c, or the
+ * client's buffer when c is NULL). Returns the bytes consumed; stops
+ * early when no server is bound yet or the client closed. When every
+ * byte of c passes unchanged, c itself is queued to the server and *took
+ * is set: c then belongs to the server's endpoint (under TLS it is
+ * already encrypted and released), and the caller must not touch it. */
 static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, struct io_chunk *c,
-                         bool *need_server)
+                         bool *need_server, bool *took)
 {
 	struct sbuf b = tls_sb; /* reused between calls: no allocation per batch */
 	struct outb local = {0};
@@ -872,16 +1086,45 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait && !cl->rate_wait) {
 		const uint8_t *m = data + off;
 		uint32_t mlen = pgw_get_u32(m + 1);
-		if (mlen < 4 || mlen > PGW_MAX_MESSAGE) {
-			cl_close(cl, "08P01", "invalid message length from client");
+		char why[96];
+		const char *bad = ep_frontend_check(m[0], mlen, why, sizeof(why));
+		if (bad) {
+			/* before anything of it reaches a server: the server stays
+			 * clean (or is closed by the release), never a node failure */
+			cl_close(cl, "08P01", bad);
 			goto out;
 		}
 		if (m[0] == 'X') {
 			cl_close(cl, NULL, NULL);
 			goto out;
 		}
-		if (rate_on && (size_t)mlen + 1 <= len - off) {
-			int g = tx_rate_gate(cl, sv, m, mlen + 1, &local);
+		uint32_t total = mlen + 1;
+		uint32_t avail = len - off < total ? len - off : total;
+		bool big = total > TX_ASSEMBLE_MAX;
+		if (cl->drop_to_sync) {
+			/* the rest of a batch refused at a message too large: the
+			 * server never saw it, the client gets what it would say */
+			all_pt = false;
+			if (pt_to > pt_from)
+				sbuf_append(&b, data + pt_from, pt_to - pt_from);
+			pt_from = pt_to = 0;
+			if (avail < total && !big)
+				break;
+			if (m[0] == 'S') {
+				uint8_t z[6] = {'Z', 0, 0,
+				                0,   5, sv && sv->tx_status ? sv->tx_status : 'I'};
+				tx_ob_synth(&local, z, 6);
+				cl->drop_to_sync = false;
+			}
+			off += avail;
+			cl->stream_left = total - avail;
+			cl->stream_drop = cl->stream_left > 0;
+			if (cl->stream_left)
+				break;
+			continue;
+		}
+		if (rate_on && (avail == total || big)) {
+			int g = tx_rate_gate(cl, sv, m, total, &local);
 			if (g == 0)
 				break;
 			if (g < 0) {
@@ -890,7 +1133,11 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 				if (pt_to > pt_from)
 					sbuf_append(&b, data + pt_from, pt_to - pt_from);
 				pt_from = pt_to = 0;
-				off += mlen + 1;
+				off += avail;
+				cl->stream_left = total - avail;
+				cl->stream_drop = cl->stream_left > 0;
+				if (cl->stream_left)
+					break;
 				continue;
 			}
 		}
@@ -899,21 +1146,26 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			*need_server = true;
 			break;
 		}
-		if ((size_t)mlen + 1 > len - off) {
-			if (mlen + 1 > TX_ASSEMBLE_MAX && m[0] != 'P' && m[0] != 'B' &&
-			    m[0] != 'Q') {
-				/* stream a large message (COPY data) straight through */
-				all_pt = false;
-				if (pt_to > pt_from)
-					sbuf_append(&b, data + pt_from, pt_to - pt_from);
-				pt_from = pt_to = 0;
-				sbuf_append(&b, m, len - off);
-				cl->stream_left = mlen + 1 - (len - off);
-				off = len;
-			}
-			break;
+		if (big) {
+			/* streamed: what precedes it goes first */
+			all_pt = false;
+			if (pt_to > pt_from)
+				sbuf_append(&b, data + pt_from, pt_to - pt_from);
+			pt_from = pt_to = 0;
+			if (m[0] == 'Q' || m[0] == 'F')
+				cl->rate_granted = false;
+			int64_t used = stream_start(cl, sv, m, avail, total, &b, &local);
+			if (used < 0)
+				goto out;
+			if (!used)
+				break;
+			off += (uint32_t)used;
+			if (cl->stream_left)
+				break;
+			continue;
 		}
-		uint32_t total = mlen + 1;
+		if (avail < total)
+			break;
 		size_t l0 = b.len;
 		if (m[0] == 'Q' || m[0] == 'F' || m[0] == 'S') {
 			cl->rate_granted = false; /* the next request takes its own tokens */
@@ -951,6 +1203,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			/* the common case: forward the buffer it arrived in */
 			c->off = (uint32_t)(data - c->data);
 			c->len = len;
+			*took = true;
 			ep_send_chunk(&sv->ep, c);
 			c = NULL;
 		} else {
@@ -981,13 +1234,19 @@ out:
 	if (b.cap > (1u << 20))
 		sbuf_free(&b); /* do not keep a huge buffer per worker */
 	tls_sb = b;
-	if (c)
-		c->len = 0; /* not forwarded: the caller keeps what was not consumed */
 	return off;
 }
 
+static void client_input(struct client *cl);
+
 /* Processes whole messages waiting in the client's buffer. */
 void tx_client_input(struct client *cl)
+{
+	client_input(cl);
+	flow_check(cl);
+}
+
+static void client_input(struct client *cl)
 {
 	bool need_server;
 again:
@@ -998,7 +1257,8 @@ again:
 		goto release;
 	if (tx_rewrite_active(cl))
 		tx_rewrite_input(cl);
-	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server);
+	bool took = false;
+	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server, &took);
 	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
 		return;
 	if (used)
@@ -1024,11 +1284,29 @@ release:
 void tx_client_data(struct client *cl, struct io_chunk *c)
 {
 	uint32_t off = c->off, len = c->len;
+	cl->ep.in_max = TX_INBUF_MAX; /* logged in: the login phase keeps the small limit */
 	if (cl->stream_left) {
+		/* the rest of a large message: straight through (or dropped) */
 		uint32_t take = len < cl->stream_left ? len : cl->stream_left;
+		struct server *sv = cl->server;
+		bool drop = cl->stream_drop;
 		cl->stream_left -= take;
-		if (cl->server)
-			ep_send_bytes(&cl->server->ep, c->data + off, take);
+		if (!cl->stream_left) {
+			cl->stream_drop = false;
+			if (sv)
+				sv->rx_partial = false;
+		}
+		if (sv && !drop) {
+			stats_client_sent(sv, take);
+			if (take == len) {
+				/* all of the chunk is the message's: queued as it is
+				 * (it is the server endpoint's from here) */
+				ep_send_chunk(&sv->ep, c);
+				flow_check(cl);
+				return;
+			}
+			ep_send_bytes(&sv->ep, c->data + off, take);
+		}
 		off += take;
 		len -= take;
 	}
@@ -1036,16 +1314,17 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 		/* nothing pending: read the messages where they arrived */
 		uint8_t *data = c->data + off;
 		bool need_server = false; /* tx_client_input below asks */
-		uint32_t used = run_msgs(cl, data, len, c, &need_server);
-		if (cl->state == CL_CLOSING || cl->state == CL_CLOSED) {
-			if (c->len == 0)
-				io_chunk_release(cl->w->loop, c);
+		bool took = false;
+		uint32_t used = run_msgs(cl, data, len, c, &need_server, &took);
+		if (took) {
+			/* forwarded as is: c is the server endpoint's now (and may
+			 * already be freed), never read it again */
+			if (cl->state == CL_ACTIVE && cl->server && cl->server->client == cl)
+				maybe_release(cl, cl->server);
 			return;
 		}
-		if (c->len) {
-			/* forwarded as is */
-			if (cl->server && cl->server->client == cl)
-				maybe_release(cl, cl->server);
+		if (cl->state == CL_CLOSING || cl->state == CL_CLOSED) {
+			io_chunk_release(cl->w->loop, c);
 			return;
 		}
 		off += used;
@@ -1057,13 +1336,7 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 		cl_close(cl, "54000", "message too large for transaction pooling");
 		return;
 	}
-	tx_client_input(cl);
-	if (cl->state == CL_ACTIVE && !cl->server && cl->ep.in_len > TX_ASSEMBLE_MAX &&
-	    !cl->ep.paused) {
-		/* waiting for a server: stop reading until one comes */
-		cl->ep.paused = true;
-		io_recv_stop(&cl->ep.sock);
-	}
+	tx_client_input(cl); /* e.g. waiting for a server: stops reading until one comes */
 }
 
 /* ------------------------------------------------------------ binding */

@@ -28,12 +28,13 @@ int tx_rate_gate(struct client *cl, struct server *sv, const uint8_t *m, uint32_
 	char status = sv && sv->tx_status ? sv->tx_status : 'I';
 	if (cl->rate_drop_batch) {
 		if (t == 'S') {
+			/* only ReadyForQuery, as after any error in a batch: a
+			 * second ErrorResponse is a second result to a driver
+			 * (psycopg's prepare step fails on it) */
 			cl->rate_drop_batch = false;
 			cl->rate_in_batch = false;
-			tx_refuse(
-			    local, status, "53400",
-			    "rate limit exceeded: the batch was refused (see the first error)",
-			    NULL);
+			uint8_t z[6] = {'Z', 0, 0, 0, 5, (uint8_t)status};
+			tx_ob_synth(local, z, 6);
 		}
 		return -1;
 	}

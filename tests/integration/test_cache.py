@@ -473,3 +473,23 @@ def test_hits_show_in_top_and_metrics(proxy, config, db):
     hits = [line for line in text.splitlines() if line.startswith("helios_cache_hits_total{")]
     assert hits and float(hits[0].rsplit(" ", 1)[1]) >= 4, hits
     assert "# TYPE helios_cache_bytes gauge" in text
+
+
+def test_a_streamed_write_too_large_to_read_invalidates(proxy, config, db):
+    # over 256 KiB a statement is streamed to the server unread: the cache
+    # must take it as writing anything (simple query and unnamed Bind)
+    t = db.prefix + "_big"
+    make_table(db, t)
+    p = proxy(cache_config(config))
+    big = "b" * (300 * 1024)
+    with connect(p, autocommit=True) as reader, connect(p, autocommit=True) as writer:
+        q = f"SELECT v FROM {t} WHERE id = 2"
+        assert simple(reader, q) == [("v2",)]
+        assert simple(reader, q) == [("v2",)]  # cached
+        assert server_calls(db, t) == 1
+        simple(writer, f"UPDATE {t} SET v = 'x{len(big)}' WHERE id = 2 OR v = '{big}'")
+        assert simple(reader, q) == [(f"x{len(big)}",)]
+        assert simple(reader, q) == [(f"x{len(big)}",)]  # cached again
+        assert server_calls(db, t) == 2
+        writer.execute(f"UPDATE {t} SET v = 'y' WHERE id = 2 OR v = %s", ("c" * (400 * 1024),))
+        assert simple(reader, q) == [("y",)]
