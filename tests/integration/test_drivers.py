@@ -61,11 +61,6 @@ POOLINGS = {
     "transaction-tls-both": ("transaction", "prefer"),
 }
 
-LARGE = ("param_70k", "param_1mb")
-WHY_LARGE = "issue 14: messages over 64 KiB, fixed on branch h1"
-WHY_CRASH = ("issue 14 item 1: TLS on both sides in transaction pooling: heliosproxy dies "
-             "(SIGSEGV, use-after-free in tx_client_data, dataplane/conn/txn.c) in some runs, "
-             "at a transaction block, COPY or a large parameter; owner h1")
 WHY_EXT_LISTEN = ("issue 14 item 2: LISTEN sent with the extended protocol (Parse/Bind/Execute) "
                   "is not tracked: it runs on a pooled server, which goes back to the pool, and "
                   "the client never gets the NOTIFY")
@@ -78,18 +73,15 @@ WHY_DEALLOCATE = ("issue 14: SQL DEALLOCATE of a statement the client prepared w
 # still proven) and run on their own as strict xfails, so the fix shows as
 # XPASS and its owner removes the entry.
 KNOWN_FAILURES = {
-    ("psycopg2", "transaction"): [(LARGE, WHY_LARGE)],
-    ("asyncpg", "transaction"): [(LARGE, WHY_LARGE), (("notify",), WHY_EXT_LISTEN)],
-    ("jdbc", "transaction"): [(LARGE, WHY_LARGE), (("notify",), WHY_EXT_LISTEN)],
-    ("pgx", "transaction"): [(LARGE, WHY_LARGE), (("deallocate",), WHY_DEALLOCATE)],
-    ("ruby-pg", "transaction"): [(LARGE, WHY_LARGE), (("deallocate",), WHY_DEALLOCATE)],
-    ("node-pg", "transaction"): [(LARGE, WHY_LARGE)],
+    ("asyncpg", "transaction"): [(("notify",), WHY_EXT_LISTEN)],
+    ("jdbc", "transaction"): [(("notify",), WHY_EXT_LISTEN)],
+    ("pgx", "transaction"): [(("deallocate",), WHY_DEALLOCATE)],
+    ("ruby-pg", "transaction"): [(("deallocate",), WHY_DEALLOCATE)],
 }
-# the whole run dies with the proxy
-# The crash is a use-after-free that some runs survive: the xfail takes only
-# the proxy's death (ProxyCrashed); any other failure fails the test, and a
-# run that survives passes (XPASS, not strict). Drop the entry with the fix.
-KNOWN_FAILING_RUNS = {"transaction-tls-both": WHY_CRASH}
+# pooling -> reason, for a known bug that kills the proxy in some runs: the
+# xfail takes only the proxy's death (ProxyCrashed); any other failure fails
+# the test. Empty since the TLS-both-sides use-after-free was fixed.
+KNOWN_FAILING_RUNS = {}
 
 
 class ProxyCrashed(AssertionError):
