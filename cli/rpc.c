@@ -152,6 +152,7 @@ int rpc_call(const char *url, uint32_t timeout_ms, const Helios__CtlRequest *req
 	 * `config set` or `reload` must never run twice because the control
 	 * plane was slow, so no resends; the deadline decides instead. */
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	rundir_guard_peer(s); /* the file check in dial() is the one that reports */
 
 	rc = dial(s, url, timeout_ms, deadline, err, errlen);
 	if (rc)

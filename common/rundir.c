@@ -7,6 +7,7 @@
 #include "common/rundir.h"
 
 #include "common/cfg.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -113,4 +114,24 @@ int rundir_check_socket(const char *path, uid_t uid, bool root_ok, char *err, si
 		return -EPERM;
 	}
 	return 0;
+}
+
+static void check_peer(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	uint64_t peer;
+	(void)ev, (void)arg;
+	/* fails for tcp:// pipes, which have no peer uid */
+	if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &peer) != 0)
+		return;
+	if (peer == (uint64_t)geteuid() || peer == 0)
+		return;
+	log_warn("refused a control connection whose peer runs as uid %llu, not uid %u: another "
+	         "user's process listens on the control socket path",
+	         (unsigned long long)peer, (unsigned)geteuid());
+	nng_pipe_close(p);
+}
+
+int rundir_guard_peer(nng_socket s)
+{
+	return nng_pipe_notify(s, NNG_PIPE_EV_ADD_PRE, check_peer, NULL);
 }

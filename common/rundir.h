@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <nng/nng.h>
+
 struct cfg;
 
 /* Socket file name inside the directory: heliosproxy-<listen port>.ctl. */
@@ -54,5 +56,14 @@ int rundir_prepare(const char *dir, uid_t uid, bool create, char *err, size_t er
  * passes; else -EPERM (or -errno of lstat) with one line naming path in err.
  */
 int rundir_check_socket(const char *path, uid_t uid, bool root_ok, char *err, size_t errlen);
+
+/*
+ * On a socket that dials a control plane: every ipc:// connection whose peer
+ * process runs as another user than this one (root excepted) is closed
+ * before any message passes, on the first dial and on every redial (a file
+ * check before the dial cannot cover those). tcp:// connections are left
+ * alone. 0 or an nng error.
+ */
+int rundir_guard_peer(nng_socket s);
 
 #endif

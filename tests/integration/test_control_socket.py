@@ -6,7 +6,10 @@ private is refused with a log line naming it."""
 import os
 import socket
 import stat
+import subprocess
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +143,52 @@ def test_helioctl_refuses_a_socket_owned_by_another_user(tmp_path):
         assert sq.accepted == 0, "helioctl connected to another user's socket"
     finally:
         sq.close()
+
+
+SP_SQUATTER = r'''
+import socket, sys, time
+path, out = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(4)
+open(out + ".ready", "w").close()
+s.settimeout(20)
+c, _ = s.accept()
+c.sendall(b"\x00SP\x00\x00\x31\x00\x00")  # nng's SP header: a REP0 socket
+c.settimeout(3)
+got = b""
+try:
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        got += b
+except OSError:
+    pass
+open(out, "w").write(str(len(got)))
+'''
+
+
+def test_helioctl_sends_nothing_to_a_control_socket_served_by_another_user():
+    # The socket file is root's (as if chowned), but the process behind it
+    # runs as another user and speaks nng's handshake: the connection must
+    # close before helioctl's request is sent.
+    with tempfile.TemporaryDirectory(dir="/tmp") as shared:
+        d = Path(shared)
+        os.chmod(d, 0o777)  # a folder another user can write, like /tmp
+        sock, out = d / "cp.sock", d / "received"
+        proc = subprocess.Popen(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                                 "--clear-groups", "/usr/bin/python3", "-c", SP_SQUATTER,
+                                 str(sock), str(out)])
+        try:
+            assert wait_for(lambda: (d / "received.ready").exists(), timeout=10)
+            os.chown(sock, 0, 0)
+            r = helioctl("-a", f"ipc://{sock}", "status", timeout_ms=3000)
+            assert r.returncode == 3, r
+            assert proc.wait(30) == 0
+            # the 8-byte SP header is all it may have seen: no request
+            assert int(out.read_text()) <= 8, out.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
