@@ -142,3 +142,6 @@ def test_control_plane_probes_answer_while_64_half_sent_requests_are_renewed(pg,
             if cp.poll() is None:
                 cp.kill()
             log.close()
+    text = (tmp_path / "helios-cp.log").read_text(errors="replace")
+    for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+        assert marker not in text, text
