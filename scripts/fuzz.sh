@@ -62,6 +62,11 @@ declare -A LIBS=(
 	[sqlc]="-lpg_query -lprotobuf-c"
 	[msgpath]="-lpg_query -lprotobuf-c"
 )
+# target -> libFuzzer dictionary (tests/fuzz/*.dict)
+declare -A DICTS=(
+	[sqlc]=tests/fuzz/sql.dict
+	[msgpath]=tests/fuzz/sql.dict
+)
 read -ra TARGETS <<<"${FUZZ_TARGETS:-startup scan toml scram hints console sqlc msgpath}"
 # protoc-c output for the headers that need it (console.h), as the Makefile
 # makes it, but in build/fuzz/gen
@@ -155,8 +160,10 @@ for t in "${TARGETS[@]}"; do
 	seed "$t"
 	mkdir -p "$OUT/artifacts/$t"
 	log=$OUT/fuzz_$t.log
+	dict=()
+	[[ -n "${DICTS[$t]:-}" ]] && dict=(-dict="${DICTS[$t]}")
 	"$bin" -max_len=4096 -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -print_final_stats=1 \
-		-artifact_prefix="$OUT/artifacts/$t/" "$OUT/corpus/$t" >"$log" 2>&1
+		"${dict[@]}" -artifact_prefix="$OUT/artifacts/$t/" "$OUT/corpus/$t" >"$log" 2>&1
 	rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 	if ((rc == 0)); then
