@@ -110,9 +110,8 @@ void cfg_control_url(const struct cfg *c, char *buf, size_t cap)
 		snprintf(buf, cap, "%s", c->control_address);
 	else if (c->control_socket[0])
 		snprintf(buf, cap, "%s", c->control_socket);
-	else if (rundir_current(c->state_dir, dir, sizeof(dir)) < 0)
-		snprintf(buf, cap, "ipc://%.*s", RUNDIR_DIR_MAX + 1,
-		         dir); /* rundir_prepare refuses it */
+	else if (rundir_current(c->state_dir, dir, sizeof(dir)) < 0) /* too long for a socket */
+		snprintf(buf, cap, "ipc://%.*s", RUNDIR_DIR_MAX + 1, dir);
 	else if (cfg_parse_address(c->listen_address, host, sizeof(host), &port) == 0)
 		snprintf(buf, cap, "ipc://%s/" RUNDIR_SOCKET_FMT, dir, (unsigned)port);
 	else /* not from the loader, which checks listen_address */
