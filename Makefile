@@ -2,7 +2,9 @@
 # their sources; everything is built under build/$(MODE)/.
 #   make                 release build: build/release/bin/heliosproxy
 #   make MODE=asan       AddressSanitizer + UBSan build
-#   make check           deps, build, unit tests (asan+ubsan), TOML conformance, integration
+#   make check           deps, build, unit tests (asan+ubsan), fuzz smoke run, TOML conformance,
+#                        integration
+#   make fuzz            every libFuzzer target for FUZZ_SECS (default 60) seconds each
 #   make demo / demo-stop
 #   V=1                  show full commands
 
@@ -74,7 +76,7 @@ $(BUILD)/obj/%.o: %.c | $(PROTO_H) $(BPF_SKELS)
 all: $(PROGRAMS)
 
 .PHONY: all deps check unit unit-tests toml-conformance integration demo demo-stop format \
-	format-check clean docs bench
+	format-check clean docs bench fuzz
 
 deps:
 	$(Q)bash scripts/deps.sh
@@ -86,6 +88,13 @@ unit:
 
 unit-tests: $(UNIT_TESTS) $(PROGRAMS)
 
+# libFuzzer targets (tests/fuzz/, built with clang by scripts/fuzz.sh into
+# build/fuzz/, corpora kept there). make check runs each for FUZZ_CHECK_SECS.
+FUZZ_SECS ?= 60
+FUZZ_CHECK_SECS ?= 6
+fuzz:
+	$(Q)bash scripts/fuzz.sh $(FUZZ_SECS)
+
 toml-conformance: $(BIN)/toml-decode
 	$(Q)/usr/bin/python3 tests/toml/run_toml_test.py --decoder $(BIN)/toml-decode
 
@@ -95,6 +104,7 @@ integration: all
 check: deps
 	$(Q)$(MAKE) --no-print-directory format-check
 	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECS=$(FUZZ_CHECK_SECS)
 	$(Q)$(MAKE) --no-print-directory MODE=asan toml-conformance
 	$(Q)$(MAKE) --no-print-directory MODE=release all
 	$(Q)$(MAKE) --no-print-directory MODE=release integration

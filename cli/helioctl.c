@@ -10,11 +10,14 @@
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/pbjson.h"
+#include "common/rundir.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct verb {
 	const char *name;
@@ -154,8 +157,19 @@ static const char exit_codes[] =
     "  3  no control plane at the address, or no answer within --timeout\n"
     "  4  partial: some data planes did not acknowledge in time\n";
 
+/* ipc://<this user's state directory>/heliosproxy-5433.ctl */
+static void default_address(char *url, size_t cap)
+{
+	char dir[CFG_PATH_MAX];
+	rundir_current("", dir, sizeof(dir));
+	snprintf(url, cap, "ipc://%s/" RUNDIR_SOCKET_FMT, dir, HELIOCTL_DEFAULT_PORT);
+}
+
 static void usage(FILE *out)
 {
+	char default_url[CFG_PATH_MAX + 32];
+	default_address(default_url, sizeof(default_url));
+
 	fprintf(out, "usage: helioctl [-a URL | -c CONFIG] [--json] [--timeout MS] VERB [ARGS]\n"
 	             "       helioctl VERB --help\n"
 	             "       helioctl --help | --version\n"
@@ -177,7 +191,7 @@ static void usage(FILE *out)
 	        "  -a, --address URL  control plane address: ipc:///path or tcp://host:port\n"
 	        "  -c, --config FILE  use the address a heliosproxy config file gives\n"
 	        "                     (control_address, else control_socket, else\n"
-	        "                     ipc:///tmp/heliosproxy-<listen port>.ctl)\n"
+	        "                     ipc://<state_dir>/heliosproxy-<listen port>.ctl)\n"
 	        "      --json         print the whole response as JSON\n"
 	        "      --timeout MS   give up after MS milliseconds (default %u)\n"
 	        "  -h, --help         this text (VERB --help: that verb's usage)\n"
@@ -186,7 +200,7 @@ static void usage(FILE *out)
 	        "address: -a or -c if given, else $HELIOCTL_ADDRESS, else %s\n"
 	        "\n"
 	        "%s",
-	        HELIOCTL_DEFAULT_TIMEOUT, HELIOCTL_DEFAULT_URL, exit_codes);
+	        HELIOCTL_DEFAULT_TIMEOUT, default_url, exit_codes);
 }
 
 static void verb_usage(FILE *out, const struct verb *v)
@@ -359,10 +373,12 @@ static int check_args(const struct verb *v, char **args, size_t n)
 	return 0;
 }
 
-/* The control plane's address (see usage()); 0 or HCTL_USAGE. */
+/* The control plane's address (see usage()); 0 or HCTL_USAGE, or
+ * HCTL_UNREACHABLE when the state directory it is in is not private. */
 static int resolve_address(const struct opts *o, char *url, size_t cap)
 {
 	const char *env = getenv("HELIOCTL_ADDRESS");
+	char dir[CFG_PATH_MAX] = "";
 
 	/* An explicit option beats the environment, which beats the default. */
 	if (o->address && o->config)
@@ -381,14 +397,27 @@ static int resolve_address(const struct opts *o, char *url, size_t cap)
 			return HCTL_USAGE;
 		}
 		cfg_control_url(c, url, cap);
+		if (!rundir_of_config(c, dir, sizeof(dir)))
+			dir[0] = '\0';
 		cfg_free(c);
 	} else if (env && *env) {
 		snprintf(url, cap, "%s", env);
 	} else {
-		snprintf(url, cap, "%s", HELIOCTL_DEFAULT_URL);
+		default_address(url, cap);
+		rundir_current("", dir, sizeof(dir));
 	}
 	if (!*url)
 		return usage_error(NULL, "empty control plane address");
+	/* The directory heliosproxy would have made: if it is there, it must
+	 * be as private as heliosproxy demands (a missing one is "no control
+	 * plane", which the dial reports). The socket is checked at the dial. */
+	char err[600];
+	struct stat st;
+	if (dir[0] && lstat(dir, &st) == 0 &&
+	    rundir_prepare(dir, geteuid(), false, err, sizeof(err)) < 0) {
+		fprintf(stderr, "helioctl: %s\n", err);
+		return HCTL_UNREACHABLE;
+	}
 	return 0;
 }
 

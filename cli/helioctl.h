@@ -22,7 +22,9 @@ enum {
 	HCTL_PARTIAL = 4,     /* some data planes did not acknowledge in time */
 };
 
-#define HELIOCTL_DEFAULT_URL     "ipc:///tmp/heliosproxy-5433.ctl"
+/* Without -a, -c or $HELIOCTL_ADDRESS: the socket of a heliosproxy on the
+ * default port in this user's state directory (common/rundir.h). */
+#define HELIOCTL_DEFAULT_PORT    5433u
 #define HELIOCTL_DEFAULT_TIMEOUT 10000u /* ms */
 
 /* Sends req to the control plane at url and waits for its answer, all

@@ -5,6 +5,7 @@
  */
 #include "cli/helioctl.h"
 #include "common/cpwire.h"
+#include "common/rundir.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -84,8 +85,16 @@ static int dial(nng_socket s, const char *url, uint32_t timeout_ms, uint64_t dea
                 size_t errlen)
 {
 	struct sigaction sa = {0};
+	char why[600];
 	int rv;
 
+	/* A request carries commands and the answer is trusted: never to a
+	 * socket another user may have put there (root's own are fine). */
+	if (!strncmp(url, "ipc://", 6) &&
+	    rundir_check_socket(url + 6, geteuid(), true, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "no control plane at %s: %s", url, why);
+		return HCTL_UNREACHABLE;
+	}
 	snprintf(dial_timeout_msg, sizeof(dial_timeout_msg),
 	         "helioctl: no control plane at %s: no connection within %u ms\n", url, timeout_ms);
 	dial_timeout_len = strlen(dial_timeout_msg);
@@ -143,6 +152,7 @@ int rpc_call(const char *url, uint32_t timeout_ms, const Helios__CtlRequest *req
 	 * `config set` or `reload` must never run twice because the control
 	 * plane was slow, so no resends; the deadline decides instead. */
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	rundir_guard_peer(s); /* the file check in dial() is the one that reports */
 
 	rc = dial(s, url, timeout_ms, deadline, err, errlen);
 	if (rc)

@@ -1,28 +1,60 @@
 /*
  * Admin HTTP server on libmicrohttpd. MHD binds the socket itself
  * (MHD_OPTION_SOCK_ADDR); this file resolves the address, turns MHD's
- * start-up failure into one readable message and adapts the sbuf handler to
- * MHD responses.
+ * start-up failure into one readable message, adapts the sbuf handler to
+ * MHD responses, and keeps probes answering under a slowloris: a per-address
+ * connection cap, and a deadline for each request that trickling bytes do not
+ * renew (MHD's own timeout is an idle timeout, which they do). MHD runs in
+ * external-loop mode on our own thread so that the deadline sweep runs on the
+ * thread that owns the connections.
  */
 #include "common/admin_http.h"
 
 #include <errno.h>
 #include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "common/cfg.h"
 #include "common/log.h"
 
-#define ADMIN_HTTP_MAX_CONNECTIONS 64u
-#define ADMIN_HTTP_TIMEOUT_SECS    10u
+/* Probes (kubelet, Prometheus, a load balancer) come from a few addresses
+ * and send a whole request at once; one address may hold PER_IP connections
+ * and all of them MAX. A request must be complete and answered within
+ * REQUEST_SECS of the connection's start or of the previous answer on it,
+ * however often bytes arrive; IDLE_SECS is MHD's idle timeout. */
+#define ADMIN_HTTP_MAX_CONNECTIONS 512u
+#define ADMIN_HTTP_PER_IP          16u
+#define ADMIN_HTTP_REQUEST_SECS    5u
+#define ADMIN_HTTP_IDLE_SECS       5u
+#define ADMIN_HTTP_SWEEP_MS        250    /* how often the deadline is checked */
+#define ADMIN_HTTP_LOG_EVERY_MS    10000u /* MHD and sweep messages, at most */
+
+/* A log line allowed once per ADMIN_HTTP_LOG_EVERY_MS. */
+struct every {
+	uint64_t at_ms; /* last logged */
+	unsigned skipped;
+};
+
+/* One open connection, from MHD's connection notifications. */
+struct hconn {
+	struct hconn *prev, *next;
+	int fd;
+	uint64_t since_ms; /* connected, or the previous answer was sent */
+	bool shut;         /* shutdown(2) done; MHD closes it next */
+};
 
 struct admin_http {
 	struct MHD_Daemon *d;
@@ -33,13 +65,46 @@ struct admin_http {
 	 * error text instead of being logged. */
 	atomic_bool starting;
 	char start_msg[256];
+	pthread_t thread;
+	bool thread_started;
+	int wake_fd; /* eventfd: admin_http_stop wakes the loop */
+	atomic_bool stop;
+	/* The loop thread only (MHD calls the notifications from it, and from
+	 * MHD_stop_daemon once the loop has ended). */
+	struct hconn *conns;
+	struct every mhd_log;    /* MHD's messages */
+	struct every expiry_log; /* the sweep's */
+	unsigned expired;        /* connections shut for their deadline, not yet logged */
 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* An attack makes MHD say "connection limit reached" per connection: one
+ * line per ADMIN_HTTP_LOG_EVERY_MS, with how many were left out. */
+static bool log_allowed(struct every *e, unsigned *skipped)
+{
+	uint64_t now = now_ms();
+	if (e->at_ms && now - e->at_ms < ADMIN_HTTP_LOG_EVERY_MS) {
+		e->skipped++;
+		return false;
+	}
+	e->at_ms = now;
+	*skipped = e->skipped;
+	e->skipped = 0;
+	return true;
+}
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct admin_http *h = cls;
 	char msg[256];
 	size_t len;
+	unsigned skipped;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	len = strlen(msg);
@@ -47,8 +112,103 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 		msg[--len] = '\0';
 	if (atomic_load(&h->starting))
 		snprintf(h->start_msg, sizeof(h->start_msg), "%s", msg);
-	else
-		log_warn("admin http: %s", msg);
+	else if (log_allowed(&h->mhd_log, &skipped))
+		log_warn("admin http: %s (per client address: %u, in all: %u)%s", msg,
+		         ADMIN_HTTP_PER_IP, ADMIN_HTTP_MAX_CONNECTIONS,
+		         skipped ? "; like messages left out for 10 s" : "");
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+	struct admin_http *h = cls;
+	struct hconn *c = *socket_context;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		c = ci ? calloc(1, sizeof(*c)) : NULL;
+		*socket_context = c;
+		if (!c)
+			return; /* untracked: MHD's idle timeout still applies */
+		c->fd = ci->connect_fd;
+		c->since_ms = now_ms();
+		c->next = h->conns;
+		if (h->conns)
+			h->conns->prev = c;
+		h->conns = c;
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && c) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			h->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		free(c);
+		*socket_context = NULL;
+	}
+}
+
+/* An answer was sent (or the request failed): the next request on this
+ * connection gets a deadline of its own. */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct hconn *c = ci ? ci->socket_context : NULL;
+	(void)cls, (void)con_cls, (void)toe;
+	if (c)
+		c->since_ms = now_ms();
+}
+
+/* Shuts the connections past their deadline. shutdown(), not close(): MHD
+ * sees the end of the stream and closes the connection itself. Runs on the
+ * loop thread, so no connection closes under it and no fd is reused. */
+static void sweep(struct admin_http *h)
+{
+	uint64_t now = now_ms();
+	unsigned skipped;
+
+	for (struct hconn *c = h->conns; c; c = c->next) {
+		if (c->shut || now - c->since_ms < ADMIN_HTTP_REQUEST_SECS * 1000u)
+			continue;
+		shutdown(c->fd, SHUT_RDWR);
+		c->shut = true;
+		h->expired++;
+	}
+	if (h->expired && log_allowed(&h->expiry_log, &skipped)) {
+		log_warn("admin http: closed %u connection%s that sent no complete request within "
+		         "%u s (slow or stalled clients)",
+		         h->expired, h->expired == 1 ? "" : "s", ADMIN_HTTP_REQUEST_SECS);
+		h->expired = 0;
+	}
+}
+
+static void *serve(void *arg)
+{
+	struct admin_http *h = arg;
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+	struct pollfd pf[2] = {{.fd = di ? di->epoll_fd : -1, .events = POLLIN},
+	                       {.fd = h->wake_fd, .events = POLLIN}};
+
+	while (!atomic_load(&h->stop)) {
+		MHD_UNSIGNED_LONG_LONG mhd_ms;
+		int ms = ADMIN_HTTP_SWEEP_MS;
+		if (MHD_get_timeout(h->d, &mhd_ms) == MHD_YES &&
+		    mhd_ms < (MHD_UNSIGNED_LONG_LONG)ms)
+			ms = (int)mhd_ms;
+		if (poll(pf, 2, ms) < 0 && errno != EINTR) {
+			log_error("admin http: poll: %s; the admin HTTP server stops",
+			          strerror(errno));
+			break;
+		}
+		if (atomic_load(&h->stop))
+			break;
+		MHD_run(h->d);
+		sweep(h);
+	}
+	return NULL;
 }
 
 static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
@@ -116,11 +276,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 /* Starts MHD on one resolved address; false with h->start_msg or errno set. */
 static bool start_on(struct admin_http *h, const struct sockaddr *sa)
 {
-	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 	const union MHD_DaemonInfo *info;
 
-	/* epoll (MHD_USE_AUTO), not select(): in a proxy holding thousands of
-	 * client sockets the listen fd may well be above FD_SETSIZE. */
+	/* epoll, not select(): in a proxy holding thousands of client sockets
+	 * the listen fd may well be above FD_SETSIZE. No internal thread: serve()
+	 * runs MHD, see the top of the file. */
 	if (sa->sa_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	h->start_msg[0] = '\0';
@@ -133,7 +294,9 @@ static bool start_on(struct admin_http *h, const struct sockaddr *sa)
 	h->d = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 	    MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT, ADMIN_HTTP_MAX_CONNECTIONS,
-	    MHD_OPTION_CONNECTION_TIMEOUT, ADMIN_HTTP_TIMEOUT_SECS, MHD_OPTION_END);
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, ADMIN_HTTP_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
+	    ADMIN_HTTP_IDLE_SECS, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
 	if (!h->d)
 		return false;
 	atomic_store(&h->starting, false);
@@ -195,6 +358,14 @@ struct admin_http *admin_http_start(const char *addr, admin_http_fn fn, void *ct
 	h->fn = fn;
 	h->ctx = ctx;
 	atomic_init(&h->starting, true);
+	atomic_init(&h->stop, false);
+	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (h->wake_fd < 0) {
+		snprintf(err, errlen, "admin_address %s: eventfd: %s", addr, strerror(errno));
+		freeaddrinfo(res);
+		free(h);
+		return NULL;
+	}
 	/* A name such as "localhost" may resolve to several addresses: the
 	 * first one that binds wins, as a client would connect. */
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -205,8 +376,19 @@ struct admin_http *admin_http_start(const char *addr, admin_http_fn fn, void *ct
 		saved = errno;
 	}
 	freeaddrinfo(res);
-	if (h->d)
-		return h;
+	if (h->d) {
+		int e = pthread_create(&h->thread, NULL, serve, h);
+		if (e == 0) {
+			h->thread_started = true;
+			return h;
+		}
+		snprintf(err, errlen, "admin_address %s: cannot start the HTTP thread: %s", addr,
+		         strerror(e));
+		MHD_stop_daemon(h->d);
+		close(h->wake_fd);
+		free(h);
+		return NULL;
+	}
 	/* MHD keeps errno from the failing call (bind) in practice; its log
 	 * line is the fallback, minus its "Failed to bind to port 0" preamble
 	 * which names the wrong port when the address came in SOCK_ADDR. */
@@ -218,6 +400,7 @@ struct admin_http *admin_http_start(const char *addr, admin_http_fn fn, void *ct
 	} else {
 		snprintf(err, errlen, "admin_address %s: cannot start the HTTP server", addr);
 	}
+	close(h->wake_fd);
 	free(h);
 	return NULL;
 }
@@ -231,6 +414,14 @@ void admin_http_stop(struct admin_http *h)
 {
 	if (!h)
 		return;
-	MHD_stop_daemon(h->d);
+	if (h->thread_started) {
+		uint64_t one = 1;
+		atomic_store(&h->stop, true);
+		/* should the write fail, the loop wakes within ADMIN_HTTP_SWEEP_MS */
+		(void)!write(h->wake_fd, &one, sizeof(one));
+		pthread_join(h->thread, NULL);
+	}
+	MHD_stop_daemon(h->d); /* closes what is open: on_connection frees it */
+	close(h->wake_fd);
 	free(h);
 }

@@ -1,7 +1,7 @@
 /*
  * The admin HTTP server (/metrics, /status, /healthz) shared by heliosproxy
- * and helios-cp: libmicrohttpd with one internal polling thread, GET and
- * HEAD only. What each URL returns is up to the caller's handler.
+ * and helios-cp: libmicrohttpd run by one thread of its own, GET and HEAD
+ * only. What each URL returns is up to the caller's handler.
  */
 #ifndef HELIOS_ADMIN_HTTP_H
 #define HELIOS_ADMIN_HTTP_H
@@ -21,8 +21,11 @@ typedef int (*admin_http_fn)(void *ctx, const char *url, struct sbuf *body,
 
 /* addr is "host:port" or "[v6]:port" (cfg_parse_address; port 0 picks a free
  * one). Binds exactly that host with SO_REUSEADDR (not SO_REUSEPORT, so a
- * second server on the same port fails instead of sharing it), at most 64
- * connections, 10 s idle timeout. NULL with a message in err such as
+ * second server on the same port fails instead of sharing it). At most 16
+ * connections per client address and 512 in all; a request must arrive whole
+ * and be answered within 5 s of the connection (or of the previous answer on
+ * it), so a slowloris cannot hold the slots probes need. NULL with a message
+ * in err such as
  * "admin_address 127.0.0.1:9090: Address already in use" on failure. */
 struct admin_http *admin_http_start(const char *addr, admin_http_fn fn, void *ctx, char *err,
                                     size_t errlen);

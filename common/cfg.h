@@ -110,6 +110,7 @@ struct cfg {
 	/* Control plane. The URLs are nng URLs (ipc://, tcp://, inproc://). */
 	char control_address[CFG_PATH_MAX]; /* external helios-cp; "" = in-process */
 	char control_socket[CFG_PATH_MAX];  /* in-process plane's URL; "" = cfg_control_url() */
+	char state_dir[CFG_PATH_MAX];       /* private runtime folder; "" = rundir_default() */
 	char control_admin_address[CFG_HOST_MAX]; /* helios-cp admin HTTP, "" = off */
 	int heartbeat_interval_ms;                /* default 1000 */
 	int health_check_interval_secs;           /* default 2 */
@@ -292,7 +293,8 @@ const struct cfg_user *cfg_check_user(const struct cfg *c);
 bool cfg_is_admin_user(const struct cfg *c, const char *user);
 /* Where helioctl reaches this config's control plane: control_address if
  * set, else control_socket if set, else
- * "ipc:///tmp/heliosproxy-<port of listen_address>.ctl". */
+ * "ipc://<state dir>/heliosproxy-<port of listen_address>.ctl", the state
+ * dir being rundir_current(state_dir) (common/rundir.h). */
 void cfg_control_url(const struct cfg *c, char *buf, size_t cap);
 
 /* The whole config as TOML that cfg_load_string() reads back to an equal

@@ -98,7 +98,12 @@ static const struct cfg_key keys[] = {
      "in-process."},
     {"", "control_socket", CFG_KEY_STRING, F_CFG(control_socket), "", 0, 0, NULL, RESTART,
      "Where the in-process control plane listens for helioctl (nng URL); empty = "
-     "ipc:///tmp/heliosproxy-<listen port>.ctl."},
+     "ipc://<state_dir>/heliosproxy-<listen port>.ctl."},
+    {"", "state_dir", CFG_KEY_STRING, F_CFG(state_dir), "", 0, 0, NULL, PATH | RESTART,
+     "Private folder for runtime files (the control socket), created with mode 0700 if "
+     "missing; refused if another user owns it or others may write to it. Empty = "
+     "/run/heliosproxy as root, else $XDG_RUNTIME_DIR/heliosproxy, else "
+     "/tmp/heliosproxy-<uid>."},
     {"", "control_admin_address", CFG_KEY_STRING, F_CFG(control_admin_address), "127.0.0.1:9091", 0,
      0, NULL, RESTART,
      "helios-cp's own admin HTTP (cluster-wide /metrics, /healthz, /readyz, /status) as "

@@ -6,6 +6,7 @@
  */
 #include "common/cfg.h"
 #include "common/cfg_keys.h"
+#include "common/rundir.h"
 #include "common/toml.h"
 
 #include <errno.h>
@@ -102,17 +103,19 @@ size_t cfg_keep_restart_keys(const struct cfg *old, struct cfg *nw, const char *
 
 void cfg_control_url(const struct cfg *c, char *buf, size_t cap)
 {
-	char host[CFG_HOST_MAX];
+	char host[CFG_HOST_MAX], dir[CFG_PATH_MAX];
 	uint16_t port;
 
 	if (c->control_address[0])
 		snprintf(buf, cap, "%s", c->control_address);
 	else if (c->control_socket[0])
 		snprintf(buf, cap, "%s", c->control_socket);
+	else if (rundir_current(c->state_dir, dir, sizeof(dir)) < 0) /* too long for a socket */
+		snprintf(buf, cap, "ipc://%.*s", RUNDIR_DIR_MAX + 1, dir);
 	else if (cfg_parse_address(c->listen_address, host, sizeof(host), &port) == 0)
-		snprintf(buf, cap, "ipc:///tmp/heliosproxy-%u.ctl", (unsigned)port);
+		snprintf(buf, cap, "ipc://%s/" RUNDIR_SOCKET_FMT, dir, (unsigned)port);
 	else /* not from the loader, which checks listen_address */
-		snprintf(buf, cap, "ipc:///tmp/heliosproxy.ctl");
+		snprintf(buf, cap, "ipc://%s/heliosproxy.ctl", dir);
 }
 
 /* ---- cfg_to_toml ---- */

@@ -4,6 +4,7 @@
 #include "common/cpclient.h"
 
 #include "common/cpwire.h"
+#include "common/rundir.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -30,7 +31,9 @@ int cpclient_call(const char *url, const char *verb, char *const *args, size_t n
 	if (rv == 0) {
 		nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
 		nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms + 1000);
-		rv = nng_dial(s, url, NULL, 0);
+		rv = rundir_guard_peer(s);
+		if (rv == 0)
+			rv = nng_dial(s, url, NULL, 0);
 		if (rv)
 			snprintf(err, errlen, "no control plane at %s: %s", url, nng_strerror(rv));
 	} else {

@@ -23,6 +23,7 @@
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/log.h"
+#include "common/rundir.h"
 #include "controlplane/probe.h"
 #include "controlplane/xdp.h"
 
@@ -34,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void work_cb(void *arg);
 
@@ -354,6 +356,14 @@ static void cp_free(struct cp *cp)
 static int listen_on(struct cp *cp, const char *url, char *err, size_t errlen)
 {
 	nng_listener l;
+	char why[600];
+	/* nng connects to a file already at the path to see whether it is
+	 * stale: never to another user's (see common/rundir.h). */
+	if (!strncmp(url, "ipc://", 6) &&
+	    rundir_check_socket(url + 6, geteuid(), false, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "control plane cannot listen on %s: %s", url, why);
+		return -1;
+	}
 	int rv = nng_listener_create(&l, cp->sock, url);
 	if (rv == 0 && !strncmp(url, "ipc://", 6))
 		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600);

@@ -9,6 +9,7 @@
 #include "common/cpwire.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/rundir.h"
 #include "controlplane/cp.h"
 
 #include <getopt.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
@@ -77,6 +79,13 @@ int main(int argc, char **argv)
 		snprintf(url, sizeof(url), "%s", listen);
 	else
 		cfg_control_url(c, url, sizeof(url));
+	char dir[CFG_PATH_MAX], msg[600];
+	if (!listen && rundir_of_config(c, dir, sizeof(dir)) &&
+	    rundir_prepare(dir, geteuid(), true, msg, sizeof(msg)) < 0) {
+		fprintf(stderr, "helios-cp: %s\n", msg);
+		cfg_free(c);
+		return 1;
+	}
 	char admin_addr[CFG_HOST_MAX];
 	snprintf(admin_addr, sizeof(admin_addr), "%s", admin ? admin : c->control_admin_address);
 	cfg_free(c);
@@ -84,7 +93,6 @@ int main(int argc, char **argv)
 	const char *urls[1] = {url};
 	struct cp_opts co = {
 	    .config_path = path, .urls = urls, .n_urls = 1, .admin_address = admin_addr};
-	char msg[600];
 	struct cp *cp = cp_start(&co, msg, sizeof(msg));
 	if (!cp) {
 		fprintf(stderr, "helios-cp: %s\n", msg);

@@ -11,6 +11,7 @@
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/log.h"
+#include "common/rundir.h"
 #include "dataplane/cache.h"
 #include "dataplane/pipeline/rewrite.h"
 #include "dataplane/snap.h"
@@ -367,6 +368,9 @@ int cplink_start(const char *url, bool external, char *err, size_t errlen)
 		nng_socket_set_ms(L.sock, NNG_OPT_RECONNMINT, 100);
 		nng_socket_set_ms(L.sock, NNG_OPT_RECONNMAXT, 2000);
 		nng_socket_set_ms(L.sock, NNG_OPT_SENDTIMEO, 2000);
+		rv = rundir_guard_peer(L.sock);
+	}
+	if (rv == 0) {
 		rv = nng_dial(L.sock, url, NULL, NNG_FLAG_NONBLOCK);
 	}
 	if (rv) {

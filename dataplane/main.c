@@ -8,6 +8,7 @@
 #include "common/cpclient.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/rundir.h"
 #include "controlplane/cp.h"
 #include "dataplane/kfast.h"
 #include "dataplane/admin/admin.h"
@@ -170,8 +171,14 @@ int main(int argc, char **argv)
 	if (!url) {
 		/* embedded: the control plane runs here, data plane link over
 		 * inproc://, helioctl on control_socket */
-		char ctl[CFG_PATH_MAX + 32];
+		char ctl[CFG_PATH_MAX + 32], dir[CFG_PATH_MAX];
 		cfg_control_url(c, ctl, sizeof(ctl));
+		if (rundir_of_config(c, dir, sizeof(dir)) &&
+		    rundir_prepare(dir, geteuid(), true, msg, sizeof(msg)) < 0) {
+			fprintf(stderr, "heliosproxy: %s\n", msg);
+			cfg_free(c);
+			return 1;
+		}
 		const char *urls[2] = {INPROC_URL, ctl};
 		struct cp_opts co = {
 		    .config_path = path, .urls = urls, .n_urls = 2, .embedded = true};

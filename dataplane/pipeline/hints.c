@@ -59,10 +59,17 @@ static bool is_tag_cont(unsigned char c)
 	return is_ident_start(c) || is_digit(c);
 }
 
-/* Hint keys and values: [A-Za-z0-9_.:-] (':' for cache=ttl:N) */
-static bool is_tok(unsigned char c)
+/* Hint keys: [A-Za-z0-9_.-]. No ':', which values have (cache=ttl:N): a key
+ * such as "route:x" is no key this module knows, yet looks like one. */
+static bool is_key_char(unsigned char c)
 {
-	return is_alpha(c) || is_digit(c) || c == '_' || c == '.' || c == '-' || c == ':';
+	return is_alpha(c) || is_digit(c) || c == '_' || c == '.' || c == '-';
+}
+
+/* Hint values: [A-Za-z0-9_.:-] (':' for cache=ttl:N) */
+static bool is_value_char(unsigned char c)
+{
+	return is_key_char(c) || c == ':';
 }
 
 static unsigned char lower(unsigned char c)
@@ -214,7 +221,7 @@ static const char *parse_pairs(const char *p, size_t n, struct hints *h)
 	for (;;) {
 		k = skip_spaces(p, n, k);
 		size_t ks = k;
-		while (k < n && is_tok((unsigned char)p[k]))
+		while (k < n && is_key_char((unsigned char)p[k]))
 			k++;
 		size_t klen = k - ks;
 		if (klen == 0) {
@@ -228,12 +235,12 @@ static const char *parse_pairs(const char *p, size_t n, struct hints *h)
 			return "key too long";
 		k = skip_spaces(p, n, k);
 		if (k == n || p[k] != '=')
-			return (k == n || p[k] == ',' || is_tok((unsigned char)p[k]))
+			return (k == n || p[k] == ',' || is_key_char((unsigned char)p[k]))
 			           ? "missing '='"
 			           : "bad character";
 		k = skip_spaces(p, n, k + 1);
 		size_t vs = k;
-		while (k < n && is_tok((unsigned char)p[k]))
+		while (k < n && is_value_char((unsigned char)p[k]))
 			k++;
 		size_t vlen = k - vs;
 		if (vlen == 0)
@@ -248,7 +255,7 @@ static const char *parse_pairs(const char *p, size_t n, struct hints *h)
 		if (k == n)
 			return NULL;
 		if (p[k] != ',')
-			return is_tok((unsigned char)p[k]) ? "missing ','" : "bad character";
+			return is_value_char((unsigned char)p[k]) ? "missing ','" : "bad character";
 		k++;
 	}
 }

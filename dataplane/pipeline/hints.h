@@ -6,7 +6,8 @@
  * comment stays valid C:
  *   SELECT * FROM t / * helios:route=replica, cache=skip * /
  * It may stand before, inside or after the statement. Keys are
- * case-insensitive and values are [A-Za-z0-9_.:-]+. Pure: text in, result out,
+ * [A-Za-z0-9_.-]+, case-insensitive; values are [A-Za-z0-9_.:-]+ (a ':' for
+ * cache=ttl:N, so never in a key). Pure: text in, result out,
  * no I/O, no allocation, no global state.
  *
  * Text is lexed as PostgreSQL does, with standard_conforming_strings on (the

@@ -151,15 +151,17 @@ static size_t ref_comments(const uint8_t *s, size_t n, struct span *sp)
 	return ns;
 }
 
-static bool str_ok(const char *s, size_t cap, bool lower_key)
+/* A key is [a-z0-9_.-]+ (lower-cased); a value or node name is
+ * [A-Za-z0-9_.:-]+ (':' for cache=ttl:N). */
+static bool str_ok(const char *s, size_t cap, bool key)
 {
 	size_t l = strnlen(s, cap);
 	if (l == 0 || l == cap)
 		return false;
 	for (size_t i = 0; i < l; i++) {
 		uint8_t c = (uint8_t)s[i];
-		bool tok = (c >= 'a' && c <= 'z') || (!lower_key && c >= 'A' && c <= 'Z') ||
-		           digit(c) || c == '_' || c == '.' || c == '-';
+		bool tok = (c >= 'a' && c <= 'z') || (!key && c >= 'A' && c <= 'Z') || digit(c) ||
+		           c == '_' || c == '.' || c == '-' || (!key && c == ':');
 		if (!tok)
 			return false;
 	}

@@ -43,6 +43,18 @@ def config_get(p, key):
     return r.stdout.strip()
 
 
+def default_control_url(port):
+    """Where a heliosproxy without control_socket or state_dir listens for
+    helioctl (common/rundir.h)."""
+    if os.geteuid() == 0:
+        d = "/run/heliosproxy"
+    elif os.environ.get("XDG_RUNTIME_DIR", "").startswith("/"):
+        d = os.environ["XDG_RUNTIME_DIR"].rstrip("/") + "/heliosproxy"
+    else:
+        d = f"/tmp/heliosproxy-{os.geteuid()}"
+    return f"ipc://{d}/heliosproxy-{port}.ctl"
+
+
 def http_get(port, path, timeout=10):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
@@ -243,7 +255,7 @@ def test_helioctl_reload_rereads_the_file_and_refuses_a_broken_one(proxy, config
     # helioctl cannot read the address from a broken file: it says so
     r = helioctl(p, "reload", check=2)
     assert "-a URL" in r.stderr, r.stderr
-    url = f"ipc:///tmp/heliosproxy-{p.port}.ctl"
+    url = default_control_url(p.port)
     r = run([str(helios_bin() / "helioctl"), "-a", url, "reload"], check=False)
     assert r.returncode == 1, r
     assert re.search(rf"{re.escape(p.config_path.name)}:\d+", r.stderr), r.stderr

@@ -492,6 +492,7 @@ static void test_restart_only_keys_are_flagged(void **state)
 	                                      "unix_socket_dir",
 	                                      "control_address",
 	                                      "control_socket",
+	                                      "state_dir",
 	                                      "control_admin_address",
 	                                      "overrides_file",
 	                                      "routing.analysis_cache_entries",
@@ -519,6 +520,7 @@ static void test_control_plane_keys_have_their_defaults(void **state)
 
 	assert_string_equal(c->control_address, "");
 	assert_string_equal(c->control_socket, "");
+	assert_string_equal(c->state_dir, "");
 	assert_string_equal(c->control_admin_address, "127.0.0.1:9091");
 	assert_int_equal(c->heartbeat_interval_ms, 1000);
 	assert_int_equal(c->health_check_interval_secs, 2);

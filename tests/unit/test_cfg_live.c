@@ -5,6 +5,8 @@
  */
 #include "cfg_testutil.h"
 
+#include "common/rundir.h"
+
 #define SEED                                                                                       \
 	"listen_address = \"127.0.0.1:5433\"\n"                                                    \
 	"[pool_mode]\n"                                                                            \
@@ -370,15 +372,23 @@ static void test_no_array_key_needs_a_restart(void **state)
 
 static void test_control_url_default_derives_from_the_listen_port(void **state)
 {
-	char url[128];
+	char url[128], dir[CFG_PATH_MAX], want[CFG_PATH_MAX + 32];
 	struct cfg *c = load_ok(SEED);
 
+	/* in this user's state directory (common/rundir.h), never /tmp itself */
+	assert_int_equal(rundir_current("", dir, sizeof(dir)), 0);
 	cfg_control_url(c, url, sizeof(url));
-	assert_string_equal(url, "ipc:///tmp/heliosproxy-5433.ctl");
+	snprintf(want, sizeof(want), "ipc://%s/heliosproxy-5433.ctl", dir);
+	assert_string_equal(url, want);
 	cfg_free(c);
 	c = load_ok("listen_address = \"[::1]:6001\"\n" NODE);
 	cfg_control_url(c, url, sizeof(url));
-	assert_string_equal(url, "ipc:///tmp/heliosproxy-6001.ctl");
+	snprintf(want, sizeof(want), "ipc://%s/heliosproxy-6001.ctl", dir);
+	assert_string_equal(url, want);
+	cfg_free(c);
+	c = load_ok("listen_address = \"[::1]:6001\"\nstate_dir = \"/srv/helios\"\n" NODE);
+	cfg_control_url(c, url, sizeof(url));
+	assert_string_equal(url, "ipc:///srv/helios/heliosproxy-6001.ctl");
 	cfg_free(c);
 	c = load_ok("control_socket = \"ipc:///run/h.ctl\"\n" NODE);
 	cfg_control_url(c, url, sizeof(url));
