@@ -46,11 +46,10 @@ START_TIMEOUT = 20.0  # seconds for a proxy to accept connections
 # ASan build; the release build ignores them). A report prints its stack to
 # stderr (the proxy's log) and the process exits 1 instead of aborting, so no
 # core dump; UBSan stops at the first report (the build has
-# -fno-sanitize-recover too). Leak checking is off: the proxy's threads do not
-# free everything they own when SIGTERM ends them (see
-# scripts/run-integration.sh; the unit tests check leaks).
-os.environ.setdefault("ASAN_OPTIONS", "halt_on_error=1:abort_on_error=0:detect_leaks=0:"
-                      "detect_stack_use_after_return=0:print_summary=1")
+# -fno-sanitize-recover too). LeakSanitizer runs when a program exits (a proxy
+# stopped by SIGTERM included): the whole suite exits without a leak, so a new
+# leak fails the test whose proxy leaked.
+os.environ.setdefault("ASAN_OPTIONS", "halt_on_error=1:abort_on_error=0:detect_leaks=1")
 os.environ.setdefault("UBSAN_OPTIONS", "halt_on_error=1:abort_on_error=0:print_stacktrace=1")
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer")
 
