@@ -53,9 +53,15 @@ def known(*names):
     return reg
 
 
-@known("test_transaction_blocks", "test_error_inside_transaction_then_rollback")
+@known("test_transaction_blocks", "test_error_inside_transaction_then_rollback",
+       "test_server_side_cursor_in_a_transaction")
 def _crash_in_blocks(tls, mode):
     return (CRASH, True) if (tls, mode) == ("tls_both", "transaction") else None
+
+
+@known("test_pipelined_extended_protocol_batches")
+def _crash_in_batches(tls, mode):
+    return (CRASH, True) if tls == "tls_both" and mode != "session" else None
 
 
 @known("test_copy_in_a_few_megabytes", "test_transaction_block_refused_in_statement_mode_through_psycopg")
@@ -197,6 +203,14 @@ def test_simple_query_protocol_runs_several_statements(mx):
         cur = conn.execute("SELECT 'one'; SELECT 'two'")
         assert cur.fetchall() == [("one",)]
         assert cur.nextset() and cur.fetchall() == [("two",)]
+        # an empty query, then an error half-way through a multi-statement query:
+        # the statements after it do not run, the connection goes on
+        assert conn.pgconn.exec_(b"").status == psycopg.pq.ExecStatus.EMPTY_QUERY
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute(sql.SQL("INSERT INTO {} VALUES (1, 'a'); SELECT 1 / 0; "
+                                 "INSERT INTO {} VALUES (2, 'b')").format(tbl(mx), tbl(mx)))
+        # one implicit transaction: the first INSERT is rolled back too
+        assert rows(conn, sql.SQL("SELECT count(*) FROM {}").format(tbl(mx))) == [(0,)]
 
 
 def test_extended_query_protocol_with_parameters(mx):
@@ -262,6 +276,24 @@ def test_transaction_blocks(mx):
             tx.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(t), (3, "psycopg"))
             tx.commit()
         assert rows(other, sql.SQL("SELECT count(*) FROM {}").format(t)) == [(2,)]
+
+
+def test_server_side_cursor_in_a_transaction(mx):
+    with mx.connect(autocommit=False) as conn:
+        if not mx.blocks:
+            with pytest.raises(psycopg.errors.FeatureNotSupported):
+                conn.execute("SELECT 1")
+            return
+        with conn.cursor(name="mx_cur") as cur:  # DECLARE, FETCH FORWARD n
+            cur.itersize = 500
+            cur.execute("SELECT i, repeat('c', 100) FROM generate_series(1, 5000) i")
+            total = n = 0
+            for i, _ in cur:
+                total += i
+                n += 1
+        conn.commit()
+        assert (n, total) == (5000, 5000 * 5001 // 2)
+        assert rows(conn, "SELECT 1") == [(1,)]
 
 
 def test_transaction_block_refused_in_statement_mode_through_psycopg(mx):
@@ -393,19 +425,21 @@ def test_listen_notify(mx):
         a.execute("LISTEN mx_chan")
         b.execute("NOTIFY mx_chan, 'hello'")
         b.execute("SELECT pg_notify('mx_chan', %s)", ("with params",))
+        big = "n" * 7990  # PostgreSQL's limit is 8000 bytes
+        b.execute("SELECT pg_notify('mx_chan', %s)", (big,))
         # psycopg 3.1's notifies() has no timeout: poll with a cheap query,
         # which hands any notification received to the handler
         deadline = time.monotonic() + 10
-        while len(got) < 2 and time.monotonic() < deadline:
+        while len(got) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
             a.execute("SELECT 1")
         assert [(n.channel, n.payload) for n in got] == \
-            [("mx_chan", "hello"), ("mx_chan", "with params")]
+            [("mx_chan", "hello"), ("mx_chan", "with params"), ("mx_chan", big)]
         a.execute("UNLISTEN mx_chan")
         b.execute("NOTIFY mx_chan, 'not for a'")
         time.sleep(0.3)
         a.execute("SELECT 1")
-        assert len(got) == 2, [(n.channel, n.payload) for n in got]
+        assert len(got) == 3, [(n.channel, n.payload) for n in got]
 
 
 # ---------------------------------------------------------------------------
@@ -422,3 +456,16 @@ def test_a_sanitizer_report_in_a_proxy_log_fails_its_test(pg, tmp_path):
         group.close()
     assert "sanitizer report" in str(ei.value) and "fake report" in str(ei.value)
     assert p.proc.returncode == 0, "the proxy itself was fine"
+
+
+def test_pipelined_extended_protocol_batches(mx):
+    with mx.connect() as conn:
+        with conn.pipeline():
+            curs = [conn.execute("SELECT %s::int * 2", (i,)) for i in range(50)]
+        assert [c.fetchone()[0] for c in curs] == [i * 2 for i in range(50)]
+        # an error half-way: the rest of the batch is skipped up to its Sync
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with conn.pipeline():
+                conn.execute("SELECT 1 / %s::int", (0,))
+                conn.execute("SELECT 2")
+        assert rows(conn, "SELECT %s::text", ("usable",)) == [("usable",)]
