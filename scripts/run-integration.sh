@@ -82,8 +82,8 @@ for r in $RUNS; do
 	errs=$(grep -oE '[0-9]+ errors?' <<<"$last" | grep -oE '[0-9]+' || echo 0)
 	fail=$((fail + errs))
 	# the safety net: reports in logs no fixture looked at
-	# (*.known-bug: the log of a crash a test expects, see test_matrix.py)
-	reports=$(grep -rlE --exclude='*.known-bug' 'AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:' \
+	# (*.expected-report: a log whose report a test expected, see test_matrix.py)
+	reports=$(grep -rlE --exclude='*.expected-report' 'AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:' \
 		"$base" 2>/dev/null || true)
 	if [[ -n "$reports" ]]; then
 		echo "integration: sanitizer reports in:"

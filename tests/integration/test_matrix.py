@@ -89,7 +89,6 @@ class Combo:
             t["cert_file"], t["key_file"] = str(cert[0]), str(cert[1])
         self.cfg = make_config(pg, mode=mode, tls=t)
         self.proxy = None
-        self.crashes = []  # log paths of proxies that died during a test
 
     def ensure_running(self):
         if self.proxy is None or not self.proxy.running():
@@ -97,13 +96,12 @@ class Combo:
 
     def drop_dead(self, expected):
         """Forgets a proxy that exited; returns its problems. The log of an
-        expected crash (a known bug) is renamed *.known-bug, which
-        scripts/run-integration.sh's search for sanitizer reports skips."""
+        expected crash (a known bug) is set aside (expected_report)."""
         p, self.proxy = self.proxy, None
         p.check_exit = False
         problems = self.group.stop(p)
         if expected:
-            p.log_path.rename(p.log_path.with_name(p.log_path.name + ".known-bug"))
+            expected_report(p)
         return [f"heliosproxy exited during the test with status {p.proc.returncode}; "
                 f"log tail:\n{p.log_tail()}"] + problems
 
@@ -174,6 +172,12 @@ def mx(combo, request):
             problems.append(f"{combo.proxy.log_path} has a sanitizer report:\n{report}")
     if problems and not crash_expected:
         pytest.fail("\n\n".join(problems))
+
+
+def expected_report(p):
+    """Renames p's log *.expected-report: scripts/run-integration.sh's search
+    for sanitizer reports no test looked at skips those."""
+    p.log_path.rename(p.log_path.with_name(p.log_path.name + ".expected-report"))
 
 
 def rows(conn, q, params=None):
@@ -456,6 +460,7 @@ def test_a_sanitizer_report_in_a_proxy_log_fails_its_test(pg, tmp_path):
         group.close()
     assert "sanitizer report" in str(ei.value) and "fake report" in str(ei.value)
     assert p.proc.returncode == 0, "the proxy itself was fine"
+    expected_report(p)
 
 
 def test_pipelined_extended_protocol_batches(mx):
