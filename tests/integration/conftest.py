@@ -333,6 +333,12 @@ class Proxy:
         text = self.render(cfg)
         m = re.search(r'(?m)^\s*shutdown_timeout_secs\s*=\s*(\d+)', text)
         self.shutdown_timeout = int(m.group(1)) if m else 30
+        # the admin HTTP server starts after the workers listen: wait for it
+        # too when it is the fixture's (a slow build showed the gap)
+        admin = self.defaults.get("admin_address", "")
+        self.admin_port = None
+        if admin and re.search(rf'(?m)^\s*admin_address\s*=\s*"{re.escape(admin)}"', text):
+            self.admin_port = int(admin.rsplit(":", 1)[1])
         self.config_path.write_text(text)
         return text
 
@@ -358,10 +364,12 @@ class Proxy:
             if self.proc.poll() is not None:
                 pytest.fail(f"heliosproxy exited with status {self.proc.returncode} at start; "
                             f"log tail:\n{self.log_tail()}")
-            if port_accepts(self.port):
+            if port_accepts(self.port) and (self.admin_port is None or
+                                            port_accepts(self.admin_port)):
                 return
             time.sleep(0.05)
-        pytest.fail(f"heliosproxy does not accept on 127.0.0.1:{self.port} after {timeout} s; "
+        pytest.fail(f"heliosproxy does not accept on 127.0.0.1:{self.port} (and admin port "
+                    f"{self.admin_port}) after {timeout} s; "
                     f"log tail:\n{self.log_tail()}")
 
     @property
