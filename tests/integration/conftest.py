@@ -62,6 +62,7 @@ def sanitizer_report(text):
     i = min(hits)
     return text[max(0, i - 2000):i + 6000]
 
+
 # Roles made by the pg fixture: name -> password.
 ALICE = ("alice", "alice-pw")  # SCRAM secret, owns appdb
 MD5USER = ("md5user", "md5-pw")  # md5 hash (pg_hba: md5 for this user)
