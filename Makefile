@@ -3,7 +3,7 @@
 #   make                 release build: build/release/bin/heliosproxy
 #   make MODE=asan       AddressSanitizer + UBSan build
 #   make check           deps, build, unit tests (asan+ubsan), fuzz smoke run, TOML conformance,
-#                        integration
+#                        integration (release build on io_uring, ASan+UBSan build on epoll)
 #   make fuzz            every libFuzzer target for FUZZ_SECS (default 60) seconds each
 #   make demo / demo-stop
 #   V=1                  show full commands
@@ -101,13 +101,19 @@ toml-conformance: $(BIN)/toml-decode
 integration: all
 	$(Q)HELIOS_BIN=$(abspath $(BIN)) bash scripts/run-integration.sh
 
+# make check's integration runs: each I/O backend once, one of them with the
+# sanitizers (a report fails the run); `make integration` runs both backends
+# with one build.
+CHECK_INTEGRATION_RUNS := io_uring:$(CURDIR)/build/release/bin epoll:$(CURDIR)/build/asan/bin
+
 check: deps
 	$(Q)$(MAKE) --no-print-directory format-check
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECS=$(FUZZ_CHECK_SECS)
 	$(Q)$(MAKE) --no-print-directory MODE=asan toml-conformance
 	$(Q)$(MAKE) --no-print-directory MODE=release all
-	$(Q)$(MAKE) --no-print-directory MODE=release integration
+	$(Q)$(MAKE) --no-print-directory MODE=asan all
+	$(Q)INTEGRATION_RUNS="$(CHECK_INTEGRATION_RUNS)" bash scripts/run-integration.sh
 
 demo: deps all
 	$(Q)HELIOS_BIN=$(abspath $(BIN)) bash scripts/demo.sh start

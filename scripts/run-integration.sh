@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Integration tests: a PostgreSQL primary + replica in run/test (ports
 # 55432/55433, reused if a developer already started it), then
-# tests/integration under pytest once per I/O backend (io_uring, epoll).
+# tests/integration under pytest once per run.
 #
 #   HELIOS_BIN=<dir with heliosproxy> scripts/run-integration.sh [pytest args...]
+#       one run per I/O backend (io_uring, epoll) with that build
+#   INTEGRATION_RUNS="io_uring:<bin dir> epoll:<bin dir>" scripts/run-integration.sh
+#       the runs listed, each BACKEND:BIN_DIR (make check: release on io_uring,
+#       ASan+UBSan on epoll)
+#
+# A sanitizer report anywhere in a run's temporary folder (every proxy and
+# helios-cp log is there) fails that run, even when no test noticed it.
+# tests/integration/conftest.py sets the sanitizer options (ASAN_OPTIONS,
+# UBSAN_OPTIONS) unless the environment has them.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,12 +21,15 @@ RUN=$ROOT/run/test
 PPORT=55432
 RPORT=55433
 export HELIOS_BIN=${HELIOS_BIN:-$ROOT/build/release/bin}
-PYTEST_TIMEOUT=${PYTEST_TIMEOUT:-600} # per backend run
+PYTEST_TIMEOUT=${PYTEST_TIMEOUT:-900} # per run
+RUNS=${INTEGRATION_RUNS:-"io_uring:$HELIOS_BIN epoll:$HELIOS_BIN"}
 
-if [[ ! -x "$HELIOS_BIN/heliosproxy" ]]; then
-	echo "integration: $HELIOS_BIN/heliosproxy not found (build it first: make)" >&2
-	exit 1
-fi
+for r in $RUNS; do
+	if [[ "$r" != *:* || ! -x "${r#*:}/heliosproxy" ]]; then
+		echo "integration: run '$r': ${r#*:}/heliosproxy not found (build it first: make)" >&2
+		exit 1
+	fi
+done
 
 started=0
 if bash scripts/pgcluster.sh status "$RUN" "$PPORT" "$RPORT" >/dev/null 2>&1; then
@@ -26,10 +38,14 @@ else
 	bash scripts/pgcluster.sh start "$RUN" "$PPORT" "$RPORT" || exit 1
 	started=1
 fi
+tmp=$(mktemp -d /tmp/helios-integration.XXXXXX)
+keep=0 # a failed run's logs stay for the developer
 cleanup() {
 	if ((started)); then
 		bash scripts/pgcluster.sh stop "$RUN" || true
 	fi
+	((keep)) || rm -rf "$tmp"
+	rm -f "$tmp/pytest.log"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -45,23 +61,46 @@ failed=0
 total_pass=0
 total_fail=0
 results=()
-log=$(mktemp)
-for backend in io_uring epoll; do
-	echo "=== integration tests, io_backend=$backend"
-	HELIOS_IO_BACKEND=$backend timeout -k 10 "$PYTEST_TIMEOUT" \
-		/usr/bin/python3 -m pytest tests/integration -v -p no:cacheprovider "$@" 2>&1 | tee "$log"
+log=$tmp/pytest.log
+for r in $RUNS; do
+	backend=${r%%:*}
+	bin=$(cd "${r#*:}" && pwd)
+	label=$backend
+	[[ $bin == */asan/* ]] && label="$backend, asan"
+	base=$tmp/$backend-$(basename "$(dirname "$bin")")
+	echo "=== integration tests, io_backend=$backend, $bin"
+	t0=$SECONDS
+	HELIOS_BIN=$bin HELIOS_IO_BACKEND=$backend timeout -k 10 "$PYTEST_TIMEOUT" \
+		/usr/bin/python3 -m pytest tests/integration -v -p no:cacheprovider --basetemp="$base" "$@" 2>&1 |
+		tee "$log"
 	rc=${PIPESTATUS[0]}
+	secs=$((SECONDS - t0))
 	# pytest's closing line, e.g. "==== 3 failed, 40 passed, 1 error in 52.1s ===="
 	last=$(grep -E '^=+ .* in [0-9.]+s' "$log" | tail -n 1 || true)
 	pass=$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
 	fail=$(grep -oE '[0-9]+ failed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
 	errs=$(grep -oE '[0-9]+ errors?' <<<"$last" | grep -oE '[0-9]+' || echo 0)
 	fail=$((fail + errs))
+	# the safety net: reports in logs no fixture looked at
+	# (*.expected-report: a log whose report a test expected, see test_matrix.py)
+	reports=$(grep -rlE --exclude='*.expected-report' 'AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:' \
+		"$base" 2>/dev/null || true)
+	if [[ -n "$reports" ]]; then
+		echo "integration: sanitizer reports in:"
+		for f in $reports; do
+			echo "  $f"
+		done
+		for f in $reports; do
+			grep -m1 -B2 -A30 -E 'AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:' "$f"
+		done
+		((rc == 0)) && rc=1
+		((fail > 0)) || fail=1
+	fi
 	case $rc in
-	0) results+=("$backend: ok ($pass passed)") ;;
-	5) results+=("$backend: FAILED (no tests collected)") ;;
-	124 | 137) results+=("$backend: FAILED (timed out after ${PYTEST_TIMEOUT}s)") ;;
-	*) results+=("$backend: FAILED (pytest exit $rc)") ;;
+	0) results+=("$label: ok ($pass passed, ${secs}s)") ;;
+	5) results+=("$label: FAILED (no tests collected)") ;;
+	124 | 137) results+=("$label: FAILED (timed out after ${PYTEST_TIMEOUT}s)") ;;
+	*) results+=("$label: FAILED (pytest exit $rc${reports:+, sanitizer reports}, ${secs}s)") ;;
 	esac
 	if ((rc != 0)); then
 		failed=1
@@ -69,10 +108,16 @@ for backend in io_uring epoll; do
 	fi
 	total_pass=$((total_pass + pass))
 	total_fail=$((total_fail + fail))
+	if ((rc == 0)); then
+		rm -rf "$base" # keep /tmp small
+	else
+		keep=1
+		echo "integration: the logs of this run are kept in $base"
+	fi
 done
-rm -f "$log"
 cleanup >/dev/null # stop the cluster now, so the totals are the last lines
 started=0
+trap - EXIT
 
 echo "=== integration summary"
 for r in "${results[@]}"; do

@@ -14,6 +14,12 @@ Fixtures:
   pg       session-wide: the cluster, with the test roles and database made
   proxy    factory: proxy(config) starts a heliosproxy, stopped at teardown
   config   builder of the usual config dict (nodes, users, pool, auth)
+  ProxyGroup  the proxy factory outside a function-scoped fixture (shared
+           proxies of a module or class, e.g. test_matrix.py)
+
+Under the ASan+UBSan build (HELIOS_BIN=build/asan/bin) a sanitizer report in a
+proxy's log fails the test that started it (checked at teardown, and after each
+test for shared proxies); one in helioctl's output fails the helioctl call.
 """
 
 import os
@@ -35,6 +41,27 @@ ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path(os.environ.get("HELIOS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 TEST_TIMEOUT = int(os.environ.get("HELIOS_TEST_TIMEOUT", "120"))  # per test body, seconds
 START_TIMEOUT = 20.0  # seconds for a proxy to accept connections
+
+# Sanitizer runtime options for every HeliosProxy program the tests start (the
+# ASan build; the release build ignores them). A report prints its stack to
+# stderr (the proxy's log) and the process exits 1 instead of aborting, so no
+# core dump; UBSan stops at the first report (the build has
+# -fno-sanitize-recover too). LeakSanitizer runs when a program exits (a proxy
+# stopped by SIGTERM included): the whole suite exits without a leak, so a new
+# leak fails the test whose proxy leaked.
+os.environ.setdefault("ASAN_OPTIONS", "halt_on_error=1:abort_on_error=0:detect_leaks=1")
+os.environ.setdefault("UBSAN_OPTIONS", "halt_on_error=1:abort_on_error=0:print_stacktrace=1")
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer")
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in text, with context, or None."""
+    hits = [text.index(m) for m in SANITIZER_MARKERS if m in text]
+    if not hits:
+        return None
+    i = min(hits)
+    return text[max(0, i - 2000):i + 6000]
+
 
 # Roles made by the pg fixture: name -> password.
 ALICE = ("alice", "alice-pw")  # SCRAM secret, owns appdb
@@ -247,24 +274,31 @@ DEFAULT_USERS = [
 ]
 
 
+def make_config(pg, mode="session", method="scram-sha-256", pool=None, auth=None, users=None,
+                **top):
+    """The usual config dict: both nodes, the test users (plaintext
+    passwords), pooling mode; see the config fixture."""
+    d = dict(top)
+    d["pool_mode"] = {"mode": mode, "max_pool_size": 20, **(pool or {})}
+    d["nodes"] = [
+        {"name": "primary", "host": "127.0.0.1", "port": pg.port, "role": "primary"},
+        {"name": "replica", "host": "127.0.0.1", "port": pg.replica_port, "role": "replica"},
+    ]
+    a = {"method": method, **(auth or {})}
+    a["users"] = DEFAULT_USERS if users is None else users
+    if not a["users"]:
+        del a["users"]
+    d["auth"] = a
+    return d
+
+
 @pytest.fixture
 def config(pg):
     """config(mode=..., method=..., pool={...}, auth={...}, users=[...], **top) -> dict
     with both nodes, the test users (plaintext passwords) and session pooling."""
 
-    def build(mode="session", method="scram-sha-256", pool=None, auth=None, users=None, **top):
-        d = dict(top)
-        d["pool_mode"] = {"mode": mode, "max_pool_size": 20, **(pool or {})}
-        d["nodes"] = [
-            {"name": "primary", "host": "127.0.0.1", "port": pg.port, "role": "primary"},
-            {"name": "replica", "host": "127.0.0.1", "port": pg.replica_port, "role": "replica"},
-        ]
-        a = {"method": method, **(auth or {})}
-        a["users"] = DEFAULT_USERS if users is None else users
-        if not a["users"]:
-            del a["users"]
-        d["auth"] = a
-        return d
+    def build(*args, **kw):
+        return make_config(pg, *args, **kw)
 
     return build
 
@@ -300,6 +334,12 @@ class Proxy:
         text = self.render(cfg)
         m = re.search(r'(?m)^\s*shutdown_timeout_secs\s*=\s*(\d+)', text)
         self.shutdown_timeout = int(m.group(1)) if m else 30
+        # the admin HTTP server starts after the workers listen: wait for it
+        # too when it is the fixture's (a slow build showed the gap)
+        admin = self.defaults.get("admin_address", "")
+        self.admin_port = None
+        if admin and re.search(rf'(?m)^\s*admin_address\s*=\s*"{re.escape(admin)}"', text):
+            self.admin_port = int(admin.rsplit(":", 1)[1])
         self.config_path.write_text(text)
         return text
 
@@ -325,10 +365,12 @@ class Proxy:
             if self.proc.poll() is not None:
                 pytest.fail(f"heliosproxy exited with status {self.proc.returncode} at start; "
                             f"log tail:\n{self.log_tail()}")
-            if port_accepts(self.port):
+            if port_accepts(self.port) and (self.admin_port is None or
+                                            port_accepts(self.admin_port)):
                 return
             time.sleep(0.05)
-        pytest.fail(f"heliosproxy does not accept on 127.0.0.1:{self.port} after {timeout} s; "
+        pytest.fail(f"heliosproxy does not accept on 127.0.0.1:{self.port} (and admin port "
+                    f"{self.admin_port}) after {timeout} s; "
                     f"log tail:\n{self.log_tail()}")
 
     @property
@@ -397,15 +439,17 @@ class Proxy:
         return psycopg.connect(self.dsn(user, password, dbname, **extra), autocommit=autocommit)
 
 
-@pytest.fixture
-def proxy(pg, tmp_path):
-    """proxy(config_text_or_dict, wait=True, prefix=()) -> Proxy, run under the
-    command prefix if given (["setpriv", ...]). The fixture adds, unless
-    the config has them: io_backend (HELIOS_IO_BACKEND), workers = 2, a free
-    listen_address and admin_address on 127.0.0.1, shutdown_timeout_secs = 5."""
-    started = []
+class ProxyGroup:
+    """Starts proxies in one folder; close() stops them and fails on a bad
+    exit status or a sanitizer report in a log. The proxy fixture is one
+    group per test; a module or class can keep its own for shared proxies."""
 
-    def start(cfg, wait=True, prefix=(), **defaults):
+    def __init__(self, dirpath):
+        self.dir = dirpath
+        self.started = []
+        self.count = 0  # names stay unique when a proxy is dropped
+
+    def start(self, cfg, wait=True, prefix=(), **defaults):
         base = {
             "listen_address": f"127.0.0.1:{free_port()}",
             "admin_address": f"127.0.0.1:{free_port()}",
@@ -414,30 +458,47 @@ def proxy(pg, tmp_path):
             "shutdown_timeout_secs": 5,
         }
         base.update(defaults)
-        p = Proxy(tmp_path, f"heliosproxy{len(started)}", base)
+        p = Proxy(self.dir, f"heliosproxy{self.count}", base)
+        self.count += 1
         p.prefix = list(prefix)
-        started.append(p)
+        self.started.append(p)
         return p.start(cfg, wait=wait)
 
-    if not (helios_bin() / "heliosproxy").exists():
-        pytest.fail(f"{helios_bin() / 'heliosproxy'} not found (HELIOS_BIN; build with make)")
-    yield start
-
-    problems = []
-    for p in started:
+    def stop(self, p):
+        """Stops p and forgets it; returns the problems found (strings)."""
+        problems = []
+        if p in self.started:
+            self.started.remove(p)
         try:
             p.stop()
         except (AssertionError, pytest.fail.Exception) as e:
             problems.append(str(e))
-        log = p.log()
-        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
-            if marker in log:
-                i = log.index(marker)
-                problems.append(f"{p.log_path} contains {marker!r}:\n{log[max(0, i - 2000):i + 4000]}")
+        report = sanitizer_report(p.log())
+        if report:
+            problems.append(f"{p.log_path} has a sanitizer report:\n{report}")
         if getattr(p, "logf", None):
             p.logf.close()
-    if problems:
-        pytest.fail("\n\n".join(problems))
+        return problems
+
+    def close(self):
+        problems = []
+        for p in list(self.started):
+            problems += self.stop(p)
+        if problems:
+            pytest.fail("\n\n".join(problems))
+
+
+@pytest.fixture
+def proxy(pg, tmp_path):
+    """proxy(config_text_or_dict, wait=True, prefix=()) -> Proxy, run under the
+    command prefix if given (["setpriv", ...]). The fixture adds, unless
+    the config has them: io_backend (HELIOS_IO_BACKEND), workers = 2, a free
+    listen_address and admin_address on 127.0.0.1, shutdown_timeout_secs = 5."""
+    if not (helios_bin() / "heliosproxy").exists():
+        pytest.fail(f"{helios_bin() / 'heliosproxy'} not found (HELIOS_BIN; build with make)")
+    group = ProxyGroup(tmp_path)
+    yield group.start
+    group.close()
 
 
 class ServerConnSampler:
@@ -482,6 +543,9 @@ def wait_for(pred, timeout=10.0, interval=0.05):
 def run(cmd, timeout=60, check=True, **kw):
     """subprocess.run with a timeout and captured text output."""
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if str(cmd[0]).startswith(str(helios_bin())):
+        report = sanitizer_report((r.stdout or "") + (r.stderr or ""))
+        assert report is None, f"{cmd} has a sanitizer report:\n{report}"
     if check and r.returncode != 0:
         raise AssertionError(f"{cmd} exited {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
     return r

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ALICE, APPDB, MD5USER, free_port, helios_bin, run, wait_for
+from conftest import ALICE, APPDB, MD5USER, free_port, helios_bin, run, sanitizer_report, wait_for
 
 PGBENCH_SELECT = "SELECT 1;\n"
 
@@ -129,6 +129,8 @@ class ControlPlane:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             assert self.proc.wait(15) == 0, self.log()
+        report = sanitizer_report(self.log())
+        assert report is None, f"{self.log_path} has a sanitizer report:\n{report}"
 
     def log(self):
         try:
@@ -161,10 +163,16 @@ def external(pg, proxy, config, tmp_path):
         return cp, p
 
     yield start
+    reports = []
     for cp in started:
         if cp.proc and cp.proc.poll() is None:
             cp.proc.kill()
             cp.proc.wait(10)
+        report = sanitizer_report(cp.log())
+        if report:
+            reports.append(f"{cp.log_path} has a sanitizer report:\n{report}")
+    if reports:
+        pytest.fail("\n\n".join(reports))
 
 
 # ---------------------------------------------------------------------------

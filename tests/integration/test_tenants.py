@@ -13,6 +13,13 @@ import pytest
 from conftest import APPDB, MD5USER, helioctl
 
 
+# A throttled client gets at most the limit; at least LOW of it, not all of it:
+# from Python on a loaded 2-core machine, or through the ASan build, a client
+# may not manage 200 queries a second at all (178/s seen). The upper bound is
+# the limit's promise and stays tight.
+LOW = 0.6
+
+
 def run_for(conn, secs, sql="SELECT 1"):
     """Runs sql back to back for secs; returns (ok, refused) counts."""
     ok = refused = 0
@@ -41,9 +48,7 @@ def test_throttle_holds_a_user_to_its_rate(proxy, config):
         ok, refused = run_for(c, 5.0)
     assert refused == 0
     rate = ok / 5.0
-    # the cap is exact; the floor is loose because a loaded 2-core machine
-    # may not reach 200 round trips a second through the proxy at all
-    assert 120 <= rate <= 220, rate
+    assert 200 * LOW <= rate <= 220, rate
 
 
 def test_reject_answers_53400_naming_the_limit_and_the_connection_goes_on(proxy, config):
@@ -78,7 +83,7 @@ def test_session_mode_says_per_query_limits_do_not_apply(proxy, config):
 
 
 def test_users_have_their_own_buckets_unless_per_user_is_off(proxy, config):
-    for per_user, lo, hi in ((True, 180, 220), (False, 90, 110)):
+    for per_user in (True, False):
         cfg = config(mode="transaction")
         cfg["rate_limit"] = {"queries_per_second": 200, "burst_size": 5, "per_user": per_user}
         p = proxy(cfg)
@@ -92,8 +97,14 @@ def test_users_have_their_own_buckets_unless_per_user_is_off(proxy, config):
                 t.start()
             for t in ts:
                 t.join()
-        # per user: each gets 200/s; one global bucket: they share it
-        assert lo <= res["a"] <= hi and lo <= res["m"] <= hi, (per_user, res)
+        # per user: each gets up to 200/s (together more than one bucket
+        # gives); one global bucket: they share 200/s, neither starved
+        if per_user:
+            assert all(200 * LOW <= r <= 220 for r in res.values()), (per_user, res)
+        else:
+            total = res["a"] + res["m"]
+            assert 200 * LOW <= total <= 220, (per_user, res)
+            assert min(res.values()) > 0.25 * max(res.values()), (per_user, res)
         p.stop()
 
 
@@ -248,7 +259,7 @@ def test_quotas_hold_across_two_data_planes_of_one_control_plane(proxy, config, 
         for t in run:
             t.join()
         total = sum(counts) / 5.0
-        assert 180 <= total <= 220, (counts, total)
+        assert 200 * LOW <= total <= 220, (counts, total)
         assert min(counts) > 0.25 * max(counts), counts  # shared, not one starving the other
         for c in conns[:2]:
             c.close()
