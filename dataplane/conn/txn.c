@@ -68,6 +68,7 @@ void tx_client_free(struct client *cl)
 	guc_free(&cl->startup);
 	prep_client_free(&cl->prep);
 	prep_client_free(&cl->sqlprep);
+	tx_track_free(cl);
 	cache_client_free(cl);
 	if (cl->rate_wait && cl->w) {
 		cl->rate_wait = false;
@@ -94,10 +95,14 @@ void tx_server_reset_state(struct server *sv)
 	sv->rq_head = sv->rq_len = sv->rq_cap = 0;
 }
 
+/* Idle outside a transaction, proven by a ReadyForQuery 'I' that answered
+ * the last thing sent: extended messages without a Sync after it (a batch
+ * that ended in Flush) may have opened a transaction no ReadyForQuery
+ * reported. */
 bool tx_server_clean(const struct server *sv)
 {
 	return sv->rq_len == 0 && sv->tx_status == 'I' && sv->hdr_n == 0 && sv->cur_left == 0 &&
-	       sv->ep.q_head == NULL && !sv->skip_to_sync;
+	       sv->ep.q_head == NULL && !sv->skip_to_sync && !sv->open_batch;
 }
 
 /* ------------------------------------------------------------ request queue */
@@ -661,11 +666,14 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 	log_debug("tx client %llu -> server %llu: '%c' len %u queue %u%s",
 	          (unsigned long long)cl->id, (unsigned long long)sv->id, type, len, sv->rq_len,
 	          skipping ? " (skipping)" : "");
+	if (type == 'P' || type == 'B' || type == 'D' || type == 'E' || type == 'C' || type == 'H')
+		sv->open_batch = true; /* only a Sync's ReadyForQuery proves it clean again */
 
 	switch (type) {
 	case 'Q':
 		if (!tx_track_query(cl, sv, (const char *)body, len, local, b))
 			return false;
+		sv->open_batch = false; /* its ReadyForQuery ends what came before */
 		cache_note_query(cl, sv, (const char *)body, len);
 		tx_rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
 		cache_request_end(sv);
@@ -679,9 +687,13 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		if (name && off < len)
 			cache_note_parse(cl, sv, name[0] != '\0', (const char *)body + off,
 			                 len - off);
+		if (name && !name[0] && off < len)
+			tx_track_parse(cl, name, NULL, (const char *)body + off, len - off);
 		if (!name || !name[0])
 			break; /* unnamed: passes as is */
 		st = prep_client_put(&cl->prep, name, body + off, len - off);
+		if (st)
+			tx_track_parse(cl, name, st, (const char *)body + off, len - off);
 		if (!st)
 			break;
 		if (skipping)
@@ -704,6 +716,8 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		}
 		uint32_t name_off = off;
 		name = pgw_get_str(body, len, &off);
+		if (type == 'B' && portal && name)
+			tx_track_bind(cl, portal, name);
 		if (type == 'B' && portal && name && !name[0])
 			cache_note_bind(cl, sv, NULL, 0); /* the unnamed statement */
 		if (!name || !name[0] || (type == 'B' && !portal))
@@ -738,21 +752,33 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 				tx_rq_push(sv, RQ_CLOSE, RQ_SYNTH, '3', 0, 0);
 			return false;
 		}
+		if (len >= 2 && body[0] == 'P') {
+			off = 1;
+			name = pgw_get_str(body, len, &off);
+			if (name)
+				tx_track_close_portal(cl, name);
+		}
 		if (!skipping)
 			tx_rq_push(sv, RQ_CLOSE, RQ_FWD, 0, 0, 0);
 		break;
 	case 'E':
-		if (!skipping)
+		if (!skipping) {
+			name = pgw_get_str(body, len, &off);
+			if (name)
+				tx_track_execute(cl, sv, name);
 			tx_rq_push(sv, RQ_EXECUTE, RQ_FWD, 0, 0, 0);
+		}
 		break;
 	case 'S':
 		sv->skip_to_sync = false;
+		sv->open_batch = false;
 		tx_rq_push(sv, RQ_SYNC, RQ_FWD, 0, 0, 0);
 		cache_request_end(sv);
 		if (sv->qa)
 			analytics_sync(cl, sv);
 		break;
 	case 'F':
+		sv->open_batch = false;
 		tx_rq_push(sv, RQ_FUNC, RQ_FWD, 0, 0, 0);
 		break;
 	default:
@@ -1072,6 +1098,8 @@ void tx_bind(struct client *cl, struct server *sv)
 	if (!sv->prep.cap)
 		prep_server_init(&sv->prep, (uint32_t)cl->snap->cfg->pool.max_prepared_statements);
 	cancel_set_target(cl, sv);
+	if (cl->pins)
+		sv->needs_reset = true; /* pinned from its login (startup settings) */
 	io_recv_start(&sv->ep.sock);
 	char *sql =
 	    guc_equal(&cl->want, &sv->applied) ? NULL : guc_diff_sql(&cl->want, &sv->applied);
