@@ -763,10 +763,15 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		break;
 	case 'E':
 		if (!skipping) {
+			size_t l0 = b->len;
 			name = pgw_get_str(body, len, &off);
 			if (name)
-				tx_track_execute(cl, sv, name);
+				tx_track_execute(cl, sv, name, b);
 			tx_rq_push(sv, RQ_EXECUTE, RQ_FWD, 0, 0, 0);
+			if (b->len != l0) {
+				sbuf_append(b, msg, total); /* after what must run first */
+				return false;
+			}
 		}
 		break;
 	case 'S':

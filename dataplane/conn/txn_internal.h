@@ -51,7 +51,9 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 void tx_track_parse(struct client *cl, const char *name, struct prep_stmt *st, const char *sql,
                     uint32_t len);
 void tx_track_bind(struct client *cl, const char *portal, const char *stmt);
-void tx_track_execute(struct client *cl, struct server *sv, const char *portal);
+/* May add statements to run before the Execute to b (SQL EXECUTE of a
+ * prepared statement another client left on the server). */
+void tx_track_execute(struct client *cl, struct server *sv, const char *portal, struct sbuf *b);
 void tx_track_close_portal(struct client *cl, const char *portal);
 void tx_track_free(struct client *cl);
 

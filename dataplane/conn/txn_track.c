@@ -474,11 +474,64 @@ void tx_track_close_portal(struct client *cl, const char *portal)
 		portal_drop(cl->fx, portal);
 }
 
+/* Runs one statement of the proxy's own in the middle of an extended
+ * batch, under a statement and portal name no client uses, its answers
+ * swallowed. */
+static void inject_ext_stmt(struct server *sv, struct sbuf *b, const char *sql, size_t len)
+{
+	static const char nm[] = "hp_fix";
+	static const uint8_t zero2[2] = {0, 0}, zero4[4] = {0, 0, 0, 0};
+	tx_msg_hdr(b, 'P', (uint32_t)(sizeof(nm) + len + 1 + 2));
+	sbuf_append(b, nm, sizeof(nm));
+	sbuf_append(b, sql, len);
+	sbuf_append(b, "", 1);
+	sbuf_append(b, zero2, 2);
+	tx_rq_push(sv, RQ_PARSE, RQ_DROP, 0, 0, 0);
+	tx_msg_hdr(b, 'B', (uint32_t)(2 * sizeof(nm) + 6));
+	sbuf_append(b, nm, sizeof(nm));
+	sbuf_append(b, nm, sizeof(nm));
+	for (int i = 0; i < 3; i++)
+		sbuf_append(b, zero2, 2);
+	tx_rq_push(sv, RQ_BIND, RQ_DROP, 0, 0, 0);
+	tx_msg_hdr(b, 'E', (uint32_t)(sizeof(nm) + 4));
+	sbuf_append(b, nm, sizeof(nm));
+	sbuf_append(b, zero4, 4);
+	tx_rq_push(sv, RQ_EXECUTE, RQ_DROP, 0, 0, 0);
+	for (int i = 0; i < 2; i++) {
+		tx_msg_hdr(b, 'C', (uint32_t)(1 + sizeof(nm)));
+		sbuf_append(b, i == 0 ? "P" : "S", 1);
+		sbuf_append(b, nm, sizeof(nm));
+		tx_rq_push(sv, RQ_CLOSE, RQ_DROP, 0, 0, 0);
+	}
+}
+
+/* sqlprep_ensure for the extended protocol: the statements that make the
+ * server's SQL prepared statement `name` the client's run one by one
+ * before the client's Execute. */
+static void sqlprep_ensure_ext(struct client *cl, struct server *sv, const char *name,
+                               struct sbuf *b, bool want_ours)
+{
+	struct prep_stmt *mine = want_ours ? prep_client_get(&cl->sqlprep, name) : NULL;
+	int64_t i = sqlprep_find(sv, name);
+	if (i >= 0 && mine && sv->sqlprep_keys[i] == mine->key)
+		return;
+	if (i >= 0) {
+		char sql[SQLC_NAME_MAX + 16];
+		int n = snprintf(sql, sizeof(sql), "DEALLOCATE \"%s\"", name);
+		inject_ext_stmt(sv, b, sql, (size_t)n);
+		sqlprep_del(sv, name);
+	}
+	if (mine) {
+		inject_ext_stmt(sv, b, (const char *)mine->body, mine->body_len);
+		sqlprep_set(sv, name, mine->key);
+	}
+}
+
 /* Tracks an executed statement's text as tx_track_query does a Query's,
  * except that nothing can be answered locally or sent before it in the
  * middle of a batch: whatever cannot be followed pins, LISTEN included
  * (the server's own notifications then reach the client). */
-static void track_ext(struct client *cl, struct server *sv, const char *sql)
+static void track_ext(struct client *cl, struct server *sv, const char *sql, struct sbuf *b)
 {
 	const struct cfg *c = cl->snap->cfg;
 	struct sqlc_result *res = malloc(sizeof(*res));
@@ -515,12 +568,23 @@ static void track_ext(struct client *cl, struct server *sv, const char *sql)
 			listen_unsubscribe(cl, NULL);
 			track_common(cl, sv, sql, st);
 			break;
-		case SQLC_PREPARE:
 		case SQLC_EXECUTE:
 		case SQLC_DEALLOCATE:
-			/* SQL-level statements over the extended protocol stay on
-			 * this server (pinned above for PREPARE); the server's
-			 * statement of that name is the client's own or absent */
+			/* the server's statement of that name must be this
+			 * client's, or absent so the client gets PostgreSQL's
+			 * own error */
+			if (c->pool.track_sql_prepare)
+				sqlprep_ensure_ext(cl, sv, st->name, b, true);
+			if (st->kind == SQLC_DEALLOCATE) {
+				prep_client_del(&cl->sqlprep, st->name);
+				sqlprep_del(sv, st->name);
+			}
+			break;
+		case SQLC_PREPARE:
+			/* stays on this server: pinned above */
+			if (c->pool.track_sql_prepare)
+				sqlprep_ensure_ext(cl, sv, st->name, b,
+				                   false); /* another's goes first */
 			break;
 		default:
 			track_common(cl, sv, sql, st);
@@ -530,13 +594,13 @@ static void track_ext(struct client *cl, struct server *sv, const char *sql)
 	free(res);
 }
 
-void tx_track_execute(struct client *cl, struct server *sv, const char *portal)
+void tx_track_execute(struct client *cl, struct server *sv, const char *portal, struct sbuf *b)
 {
 	if (!cl->fx || !cl->fx->portals)
 		return;
 	struct fx_portal *p = *portal_find(cl->fx, portal);
 	if (p)
-		track_ext(cl, sv, p->sql);
+		track_ext(cl, sv, p->sql, b);
 }
 
 void tx_track_free(struct client *cl)

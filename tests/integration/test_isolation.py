@@ -93,7 +93,7 @@ def start_proxy(pg, tmp, mode, cache, **pool):
         "auth": {"method": "trust", "users": DEFAULT_USERS},
     }
     if cache:
-        cfg["cache"] = {"enabled": True}
+        cfg["cache"] = {"enabled": True, **(cache if isinstance(cache, dict) else {})}
     defaults = {
         "listen_address": f"127.0.0.1:{free_port()}",
         "admin_address": f"127.0.0.1:{free_port()}",
@@ -101,7 +101,7 @@ def start_proxy(pg, tmp, mode, cache, **pool):
         "io_backend": io_backend(),
         "shutdown_timeout_secs": 5,
     }
-    return Proxy(tmp, f"iso-{mode}-{int(cache)}-{uuid.uuid4().hex[:6]}", defaults).start(cfg)
+    return Proxy(tmp, f"iso-{mode}-{int(bool(cache))}-{uuid.uuid4().hex[:6]}", defaults).start(cfg)
 
 
 def stop_proxy(p):
@@ -401,4 +401,54 @@ def test_extended_advisory_lock_and_temp_table_pin_until_the_client_leaves(txpro
                         "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                         "AND pid = pg_backend_pid())", "simple")
     assert rows == [["t", "0"]], rows
+    b.terminate()
+
+
+def test_result_cache_keys_on_settings_set_by_the_extended_protocol(txproxy, iso_db):
+    """cache_rls_tables = true, rows filtered by a setting each tenant sets
+    with Parse/Bind/Execute: each tenant gets its own rows, never the
+    other's cached answer."""
+    t = "iso_rls_" + uuid.uuid4().hex[:8]
+    with p_superuser(iso_db) as su:
+        su.execute(f"CREATE TABLE {t} (tenant text, secret text)")
+        su.execute(f"INSERT INTO {t} VALUES ('t1', 't1-secret'), ('t2', 't2-secret')")
+        su.execute(f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY")
+        su.execute(f"CREATE POLICY by_tenant ON {t} "
+                   "USING (tenant = current_setting('app.tenant', true))")
+        su.execute(f"GRANT SELECT ON {t} TO alice")
+    p = txproxy("transaction", cache={"cache_rls_tables": True}, max_pool_size=2)
+    c1 = ic.connect(p.port, *ALICE)
+    c2 = ic.connect(p.port, *ALICE)
+    ic.run(c1, "SET app.tenant = 't1'", "extended")
+    ic.run(c2, "SET app.tenant = 't2'", "extended")
+    for _ in range(3):
+        rows, _ = ic.run(c1, f"SELECT secret FROM {t}", "simple")
+        assert rows == [["t1-secret"]], rows
+        rows, _ = ic.run(c2, f"SELECT secret FROM {t}", "simple")
+        assert rows == [["t2-secret"]], rows
+    c1.terminate()
+    c2.terminate()
+
+
+@pytest.mark.parametrize("proto", ["extended", "prepared"])
+def test_sql_execute_over_extended_protocol_never_runs_another_clients_statement(txproxy, proto):
+    """A client's SQL PREPARE stays on the server it ran on (track_sql_prepare);
+    another client's EXECUTE of the same name with Parse/Bind/Execute gets
+    PostgreSQL's "does not exist", or its own statement, never the first's."""
+    p = txproxy("transaction", max_pool_size=1)
+    a = ic.connect(p.port, *ALICE)
+    ic.run(a, "PREPARE iso_q AS SELECT 'secret-a'", "simple")
+    rows, _ = ic.run(a, "EXECUTE iso_q", "simple")
+    assert rows == [["secret-a"]]
+    b = ic.connect(p.port, *ALICE)
+    with pytest.raises(PgError) as e:
+        ic.run(b, "EXECUTE iso_q", proto)
+    assert e.value.code == "26000", e.value
+    ic.run(b, "PREPARE iso_q AS SELECT 'mine-b'", "simple")
+    rows, _ = ic.run(b, "EXECUTE iso_q", proto, i=1)
+    assert rows == [["mine-b"]], rows
+    # and the first client still gets its own
+    rows, _ = ic.run(a, "EXECUTE iso_q", proto, i=2)
+    assert rows == [["secret-a"]], rows
+    a.terminate()
     b.terminate()
