@@ -452,3 +452,41 @@ def test_sql_execute_over_extended_protocol_never_runs_another_clients_statement
     assert rows == [["secret-a"]], rows
     a.terminate()
     b.terminate()
+
+
+def test_pgbench_extended_set_role_does_not_reach_a_later_psql(txproxy, iso_db, tmp_path):
+    """pgbench -M extended running SET ROLE: a psql session afterwards, on
+    the same pooled server, runs as itself."""
+    from conftest import run
+    p = txproxy("transaction", max_pool_size=1)
+    script = tmp_path / "role.sql"
+    script.write_text("SET ROLE iso_grp;\nSELECT current_user;\n")
+    env = iso_db.env(password=ALICE[1])
+    run([str(iso_db.bin / "pgbench"), "-n", "-M", "extended", "-h", "127.0.0.1", "-p", str(p.port),
+         "-U", ALICE[0], "-c", "1", "-t", "5", "-f", str(script), APPDB], env=env, timeout=60)
+    r = run([str(iso_db.bin / "psql"), "-X", "-A", "-t", "-h", "127.0.0.1", "-p", str(p.port),
+             "-U", ALICE[0], "-d", APPDB, "-c", "SELECT current_user"], env=env, timeout=30)
+    assert r.stdout.strip() == "alice", r.stdout
+
+
+def test_psycopg_extended_session_state_is_gone_for_the_next_client(txproxy):
+    """psycopg 3 sends statements with parameters (or prepare=True) through
+    Parse/Bind/Execute: set_config, an advisory lock and a temp table made
+    that way are gone for the next client of the same server."""
+    import psycopg
+    p = txproxy("transaction", max_pool_size=1)
+    dsn = f"host=127.0.0.1 port={p.port} user={ALICE[0]} password={ALICE[1]} dbname={APPDB}"
+    with psycopg.connect(dsn, autocommit=True) as a:
+        pid = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+        a.execute("SELECT set_config('app.iso', %s, false)", ["secret"])
+        a.execute("SELECT pg_advisory_lock(%s)", [4244])
+        a.execute("CREATE TEMP TABLE iso_pg_t (v text)", prepare=True)
+        a.execute("INSERT INTO iso_pg_t VALUES (%s)", ["secret"])
+        assert a.execute("SELECT v FROM iso_pg_t").fetchone() == ("secret",)
+    with psycopg.connect(dsn, autocommit=True) as b:
+        assert b.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        row = b.execute("SELECT current_setting('app.iso', true), "
+                        "to_regclass('pg_temp.iso_pg_t') IS NULL, "
+                        "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                        "AND pid = pg_backend_pid())").fetchone()
+        assert row[0] in ("", None) and row[1] is True and row[2] == 0, row
