@@ -234,7 +234,7 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 		return true; /* not the proxy's business: the server answers */
 	}
 	if (r == 0 && !res->more_stmts && res->n > 0 && cl->pool && sv->tx_status == 'I' &&
-	    sv->rq_len == 0) {
+	    sv->rq_len == 0 && !sv->open_batch && !(cl->pins & (1u << PIN_LISTEN))) {
 		/* only LISTEN/UNLISTEN, outside a transaction: the pool's hub
 		 * listens for the client, which keeps no server for it */
 		bool only = true;
@@ -347,6 +347,12 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 					sqlprep_set(sv, st->name, ps->key);
 				free(text);
 			}
+			break;
+		case SQLC_UNLISTEN:
+		case SQLC_UNLISTEN_ALL:
+			/* the server listens too (a pinned LISTEN): both stop */
+			listen_unsubscribe(cl, st->kind == SQLC_UNLISTEN ? st->name : NULL);
+			track_common(cl, sv, sql, st);
 			break;
 		case SQLC_EXECUTE:
 		case SQLC_DEALLOCATE:

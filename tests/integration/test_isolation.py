@@ -492,3 +492,27 @@ def test_psycopg_extended_session_state_is_gone_for_the_next_client(txproxy):
                         "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                         "AND pid = pg_backend_pid())").fetchone()
         assert row[0] in ("", None) and row[1] is True and row[2] == 0, row
+
+
+def test_unlisten_all_stops_a_listen_sent_over_the_extended_protocol(txproxy, iso_db):
+    """LISTEN by Parse/Bind/Execute (the server listens, the client is
+    pinned), then a simple UNLISTEN *: no notification of either channel
+    arrives afterwards."""
+    p = txproxy("transaction", max_pool_size=2)
+    a = ic.connect(p.port, *ALICE)
+    ic.run(a, "LISTEN iso_u1", "extended")
+    ic.run(a, "LISTEN iso_u2", "simple")
+    ic.run(a, "UNLISTEN *", "simple")
+    with p_superuser(iso_db) as su:
+        su.execute("NOTIFY iso_u1, 'x'")
+        su.execute("NOTIFY iso_u2, 'y'")
+    time.sleep(0.5)
+    a.send_raw(message(b"Q", cstr("SELECT 1")))
+    kinds = []
+    while True:
+        m = a.read_message(timeout=10)
+        kinds.append(m[0])
+        if m[0] == b"Z":
+            break
+    assert b"A" not in kinds, kinds
+    a.terminate()
