@@ -412,6 +412,8 @@ void tx_track_parse(struct client *cl, const char *name, struct prep_stmt *st, c
 	if (name[0]) {
 		if (st)
 			st->track = hot; /* its text is kept in st */
+		if (hot && !cl->fx)
+			cl->fx = calloc(1, sizeof(*cl->fx)); /* Binds look from now on */
 		return;
 	}
 	if (!hot && (!cl->fx || !cl->fx->unnamed))
@@ -444,6 +446,8 @@ static void portal_drop(struct tx_fx *fx, const char *portal)
 
 void tx_track_bind(struct client *cl, const char *portal, const char *stmt)
 {
+	if (!cl->fx)
+		return; /* no statement of the client's may change session state */
 	const char *sql = NULL;
 	if (!stmt[0]) {
 		sql = cl->fx ? cl->fx->unnamed : NULL;
@@ -452,9 +456,7 @@ void tx_track_bind(struct client *cl, const char *portal, const char *stmt)
 		if (st && st->track)
 			sql = (const char *)st->body; /* the query, NUL-terminated */
 	}
-	if (!sql && (!cl->fx || !cl->fx->portals))
-		return; /* the common case */
-	if (!cl->fx && !(cl->fx = calloc(1, sizeof(*cl->fx))))
+	if (!sql && !cl->fx->portals)
 		return;
 	portal_drop(cl->fx, portal);
 	if (!sql)
