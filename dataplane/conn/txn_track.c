@@ -155,10 +155,24 @@ static uint32_t pins_for(const struct cfg *c, int r, const struct sqlc_result *r
 	return p;
 }
 
+/* A value no client's setting has: the server's value of that setting is
+ * unknown, so the next client's settings sync sets or resets it. */
+#define GUC_UNKNOWN ""
+
+/* Marks every setting the server was known to have as unknown. */
+static void applied_unknown(struct server *sv)
+{
+	for (int i = 0; i < sv->applied.n; i++)
+		guc_put(&sv->applied, sv->applied.e[i].name, GUC_UNKNOWN, true);
+}
+
 /* Effects both protocols track the same way: settings, and what undoes
- * a pin. */
+ * a pin. `unsure`: the statement may not take effect on the server (it
+ * runs in a transaction block that may roll back, or after something in
+ * the same query or batch that may fail), so what the server has is
+ * recorded as unknown rather than as the new value. */
 static void track_common(struct client *cl, struct server *sv, const char *sql,
-                         const struct sqlc_stmt *st)
+                         const struct sqlc_stmt *st, bool unsure)
 {
 	char *text;
 	switch (st->kind) {
@@ -168,7 +182,7 @@ static void track_common(struct client *cl, struct server *sv, const char *sql,
 		text = strndup(sql + st->loc, st->len);
 		if (text) {
 			guc_put(&cl->want, st->name, text, true);
-			guc_put(&sv->applied, st->name, text, true);
+			guc_put(&sv->applied, st->name, unsure ? GUC_UNKNOWN : text, true);
 			free(text);
 		}
 		break;
@@ -180,7 +194,10 @@ static void track_common(struct client *cl, struct server *sv, const char *sql,
 			guc_put(&cl->want, st->name, s0->value, false);
 		else
 			guc_del(&cl->want, st->name);
-		guc_del(&sv->applied, st->name);
+		if (unsure && guc_get(&sv->applied, st->name))
+			guc_put(&sv->applied, st->name, GUC_UNKNOWN, true);
+		else
+			guc_del(&sv->applied, st->name);
 		break;
 	}
 	case SQLC_DISCARD_ALL:
@@ -192,7 +209,10 @@ static void track_common(struct client *cl, struct server *sv, const char *sql,
 		/* fall through */
 	case SQLC_RESET_ALL:
 		guc_copy(&cl->want, &cl->startup);
-		guc_free(&sv->applied);
+		if (unsure)
+			applied_unknown(sv);
+		else
+			guc_free(&sv->applied);
 		break;
 	case SQLC_DISCARD_TEMP:
 		unpin(cl, PIN_TEMP_TABLE);
@@ -315,6 +335,9 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 		return true;
 	}
 	bool send = true;
+	/* a statement after another in one query, or behind a request still
+	 * running or inside a transaction block, may never take effect */
+	bool unsure = res->n > 1 || sv->rq_len > 0 || sv->open_batch || sv->tx_status != 'I';
 	char *fixsql = NULL;
 	size_t fixlen = 0;
 	FILE *fix = open_memstream(&fixsql, &fixlen);
@@ -352,7 +375,7 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 		case SQLC_UNLISTEN_ALL:
 			/* the server listens too (a pinned LISTEN): both stop */
 			listen_unsubscribe(cl, st->kind == SQLC_UNLISTEN ? st->name : NULL);
-			track_common(cl, sv, sql, st);
+			track_common(cl, sv, sql, st, unsure);
 			break;
 		case SQLC_EXECUTE:
 		case SQLC_DEALLOCATE:
@@ -366,7 +389,7 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 			}
 			break;
 		default:
-			track_common(cl, sv, sql, st);
+			track_common(cl, sv, sql, st, unsure);
 			break;
 		}
 	}
@@ -562,6 +585,13 @@ static void track_ext(struct client *cl, struct server *sv, const char *sql, str
 	}
 	if (res->flags & SQLC_F_ADVISORY_UNLOCK_ALL)
 		unpin(cl, PIN_ADVISORY_LOCK);
+	/* sure only when nothing before it in the batch can fail or roll it
+	 * back: no earlier Execute or Query waiting, outside a transaction */
+	bool unsure = sv->tx_status != 'I';
+	for (uint32_t i = 0; i < sv->rq_len && !unsure; i++) {
+		uint8_t k = sv->rq[(sv->rq_head + i) % sv->rq_cap].kind;
+		unsure = k == RQ_EXECUTE || k == RQ_QUERY || k == RQ_SYNC || k == RQ_FUNC;
+	}
 	for (int i = 0; i < res->n; i++) {
 		const struct sqlc_stmt *st = &res->stmts[i];
 		switch (st->kind) {
@@ -570,11 +600,11 @@ static void track_ext(struct client *cl, struct server *sv, const char *sql, str
 			break;
 		case SQLC_UNLISTEN_ALL:
 			listen_unsubscribe(cl, NULL);
-			track_common(cl, sv, sql, st);
+			track_common(cl, sv, sql, st, unsure);
 			break;
 		case SQLC_DISCARD_ALL:
 			listen_unsubscribe(cl, NULL);
-			track_common(cl, sv, sql, st);
+			track_common(cl, sv, sql, st, unsure);
 			break;
 		case SQLC_EXECUTE:
 		case SQLC_DEALLOCATE:
@@ -595,7 +625,7 @@ static void track_ext(struct client *cl, struct server *sv, const char *sql, str
 				                   false); /* another's goes first */
 			break;
 		default:
-			track_common(cl, sv, sql, st);
+			track_common(cl, sv, sql, st, unsure);
 			break;
 		}
 	}

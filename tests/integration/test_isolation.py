@@ -516,3 +516,23 @@ def test_unlisten_all_stops_a_listen_sent_over_the_extended_protocol(txproxy, is
             break
     assert b"A" not in kinds, kinds
     a.terminate()
+
+
+@pytest.mark.parametrize("proto", ["simple", "extended"])
+def test_rolled_back_set_never_lets_a_server_keep_another_clients_value(txproxy, proto):
+    """Client b's SET inside a transaction that rolls back leaves the server
+    with b's earlier value; the proxy must not believe the server has the
+    rolled-back value, or client a, who set exactly that value, would run
+    with b's."""
+    p = txproxy("transaction", max_pool_size=1)
+    a = ic.connect(p.port, *ALICE)
+    ic.run(a, "SET app.tenant = 'a'", "simple")
+    b = ic.connect(p.port, *ALICE)
+    ic.run(b, "SET app.tenant = 'b'", "simple")
+    ic.run(b, "BEGIN", "simple")
+    ic.run(b, "SET app.tenant = 'a'", proto)
+    ic.run(b, "ROLLBACK", "simple")
+    rows, _ = ic.run(a, "SELECT current_setting('app.tenant', true)", "simple")
+    assert rows == [["a"]], f"client a runs with another client's setting: {rows}"
+    a.terminate()
+    b.terminate()
