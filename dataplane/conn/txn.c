@@ -1106,19 +1106,20 @@ void tx_bind(struct client *cl, struct server *sv)
 	if (cl->pins)
 		sv->needs_reset = true; /* pinned from its login (startup settings) */
 	io_recv_start(&sv->ep.sock);
-	char *sql =
-	    guc_equal(&cl->want, &sv->applied) ? NULL : guc_diff_sql(&cl->want, &sv->applied);
-	if (sql && sql[0]) {
-		uint8_t *buf = malloc(strlen(sql) + 16);
-		if (buf) {
-			struct pgw_out o;
-			pgw_out_init(&o, buf, strlen(sql) + 16);
-			pgw_query(&o, sql);
-			tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, cl->login_pending ? RQ_F_LOGIN : 0, 0);
-			ep_send_bytes(&sv->ep, buf, o.len);
-			free(buf);
-			guc_copy(&sv->applied, &cl->want);
+	size_t dlen = 0;
+	char *sql = guc_equal(&cl->want, &sv->applied)
+	                ? NULL
+	                : guc_diff_stmts(&cl->want, &sv->applied, &dlen);
+	if (sql && dlen) {
+		/* one Query each: a statement the server refuses (a SET of the
+		 * client's that fails) must not leave the others, such as the
+		 * RESET of a previous client's setting, undone */
+		for (size_t off = 0; off < dlen;) {
+			const char *one = sql + off;
+			off += strlen(one) + 1;
+			tx_inject_query(sv, one, off >= dlen && cl->login_pending ? RQ_F_LOGIN : 0);
 		}
+		guc_copy(&sv->applied, &cl->want);
 	} else if (cl->login_pending) {
 		finish_login(cl, sv);
 	}

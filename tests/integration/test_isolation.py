@@ -536,3 +536,21 @@ def test_rolled_back_set_never_lets_a_server_keep_another_clients_value(txproxy,
     assert rows == [["a"]], f"client a runs with another client's setting: {rows}"
     a.terminate()
     b.terminate()
+
+
+def test_a_failing_set_of_one_client_never_keeps_another_clients_setting(txproxy):
+    """Client b's SET of an unknown parameter fails, but is replayed before
+    each of its transactions; that failure must not stop the RESET of client
+    a's setting that the same settings sync carries."""
+    p = txproxy("transaction", max_pool_size=1)
+    a = ic.connect(p.port, *ALICE)
+    b = ic.connect(p.port, *ALICE)
+    with pytest.raises(PgError):
+        ic.run(b, "SET iso_no_such_parameter = 1", "simple")
+    ic.run(a, "SET app.tenant = 'a'", "simple")
+    rows, _ = ic.run(b, "SELECT current_setting('app.tenant', true)", "simple")
+    assert rows[0][0] in ("", None), f"client b runs with client a's setting: {rows}"
+    rows, _ = ic.run(a, "SELECT current_setting('app.tenant', true)", "simple")
+    assert rows == [["a"]]
+    a.terminate()
+    b.terminate()
