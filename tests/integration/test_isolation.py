@@ -554,3 +554,30 @@ def test_a_failing_set_of_one_client_never_keeps_another_clients_setting(txproxy
     assert rows == [["a"]]
     a.terminate()
     b.terminate()
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_client_leaving_in_the_middle_of_a_message_never_pools_its_server(txproxy, mode):
+    """A client's last message went only partly to the server (a large
+    message passed through as it arrives) when the client disconnects: the
+    server waits for the rest, so it must be closed, never reset or pooled;
+    the next client gets a working server at once."""
+    p = txproxy(mode, max_pool_size=1)
+    a = ic.connect(p.port, *ALICE)
+    if mode == "session":
+        # the whole half message is relayed before the slow query's answer
+        # says the server is idle again
+        q2 = message(b"Q", cstr("SELECT '" + "x" * 300000 + "'"))
+        a.send_raw(message(b"Q", cstr("SELECT pg_sleep(0.5), 1")) + q2[:200000])
+        rows, err, status = ic.read_result(a)
+        assert err is None and status == "I"
+    else:
+        # CopyData larger than the assembly limit streams through
+        ic.simple(a, "SELECT 1")
+        a.send_raw(b"d" + struct.pack("!I", 600004) + b"x" * 400000)
+        time.sleep(0.5)
+    a.close()
+    b = ic.connect(p.port, *ALICE)
+    rows, err, status = ic.simple(b, "SELECT 2")
+    assert rows == [["2"]] and status == "I", (rows, err, status)
+    b.terminate()
