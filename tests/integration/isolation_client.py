@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pgwire import Conn, PgError, ProtocolError, cstr, message  # noqa: E402
+from pgwire import Conn, PgError, ProtocolError, cstr, message, parse_fields  # noqa: E402
 
 
 def parse_msg(name, sql):
@@ -57,7 +57,6 @@ def read_result(c, until=b"Z", count=1, timeout=None):
                 pos += max(ln, 0)
             rows.append(row)
         elif kind == b"E":
-            from pgwire import parse_fields
             error = parse_fields(payload)
             if until != b"Z":
                 break

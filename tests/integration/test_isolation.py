@@ -11,7 +11,6 @@ client of isolation_client.py.
 """
 
 import json
-import os
 import signal
 import socket
 import struct
@@ -129,6 +128,10 @@ def group(request, iso_db, tmp_path_factory):
     p.mode = mode
     yield p
     stop_proxy(p)
+
+
+def p_superuser(pg):
+    return pg.superuser(dbname=APPDB)
 
 
 def leave(c, how):
@@ -291,7 +294,6 @@ def test_unsynced_batch_keeps_the_server_while_the_client_stays(txproxy):
     tok = uuid.uuid4().hex
     a = ic.connect(p.port, *ALICE)
     ic.run_unsynced(a, ["BEGIN", f"INSERT INTO iso_tx VALUES ('{tok}')"], "extended")
-    a_pid = None
     b = ic.connect(p.port, *ALICE)
     for _ in range(3):
         rows, err, status = ic.simple(b, f"SELECT count(*) FROM iso_tx WHERE v = '{tok}'")
@@ -305,11 +307,6 @@ def test_unsynced_batch_keeps_the_server_while_the_client_stays(txproxy):
     assert rows == [["1"]]
     a.terminate()
     b.terminate()
-    del a_pid
-
-
-def p_superuser(pg):
-    return pg.superuser(dbname=APPDB)
 
 
 def test_extended_set_role_does_not_apply_to_other_clients(txproxy):
