@@ -925,6 +925,8 @@ void sv_release(struct server *sv)
 			park(sv);
 			return;
 		}
+		log_debug("server %llu: held a pinned client's state: DISCARD ALL before pooling",
+		          (unsigned long long)sv->id);
 		tx_server_discarded(sv);
 		start_reset(sv, "DISCARD ALL");
 		return;
