@@ -190,6 +190,11 @@ static void detach_server(struct client *cl)
 	}
 	if (cl->server) {
 		struct server *sv = cl->server;
+		if (cl->stream_left || cl->ep.scan.left || cl->ep.scan.hdr_n) {
+			/* part of a message went to the server: never reused */
+			sv->clean = false;
+			sv->open_batch = true;
+		}
 		cl->server = NULL;
 		sv->client = NULL;
 		cancel_set_target(cl, NULL);

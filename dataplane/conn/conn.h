@@ -76,6 +76,7 @@ struct client {
 	bool stmt_mode;         /* statement pooling */
 	bool login_pending;     /* tx mode: login answer waits for the settings sync */
 	uint32_t pins;          /* bit per enum pin_reason */
+	struct tx_fx *fx;       /* txn_track.c: extended-protocol statements that change state */
 	struct guc_set want;    /* settings the client expects on any server */
 	struct guc_set startup; /* its startup settings, for RESET */
 	struct prep_client prep;
@@ -198,6 +199,8 @@ struct server {
 	uint32_t backend_pid, backend_key;
 	char tx_status;
 	bool clean;          /* idle at ReadyForQuery, nothing sent since */
+	bool open_batch;     /* tx: extended messages sent since the last Sync/Query */
+	bool needs_reset;    /* tx: held a pinned client's state: DISCARD ALL before pooling */
 	bool q_busy, x_busy; /* a query / transaction is running (stats) */
 	struct timespec q_start, x_start;
 	struct timespec created, last_used;
@@ -293,6 +296,8 @@ void tx_server_data(struct server *sv, struct io_chunk *c);
 void tx_bind(struct client *cl, struct server *sv);
 bool tx_server_clean(const struct server *sv);
 void tx_server_reset_state(struct server *sv);
+/* The server is about to run DISCARD ALL: forget what the proxy tracked on it. */
+void tx_server_discarded(struct server *sv);
 void tx_client_free(struct client *cl);
 /* Queues a query of the proxy's own on sv (its answers are dropped except
  * what the flags' owner captures). */

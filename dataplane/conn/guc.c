@@ -205,7 +205,8 @@ static int put_literal(FILE *f, const char *s)
 	return fputc('\'', f) == EOF ? -EIO : 0;
 }
 
-char *guc_diff_sql(const struct guc_set *want, const struct guc_set *have)
+/* The statements of guc_diff_sql, each ended by `end` (';' or NUL). */
+static char *diff(const struct guc_set *want, const struct guc_set *have, char end, size_t *out_len)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -218,13 +219,14 @@ char *guc_diff_sql(const struct guc_set *want, const struct guc_set *have)
 		if (h && h->is_stmt == w->is_stmt && !strcmp(h->value, w->value))
 			continue;
 		if (w->is_stmt) {
-			fprintf(f, "%s;", w->value);
+			fprintf(f, "%s%c", w->value, end);
 		} else {
 			fputs("SELECT pg_catalog.set_config(", f);
 			put_literal(f, w->name);
 			fputc(',', f);
 			put_literal(f, w->value);
-			fputs(",false);", f);
+			fputs(",false)", f);
+			fputc(end, f);
 		}
 	}
 	for (int i = 0; i < have->n; i++) {
@@ -237,11 +239,24 @@ char *guc_diff_sql(const struct guc_set *want, const struct guc_set *have)
 				fputc('"', f);
 			fputc(*p, f);
 		}
-		fputs("\";", f);
+		fputs("\"", f);
+		fputc(end, f);
 	}
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
 	}
+	*out_len = len;
 	return buf;
+}
+
+char *guc_diff_sql(const struct guc_set *want, const struct guc_set *have)
+{
+	size_t len;
+	return diff(want, have, ';', &len);
+}
+
+char *guc_diff_stmts(const struct guc_set *want, const struct guc_set *have, size_t *len)
+{
+	return diff(want, have, '\0', len);
 }

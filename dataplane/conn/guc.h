@@ -45,5 +45,9 @@ int guc_from_startup(struct guc_set *g, const char *const *names, const char *co
  * want lacks. Returns a malloc'd string, "" when nothing differs (caller
  * frees), or NULL on out-of-memory. */
 char *guc_diff_sql(const struct guc_set *want, const struct guc_set *have);
+/* The same statements, each ended by a NUL instead of ';' (*len bytes in
+ * all), to send one by one so that one the server refuses does not stop
+ * the others. */
+char *guc_diff_stmts(const struct guc_set *want, const struct guc_set *have, size_t *len);
 
 #endif

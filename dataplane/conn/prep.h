@@ -21,6 +21,7 @@ struct prep_stmt {
 	uint64_t key;
 	uint32_t body_len;
 	char sname[PREP_SERVER_NAME_LEN];
+	bool track; /* its text may change session state (sqlc_maybe_interesting) */
 	char *name;
 	uint8_t *body;
 };

@@ -921,6 +921,25 @@ static bool node_is_drained(const struct server *sv)
 	return r;
 }
 
+/* Sends the reset query; the server is pooled when its ReadyForQuery 'I'
+ * arrives with no error before it, closed otherwise (on_captured). */
+static void start_reset(struct server *sv, const char *sql)
+{
+	uint8_t buf[CFG_QUERY_MAX + 16];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_query(&o, sql);
+	if (o.overflow) {
+		sv_close(sv);
+		return;
+	}
+	sv->state = SV_RESETTING;
+	ep_send_bytes(&sv->ep, buf, o.len);
+	/* clean again once the reset's ReadyForQuery arrives with nothing
+	 * else outstanding */
+	sv->clean = true;
+}
+
 void sv_release(struct server *sv)
 {
 	if (sv->state == SV_CLOSING)
@@ -935,14 +954,22 @@ void sv_release(struct server *sv)
 		return;
 	}
 	if (sv->txn) {
-		/* transaction pooling: no reset, the settings it carries are known */
+		/* transaction pooling: no reset, the settings it carries are known,
+		 * unless a pinned client left state the proxy does not follow */
 		if (!tx_server_clean(sv) || sv->ep.paused) {
 			log_debug("server %llu: released mid-transaction, closing",
 			          (unsigned long long)sv->id);
 			sv_close(sv);
 			return;
 		}
-		park(sv);
+		if (!sv->needs_reset) {
+			park(sv);
+			return;
+		}
+		log_debug("server %llu: held a pinned client's state: DISCARD ALL before pooling",
+		          (unsigned long long)sv->id);
+		tx_server_discarded(sv);
+		start_reset(sv, "DISCARD ALL");
 		return;
 	}
 	if (!sv->clean || sv->tx_status != 'I' || sv->ep.paused || sv->ep.scan.left ||
@@ -960,14 +987,6 @@ void sv_release(struct server *sv)
 		park(sv);
 		return;
 	}
-	uint8_t buf[CFG_QUERY_MAX + 16];
-	struct pgw_out o;
-	pgw_out_init(&o, buf, sizeof(buf));
-	pgw_query(&o, reset);
+	start_reset(sv, reset);
 	snap_unref(sn);
-	sv->state = SV_RESETTING;
-	ep_send_bytes(&sv->ep, buf, o.len);
-	/* clean again once the reset's ReadyForQuery arrives with nothing
-	 * else outstanding */
-	sv->clean = true;
 }

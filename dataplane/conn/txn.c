@@ -77,6 +77,7 @@ void tx_client_free(struct client *cl)
 	prep_client_free(&cl->prep);
 	prep_client_free(&cl->sqlprep);
 	prep_client_free(&cl->rawprep);
+	tx_track_free(cl);
 	cache_client_free(cl);
 	if (cl->rate_wait && cl->w) {
 		cl->rate_wait = false;
@@ -103,10 +104,14 @@ void tx_server_reset_state(struct server *sv)
 	sv->rq_head = sv->rq_len = sv->rq_cap = 0;
 }
 
+/* Idle outside a transaction, proven by a ReadyForQuery 'I' that answered
+ * the last thing sent: extended messages without a Sync after it (a batch
+ * that ended in Flush) may have opened a transaction no ReadyForQuery
+ * reported. */
 bool tx_server_clean(const struct server *sv)
 {
 	return sv->rq_len == 0 && sv->tx_status == 'I' && sv->hdr_n == 0 && sv->cur_left == 0 &&
-	       sv->ep.q_head == NULL && !sv->skip_to_sync && !sv->rx_partial;
+	       sv->ep.q_head == NULL && !sv->skip_to_sync && !sv->rx_partial && !sv->open_batch;
 }
 
 /* ------------------------------------------------------------ request queue */
@@ -684,11 +689,14 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 	log_debug("tx client %llu -> server %llu: '%c' len %u queue %u%s",
 	          (unsigned long long)cl->id, (unsigned long long)sv->id, type, len, sv->rq_len,
 	          skipping ? " (skipping)" : "");
+	if (type == 'P' || type == 'B' || type == 'D' || type == 'E' || type == 'C' || type == 'H')
+		sv->open_batch = true; /* only a Sync's ReadyForQuery proves it clean again */
 
 	switch (type) {
 	case 'Q':
 		if (!tx_track_query(cl, sv, (const char *)body, len, local, b))
 			return false;
+		sv->open_batch = false; /* its ReadyForQuery ends what came before */
 		cache_note_query(cl, sv, (const char *)body, len);
 		tx_rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
 		cache_request_end(sv);
@@ -702,9 +710,13 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		if (name && off < len)
 			cache_note_parse(cl, sv, name[0] != '\0', (const char *)body + off,
 			                 len - off);
+		if (name && !name[0] && off < len)
+			tx_track_parse(cl, name, NULL, (const char *)body + off, len - off);
 		if (!name || !name[0])
 			break; /* unnamed: passes as is */
 		st = prep_client_put(&cl->prep, name, body + off, len - off);
+		if (st)
+			tx_track_parse(cl, name, st, (const char *)body + off, len - off);
 		if (!st)
 			break;
 		if (skipping)
@@ -734,6 +746,8 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		}
 		uint32_t name_off = off;
 		name = pgw_get_str(body, len, &off);
+		if (type == 'B' && portal && name)
+			tx_track_bind(cl, portal, name);
 		if (type == 'B' && portal && name && !name[0])
 			cache_note_bind(cl, sv, NULL, 0); /* the unnamed statement */
 		if (!name || !name[0] || (type == 'B' && !portal))
@@ -775,21 +789,38 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 				tx_rq_push(sv, RQ_CLOSE, RQ_SYNTH, '3', 0, 0);
 			return false;
 		}
+		if (len >= 2 && body[0] == 'P') {
+			off = 1;
+			name = pgw_get_str(body, len, &off);
+			if (name)
+				tx_track_close_portal(cl, name);
+		}
 		if (!skipping)
 			tx_rq_push(sv, RQ_CLOSE, RQ_FWD, 0, 0, 0);
 		break;
 	case 'E':
-		if (!skipping)
+		if (!skipping) {
+			size_t l0 = b->len;
+			name = pgw_get_str(body, len, &off);
+			if (name)
+				tx_track_execute(cl, sv, name, b);
 			tx_rq_push(sv, RQ_EXECUTE, RQ_FWD, 0, 0, 0);
+			if (b->len != l0) {
+				sbuf_append(b, msg, total); /* after what must run first */
+				return false;
+			}
+		}
 		break;
 	case 'S':
 		sv->skip_to_sync = false;
+		sv->open_batch = false;
 		tx_rq_push(sv, RQ_SYNC, RQ_FWD, 0, 0, 0);
 		cache_request_end(sv);
 		if (sv->qa)
 			analytics_sync(cl, sv);
 		break;
 	case 'F':
+		sv->open_batch = false;
 		tx_rq_push(sv, RQ_FUNC, RQ_FWD, 0, 0, 0);
 		break;
 	default:
@@ -877,8 +908,9 @@ static void replay_batch(struct client *cl, struct server *sv)
 	free(local.buf);
 }
 
-static void pin_untracked(struct client *cl, uint32_t total)
+static void pin_untracked(struct client *cl, struct server *sv, uint32_t total)
 {
+	sv->needs_reset = true; /* DISCARD ALL before another client gets it */
 	if (cl->pins & (1u << PIN_UNTRACKED))
 		return;
 	cl->pins |= 1u << PIN_UNTRACKED;
@@ -931,6 +963,8 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 		cl_close(cl, "0A000", msg);
 		return -1;
 	}
+	if (type == 'P' || type == 'B')
+		sv->open_batch = true; /* as in client_msg: only a Sync proves it clean */
 
 	switch (type) {
 	case 'Q':
@@ -939,7 +973,7 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 			goto drop;
 		}
 		batch_record(sv, m, total); /* a simple query: never replayed */
-		pin_untracked(cl, total);
+		pin_untracked(cl, sv, total);
 		cache_note_unseen(cl, sv, false);
 		tx_rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
 		cache_request_end(sv);
@@ -959,10 +993,14 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 			analytics_batch_text(cl, sv, (const char *)z + 1,
 			                     blen - (uint32_t)(z + 1 - body));
 		if (!z || z == body || skipping) {
-			/* the unnamed statement (or one the server ignores) */
+			/* the unnamed statement (or one the server ignores); its text
+			 * is not seen, so like a streamed Query it may change session
+			 * state the proxy cannot follow */
 			cache_note_unseen(cl, sv, true);
-			if (!skipping)
+			if (!skipping) {
+				pin_untracked(cl, sv, total);
 				tx_rq_push(sv, RQ_PARSE, RQ_FWD, 0, 0, 0);
+			}
 			break;
 		}
 		if (refuse) {
@@ -979,7 +1017,7 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 		 * are, its Close goes to the server */
 		prep_client_del(&cl->prep, (const char *)body);
 		prep_client_put(&cl->rawprep, (const char *)body, (const uint8_t *)"", 0);
-		pin_untracked(cl, total);
+		pin_untracked(cl, sv, total);
 		tx_rq_push(sv, RQ_PARSE, RQ_FWD, 0, 0, 0);
 		break;
 	}
@@ -1053,6 +1091,20 @@ static void flow_check(struct client *cl)
 	} else if (cl->ep.paused && (!sv || sv->ep.q_bytes < EP_LOW_WATER)) {
 		cl->ep.paused = false;
 		io_recv_start(&cl->ep.sock);
+	}
+}
+
+/* Puts run[0, n) (client messages passed on unchanged) in b at l0, ahead
+ * of what was added to b after l0 for the message that follows them. */
+static void put_run_before(struct sbuf *b, size_t l0, const uint8_t *run, size_t n)
+{
+	if (!n)
+		return;
+	size_t added = b->len - l0;
+	sbuf_append(b, run, n); /* grow */
+	if (!b->oom) {
+		memmove(b->p + l0 + n, b->p + l0, added);
+		memcpy(b->p + l0, run, n);
 	}
 }
 
@@ -1174,7 +1226,13 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		}
 		batch_record(sv, m, total);
 		if (client_msg(cl, sv, m, total, &b, &local)) {
-			if (pt_to != off) {
+			if (b.len > l0) {
+				/* passed on unchanged, but after SQL of the proxy's
+				 * (tracking) that must follow the earlier messages */
+				all_pt = false;
+				put_run_before(&b, l0, data + pt_from, pt_to - pt_from);
+				pt_from = off;
+			} else if (pt_to != off) {
 				/* a new run of unchanged messages: the previous one is
 				 * already in b */
 				if (pt_to > pt_from)
@@ -1184,16 +1242,9 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			pt_to = off + total;
 		} else {
 			all_pt = false;
-			if (pt_to > pt_from) {
-				/* unchanged messages before this one go first */
-				size_t run = pt_to - pt_from, added = b.len - l0;
-				sbuf_append(&b, data + pt_from, run); /* grow */
-				if (!b.oom) {
-					memmove(b.p + l0 + run, b.p + l0, added);
-					memcpy(b.p + l0, data + pt_from, run);
-				}
-				pt_from = pt_to = 0;
-			}
+			/* unchanged messages before this one go first */
+			put_run_before(&b, l0, data + pt_from, pt_to - pt_from);
+			pt_from = pt_to = 0;
 		}
 		off += total;
 	}
@@ -1352,20 +1403,23 @@ void tx_bind(struct client *cl, struct server *sv)
 	if (!sv->prep.cap)
 		prep_server_init(&sv->prep, (uint32_t)cl->snap->cfg->pool.max_prepared_statements);
 	cancel_set_target(cl, sv);
+	if (cl->pins)
+		sv->needs_reset = true; /* pinned from its login (startup settings) */
 	io_recv_start(&sv->ep.sock);
-	char *sql =
-	    guc_equal(&cl->want, &sv->applied) ? NULL : guc_diff_sql(&cl->want, &sv->applied);
-	if (sql && sql[0]) {
-		uint8_t *buf = malloc(strlen(sql) + 16);
-		if (buf) {
-			struct pgw_out o;
-			pgw_out_init(&o, buf, strlen(sql) + 16);
-			pgw_query(&o, sql);
-			tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, cl->login_pending ? RQ_F_LOGIN : 0, 0);
-			ep_send_bytes(&sv->ep, buf, o.len);
-			free(buf);
-			guc_copy(&sv->applied, &cl->want);
+	size_t dlen = 0;
+	char *sql = guc_equal(&cl->want, &sv->applied)
+	                ? NULL
+	                : guc_diff_stmts(&cl->want, &sv->applied, &dlen);
+	if (sql && dlen) {
+		/* one Query each: a statement the server refuses (a SET of the
+		 * client's that fails) must not leave the others, such as the
+		 * RESET of a previous client's setting, undone */
+		for (size_t off = 0; off < dlen;) {
+			const char *one = sql + off;
+			off += strlen(one) + 1;
+			tx_inject_query(sv, one, off >= dlen && cl->login_pending ? RQ_F_LOGIN : 0);
 		}
+		guc_copy(&sv->applied, &cl->want);
 	} else if (cl->login_pending) {
 		finish_login(cl, sv);
 	}

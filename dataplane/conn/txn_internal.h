@@ -43,6 +43,20 @@ void tx_refuse(struct outb *local, char status, const char *sqlstate, const char
 bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint32_t len,
                     struct outb *local, struct sbuf *b);
 
+/* txn_track.c, the extended protocol: a Parse's text is checked once
+ * (sqlc_maybe_interesting, as a Query's); a Bind ties a portal to a text
+ * that may change session state; the Execute of that portal has its
+ * effect tracked (pins, settings) as a Query of the same text would.
+ * st is the client's named statement (NULL for the unnamed one). */
+void tx_track_parse(struct client *cl, const char *name, struct prep_stmt *st, const char *sql,
+                    uint32_t len);
+void tx_track_bind(struct client *cl, const char *portal, const char *stmt);
+/* May add statements to run before the Execute to b (SQL EXECUTE of a
+ * prepared statement another client left on the server). */
+void tx_track_execute(struct client *cl, struct server *sv, const char *portal, struct sbuf *b);
+void tx_track_close_portal(struct client *cl, const char *portal);
+void tx_track_free(struct client *cl);
+
 /* txn_gate.c: rate limits at the message m (total bytes) that starts a
  * query: 1 to go on, 0 to stop here (throttled: the worker wakes the
  * client), -1 when the message was consumed (refused, or dropped with its

@@ -17,8 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void pin(struct client *cl, enum pin_reason r)
+/* Pins cl to sv; sv then holds state of cl's that only DISCARD ALL (run
+ * when it is released) is sure to remove. */
+static void pin(struct client *cl, struct server *sv, enum pin_reason r)
 {
+	sv->needs_reset = true;
 	if (!(cl->pins & (1u << r))) {
 		cl->pins |= 1u << r;
 		__atomic_add_fetch(&g_pin_count[r], 1, __ATOMIC_RELAXED);
@@ -84,6 +87,14 @@ static void sqlprep_clear(struct server *sv)
 	sv->sqlprep_n = 0;
 }
 
+void tx_server_discarded(struct server *sv)
+{
+	guc_free(&sv->applied);
+	prep_server_clear(&sv->prep);
+	sqlprep_clear(sv);
+	sv->needs_reset = false;
+}
+
 /* Makes the server's statement `name` the client's: DEALLOCATE another
  * client's one of the same name, PREPARE ours if missing. Appends the SQL
  * to `fix`. */
@@ -101,6 +112,126 @@ static void sqlprep_ensure(struct client *cl, struct server *sv, const char *nam
 	if (mine) {
 		fprintf(fix, "%.*s;", (int)mine->body_len, (const char *)mine->body);
 		sqlprep_set(sv, name, mine->key);
+	}
+}
+
+/* What the statements of res would pin (r: sqlc_classify's answer). The
+ * extended protocol cannot have SQL injected before a statement in the
+ * middle of its batch, so there SQL PREPARE pins too. */
+static uint32_t pins_for(const struct cfg *c, int r, const struct sqlc_result *res, bool ext)
+{
+	uint32_t p = 0;
+	if (r != 0 || res->more_stmts || (res->flags & SQLC_F_SET_CONFIG))
+		p |= 1u << PIN_UNTRACKED; /* the proxy cannot follow it */
+	if (r == 0 && (res->flags & SQLC_F_ADVISORY_LOCK))
+		p |= 1u << PIN_ADVISORY_LOCK;
+	for (int i = 0; r == 0 && i < res->n; i++) {
+		const struct sqlc_stmt *st = &res->stmts[i];
+		switch (st->kind) {
+		case SQLC_LISTEN:
+			p |= 1u << PIN_LISTEN;
+			break;
+		case SQLC_DECLARE_HOLD:
+			p |= 1u << PIN_HOLD_CURSOR;
+			break;
+		case SQLC_CREATE_TEMP:
+			p |= 1u << PIN_TEMP_TABLE;
+			break;
+		case SQLC_PREPARE:
+			if (ext || !c->pool.track_sql_prepare)
+				p |= 1u << PIN_SQL_PREPARE;
+			break;
+		case SQLC_SESSION_AUTH:
+			p |= 1u << PIN_SESSION_AUTH;
+			break;
+		case SQLC_SET:
+			if (st->name_incomplete || !strcmp(st->name, "standard_conforming_strings"))
+				p |= 1u << PIN_UNTRACKED;
+			break;
+		default:
+			break;
+		}
+	}
+	return p;
+}
+
+/* A value no client's setting has: the server's value of that setting is
+ * unknown, so the next client's settings sync sets or resets it. */
+#define GUC_UNKNOWN ""
+
+/* Marks every setting the server was known to have as unknown. */
+static void applied_unknown(struct server *sv)
+{
+	for (int i = 0; i < sv->applied.n; i++)
+		guc_put(&sv->applied, sv->applied.e[i].name, GUC_UNKNOWN, true);
+}
+
+/* Effects both protocols track the same way: settings, and what undoes
+ * a pin. `unsure`: the statement may not take effect on the server (it
+ * runs in a transaction block that may roll back, or after something in
+ * the same query or batch that may fail), so what the server has is
+ * recorded as unknown rather than as the new value. */
+static void track_common(struct client *cl, struct server *sv, const char *sql,
+                         const struct sqlc_stmt *st, bool unsure)
+{
+	char *text;
+	switch (st->kind) {
+	case SQLC_SET:
+		if (st->name_incomplete || !strcmp(st->name, "standard_conforming_strings"))
+			break; /* pinned */
+		text = strndup(sql + st->loc, st->len);
+		if (text) {
+			guc_put(&cl->want, st->name, text, true);
+			guc_put(&sv->applied, st->name, unsure ? GUC_UNKNOWN : text, true);
+			free(text);
+		}
+		break;
+	case SQLC_SET_DEFAULT:
+	case SQLC_RESET: {
+		/* back to the client's startup value, not the server default */
+		const struct guc_ent *s0 = guc_get(&cl->startup, st->name);
+		if (s0)
+			guc_put(&cl->want, st->name, s0->value, false);
+		else
+			guc_del(&cl->want, st->name);
+		if (unsure && guc_get(&sv->applied, st->name))
+			guc_put(&sv->applied, st->name, GUC_UNKNOWN, true);
+		else
+			guc_del(&sv->applied, st->name);
+		break;
+	}
+	case SQLC_DISCARD_ALL:
+		prep_client_clear(&cl->prep);
+		prep_server_clear(&sv->prep);
+		prep_client_clear(&cl->sqlprep);
+		sqlprep_clear(sv);
+		cl->pins &= 1u << PIN_UNTRACKED;
+		/* fall through */
+	case SQLC_RESET_ALL:
+		guc_copy(&cl->want, &cl->startup);
+		if (unsure)
+			applied_unknown(sv);
+		else
+			guc_free(&sv->applied);
+		break;
+	case SQLC_DISCARD_TEMP:
+		unpin(cl, PIN_TEMP_TABLE);
+		break;
+	case SQLC_UNLISTEN_ALL:
+		unpin(cl, PIN_LISTEN);
+		break;
+	case SQLC_CLOSE_ALL:
+		unpin(cl, PIN_HOLD_CURSOR);
+		break;
+	case SQLC_DEALLOCATE_ALL:
+		/* drops protocol-level statements too, on this server */
+		prep_server_clear(&sv->prep);
+		prep_client_clear(&cl->sqlprep);
+		sqlprep_clear(sv);
+		unpin(cl, PIN_SQL_PREPARE);
+		break;
+	default:
+		break;
 	}
 }
 
@@ -123,7 +254,7 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 		return true; /* not the proxy's business: the server answers */
 	}
 	if (r == 0 && !res->more_stmts && res->n > 0 && cl->pool && sv->tx_status == 'I' &&
-	    sv->rq_len == 0) {
+	    sv->rq_len == 0 && !sv->open_batch && !(cl->pins & (1u << PIN_LISTEN))) {
 		/* only LISTEN/UNLISTEN, outside a transaction: the pool's hub
 		 * listens for the client, which keeps no server for it */
 		bool only = true;
@@ -141,7 +272,7 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 				const struct sqlc_stmt *st = &res->stmts[i];
 				if (st->kind == SQLC_LISTEN) {
 					if (listen_subscribe(cl, st->name) < 0) {
-						pin(cl, PIN_LISTEN);
+						pin(cl, sv, PIN_LISTEN);
 					} else if (!listen_active(cl, st->name)) {
 						/* answered once the hub listens, so no
 						 * notification sent after it is missed */
@@ -182,39 +313,7 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 			return false;
 		}
 	}
-	/* first pass: what would pin the client */
-	uint32_t newpins = 0;
-	if (r != 0 || res->more_stmts || (res->flags & SQLC_F_SET_CONFIG))
-		newpins |= 1u << PIN_UNTRACKED; /* the proxy cannot follow it */
-	if (r == 0 && (res->flags & SQLC_F_ADVISORY_LOCK))
-		newpins |= 1u << PIN_ADVISORY_LOCK;
-	for (int i = 0; r == 0 && i < res->n; i++) {
-		const struct sqlc_stmt *st = &res->stmts[i];
-		switch (st->kind) {
-		case SQLC_LISTEN:
-			newpins |= 1u << PIN_LISTEN;
-			break;
-		case SQLC_DECLARE_HOLD:
-			newpins |= 1u << PIN_HOLD_CURSOR;
-			break;
-		case SQLC_CREATE_TEMP:
-			newpins |= 1u << PIN_TEMP_TABLE;
-			break;
-		case SQLC_PREPARE:
-			if (!c->pool.track_sql_prepare)
-				newpins |= 1u << PIN_SQL_PREPARE;
-			break;
-		case SQLC_SESSION_AUTH:
-			newpins |= 1u << PIN_SESSION_AUTH;
-			break;
-		case SQLC_SET:
-			if (st->name_incomplete || !strcmp(st->name, "standard_conforming_strings"))
-				newpins |= 1u << PIN_UNTRACKED;
-			break;
-		default:
-			break;
-		}
-	}
+	uint32_t newpins = pins_for(c, r, res, false);
 	newpins &= ~cl->pins;
 	if (newpins && refuse_pins) {
 		char msg[300];
@@ -230,12 +329,15 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 	}
 	for (unsigned k = 0; k < PIN_COUNT; k++)
 		if (newpins & (1u << k))
-			pin(cl, (enum pin_reason)k);
+			pin(cl, sv, (enum pin_reason)k);
 	if (r != 0) {
 		free(res);
 		return true;
 	}
 	bool send = true;
+	/* a statement after another in one query, or behind a request still
+	 * running or inside a transaction block, may never take effect */
+	bool unsure = res->n > 1 || sv->rq_len > 0 || sv->open_batch || sv->tx_status != 'I';
 	char *fixsql = NULL;
 	size_t fixlen = 0;
 	FILE *fix = open_memstream(&fixsql, &fixlen);
@@ -255,47 +357,6 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 				send = false;
 			}
 			break;
-		case SQLC_SET:
-			if (st->name_incomplete || !strcmp(st->name, "standard_conforming_strings"))
-				break; /* pinned above */
-			text = strndup(sql + st->loc, st->len);
-			if (text) {
-				guc_put(&cl->want, st->name, text, true);
-				guc_put(&sv->applied, st->name, text, true);
-				free(text);
-			}
-			break;
-		case SQLC_SET_DEFAULT:
-		case SQLC_RESET: {
-			/* back to the client's startup value, not the server default */
-			const struct guc_ent *s0 = guc_get(&cl->startup, st->name);
-			if (s0)
-				guc_put(&cl->want, st->name, s0->value, false);
-			else
-				guc_del(&cl->want, st->name);
-			guc_del(&sv->applied, st->name);
-			break;
-		}
-		case SQLC_DISCARD_ALL:
-			prep_client_clear(&cl->prep);
-			prep_server_clear(&sv->prep);
-			prep_client_clear(&cl->sqlprep);
-			sqlprep_clear(sv);
-			cl->pins &= 1u << PIN_UNTRACKED;
-			/* fall through */
-		case SQLC_RESET_ALL:
-			guc_copy(&cl->want, &cl->startup);
-			guc_free(&sv->applied);
-			break;
-		case SQLC_DISCARD_TEMP:
-			unpin(cl, PIN_TEMP_TABLE);
-			break;
-		case SQLC_UNLISTEN_ALL:
-			unpin(cl, PIN_LISTEN);
-			break;
-		case SQLC_CLOSE_ALL:
-			unpin(cl, PIN_HOLD_CURSOR);
-			break;
 		case SQLC_PREPARE:
 			if (!c->pool.track_sql_prepare || !fix)
 				break;
@@ -310,6 +371,12 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 				free(text);
 			}
 			break;
+		case SQLC_UNLISTEN:
+		case SQLC_UNLISTEN_ALL:
+			/* the server listens too (a pinned LISTEN): both stop */
+			listen_unsubscribe(cl, st->kind == SQLC_UNLISTEN ? st->name : NULL);
+			track_common(cl, sv, sql, st, unsure);
+			break;
 		case SQLC_EXECUTE:
 		case SQLC_DEALLOCATE:
 			/* the server's statement of that name must be this client's,
@@ -321,14 +388,8 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 				sqlprep_del(sv, st->name);
 			}
 			break;
-		case SQLC_DEALLOCATE_ALL:
-			/* drops protocol-level statements too, on this server */
-			prep_server_clear(&sv->prep);
-			prep_client_clear(&cl->sqlprep);
-			sqlprep_clear(sv);
-			unpin(cl, PIN_SQL_PREPARE);
-			break;
 		default:
+			track_common(cl, sv, sql, st, unsure);
 			break;
 		}
 	}
@@ -343,6 +404,251 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 	return send;
 }
 
-/* One complete client message while bound to sv. Returns true when the
- * message goes to the server unchanged (the caller sends it, zero-copy
- * when it can); otherwise whatever must be sent is appended to b. */
+/* ------------------------------------------------------------ extended protocol */
+
+/* A portal bound to a statement whose text may change session state. */
+struct fx_portal {
+	struct fx_portal *next;
+	char *portal;
+	char *sql;
+};
+
+struct tx_fx {
+	char *unnamed; /* the unnamed statement's text, when it may change state */
+	struct fx_portal *portals;
+};
+
+static bool text_interesting(const char *sql, uint32_t len, uint32_t *slen)
+{
+	const char *z = memchr(sql, 0, len);
+	if (!z)
+		return false;
+	*slen = (uint32_t)(z - sql);
+	return sqlc_maybe_interesting(sql, *slen);
+}
+
+void tx_track_parse(struct client *cl, const char *name, struct prep_stmt *st, const char *sql,
+                    uint32_t len)
+{
+	uint32_t slen = 0;
+	bool hot = text_interesting(sql, len, &slen);
+	if (name[0]) {
+		if (st)
+			st->track = hot; /* its text is kept in st */
+		if (hot && !cl->fx)
+			cl->fx = calloc(1, sizeof(*cl->fx)); /* Binds look from now on */
+		return;
+	}
+	if (!hot && (!cl->fx || !cl->fx->unnamed))
+		return; /* the common case: nothing to remember, nothing to forget */
+	if (!cl->fx && !(cl->fx = calloc(1, sizeof(*cl->fx))))
+		return;
+	free(cl->fx->unnamed);
+	cl->fx->unnamed = hot ? strndup(sql, slen) : NULL;
+}
+
+static struct fx_portal **portal_find(struct tx_fx *fx, const char *portal)
+{
+	struct fx_portal **pp = &fx->portals;
+	while (*pp && strcmp((*pp)->portal, portal) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void portal_drop(struct tx_fx *fx, const char *portal)
+{
+	struct fx_portal **pp = portal_find(fx, portal);
+	struct fx_portal *p = *pp;
+	if (!p)
+		return;
+	*pp = p->next;
+	free(p->portal);
+	free(p->sql);
+	free(p);
+}
+
+void tx_track_bind(struct client *cl, const char *portal, const char *stmt)
+{
+	if (!cl->fx)
+		return; /* no statement of the client's may change session state */
+	const char *sql = NULL;
+	if (!stmt[0]) {
+		sql = cl->fx ? cl->fx->unnamed : NULL;
+	} else {
+		struct prep_stmt *st = prep_client_get(&cl->prep, stmt);
+		if (st && st->track)
+			sql = (const char *)st->body; /* the query, NUL-terminated */
+	}
+	if (!sql && !cl->fx->portals)
+		return;
+	portal_drop(cl->fx, portal);
+	if (!sql)
+		return;
+	struct fx_portal *p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	p->portal = strdup(portal);
+	p->sql = strdup(sql);
+	if (!p->portal || !p->sql) {
+		free(p->portal);
+		free(p->sql);
+		free(p);
+		return;
+	}
+	p->next = cl->fx->portals;
+	cl->fx->portals = p;
+}
+
+void tx_track_close_portal(struct client *cl, const char *portal)
+{
+	if (cl->fx)
+		portal_drop(cl->fx, portal);
+}
+
+/* Runs one statement of the proxy's own in the middle of an extended
+ * batch, under a statement and portal name no client uses, its answers
+ * swallowed. */
+static void inject_ext_stmt(struct server *sv, struct sbuf *b, const char *sql, size_t len)
+{
+	static const char nm[] = "hp_fix";
+	static const uint8_t zero2[2] = {0, 0}, zero4[4] = {0, 0, 0, 0};
+	tx_msg_hdr(b, 'P', (uint32_t)(sizeof(nm) + len + 1 + 2));
+	sbuf_append(b, nm, sizeof(nm));
+	sbuf_append(b, sql, len);
+	sbuf_append(b, "", 1);
+	sbuf_append(b, zero2, 2);
+	tx_rq_push(sv, RQ_PARSE, RQ_DROP, 0, 0, 0);
+	tx_msg_hdr(b, 'B', (uint32_t)(2 * sizeof(nm) + 6));
+	sbuf_append(b, nm, sizeof(nm));
+	sbuf_append(b, nm, sizeof(nm));
+	for (int i = 0; i < 3; i++)
+		sbuf_append(b, zero2, 2);
+	tx_rq_push(sv, RQ_BIND, RQ_DROP, 0, 0, 0);
+	tx_msg_hdr(b, 'E', (uint32_t)(sizeof(nm) + 4));
+	sbuf_append(b, nm, sizeof(nm));
+	sbuf_append(b, zero4, 4);
+	tx_rq_push(sv, RQ_EXECUTE, RQ_DROP, 0, 0, 0);
+	for (int i = 0; i < 2; i++) {
+		tx_msg_hdr(b, 'C', (uint32_t)(1 + sizeof(nm)));
+		sbuf_append(b, i == 0 ? "P" : "S", 1);
+		sbuf_append(b, nm, sizeof(nm));
+		tx_rq_push(sv, RQ_CLOSE, RQ_DROP, 0, 0, 0);
+	}
+}
+
+/* sqlprep_ensure for the extended protocol: the statements that make the
+ * server's SQL prepared statement `name` the client's run one by one
+ * before the client's Execute. */
+static void sqlprep_ensure_ext(struct client *cl, struct server *sv, const char *name,
+                               struct sbuf *b, bool want_ours)
+{
+	struct prep_stmt *mine = want_ours ? prep_client_get(&cl->sqlprep, name) : NULL;
+	int64_t i = sqlprep_find(sv, name);
+	if (i >= 0 && mine && sv->sqlprep_keys[i] == mine->key)
+		return;
+	if (i >= 0) {
+		char sql[SQLC_NAME_MAX + 16];
+		int n = snprintf(sql, sizeof(sql), "DEALLOCATE \"%s\"", name);
+		inject_ext_stmt(sv, b, sql, (size_t)n);
+		sqlprep_del(sv, name);
+	}
+	if (mine) {
+		inject_ext_stmt(sv, b, (const char *)mine->body, mine->body_len);
+		sqlprep_set(sv, name, mine->key);
+	}
+}
+
+/* Tracks an executed statement's text as tx_track_query does a Query's,
+ * except that nothing can be answered locally or sent before it in the
+ * middle of a batch: whatever cannot be followed pins, LISTEN included
+ * (the server's own notifications then reach the client). */
+static void track_ext(struct client *cl, struct server *sv, const char *sql, struct sbuf *b)
+{
+	const struct cfg *c = cl->snap->cfg;
+	struct sqlc_result *res = malloc(sizeof(*res));
+	if (!res) {
+		pin(cl, sv, PIN_UNTRACKED);
+		return;
+	}
+	int r = sqlc_classify(sql, res);
+	if (r == 0 && res->parse_error) {
+		free(res); /* the server refuses it */
+		return;
+	}
+	uint32_t newpins = pins_for(c, r, res, true);
+	for (unsigned k = 0; k < PIN_COUNT; k++)
+		if (newpins & (1u << k))
+			pin(cl, sv, (enum pin_reason)k);
+	if (r != 0) {
+		free(res);
+		return;
+	}
+	if (res->flags & SQLC_F_ADVISORY_UNLOCK_ALL)
+		unpin(cl, PIN_ADVISORY_LOCK);
+	/* sure only when nothing before it in the batch can fail or roll it
+	 * back: no earlier Execute or Query waiting, outside a transaction */
+	bool unsure = sv->tx_status != 'I';
+	for (uint32_t i = 0; i < sv->rq_len && !unsure; i++) {
+		uint8_t k = sv->rq[(sv->rq_head + i) % sv->rq_cap].kind;
+		unsure = k == RQ_EXECUTE || k == RQ_QUERY || k == RQ_SYNC || k == RQ_FUNC;
+	}
+	for (int i = 0; i < res->n; i++) {
+		const struct sqlc_stmt *st = &res->stmts[i];
+		switch (st->kind) {
+		case SQLC_UNLISTEN:
+			listen_unsubscribe(cl, st->name);
+			break;
+		case SQLC_UNLISTEN_ALL:
+			listen_unsubscribe(cl, NULL);
+			track_common(cl, sv, sql, st, unsure);
+			break;
+		case SQLC_DISCARD_ALL:
+			listen_unsubscribe(cl, NULL);
+			track_common(cl, sv, sql, st, unsure);
+			break;
+		case SQLC_EXECUTE:
+		case SQLC_DEALLOCATE:
+			/* the server's statement of that name must be this
+			 * client's, or absent so the client gets PostgreSQL's
+			 * own error */
+			if (c->pool.track_sql_prepare)
+				sqlprep_ensure_ext(cl, sv, st->name, b, true);
+			if (st->kind == SQLC_DEALLOCATE) {
+				prep_client_del(&cl->sqlprep, st->name);
+				sqlprep_del(sv, st->name);
+			}
+			break;
+		case SQLC_PREPARE:
+			/* stays on this server: pinned above */
+			if (c->pool.track_sql_prepare)
+				sqlprep_ensure_ext(cl, sv, st->name, b,
+				                   false); /* another's goes first */
+			break;
+		default:
+			track_common(cl, sv, sql, st, unsure);
+			break;
+		}
+	}
+	free(res);
+}
+
+void tx_track_execute(struct client *cl, struct server *sv, const char *portal, struct sbuf *b)
+{
+	if (!cl->fx || !cl->fx->portals)
+		return;
+	struct fx_portal *p = *portal_find(cl->fx, portal);
+	if (p)
+		track_ext(cl, sv, p->sql, b);
+}
+
+void tx_track_free(struct client *cl)
+{
+	struct tx_fx *fx = cl->fx;
+	if (!fx)
+		return;
+	while (fx->portals)
+		portal_drop(fx, fx->portals->portal);
+	free(fx->unnamed);
+	free(fx);
+	cl->fx = NULL;
+}

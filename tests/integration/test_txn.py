@@ -240,6 +240,39 @@ def test_sql_prepare_execute_follow_the_client_across_servers(pg, proxy, config)
         assert b.execute("EXECUTE q(1)").fetchone() == (1001,)
 
 
+def test_pipelined_queries_keep_their_order_around_the_proxys_own_sql(pg, proxy, config):
+    """Two simple Queries in one write, the second an EXECUTE for which the
+    proxy first re-creates the client's statement: its DEALLOCATE/PREPARE
+    must run after the first Query, or the answers reach the client shifted
+    (the first Query's rows swallowed as the proxy's own)."""
+    import pgwire
+
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 1}))
+    with p.connect() as a:
+        b = pgwire.connect("127.0.0.1", p.port, ALICE[0], APPDB, ALICE[1])
+        try:
+            b.query("PREPARE q AS SELECT 'b-text'")
+            a.execute("PREPARE q AS SELECT 'a-text'")  # the one server now holds a's q
+            b.send_raw(pgwire.message(b"Q", pgwire.cstr("SELECT 'first'")) +
+                       pgwire.message(b"Q", pgwire.cstr("EXECUTE q")))
+            got = []
+            for _ in range(2):
+                rows = []
+                while True:
+                    kind, payload = b.read_message(10)
+                    if kind == b"D":
+                        rows.append(payload[6:].decode())
+                    elif kind == b"E":
+                        rows.append(pgwire.PgError(pgwire.parse_fields(payload)).message)
+                    elif kind == b"Z":
+                        break
+                got.append(rows)
+            assert got == [["first"], ["b-text"]]
+            assert a.execute("EXECUTE q").fetchone() == ("a-text",)
+        finally:
+            b.terminate()
+
+
 def test_sql_prepare_pins_when_tracking_is_off(pg, proxy, config):
     p = proxy(config(mode="transaction", pool={"max_pool_size": 2, "track_sql_prepare": False}))
     with p.connect() as a, p.connect() as b:
