@@ -246,6 +246,17 @@ static void emit_head_synths(struct server *sv, struct outb *o)
 {
 	struct rq *h;
 	while ((h = rq_first(sv)) && h->act == RQ_SYNTH) {
+		if (h->kind == RQ_QUERY) {
+			/* a whole simple query answered by the proxy (SQL DEALLOCATE
+			 * of a protocol-level statement): its tag, then the status
+			 * the requests before it left */
+			synth_msg(o, 'C', "DEALLOCATE", 11);
+			uint8_t z = sv->tx_status ? (uint8_t)sv->tx_status : 'I';
+			synth_msg(o, 'Z', &z, 1);
+			rq_pop(sv);
+			sv->resp_fwd += 2;
+			continue;
+		}
 		synth_msg(o, h->synth, NULL, 0);
 		if ((h->flags & RQ_F_FILL) && sv->cs)
 			cache_tee_synth(sv, h->synth);

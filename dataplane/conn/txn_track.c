@@ -313,6 +313,19 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 			return false;
 		}
 	}
+	if (r == 0 && !res->more_stmts && res->n == 1 && res->stmts[0].kind == SQLC_DEALLOCATE &&
+	    !prep_client_get(&cl->sqlprep, res->stmts[0].name) &&
+	    prep_client_get(&cl->prep, res->stmts[0].name)) {
+		/* SQL DEALLOCATE of a statement the client made with Parse (one
+		 * namespace in PostgreSQL; pgx and ruby-pg drop statements so):
+		 * the server holds it under the proxy's shared name, which other
+		 * clients use, so it leaves the client's view only, answered in
+		 * its place among the answers still to come */
+		prep_client_del(&cl->prep, res->stmts[0].name);
+		tx_rq_push(sv, RQ_QUERY, RQ_SYNTH, 'C', 0, 0);
+		free(res);
+		return false;
+	}
 	uint32_t newpins = pins_for(c, r, res, false);
 	newpins &= ~cl->pins;
 	if (newpins && refuse_pins) {

@@ -61,23 +61,11 @@ POOLINGS = {
     "transaction-tls-both": ("transaction", "prefer"),
 }
 
-WHY_EXT_LISTEN = ("issue 14 item 2: LISTEN sent with the extended protocol (Parse/Bind/Execute) "
-                  "is not tracked: it runs on a pooled server, which goes back to the pool, and "
-                  "the client never gets the NOTIFY")
-WHY_DEALLOCATE = ("issue 14: SQL DEALLOCATE of a statement the client prepared with Parse "
-                  "reaches the server under the client's name, which the proxy renamed "
-                  "(hp_<hash>): ERROR 26000 prepared statement does not exist")
-
 # (driver, pooling) -> [(steps, reason)]: steps that fail today because of
 # a proxy bug. They are left out of the driver's main run (so the rest is
 # still proven) and run on their own as strict xfails, so the fix shows as
 # XPASS and its owner removes the entry.
-KNOWN_FAILURES = {
-    ("asyncpg", "transaction"): [(("notify",), WHY_EXT_LISTEN)],
-    ("jdbc", "transaction"): [(("notify",), WHY_EXT_LISTEN)],
-    ("pgx", "transaction"): [(("deallocate",), WHY_DEALLOCATE)],
-    ("ruby-pg", "transaction"): [(("deallocate",), WHY_DEALLOCATE)],
-}
+KNOWN_FAILURES = {}
 # pooling -> reason, for a known bug that kills the proxy in some runs: the
 # xfail takes only the proxy's death (ProxyCrashed); any other failure fails
 # the test. Empty since the TLS-both-sides use-after-free was fixed.

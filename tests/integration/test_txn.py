@@ -273,6 +273,68 @@ def test_pipelined_queries_keep_their_order_around_the_proxys_own_sql(pg, proxy,
             b.terminate()
 
 
+def test_sql_deallocate_drops_a_statement_made_with_parse(pg, proxy, config):
+    """pgx and ruby-pg prepare with Parse and drop with SQL DEALLOCATE: the
+    statement leaves that client (its Bind then fails as on PostgreSQL), a
+    second Parse of the name works, and another client's statement of the
+    same text on the same server is untouched."""
+    import struct
+
+    import pgwire
+
+    def ext(conn, *msgs):
+        conn.send_raw(b"".join(msgs) + pgwire.message(b"S"))
+        got = []
+        while True:
+            kind, payload = conn.read_message(10)
+            if kind == b"E":
+                got.append("E" + pgwire.parse_fields(payload)["C"])
+            elif kind == b"D":
+                got.append("D" + payload[6:].decode())
+            elif kind == b"C":
+                got.append("C" + payload[:-1].decode())
+            elif kind == b"Z":
+                return got
+
+    def parse(name, sql):
+        return pgwire.message(b"P", pgwire.cstr(name) + pgwire.cstr(sql) + struct.pack("!H", 0))
+
+    def bind_exec(name):
+        return (pgwire.message(b"B", pgwire.cstr("") + pgwire.cstr(name) +
+                               struct.pack("!HHH", 0, 0, 0)) +
+                pgwire.message(b"E", pgwire.cstr("") + struct.pack("!I", 0)))
+
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 1}))
+    a = pgwire.connect("127.0.0.1", p.port, ALICE[0], APPDB, ALICE[1])
+    b = pgwire.connect("127.0.0.1", p.port, ALICE[0], APPDB, ALICE[1])
+    try:
+        sql = "SELECT 'shared'"
+        assert ext(a, parse("drv_d", sql), bind_exec("drv_d")) == ["Dshared", "CSELECT 1"]
+        assert ext(b, parse("other", sql), bind_exec("other")) == ["Dshared", "CSELECT 1"]
+        # behind a query still running, in one write: answered in its place
+        a.send_raw(pgwire.message(b"Q", pgwire.cstr("SELECT pg_sleep(0.2)")) +
+                   pgwire.message(b"Q", pgwire.cstr('DEALLOCATE "drv_d"')))
+        tags = []
+        while len(tags) < 2:
+            kind, payload = a.read_message(10)
+            assert kind != b"E", pgwire.parse_fields(payload)
+            if kind == b"C":
+                tags.append(payload[:-1].decode())
+            elif kind == b"Z":
+                tags.append("Z")
+        assert tags == ["SELECT 1", "Z"]
+        kind, payload = a.read_message(10)
+        assert (kind, payload) == (b"C", b"DEALLOCATE\0")
+        assert a.read_message(10) == (b"Z", b"I")
+        assert ext(a, bind_exec("drv_d")) == ["E26000"]
+        assert ext(b, bind_exec("other")) == ["Dshared", "CSELECT 1"]
+        assert ext(a, parse("drv_d", "SELECT 'again'"), bind_exec("drv_d")) == [
+            "Dagain", "CSELECT 1"]
+    finally:
+        a.terminate()
+        b.terminate()
+
+
 def test_sql_prepare_pins_when_tracking_is_off(pg, proxy, config):
     p = proxy(config(mode="transaction", pool={"max_pool_size": 2, "track_sql_prepare": False}))
     with p.connect() as a, p.connect() as b:
