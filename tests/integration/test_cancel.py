@@ -7,7 +7,10 @@ a cancel sent near the end of a statement lands after the statement ended.
 The proxy must not hand the server to another client before the cancel
 connection has been closed by PostgreSQL (the signals were sent by then)."""
 
+import os
 import random
+import re
+import signal
 import threading
 
 import psycopg
@@ -89,4 +92,35 @@ def test_cancel_near_statement_end_never_cancels_the_next_client_of_the_server(
     assert b.cancelled == 0, (
         f"{b.cancelled} statement(s) of the other client were cancelled "
         f"(A: {own_cancelled} cancelled, {own_done} completed)\n{p.log_tail()}")
+    assert p.running()
+
+
+def test_a_cancel_postgresql_never_answers_holds_the_server_only_for_a_bounded_time(
+        pg, proxy, config):
+    # the postmaster is stopped: the cancel connection is accepted by the
+    # kernel and never closed, so the server A released cannot be proven
+    # safe; it is closed after the bound, and the clients go on once
+    # PostgreSQL runs again
+    p = proxy(config(mode="transaction", pool={"max_pool_size": 1}))
+    with pg.superuser() as su:
+        bpid = su.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with open(f"/proc/{bpid}/status") as f:
+            postmaster = int(re.search(r"(?m)^PPid:\s*(\d+)", f.read()).group(1))
+    with p.connect() as a:
+        a.execute("SELECT 1")  # A's server is logged in
+        start = len(p.log())
+        os.kill(postmaster, signal.SIGSTOP)
+        try:
+            t = threading.Timer(0.3, a.cancel)
+            t.start()
+            a.execute("SELECT pg_sleep(1)")  # nobody signals the backend
+            t.join()
+            closed = p.wait_log(r"did not finish in \d+ s: closing the server", timeout=30,
+                                start=start)
+            assert closed, p.log_tail()
+        finally:
+            os.kill(postmaster, signal.SIGCONT)
+        with p.connect() as b:
+            assert b.execute("SELECT 2").fetchone() == (2,)
+        assert a.execute("SELECT 3").fetchone() == (3,)
     assert p.running()
