@@ -8,6 +8,7 @@
 #include "dataplane/auth/authwork.h"
 
 #include "common/log.h"
+#include "dataplane/conn/cancel.h"
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/splice.h"
 #include "dataplane/conn/listen.h"
@@ -298,6 +299,7 @@ static void on_wake(void *ud)
 	}
 	if (__atomic_exchange_n(&w->cache_check, false, __ATOMIC_ACQ_REL))
 		cache_worker_wake(w);
+	cancel_worker_wake(w); /* servers held while a cancel was in flight */
 	while (cl) {
 		struct client *next = cl->mail_next;
 		cl->mail_next = NULL;
@@ -470,6 +472,7 @@ static void tick(struct worker *w)
 	cl_login_timeout_check(w, &now);
 	cache_worker_tick(w, &now);
 	splice_tick(w, &now);
+	cancel_worker_tick(w, &now);
 	tx_rate_wake(w, conn_ts_ns(&now));
 	route_refresh(w);
 	/* clients waiting for a primary: failover_timeout_secs at most */

@@ -21,4 +21,16 @@ void cancel_set_target(struct client *cl, const struct server *sv);
  * ignored, as PostgreSQL does. */
 void cancel_forward(struct worker *w, uint32_t pid, uint32_t key);
 
+struct timespec;
+/* On sv's worker, as sv is about to be pooled: true when a cancel for its
+ * backend is still in flight. sv then waits (cancel_held) and is handed to
+ * sv_cancel_hold_end() on the same worker: pooled once the cancel ended,
+ * closed if it took too long. */
+bool cancel_hold(struct server *sv);
+/* sv is being closed while held. */
+void cancel_hold_drop(struct server *sv);
+/* From the worker's wake-up and tick. */
+void cancel_worker_wake(struct worker *w);
+void cancel_worker_tick(struct worker *w, const struct timespec *now);
+
 #endif

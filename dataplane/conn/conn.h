@@ -219,6 +219,8 @@ struct server {
 	bool parking;                           /* receive being stopped before going idle */
 	bool counted;                           /* holds a slot in its pool */
 	bool in_login_list;
+	/* released with a cancel in flight: waits for it (conn/cancel.c) */
+	bool cancel_held;
 	/* transaction pooling */
 	bool txn;
 	struct guc_set applied;
@@ -404,6 +406,8 @@ void cl_flush_notify(struct client *cl);
 /* Sends a LISTEN answer held for the hub once all its channels are live. */
 void cl_listen_check(struct client *cl);
 void sv_auth_query_cancel(struct server *sv);
+/* A server held by cancel_hold(): pooled (ok) or closed. */
+void sv_cancel_hold_end(struct server *sv, bool ok);
 /* client.c: the lookup finished; secret NULL when the user has none. */
 void cl_auth_query_done(struct client *cl, const char *secret, const char *error);
 

@@ -4,6 +4,7 @@
  * worker can adopt it. Logging in and auth_query lookups are in
  * server_login.c.
  */
+#include "dataplane/conn/cancel.h"
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/server_internal.h"
 #include "dataplane/conn/splice.h"
@@ -428,6 +429,7 @@ void sv_close(struct server *sv)
 	if (sv->client && sv->client->server == sv)
 		splice_end(sv->client);
 	sv->state = SV_CLOSING;
+	cancel_hold_drop(sv);
 	if (sv->is_listener)
 		listen_listener_gone(sv);
 	if (sv->w)
@@ -887,6 +889,8 @@ static void park(struct server *sv)
 	io_recv_stop(&sv->ep.sock);
 }
 
+static void to_pool(struct server *sv);
+
 static void sv_on_recv_stopped(struct io_sock *s)
 {
 	struct server *sv = s->owner;
@@ -899,6 +903,22 @@ static void sv_on_recv_stopped(struct io_sock *s)
 		sv_close(sv);
 		return;
 	}
+	if (cancel_hold(sv))
+		return; /* a cancel may still hit its backend: sv_cancel_hold_end */
+	to_pool(sv);
+}
+
+void sv_cancel_hold_end(struct server *sv, bool ok)
+{
+	if (!ok || sv->state != SV_IDLE || !sv_alive(sv)) {
+		sv_close(sv);
+		return;
+	}
+	to_pool(sv);
+}
+
+static void to_pool(struct server *sv)
+{
 	struct worker *w = sv->w;
 	io_sock_detach(&sv->ep.sock);
 	sv->w = NULL;

@@ -107,8 +107,9 @@ int iep_send(struct io_sock *s)
 
 int iep_connect(struct io_sock *s, const struct sockaddr *sa, socklen_t len)
 {
-	if (connect(s->fd, sa, len) == 0 || errno != EINPROGRESS) {
-		int r = errno == 0 ? 0 : -errno;
+	/* errno is stale after a success (a Unix socket connects at once) */
+	int r = connect(s->fd, sa, len) == 0 ? 0 : -errno;
+	if (r != -EINPROGRESS) {
 		s->flags &= (uint16_t)~IO_F_CONNECTING;
 		io_defer(s->loop, s, DEF_CONNECT, r);
 		return 0;
