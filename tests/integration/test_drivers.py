@@ -15,9 +15,8 @@ whose toolchain or package is not installed is skipped with the reason
 Poolings: session (TLS on both sides: the test cluster has ssl = on);
 transaction with TLS to the client only, and a pool of 2 kept busy by two
 other clients so the driver's transactions move between servers; the same
-with TLS on both sides. Steps that a known proxy bug breaks are listed in
-KNOWN_FAILURES: they are left out of the main run and run apart as strict
-xfails.
+with TLS on both sides. Every driver runs every step in every pooling; the
+proxy dying during a run fails it as ProxyCrashed, with its log.
 """
 
 import hashlib
@@ -61,25 +60,8 @@ POOLINGS = {
     "transaction-tls-both": ("transaction", "prefer"),
 }
 
-# (driver, pooling) -> [(steps, reason)]: steps that fail today because of
-# a proxy bug. They are left out of the driver's main run (so the rest is
-# still proven) and run on their own as strict xfails, so the fix shows as
-# XPASS and its owner removes the entry.
-KNOWN_FAILURES = {}
-# pooling -> reason, for a known bug that kills the proxy in some runs: the
-# xfail takes only the proxy's death (ProxyCrashed); any other failure fails
-# the test. Empty since the TLS-both-sides use-after-free was fixed.
-KNOWN_FAILING_RUNS = {}
-
-
 class ProxyCrashed(AssertionError):
     """heliosproxy died while a driver ran."""
-
-
-def known_steps(driver, pooling):
-    """The steps of driver that fail in pooling today."""
-    base = "transaction" if pooling == "transaction-tls-both" else pooling
-    return {s for steps, _ in KNOWN_FAILURES.get((driver, base), []) for s in steps}
 
 
 def _stamp_ok(stamp, inputs):
@@ -301,39 +283,11 @@ def run_driver(pg, proxy, config, tls_cert, argv, driver, pooling, steps, notify
     assert churn.cancelled == 0, f"{churn.cancelled} statement(s) of other clients cancelled"
 
 
-def _main_params():
-    for driver in DRIVERS:
-        for pooling in POOLINGS:
-            marks = []
-            if pooling in KNOWN_FAILING_RUNS:
-                marks = [pytest.mark.xfail(strict=False, raises=ProxyCrashed,
-                                           reason=KNOWN_FAILING_RUNS[pooling])]
-            yield pytest.param(driver, pooling, marks=marks, id=f"{driver}-{pooling}")
-
-
-@pytest.mark.parametrize("driver,pooling", list(_main_params()))
+@pytest.mark.parametrize("pooling", list(POOLINGS))
+@pytest.mark.parametrize("driver", list(DRIVERS))
 def test_driver_steps_pass_over_scram_and_tls(pg, proxy, config, tls_cert, driver_argv, driver,
                                                pooling):
-    skip = known_steps(driver, pooling)
-    steps = [s for s in DRIVERS[driver] if s not in skip]
-    run_driver(pg, proxy, config, tls_cert, driver_argv, driver, pooling, steps)
-
-
-def _known_params():
-    for (driver, pooling), items in KNOWN_FAILURES.items():
-        for steps, reason in items:
-            yield pytest.param(driver, pooling, steps,
-                               marks=[pytest.mark.xfail(strict=True, reason=reason)],
-                               id=f"{driver}-{pooling}-{'+'.join(steps)}")
-
-
-@pytest.mark.parametrize("driver,pooling,steps", list(_known_params()))
-def test_driver_steps_known_to_fail(pg, proxy, config, tls_cert, driver_argv, driver, pooling,
-                                    steps):
-    # a notification that is lost is not worth waiting 10 s for here: a
-    # fixed proxy delivers it in milliseconds
-    run_driver(pg, proxy, config, tls_cert, driver_argv, driver, pooling, ["connect", *steps],
-               notify_secs=3)
+    run_driver(pg, proxy, config, tls_cert, driver_argv, driver, pooling, list(DRIVERS[driver]))
 
 
 def test_cancel_in_transaction_pooling_stops_only_its_own_statement(pg, proxy, config, tls_cert):
