@@ -4,6 +4,7 @@ receive the proxy's or helioctl's connection; a state directory that is not
 private is refused with a log line naming it."""
 
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -19,6 +20,15 @@ from test_control_plane import default_control_url
 NOBODY = 65534
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+
+
+@pytest.fixture
+def sock_dir():
+    """A short folder: a Unix socket path must fit in 108 bytes, and
+    pytest's own temporary folders (one per integration run) can be longer."""
+    d = Path(tempfile.mkdtemp(prefix="hp-sock-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 class Squatter:
@@ -84,10 +94,10 @@ def test_socket_another_user_made_in_tmp_neither_blocks_the_start_nor_gets_the_p
 
 
 def test_control_socket_path_taken_by_another_user_is_refused_without_connecting(
-        pg, proxy, config, tmp_path):
+        pg, proxy, config, sock_dir):
     # An explicit control_socket in a shared folder: the proxy refuses to
     # start rather than probe or replace another user's socket.
-    sq = Squatter(tmp_path / "taken.ctl")
+    sq = Squatter(sock_dir / "taken.ctl")
     try:
         p = proxy(config(control_socket=f"ipc://{sq.path}"), wait=False)
         p.check_exit = False
@@ -99,8 +109,8 @@ def test_control_socket_path_taken_by_another_user_is_refused_without_connecting
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o770, 0o1777])
-def test_state_dir_writable_by_others_is_refused_and_named(pg, proxy, config, tmp_path, mode):
-    d = tmp_path / "state"
+def test_state_dir_writable_by_others_is_refused_and_named(pg, proxy, config, sock_dir, mode):
+    d = sock_dir / "state"
     d.mkdir()
     os.chmod(d, mode)
     p = proxy(config(state_dir=str(d)), wait=False)
@@ -109,8 +119,8 @@ def test_state_dir_writable_by_others_is_refused_and_named(pg, proxy, config, tm
     assert p.wait_log(rf"state directory {d} is writable by .*refusing it"), p.log_tail()
 
 
-def test_state_dir_owned_by_another_user_is_refused_and_named(pg, proxy, config, tmp_path):
-    d = tmp_path / "state"
+def test_state_dir_owned_by_another_user_is_refused_and_named(pg, proxy, config, sock_dir):
+    d = sock_dir / "state"
     d.mkdir(mode=0o700)
     os.chown(d, NOBODY, NOBODY)
     p = proxy(config(state_dir=str(d)), wait=False)
@@ -124,8 +134,8 @@ def test_state_dir_owned_by_another_user_is_refused_and_named(pg, proxy, config,
 
 
 def test_missing_state_dir_is_created_private_and_helioctl_finds_the_socket(
-        pg, proxy, config, tmp_path):
-    d = tmp_path / "fresh"
+        pg, proxy, config, sock_dir):
+    d = sock_dir / "fresh"
     p = proxy(config(state_dir=str(d)))
     st = os.lstat(d)
     assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
@@ -134,8 +144,8 @@ def test_missing_state_dir_is_created_private_and_helioctl_finds_the_socket(
     assert r.returncode == 0, r
 
 
-def test_helioctl_refuses_a_socket_owned_by_another_user(tmp_path):
-    sq = Squatter(tmp_path / "cp.sock")
+def test_helioctl_refuses_a_socket_owned_by_another_user(sock_dir):
+    sq = Squatter(sock_dir / "cp.sock")
     try:
         r = helioctl("-a", f"ipc://{sq.path}", "status")
         assert r.returncode == 3, r
