@@ -681,3 +681,25 @@ def test_settings_follow_the_client_only_once_postgresql_made_them_its_own(
     assert got == want, f"through the proxy {got}, on PostgreSQL {want}"
     a.terminate()
     b.terminate()
+
+
+def test_psycopg_rolled_back_set_is_gone_and_committed_set_stays(iso_db, setting_proxy):
+    """psycopg 3 (Parse/Bind/Execute, its own BEGIN): a SET in a transaction
+    it rolls back is gone, one it commits stays, as on PostgreSQL, while
+    another client uses the only server in between."""
+    import psycopg
+    dsn = (f"host=127.0.0.1 port={setting_proxy.port} user={ALICE[0]} password={ALICE[1]} "
+           f"dbname={APPDB}")
+    with psycopg.connect(dsn) as a, psycopg.connect(dsn, autocommit=True) as b:
+        a.execute("SET app.h9 = 'before'")
+        a.commit()
+        a.execute("SET app.h9 = 'rolled back'")
+        a.rollback()
+        b.execute("SET app.h9 = 'other client'")
+        assert a.execute("SHOW app.h9").fetchone() == ("before",)
+        a.rollback()
+        a.execute("SET app.h9 = 'committed'")
+        a.commit()
+        b.execute("SET app.h9 = 'other client'")
+        assert a.execute("SHOW app.h9").fetchone() == ("committed",)
+        a.rollback()
