@@ -592,19 +592,21 @@ def test_client_leaving_in_the_middle_of_a_message_never_pools_its_server(txprox
 CHECK = "SELECT current_setting('app.h9', true), current_setting('statement_timeout')"
 BEFORE = ["SET app.h9 = 'before'", "SET statement_timeout = '5s'"]
 
-# name -> (steps, protocols); a step is SQL (one message; an error is
+# name -> (steps, protocols: simple Query, the unnamed statement, named
+# statements); a step is SQL (one message; an error is
 # expected or not, the result must simply match PostgreSQL's), or a list
 # of SQL sent as one extended batch (Parse/Bind/Execute each, one Sync)
 SETTING_SCENARIOS = {
-    "failing_set_changes_nothing": (["SET statement_timeout = 'abc'"], ("simple", "extended")),
+    "failing_set_changes_nothing": (["SET statement_timeout = 'abc'"],
+                                    ("simple", "extended", "prepared")),
     "failing_set_in_transaction_changes_nothing": (
         ["BEGIN", "SET statement_timeout = 'abc'", "ROLLBACK"], ("simple", "extended")),
     "set_rolled_back_is_gone": (["BEGIN", "SET app.h9 = 'rolled back'", "ROLLBACK"],
-                                ("simple", "extended")),
+                                ("simple", "extended", "prepared")),
     "reset_rolled_back_is_gone": (["BEGIN", "RESET app.h9", "RESET ALL", "ROLLBACK"],
                                   ("simple", "extended")),
     "set_committed_persists": (["BEGIN", "SET app.h9 = 'committed'", "COMMIT"],
-                               ("simple", "extended")),
+                               ("simple", "extended", "prepared")),
     "set_after_an_error_in_the_transaction_does_nothing": (
         ["BEGIN", "SELECT 1/0", "SET app.h9 = 'after error'", "ROLLBACK"], ("simple", "extended")),
     "set_in_failed_transaction_ended_by_commit_is_gone": (
@@ -629,7 +631,7 @@ SETTING_SCENARIOS = {
 
 
 def run_steps(c, steps, proto):
-    for step in steps:
+    for i, step in enumerate(steps):
         if isinstance(step, list):
             out = b""
             for sql in step:
@@ -639,7 +641,7 @@ def run_steps(c, steps, proto):
         elif proto == "simple":
             ic.simple(c, step)
         else:
-            ic.ext(c, step)
+            ic.ext(c, step, stmt="" if proto == "extended" else f"h9_stmt_{i}")
 
 
 @pytest.fixture(scope="module")
