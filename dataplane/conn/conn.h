@@ -77,6 +77,7 @@ struct client {
 	bool login_pending;     /* tx mode: login answer waits for the settings sync */
 	uint32_t pins;          /* bit per enum pin_reason */
 	struct tx_fx *fx;       /* txn_track.c: extended-protocol statements that change state */
+	struct tx_gpend *gpend; /* txn_track.c: changes to want waiting for their statement's end */
 	struct guc_set want;    /* settings the client expects on any server */
 	struct guc_set startup; /* its startup settings, for RESET */
 	struct prep_client prep;

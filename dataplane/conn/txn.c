@@ -148,6 +148,8 @@ static void rq_pop(struct server *sv)
 {
 	if (!sv->rq_len)
 		return;
+	if ((sv->rq[sv->rq_head].flags & RQ_F_GUC) && sv->client)
+		tx_guc_popped(sv->client); /* its settings: done now or never */
 	sv->rq_head = (sv->rq_head + 1) % sv->rq_cap;
 	sv->rq_len--;
 }
@@ -496,6 +498,8 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 			may_retry = true;
 			sv->retry_key = rq_first(sv)->key;
 		}
+		if (type == 'E' && cl && cl->gpend && cl->gpend->n)
+			tx_guc_error(cl);
 		if (type == 'E' && !(rq_first(sv) && rq_first(sv)->kind == RQ_QUERY))
 			act = handle_error(sv) ? RQ_FWD : RQ_DROP, pop = false;
 		else if (type == 'E' && rq_first(sv))
@@ -523,7 +527,10 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		ep->cap_len = 0;
 		bool for_analytics =
 		    sv->qa && (type == 'C' || type == 'E') && sv->cur_act == RQ_FWD;
-		if ((type == 'Z' || type == 'S' || type == 'E' || sv->e_hold || for_analytics) &&
+		/* a command tag tells COMMIT, ROLLBACK and SAVEPOINT to pending settings */
+		bool for_guc = type == 'C' && cl && cl->gpend && cl->gpend->n;
+		if ((type == 'Z' || type == 'S' || type == 'E' || sv->e_hold || for_analytics ||
+		     for_guc) &&
 		    mlen <= EP_CAPTURE_MAX) {
 			if (!ep->cap_buf)
 				ep->cap_buf = malloc(EP_CAPTURE_MAX);
@@ -575,6 +582,12 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		} else if (sv->cur_act == RQ_FWD && ep->cap_type != 'Z') {
 			sv->resp_fwd++;
 		}
+		if (ep->cap_type == 'C' && cl && cl->gpend && cl->gpend->n) {
+			struct rq *h = rq_first(sv);
+			bool whole = ep->cap_len && ep->cap_got == ep->cap_len;
+			tx_guc_complete(cl, sv, h && (h->flags & RQ_F_GUC),
+			                whole ? ep->cap_buf : NULL, whole ? ep->cap_len : 0);
+		}
 		if (ep->cap_type == 'Z' && sv->retry_armed && cl) {
 			char status = ep->cap_len && ep->cap_got ? (char)ep->cap_buf[0] : 'I';
 			sv->tx_status = status;
@@ -596,6 +609,8 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 				popped = *rq_first(sv);
 				rq_pop(sv);
 			}
+			if (cl && cl->gpend && cl->gpend->n)
+				tx_guc_ready(cl, sv, status); /* before the next sync reads want */
 			if (sv->cs)
 				cache_ready(sv, popped.flags, status);
 			on_ready(cl, sv, popped, status, &o, !sv->z_raw);
@@ -709,7 +724,7 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 			return false;
 		sv->open_batch = false; /* its ReadyForQuery ends what came before */
 		cache_note_query(cl, sv, (const char *)body, len);
-		tx_rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
+		tx_rq_push(sv, RQ_QUERY, RQ_FWD, 0, cl->gpend ? tx_guc_flag(cl) : 0, 0);
 		cache_request_end(sv);
 		if (sv->qa)
 			analytics_query(cl, sv, (const char *)body, len);
@@ -815,7 +830,7 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 			name = pgw_get_str(body, len, &off);
 			if (name)
 				tx_track_execute(cl, sv, name, b);
-			tx_rq_push(sv, RQ_EXECUTE, RQ_FWD, 0, 0, 0);
+			tx_rq_push(sv, RQ_EXECUTE, RQ_FWD, 0, cl->gpend ? tx_guc_flag(cl) : 0, 0);
 			if (b->len != l0) {
 				sbuf_append(b, msg, total); /* after what must run first */
 				return false;
@@ -1416,6 +1431,7 @@ void tx_bind(struct client *cl, struct server *sv)
 	cancel_set_target(cl, sv);
 	if (cl->pins)
 		sv->needs_reset = true; /* pinned from its login (startup settings) */
+	tx_guc_reset(cl);               /* nothing of the last server's is still to come */
 	io_recv_start(&sv->ep.sock);
 	size_t dlen = 0;
 	char *sql = guc_equal(&cl->want, &sv->applied)

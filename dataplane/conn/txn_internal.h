@@ -57,6 +57,52 @@ void tx_track_execute(struct client *cl, struct server *sv, const char *portal, 
 void tx_track_close_portal(struct client *cl, const char *portal);
 void tx_track_free(struct client *cl);
 
+/* txn_track.c: a client's settings (cl->want) change only when PostgreSQL
+ * made the change its session's: a SET, RESET, RESET ALL or DISCARD ALL
+ * is queued when sent (attached to its request by the flag RQ_F_GUC, an
+ * id and the statement's place in a Query), becomes done at its
+ * CommandComplete, and is applied once its transaction commits (a
+ * ReadyForQuery 'I', or a COMMIT inside a Query); an error or a ROLLBACK
+ * drops it. Nothing is allocated for a client that never changes a
+ * setting. */
+enum gp_stage {
+	GP_SENT,    /* its statement has not completed */
+	GP_DONE,    /* completed, after the transaction's latest SAVEPOINT */
+	GP_DONE_SP, /* completed before a SAVEPOINT that followed it */
+	GP_AMBIG,   /* done before a savepoint, then a ROLLBACK [TO SAVEPOINT] */
+};
+enum gp_kind { GP_SET, GP_RESET, GP_RESET_ALL };
+struct gp_op {
+	uint32_t req;  /* the request it came with (tx_gpend.next_req when queued) */
+	uint32_t stmt; /* its statement's place in that request */
+	uint8_t stage, kind;
+	char *name;  /* GP_SET, GP_RESET */
+	char *value; /* GP_SET: the statement text */
+};
+struct tx_gpend {
+	struct gp_op *ops; /* in the order sent */
+	int n, cap;
+	uint32_t next_req; /* id of the next flagged request */
+	uint32_t cur_req;  /* id of the oldest flagged request still queued */
+	uint32_t cur_stmt; /* its statements completed so far */
+	bool open;         /* ops queued for a request not yet pushed */
+};
+/* RQ_F_GUC when the request about to be queued carries changes. */
+uint8_t tx_guc_flag(struct client *cl);
+/* A request flagged RQ_F_GUC left the queue: what of it has not completed
+ * never will. */
+void tx_guc_popped(struct client *cl);
+/* A CommandComplete (tag: its body when captured, else NULL); guc_head:
+ * it completes a statement of the flagged request at the head. */
+void tx_guc_complete(struct client *cl, struct server *sv, bool guc_head, const uint8_t *tag,
+                     uint32_t tag_len);
+/* An ErrorResponse: the transaction aborts. */
+void tx_guc_error(struct client *cl);
+/* A ReadyForQuery with this transaction status. */
+void tx_guc_ready(struct client *cl, struct server *sv, char status);
+/* Forgets every pending change (a new server is bound). */
+void tx_guc_reset(struct client *cl);
+
 /* txn_gate.c: rate limits at the message m (total bytes) that starts a
  * query: 1 to go on, 0 to stop here (throttled: the worker wakes the
  * client), -1 when the message was consumed (refused, or dropped with its

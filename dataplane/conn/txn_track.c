@@ -166,13 +166,255 @@ static void applied_unknown(struct server *sv)
 		guc_put(&sv->applied, sv->applied.e[i].name, GUC_UNKNOWN, true);
 }
 
+/* ------------------------------------------------------------ pending settings */
+
+/* Queues a change to cl->want made by statement `stmt` of the request
+ * being tracked (see tx_gpend in txn_internal.h). On out-of-memory the
+ * change is lost, as a failed statement's would be: the server's value is
+ * recorded as unknown by the caller or corrected by the next sync. */
+static void gp_queue(struct client *cl, uint32_t stmt, uint8_t kind, const char *name,
+                     const char *value)
+{
+	struct tx_gpend *gp = cl->gpend;
+	if (!gp && !(gp = cl->gpend = calloc(1, sizeof(*gp))))
+		return;
+	if (gp->n == gp->cap) {
+		int cap = gp->cap ? gp->cap * 2 : 4;
+		struct gp_op *o = realloc(gp->ops, (size_t)cap * sizeof(*o));
+		if (!o)
+			return;
+		gp->ops = o;
+		gp->cap = cap;
+	}
+	struct gp_op op = {.req = gp->next_req, .stmt = stmt, .stage = GP_SENT, .kind = kind};
+	op.name = name ? strdup(name) : NULL;
+	op.value = value ? strdup(value) : NULL;
+	if ((name && !op.name) || (value && !op.value)) {
+		free(op.name);
+		free(op.value);
+		return;
+	}
+	gp->ops[gp->n++] = op;
+	gp->open = true;
+}
+
+/* Removes the ops for which drop() says so, keeping the others in order. */
+static void gp_filter(struct tx_gpend *gp,
+                      bool (*drop)(const struct tx_gpend *, const struct gp_op *))
+{
+	int k = 0;
+	for (int i = 0; i < gp->n; i++) {
+		if (drop(gp, &gp->ops[i])) {
+			free(gp->ops[i].name);
+			free(gp->ops[i].value);
+		} else {
+			gp->ops[k++] = gp->ops[i];
+		}
+	}
+	gp->n = k;
+}
+
+static bool is_open(const struct tx_gpend *gp, const struct gp_op *o)
+{
+	return o->req == gp->next_req;
+}
+
+static bool is_unfinished(const struct tx_gpend *gp, const struct gp_op *o)
+{
+	return o->req == gp->cur_req && o->stage == GP_SENT;
+}
+
+static bool is_done(const struct tx_gpend *gp, const struct gp_op *o)
+{
+	(void)gp;
+	return o->stage == GP_DONE;
+}
+
+static bool is_in_txn(const struct tx_gpend *gp, const struct gp_op *o)
+{
+	(void)gp;
+	return o->stage != GP_SENT;
+}
+
+static bool is_ambig(const struct tx_gpend *gp, const struct gp_op *o)
+{
+	(void)gp;
+	return o->stage == GP_AMBIG;
+}
+
+static bool any(const struct tx_gpend *gp, bool (*f)(const struct tx_gpend *, const struct gp_op *))
+{
+	for (int i = 0; i < gp->n; i++)
+		if (f(gp, &gp->ops[i]))
+			return true;
+	return false;
+}
+
+uint8_t tx_guc_flag(struct client *cl)
+{
+	struct tx_gpend *gp = cl->gpend;
+	if (!gp || !gp->open)
+		return 0;
+	gp->open = false;
+	gp->next_req++;
+	return RQ_F_GUC;
+}
+
+/* The request tracked last is not sent after all (answered here). */
+static void gp_cancel_open(struct client *cl)
+{
+	struct tx_gpend *gp = cl->gpend;
+	if (gp && gp->open) {
+		gp_filter(gp, is_open);
+		gp->open = false;
+	}
+}
+
+void tx_guc_popped(struct client *cl)
+{
+	struct tx_gpend *gp = cl->gpend;
+	if (!gp)
+		return;
+	if (gp->n)
+		gp_filter(gp, is_unfinished); /* an error, or an earlier one, stopped it */
+	gp->cur_req++;
+	gp->cur_stmt = 0;
+}
+
+/* Makes the committed changes (stage `from` and on) the client's. unsure
+ * ones (GP_AMBIG: a ROLLBACK that may have been a ROLLBACK TO SAVEPOINT
+ * went by them) also leave the server's value unknown, so the next
+ * transaction's sync sets it whatever the server really kept. */
+static void gp_commit(struct client *cl, struct server *sv)
+{
+	struct tx_gpend *gp = cl->gpend;
+	int k = 0;
+	for (int i = 0; i < gp->n; i++) {
+		struct gp_op *o = &gp->ops[i];
+		if (o->stage == GP_SENT) {
+			gp->ops[k++] = *o;
+			continue;
+		}
+		bool unsure = o->stage == GP_AMBIG;
+		switch (o->kind) {
+		case GP_SET:
+			guc_put(&cl->want, o->name, o->value, true);
+			break;
+		case GP_RESET: {
+			/* back to the client's startup value, not the server default */
+			const struct guc_ent *s0 = guc_get(&cl->startup, o->name);
+			if (s0)
+				guc_put(&cl->want, o->name, s0->value, false);
+			else
+				guc_del(&cl->want, o->name);
+			break;
+		}
+		default:
+			guc_copy(&cl->want, &cl->startup);
+			break;
+		}
+		if (unsure && sv) {
+			if (o->kind == GP_RESET_ALL)
+				applied_unknown(sv);
+			else
+				guc_put(&sv->applied, o->name, GUC_UNKNOWN, true);
+		}
+		free(o->name);
+		free(o->value);
+	}
+	gp->n = k;
+}
+
+static bool tag_is(const uint8_t *tag, uint32_t len, const char *want)
+{
+	size_t n = strlen(want) + 1;
+	return tag && len == n && !memcmp(tag, want, n);
+}
+
+void tx_guc_complete(struct client *cl, struct server *sv, bool guc_head, const uint8_t *tag,
+                     uint32_t tag_len)
+{
+	struct tx_gpend *gp = cl->gpend;
+	if (!gp || !gp->n)
+		return;
+	if (guc_head) {
+		for (int i = 0; i < gp->n; i++) {
+			struct gp_op *o = &gp->ops[i];
+			if (o->req == gp->cur_req && o->stmt == gp->cur_stmt && o->stage == GP_SENT)
+				o->stage = GP_DONE;
+		}
+		gp->cur_stmt++;
+	}
+	if (tag_is(tag, tag_len, "COMMIT")) {
+		/* COMMIT of an aborted transaction is tagged ROLLBACK: this one
+		 * committed (in the middle of a Query, or before its Z) */
+		gp_commit(cl, sv);
+	} else if (tag_is(tag, tag_len, "ROLLBACK")) {
+		/* ROLLBACK, or ROLLBACK TO SAVEPOINT (the same tag): either undoes
+		 * what completed after the latest SAVEPOINT; what completed
+		 * before it survives a ROLLBACK TO of a later savepoint only. The
+		 * transaction's end says which (see tx_guc_ready). */
+		gp_filter(gp, is_done);
+		for (int i = 0; i < gp->n; i++)
+			if (gp->ops[i].stage == GP_DONE_SP)
+				gp->ops[i].stage = GP_AMBIG;
+	} else if (tag_is(tag, tag_len, "SAVEPOINT")) {
+		for (int i = 0; i < gp->n; i++)
+			if (gp->ops[i].stage == GP_DONE)
+				gp->ops[i].stage = GP_DONE_SP;
+	}
+}
+
+void tx_guc_error(struct client *cl)
+{
+	struct tx_gpend *gp = cl->gpend;
+	/* the transaction is aborted: whichever rollback ends it (ROLLBACK,
+	 * COMMIT, a Sync ending an implicit transaction, ROLLBACK TO any
+	 * savepoint) undoes what completed after its latest SAVEPOINT */
+	if (gp && gp->n)
+		gp_filter(gp, is_done);
+}
+
+void tx_guc_ready(struct client *cl, struct server *sv, char status)
+{
+	struct tx_gpend *gp = cl->gpend;
+	if (!gp || !gp->n || status != 'I')
+		return;
+	/* outside a transaction: what completed was committed (by the
+	 * implicit transaction of a Query or batch, COMMIT, PREPARE
+	 * TRANSACTION), except what a ROLLBACK went by with no COMMIT
+	 * after it: that ROLLBACK ended the transaction */
+	gp_filter(gp, is_ambig);
+	if (any(gp, is_in_txn))
+		gp_commit(cl, sv);
+}
+
+void tx_guc_reset(struct client *cl)
+{
+	struct tx_gpend *gp = cl->gpend;
+	if (!gp)
+		return;
+	for (int i = 0; i < gp->n; i++) {
+		free(gp->ops[i].name);
+		free(gp->ops[i].value);
+	}
+	gp->n = 0;
+	gp->open = false;
+	gp->cur_req = gp->next_req;
+	gp->cur_stmt = 0;
+}
+
 /* Effects both protocols track the same way: settings, and what undoes
- * a pin. `unsure`: the statement may not take effect on the server (it
- * runs in a transaction block that may roll back, or after something in
- * the same query or batch that may fail), so what the server has is
- * recorded as unknown rather than as the new value. */
+ * a pin. Settings become the client's when statement `idx` of the request
+ * completes and its transaction commits (gp_queue); the server's value is
+ * recorded now. `unsure`: the statement may not take effect on the
+ * server (it runs in a transaction block that may roll back, or after
+ * something in the same query or batch that may fail), so what the
+ * server has is recorded as unknown rather than as the new value; a
+ * statement that fails when sure leaves the server recorded with a value
+ * the client does not want, which the next sync corrects. */
 static void track_common(struct client *cl, struct server *sv, const char *sql,
-                         const struct sqlc_stmt *st, bool unsure)
+                         const struct sqlc_stmt *st, bool unsure, uint32_t idx)
 {
 	char *text;
 	switch (st->kind) {
@@ -181,19 +423,14 @@ static void track_common(struct client *cl, struct server *sv, const char *sql,
 			break; /* pinned */
 		text = strndup(sql + st->loc, st->len);
 		if (text) {
-			guc_put(&cl->want, st->name, text, true);
+			gp_queue(cl, idx, GP_SET, st->name, text);
 			guc_put(&sv->applied, st->name, unsure ? GUC_UNKNOWN : text, true);
 			free(text);
 		}
 		break;
 	case SQLC_SET_DEFAULT:
 	case SQLC_RESET: {
-		/* back to the client's startup value, not the server default */
-		const struct guc_ent *s0 = guc_get(&cl->startup, st->name);
-		if (s0)
-			guc_put(&cl->want, st->name, s0->value, false);
-		else
-			guc_del(&cl->want, st->name);
+		gp_queue(cl, idx, GP_RESET, st->name, NULL);
 		if (unsure && guc_get(&sv->applied, st->name))
 			guc_put(&sv->applied, st->name, GUC_UNKNOWN, true);
 		else
@@ -208,7 +445,7 @@ static void track_common(struct client *cl, struct server *sv, const char *sql,
 		cl->pins &= 1u << PIN_UNTRACKED;
 		/* fall through */
 	case SQLC_RESET_ALL:
-		guc_copy(&cl->want, &cl->startup);
+		gp_queue(cl, idx, GP_RESET_ALL, NULL, NULL);
 		if (unsure)
 			applied_unknown(sv);
 		else
@@ -388,7 +625,7 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 		case SQLC_UNLISTEN_ALL:
 			/* the server listens too (a pinned LISTEN): both stop */
 			listen_unsubscribe(cl, st->kind == SQLC_UNLISTEN ? st->name : NULL);
-			track_common(cl, sv, sql, st, unsure);
+			track_common(cl, sv, sql, st, unsure, (uint32_t)i);
 			break;
 		case SQLC_EXECUTE:
 		case SQLC_DEALLOCATE:
@@ -402,10 +639,12 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 			}
 			break;
 		default:
-			track_common(cl, sv, sql, st, unsure);
+			track_common(cl, sv, sql, st, unsure, (uint32_t)i);
 			break;
 		}
 	}
+	if (!send)
+		gp_cancel_open(cl); /* refused here: none of it runs */
 	if (fix && fclose(fix) == 0 && fixlen && send) {
 		/* runs before the client's query; its answers are swallowed */
 		tx_msg_hdr(b, 'Q', (uint32_t)fixlen + 1);
@@ -613,11 +852,11 @@ static void track_ext(struct client *cl, struct server *sv, const char *sql, str
 			break;
 		case SQLC_UNLISTEN_ALL:
 			listen_unsubscribe(cl, NULL);
-			track_common(cl, sv, sql, st, unsure);
+			track_common(cl, sv, sql, st, unsure, (uint32_t)i);
 			break;
 		case SQLC_DISCARD_ALL:
 			listen_unsubscribe(cl, NULL);
-			track_common(cl, sv, sql, st, unsure);
+			track_common(cl, sv, sql, st, unsure, (uint32_t)i);
 			break;
 		case SQLC_EXECUTE:
 		case SQLC_DEALLOCATE:
@@ -638,7 +877,7 @@ static void track_ext(struct client *cl, struct server *sv, const char *sql, str
 				                   false); /* another's goes first */
 			break;
 		default:
-			track_common(cl, sv, sql, st, unsure);
+			track_common(cl, sv, sql, st, unsure, (uint32_t)i);
 			break;
 		}
 	}
@@ -656,6 +895,10 @@ void tx_track_execute(struct client *cl, struct server *sv, const char *portal, 
 
 void tx_track_free(struct client *cl)
 {
+	tx_guc_reset(cl);
+	free(cl->gpend ? cl->gpend->ops : NULL);
+	free(cl->gpend);
+	cl->gpend = NULL;
 	struct tx_fx *fx = cl->fx;
 	if (!fx)
 		return;

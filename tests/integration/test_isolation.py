@@ -578,3 +578,130 @@ def test_client_leaving_in_the_middle_of_a_message_never_pools_its_server(txprox
     rows, err, status = ic.simple(b, "SELECT 2")
     assert rows == [["2"]] and status == "I", (rows, err, status)
     b.terminate()
+
+
+# ---------------------------------------------------------------------------
+# A client's settings change only when PostgreSQL made the change its own:
+# the statement completed and its transaction committed. Each scenario runs
+# on a direct connection and through the proxy (transaction pooling, pool
+# of one); between the scenario and the check another client takes the
+# server (and sets the same setting), so the first client's next
+# transaction gets the server from the proxy's idea of its settings, which
+# must be what PostgreSQL itself would show.
+
+CHECK = "SELECT current_setting('app.h9', true), current_setting('statement_timeout')"
+BEFORE = ["SET app.h9 = 'before'", "SET statement_timeout = '5s'"]
+
+# name -> (steps, protocols: simple Query, the unnamed statement, named
+# statements); a step is SQL (one message; an error is
+# expected or not, the result must simply match PostgreSQL's), or a list
+# of SQL sent as one extended batch (Parse/Bind/Execute each, one Sync)
+SETTING_SCENARIOS = {
+    "failing_set_changes_nothing": (["SET statement_timeout = 'abc'"],
+                                    ("simple", "extended", "prepared")),
+    "failing_set_in_transaction_changes_nothing": (
+        ["BEGIN", "SET statement_timeout = 'abc'", "ROLLBACK"], ("simple", "extended")),
+    "set_rolled_back_is_gone": (["BEGIN", "SET app.h9 = 'rolled back'", "ROLLBACK"],
+                                ("simple", "extended", "prepared")),
+    "reset_rolled_back_is_gone": (["BEGIN", "RESET app.h9", "RESET ALL", "ROLLBACK"],
+                                  ("simple", "extended")),
+    "set_committed_persists": (["BEGIN", "SET app.h9 = 'committed'", "COMMIT"],
+                               ("simple", "extended", "prepared")),
+    "set_after_an_error_in_the_transaction_does_nothing": (
+        ["BEGIN", "SELECT 1/0", "SET app.h9 = 'after error'", "ROLLBACK"], ("simple", "extended")),
+    "set_in_failed_transaction_ended_by_commit_is_gone": (
+        ["BEGIN", "SET app.h9 = 'doomed'", "SELECT 1/0", "COMMIT"], ("simple", "extended")),
+    "set_after_a_failing_statement_of_the_same_query_never_runs": (
+        ["SELECT 1/0; SET app.h9 = 'z'"], ("simple",)),
+    "set_before_a_failing_statement_of_the_same_query_is_rolled_back": (
+        ["SET app.h9 = 'z'; SELECT 1/0"], ("simple",)),
+    "set_then_commit_in_one_query_persists": (
+        ["BEGIN; SET app.h9 = 'one query'; COMMIT; SELECT 1/0"], ("simple",)),
+    "set_before_a_failing_execute_of_the_same_batch_is_rolled_back": (
+        [["SET app.h9 = 'batch'", "SELECT 1/0"]], ("extended",)),
+    "set_after_savepoint_rolled_back_to_is_gone": (
+        ["BEGIN", "SAVEPOINT s", "SET app.h9 = 'after savepoint'", "ROLLBACK TO SAVEPOINT s",
+         "COMMIT"], ("simple", "extended")),
+    "set_before_savepoint_survives_rollback_to_it": (
+        ["BEGIN", "SET app.h9 = 'kept'", "SAVEPOINT s", "SELECT 1/0", "ROLLBACK TO SAVEPOINT s",
+         "COMMIT"], ("simple", "extended")),
+    "set_before_savepoint_is_gone_after_full_rollback": (
+        ["BEGIN", "SET app.h9 = 'gone'", "SAVEPOINT s", "ROLLBACK"], ("simple", "extended")),
+}
+
+
+def run_steps(c, steps, proto):
+    for i, step in enumerate(steps):
+        if isinstance(step, list):
+            out = b""
+            for sql in step:
+                out += ic.parse_msg("", sql) + ic.bind_msg("", "") + ic.execute_msg()
+            c.send_raw(out + ic.SYNC)
+            ic.read_result(c)
+        elif proto == "simple":
+            ic.simple(c, step)
+        else:
+            ic.ext(c, step, stmt="" if proto == "extended" else f"h9_stmt_{i}")
+
+
+@pytest.fixture(scope="module")
+def setting_proxy(iso_db, tmp_path_factory):
+    p = start_proxy(iso_db, tmp_path_factory.mktemp("iso"), "transaction", False)
+    yield p
+    stop_proxy(p)
+
+
+@pytest.mark.parametrize("scenario,proto", [(s, pr) for s, (_, prs) in SETTING_SCENARIOS.items()
+                                            for pr in prs])
+def test_settings_follow_the_client_only_once_postgresql_made_them_its_own(
+        iso_db, setting_proxy, scenario, proto):
+    steps = SETTING_SCENARIOS[scenario][0]
+    d = ic.connect(iso_db.port, *ALICE)
+    for sql in BEFORE:
+        ic.run(d, sql, "simple")
+    run_steps(d, steps, proto)
+    want, _ = ic.run(d, CHECK, "simple")
+    d.terminate()
+
+    a = ic.connect(setting_proxy.port, *ALICE)
+    for sql in BEFORE:
+        ic.run(a, sql, "simple")
+    run_steps(a, steps, proto)
+    _, _, status = ic.simple(a, "SELECT 1")
+    assert status == "I", status
+    # another client takes the (only) server in between
+    b = ic.connect(setting_proxy.port, *ALICE)
+    ic.run(b, "SET app.h9 = 'other client'", "simple")
+    ic.run(b, "SET statement_timeout = '9s'", "simple")
+    rows, _ = ic.run(b, CHECK, "simple")
+    assert rows == [["other client", "9s"]], rows
+    got, _ = ic.run(a, CHECK, "simple")
+    assert got == want, f"through the proxy {got}, on PostgreSQL {want}"
+    # and again after the other client, on its next transaction
+    ic.run(b, "SELECT 1", "simple")
+    got, _ = ic.run(a, CHECK, "simple")
+    assert got == want, f"through the proxy {got}, on PostgreSQL {want}"
+    a.terminate()
+    b.terminate()
+
+
+def test_psycopg_rolled_back_set_is_gone_and_committed_set_stays(iso_db, setting_proxy):
+    """psycopg 3 (Parse/Bind/Execute, its own BEGIN): a SET in a transaction
+    it rolls back is gone, one it commits stays, as on PostgreSQL, while
+    another client uses the only server in between."""
+    import psycopg
+    dsn = (f"host=127.0.0.1 port={setting_proxy.port} user={ALICE[0]} password={ALICE[1]} "
+           f"dbname={APPDB}")
+    with psycopg.connect(dsn) as a, psycopg.connect(dsn, autocommit=True) as b:
+        a.execute("SET app.h9 = 'before'")
+        a.commit()
+        a.execute("SET app.h9 = 'rolled back'")
+        a.rollback()
+        b.execute("SET app.h9 = 'other client'")
+        assert a.execute("SHOW app.h9").fetchone() == ("before",)
+        a.rollback()
+        a.execute("SET app.h9 = 'committed'")
+        a.commit()
+        b.execute("SET app.h9 = 'other client'")
+        assert a.execute("SHOW app.h9").fetchone() == ("committed",)
+        a.rollback()
