@@ -129,6 +129,7 @@ struct cfg {
 		int pin_action;                  /* 0 pin, 1 error */
 		int max_prepared_statements;     /* per server, default 256 */
 		bool track_sql_prepare;          /* default true */
+		bool reset_sequences;            /* DISCARD SEQUENCES on a client switch, true */
 		bool kernel_splice;              /* session mode: sockmap splice, default false */
 	} pool;
 

@@ -153,6 +153,11 @@ static const struct cfg_key keys[] = {
      NULL, 0,
      "Transaction/statement mode: follow SQL PREPARE/EXECUTE/DEALLOCATE across servers; false "
      "pins a client that uses PREPARE."},
+    {"pool_mode", "reset_sequences", CFG_KEY_BOOL, F_CFG(pool.reset_sequences), "true", 0, 0, NULL,
+     0,
+     "Transaction/statement mode: send DISCARD SEQUENCES ahead of a client's transaction on a "
+     "server another client used last, so currval() and lastval() never return another "
+     "client's value (no extra round trip; false saves the server that statement)."},
 
     {"pool_mode", "kernel_splice", CFG_KEY_BOOL, F_CFG(pool.kernel_splice), "false", 0, 0, NULL, 0,
      "Session mode: after login, hand a client's bytes to its server and back in the kernel "

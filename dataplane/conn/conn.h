@@ -193,6 +193,7 @@ struct server {
 	bool authq_found;
 	enum sv_state state;
 	uint64_t id;
+	uint64_t last_client; /* id of the client it served last (transaction pooling) */
 	uint64_t signature;
 	int node_idx;
 	char node_host[256];

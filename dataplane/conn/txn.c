@@ -1433,6 +1433,17 @@ void tx_bind(struct client *cl, struct server *sv)
 		sv->needs_reset = true; /* pinned from its login (startup settings) */
 	tx_guc_reset(cl);               /* nothing of the last server's is still to come */
 	io_recv_start(&sv->ep.sock);
+	if (sv->last_client != cl->id) {
+		/* currval()/lastval() are the backend's: another client's must
+		 * not show through (a serial column's DEFAULT sets them too, so
+		 * no statement text says when they were touched) */
+		static const uint8_t discard_seq[] = "Q\0\0\0\x16"
+		                                     "DISCARD SEQUENCES";
+		if (sv->last_client && cl->snap->cfg->pool.reset_sequences &&
+		    tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0) == 0)
+			ep_send_bytes(&sv->ep, discard_seq, sizeof(discard_seq));
+		sv->last_client = cl->id;
+	}
 	size_t dlen = 0;
 	char *sql = guc_equal(&cl->want, &sv->applied)
 	                ? NULL

@@ -186,9 +186,6 @@ CASES = [(k, pr, lv) for k in KINDS for pr in PROTOS for lv in LEAVES
 def test_next_client_of_the_server_sees_none_of_the_state_left(group, kind, proto, how):
     user, steps, check, leaked = KINDS[kind]
     mode = group.mode
-    if kind == "currval" and mode != "session":
-        pytest.skip("currval follows the server, not the client, between transactions "
-                    "(docs/pooling.md, limits)")
     if kind == "open_transaction" and mode == "statement" and proto == "simple":
         pytest.skip("statement pooling refuses BEGIN")
     tok = uuid.uuid4().hex
