@@ -579,7 +579,8 @@ static bool cl_at_boundary(const struct client *cl)
 	if (!sv)
 		return true;
 	return cl->txn && sv->client == cl && sv->txn && sv->state == SV_ACTIVE &&
-	       sv->rq_len == 0 && sv->cur_left == 0 && sv->hdr_n == 0 && !cl->stream_left;
+	       !tx_client_answers_due(sv) && sv->cur_left == 0 && sv->hdr_n == 0 &&
+	       !cl->stream_left;
 }
 
 void cl_deliver_notify(struct client *cl, const uint8_t *msg, uint32_t len)

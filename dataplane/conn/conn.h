@@ -299,6 +299,9 @@ void tx_server_data(struct server *sv, struct io_chunk *c);
 /* cl got sv (transaction pooling): sync settings, then relay. */
 void tx_bind(struct client *cl, struct server *sv);
 bool tx_server_clean(const struct server *sv);
+/* Answers the client is still owed by sv: a queued request of its own (the
+ * proxy's injected queries, whose answers are dropped, do not count). */
+bool tx_client_answers_due(const struct server *sv);
 void tx_server_reset_state(struct server *sv);
 /* The server is about to run DISCARD ALL: forget what the proxy tracked on it. */
 void tx_server_discarded(struct server *sv);

@@ -114,6 +114,14 @@ bool tx_server_clean(const struct server *sv)
 	       sv->ep.q_head == NULL && !sv->skip_to_sync && !sv->rx_partial && !sv->open_batch;
 }
 
+bool tx_client_answers_due(const struct server *sv)
+{
+	for (uint32_t i = 0; i < sv->rq_len; i++)
+		if (sv->rq[(sv->rq_head + i) % sv->rq_cap].act != RQ_DROP)
+			return true;
+	return false;
+}
+
 /* ------------------------------------------------------------ request queue */
 
 int tx_rq_push(struct server *sv, uint8_t kind, uint8_t act, uint8_t synth, uint8_t flags,
@@ -985,7 +993,7 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 		const uint8_t *z = memchr(body, 0, blen);
 		named = z && z != body && !skipping;
 	}
-	if (refuse && (type == 'Q' || named) && sv->rq_len) {
+	if (refuse && (type == 'Q' || named) && tx_client_answers_due(sv)) {
 		cl_close(cl, "0A000", msg);
 		return -1;
 	}

@@ -491,7 +491,7 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 		return true; /* not the proxy's business: the server answers */
 	}
 	if (r == 0 && !res->more_stmts && res->n > 0 && cl->pool && sv->tx_status == 'I' &&
-	    sv->rq_len == 0 && !sv->open_batch && !(cl->pins & (1u << PIN_LISTEN))) {
+	    !tx_client_answers_due(sv) && !sv->open_batch && !(cl->pins & (1u << PIN_LISTEN))) {
 		/* only LISTEN/UNLISTEN, outside a transaction: the pool's hub
 		 * listens for the client, which keeps no server for it */
 		bool only = true;
@@ -587,7 +587,8 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 	bool send = true;
 	/* a statement after another in one query, or behind a request still
 	 * running or inside a transaction block, may never take effect */
-	bool unsure = res->n > 1 || sv->rq_len > 0 || sv->open_batch || sv->tx_status != 'I';
+	bool unsure =
+	    res->n > 1 || tx_client_answers_due(sv) || sv->open_batch || sv->tx_status != 'I';
 	char *fixsql = NULL;
 	size_t fixlen = 0;
 	FILE *fix = open_memstream(&fixsql, &fixlen);
@@ -598,7 +599,7 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 		char *text;
 		switch (st->kind) {
 		case SQLC_BEGIN:
-			if (cl->stmt_mode && sv->rq_len == 0 && sv->tx_status == 'I') {
+			if (cl->stmt_mode && !tx_client_answers_due(sv) && sv->tx_status == 'I') {
 				tx_refuse(
 				    local, 'I', "0A000",
 				    "transaction blocks are not allowed in statement pooling mode",
@@ -841,8 +842,10 @@ static void track_ext(struct client *cl, struct server *sv, const char *sql, str
 	 * back: no earlier Execute or Query waiting, outside a transaction */
 	bool unsure = sv->tx_status != 'I';
 	for (uint32_t i = 0; i < sv->rq_len && !unsure; i++) {
-		uint8_t k = sv->rq[(sv->rq_head + i) % sv->rq_cap].kind;
-		unsure = k == RQ_EXECUTE || k == RQ_QUERY || k == RQ_SYNC || k == RQ_FUNC;
+		const struct rq *q = &sv->rq[(sv->rq_head + i) % sv->rq_cap];
+		/* the proxy's own queries run on their own: theirs cannot fail it */
+		unsure = q->act != RQ_DROP && (q->kind == RQ_EXECUTE || q->kind == RQ_QUERY ||
+		                               q->kind == RQ_SYNC || q->kind == RQ_FUNC);
 	}
 	for (int i = 0; i < res->n; i++) {
 		const struct sqlc_stmt *st = &res->stmts[i];
