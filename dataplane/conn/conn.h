@@ -203,6 +203,7 @@ struct server {
 	bool clean;          /* idle at ReadyForQuery, nothing sent since */
 	bool open_batch;     /* tx: extended messages sent since the last Sync/Query */
 	bool needs_reset;    /* tx: held a pinned client's state: DISCARD ALL before pooling */
+	bool seq_discard;    /* tx: DISCARD SEQUENCES goes ahead of the client's next bytes */
 	bool q_busy, x_busy; /* a query / transaction is running (stats) */
 	struct timespec q_start, x_start;
 	struct timespec created, last_used;

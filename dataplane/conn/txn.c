@@ -1166,6 +1166,13 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 
 	b.len = 0;
 	b.oom = false;
+	if (sv && sv->seq_discard && len >= 5) {
+		static const uint8_t discard_seq[] = "Q\0\0\0\x16"
+		                                     "DISCARD SEQUENCES";
+		sv->seq_discard = false;
+		if (tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0) == 0)
+			sbuf_append(&b, discard_seq, sizeof(discard_seq));
+	}
 	if (sv && cl->cache_lead)
 		cache_arm(cl, sv, data, len);
 	bool rate_on = cl->snap->rate_limits || cl->rate_drop_batch;
@@ -1282,7 +1289,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		}
 		off += total;
 	}
-	if (sv && off) {
+	if (sv && (off || b.len)) {
 		stats_client_sent(sv, off);
 		if (all_pt && c && pt_from == 0 && pt_to == len && b.len == 0) {
 			/* the common case: forward the buffer it arrived in */
@@ -1444,12 +1451,9 @@ void tx_bind(struct client *cl, struct server *sv)
 	if (sv->last_client != cl->id) {
 		/* currval()/lastval() are the backend's: another client's must
 		 * not show through (a serial column's DEFAULT sets them too, so
-		 * no statement text says when they were touched) */
-		static const uint8_t discard_seq[] = "Q\0\0\0\x16"
-		                                     "DISCARD SEQUENCES";
-		if (sv->last_client && cl->snap->cfg->pool.reset_sequences &&
-		    tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0) == 0)
-			ep_send_bytes(&sv->ep, discard_seq, sizeof(discard_seq));
+		 * no statement text says when they were touched); sent with the
+		 * client's first bytes (run_msgs), in the same write */
+		sv->seq_discard = sv->last_client && cl->snap->cfg->pool.reset_sequences;
 		sv->last_client = cl->id;
 	}
 	size_t dlen = 0;
