@@ -171,6 +171,18 @@ static void flight_unlink(struct cancel_flight *f)
 	free(f);
 }
 
+/* The flight's held server leaves it (under mu): the flight goes when no
+ * cancel connection of it is open any more. */
+static void flight_release(struct cancel_flight *f)
+{
+	if (f->conns == 0) {
+		flight_unlink(f);
+	} else {
+		f->held = NULL;
+		f->hw = NULL;
+	}
+}
+
 /* Under mu: one more cancel connection to this backend. */
 static int flight_begin(uint32_t spid, uint32_t skey)
 {
@@ -238,12 +250,7 @@ void cancel_hold_drop(struct server *sv)
 	pthread_mutex_lock(&mu);
 	for (struct cancel_flight *f = flights; f; f = f->next) {
 		if (f->held == sv) {
-			if (f->conns == 0) {
-				flight_unlink(f);
-			} else {
-				f->held = NULL;
-				f->hw = NULL;
-			}
+			flight_release(f);
 			break;
 		}
 	}
@@ -260,12 +267,7 @@ static struct server *take_held(struct worker *w, bool expired, const struct tim
 		if (f->held && f->hw == w &&
 		    (expired ? conn_elapsed(&f->since, now) > CANCEL_HOLD_SECS : f->conns == 0)) {
 			sv = f->held;
-			if (f->conns == 0) {
-				flight_unlink(f);
-			} else {
-				f->held = NULL;
-				f->hw = NULL;
-			}
+			flight_release(f);
 			break;
 		}
 	}

@@ -895,6 +895,26 @@ void cl_server_gone(struct client *cl)
 
 /* ---------------------------------------------------------------- relay */
 
+/* Forwards what of c precedes the message whose 5-byte header ends at pos,
+ * then closes the client (sqlstate/msg as for cl_close). If that header
+ * began in an earlier chunk, part of it already went out and the server
+ * cannot be reused. */
+static void forward_head_and_close(struct client *cl, struct server *sv, struct io_chunk *c,
+                                   size_t pos, const char *sqlstate, const char *msg)
+{
+	if (pos >= (size_t)c->off + 5) {
+		c->len = (uint32_t)(pos - 5 - c->off);
+	} else {
+		sv->clean = false;
+		c->len = 0;
+	}
+	if (c->len)
+		sv_client_data(sv, c);
+	else
+		io_chunk_release(cl->w->loop, c);
+	cl_close(cl, sqlstate, msg);
+}
+
 /* Client bytes to its server. Only headers are looked at: Terminate ends
  * the session without reaching the pooled server. */
 static void relay_to_server(struct client *cl, struct io_chunk *c)
@@ -919,34 +939,11 @@ static void relay_to_server(struct client *cl, struct io_chunk *c)
 			/* PostgreSQL would end the session; the proxy does it so the
 			 * server never sees it (a server closing after its FATAL
 			 * would look like a crash) */
-			if (pos >= (size_t)c->off + 5) {
-				c->len = (uint32_t)(pos - 5 - c->off);
-			} else {
-				sv->clean = false;
-				c->len = 0;
-			}
-			if (c->len)
-				sv_client_data(sv, c);
-			else
-				io_chunk_release(cl->w->loop, c);
-			cl_close(cl, "08P01", bad);
+			forward_head_and_close(cl, sv, c, pos, "08P01", bad);
 			return;
 		}
 		if (cl->ep.scan.type == PGW_MSG_TERMINATE && pooled) {
-			/* forward what precedes the Terminate; if its header began in
-			 * an earlier chunk, part of it already went out and the
-			 * server cannot be reused */
-			if (pos >= (size_t)c->off + 5) {
-				c->len = (uint32_t)(pos - 5 - c->off);
-			} else {
-				sv->clean = false;
-				c->len = 0;
-			}
-			if (c->len)
-				sv_client_data(sv, c);
-			else
-				io_chunk_release(cl->w->loop, c);
-			cl_close(cl, NULL, NULL);
+			forward_head_and_close(cl, sv, c, pos, NULL, NULL);
 			return;
 		}
 	}
