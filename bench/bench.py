@@ -15,6 +15,8 @@ Environment (run.sh sets the first group):
   HELIOS_IO_BACKEND=auto BENCH_POOL_SIZE=20 BENCH_IDLE_CLIENTS=10000
   BENCH_LOADS=all BENCH_TARGETS=helios,pgbouncer,direct
   BENCH_REPORT=docs/benchmarks.md ("-" = do not write)
+  HELIOS_POOL_EXTRA="reset_sequences = false"  more [pool_mode] lines for the
+                                               main HeliosProxy target
 
   bench.py --render run/bench/results.json   rewrites the report from a saved run
 """
@@ -55,6 +57,7 @@ SECS = int(env("BENCH_SECS", "15"))
 HELIOS_MODE = env("HELIOS_MODE", "transaction")
 HELIOS_WORKERS = int(env("HELIOS_WORKERS", "2"))
 HELIOS_IO = env("HELIOS_IO_BACKEND", "auto")
+HELIOS_POOL_EXTRA = env("HELIOS_POOL_EXTRA", "").replace("\\n", "\n")
 POOL = int(env("BENCH_POOL_SIZE", "20"))
 IDLE_CLIENTS = int(env("BENCH_IDLE_CLIENTS", "10000"))
 REPORT = env("BENCH_REPORT", os.path.join(ROOT, "docs", "benchmarks.md"))
@@ -752,7 +755,7 @@ def main():
     helios = pgb = None
     for name in TARGET_NAMES:
         if name == "helios":
-            helios = Helios(mode, helios_pool)
+            helios = Helios(mode, helios_pool, pool_extra=HELIOS_POOL_EXTRA + "\n")
             targets.append(("helios", helios))
         elif name == "pgbouncer":
             pgb = PgBouncer(POOL)
