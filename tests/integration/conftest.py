@@ -113,10 +113,20 @@ def io_backend():
     return os.environ.get("HELIOS_IO_BACKEND") or "auto"
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before in this run: the kernel may
+    give the same ephemeral port to two binds in a row once the first is
+    closed (a proxy's listen and admin ports once came out equal)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def port_accepts(port, host="127.0.0.1"):
