@@ -106,6 +106,18 @@ void cl_send_msg(struct client *cl, struct pgw_out *o)
 	ep_send_bytes(&cl->ep, o->buf, o->len);
 }
 
+/* An ERROR and ReadyForQuery 'I': the request was refused, the client
+ * stays. */
+static void send_error_ready(struct client *cl, const char *sqlstate, const char *msg)
+{
+	uint8_t buf[1024];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_error(&o, "ERROR", sqlstate, msg, NULL);
+	pgw_ready(&o, 'I');
+	cl_send_msg(cl, &o);
+}
+
 static void peer_name(int fd, bool is_unix, char *out, size_t len)
 {
 	struct sockaddr_storage ss;
@@ -389,12 +401,7 @@ static void refuse_pending(struct client *cl, const char *sqlstate, const char *
 		return;
 	}
 	ep_in_consume(&cl->ep, used);
-	uint8_t buf[1024];
-	struct pgw_out o;
-	pgw_out_init(&o, buf, sizeof(buf));
-	pgw_error(&o, "ERROR", sqlstate, msg, NULL);
-	pgw_ready(&o, 'I');
-	cl_send_msg(cl, &o);
+	send_error_ready(cl, sqlstate, msg);
 	if (cl->ep.paused && !cl->server)
 		cl_resume_source(cl); /* stopped while a large request waited */
 	if (cl->ep.in_len)
@@ -669,12 +676,7 @@ static void listen_fail(struct client *cl, const char *sqlstate, const char *why
 		return;
 	}
 	cl_flush_notify(cl);
-	uint8_t buf[1024];
-	struct pgw_out o;
-	pgw_out_init(&o, buf, sizeof(buf));
-	pgw_error(&o, "ERROR", sqlstate, msg, NULL);
-	pgw_ready(&o, 'I');
-	cl_send_msg(cl, &o);
+	send_error_ready(cl, sqlstate, msg);
 	listen_wait_end(cl);
 }
 
