@@ -1,7 +1,7 @@
 # dataplane/: the heliosproxy program. Every .c below dataplane/ except main.c
 # goes into a library so unit tests can link single modules.
 DATAPLANE_MAIN := dataplane/main.c
-DATAPLANE_SRCS := $(filter-out $(DATAPLANE_MAIN),$(wildcard dataplane/*.c dataplane/*/*.c))
+DATAPLANE_SRCS := $(filter-out $(DATAPLANE_MAIN),$(wildcard dataplane/*.c dataplane/*/*.c dataplane/*/*/*.c))
 DATAPLANE_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(DATAPLANE_SRCS))
 DATAPLANE_LIB := $(BUILD)/lib/libheliosdp.a
 

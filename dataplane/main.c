@@ -10,14 +10,14 @@
 #include "common/proc.h"
 #include "common/rundir.h"
 #include "controlplane/cp.h"
-#include "dataplane/kfast.h"
-#include "dataplane/admin/admin.h"
-#include "dataplane/analytics.h"
-#include "dataplane/cache.h"
-#include "dataplane/cplink.h"
+#include "dataplane/conn/kfast.h"
+#include "dataplane/report/admin.h"
+#include "dataplane/pipeline/analytics.h"
+#include "dataplane/pipeline/cache.h"
+#include "dataplane/report/cplink.h"
 #include "dataplane/io/io.h"
-#include "dataplane/snap.h"
-#include "dataplane/worker.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/rt/worker.h"
 
 #include <errno.h>
 #include <getopt.h>

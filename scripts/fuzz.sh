@@ -47,10 +47,10 @@ declare -A SRCS=(
 	[scan]="dataplane/pg/pgw.c"
 	[toml]="common/toml.c common/toml_tree.c common/toml_datetime.c"
 	[scram]="dataplane/auth/scram.c"
-	[hints]="dataplane/pipeline/hints.c"
-	[console]="dataplane/admin/console.c dataplane/pg/pgw.c common/sbuf.c common/cfg_keys.c"
+	[hints]="dataplane/pipeline/engine/hints.c"
+	[console]="dataplane/report/console.c dataplane/pg/pgw.c common/sbuf.c common/cfg_keys.c"
 	[sqlc]="dataplane/sql/sqlc.c dataplane/sql/sqlscan.c"
-	[msgpath]="dataplane/pg/pgw.c dataplane/conn/prep.c dataplane/conn/guc.c dataplane/sql/sqlc.c dataplane/sql/sqlscan.c dataplane/pipeline/hints.c"
+	[msgpath]="dataplane/pg/pgw.c dataplane/conn/prep.c dataplane/conn/guc.c dataplane/sql/sqlc.c dataplane/sql/sqlscan.c dataplane/pipeline/engine/hints.c"
 )
 declare -A LIBS=(
 	[startup]=""

@@ -8,7 +8,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "dataplane/auth/md5auth.h"
-#include "dataplane/worker.h"
+#include "dataplane/rt/worker.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -7,7 +7,7 @@
 
 #include "common/log.h"
 #include "dataplane/conn/conn.h"
-#include "dataplane/worker.h"
+#include "dataplane/rt/worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -10,7 +10,7 @@
 #include "common/log.h"
 #include "dataplane/conn/conn.h"
 #include "dataplane/pool/pool.h"
-#include "dataplane/worker.h"
+#include "dataplane/rt/worker.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -16,13 +16,13 @@
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
-#include "dataplane/route.h"
-#include "dataplane/admin/admin.h"
-#include "dataplane/snap.h"
-#include "dataplane/tenant.h"
-#include "dataplane/stats.h"
+#include "dataplane/pipeline/route.h"
+#include "dataplane/report/admin.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/policy/tenant.h"
+#include "dataplane/report/stats.h"
 #include "dataplane/tls/tls.h"
-#include "dataplane/worker.h"
+#include "dataplane/rt/worker.h"
 
 #include <ctype.h>
 #include <errno.h>

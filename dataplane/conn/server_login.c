@@ -10,16 +10,16 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
-#include "dataplane/analytics.h"
-#include "dataplane/cache.h"
+#include "dataplane/pipeline/analytics.h"
+#include "dataplane/pipeline/cache.h"
 #include "dataplane/auth/md5auth.h"
-#include "dataplane/breaker.h"
+#include "dataplane/policy/breaker.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
-#include "dataplane/snap.h"
-#include "dataplane/stats.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/report/stats.h"
 #include "dataplane/tls/tls.h"
-#include "dataplane/worker.h"
+#include "dataplane/rt/worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

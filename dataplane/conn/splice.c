@@ -1,7 +1,7 @@
 /*
  * Kernel-accelerated session mode (pool_mode.kernel_splice): after login a
  * session client and its server are put in the splice program's sockhash
- * (dataplane/kfast.c, bpf/splice.bpf.c) and the kernel moves their bytes;
+ * (dataplane/conn/kfast.c, bpf/splice.bpf.c) and the kernel moves their bytes;
  * the proxy watches both sockets for close only and reads the program's
  * per-connection counts for its statistics.
  *
@@ -29,10 +29,10 @@
 
 #include "common/log.h"
 #include "dataplane/conn/conn.h"
-#include "dataplane/kfast.h"
-#include "dataplane/snap.h"
-#include "dataplane/stats.h"
-#include "dataplane/worker.h"
+#include "dataplane/conn/kfast.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/report/stats.h"
+#include "dataplane/rt/worker.h"
 
 #include <errno.h>
 #include <stdlib.h>

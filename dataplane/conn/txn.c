@@ -9,8 +9,8 @@
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/txn_internal.h"
 
-#include "dataplane/analytics.h"
-#include "dataplane/cache.h"
+#include "dataplane/pipeline/analytics.h"
+#include "dataplane/pipeline/cache.h"
 
 #include "common/cfg.h"
 #include "common/log.h"
@@ -18,11 +18,11 @@
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
-#include "dataplane/snap.h"
-#include "dataplane/stats.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/report/stats.h"
 #include "dataplane/sql/sqlc.h"
-#include "dataplane/tenant.h"
-#include "dataplane/worker.h"
+#include "dataplane/policy/tenant.h"
+#include "dataplane/rt/worker.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -8,10 +8,10 @@
 
 #include "common/log.h"
 #include "dataplane/conn/conn.h"
-#include "dataplane/pipeline/rewrite.h"
-#include "dataplane/snap.h"
-#include "dataplane/tenant.h"
-#include "dataplane/worker.h"
+#include "dataplane/pipeline/engine/rewrite.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/policy/tenant.h"
+#include "dataplane/rt/worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "dataplane/conn/listen.h"
-#include "dataplane/snap.h"
+#include "dataplane/policy/snap.h"
 #include "dataplane/sql/sqlc.h"
 
 #include <stdio.h>

@@ -6,9 +6,9 @@
 #include "dataplane/pool/pool.h"
 
 #include "dataplane/conn/conn.h"
-#include "dataplane/snap.h"
-#include "dataplane/stats.h"
-#include "dataplane/worker.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/report/stats.h"
+#include "dataplane/rt/worker.h"
 
 #include <pthread.h>
 #include <stdio.h>

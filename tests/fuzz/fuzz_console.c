@@ -1,6 +1,6 @@
 /*
  * libFuzzer target: the admin console's command parser and its answers
- * (dataplane/admin/console.c). The first input byte sizes the error buffer
+ * (dataplane/report/console.c). The first input byte sizes the error buffer
  * (1..256 bytes, an exact heap block, so a write past errlen is caught); the
  * rest, up to its first NUL, is the statement. Checks: a parsed command is
  * well-formed and parses back to itself from its canonical text (PAUSE
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/admin/console.h"
+#include "dataplane/report/console.h"
 #include "dataplane/pg/pgw.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

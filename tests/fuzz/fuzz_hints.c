@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: SQL comment hints (dataplane/pipeline/hints.c). The input
+ * libFuzzer target: SQL comment hints (dataplane/pipeline/engine/hints.c). The input
  * is scanned from its own exact-size heap block, so a read past len is
  * caught. A slow byte-at-a-time reference lexer, written apart from the real
  * one's memchr skipping and early exit, lists the top-level block comments;
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/pipeline/hints.h"
+#include "dataplane/pipeline/engine/hints.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -29,7 +29,7 @@
 #include "dataplane/conn/guc.h"
 #include "dataplane/conn/prep.h"
 #include "dataplane/pg/pgw.h"
-#include "dataplane/pipeline/hints.h"
+#include "dataplane/pipeline/engine/hints.h"
 #include "dataplane/sql/sqlc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

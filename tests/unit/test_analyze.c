@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "dataplane/pipeline/analyze.h"
+#include "dataplane/pipeline/engine/analyze.h"
 #include "dataplane/sql/sqlc.h"
 
 /* Analyses a NUL-terminated text; it must succeed. */

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the per-node circuit breaker (dataplane/breaker.c): it
+ * Unit tests for the per-node circuit breaker (dataplane/policy/breaker.c): it
  * opens at failure_threshold consecutive failures, refuses while open, lets
  * one probe through per recovery period (half-open), and any success —
  * whatever state it is in — closes it and resets the count. Also which
@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "common/cfg.h"
-#include "dataplane/breaker.h"
+#include "dataplane/policy/breaker.h"
 
 #define UNUSED __attribute__((unused))
 

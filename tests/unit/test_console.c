@@ -18,7 +18,7 @@
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/sbuf.h"
-#include "dataplane/admin/console.h"
+#include "dataplane/report/console.h"
 #include "dataplane/pg/pgw.h"
 
 #define UNUSED __attribute__((unused))

@@ -1,6 +1,6 @@
 /*
  * Unit tests for routing/caching hints in SQL comments
- * (dataplane/pipeline/hints.c): the helios: syntax, what overrides what,
+ * (dataplane/pipeline/engine/hints.c): the helios: syntax, what overrides what,
  * malformed hints and their reasons, and PostgreSQL's lexical rules that keep
  * comment-looking text in strings, identifiers and other comments from
  * counting. Every statement is scanned from an exact-size heap copy, so a
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/pipeline/hints.h"
+#include "dataplane/pipeline/engine/hints.h"
 
 #define UNUSED __attribute__((unused))
 

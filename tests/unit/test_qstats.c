@@ -1,6 +1,6 @@
 /*
  * Unit tests for per-fingerprint query statistics
- * (dataplane/pipeline/qstats.c): histogram quantiles against the exact
+ * (dataplane/pipeline/engine/qstats.c): histogram quantiles against the exact
  * nearest-rank quantile of the same samples sorted, saturation and huge
  * values, merging, the table's counters, LRU eviction checked against a
  * reference model, the preallocated storage, top-n orderings and table
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/pipeline/qstats.h"
+#include "dataplane/pipeline/engine/qstats.h"
 #include "rng_testutil.h"
 
 #define UNUSED __attribute__((unused))

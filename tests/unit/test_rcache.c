@@ -1,5 +1,5 @@
 /*
- * Unit tests for the query-result cache storage (dataplane/pipeline/rcache.c):
+ * Unit tests for the query-result cache storage (dataplane/pipeline/engine/rcache.c):
  * hits and key comparison, staleness by generation, epoch and TTL, the
  * exact byte accounting and its limit, LRU eviction and references,
  * refused fills, single-flight, the name table's overflow id, flushes, and
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "dataplane/pipeline/rcache.h"
+#include "dataplane/pipeline/engine/rcache.h"
 #include "rng_testutil.h"
 
 #define UNUSED __attribute__((unused))

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 #include <pg_query.h>
 
-#include "dataplane/pipeline/rewrite.h"
+#include "dataplane/pipeline/engine/rewrite.h"
 
 /* scripts/run-unit.sh runs every test program from the repository root */
 #define CORPUS_PATH "tests/rewrite/corpus.txt"

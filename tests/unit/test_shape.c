@@ -2,7 +2,7 @@
  * Statement shapes: literals, comments, whitespace and keyword case do not
  * count; everything else does.
  */
-#include "dataplane/pipeline/shape.h"
+#include "dataplane/pipeline/engine/shape.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

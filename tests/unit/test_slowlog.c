@@ -1,5 +1,5 @@
 /*
- * Unit tests for the slow query log (dataplane/pipeline/slowlog.c): the
+ * Unit tests for the slow query log (dataplane/pipeline/engine/slowlog.c): the
  * JSON line format, that no constant of a statement (and nothing of one
  * that does not parse) reaches the file, rotation and how many old files
  * are kept, the in-memory recent lines, dropping on a full queue, close
@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dataplane/pipeline/slowlog.h"
+#include "dataplane/pipeline/engine/slowlog.h"
 
 #define UNUSED __attribute__((unused))
 

@@ -1,13 +1,13 @@
 /*
  * Tenants and rate limits; see tenant.h.
  */
-#include "dataplane/tenant.h"
+#include "dataplane/policy/tenant.h"
 
 #include "common/cfg.h"
 #include "common/log.h"
 #include "dataplane/conn/conn.h"
 #include "dataplane/pool/pool.h"
-#include "dataplane/snap.h"
+#include "dataplane/policy/snap.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -6,18 +6,18 @@
  * plane keeps serving its last good snapshot; nng redials with backoff and
  * the link registers again when it answers.
  */
-#include "dataplane/cplink.h"
+#include "dataplane/report/cplink.h"
 
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/log.h"
 #include "common/rundir.h"
-#include "dataplane/cache.h"
-#include "dataplane/pipeline/rewrite.h"
-#include "dataplane/snap.h"
-#include "dataplane/stats.h"
-#include "dataplane/tenant.h"
-#include "dataplane/worker.h"
+#include "dataplane/pipeline/cache.h"
+#include "dataplane/pipeline/engine/rewrite.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/report/stats.h"
+#include "dataplane/policy/tenant.h"
+#include "dataplane/rt/worker.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>

@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "dataplane/admin/console.h"
+#include "dataplane/report/console.h"
 
 #define ADMIN_DATABASE CONSOLE_DBNAME
 

@@ -5,7 +5,7 @@
  * dataplane/sql/sqlscan.h keep the parser, unpacker, walks and deparser
  * within a worker's stack, as in analyze.c.
  */
-#include "dataplane/pipeline/rewrite.h"
+#include "dataplane/pipeline/engine/rewrite.h"
 
 #include "common/pbutil.h"
 

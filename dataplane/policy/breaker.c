@@ -1,7 +1,7 @@
 /*
  * Circuit breakers; see breaker.h.
  */
-#include "dataplane/breaker.h"
+#include "dataplane/policy/breaker.h"
 
 #include "common/cfg.h"
 #include "common/cpwire.h"

@@ -3,7 +3,7 @@
  * their first word while free. Pages are kept for the life of the worker:
  * the peak number of connections bounds them.
  */
-#include "dataplane/slab.h"
+#include "dataplane/rt/slab.h"
 
 #include <stdlib.h>
 #include <string.h>

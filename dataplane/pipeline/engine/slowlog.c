@@ -5,7 +5,7 @@
  * happen on the writer thread with no lock held. The recent-lines ring has
  * its own mutex so helioctl reading it never contends with the workers.
  */
-#include "dataplane/pipeline/slowlog.h"
+#include "dataplane/pipeline/engine/slowlog.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -7,8 +7,8 @@
 #define HELIOS_WORKER_H
 
 #include "dataplane/io/io.h"
-#include "dataplane/route.h"
-#include "dataplane/slab.h"
+#include "dataplane/pipeline/route.h"
+#include "dataplane/rt/slab.h"
 
 #include <pthread.h>
 #include <stdbool.h>

@@ -1,7 +1,7 @@
 /*
  * Request reader for the result cache; see cache_req.h.
  */
-#include "dataplane/cache_req.h"
+#include "dataplane/pipeline/cache_req.h"
 
 #include "dataplane/conn/conn.h"
 

@@ -6,7 +6,7 @@
  * proves "helios:" cannot be in a comment; the lexer runs only otherwise, and
  * stops as soon as no "helios:" is left ahead of it.
  */
-#include "dataplane/pipeline/hints.h"
+#include "dataplane/pipeline/engine/hints.h"
 
 #include <string.h>
 

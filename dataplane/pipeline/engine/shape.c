@@ -1,7 +1,7 @@
 /*
  * Statement shape hashing; see shape.h.
  */
-#include "dataplane/pipeline/shape.h"
+#include "dataplane/pipeline/engine/shape.h"
 
 #include <stdbool.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * LRU list and a small single-flight table under one mutex, and lock-free
  * table generations in a fixed array that never moves.
  */
-#include "dataplane/pipeline/rcache.h"
+#include "dataplane/pipeline/engine/rcache.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,5 +1,5 @@
 /* Loader and map management for the session splice (see kfast.h). */
-#include "dataplane/kfast.h"
+#include "dataplane/conn/kfast.h"
 
 #include "common/bpflog.h"
 #include "common/log.h"

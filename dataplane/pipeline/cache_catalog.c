@@ -1,11 +1,11 @@
 /*
  * Server catalog for the result cache; see cache_catalog.h.
  */
-#include "dataplane/cache_catalog.h"
+#include "dataplane/pipeline/cache_catalog.h"
 
-#include "dataplane/cache.h"
+#include "dataplane/pipeline/cache.h"
 #include "dataplane/pg/pgw.h"
-#include "dataplane/pipeline/rcache.h"
+#include "dataplane/pipeline/engine/rcache.h"
 
 #include <pthread.h>
 #include <stdio.h>

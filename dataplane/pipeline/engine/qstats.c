@@ -7,7 +7,7 @@
  * doubly linked recency list so finding the eviction victim is O(1) rather
  * than a scan of every entry on each new fingerprint.
  */
-#include "dataplane/pipeline/qstats.h"
+#include "dataplane/pipeline/engine/qstats.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -3,21 +3,21 @@
  * transaction needs a server: no locks (the routing table is copied into
  * the worker when its version changes), analysis from the worker's LRU.
  */
-#include "dataplane/route.h"
+#include "dataplane/pipeline/route.h"
 
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/log.h"
-#include "dataplane/breaker.h"
+#include "dataplane/policy/breaker.h"
 #include "dataplane/conn/conn.h"
-#include "dataplane/pipeline/analyze.h"
-#include "dataplane/pipeline/hints.h"
-#include "dataplane/pipeline/shape.h"
+#include "dataplane/pipeline/engine/analyze.h"
+#include "dataplane/pipeline/engine/hints.h"
+#include "dataplane/pipeline/engine/shape.h"
 #include "dataplane/pool/pool.h"
-#include "dataplane/snap.h"
-#include "dataplane/tenant.h"
-#include "dataplane/stats.h"
-#include "dataplane/worker.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/policy/tenant.h"
+#include "dataplane/report/stats.h"
+#include "dataplane/rt/worker.h"
 
 #include <ctype.h>
 #include <stdio.h>

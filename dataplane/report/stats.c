@@ -2,18 +2,18 @@
  * Counters, reports and the per-worker collection behind them. See stats.h.
  */
 #include "dataplane/conn/splice.h"
-#include "dataplane/stats.h"
+#include "dataplane/report/stats.h"
 
 #include "common/cfg.h"
 #include "common/cpwire.h"
-#include "dataplane/analytics.h"
-#include "dataplane/cache.h"
+#include "dataplane/pipeline/analytics.h"
+#include "dataplane/pipeline/cache.h"
 #include "dataplane/conn/conn.h"
-#include "dataplane/pipeline/qstats.h"
+#include "dataplane/pipeline/engine/qstats.h"
 #include "dataplane/pool/pool.h"
-#include "dataplane/snap.h"
-#include "dataplane/tenant.h"
-#include "dataplane/worker.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/policy/tenant.h"
+#include "dataplane/rt/worker.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -5,7 +5,7 @@
  * stack. Statement ranges and both bounds come from dataplane/sql/sqlscan.h,
  * shared with sqlc.c, so the two report ranges and refuse text alike.
  */
-#include "dataplane/pipeline/analyze.h"
+#include "dataplane/pipeline/engine/analyze.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * plane, so workers never block on either: a worker queues the statement
  * and gets the whole answer back through its mailbox.
  */
-#include "dataplane/admin/admin.h"
+#include "dataplane/report/admin.h"
 
 #include "common/admin_http.h"
 #include "common/cpclient.h"
@@ -13,9 +13,9 @@
 #include "common/metrics.h"
 #include "common/sbuf.h"
 #include "controlplane/cp.h"
-#include "dataplane/snap.h"
-#include "dataplane/stats.h"
-#include "dataplane/worker.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/report/stats.h"
+#include "dataplane/rt/worker.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * hand-offs, and a 100 ms tick for timeouts (queue waits, connects,
  * lingering closes) plus, on worker 0, pool maintenance once a second.
  */
-#include "dataplane/worker.h"
+#include "dataplane/rt/worker.h"
 
 #include "dataplane/auth/authwork.h"
 
@@ -13,11 +13,11 @@
 #include "dataplane/conn/splice.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
-#include "dataplane/snap.h"
-#include "dataplane/analytics.h"
-#include "dataplane/cache.h"
-#include "dataplane/breaker.h"
-#include "dataplane/stats.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/pipeline/analytics.h"
+#include "dataplane/pipeline/cache.h"
+#include "dataplane/policy/breaker.h"
+#include "dataplane/report/stats.h"
 
 #include <errno.h>
 #include <netdb.h>

@@ -3,13 +3,13 @@
  * and the link state it reports. Readers on the hot path only look at an
  * atomic flag; the lists themselves sit behind one mutex.
  */
-#include "dataplane/stats.h"
+#include "dataplane/report/stats.h"
 
-#include "dataplane/breaker.h"
+#include "dataplane/policy/breaker.h"
 #include "dataplane/conn/conn.h"
-#include "dataplane/route.h"
-#include "dataplane/snap.h"
-#include "dataplane/worker.h"
+#include "dataplane/pipeline/route.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/rt/worker.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -2,11 +2,11 @@
  * Current-config pointer and snapshot lifetime. The swap takes a mutex;
  * readers take it only when a connection starts, never per message.
  */
-#include "dataplane/snap.h"
+#include "dataplane/policy/snap.h"
 
-#include "dataplane/cache.h"
-#include "dataplane/pipeline/rewrite.h"
-#include "dataplane/tenant.h"
+#include "dataplane/pipeline/cache.h"
+#include "dataplane/pipeline/engine/rewrite.h"
+#include "dataplane/policy/tenant.h"
 
 #include "common/log.h"
 

@@ -2,7 +2,7 @@
  * The admin console: statement parsing and PostgreSQL-protocol answers.
  * See console.h. Nothing here does I/O or keeps state between calls.
  */
-#include "dataplane/admin/console.h"
+#include "dataplane/report/console.h"
 
 #include "common/cpwire.h" /* HELIOS_VERSION */
 #include "dataplane/pg/pgw.h"

@@ -3,18 +3,18 @@
  * the worker that owns the server connection; only the slow log hands
  * records to another thread.
  */
-#include "dataplane/analytics.h"
+#include "dataplane/pipeline/analytics.h"
 
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/log.h"
 #include "dataplane/conn/conn.h"
-#include "dataplane/pipeline/analyze.h"
-#include "dataplane/pipeline/qstats.h"
-#include "dataplane/pipeline/shape.h"
-#include "dataplane/pipeline/slowlog.h"
-#include "dataplane/snap.h"
-#include "dataplane/worker.h"
+#include "dataplane/pipeline/engine/analyze.h"
+#include "dataplane/pipeline/engine/qstats.h"
+#include "dataplane/pipeline/engine/shape.h"
+#include "dataplane/pipeline/engine/slowlog.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/rt/worker.h"
 
 #include <pg_query.h>
 #include <stdio.h>

@@ -14,23 +14,23 @@
  *    answer is stored only if none of its tables' generations moved
  *    between its send and its end, and found only while they still match.
  */
-#include "dataplane/cache.h"
+#include "dataplane/pipeline/cache.h"
 
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/sbuf.h"
-#include "dataplane/cache_catalog.h"
-#include "dataplane/cache_req.h"
+#include "dataplane/pipeline/cache_catalog.h"
+#include "dataplane/pipeline/cache_req.h"
 #include "dataplane/conn/conn.h"
-#include "dataplane/pipeline/analyze.h"
-#include "dataplane/pipeline/hints.h"
-#include "dataplane/pipeline/qstats.h"
-#include "dataplane/pipeline/rcache.h"
-#include "dataplane/pipeline/shape.h"
-#include "dataplane/route.h"
-#include "dataplane/snap.h"
-#include "dataplane/stats.h"
-#include "dataplane/worker.h"
+#include "dataplane/pipeline/engine/analyze.h"
+#include "dataplane/pipeline/engine/hints.h"
+#include "dataplane/pipeline/engine/qstats.h"
+#include "dataplane/pipeline/engine/rcache.h"
+#include "dataplane/pipeline/engine/shape.h"
+#include "dataplane/pipeline/route.h"
+#include "dataplane/policy/snap.h"
+#include "dataplane/report/stats.h"
+#include "dataplane/rt/worker.h"
 
 #include <ctype.h>
 #include <errno.h>
