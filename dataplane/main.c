@@ -17,6 +17,8 @@
 #include "dataplane/report/cplink.h"
 #include "dataplane/io/io.h"
 #include "dataplane/policy/snap.h"
+#include "dataplane/pool/pool.h"
+#include "dataplane/report/stats.h"
 #include "dataplane/rt/worker.h"
 
 #include <errno.h>
@@ -231,6 +233,8 @@ int main(int argc, char **argv)
 		n = 1;
 	enum io_backend backend = choose_backend(cur);
 	g_workers_planned = n;
+	/* every pool: a counter block per worker, the live max_pool_size */
+	pool_init(n, sizeof(struct pool_ctr), snap_max_pool_size);
 	cache_apply_limits(cur);
 	g_workers = calloc((size_t)n, sizeof(*g_workers));
 	if (!g_workers)

@@ -1,7 +1,9 @@
 /*
  * Client connections: accept, waiting for a server, then relaying with
  * only message headers parsed (the startup packet, TLS and authentication
- * are in login.c).
+ * are in login.c). A client waits for a server as the pool's waiter
+ * (cl->pw): the pool's granted() lands in cl_granted, which moves the grant
+ * to the client's worker; cl_handoff_arrived takes it there.
  * Every close goes through cl_close(), which sends a proper ErrorResponse
  * when there is something to say and logs the reason once.
  */
@@ -232,8 +234,8 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 	} else {
 		log_debug("client %llu %s: closed", (unsigned long long)cl->id, cl->peer);
 	}
-	if (cl->pool && (cl->wait == CLW_QUEUED || cl->wait == CLW_HANDED)) {
-		if (!pool_cancel_wait(cl->pool, cl))
+	if (cl->pool && cl->pw.state != POOL_W_NONE) {
+		if (!pool_cancel_wait(cl->pool, &cl->pw))
 			cl->await_handoff = true; /* cl_handoff_arrived gives it back */
 	}
 	worker_wait_remove(cl->w, cl);
@@ -351,6 +353,17 @@ static void bind_server(struct client *cl, struct server *sv);
 static bool tx_login_from_cache(struct client *cl);
 
 static void acquire(struct client *cl);
+
+/* The pool's granted() for cl->pw: a server or a permit, maybe on another
+ * worker's thread. Delivered by cl_handoff_arrived on cl's own worker. */
+static void cl_granted(struct pool_waiter *wt, bool direct)
+{
+	struct client *cl = (struct client *)((char *)wt - offsetof(struct client, pw));
+	if (direct)
+		cl_handoff_arrived(cl); /* a release on cl's worker: act now */
+	else
+		worker_post(cl->w, cl);
+}
 
 /* Asks the pool for a server; connects, waits or binds as it answers. */
 void cl_get_server(struct client *cl)
@@ -506,12 +519,17 @@ static void acquire(struct client *cl)
 		cl_close(cl, "53200", "out of memory");
 		return;
 	}
+	cl->pw.signature = cl->signature;
+	cl->pw.home = cl->w;
+	cl->pw.since = cl->wait_start;
+	cl->pw.granted = cl_granted;
 	/* each turn that goes round closes one dead idle server, so this ends:
 	 * a client is served by a live one or a new connection, however many
 	 * backends were terminated */
 	for (;;) {
-		struct server *sv;
-		enum pool_grant g = pool_acquire(cl->pool, cl, pool_max(cl->pool), &sv);
+		struct pool_item *it;
+		enum pool_grant g = pool_acquire(cl->pool, &cl->pw, pool_max(cl->pool), &it);
+		struct server *sv = sv_of_pool_item(it);
 		switch (g) {
 		case POOL_GOT:
 			sv_attach(sv, cl->w);
@@ -694,11 +712,11 @@ void cl_get_server_for_tx(struct client *cl)
 
 void cl_handoff_arrived(struct client *cl)
 {
-	struct server *sv = cl->handoff;
-	bool permit = cl->handoff_permit;
-	cl->handoff = NULL;
-	cl->handoff_permit = false;
-	cl->wait = CLW_NONE;
+	struct server *sv = sv_of_pool_item(cl->pw.item);
+	bool permit = cl->pw.permit;
+	cl->pw.item = NULL;
+	cl->pw.permit = false;
+	cl->pw.state = POOL_W_NONE;
 	worker_wait_remove(cl->w, cl);
 	if (cl->state != CL_WAIT_SERVER && !(cl->txn && cl->state == CL_ACTIVE && !cl->server)) {
 		/* it left meanwhile: give back what it was handed */
@@ -752,7 +770,7 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 		struct client *next = cl->wlist_next;
 		int t = cl->snap->cfg->pool.query_wait_timeout_secs;
 		if (t > 0 && conn_elapsed(&cl->wait_start, now) >= t) {
-			if (pool_cancel_wait(cl->pool, cl)) {
+			if (pool_cancel_wait(cl->pool, &cl->pw)) {
 				char msg[300];
 				pool_note_timeout(cl->pool);
 				worker_wait_remove(w, cl);

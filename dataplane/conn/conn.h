@@ -12,6 +12,7 @@
 #include "dataplane/auth/scram.h"
 #include "dataplane/conn/guc.h"
 #include "dataplane/conn/prep.h"
+#include "dataplane/pool/pool.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,8 +61,6 @@ enum cl_state {
 	CL_CLOSING,     /* flushing a final message, then closing */
 	CL_CLOSED,
 };
-
-enum cl_wait { CLW_NONE, CLW_QUEUED, CLW_HANDED };
 
 struct client {
 	struct endpoint ep;
@@ -128,12 +127,9 @@ struct client {
 
 	/* pool wait */
 	struct pool *pool;
-	enum cl_wait wait;
-	struct client *wait_next;               /* pool FIFO, guarded by the pool lock */
+	struct pool_waiter pw; /* in cl->pool's queue (pw.state), or what it was handed */
 	struct client *wlist_next, *wlist_prev; /* worker's waiting list */
 	struct timespec wait_start;
-	struct server *handoff; /* set with wait = CLW_HANDED */
-	bool handoff_permit;    /* handed a right to connect instead */
 	struct client *mail_next;
 
 	struct server *server;
@@ -217,7 +213,7 @@ struct server {
 	struct scram_client *scram;
 	char *startup_pkt;
 	uint32_t startup_len;
-	struct server *pool_next;               /* idle list, guarded by the pool lock */
+	struct pool_item pitem;                 /* in its pool's idle list (pool lock) */
 	struct server *login_next, *login_prev; /* worker's login list */
 	bool parking;                           /* receive being stopped before going idle */
 	bool counted;                           /* holds a slot in its pool */
@@ -264,6 +260,12 @@ struct server {
 	 * terminated backend (not counted) from a node going down */
 	char fatal_code[6];
 };
+
+/* The server a pool item is embedded in (pool.h names no server). */
+static inline struct server *sv_of_pool_item(struct pool_item *it)
+{
+	return it ? (struct server *)((char *)it - offsetof(struct server, pitem)) : NULL;
+}
 
 /* One request sent to a server whose answer is still to come. */
 enum rq_kind { RQ_PARSE, RQ_BIND, RQ_DESCRIBE, RQ_EXECUTE, RQ_CLOSE, RQ_SYNC, RQ_QUERY, RQ_FUNC };
@@ -394,6 +396,12 @@ void sv_client_data(struct server *sv, struct io_chunk *c);
  * closed or it sent anything while idle (a FATAL of a terminated backend,
  * EOF): one non-blocking MSG_PEEK recv, no I/O in flight needed. */
 bool sv_alive(struct server *sv);
+/* Pool maintenance on worker w: closes every idle server of p (drain,
+ * shutdown), or those past idle_timeout (keeping min_idle) or lifetime
+ * and those whose backend is gone. */
+void sv_pool_close_idle(struct worker *w, struct pool *p);
+void sv_pool_expire(struct worker *w, struct pool *p, const struct timespec *now, int idle_timeout,
+                    int lifetime, int min_idle);
 /* An ErrorResponse body from the server: a FATAL's SQLSTATE is kept. */
 void sv_note_error(struct server *sv, const uint8_t *body, uint32_t len);
 /* A ReadyForQuery from a server in use: the node works (breaker). */

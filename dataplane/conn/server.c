@@ -1,7 +1,8 @@
 /*
  * Server connections: connect, optional TLS, relay to the bound client,
  * reset on release, and park in the pool with no I/O in flight so any
- * worker can adopt it. Logging in and auth_query lookups are in
+ * worker can adopt it (as the pool's item, sv->pitem: the pool reads
+ * nothing else of a server). Logging in and auth_query lookups are in
  * server_login.c.
  */
 #include "dataplane/conn/cancel.h"
@@ -419,6 +420,36 @@ bool sv_alive(struct server *sv)
 	ssize_t r = recv(sv->ep.sock.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 	/* anything readable on an idle server is a FATAL, a notice or EOF */
 	return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static bool item_alive(struct pool_item *it)
+{
+	return sv_alive(sv_of_pool_item(it));
+}
+
+/* Closes, on worker w, the servers of a list the pool has uncounted. */
+static void close_uncounted(struct worker *w, struct pool_item *it)
+{
+	while (it) {
+		struct pool_item *next = it->next;
+		struct server *sv = sv_of_pool_item(it);
+		sv->counted = false; /* already uncounted by the pool */
+		sv_attach(sv, w);
+		sv_close(sv);
+		it = next;
+	}
+}
+
+void sv_pool_close_idle(struct worker *w, struct pool *p)
+{
+	close_uncounted(w, pool_take_all_idle(p));
+}
+
+void sv_pool_expire(struct worker *w, struct pool *p, const struct timespec *now, int idle_timeout,
+                    int lifetime, int min_idle)
+{
+	close_uncounted(w,
+	                pool_collect_expired(p, now, idle_timeout, lifetime, min_idle, item_alive));
 }
 
 /* Closes a server; a bound client is told (and closed after its flush). */
@@ -922,7 +953,11 @@ static void to_pool(struct server *sv)
 	struct worker *w = sv->w;
 	io_sock_detach(&sv->ep.sock);
 	sv->w = NULL;
-	if (!pool_release(sv->pool, sv)) {
+	/* what the pool matches and expires it by */
+	sv->pitem.signature = sv->signature;
+	sv->pitem.created = sv->created;
+	sv->pitem.last_used = sv->last_used;
+	if (!pool_release(sv->pool, &sv->pitem, worker_self())) {
 		/* max_pool_size was lowered live: this one goes */
 		sv_attach(sv, w);
 		sv_close(sv);

@@ -1500,7 +1500,7 @@ void tx_inject_query(struct server *sv, const char *sql, uint8_t flags)
 
 static void get_tx_server(struct client *cl)
 {
-	if (cl->pool && (cl->wait == CLW_QUEUED || cl->wait == CLW_HANDED || cl->connecting))
+	if (cl->pool && (cl->pw.state != POOL_W_NONE || cl->connecting))
 		return; /* already asked */
 	cl_get_server_for_tx(cl);
 }

@@ -1,15 +1,13 @@
 /*
  * Pool bookkeeping: counted connections, a LIFO idle list (the warmest
- * server first) and a FIFO of waiting clients. Hand-offs to a client of
- * another worker go through that worker's mailbox.
+ * item first) and a FIFO of waiters. A grant goes out through the
+ * waiter's granted(), which moves it to the waiter's own thread (conn/
+ * posts to its worker's mailbox). Includes nothing of the data plane: the
+ * limit and the worker count come in through pool_init.
  */
 #include "dataplane/pool/pool.h"
 
-#include "dataplane/conn/conn.h"
-#include "dataplane/policy/snap.h"
-#include "dataplane/report/stats.h"
-#include "dataplane/rt/worker.h"
-
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +23,8 @@ struct pool {
 	int node_idx;
 	int total; /* connecting + active + idle + permits in flight */
 	int n_idle;
-	struct server *idle;
-	struct client *wait_head, *wait_tail;
+	struct pool_item *idle;
+	struct pool_waiter *wait_head, *wait_tail;
 	int n_waiting;
 	uint64_t served, wait_timeouts;
 	char *warm_pkt;
@@ -34,12 +32,26 @@ struct pool {
 	uint64_t warm_sig;
 	char *params;
 	uint32_t params_len;
-	struct pool_ctr *ctr; /* one block per worker, see stats.h */
+	char *ctr; /* n_ctr blocks of env.ctr_size: the reporter's, per worker */
 	int n_ctr;
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pool *registry;
+
+static struct {
+	int n_workers;
+	size_t ctr_size;
+	int (*max_size)(void);
+} env = {1, 64, NULL};
+
+void pool_init(int n_workers, size_t ctr_size, int (*max_size)(void))
+{
+	env.n_workers = n_workers > 0 ? n_workers : 1;
+	/* a multiple of the cache line: no two workers write the same one */
+	env.ctr_size = ctr_size ? (ctr_size + 63) / 64 * 64 : 64;
+	env.max_size = max_size;
+}
 
 const char *pool_tenant(const struct pool *p)
 {
@@ -48,7 +60,7 @@ const char *pool_tenant(const struct pool *p)
 
 int pool_max(const struct pool *p)
 {
-	int global = snap_max_pool_size();
+	int global = env.max_size ? env.max_size() : INT_MAX;
 	int cap = __atomic_load_n(&p->cap, __ATOMIC_RELAXED);
 	return cap > 0 && cap < global ? cap : global;
 }
@@ -68,14 +80,14 @@ struct pool *pool_lookup(const char *database, const char *user, const char *ten
 	if (!p)
 		goto out;
 	/* every worker its own block, including workers still starting */
-	p->n_ctr = g_workers_planned > 0 ? g_workers_planned : 1;
-	p->ctr = aligned_alloc(64, sizeof(struct pool_ctr) * (size_t)p->n_ctr);
+	p->n_ctr = env.n_workers;
+	p->ctr = aligned_alloc(64, env.ctr_size * (size_t)p->n_ctr);
 	if (!p->ctr) {
 		free(p);
 		p = NULL;
 		goto out;
 	}
-	memset(p->ctr, 0, sizeof(struct pool_ctr) * (size_t)p->n_ctr);
+	memset(p->ctr, 0, env.ctr_size * (size_t)p->n_ctr);
 	pthread_mutex_init(&p->mu, NULL);
 	snprintf(p->database, sizeof(p->database), "%s", database);
 	snprintf(p->user, sizeof(p->user), "%s", user);
@@ -93,7 +105,7 @@ struct pool_ctr *pool_ctr(struct pool *p, int widx)
 {
 	if (widx < 0 || widx >= p->n_ctr)
 		widx = 0;
-	return &p->ctr[widx];
+	return (struct pool_ctr *)(p->ctr + env.ctr_size * (size_t)widx);
 }
 
 int pool_n_ctr(const struct pool *p)
@@ -101,11 +113,11 @@ int pool_n_ctr(const struct pool *p)
 	return p->n_ctr;
 }
 
-void pool_foreach_idle(struct pool *p, void (*fn)(struct server *sv, void *ud), void *ud)
+void pool_foreach_idle(struct pool *p, void (*fn)(struct pool_item *it, void *ud), void *ud)
 {
 	pthread_mutex_lock(&p->mu);
-	for (struct server *sv = p->idle; sv; sv = sv->pool_next)
-		fn(sv, ud);
+	for (struct pool_item *it = p->idle; it; it = it->next)
+		fn(it, ud);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -140,33 +152,34 @@ struct pool *pool_next_of(struct pool *p)
 	return n;
 }
 
-static struct client *pop_waiter(struct pool *p)
+static struct pool_waiter *pop_waiter(struct pool *p)
 {
-	struct client *cl = p->wait_head;
-	if (!cl)
+	struct pool_waiter *wt = p->wait_head;
+	if (!wt)
 		return NULL;
-	p->wait_head = cl->wait_next;
+	p->wait_head = wt->next;
 	if (!p->wait_head)
 		p->wait_tail = NULL;
-	cl->wait_next = NULL;
+	wt->next = NULL;
 	p->n_waiting--;
-	cl->wait = CLW_HANDED;
-	return cl;
+	wt->state = POOL_W_HANDED;
+	return wt;
 }
 
-enum pool_grant pool_acquire(struct pool *p, struct client *cl, int max_size, struct server **out)
+enum pool_grant pool_acquire(struct pool *p, struct pool_waiter *wt, int max_size,
+                             struct pool_item **out)
 {
 	enum pool_grant g;
 	pthread_mutex_lock(&p->mu);
 	*out = NULL;
 	/* Nobody jumps the queue: with waiters present a newcomer waits too. */
 	if (!p->wait_head) {
-		struct server **pp = &p->idle;
-		for (; *pp; pp = &(*pp)->pool_next) {
-			if ((*pp)->signature == cl->signature) {
+		struct pool_item **pp = &p->idle;
+		for (; *pp; pp = &(*pp)->next) {
+			if ((*pp)->signature == wt->signature) {
 				*out = *pp;
-				*pp = (*pp)->pool_next;
-				(*out)->pool_next = NULL;
+				*pp = (*pp)->next;
+				(*out)->next = NULL;
 				p->n_idle--;
 				p->served++;
 				g = POOL_GOT;
@@ -180,10 +193,10 @@ enum pool_grant pool_acquire(struct pool *p, struct client *cl, int max_size, st
 			goto out;
 		}
 		if (p->idle) {
-			/* Take the coldest idle server (list tail) to replace. */
+			/* Take the coldest idle item (list tail) to replace. */
 			pp = &p->idle;
-			while ((*pp)->pool_next)
-				pp = &(*pp)->pool_next;
+			while ((*pp)->next)
+				pp = &(*pp)->next;
 			*out = *pp;
 			*pp = NULL;
 			p->n_idle--;
@@ -192,13 +205,15 @@ enum pool_grant pool_acquire(struct pool *p, struct client *cl, int max_size, st
 			goto out;
 		}
 	}
-	cl->wait = CLW_QUEUED;
-	cl->wait_next = NULL;
+	wt->state = POOL_W_QUEUED;
+	wt->next = NULL;
+	wt->item = NULL;
+	wt->permit = false;
 	if (p->wait_tail)
-		p->wait_tail->wait_next = cl;
+		p->wait_tail->next = wt;
 	else
-		p->wait_head = cl;
-	p->wait_tail = cl;
+		p->wait_head = wt;
+	p->wait_tail = wt;
 	p->n_waiting++;
 	g = POOL_WAIT;
 out:
@@ -206,34 +221,35 @@ out:
 	return g;
 }
 
-/* Takes the first waiter of worker w out of the queue, if the oldest
- * waiter (of any worker) has not waited longer than LOCAL_GRACE_NS: a local
- * hand-off needs no cross-thread wake-up, and the bound keeps it fair. */
+/* Takes the first waiter whose home is self out of the queue, if the
+ * oldest waiter (of any home) has not waited longer than LOCAL_GRACE_NS: a
+ * local hand-off needs no cross-thread wake-up, and the bound keeps it
+ * fair. */
 #define LOCAL_GRACE_NS 10000000L
-static struct client *pop_local_waiter(struct pool *p, struct worker *w)
+static struct pool_waiter *pop_local_waiter(struct pool *p, const void *self)
 {
-	if (!w || !p->wait_head)
+	if (!self || !p->wait_head)
 		return NULL;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	const struct timespec *t0 = &p->wait_head->wait_start;
+	const struct timespec *t0 = &p->wait_head->since;
 	long waited = (now.tv_sec - t0->tv_sec) * 1000000000L + (now.tv_nsec - t0->tv_nsec);
-	if (p->wait_head->w != w && waited > LOCAL_GRACE_NS)
+	if (p->wait_head->home != self && waited > LOCAL_GRACE_NS)
 		return NULL;
-	struct client *prev = NULL;
-	for (struct client *cl = p->wait_head; cl; prev = cl, cl = cl->wait_next) {
-		if (cl->w != w)
+	struct pool_waiter *prev = NULL;
+	for (struct pool_waiter *wt = p->wait_head; wt; prev = wt, wt = wt->next) {
+		if (wt->home != self)
 			continue;
 		if (prev)
-			prev->wait_next = cl->wait_next;
+			prev->next = wt->next;
 		else
-			p->wait_head = cl->wait_next;
-		if (p->wait_tail == cl)
+			p->wait_head = wt->next;
+		if (p->wait_tail == wt)
 			p->wait_tail = prev;
-		cl->wait_next = NULL;
+		wt->next = NULL;
 		p->n_waiting--;
-		cl->wait = CLW_HANDED;
-		return cl;
+		wt->state = POOL_W_HANDED;
+		return wt;
 	}
 	return NULL;
 }
@@ -245,71 +261,69 @@ int pool_busy_hint(struct pool *p)
 	return total > idle ? total - idle : 0;
 }
 
-bool pool_release(struct pool *p, struct server *sv)
+bool pool_release(struct pool *p, struct pool_item *it, const void *self)
 {
-	struct worker *self = worker_self();
 	pthread_mutex_lock(&p->mu);
 	if (p->total > pool_max(p)) {
 		/* the cap was lowered live: this one goes */
 		pthread_mutex_unlock(&p->mu);
 		return false;
 	}
-	struct client *cl = pop_local_waiter(p, self);
-	bool local = cl != NULL;
-	if (!cl)
-		cl = pop_waiter(p);
-	if (cl) {
-		cl->handoff = sv;
-		cl->handoff_permit = false;
+	struct pool_waiter *wt = pop_local_waiter(p, self);
+	bool local = wt != NULL;
+	if (!wt)
+		wt = pop_waiter(p);
+	if (wt) {
+		wt->item = it;
+		wt->permit = false;
 		p->served++;
 	} else {
-		sv->pool_next = p->idle;
-		p->idle = sv;
+		it->next = p->idle;
+		p->idle = it;
 		p->n_idle++;
 	}
 	pthread_mutex_unlock(&p->mu);
-	if (cl && local)
-		cl_handoff_arrived(cl); /* same thread: no mailbox, no wake-up */
-	else if (cl)
-		worker_post(cl->w, cl);
+	if (wt)
+		wt->granted(wt, local); /* local: same thread, no mailbox, no wake-up */
 	return true;
 }
 
 void pool_drop(struct pool *p, int max_size)
 {
 	pthread_mutex_lock(&p->mu);
-	struct client *cl = NULL;
+	struct pool_waiter *wt = NULL;
 	if (p->total <= max_size && p->wait_head) {
 		/* the dropped slot becomes the waiter's permit */
-		cl = pop_waiter(p);
-		cl->handoff = NULL;
-		cl->handoff_permit = true;
+		wt = pop_waiter(p);
+		wt->item = NULL;
+		wt->permit = true;
 		p->served++;
 	} else {
 		p->total--;
 	}
 	pthread_mutex_unlock(&p->mu);
-	if (cl)
-		worker_post(cl->w, cl);
+	if (wt)
+		wt->granted(wt, false); /* the dropper may be deep in a close */
 }
 
-bool pool_cancel_wait(struct pool *p, struct client *cl)
+bool pool_cancel_wait(struct pool *p, struct pool_waiter *wt)
 {
 	bool removed = false;
 	pthread_mutex_lock(&p->mu);
-	if (cl->wait == CLW_QUEUED) {
-		struct client **pp = &p->wait_head, *prev = NULL;
-		while (*pp && *pp != cl) {
+	if (wt->state == POOL_W_QUEUED) {
+		struct pool_waiter **pp = &p->wait_head, *prev = NULL;
+		while (*pp && *pp != wt) {
 			prev = *pp;
-			pp = &(*pp)->wait_next;
+			pp = &(*pp)->next;
 		}
 		if (*pp) {
-			*pp = cl->wait_next;
-			if (p->wait_tail == cl)
+			*pp = wt->next;
+			if (p->wait_tail == wt)
 				p->wait_tail = prev;
 			p->n_waiting--;
 		}
-		cl->wait = CLW_NONE;
+		wt->next = NULL;
+		wt->state = POOL_W_NONE;
 		removed = true;
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -323,28 +337,34 @@ void pool_note_timeout(struct pool *p)
 	pthread_mutex_unlock(&p->mu);
 }
 
-struct server *pool_collect_expired(struct pool *p, const struct timespec *now, int idle_timeout,
-                                    int lifetime, int min_idle)
+static double elapsed(const struct timespec *since, const struct timespec *now)
 {
-	struct server *out = NULL;
+	return (double)(now->tv_sec - since->tv_sec) + (now->tv_nsec - since->tv_nsec) / 1e9;
+}
+
+struct pool_item *pool_collect_expired(struct pool *p, const struct timespec *now, int idle_timeout,
+                                       int lifetime, int min_idle,
+                                       bool (*alive)(struct pool_item *it))
+{
+	struct pool_item *out = NULL;
 	pthread_mutex_lock(&p->mu);
-	struct server **pp = &p->idle;
+	struct pool_item **pp = &p->idle;
 	while (*pp) {
-		struct server *sv = *pp;
+		struct pool_item *it = *pp;
 		bool idle_expired = idle_timeout > 0 && p->total > min_idle &&
-		                    conn_elapsed(&sv->last_used, now) > idle_timeout;
-		bool too_old = lifetime > 0 && conn_elapsed(&sv->created, now) > lifetime;
+		                    elapsed(&it->last_used, now) > idle_timeout;
+		bool too_old = lifetime > 0 && elapsed(&it->created, now) > lifetime;
 		/* a backend terminated while idle: gone from the counts within a
 		 * maintenance period even if no client asks for a server */
-		bool dead = !idle_expired && !too_old && !sv_alive(sv);
+		bool dead = !idle_expired && !too_old && alive && !alive(it);
 		if (idle_expired || too_old || dead) {
-			*pp = sv->pool_next;
-			sv->pool_next = out;
-			out = sv;
+			*pp = it->next;
+			it->next = out;
+			out = it;
 			p->n_idle--;
 			p->total--;
 		} else {
-			pp = &sv->pool_next;
+			pp = &it->next;
 		}
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -433,10 +453,10 @@ void pool_get_stats(struct pool *p, struct pool_stats *st)
 	pthread_mutex_unlock(&p->mu);
 }
 
-struct server *pool_take_all_idle(struct pool *p)
+struct pool_item *pool_take_all_idle(struct pool *p)
 {
 	pthread_mutex_lock(&p->mu);
-	struct server *list = p->idle;
+	struct pool_item *list = p->idle;
 	p->total -= p->n_idle;
 	p->idle = NULL;
 	p->n_idle = 0;

@@ -233,7 +233,7 @@ static const char *client_state(const struct client *cl)
 	case CL_ACTIVE:
 		if (cl->held)
 			return "paused";
-		if (cl->wait == CLW_QUEUED || cl->wait == CLW_HANDED || cl->connecting)
+		if (cl->pw.state != POOL_W_NONE || cl->connecting)
 			return "waiting";
 		return cl->server ? "active" : "idle";
 	default:
@@ -377,9 +377,10 @@ void stats_collect_run(struct worker *w, struct collect_job *j)
 }
 
 /* Idle servers sit in the pools, detached from any worker. */
-static void add_idle(struct server *sv, void *ud)
+static void add_idle(struct pool_item *it, void *ud)
 {
 	struct collect_job *j = ud;
+	struct server *sv = sv_of_pool_item(it);
 	Helios__ServerInfo *si = server_info(j, sv, "idle", -1);
 	if (si) {
 		si->worker = 0;

@@ -408,26 +408,11 @@ static void maintain_pools(struct worker *w, const struct timespec *now)
 		    (ctl_any_drained() && ni >= 0 && (size_t)ni < c->n_nodes &&
 		     ctl_node_drained(c->nodes[ni].name))) {
 			/* drained: idle connections go now, busy ones when released */
-			struct server *idle = pool_take_all_idle(p);
-			while (idle) {
-				struct server *next = idle->pool_next;
-				idle->counted = false;
-				sv_attach(idle, w);
-				sv_close(idle);
-				idle = next;
-			}
+			sv_pool_close_idle(w, p);
 			continue;
 		}
-		struct server *dead =
-		    pool_collect_expired(p, now, c->pool.idle_timeout_secs,
-		                         c->pool.server_lifetime_secs, c->pool.min_idle);
-		while (dead) {
-			struct server *next = dead->pool_next;
-			dead->counted = false; /* already uncounted by the pool */
-			sv_attach(dead, w);
-			sv_close(dead);
-			dead = next;
-		}
+		sv_pool_expire(w, p, now, c->pool.idle_timeout_secs, c->pool.server_lifetime_secs,
+		               c->pool.min_idle);
 		while (!__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE) &&
 		       pool_want_warm(p, c->pool.min_idle, c->pool.max_pool_size)) {
 			if (sv_connect(w, p, NULL, pool_node(p)) < 0) {
@@ -528,16 +513,8 @@ static void begin_drain(struct worker *w)
 		io_sock_close(&w->unix_sock);
 	/* Idle pooled servers are not needed any more. */
 	if (w->idx == 0) {
-		for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
-			struct server *sv = pool_take_all_idle(p);
-			while (sv) {
-				struct server *next = sv->pool_next;
-				sv->counted = false;
-				sv_attach(sv, w);
-				sv_close(sv);
-				sv = next;
-			}
-		}
+		for (struct pool *p = pool_first(); p; p = pool_next_of(p))
+			sv_pool_close_idle(w, p);
 	}
 }
 
