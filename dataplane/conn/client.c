@@ -20,7 +20,8 @@
 #include "dataplane/report/admin.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
-#include "dataplane/report/stats.h"
+#include "dataplane/conn/conn_report.h"
+#include "dataplane/policy/control.h"
 #include "dataplane/tls/tls.h"
 #include "dataplane/rt/worker.h"
 
@@ -357,6 +358,34 @@ void cl_get_server(struct client *cl)
 {
 	conn_now(&cl->wait_start); /* wait time counts from here */
 	acquire(cl);
+}
+
+/* Clients held by a pause or a drained node, on their worker's held list. */
+void worker_hold(struct worker *w, struct client *cl)
+{
+	if (cl->held)
+		return;
+	cl->wlist_next = w->held;
+	cl->wlist_prev = NULL;
+	if (w->held)
+		w->held->wlist_prev = cl;
+	w->held = cl;
+	cl->held = true;
+	conn_now(&cl->wait_start);
+}
+
+void worker_unhold(struct worker *w, struct client *cl)
+{
+	if (!cl->held)
+		return;
+	if (cl->wlist_prev)
+		cl->wlist_prev->wlist_next = cl->wlist_next;
+	else
+		w->held = cl->wlist_next;
+	if (cl->wlist_next)
+		cl->wlist_next->wlist_prev = cl->wlist_prev;
+	cl->wlist_next = cl->wlist_prev = NULL;
+	cl->held = false;
 }
 
 void cl_hold_check(struct client *cl)
@@ -779,7 +808,7 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 /* Login finished: tell the client what its server reports, and start relaying. */
 static void bind_server(struct client *cl, struct server *sv)
 {
-	stats_waited(cl, &cl->wait_start);
+	conn_ctr_waited(cl, &cl->wait_start);
 	cl->request_s = (uint32_t)cl->wait_start.tv_sec;
 	if (cl->txn) {
 		if (cl->state == CL_WAIT_SERVER) {

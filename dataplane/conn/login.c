@@ -20,7 +20,7 @@
 #include "dataplane/report/admin.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
-#include "dataplane/report/stats.h"
+#include "dataplane/conn/conn_report.h"
 #include "dataplane/tls/tls.h"
 #include "dataplane/rt/worker.h"
 

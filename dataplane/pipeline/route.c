@@ -16,7 +16,7 @@
 #include "dataplane/pool/pool.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
-#include "dataplane/report/stats.h"
+#include "dataplane/policy/control.h"
 #include "dataplane/rt/worker.h"
 
 #include <ctype.h>

@@ -7,7 +7,7 @@
 
 #include "dataplane/conn/conn.h"
 #include "dataplane/policy/snap.h"
-#include "dataplane/report/stats.h"
+#include "dataplane/pool/pool_ctr.h"
 #include "dataplane/rt/worker.h"
 
 #include <pthread.h>
@@ -34,7 +34,7 @@ struct pool {
 	uint64_t warm_sig;
 	char *params;
 	uint32_t params_len;
-	struct pool_ctr *ctr; /* one block per worker, see stats.h */
+	struct pool_ctr *ctr; /* one block per worker, see pool_ctr.h */
 	int n_ctr;
 };
 

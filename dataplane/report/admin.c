@@ -13,6 +13,7 @@
 #include "common/metrics.h"
 #include "common/sbuf.h"
 #include "controlplane/cp.h"
+#include "dataplane/policy/control.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/report/stats.h"
 #include "dataplane/rt/worker.h"
