@@ -17,7 +17,6 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/pipeline/route.h"
-#include "dataplane/report/admin.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
 #include "dataplane/conn/conn_report.h"
@@ -284,7 +283,9 @@ static void cl_free(struct client *cl)
 	}
 	tx_client_free(cl);
 	splice_free(cl);
-	tenant_logout(cl);
+	tenant_logout(cl->tenant);
+	cl->tenant = NULL;
+	cl->tenant_cfg = NULL;
 	snap_unref(cl->snap);
 	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
 	slab_free(&cl->w->client_slab, cl);
@@ -494,7 +495,7 @@ static void acquire(struct client *cl)
 			return;
 		}
 		cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), p,
-		                       tenant_server_cap(cl));
+		                       tenant_server_cap(cl->tenant_cfg));
 		if (!cl->pool) {
 			cl_close(cl, "53200", "out of memory");
 			return;
@@ -530,7 +531,7 @@ static void acquire(struct client *cl)
 	}
 	if (!cl->pool || pool_node(cl->pool) != node)
 		cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), node,
-		                       tenant_server_cap(cl));
+		                       tenant_server_cap(cl->tenant_cfg));
 	if (!cl->pool) {
 		cl_close(cl, "53200", "out of memory");
 		return;

@@ -124,6 +124,21 @@ void conn_totals(struct conn_totals *out)
 	}
 }
 
+/* ------------------------------------------------------------ console seam */
+
+static int (*console_submit)(int widx, uint64_t cl_id, const char *sql); /* atomic */
+
+void conn_set_console(int (*fn)(int widx, uint64_t cl_id, const char *sql))
+{
+	__atomic_store_n(&console_submit, fn, __ATOMIC_RELEASE);
+}
+
+int conn_console_submit(int widx, uint64_t cl_id, const char *sql)
+{
+	int (*fn)(int, uint64_t, const char *) = __atomic_load_n(&console_submit, __ATOMIC_ACQUIRE);
+	return fn ? fn(widx, cl_id, sql) : -1;
+}
+
 /* ------------------------------------------------------------ snapshots */
 
 static void copy(char *dst, size_t cap, const char *s)

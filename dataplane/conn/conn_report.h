@@ -105,6 +105,18 @@ struct conn_totals {
 };
 void conn_totals(struct conn_totals *out);
 
+/* ---- the admin console (a seam upward) ----
+ * A client logging in to this database is an admin console session; its
+ * statements go to the console thread (report/admin.c) through the
+ * function report/ registers at start-up, and the answers come back on
+ * the worker's mailbox (cl_admin_reply). Same name as CONSOLE_DBNAME. */
+#define CONN_CONSOLE_DB "heliosproxy"
+/* fn queues one statement of client cl_id of worker widx; -1 when it cannot
+ * (queue full, console not running). NULL unregisters. */
+void conn_set_console(int (*fn)(int widx, uint64_t cl_id, const char *sql));
+/* conn/: hands a statement to the registered console; -1 without one. */
+int conn_console_submit(int widx, uint64_t cl_id, const char *sql);
+
 /* ---- counters, called by conn/ only (hot path: plain stores) ---- */
 
 extern uint64_t g_logins_total, g_login_failures; /* atomic */

@@ -2,13 +2,12 @@
  * Runtime controls the control plane sets (pause, drain, routing table);
  * see control.h. Readers on the hot path only look at an atomic flag; the
  * lists themselves sit behind one mutex. May call: policy/ (breaker,
- * snap), rt/ (to wake the workers).
+ * snap). Who must look again after a change registers ctl_on_change.
  */
 #include "dataplane/policy/control.h"
 
 #include "dataplane/policy/breaker.h"
 #include "dataplane/policy/snap.h"
-#include "dataplane/rt/worker.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -47,12 +46,18 @@ static bool same_list(char *const *a, size_t na, char *const *b, size_t nb)
 	return true;
 }
 
+static void (*on_change)(void); /* atomic: ctl_on_change */
+
+void ctl_on_change(void (*fn)(void))
+{
+	__atomic_store_n(&on_change, fn, __ATOMIC_RELEASE);
+}
+
 static void wake_workers(void)
 {
-	for (int i = 0, n = workers_started(); i < n; i++) {
-		__atomic_store_n(&g_workers[i].hold_check, true, __ATOMIC_RELEASE);
-		io_loop_wakeup(g_workers[i].loop);
-	}
+	void (*fn)(void) = __atomic_load_n(&on_change, __ATOMIC_ACQUIRE);
+	if (fn)
+		fn();
 }
 
 /* Replaces one of the lists (and its hot-path flag); wakes the workers

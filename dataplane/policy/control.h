@@ -15,6 +15,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* fn runs (on the thread that made the change) after the paused set, the
+ * drained nodes or the routing table's roles changed, so that clients
+ * held by a pause, a drain or a missing primary look again. Registered
+ * once at start-up (main.c). */
+void ctl_on_change(void (*fn)(void));
+
 /* Replaces the paused set ("*" = all) and the drained node names; wakes
  * the workers so held clients move on. */
 void ctl_set_paused(char **dbs, size_t n);
