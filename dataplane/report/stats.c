@@ -1,5 +1,9 @@
 /*
- * Counters, reports and the per-worker collection behind them. See stats.h.
+ * Reports and the per-worker collection behind them. See stats.h. Reads
+ * values only: conn/'s rows and totals (conn_report.h), the pools' counter
+ * blocks and stats, the analytics, cache, tenant and control tables. May
+ * call everything below report/; nothing below calls here (the worker runs
+ * stats_collect_run from its mailbox).
  */
 #include "dataplane/report/stats.h"
 
