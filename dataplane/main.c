@@ -14,10 +14,13 @@
 #include "dataplane/report/admin.h"
 #include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/cache.h"
+#include "dataplane/pipeline/engine/rewrite.h"
 #include "dataplane/report/cplink.h"
 #include "dataplane/io/io.h"
+#include "dataplane/policy/control.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/pool/pool.h"
+#include "dataplane/pool/pool_ctr.h"
 #include "dataplane/report/stats.h"
 #include "dataplane/rt/worker.h"
 
@@ -96,6 +99,66 @@ static void stop_control(struct cp *cp)
 	cp_stop(cp);
 }
 
+/* ---- what follows the config: subscriptions to policy/snap ---- */
+
+/* [[rewrite_rules]] compiled into each snapshot; a bad rule refuses the
+ * config. */
+static int rewrite_build(struct snap *s, char *err, size_t errlen)
+{
+	const struct cfg *cfg = s->cfg;
+	if (!cfg->n_rewrite_rules)
+		return 0;
+	s->rewrite = rw_rules_new();
+	if (!s->rewrite) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->n_rewrite_rules; i++) {
+		char why[400];
+		const struct cfg_rewrite_rule *r = &cfg->rewrite_rules[i];
+		if (rw_rules_add(s->rewrite, r->match, r->replace, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "key 'rewrite_rules[%zu]'%s%s%s: %s", i,
+			         r->name[0] ? " (" : "", r->name, r->name[0] ? ")" : "", why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void rewrite_release(struct snap *s)
+{
+	rw_rules_free(s->rewrite);
+	s->rewrite = NULL;
+}
+
+/* The result cache follows the current config's limits; switched off, it
+ * forgets everything (nothing kept may be trusted when it comes back). */
+static void cache_on_install(const struct snap *s, const struct snap *old, void *arg)
+{
+	(void)arg;
+	cache_apply_limits(s->cfg);
+	if (old && old->cfg->cache.enabled && !s->cfg->cache.enabled)
+		cache_flush(NULL);
+}
+
+/* Pause, drain or routing changed (policy/control): every worker looks at
+ * its held clients again. */
+static void wake_held_clients(void)
+{
+	for (int i = 0, n = workers_started(); i < n; i++) {
+		__atomic_store_n(&g_workers[i].hold_check, true, __ATOMIC_RELEASE);
+		io_loop_wakeup(g_workers[i].loop);
+	}
+}
+
+static void subscribe_to_config(void)
+{
+	/* before the first snapshot is built; cannot fail (far below the cap) */
+	snap_add_builder(rewrite_build, rewrite_release);
+	snap_subscribe(cache_on_install, NULL);
+	ctl_on_change(wake_held_clients);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -167,6 +230,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "heliosproxy: out of memory for the result cache\n");
 		return 1;
 	}
+	subscribe_to_config();
 	const char *url =
 	    cp_arg ? cp_arg : (c && c->control_address[0] ? c->control_address : NULL);
 	struct cp *cp = NULL;

@@ -19,10 +19,10 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/pipeline/route.h"
-#include "dataplane/report/admin.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
-#include "dataplane/report/stats.h"
+#include "dataplane/conn/conn_report.h"
+#include "dataplane/policy/control.h"
 #include "dataplane/tls/tls.h"
 #include "dataplane/rt/worker.h"
 
@@ -285,7 +285,9 @@ static void cl_free(struct client *cl)
 	}
 	tx_client_free(cl);
 	splice_free(cl);
-	tenant_logout(cl);
+	tenant_logout(cl->tenant);
+	cl->tenant = NULL;
+	cl->tenant_cfg = NULL;
 	snap_unref(cl->snap);
 	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
 	slab_free(&cl->w->client_slab, cl);
@@ -370,6 +372,34 @@ void cl_get_server(struct client *cl)
 {
 	conn_now(&cl->wait_start); /* wait time counts from here */
 	acquire(cl);
+}
+
+/* Clients held by a pause or a drained node, on their worker's held list. */
+void worker_hold(struct worker *w, struct client *cl)
+{
+	if (cl->held)
+		return;
+	cl->wlist_next = w->held;
+	cl->wlist_prev = NULL;
+	if (w->held)
+		w->held->wlist_prev = cl;
+	w->held = cl;
+	cl->held = true;
+	conn_now(&cl->wait_start);
+}
+
+void worker_unhold(struct worker *w, struct client *cl)
+{
+	if (!cl->held)
+		return;
+	if (cl->wlist_prev)
+		cl->wlist_prev->wlist_next = cl->wlist_next;
+	else
+		w->held = cl->wlist_next;
+	if (cl->wlist_next)
+		cl->wlist_next->wlist_prev = cl->wlist_prev;
+	cl->wlist_next = cl->wlist_prev = NULL;
+	cl->held = false;
 }
 
 void cl_hold_check(struct client *cl)
@@ -478,7 +508,7 @@ static void acquire(struct client *cl)
 			return;
 		}
 		cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), p,
-		                       tenant_server_cap(cl));
+		                       tenant_server_cap(cl->tenant_cfg));
 		if (!cl->pool) {
 			cl_close(cl, "53200", "out of memory");
 			return;
@@ -514,7 +544,7 @@ static void acquire(struct client *cl)
 	}
 	if (!cl->pool || pool_node(cl->pool) != node)
 		cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), node,
-		                       tenant_server_cap(cl));
+		                       tenant_server_cap(cl->tenant_cfg));
 	if (!cl->pool) {
 		cl_close(cl, "53200", "out of memory");
 		return;
@@ -797,7 +827,7 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 /* Login finished: tell the client what its server reports, and start relaying. */
 static void bind_server(struct client *cl, struct server *sv)
 {
-	stats_waited(cl, &cl->wait_start);
+	conn_ctr_waited(cl, &cl->wait_start);
 	cl->request_s = (uint32_t)cl->wait_start.tv_sec;
 	if (cl->txn) {
 		if (cl->state == CL_WAIT_SERVER) {

@@ -351,6 +351,9 @@ const char *ep_frontend_check(uint8_t type, uint32_t mlen, char *buf, size_t n);
 void cl_accept(struct worker *w, int fd, bool is_unix);
 void cl_close(struct client *cl, const char *sqlstate, const char *msg);
 const char *cl_state_str(enum cl_state s);
+/* client.c: puts cl on / takes it off its worker's held list. */
+void worker_hold(struct worker *w, struct client *cl);
+void worker_unhold(struct worker *w, struct client *cl);
 /* Pause or drain changed: a held client tries for a server again. */
 void cl_hold_check(struct client *cl);
 /* A client held for a primary waited failover_timeout_secs: refused. */

@@ -17,10 +17,9 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/pipeline/route.h"
-#include "dataplane/report/admin.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
-#include "dataplane/report/stats.h"
+#include "dataplane/conn/conn_report.h"
 #include "dataplane/tls/tls.h"
 #include "dataplane/rt/worker.h"
 
@@ -237,13 +236,22 @@ static void auth_ok(struct client *cl)
 	__atomic_add_fetch(&g_logins_total, 1, __ATOMIC_RELAXED);
 	cl_login_end(cl);
 	cl_set_state(cl, CL_WAIT_SERVER);
-	if (!strcmp(cl->database, ADMIN_DATABASE)) {
+	if (!strcmp(cl->database, CONN_CONSOLE_DB)) {
 		admin_login(cl);
 		return;
 	}
 	const char *code = NULL;
 	char why[300];
-	if (tenant_login(cl, &code, why, sizeof(why)) < 0) {
+	const struct guc_ent *tg = guc_get(&cl->startup, "helios.tenant");
+	struct tenant_who who = {.cfg = cl->snap->cfg,
+	                         .user = cl->user,
+	                         .database = cl->database,
+	                         .tenant_setting = tg ? tg->value : NULL};
+	struct tenant_ref ref;
+	int trc = tenant_login(&who, &ref, &code, why, sizeof(why));
+	cl->tenant = ref.state;
+	cl->tenant_cfg = ref.cfg;
+	if (trc < 0) {
 		log_info("client %llu %s user=%s db=%s: refused: %s", (unsigned long long)cl->id,
 		         cl->peer, cl->user, cl->database, why);
 		cl_close(cl, code, why);
@@ -306,7 +314,7 @@ void cl_admin_input(struct client *cl)
 			         "the admin console accepts simple Query messages only");
 			return;
 		}
-		if (admin_submit(cl->w->idx, cl->id, (const char *)m.body) < 0) {
+		if (conn_console_submit(cl->w->idx, cl->id, (const char *)m.body) < 0) {
 			cl_close(cl, "53000", "the admin console is busy; try again");
 			return;
 		}

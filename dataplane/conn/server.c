@@ -19,7 +19,8 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/policy/snap.h"
-#include "dataplane/report/stats.h"
+#include "dataplane/conn/conn_report.h"
+#include "dataplane/policy/control.h"
 #include "dataplane/tls/tls.h"
 #include "dataplane/rt/worker.h"
 
@@ -668,7 +669,7 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 	case PGW_MSG_READY:
 		sv->tx_status = len ? (char)body[0] : 'I';
 		if (sv->state == SV_ACTIVE) {
-			stats_ready(sv, sv->tx_status);
+			conn_ctr_ready(sv, sv->tx_status);
 			sv_node_ok(sv);
 		}
 		if (sv->state == SV_RESETTING) {
@@ -701,7 +702,7 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 void sv_client_data(struct server *sv, struct io_chunk *c)
 {
 	sv->clean = false;
-	stats_client_sent(sv, c->len);
+	conn_ctr_client_sent(sv, c->len);
 	ep_send_chunk(&sv->ep, c);
 }
 
@@ -742,7 +743,7 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 		if (sv->ep.scan.left == 0 && sv->ep.scan.hdr_n == 0 && sv->ep.scan.type == 'Z' &&
 		    sv->ep.q_head == NULL)
 			sv->clean = true;
-		stats_server_sent(sv, c->len);
+		conn_ctr_server_sent(sv, c->len);
 		if (sv->client)
 			cl_server_data(sv->client, c);
 		else

@@ -17,7 +17,6 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/policy/snap.h"
-#include "dataplane/report/stats.h"
 #include "dataplane/tls/tls.h"
 #include "dataplane/rt/worker.h"
 

@@ -31,7 +31,7 @@
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/kfast.h"
 #include "dataplane/policy/snap.h"
-#include "dataplane/report/stats.h"
+#include "dataplane/conn/conn_report.h"
 #include "dataplane/rt/worker.h"
 
 #include <errno.h>
@@ -250,9 +250,9 @@ static void fold(struct client *cl, const struct hp_conn *c, const struct hp_con
 	uint64_t q = s->ready[0] + s->ready[1] + s->ready[2];
 	if (!cl->server)
 		return;
-	stats_spliced(cl->server, q - k->f_queries, s->ready[0] - k->f_xacts,
-	              (s->query_ns - k->f_query_ns) / 1000, c->bytes - k->f_in,
-	              s->fwd_bytes - k->f_out);
+	conn_ctr_spliced(cl->server, q - k->f_queries, s->ready[0] - k->f_xacts,
+	                 (s->query_ns - k->f_query_ns) / 1000, c->bytes - k->f_in,
+	                 s->fwd_bytes - k->f_out);
 	if (q != k->f_queries) {
 		/* what SHOW CLIENTS / SERVERS report: last request, transaction state */
 		struct timespec now;

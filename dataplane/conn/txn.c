@@ -19,7 +19,7 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/policy/snap.h"
-#include "dataplane/report/stats.h"
+#include "dataplane/conn/conn_report.h"
 #include "dataplane/sql/sqlc.h"
 #include "dataplane/policy/tenant.h"
 #include "dataplane/rt/worker.h"
@@ -326,7 +326,7 @@ static void on_ready(struct client *cl, struct server *sv, struct rq popped, cha
 	sv->tx_status = status;
 	sv_node_ok(sv); /* the node answered (closes a half-open breaker) */
 	if (popped.act == RQ_FWD && !(popped.flags & RQ_F_LOGIN)) {
-		stats_ready(sv, status);
+		conn_ctr_ready(sv, status);
 		if (sv->qa)
 			analytics_ready(sv);
 	}
@@ -439,7 +439,7 @@ static bool is_result_type_change(const uint8_t *body, uint32_t len)
 
 void tx_server_data(struct server *sv, struct io_chunk *c)
 {
-	stats_server_sent(sv, c->len);
+	conn_ctr_server_sent(sv, c->len);
 	struct client *cl = sv->client;
 	struct outb o = {.c = c, .zc_end = c->off};
 	size_t pos = c->off, end = (size_t)c->off + c->len;
@@ -1290,7 +1290,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		off += total;
 	}
 	if (sv && (off || b.len)) {
-		stats_client_sent(sv, off);
+		conn_ctr_client_sent(sv, off);
 		if (all_pt && c && pt_from == 0 && pt_to == len && b.len == 0) {
 			/* the common case: forward the buffer it arrived in */
 			c->off = (uint32_t)(data - c->data);
@@ -1389,7 +1389,7 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 				sv->rx_partial = false;
 		}
 		if (sv && !drop) {
-			stats_client_sent(sv, take);
+			conn_ctr_client_sent(sv, take);
 			if (take == len) {
 				/* all of the chunk is the message's: queued as it is
 				 * (it is the server endpoint's from here) */

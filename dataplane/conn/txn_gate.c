@@ -44,7 +44,9 @@ int tx_rate_gate(struct client *cl, struct server *sv, const uint8_t *m, uint32_
 		return 1;
 	uint64_t now = conn_now_ns(), wait = 0;
 	char msg[300];
-	enum rate_verdict v = rate_take(cl, now, 0, &wait, msg, sizeof(msg));
+	struct tenant_who who = {.cfg = cl->snap->cfg, .user = cl->user, .database = cl->database};
+	struct tenant_ref tr = {.state = cl->tenant, .cfg = cl->tenant_cfg};
+	enum rate_verdict v = rate_take(&who, &tr, now, 0, &wait, msg, sizeof(msg));
 	if (v == RATE_WAIT) {
 		/* its tokens are reserved: it runs when they are due */
 		cl->rate_granted = true;
@@ -106,7 +108,7 @@ void tx_rate_wake(struct worker *w, uint64_t now)
  * to this client. */
 bool tx_rewrite_active(const struct client *cl)
 {
-	return cl->snap->rewrite || tenant_schema(cl)[0];
+	return cl->snap->rewrite || tenant_schema(cl->tenant_cfg)[0];
 }
 
 /* Rewrites the Query and Parse texts in the client's buffer that were not
@@ -115,7 +117,7 @@ bool tx_rewrite_active(const struct client *cl)
 void tx_rewrite_input(struct client *cl)
 {
 	struct endpoint *ep = &cl->ep;
-	const char *schema = tenant_schema(cl);
+	const char *schema = tenant_schema(cl->tenant_cfg);
 	uint32_t off = ep->in_seen;
 	while (ep->in_len - off >= 5) {
 		uint32_t mlen = pgw_get_u32(ep->in + off + 1);

@@ -29,7 +29,6 @@
 #include "dataplane/pipeline/engine/shape.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/snap.h"
-#include "dataplane/report/stats.h"
 #include "dataplane/rt/worker.h"
 
 #include <ctype.h>

@@ -16,7 +16,7 @@
 #include "dataplane/pool/pool.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
-#include "dataplane/report/stats.h"
+#include "dataplane/policy/control.h"
 #include "dataplane/rt/worker.h"
 
 #include <ctype.h>
@@ -125,7 +125,7 @@ static int pick_replica(struct client *cl, const struct cfg *c)
 		if (!replica_ok(w, c, i))
 			continue;
 		struct pool *p = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), i,
-		                             tenant_server_cap(cl));
+		                             tenant_server_cap(cl->tenant_cfg));
 		int busy = p ? pool_busy_hint(p) : 0;
 		if (best < 0 || busy < best_busy) {
 			best = i;

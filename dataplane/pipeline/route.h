@@ -19,6 +19,8 @@
 #ifndef HELIOS_ROUTE_H
 #define HELIOS_ROUTE_H
 
+#include "dataplane/policy/control.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,15 +32,8 @@ struct worker;
 #define ROUTE_HOLD (-2) /* no primary right now (failover): wait */
 #define ROUTE_FAIL (-3) /* the chosen node cannot take it: error now */
 
-/* A node as the data plane sees it, copied from the control plane's table. */
-struct route_node {
-	char name[64];
-	bool known; /* the control plane reported it */
-	bool primary;
-	bool healthy;
-	bool draining;
-	int64_t lag_ms;
-};
+/* struct route_node (a node as the data plane sees it, copied from the
+ * control plane's table) is defined with that table, in policy/control.h. */
 
 /* Node index for cl's next transaction, ROUTE_HOLD, or ROUTE_FAIL with a
  * message (SQLSTATE 08006). */

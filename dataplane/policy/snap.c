@@ -1,24 +1,63 @@
 /*
- * Current-config pointer and snapshot lifetime. The swap takes a mutex;
- * readers take it only when a connection starts, never per message.
+ * Current-config pointer, snapshot lifetime and the subscriptions of the
+ * features that follow the config. The swap takes a mutex; readers take it
+ * only when a connection starts, never per message.
  */
 #include "dataplane/policy/snap.h"
 
-#include "dataplane/pipeline/cache.h"
-#include "dataplane/pipeline/engine/rewrite.h"
 #include "dataplane/policy/tenant.h"
 
 #include "common/log.h"
 
 #include "dataplane/tls/tls.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 static pthread_mutex_t snap_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t install_mu = PTHREAD_MUTEX_INITIALIZER; /* one install at a time */
 static struct snap *current;
 static uint64_t next_generation = 1;
+
+/* Written at start-up before any snapshot exists, read-only afterwards. */
+static struct {
+	snap_build_fn build;
+	snap_release_fn release;
+} builders[SNAP_MAX_SUBSCRIBERS];
+static int n_builders;
+static struct {
+	snap_install_fn fn;
+	void *arg;
+} subs[SNAP_MAX_SUBSCRIBERS];
+static int n_subs;
+
+int snap_add_builder(snap_build_fn build, snap_release_fn release)
+{
+	if (n_builders == SNAP_MAX_SUBSCRIBERS)
+		return -ENOSPC;
+	builders[n_builders].build = build;
+	builders[n_builders].release = release;
+	n_builders++;
+	return 0;
+}
+
+int snap_subscribe(snap_install_fn fn, void *arg)
+{
+	if (n_subs == SNAP_MAX_SUBSCRIBERS)
+		return -ENOSPC;
+	subs[n_subs].fn = fn;
+	subs[n_subs].arg = arg;
+	n_subs++;
+	return 0;
+}
+
+void snap_subscriptions_reset(void)
+{
+	n_builders = 0;
+	n_subs = 0;
+}
 
 struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
 {
@@ -37,29 +76,15 @@ struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
 			goto fail;
 	}
 	s->rate_limits = rate_enabled(cfg);
-	if (cfg->n_rewrite_rules) {
-		s->rewrite = rw_rules_new();
-		if (!s->rewrite) {
-			snprintf(err, errlen, "out of memory");
-			goto fail;
-		}
-		for (size_t i = 0; i < cfg->n_rewrite_rules; i++) {
-			char why[400];
-			const struct cfg_rewrite_rule *r = &cfg->rewrite_rules[i];
-			if (rw_rules_add(s->rewrite, r->match, r->replace, why, sizeof(why)) < 0) {
-				snprintf(err, errlen, "key 'rewrite_rules[%zu]'%s%s%s: %s", i,
-				         r->name[0] ? " (" : "", r->name, r->name[0] ? ")" : "",
-				         why);
-				goto fail;
-			}
-		}
-	}
 	if (cfg->tls.server_mode != CFG_STLS_DISABLE) {
 		s->server_tls = tls_ctx_new_client(cfg->tls.server_mode == CFG_STLS_VERIFY_FULL,
 		                                   cfg->tls.ca_file, err, errlen);
 		if (!s->server_tls)
 			goto fail;
 	}
+	for (int i = 0; i < n_builders; i++)
+		if (builders[i].build && builders[i].build(s, err, errlen) < 0)
+			goto fail;
 	return s;
 fail:
 	snap_unref(s);
@@ -75,7 +100,9 @@ void snap_unref(struct snap *s)
 {
 	if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	rw_rules_free(s->rewrite);
+	for (int i = n_builders - 1; i >= 0; i--)
+		if (builders[i].release)
+			builders[i].release(s);
 	tls_ctx_free(s->client_tls);
 	tls_ctx_free(s->server_tls);
 	cfg_free(s->cfg);
@@ -94,15 +121,19 @@ struct snap *snap_current(void)
 
 static int live_max_pool = 1;
 
+/* install_mu serialises installs: s stays current, hence alive, while the
+ * subscribers run, and they see the installs in order. */
 static void install(struct snap *s, uint64_t generation)
 {
+	pthread_mutex_lock(&install_mu);
 	pthread_mutex_lock(&snap_mu);
 	struct snap *old = current;
 	s->generation = generation;
 	current = s;
 	__atomic_store_n(&live_max_pool, s->cfg->pool.max_pool_size, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&snap_mu);
-	cache_apply_limits(s->cfg);
+	for (int i = 0; i < n_subs; i++)
+		subs[i].fn(s, old, subs[i].arg);
 	const struct cfg *c = s->cfg;
 	bool per_query = s->rate_limits || c->n_rewrite_rules;
 	for (size_t i = 0; i < c->n_tenants; i++)
@@ -119,8 +150,7 @@ static void install(struct snap *s, uint64_t generation)
 		         "tls.server_mode = %s uses TLS towards servers that offer it; set it to "
 		         "\"disable\" to splice",
 		         c->tls.server_mode == CFG_STLS_PREFER ? "prefer" : "require");
-	if (old && old->cfg->cache.enabled && !s->cfg->cache.enabled)
-		cache_flush(NULL); /* off: nothing kept may be trusted when it comes back */
+	pthread_mutex_unlock(&install_mu);
 	snap_unref(old);
 }
 

@@ -17,42 +17,62 @@
 #include "proto/helios.pb-c.h"
 
 struct cfg;
-struct client;
-struct worker;
+struct cfg_tenant;
 
 /* Live state of one tenant id, kept for the process's life. */
 struct tenant_state;
 
-/* After authentication: finds cl's tenant and checks its rules. 0 = go on
- * (cl->tenant set, NULL without one); otherwise the client must be closed
- * with *sqlstate and msg ("28000": not its database / no tenant; "53300":
- * its connection cap). */
-int tenant_login(struct client *cl, const char **sqlstate, char *msg, size_t msglen);
-/* The client leaves: its tenant's count goes down. */
-void tenant_logout(struct client *cl);
+/* Who is asking, as values (this module knows no connection). */
+struct tenant_who {
+	const struct cfg *cfg; /* the snapshot the client keeps for its life */
+	const char *user;
+	const char *database;
+	const char *tenant_setting; /* its startup setting helios.tenant, NULL if none */
+};
+
+/* A client's tenant: its live state and its [[tenants]] entry in who->cfg
+ * (both NULL without one). The caller keeps it for the client's life. */
+struct tenant_ref {
+	struct tenant_state *state;
+	const struct cfg_tenant *cfg;
+};
+
+/* After authentication: finds who's tenant and checks its rules. 0 = go on
+ * (*out set; NULLs without a tenant); otherwise (*out NULLs) the client
+ * must be closed with *sqlstate and msg ("28000": not its database / no
+ * tenant; "53300": its connection cap). A success counts one client of the
+ * tenant until tenant_logout. */
+int tenant_login(const struct tenant_who *who, struct tenant_ref *out, const char **sqlstate,
+                 char *msg, size_t msglen);
+/* The client leaves: its tenant's count goes down (NULL: none). */
+void tenant_logout(struct tenant_state *t);
 const char *tenant_id(const struct tenant_state *t);
-/* The tenant's cap on its server connections per pool (0 = none). */
-int tenant_server_cap(const struct client *cl);
+/* The tenant's cap on its server connections per pool (0 = none; NULL: no
+ * tenant). */
+int tenant_server_cap(const struct cfg_tenant *t);
 /* Its schema_prefix, "" when none. */
-const char *tenant_schema(const struct client *cl);
+const char *tenant_schema(const struct cfg_tenant *t);
 
 enum rate_verdict {
 	RATE_OK,     /* a token was taken from every bucket that applies */
 	RATE_WAIT,   /* throttle: the tokens are reserved; run the query in *wait_ns */
 	RATE_REJECT, /* refuse the query: msg names the limit (SQLSTATE 53400) */
 };
-/* One query of cl at now_ns. A throttled query reserves its tokens (buckets
- * may go into debt), so waiters run in arrival order; one whose wait would
- * pass max_wait_ms is rejected instead. waited_ns is unused (kept 0). */
-enum rate_verdict rate_take(struct client *cl, uint64_t now_ns, uint64_t waited_ns,
-                            uint64_t *wait_ns, char *msg, size_t msglen);
+/* One query of who (tenant t) at now_ns. A throttled query reserves its
+ * tokens (buckets may go into debt), so waiters run in arrival order; one
+ * whose wait would pass max_wait_ms is rejected instead. waited_ns is
+ * unused (kept 0). */
+enum rate_verdict rate_take(const struct tenant_who *who, const struct tenant_ref *t,
+                            uint64_t now_ns, uint64_t waited_ns, uint64_t *wait_ns, char *msg,
+                            size_t msglen);
 bool rate_enabled(const struct cfg *c);
 
 /* The control plane's share for this data plane of a tenant's cluster-wide
  * limits (< 0: none pushed: the whole limit applies here). */
 void tenant_set_share(const char *id, double conns, double qps);
 
-/* For the stats report: the tenants' usage and the buckets' counters. */
+/* For the stats report: the tenants' usage (servers left 0: report/ counts
+ * them from the pools) and the buckets' counters. */
 Helios__TenantStats **tenant_stats(size_t *n);
 Helios__RateBucket **rate_bucket_stats(size_t *n);
 

@@ -7,6 +7,8 @@
  */
 #include "dataplane/pool/pool.h"
 
+#include "dataplane/pool/pool_ctr.h"
+
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>

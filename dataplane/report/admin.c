@@ -13,6 +13,8 @@
 #include "common/metrics.h"
 #include "common/sbuf.h"
 #include "controlplane/cp.h"
+#include "dataplane/conn/conn_report.h"
+#include "dataplane/policy/control.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/report/stats.h"
 #include "dataplane/rt/worker.h"
@@ -42,6 +44,8 @@ static struct {
 	struct cp *cp;
 	struct admin_http *http;
 } A = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+_Static_assert(sizeof(CONSOLE_DBNAME) == sizeof(CONN_CONSOLE_DB), "console database names differ");
 
 int admin_submit(int widx, uint64_t cl_id, const char *sql)
 {
@@ -253,6 +257,7 @@ int admin_start(const char *cp_url, struct cp *cp, const char *admin_address, ch
 {
 	snprintf(A.cp_url, sizeof(A.cp_url), "%s", cp_url);
 	A.cp = cp;
+	conn_set_console(admin_submit); /* conn/ hands console sessions' statements here */
 	if (admin_address && admin_address[0]) {
 		A.http = admin_http_start(admin_address, http_handler, NULL, err, errlen);
 		if (!A.http)

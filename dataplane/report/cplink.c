@@ -14,6 +14,7 @@
 #include "common/rundir.h"
 #include "dataplane/pipeline/cache.h"
 #include "dataplane/pipeline/engine/rewrite.h"
+#include "dataplane/policy/control.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/report/stats.h"
 #include "dataplane/policy/tenant.h"

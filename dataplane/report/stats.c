@@ -1,16 +1,21 @@
 /*
- * Counters, reports and the per-worker collection behind them. See stats.h.
+ * Reports and the per-worker collection behind them. See stats.h. Reads
+ * values only: conn/'s rows and totals (conn_report.h), the pools' counter
+ * blocks and stats, the analytics, cache, tenant and control tables. May
+ * call everything below report/; nothing below calls here (the worker runs
+ * stats_collect_run from its mailbox).
  */
-#include "dataplane/conn/splice.h"
 #include "dataplane/report/stats.h"
 
 #include "common/cfg.h"
 #include "common/cpwire.h"
+#include "dataplane/conn/conn_report.h"
 #include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/cache.h"
-#include "dataplane/conn/conn.h"
 #include "dataplane/pipeline/engine/qstats.h"
 #include "dataplane/pool/pool.h"
+#include "dataplane/pool/pool_ctr.h"
+#include "dataplane/policy/control.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
 #include "dataplane/rt/worker.h"
@@ -22,12 +27,8 @@
 
 const double stats_bounds[STATS_NBOUNDS] = {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                             0.1,    0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
-/* the same bounds in microseconds, for the hot path */
-static const uint64_t bounds_us[STATS_NBOUNDS] = {100,    500,     1000,    2500,    5000,
-                                                  10000,  25000,   50000,   100000,  250000,
-                                                  500000, 1000000, 2500000, 5000000, 10000000};
+_Static_assert(STATS_NBOUNDS == POOL_CTR_NBOUNDS, "histogram bounds differ from the counters'");
 
-uint64_t g_logins_total, g_login_failures;
 static double start_real;
 static uint64_t start_mono_ms;
 
@@ -37,106 +38,7 @@ __attribute__((constructor)) static void stats_init(void)
 	start_mono_ms = cpwire_mono_ms();
 }
 
-int stats_bucket(uint64_t us)
-{
-	int i = 0;
-	while (i < STATS_NBOUNDS && us > bounds_us[i])
-		i++;
-	return i;
-}
-
-static uint64_t us_between(const struct timespec *a, const struct timespec *b)
-{
-	int64_t d = (int64_t)(b->tv_sec - a->tv_sec) * 1000000 + (b->tv_nsec - a->tv_nsec) / 1000;
-	return d > 0 ? (uint64_t)d : 0;
-}
-
-static struct pool_ctr *ctr_of(struct server *sv)
-{
-	if (!sv->pool || !sv->w)
-		return NULL;
-	return pool_ctr(sv->pool, sv->w->idx);
-}
-
-void stats_client_sent(struct server *sv, uint32_t nbytes)
-{
-	struct pool_ctr *c = ctr_of(sv);
-	if (!c)
-		return;
-	ctr_add(&c->bytes_in, nbytes);
-	if (!sv->q_busy) {
-		sv->q_busy = true;
-		conn_now(&sv->q_start);
-		if (!sv->x_busy) {
-			sv->x_busy = true;
-			sv->x_start = sv->q_start;
-		}
-	}
-}
-
-void stats_server_sent(struct server *sv, uint32_t nbytes)
-{
-	struct pool_ctr *c = ctr_of(sv);
-	if (c)
-		ctr_add(&c->bytes_out, nbytes);
-}
-
-void stats_ready(struct server *sv, char status)
-{
-	struct pool_ctr *c = ctr_of(sv);
-	if (!c || !sv->q_busy)
-		return;
-	struct timespec now;
-	conn_now(&now);
-	uint64_t q = us_between(&sv->q_start, &now);
-	sv->q_busy = false;
-	ctr_add(&c->queries, 1);
-	ctr_add(&c->query_us, q);
-	ctr_add(&c->qh[stats_bucket(q)], 1);
-	if (status == 'I' && sv->x_busy) {
-		sv->x_busy = false;
-		ctr_add(&c->xacts, 1);
-		ctr_add(&c->xact_us, us_between(&sv->x_start, &now));
-	}
-}
-
-void stats_spliced(struct server *sv, uint64_t queries, uint64_t xacts, uint64_t query_us,
-                   uint64_t bytes_in, uint64_t bytes_out)
-{
-	struct pool_ctr *c = ctr_of(sv);
-	if (!c)
-		return;
-	ctr_add(&c->bytes_in, bytes_in);
-	ctr_add(&c->bytes_out, bytes_out);
-	if (!queries)
-		return;
-	ctr_add(&c->queries, queries);
-	ctr_add(&c->query_us, query_us);
-	ctr_add(&c->qh[stats_bucket(query_us / queries)], queries);
-	ctr_add(&c->xacts, xacts);
-	ctr_add(&c->xact_us, query_us); /* per statement: the best the counts allow */
-}
-
-void stats_waited(struct client *cl, const struct timespec *since)
-{
-	if (!cl->pool)
-		return;
-	struct pool_ctr *c = pool_ctr(cl->pool, cl->w->idx);
-	struct timespec now;
-	conn_now(&now);
-	uint64_t w = us_between(since, &now);
-	ctr_add(&c->wait_us, w);
-	ctr_add(&c->wh[stats_bucket(w)], 1);
-}
-
 /* ------------------------------------------------------------ collection */
-
-/* Per-pool client counts gathered on the workers. */
-struct pool_clients {
-	struct pool *pool;
-	uint32_t active, waiting, login;
-	double maxwait;
-};
 
 struct collect_job {
 	pthread_mutex_t mu;
@@ -145,14 +47,9 @@ struct collect_job {
 	bool detail, taken;
 	struct timespec now_mono;
 	double now_real;
-	struct pool_clients *pc;
-	size_t n_pc, cap_pc;
-	Helios__ClientInfo **cls;
-	size_t n_cls, cap_cls;
-	Helios__ServerInfo **svs;
-	size_t n_svs, cap_svs;
-	struct qs_table *qs; /* analytics: the workers' tables merged */
-	size_t qs_limit;     /* per worker, 0 = all */
+	struct conn_snapshot snap; /* the workers' rows, under mu */
+	struct qs_table *qs;       /* analytics: the workers' tables merged */
+	size_t qs_limit;           /* per worker, 0 = all */
 };
 
 static void job_unref(struct collect_job *j)
@@ -162,36 +59,11 @@ static void job_unref(struct collect_job *j)
 	pthread_mutex_unlock(&j->mu);
 	if (left)
 		return;
-	for (size_t i = 0; i < j->n_cls; i++)
-		protobuf_c_message_free_unpacked(&j->cls[i]->base, NULL);
-	for (size_t i = 0; i < j->n_svs; i++)
-		protobuf_c_message_free_unpacked(&j->svs[i]->base, NULL);
-	free(j->cls);
-	free(j->svs);
-	free(j->pc);
+	conn_snapshot_free(&j->snap);
 	qs_table_free(j->qs);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
 	free(j);
-}
-
-static struct pool_clients *pc_get(struct collect_job *j, struct pool *p)
-{
-	for (size_t i = 0; i < j->n_pc; i++)
-		if (j->pc[i].pool == p)
-			return &j->pc[i];
-	if (j->n_pc == j->cap_pc) {
-		size_t cap = j->cap_pc ? j->cap_pc * 2 : 16;
-		struct pool_clients *n = realloc(j->pc, cap * sizeof(*n));
-		if (!n)
-			return NULL;
-		j->pc = n;
-		j->cap_pc = cap;
-	}
-	struct pool_clients *e = &j->pc[j->n_pc++];
-	memset(e, 0, sizeof(*e));
-	e->pool = p;
-	return e;
 }
 
 static char *dupstr(const char *s)
@@ -221,171 +93,75 @@ static void split_peer(const char *peer, char **addr, uint32_t *port)
 	*port = (uint32_t)atoi(colon + 1);
 }
 
-static const char *client_state(const struct client *cl)
-{
-	switch (cl->state) {
-	case CL_STARTUP:
-	case CL_TLS:
-	case CL_AUTH:
-		return "login";
-	case CL_WAIT_SERVER:
-		return cl->held ? "paused" : "waiting";
-	case CL_ACTIVE:
-		if (cl->held)
-			return "paused";
-		if (cl->pw.state != POOL_W_NONE || cl->connecting)
-			return "waiting";
-		return cl->server ? "active" : "idle";
-	default:
-		return "closing";
-	}
-}
-
-static Helios__ClientInfo *client_info(const struct collect_job *j, const struct client *cl,
-                                       int widx)
+static Helios__ClientInfo *client_info(const struct collect_job *j,
+                                       const struct conn_client_row *cr)
 {
 	Helios__ClientInfo *ci = malloc(sizeof(*ci));
 	if (!ci)
 		return NULL;
 	helios__client_info__init(ci);
-	ci->id = cl->id;
-	ci->user = dupstr(cl->user);
-	ci->database = dupstr(cl->database);
-	ci->state = dupstr(client_state(cl));
-	split_peer(cl->peer, &ci->addr, &ci->port);
+	ci->id = cr->id;
+	ci->user = dupstr(cr->user);
+	ci->database = dupstr(cr->database);
+	ci->state = dupstr(cr->state);
+	split_peer(cr->peer, &ci->addr, &ci->port);
 	ci->local_addr = dupstr("");
-	struct timespec t = {.tv_sec = cl->connect_s};
+	struct timespec t = {.tv_sec = cr->connect_s};
 	ci->connect_time = to_unix(j, &t);
-	t.tv_sec = cl->request_s;
+	t.tv_sec = cr->request_s;
 	ci->request_time = to_unix(j, &t);
-	if (cl->in_wait_list || cl->held)
-		ci->wait_secs = conn_elapsed(&cl->wait_start, &j->now_mono);
-	ci->server_pid = cl->server ? cl->server->backend_pid : 0;
-	ci->tls = cl->is_tls;
-	const char *app = "";
-	for (int i = 0; i < cl->n_params; i++)
-		if (!strcmp(cl->params[i].name, "application_name"))
-			app = cl->params[i].value;
-	ci->application_name = dupstr(app);
-	ci->pinned = dupstr("");
-	for (int r = 0; r < PIN_COUNT; r++)
-		if (cl->pins & (1u << r)) {
-			free(ci->pinned);
-			ci->pinned = dupstr(pin_reason_str(r));
-			break;
-		}
-	ci->worker = (uint32_t)widx;
-	struct splice_info si;
+	ci->wait_secs = cr->wait_secs;
+	ci->server_pid = cr->server_pid;
+	ci->tls = cr->tls;
+	ci->application_name = dupstr(cr->app_name);
+	ci->pinned = dupstr(cr->pinned);
+	ci->worker = (uint32_t)cr->worker;
 	char tx[2] = "";
-	if (cl->kf && splice_read(cl, &si)) {
+	if (cr->spliced) {
 		ci->spliced = true;
-		ci->spliced_queries = si.ready;
-		tx[0] = si.status;
+		ci->spliced_queries = cr->spliced_queries;
+		tx[0] = cr->spliced_tx;
 	}
 	ci->spliced_tx = dupstr(tx);
 	return ci;
 }
 
-static Helios__ServerInfo *server_info(const struct collect_job *j, const struct server *sv,
-                                       const char *state, int widx)
+static Helios__ServerInfo *server_info(const struct collect_job *j,
+                                       const struct conn_server_row *sr)
 {
 	Helios__ServerInfo *si = malloc(sizeof(*si));
 	if (!si)
 		return NULL;
 	helios__server_info__init(si);
-	si->pid = sv->backend_pid;
-	si->user = dupstr(sv->user);
-	si->database = dupstr(sv->database);
+	si->pid = sr->pid;
+	si->user = dupstr(sr->user);
+	si->database = dupstr(sr->database);
 	si->node = NULL; /* named by the caller, which has the config */
-	si->state = dupstr(state);
-	si->addr = dupstr(sv->node_host);
-	si->port = (uint32_t)sv->node_port;
+	si->state = dupstr(sr->state);
+	si->addr = dupstr(sr->host);
+	si->port = (uint32_t)sr->port;
 	si->local_addr = dupstr("");
-	si->connect_time = to_unix(j, &sv->created);
-	si->request_time = to_unix(j, &sv->last_used);
-	si->client_id = sv->client ? sv->client->id : 0;
-	si->tls = sv->ep.tls != NULL;
-	si->worker = (uint32_t)widx;
+	si->connect_time = to_unix(j, &sr->created);
+	si->request_time = to_unix(j, &sr->last_used);
+	si->client_id = sr->client_id;
+	si->tls = sr->tls;
+	si->worker = sr->worker < 0 ? 0 : (uint32_t)sr->worker; /* idle: in no worker */
 	return si;
 }
 
-#define PUSH(arr, n, cap, item)                                                                    \
-	do {                                                                                       \
-		if ((n) == (cap)) {                                                                \
-			size_t nc = (cap) ? (cap)*2 : 64;                                          \
-			void *np = realloc((arr), nc * sizeof(*(arr)));                            \
-			if (!np)                                                                   \
-				break;                                                             \
-			(arr) = np;                                                                \
-			(cap) = nc;                                                                \
-		}                                                                                  \
-		(arr)[(n)++] = (item);                                                             \
-	} while (0)
-
-/* Runs on worker w (from its mailbox): adds its clients and servers. */
+/* Runs on worker w (from its mailbox): conn/ adds w's clients and servers. */
 void stats_collect_run(struct worker *w, struct collect_job *j)
 {
 	pthread_mutex_lock(&j->mu);
 	if (!j->taken) {
-		for (struct client *cl = w->clients; cl; cl = cl->all_next) {
-			if (cl->pool && (cl->state == CL_ACTIVE || cl->state == CL_WAIT_SERVER)) {
-				struct pool_clients *pc = pc_get(j, cl->pool);
-				if (pc) {
-					const char *st = client_state(cl);
-					if (!strcmp(st, "waiting") || !strcmp(st, "paused")) {
-						pc->waiting++;
-						double waited =
-						    conn_elapsed(&cl->wait_start, &j->now_mono);
-						if (waited > pc->maxwait)
-							pc->maxwait = waited;
-					} else {
-						pc->active++;
-					}
-				}
-			}
-			if (!j->detail)
-				continue;
-			Helios__ClientInfo *ci = client_info(j, cl, w->idx);
-			if (ci)
-				PUSH(j->cls, j->n_cls, j->cap_cls, ci);
-			if (cl->server && cl->server->client == cl) {
-				Helios__ServerInfo *si =
-				    server_info(j, cl->server, "active", w->idx);
-				if (si)
-					PUSH(j->svs, j->n_svs, j->cap_svs, si);
-			}
-		}
+		conn_snapshot_worker(w, j->detail, &j->now_mono, &j->snap);
 		analytics_collect(w, j->qs, j->qs_limit);
-		for (struct server *sv = w->logins; sv; sv = sv->login_next) {
-			if (sv->pool) {
-				struct pool_clients *pc = pc_get(j, sv->pool);
-				if (pc)
-					pc->login++;
-			}
-			if (j->detail) {
-				Helios__ServerInfo *si = server_info(j, sv, "login", w->idx);
-				if (si)
-					PUSH(j->svs, j->n_svs, j->cap_svs, si);
-			}
-		}
 	}
 	j->remaining--;
 	if (j->remaining == 0)
 		pthread_cond_signal(&j->cv);
 	pthread_mutex_unlock(&j->mu);
 	job_unref(j);
-}
-
-/* Idle servers sit in the pools, detached from any worker. */
-static void add_idle(struct pool_item *it, void *ud)
-{
-	struct collect_job *j = ud;
-	struct server *sv = sv_of_pool_item(it);
-	Helios__ServerInfo *si = server_info(j, sv, "idle", -1);
-	if (si) {
-		si->worker = 0;
-		PUSH(j->svs, j->n_svs, j->cap_svs, si);
-	}
 }
 
 /* ------------------------------------------------------------ reports */
@@ -427,7 +203,7 @@ static void sum_ctr(struct pool *p, struct pool_ctr *out)
 	}
 }
 
-static Helios__PoolStats *pool_stats_msg(struct pool *p, const struct pool_clients *pc,
+static Helios__PoolStats *pool_stats_msg(struct pool *p, const struct conn_pool_row *pc,
                                          const struct cfg *c)
 {
 	Helios__PoolStats *ps = malloc(sizeof(*ps));
@@ -467,6 +243,21 @@ static Helios__PoolStats *pool_stats_msg(struct pool *p, const struct pool_clien
 	return ps;
 }
 
+/* The server connections of tenant id's pools (per-tenant pool statistics
+ * live here, not in policy/: the tenant module knows no pool). */
+static uint32_t tenant_servers(const char *id)
+{
+	uint32_t n = 0;
+	for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
+		if (strcmp(pool_tenant(p), id))
+			continue;
+		struct pool_stats st;
+		pool_get_stats(p, &st);
+		n += (uint32_t)st.total;
+	}
+	return n;
+}
+
 /* Posts the job to every worker and waits (bounded) for their parts. */
 static struct collect_job *collect(bool detail, size_t queries)
 {
@@ -480,7 +271,7 @@ static struct collect_job *collect(bool detail, size_t queries)
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
 	j->detail = detail;
-	conn_now(&j->now_mono);
+	clock_gettime(CLOCK_MONOTONIC, &j->now_mono); /* conn_now()'s clock */
 	j->now_real = cpwire_now();
 	int n = workers_started();
 	j->refs = n + 1;
@@ -524,19 +315,21 @@ Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
 	r->generation = sn ? sn->generation : 0;
 	r->uptime_secs = (double)(cpwire_mono_ms() - start_mono_ms) / 1000.0;
 	r->collected_at = cpwire_now();
-	r->clients = (uint32_t)__atomic_load_n(&g_client_count, __ATOMIC_RELAXED);
+	struct conn_totals tot;
+	conn_totals(&tot);
+	r->clients = tot.clients;
 	r->clients_max = c ? (uint32_t)c->max_client_conn : 0;
 	r->cp_connected = ls.connected;
 	r->cp_reconnects = ls.reconnects;
 	int nw = workers_started();
 	r->io_backend = dupstr(nw ? io_backend_str(g_workers[0].backend) : "");
 	r->workers = (uint32_t)nw;
-	r->logins_total = __atomic_load_n(&g_logins_total, __ATOMIC_RELAXED);
-	r->splice_active = (uint32_t)__atomic_load_n(&g_splice_active, __ATOMIC_RELAXED);
-	r->splice_total = __atomic_load_n(&g_splice_total, __ATOMIC_RELAXED);
-	r->splice_fallbacks = __atomic_load_n(&g_splice_fallbacks, __ATOMIC_RELAXED);
-	r->splice_reused = __atomic_load_n(&g_splice_reused, __ATOMIC_RELAXED);
-	r->login_failures = __atomic_load_n(&g_login_failures, __ATOMIC_RELAXED);
+	r->logins_total = tot.logins;
+	r->splice_active = tot.splice_active;
+	r->splice_total = tot.splice_total;
+	r->splice_fallbacks = tot.splice_fallbacks;
+	r->splice_reused = tot.splice_reused;
+	r->login_failures = tot.login_failures;
 
 	size_t queries = 0;
 	if (c && c->analytics.enabled)
@@ -548,11 +341,7 @@ Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
 	r->pools = calloc(np ? np : 1, sizeof(*r->pools));
 	size_t i = 0;
 	for (struct pool *p = pool_first(); p && r->pools && i < np; p = pool_next_of(p)) {
-		const struct pool_clients *pc = NULL;
-		if (j)
-			for (size_t k = 0; k < j->n_pc; k++)
-				if (j->pc[k].pool == p)
-					pc = &j->pc[k];
+		const struct conn_pool_row *pc = j ? conn_snapshot_pool(&j->snap, p) : NULL;
 		Helios__PoolStats *ps = pool_stats_msg(p, pc, c);
 		if (!ps)
 			continue;
@@ -563,16 +352,26 @@ Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
 		r->bytes_out += ps->bytes_sent;
 		if (detail && j) {
 			pthread_mutex_lock(&j->mu);
-			pool_foreach_idle(p, add_idle, j);
+			conn_snapshot_idle(p, &j->snap);
 			pthread_mutex_unlock(&j->mu);
 		}
 	}
 	r->n_pools = i;
 	if (j && detail) {
 		pthread_mutex_lock(&j->mu);
-		/* node names for the servers */
-		for (size_t k = 0; k < j->n_svs; k++) {
-			Helios__ServerInfo *si = j->svs[k];
+		const struct conn_snapshot *cs = &j->snap;
+		r->client_list = calloc(cs->n_clients ? cs->n_clients : 1, sizeof(*r->client_list));
+		for (size_t k = 0; r->client_list && k < cs->n_clients; k++) {
+			Helios__ClientInfo *ci = client_info(j, &cs->clients[k]);
+			if (ci)
+				r->client_list[r->n_client_list++] = ci;
+		}
+		r->server_list = calloc(cs->n_servers ? cs->n_servers : 1, sizeof(*r->server_list));
+		for (size_t k = 0; r->server_list && k < cs->n_servers; k++) {
+			Helios__ServerInfo *si = server_info(j, &cs->servers[k]);
+			if (!si)
+				continue;
+			/* node names for the servers */
 			const char *name = "?";
 			if (c)
 				for (size_t q = 0; q < c->n_nodes; q++)
@@ -580,14 +379,8 @@ Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
 					    (uint32_t)c->nodes[q].port == si->port)
 						name = c->nodes[q].name;
 			si->node = dupstr(name);
+			r->server_list[r->n_server_list++] = si;
 		}
-		r->client_list = j->cls;
-		r->n_client_list = j->n_cls;
-		r->server_list = j->svs;
-		r->n_server_list = j->n_svs;
-		j->cls = NULL;
-		j->svs = NULL;
-		j->n_cls = j->n_svs = 0;
 		pthread_mutex_unlock(&j->mu);
 	}
 	if (j && j->qs) {
@@ -603,16 +396,18 @@ Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
 	analytics_slow_counts(&r->slow_logged, &r->slow_dropped);
 	r->cache = cache_stats_msg();
 	r->tenants = tenant_stats(&r->n_tenants);
+	for (size_t k = 0; r->tenants && k < r->n_tenants; k++)
+		r->tenants[k]->servers = tenant_servers(r->tenants[k]->id);
 	r->rate_buckets = rate_bucket_stats(&r->n_rate_buckets);
 
-	r->pins = calloc(PIN_COUNT, sizeof(*r->pins));
-	for (int k = 0; r->pins && k < PIN_COUNT; k++) {
+	r->pins = calloc((size_t)tot.n_pins + 1, sizeof(*r->pins));
+	for (int k = 0; r->pins && k < tot.n_pins; k++) {
 		Helios__PinCount *pcn = malloc(sizeof(*pcn));
 		if (!pcn)
 			break;
 		helios__pin_count__init(pcn);
-		pcn->reason = dupstr(pin_reason_str(k));
-		pcn->total = __atomic_load_n(&g_pin_count[k], __ATOMIC_RELAXED);
+		pcn->reason = dupstr(tot.pins[k].reason);
+		pcn->total = tot.pins[k].total;
 		r->pins[r->n_pins++] = pcn;
 	}
 	r->paused = ctl_paused_list(&r->n_paused);

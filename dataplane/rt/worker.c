@@ -17,7 +17,7 @@
 #include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/cache.h"
 #include "dataplane/policy/breaker.h"
-#include "dataplane/report/stats.h"
+#include "dataplane/policy/control.h"
 
 #include <errno.h>
 #include <netdb.h>
