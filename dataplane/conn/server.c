@@ -6,6 +6,7 @@
  */
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/server_internal.h"
 #include "dataplane/conn/splice.h"
 
@@ -41,6 +42,49 @@ const char *sv_state_str(enum sv_state s)
 {
 	return (unsigned)s < sizeof(sv_state_names) / sizeof(sv_state_names[0]) ? sv_state_names[s]
 	                                                                        : "?";
+}
+
+static bool logging_in(enum sv_state s)
+{
+	return s == SV_CONNECTING || s == SV_TLS_REQUEST || s == SV_TLS || s == SV_LOGIN;
+}
+
+static bool on_login_list(const struct server *sv)
+{
+	return sv->w && (sv->login_prev || cw_of(sv->w)->logins == sv);
+}
+
+bool sv_set_state(struct server *sv, enum sv_state to)
+{
+	enum sv_state from = sv->state;
+	/* a closing server never comes back; a logged-in one never logs in
+	 * again; SV_CONNECTING is only where a new one starts */
+	if ((from == SV_CLOSING && to != SV_CLOSING) || (logging_in(to) && !logging_in(from)) ||
+	    (to == SV_CONNECTING && on_login_list(sv))) {
+		log_error("server %llu: illegal state change %s -> %s", (unsigned long long)sv->id,
+		          sv_state_str(from), sv_state_str(to));
+		return false;
+	}
+	bool was = on_login_list(sv), want = logging_in(to) && sv->w;
+	if (was && !want) {
+		struct conn_worker *cw = cw_of(sv->w);
+		if (sv->login_prev)
+			sv->login_prev->login_next = sv->login_next;
+		else
+			cw->logins = sv->login_next;
+		if (sv->login_next)
+			sv->login_next->login_prev = sv->login_prev;
+		sv->login_next = sv->login_prev = NULL;
+	} else if (!was && want) {
+		struct conn_worker *cw = cw_of(sv->w);
+		sv->login_prev = NULL;
+		sv->login_next = cw->logins;
+		if (cw->logins)
+			cw->logins->login_prev = sv;
+		cw->logins = sv;
+	}
+	sv->state = to;
+	return true;
 }
 
 static uint64_t id_counter;
@@ -209,8 +253,7 @@ static int start_connect(struct worker *w, struct server *sv)
 	io_sock_init(&sv->ep.sock, fd, &sv_ops, sv);
 	sv->w = w;
 	io_sock_attach(w->loop, &sv->ep.sock);
-	sv->state = SV_CONNECTING;
-	worker_login_add(w, sv);
+	sv_set_state(sv, SV_CONNECTING);
 	io_connect(&sv->ep.sock, (struct sockaddr *)&sa, salen);
 	return 0;
 }
@@ -428,12 +471,10 @@ void sv_close(struct server *sv)
 		return;
 	if (sv->client && sv->client->server == sv)
 		splice_end(sv->client);
-	sv->state = SV_CLOSING;
+	sv_set_state(sv, SV_CLOSING);
 	cancel_hold_drop(sv);
 	if (sv->is_listener)
 		listen_listener_gone(sv);
-	if (sv->w)
-		worker_login_remove(sv->w, sv);
 	struct client *aq = sv->authq_client;
 	sv->authq_client = NULL;
 	if (aq && aq->authq == sv) {
@@ -487,7 +528,7 @@ void sv_fail(struct server *sv, const uint8_t *body, uint32_t len, const char *s
 static void send_startup(struct server *sv)
 {
 	ep_send_bytes(&sv->ep, sv->startup_pkt, sv->startup_len);
-	sv->state = SV_LOGIN;
+	sv_set_state(sv, SV_LOGIN);
 }
 
 static void sv_on_connect(struct io_sock *s, int err)
@@ -514,7 +555,7 @@ static void sv_on_connect(struct io_sock *s, int err)
 		pgw_out_init(&o, buf, sizeof(buf));
 		pgw_ssl_request(&o);
 		ep_send_bytes(&sv->ep, buf, o.len);
-		sv->state = SV_TLS_REQUEST;
+		sv_set_state(sv, SV_TLS_REQUEST);
 		return;
 	}
 	send_startup(sv);
@@ -767,7 +808,7 @@ static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
 				return;
 			}
 			io_chunk_release(sv->w->loop, c);
-			sv->state = SV_TLS;
+			sv_set_state(sv, SV_TLS);
 			tls_handshake(sv->ep.tls);
 			/* push the ClientHello out */
 			ep_send_bytes(&sv->ep, "", 0);
@@ -883,7 +924,7 @@ static void park(struct server *sv)
 		return;
 	}
 	sv_node_ok(sv); /* parked after a ReadyForQuery: the node works */
-	sv->state = SV_IDLE;
+	sv_set_state(sv, SV_IDLE);
 	sv->parking = true;
 	sv->last_used = now;
 	io_recv_stop(&sv->ep.sock);
@@ -953,7 +994,7 @@ static void start_reset(struct server *sv, const char *sql)
 		sv_close(sv);
 		return;
 	}
-	sv->state = SV_RESETTING;
+	sv_set_state(sv, SV_RESETTING);
 	ep_send_bytes(&sv->ep, buf, o.len);
 	/* clean again once the reset's ReadyForQuery arrives with nothing
 	 * else outstanding */

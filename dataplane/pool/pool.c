@@ -271,7 +271,7 @@ bool pool_release(struct pool *p, struct server *sv)
 	if (cl && local)
 		cl_handoff_arrived(cl); /* same thread: no mailbox, no wake-up */
 	else if (cl)
-		worker_post(cl->w, cl);
+		cl_post_handoff(cl);
 	return true;
 }
 
@@ -290,7 +290,7 @@ void pool_drop(struct pool *p, int max_size)
 	}
 	pthread_mutex_unlock(&p->mu);
 	if (cl)
-		worker_post(cl->w, cl);
+		cl_post_handoff(cl);
 }
 
 bool pool_cancel_wait(struct pool *p, struct client *cl)

@@ -7,6 +7,7 @@
 
 #include "dataplane/policy/breaker.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/rt/worker.h"
@@ -51,10 +52,7 @@ static bool same_list(char *const *a, size_t na, char *const *b, size_t nb)
 
 static void wake_workers(void)
 {
-	for (int i = 0, n = workers_started(); i < n; i++) {
-		__atomic_store_n(&g_workers[i].hold_check, true, __ATOMIC_RELEASE);
-		io_loop_wakeup(g_workers[i].loop);
-	}
+	conn_hold_changed();
 }
 
 /* Replaces one of the lists (and its hot-path flag); wakes the workers
@@ -268,33 +266,4 @@ void ctl_link_update(const struct cp_link_state *in)
 	pthread_mutex_lock(&mu);
 	link_state = *in;
 	pthread_mutex_unlock(&mu);
-}
-
-/* ------------------------------------------------------------ held clients */
-
-void worker_hold(struct worker *w, struct client *cl)
-{
-	if (cl->held)
-		return;
-	cl->wlist_next = w->held;
-	cl->wlist_prev = NULL;
-	if (w->held)
-		w->held->wlist_prev = cl;
-	w->held = cl;
-	cl->held = true;
-	conn_now(&cl->wait_start);
-}
-
-void worker_unhold(struct worker *w, struct client *cl)
-{
-	if (!cl->held)
-		return;
-	if (cl->wlist_prev)
-		cl->wlist_prev->wlist_next = cl->wlist_next;
-	else
-		w->held = cl->wlist_next;
-	if (cl->wlist_next)
-		cl->wlist_next->wlist_prev = cl->wlist_prev;
-	cl->wlist_next = cl->wlist_prev = NULL;
-	cl->held = false;
 }

@@ -9,6 +9,7 @@
 #include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/cache.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/pipeline/engine/qstats.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/policy/snap.h"
@@ -229,9 +230,9 @@ static const char *client_state(const struct client *cl)
 	case CL_AUTH:
 		return "login";
 	case CL_WAIT_SERVER:
-		return cl->held ? "paused" : "waiting";
+		return cl_held(cl) ? "paused" : "waiting";
 	case CL_ACTIVE:
-		if (cl->held)
+		if (cl_held(cl))
 			return "paused";
 		if (cl->wait == CLW_QUEUED || cl->wait == CLW_HANDED || cl->connecting)
 			return "waiting";
@@ -258,7 +259,7 @@ static Helios__ClientInfo *client_info(const struct collect_job *j, const struct
 	ci->connect_time = to_unix(j, &t);
 	t.tv_sec = cl->request_s;
 	ci->request_time = to_unix(j, &t);
-	if (cl->in_wait_list || cl->held)
+	if (cl->queue == CLQ_WAITING || cl_held(cl))
 		ci->wait_secs = conn_elapsed(&cl->wait_start, &j->now_mono);
 	ci->server_pid = cl->server ? cl->server->backend_pid : 0;
 	ci->tls = cl->is_tls;
@@ -323,11 +324,11 @@ static Helios__ServerInfo *server_info(const struct collect_job *j, const struct
 	} while (0)
 
 /* Runs on worker w (from its mailbox): adds its clients and servers. */
-void stats_collect_run(struct worker *w, struct collect_job *j)
+static void stats_collect_run(struct worker *w, struct collect_job *j)
 {
 	pthread_mutex_lock(&j->mu);
 	if (!j->taken) {
-		for (struct client *cl = w->clients; cl; cl = cl->all_next) {
+		for (struct client *cl = cw_of(w)->clients; cl; cl = cl->all_next) {
 			if (cl->pool && (cl->state == CL_ACTIVE || cl->state == CL_WAIT_SERVER)) {
 				struct pool_clients *pc = pc_get(j, cl->pool);
 				if (pc) {
@@ -356,7 +357,7 @@ void stats_collect_run(struct worker *w, struct collect_job *j)
 			}
 		}
 		analytics_collect(w, j->qs, j->qs_limit);
-		for (struct server *sv = w->logins; sv; sv = sv->login_next) {
+		for (struct server *sv = cw_of(w)->logins; sv; sv = sv->login_next) {
 			if (sv->pool) {
 				struct pool_clients *pc = pc_get(j, sv->pool);
 				if (pc)
@@ -466,6 +467,33 @@ static Helios__PoolStats *pool_stats_msg(struct pool *p, const struct pool_clien
 	return ps;
 }
 
+/* The job's message to one worker (a job goes to every worker). */
+struct collect_msg {
+	struct worker_msg m;
+	struct collect_job *job;
+};
+
+static void collect_msg_run(struct worker *w, struct worker_msg *m)
+{
+	struct collect_msg *c = (struct collect_msg *)m;
+	stats_collect_run(w, c->job);
+	free(c);
+}
+
+static int post_collect(struct worker *w, struct collect_job *j)
+{
+	struct collect_msg *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -1;
+	c->m.fn = collect_msg_run;
+	c->job = j;
+	if (worker_post(w, &c->m) < 0) {
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
 /* Posts the job to every worker and waits (bounded) for their parts. */
 static struct collect_job *collect(bool detail, size_t queries)
 {
@@ -485,7 +513,7 @@ static struct collect_job *collect(bool detail, size_t queries)
 	j->refs = n + 1;
 	j->remaining = n;
 	for (int i = 0; i < n; i++) {
-		if (worker_post_collect(&g_workers[i], j) < 0) {
+		if (post_collect(&g_workers[i], j) < 0) {
 			pthread_mutex_lock(&j->mu);
 			j->remaining--;
 			j->refs--;

@@ -109,8 +109,4 @@ struct cp_link_state {
 void ctl_link_state(struct cp_link_state *out);
 void ctl_link_update(const struct cp_link_state *in);
 
-/* Worker side: clients held by a pause. */
-void worker_hold(struct worker *w, struct client *cl);
-void worker_unhold(struct worker *w, struct client *cl);
-
 #endif
