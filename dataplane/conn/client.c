@@ -265,6 +265,7 @@ static void cl_free(struct client *cl)
 		free(cl->listen_chans[i]);
 	free(cl->listen_chans);
 	cl_login_end(cl);
+	cl_set_queue(cl, CLQ_NONE);
 	cw_client_remove(cl->w, cl);
 	ep_fini(&cl->ep, cl->w->loop);
 	if (cl->scram) {

@@ -190,6 +190,15 @@ enum sv_state {
 
 #define SV_MAX_PARAMS 32
 
+/* The worker list a server's state puts it on (sv_set_state): servers
+ * idle in a pool are on its idle list instead, closing ones on none. */
+enum sv_list {
+	SVL_NONE,
+	SVL_LOGIN,  /* SV_CONNECTING .. SV_LOGIN (server_connect_timeout_secs) */
+	SVL_ACTIVE, /* attached and in use: SV_ACTIVE, SV_RESETTING, SV_AUTH_QUERY, SV_LISTENER */
+	SVL_COUNT,
+};
+
 struct server {
 	struct endpoint ep;
 	struct worker *w;  /* the loop it is attached to, NULL while idle in the pool */
@@ -225,10 +234,11 @@ struct server {
 	struct scram_client *scram;
 	char *startup_pkt;
 	uint32_t startup_len;
-	struct server *pool_next;               /* idle list, guarded by the pool lock */
-	struct server *login_next, *login_prev; /* worker's login list (sv_set_state) */
-	bool parking;                           /* receive being stopped before going idle */
-	bool counted;                           /* holds a slot in its pool */
+	struct server *pool_next;         /* idle list, guarded by the pool lock */
+	enum sv_list wlist;               /* the worker list it is on (sv_set_state) */
+	struct server *wl_next, *wl_prev; /* on that list */
+	bool parking;                     /* receive being stopped before going idle */
+	bool counted;                     /* holds a slot in its pool */
 	/* released with a cancel in flight: waits for it (conn/cancel.c) */
 	bool cancel_held;
 	/* transaction pooling */

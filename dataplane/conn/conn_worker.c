@@ -349,8 +349,8 @@ static void turn(struct worker *w, void *arg)
 	struct snap *sn = snap_current();
 	int connect_timeout = sn ? sn->cfg->pool.server_connect_timeout_secs : 5;
 	snap_unref(sn);
-	for (struct server *sv = cw->logins, *next; sv; sv = next) {
-		next = sv->login_next;
+	for (struct server *sv = cw->sv[SVL_LOGIN], *next; sv; sv = next) {
+		next = sv->wl_next;
 		if (conn_elapsed(&sv->created, &now) > connect_timeout)
 			sv_login_timeout(sv, connect_timeout);
 	}
@@ -489,7 +489,7 @@ void conn_worker_stop(struct worker *w)
 bool conn_worker_done(struct worker *w)
 {
 	struct conn_worker *cw = cw_of(w);
-	if (cw->n_clients == 0 && !cw->logins)
+	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN])
 		return true;
 	struct timespec now;
 	conn_now(&now);

@@ -6,8 +6,8 @@
  *
  * A client's waiting state is the list it is on, moved by cl_set_queue()
  * only; a server's state moves by sv_set_state() only, which keeps it on
- * the worker's list of that state (servers idle in a pool are on their
- * pool's list, detached from any worker).
+ * the worker's list of that state (enum sv_list; servers idle in a pool are
+ * on their pool's list, detached from any worker).
  *
  * May call: conn/, pipeline/, pool/, policy/, rt/, io/, auth/.
  */
@@ -38,10 +38,10 @@ struct conn_worker {
 	struct slab client_slab;
 	struct client *clients; /* every client of this worker (not a state) */
 	int n_clients;
-	struct cl_list q[CLQ_COUNT]; /* by cl->queue; q[CLQ_NONE] is not kept */
-	struct server *logins;  /* servers connecting or logging in (SV_CONNECTING..SV_LOGIN) */
-	struct client *spliced; /* sessions spliced in the kernel (conn/splice.c) */
-	int authq_running;      /* its clients' auth_query lookups in flight */
+	struct cl_list q[CLQ_COUNT];  /* by cl->queue; q[CLQ_NONE] is not kept */
+	struct server *sv[SVL_COUNT]; /* its servers by sv->wlist; sv[SVL_NONE] is not kept */
+	struct client *spliced;       /* sessions spliced in the kernel (conn/splice.c) */
+	int authq_running;            /* its clients' auth_query lookups in flight */
 
 	/* coalescing mailbox signals from other threads */
 	struct worker_msg hold_msg;   /* pause/drain changed: look at the held clients */

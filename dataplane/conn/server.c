@@ -49,39 +49,57 @@ static bool logging_in(enum sv_state s)
 	return s == SV_CONNECTING || s == SV_TLS_REQUEST || s == SV_TLS || s == SV_LOGIN;
 }
 
-static bool on_login_list(const struct server *sv)
+static enum sv_list list_of(enum sv_state s)
 {
-	return sv->w && (sv->login_prev || cw_of(sv->w)->logins == sv);
+	switch (s) {
+	case SV_CONNECTING:
+	case SV_TLS_REQUEST:
+	case SV_TLS:
+	case SV_LOGIN:
+		return SVL_LOGIN;
+	case SV_ACTIVE:
+	case SV_RESETTING:
+	case SV_AUTH_QUERY:
+	case SV_LISTENER:
+		return SVL_ACTIVE;
+	default:
+		return SVL_NONE; /* idle: its pool's list; closing */
+	}
 }
 
 bool sv_set_state(struct server *sv, enum sv_state to)
 {
 	enum sv_state from = sv->state;
-	/* a closing server never comes back; a logged-in one never logs in
+	/* a closing server never comes back; one that logged in never logs in
 	 * again; SV_CONNECTING is only where a new one starts */
 	if ((from == SV_CLOSING && to != SV_CLOSING) || (logging_in(to) && !logging_in(from)) ||
-	    (to == SV_CONNECTING && on_login_list(sv))) {
+	    (to == SV_CONNECTING && sv->wlist != SVL_NONE)) {
 		log_error("server %llu: illegal state change %s -> %s", (unsigned long long)sv->id,
 		          sv_state_str(from), sv_state_str(to));
 		return false;
 	}
-	bool was = on_login_list(sv), want = logging_in(to) && sv->w;
-	if (was && !want) {
-		struct conn_worker *cw = cw_of(sv->w);
-		if (sv->login_prev)
-			sv->login_prev->login_next = sv->login_next;
-		else
-			cw->logins = sv->login_next;
-		if (sv->login_next)
-			sv->login_next->login_prev = sv->login_prev;
-		sv->login_next = sv->login_prev = NULL;
-	} else if (!was && want) {
-		struct conn_worker *cw = cw_of(sv->w);
-		sv->login_prev = NULL;
-		sv->login_next = cw->logins;
-		if (cw->logins)
-			cw->logins->login_prev = sv;
-		cw->logins = sv;
+	enum sv_list l = sv->w ? list_of(to) : SVL_NONE;
+	if (l != sv->wlist) {
+		if (sv->wlist != SVL_NONE) {
+			/* the worker it is listed on: sv->w changes only while idle */
+			struct server **head = &cw_of(sv->w)->sv[sv->wlist];
+			if (sv->wl_prev)
+				sv->wl_prev->wl_next = sv->wl_next;
+			else
+				*head = sv->wl_next;
+			if (sv->wl_next)
+				sv->wl_next->wl_prev = sv->wl_prev;
+			sv->wl_next = sv->wl_prev = NULL;
+		}
+		if (l != SVL_NONE) {
+			struct server **head = &cw_of(sv->w)->sv[l];
+			sv->wl_prev = NULL;
+			sv->wl_next = *head;
+			if (*head)
+				(*head)->wl_prev = sv;
+			*head = sv;
+		}
+		sv->wlist = l;
 	}
 	sv->state = to;
 	return true;

@@ -357,7 +357,7 @@ static void stats_collect_run(struct worker *w, struct collect_job *j)
 			}
 		}
 		analytics_collect(w, j->qs, j->qs_limit);
-		for (struct server *sv = cw_of(w)->logins; sv; sv = sv->login_next) {
+		for (struct server *sv = cw_of(w)->sv[SVL_LOGIN]; sv; sv = sv->wl_next) {
 			if (sv->pool) {
 				struct pool_clients *pc = pc_get(j, sv->pool);
 				if (pc)
