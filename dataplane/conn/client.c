@@ -81,6 +81,10 @@ bool cl_set_state(struct client *cl, enum cl_state to)
 		return false;
 	}
 	cl->state = to;
+	if (to == CL_CLOSING)
+		cl_set_queue(cl, CLQ_CLOSING);
+	else if (to == CL_CLOSED)
+		cl_set_queue(cl, CLQ_NONE);
 	return true;
 }
 

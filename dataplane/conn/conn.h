@@ -72,6 +72,7 @@ enum cl_queue {
 	CLQ_WAITING, /* waiting in a pool for a server (query_wait_timeout_secs) */
 	CLQ_PAUSED,  /* held by a PAUSE or a drained node */
 	CLQ_PRIMARY, /* held: no primary (failover), since wait_start (failover_timeout_secs) */
+	CLQ_CLOSING, /* CL_CLOSING: flushing its last message (closed after a linger) */
 	CLQ_COUNT,
 };
 

@@ -354,10 +354,9 @@ static void turn(struct worker *w, void *arg)
 		if (conn_elapsed(&sv->created, &now) > connect_timeout)
 			sv_login_timeout(sv, connect_timeout);
 	}
-	for (struct client *cl = cw->clients, *next; cl; cl = next) {
-		next = cl->all_next;
-		if (cl->state == CL_CLOSING &&
-		    conn_elapsed(&cl->close_start, &now) > CLOSE_LINGER_SECS)
+	for (struct client *cl = cw->q[CLQ_CLOSING].head, *next; cl; cl = next) {
+		next = cl->q_next;
+		if (conn_elapsed(&cl->close_start, &now) > CLOSE_LINGER_SECS)
 			io_sock_close(&cl->ep.sock);
 	}
 	listen_worker_tick(w);
