@@ -39,10 +39,11 @@ struct aw_job {
 };
 
 /*
- * Queues j (filled: w, done.fn, owner, user, password, salt, iterations). The pool's
- * threads start on first use. Returns 0 (j now belongs to the pool until it
- * reaches w's mailbox; freed there if w has exited), -EAGAIN when AW_QUEUE_MAX jobs wait, -ENOMEM
- * when no thread could be started.
+ * Queues j (filled: w, done.fn, owner, user, password, salt, iterations).
+ * The pool's threads start on first use. Returns 0 (j now belongs to the
+ * pool until it reaches w's mailbox; freed instead if w has exited),
+ * -EAGAIN when AW_QUEUE_MAX jobs wait, -ENOMEM when no thread could be
+ * started.
  */
 __attribute__((warn_unused_result)) int aw_submit(struct aw_job *j);
 

@@ -455,7 +455,8 @@ static void acquire(struct client *cl)
 	const struct cfg *c = cl->snap->cfg;
 	/* off the held lists; back on one below if it must wait again */
 	enum cl_queue was = cl->queue;
-	cl_set_queue(cl, CLQ_NONE);
+	if (cl_held(cl))
+		cl_set_queue(cl, CLQ_NONE);
 	if (cl->replication) {
 		/* replication connections are never pooled */
 		int node = route_primary(cl->w, c);

@@ -67,7 +67,7 @@ enum cl_wait { CLW_NONE, CLW_QUEUED, CLW_HANDED };
 /* Which of its worker's lists a client waits on (conn_worker.h): its
  * waiting state, changed by cl_set_queue() only. */
 enum cl_queue {
-	CLQ_NONE,    /* on none: relaying, idle between transactions, or closing */
+	CLQ_NONE,    /* on none: relaying, idle between transactions, or closed */
 	CLQ_LOGIN,   /* logging in (client_login_timeout_secs, max_login_clients) */
 	CLQ_WAITING, /* waiting in a pool for a server (query_wait_timeout_secs) */
 	CLQ_PAUSED,  /* held by a PAUSE or a drained node */
@@ -409,9 +409,9 @@ void sv_release(struct server *sv);
 void sv_close(struct server *sv);
 void sv_attach(struct server *sv, struct worker *w);
 const char *sv_state_str(enum sv_state s);
-/* Moves sv to state to, and to the worker list of that state (its login
- * list from SV_CONNECTING to SV_LOGIN); false (and a log line) for an
- * illegal move. The one place sv->state changes. */
+/* Moves sv to state to, and to the worker list of that state (enum
+ * sv_list); false (and a log line) for an illegal move. The one place
+ * sv->state changes. */
 bool sv_set_state(struct server *sv, enum sv_state to);
 void sv_resume_source(struct server *sv);
 void sv_client_data(struct server *sv, struct io_chunk *c);
