@@ -10,7 +10,13 @@
 #include "common/proc.h"
 #include "common/rundir.h"
 #include "controlplane/cp.h"
+#include "dataplane/auth/authwork.h"
+#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/kfast.h"
+#include "dataplane/pipeline/route.h"
+#include "dataplane/policy/breaker.h"
+#include "dataplane/pool/pool.h"
 #include "dataplane/report/admin.h"
 #include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/cache.h"
@@ -91,6 +97,134 @@ static void reload(struct cp *cp, const char *url)
 
 #define INPROC_URL "inproc://heliosproxy-control"
 
+/* ------------------------------------------------------------ workers
+ * What a worker thread runs is registered here, at its start: conn/ owns
+ * the sockets, clients and servers; the pipeline's per-worker work (cache
+ * wake-ups, routing table refresh) and process-wide chores (password
+ * pre-derivation, the stats log line) run on timers. */
+
+/* Every turn: clients parked behind a query that finished (cache.c sets
+ * the flag from any thread and wakes the loop). */
+static void cache_turn(struct worker *w, void *arg)
+{
+	(void)arg;
+	struct timespec now;
+	conn_now(&now);
+	if (__atomic_load_n(&w->cache_check, __ATOMIC_ACQUIRE) &&
+	    __atomic_exchange_n(&w->cache_check, false, __ATOMIC_ACQ_REL))
+		cache_worker_wake(w);
+	cache_worker_tick(w, &now);
+}
+
+static void route_turn(struct worker *w, void *arg)
+{
+	(void)arg;
+	route_refresh(w);
+}
+
+/* Once a second on worker 0: keys of plaintext passwords derived ahead. */
+static void prewarm_tick(struct worker *w, void *arg)
+{
+	(void)w;
+	(void)arg;
+	struct snap *ps = snap_current();
+	if (ps) {
+		aw_prewarm(ps->cfg, ps->generation);
+		snap_unref(ps);
+	}
+}
+
+/* One line an operator can grep: pools, clients and pins by reason. */
+static void log_stats(void)
+{
+	char line[1024];
+	size_t n = 0;
+	int clients = __atomic_load_n(&g_client_count, __ATOMIC_RELAXED);
+	n += (size_t)snprintf(line + n, sizeof(line) - n, "stats: clients=%d", clients);
+	for (struct pool *p = pool_first(); p && n < sizeof(line) - 128; p = pool_next_of(p)) {
+		struct pool_stats st;
+		pool_get_stats(p, &st);
+		n += (size_t)snprintf(line + n, sizeof(line) - n,
+		                      " pool %s/%s: servers=%d idle=%d waiting=%d served=%llu "
+		                      "wait_timeouts=%llu;",
+		                      pool_database(p), pool_user(p), st.total, st.idle, st.waiting,
+		                      (unsigned long long)st.served,
+		                      (unsigned long long)st.wait_timeouts);
+	}
+	n += (size_t)snprintf(line + n, sizeof(line) - n, " pins:");
+	for (int r = 0; r < PIN_COUNT && n < sizeof(line) - 40; r++)
+		n += (size_t)snprintf(
+		    line + n, sizeof(line) - n, " %s=%llu", pin_reason_str((enum pin_reason)r),
+		    (unsigned long long)__atomic_load_n(&g_pin_count[r], __ATOMIC_RELAXED));
+	log_info("%s", line);
+}
+
+/* Once a second on worker 0: the stats line every stats_period_secs. */
+static struct timespec last_stats; /* worker 0's thread only */
+
+static void stats_tick(struct worker *w, void *arg)
+{
+	(void)w;
+	(void)arg;
+	struct timespec now;
+	conn_now(&now);
+	struct snap *st = snap_current();
+	int period = st ? st->cfg->stats_period_secs : 0;
+	snap_unref(st);
+	if (period > 0 && conn_elapsed(&last_stats, &now) >= period) {
+		last_stats = now;
+		log_stats();
+	}
+}
+
+static int worker_on_start(struct worker *w)
+{
+	int r = conn_worker_start(w);
+	if (!r)
+		r = worker_every(w, 0, cache_turn, NULL);
+	if (!r)
+		r = worker_every(w, 0, route_turn, NULL);
+	if (!r && w->idx == 0)
+		r = worker_every(w, 1000, prewarm_tick, NULL);
+	if (!r && w->idx == 0) {
+		conn_now(&last_stats);
+		r = worker_every(w, 1000, stats_tick, NULL);
+	}
+	return r;
+}
+
+static void worker_on_exit(struct worker *w)
+{
+	conn_worker_exit(w);
+	route_worker_exit(w);
+	analytics_worker_exit(w);
+	cache_worker_exit(w);
+}
+
+static const struct worker_hooks worker_hooks = {
+    .start = worker_on_start,
+    .stop = conn_worker_stop,
+    .done = conn_worker_done,
+    .exit = worker_on_exit,
+};
+
+/* Per worker, on this thread: the pipeline's state, conn/'s sockets, then
+ * the thread. */
+static int start_worker(struct worker *w, int idx, enum io_backend backend, char *err,
+                        size_t errlen)
+{
+	w->last_primary = -1;
+	w->route = calloc(BREAKER_MAX_NODES, sizeof(*w->route));
+	if (!w->route) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	int r = conn_worker_init(w, idx, err, errlen);
+	if (r < 0)
+		return r;
+	return worker_start(w, idx, backend, &worker_hooks, err, errlen);
+}
+
 /* A start-up failure after the control plane started: its threads end,
  * and an in-process one detaches what it attached (the XDP filter). */
 static void stop_control(struct cp *cp)
@@ -143,20 +277,12 @@ static void cache_on_install(const struct snap *s, const struct snap *old, void 
 
 /* Pause, drain or routing changed (policy/control): every worker looks at
  * its held clients again. */
-static void wake_held_clients(void)
-{
-	for (int i = 0, n = workers_started(); i < n; i++) {
-		__atomic_store_n(&g_workers[i].hold_check, true, __ATOMIC_RELEASE);
-		io_loop_wakeup(g_workers[i].loop);
-	}
-}
-
 static void subscribe_to_config(void)
 {
 	/* before the first snapshot is built; cannot fail (far below the cap) */
 	snap_add_builder(rewrite_build, rewrite_release);
 	snap_subscribe(cache_on_install, NULL);
-	ctl_on_change(wake_held_clients);
+	ctl_on_change(conn_hold_changed); /* held clients look again */
 }
 
 int main(int argc, char **argv)
@@ -304,7 +430,7 @@ int main(int argc, char **argv)
 	if (!g_workers)
 		return 1;
 	for (int i = 0; i < n; i++) {
-		if (worker_start(&g_workers[i], i, backend, msg, sizeof(msg)) < 0) {
+		if (start_worker(&g_workers[i], i, backend, msg, sizeof(msg)) < 0) {
 			log_error("%s", msg);
 			fprintf(stderr, "heliosproxy: %s\n", msg);
 			__atomic_store_n(&g_n_workers, i, __ATOMIC_RELEASE);

@@ -48,10 +48,10 @@ static void *aw_main(void *arg)
 		if (!j->rc)
 			aw_secret_put(j->user, j->password, &j->out);
 		OPENSSL_cleanse(j->password, sizeof(j->password));
-		if (j->w)
-			worker_post_auth(j->w, j);
-		else
-			aw_job_free(j); /* derived ahead: the cache has it */
+		/* derived ahead (no w): the cache has it; w has exited: nobody
+		 * is left to tell */
+		if (!j->w || worker_post(j->w, &j->done) < 0)
+			aw_job_free(j);
 	}
 	return NULL;
 }

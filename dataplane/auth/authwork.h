@@ -9,13 +9,12 @@
 #define HELIOS_AUTH_AUTHWORK_H
 
 #include "dataplane/auth/scram.h"
+#include "dataplane/rt/worker.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct worker;
-struct client;
 struct cfg;
 
 /* Jobs queued beyond this are refused (-EAGAIN): a flood waits nowhere. */
@@ -26,8 +25,11 @@ struct cfg;
 /* One PBKDF2 derivation for a client's login. */
 struct aw_job {
 	struct aw_job *next;
-	struct worker *w;  /* whose mailbox gets it back (worker_post_auth); NULL: none */
-	struct client *cl; /* touched on w's thread only; NULL once the client left */
+	struct worker *w; /* whose mailbox gets it back; NULL: none */
+	/* filled by the asker: done.fn(w, &done) runs on w's thread with the
+	 * result and frees the job (aw_job_free) */
+	struct worker_msg done;
+	void *owner; /* the asker's, touched on w's thread only */
 	char user[64];
 	char password[AW_PW_MAX];
 	uint8_t salt[SCRAM_USER_SALT_LEN];
@@ -37,10 +39,11 @@ struct aw_job {
 };
 
 /*
- * Queues j (filled: w, cl, user, password, salt, iterations). The pool's
- * threads start on first use. Returns 0 (j now belongs to the pool until it
- * reaches w's mailbox), -EAGAIN when AW_QUEUE_MAX jobs wait, -ENOMEM when no
- * thread could be started.
+ * Queues j (filled: w, done.fn, owner, user, password, salt, iterations).
+ * The pool's threads start on first use. Returns 0 (j now belongs to the
+ * pool until it reaches w's mailbox; freed instead if w has exited),
+ * -EAGAIN when AW_QUEUE_MAX jobs wait, -ENOMEM when no thread could be
+ * started.
  */
 __attribute__((warn_unused_result)) int aw_submit(struct aw_job *j);
 

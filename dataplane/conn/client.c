@@ -9,6 +9,7 @@
  */
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/client_internal.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/splice.h"
 
 #include "common/cfg.h"
@@ -82,6 +83,10 @@ bool cl_set_state(struct client *cl, enum cl_state to)
 		return false;
 	}
 	cl->state = to;
+	if (to == CL_CLOSING)
+		cl_set_queue(cl, CLQ_CLOSING);
+	else if (to == CL_CLOSED)
+		cl_set_queue(cl, CLQ_NONE);
 	return true;
 }
 
@@ -167,7 +172,7 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 		snap_unref(sn);
 		return;
 	}
-	struct client *cl = slab_alloc(&w->client_slab);
+	struct client *cl = slab_alloc(&cw_of(w)->client_slab);
 	if (!cl) {
 		close(fd);
 		__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
@@ -190,7 +195,7 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 	ep_init(&cl->ep);
 	io_sock_init(&cl->ep.sock, fd, &cl_ops, cl);
 	io_sock_attach(w->loop, &cl->ep.sock);
-	worker_add_client(w, cl);
+	cw_client_add(w, cl);
 	cl_login_begin(cl);
 	io_recv_start(&cl->ep.sock);
 }
@@ -238,8 +243,7 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 		if (!pool_cancel_wait(cl->pool, &cl->pw))
 			cl->await_handoff = true; /* cl_handoff_arrived gives it back */
 	}
-	worker_wait_remove(cl->w, cl);
-	worker_unhold(cl->w, cl);
+	cl_set_queue(cl, CLQ_NONE);
 	if (cl->authq) {
 		struct server *aq = cl->authq;
 		cl->authq = NULL;
@@ -267,7 +271,8 @@ static void cl_free(struct client *cl)
 		free(cl->listen_chans[i]);
 	free(cl->listen_chans);
 	cl_login_end(cl);
-	worker_remove_client(cl->w, cl);
+	cl_set_queue(cl, CLQ_NONE);
+	cw_client_remove(cl->w, cl);
 	ep_fini(&cl->ep, cl->w->loop);
 	if (cl->scram) {
 		scram_server_wipe(cl->scram);
@@ -290,7 +295,7 @@ static void cl_free(struct client *cl)
 	cl->tenant_cfg = NULL;
 	snap_unref(cl->snap);
 	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
-	slab_free(&cl->w->client_slab, cl);
+	slab_free(&cw_of(cl->w)->client_slab, cl);
 }
 
 static void cl_on_closed(struct io_sock *s)
@@ -364,7 +369,7 @@ static void cl_granted(struct pool_waiter *wt, bool direct)
 	if (direct)
 		cl_handoff_arrived(cl); /* a release on cl's worker: act now */
 	else
-		worker_post(cl->w, cl);
+		cl_post_handoff(cl);
 }
 
 /* Asks the pool for a server; connects, waits or binds as it answers. */
@@ -374,40 +379,11 @@ void cl_get_server(struct client *cl)
 	acquire(cl);
 }
 
-/* Clients held by a pause or a drained node, on their worker's held list. */
-void worker_hold(struct worker *w, struct client *cl)
-{
-	if (cl->held)
-		return;
-	cl->wlist_next = w->held;
-	cl->wlist_prev = NULL;
-	if (w->held)
-		w->held->wlist_prev = cl;
-	w->held = cl;
-	cl->held = true;
-	conn_now(&cl->wait_start);
-}
-
-void worker_unhold(struct worker *w, struct client *cl)
-{
-	if (!cl->held)
-		return;
-	if (cl->wlist_prev)
-		cl->wlist_prev->wlist_next = cl->wlist_next;
-	else
-		w->held = cl->wlist_next;
-	if (cl->wlist_next)
-		cl->wlist_next->wlist_prev = cl->wlist_prev;
-	cl->wlist_next = cl->wlist_prev = NULL;
-	cl->held = false;
-}
-
 void cl_hold_check(struct client *cl)
 {
-	worker_unhold(cl->w, cl);
 	/* query_wait_timeout counts from the resume, not from the pause; a
 	 * wait for a primary keeps its start (failover_timeout_secs) */
-	if (!cl->held_for_primary)
+	if (cl->queue != CLQ_PRIMARY)
 		conn_now(&cl->wait_start);
 	acquire(cl); /* holds it again if still paused */
 }
@@ -453,8 +429,7 @@ static void refuse_pending(struct client *cl, const char *sqlstate, const char *
 
 void cl_hold_expired(struct client *cl)
 {
-	worker_unhold(cl->w, cl);
-	cl->held_for_primary = false;
+	cl_set_queue(cl, CLQ_NONE);
 	char msg[300];
 	snprintf(msg, sizeof(msg),
 	         "no primary node is available: it has not answered for %d s and no replica was "
@@ -468,7 +443,7 @@ void cl_hold_wait_check(struct client *cl, const struct timespec *now)
 	int t = cl->snap->cfg->pool.query_wait_timeout_secs;
 	if (t <= 0 || conn_elapsed(&cl->wait_start, now) < t || ctl_is_paused(cl->database))
 		return;
-	worker_unhold(cl->w, cl);
+	cl_set_queue(cl, CLQ_NONE);
 	char msg[300];
 	snprintf(msg, sizeof(msg),
 	         "query_wait_timeout: waited %d s for a server of database \"%s\": its node is "
@@ -493,6 +468,10 @@ static void log_dead_idle(const struct server *sv)
 static void acquire(struct client *cl)
 {
 	const struct cfg *c = cl->snap->cfg;
+	/* off the held lists; back on one below if it must wait again */
+	enum cl_queue was = cl->queue;
+	if (cl_held(cl))
+		cl_set_queue(cl, CLQ_NONE);
 	if (cl->replication) {
 		/* replication connections are never pooled */
 		int node = route_primary(cl->w, c);
@@ -518,28 +497,26 @@ static void acquire(struct client *cl)
 	}
 	if (ctl_is_paused(cl->database)) {
 		/* PAUSE: running transactions finish, new ones (and logins that
-		 * need a server) wait here (no timeout) until resumed */
-		worker_hold(cl->w, cl);
+		 * need a server) wait here (no timeout) until resumed; one
+		 * held for a primary keeps that wait's bound */
+		cl_set_queue(cl, was == CLQ_PRIMARY ? CLQ_PRIMARY : CLQ_PAUSED);
 		return;
 	}
 	char why[300] = "";
 	int node = route_pick(cl, why, sizeof(why));
 	if (node == ROUTE_HOLD) {
 		/* the primary is down: a failover may give us another one */
-		if (!cl->held_for_primary) {
-			cl->held_for_primary = true;
+		if (was != CLQ_PRIMARY)
 			conn_now(&cl->wait_start);
-		}
-		worker_hold(cl->w, cl);
+		cl_set_queue(cl, CLQ_PRIMARY);
 		return;
 	}
-	cl->held_for_primary = false;
 	if (node == ROUTE_FAIL) {
 		cl_refuse_pending(cl, why);
 		return;
 	}
 	if (ctl_any_drained() && ctl_node_drained(c->nodes[node].name)) {
-		worker_hold(cl->w, cl); /* a drained primary: wait for undrain */
+		cl_set_queue(cl, CLQ_PAUSED); /* a drained primary: wait for undrain */
 		return;
 	}
 	if (!cl->pool || pool_node(cl->pool) != node)
@@ -582,7 +559,7 @@ static void acquire(struct client *cl)
 			}
 			return;
 		case POOL_WAIT:
-			worker_wait_add(cl->w, cl);
+			cl_set_queue(cl, CLQ_WAITING);
 			return;
 		}
 	}
@@ -747,7 +724,8 @@ void cl_handoff_arrived(struct client *cl)
 	cl->pw.item = NULL;
 	cl->pw.permit = false;
 	cl->pw.state = POOL_W_NONE;
-	worker_wait_remove(cl->w, cl);
+	if (cl->queue == CLQ_WAITING)
+		cl_set_queue(cl, CLQ_NONE);
 	if (cl->state != CL_WAIT_SERVER && !(cl->txn && cl->state == CL_ACTIVE && !cl->server)) {
 		/* it left meanwhile: give back what it was handed */
 		if (sv) {
@@ -785,7 +763,8 @@ void cl_handoff_arrived(struct client *cl)
 void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 {
 	/* LISTEN answers waiting for the hub: bounded like a pool wait */
-	for (struct client *c = w->clients, *next; c; c = next) {
+	struct conn_worker *cw = cw_of(w);
+	for (struct client *c = cw->clients, *next; c; c = next) {
 		next = c->all_next;
 		if (!c->listen_wait || c->state != CL_ACTIVE)
 			continue;
@@ -795,15 +774,15 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 		else if (t > 0 && conn_elapsed(&c->listen_wait_start, now) >= t)
 			listen_timeout(c, t);
 	}
-	struct client *cl = w->waiting_head;
+	struct client *cl = cw->q[CLQ_WAITING].head;
 	while (cl) {
-		struct client *next = cl->wlist_next;
+		struct client *next = cl->q_next;
 		int t = cl->snap->cfg->pool.query_wait_timeout_secs;
 		if (t > 0 && conn_elapsed(&cl->wait_start, now) >= t) {
 			if (pool_cancel_wait(cl->pool, &cl->pw)) {
 				char msg[300];
 				pool_note_timeout(cl->pool);
-				worker_wait_remove(w, cl);
+				cl_set_queue(cl, CLQ_NONE);
 				snprintf(
 				    msg, sizeof(msg),
 				    "query_wait_timeout: no server connection became free "
@@ -844,7 +823,7 @@ static void bind_server(struct client *cl, struct server *sv)
 	cl->connecting = NULL;
 	cl->server = sv;
 	sv->client = cl;
-	sv->state = SV_ACTIVE;
+	sv_set_state(sv, SV_ACTIVE);
 	uint8_t buf[8192];
 	struct pgw_out o;
 	pgw_out_init(&o, buf, sizeof(buf));

@@ -13,6 +13,7 @@
 #include "dataplane/conn/guc.h"
 #include "dataplane/conn/prep.h"
 #include "dataplane/pool/pool.h"
+#include "dataplane/rt/worker.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,6 +61,18 @@ enum cl_state {
 	CL_ACTIVE,      /* relaying */
 	CL_CLOSING,     /* flushing a final message, then closing */
 	CL_CLOSED,
+};
+
+/* Which of its worker's lists a client waits on (conn_worker.h): its
+ * waiting state, changed by cl_set_queue() only. */
+enum cl_queue {
+	CLQ_NONE,    /* on none: relaying, idle between transactions, or closed */
+	CLQ_LOGIN,   /* logging in (client_login_timeout_secs, max_login_clients) */
+	CLQ_WAITING, /* waiting in a pool for a server (query_wait_timeout_secs) */
+	CLQ_PAUSED,  /* held by a PAUSE or a drained node */
+	CLQ_PRIMARY, /* held: no primary (failover), since wait_start (failover_timeout_secs) */
+	CLQ_CLOSING, /* CL_CLOSING: flushing its last message (closed after a linger) */
+	CLQ_COUNT,
 };
 
 struct client {
@@ -113,10 +126,8 @@ struct client {
 	bool have_client_key;
 	uint8_t client_key[32];
 	bool fake_auth; /* unknown user: run the exchange, then fail */
-	/* login phase (login.c): the worker's list of clients logging in,
-	 * the password derivation in flight, encryption requests seen */
-	struct client *login_next, *login_prev;
-	bool in_login;
+	/* login phase (login.c): the password derivation in flight,
+	 * encryption requests seen */
 	bool ssl_asked, gss_asked;
 	bool authq_counted; /* holds one of its worker's auth_query_max_running */
 	bool authq_waiting; /* waits for one */
@@ -127,10 +138,11 @@ struct client {
 
 	/* pool wait */
 	struct pool *pool;
-	struct pool_waiter pw; /* in cl->pool's queue (pw.state), or what it was handed */
-	struct client *wlist_next, *wlist_prev; /* worker's waiting list */
+	struct pool_waiter pw;          /* in cl->pool's queue (pw.state), or what it was handed */
+	enum cl_queue queue;            /* the worker list it is on (cl_set_queue) */
+	struct client *q_next, *q_prev; /* on that list */
 	struct timespec wait_start;
-	struct client *mail_next;
+	struct worker_msg mail; /* its pool hand-off, posted to its worker */
 
 	struct server *server;
 	uint32_t cancel_pid, cancel_key;
@@ -138,13 +150,10 @@ struct client {
 	struct server *connecting;          /* server logging in on our behalf */
 	struct server *authq;               /* auth_query lookup in progress */
 	struct timespec close_start;
-	bool await_handoff; /* closed while handed something: free after delivery */
-	bool in_wait_list;
-	bool held;                     /* on the worker's held list (pause / drained node) */
+	bool await_handoff;            /* closed while handed something: free after delivery */
 	bool admin;                    /* admin console session (database "heliosproxy") */
 	bool admin_busy;               /* its statement is with the console thread */
 	uint32_t connect_s, request_s; /* monotonic seconds (reports) */
-	bool held_for_primary;         /* held: no primary (failover), bounded wait */
 	struct ryw *ryw;               /* route.c: tables written lately */
 	/* result cache (cache.c) */
 	struct cache_lead *cache_lead; /* record the answer of the request at the head */
@@ -177,6 +186,15 @@ enum sv_state {
 };
 
 #define SV_MAX_PARAMS 32
+
+/* The worker list a server's state puts it on (sv_set_state): servers
+ * idle in a pool are on its idle list instead, closing ones on none. */
+enum sv_list {
+	SVL_NONE,
+	SVL_LOGIN,  /* SV_CONNECTING .. SV_LOGIN (server_connect_timeout_secs) */
+	SVL_ACTIVE, /* attached and in use: SV_ACTIVE, SV_RESETTING, SV_AUTH_QUERY, SV_LISTENER */
+	SVL_COUNT,
+};
 
 struct server {
 	struct endpoint ep;
@@ -213,11 +231,11 @@ struct server {
 	struct scram_client *scram;
 	char *startup_pkt;
 	uint32_t startup_len;
-	struct pool_item pitem;                 /* in its pool's idle list (pool lock) */
-	struct server *login_next, *login_prev; /* worker's login list */
-	bool parking;                           /* receive being stopped before going idle */
-	bool counted;                           /* holds a slot in its pool */
-	bool in_login_list;
+	struct pool_item pitem;           /* in its pool's idle list (pool lock) */
+	enum sv_list wlist;               /* the worker list it is on (sv_set_state) */
+	struct server *wl_next, *wl_prev; /* on that list */
+	bool parking;                     /* receive being stopped before going idle */
+	bool counted;                     /* holds a slot in its pool */
 	/* released with a cancel in flight: waits for it (conn/cancel.c) */
 	bool cancel_held;
 	/* transaction pooling */
@@ -352,8 +370,6 @@ void cl_accept(struct worker *w, int fd, bool is_unix);
 void cl_close(struct client *cl, const char *sqlstate, const char *msg);
 const char *cl_state_str(enum cl_state s);
 /* client.c: puts cl on / takes it off its worker's held list. */
-void worker_hold(struct worker *w, struct client *cl);
-void worker_unhold(struct worker *w, struct client *cl);
 /* Pause or drain changed: a held client tries for a server again. */
 void cl_hold_check(struct client *cl);
 /* A client held for a primary waited failover_timeout_secs: refused. */
@@ -365,6 +381,9 @@ void cl_hold_wait_check(struct client *cl, const struct timespec *now);
 void cl_admin_reply(struct client *cl, const uint8_t *msg, uint32_t len);
 /* A server (or a right to open one) arrived for a waiting client. */
 void cl_handoff_arrived(struct client *cl);
+/* Thread-safe: delivers cl's pool hand-off on its worker (cl_handoff_arrived
+ * there); allocates nothing (cl->mail). */
+void cl_post_handoff(struct client *cl);
 void cl_wait_timeout_check(struct worker *w, const struct timespec *now);
 /* login.c: clients past client_login_timeout_secs are closed. */
 void cl_login_timeout_check(struct worker *w, const struct timespec *now);
@@ -393,6 +412,10 @@ void sv_release(struct server *sv);
 void sv_close(struct server *sv);
 void sv_attach(struct server *sv, struct worker *w);
 const char *sv_state_str(enum sv_state s);
+/* Moves sv to state to, and to the worker list of that state (enum
+ * sv_list); false (and a log line) for an illegal move. The one place
+ * sv->state changes. */
+bool sv_set_state(struct server *sv, enum sv_state to);
 void sv_resume_source(struct server *sv);
 void sv_client_data(struct server *sv, struct io_chunk *c);
 /* May an idle pooled server be handed out? False when its socket has

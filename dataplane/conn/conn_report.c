@@ -6,6 +6,8 @@
  */
 #include "dataplane/conn/conn_report.h"
 
+#include "dataplane/conn/conn_worker.h"
+
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/splice.h"
 #include "dataplane/pool/pool.h"
@@ -210,9 +212,9 @@ static const char *client_state(const struct client *cl)
 	case CL_AUTH:
 		return "login";
 	case CL_WAIT_SERVER:
-		return cl->held ? "paused" : "waiting";
+		return cl_held(cl) ? "paused" : "waiting";
 	case CL_ACTIVE:
-		if (cl->held)
+		if (cl_held(cl))
 			return "paused";
 		if (cl->pw.state != POOL_W_NONE || cl->connecting)
 			return "waiting";
@@ -233,7 +235,7 @@ static void client_row(struct conn_client_row *r, const struct client *cl, const
 	copy(r->state, sizeof(r->state), state);
 	r->connect_s = cl->connect_s;
 	r->request_s = cl->request_s;
-	if (cl->in_wait_list || cl->held)
+	if (cl->queue == CLQ_WAITING || cl_held(cl))
 		r->wait_secs = conn_elapsed(&cl->wait_start, now);
 	r->server_pid = cl->server ? cl->server->backend_pid : 0;
 	r->tls = cl->is_tls;
@@ -274,7 +276,7 @@ int conn_snapshot_worker(struct worker *w, bool detail, const struct timespec *n
                          struct conn_snapshot *out)
 {
 	int rc = 0;
-	for (struct client *cl = w->clients; cl; cl = cl->all_next) {
+	for (struct client *cl = cw_of(w)->clients; cl; cl = cl->all_next) {
 		const char *st = client_state(cl);
 		if (cl->pool && (cl->state == CL_ACTIVE || cl->state == CL_WAIT_SERVER)) {
 			struct conn_pool_row *pc = pool_slot(out, cl->pool);
@@ -304,7 +306,7 @@ int conn_snapshot_worker(struct worker *w, bool detail, const struct timespec *n
 				rc = -ENOMEM;
 		}
 	}
-	for (struct server *sv = w->logins; sv; sv = sv->login_next) {
+	for (struct server *sv = cw_of(w)->sv[SVL_LOGIN]; sv; sv = sv->wl_next) {
 		if (sv->pool) {
 			struct conn_pool_row *pc = pool_slot(out, sv->pool);
 			if (pc)

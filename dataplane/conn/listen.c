@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/rt/worker.h"
 
@@ -210,16 +211,13 @@ void listen_notify(struct server *sv, const uint8_t *body, uint32_t len)
 	struct hub *h = sv->hub;
 	struct chan *c = h ? chan_of(h, channel, false) : NULL;
 	for (struct sub *s = c ? c->subs : NULL; s; s = s->next)
-		worker_post_notify(s->w, s->cl_id, body, len);
+		cw_post_notify(s->w, s->cl_id, body, len);
 	pthread_mutex_unlock(&hub_mu);
 }
 
 static void wake_listen_waiters(void)
 {
-	for (int i = 0, n = workers_started(); i < n; i++) {
-		__atomic_store_n(&g_workers[i].listen_check, true, __ATOMIC_RELEASE);
-		io_loop_wakeup(g_workers[i].loop);
-	}
+	conn_listen_changed();
 }
 
 /* The listener went away: the next subscription opens a new one; clients

@@ -6,6 +6,7 @@
  */
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/client_internal.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/splice.h"
 
 #include "common/cfg.h"
@@ -87,7 +88,7 @@ bool cl_login_admit(struct worker *w, int fd, const struct cfg *c)
 	int cap = login_cap(c);
 	if (__atomic_load_n(&g_login_count, __ATOMIC_RELAXED) < cap)
 		return true;
-	struct client *old = w->login_head;
+	struct client *old = cw_of(w)->q[CLQ_LOGIN].head;
 	struct timespec now;
 	conn_now(&now);
 	if (old && conn_elapsed(&old->login_start, &now) >= LOGIN_RECLAIM_SECS) {
@@ -122,50 +123,39 @@ bool cl_login_admit(struct worker *w, int fd, const struct cfg *c)
 
 static void authq_release(struct client *cl);
 
+/* A password derivation's result, from w's mailbox. */
+static void auth_work_arrived(struct worker *w, struct worker_msg *m)
+{
+	(void)w;
+	cl_auth_work_done((struct aw_job *)((char *)m - offsetof(struct aw_job, done)));
+}
+
 void cl_login_begin(struct client *cl)
 {
-	struct worker *w = cl->w;
 	conn_now(&cl->login_start);
-	cl->in_login = true;
-	cl->login_next = NULL;
-	cl->login_prev = w->login_tail;
-	if (w->login_tail)
-		w->login_tail->login_next = cl;
-	else
-		w->login_head = cl;
-	w->login_tail = cl;
+	cl_set_queue(cl, CLQ_LOGIN);
 	__atomic_add_fetch(&g_login_count, 1, __ATOMIC_RELAXED);
 }
 
 void cl_login_end(struct client *cl)
 {
-	if (!cl->in_login)
+	if (cl->queue != CLQ_LOGIN)
 		return;
-	struct worker *w = cl->w;
-	if (cl->login_prev)
-		cl->login_prev->login_next = cl->login_next;
-	else
-		w->login_head = cl->login_next;
-	if (cl->login_next)
-		cl->login_next->login_prev = cl->login_prev;
-	else
-		w->login_tail = cl->login_prev;
-	cl->login_next = cl->login_prev = NULL;
-	cl->in_login = false;
+	cl_set_queue(cl, CLQ_NONE);
 	__atomic_sub_fetch(&g_login_count, 1, __ATOMIC_RELAXED);
 	cl->authq_waiting = false;
 	authq_release(cl);
 	if (cl->auth_job) {
 		/* the derivation finishes anyway; its answer finds nobody */
-		cl->auth_job->cl = NULL;
+		cl->auth_job->owner = NULL;
 		cl->auth_job = NULL;
 	}
 }
 
 void cl_login_timeout_check(struct worker *w, const struct timespec *now)
 {
-	for (struct client *cl = w->login_head, *next; cl; cl = next) {
-		next = cl->login_next;
+	for (struct client *cl = cw_of(w)->q[CLQ_LOGIN].head, *next; cl; cl = next) {
+		next = cl->q_next;
 		int t = cl->snap->cfg->client_login_timeout_secs;
 		if (t > 0 && conn_elapsed(&cl->login_start, now) >= t) {
 			char why[200];
@@ -398,7 +388,8 @@ static int start_scram(struct client *cl, const char *stored)
 			if (!j)
 				return -ENOMEM;
 			j->w = cl->w;
-			j->cl = cl;
+			j->done.fn = auth_work_arrived;
+			j->owner = cl;
 			snprintf(j->user, sizeof(j->user), "%s", cl->user);
 			snprintf(j->password, sizeof(j->password), "%s", stored);
 			memcpy(j->salt, salt, sizeof(salt));
@@ -427,7 +418,7 @@ static int start_scram(struct client *cl, const char *stored)
 
 void cl_auth_work_done(struct aw_job *j)
 {
-	struct client *cl = j->cl;
+	struct client *cl = j->owner;
 	if (cl) {
 		cl->auth_job = NULL;
 		int r = j->rc ? j->rc : scram_ready(cl, &j->out);
@@ -493,7 +484,7 @@ static void authq_start(struct client *cl)
 		continue_auth(cl, found);
 		return;
 	}
-	if (cl->w->authq_running >= c->auth.auth_query_max_running) {
+	if (cw_of(cl->w)->authq_running >= c->auth.auth_query_max_running) {
 		cl->authq_waiting = true;
 		return;
 	}
@@ -503,7 +494,7 @@ static void authq_start(struct client *cl)
 		return;
 	}
 	cl->authq_counted = true;
-	cl->w->authq_running++;
+	cw_of(cl->w)->authq_running++;
 }
 
 /* cl's lookup ended (answered, failed, or cl left): the oldest client
@@ -513,13 +504,13 @@ static void authq_release(struct client *cl)
 	if (!cl->authq_counted)
 		return;
 	cl->authq_counted = false;
-	struct worker *w = cl->w;
-	w->authq_running--;
-	for (struct client *o = w->login_head, *next; o; o = next) {
-		next = o->login_next;
+	struct conn_worker *cw = cw_of(cl->w);
+	cw->authq_running--;
+	for (struct client *o = cw->q[CLQ_LOGIN].head, *next; o; o = next) {
+		next = o->q_next;
 		if (!o->authq_waiting)
 			continue;
-		if (w->authq_running >= o->snap->cfg->auth.auth_query_max_running)
+		if (cw->authq_running >= o->snap->cfg->auth.auth_query_max_running)
 			break;
 		authq_start(o); /* may close o: next was taken before */
 	}

@@ -7,6 +7,7 @@
  */
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/server_internal.h"
 #include "dataplane/conn/splice.h"
 
@@ -43,6 +44,67 @@ const char *sv_state_str(enum sv_state s)
 {
 	return (unsigned)s < sizeof(sv_state_names) / sizeof(sv_state_names[0]) ? sv_state_names[s]
 	                                                                        : "?";
+}
+
+static bool logging_in(enum sv_state s)
+{
+	return s == SV_CONNECTING || s == SV_TLS_REQUEST || s == SV_TLS || s == SV_LOGIN;
+}
+
+static enum sv_list list_of(enum sv_state s)
+{
+	switch (s) {
+	case SV_CONNECTING:
+	case SV_TLS_REQUEST:
+	case SV_TLS:
+	case SV_LOGIN:
+		return SVL_LOGIN;
+	case SV_ACTIVE:
+	case SV_RESETTING:
+	case SV_AUTH_QUERY:
+	case SV_LISTENER:
+		return SVL_ACTIVE;
+	default:
+		return SVL_NONE; /* idle: its pool's list; closing */
+	}
+}
+
+bool sv_set_state(struct server *sv, enum sv_state to)
+{
+	enum sv_state from = sv->state;
+	/* a closing server never comes back; one that logged in never logs in
+	 * again; SV_CONNECTING is only where a new one starts */
+	if ((from == SV_CLOSING && to != SV_CLOSING) || (logging_in(to) && !logging_in(from)) ||
+	    (to == SV_CONNECTING && sv->wlist != SVL_NONE)) {
+		log_error("server %llu: illegal state change %s -> %s", (unsigned long long)sv->id,
+		          sv_state_str(from), sv_state_str(to));
+		return false;
+	}
+	enum sv_list l = sv->w ? list_of(to) : SVL_NONE;
+	if (l != sv->wlist) {
+		if (sv->wlist != SVL_NONE) {
+			/* the worker it is listed on: sv->w changes only while idle */
+			struct server **head = &cw_of(sv->w)->sv[sv->wlist];
+			if (sv->wl_prev)
+				sv->wl_prev->wl_next = sv->wl_next;
+			else
+				*head = sv->wl_next;
+			if (sv->wl_next)
+				sv->wl_next->wl_prev = sv->wl_prev;
+			sv->wl_next = sv->wl_prev = NULL;
+		}
+		if (l != SVL_NONE) {
+			struct server **head = &cw_of(sv->w)->sv[l];
+			sv->wl_prev = NULL;
+			sv->wl_next = *head;
+			if (*head)
+				(*head)->wl_prev = sv;
+			*head = sv;
+		}
+		sv->wlist = l;
+	}
+	sv->state = to;
+	return true;
 }
 
 static uint64_t id_counter;
@@ -211,8 +273,7 @@ static int start_connect(struct worker *w, struct server *sv)
 	io_sock_init(&sv->ep.sock, fd, &sv_ops, sv);
 	sv->w = w;
 	io_sock_attach(w->loop, &sv->ep.sock);
-	sv->state = SV_CONNECTING;
-	worker_login_add(w, sv);
+	sv_set_state(sv, SV_CONNECTING);
 	io_connect(&sv->ep.sock, (struct sockaddr *)&sa, salen);
 	return 0;
 }
@@ -460,12 +521,10 @@ void sv_close(struct server *sv)
 		return;
 	if (sv->client && sv->client->server == sv)
 		splice_end(sv->client);
-	sv->state = SV_CLOSING;
+	sv_set_state(sv, SV_CLOSING);
 	cancel_hold_drop(sv);
 	if (sv->is_listener)
 		listen_listener_gone(sv);
-	if (sv->w)
-		worker_login_remove(sv->w, sv);
 	struct client *aq = sv->authq_client;
 	sv->authq_client = NULL;
 	if (aq && aq->authq == sv) {
@@ -519,7 +578,7 @@ void sv_fail(struct server *sv, const uint8_t *body, uint32_t len, const char *s
 static void send_startup(struct server *sv)
 {
 	ep_send_bytes(&sv->ep, sv->startup_pkt, sv->startup_len);
-	sv->state = SV_LOGIN;
+	sv_set_state(sv, SV_LOGIN);
 }
 
 static void sv_on_connect(struct io_sock *s, int err)
@@ -546,7 +605,7 @@ static void sv_on_connect(struct io_sock *s, int err)
 		pgw_out_init(&o, buf, sizeof(buf));
 		pgw_ssl_request(&o);
 		ep_send_bytes(&sv->ep, buf, o.len);
-		sv->state = SV_TLS_REQUEST;
+		sv_set_state(sv, SV_TLS_REQUEST);
 		return;
 	}
 	send_startup(sv);
@@ -799,7 +858,7 @@ static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
 				return;
 			}
 			io_chunk_release(sv->w->loop, c);
-			sv->state = SV_TLS;
+			sv_set_state(sv, SV_TLS);
 			tls_handshake(sv->ep.tls);
 			/* push the ClientHello out */
 			ep_send_bytes(&sv->ep, "", 0);
@@ -915,7 +974,7 @@ static void park(struct server *sv)
 		return;
 	}
 	sv_node_ok(sv); /* parked after a ReadyForQuery: the node works */
-	sv->state = SV_IDLE;
+	sv_set_state(sv, SV_IDLE);
 	sv->parking = true;
 	sv->last_used = now;
 	io_recv_stop(&sv->ep.sock);
@@ -989,7 +1048,7 @@ static void start_reset(struct server *sv, const char *sql)
 		sv_close(sv);
 		return;
 	}
-	sv->state = SV_RESETTING;
+	sv_set_state(sv, SV_RESETTING);
 	ep_send_bytes(&sv->ep, buf, o.len);
 	/* clean again once the reset's ReadyForQuery arrives with nothing
 	 * else outstanding */

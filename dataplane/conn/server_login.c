@@ -69,7 +69,7 @@ static void send_auth_query(struct server *sv)
 		sv_fail(sv, NULL, 0, "08006", "auth_query is too long");
 		return;
 	}
-	sv->state = SV_AUTH_QUERY;
+	sv_set_state(sv, SV_AUTH_QUERY);
 	ep_send_bytes(&sv->ep, buf, o.len);
 }
 
@@ -252,8 +252,7 @@ static int handle_auth(struct server *sv, const struct pgw_msg *m)
 
 static void login_done(struct server *sv)
 {
-	worker_login_remove(sv->w, sv);
-	sv_node_success(sv);
+	sv_node_success(sv); /* its next state takes it off the login list */
 	free(sv->scram);
 	sv->scram = NULL;
 	sv->tx_status = 'I';
@@ -263,7 +262,7 @@ static void login_done(struct server *sv)
 		return;
 	}
 	if (sv->is_listener) {
-		sv->state = SV_LISTENER;
+		sv_set_state(sv, SV_LISTENER);
 		listen_listener_ready(sv);
 		return;
 	}
@@ -288,13 +287,13 @@ static void login_done(struct server *sv)
 	struct client *cl = sv->client;
 	if (cl && cl->connecting == sv) {
 		cl->connecting = NULL;
-		sv->state = SV_ACTIVE;
+		sv_set_state(sv, SV_ACTIVE);
 		cl_server_ready(cl, sv);
 		return;
 	}
 	/* warm-up, or the client left during login */
 	sv->client = NULL;
-	sv->state = SV_ACTIVE;
+	sv_set_state(sv, SV_ACTIVE);
 	sv_release(sv);
 }
 

@@ -33,6 +33,7 @@
 #include "dataplane/policy/snap.h"
 #include "dataplane/conn/conn_report.h"
 #include "dataplane/rt/worker.h"
+#include "dataplane/conn/conn_worker.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -67,12 +68,12 @@ int g_splice_active;                                          /* atomic */
 
 static void list_add(struct client *cl)
 {
-	struct worker *w = cl->w;
+	struct conn_worker *cw = cw_of(cl->w);
 	cl->kf->prev = NULL;
-	cl->kf->next = w->spliced;
-	if (w->spliced)
-		w->spliced->kf->prev = cl;
-	w->spliced = cl;
+	cl->kf->next = cw->spliced;
+	if (cw->spliced)
+		cw->spliced->kf->prev = cl;
+	cw->spliced = cl;
 	__atomic_add_fetch(&g_splice_active, 1, __ATOMIC_RELAXED);
 }
 
@@ -82,7 +83,7 @@ static void list_del(struct client *cl)
 	if (k->prev)
 		k->prev->kf->next = k->next;
 	else
-		cl->w->spliced = k->next;
+		cw_of(cl->w)->spliced = k->next;
 	if (k->next)
 		k->next->kf->prev = k->prev;
 	k->next = k->prev = NULL;
@@ -388,7 +389,7 @@ bool splice_hup(struct client *cl, bool server_side)
 
 void splice_tick(struct worker *w, const struct timespec *now)
 {
-	for (struct client *cl = w->spliced, *next; cl; cl = next) {
+	for (struct client *cl = cw_of(w)->spliced, *next; cl; cl = next) {
 		next = cl->kf->next;
 		struct kf_session *k = cl->kf;
 		if (k->phase == KF_DRAIN_CLIENT || k->phase == KF_DRAIN_SERVER) {

@@ -1440,7 +1440,7 @@ void tx_bind(struct client *cl, struct server *sv)
 	cl->connecting = NULL;
 	sv->client = cl;
 	sv->txn = true;
-	sv->state = SV_ACTIVE;
+	sv_set_state(sv, SV_ACTIVE);
 	if (!sv->prep.cap)
 		prep_server_init(&sv->prep, (uint32_t)cl->snap->cfg->pool.max_prepared_statements);
 	cancel_set_target(cl, sv);

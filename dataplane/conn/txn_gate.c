@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/pipeline/engine/rewrite.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
@@ -89,7 +90,7 @@ void tx_rate_wake(struct worker *w, uint64_t now)
 	if (!w->rate_waiters || now < w->rate_next_ns)
 		return;
 	uint64_t next = UINT64_MAX;
-	for (struct client *c = w->clients, *n; c; c = n) {
+	for (struct client *c = cw_of(w)->clients, *n; c; c = n) {
 		n = c->all_next;
 		if (!c->rate_wait)
 			continue;

@@ -4,6 +4,7 @@
  * records to another thread.
  */
 #include "dataplane/pipeline/analytics.h"
+#include "dataplane/pipeline/route.h"
 
 #include "common/cfg.h"
 #include "common/cpwire.h"

@@ -22,6 +22,7 @@
 #include "dataplane/pipeline/cache_catalog.h"
 #include "dataplane/pipeline/cache_req.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/pipeline/engine/analyze.h"
 #include "dataplane/pipeline/engine/hints.h"
 #include "dataplane/pipeline/engine/qstats.h"
@@ -903,7 +904,7 @@ void cache_bind(struct client *cl, struct server *sv)
 
 void cache_worker_wake(struct worker *w)
 {
-	for (struct client *c = w->clients, *next; c && w->cache_waiters; c = next) {
+	for (struct client *c = cw_of(w)->clients, *next; c && w->cache_waiters; c = next) {
 		next = c->all_next;
 		if (!c->cache_wait)
 			continue;
@@ -918,7 +919,7 @@ void cache_worker_tick(struct worker *w, const struct timespec *now)
 {
 	if (!w->cache_waiters)
 		return;
-	for (struct client *c = w->clients, *next; c; c = next) {
+	for (struct client *c = cw_of(w)->clients, *next; c; c = next) {
 		next = c->all_next;
 		if (c->cache_wait && conn_elapsed(&c->cache_wait_start, now) >= WAIT_MAX_SECS) {
 			c->cache_wait = false;

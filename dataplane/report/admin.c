@@ -14,6 +14,7 @@
 #include "common/sbuf.h"
 #include "controlplane/cp.h"
 #include "dataplane/conn/conn_report.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/policy/control.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/report/stats.h"
@@ -130,9 +131,8 @@ static void run(const struct item *it)
 		ask_control_plane(&cmd, &out);
 	}
 	ready_for_query(&out);
-	if (!out.oom && it->widx >= 0 && it->widx < workers_started())
-		worker_post_admin_reply(&g_workers[it->widx], it->cl_id, (const uint8_t *)out.p,
-		                        (uint32_t)out.len);
+	if (!out.oom)
+		cw_post_admin_reply(it->widx, it->cl_id, (const uint8_t *)out.p, (uint32_t)out.len);
 	sbuf_free(&out);
 }
 

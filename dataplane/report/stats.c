@@ -150,7 +150,7 @@ static Helios__ServerInfo *server_info(const struct collect_job *j,
 }
 
 /* Runs on worker w (from its mailbox): conn/ adds w's clients and servers. */
-void stats_collect_run(struct worker *w, struct collect_job *j)
+static void stats_collect_run(struct worker *w, struct collect_job *j)
 {
 	pthread_mutex_lock(&j->mu);
 	if (!j->taken) {
@@ -162,6 +162,33 @@ void stats_collect_run(struct worker *w, struct collect_job *j)
 		pthread_cond_signal(&j->cv);
 	pthread_mutex_unlock(&j->mu);
 	job_unref(j);
+}
+
+/* The job's message to one worker (a job goes to every worker). */
+struct collect_msg {
+	struct worker_msg m;
+	struct collect_job *job;
+};
+
+static void collect_msg_run(struct worker *w, struct worker_msg *m)
+{
+	struct collect_msg *c = (struct collect_msg *)m;
+	stats_collect_run(w, c->job);
+	free(c);
+}
+
+static int post_collect(struct worker *w, struct collect_job *j)
+{
+	struct collect_msg *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -1;
+	c->m.fn = collect_msg_run;
+	c->job = j;
+	if (worker_post(w, &c->m) < 0) {
+		free(c);
+		return -1;
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------------ reports */
@@ -277,7 +304,7 @@ static struct collect_job *collect(bool detail, size_t queries)
 	j->refs = n + 1;
 	j->remaining = n;
 	for (int i = 0; i < n; i++) {
-		if (worker_post_collect(&g_workers[i], j) < 0) {
+		if (post_collect(&g_workers[i], j) < 0) {
 			pthread_mutex_lock(&j->mu);
 			j->remaining--;
 			j->refs--;

@@ -1,57 +1,119 @@
 /*
- * Worker threads: each owns an event loop, its own SO_REUSEPORT listener
- * and the connections it accepted. Other threads talk to a worker only
- * through its mailbox (pool hand-offs) and its wakeup.
+ * Worker threads (rt/): each runs one event loop. rt/ names no feature: what
+ * a worker does comes from the layers above through four seams, set up
+ * before the worker starts or from its own thread:
+ *
+ *   - hooks (struct worker_hooks): start, stop, done, exit;
+ *   - a mailbox: worker_post() runs a function on the worker's thread;
+ *   - timers: worker_every() runs a function every so many ms (or every turn
+ *     of the loop), worker_wake_by() shortens one wait;
+ *   - an opaque pointer (cw) for the per-worker state of conn/.
+ *
+ * May call: io/ and rt/slab only.
  */
 #ifndef HELIOS_WORKER_H
 #define HELIOS_WORKER_H
 
 #include "dataplane/io/io.h"
-#include "dataplane/pipeline/route.h"
 #include "dataplane/rt/slab.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-struct client;
-struct server;
+struct worker;
+struct conn_worker;
+/* pipeline/ state kept per worker (its own files own these fields) */
+struct route_node;
+struct an_cache;
+struct qs_table;
+
+/*
+ * A mailbox message, embedded in the caller's object (no allocation on the
+ * post): fn(w, m) runs on w's thread, messages in the order they were
+ * posted. m belongs to the mailbox from worker_post() until fn is called;
+ * fn may free it or post it again. Posting a message that is still queued
+ * does nothing (it runs once, after the post): a message embedded in a
+ * long-lived object serves as a coalescing "look again" signal. Zero-init
+ * next and queued before the first post.
+ */
+struct worker_msg {
+	struct worker_msg *next;
+	void (*fn)(struct worker *w, struct worker_msg *m);
+	bool queued; /* atomic: in a mailbox, fn not yet called */
+};
+
+/*
+ * Thread-safe. Queues m for w's thread and wakes it. Returns 0, or
+ * -ESHUTDOWN when w's loop has ended: m was not queued and the caller still
+ * owns it (frees it, or knows there is nobody left to tell).
+ */
+int worker_post(struct worker *w, struct worker_msg *m);
+
+typedef void worker_fn(struct worker *w, void *arg);
+
+#define WORKER_MAX_TIMERS 24
+#define WORKER_TURN_MS    100 /* the longest a loop waits: ms = 0 timers run at least this often */
+
+/*
+ * Runs fn(w, arg) on w's thread every ms milliseconds (the first time ms
+ * after the call); ms = 0: after every turn of the loop (each batch of
+ * events, a wake-up, or WORKER_TURN_MS without either). Timers run in the
+ * order they were registered. Call before worker_start (from its hooks'
+ * start, or before) or on w's thread. Returns 0, -ENOSPC past
+ * WORKER_MAX_TIMERS.
+ */
+int worker_every(struct worker *w, int ms, worker_fn *fn, void *arg);
+
+/* On w's thread: the loop's next wait ends no later than deadline_ns
+ * (CLOCK_MONOTONIC ns), for one wait (set it again each turn if needed). */
+void worker_wake_by(struct worker *w, uint64_t deadline_ns);
+
+/* What the layers above do at a worker's start and end (main.c fills one in;
+ * a NULL member is skipped). All run on the worker's thread. */
+struct worker_hooks {
+	/* the loop exists, nothing ran yet: attach sockets, register timers;
+	 * < 0 fails worker_start with that error */
+	int (*start)(struct worker *w);
+	/* once, when workers_stop() is seen: stop accepting */
+	void (*stop)(struct worker *w);
+	/* every turn after stop: true ends the loop */
+	bool (*done)(struct worker *w);
+	/* the loop ended and the last mailbox messages ran */
+	void (*exit)(struct worker *w);
+};
+
+struct worker_timer {
+	worker_fn *fn;
+	void *arg;
+	int ms;
+	uint64_t due_ns;
+};
 
 struct worker {
 	int idx;
 	pthread_t thread;
 	struct io_loop *loop;
 	enum io_backend backend;
-	int listen_fd, unix_fd;
-	struct io_sock listen_sock, unix_sock;
-	bool listening;
+	const struct worker_hooks *hooks;
 
 	pthread_mutex_t mail_mu;
-	struct client *mail_head, *mail_tail;
-	struct notify_msg *notify_head, *notify_tail; /* LISTEN fan-out */
-	bool listen_check;     /* a hub confirmed a channel: answer waiting clients */
+	struct worker_msg *mail_head, *mail_tail;
+	bool exited; /* its loop ended: worker_post refuses (mail_mu) */
+
+	struct worker_timer timers[WORKER_MAX_TIMERS];
+	int n_timers;
+	uint64_t wake_by_ns; /* worker_wake_by, 0: none */
+
+	struct conn_worker *cw; /* conn/'s per-worker state (conn/conn_worker.h) */
+
+	/* pipeline/ (route.c, cache.c, analytics.c, conn/txn_gate.c): fields
+	 * owned by those files, kept here until they get their own per-worker
+	 * struct */
 	bool cache_check;      /* atomic: a query clients were parked behind has finished */
 	int cache_waiters;     /* its clients parked behind identical queries */
 	int rate_waiters;      /* its clients throttled by a rate limit */
 	uint64_t rate_next_ns; /* the earliest of their wake-ups (monotonic ns) */
-
-	struct slab client_slab;
-	struct client *clients; /* every client of this worker */
-	int n_clients;
-	struct client *waiting_head, *waiting_tail; /* waiting for a server, oldest first */
-	struct server *logins;  /* servers connecting or logging in (connect timeout) */
-	struct client *spliced; /* sessions spliced in the kernel (conn/splice.c) */
-
-	struct client *held;         /* held by a pause or a drained node */
-	bool hold_check;             /* pause/drain changed: look at the held clients */
-	struct collect_ref *collect; /* stats collection requests */
-	struct aw_job *auth_done;    /* finished password derivations (auth/authwork.c) */
-	struct client *login_head, *login_tail; /* clients logging in, oldest first */
-	int authq_running;                      /* its clients' auth_query lookups in flight */
-	bool exited;                            /* its loop ended: no more mailbox work (mail_mu) */
-
-	/* routing (route.c): a copy of the control plane's table, the
-	 * statement-analysis LRU, a round-robin counter */
 	uint64_t route_ver;
 	size_t n_route;
 	struct route_node *route;
@@ -60,40 +122,21 @@ struct worker {
 	uint32_t rr;
 	int last_primary; /* worker 0: primary index at the last maintenance */
 
-	struct timespec last_maint, last_stats;
 	int init_result;
 	bool init_done;
 };
 
-/* Creates the worker's listening sockets (in the calling thread, so that a
- * bind error stops start-up) and starts its thread. */
-int worker_start(struct worker *w, int idx, enum io_backend backend, char *err, size_t errlen);
+/* Starts w's thread with these hooks (hooks must outlive it) and waits for
+ * its start hook. Returns 0 or -errno (err says why). */
+int worker_start(struct worker *w, int idx, enum io_backend backend,
+                 const struct worker_hooks *hooks, char *err, size_t errlen);
 void worker_join(struct worker *w);
-/* Thread-safe: delivers a pool hand-off to cl on its worker. */
-void worker_post(struct worker *w, struct client *cl);
-/* Thread-safe: a NotificationResponse body for the client with this id. */
-void worker_post_notify(struct worker *w, uint64_t cl_id, const uint8_t *body, uint32_t len);
-/* Thread-safe: bytes for the admin-console client with this id (its
- * answer, ending in ReadyForQuery). */
-void worker_post_admin_reply(struct worker *w, uint64_t cl_id, const uint8_t *msg, uint32_t len);
-struct collect_job;
-/* Thread-safe: runs stats_collect_run(w, job) on w's thread. */
-int worker_post_collect(struct worker *w, struct collect_job *job);
-void stats_collect_run(struct worker *w, struct collect_job *job);
-struct aw_job;
-/* Thread-safe: a finished authentication job for w (freed if w has exited). */
-void worker_post_auth(struct worker *w, struct aw_job *j);
-/* Thread-safe: asks every worker to stop accepting and drain. */
+/* Thread-safe: asks every worker to run its stop hook and finish. */
 void workers_stop(void);
+/* The worker whose thread this is, NULL on other threads. */
 struct worker *worker_self(void);
-
-/* Worker-local lists, used by client.c and server.c. */
-void worker_add_client(struct worker *w, struct client *cl);
-void worker_remove_client(struct worker *w, struct client *cl);
-void worker_wait_add(struct worker *w, struct client *cl);
-void worker_wait_remove(struct worker *w, struct client *cl);
-void worker_login_add(struct worker *w, struct server *sv);
-void worker_login_remove(struct worker *w, struct server *sv);
+/* CLOCK_MONOTONIC in ns. */
+uint64_t worker_now_ns(void);
 
 /* Process-wide state set up by main. */
 extern struct worker *g_workers;
@@ -107,7 +150,6 @@ static inline int workers_started(void)
 {
 	return __atomic_load_n(&g_n_workers, __ATOMIC_ACQUIRE);
 }
-extern int g_stopping;     /* atomic: set once by workers_stop */
-extern int g_client_count; /* atomic */
+extern int g_stopping; /* atomic: set once by workers_stop */
 
 #endif
