@@ -10,6 +10,7 @@
 #include "common/proc.h"
 #include "common/rundir.h"
 #include "controlplane/cp.h"
+#include "dataplane/conn/conn.h"
 #include "dataplane/conn/kfast.h"
 #include "dataplane/report/admin.h"
 #include "dataplane/pipeline/analytics.h"
@@ -161,6 +162,7 @@ int main(int argc, char **argv)
 		log_set_level_str(c->log_level);
 	}
 	/* before any thread that reports on it; limits follow each config */
+	ireq_conn_install(); /* internal requests (the cache's catalog) use the pools */
 	if (cache_start(c) < 0) {
 		fprintf(stderr, "heliosproxy: out of memory for the result cache\n");
 		return 1;

@@ -251,8 +251,9 @@ struct server {
 	uint32_t resp_synth_parse; /* of which ParseComplete the proxy answered itself */
 	uint32_t replay_quiet;     /* replay: Parses whose answer the client already has */
 	uint64_t retry_key;
-	struct qa *qa;       /* analytics: statements awaiting ReadyForQuery */
-	struct cache_sv *cs; /* result cache: an answer being recorded, writes to replay */
+	struct qa *qa;         /* analytics: statements awaiting ReadyForQuery */
+	struct cache_sv *cs;   /* result cache: an answer being recorded, writes to replay */
+	struct ireq_run *ireq; /* ireq.c: the internal request running on it */
 	/* credentials towards the server */
 	char password[512];
 	char server_password[512];
@@ -416,6 +417,20 @@ void sv_auth_query_cancel(struct server *sv);
 void sv_cancel_hold_end(struct server *sv, bool ok);
 /* client.c: the lookup finished; secret NULL when the user has none. */
 void cl_auth_query_done(struct client *cl, const char *secret, const char *error);
+
+/* ireq.c: internal requests (pipeline/ireq.h) on pooled servers. */
+struct ireq_run;
+void ireq_conn_install(void);
+/* A clean server about to be parked on this worker: a pending internal
+ * request of its pool takes it instead (true). */
+bool sv_claim_for_ireq(struct server *sv);
+/* Answer bytes of sv->ireq, assembled in sv->ep.in. */
+void ireq_server_input(struct server *sv);
+/* sv closes under its internal request: the request fails. */
+void ireq_server_gone(struct server *sv);
+/* Pending requests retry for a server, or time out. */
+void ireq_worker_tick(uint64_t now_ns);
+void ireq_worker_exit(void);
 
 uint64_t conn_next_id(void);
 void conn_now(struct timespec *ts);

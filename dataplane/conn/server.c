@@ -429,6 +429,7 @@ void sv_close(struct server *sv)
 	if (sv->client && sv->client->server == sv)
 		splice_end(sv->client);
 	sv->state = SV_CLOSING;
+	ireq_server_gone(sv);
 	cancel_hold_drop(sv);
 	if (sv->is_listener)
 		listen_listener_gone(sv);
@@ -696,6 +697,12 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 			sv_process_login(sv);
 		return;
 	case SV_ACTIVE: {
+		if (sv->ireq) {
+			if (take_whole_messages(sv, c,
+			                        "internal request: server message too large"))
+				ireq_server_input(sv);
+			return;
+		}
 		if (sv->txn) {
 			tx_server_data(sv, c);
 			return;
@@ -883,6 +890,8 @@ static void park(struct server *sv)
 		return;
 	}
 	sv_node_ok(sv); /* parked after a ReadyForQuery: the node works */
+	if (sv_claim_for_ireq(sv))
+		return; /* an internal request of this worker waited for its pool */
 	sv->state = SV_IDLE;
 	sv->parking = true;
 	sv->last_used = now;

@@ -1474,7 +1474,6 @@ void tx_bind(struct client *cl, struct server *sv)
 		finish_login(cl, sv);
 	}
 	free(sql);
-	cache_bind(cl, sv);
 	if (cl->ep.paused) {
 		cl->ep.paused = false;
 		io_recv_start(&cl->ep.sock);

@@ -27,8 +27,10 @@
 #include "dataplane/pipeline/engine/qstats.h"
 #include "dataplane/pipeline/engine/rcache.h"
 #include "dataplane/pipeline/engine/shape.h"
+#include "dataplane/pipeline/ireq.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/snap.h"
+#include "dataplane/policy/tenant.h"
 #include "dataplane/report/stats.h"
 #include "dataplane/rt/worker.h"
 
@@ -57,9 +59,7 @@ static void count(uint64_t *c)
 /* ------------------------------------------------------------ per connection state */
 
 struct fill {
-	bool catalog;
 	bool bad;
-	char db[64];
 	uint64_t hash, flight, ttl_ns, fp;
 	uint8_t *key;
 	size_t key_len;
@@ -71,8 +71,7 @@ struct fill {
 /* A server's cache state. */
 struct cache_sv {
 	struct fill *fill; /* a client's answer being recorded */
-	struct fill *cat;  /* the catalog being read */
-	struct fill *tee;  /* which of them takes the current message's body */
+	struct fill *tee;  /* the fill taking the current message's body */
 	bool arming;
 	/* tables written by the open transaction: bumped again at each
 	 * ReadyForQuery until it ends */
@@ -531,6 +530,91 @@ static void build_key(struct client *cl, const struct cache_req *r, struct sbuf 
 	}
 }
 
+/* ------------------------------------------------------------ catalog loads */
+
+/* The catalog is read with an internal request (pipeline/ireq.h) on a
+ * server of the database's pool, as the client's user; requests that
+ * need it wait for it (once), so the first statement of a database is
+ * decided with the catalog as it was when a wire client carried the
+ * catalog query ahead of its own. */
+struct cat_load {
+	char db[64];
+};
+
+static void wake_all_workers(void)
+{
+	int nw = workers_started();
+	for (int k = 0; k < nw; k++) {
+		__atomic_store_n(&g_workers[k].cache_check, true, __ATOMIC_RELEASE);
+		io_loop_wakeup(g_workers[k].loop);
+	}
+}
+
+static void catalog_loaded(void *arg, const struct ireq_result *res)
+{
+	struct cat_load *l = arg;
+	if (res->err == -ECONNRESET || res->err == -ESHUTDOWN) {
+		cat_load_cancel(l->db); /* not a failure: the next request tries at once */
+	} else {
+		bool ok = !res->err && !res->sqlstate;
+		static const uint8_t none[1];
+		int r = cat_publish(l->db, ok ? (res->rows ? res->rows : none) : NULL,
+		                    ok ? res->rows_len : 0, conn_now_ns());
+		if (r < 0) {
+			log_warn("cache: could not read the catalog of database \"%s\" (%s); "
+			         "nothing is cached there for now (retried in %d s)",
+			         l->db, res->message ? res->message : "?", CAT_RETRY_SECS);
+		} else if (r > 0) {
+			count(&n_catalog_loads);
+			log_info("cache: catalog of database \"%s\" read (%zu bytes)", l->db,
+			         res->rows_len);
+		}
+	}
+	free(l);
+	wake_all_workers(); /* requests parked for it decide now */
+}
+
+static void catalog_load(struct client *cl)
+{
+	const char *db = cl->database;
+	struct cat_load *l = calloc(1, sizeof(*l));
+	if (!l) {
+		cat_load_cancel(db);
+		return;
+	}
+	snprintf(l->db, sizeof(l->db), "%s", db);
+	struct ireq rq = {.database = db,
+	                  .user = cl->user,
+	                  .tenant = tenant_id(cl->tenant),
+	                  .server_cap = tenant_server_cap(cl),
+	                  .sql = cat_query_sql,
+	                  .max_bytes = CAT_MAX_BYTES,
+	                  .done = catalog_loaded,
+	                  .arg = l};
+	int e = ireq_submit(&rq);
+	if (e < 0) {
+		log_warn("cache: could not start reading the catalog of database \"%s\": %s", db,
+		         strerror(-e));
+		cat_publish(db, NULL, 0, conn_now_ns()); /* failed: retried in CAT_RETRY_SECS */
+		free(l);
+	}
+}
+
+/* Starts a catalog load when one is due; true when cl's request must wait
+ * for it (no catalog of its database yet, one being read, not woken from
+ * a wait already). */
+static bool catalog_wait(struct client *cl)
+{
+	if (cat_load_due(cl->database, conn_now_ns()))
+		catalog_load(cl);
+	struct cat *c = cat_get(cl->database);
+	if (c) {
+		cat_unref(c);
+		return false;
+	}
+	return !cl->cache_nowait && cat_loading(cl->database);
+}
+
 /* ------------------------------------------------------------ the hit path */
 
 static void note_hit(struct client *cl, uint64_t fp)
@@ -545,9 +629,16 @@ enum cache_verdict cache_try(struct client *cl)
 	if (!cache_on(cl) || cl->pins || cl->state != CL_ACTIVE || cl->login_pending ||
 	    cl->cache_lead)
 		return CACHE_PASS;
+	bool wait_cat = catalog_wait(cl);
 	struct cache_req r;
 	if (!cache_read_req(cl, &r))
 		return CACHE_PASS;
+	if (wait_cat) {
+		cl->cache_wait = true;
+		conn_now(&cl->cache_wait_start);
+		cl->w->cache_waiters++;
+		return CACHE_PARKED;
+	}
 	const struct cfg *c = cl->snap->cfg;
 	struct rc_deps deps;
 	uint64_t ttl_ns = 0, fp = 0;
@@ -676,9 +767,8 @@ static void fill_put(struct fill *f, const void *p, size_t n)
 	if (f->bad)
 		return;
 	if (f->len + n > f->max) {
-		f->bad = true; /* over max_entry_kb (or the catalog limit) */
-		if (!f->catalog)
-			count(&n_too_large);
+		f->bad = true; /* over max_entry_kb */
+		count(&n_too_large);
 		free(f->buf);
 		f->buf = NULL;
 		f->len = f->cap = 0;
@@ -705,17 +795,8 @@ void cache_tee_header(struct server *sv, uint8_t flags, uint8_t type, bool fwd,
 {
 	struct cache_sv *cs = sv->cs;
 	cs->tee = NULL;
-	if (!(flags & (RQ_F_FILL | RQ_F_CATALOG)))
+	if (!(flags & RQ_F_FILL))
 		return;
-	if ((flags & RQ_F_CATALOG) && cs->cat) {
-		if (type == 'E')
-			cs->cat->bad = true;
-		else if (type == 'D') {
-			fill_put(cs->cat, hdr, 5);
-			cs->tee = cs->cat;
-		}
-		return;
-	}
 	struct fill *f = cs->fill;
 	if (!(flags & RQ_F_FILL) || !f || f->bad)
 		return;
@@ -758,19 +839,6 @@ void cache_tee_synth(struct server *sv, uint8_t type)
 	fill_put(f, m, 5);
 }
 
-static void catalog_done(struct server *sv, struct fill *f)
-{
-	int r = cat_publish(f->db, f->bad ? NULL : f->buf, f->len, conn_now_ns());
-	if (r < 0) {
-		log_warn("cache: could not read the catalog of database \"%s\" on %s:%d; "
-		         "nothing is cached there for now (retried in %d s)",
-		         f->db, sv->node_host, sv->node_port, CAT_RETRY_SECS);
-	} else if (r > 0) {
-		count(&n_catalog_loads);
-		log_info("cache: catalog of database \"%s\" read (%zu bytes)", f->db, f->len);
-	}
-}
-
 void cache_ready(struct server *sv, uint8_t flags, char status)
 {
 	struct cache_sv *cs = sv->cs;
@@ -789,12 +857,6 @@ void cache_ready(struct server *sv, uint8_t flags, char status)
 	if (status == 'I') {
 		cs->wr_n = 0;
 		cs->wr_all = cs->wr_ddl = false;
-	}
-	if ((flags & RQ_F_CATALOG) && cs->cat) {
-		struct fill *f = cs->cat;
-		cs->cat = NULL;
-		catalog_done(sv, f);
-		fill_free(f);
 	}
 	if ((flags & RQ_F_FILL) && cs->fill) {
 		struct fill *f = cs->fill;
@@ -844,11 +906,6 @@ void cache_server_abort(struct server *sv)
 		fill_free(cs->fill);
 		cs->fill = NULL;
 	}
-	if (cs->cat) {
-		cat_load_cancel(cs->cat->db); /* not a failure: the next server tries at once */
-		fill_free(cs->cat);
-		cs->cat = NULL;
-	}
 	cs->tee = NULL;
 	cs->arming = false;
 	if (cs->wr_n || cs->wr_all) {
@@ -879,25 +936,6 @@ void cache_client_free(struct client *cl)
 	}
 	free(cl->cc);
 	cl->cc = NULL;
-}
-
-/* ------------------------------------------------------------ catalog loads */
-
-void cache_bind(struct client *cl, struct server *sv)
-{
-	if (!cache_on(cl) || !cat_load_due(cl->database, conn_now_ns()))
-		return;
-	struct cache_sv *cs = sv_state(sv);
-	struct fill *f = cs && !cs->cat ? calloc(1, sizeof(*f)) : NULL;
-	if (!f) {
-		cat_load_cancel(cl->database);
-		return;
-	}
-	f->catalog = true;
-	f->max = CAT_MAX_BYTES;
-	snprintf(f->db, sizeof(f->db), "%s", cl->database);
-	cs->cat = f;
-	tx_inject_query(sv, cat_query_sql, RQ_F_CATALOG);
 }
 
 /* ------------------------------------------------------------ waiters */

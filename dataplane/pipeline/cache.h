@@ -7,9 +7,10 @@
  * then every hook below is one test of a pointer or a flag.
  *
  * What may be cached is decided from the server's own catalog
- * (pg_proc.provolatile, pg_class), read over a pooled server connection
- * of each database the first time a client of it gets one, and again
- * after DDL through the proxy or when older than CACHE_CATALOG_MAX_AGE.
+ * (pg_proc.provolatile, pg_class), read with an internal request
+ * (pipeline/ireq.h: a pooled server of the database, as the client's
+ * user) the first time a client of it asks for a server, and again after
+ * DDL through the proxy or when older than CACHE_CATALOG_MAX_AGE.
  */
 #ifndef HELIOS_CACHE_H
 #define HELIOS_CACHE_H
@@ -44,12 +45,8 @@ enum cache_verdict {
 enum cache_verdict cache_try(struct client *cl);
 
 /* rq flags the cache uses (dataplane/conn/conn.h has the others). */
-#define RQ_F_FILL    4u /* part of a request whose answer is being recorded */
-#define RQ_F_CATALOG 8u /* the injected catalog query */
+#define RQ_F_FILL 4u /* part of a request whose answer is being recorded */
 
-/* cl just got sv: start a catalog load if its database needs one (queued
- * before the client's own requests). */
-void cache_bind(struct client *cl, struct server *sv);
 /* Before run_msgs sends the client's first request on sv (data[0..len) is
  * what it is about to run): if cache_try said to record it and it is
  * still the request at the head, arm the recording. */

@@ -163,7 +163,7 @@ enum pool_grant pool_acquire(struct pool *p, struct client *cl, int max_size, st
 	if (!p->wait_head) {
 		struct server **pp = &p->idle;
 		for (; *pp; pp = &(*pp)->pool_next) {
-			if ((*pp)->signature == cl->signature) {
+			if ((*pp)->signature == (cl ? cl->signature : 0)) {
 				*out = *pp;
 				*pp = (*pp)->pool_next;
 				(*out)->pool_next = NULL;
@@ -191,6 +191,10 @@ enum pool_grant pool_acquire(struct pool *p, struct client *cl, int max_size, st
 			g = POOL_REPLACE;
 			goto out;
 		}
+	}
+	if (!cl) {
+		g = POOL_WAIT; /* an internal request (conn/ireq.c): not queued, it retries */
+		goto out;
 	}
 	cl->wait = CLW_QUEUED;
 	cl->wait_next = NULL;

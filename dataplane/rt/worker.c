@@ -471,6 +471,7 @@ static void tick(struct worker *w)
 	cl_wait_timeout_check(w, &now);
 	cl_login_timeout_check(w, &now);
 	cache_worker_tick(w, &now);
+	ireq_worker_tick(conn_ts_ns(&now));
 	splice_tick(w, &now);
 	cancel_worker_tick(w, &now);
 	tx_rate_wake(w, conn_ts_ns(&now));
@@ -633,6 +634,7 @@ static void *worker_main(void *arg)
 		jobs = next;
 	}
 	tx_worker_exit();
+	ireq_worker_exit();
 	route_worker_exit(w);
 	analytics_worker_exit(w);
 	cache_worker_exit(w);
