@@ -15,7 +15,9 @@
 #include "dataplane/report/admin.h"
 #include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/cache.h"
+#include "dataplane/pipeline/route.h"
 #include "dataplane/report/cplink.h"
+#include "dataplane/report/stats.h"
 #include "dataplane/io/io.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/rt/worker.h"
@@ -161,6 +163,15 @@ int main(int argc, char **argv)
 		}
 		log_set_level_str(c->log_level);
 	}
+	/* the router learns the control plane's table and drained nodes
+	 * from the report layer (it may not call up into it) */
+	static const struct route_source rsrc = {
+	    .version = ctl_routing_version,
+	    .copy = ctl_routing_copy,
+	    .any_drained = ctl_any_drained,
+	    .node_drained = ctl_node_drained,
+	};
+	route_set_source(&rsrc);
 	/* before any thread that reports on it; limits follow each config */
 	ireq_conn_install(); /* internal requests (the cache's catalog) use the pools */
 	if (cache_start(c) < 0) {

@@ -15,8 +15,8 @@
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
-#include "dataplane/pool/pool.h"
 #include "dataplane/pipeline/route.h"
+#include "dataplane/pool/pool.h"
 #include "dataplane/report/admin.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
@@ -165,10 +165,12 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 		snap_unref(sn);
 		return;
 	}
-	struct client *cl = slab_alloc(&w->client_slab);
+	struct pipeline *pipe = pipe_get(sn); /* its snapshot's stages */
+	struct client *cl = pipe ? slab_alloc(&w->client_slab) : NULL;
 	if (!cl) {
 		close(fd);
 		__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
+		pipe_put(pipe);
 		snap_unref(sn);
 		return;
 	}
@@ -180,6 +182,8 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 	cl->id = conn_next_id();
 	cl->w = w;
 	cl->snap = sn;
+	cl->pipe = pipe;
+	pipe_client_init(&cl->pc);
 	cl->state = CL_STARTUP;
 	struct timespec now;
 	conn_now(&now);
@@ -257,7 +261,7 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 
 static void cl_free(struct client *cl)
 {
-	route_client_free(cl);
+	pipe_client_free(cl->pipe, &cl->pc);
 	listen_unsubscribe(cl, NULL);
 	free(cl->notify_buf);
 	free(cl->listen_answer);
@@ -283,7 +287,10 @@ static void cl_free(struct client *cl)
 	}
 	tx_client_free(cl);
 	splice_free(cl);
-	tenant_logout(cl);
+	tenant_logout(cl->tenant);
+	cl->tenant = NULL;
+	cl->tenant_cfg = NULL;
+	pipe_put(cl->pipe);
 	snap_unref(cl->snap);
 	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
 	slab_free(&cl->w->client_slab, cl);
@@ -447,25 +454,68 @@ static void log_dead_idle(const struct server *sv)
 	         sv->backend_pid);
 }
 
+/* The SQL text of the first buffered message (Query, Parse, or the
+ * statement a Bind names); NULL when there is none to look at. */
+static const char *first_sql(struct client *cl, size_t *len)
+{
+	const uint8_t *b = cl->ep.in;
+	uint32_t n = cl->ep.in_len;
+	if (n < 5)
+		return NULL;
+	uint32_t mlen = pgw_get_u32(b + 1);
+	if (mlen < 4 || (size_t)mlen + 1 > n)
+		return NULL;
+	const char *body = (const char *)b + 5;
+	size_t blen = mlen - 4;
+	const char *end = memchr(body, '\0', blen);
+	if (!end)
+		return NULL;
+	switch (b[0]) {
+	case 'Q':
+		*len = (size_t)(end - body);
+		return body;
+	case 'P': {
+		const char *q = end + 1;
+		const char *qe = memchr(q, '\0', blen - (size_t)(q - body));
+		if (!qe)
+			return NULL;
+		*len = (size_t)(qe - q);
+		return q;
+	}
+	case 'B': {
+		const char *st = end + 1;
+		if (!memchr(st, '\0', blen - (size_t)(st - body)))
+			return NULL;
+		const struct prep_stmt *ps = prep_client_get(&cl->prep, st);
+		if (!ps || !ps->body || !memchr(ps->body, '\0', ps->body_len))
+			return NULL;
+		*len = strlen((const char *)ps->body);
+		return (const char *)ps->body;
+	}
+	default:
+		return NULL;
+	}
+}
+
 static void acquire(struct client *cl)
 {
 	const struct cfg *c = cl->snap->cfg;
 	if (cl->replication) {
 		/* replication connections are never pooled */
-		int node = route_primary(cl->w, c);
+		int node = route_primary(c);
 		if (node < 0 || sv_connect(cl->w, NULL, cl, node) < 0)
 			cl_close(cl, "08006", "could not connect to the database server");
 		return;
 	}
 	if (cl->txn && cl->state == CL_WAIT_SERVER) {
 		/* login: answered from what a server of the primary's pool reported */
-		int p = route_primary(cl->w, c);
+		int p = route_primary(c);
 		if (p < 0) {
 			cl_close(cl, "08006", "no primary node is configured");
 			return;
 		}
 		cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), p,
-		                       tenant_server_cap(cl));
+		                       tenant_server_cap(cl->tenant_cfg));
 		if (!cl->pool) {
 			cl_close(cl, "53200", "out of memory");
 			return;
@@ -479,9 +529,20 @@ static void acquire(struct client *cl)
 		worker_hold(cl->w, cl);
 		return;
 	}
-	char why[300] = "";
-	int node = route_pick(cl, why, sizeof(why));
-	if (node == ROUTE_HOLD) {
+	/* the router (and any other PIPE_AT_ROUTE stage) picks the node */
+	struct req r;
+	tx_req_init(cl, cl->server, &r);
+	if (cl->txn) {
+		r.sql = first_sql(cl, &r.sql_len);
+		r.type = cl->ep.in_len ? cl->ep.in[0] : 0;
+	}
+	if (cl->cache_lead)
+		cl->pc.rflags |= PIPE_RF_PRIMARY_ONLY; /* answers are kept only from the primary */
+	else
+		cl->pc.rflags &= (uint8_t)~PIPE_RF_PRIMARY_ONLY;
+	enum pipe_verdict v = pipe_run(cl->pipe, PIPE_AT_ROUTE, &r);
+	int node = r.node;
+	if (v == PIPE_PARK) {
 		/* the primary is down: a failover may give us another one */
 		if (!cl->held_for_primary) {
 			cl->held_for_primary = true;
@@ -491,8 +552,9 @@ static void acquire(struct client *cl)
 		return;
 	}
 	cl->held_for_primary = false;
-	if (node == ROUTE_FAIL) {
-		cl_refuse_pending(cl, why);
+	if (v == PIPE_ERROR || v == PIPE_ANSWERED || node < 0) {
+		refuse_pending(cl, v == PIPE_ERROR ? r.err.sqlstate : "08006",
+		               v == PIPE_ERROR ? r.err.msg : "no node could be chosen");
 		return;
 	}
 	if (ctl_any_drained() && ctl_node_drained(c->nodes[node].name)) {
@@ -501,7 +563,7 @@ static void acquire(struct client *cl)
 	}
 	if (!cl->pool || pool_node(cl->pool) != node)
 		cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), node,
-		                       tenant_server_cap(cl));
+		                       tenant_server_cap(cl->tenant_cfg));
 	if (!cl->pool) {
 		cl_close(cl, "53200", "out of memory");
 		return;

@@ -12,6 +12,7 @@
 #include "dataplane/auth/scram.h"
 #include "dataplane/conn/guc.h"
 #include "dataplane/conn/prep.h"
+#include "dataplane/pipeline/pipeline.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -149,7 +150,6 @@ struct client {
 	bool admin_busy;               /* its statement is with the console thread */
 	uint32_t connect_s, request_s; /* monotonic seconds (reports) */
 	bool held_for_primary;         /* held: no primary (failover), bounded wait */
-	struct ryw *ryw;               /* route.c: tables written lately */
 	/* result cache (cache.c) */
 	struct cache_lead *cache_lead; /* record the answer of the request at the head */
 	struct cache_cl *cc;           /* what its unnamed statement writes */
@@ -159,11 +159,9 @@ struct client {
 	/* tenants and rate limits (tenant.c) */
 	struct tenant_state *tenant;         /* NULL: no tenant */
 	const struct cfg_tenant *tenant_cfg; /* its entry in snap->cfg (NULL with tenant) */
-	bool rate_granted;                   /* the request at the head has its tokens */
-	bool rate_in_batch;   /* inside an extended batch (its first message took them) */
-	bool rate_drop_batch; /* refused: its messages are dropped up to Sync */
-	bool rate_wait;       /* throttled: waits for rate_wake_ns */
-	uint64_t rate_wake_ns;
+	/* the query pipeline of its snapshot, and the stages' state for it */
+	struct pipeline *pipe;
+	struct pipe_client pc;
 	struct kf_session *kf; /* spliced in the kernel (splice.c), NULL otherwise */
 };
 
@@ -315,6 +313,11 @@ void tx_inject_query(struct server *sv, const char *sql, uint8_t flags);
 void tx_worker_exit(void);
 /* Throttled clients whose wake-up time has come try again. */
 void tx_rate_wake(struct worker *w, uint64_t now_ns);
+/* txn_gate.c: fills the who/how facts of a pipeline request from cl (sv:
+ * its bound server or NULL). */
+void tx_req_init(struct client *cl, const struct server *sv, struct req *r);
+/* The client is no longer parked by a stage (woken, or leaving). */
+void tx_unpark(struct client *cl);
 /* client.c: asks the pool for a server for the next transaction. */
 void cl_get_server_for_tx(struct client *cl);
 int tx_client_init(struct client *cl);

@@ -203,7 +203,7 @@ static int ireq_conn_submit(const struct ireq *rq)
 	if (!w)
 		return -EINVAL;
 	struct snap *sn = snap_current();
-	int node = sn ? route_primary(w, sn->cfg) : -1;
+	int node = sn ? route_primary(sn->cfg) : -1;
 	snap_unref(sn);
 	if (node < 0)
 		return -EHOSTUNREACH;

@@ -16,7 +16,6 @@
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
-#include "dataplane/pipeline/route.h"
 #include "dataplane/report/admin.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
@@ -243,11 +242,22 @@ static void auth_ok(struct client *cl)
 	}
 	const char *code = NULL;
 	char why[300];
-	if (tenant_login(cl, &code, why, sizeof(why)) < 0) {
+	const struct guc_ent *tg = guc_get(&cl->startup, "helios.tenant");
+	if (tenant_login(cl->snap->cfg, cl->user, cl->database, tg ? tg->value : NULL, &cl->tenant,
+	                 &cl->tenant_cfg, &code, why, sizeof(why)) < 0) {
 		log_info("client %llu %s user=%s db=%s: refused: %s", (unsigned long long)cl->id,
 		         cl->peer, cl->user, cl->database, why);
 		cl_close(cl, code, why);
 		return;
+	}
+	/* which of its pipeline's stages apply to it; subscribers hear of it */
+	struct req r;
+	tx_req_init(cl, NULL, &r);
+	pipe_client_start(cl->pipe, &cl->pc, &r);
+	if (pipe_wants(cl->pipe, PEV_CONNECT)) {
+		struct pipe_event ev = {
+		    .kind = PEV_CONNECT, .r = &r, .at_ns = conn_now_ns(), .ok = true};
+		pipe_emit(cl->pipe, &cl->pc, &ev);
 	}
 	cl_get_server(cl);
 }

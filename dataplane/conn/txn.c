@@ -79,10 +79,7 @@ void tx_client_free(struct client *cl)
 	prep_client_free(&cl->rawprep);
 	tx_track_free(cl);
 	cache_client_free(cl);
-	if (cl->rate_wait && cl->w) {
-		cl->rate_wait = false;
-		cl->w->rate_waiters--;
-	}
+	tx_unpark(cl);
 }
 
 void tx_server_reset_state(struct server *sv)
@@ -1147,6 +1144,7 @@ static __thread struct sbuf tls_sb;
 void tx_worker_exit(void)
 {
 	sbuf_free(&tls_sb);
+	tx_gate_worker_exit();
 }
 
 /* Runs the whole messages in data[0..len) (the received chunk c, or the
@@ -1175,8 +1173,8 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 	}
 	if (sv && cl->cache_lead)
 		cache_arm(cl, sv, data, len);
-	bool rate_on = cl->snap->rate_limits || cl->rate_drop_batch;
-	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait && !cl->rate_wait) {
+	bool msg_stages = pipe_has(cl->pipe, PIPE_AT_MSG);
+	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait && !cl->pc.parked) {
 		const uint8_t *m = data + off;
 		uint32_t mlen = pgw_get_u32(m + 1);
 		char why[96];
@@ -1209,6 +1207,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 				tx_ob_synth(&local, z, 6);
 				cl->drop_to_sync = false;
 			}
+			pipe_msg_passed(&cl->pc, m[0]);
 			off += avail;
 			cl->stream_left = total - avail;
 			cl->stream_drop = cl->stream_left > 0;
@@ -1216,16 +1215,28 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 				break;
 			continue;
 		}
-		if (rate_on && (avail == total || big)) {
-			int g = tx_rate_gate(cl, sv, m, total, &local);
+		if (msg_stages && (avail == total || big)) {
+			/* the pipeline's per-message stages (rewrite, rate limit...) */
+			int g = tx_msg_stages(cl, sv, m, avail, !c, &local);
 			if (g == 0)
 				break;
+			if (g > 0 && !c) {
+				/* a stage may have put a new message in its place */
+				data = cl->ep.in;
+				len = cl->ep.in_len;
+				m = data + off;
+				mlen = pgw_get_u32(m + 1);
+				total = mlen + 1;
+				avail = len - off < total ? len - off : total;
+				big = total > TX_ASSEMBLE_MAX;
+			}
 			if (g < 0) {
 				/* answered or dropped here: not forwarded */
 				all_pt = false;
 				if (pt_to > pt_from)
 					sbuf_append(&b, data + pt_from, pt_to - pt_from);
 				pt_from = pt_to = 0;
+				pipe_msg_passed(&cl->pc, m[0]);
 				off += avail;
 				cl->stream_left = total - avail;
 				cl->stream_drop = cl->stream_left > 0;
@@ -1245,13 +1256,12 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			if (pt_to > pt_from)
 				sbuf_append(&b, data + pt_from, pt_to - pt_from);
 			pt_from = pt_to = 0;
-			if (m[0] == 'Q' || m[0] == 'F')
-				cl->rate_granted = false;
 			int64_t used = stream_start(cl, sv, m, avail, total, &b, &local);
 			if (used < 0)
 				goto out;
 			if (!used)
 				break;
+			pipe_msg_passed(&cl->pc, m[0]);
 			off += (uint32_t)used;
 			if (cl->stream_left)
 				break;
@@ -1260,11 +1270,8 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		if (avail < total)
 			break;
 		size_t l0 = b.len;
-		if (m[0] == 'Q' || m[0] == 'F' || m[0] == 'S') {
-			cl->rate_granted = false; /* the next request takes its own tokens */
-			if (m[0] == 'S')
-				cl->rate_in_batch = false;
-		}
+		/* the next request takes its own tokens (rate limit)... */
+		pipe_msg_passed(&cl->pc, m[0]);
 		batch_record(sv, m, total);
 		if (client_msg(cl, sv, m, total, &b, &local)) {
 			if (b.len > l0) {
@@ -1343,12 +1350,10 @@ static void client_input(struct client *cl)
 	bool need_server;
 again:
 	need_server = false;
-	if (cl->cache_wait || cl->rate_wait)
+	if (cl->cache_wait || cl->pc.parked)
 		return; /* parked behind an identical query, or throttled: woken later */
 	if (!cl->ep.in_len)
 		goto release;
-	if (tx_rewrite_active(cl))
-		tx_rewrite_input(cl);
 	bool took = false;
 	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server, &took);
 	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
@@ -1358,7 +1363,7 @@ again:
 	if (need_server) {
 		switch (cache_try(cl)) {
 		case CACHE_ANSWERED:
-			cl->rate_granted = cl->rate_in_batch = false; /* that request is done */
+			pipe_request_done(&cl->pc); /* that request is done */
 			goto again; /* answered without a server: the next request */
 		case CACHE_PARKED:
 			return;
@@ -1402,7 +1407,7 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 		off += take;
 		len -= take;
 	}
-	if (cl->ep.in_len == 0 && len && !tx_rewrite_active(cl)) {
+	if (cl->ep.in_len == 0 && len && !cl->pc.buffered) {
 		/* nothing pending: read the messages where they arrived */
 		uint8_t *data = c->data + off;
 		bool need_server = false; /* tx_client_input below asks */

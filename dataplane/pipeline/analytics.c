@@ -14,6 +14,7 @@
 #include "dataplane/pipeline/engine/shape.h"
 #include "dataplane/pipeline/engine/slowlog.h"
 #include "dataplane/policy/snap.h"
+#include "dataplane/pipeline/route.h"
 #include "dataplane/rt/worker.h"
 
 #include <pg_query.h>
@@ -108,7 +109,7 @@ static uint64_t fingerprint(struct client *cl, const char *sql, size_t len)
 	struct fp_slot *s = fp_cache ? &fp_cache[shape % FP_CACHE] : NULL;
 	if (s && s->used && s->shape == shape)
 		return s->fp;
-	const struct an_result *a = route_analysis(cl, sql, len);
+	const struct an_result *a = route_analysis(cl->snap->cfg, sql, len);
 	/* all unparsable statements share fingerprint 0 */
 	uint64_t fp = !a || a->parse_error || a->too_complex ? 0 : a->fingerprint;
 	if (s) {

@@ -193,7 +193,7 @@ static bool starts_with_word(const char *s, size_t n, const char *w)
 static void wsum_compute(struct client *cl, const char *sql, size_t len, struct wsum *out)
 {
 	memset(out, 0, sizeof(*out));
-	const struct an_result *a = route_analysis(cl, sql, len);
+	const struct an_result *a = route_analysis(cl->snap->cfg, sql, len);
 	if (!a) {
 		out->epoch = true;
 		return;
@@ -427,7 +427,7 @@ static bool cacheable(struct client *cl, const struct cfg *c, const struct cache
 		}
 		ttl = h.cache_ttl;
 	}
-	const struct an_result *a = route_analysis(cl, r->text, r->text_len);
+	const struct an_result *a = route_analysis(cl->snap->cfg, r->text, r->text_len);
 	if (!a || a->parse_error || a->too_complex || a->n_stmts != 1 || a->kind != AN_READ ||
 	    !a->select_only || a->volatile_other || a->tables_truncated || a->funcs_truncated) {
 		*why = "not a single plain SELECT without volatile parts";
@@ -725,7 +725,7 @@ void cache_arm(struct client *cl, struct server *sv, const uint8_t *data, uint32
 	const struct cfg *c = cl->snap->cfg;
 	/* stored only from the primary: a replica may not have replayed the
 	 * write whose invalidation this answer would outlive */
-	bool primary = sv->node_idx == route_primary(cl->w, c);
+	bool primary = sv->node_idx == route_primary(c);
 	if (!cs || cs->fill || !primary || sv->tx_status != 'I') {
 		lead_free(cl);
 		return;

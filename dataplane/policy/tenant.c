@@ -5,8 +5,6 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
-#include "dataplane/conn/conn.h"
-#include "dataplane/pool/pool.h"
 #include "dataplane/policy/snap.h"
 
 #include <pthread.h>
@@ -100,48 +98,41 @@ static bool in_list(char *const *v, size_t n, const char *s)
 	return false;
 }
 
-/* The [[tenants]] entry of cl under c, or NULL. */
-static const struct cfg_tenant *find_tenant(const struct cfg *c, const struct client *cl)
+/* The [[tenants]] entry of a client under c, or NULL. */
+static const struct cfg_tenant *find_tenant(const struct cfg *c, const char *user,
+                                            const char *database, const char *startup_tenant)
 {
 	if (!c->n_tenants)
 		return NULL;
 	switch (c->tenancy.map_by) {
 	case CFG_TENANT_BY_DATABASE:
 		for (size_t i = 0; i < c->n_tenants; i++)
-			if (in_list(c->tenants[i].databases, c->tenants[i].n_databases,
-			            cl->database))
+			if (in_list(c->tenants[i].databases, c->tenants[i].n_databases, database))
 				return &c->tenants[i];
 		return NULL;
 	case CFG_TENANT_BY_USER:
 		for (size_t i = 0; i < c->n_tenants; i++)
-			if (in_list(c->tenants[i].users, c->tenants[i].n_users, cl->user))
+			if (in_list(c->tenants[i].users, c->tenants[i].n_users, user))
 				return &c->tenants[i];
 		return NULL;
-	case CFG_TENANT_BY_STARTUP: {
-		const struct guc_ent *g = guc_get(&cl->startup, "helios.tenant");
-		for (size_t i = 0; g && i < c->n_tenants; i++)
-			if (!strcmp(c->tenants[i].id, g->value))
+	case CFG_TENANT_BY_STARTUP:
+		for (size_t i = 0; startup_tenant && i < c->n_tenants; i++)
+			if (!strcmp(c->tenants[i].id, startup_tenant))
 				return &c->tenants[i];
 		return NULL;
-	}
 	}
 	return NULL;
 }
 
-/* The client's [[tenants]] entry, in the snapshot it keeps for its life. */
-static const struct cfg_tenant *cfg_of(const struct client *cl)
+int tenant_login(const struct cfg *c, const char *user, const char *database,
+                 const char *startup_tenant, struct tenant_state **out_ts,
+                 const struct cfg_tenant **out_tc, const char **sqlstate, char *msg, size_t msglen)
 {
-	return cl->tenant_cfg;
-}
-
-int tenant_login(struct client *cl, const char **sqlstate, char *msg, size_t msglen)
-{
-	const struct cfg *c = cl->snap->cfg;
-	cl->tenant = NULL;
-	cl->tenant_cfg = NULL;
+	*out_ts = NULL;
+	*out_tc = NULL;
 	if (!c->n_tenants)
 		return 0;
-	const struct cfg_tenant *t = find_tenant(c, cl);
+	const struct cfg_tenant *t = find_tenant(c, user, database, startup_tenant);
 	if (!t) {
 		if (c->tenancy.require) {
 			*sqlstate = "28000";
@@ -149,7 +140,7 @@ int tenant_login(struct client *cl, const char **sqlstate, char *msg, size_t msg
 			    msg, msglen,
 			    "user \"%s\" on database \"%s\" belongs to no tenant (tenancy.map_by = "
 			    "\"%s\", tenancy.require = true)",
-			    cl->user, cl->database,
+			    user, database,
 			    c->tenancy.map_by == CFG_TENANT_BY_DATABASE ? "database"
 			    : c->tenancy.map_by == CFG_TENANT_BY_USER   ? "user"
 			                                                : "startup");
@@ -163,12 +154,12 @@ int tenant_login(struct client *cl, const char **sqlstate, char *msg, size_t msg
 		snprintf(msg, msglen, "out of memory for tenant \"%s\"", t->id);
 		return -1;
 	}
-	if (t->n_databases && !in_list(t->databases, t->n_databases, cl->database)) {
+	if (t->n_databases && !in_list(t->databases, t->n_databases, database)) {
 		__atomic_add_fetch(&ts->refused_logins, 1, __ATOMIC_RELAXED);
 		*sqlstate = "28000";
 		snprintf(msg, msglen,
 		         "tenant \"%s\" may not use database \"%s\" (not in its tenants.databases)",
-		         t->id, cl->database);
+		         t->id, database);
 		return -1;
 	}
 	int n = __atomic_add_fetch(&ts->clients, 1, __ATOMIC_ACQ_REL);
@@ -183,28 +174,24 @@ int tenant_login(struct client *cl, const char **sqlstate, char *msg, size_t msg
 		         t->id, cap, share != cap ? ", this data plane's share of it" : "");
 		return -1;
 	}
-	cl->tenant = ts;
-	cl->tenant_cfg = t;
+	*out_ts = ts;
+	*out_tc = t;
 	return 0;
 }
 
-void tenant_logout(struct client *cl)
+void tenant_logout(struct tenant_state *ts)
 {
-	if (cl->tenant)
-		__atomic_sub_fetch(&cl->tenant->clients, 1, __ATOMIC_ACQ_REL);
-	cl->tenant = NULL;
-	cl->tenant_cfg = NULL;
+	if (ts)
+		__atomic_sub_fetch(&ts->clients, 1, __ATOMIC_ACQ_REL);
 }
 
-int tenant_server_cap(const struct client *cl)
+int tenant_server_cap(const struct cfg_tenant *t)
 {
-	const struct cfg_tenant *t = cfg_of(cl);
 	return t ? t->max_connections : 0;
 }
 
-const char *tenant_schema(const struct client *cl)
+const char *tenant_schema(const struct cfg_tenant *t)
 {
-	const struct cfg_tenant *t = cfg_of(cl);
 	return t ? t->schema_prefix : "";
 }
 
@@ -271,11 +258,11 @@ bool rate_enabled(const struct cfg *c)
 	return false;
 }
 
-enum rate_verdict rate_take(struct client *cl, uint64_t now_ns, uint64_t waited_ns,
+enum rate_verdict rate_take(const struct rate_who *who, uint64_t now_ns, uint64_t waited_ns,
                             uint64_t *wait_ns, char *msg, size_t msglen)
 {
-	const struct cfg *c = cl->snap->cfg;
-	const struct cfg_tenant *t = cfg_of(cl);
+	const struct cfg *c = who->cfg;
+	const struct cfg_tenant *t = who->tenant_cfg;
 	struct {
 		char name[96];
 		double rate;
@@ -285,7 +272,7 @@ enum rate_verdict rate_take(struct client *cl, uint64_t now_ns, uint64_t waited_
 	int qps = c->rate_limit.queries_per_second;
 	if (qps > 0) {
 		if (c->rate_limit.per_user)
-			snprintf(want[nw].name, sizeof(want[nw].name), "user:%s", cl->user);
+			snprintf(want[nw].name, sizeof(want[nw].name), "user:%s", who->user);
 		else
 			snprintf(want[nw].name, sizeof(want[nw].name), "global");
 		want[nw].rate = qps;
@@ -293,7 +280,7 @@ enum rate_verdict rate_take(struct client *cl, uint64_t now_ns, uint64_t waited_
 		                                         : "rate_limit.queries_per_second";
 	}
 	if (c->rate_limit.database_queries_per_second > 0) {
-		snprintf(want[nw].name, sizeof(want[nw].name), "database:%s", cl->database);
+		snprintf(want[nw].name, sizeof(want[nw].name), "database:%s", who->database);
 		want[nw].rate = c->rate_limit.database_queries_per_second;
 		want[nw++].what = "rate_limit.database_queries_per_second";
 	}
@@ -357,13 +344,14 @@ enum rate_verdict rate_take(struct client *cl, uint64_t now_ns, uint64_t waited_
 		             : "; the wait would pass rate_limit.max_wait_ms");
 	}
 	pthread_mutex_unlock(&rate_mu);
-	if (cl->tenant && t) {
+	struct tenant_state *ts = who->tenant;
+	if (ts && t) {
 		if (v == RATE_REJECT) {
-			__atomic_add_fetch(&cl->tenant->rejected, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&ts->rejected, 1, __ATOMIC_RELAXED);
 		} else {
-			__atomic_add_fetch(&cl->tenant->queries, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&ts->queries, 1, __ATOMIC_RELAXED);
 			if (v == RATE_WAIT)
-				__atomic_add_fetch(&cl->tenant->throttled, 1, __ATOMIC_RELAXED);
+				__atomic_add_fetch(&ts->throttled, 1, __ATOMIC_RELAXED);
 		}
 	}
 	return v;
@@ -401,13 +389,7 @@ Helios__TenantStats **tenant_stats(size_t *n)
 			m->max_connections = (uint32_t)c->tenants[k].max_connections;
 			m->rate_limit = (uint32_t)c->tenants[k].rate_limit;
 		}
-		for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
-			if (strcmp(pool_tenant(p), t->id))
-				continue;
-			struct pool_stats st;
-			pool_get_stats(p, &st);
-			m->servers += (uint32_t)st.total;
-		}
+		/* servers: added by the report (pools are a layer above) */
 		v[(*n)++] = m;
 	}
 	snap_unref(sn);

@@ -602,6 +602,16 @@ Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
 	analytics_slow_counts(&r->slow_logged, &r->slow_dropped);
 	r->cache = cache_stats_msg();
 	r->tenants = tenant_stats(&r->n_tenants);
+	for (size_t ti = 0; r->tenants && ti < r->n_tenants; ti++) {
+		/* its server connections, over every pool it has */
+		for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
+			if (strcmp(pool_tenant(p), r->tenants[ti]->id))
+				continue;
+			struct pool_stats st;
+			pool_get_stats(p, &st);
+			r->tenants[ti]->servers += (uint32_t)st.total;
+		}
+	}
 	r->rate_buckets = rate_bucket_stats(&r->n_rate_buckets);
 
 	r->pins = calloc(PIN_COUNT, sizeof(*r->pins));

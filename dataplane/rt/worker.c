@@ -3,6 +3,7 @@
  * hand-offs, and a 100 ms tick for timeouts (queue waits, connects,
  * lingering closes) plus, on worker 0, pool maintenance once a second.
  */
+#include "dataplane/pipeline/route.h"
 #include "dataplane/rt/worker.h"
 
 #include "dataplane/auth/authwork.h"
@@ -398,7 +399,7 @@ static void maintain_pools(struct worker *w, const struct timespec *now)
 	const struct cfg *c = sn->cfg;
 	/* after a failover the old primary's idle connections go (a node that
 	 * was demoted while alive must not keep sessions opened as primary) */
-	int prim = route_primary(w, c);
+	int prim = route_primary(c);
 	int old_prim = w->last_primary;
 	w->last_primary = prim;
 	bool failed_over = old_prim >= 0 && prim >= 0 && prim != old_prim;
@@ -475,7 +476,7 @@ static void tick(struct worker *w)
 	splice_tick(w, &now);
 	cancel_worker_tick(w, &now);
 	tx_rate_wake(w, conn_ts_ns(&now));
-	route_refresh(w);
+	route_refresh();
 	/* clients waiting for a primary: failover_timeout_secs at most */
 	for (struct client *cl = w->held, *next; cl; cl = next) {
 		next = cl->wlist_next;
@@ -635,7 +636,7 @@ static void *worker_main(void *arg)
 	}
 	tx_worker_exit();
 	ireq_worker_exit();
-	route_worker_exit(w);
+	route_worker_exit();
 	analytics_worker_exit(w);
 	cache_worker_exit(w);
 	return NULL;
@@ -652,11 +653,6 @@ int worker_start(struct worker *w, int idx, enum io_backend backend, char *err, 
 	slab_init(&w->client_slab, sizeof(struct client));
 	int r = -ENOMEM;
 	w->last_primary = -1;
-	w->route = calloc(BREAKER_MAX_NODES, sizeof(*w->route));
-	if (!w->route) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
 	r = listen_tcp(c->listen_address, err, errlen);
 	if (r < 0)
 		goto out;

@@ -7,7 +7,6 @@
 #define HELIOS_WORKER_H
 
 #include "dataplane/io/io.h"
-#include "dataplane/pipeline/route.h"
 #include "dataplane/rt/slab.h"
 
 #include <pthread.h>
@@ -50,15 +49,8 @@ struct worker {
 	int authq_running;                      /* its clients' auth_query lookups in flight */
 	bool exited;                            /* its loop ended: no more mailbox work (mail_mu) */
 
-	/* routing (route.c): a copy of the control plane's table, the
-	 * statement-analysis LRU, a round-robin counter */
-	uint64_t route_ver;
-	size_t n_route;
-	struct route_node *route;
-	struct an_cache *an;
 	struct qs_table *qs; /* analytics: per-fingerprint statistics */
-	uint32_t rr;
-	int last_primary; /* worker 0: primary index at the last maintenance */
+	int last_primary;    /* worker 0: primary index at the last maintenance */
 
 	struct timespec last_maint, last_stats;
 	int init_result;
