@@ -174,6 +174,7 @@ int main(int argc, char **argv)
 	route_set_source(&rsrc);
 	/* before any thread that reports on it; limits follow each config */
 	ireq_conn_install(); /* internal requests (the cache's catalog) use the pools */
+	tx_req_install();    /* the cache wakes parked clients through conn/ */
 	if (cache_start(c) < 0) {
 		fprintf(stderr, "heliosproxy: out of memory for the result cache\n");
 		return 1;

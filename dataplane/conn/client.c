@@ -536,10 +536,7 @@ static void acquire(struct client *cl)
 		r.sql = first_sql(cl, &r.sql_len);
 		r.type = cl->ep.in_len ? cl->ep.in[0] : 0;
 	}
-	if (cl->cache_lead)
-		cl->pc.rflags |= PIPE_RF_PRIMARY_ONLY; /* answers are kept only from the primary */
-	else
-		cl->pc.rflags &= (uint8_t)~PIPE_RF_PRIMARY_ONLY;
+	/* (a cache miss being recorded set PIPE_RF_PRIMARY_ONLY at PIPE_AT_REQUEST) */
 	enum pipe_verdict v = pipe_run(cl->pipe, PIPE_AT_ROUTE, &r);
 	int node = r.node;
 	if (v == PIPE_PARK) {

@@ -150,12 +150,9 @@ struct client {
 	bool admin_busy;               /* its statement is with the console thread */
 	uint32_t connect_s, request_s; /* monotonic seconds (reports) */
 	bool held_for_primary;         /* held: no primary (failover), bounded wait */
-	/* result cache (cache.c) */
-	struct cache_lead *cache_lead; /* record the answer of the request at the head */
-	struct cache_cl *cc;           /* what its unnamed statement writes */
-	bool cache_wait;               /* parked behind an identical query (single-flight) */
-	bool cache_nowait;             /* woken: its next lookup does not wait again */
-	struct timespec cache_wait_start;
+	/* woken from a wait on a token (txn_req.c): the request stages run
+	 * again once without waiting */
+	bool cache_nowait;
 	/* tenants and rate limits (tenant.c) */
 	struct tenant_state *tenant;         /* NULL: no tenant */
 	const struct cfg_tenant *tenant_cfg; /* its entry in snap->cfg (NULL with tenant) */
@@ -249,8 +246,7 @@ struct server {
 	uint32_t resp_synth_parse; /* of which ParseComplete the proxy answered itself */
 	uint32_t replay_quiet;     /* replay: Parses whose answer the client already has */
 	uint64_t retry_key;
-	struct qa *qa;         /* analytics: statements awaiting ReadyForQuery */
-	struct cache_sv *cs;   /* result cache: an answer being recorded, writes to replay */
+	struct qev *qev;       /* txn_req.c: statements awaiting ReadyForQuery (query events) */
 	struct ireq_run *ireq; /* ireq.c: the internal request running on it */
 	/* credentials towards the server */
 	char password[512];
@@ -420,6 +416,13 @@ void sv_auth_query_cancel(struct server *sv);
 void sv_cancel_hold_end(struct server *sv, bool ok);
 /* client.c: the lookup finished; secret NULL when the user has none. */
 void cl_auth_query_done(struct client *cl, const char *secret, const char *error);
+
+/* txn_req.c: a worker's clients parked on a wake token (the result cache's
+ * single flight, a catalog read): woken when its worker's cache_check was
+ * set, or past their deadline; the cache's hooks (main, before workers). */
+void tx_token_wake(struct worker *w);
+void tx_token_tick(struct worker *w, uint64_t now_ns);
+void tx_req_install(void);
 
 /* ireq.c: internal requests (pipeline/ireq.h) on pooled servers. */
 struct ireq_run;

@@ -11,8 +11,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
-#include "dataplane/pipeline/analytics.h"
-#include "dataplane/pipeline/cache.h"
+#include "dataplane/conn/txn_req.h"
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/policy/breaker.h"
 #include "dataplane/conn/listen.h"
@@ -391,8 +390,7 @@ static void free_server(struct server *sv, struct io_loop *l)
 	free(sv->scram);
 	free(sv->startup_pkt);
 	tx_server_reset_state(sv);
-	analytics_server_free(sv);
-	cache_server_free(sv);
+	tx_ev_server_free(sv);
 	free(sv);
 }
 

@@ -22,6 +22,24 @@ static const char *want_setting(const void *arg, const char *name)
 	return g ? g->value : NULL;
 }
 
+static void want_each(const void *arg,
+                      void (*fn)(void *ud, const char *name, const char *value, bool is_stmt),
+                      void *ud)
+{
+	const struct guc_set *g = &((const struct client *)arg)->want;
+	for (int i = 0; i < g->n; i++)
+		fn(ud, g->e[i].name, g->e[i].value, g->e[i].is_stmt);
+}
+
+static const uint8_t *stmt_body_of(const void *arg, const char *name, uint32_t *len)
+{
+	struct prep_stmt *ps = prep_client_get(&((const struct client *)arg)->prep, name);
+	if (!ps)
+		return NULL;
+	*len = ps->body_len;
+	return ps->body;
+}
+
 void tx_req_init(struct client *cl, const struct server *sv, struct req *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -33,6 +51,8 @@ void tx_req_init(struct client *cl, const struct server *sv, struct req *r)
 	r->client_id = cl->id;
 	r->setting = want_setting;
 	r->setting_arg = cl;
+	r->settings_each = want_each;
+	r->stmt_body = stmt_body_of;
 	r->mode = !cl->txn ? PIPE_MODE_SESSION : cl->stmt_mode ? PIPE_MODE_STMT : PIPE_MODE_TXN;
 	r->replication = cl->replication;
 	r->has_server = sv != NULL;

@@ -137,6 +137,15 @@ struct req {
 	 * its server, NULL when unset (setting may be NULL: none known) */
 	const char *(*setting)(const void *arg, const char *name);
 	const void *setting_arg;
+	/* every such setting (the result cache's key); NULL: none known */
+	void (*settings_each)(const void *arg,
+	                      void (*fn)(void *ud, const char *name, const char *value,
+	                                 bool is_stmt),
+	                      void *ud);
+	/* the client's prepared statement name: its Parse body after the name
+	 * (text\0 int16 n, n type oids), *len set; NULL when unknown (or no
+	 * lookup: setting_arg is the argument of both) */
+	const uint8_t *(*stmt_body)(const void *arg, const char *name, uint32_t *len);
 	uint64_t now_ns; /* monotonic, read once per run */
 
 	/* how it is served */
@@ -196,6 +205,9 @@ struct pipe_event {
 	bool ok;              /* PEV_QUERY_DONE: false when it ended in an error */
 	const char *sqlstate; /* PEV_ERROR, a failed PEV_QUERY_DONE */
 	const char *message;
+	/* PEV_QUERY_START of a Parse or a Bind: the statement's name ("" the
+	 * unnamed one), NULL when not known */
+	const char *stmt_name;
 };
 
 struct pipe_stage {
@@ -296,5 +308,7 @@ enum pipe_verdict req_park_until(struct req *r, uint64_t wake_ns);
 extern const struct pipe_stage stage_rewrite;
 extern const struct pipe_stage stage_rate;
 extern const struct pipe_stage stage_route;
+extern const struct pipe_stage stage_cache;     /* cache.h */
+extern const struct pipe_stage stage_analytics; /* analytics.h */
 
 #endif

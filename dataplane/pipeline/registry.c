@@ -13,11 +13,9 @@
 #include <stdlib.h>
 
 static const struct pipe_stage *stages[PIPE_MAX_STAGES * PIPE_POINTS] = {
-    &stage_rewrite,
-    &stage_rate,
-    &stage_route,
+    &stage_rewrite, &stage_rate, &stage_route, &stage_cache, &stage_analytics,
 };
-static size_t n_stages = 3;
+static size_t n_stages = 5;
 
 int pipe_register(const struct pipe_stage *st)
 {

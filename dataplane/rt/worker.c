@@ -299,7 +299,7 @@ static void on_wake(void *ud)
 		}
 	}
 	if (__atomic_exchange_n(&w->cache_check, false, __ATOMIC_ACQ_REL))
-		cache_worker_wake(w);
+		tx_token_wake(w);
 	cancel_worker_wake(w); /* servers held while a cancel was in flight */
 	while (cl) {
 		struct client *next = cl->mail_next;
@@ -471,7 +471,7 @@ static void tick(struct worker *w)
 	conn_now(&now);
 	cl_wait_timeout_check(w, &now);
 	cl_login_timeout_check(w, &now);
-	cache_worker_tick(w, &now);
+	tx_token_tick(w, conn_ts_ns(&now));
 	ireq_worker_tick(conn_ts_ns(&now));
 	splice_tick(w, &now);
 	cancel_worker_tick(w, &now);
@@ -638,7 +638,7 @@ static void *worker_main(void *arg)
 	ireq_worker_exit();
 	route_worker_exit();
 	analytics_worker_exit(w);
-	cache_worker_exit(w);
+	cache_worker_exit();
 	return NULL;
 }
 
