@@ -35,10 +35,12 @@
 #define IREQ_INBUF_MAX          (16u << 20) /* one answer message at most */
 
 struct ireq_run {
-	struct ireq_run *next; /* the worker's pending list */
+	struct ireq_run *next; /* the worker's pending list, or its running list */
+	struct server *sv;     /* running on it */
 	struct pool *pool;
 	int node_idx;
 	bool connecting; /* a connection was opened for it */
+	bool expired;    /* its answer did not come in time: its server is closed */
 	uint64_t deadline_ns;
 	ireq_done_fn *done;
 	void *arg;
@@ -54,6 +56,18 @@ struct ireq_run {
 };
 
 static __thread struct ireq_run *pending; /* waiting for a server on this worker */
+static __thread struct ireq_run *running; /* on a server of this worker */
+
+static void unlink_running(struct ireq_run *r)
+{
+	for (struct ireq_run **pp = &running; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			r->next = NULL;
+			return;
+		}
+	}
+}
 
 static void run_free(struct ireq_run *r)
 {
@@ -141,6 +155,9 @@ static int build_msgs(struct ireq_run *r, const struct ireq *rq)
 /* sv (attached to this worker, idle at 'I', nobody's) runs r. */
 static void start_on(struct ireq_run *r, struct server *sv)
 {
+	r->sv = sv;
+	r->next = running;
+	running = r;
 	sv->ireq = r;
 	sv->state = SV_ACTIVE;
 	sv->client = NULL;
@@ -318,6 +335,7 @@ void ireq_server_input(struct server *sv)
 		case PGW_MSG_READY:
 			sv->tx_status = m.len ? (char)m.body[0] : 'I';
 			ep_in_consume(&sv->ep, m.total);
+			unlink_running(r);
 			sv->ireq = NULL;
 			sv->ep.in_max = 0;
 			if (sv->tx_status == 'I' && sv->ep.in_len == 0) {
@@ -341,14 +359,27 @@ void ireq_server_gone(struct server *sv)
 	struct ireq_run *r = sv->ireq;
 	if (!r)
 		return;
+	unlink_running(r);
 	sv->ireq = NULL;
 	sv->ep.in_max = 0;
-	fail(r, -ECONNRESET, "internal request: the server connection was lost");
+	if (r->expired)
+		fail(r, -ETIMEDOUT, "internal request: no answer in time");
+	else
+		fail(r, -ECONNRESET, "internal request: the server connection was lost");
 }
 
 void ireq_worker_tick(uint64_t now_ns)
 {
 	struct worker *w = worker_self();
+	/* an answer that takes too long: its server goes (it may be stuck) */
+	for (struct ireq_run *r = running, *next; r; r = next) {
+		next = r->next;
+		if (now_ns >= r->deadline_ns && !r->expired) {
+			r->expired = true;
+			sv_close(r->sv); /* ireq_server_gone fails it */
+			next = running;  /* the list changed */
+		}
+	}
 	struct ireq_run *list = pending;
 	pending = NULL;
 	while (list) {

@@ -1167,7 +1167,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		if (tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0) == 0)
 			sbuf_append(&b, discard_seq, sizeof(discard_seq));
 	}
-	if (sv && cl->pc.slot[PIPE_SLOT_CACHE].p)
+	if (sv && cache_leading(&cl->pc.slot[PIPE_SLOT_CACHE]))
 		cache_arm(&cl->pc.slot[PIPE_SLOT_CACHE], cl->snap->cfg,
 		          sv->node_idx == route_primary(cl->snap->cfg), sv->tx_status, data, len);
 	bool msg_stages = pipe_has(cl->pipe, PIPE_AT_MSG);

@@ -375,6 +375,12 @@ void cache_arm(union pipe_slot *s, const struct cfg *c, bool primary, char tx_st
 	cc->arming = true;
 }
 
+bool cache_leading(const union pipe_slot *s)
+{
+	const struct cache_cl *cc = s ? s->p : NULL;
+	return cc && cc->lead;
+}
+
 bool cache_arming(const union pipe_slot *s)
 {
 	const struct cache_cl *cc = s ? s->p : NULL;

@@ -72,6 +72,8 @@ void cache_arm(union pipe_slot *s, const struct cfg *c, bool primary, char tx_st
                const uint8_t *data, uint32_t len);
 /* The messages conn/ queues belong to the recorded request until it ends. */
 bool cache_arming(const union pipe_slot *s);
+/* The stage chose to record the request at the head (cache_arm is due). */
+bool cache_leading(const union pipe_slot *s);
 void cache_request_end(union pipe_slot *s);
 /* Server -> client: a message header (fwd: the client's own request's
  * answer), its body bytes, a synthesized answer, and the ReadyForQuery
