@@ -15,6 +15,7 @@
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
+#include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/report/admin.h"
@@ -856,6 +857,7 @@ static void bind_server(struct client *cl, struct server *sv)
 	cl->server = sv;
 	sv->client = cl;
 	sv->state = SV_ACTIVE;
+	analytics_bind(cl, sv); /* session mode too (not when spliced) */
 	uint8_t buf[8192];
 	struct pgw_out o;
 	pgw_out_init(&o, buf, sizeof(buf));
@@ -877,7 +879,9 @@ static void bind_server(struct client *cl, struct server *sv)
 	cl_send_msg(cl, &o);
 	io_recv_start(&sv->ep.sock);
 	/* anything the client sent ahead of ReadyForQuery */
-	if (cl->ep.in_len) {
+	if (cl->ep.in_len && sess_staged(cl, sv)) {
+		sess_input(cl);
+	} else if (cl->ep.in_len) {
 		struct io_chunk *c = io_chunk_new(cl->ep.in_len);
 		if (c) {
 			memcpy(c->data, cl->ep.in, cl->ep.in_len);
@@ -1031,7 +1035,10 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 		} else {
 			if (cl->kf)
 				splice_userspace_data(cl, false);
-			relay_to_server(cl, c);
+			if (sess_staged(cl, cl->server))
+				sess_client_data(cl, c); /* stages run on its messages */
+			else
+				relay_to_server(cl, c);
 		}
 		return;
 	case CL_STARTUP:

@@ -159,6 +159,10 @@ struct client {
 	/* the query pipeline of its snapshot, and the stages' state for it */
 	struct pipeline *pipe;
 	struct pipe_client pc;
+	/* session pooling with stages (session.c) */
+	uint32_t sess_due;     /* ReadyForQuery the server still owes the client */
+	bool sess_drop;        /* a refused extended batch: dropped up to its Sync */
+	bool sess_skip;        /* the rest of the message being received is dropped */
 	struct kf_session *kf; /* spliced in the kernel (splice.c), NULL otherwise */
 };
 
@@ -312,8 +316,18 @@ void tx_rate_wake(struct worker *w, uint64_t now_ns);
 /* txn_gate.c: fills the who/how facts of a pipeline request from cl (sv:
  * its bound server or NULL). */
 void tx_req_init(struct client *cl, const struct server *sv, struct req *r);
+/* Parks cl as a stage asked (woken by tx_rate_wake, or by whoever holds
+ * the token). */
+void tx_park(struct client *cl, const struct pipe_park *p);
 /* The client is no longer parked by a stage (woken, or leaving). */
 void tx_unpark(struct client *cl);
+/* session.c: session pooling with pipeline stages (rate limits, analytics). */
+bool sess_staged(const struct client *cl, const struct server *sv);
+void sess_client_data(struct client *cl, struct io_chunk *c);
+/* Runs the bytes held in the client's buffer (woken, or bound). */
+void sess_input(struct client *cl);
+/* A ReadyForQuery from the session's server. */
+void sess_server_ready(struct client *cl, struct server *sv);
 /* client.c: asks the pool for a server for the next transaction. */
 void cl_get_server_for_tx(struct client *cl);
 int tx_client_init(struct client *cl);

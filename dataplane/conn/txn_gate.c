@@ -62,7 +62,7 @@ void tx_req_init(struct client *cl, const struct server *sv, struct req *r)
 }
 
 /* A parked client is counted on its worker, which wakes it when due. */
-static void park(struct client *cl, const struct pipe_park *p)
+void tx_park(struct client *cl, const struct pipe_park *p)
 {
 	cl->pc.parked = (uint8_t)(p->kind + 1);
 	cl->pc.wake_ns = p->wake_ns;
@@ -126,7 +126,7 @@ int tx_msg_stages(struct client *cl, struct server *sv, const uint8_t *m, uint32
 		}
 		return 1;
 	case PIPE_PARK:
-		park(cl, &r.park);
+		tx_park(cl, &r.park);
 		return 0;
 	case PIPE_ANSWERED:
 		if (r.out && r.out->len)
@@ -168,7 +168,10 @@ void tx_rate_wake(struct worker *w, uint64_t now)
 			continue;
 		if (c->pc.wake_ns <= now) {
 			tx_unpark(c);
-			tx_client_input(c);
+			if (c->txn)
+				tx_client_input(c);
+			else
+				sess_input(c);
 		} else if (c->pc.wake_ns < next) {
 			next = c->pc.wake_ns;
 		}
