@@ -15,7 +15,7 @@
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
-#include "dataplane/pipeline/analytics.h"
+#include "dataplane/conn/txn_req.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/report/admin.h"
@@ -857,7 +857,7 @@ static void bind_server(struct client *cl, struct server *sv)
 	cl->server = sv;
 	sv->client = cl;
 	sv->state = SV_ACTIVE;
-	analytics_bind(cl, sv); /* session mode too (not when spliced) */
+	tx_ev_bind(cl, sv); /* session mode too (not when spliced) */
 	uint8_t buf[8192];
 	struct pgw_out o;
 	pgw_out_init(&o, buf, sizeof(buf));

@@ -573,7 +573,7 @@ static bool wants_capture(const struct server *sv, uint8_t type)
 	/* errors are rare: all are read, so a FATAL's SQLSTATE is known when
 	 * the server closes */
 	return type == PGW_MSG_READY || type == PGW_MSG_PARAM_STATUS || type == PGW_MSG_ERROR ||
-	       (type == 'C' && sv->qa); /* session mode analytics */
+	       (type == 'C' && sv->qev); /* session mode analytics */
 }
 
 static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, uint32_t len);
@@ -641,8 +641,8 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 			sv_node_ok(sv);
 			if (sv->client && !sv->txn) {
 				/* session mode: a statement ended; a parked client may go on */
-				if (sv->qa)
-					analytics_ready(sv);
+				if (sv->qev)
+					tx_ev_ready(sv->client, sv);
 				sess_server_ready(sv->client, sv);
 			}
 		}
@@ -662,13 +662,13 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 		return;
 	}
 	case 'C':
-		if (sv->qa && sv->state == SV_ACTIVE)
-			analytics_response(sv, type, body, len);
+		if (sv->qev && sv->state == SV_ACTIVE)
+			tx_ev_response(sv, type, body, len);
 		return;
 	case PGW_MSG_ERROR:
 		sv_note_error(sv, body, len);
-		if (sv->qa && sv->state == SV_ACTIVE && !sv->txn)
-			analytics_response(sv, type, body, len);
+		if (sv->qev && sv->state == SV_ACTIVE && !sv->txn)
+			tx_ev_response(sv, type, body, len);
 		if (sv->state == SV_RESETTING) {
 			const char *m = pgw_error_field(body, len, 'M');
 			log_warn("server %s:%d: reset query failed: %s", sv->node_host,

@@ -22,7 +22,7 @@
 
 #include "common/cfg.h"
 #include "common/sbuf.h"
-#include "dataplane/pipeline/analytics.h"
+#include "dataplane/conn/txn_req.h"
 #include "dataplane/pipeline/pipeline.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/report/stats.h"
@@ -38,22 +38,22 @@ bool sess_staged(const struct client *cl, const struct server *sv)
 {
 	if (cl->txn || cl->replication || cl->admin || cl->kf || !sv)
 		return false;
-	return pipe_has(cl->pipe, PIPE_AT_MSG) || sv->qa;
+	return pipe_has(cl->pipe, PIPE_AT_MSG) || sv->qev;
 }
 
 /* a text copied out whole: analytics learns what the server runs */
 static void text_captured(struct client *cl, struct server *sv)
 {
 	struct endpoint *ep = &cl->ep;
-	if (!sv->qa)
+	if (!sv->qev)
 		return;
 	if (ep->cap_type == 'Q') {
-		analytics_query(cl, sv, (const char *)ep->cap_buf, ep->cap_got);
+		tx_ev_start(cl, sv, 'Q', NULL, (const char *)ep->cap_buf, ep->cap_got, true);
 	} else if (ep->cap_type == 'P') {
 		const uint8_t *z = memchr(ep->cap_buf, '\0', ep->cap_got);
 		if (z)
-			analytics_batch_text(cl, sv, (const char *)z + 1,
-			                     ep->cap_got - (uint32_t)(z + 1 - ep->cap_buf));
+			tx_ev_start(cl, sv, 'P', (const char *)ep->cap_buf, (const char *)z + 1,
+			            ep->cap_got - (uint32_t)(z + 1 - ep->cap_buf), true);
 	}
 }
 
@@ -77,10 +77,10 @@ static void note_sent(struct client *cl, struct server *sv, uint8_t t, uint32_t 
 {
 	if (t == 'Q' || t == 'S' || t == 'F')
 		cl->sess_due++; /* one ReadyForQuery each */
-	if (!sv->qa)
+	if (!sv->qev)
 		return;
 	if (t == 'S') {
-		analytics_sync(cl, sv);
+		tx_ev_start(cl, sv, 'S', NULL, NULL, 0, true);
 		return;
 	}
 	if (t != 'Q' && t != 'P')
@@ -88,7 +88,8 @@ static void note_sent(struct client *cl, struct server *sv, uint8_t t, uint32_t 
 	struct endpoint *ep = &cl->ep;
 	if (len > EP_CAPTURE_MAX || (!ep->cap_buf && !(ep->cap_buf = malloc(EP_CAPTURE_MAX)))) {
 		if (t == 'Q')
-			analytics_query(cl, sv, "", 0); /* its ReadyForQuery still comes */
+			tx_ev_start(cl, sv, 'Q', NULL, "", 0,
+			            false); /* its ReadyForQuery still comes */
 		return;
 	}
 	ep->cap_type = t;

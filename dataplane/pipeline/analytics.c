@@ -246,10 +246,11 @@ static bool analytics_enabled(const struct cfg *c)
 	return c->analytics.enabled;
 }
 
-/* Transaction and statement pooling (as before the pipeline). */
+/* Every pooling mode (a session spliced in the kernel publishes nothing);
+ * not replication connections. */
 static bool analytics_applies(const struct req *r)
 {
-	return r->mode == PIPE_MODE_TXN || r->mode == PIPE_MODE_STMT;
+	return !r->replication;
 }
 
 const struct pipe_stage stage_analytics = {
