@@ -1173,7 +1173,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 	}
 	if (sv && cl->cache_lead)
 		cache_arm(cl, sv, data, len);
-	bool msg_stages = pipe_has(cl->pipe, PIPE_AT_MSG);
+	bool msg_stages = cl->pc.active[PIPE_AT_MSG]; /* a stage applies to it */
 	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait && !cl->pc.parked) {
 		const uint8_t *m = data + off;
 		uint32_t mlen = pgw_get_u32(m + 1);
