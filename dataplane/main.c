@@ -179,8 +179,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "heliosproxy: out of memory for the result cache\n");
 		return 1;
 	}
-	const char *url =
-	    cp_arg ? cp_arg : (c && c->control_address[0] ? c->control_address : NULL);
+	/* a copy: c goes to the first snapshot, which a control plane's push
+	 * may free before start-up is done (admin_start, reload read url) */
+	static char url_copy[sizeof(c->control_address)];
+	if (!cp_arg && c && c->control_address[0])
+		snprintf(url_copy, sizeof(url_copy), "%s", c->control_address);
+	const char *url = cp_arg ? cp_arg : (url_copy[0] ? url_copy : NULL);
 	struct cp *cp = NULL;
 	if (!url) {
 		/* embedded: the control plane runs here, data plane link over

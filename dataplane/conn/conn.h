@@ -321,6 +321,9 @@ void tx_req_init(struct client *cl, const struct server *sv, struct req *r);
 void tx_park(struct client *cl, const struct pipe_park *p);
 /* The client is no longer parked by a stage (woken, or leaving). */
 void tx_unpark(struct client *cl);
+/* Clients of w a stage parked on token (PIPE_WAKE_TOKEN) run again (on
+ * w's thread). */
+void tx_wake_token(struct worker *w, const void *token);
 /* session.c: session pooling with pipeline stages (rate limits, analytics). */
 bool sess_staged(const struct client *cl, const struct server *sv);
 void sess_client_data(struct client *cl, struct io_chunk *c);

@@ -38,7 +38,7 @@ bool sess_staged(const struct client *cl, const struct server *sv)
 {
 	if (cl->txn || cl->replication || cl->admin || cl->kf || !sv)
 		return false;
-	return pipe_has(cl->pipe, PIPE_AT_MSG) || sv->qev;
+	return cl->pc.active[PIPE_AT_MSG] || sv->qev;
 }
 
 /* a text copied out whole: analytics learns what the server runs */
@@ -112,7 +112,7 @@ static size_t run(struct client *cl, struct server *sv, const uint8_t *data, siz
 	struct pgw_scan *sc = &cl->ep.scan;
 	size_t pos = 0, keep_from = 0;
 	bool all = true;
-	bool stages = pipe_has(cl->pipe, PIPE_AT_MSG);
+	bool stages = cl->pc.active[PIPE_AT_MSG];
 	*closed = false;
 #define FLUSH_KEPT(to)                                                                             \
 	do {                                                                                       \

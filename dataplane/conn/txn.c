@@ -1170,7 +1170,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 	if (sv && cache_leading(&cl->pc.slot[PIPE_SLOT_CACHE]))
 		cache_arm(&cl->pc.slot[PIPE_SLOT_CACHE], cl->snap->cfg,
 		          sv->node_idx == route_primary(cl->snap->cfg), sv->tx_status, data, len);
-	bool msg_stages = pipe_has(cl->pipe, PIPE_AT_MSG);
+	bool msg_stages = cl->pc.active[PIPE_AT_MSG]; /* a stage applies to it */
 	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait && !cl->pc.parked) {
 		const uint8_t *m = data + off;
 		uint32_t mlen = pgw_get_u32(m + 1);

@@ -178,3 +178,18 @@ void tx_rate_wake(struct worker *w, uint64_t now)
 	}
 	w->rate_next_ns = next;
 }
+
+/* Clients of w parked on token (PIPE_WAKE_TOKEN) run again. */
+void tx_wake_token(struct worker *w, const void *token)
+{
+	for (struct client *c = w->clients, *n; c; c = n) {
+		n = c->all_next;
+		if (c->pc.parked != PIPE_WAKE_TOKEN + 1 || c->pc.park_token != token)
+			continue;
+		tx_unpark(c);
+		if (c->txn)
+			tx_client_input(c);
+		else
+			sess_input(c);
+	}
+}

@@ -43,7 +43,7 @@ static void note_parses(struct client *cl, const uint8_t *p, uint32_t n)
 enum tx_req_verdict tx_request_stages(struct client *cl)
 {
 	cl->pc.rflags &= (uint8_t)~PIPE_RF_PRIMARY_ONLY; /* a stage sets it for this request */
-	if (!pipe_has(cl->pipe, PIPE_AT_REQUEST) || cl->pins || cl->state != CL_ACTIVE ||
+	if (!cl->pc.active[PIPE_AT_REQUEST] || cl->pins || cl->state != CL_ACTIVE ||
 	    cl->login_pending || !cl->ep.in_len)
 		return TX_REQ_PASS;
 	struct req r;

@@ -98,12 +98,17 @@ void pipe_client_start(const struct pipeline *p, struct pipe_client *pc, const s
 {
 	pc->skip = 0;
 	pc->buffered = false;
+	memset(pc->active, 0, sizeof(pc->active));
 	for (uint8_t i = 0; p && i < p->n_all; i++) {
 		const struct pipe_stage *st = p->all[i];
-		if (st->applies && !st->applies(r))
+		if (st->applies && !st->applies(r)) {
 			pc->skip |= 1u << st->slot;
-		else if (st->replaces)
+			continue;
+		}
+		if (st->replaces)
 			pc->buffered = true;
+		if (st->run)
+			pc->active[st->point] = true;
 	}
 }
 

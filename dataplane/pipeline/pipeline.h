@@ -85,12 +85,13 @@ union pipe_slot {
  * pipe_client_init, freed by pipe_client_free). */
 struct pipe_client {
 	union pipe_slot slot[PIPE_SLOTS];
-	uint64_t req_seq; /* requests finished so far (Query, FunctionCall, Sync, or
-	                   * a request answered without a server) */
-	bool in_batch;    /* inside an extended batch: its first message was seen */
-	uint8_t rflags;   /* PIPE_RF_* for the request at the head */
-	uint32_t skip;    /* 1u << slot: stages with nothing to do for this client */
-	bool buffered;    /* a stage may replace its messages (pipe_client_start) */
+	uint64_t req_seq;         /* requests finished so far (Query, FunctionCall, Sync, or
+	                           * a request answered without a server) */
+	bool in_batch;            /* inside an extended batch: its first message was seen */
+	uint8_t rflags;           /* PIPE_RF_* for the request at the head */
+	uint32_t skip;            /* 1u << slot: stages with nothing to do for this client */
+	bool buffered;            /* a stage may replace its messages (pipe_client_start) */
+	bool active[PIPE_POINTS]; /* some stage at that point applies to it */
 	/* parked (conn/ sets these from r->park and clears them at the wake) */
 	uint8_t parked; /* enum pipe_wake + 1; 0: not parked */
 	uint64_t wake_ns;
@@ -280,7 +281,8 @@ void pipe_emit(const struct pipeline *p, struct pipe_client *pc, const struct pi
 
 /* Per-client state. */
 void pipe_client_init(struct pipe_client *pc);
-/* At login (r: who and how it is served): which stages apply to it. */
+/* At login (r: who and how it is served): which stages apply to it
+ * (pc->skip, pc->active, pc->buffered). */
 void pipe_client_start(const struct pipeline *p, struct pipe_client *pc, const struct req *r);
 /* Frees what p's stages keep for the client. */
 void pipe_client_free(const struct pipeline *p, struct pipe_client *pc);

@@ -27,9 +27,12 @@ static bool rewrite_on(const struct cfg *c)
 	return false;
 }
 
-/* rules, or this client's tenant has a schema_prefix */
+/* rules, or this client's tenant has a schema_prefix; transaction and
+ * statement pooling only (docs/rewriting.md) */
 static bool rewrite_applies(const struct req *r)
 {
+	if (r->mode != PIPE_MODE_TXN && r->mode != PIPE_MODE_STMT)
+		return false;
 	return r->snap->rewrite || tenant_schema(r->tenant_cfg)[0];
 }
 

@@ -255,6 +255,9 @@ static void test_stage_that_does_not_apply_to_a_client_is_skipped(void **state U
 	/* only alice runs buffered (her stage may replace messages) */
 	assert_false(bob.buffered);
 	assert_true(alice.buffered);
+	assert_false(bob.active[PIPE_AT_REQUEST]); /* conn/ fills no request for bob */
+	assert_true(alice.active[PIPE_AT_REQUEST]);
+	assert_true(bob.active[PIPE_AT_MSG]);
 
 	fake_req(&r, &bob, "bob");
 	pipe_run(p, PIPE_AT_REQUEST, &r);

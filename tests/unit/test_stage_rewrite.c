@@ -4,7 +4,8 @@
  * whole new message (the Parse keeps its statement name and parameter
  * types), a statement no rule changes is left alone, a message seen before
  * (again) or not whole is not touched, other messages pass, the stage
- * applies only to clients with rules or a tenant schema, and without rules
+ * applies only to transaction/statement pooling clients with rules or a
+ * tenant schema, and without rules
  * or schema prefixes it is not in the pipeline. Links no conn/.
  */
 #include <setjmp.h>
@@ -192,12 +193,22 @@ static void test_tenant_schema_prefix_qualifies_tables(void **state UNUSED)
 	struct req r;
 	memset(&r, 0, sizeof(r));
 	r.snap = &f.snap;
+	r.mode = PIPE_MODE_TXN;
 	r.tenant_cfg = tb;
 	pipe_client_start(f.p, &f.pc, &r);
 	assert_false(f.pc.buffered);
+	assert_false(f.pc.active[PIPE_AT_MSG]);
 	r.tenant_cfg = ta;
 	pipe_client_start(f.p, &f.pc, &r);
 	assert_true(f.pc.buffered);
+	assert_true(f.pc.active[PIPE_AT_MSG]);
+	/* session pooling is not rewritten (docs/rewriting.md) */
+	r.mode = PIPE_MODE_SESSION;
+	struct pipe_client sess;
+	pipe_client_init(&sess);
+	pipe_client_start(f.p, &sess, &r);
+	assert_false(sess.buffered);
+	assert_false(sess.active[PIPE_AT_MSG]);
 
 	const char sql[] = "SELECT * FROM users";
 	uint32_t n = put_msg(f.msg, 'Q', sql, sizeof(sql));
