@@ -258,6 +258,11 @@ static void send_out(struct client *cl, struct server *sv)
 	}
 }
 
+void sess_worker_exit(void)
+{
+	sbuf_free(&sess_out);
+}
+
 /* Held bytes: stop reading more while parked. */
 static void hold_check(struct client *cl)
 {
