@@ -10,6 +10,7 @@
 #include "dataplane/conn/txn_internal.h"
 
 #include "dataplane/conn/txn_req.h"
+#include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/cache.h"
 #include "dataplane/pipeline/route.h"
 
@@ -1140,8 +1141,12 @@ void tx_worker_exit(void)
 {
 	sbuf_free(&tls_sb);
 	tx_gate_worker_exit();
+	ireq_worker_exit(); /* internal requests still waiting fail */
 	tx_req_worker_exit();
 	sess_worker_exit();
+	/* the stages' per-thread state (statement tables, catalog references) */
+	analytics_worker_exit(NULL);
+	cache_worker_exit();
 }
 
 /* Runs the whole messages in data[0..len) (the received chunk c, or the

@@ -45,6 +45,7 @@ Helios__QueryStat **analytics_top(struct qs_table *t, size_t n, size_t *count);
 /* Slow log lines for "helioctl slowlog" and its counters. */
 char **analytics_slow_lines(size_t n, size_t *count);
 void analytics_slow_counts(uint64_t *written, uint64_t *dropped);
+/* The calling worker thread's table and caches go (w unused). */
 void analytics_worker_exit(struct worker *w);
 
 #endif

@@ -15,8 +15,6 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/policy/snap.h"
-#include "dataplane/pipeline/analytics.h"
-#include "dataplane/pipeline/cache.h"
 #include "dataplane/policy/breaker.h"
 #include "dataplane/report/stats.h"
 
@@ -635,10 +633,7 @@ static void *worker_main(void *arg)
 		jobs = next;
 	}
 	tx_worker_exit();
-	ireq_worker_exit();
 	route_worker_exit();
-	analytics_worker_exit(w);
-	cache_worker_exit();
 	return NULL;
 }
 
