@@ -334,6 +334,8 @@ void sess_client_data(struct client *cl, struct io_chunk *c);
 void sess_input(struct client *cl);
 /* A ReadyForQuery from the session's server. */
 void sess_server_ready(struct client *cl, struct server *sv);
+/* Frees the worker thread's scratch buffer. */
+void sess_worker_exit(void);
 /* client.c: asks the pool for a server for the next transaction. */
 void cl_get_server_for_tx(struct client *cl);
 int tx_client_init(struct client *cl);

@@ -241,6 +241,11 @@ static size_t run(struct client *cl, struct server *sv, const uint8_t *data, siz
 
 static __thread struct sbuf sess_out;
 
+void sess_worker_exit(void)
+{
+	sbuf_free(&sess_out);
+}
+
 static void send_out(struct client *cl, struct server *sv)
 {
 	if (sess_out.len && !sess_out.oom) {

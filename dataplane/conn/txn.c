@@ -1145,6 +1145,7 @@ void tx_worker_exit(void)
 {
 	sbuf_free(&tls_sb);
 	tx_gate_worker_exit();
+	sess_worker_exit();
 }
 
 /* Runs the whole messages in data[0..len) (the received chunk c, or the
