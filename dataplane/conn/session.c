@@ -242,6 +242,11 @@ static size_t run(struct client *cl, struct server *sv, const uint8_t *data, siz
 
 static __thread struct sbuf sess_out;
 
+void sess_worker_exit(void)
+{
+	sbuf_free(&sess_out);
+}
+
 static void send_out(struct client *cl, struct server *sv)
 {
 	if (sess_out.len && !sess_out.oom) {
@@ -256,11 +261,6 @@ static void send_out(struct client *cl, struct server *sv)
 		cl->ep.paused = true;
 		io_recv_stop(&cl->ep.sock);
 	}
-}
-
-void sess_worker_exit(void)
-{
-	sbuf_free(&sess_out);
 }
 
 /* Held bytes: stop reading more while parked. */

@@ -20,6 +20,12 @@
  * published by conn/ to the stages that subscribe to them (analytics, the
  * cache, later plugins); a pipeline without subscribers costs one test.
  *
+ * Pooling modes: transaction and statement pooling run every point; session
+ * pooling (conn/session.c) runs PIPE_AT_MSG on message headers (r->whole
+ * may be false: r->msg is the header and what arrived of the body) unless
+ * the session is spliced in the kernel, and PIPE_AT_ROUTE (the primary).
+ * A stage that must not run in a mode says so in its applies().
+ *
  * May call: policy/ (snap, tenant, breaker), pool/ (busy hints),
  * pipeline/engine/, rt/ (nothing yet), io-free leaves (pg, sql, common).
  * Never names struct client or struct server: conn/ copies what a stage
@@ -107,7 +113,8 @@ enum pipe_mode {
 
 enum pipe_wake {
 	PIPE_WAKE_AT,      /* at park.wake_ns (monotonic): a rate-limit throttle */
-	PIPE_WAKE_TOKEN,   /* when the stage that parked wakes park.token (single flight) */
+	PIPE_WAKE_TOKEN,   /* when park.token is woken (single flight): conn/'s
+	                    * tx_wake_token(worker, token) on the client's worker */
 	PIPE_WAKE_PRIMARY, /* when the routing table has a primary again (failover) */
 };
 
@@ -163,10 +170,15 @@ struct req {
 	bool whole;         /* all of it is at msg (false: a large one streamed) */
 	bool starts;        /* it starts a request (Query, FunctionCall, first
 	                     * message of an extended batch) */
-	bool again;         /* it went through these stages before (woken after
-	                     * a PARK, or it waited for a server) */
-	const char *sql;    /* statement text (a Query, a Parse, the statement a
-	                     * Bind names); NULL when none or not known */
+	/* it went through these stages before (woken after a PARK, or it
+	 * waited for a server); reliable for clients that run buffered (a
+	 * stage that replaces applies to them), else false: stages must be
+	 * idempotent per message (key on pc->req_seq, as the rate limit does) */
+	bool again;
+	/* PIPE_AT_REQUEST/ROUTE: statement text (a Query, a Parse, the
+	 * statement a Bind names), NULL when none or not known; PIPE_AT_MSG:
+	 * NULL (stages read msg) */
+	const char *sql;
 	size_t sql_len;
 	const uint8_t *req_buf; /* PIPE_AT_REQUEST: the client's buffered bytes from
 	                         * the request at the head (req_len of them) */
@@ -190,7 +202,7 @@ struct req {
 
 /* Events for subscribers (analytics, the cache, plugins). */
 enum pipe_ev {
-	PEV_CONNECT,     /* a client logged in */
+	PEV_CONNECT,     /* a client logged in (conn/login.c, after its tenant) */
 	PEV_QUERY_START, /* a statement went to a server (r->sql, r->type) */
 	PEV_QUERY_DONE,  /* it completed: duration, rows, ok */
 	PEV_ERROR,       /* an error reached the client (a server's or the proxy's) */

@@ -4,8 +4,9 @@
  * setting helios.tenant); the tenant decides which databases it may use,
  * caps its client and server connections, and may rate-limit its queries.
  * Token buckets (per user or global, per database, per tenant) are shared
- * by every worker and checked once per query in transaction and statement
- * pooling.
+ * by every worker and checked once per query by the rate-limit stage
+ * (pipeline/stage_rate.c; every pooling mode but a session spliced in the
+ * kernel). Names no connection: callers pass who the client is.
  */
 #ifndef HELIOS_TENANT_H
 #define HELIOS_TENANT_H
