@@ -22,6 +22,7 @@
 #include "dataplane/pipeline/cache.h"
 #include "dataplane/pipeline/engine/rewrite.h"
 #include "dataplane/report/cplink.h"
+#include "dataplane/report/stats.h"
 #include "dataplane/io/io.h"
 #include "dataplane/policy/control.h"
 #include "dataplane/policy/snap.h"
@@ -99,27 +100,14 @@ static void reload(struct cp *cp, const char *url)
 
 /* ------------------------------------------------------------ workers
  * What a worker thread runs is registered here, at its start: conn/ owns
- * the sockets, clients and servers; the pipeline's per-worker work (cache
- * wake-ups, routing table refresh) and process-wide chores (password
+ * the sockets, clients and servers (and wakes the clients a stage parked);
+ * the pipeline's per-worker work (routing table refresh) and process-wide chores (password
  * pre-derivation, the stats log line) run on timers. */
-
-/* Every turn: clients parked behind a query that finished (cache.c sets
- * the flag from any thread and wakes the loop). */
-static void cache_turn(struct worker *w, void *arg)
-{
-	(void)arg;
-	struct timespec now;
-	conn_now(&now);
-	if (__atomic_load_n(&w->cache_check, __ATOMIC_ACQUIRE) &&
-	    __atomic_exchange_n(&w->cache_check, false, __ATOMIC_ACQ_REL))
-		cache_worker_wake(w);
-	cache_worker_tick(w, &now);
-}
 
 static void route_turn(struct worker *w, void *arg)
 {
 	(void)arg;
-	route_refresh(w);
+	route_refresh();
 }
 
 /* Once a second on worker 0: keys of plaintext passwords derived ahead. */
@@ -181,8 +169,6 @@ static int worker_on_start(struct worker *w)
 {
 	int r = conn_worker_start(w);
 	if (!r)
-		r = worker_every(w, 0, cache_turn, NULL);
-	if (!r)
 		r = worker_every(w, 0, route_turn, NULL);
 	if (!r && w->idx == 0)
 		r = worker_every(w, 1000, prewarm_tick, NULL);
@@ -196,9 +182,7 @@ static int worker_on_start(struct worker *w)
 static void worker_on_exit(struct worker *w)
 {
 	conn_worker_exit(w);
-	route_worker_exit(w);
-	analytics_worker_exit(w);
-	cache_worker_exit(w);
+	route_worker_exit();
 }
 
 static const struct worker_hooks worker_hooks = {
@@ -208,17 +192,11 @@ static const struct worker_hooks worker_hooks = {
     .exit = worker_on_exit,
 };
 
-/* Per worker, on this thread: the pipeline's state, conn/'s sockets, then
- * the thread. */
+/* Per worker: conn/'s state and sockets, then the thread. */
 static int start_worker(struct worker *w, int idx, enum io_backend backend, char *err,
                         size_t errlen)
 {
 	w->last_primary = -1;
-	w->route = calloc(BREAKER_MAX_NODES, sizeof(*w->route));
-	if (!w->route) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
 	int r = conn_worker_init(w, idx, err, errlen);
 	if (r < 0)
 		return r;
@@ -351,14 +329,29 @@ int main(int argc, char **argv)
 		}
 		log_set_level_str(c->log_level);
 	}
+	/* the router learns the control plane's table and drained nodes
+	 * from the report layer (it may not call up into it) */
+	static const struct route_source rsrc = {
+	    .version = ctl_routing_version,
+	    .copy = ctl_routing_copy,
+	    .any_drained = ctl_any_drained,
+	    .node_drained = ctl_node_drained,
+	};
+	route_set_source(&rsrc);
 	/* before any thread that reports on it; limits follow each config */
+	ireq_conn_install(); /* internal requests (the cache's catalog) use the pools */
+	tx_req_install();    /* the cache wakes parked clients through conn/ */
 	if (cache_start(c) < 0) {
 		fprintf(stderr, "heliosproxy: out of memory for the result cache\n");
 		return 1;
 	}
 	subscribe_to_config();
-	const char *url =
-	    cp_arg ? cp_arg : (c && c->control_address[0] ? c->control_address : NULL);
+	/* a copy: c goes to the first snapshot, which a control plane's push
+	 * may free before start-up is done (admin_start, reload read url) */
+	static char url_copy[sizeof(c->control_address)];
+	if (!cp_arg && c && c->control_address[0])
+		snprintf(url_copy, sizeof(url_copy), "%s", c->control_address);
+	const char *url = cp_arg ? cp_arg : (url_copy[0] ? url_copy : NULL);
 	struct cp *cp = NULL;
 	if (!url) {
 		/* embedded: the control plane runs here, data plane link over

@@ -18,7 +18,7 @@
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
-#include "dataplane/pool/pool.h"
+#include "dataplane/conn/txn_req.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
@@ -172,10 +172,12 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 		snap_unref(sn);
 		return;
 	}
-	struct client *cl = slab_alloc(&cw_of(w)->client_slab);
+	struct pipeline *pipe = pipe_get(sn); /* its snapshot's stages */
+	struct client *cl = pipe ? slab_alloc(&cw_of(w)->client_slab) : NULL;
 	if (!cl) {
 		close(fd);
 		__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
+		pipe_put(pipe);
 		snap_unref(sn);
 		return;
 	}
@@ -187,6 +189,8 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 	cl->id = conn_next_id();
 	cl->w = w;
 	cl->snap = sn;
+	cl->pipe = pipe;
+	pipe_client_init(&cl->pc);
 	cl->state = CL_STARTUP;
 	struct timespec now;
 	conn_now(&now);
@@ -263,7 +267,7 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 
 static void cl_free(struct client *cl)
 {
-	route_client_free(cl);
+	pipe_client_free(cl->pipe, &cl->pc);
 	listen_unsubscribe(cl, NULL);
 	free(cl->notify_buf);
 	free(cl->listen_answer);
@@ -293,6 +297,7 @@ static void cl_free(struct client *cl)
 	tenant_logout(cl->tenant);
 	cl->tenant = NULL;
 	cl->tenant_cfg = NULL;
+	pipe_put(cl->pipe);
 	snap_unref(cl->snap);
 	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
 	slab_free(&cw_of(cl->w)->client_slab, cl);
@@ -465,6 +470,49 @@ static void log_dead_idle(const struct server *sv)
 	         sv->backend_pid);
 }
 
+/* The SQL text of the first buffered message (Query, Parse, or the
+ * statement a Bind names); NULL when there is none to look at. */
+static const char *first_sql(struct client *cl, size_t *len)
+{
+	const uint8_t *b = cl->ep.in;
+	uint32_t n = cl->ep.in_len;
+	if (n < 5)
+		return NULL;
+	uint32_t mlen = pgw_get_u32(b + 1);
+	if (mlen < 4 || (size_t)mlen + 1 > n)
+		return NULL;
+	const char *body = (const char *)b + 5;
+	size_t blen = mlen - 4;
+	const char *end = memchr(body, '\0', blen);
+	if (!end)
+		return NULL;
+	switch (b[0]) {
+	case 'Q':
+		*len = (size_t)(end - body);
+		return body;
+	case 'P': {
+		const char *q = end + 1;
+		const char *qe = memchr(q, '\0', blen - (size_t)(q - body));
+		if (!qe)
+			return NULL;
+		*len = (size_t)(qe - q);
+		return q;
+	}
+	case 'B': {
+		const char *st = end + 1;
+		if (!memchr(st, '\0', blen - (size_t)(st - body)))
+			return NULL;
+		const struct prep_stmt *ps = prep_client_get(&cl->prep, st);
+		if (!ps || !ps->body || !memchr(ps->body, '\0', ps->body_len))
+			return NULL;
+		*len = strlen((const char *)ps->body);
+		return (const char *)ps->body;
+	}
+	default:
+		return NULL;
+	}
+}
+
 static void acquire(struct client *cl)
 {
 	const struct cfg *c = cl->snap->cfg;
@@ -474,14 +522,14 @@ static void acquire(struct client *cl)
 		cl_set_queue(cl, CLQ_NONE);
 	if (cl->replication) {
 		/* replication connections are never pooled */
-		int node = route_primary(cl->w, c);
+		int node = route_primary(c);
 		if (node < 0 || sv_connect(cl->w, NULL, cl, node) < 0)
 			cl_close(cl, "08006", "could not connect to the database server");
 		return;
 	}
 	if (cl->txn && cl->state == CL_WAIT_SERVER) {
 		/* login: answered from what a server of the primary's pool reported */
-		int p = route_primary(cl->w, c);
+		int p = route_primary(c);
 		if (p < 0) {
 			cl_close(cl, "08006", "no primary node is configured");
 			return;
@@ -502,17 +550,26 @@ static void acquire(struct client *cl)
 		cl_set_queue(cl, was == CLQ_PRIMARY ? CLQ_PRIMARY : CLQ_PAUSED);
 		return;
 	}
-	char why[300] = "";
-	int node = route_pick(cl, why, sizeof(why));
-	if (node == ROUTE_HOLD) {
+	/* the router (and any other PIPE_AT_ROUTE stage) picks the node */
+	struct req r;
+	tx_req_init(cl, cl->server, &r);
+	if (cl->txn) {
+		r.sql = first_sql(cl, &r.sql_len);
+		r.type = cl->ep.in_len ? cl->ep.in[0] : 0;
+	}
+	/* (a cache miss being recorded set PIPE_RF_PRIMARY_ONLY at PIPE_AT_REQUEST) */
+	enum pipe_verdict v = pipe_run(cl->pipe, PIPE_AT_ROUTE, &r);
+	int node = r.node;
+	if (v == PIPE_PARK) {
 		/* the primary is down: a failover may give us another one */
 		if (was != CLQ_PRIMARY)
 			conn_now(&cl->wait_start);
 		cl_set_queue(cl, CLQ_PRIMARY);
 		return;
 	}
-	if (node == ROUTE_FAIL) {
-		cl_refuse_pending(cl, why);
+	if (v == PIPE_ERROR || v == PIPE_ANSWERED || node < 0) {
+		refuse_pending(cl, v == PIPE_ERROR ? r.err.sqlstate : "08006",
+		               v == PIPE_ERROR ? r.err.msg : "no node could be chosen");
 		return;
 	}
 	if (ctl_any_drained() && ctl_node_drained(c->nodes[node].name)) {
@@ -824,6 +881,7 @@ static void bind_server(struct client *cl, struct server *sv)
 	cl->server = sv;
 	sv->client = cl;
 	sv_set_state(sv, SV_ACTIVE);
+	tx_ev_bind(cl, sv); /* session mode too (not when spliced) */
 	uint8_t buf[8192];
 	struct pgw_out o;
 	pgw_out_init(&o, buf, sizeof(buf));
@@ -845,7 +903,9 @@ static void bind_server(struct client *cl, struct server *sv)
 	cl_send_msg(cl, &o);
 	io_recv_start(&sv->ep.sock);
 	/* anything the client sent ahead of ReadyForQuery */
-	if (cl->ep.in_len) {
+	if (cl->ep.in_len && sess_staged(cl, sv)) {
+		sess_input(cl);
+	} else if (cl->ep.in_len) {
 		struct io_chunk *c = io_chunk_new(cl->ep.in_len);
 		if (c) {
 			memcpy(c->data, cl->ep.in, cl->ep.in_len);
@@ -999,7 +1059,10 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 		} else {
 			if (cl->kf)
 				splice_userspace_data(cl, false);
-			relay_to_server(cl, c);
+			if (sess_staged(cl, cl->server))
+				sess_client_data(cl, c); /* stages run on its messages */
+			else
+				relay_to_server(cl, c);
 		}
 		return;
 	case CL_STARTUP:

@@ -12,6 +12,7 @@
 #include "dataplane/auth/scram.h"
 #include "dataplane/conn/guc.h"
 #include "dataplane/conn/prep.h"
+#include "dataplane/pipeline/pipeline.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/rt/worker.h"
 
@@ -154,21 +155,19 @@ struct client {
 	bool admin;                    /* admin console session (database "heliosproxy") */
 	bool admin_busy;               /* its statement is with the console thread */
 	uint32_t connect_s, request_s; /* monotonic seconds (reports) */
-	struct ryw *ryw;               /* route.c: tables written lately */
-	/* result cache (cache.c) */
-	struct cache_lead *cache_lead; /* record the answer of the request at the head */
-	struct cache_cl *cc;           /* what its unnamed statement writes */
-	bool cache_wait;               /* parked behind an identical query (single-flight) */
-	bool cache_nowait;             /* woken: its next lookup does not wait again */
-	struct timespec cache_wait_start;
+	/* woken from a wait on a token (txn_req.c): the request stages run
+	 * again once without waiting */
+	bool cache_nowait;
 	/* tenants and rate limits (tenant.c) */
 	struct tenant_state *tenant;         /* NULL: no tenant */
 	const struct cfg_tenant *tenant_cfg; /* its entry in snap->cfg (NULL with tenant) */
-	bool rate_granted;                   /* the request at the head has its tokens */
-	bool rate_in_batch;   /* inside an extended batch (its first message took them) */
-	bool rate_drop_batch; /* refused: its messages are dropped up to Sync */
-	bool rate_wait;       /* throttled: waits for rate_wake_ns */
-	uint64_t rate_wake_ns;
+	/* the query pipeline of its snapshot, and the stages' state for it */
+	struct pipeline *pipe;
+	struct pipe_client pc;
+	/* session pooling with stages (session.c) */
+	uint32_t sess_due;     /* ReadyForQuery the server still owes the client */
+	bool sess_drop;        /* a refused extended batch: dropped up to its Sync */
+	bool sess_skip;        /* the rest of the message being received is dropped */
 	struct kf_session *kf; /* spliced in the kernel (splice.c), NULL otherwise */
 };
 
@@ -265,8 +264,8 @@ struct server {
 	uint32_t resp_synth_parse; /* of which ParseComplete the proxy answered itself */
 	uint32_t replay_quiet;     /* replay: Parses whose answer the client already has */
 	uint64_t retry_key;
-	struct qa *qa;       /* analytics: statements awaiting ReadyForQuery */
-	struct cache_sv *cs; /* result cache: an answer being recorded, writes to replay */
+	struct qev *qev;       /* txn_req.c: statements awaiting ReadyForQuery (query events) */
+	struct ireq_run *ireq; /* ireq.c: the internal request running on it */
 	/* credentials towards the server */
 	char password[512];
 	char server_password[512];
@@ -334,6 +333,26 @@ void tx_inject_query(struct server *sv, const char *sql, uint8_t flags);
 void tx_worker_exit(void);
 /* Throttled clients whose wake-up time has come try again. */
 void tx_rate_wake(struct worker *w, uint64_t now_ns);
+/* txn_gate.c: fills the who/how facts of a pipeline request from cl (sv:
+ * its bound server or NULL). */
+void tx_req_init(struct client *cl, const struct server *sv, struct req *r);
+/* Parks cl as a stage asked (woken by tx_rate_wake, or by whoever holds
+ * the token). */
+void tx_park(struct client *cl, const struct pipe_park *p);
+/* The client is no longer parked by a stage (woken, or leaving). */
+void tx_unpark(struct client *cl);
+/* Clients of w a stage parked on token (PIPE_WAKE_TOKEN) run again (on
+ * w's thread). */
+void tx_wake_token(struct worker *w, const void *token);
+/* session.c: session pooling with pipeline stages (rate limits, analytics). */
+bool sess_staged(const struct client *cl, const struct server *sv);
+void sess_client_data(struct client *cl, struct io_chunk *c);
+/* Runs the bytes held in the client's buffer (woken, or bound). */
+void sess_input(struct client *cl);
+/* A ReadyForQuery from the session's server. */
+void sess_server_ready(struct client *cl, struct server *sv);
+/* Frees the worker thread's scratch buffer. */
+void sess_worker_exit(void);
 /* client.c: asks the pool for a server for the next transaction. */
 void cl_get_server_for_tx(struct client *cl);
 int tx_client_init(struct client *cl);
@@ -450,6 +469,27 @@ void sv_auth_query_cancel(struct server *sv);
 void sv_cancel_hold_end(struct server *sv, bool ok);
 /* client.c: the lookup finished; secret NULL when the user has none. */
 void cl_auth_query_done(struct client *cl, const char *secret, const char *error);
+
+/* txn_req.c: a worker's clients parked on a wake token (the result cache's
+ * single flight, a catalog read): woken when its worker's cache_check was
+ * set, or past their deadline; the cache's hooks (main, before workers). */
+void tx_token_wake(struct worker *w);
+void tx_token_tick(struct worker *w, uint64_t now_ns);
+void tx_req_install(void);
+
+/* ireq.c: internal requests (pipeline/ireq.h) on pooled servers. */
+struct ireq_run;
+void ireq_conn_install(void);
+/* A clean server about to be parked on this worker: a pending internal
+ * request of its pool takes it instead (true). */
+bool sv_claim_for_ireq(struct server *sv);
+/* Answer bytes of sv->ireq, assembled in sv->ep.in. */
+void ireq_server_input(struct server *sv);
+/* sv closes under its internal request: the request fails. */
+void ireq_server_gone(struct server *sv);
+/* Pending requests retry for a server, or time out. */
+void ireq_worker_tick(uint64_t now_ns);
+void ireq_worker_exit(void);
 
 uint64_t conn_next_id(void);
 void conn_now(struct timespec *ts);

@@ -319,7 +319,8 @@ void conn_listen_changed(void)
 /* ------------------------------------------------------------ timers */
 
 /* Every turn: the waits conn/ bounds (pool, login, LISTEN, holds, server
- * logins, lingering closes), kernel splices, cancels, rate-limit wake-ups. */
+ * logins, lingering closes), kernel splices, cancels, token and rate-limit
+ * wake-ups, internal requests. */
 static void turn(struct worker *w, void *arg)
 {
 	(void)arg;
@@ -330,6 +331,13 @@ static void turn(struct worker *w, void *arg)
 	cl_login_timeout_check(w, &now);
 	splice_tick(w, &now);
 	cancel_worker_tick(w, &now);
+	/* clients parked on a token (a query they wait behind finished: the
+	 * cache sets the flag from any thread and wakes the loop) */
+	if (__atomic_load_n(&w->cache_check, __ATOMIC_ACQUIRE) &&
+	    __atomic_exchange_n(&w->cache_check, false, __ATOMIC_ACQ_REL))
+		tx_token_wake(w);
+	tx_token_tick(w, conn_ts_ns(&now));
+	ireq_worker_tick(conn_ts_ns(&now)); /* internal requests waiting for a server */
 	tx_rate_wake(w, conn_ts_ns(&now));
 	if (w->rate_waiters)
 		worker_wake_by(w, w->rate_next_ns); /* throttled clients wake when due */
@@ -381,7 +389,7 @@ static void maintain_pools(struct worker *w, void *arg)
 	conn_now(&now);
 	/* after a failover the old primary's idle connections go (a node that
 	 * was demoted while alive must not keep sessions opened as primary) */
-	int prim = route_primary(w, c);
+	int prim = route_primary(c);
 	int old_prim = w->last_primary;
 	w->last_primary = prim;
 	bool failed_over = old_prim >= 0 && prim >= 0 && prim != old_prim;

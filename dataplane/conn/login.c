@@ -233,19 +233,21 @@ static void auth_ok(struct client *cl)
 	const char *code = NULL;
 	char why[300];
 	const struct guc_ent *tg = guc_get(&cl->startup, "helios.tenant");
-	struct tenant_who who = {.cfg = cl->snap->cfg,
-	                         .user = cl->user,
-	                         .database = cl->database,
-	                         .tenant_setting = tg ? tg->value : NULL};
-	struct tenant_ref ref;
-	int trc = tenant_login(&who, &ref, &code, why, sizeof(why));
-	cl->tenant = ref.state;
-	cl->tenant_cfg = ref.cfg;
-	if (trc < 0) {
+	if (tenant_login(cl->snap->cfg, cl->user, cl->database, tg ? tg->value : NULL, &cl->tenant,
+	                 &cl->tenant_cfg, &code, why, sizeof(why)) < 0) {
 		log_info("client %llu %s user=%s db=%s: refused: %s", (unsigned long long)cl->id,
 		         cl->peer, cl->user, cl->database, why);
 		cl_close(cl, code, why);
 		return;
+	}
+	/* which of its pipeline's stages apply to it; subscribers hear of it */
+	struct req r;
+	tx_req_init(cl, NULL, &r);
+	pipe_client_start(cl->pipe, &cl->pc, &r);
+	if (pipe_wants(cl->pipe, PEV_CONNECT)) {
+		struct pipe_event ev = {
+		    .kind = PEV_CONNECT, .r = &r, .at_ns = conn_now_ns(), .ok = true};
+		pipe_emit(cl->pipe, &cl->pc, &ev);
 	}
 	cl_get_server(cl);
 }

@@ -13,8 +13,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
-#include "dataplane/pipeline/analytics.h"
-#include "dataplane/pipeline/cache.h"
+#include "dataplane/conn/txn_req.h"
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/policy/breaker.h"
 #include "dataplane/conn/listen.h"
@@ -454,8 +453,7 @@ static void free_server(struct server *sv, struct io_loop *l)
 	free(sv->scram);
 	free(sv->startup_pkt);
 	tx_server_reset_state(sv);
-	analytics_server_free(sv);
-	cache_server_free(sv);
+	tx_ev_server_free(sv);
 	free(sv);
 }
 
@@ -522,6 +520,7 @@ void sv_close(struct server *sv)
 	if (sv->client && sv->client->server == sv)
 		splice_end(sv->client);
 	sv_set_state(sv, SV_CLOSING);
+	ireq_server_gone(sv);
 	cancel_hold_drop(sv);
 	if (sv->is_listener)
 		listen_listener_gone(sv);
@@ -664,7 +663,8 @@ static bool wants_capture(const struct server *sv, uint8_t type)
 {
 	/* errors are rare: all are read, so a FATAL's SQLSTATE is known when
 	 * the server closes */
-	return type == PGW_MSG_READY || type == PGW_MSG_PARAM_STATUS || type == PGW_MSG_ERROR;
+	return type == PGW_MSG_READY || type == PGW_MSG_PARAM_STATUS || type == PGW_MSG_ERROR ||
+	       (type == 'C' && sv->qev); /* session mode analytics */
 }
 
 static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, uint32_t len);
@@ -730,6 +730,12 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 		if (sv->state == SV_ACTIVE) {
 			conn_ctr_ready(sv, sv->tx_status);
 			sv_node_ok(sv);
+			if (sv->client && !sv->txn) {
+				/* session mode: a statement ended; a parked client may go on */
+				if (sv->qev)
+					tx_ev_ready(sv->client, sv);
+				sess_server_ready(sv->client, sv);
+			}
 		}
 		if (sv->state == SV_RESETTING) {
 			if (sv->tx_status == 'I' && sv->clean)
@@ -746,8 +752,14 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 			sv_set_param(sv, n, v);
 		return;
 	}
+	case 'C':
+		if (sv->qev && sv->state == SV_ACTIVE)
+			tx_ev_response(sv, type, body, len);
+		return;
 	case PGW_MSG_ERROR:
 		sv_note_error(sv, body, len);
+		if (sv->qev && sv->state == SV_ACTIVE && !sv->txn)
+			tx_ev_response(sv, type, body, len);
 		if (sv->state == SV_RESETTING) {
 			const char *m = pgw_error_field(body, len, 'M');
 			log_warn("server %s:%d: reset query failed: %s", sv->node_host,
@@ -787,6 +799,12 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 			sv_process_login(sv);
 		return;
 	case SV_ACTIVE: {
+		if (sv->ireq) {
+			if (take_whole_messages(sv, c,
+			                        "internal request: server message too large"))
+				ireq_server_input(sv);
+			return;
+		}
 		if (sv->txn) {
 			tx_server_data(sv, c);
 			return;
@@ -974,6 +992,8 @@ static void park(struct server *sv)
 		return;
 	}
 	sv_node_ok(sv); /* parked after a ReadyForQuery: the node works */
+	if (sv_claim_for_ireq(sv))
+		return; /* an internal request of this worker waited for its pool */
 	sv_set_state(sv, SV_IDLE);
 	sv->parking = true;
 	sv->last_used = now;

@@ -9,8 +9,10 @@
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/txn_internal.h"
 
+#include "dataplane/conn/txn_req.h"
 #include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/cache.h"
+#include "dataplane/pipeline/route.h"
 
 #include "common/cfg.h"
 #include "common/log.h"
@@ -78,11 +80,9 @@ void tx_client_free(struct client *cl)
 	prep_client_free(&cl->sqlprep);
 	prep_client_free(&cl->rawprep);
 	tx_track_free(cl);
-	cache_client_free(cl);
-	if (cl->rate_wait && cl->w) {
-		cl->rate_wait = false;
-		cl->w->rate_waiters--;
-	}
+	if (cl->pc.parked == PIPE_WAKE_TOKEN + 1 && cl->w)
+		cl->w->cache_waiters--;
+	tx_unpark(cl);
 }
 
 void tx_server_reset_state(struct server *sv)
@@ -139,7 +139,8 @@ int tx_rq_push(struct server *sv, uint8_t kind, uint8_t act, uint8_t synth, uint
 		sv->rq_cap = cap;
 		sv->rq_head = 0;
 	}
-	if (sv->cs && cache_arming(sv))
+	union pipe_slot *cs = tx_cache_slot(sv);
+	if (cs && cache_arming(cs))
 		flags |= RQ_F_FILL;
 	sv->rq[(sv->rq_head + sv->rq_len) % sv->rq_cap] =
 	    (struct rq){.kind = kind, .act = act, .synth = synth, .flags = flags, .key = key};
@@ -268,8 +269,8 @@ static void emit_head_synths(struct server *sv, struct outb *o)
 			continue;
 		}
 		synth_msg(o, h->synth, NULL, 0);
-		if ((h->flags & RQ_F_FILL) && sv->cs)
-			cache_tee_synth(sv, h->synth);
+		if (h->flags & RQ_F_FILL)
+			cache_tee_synth(tx_cache_slot(sv), h->synth);
 		if (h->kind == RQ_PARSE)
 			sv->resp_synth_parse++;
 		rq_pop(sv);
@@ -307,8 +308,9 @@ static void maybe_release(struct client *cl, struct server *sv)
 	cl->server = NULL;
 	sv->client = NULL;
 	cancel_set_target(cl, NULL);
-	if (sv->cs)
-		cache_fill_abort(sv); /* nothing left to record */
+	union pipe_slot *cs = &cl->pc.slot[PIPE_SLOT_CACHE];
+	if (cs->p)
+		cache_fill_abort(cs); /* nothing left to record */
 	park_server(sv);
 	cl_flush_notify(cl);
 }
@@ -327,8 +329,8 @@ static void on_ready(struct client *cl, struct server *sv, struct rq popped, cha
 	sv_node_ok(sv); /* the node answered (closes a half-open breaker) */
 	if (popped.act == RQ_FWD && !(popped.flags & RQ_F_LOGIN)) {
 		conn_ctr_ready(sv, status);
-		if (sv->qa)
-			analytics_ready(sv);
+		if (sv->qev)
+			tx_ev_ready(cl, sv);
 	}
 	if (popped.flags & RQ_F_LOGIN) {
 		if (cl && cl->login_pending)
@@ -441,6 +443,7 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 {
 	conn_ctr_server_sent(sv, c->len);
 	struct client *cl = sv->client;
+	union pipe_slot *cs = tx_cache_slot(sv);
 	struct outb o = {.c = c, .zc_end = c->off};
 	size_t pos = c->off, end = (size_t)c->off + c->len;
 	struct endpoint *ep = &sv->ep;
@@ -458,8 +461,8 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 				memcpy(ep->cap_buf + ep->cap_got, c->data + pos, n);
 				ep->cap_got += (uint32_t)n;
 			}
-			if (sv->cs)
-				cache_tee_body(sv, c->data + pos, take);
+			if (cs)
+				cache_tee_body(cs, c->data + pos, take);
 			if (sv->cur_act == RQ_FWD)
 				ob_keep(&o, pos, pos + take);
 			else
@@ -526,15 +529,15 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		if (sv->e_hold)
 			sv->cur_act = RQ_DROP;
 		sv->cur_left = mlen;
-		if (sv->cs) {
+		if (cs) {
 			struct rq *hh = rq_first(sv);
-			cache_tee_header(sv, hh && type != 'Z' ? hh->flags : 0, type,
+			cache_tee_header(cs, hh && type != 'Z' ? hh->flags : 0, type,
 			                 sv->cur_act == RQ_FWD, sv->hdr);
 		}
 		ep->cap_type = type;
 		ep->cap_len = 0;
 		bool for_analytics =
-		    sv->qa && (type == 'C' || type == 'E') && sv->cur_act == RQ_FWD;
+		    sv->qev && (type == 'C' || type == 'E') && sv->cur_act == RQ_FWD;
 		/* a command tag tells COMMIT, ROLLBACK and SAVEPOINT to pending settings */
 		bool for_guc = type == 'C' && cl && cl->gpend && cl->gpend->n;
 		if ((type == 'Z' || type == 'S' || type == 'E' || sv->e_hold || for_analytics ||
@@ -567,11 +570,11 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 			set_server_param(sv, ep->cap_buf, ep->cap_len);
 		if (ep->cap_type == 'E' && ep->cap_len && ep->cap_got == ep->cap_len)
 			sv_note_error(sv, ep->cap_buf, ep->cap_len); /* a FATAL: why it closes */
-		if (sv->qa &&
+		if (sv->qev &&
 		    (ep->cap_type == 'C' ||
 		     (ep->cap_type == 'E' && (sv->cur_act == RQ_FWD || sv->e_hold))) &&
 		    ep->cap_len && ep->cap_got == ep->cap_len)
-			analytics_response(sv, ep->cap_type, ep->cap_buf, ep->cap_len);
+			tx_ev_response(sv, ep->cap_type, ep->cap_buf, ep->cap_len);
 		if (sv->e_hold) {
 			sv->e_hold = false;
 			if (is_result_type_change(ep->cap_buf, ep->cap_got)) {
@@ -601,8 +604,8 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 			sv->tx_status = status;
 			if (rq_first(sv))
 				rq_pop(sv);
-			if (sv->cs)
-				cache_fill_abort(sv);
+			if (cs)
+				cache_fill_abort(cs);
 			ep->cap_len = 0;
 			ep->cap_type = 0;
 			sv->skip_pop = false;
@@ -619,8 +622,8 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 			}
 			if (cl && cl->gpend && cl->gpend->n)
 				tx_guc_ready(cl, sv, status); /* before the next sync reads want */
-			if (sv->cs)
-				cache_ready(sv, popped.flags, status);
+			if (cs)
+				cache_ready(cs, popped.flags, status);
 			on_ready(cl, sv, popped, status, &o, !sv->z_raw);
 			release = true;
 		} else if (sv->skip_pop) {
@@ -731,19 +734,14 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		if (!tx_track_query(cl, sv, (const char *)body, len, local, b))
 			return false;
 		sv->open_batch = false; /* its ReadyForQuery ends what came before */
-		cache_note_query(cl, sv, (const char *)body, len);
 		tx_rq_push(sv, RQ_QUERY, RQ_FWD, 0, cl->gpend ? tx_guc_flag(cl) : 0, 0);
-		cache_request_end(sv);
-		if (sv->qa)
-			analytics_query(cl, sv, (const char *)body, len);
+		cache_request_end(tx_cache_slot(sv));
+		tx_ev_start(cl, sv, 'Q', NULL, (const char *)body, len, true);
 		break;
 	case 'P':
 		name = pgw_get_str(body, len, &off);
-		if (sv->qa && name && off < len)
-			analytics_batch_text(cl, sv, (const char *)body + off, len - off);
 		if (name && off < len)
-			cache_note_parse(cl, sv, name[0] != '\0', (const char *)body + off,
-			                 len - off);
+			tx_ev_start(cl, sv, 'P', name, (const char *)body + off, len - off, true);
 		if (name && !name[0] && off < len)
 			tx_track_parse(cl, name, NULL, (const char *)body + off, len - off);
 		if (!name || !name[0])
@@ -783,16 +781,14 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		if (type == 'B' && portal && name)
 			tx_track_bind(cl, portal, name);
 		if (type == 'B' && portal && name && !name[0])
-			cache_note_bind(cl, sv, NULL, 0); /* the unnamed statement */
+			tx_ev_start(cl, sv, 'B', "", NULL, 0, true); /* the unnamed statement */
 		if (!name || !name[0] || (type == 'B' && !portal))
 			break;
 		st = prep_client_get(&cl->prep, name);
 		if (!st)
 			break; /* unknown: the server says so */
 		if (type == 'B')
-			cache_note_bind(cl, sv, (const char *)st->body, st->body_len);
-		if (sv->qa && type == 'B')
-			analytics_batch_text(cl, sv, (const char *)st->body, st->body_len);
+			tx_ev_start(cl, sv, 'B', name, (const char *)st->body, st->body_len, true);
 		if (!skipping && !prep_server_has(&sv->prep, st->key))
 			inject_parse(sv, b, st, RQ_DROP);
 		/* the same message with the server-side name */
@@ -849,9 +845,8 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		sv->skip_to_sync = false;
 		sv->open_batch = false;
 		tx_rq_push(sv, RQ_SYNC, RQ_FWD, 0, 0, 0);
-		cache_request_end(sv);
-		if (sv->qa)
-			analytics_sync(cl, sv);
+		cache_request_end(tx_cache_slot(sv));
+		tx_ev_start(cl, sv, 'S', NULL, NULL, 0, true);
 		break;
 	case 'F':
 		sv->open_batch = false;
@@ -1008,11 +1003,10 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 		}
 		batch_record(sv, m, total); /* a simple query: never replayed */
 		pin_untracked(cl, sv, total);
-		cache_note_unseen(cl, sv, false);
 		tx_rq_push(sv, RQ_QUERY, RQ_FWD, 0, 0, 0);
-		cache_request_end(sv);
-		if (sv->qa)
-			analytics_query(cl, sv, (const char *)body, blen);
+		cache_request_end(tx_cache_slot(sv));
+		/* only its start is seen: the cache takes it for a write of anything */
+		tx_ev_start(cl, sv, 'Q', NULL, (const char *)body, blen, false);
 		break;
 	case 'F':
 		batch_record(sv, m, total);
@@ -1023,14 +1017,15 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 		if (!z && avail < total)
 			return 0;           /* its name is still to come */
 		batch_record(sv, m, total); /* too large to replay: marks the batch */
-		if (z && sv->qa && !skipping)
-			analytics_batch_text(cl, sv, (const char *)z + 1,
-			                     blen - (uint32_t)(z + 1 - body));
 		if (!z || z == body || skipping) {
 			/* the unnamed statement (or one the server ignores); its text
 			 * is not seen, so like a streamed Query it may change session
 			 * state the proxy cannot follow */
-			cache_note_unseen(cl, sv, true);
+			if (z && !skipping)
+				tx_ev_start(cl, sv, 'P', "", (const char *)z + 1,
+				            blen - (uint32_t)(z + 1 - body), false);
+			else
+				tx_ev_start(cl, sv, 'P', "", NULL, 0, false);
 			if (!skipping) {
 				pin_untracked(cl, sv, total);
 				tx_rq_push(sv, RQ_PARSE, RQ_FWD, 0, 0, 0);
@@ -1049,6 +1044,9 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 		}
 		/* the name is this one's now; its Bind and Describe pass as they
 		 * are, its Close goes to the server */
+		if (!skipping) /* its name is its own: the cache has nothing to note */
+			tx_ev_start(cl, sv, 'P', (const char *)body, (const char *)z + 1,
+			            blen - (uint32_t)(z + 1 - body), false);
 		prep_client_del(&cl->prep, (const char *)body);
 		prep_client_put(&cl->rawprep, (const char *)body, (const uint8_t *)"", 0);
 		pin_untracked(cl, sv, total);
@@ -1065,17 +1063,12 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 		struct prep_stmt *st = name[0] ? prep_client_get(&cl->prep, name) : NULL;
 		if (!st) {
 			/* the unnamed statement, or a name the server knows as is */
-			if (zs && !name[0])
-				cache_note_bind(cl, sv, NULL, 0);
-			else
-				cache_note_unseen(cl, sv, false);
+			tx_ev_start(cl, sv, 'B', zs ? name : NULL, NULL, 0, false);
 			if (!skipping)
 				tx_rq_push(sv, RQ_BIND, RQ_FWD, 0, 0, 0);
 			break;
 		}
-		cache_note_bind(cl, sv, (const char *)st->body, st->body_len);
-		if (sv->qa)
-			analytics_batch_text(cl, sv, (const char *)st->body, st->body_len);
+		tx_ev_start(cl, sv, 'B', name, (const char *)st->body, st->body_len, false);
 		if (!skipping && !prep_server_has(&sv->prep, st->key))
 			inject_parse(sv, b, st, RQ_DROP);
 		/* the same message with the server-side name; the parameters
@@ -1147,6 +1140,13 @@ static __thread struct sbuf tls_sb;
 void tx_worker_exit(void)
 {
 	sbuf_free(&tls_sb);
+	tx_gate_worker_exit();
+	ireq_worker_exit(); /* internal requests still waiting fail */
+	tx_req_worker_exit();
+	sess_worker_exit();
+	/* the stages' per-thread state (statement tables, catalog references) */
+	analytics_worker_exit(NULL);
+	cache_worker_exit();
 }
 
 /* Runs the whole messages in data[0..len) (the received chunk c, or the
@@ -1173,10 +1173,11 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		if (tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0) == 0)
 			sbuf_append(&b, discard_seq, sizeof(discard_seq));
 	}
-	if (sv && cl->cache_lead)
-		cache_arm(cl, sv, data, len);
-	bool rate_on = cl->snap->rate_limits || cl->rate_drop_batch;
-	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait && !cl->rate_wait) {
+	if (sv && cache_leading(&cl->pc.slot[PIPE_SLOT_CACHE]))
+		cache_arm(&cl->pc.slot[PIPE_SLOT_CACHE], cl->snap->cfg,
+		          sv->node_idx == route_primary(cl->snap->cfg), sv->tx_status, data, len);
+	bool msg_stages = cl->pc.active[PIPE_AT_MSG]; /* a stage applies to it */
+	while (len - off >= 5 && cl->state == CL_ACTIVE && !cl->listen_wait && !cl->pc.parked) {
 		const uint8_t *m = data + off;
 		uint32_t mlen = pgw_get_u32(m + 1);
 		char why[96];
@@ -1209,6 +1210,7 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 				tx_ob_synth(&local, z, 6);
 				cl->drop_to_sync = false;
 			}
+			pipe_msg_passed(&cl->pc, m[0]);
 			off += avail;
 			cl->stream_left = total - avail;
 			cl->stream_drop = cl->stream_left > 0;
@@ -1216,16 +1218,28 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 				break;
 			continue;
 		}
-		if (rate_on && (avail == total || big)) {
-			int g = tx_rate_gate(cl, sv, m, total, &local);
+		if (msg_stages && (avail == total || big)) {
+			/* the pipeline's per-message stages (rewrite, rate limit...) */
+			int g = tx_msg_stages(cl, sv, m, avail, !c, &local);
 			if (g == 0)
 				break;
+			if (g > 0 && !c) {
+				/* a stage may have put a new message in its place */
+				data = cl->ep.in;
+				len = cl->ep.in_len;
+				m = data + off;
+				mlen = pgw_get_u32(m + 1);
+				total = mlen + 1;
+				avail = len - off < total ? len - off : total;
+				big = total > TX_ASSEMBLE_MAX;
+			}
 			if (g < 0) {
 				/* answered or dropped here: not forwarded */
 				all_pt = false;
 				if (pt_to > pt_from)
 					sbuf_append(&b, data + pt_from, pt_to - pt_from);
 				pt_from = pt_to = 0;
+				pipe_msg_passed(&cl->pc, m[0]);
 				off += avail;
 				cl->stream_left = total - avail;
 				cl->stream_drop = cl->stream_left > 0;
@@ -1245,13 +1259,12 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			if (pt_to > pt_from)
 				sbuf_append(&b, data + pt_from, pt_to - pt_from);
 			pt_from = pt_to = 0;
-			if (m[0] == 'Q' || m[0] == 'F')
-				cl->rate_granted = false;
 			int64_t used = stream_start(cl, sv, m, avail, total, &b, &local);
 			if (used < 0)
 				goto out;
 			if (!used)
 				break;
+			pipe_msg_passed(&cl->pc, m[0]);
 			off += (uint32_t)used;
 			if (cl->stream_left)
 				break;
@@ -1260,11 +1273,8 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		if (avail < total)
 			break;
 		size_t l0 = b.len;
-		if (m[0] == 'Q' || m[0] == 'F' || m[0] == 'S') {
-			cl->rate_granted = false; /* the next request takes its own tokens */
-			if (m[0] == 'S')
-				cl->rate_in_batch = false;
-		}
+		/* the next request takes its own tokens (rate limit)... */
+		pipe_msg_passed(&cl->pc, m[0]);
 		batch_record(sv, m, total);
 		if (client_msg(cl, sv, m, total, &b, &local)) {
 			if (b.len > l0) {
@@ -1320,8 +1330,8 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		free(o.buf);
 	}
 out:
-	if (sv && sv->cs)
-		cache_request_end(sv);
+	if (sv)
+		cache_request_end(tx_cache_slot(sv));
 	free(local.buf);
 	if (b.cap > (1u << 20))
 		sbuf_free(&b); /* do not keep a huge buffer per worker */
@@ -1343,12 +1353,10 @@ static void client_input(struct client *cl)
 	bool need_server;
 again:
 	need_server = false;
-	if (cl->cache_wait || cl->rate_wait)
+	if (cl->pc.parked)
 		return; /* parked behind an identical query, or throttled: woken later */
 	if (!cl->ep.in_len)
 		goto release;
-	if (tx_rewrite_active(cl))
-		tx_rewrite_input(cl);
 	bool took = false;
 	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server, &took);
 	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
@@ -1356,13 +1364,12 @@ again:
 	if (used)
 		ep_in_consume(&cl->ep, used);
 	if (need_server) {
-		switch (cache_try(cl)) {
-		case CACHE_ANSWERED:
-			cl->rate_granted = cl->rate_in_batch = false; /* that request is done */
+		switch (tx_request_stages(cl)) {
+		case TX_REQ_ANSWERED:
 			goto again; /* answered without a server: the next request */
-		case CACHE_PARKED:
+		case TX_REQ_PARKED:
 			return;
-		case CACHE_PASS:
+		case TX_REQ_PASS:
 			break;
 		}
 		get_tx_server(cl); /* may bind at once and come back here */
@@ -1402,7 +1409,7 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 		off += take;
 		len -= take;
 	}
-	if (cl->ep.in_len == 0 && len && !tx_rewrite_active(cl)) {
+	if (cl->ep.in_len == 0 && len && !cl->pc.buffered) {
 		/* nothing pending: read the messages where they arrived */
 		uint8_t *data = c->data + off;
 		bool need_server = false; /* tx_client_input below asks */
@@ -1435,7 +1442,7 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 
 void tx_bind(struct client *cl, struct server *sv)
 {
-	analytics_bind(cl, sv);
+	tx_ev_bind(cl, sv);
 	cl->server = sv;
 	cl->connecting = NULL;
 	sv->client = cl;
@@ -1474,7 +1481,6 @@ void tx_bind(struct client *cl, struct server *sv)
 		finish_login(cl, sv);
 	}
 	free(sql);
-	cache_bind(cl, sv);
 	if (cl->ep.paused) {
 		cl->ep.paused = false;
 		io_recv_start(&cl->ep.sock);

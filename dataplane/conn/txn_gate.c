@@ -1,88 +1,161 @@
 /*
- * The per-query stages in front of the transaction-pooling relay: rate
- * limits (token buckets of tenant.c, throttle or 53400) at the message
- * that starts a query, and statement rewriting of the client's buffered
- * Query/Parse messages in place.
+ * conn/'s side of the query pipeline (dataplane/pipeline/pipeline.h):
+ * fills a struct req from a client, runs the stages of a point and acts on
+ * their verdict (sends the answer or the error, parks the client, puts a
+ * replaced message in place), and wakes parked clients. The stages decide;
+ * only this file (and client.c's server acquisition) acts for them.
  */
 #include "dataplane/conn/txn_internal.h"
 
-#include "common/log.h"
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/conn_worker.h"
-#include "dataplane/pipeline/engine/rewrite.h"
+#include "dataplane/pipeline/pipeline.h"
 #include "dataplane/policy/snap.h"
-#include "dataplane/policy/tenant.h"
 #include "dataplane/rt/worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Rate limits, at the message that starts a query (a Query, a function
- * call, the first message of an extended batch). Returns 1 to go on with
- * the message, 0 to stop here (throttled: the worker wakes the client), -1
- * when the message was consumed (refused, or dropped with its batch). */
-int tx_rate_gate(struct client *cl, struct server *sv, const uint8_t *m, uint32_t total,
-                 struct outb *local)
+static const char *want_setting(const void *arg, const char *name)
 {
+	const struct guc_ent *g = guc_get(&((const struct client *)arg)->want, name);
+	return g ? g->value : NULL;
+}
+
+static void want_each(const void *arg,
+                      void (*fn)(void *ud, const char *name, const char *value, bool is_stmt),
+                      void *ud)
+{
+	const struct guc_set *g = &((const struct client *)arg)->want;
+	for (int i = 0; i < g->n; i++)
+		fn(ud, g->e[i].name, g->e[i].value, g->e[i].is_stmt);
+}
+
+static const uint8_t *stmt_body_of(const void *arg, const char *name, uint32_t *len)
+{
+	struct prep_stmt *ps = prep_client_get(&((const struct client *)arg)->prep, name);
+	if (!ps)
+		return NULL;
+	*len = ps->body_len;
+	return ps->body;
+}
+
+void tx_req_init(struct client *cl, const struct server *sv, struct req *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->snap = cl->snap;
+	r->database = cl->database;
+	r->user = cl->user;
+	r->tenant = cl->tenant;
+	r->tenant_cfg = cl->tenant_cfg;
+	r->client_id = cl->id;
+	r->setting = want_setting;
+	r->setting_arg = cl;
+	r->settings_each = want_each;
+	r->stmt_body = stmt_body_of;
+	r->mode = !cl->txn ? PIPE_MODE_SESSION : cl->stmt_mode ? PIPE_MODE_STMT : PIPE_MODE_TXN;
+	r->replication = cl->replication;
+	r->has_server = sv != NULL;
+	r->tx_status = sv && sv->tx_status ? sv->tx_status : 'I';
+	r->pc = &cl->pc;
+	r->node = -1;
+}
+
+/* A parked client is counted on its worker, which wakes it when due. */
+void tx_park(struct client *cl, const struct pipe_park *p)
+{
+	cl->pc.parked = (uint8_t)(p->kind + 1);
+	cl->pc.wake_ns = p->wake_ns;
+	cl->pc.park_token = p->token;
+	if (p->kind == PIPE_WAKE_AT) {
+		struct worker *w = cl->w;
+		if (!w->rate_waiters++ || p->wake_ns < w->rate_next_ns)
+			w->rate_next_ns = p->wake_ns;
+	}
+}
+
+void tx_unpark(struct client *cl)
+{
+	if (!cl->pc.parked)
+		return;
+	if (cl->pc.parked == PIPE_WAKE_AT + 1 && cl->w)
+		cl->w->rate_waiters--;
+	cl->pc.parked = 0;
+	cl->pc.park_token = NULL;
+}
+
+/* answers of stages, reused (a stage appends; nothing allocated once grown) */
+static __thread struct sbuf req_out;
+
+int tx_msg_stages(struct client *cl, struct server *sv, const uint8_t *m, uint32_t avail,
+                  bool buffered, struct outb *local)
+{
+	struct req r;
+	tx_req_init(cl, sv, &r);
+	sbuf_reset(&req_out);
+	r.out = &req_out;
 	uint8_t t = m[0];
-	char status = sv && sv->tx_status ? sv->tx_status : 'I';
-	if (cl->rate_drop_batch) {
-		if (t == 'S') {
-			/* only ReadyForQuery, as after any error in a batch: a
-			 * second ErrorResponse is a second result to a driver
-			 * (psycopg's prepare step fails on it) */
-			cl->rate_drop_batch = false;
-			cl->rate_in_batch = false;
-			uint8_t z[6] = {'Z', 0, 0, 0, 5, (uint8_t)status};
-			tx_ob_synth(local, z, 6);
+	uint32_t total = pgw_get_u32(m + 1) + 1;
+	r.type = t;
+	r.msg = m;
+	r.msg_len = total;
+	r.whole = avail == total;
+	r.starts = pipe_starts(&cl->pc, t);
+	if (r.starts)
+		r.now_ns = conn_now_ns();
+	r.again = buffered && m + total <= cl->ep.in + cl->ep.in_seen;
+	enum pipe_verdict v = pipe_run(cl->pipe, PIPE_AT_MSG, &r);
+	if (r.replace) {
+		/* in place of the message in the client's buffer, so routing,
+		 * the cache and the server all see the new one; a failure leaves
+		 * it as written */
+		if (buffered && v == PIPE_CONTINUE &&
+		    ep_in_splice(&cl->ep, (uint32_t)(m - cl->ep.in), total, r.replace,
+		                 r.replace_len) == 0)
+			total = r.replace_len;
+		free(r.replace);
+	}
+	switch (v) {
+	case PIPE_CONTINUE:
+		if (buffered) {
+			/* its stages are done: not run again (a rewrite is not
+			 * applied twice) when it waits for a server */
+			uint32_t end = (uint32_t)(m - cl->ep.in) + total;
+			if (end > cl->ep.in_seen)
+				cl->ep.in_seen = end;
 		}
+		return 1;
+	case PIPE_PARK:
+		tx_park(cl, &r.park);
+		return 0;
+	case PIPE_ANSWERED:
+		if (r.out && r.out->len)
+			tx_ob_synth(local, r.out->p, r.out->len);
+		return -1;
+	case PIPE_ERROR:
+		break;
+	}
+	if (t == 'Q' || t == 'F') {
+		tx_refuse(local, r.tx_status, r.err.sqlstate, r.err.msg, r.err.hint);
 		return -1;
 	}
-	bool starts = t == 'Q' || t == 'F' ||
-	              ((t == 'P' || t == 'B' || t == 'D' || t == 'E') && !cl->rate_in_batch);
-	if (!starts || cl->rate_granted)
-		return 1;
-	uint64_t now = conn_now_ns(), wait = 0;
-	char msg[300];
-	struct tenant_who who = {.cfg = cl->snap->cfg, .user = cl->user, .database = cl->database};
-	struct tenant_ref tr = {.state = cl->tenant, .cfg = cl->tenant_cfg};
-	enum rate_verdict v = rate_take(&who, &tr, now, 0, &wait, msg, sizeof(msg));
-	if (v == RATE_WAIT) {
-		/* its tokens are reserved: it runs when they are due */
-		cl->rate_granted = true;
-		if (t != 'Q' && t != 'F')
-			cl->rate_in_batch = true;
-		cl->rate_wait = true;
-		cl->rate_wake_ns = now + wait;
-		struct worker *w = cl->w;
-		if (!w->rate_waiters++ || cl->rate_wake_ns < w->rate_next_ns)
-			w->rate_next_ns = cl->rate_wake_ns;
-		return 0;
-	}
-	if (v == RATE_REJECT) {
-		log_debug("client %llu: %s", (unsigned long long)cl->id, msg);
-		if (t == 'Q' || t == 'F') {
-			tx_refuse(local, status, "53400", msg,
-			          "Slow down, or ask for a higher limit ([rate_limit], "
-			          "tenants.rate_limit).");
-			return -1;
-		}
-		/* the whole batch goes; its Sync gets the answer */
-		uint8_t buf[600];
-		struct pgw_out e;
-		pgw_out_init(&e, buf, sizeof(buf));
-		pgw_error(&e, "ERROR", "53400", msg, NULL);
-		if (!e.overflow)
-			tx_ob_synth(local, buf, e.len);
-		cl->rate_drop_batch = true;
-		cl->rate_in_batch = true;
-		return tx_rate_gate(cl, sv, m, total, local);
-	}
-	cl->rate_granted = true;
-	if (t != 'Q' && t != 'F')
-		cl->rate_in_batch = true;
-	return 1;
+	/* an extended batch: the error now, its messages dropped up to the
+	 * Sync, which gets the ReadyForQuery (as the server would) */
+	uint8_t buf[600];
+	struct pgw_out e;
+	pgw_out_init(&e, buf, sizeof(buf));
+	pgw_error(&e, "ERROR", r.err.sqlstate, r.err.msg, NULL);
+	if (!e.overflow)
+		tx_ob_synth(local, buf, e.len);
+	cl->drop_to_sync = true;
+	return -1;
+}
+
+/* Clients parked until a time: woken when it has come. */
+void tx_gate_worker_exit(void)
+{
+	sbuf_free(&req_out);
 }
 
 void tx_rate_wake(struct worker *w, uint64_t now)
@@ -92,82 +165,32 @@ void tx_rate_wake(struct worker *w, uint64_t now)
 	uint64_t next = UINT64_MAX;
 	for (struct client *c = cw_of(w)->clients, *n; c; c = n) {
 		n = c->all_next;
-		if (!c->rate_wait)
+		if (c->pc.parked != PIPE_WAKE_AT + 1)
 			continue;
-		if (c->rate_wake_ns <= now) {
-			c->rate_wait = false;
-			w->rate_waiters--;
-			tx_client_input(c);
-		} else if (c->rate_wake_ns < next) {
-			next = c->rate_wake_ns;
+		if (c->pc.wake_ns <= now) {
+			tx_unpark(c);
+			if (c->txn)
+				tx_client_input(c);
+			else
+				sess_input(c);
+		} else if (c->pc.wake_ns < next) {
+			next = c->pc.wake_ns;
 		}
 	}
 	w->rate_next_ns = next;
 }
 
-/* Statement rewriting ([[rewrite_rules]], a tenant's schema_prefix) applies
- * to this client. */
-bool tx_rewrite_active(const struct client *cl)
+/* Clients of w parked on token (PIPE_WAKE_TOKEN) run again. */
+void tx_wake_token(struct worker *w, const void *token)
 {
-	return cl->snap->rewrite || tenant_schema(cl->tenant_cfg)[0];
-}
-
-/* Rewrites the Query and Parse texts in the client's buffer that were not
- * looked at yet, in place, so routing, the cache and the server all see
- * the rewritten text. A failure leaves the statement as written. */
-void tx_rewrite_input(struct client *cl)
-{
-	struct endpoint *ep = &cl->ep;
-	const char *schema = tenant_schema(cl->tenant_cfg);
-	uint32_t off = ep->in_seen;
-	while (ep->in_len - off >= 5) {
-		uint32_t mlen = pgw_get_u32(ep->in + off + 1);
-		if (mlen < 4 || mlen > PGW_MAX_MESSAGE || mlen + 1 > ep->in_len - off)
-			break; /* incomplete (or bad: run_msgs says so) */
-		uint32_t total = mlen + 1;
-		uint8_t t = ep->in[off];
-		const uint8_t *body = ep->in + off + 5;
-		uint32_t blen = mlen - 4, name_len = 0;
-		const uint8_t *z = t == 'P' ? memchr(body, '\0', blen) : NULL;
-		if (t == 'P' && z)
-			name_len = (uint32_t)(z - body) + 1;
-		const char *sql = (const char *)body + name_len;
-		const char *end = (t == 'Q' || z) ? memchr(sql, '\0', blen - name_len) : NULL;
-		if (end) {
-			char *out = NULL, why[300] = "";
-			enum rw_status st = rw_rewrite(cl->snap->rewrite, schema[0] ? schema : NULL,
-			                               sql, &out, why, sizeof(why));
-			if (st == RW_FAILED)
-				log_info(
-				    "client %llu: statement sent as written; rewriting failed: %s",
-				    (unsigned long long)cl->id, why);
-			if (st == RW_REWRITTEN && out) {
-				/* the name (Parse), the new text, then what followed the
-				 * old one: its NUL and, for Parse, the parameter types */
-				size_t ol = strlen(out);
-				uint32_t rest = blen - name_len - (uint32_t)(end - sql);
-				size_t nb = (size_t)name_len + ol + rest;
-				uint8_t *m = nb + 5 <= PGW_MAX_MESSAGE ? malloc(nb + 5) : NULL;
-				if (m) {
-					uint32_t ml = (uint32_t)nb + 4;
-					m[0] = t;
-					m[1] = (uint8_t)(ml >> 24);
-					m[2] = (uint8_t)(ml >> 16);
-					m[3] = (uint8_t)(ml >> 8);
-					m[4] = (uint8_t)ml;
-					memcpy(m + 5, body, name_len);
-					memcpy(m + 5 + name_len, out, ol);
-					memcpy(m + 5 + name_len + ol, end, rest);
-					if (ep_in_splice(ep, off, total, m, (uint32_t)nb + 5) == 0)
-						total = (uint32_t)nb + 5;
-					free(m);
-				}
-				log_debug("client %llu: rewritten: %s", (unsigned long long)cl->id,
-				          out);
-			}
-			free(out);
-		}
-		off += total;
+	for (struct client *c = cw_of(w)->clients, *n; c; c = n) {
+		n = c->all_next;
+		if (c->pc.parked != PIPE_WAKE_TOKEN + 1 || c->pc.park_token != token)
+			continue;
+		tx_unpark(c);
+		if (c->txn)
+			tx_client_input(c);
+		else
+			sess_input(c);
 	}
-	ep->in_seen = off;
 }

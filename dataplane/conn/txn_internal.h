@@ -103,16 +103,14 @@ void tx_guc_ready(struct client *cl, struct server *sv, char status);
 /* Forgets every pending change (a new server is bound). */
 void tx_guc_reset(struct client *cl);
 
-/* txn_gate.c: rate limits at the message m (total bytes) that starts a
- * query: 1 to go on, 0 to stop here (throttled: the worker wakes the
- * client), -1 when the message was consumed (refused, or dropped with its
- * batch). */
-int tx_rate_gate(struct client *cl, struct server *sv, const uint8_t *m, uint32_t total,
-                 struct outb *local);
-/* Statement rewriting applies to this client. */
-bool tx_rewrite_active(const struct client *cl);
-/* Rewrites the Query/Parse messages at the head of the client's buffer
- * that it has not looked at yet. */
-void tx_rewrite_input(struct client *cl);
+/* txn_gate.c: conn/'s side of the query pipeline. */
+/* Runs the PIPE_AT_MSG stages on the client message at m (avail of its
+ * bytes there; buffered: m is in cl->ep.in, where a stage may replace it,
+ * so the caller re-reads the buffer). 1: go on with the message; 0: stop
+ * here (parked: woken later); -1: consumed (answered or refused into
+ * local, or dropped with its batch). */
+int tx_msg_stages(struct client *cl, struct server *sv, const uint8_t *m, uint32_t avail,
+                  bool buffered, struct outb *local);
+void tx_gate_worker_exit(void);
 
 #endif

@@ -355,6 +355,15 @@ bool cat_load_due(const char *db, uint64_t now)
 	return load;
 }
 
+bool cat_loading(const char *db)
+{
+	pthread_mutex_lock(&cat_mu);
+	struct cat_slot *s = slot_of(db, false);
+	bool r = s && s->loading;
+	pthread_mutex_unlock(&cat_mu);
+	return r;
+}
+
 void cat_load_cancel(const char *db)
 {
 	pthread_mutex_lock(&cat_mu);

@@ -56,6 +56,8 @@ extern const char cat_query_sql[];
  * none yet, dropped, or older than CACHE_CATALOG_MAX_AGE_SECS; failed loads
  * are retried after CAT_RETRY_SECS. */
 bool cat_load_due(const char *db, uint64_t now_ns);
+/* A load of db's catalog is running. */
+bool cat_loading(const char *db);
 /* A load will not complete (its connection went away): not a failure. */
 void cat_load_cancel(const char *db);
 /* The DataRows of cat_query_sql (NULL: the query failed): published unless

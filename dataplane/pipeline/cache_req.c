@@ -3,7 +3,7 @@
  */
 #include "dataplane/pipeline/cache_req.h"
 
-#include "dataplane/conn/conn.h"
+#include "dataplane/pg/pgw.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -63,10 +63,10 @@ bool cache_text_has_now(const char *s, size_t n)
 /* Reads a whole simple Query, or a whole [Parse] Bind [Describe] Execute
  * Sync batch with the unnamed portal and no row limit. False otherwise
  * (incomplete, another shape): not for the cache. */
-bool cache_read_req(struct client *cl, struct cache_req *r)
+bool cache_read_req(const uint8_t *in, uint32_t n, cache_stmt_fn *stmt_of, const void *arg,
+                    struct cache_req *r)
 {
-	const uint8_t *in = cl->ep.in;
-	uint32_t n = cl->ep.in_len, off = 0;
+	uint32_t off = 0;
 	memset(r, 0, sizeof(*r));
 	int stage = 0; /* 0 start, 1 after P, 2 after B, 3 after D, 4 after E */
 	uint32_t sl = 0;
@@ -118,11 +118,12 @@ bool cache_read_req(struct client *cl, struct cache_req *r)
 				if (!stmt[0])
 					return false; /* the unnamed statement of an earlier batch
 					               */
-				struct prep_stmt *ps = prep_client_get(&cl->prep, stmt);
-				if (!ps)
+				uint32_t bl2 = 0;
+				const uint8_t *body = stmt_of ? stmt_of(arg, stmt, &bl2) : NULL;
+				if (!body)
 					return false;
-				r->stmt_body = ps->body;
-				r->stmt_body_len = ps->body_len;
+				r->stmt_body = body;
+				r->stmt_body_len = bl2;
 			}
 			r->bind_tail = b + p;
 			r->bind_tail_len = bl - p;

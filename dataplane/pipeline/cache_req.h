@@ -3,7 +3,7 @@
  * simple Query or the [Parse] Bind [Describe] Execute Sync batch at the
  * head of its buffer, and the checks on its text and bound values that
  * do not need the catalog. Pure functions of the bytes (and the client's
- * prepared statements).
+ * prepared statements, through a lookup its caller passes).
  */
 #ifndef HELIOS_CACHE_REQ_H
 #define HELIOS_CACHE_REQ_H
@@ -11,8 +11,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-struct client;
 
 /* The request at the head of a client's buffer. */
 struct cache_req {
@@ -28,11 +26,17 @@ struct cache_req {
 	char seq[8];
 };
 
+/* A prepared statement's Parse body after its name (text\0 int16 n, n
+ * type oids), *len set; NULL when the client has none of that name. */
+typedef const uint8_t *cache_stmt_fn(const void *arg, const char *name, uint32_t *len);
+
 /* Reads a whole simple Query, or a whole [Parse] Bind [Describe portal]
  * Execute Sync batch with the unnamed portal and no row limit, at the head
- * of cl's buffer. False otherwise (incomplete, another shape): not for the
- * cache. */
-bool cache_read_req(struct client *cl, struct cache_req *r);
+ * of in[0..n) (a client's buffer; a Bind without its Parse finds the
+ * statement with stmt_of). False otherwise (incomplete, another shape):
+ * not for the cache. */
+bool cache_read_req(const uint8_t *in, uint32_t n, cache_stmt_fn *stmt_of, const void *arg,
+                    struct cache_req *r);
 /* A Bind's parameters after the statement name are well formed and no
  * text value is a 'now'-like date/time input. */
 bool cache_bind_ok(const uint8_t *t, uint32_t n);

@@ -1,6 +1,6 @@
 /*
- * Query routing for transaction and statement pooling: which node serves
- * the transaction that starts with the client's buffered messages.
+ * Query routing (the PIPE_AT_ROUTE stage, pipeline/stage_route.c): which
+ * node serves the transaction that starts with a request.
  * Rules, in order (docs/routing.md):
  *   1. a hint in a comment: route=primary | replica | <node name>;
  *   2. [[schema_routes]]: the first route (file order) naming a table the
@@ -15,6 +15,12 @@
  * least busy wins, ties round robin. No eligible replica: the primary.
  * Session pooling always uses the primary. Analysis runs only when a
  * feature needs it (split, schema routes).
+ *
+ * The router decides from the request (struct req), the config, the
+ * breakers (policy/) and the pools' busy hints; the control plane's table
+ * and the drained nodes come through a source registered at start-up.
+ * Its per-worker state (the table's copy, the analysis LRU, the
+ * round-robin counter) is the calling thread's own.
  */
 #ifndef HELIOS_ROUTE_H
 #define HELIOS_ROUTE_H
@@ -26,8 +32,7 @@
 #include <stdint.h>
 
 struct cfg;
-struct client;
-struct worker;
+struct req;
 
 #define ROUTE_HOLD (-2) /* no primary right now (failover): wait */
 #define ROUTE_FAIL (-3) /* the chosen node cannot take it: error now */
@@ -35,20 +40,34 @@ struct worker;
 /* struct route_node (a node as the data plane sees it, copied from the
  * control plane's table) is defined with that table, in policy/control.h. */
 
-/* Node index for cl's next transaction, ROUTE_HOLD, or ROUTE_FAIL with a
- * message (SQLSTATE 08006). */
-int route_pick(struct client *cl, char *msg, size_t msglen);
+/* Where the router learns what the control plane says (registered by
+ * main at start-up; any member may be NULL: no table, nothing drained,
+ * every pool idle). */
+struct route_source {
+	/* the routing table's version (changes when the table does) */
+	uint64_t (*version)(void);
+	/* copies the table into out (at most max nodes); returns the count */
+	size_t (*copy)(struct route_node *out, size_t max);
+	bool (*any_drained)(void);
+	bool (*node_drained)(const char *node_name);
+	/* how busy r's pool on node is (lower is less busy) */
+	int (*busy)(const struct req *r, int node);
+};
+void route_set_source(const struct route_source *src);
+
+/* Node index for r's transaction, ROUTE_HOLD, or ROUTE_FAIL with a
+ * message (SQLSTATE 08006). Reads r's mode, who, sql, r->pc (read your
+ * writes, PIPE_RF_PRIMARY_ONLY). */
+int route_pick(struct req *r, char *msg, size_t msglen);
 /* The primary's index by the routing table (or the config), -1 if none. */
-int route_primary(struct worker *w, const struct cfg *c);
-/* Refreshes the worker's copy of the routing table when it changed. */
-void route_refresh(struct worker *w);
-/* Frees what the worker holds for routing. */
-void route_worker_exit(struct worker *w);
+int route_primary(const struct cfg *c);
+/* Refreshes the thread's copy of the routing table when it changed. */
+void route_refresh(void);
+/* Frees what the thread holds for routing. */
+void route_worker_exit(void);
 struct an_result;
-/* The worker's cached analysis of sql (parsed once per distinct text);
- * NULL when out of memory. Valid until the next call on this worker. */
-const struct an_result *route_analysis(struct client *cl, const char *sql, size_t len);
-/* Forgets a client's read-your-writes memory. */
-void route_client_free(struct client *cl);
+/* The thread's cached analysis of sql (parsed once per distinct text);
+ * NULL when out of memory. Valid until the next call on this thread. */
+const struct an_result *route_analysis(const struct cfg *c, const char *sql, size_t len);
 
 #endif

@@ -135,12 +135,14 @@ static void install(struct snap *s, uint64_t generation)
 	for (int i = 0; i < n_subs; i++)
 		subs[i].fn(s, old, subs[i].arg);
 	const struct cfg *c = s->cfg;
-	bool per_query = s->rate_limits || c->n_rewrite_rules;
+	/* rate limits apply in session mode too (conn/session.c); rewriting
+	 * does not */
+	bool rewrites = c->n_rewrite_rules;
 	for (size_t i = 0; i < c->n_tenants; i++)
-		per_query |= c->tenants[i].schema_prefix[0] != '\0';
-	if (per_query && c->pool.mode == CFG_POOL_SESSION)
-		log_warn("pool_mode.mode is session: rate limits, schema_prefix and rewrite_rules "
-		         "apply only to transaction and statement pooling (docs/tenants.md)");
+		rewrites |= c->tenants[i].schema_prefix[0] != '\0';
+	if (rewrites && c->pool.mode == CFG_POOL_SESSION)
+		log_warn("pool_mode.mode is session: schema_prefix and rewrite_rules "
+		         "apply only to transaction and statement pooling (docs/rewriting.md)");
 	if (c->pool.kernel_splice && c->pool.mode != CFG_POOL_SESSION)
 		log_warn(
 		    "pool_mode.kernel_splice applies to session pooling only; pool_mode.mode is %s",

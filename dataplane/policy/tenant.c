@@ -1,6 +1,5 @@
 /*
- * Tenants and rate limits; see tenant.h. Works on values (user, database,
- * config): names no connection and no pool. May call: policy/snap.
+ * Tenants and rate limits; see tenant.h.
  */
 #include "dataplane/policy/tenant.h"
 
@@ -99,42 +98,41 @@ static bool in_list(char *const *v, size_t n, const char *s)
 	return false;
 }
 
-/* The [[tenants]] entry of who under its config, or NULL. */
-static const struct cfg_tenant *find_tenant(const struct tenant_who *who)
+/* The [[tenants]] entry of a client under c, or NULL. */
+static const struct cfg_tenant *find_tenant(const struct cfg *c, const char *user,
+                                            const char *database, const char *startup_tenant)
 {
-	const struct cfg *c = who->cfg;
 	if (!c->n_tenants)
 		return NULL;
 	switch (c->tenancy.map_by) {
 	case CFG_TENANT_BY_DATABASE:
 		for (size_t i = 0; i < c->n_tenants; i++)
-			if (in_list(c->tenants[i].databases, c->tenants[i].n_databases,
-			            who->database))
+			if (in_list(c->tenants[i].databases, c->tenants[i].n_databases, database))
 				return &c->tenants[i];
 		return NULL;
 	case CFG_TENANT_BY_USER:
 		for (size_t i = 0; i < c->n_tenants; i++)
-			if (in_list(c->tenants[i].users, c->tenants[i].n_users, who->user))
+			if (in_list(c->tenants[i].users, c->tenants[i].n_users, user))
 				return &c->tenants[i];
 		return NULL;
 	case CFG_TENANT_BY_STARTUP:
-		for (size_t i = 0; who->tenant_setting && i < c->n_tenants; i++)
-			if (!strcmp(c->tenants[i].id, who->tenant_setting))
+		for (size_t i = 0; startup_tenant && i < c->n_tenants; i++)
+			if (!strcmp(c->tenants[i].id, startup_tenant))
 				return &c->tenants[i];
 		return NULL;
 	}
 	return NULL;
 }
 
-int tenant_login(const struct tenant_who *who, struct tenant_ref *out, const char **sqlstate,
-                 char *msg, size_t msglen)
+int tenant_login(const struct cfg *c, const char *user, const char *database,
+                 const char *startup_tenant, struct tenant_state **out_ts,
+                 const struct cfg_tenant **out_tc, const char **sqlstate, char *msg, size_t msglen)
 {
-	const struct cfg *c = who->cfg;
-	out->state = NULL;
-	out->cfg = NULL;
+	*out_ts = NULL;
+	*out_tc = NULL;
 	if (!c->n_tenants)
 		return 0;
-	const struct cfg_tenant *t = find_tenant(who);
+	const struct cfg_tenant *t = find_tenant(c, user, database, startup_tenant);
 	if (!t) {
 		if (c->tenancy.require) {
 			*sqlstate = "28000";
@@ -142,7 +140,7 @@ int tenant_login(const struct tenant_who *who, struct tenant_ref *out, const cha
 			    msg, msglen,
 			    "user \"%s\" on database \"%s\" belongs to no tenant (tenancy.map_by = "
 			    "\"%s\", tenancy.require = true)",
-			    who->user, who->database,
+			    user, database,
 			    c->tenancy.map_by == CFG_TENANT_BY_DATABASE ? "database"
 			    : c->tenancy.map_by == CFG_TENANT_BY_USER   ? "user"
 			                                                : "startup");
@@ -156,12 +154,12 @@ int tenant_login(const struct tenant_who *who, struct tenant_ref *out, const cha
 		snprintf(msg, msglen, "out of memory for tenant \"%s\"", t->id);
 		return -1;
 	}
-	if (t->n_databases && !in_list(t->databases, t->n_databases, who->database)) {
+	if (t->n_databases && !in_list(t->databases, t->n_databases, database)) {
 		__atomic_add_fetch(&ts->refused_logins, 1, __ATOMIC_RELAXED);
 		*sqlstate = "28000";
 		snprintf(msg, msglen,
 		         "tenant \"%s\" may not use database \"%s\" (not in its tenants.databases)",
-		         t->id, who->database);
+		         t->id, database);
 		return -1;
 	}
 	int n = __atomic_add_fetch(&ts->clients, 1, __ATOMIC_ACQ_REL);
@@ -176,15 +174,15 @@ int tenant_login(const struct tenant_who *who, struct tenant_ref *out, const cha
 		         t->id, cap, share != cap ? ", this data plane's share of it" : "");
 		return -1;
 	}
-	out->state = ts;
-	out->cfg = t;
+	*out_ts = ts;
+	*out_tc = t;
 	return 0;
 }
 
-void tenant_logout(struct tenant_state *t)
+void tenant_logout(struct tenant_state *ts)
 {
-	if (t)
-		__atomic_sub_fetch(&t->clients, 1, __ATOMIC_ACQ_REL);
+	if (ts)
+		__atomic_sub_fetch(&ts->clients, 1, __ATOMIC_ACQ_REL);
 }
 
 int tenant_server_cap(const struct cfg_tenant *t)
@@ -260,12 +258,11 @@ bool rate_enabled(const struct cfg *c)
 	return false;
 }
 
-enum rate_verdict rate_take(const struct tenant_who *who, const struct tenant_ref *tr,
-                            uint64_t now_ns, uint64_t waited_ns, uint64_t *wait_ns, char *msg,
-                            size_t msglen)
+enum rate_verdict rate_take(const struct rate_who *who, uint64_t now_ns, uint64_t waited_ns,
+                            uint64_t *wait_ns, char *msg, size_t msglen)
 {
 	const struct cfg *c = who->cfg;
-	const struct cfg_tenant *t = tr->cfg;
+	const struct cfg_tenant *t = who->tenant_cfg;
 	struct {
 		char name[96];
 		double rate;
@@ -347,13 +344,14 @@ enum rate_verdict rate_take(const struct tenant_who *who, const struct tenant_re
 		             : "; the wait would pass rate_limit.max_wait_ms");
 	}
 	pthread_mutex_unlock(&rate_mu);
-	if (tr->state && t) {
+	struct tenant_state *ts = who->tenant;
+	if (ts && t) {
 		if (v == RATE_REJECT) {
-			__atomic_add_fetch(&tr->state->rejected, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&ts->rejected, 1, __ATOMIC_RELAXED);
 		} else {
-			__atomic_add_fetch(&tr->state->queries, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&ts->queries, 1, __ATOMIC_RELAXED);
 			if (v == RATE_WAIT)
-				__atomic_add_fetch(&tr->state->throttled, 1, __ATOMIC_RELAXED);
+				__atomic_add_fetch(&ts->throttled, 1, __ATOMIC_RELAXED);
 		}
 	}
 	return v;
@@ -391,6 +389,7 @@ Helios__TenantStats **tenant_stats(size_t *n)
 			m->max_connections = (uint32_t)c->tenants[k].max_connections;
 			m->rate_limit = (uint32_t)c->tenants[k].rate_limit;
 		}
+		/* servers: added by the report (pools are a layer above) */
 		v[(*n)++] = m;
 	}
 	snap_unref(sn);

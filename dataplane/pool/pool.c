@@ -178,7 +178,7 @@ enum pool_grant pool_acquire(struct pool *p, struct pool_waiter *wt, int max_siz
 	if (!p->wait_head) {
 		struct pool_item **pp = &p->idle;
 		for (; *pp; pp = &(*pp)->next) {
-			if ((*pp)->signature == wt->signature) {
+			if ((*pp)->signature == (wt ? wt->signature : 0)) {
 				*out = *pp;
 				*pp = (*pp)->next;
 				(*out)->next = NULL;
@@ -206,6 +206,10 @@ enum pool_grant pool_acquire(struct pool *p, struct pool_waiter *wt, int max_siz
 			g = POOL_REPLACE;
 			goto out;
 		}
+	}
+	if (!wt) {
+		g = POOL_WAIT; /* an internal request (conn/ireq.c): not queued, it retries */
+		goto out;
 	}
 	wt->state = POOL_W_QUEUED;
 	wt->next = NULL;

@@ -88,7 +88,8 @@ const char *pool_user(const struct pool *p);
 int pool_node(const struct pool *p);
 
 /* wt gets an idle item of its signature, a right to connect, an item to
- * replace, or a place in the queue (FIFO: nobody jumps it). */
+ * replace, or a place in the queue (FIFO: nobody jumps it). wt NULL (an
+ * internal request, signature 0): never queued; POOL_WAIT means try later. */
 enum pool_grant pool_acquire(struct pool *p, struct pool_waiter *wt, int max_size,
                              struct pool_item **out);
 /* A detached, reset item goes back: to a waiter (the first one whose home

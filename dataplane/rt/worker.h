@@ -114,13 +114,8 @@ struct worker {
 	int cache_waiters;     /* its clients parked behind identical queries */
 	int rate_waiters;      /* its clients throttled by a rate limit */
 	uint64_t rate_next_ns; /* the earliest of their wake-ups (monotonic ns) */
-	uint64_t route_ver;
-	size_t n_route;
-	struct route_node *route;
-	struct an_cache *an;
-	struct qs_table *qs; /* analytics: per-fingerprint statistics */
-	uint32_t rr;
-	int last_primary; /* worker 0: primary index at the last maintenance */
+	struct qs_table *qs;   /* analytics: per-fingerprint statistics */
+	int last_primary;      /* worker 0: primary index at the last maintenance */
 
 	int init_result;
 	bool init_done;

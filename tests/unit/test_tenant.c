@@ -39,13 +39,18 @@ static const char by_database[] = NODE "[tenancy]\nmap_by = \"database\"\nrequir
                                        "schema_prefix = \"ta_schema\"\n"
                                        "[[tenants]]\nid = \"tb\"\ndatabases = [\"b_db\"]\n";
 
+/* A client's tenant as login gives it: its live state and its entry. */
+struct tenant_ref {
+	struct tenant_state *state;
+	const struct cfg_tenant *cfg;
+};
+
 static int login(const struct cfg *c, const char *user, const char *db, const char *setting,
                  struct tenant_ref *ref, const char **code, char *msg, size_t len)
 {
-	struct tenant_who who = {.cfg = c, .user = user, .database = db, .tenant_setting = setting};
 	*code = NULL;
 	msg[0] = '\0';
-	return tenant_login(&who, ref, code, msg, len);
+	return tenant_login(c, user, db, setting, &ref->state, &ref->cfg, code, msg, len);
 }
 
 static void test_a_login_maps_to_the_tenant_listing_its_database(void **state UNUSED)

@@ -1,23 +1,24 @@
 /*
- * Query routing; see route.h. Runs on the client's worker when a
- * transaction needs a server: no locks (the routing table is copied into
- * the worker when its version changes), analysis from the worker's LRU.
+ * The router, a PIPE_AT_ROUTE stage; see route.h. Runs on the client's
+ * worker when a transaction needs a server: no locks (the routing table is
+ * copied into the thread when its version changes), analysis from the
+ * thread's LRU. Decides from struct req; a client's read-your-writes
+ * memory is its slot.
  */
 #include "dataplane/pipeline/route.h"
 
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/log.h"
-#include "dataplane/policy/breaker.h"
-#include "dataplane/conn/conn.h"
 #include "dataplane/pipeline/engine/analyze.h"
 #include "dataplane/pipeline/engine/hints.h"
 #include "dataplane/pipeline/engine/shape.h"
-#include "dataplane/pool/pool.h"
+#include "dataplane/pipeline/pipeline.h"
+#include "dataplane/policy/breaker.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
 #include "dataplane/policy/control.h"
-#include "dataplane/rt/worker.h"
+#include "dataplane/pool/pool.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -42,43 +43,79 @@ static __thread struct shape_slot {
 	int8_t read; /* 1 read, 0 not, -1 empty */
 } * shape_cache;
 
-void route_refresh(struct worker *w)
+/* The thread's routing state: the control plane's table as last copied,
+ * the statement-analysis LRU, the round-robin counter. */
+static __thread struct route_worker {
+	uint64_t ver;
+	size_t n;
+	struct route_node node[BREAKER_MAX_NODES];
+	struct an_cache *an;
+	uint32_t rr;
+} * rwk;
+
+static struct route_source src;
+
+void route_set_source(const struct route_source *s)
 {
-	uint64_t v = ctl_routing_version();
-	if (v == w->route_ver)
-		return;
-	w->route_ver = v;
-	w->n_route = ctl_routing_copy(w->route, BREAKER_MAX_NODES);
+	src = *s;
 }
 
-void route_worker_exit(struct worker *w)
+/* The thread's state, NULL when out of memory (then: no table, no cache). */
+static struct route_worker *me(void)
 {
-	an_cache_free(w->an);
-	w->an = NULL;
+	if (!rwk)
+		rwk = calloc(1, sizeof(*rwk));
+	return rwk;
+}
+
+void route_refresh(void)
+{
+	struct route_worker *w = me();
+	if (!w || !src.version || !src.copy)
+		return;
+	uint64_t v = src.version();
+	if (v == w->ver)
+		return;
+	w->ver = v;
+	w->n = src.copy(w->node, BREAKER_MAX_NODES);
+}
+
+void route_worker_exit(void)
+{
+	if (rwk)
+		an_cache_free(rwk->an);
+	free(rwk);
+	rwk = NULL;
 	free(shape_cache);
 	shape_cache = NULL;
 }
 
-void route_client_free(struct client *cl)
+static void ryw_free(union pipe_slot *slot)
 {
-	free(cl->ryw);
-	cl->ryw = NULL;
+	free(slot->p);
+	slot->p = NULL;
 }
 
-static const struct route_node *view(const struct worker *w, const char *name)
+static const struct route_node *view(const char *name)
 {
-	for (size_t i = 0; i < w->n_route; i++)
-		if (!strcmp(w->route[i].name, name))
-			return &w->route[i];
+	const struct route_worker *w = rwk;
+	for (size_t i = 0; w && i < w->n; i++)
+		if (!strcmp(w->node[i].name, name))
+			return &w->node[i];
 	return NULL;
 }
 
-int route_primary(struct worker *w, const struct cfg *c)
+static bool drained(const char *name)
 {
-	route_refresh(w);
+	return src.any_drained && src.node_drained && src.any_drained() && src.node_drained(name);
+}
+
+int route_primary(const struct cfg *c)
+{
+	route_refresh();
 	int cfg_primary = -1;
 	for (size_t i = 0; i < c->n_nodes; i++) {
-		const struct route_node *v = view(w, c->nodes[i].name);
+		const struct route_node *v = view(c->nodes[i].name);
 		if (v && v->known && v->primary && v->healthy)
 			return (int)i;
 		if (cfg_primary < 0 && c->nodes[i].role == CFG_ROLE_PRIMARY)
@@ -87,46 +124,52 @@ int route_primary(struct worker *w, const struct cfg *c)
 	/* the table names a primary that is down: still that one (its
 	 * clients wait for it or for a failover) */
 	for (size_t i = 0; i < c->n_nodes; i++) {
-		const struct route_node *v = view(w, c->nodes[i].name);
+		const struct route_node *v = view(c->nodes[i].name);
 		if (v && v->known && v->primary)
 			return (int)i;
 	}
 	return cfg_primary;
 }
 
-static bool node_up(struct worker *w, const struct cfg *c, int i)
+static bool node_up(const struct cfg *c, int i)
 {
-	const struct route_node *v = view(w, c->nodes[i].name);
+	const struct route_node *v = view(c->nodes[i].name);
 	if (v && v->known && (!v->healthy || v->draining))
 		return false;
-	if (ctl_any_drained() && ctl_node_drained(c->nodes[i].name))
+	if (drained(c->nodes[i].name))
 		return false;
 	return breaker_usable(c, i);
 }
 
-static bool replica_ok(struct worker *w, const struct cfg *c, int i)
+static bool replica_ok(const struct cfg *c, int i)
 {
-	const struct route_node *v = view(w, c->nodes[i].name);
+	const struct route_node *v = view(c->nodes[i].name);
 	bool is_replica = v && v->known ? !v->primary : c->nodes[i].role == CFG_ROLE_REPLICA;
-	if (!is_replica || !node_up(w, c, i))
+	if (!is_replica || !node_up(c, i))
 		return false;
 	/* unknown lag (no check user, heartbeat not replicated yet) is eligible */
 	return !v || v->lag_ms < 0 || v->lag_ms <= c->routing.max_replica_lag_ms;
 }
 
-/* Least busy eligible replica, ties round robin; -1 if none. */
-static int pick_replica(struct client *cl, const struct cfg *c)
+static int pool_busy(const struct req *r, int node)
 {
-	struct worker *w = cl->w;
+	struct pool *p = pool_lookup(r->database, r->user, tenant_id(r->tenant), node,
+	                             tenant_server_cap(r->tenant_cfg));
+	return p ? pool_busy_hint(p) : 0;
+}
+
+/* Least busy eligible replica, ties round robin; -1 if none. */
+static int pick_replica(const struct req *r, const struct cfg *c)
+{
+	struct route_worker *w = me();
+	uint32_t rr = w ? w->rr : 0;
 	int best = -1, best_busy = 0, ties = 0;
 	for (size_t k = 0; k < c->n_nodes; k++) {
 		/* start the scan at a rotating point so ties spread */
-		int i = (int)((k + w->rr) % c->n_nodes);
-		if (!replica_ok(w, c, i))
+		int i = (int)((k + rr) % c->n_nodes);
+		if (!replica_ok(c, i))
 			continue;
-		struct pool *p = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), i,
-		                             tenant_server_cap(cl->tenant_cfg));
-		int busy = p ? pool_busy_hint(p) : 0;
+		int busy = src.busy ? src.busy(r, i) : pool_busy(r, i);
 		if (best < 0 || busy < best_busy) {
 			best = i;
 			best_busy = busy;
@@ -135,7 +178,8 @@ static int pick_replica(struct client *cl, const struct cfg *c)
 			ties++;
 		}
 	}
-	w->rr++;
+	if (w)
+		w->rr++;
 	(void)ties;
 	return best;
 }
@@ -150,14 +194,14 @@ static uint64_t table_hash(const char *name)
 	return h;
 }
 
-static void ryw_note(struct client *cl, const struct an_result *a, int window_ms)
+static void ryw_note(union pipe_slot *slot, const struct an_result *a, int window_ms)
 {
 	if (window_ms <= 0)
 		return;
-	if (!cl->ryw && !(cl->ryw = calloc(1, sizeof(*cl->ryw))))
+	if (!slot->p && !(slot->p = calloc(1, sizeof(struct ryw))))
 		return;
 	uint64_t until = cpwire_mono_ms() + (uint64_t)window_ms;
-	struct ryw *r = cl->ryw;
+	struct ryw *r = slot->p;
 	if (!a || a->tables_truncated || a->n_tables == 0) {
 		r->all_until = until;
 		return;
@@ -166,18 +210,18 @@ static void ryw_note(struct client *cl, const struct an_result *a, int window_ms
 		if (!a->tables[t].written)
 			continue;
 		uint64_t h = table_hash(a->tables[t].name);
-		uint32_t slot = r->n < RYW_MAX ? r->n++ : (uint32_t)(h % RYW_MAX);
+		uint32_t at = r->n < RYW_MAX ? r->n++ : (uint32_t)(h % RYW_MAX);
 		for (uint32_t k = 0; k < r->n; k++)
 			if (r->hash[k] == h)
-				slot = k;
-		r->hash[slot] = h;
-		r->until[slot] = until;
+				at = k;
+		r->hash[at] = h;
+		r->until[at] = until;
 	}
 }
 
-static bool ryw_blocks(const struct client *cl, const struct an_result *a)
+static bool ryw_blocks(const union pipe_slot *slot, const struct an_result *a)
 {
-	const struct ryw *r = cl->ryw;
+	const struct ryw *r = slot->p;
 	if (!r)
 		return false;
 	uint64_t now = cpwire_mono_ms();
@@ -190,49 +234,6 @@ static bool ryw_blocks(const struct client *cl, const struct an_result *a)
 				return true;
 	}
 	return false;
-}
-
-/* The SQL text of the first buffered message (Query, Parse, or the
- * statement a Bind names); NULL when there is none to look at. */
-static const char *first_sql(struct client *cl, size_t *len)
-{
-	const uint8_t *b = cl->ep.in;
-	uint32_t n = cl->ep.in_len;
-	if (n < 5)
-		return NULL;
-	uint32_t mlen = pgw_get_u32(b + 1);
-	if (mlen < 4 || (size_t)mlen + 1 > n)
-		return NULL;
-	const char *body = (const char *)b + 5;
-	size_t blen = mlen - 4;
-	const char *end = memchr(body, '\0', blen);
-	if (!end)
-		return NULL;
-	switch (b[0]) {
-	case 'Q':
-		*len = (size_t)(end - body);
-		return body;
-	case 'P': {
-		const char *q = end + 1;
-		const char *qe = memchr(q, '\0', blen - (size_t)(q - body));
-		if (!qe)
-			return NULL;
-		*len = (size_t)(qe - q);
-		return q;
-	}
-	case 'B': {
-		const char *st = end + 1;
-		if (!memchr(st, '\0', blen - (size_t)(st - body)))
-			return NULL;
-		const struct prep_stmt *ps = prep_client_get(&cl->prep, st);
-		if (!ps || !ps->body || !memchr(ps->body, '\0', ps->body_len))
-			return NULL;
-		*len = strlen((const char *)ps->body);
-		return (const char *)ps->body;
-	}
-	default:
-		return NULL;
-	}
 }
 
 static bool table_match(const char *route_table, const struct an_table *t)
@@ -248,11 +249,13 @@ static bool table_match(const char *route_table, const struct an_table *t)
 	       (strlen(t->schema) == sl && !strncasecmp(route_table, t->schema, sl));
 }
 
-const struct an_result *route_analysis(struct client *cl, const char *sql, size_t len)
+const struct an_result *route_analysis(const struct cfg *c, const char *sql, size_t len)
 {
-	struct worker *w = cl->w;
+	struct route_worker *w = me();
+	if (!w)
+		return NULL;
 	if (!w->an) {
-		size_t entries = (size_t)cl->snap->cfg->routing.analysis_cache_entries;
+		size_t entries = (size_t)c->routing.analysis_cache_entries;
 		w->an = an_cache_new(entries, entries * 2048);
 		if (!w->an)
 			return NULL;
@@ -270,7 +273,7 @@ static bool is_read(const struct an_result *a)
 	return a->kind == AN_TXN && a->n_stmts == 1 && a->stmts[0].begin_read_only;
 }
 
-static int shape_is_read(struct client *cl, const char *sql, size_t len)
+static int shape_is_read(const struct cfg *c, const char *sql, size_t len)
 {
 	uint64_t shape = sql_shape(sql, len);
 	if (!shape_cache) {
@@ -281,7 +284,7 @@ static int shape_is_read(struct client *cl, const char *sql, size_t len)
 	struct shape_slot *s = shape_cache ? &shape_cache[shape % SHAPE_CACHE] : NULL;
 	if (s && s->read >= 0 && s->shape == shape)
 		return s->read;
-	const struct an_result *a = route_analysis(cl, sql, len);
+	const struct an_result *a = route_analysis(c, sql, len);
 	if (!a)
 		return -1;
 	int read = is_read(a) ? 1 : 0;
@@ -293,14 +296,14 @@ static int shape_is_read(struct client *cl, const char *sql, size_t len)
 }
 
 /* Primary, or hold while a failover may still give us one. */
-static int to_primary(struct client *cl, const struct cfg *c, char *msg, size_t msglen)
+static int to_primary(const struct cfg *c, char *msg, size_t msglen)
 {
-	int p = route_primary(cl->w, c);
+	int p = route_primary(c);
 	if (p < 0) {
 		snprintf(msg, msglen, "no primary node is configured");
 		return ROUTE_FAIL;
 	}
-	const struct route_node *v = view(cl->w, c->nodes[p].name);
+	const struct route_node *v = view(c->nodes[p].name);
 	if (v && v->known && !v->healthy)
 		return ROUTE_HOLD; /* the control plane sees it down: failover may follow */
 	if (!breaker_allow(c, p)) {
@@ -313,9 +316,9 @@ static int to_primary(struct client *cl, const struct cfg *c, char *msg, size_t 
 	return p;
 }
 
-static int to_node(struct client *cl, const struct cfg *c, int i, char *msg, size_t msglen)
+static int to_node(const struct cfg *c, int i, char *msg, size_t msglen)
 {
-	if (!node_up(cl->w, c, i) || !breaker_allow(c, i)) {
+	if (!node_up(c, i) || !breaker_allow(c, i)) {
 		enum breaker_state bs = breaker_state(i);
 		snprintf(msg, msglen, "node \"%s\" is not available (%s)", c->nodes[i].name,
 		         bs != BREAKER_CLOSED ? "circuit breaker open"
@@ -325,70 +328,71 @@ static int to_node(struct client *cl, const struct cfg *c, int i, char *msg, siz
 	return i;
 }
 
-int route_pick(struct client *cl, char *msg, size_t msglen)
+int route_pick(struct req *r, char *msg, size_t msglen)
 {
-	const struct cfg *c = cl->snap->cfg;
-	if (!cl->txn || cl->replication)
-		return to_primary(cl, c, msg, msglen);
-	route_refresh(cl->w);
-	size_t len = 0;
-	const char *sql = first_sql(cl, &len);
+	const struct cfg *c = r->snap->cfg;
+	union pipe_slot *slot = &r->pc->slot[PIPE_SLOT_ROUTE];
+	if ((r->mode != PIPE_MODE_TXN && r->mode != PIPE_MODE_STMT) || r->replication)
+		return to_primary(c, msg, msglen);
+	route_refresh();
+	size_t len = r->sql_len;
+	const char *sql = r->sql;
 	if (!sql)
-		return to_primary(cl, c, msg, msglen);
+		return to_primary(c, msg, msglen);
 
 	if (hints_maybe(sql, len)) {
 		struct hints h;
 		hints_scan(sql, len, &h);
 		if (h.ignored)
-			log_debug("client %llu: hint ignored: %s", (unsigned long long)cl->id,
+			log_debug("client %llu: hint ignored: %s", (unsigned long long)r->client_id,
 			          h.ignored);
 		if (h.route == HINT_ROUTE_PRIMARY)
-			return to_primary(cl, c, msg, msglen);
+			return to_primary(c, msg, msglen);
 		if (h.route == HINT_ROUTE_REPLICA) {
-			int r = pick_replica(cl, c);
-			if (r >= 0 && breaker_allow(c, r))
-				return r;
+			int i = pick_replica(r, c);
+			if (i >= 0 && breaker_allow(c, i))
+				return i;
 			log_debug(
 			    "client %llu: route=replica: no eligible replica, using the primary",
-			    (unsigned long long)cl->id);
-			return to_primary(cl, c, msg, msglen);
+			    (unsigned long long)r->client_id);
+			return to_primary(c, msg, msglen);
 		}
 		if (h.route == HINT_ROUTE_NODE) {
 			int i = cfg_node_index(c, h.node);
 			if (i >= 0)
-				return to_node(cl, c, i, msg, msglen);
+				return to_node(c, i, msg, msglen);
 			log_debug("client %llu: route=%s names no node: ignored",
-			          (unsigned long long)cl->id, h.node);
+			          (unsigned long long)r->client_id, h.node);
 		}
 	}
-	if (cl->cache_lead)
-		return to_primary(cl, c, msg, msglen); /* a cacheable miss: answers are kept
+	if (r->pc->rflags & PIPE_RF_PRIMARY_ONLY)
+		return to_primary(c, msg, msglen); /* a cacheable miss: answers are kept
 		                                         only from the primary */
 	bool split = c->routing.read_write_split;
 	if (!split && !c->n_schema_routes)
-		return to_primary(cl, c, msg, msglen);
+		return to_primary(c, msg, msglen);
 	if (!c->n_schema_routes && c->routing.read_your_writes_ms <= 0) {
 		/* plain split needs only "is it a read": per shape, so texts that
 		 * differ in literals are parsed once */
-		int read = shape_is_read(cl, sql, len);
+		int read = shape_is_read(c, sql, len);
 		if (read > 0) {
-			int i = pick_replica(cl, c);
+			int i = pick_replica(r, c);
 			if (i >= 0 && breaker_allow(c, i))
 				return i;
 		}
-		return to_primary(cl, c, msg, msglen);
+		return to_primary(c, msg, msglen);
 	}
-	const struct an_result *a = route_analysis(cl, sql, len);
+	const struct an_result *a = route_analysis(c, sql, len);
 	if (!a)
-		return to_primary(cl, c, msg, msglen);
+		return to_primary(c, msg, msglen);
 	bool read = is_read(a);
 	if (!read && c->routing.read_your_writes_ms > 0 && a->kind != AN_TXN)
-		ryw_note(cl, a->kind == AN_WRITE ? a : NULL, c->routing.read_your_writes_ms);
+		ryw_note(slot, a->kind == AN_WRITE ? a : NULL, c->routing.read_your_writes_ms);
 	else if (!read && c->routing.read_your_writes_ms > 0)
-		ryw_note(cl, NULL, c->routing.read_your_writes_ms); /* an explicit transaction */
+		ryw_note(slot, NULL, c->routing.read_your_writes_ms); /* an explicit transaction */
 
-	for (size_t r = 0; r < c->n_schema_routes; r++) {
-		const struct cfg_schema_route *sr = &c->schema_routes[r];
+	for (size_t k_sr = 0; k_sr < c->n_schema_routes; k_sr++) {
+		const struct cfg_schema_route *sr = &c->schema_routes[k_sr];
 		bool hit = false;
 		for (uint32_t t = 0; !hit && t < a->n_tables; t++)
 			for (size_t k = 0; !hit && k < sr->n_tables; k++)
@@ -400,22 +404,48 @@ int route_pick(struct client *cl, char *msg, size_t msglen)
 				log_debug(
 				    "client %llu: schema route %zu (%s) is not the primary; a "
 				    "write goes to the primary",
-				    (unsigned long long)cl->id, r + 1, sr->target);
-			return to_primary(cl, c, msg, msglen);
+				    (unsigned long long)r->client_id, k_sr + 1, sr->target);
+			return to_primary(c, msg, msglen);
 		}
 		if (!strcmp(sr->target, "replica")) {
-			int i = pick_replica(cl, c);
-			return i >= 0 && breaker_allow(c, i) ? i : to_primary(cl, c, msg, msglen);
+			int i = pick_replica(r, c);
+			return i >= 0 && breaker_allow(c, i) ? i : to_primary(c, msg, msglen);
 		}
 		int i = cfg_node_index(c, sr->target);
-		if (i >= 0 && node_up(cl->w, c, i) && breaker_allow(c, i))
+		if (i >= 0 && node_up(c, i) && breaker_allow(c, i))
 			return i;
-		return to_primary(cl, c, msg, msglen);
+		return to_primary(c, msg, msglen);
 	}
-	if (split && read && !(c->routing.read_your_writes_ms > 0 && ryw_blocks(cl, a))) {
-		int i = pick_replica(cl, c);
+	if (split && read && !(c->routing.read_your_writes_ms > 0 && ryw_blocks(slot, a))) {
+		int i = pick_replica(r, c);
 		if (i >= 0 && breaker_allow(c, i))
 			return i;
 	}
-	return to_primary(cl, c, msg, msglen);
+	return to_primary(c, msg, msglen);
 }
+
+static enum pipe_verdict route_run(struct req *r, union pipe_slot *slot)
+{
+	(void)slot;
+	char msg[300] = "";
+	int node = route_pick(r, msg, sizeof(msg));
+	if (node == ROUTE_HOLD) {
+		r->park.kind = PIPE_WAKE_PRIMARY;
+		r->park.wake_ns = 0;
+		r->park.token = NULL;
+		return PIPE_PARK;
+	}
+	if (node == ROUTE_FAIL)
+		return req_error(r, "08006", NULL, "%s", msg);
+	r->node = node;
+	return PIPE_CONTINUE;
+}
+
+const struct pipe_stage stage_route = {
+    .name = "route",
+    .point = PIPE_AT_ROUTE,
+    .slot = PIPE_SLOT_ROUTE,
+    .order = 100,
+    .run = route_run,
+    .client_free = ryw_free,
+};
