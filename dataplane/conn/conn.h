@@ -34,6 +34,34 @@ struct cfg;
 #define EP_CAPTURE_MAX 8192u         /* largest message the relay copies out to inspect */
 #define CONN_INBUF_MAX (64u * 1024u) /* login-phase assembly limit */
 
+/*
+ * Who owns each buffer, at any moment (one owner; whoever owns it releases
+ * it, exactly once):
+ * - received chunk (io_chunk from on_recv, or a TLS plaintext chunk from
+ *   ep_tls_decrypt): the connection's receive handler until it either
+ *   queues it on the peer's endpoint (ep_send_chunk: the chunk is the
+ *   peer endpoint's from that call on, and under TLS already encrypted and
+ *   released), keeps it as pending input (ep_in_adopt), or releases it.
+ * - pending input (ep.in): the endpoint's. It is a malloc'd assembly
+ *   buffer, or (ep.in_chunk set) a window into one received chunk that
+ *   the endpoint owns; ep_in_consume() releases the chunk with its last
+ *   byte, ep_in_handed() forgets it once run_msgs queued it to the server
+ *   (transaction pooling: a client whose server binds late forwards the
+ *   chunk it was waiting with, no copy). Anything that writes into it
+ *   (ep_in_append, ep_in_splice: a message split across reads, the
+ *   statement rewriter) first copies the window into an assembly buffer:
+ *   the one copy allowed on the client -> server path. A pending chunk
+ *   from the loop's buffer ring is kept only while the ring has half its
+ *   buffers free; otherwise its bytes are copied (a waiting client must
+ *   not starve the loop's receives). ep_fini releases what is left.
+ * - capture buffer (ep.cap_buf): the endpoint's, a copy of a message of
+ *   at most EP_CAPTURE_MAX being relayed, freed by ep_fini.
+ * - send queue (q_head..q_tail): the endpoint's; the head is the io_send()
+ *   in flight and is released by ep_sent(); ep_fini releases the rest.
+ * - sbuf scratch (txn.c's per-thread tls_sb): the worker thread's, valid
+ *   during one run_msgs() call; ep_send_bytes() copies it into a chunk.
+ */
+
 /* One socket: what is queued to send, TLS, the incoming-message scanner. */
 struct endpoint {
 	struct io_sock sock;
@@ -45,12 +73,15 @@ struct endpoint {
 	uint8_t cap_type;
 	uint32_t cap_len, cap_got;
 	uint8_t *cap_buf;
-	/* login phases: bytes assembled into whole messages */
+	/* pending input: bytes read ahead of whole messages (login phases;
+	 * in transaction pooling, client bytes waiting to be run) */
 	uint8_t *in;
 	uint32_t in_len, in_cap;
 	uint32_t in_seen; /* bytes at the start of in the statement rewriter has looked at */
 	uint32_t in_max;  /* assembly limit of in; 0: CONN_INBUF_MAX */
-	bool paused;      /* receive stopped for back-pressure */
+	struct io_chunk *in_chunk; /* set: in points into this received chunk (in_cap 0) */
+	uint64_t in_copied;        /* bytes copied into in (assembly), for the debug log */
+	bool paused;               /* receive stopped for back-pressure */
 	bool want_tls_handshake;
 };
 
@@ -99,8 +130,11 @@ struct client {
 	uint32_t stream_left;       /* client bytes of a large message passed straight through */
 	bool stream_drop;           /* ... or dropped (the message was refused) */
 	bool drop_to_sync;          /* a refused extended batch: dropped up to its Sync */
-	uint32_t listens;           /* channels subscribed through the pool's hub */
-	uint8_t *notify_buf;        /* notifications waiting for a message boundary */
+	/* its bytes run in transaction pooling (debug log at its end): passed
+	 * on in the chunk they arrived in, or through the scratch buffer */
+	uint64_t tx_direct, tx_copied;
+	uint32_t listens;    /* channels subscribed through the pool's hub */
+	uint8_t *notify_buf; /* notifications waiting for a message boundary */
 	uint32_t notify_len;
 	bool listen_wait;       /* its LISTEN answer waits for the hub */
 	uint8_t *listen_answer; /* that answer */
@@ -366,9 +400,16 @@ int ep_send_bytes(struct endpoint *ep, const void *p, size_t n);
 /* Called from on_sent: releases the sent chunk and starts the next. */
 void ep_sent(struct endpoint *ep, int err);
 bool ep_flushed(const struct endpoint *ep);
-/* Appends bytes to the login-phase buffer; -EMSGSIZE past the limit. */
+/* Appends bytes to the pending input; -EMSGSIZE past the limit. */
 int ep_in_append(struct endpoint *ep, const uint8_t *p, size_t n);
 void ep_in_consume(struct endpoint *ep, uint32_t n);
+/* With no pending input: takes c as the pending input, its bytes
+ * data[off, off + len) read where they are. False (c untouched, still the
+ * caller's) when the endpoint cannot keep it. */
+bool ep_in_adopt(struct endpoint *ep, struct io_chunk *c, uint32_t off, uint32_t len);
+/* The pending chunk (ep.in_chunk) was queued elsewhere as it is: forgets
+ * it without releasing it; the pending input is empty. */
+void ep_in_handed(struct endpoint *ep);
 /* Replaces in[off, off + old) by p[0, n). -EMSGSIZE past the limit, -ENOMEM. */
 int ep_in_splice(struct endpoint *ep, uint32_t off, uint32_t old, const uint8_t *p, uint32_t n);
 /* Turns received ciphertext into plaintext chunks (list, via ->next).

@@ -1,8 +1,10 @@
 /*
  * One socket's plumbing shared by clients and servers: a queue of chunks
  * sent one at a time in order, TLS encryption on the way out and
- * decryption on the way in, and the small buffer used while the proxy
- * itself reads whole messages (startup, authentication).
+ * decryption on the way in, and the pending input: the buffer used while
+ * the proxy itself reads whole messages (startup, authentication, a
+ * transaction-pooled client's messages), or a window into the received
+ * chunk they arrived in. Buffer ownership: conn.h, above struct endpoint.
  */
 #include "dataplane/conn/conn.h"
 
@@ -30,7 +32,11 @@ void ep_fini(struct endpoint *ep, struct io_loop *l)
 	ep->q_bytes = 0;
 	tls_conn_free(ep->tls);
 	ep->tls = NULL;
-	free(ep->in);
+	if (ep->in_chunk)
+		io_chunk_release(l, ep->in_chunk); /* in points into it */
+	else
+		free(ep->in);
+	ep->in_chunk = NULL;
 	ep->in = NULL;
 	ep->in_len = ep->in_cap = 0;
 	free(ep->cap_buf);
@@ -132,11 +138,27 @@ bool ep_flushed(const struct endpoint *ep)
 	return ep->q_head == NULL && !(ep->sock.flags & IO_F_SEND_BUSY);
 }
 
-/* Room for len bytes in the input buffer. */
+/* Room for len bytes in the input buffer, which is the endpoint's own
+ * memory afterwards: a pending received chunk is copied out (assembly). */
 static int in_reserve(struct endpoint *ep, size_t len)
 {
 	if (len > (ep->in_max ? ep->in_max : CONN_INBUF_MAX))
 		return -EMSGSIZE;
+	if (ep->in_chunk) {
+		uint32_t cap = 1024;
+		while (cap < len)
+			cap *= 2;
+		uint8_t *b = malloc(cap);
+		if (!b)
+			return -ENOMEM;
+		memcpy(b, ep->in, ep->in_len);
+		ep->in_copied += ep->in_len;
+		io_chunk_release(ep->sock.loop, ep->in_chunk);
+		ep->in_chunk = NULL;
+		ep->in = b;
+		ep->in_cap = cap;
+		return 0;
+	}
 	if (len > ep->in_cap) {
 		uint32_t cap = ep->in_cap ? ep->in_cap : 1024;
 		while (cap < len)
@@ -157,7 +179,32 @@ int ep_in_append(struct endpoint *ep, const uint8_t *p, size_t n)
 		return r;
 	memcpy(ep->in + ep->in_len, p, n);
 	ep->in_len += (uint32_t)n;
+	ep->in_copied += n;
 	return 0;
+}
+
+bool ep_in_adopt(struct endpoint *ep, struct io_chunk *c, uint32_t off, uint32_t len)
+{
+	if (ep->in_len || !len || len > (ep->in_max ? ep->in_max : CONN_INBUF_MAX))
+		return false;
+	/* a buffer of the loop's ring held by a client that waits (for a
+	 * server, a throttle) is one less for every socket's receives */
+	if (c->bid >= 0 && io_loop_free_bufs(ep->sock.loop) < IO_BUF_COUNT / 2)
+		return false;
+	free(ep->in); /* an empty assembly buffer (in_len 0) */
+	ep->in = c->data + off;
+	ep->in_len = len;
+	ep->in_cap = 0;
+	ep->in_seen = 0;
+	ep->in_chunk = c;
+	return true;
+}
+
+void ep_in_handed(struct endpoint *ep)
+{
+	ep->in_chunk = NULL;
+	ep->in = NULL;
+	ep->in_len = ep->in_cap = ep->in_seen = 0;
 }
 
 int ep_in_splice(struct endpoint *ep, uint32_t off, uint32_t old, const uint8_t *p, uint32_t n)
@@ -175,6 +222,17 @@ int ep_in_splice(struct endpoint *ep, uint32_t off, uint32_t old, const uint8_t 
 void ep_in_consume(struct endpoint *ep, uint32_t n)
 {
 	ep->in_seen = n >= ep->in_seen ? 0 : ep->in_seen - n;
+	if (ep->in_chunk) {
+		/* a window into a received chunk: moves, never copies */
+		if (n < ep->in_len) {
+			ep->in += n;
+			ep->in_len -= n;
+			return;
+		}
+		io_chunk_release(ep->sock.loop, ep->in_chunk);
+		ep_in_handed(ep);
+		return;
+	}
 	if (n >= ep->in_len) {
 		ep->in_len = 0;
 		/* Login is over for most connections after this: give the memory

@@ -79,6 +79,12 @@ void tx_client_free(struct client *cl)
 	prep_client_free(&cl->prep);
 	prep_client_free(&cl->sqlprep);
 	prep_client_free(&cl->rawprep);
+	if (cl->txn && (cl->tx_direct || cl->tx_copied))
+		log_debug(
+		    "client %llu: relayed %llu bytes in the chunks they arrived in, %llu through "
+		    "a copy, %llu assembled",
+		    (unsigned long long)cl->id, (unsigned long long)cl->tx_direct,
+		    (unsigned long long)cl->tx_copied, (unsigned long long)cl->ep.in_copied);
 	tx_track_free(cl);
 	if (cl->pc.parked == PIPE_WAKE_TOKEN + 1 && cl->w)
 		cl->w->cache_waiters--;
@@ -1170,8 +1176,10 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		static const uint8_t discard_seq[] = "Q\0\0\0\x16"
 		                                     "DISCARD SEQUENCES";
 		sv->seq_discard = false;
+		/* queued ahead on its own: the client's bytes can still go in
+		 * the chunk they arrived in */
 		if (tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0) == 0)
-			sbuf_append(&b, discard_seq, sizeof(discard_seq));
+			ep_send_bytes(&sv->ep, discard_seq, sizeof(discard_seq));
 	}
 	if (sv && cache_leading(&cl->pc.slot[PIPE_SLOT_CACHE]))
 		cache_arm(&cl->pc.slot[PIPE_SLOT_CACHE], cl->snap->cfg,
@@ -1358,7 +1366,22 @@ again:
 	if (!cl->ep.in_len)
 		goto release;
 	bool took = false;
-	uint32_t used = run_msgs(cl, cl->ep.in, cl->ep.in_len, NULL, &need_server, &took);
+	uint32_t len = cl->ep.in_len;
+	/* the pending input may be a window into the chunk it arrived in
+	 * (tx_client_data): run_msgs then forwards that chunk as it is; not
+	 * when a stage may replace messages (pc.buffered): those run from the
+	 * client's buffer, where the replacement is spliced (a copy) */
+	uint32_t used = run_msgs(cl, cl->ep.in, len, cl->pc.buffered ? NULL : cl->ep.in_chunk,
+	                         &need_server, &took);
+	if (took) {
+		/* the chunk is the server endpoint's now (under TLS already
+		 * freed): forgotten, not released */
+		ep_in_handed(&cl->ep);
+		cl->tx_direct += len;
+		used = 0;
+	} else {
+		cl->tx_copied += used;
+	}
 	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
 		return;
 	if (used)
@@ -1383,7 +1406,10 @@ release:
 void tx_client_data(struct client *cl, struct io_chunk *c)
 {
 	uint32_t off = c->off, len = c->len;
-	cl->ep.in_max = TX_INBUF_MAX; /* logged in: the login phase keeps the small limit */
+	if (cl->ep.in_max != TX_INBUF_MAX) {
+		cl->ep.in_max = TX_INBUF_MAX; /* logged in: the login phase keeps the small limit */
+		cl->ep.in_copied = 0;         /* counts the relay's assembly from here */
+	}
 	if (cl->stream_left) {
 		/* the rest of a large message: straight through (or dropped) */
 		uint32_t take = len < cl->stream_left ? len : cl->stream_left;
@@ -1400,10 +1426,12 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 			if (take == len) {
 				/* all of the chunk is the message's: queued as it is
 				 * (it is the server endpoint's from here) */
+				cl->tx_direct += take;
 				ep_send_chunk(&sv->ep, c);
 				flow_check(cl);
 				return;
 			}
+			cl->tx_copied += take;
 			ep_send_bytes(&sv->ep, c->data + off, take);
 		}
 		off += take;
@@ -1418,6 +1446,7 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 		if (took) {
 			/* forwarded as is: c is the server endpoint's now (and may
 			 * already be freed), never read it again */
+			cl->tx_direct += len;
 			if (cl->state == CL_ACTIVE && cl->server && cl->server->client == cl)
 				maybe_release(cl, cl->server);
 			return;
@@ -1426,14 +1455,21 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 			io_chunk_release(cl->w->loop, c);
 			return;
 		}
+		cl->tx_copied += used;
 		off += used;
 		len -= used;
 	}
-	int r = len ? ep_in_append(&cl->ep, c->data + off, len) : 0;
-	io_chunk_release(cl->w->loop, c);
-	if (r < 0) {
-		cl_close(cl, "54000", "message too large for transaction pooling");
-		return;
+	/* The rest waits (no server yet, a throttle, a message's end still to
+	 * come): kept in the chunk it arrived in when nothing is pending, so
+	 * that a server binding late gets this very chunk (client_input);
+	 * appended to what is pending otherwise (the assembly copy). */
+	if (!len || !ep_in_adopt(&cl->ep, c, off, len)) {
+		int r = len ? ep_in_append(&cl->ep, c->data + off, len) : 0;
+		io_chunk_release(cl->w->loop, c);
+		if (r < 0) {
+			cl_close(cl, "54000", "message too large for transaction pooling");
+			return;
+		}
 	}
 	tx_client_input(cl); /* e.g. waiting for a server: stops reading until one comes */
 }
