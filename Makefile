@@ -76,7 +76,7 @@ $(BUILD)/obj/%.o: %.c | $(PROTO_H) $(BPF_SKELS)
 all: $(PROGRAMS)
 
 .PHONY: all deps check unit unit-tests toml-conformance integration demo demo-stop format \
-	format-check clean docs bench fuzz
+	format-check layers clean docs bench fuzz
 
 deps:
 	$(Q)bash scripts/deps.sh
@@ -108,6 +108,7 @@ CHECK_INTEGRATION_RUNS := io_uring:$(CURDIR)/build/release/bin epoll:$(CURDIR)/b
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory format-check
+	$(Q)$(MAKE) --no-print-directory layers
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECS=$(FUZZ_CHECK_SECS)
 	$(Q)$(MAKE) --no-print-directory MODE=asan toml-conformance
@@ -138,6 +139,11 @@ format:
 
 format-check:
 	$(Q)clang-format --dry-run --Werror $(FORMAT_FILES)
+
+# The data plane's layers (docs/architecture.md): no include cycle between
+# its modules, struct client / struct server private to dataplane/conn/.
+layers:
+	$(Q)/usr/bin/python3 scripts/layers.py --private
 
 clean:
 	rm -rf build

@@ -12,7 +12,6 @@
 #include "controlplane/cp.h"
 #include "dataplane/auth/authwork.h"
 #include "dataplane/conn/conn.h"
-#include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/kfast.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/breaker.h"
@@ -122,31 +121,6 @@ static void prewarm_tick(struct worker *w, void *arg)
 	}
 }
 
-/* One line an operator can grep: pools, clients and pins by reason. */
-static void log_stats(void)
-{
-	char line[1024];
-	size_t n = 0;
-	int clients = __atomic_load_n(&g_client_count, __ATOMIC_RELAXED);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, "stats: clients=%d", clients);
-	for (struct pool *p = pool_first(); p && n < sizeof(line) - 128; p = pool_next_of(p)) {
-		struct pool_stats st;
-		pool_get_stats(p, &st);
-		n += (size_t)snprintf(line + n, sizeof(line) - n,
-		                      " pool %s/%s: servers=%d idle=%d waiting=%d served=%llu "
-		                      "wait_timeouts=%llu;",
-		                      pool_database(p), pool_user(p), st.total, st.idle, st.waiting,
-		                      (unsigned long long)st.served,
-		                      (unsigned long long)st.wait_timeouts);
-	}
-	n += (size_t)snprintf(line + n, sizeof(line) - n, " pins:");
-	for (int r = 0; r < PIN_COUNT && n < sizeof(line) - 40; r++)
-		n += (size_t)snprintf(
-		    line + n, sizeof(line) - n, " %s=%llu", pin_reason_str((enum pin_reason)r),
-		    (unsigned long long)__atomic_load_n(&g_pin_count[r], __ATOMIC_RELAXED));
-	log_info("%s", line);
-}
-
 /* Once a second on worker 0: the stats line every stats_period_secs. */
 static struct timespec last_stats; /* worker 0's thread only */
 
@@ -161,7 +135,7 @@ static void stats_tick(struct worker *w, void *arg)
 	snap_unref(st);
 	if (period > 0 && conn_elapsed(&last_stats, &now) >= period) {
 		last_stats = now;
-		log_stats();
+		stats_log_line();
 	}
 }
 
@@ -196,7 +170,6 @@ static const struct worker_hooks worker_hooks = {
 static int start_worker(struct worker *w, int idx, enum io_backend backend, char *err,
                         size_t errlen)
 {
-	w->last_primary = -1;
 	int r = conn_worker_init(w, idx, err, errlen);
 	if (r < 0)
 		return r;

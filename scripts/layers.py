@@ -9,9 +9,10 @@ one module, with the includes that close it, and exits 1 when there is one.
 
   scripts/layers.py            check (make check runs this)
   scripts/layers.py --graph    print the module graph, one edge per line
-  scripts/layers.py --private  also fail when struct client / struct server
-                               are defined anywhere but a dataplane/conn/*_internal.h,
-                               or such a header is included from outside conn/
+  scripts/layers.py --private  also fail when a file outside dataplane/conn/
+                               (or one of conn/'s public headers) includes a
+                               private conn/ header, or struct client / struct
+                               server is defined outside conn/'s private headers
 """
 import os
 import re
@@ -97,6 +98,9 @@ def sccs(nodes, edges):
 
 
 PRIVATE = re.compile(r"^struct (client|server) \{", re.M)
+# The headers of conn/ the layers above may include; every other conn/
+# header is private to conn/ (struct client and struct server live in one).
+CONN_PUBLIC = {"conn.h", "conn_report.h", "kfast.h", "guc.h", "prep.h"}
 
 
 def private_violations():
@@ -105,14 +109,17 @@ def private_violations():
         with open(os.path.join(ROOT, src), encoding="utf-8") as fh:
             text = fh.read()
         in_conn = src.startswith(DP + "/conn/")
+        name = os.path.basename(src)
         for m in PRIVATE.finditer(text):
-            if not in_conn or src.endswith(".h") and not src.endswith("_internal.h"):
-                bad.append(f"{src}: defines struct {m.group(1)} outside a conn/*_internal.h")
-        if in_conn:
+            if not in_conn or name in CONN_PUBLIC:
+                bad.append(f"{src}: defines struct {m.group(1)} outside conn/'s private headers")
+        public_conn_header = in_conn and name in CONN_PUBLIC
+        if in_conn and not public_conn_header:
             continue
         for inc in INCLUDE.findall(text):
-            if inc.startswith(DP + "/conn/") and inc.endswith("_internal.h"):
-                bad.append(f"{src}: includes {inc} (private to dataplane/conn)")
+            if inc.startswith(DP + "/conn/") and os.path.basename(inc) not in CONN_PUBLIC:
+                who = "conn/'s public header " + src if public_conn_header else src
+                bad.append(f"{who}: includes {inc} (private to dataplane/conn)")
     return bad
 
 

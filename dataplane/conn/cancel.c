@@ -6,7 +6,7 @@
 #include "dataplane/conn/cancel.h"
 
 #include "common/log.h"
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/rt/worker.h"
 
 #include <arpa/inet.h>

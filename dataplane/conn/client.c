@@ -7,7 +7,7 @@
  * Every close goes through cl_close(), which sends a proper ErrorResponse
  * when there is something to say and logs the reason once.
  */
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/conn/client_internal.h"
 #include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/splice.h"

@@ -4,7 +4,7 @@
 #ifndef HELIOS_CLIENT_INTERNAL_H
 #define HELIOS_CLIENT_INTERNAL_H
 
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/pg/pgw.h"
 
 #include <stdbool.h>

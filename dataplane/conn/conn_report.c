@@ -8,7 +8,7 @@
 
 #include "dataplane/conn/conn_worker.h"
 
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/conn/splice.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/pool/pool_ctr.h"

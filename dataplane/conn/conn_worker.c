@@ -333,14 +333,14 @@ static void turn(struct worker *w, void *arg)
 	cancel_worker_tick(w, &now);
 	/* clients parked on a token (a query they wait behind finished: the
 	 * cache sets the flag from any thread and wakes the loop) */
-	if (__atomic_load_n(&w->cache_check, __ATOMIC_ACQUIRE) &&
-	    __atomic_exchange_n(&w->cache_check, false, __ATOMIC_ACQ_REL))
+	if (__atomic_load_n(&cw_of(w)->token_check, __ATOMIC_ACQUIRE) &&
+	    __atomic_exchange_n(&cw_of(w)->token_check, false, __ATOMIC_ACQ_REL))
 		tx_token_wake(w);
 	tx_token_tick(w, conn_ts_ns(&now));
 	ireq_worker_tick(conn_ts_ns(&now)); /* internal requests waiting for a server */
 	tx_rate_wake(w, conn_ts_ns(&now));
-	if (w->rate_waiters)
-		worker_wake_by(w, w->rate_next_ns); /* throttled clients wake when due */
+	if (cw_of(w)->rate_waiters)
+		worker_wake_by(w, cw_of(w)->rate_next_ns); /* throttled clients wake when due */
 	/* clients waiting for a primary: failover_timeout_secs at most */
 	for (struct client *cl = cw->q[CLQ_PRIMARY].head, *next; cl; cl = next) {
 		next = cl->q_next;
@@ -390,8 +390,8 @@ static void maintain_pools(struct worker *w, void *arg)
 	/* after a failover the old primary's idle connections go (a node that
 	 * was demoted while alive must not keep sessions opened as primary) */
 	int prim = route_primary(c);
-	int old_prim = w->last_primary;
-	w->last_primary = prim;
+	int old_prim = cw_of(w)->last_primary;
+	cw_of(w)->last_primary = prim;
 	bool failed_over = old_prim >= 0 && prim >= 0 && prim != old_prim;
 	for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
 		int ni = pool_node(p);
@@ -425,6 +425,7 @@ int conn_worker_init(struct worker *w, int idx, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	cw->w = w;
+	cw->last_primary = -1;
 	cw->listen_fd = cw->unix_fd = -1;
 	cw->hold_msg.fn = hold_run;
 	cw->listen_msg.fn = listen_run;

@@ -14,7 +14,7 @@
 #ifndef HELIOS_CONN_WORKER_H
 #define HELIOS_CONN_WORKER_H
 
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/io/io.h"
 #include "dataplane/rt/slab.h"
 #include "dataplane/rt/worker.h"
@@ -42,6 +42,13 @@ struct conn_worker {
 	struct server *sv[SVL_COUNT]; /* its servers by sv->wlist; sv[SVL_NONE] is not kept */
 	struct client *spliced;       /* sessions spliced in the kernel (conn/splice.c) */
 	int authq_running;            /* its clients' auth_query lookups in flight */
+
+	/* clients a pipeline stage parked (conn/txn_gate.c, txn_req.c) */
+	bool token_check;      /* atomic: a token they wait on was woken (any thread) */
+	int token_waiters;     /* parked on a token (the cache's single flight) */
+	int rate_waiters;      /* parked until a time (rate-limit throttles) */
+	uint64_t rate_next_ns; /* the earliest of those times (monotonic ns) */
+	int last_primary;      /* worker 0: primary node index at the last maintenance */
 
 	/* coalescing mailbox signals from other threads */
 	struct worker_msg hold_msg;   /* pause/drain changed: look at the held clients */

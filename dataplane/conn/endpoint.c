@@ -6,7 +6,7 @@
  * transaction-pooled client's messages), or a window into the received
  * chunk they arrived in. Buffer ownership: conn.h, above struct endpoint.
  */
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 
 #include "dataplane/tls/tls.h"
 

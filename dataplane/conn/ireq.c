@@ -19,7 +19,7 @@
 #include "dataplane/pipeline/ireq.h"
 
 #include "common/log.h"
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/conn/server_internal.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/snap.h"

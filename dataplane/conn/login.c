@@ -4,7 +4,7 @@
  * SCRAM passthrough keys) and the admin console's login; once a client is
  * authenticated the pool is asked for a server (client.c).
  */
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/conn/client_internal.h"
 #include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/splice.h"

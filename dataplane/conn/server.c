@@ -6,7 +6,7 @@
  * server_login.c.
  */
 #include "dataplane/conn/cancel.h"
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/server_internal.h"
 #include "dataplane/conn/splice.h"

@@ -4,7 +4,7 @@
 #ifndef HELIOS_SERVER_INTERNAL_H
 #define HELIOS_SERVER_INTERNAL_H
 
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 
 #include <stdint.h>
 

@@ -4,7 +4,7 @@
  * reports, handing the logged-in server to its client or the pool, and the
  * auth_query lookups run on a server connection of their own.
  */
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/conn/server_internal.h"
 #include "dataplane/conn/splice.h"
 

@@ -17,7 +17,7 @@
  * Owns: cl->sess_* and, for a staged session, cl->ep.in (held bytes) and
  * cl->ep.cap_* (a Query's or Parse's text being copied out for analytics).
  */
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/conn/txn_internal.h"
 
 #include "common/cfg.h"

@@ -28,7 +28,7 @@
 #include "dataplane/conn/splice.h"
 
 #include "common/log.h"
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/conn/kfast.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/conn/conn_report.h"

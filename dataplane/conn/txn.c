@@ -6,7 +6,8 @@
  * lands on, answer Close itself, and replay the client's settings first,
  * while the client sees exactly the answers it asked for, in order.
  */
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
+#include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/txn_internal.h"
 
 #include "dataplane/conn/txn_req.h"
@@ -87,7 +88,7 @@ void tx_client_free(struct client *cl)
 		    (unsigned long long)cl->tx_copied, (unsigned long long)cl->ep.in_copied);
 	tx_track_free(cl);
 	if (cl->pc.parked == PIPE_WAKE_TOKEN + 1 && cl->w)
-		cl->w->cache_waiters--;
+		cw_of(cl->w)->token_waiters--;
 	tx_unpark(cl);
 }
 

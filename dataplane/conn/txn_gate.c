@@ -7,7 +7,7 @@
  */
 #include "dataplane/conn/txn_internal.h"
 
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/conn/conn_worker.h"
 #include "dataplane/pipeline/pipeline.h"
 #include "dataplane/policy/snap.h"
@@ -70,8 +70,8 @@ void tx_park(struct client *cl, const struct pipe_park *p)
 	cl->pc.park_token = p->token;
 	if (p->kind == PIPE_WAKE_AT) {
 		struct worker *w = cl->w;
-		if (!w->rate_waiters++ || p->wake_ns < w->rate_next_ns)
-			w->rate_next_ns = p->wake_ns;
+		if (!cw_of(w)->rate_waiters++ || p->wake_ns < cw_of(w)->rate_next_ns)
+			cw_of(w)->rate_next_ns = p->wake_ns;
 	}
 }
 
@@ -80,7 +80,7 @@ void tx_unpark(struct client *cl)
 	if (!cl->pc.parked)
 		return;
 	if (cl->pc.parked == PIPE_WAKE_AT + 1 && cl->w)
-		cl->w->rate_waiters--;
+		cw_of(cl->w)->rate_waiters--;
 	cl->pc.parked = 0;
 	cl->pc.park_token = NULL;
 }
@@ -160,7 +160,7 @@ void tx_gate_worker_exit(void)
 
 void tx_rate_wake(struct worker *w, uint64_t now)
 {
-	if (!w->rate_waiters || now < w->rate_next_ns)
+	if (!cw_of(w)->rate_waiters || now < cw_of(w)->rate_next_ns)
 		return;
 	uint64_t next = UINT64_MAX;
 	for (struct client *c = cw_of(w)->clients, *n; c; c = n) {
@@ -177,7 +177,7 @@ void tx_rate_wake(struct worker *w, uint64_t now)
 			next = c->pc.wake_ns;
 		}
 	}
-	w->rate_next_ns = next;
+	cw_of(w)->rate_next_ns = next;
 }
 
 /* Clients of w parked on token (PIPE_WAKE_TOKEN) run again. */

@@ -7,7 +7,7 @@
 #define HELIOS_TXN_INTERNAL_H
 
 #include "common/sbuf.h"
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -78,7 +78,7 @@ enum tx_req_verdict tx_request_stages(struct client *cl)
 		cl->pc.park_token = r.park.token;
 		/* the wait is bounded: then it asks a server itself */
 		cl->pc.wake_ns = r.now_ns + (uint64_t)CACHE_WAIT_MAX_SECS * 1000000000ull;
-		cl->w->cache_waiters++;
+		cw_of(cl->w)->token_waiters++;
 		return TX_REQ_PARKED;
 	case PIPE_CONTINUE:
 	case PIPE_ERROR: /* no stage here refuses; a server answers */
@@ -89,7 +89,7 @@ enum tx_req_verdict tx_request_stages(struct client *cl)
 
 static void token_unpark(struct client *c)
 {
-	c->w->cache_waiters--;
+	cw_of(c->w)->token_waiters--;
 	tx_unpark(c);
 	c->cache_nowait = true; /* at most one wait per request */
 	tx_client_input(c);
@@ -97,7 +97,7 @@ static void token_unpark(struct client *c)
 
 void tx_token_wake(struct worker *w)
 {
-	for (struct client *c = cw_of(w)->clients, *next; c && w->cache_waiters; c = next) {
+	for (struct client *c = cw_of(w)->clients, *next; c && cw_of(w)->token_waiters; c = next) {
 		next = c->all_next;
 		if (c->pc.parked == PIPE_WAKE_TOKEN + 1)
 			token_unpark(c);
@@ -106,7 +106,7 @@ void tx_token_wake(struct worker *w)
 
 void tx_token_tick(struct worker *w, uint64_t now)
 {
-	if (!w->cache_waiters)
+	if (!cw_of(w)->token_waiters)
 		return;
 	for (struct client *c = cw_of(w)->clients, *next; c; c = next) {
 		next = c->all_next;
@@ -125,7 +125,7 @@ static void hook_wake(int k)
 {
 	if (k < 0 || k >= workers_started())
 		return;
-	__atomic_store_n(&g_workers[k].cache_check, true, __ATOMIC_RELEASE);
+	__atomic_store_n(&cw_of(&g_workers[k])->token_check, true, __ATOMIC_RELEASE);
 	io_loop_wakeup(g_workers[k].loop);
 }
 

@@ -6,7 +6,7 @@
 #ifndef HELIOS_TXN_REQ_H
 #define HELIOS_TXN_REQ_H
 
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 #include "dataplane/pipeline/cache.h"
 
 #include <stdbool.h>

@@ -14,7 +14,7 @@
 #include "common/sbuf.h"
 #include "controlplane/cp.h"
 #include "dataplane/conn/conn_report.h"
-#include "dataplane/conn/conn_worker.h"
+#include "dataplane/conn/conn.h"
 #include "dataplane/policy/control.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/report/stats.h"

@@ -9,6 +9,7 @@
 
 #include "common/cfg.h"
 #include "common/cpwire.h"
+#include "common/log.h"
 #include "dataplane/conn/conn_report.h"
 #include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/cache.h"
@@ -22,6 +23,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,6 +194,30 @@ static int post_collect(struct worker *w, struct collect_job *j)
 }
 
 /* ------------------------------------------------------------ reports */
+
+void stats_log_line(void)
+{
+	char line[1024];
+	size_t n = 0;
+	struct conn_totals tot;
+	conn_totals(&tot);
+	n += (size_t)snprintf(line + n, sizeof(line) - n, "stats: clients=%u", tot.clients);
+	for (struct pool *p = pool_first(); p && n < sizeof(line) - 128; p = pool_next_of(p)) {
+		struct pool_stats st;
+		pool_get_stats(p, &st);
+		n += (size_t)snprintf(line + n, sizeof(line) - n,
+		                      " pool %s/%s: servers=%d idle=%d waiting=%d served=%llu "
+		                      "wait_timeouts=%llu;",
+		                      pool_database(p), pool_user(p), st.total, st.idle, st.waiting,
+		                      (unsigned long long)st.served,
+		                      (unsigned long long)st.wait_timeouts);
+	}
+	n += (size_t)snprintf(line + n, sizeof(line) - n, " pins:");
+	for (int r = 0; r < tot.n_pins && n < sizeof(line) - 40; r++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=%llu", tot.pins[r].reason,
+		                      (unsigned long long)tot.pins[r].total);
+	log_info("%s", line);
+}
 
 static Helios__Histogram *hist_new(const uint64_t *counts, uint64_t sum_us)
 {

@@ -32,6 +32,9 @@ extern const double stats_bounds[STATS_NBOUNDS]; /* seconds, ascending */
 /* A StatsReport of this process. detail adds client and server lists
  * (gathered on every worker; waits up to 2 s). Free with
  * stats_report_free. Call from a non-worker thread. */
+/* One line an operator can grep (every stats_period_secs): clients, each
+ * pool's counts, pins by reason. */
+void stats_log_line(void);
 Helios__StatsReport *stats_report(bool detail);
 /* Also the newest slow_lines lines of the slow query log. */
 Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines);

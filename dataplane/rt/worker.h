@@ -23,10 +23,6 @@
 
 struct worker;
 struct conn_worker;
-/* pipeline/ state kept per worker (its own files own these fields) */
-struct route_node;
-struct an_cache;
-struct qs_table;
 
 /*
  * A mailbox message, embedded in the caller's object (no allocation on the
@@ -106,16 +102,6 @@ struct worker {
 	uint64_t wake_by_ns; /* worker_wake_by, 0: none */
 
 	struct conn_worker *cw; /* conn/'s per-worker state (conn/conn_worker.h) */
-
-	/* pipeline/ (route.c, cache.c, analytics.c, conn/txn_gate.c): fields
-	 * owned by those files, kept here until they get their own per-worker
-	 * struct */
-	bool cache_check;      /* atomic: a query clients were parked behind has finished */
-	int cache_waiters;     /* its clients parked behind identical queries */
-	int rate_waiters;      /* its clients throttled by a rate limit */
-	uint64_t rate_next_ns; /* the earliest of their wake-ups (monotonic ns) */
-	struct qs_table *qs;   /* analytics: per-fingerprint statistics */
-	int last_primary;      /* worker 0: primary index at the last maintenance */
 
 	int init_result;
 	bool init_done;

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_internal.h"
 
 #define UNUSED __attribute__((unused))
 
