@@ -769,9 +769,14 @@ static void listen_timeout(struct client *cl, int secs)
 	listen_fail(cl, "57014", why);
 }
 
-void cl_get_server_for_tx(struct client *cl)
+struct server *cl_get_server_for_tx(struct client *cl)
 {
+	cl->tx_take = true;
 	cl_get_server(cl);
+	cl->tx_take = false;
+	struct server *sv = cl->tx_taken;
+	cl->tx_taken = NULL;
+	return sv;
 }
 
 void cl_handoff_arrived(struct client *cl)
@@ -874,6 +879,10 @@ static void bind_server(struct client *cl, struct server *sv)
 			cancel_register(cl, 0x40000000u | (uint32_t)(cl->id & 0x3fffffff));
 		}
 		cl->connecting = NULL;
+		if (cl->tx_take) {
+			cl->tx_taken = sv; /* the relay that asked binds it */
+			return;
+		}
 		tx_bind(cl, sv);
 		return;
 	}

@@ -143,6 +143,8 @@ struct client {
 	int n_listen_chans;
 	struct timespec listen_wait_start; /* first tick that saw listen_wait; 0: not yet */
 	bool zombie;                       /* closed while a pool hand-off is in flight */
+	bool tx_take;                      /* cl_get_server_for_tx: return a server got at once */
+	struct server *tx_taken;           /* ... that server */
 	char user[64];
 	char database[64];
 	char peer[64];
@@ -387,8 +389,12 @@ void sess_input(struct client *cl);
 void sess_server_ready(struct client *cl, struct server *sv);
 /* Frees the worker thread's scratch buffer. */
 void sess_worker_exit(void);
-/* client.c: asks the pool for a server for the next transaction. */
-void cl_get_server_for_tx(struct client *cl);
+/* client.c: asks the pool for a server for the next transaction. One the
+ * pool has at once is returned, not bound (the relay binds it and goes on
+ * in the same call: no txn -> client -> txn re-entry); NULL: it comes
+ * later (cl_handoff_arrived, a new connection's login) and is bound then,
+ * or the client was refused. */
+struct server *cl_get_server_for_tx(struct client *cl);
 int tx_client_init(struct client *cl);
 
 /* endpoint.c */

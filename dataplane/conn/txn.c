@@ -873,7 +873,7 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 	return true;
 }
 
-static void get_tx_server(struct client *cl);
+static bool get_tx_server(struct client *cl);
 
 #define BATCH_MAX (64u * 1024u)
 
@@ -1396,7 +1396,8 @@ again:
 		case TX_REQ_PASS:
 			break;
 		}
-		get_tx_server(cl); /* may bind at once and come back here */
+		if (get_tx_server(cl))
+			goto again; /* bound at once: relay on */
 		return;
 	}
 release:
@@ -1477,7 +1478,9 @@ void tx_client_data(struct client *cl, struct io_chunk *c)
 
 /* ------------------------------------------------------------ binding */
 
-void tx_bind(struct client *cl, struct server *sv)
+/* cl got sv: its settings are synced (queued ahead of its bytes), then
+ * the relay goes on (the caller's). */
+static void tx_attach(struct client *cl, struct server *sv)
 {
 	tx_ev_bind(cl, sv);
 	cl->server = sv;
@@ -1522,10 +1525,14 @@ void tx_bind(struct client *cl, struct server *sv)
 		cl->ep.paused = false;
 		io_recv_start(&cl->ep.sock);
 	}
-	tx_client_input(cl);
 }
 
-void cl_get_server_for_tx(struct client *cl);
+/* A server that came later (a hand-off, a new connection's login). */
+void tx_bind(struct client *cl, struct server *sv)
+{
+	tx_attach(cl, sv);
+	tx_client_input(cl);
+}
 
 void tx_inject_query(struct server *sv, const char *sql, uint8_t flags)
 {
@@ -1541,9 +1548,14 @@ void tx_inject_query(struct server *sv, const char *sql, uint8_t flags)
 	free(buf);
 }
 
-static void get_tx_server(struct client *cl)
+/* True when a server was bound at once: the caller relays on. */
+static bool get_tx_server(struct client *cl)
 {
 	if (cl->pool && (cl->pw.state != POOL_W_NONE || cl->connecting))
-		return; /* already asked */
-	cl_get_server_for_tx(cl);
+		return false; /* already asked */
+	struct server *sv = cl_get_server_for_tx(cl);
+	if (!sv)
+		return false;
+	tx_attach(cl, sv);
+	return cl->state == CL_ACTIVE && cl->server == sv;
 }
