@@ -326,14 +326,9 @@ void ireq_server_input(struct server *sv)
 				snprintf(r->message, sizeof(r->message), "%s", msg ? msg : "?");
 			}
 			break;
-		case PGW_MSG_PARAM_STATUS: {
-			uint32_t off = 0;
-			const char *n = pgw_get_str(m.body, m.len, &off);
-			const char *v = pgw_get_str(m.body, m.len, &off);
-			if (n && v)
-				sv_set_param(sv, n, v);
+		case PGW_MSG_PARAM_STATUS:
+			sv_param_status(sv, m.body, m.len);
 			break;
-		}
 		case PGW_MSG_READY:
 			sv->tx_status = m.len ? (char)m.body[0] : 'I';
 			ep_in_consume(&sv->ep, m.total);

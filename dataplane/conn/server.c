@@ -631,8 +631,13 @@ void sv_resume_source(struct server *sv)
 	io_recv_start(&sv->ep.sock);
 }
 
-void sv_set_param(struct server *sv, const char *name, const char *value)
+void sv_param_status(struct server *sv, const uint8_t *body, uint32_t len)
 {
+	uint32_t off = 0;
+	const char *name = pgw_get_str(body, len, &off);
+	const char *value = pgw_get_str(body, len, &off);
+	if (!name || !value)
+		return;
 	for (int i = 0; i < sv->n_params; i++) {
 		if (!strcmp(sv->param_name[i], name)) {
 			char *v = strdup(value);
@@ -744,14 +749,9 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 				sv_close(sv);
 		}
 		return;
-	case PGW_MSG_PARAM_STATUS: {
-		uint32_t off = 0;
-		const char *n = pgw_get_str(body, len, &off);
-		const char *v = pgw_get_str(body, len, &off);
-		if (n && v)
-			sv_set_param(sv, n, v);
+	case PGW_MSG_PARAM_STATUS:
+		sv_param_status(sv, body, len);
 		return;
-	}
 	case 'C':
 		if (sv->qev && sv->state == SV_ACTIVE)
 			tx_ev_response(sv, type, body, len);

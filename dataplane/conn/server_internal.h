@@ -16,8 +16,8 @@ void sv_fail(struct server *sv, const uint8_t *body, uint32_t len, const char *s
  * errors do not. */
 void sv_node_failure(struct server *sv, const char *why);
 void sv_node_success(struct server *sv);
-/* Records a ParameterStatus value the server reported. */
-void sv_set_param(struct server *sv, const char *name, const char *value);
+/* Records the value a ParameterStatus message (its body) reports. */
+void sv_param_status(struct server *sv, const uint8_t *body, uint32_t len);
 
 /* server_login.c: the messages assembled during login. */
 void sv_process_login(struct server *sv);

@@ -335,14 +335,9 @@ void sv_process_login(struct server *sv)
 				return;
 			}
 			break;
-		case PGW_MSG_PARAM_STATUS: {
-			uint32_t off = 0;
-			const char *n = pgw_get_str(m.body, m.len, &off);
-			const char *v = pgw_get_str(m.body, m.len, &off);
-			if (n && v)
-				sv_set_param(sv, n, v);
+		case PGW_MSG_PARAM_STATUS:
+			sv_param_status(sv, m.body, m.len);
 			break;
-		}
 		case PGW_MSG_KEY_DATA:
 			if (m.len >= 8) {
 				sv->backend_pid = pgw_get_u32(m.body);

@@ -22,6 +22,7 @@ proxy's log fails the test that started it (checked at teardown, and after each
 test for shared proxies); one in helioctl's output fails the helioctl call.
 """
 
+import json
 import os
 import re
 import signal
@@ -567,3 +568,31 @@ def helioctl(p, *args, check=0):
             timeout=30)
     assert r.returncode == check, r
     return r
+
+
+# Rate limits (test_tenants.py, test_session_stages.py). A throttled client
+# gets at most the limit; at least RATE_LOW of it, not all of it: from Python
+# on a loaded 2-core machine, or through the ASan build, a client may not
+# manage 200 queries a second at all (178/s seen). The upper bound is the
+# limit's promise and stays tight.
+RATE_LOW = 0.6
+
+
+def run_for(conn, secs, sql="SELECT 1"):
+    """Runs sql back to back for secs; returns (ok, refused: 53400) counts."""
+    ok = refused = 0
+    end = time.monotonic() + secs
+    cur = psycopg.ClientCursor(conn)
+    while time.monotonic() < end:
+        try:
+            cur.execute(sql)
+            ok += 1
+        except psycopg.errors.ConfigurationLimitExceeded:
+            refused += 1
+    return ok, refused
+
+
+def tenants_of(p):
+    """Proxy p's tenants report by id (helioctl --json tenants)."""
+    doc = json.loads(helioctl(p, "--json", "tenants").stdout)
+    return {t["id"]: t for dp in doc["dataplanes"] for t in (dp.get("report") or {}).get("tenants", [])}

@@ -12,29 +12,7 @@ import psycopg
 import pytest
 
 import pgwire
-from conftest import ALICE, APPDB, helioctl
-
-
-LOW = 0.6  # see test_tenants.py: a loaded machine may not reach the limit
-
-
-def run_for(conn, secs, sql="SELECT 1"):
-    """Runs sql back to back for secs; returns (ok, refused) counts."""
-    ok = refused = 0
-    end = time.monotonic() + secs
-    cur = psycopg.ClientCursor(conn)
-    while time.monotonic() < end:
-        try:
-            cur.execute(sql)
-            ok += 1
-        except psycopg.errors.ConfigurationLimitExceeded:
-            refused += 1
-    return ok, refused
-
-
-def tenants_of(p):
-    doc = json.loads(helioctl(p, "--json", "tenants").stdout)
-    return {t["id"]: t for dp in doc["dataplanes"] for t in (dp.get("report") or {}).get("tenants", [])}
+from conftest import ALICE, APPDB, helioctl, RATE_LOW as LOW, run_for, tenants_of
 
 
 def top(p):

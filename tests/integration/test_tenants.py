@@ -10,33 +10,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import APPDB, MD5USER, helioctl
-
-
-# A throttled client gets at most the limit; at least LOW of it, not all of it:
-# from Python on a loaded 2-core machine, or through the ASan build, a client
-# may not manage 200 queries a second at all (178/s seen). The upper bound is
-# the limit's promise and stays tight.
-LOW = 0.6
-
-
-def run_for(conn, secs, sql="SELECT 1"):
-    """Runs sql back to back for secs; returns (ok, refused) counts."""
-    ok = refused = 0
-    end = time.monotonic() + secs
-    cur = psycopg.ClientCursor(conn)
-    while time.monotonic() < end:
-        try:
-            cur.execute(sql)
-            ok += 1
-        except psycopg.errors.ConfigurationLimitExceeded:
-            refused += 1
-    return ok, refused
-
-
-def tenants_of(p):
-    doc = json.loads(helioctl(p, "--json", "tenants").stdout)
-    return {t["id"]: t for dp in doc["dataplanes"] for t in (dp.get("report") or {}).get("tenants", [])}
+from conftest import APPDB, MD5USER, helioctl, RATE_LOW as LOW, run_for, tenants_of
 
 
 def test_throttle_holds_a_user_to_its_rate(proxy, config):
