@@ -355,6 +355,8 @@ void tx_server_data(struct server *sv, struct io_chunk *c);
 /* cl got sv (transaction pooling): sync settings, then relay. */
 void tx_bind(struct client *cl, struct server *sv);
 bool tx_server_clean(const struct server *sv);
+/* sv's send queue drained: its client lets it go if it owes nothing. */
+void tx_server_sent(struct server *sv);
 /* Answers the client is still owed by sv: a queued request of its own (the
  * proxy's injected queries, whose answers are dropped, do not count). */
 bool tx_client_answers_due(const struct server *sv);

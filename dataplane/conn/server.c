@@ -621,6 +621,8 @@ static void sv_on_sent(struct io_sock *s, int err)
 	struct client *cl = sv->client;
 	if (cl && sv->state == SV_ACTIVE && cl->ep.paused && sv->ep.q_bytes < EP_LOW_WATER)
 		cl_resume_source(cl);
+	if (sv->txn && sv->client && sv->state == SV_ACTIVE && !sv->ep.q_head)
+		tx_server_sent(sv);
 }
 
 void sv_resume_source(struct server *sv)

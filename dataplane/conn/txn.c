@@ -1527,6 +1527,17 @@ static void tx_attach(struct client *cl, struct server *sv)
 	}
 }
 
+/* sv's send queue drained: the answer may have come before the send's
+ * completion was seen (tx_server_clean wants an empty queue), so the
+ * server goes back to the pool now rather than at the client's next
+ * request, which would otherwise go to it without the request stages. */
+void tx_server_sent(struct server *sv)
+{
+	struct client *cl = sv->client;
+	if (cl && cl->server == sv && cl->state == CL_ACTIVE && tx_server_clean(sv))
+		maybe_release(cl, sv);
+}
+
 /* A server that came later (a hand-off, a new connection's login). */
 void tx_bind(struct client *cl, struct server *sv)
 {
