@@ -107,7 +107,7 @@ static uint64_t body_hash(const uint8_t *p, size_t n)
  * transaction pooling, and every SET of a setting that can change rows. */
 static void state_check(struct client *cl, const char *sql, size_t len)
 {
-	if (cl->sess_cache != SESS_CACHE_ON || !sqlc_maybe_interesting(sql, len))
+	if (cl->sess_cache == SESS_CACHE_OFF || !sqlc_maybe_interesting(sql, len))
 		return;
 	struct sqlc_result *res = malloc(sizeof(*res));
 	bool off = !res || sqlc_classify(sql, res) != 0 || res->more_stmts ||

@@ -255,3 +255,35 @@ def test_session_statement_name_taken_by_sql_prepare_still_invalidates(proxy, co
             assert simple(reader, q) == [("dup",)]
     finally:
         w.close()
+
+
+
+def test_session_whose_first_statement_sets_a_key_setting_is_not_served(proxy, config, db):
+    """The key's settings are the session's startup ones: a session that
+    changes one (one the server does not report) before its first read never
+    gets another session's text."""
+    t = db.prefix + "_fd"
+    db.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, f float8)")
+    db.execute(f"INSERT INTO {t} VALUES (1, 0.1::float8 + 0.2::float8)")
+    db.execute(f"ALTER TABLE {t} OWNER TO alice")
+    p = proxy(session_cache(config))
+    q = f"SELECT f FROM {t} WHERE id = 1"
+
+    def raw():
+        return pgwire.connect("127.0.0.1", p.port, ALICE[0], APPDB, password=ALICE[1])
+
+    a = raw()
+    try:
+        a.query("SELECT 1")
+        assert a.query(q) == [["0.30000000000000004"]]
+        assert a.query(q) == [["0.30000000000000004"]]  # cached
+    finally:
+        a.close()
+    b = raw()
+    try:
+        b.query("SET extra_float_digits = 0")
+        for _ in range(2):
+            assert b.query(q) == [["0.3"]]
+    finally:
+        b.close()
+    assert cache_stats(p)["hits"] >= 1
