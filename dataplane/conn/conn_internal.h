@@ -205,6 +205,10 @@ struct client {
 	bool sess_drop;        /* a refused extended batch: dropped up to its Sync */
 	bool sess_skip;        /* the rest of the message being received is dropped */
 	struct kf_session *kf; /* spliced in the kernel (splice.c), NULL otherwise */
+	/* the result cache in session pooling (session.c) */
+	uint8_t sess_cache;    /* enum sess_cache_state */
+	uint8_t sess_fill;     /* enum sess_fill_state: the answer being recorded */
+	uint64_t sess_unnamed; /* hash of the server's unnamed statement (0: unknown) */
 };
 
 enum sv_state {
@@ -391,6 +395,12 @@ void sess_input(struct client *cl);
 void sess_server_ready(struct client *cl, struct server *sv);
 /* Frees the worker thread's scratch buffer. */
 void sess_worker_exit(void);
+/* Server -> client in session pooling, before the relay scans the chunk:
+ * the answer being recorded for the cache (cl->sess_fill set). */
+void sess_server_tee(struct client *cl, struct server *sv, const uint8_t *data, size_t pos,
+                     size_t end);
+/* An ErrorResponse from the session's server (its body). */
+void sess_server_error(struct client *cl, const uint8_t *body, uint32_t len);
 /* client.c: asks the pool for a server for the next transaction. One the
  * pool has at once is returned, not bound (the relay binds it and goes on
  * in the same call: no txn -> client -> txn re-entry); NULL: it comes

@@ -762,6 +762,8 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 		sv_note_error(sv, body, len);
 		if (sv->qev && sv->state == SV_ACTIVE && !sv->txn)
 			tx_ev_response(sv, type, body, len);
+		if (sv->client && sv->state == SV_ACTIVE && !sv->txn)
+			sess_server_error(sv->client, body, len);
 		if (sv->state == SV_RESETTING) {
 			const char *m = pgw_error_field(body, len, 'M');
 			log_warn("server %s:%d: reset query failed: %s", sv->node_host,
@@ -814,6 +816,8 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 		/* A ReadyForQuery that ends this chunk with nothing sent since
 		 * means the server is clean again. */
 		sv->clean = false;
+		if (sv->client && sv->client->sess_fill)
+			sess_server_tee(sv->client, sv, c->data, c->off, (size_t)c->off + c->len);
 		scan_chunk(sv, c->data, c->off, (size_t)c->off + c->len);
 		if (sv->state != SV_ACTIVE) {
 			io_chunk_release(sv->w->loop, c);

@@ -98,10 +98,11 @@ static bool in_map(const struct kf_session *k)
 bool splice_wanted(const struct client *cl, const struct server *sv)
 {
 	const struct cfg *c = cl->snap->cfg;
-	/* Session mode runs no per-query stage (cache, rewriting, rate limits
-	 * and statement analysis are transaction/statement-mode only), so
-	 * the only conditions are the mode, TLS and a pooled server. */
-	if (!c->pool.kernel_splice || cl->txn || cl->admin || cl->replication || !sv->pool)
+	/* Only a session with no per-query stage: one that a stage applies to
+	 * (the result cache, rate limits, analytics; conn/session.c) must be
+	 * seen query by query, which the kernel path cannot do. */
+	if (!c->pool.kernel_splice || cl->txn || cl->admin || cl->replication || !sv->pool ||
+	    sess_staged(cl, sv))
 		return false;
 	/* the program splices TCP to TCP; the redirect needs both in the map */
 	if (cl->is_tls || cl->ep.tls || sv->ep.tls || cl->ep.in_len || cl->is_unix)

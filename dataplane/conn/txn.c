@@ -87,7 +87,7 @@ void tx_client_free(struct client *cl)
 		    (unsigned long long)cl->id, (unsigned long long)cl->tx_direct,
 		    (unsigned long long)cl->tx_copied, (unsigned long long)cl->ep.in_copied);
 	tx_track_free(cl);
-	if (cl->pc.parked == PIPE_WAKE_TOKEN + 1 && cl->w)
+	if (tx_cache_parked(cl) && cl->w)
 		cw_of(cl->w)->token_waiters--;
 	tx_unpark(cl);
 }

@@ -92,14 +92,17 @@ static void token_unpark(struct client *c)
 	cw_of(c->w)->token_waiters--;
 	tx_unpark(c);
 	c->cache_nowait = true; /* at most one wait per request */
-	tx_client_input(c);
+	if (c->txn)
+		tx_client_input(c);
+	else
+		sess_input(c); /* session pooling (session.c) */
 }
 
 void tx_token_wake(struct worker *w)
 {
 	for (struct client *c = cw_of(w)->clients, *next; c && cw_of(w)->token_waiters; c = next) {
 		next = c->all_next;
-		if (c->pc.parked == PIPE_WAKE_TOKEN + 1)
+		if (tx_cache_parked(c))
 			token_unpark(c);
 	}
 }
@@ -110,7 +113,7 @@ void tx_token_tick(struct worker *w, uint64_t now)
 		return;
 	for (struct client *c = cw_of(w)->clients, *next; c; c = next) {
 		next = c->all_next;
-		if (c->pc.parked == PIPE_WAKE_TOKEN + 1 && now >= c->pc.wake_ns)
+		if (tx_cache_parked(c) && now >= c->pc.wake_ns)
 			token_unpark(c);
 	}
 }

@@ -20,6 +20,15 @@ static inline union pipe_slot *tx_cache_slot(const struct server *sv)
 	return cl && cl->pc.slot[PIPE_SLOT_CACHE].p ? &cl->pc.slot[PIPE_SLOT_CACHE] : NULL;
 }
 
+/* Parked by the request stages on a wake token (counted in the worker's
+ * cache_waiters; their wait is bounded, so wake_ns is set): not a session
+ * waiting for its server's answers (session.c parks on its server, with
+ * no time). */
+static inline bool tx_cache_parked(const struct client *c)
+{
+	return c->pc.parked == PIPE_WAKE_TOKEN + 1 && c->pc.wake_ns;
+}
+
 enum tx_req_verdict {
 	TX_REQ_PASS,     /* get a server */
 	TX_REQ_ANSWERED, /* the request at the head was answered and consumed */

@@ -1,10 +1,10 @@
 /*
- * Query result cache (transaction and statement pooling; see
- * docs/cache.md). The store (pipeline/engine/rcache) is shared by every
- * worker; this module decides what may be cached, builds keys, answers
- * hits, records a miss's answer as conn/ relays it, and invalidates on
- * writes. Off unless [cache] enabled: then no pipeline has its stage and
- * conn/'s taps test one pointer.
+ * Query result cache (every pooling mode; see docs/cache.md). The store
+ * (pipeline/engine/rcache) is shared by every worker; this module decides
+ * what may be cached, builds keys, answers hits, records a miss's answer
+ * as conn/ relays it, and invalidates on writes. Off unless [cache]
+ * enabled: then no pipeline has its stage and conn/'s taps test one
+ * pointer.
  *
  * How it plugs in (pipeline/pipeline.h):
  *  - the stage (stage_cache, PIPE_AT_REQUEST): a hit returns ANSWERED with
@@ -88,6 +88,10 @@ void cache_fill_abort(union pipe_slot *s);
 /* The client's server went away with its requests (close, reset): what
  * its open transaction wrote is invalidated again. */
 void cache_server_abort(union pipe_slot *s);
+
+/* A setting that cannot change a query's rows or their text form (left
+ * out of the key; a session may SET it and keep using the cache). */
+bool cache_setting_neutral(const char *name);
 
 /* Live config: the store's limits. */
 void cache_apply_limits(const struct cfg *c);

@@ -22,8 +22,10 @@
  *
  * Pooling modes: transaction and statement pooling run every point; session
  * pooling (conn/session.c) runs PIPE_AT_MSG on message headers (r->whole
- * may be false: r->msg is the header and what arrived of the body) unless
- * the session is spliced in the kernel, and PIPE_AT_ROUTE (the primary).
+ * may be false: r->msg is the header and what arrived of the body) and
+ * PIPE_AT_REQUEST (a whole request while its server owes it nothing and is
+ * outside a transaction block: r->has_server, r->tx_status 'I') unless the
+ * session is spliced in the kernel, and PIPE_AT_ROUTE (the primary).
  * A stage that must not run in a mode says so in its applies().
  *
  * May call: policy/ (snap, tenant, breaker), pool/ (busy hints),

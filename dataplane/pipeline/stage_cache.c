@@ -1,6 +1,7 @@
 /*
  * The result cache's lookup stage (PIPE_AT_REQUEST; see cache.h): for a
- * whole request at the head of a client's buffer and no server bound,
+ * whole request at the head of a client's buffer and no server bound (or,
+ * in session pooling, its server idle outside a transaction block),
  * decides whether it may be cached, builds its key and looks it up:
  *   hit                      ANSWERED, the stored answer in r->out;
  *   an identical query runs  PARK on a wake token (single flight; woken
@@ -31,7 +32,7 @@
 #include <string.h>
 
 /* Settings that cannot change a query's rows or their text form. */
-static bool neutral_guc(const char *name)
+bool cache_setting_neutral(const char *name)
 {
 	static const char *const names[] = {
 	    "application_name",
@@ -149,7 +150,7 @@ static void kb_str(struct sbuf *k, const char *s)
 static void kb_setting(void *ud, const char *name, const char *value, bool is_stmt)
 {
 	struct sbuf *k = ud;
-	if (neutral_guc(name))
+	if (cache_setting_neutral(name))
 		return;
 	kb_str(k, name);
 	kb_str(k, value);
@@ -184,6 +185,8 @@ static enum pipe_verdict cache_run(struct req *r, union pipe_slot *slot)
 	const struct cfg *c = r->snap->cfg;
 	if (!cache_store || !c->cache.enabled || !r->req_buf)
 		return PIPE_CONTINUE;
+	if (r->has_server && r->tx_status != 'I')
+		return PIPE_CONTINUE; /* session pooling: inside a transaction block */
 	struct cache_cl *cc = cache_cl_of(slot, true);
 	if (!cc || cc->lead)
 		return PIPE_CONTINUE;
@@ -261,10 +264,12 @@ static bool cache_enabled(const struct cfg *c)
 	return c->cache.enabled;
 }
 
-/* Transaction and statement pooling: a session's server is its own. */
+/* Every pooling mode (session pooling looks up only while its session
+ * state is what the key says, conn/session.c); not replication. */
 static bool cache_applies(const struct req *r)
 {
-	return r->mode == PIPE_MODE_TXN || r->mode == PIPE_MODE_STMT;
+	return !r->replication && (r->mode == PIPE_MODE_TXN || r->mode == PIPE_MODE_STMT ||
+	                           r->mode == PIPE_MODE_SESSION);
 }
 
 static void cache_event(const struct pipe_event *ev, union pipe_slot *slot)

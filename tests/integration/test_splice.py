@@ -311,3 +311,17 @@ def test_without_bpf_privileges_it_logs_once_and_relays(proxy, config):
     assert log.count("cannot load the splice program") + log.count("no BPF support") == 1, log
     assert metric(p, "helios_splice_sessions_total") == 0
     assert metric(p, "helios_splice_fallbacks_total") == 3
+
+
+def test_a_session_a_rate_limit_applies_to_is_relayed_and_limited_not_spliced(spliced, proxy,
+                                                                              config):
+    # the kernel path cannot see queries: a session that a per-query stage
+    # applies to stays with the proxy (spliced: the program loads here)
+    cfg = splice_config(config)
+    cfg["rate_limit"] = {"queries_per_second": 20, "burst_size": 5, "mode": "reject"}
+    p = proxy(cfg)
+    with p.connect() as c:
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):
+            for _ in range(200):
+                c.execute("SELECT 1")
+    assert metric(p, "helios_splice_sessions_total") == 0, p.log_tail()

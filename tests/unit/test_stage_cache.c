@@ -7,8 +7,10 @@
  * miss parks on a wake token and its worker is woken when the first one's
  * answer is stored; a write to the table (a PEV_QUERY_START event)
  * invalidates; statements that may not be cached continue without
- * recording. Links no conn/ (the catalog is published by hand, the wake-up
- * is a fake hook).
+ * recording; in session pooling (the client's server bound) it looks up
+ * only while that server is idle outside a transaction block, and it
+ * applies to session clients but not to replication ones. Links no conn/ (the catalog is published
+ * by hand, the wake-up is a fake hook).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -331,6 +333,63 @@ static void test_uncacheable_statements_continue_without_recording(void **state 
 	}
 }
 
+static void
+test_a_session_s_request_is_looked_up_only_outside_a_transaction_block(void **state UNUSED)
+{
+	struct fake a, s;
+	fake_init(&a, 30);
+	fake_init(&s, 31);
+	struct req r;
+	const char *q = "SELECT v FROM t WHERE id = 5";
+	assert_int_equal(lookup(&a, q, false, &r), PIPE_CONTINUE);
+	struct sbuf rec;
+	sbuf_init(&rec);
+	serve(&a, "five", &rec);
+	/* a session client: its server is bound; in a block ('T', 'E') the
+	 * server answers, and nothing is recorded */
+	const char states[] = {'T', 'E'};
+	for (int i = 0; i < 2; i++) {
+		fake_query(&s, q);
+		fake_req(&s, &r, false);
+		r.mode = PIPE_MODE_SESSION;
+		r.has_server = true;
+		r.tx_status = states[i];
+		assert_int_equal(pipe_run(pipe, PIPE_AT_REQUEST, &r), PIPE_CONTINUE);
+		assert_false(s.pc.rflags & PIPE_RF_PRIMARY_ONLY);
+		assert_false(cache_leading(slot_of(&s)));
+	}
+	/* idle: answered with the stored bytes */
+	fake_req(&s, &r, false);
+	r.mode = PIPE_MODE_SESSION;
+	r.has_server = true;
+	r.tx_status = 'I';
+	assert_int_equal(pipe_run(pipe, PIPE_AT_REQUEST, &r), PIPE_ANSWERED);
+	assert_int_equal(s.out.len, rec.len);
+	assert_memory_equal(s.out.p, rec.p, rec.len);
+	sbuf_free(&rec);
+	fake_free(&a);
+	fake_free(&s);
+}
+
+static void test_the_stage_applies_to_session_clients_not_replication(void **state UNUSED)
+{
+	struct fake f;
+	fake_init(&f, 40);
+	struct req r;
+	fake_query(&f, "SELECT 1");
+	fake_req(&f, &r, false);
+	r.mode = PIPE_MODE_SESSION;
+	pipe_client_start(pipe, &f.pc, &r);
+	assert_true(f.pc.active[PIPE_AT_REQUEST]);
+	fake_free(&f);
+	fake_init(&f, 41);
+	r.pc = &f.pc;
+	r.replication = true;
+	pipe_client_start(pipe, &f.pc, &r);
+	assert_false(f.pc.active[PIPE_AT_REQUEST]);
+	fake_free(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -340,6 +399,9 @@ int main(void)
 	        test_an_identical_concurrent_miss_parks_and_wakes_when_the_first_completes),
 	    cmocka_unit_test(test_a_write_event_invalidates_the_table_s_answers),
 	    cmocka_unit_test(test_uncacheable_statements_continue_without_recording),
+	    cmocka_unit_test(
+	        test_a_session_s_request_is_looked_up_only_outside_a_transaction_block),
+	    cmocka_unit_test(test_the_stage_applies_to_session_clients_not_replication),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
