@@ -139,12 +139,7 @@ static int build_msgs(struct ireq_run *r, const struct ireq *rq)
 		pgw_put_u8(&o, 0);
 		pgw_put_u8(&o, 0); /* results text */
 		pgw_end_msg(&o, m);
-		m = pgw_begin_msg(&o, 'E');
-		pgw_put_str(&o, "");
-		pgw_put_u32(&o, 0);
-		pgw_end_msg(&o, m);
-		m = pgw_begin_msg(&o, 'S');
-		pgw_end_msg(&o, m);
+		pgw_execute_sync(&o);
 	}
 	if (o.overflow)
 		return -EMSGSIZE;

@@ -59,12 +59,7 @@ static void send_auth_query(struct server *sv)
 	pgw_put_u8(&o, 0); /* result formats: all text */
 	pgw_put_u8(&o, 0);
 	pgw_end_msg(&o, m);
-	m = pgw_begin_msg(&o, 'E');
-	pgw_put_str(&o, "");
-	pgw_put_u32(&o, 0);
-	pgw_end_msg(&o, m);
-	m = pgw_begin_msg(&o, 'S');
-	pgw_end_msg(&o, m);
+	pgw_execute_sync(&o);
 	if (o.overflow) {
 		sv_fail(sv, NULL, 0, "08006", "auth_query is too long");
 		return;

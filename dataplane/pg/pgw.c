@@ -289,6 +289,16 @@ void pgw_query(struct pgw_out *o, const char *sql)
 	pgw_end_msg(o, m);
 }
 
+void pgw_execute_sync(struct pgw_out *o)
+{
+	size_t m = pgw_begin_msg(o, 'E');
+	pgw_put_str(o, "");
+	pgw_put_u32(o, 0);
+	pgw_end_msg(o, m);
+	m = pgw_begin_msg(o, 'S');
+	pgw_end_msg(o, m);
+}
+
 void pgw_startup_packet(struct pgw_out *o, const struct pgw_param *params, int n)
 {
 	size_t start = o->len;

@@ -135,6 +135,9 @@ void pgw_param_status(struct pgw_out *o, const char *name, const char *value);
 void pgw_key_data(struct pgw_out *o, uint32_t pid, uint32_t key);
 void pgw_ready(struct pgw_out *o, char status);
 void pgw_query(struct pgw_out *o, const char *sql);
+/* Execute of the unnamed portal (all rows), then Sync: the end of an
+ * extended-protocol batch. */
+void pgw_execute_sync(struct pgw_out *o);
 /* v3 startup packet with params (user, database, then the others). */
 void pgw_startup_packet(struct pgw_out *o, const struct pgw_param *params, int n);
 void pgw_cancel_packet(struct pgw_out *o, uint32_t pid, uint32_t key);
