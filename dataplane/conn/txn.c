@@ -41,7 +41,9 @@
  * 250 KB seen), so the hard limit, past which the client is closed with
  * 54000, leaves room for a socket buffer's worth. */
 #define TX_ASSEMBLE_MAX (256u * 1024u)
-#define TX_INBUF_MAX    (TX_ASSEMBLE_MAX + 8u * 1024u * 1024u)
+/* a DISCARD SEQUENCES goes in one write with up to this many client bytes */
+#define TX_SEQ_DISCARD_JOIN_MAX (16u * 1024u)
+#define TX_INBUF_MAX            (TX_ASSEMBLE_MAX + 8u * 1024u * 1024u)
 
 uint64_t g_pin_count[PIN_COUNT];
 
@@ -1177,10 +1179,17 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		static const uint8_t discard_seq[] = "Q\0\0\0\x16"
 		                                     "DISCARD SEQUENCES";
 		sv->seq_discard = false;
-		/* queued ahead on its own: the client's bytes can still go in
-		 * the chunk they arrived in */
-		if (tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0) == 0)
-			ep_send_bytes(&sv->ep, discard_seq, sizeof(discard_seq));
+		/* In the same write as the client's bytes when they are few
+		 * (copied behind it: a send of its own costs a syscall, a
+		 * segment and the server's wake-up, about 4 µs of proxy CPU
+		 * per transaction in make bench); a large chunk still goes as
+		 * it arrived, after the DISCARD on its own. */
+		if (tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0) == 0) {
+			if (len <= TX_SEQ_DISCARD_JOIN_MAX)
+				sbuf_append(&b, discard_seq, sizeof(discard_seq));
+			else
+				ep_send_bytes(&sv->ep, discard_seq, sizeof(discard_seq));
+		}
 	}
 	if (sv && cache_leading(&cl->pc.slot[PIPE_SLOT_CACHE]))
 		cache_arm(&cl->pc.slot[PIPE_SLOT_CACHE], cl->snap->cfg,
