@@ -40,6 +40,10 @@
 
 #include "common/cpwire.h"
 
+#include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
+#include <openssl/opensslv.h>
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: heliosproxy -c FILE                  run with this config (the control\n"
@@ -51,6 +55,24 @@ static void usage(FILE *f)
 	           "       heliosproxy --check-config FILE      validate a config and exit\n"
 	           "       heliosproxy --print-config-docs      print docs/configuration.md\n"
 	           "       heliosproxy --version\n");
+}
+
+/* What this binary was built with, one "name=value" per feature on one line:
+ * a container image has no build log, so `heliosproxy --version` is how an
+ * operator (and make image, for the io.heliosproxy.bpf label) learns whether
+ * the BPF fast path was compiled in (it is built out where BTF, clang or
+ * bpftool was missing). io_uring is always compiled in; whether the kernel and
+ * the seccomp profile allow it is probed at start (io_backend = "auto"). */
+static void print_version(void)
+{
+	printf("heliosproxy %s\n", HELIOS_VERSION);
+	printf("features: bpf-fastpath=%s io_uring=yes tls=openssl-%s nng=%s control-tls=%s\n",
+#if HELIOS_HAVE_BPF
+	       "yes",
+#else
+	       "no",
+#endif
+	       OPENSSL_VERSION_STR, nng_version(), nng_tls_engine_name());
 }
 
 static enum io_backend choose_backend(const struct cfg *c)
@@ -272,7 +294,7 @@ int main(int argc, char **argv)
 			cfg_write_docs(stdout);
 			return 0;
 		case 'V':
-			printf("heliosproxy %s\n", HELIOS_VERSION);
+			print_version();
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -25,7 +25,19 @@ PACKAGES=(
 	libpostgresql-jdbc-java default-jdk-headless
 	golang-go golang-github-jackc-pgx-v4-dev
 	nodejs
+	# make image and tests/k8s: an OCI image from Debian packages (mmdebstrap,
+	# buildah), played with podman kube play (runc: crun refuses the hybrid
+	# cgroup layout, deploy/image/containers.conf); python3-kubernetes's models
+	# validate the manifests without a cluster
+	mmdebstrap buildah podman runc python3-kubernetes python3-yaml
 )
+
+# kubectl kustomize renders deploy/: Debian's kubernetes-client only where no
+# kubectl is installed (a cloud SDK's kubectl package owns /usr/bin/kubectl
+# and makes kubernetes-client fail to install)
+if ! command -v kubectl >/dev/null 2>&1; then
+	PACKAGES+=(kubernetes-client)
+fi
 
 # One dpkg-query call for all: prints "name status" for the known ones.
 missing=()
