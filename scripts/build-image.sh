@@ -244,9 +244,14 @@ build_pgtest() {
 		--env PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin \
 		--label "io.heliosproxy.inputs=$inputs" \
 		--label "org.opencontainers.image.title=helios-pgtest" "$ctr"
+	local old
+	old=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 	buildah commit --quiet --rm "$ctr" "$image" >/dev/null
 	trap - EXIT
 	echo "image: built $image"
+	if [[ -n "$old" ]]; then
+		podman image rm "$old" >/dev/null 2>&1 || true
+	fi
 	podman image ls --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}' "$image"
 }
 
