@@ -27,6 +27,7 @@
 #include "controlplane/probe.h"
 #include "controlplane/xdp.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -400,11 +402,17 @@ struct cp *cp_start(const struct cp_opts *o, char *err, size_t errlen)
 	const char *sv = getenv("HELIOS_CP_SNAPSHOT_SCHEMA");
 	if (sv && atoi(sv) > 0)
 		cp->schema = (uint32_t)atoi(sv);
-	/* realpath() into a buffer assumes PATH_MAX bytes: let it allocate */
-	char *rp = realpath(o->config_path, NULL);
-	snprintf(cp->path, sizeof(cp->path), "%s",
-	         rp && strlen(rp) < sizeof(cp->path) ? rp : o->config_path);
-	free(rp);
+	/* absolute, symlinks kept: a Kubernetes ConfigMap update swaps the
+	 * folder the file resolves to, and a reload must read the new one */
+	char cwd[CFG_PATH_MAX];
+	size_t cl = o->config_path[0] != '/' && getcwd(cwd, sizeof(cwd)) ? strlen(cwd) : 0;
+	if (cl && cl + 1 + strlen(o->config_path) < sizeof(cp->path)) {
+		memcpy(cp->path, cwd, cl);
+		cp->path[cl] = '/';
+		memcpy(cp->path + cl + 1, o->config_path, strlen(o->config_path) + 1);
+	} else {
+		snprintf(cp->path, sizeof(cp->path), "%s", o->config_path);
+	}
 
 	struct cfg_error cerr;
 	struct cfg *file = cfg_load_file(cp->path, &cerr);
@@ -415,6 +423,11 @@ struct cp *cp_start(const struct cp_opts *o, char *err, size_t errlen)
 	}
 	snprintf(cp->ovr_path, sizeof(cp->ovr_path), "%s", file->overrides_file);
 	cp->file = file;
+	/* the overrides file (and the slow query log) may live there: a
+	 * missing folder is made private, as the control socket's is */
+	if (file->state_dir[0] && mkdir(file->state_dir, 0700) < 0 && errno != EEXIST)
+		log_warn("control plane: cannot create state_dir %s: %s", file->state_dir,
+		         strerror(errno));
 	char *text;
 	uint64_t gen;
 	if (cp_config_read_overrides(cp, &text, &gen, err, errlen) < 0) {

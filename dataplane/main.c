@@ -5,6 +5,7 @@
  * logged and the running config stays.
  */
 #include "common/cfg.h"
+#include "common/cfgwatch.h"
 #include "common/cpclient.h"
 #include "common/log.h"
 #include "common/proc.h"
@@ -54,7 +55,12 @@ static void usage(FILE *f)
 	           "                                            given, is served until it answers\n"
 	           "       heliosproxy --check-config FILE      validate a config and exit\n"
 	           "       heliosproxy --print-config-docs      print docs/configuration.md\n"
-	           "       heliosproxy --version\n");
+	           "       heliosproxy --version\n"
+	           "options (they win over the file, live overrides and reloads, and apply to\n"
+	           "--check-config too):\n"
+	           "  --listen ADDR          listen_address, host:port\n"
+	           "  --admin-address ADDR   admin_address (admin HTTP: /metrics, /livez,\n"
+	           "                         /readyz, /status), host:port; \"\" = off\n");
 }
 
 /* What this binary was built with, one "name=value" per feature on one line:
@@ -118,6 +124,21 @@ static void reload(struct cp *cp, const char *url)
 }
 
 #define INPROC_URL "inproc://heliosproxy-control"
+
+/* The in-process control plane's helioctl URL: the one helioctl -c FILE
+ * computes, so from the file without --listen (whose port names the socket);
+ * c (loaded with it) when the file cannot be read again. */
+static void control_url_of_file(const char *path, const struct cfg *c, char *buf, size_t cap)
+{
+	struct cfg_error err;
+	struct cfg *file;
+
+	cfg_force_suspend(true);
+	file = cfg_load_file(path, &err);
+	cfg_force_suspend(false);
+	cfg_control_url(file ? file : c, buf, cap);
+	cfg_free(file);
+}
 
 /* ------------------------------------------------------------ workers
  * What a worker thread runs is registered here, at its start: conn/ owns
@@ -265,11 +286,14 @@ int main(int argc, char **argv)
 	    {"control-plane", required_argument, NULL, 'P'},
 	    {"check-config", required_argument, NULL, 'C'},
 	    {"print-config-docs", no_argument, NULL, 'D'},
+	    {"listen", required_argument, NULL, 'L'},
+	    {"admin-address", required_argument, NULL, 'A'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *path = NULL, *cp_arg = NULL;
+	const char *path = NULL, *cp_arg = NULL, *check = NULL;
+	struct cfg_error ferr;
 	int o;
 	while ((o = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (o) {
@@ -279,17 +303,19 @@ int main(int argc, char **argv)
 		case 'P':
 			cp_arg = optarg;
 			break;
-		case 'C': {
-			struct cfg_error err;
-			struct cfg *c = cfg_load_file(optarg, &err);
-			if (!c) {
-				fprintf(stderr, "%s\n", err.msg);
-				return 1;
+		case 'C':
+			check = optarg;
+			break;
+		case 'L':
+		case 'A':
+			/* before anything loads a config: every load takes it */
+			if (cfg_force_value(o == 'L' ? "listen_address" : "admin_address", optarg,
+			                    &ferr) < 0) {
+				fprintf(stderr, "heliosproxy: --%s: %s\n",
+				        o == 'L' ? "listen" : "admin-address", ferr.msg);
+				return 2;
 			}
-			printf("%s: configuration is valid\n", optarg);
-			cfg_free(c);
-			return 0;
-		}
+			break;
 		case 'D':
 			cfg_write_docs(stdout);
 			return 0;
@@ -304,6 +330,17 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (check) {
+		struct cfg_error err;
+		struct cfg *c = cfg_load_file(check, &err);
+		if (!c) {
+			fprintf(stderr, "%s\n", err.msg);
+			return 1;
+		}
+		printf("%s: configuration is valid\n", check);
+		cfg_free(c);
+		return 0;
+	}
 	if (!path && !cp_arg) {
 		usage(stderr);
 		return 2;
@@ -315,6 +352,7 @@ int main(int argc, char **argv)
 
 	char msg[512] = "";
 	struct cfg *c = NULL;
+	bool watch = false;
 	if (path) {
 		struct cfg_error err;
 		c = cfg_load_file(path, &err);
@@ -323,6 +361,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		log_set_level_str(c->log_level);
+		watch = c->watch_config;
 	}
 	/* the router learns the control plane's table and drained nodes
 	 * from the report layer (it may not call up into it) */
@@ -352,7 +391,7 @@ int main(int argc, char **argv)
 		/* embedded: the control plane runs here, data plane link over
 		 * inproc://, helioctl on control_socket */
 		char ctl[CFG_PATH_MAX + 32], dir[CFG_PATH_MAX];
-		cfg_control_url(c, ctl, sizeof(ctl));
+		control_url_of_file(path, c, ctl, sizeof(ctl));
 		if (rundir_of_config(c, dir, sizeof(dir)) &&
 		    rundir_prepare(dir, geteuid(), true, msg, sizeof(msg)) < 0) {
 			fprintf(stderr, "heliosproxy: %s\n", msg);
@@ -445,10 +484,21 @@ int main(int argc, char **argv)
 	         n, io_backend_str(g_workers[0].backend), cfg_pool_mode_str(cur->pool.mode));
 	snap_unref(s);
 
+	struct cfgw *cw = NULL;
+	if (watch && path) {
+		cw = cfgw_new(path, msg, sizeof(msg));
+		if (cw)
+			log_info("watch_config: a change of %s applies like SIGHUP", path);
+		else
+			log_error("%s: changes apply only on SIGHUP", msg);
+	}
 	for (;;) {
-		int sig;
-		if (sigwait(&set, &sig) != 0)
+		int sig = cfgw_wait(cw, &set);
+		if (sig == 0) {
+			log_info("watch_config: %s changed: reloading", path);
+			reload(cp, url);
 			continue;
+		}
 		if (sig == SIGHUP) {
 			reload(cp, url);
 			continue;
@@ -458,6 +508,7 @@ int main(int argc, char **argv)
 		workers_stop();
 		break;
 	}
+	cfgw_free(cw);
 	for (int i = 0; i < n; i++)
 		worker_join(&g_workers[i]);
 	admin_stop();

@@ -39,7 +39,9 @@ static void test_omitted_keys_get_their_defaults(void **state)
 	struct cfg *c = load_ok(NODE);
 
 	assert_string_equal(c->listen_address, "127.0.0.1:5433");
-	assert_string_equal(c->admin_address, "127.0.0.1:9090");
+	/* not 9090 (Prometheus's port) */
+	assert_string_equal(c->admin_address, "127.0.0.1:8432");
+	assert_false(c->watch_config);
 	assert_int_equal(c->workers, 0);
 	assert_int_equal(c->io_backend, CFG_IO_AUTO);
 	assert_string_equal(c->unix_socket_dir, "");
@@ -495,6 +497,7 @@ static void test_restart_only_keys_are_flagged(void **state)
 	                                      "state_dir",
 	                                      "control_admin_address",
 	                                      "overrides_file",
+	                                      "watch_config",
 	                                      "routing.analysis_cache_entries",
 	                                      "analytics.slow_query_log",
 	                                      "analytics.slow_query_log_max_mb"};
@@ -521,7 +524,8 @@ static void test_control_plane_keys_have_their_defaults(void **state)
 	assert_string_equal(c->control_address, "");
 	assert_string_equal(c->control_socket, "");
 	assert_string_equal(c->state_dir, "");
-	assert_string_equal(c->control_admin_address, "127.0.0.1:9091");
+	/* not 9091 (Pushgateway's port) */
+	assert_string_equal(c->control_admin_address, "127.0.0.1:8433");
 	assert_int_equal(c->heartbeat_interval_ms, 1000);
 	assert_int_equal(c->health_check_interval_secs, 2);
 	/* From memory there is no file to put the overrides next to. */
