@@ -119,6 +119,15 @@ struct cfg {
 	char overrides_file[CFG_PATH_MAX];
 	bool watch_config;              /* inotify on the file: a change applies like SIGHUP */
 	char admin_users[CFG_LIST_MAX]; /* comma-separated; see cfg_is_admin_user() */
+	/* Who may use the control plane (common/cpauth.h, docs/control-plane.md) */
+	char control_token[CFG_SECRET_MAX];         /* shared secret; "" = none */
+	char control_tls_cert[CFG_PATH_MAX];        /* tls+tcp://: own certificate (PEM) */
+	char control_tls_key[CFG_PATH_MAX];         /* its private key (PEM) */
+	char control_tls_ca[CFG_PATH_MAX];          /* CA that signs the other side's */
+	char control_tls_server_name[CFG_HOST_MAX]; /* "" = the host of the URL */
+	bool control_tls_verify_client;             /* default true */
+	bool control_allow_insecure;                /* default false */
+	char control_socket_group[CFG_NAME_MAX];    /* ipc socket 0660 with it; "" = 0600 */
 
 	struct {
 		enum cfg_pool_mode mode;         /* default session */

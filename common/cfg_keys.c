@@ -100,6 +100,36 @@ static const struct cfg_key keys[] = {
     {"", "control_socket", CFG_KEY_STRING, F_CFG(control_socket), "", 0, 0, NULL, RESTART,
      "Where the in-process control plane listens for helioctl (nng URL); empty = "
      "ipc://<state_dir>/heliosproxy-<listen port>.ctl."},
+    {"", "control_token", CFG_KEY_STRING, F_CFG(control_token), "", 0, 0, NULL, SECRET | RESTART,
+     "Shared secret every data plane and helioctl must present to the control plane "
+     "(helios-cp, or heliosproxy's own on control_socket); requests without it are refused. "
+     "Empty = none. Write it as \"${HELIOS_CONTROL_TOKEN}\" to take it from the "
+     "environment."},
+    {"", "control_tls_cert", CFG_KEY_STRING, F_CFG(control_tls_cert), "", 0, 0, NULL,
+     PATH | RESTART,
+     "tls+tcp:// control addresses: this side's certificate (PEM): helios-cp's server "
+     "certificate, a data plane's client certificate."},
+    {"", "control_tls_key", CFG_KEY_STRING, F_CFG(control_tls_key), "", 0, 0, NULL, PATH | RESTART,
+     "The private key of control_tls_cert (PEM, not encrypted)."},
+    {"", "control_tls_ca", CFG_KEY_STRING, F_CFG(control_tls_ca), "", 0, 0, NULL, PATH | RESTART,
+     "tls+tcp://: CA certificates (PEM) that sign the other side's certificate: data planes "
+     "verify helios-cp with it, helios-cp verifies client certificates with it."},
+    {"", "control_tls_verify_client", CFG_KEY_BOOL, F_CFG(control_tls_verify_client), "true", 0, 0,
+     NULL, RESTART,
+     "tls+tcp://: helios-cp accepts only clients with a certificate signed by control_tls_ca "
+     "(data planes and helioctl then need control_tls_cert and control_tls_key)."},
+    {"", "control_tls_server_name", CFG_KEY_STRING, F_CFG(control_tls_server_name), "", 0, 0, NULL,
+     RESTART,
+     "tls+tcp://: the name helios-cp's certificate must carry (DNS name or common name); "
+     "empty = the host of control_address."},
+    {"", "control_allow_insecure", CFG_KEY_BOOL, F_CFG(control_allow_insecure), "false", 0, 0, NULL,
+     RESTART,
+     "Accept a tcp:// (or tls+tcp:// without client certificates) control address that is not "
+     "loopback without control_token: anyone who reaches it can change the configuration."},
+    {"", "control_socket_group", CFG_KEY_STRING, F_CFG(control_socket_group), "", 0, 0, NULL,
+     RESTART,
+     "ipc:// control sockets are mode 0600; with a group name, 0660 and owned by that group "
+     "(it must exist), and the default state directory gets group search permission."},
     {"", "state_dir", CFG_KEY_STRING, F_CFG(state_dir), "", 0, 0, NULL, PATH | RESTART,
      "Private folder for what the proxy writes: the control socket and, when this is set, "
      "the overrides file and the slow query log (default names <config file name>.live.toml "

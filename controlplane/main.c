@@ -8,6 +8,7 @@
  */
 #include "common/cfg.h"
 #include "common/cfgwatch.h"
+#include "common/cpauth.h"
 #include "common/cpwire.h"
 #include "common/log.h"
 #include "common/proc.h"
@@ -94,8 +95,20 @@ int main(int argc, char **argv)
 		cfg_control_url(c, url, sizeof(url));
 	char dir[CFG_PATH_MAX], msg[600];
 	if (!listen && rundir_of_config(c, dir, sizeof(dir)) &&
-	    rundir_prepare(dir, geteuid(), true, msg, sizeof(msg)) < 0) {
+	    (rundir_prepare(dir, geteuid(), true, msg, sizeof(msg)) < 0 ||
+	     rundir_share_with_group(dir, c->control_socket_group, msg, sizeof(msg)) < 0)) {
 		fprintf(stderr, "helios-cp: %s\n", msg);
+		cfg_free(c);
+		return 1;
+	}
+	/* the file's control_address passed this check when it was loaded */
+	if (listen && cpauth_url_unprotected(c, listen)) {
+		fprintf(stderr,
+		        "helios-cp: --listen %s can be reached from other hosts and nothing "
+		        "authenticates its clients: set control_token, or use tls+tcp:// with "
+		        "control_tls_ca and control_tls_verify_client = true, or "
+		        "control_allow_insecure = true, in %s\n",
+		        listen, path);
 		cfg_free(c);
 		return 1;
 	}

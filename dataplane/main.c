@@ -112,7 +112,7 @@ static void reload(struct cp *cp, const char *url)
 		return;
 	}
 	Helios__CtlResponse *r = NULL;
-	if (cpclient_call(url, "reload", NULL, 0, 10000, &r, msg, sizeof(msg)) < 0) {
+	if (cpclient_call(url, cplink_auth(), "reload", NULL, 0, 10000, &r, msg, sizeof(msg)) < 0) {
 		log_error("SIGHUP: cannot ask the control plane to reload: %s", msg);
 		return;
 	}
@@ -387,13 +387,23 @@ int main(int argc, char **argv)
 		snprintf(url_copy, sizeof(url_copy), "%s", c->control_address);
 	const char *url = cp_arg ? cp_arg : (url_copy[0] ? url_copy : NULL);
 	struct cp *cp = NULL;
+	/* what the link presents to the control plane: the file's control_*
+	 * keys; without a file (--control-plane alone) the token may come from
+	 * $HELIOS_CONTROL_TOKEN */
+	static struct cpauth auth;
+	if (c) {
+		cpauth_from_cfg(&auth, c);
+	} else if (getenv("HELIOS_CONTROL_TOKEN")) {
+		snprintf(auth.token, sizeof(auth.token), "%s", getenv("HELIOS_CONTROL_TOKEN"));
+	}
 	if (!url) {
 		/* embedded: the control plane runs here, data plane link over
 		 * inproc://, helioctl on control_socket */
 		char ctl[CFG_PATH_MAX + 32], dir[CFG_PATH_MAX];
 		control_url_of_file(path, c, ctl, sizeof(ctl));
 		if (rundir_of_config(c, dir, sizeof(dir)) &&
-		    rundir_prepare(dir, geteuid(), true, msg, sizeof(msg)) < 0) {
+		    (rundir_prepare(dir, geteuid(), true, msg, sizeof(msg)) < 0 ||
+		     rundir_share_with_group(dir, c->control_socket_group, msg, sizeof(msg)) < 0)) {
 			fprintf(stderr, "heliosproxy: %s\n", msg);
 			cfg_free(c);
 			return 1;
@@ -409,7 +419,7 @@ int main(int argc, char **argv)
 		}
 		cfg_free(c);
 		c = NULL;
-		if (cplink_start(INPROC_URL, false, msg, sizeof(msg)) < 0 ||
+		if (cplink_start(INPROC_URL, false, &auth, msg, sizeof(msg)) < 0 ||
 		    !cplink_wait_first(10000)) {
 			fprintf(stderr,
 			        "heliosproxy: the in-process control plane did not answer%s%s\n",
@@ -429,7 +439,7 @@ int main(int argc, char **argv)
 			}
 			snap_install_gen(s, 0);
 		}
-		if (cplink_start(url, true, msg, sizeof(msg)) < 0) {
+		if (cplink_start(url, true, &auth, msg, sizeof(msg)) < 0) {
 			fprintf(stderr, "heliosproxy: %s\n", msg);
 			return 1;
 		}

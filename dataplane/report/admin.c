@@ -8,6 +8,7 @@
 
 #include "common/admin_http.h"
 #include "common/cpclient.h"
+#include "dataplane/report/cplink.h"
 #include "common/cpwire.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -93,7 +94,8 @@ static void ask_control_plane(const struct console_cmd *cmd, struct sbuf *out)
 	size_t nargs = cmd->arg[0] && cmd->verb != CONSOLE_RELOAD ? 1 : 0;
 	Helios__CtlResponse *r = NULL;
 	char err[600];
-	if (cpclient_call(A.cp_url, verb, args, nargs, 10000, &r, err, sizeof(err)) < 0) {
+	if (cpclient_call(A.cp_url, cplink_auth(), verb, args, nargs, 10000, &r, err, sizeof(err)) <
+	    0) {
 		console_render_error("58000", err, out);
 		return;
 	}

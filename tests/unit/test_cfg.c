@@ -494,6 +494,14 @@ static void test_restart_only_keys_are_flagged(void **state)
 	                                      "unix_socket_dir",
 	                                      "control_address",
 	                                      "control_socket",
+	                                      "control_token",
+	                                      "control_tls_cert",
+	                                      "control_tls_key",
+	                                      "control_tls_ca",
+	                                      "control_tls_verify_client",
+	                                      "control_tls_server_name",
+	                                      "control_allow_insecure",
+	                                      "control_socket_group",
 	                                      "state_dir",
 	                                      "control_admin_address",
 	                                      "overrides_file",
@@ -558,7 +566,7 @@ static void test_control_urls_must_be_nng_urls(void **state)
 	               "proxy.toml:2: key 'control_socket': \"/tmp/x.ctl\" is not an nng URL",
 	               NULL);
 	assert_refused("control_socket = \"ipc://\"\n" NODE, "key 'control_socket'", NULL);
-	c = load_ok("control_address = \"tcp://10.0.0.1:7000\"\n"
+	c = load_ok("control_address = \"tcp://10.0.0.1:7000\"\ncontrol_token = \"t\"\n"
 	            "control_socket = \"ipc:///run/helios.ctl\"\n" NODE);
 	assert_string_equal(c->control_address, "tcp://10.0.0.1:7000");
 	assert_string_equal(c->control_socket, "ipc:///run/helios.ctl");
