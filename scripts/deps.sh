@@ -14,6 +14,7 @@ PACKAGES=(
 	wabt libcmocka-dev
 	# tests
 	python3-pytest python3-psycopg python3-prometheus-client
+	python3-kubernetes python3-seccomp # scripts/k8s-validate.py, test_k8s_manifests.py
 	# promtool (from prometheus) checks /metrics output
 	prometheus
 	postgresql-15 postgresql-client-15 postgresql-contrib
@@ -41,6 +42,7 @@ done
 if ! command -v npm >/dev/null 2>&1; then
 	missing+=(npm)
 fi
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client) # renders deploy/; keep a kubectl already there
 
 if ((${#missing[@]} == 0)); then
 	exit 0
