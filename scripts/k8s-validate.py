@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Schema and consistency check of the Kubernetes manifests, with no cluster.
 
     scripts/k8s-validate.py [--heliosproxy BIN] [--no-check-config] [PATH ...]
@@ -202,9 +202,33 @@ def find_sources(paths, rep):
                 if f.endswith((".yaml", ".yml")):
                     fp = os.path.join(d, f)
                     out.append((fp, load_yaml_file(fp, rep)))
+        # a kustomization another one includes is checked as part of that
+        # one (alone it may lack what the including one adds), unless named
+        referenced = set()
         for d in kust_dirs:
+            for entry in kustomization_entries(d):
+                sub = os.path.normpath(os.path.join(d, entry))
+                if os.path.isdir(sub):
+                    referenced.add(sub)
+        for d in kust_dirs:
+            if os.path.normpath(d) in referenced and os.path.normpath(d) != os.path.normpath(p):
+                continue
             out.append((d + "/", render(d, rep)))
     return out
+
+
+def kustomization_entries(d):
+    for name in ("kustomization.yaml", "kustomization.yml", "Kustomization"):
+        f = os.path.join(d, name)
+        if os.path.exists(f):
+            try:
+                with open(f) as fh:
+                    k = yaml.safe_load(fh) or {}
+            except (OSError, yaml.YAMLError):
+                return []
+            return [e for key in ("resources", "bases", "components")
+                    for e in k.get(key) or [] if isinstance(e, str)]
+    return []
 
 
 def load_yaml_file(path, rep):
@@ -271,9 +295,27 @@ def secret_values(o):
 ENV_REF = re.compile(r"\$(\$?)\{([^}]*)\}")
 
 
+def toml_strings(v):
+    if isinstance(v, str):
+        yield v
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from toml_strings(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from toml_strings(x)
+
+
 def env_refs(text):
-    """Names of ${NAME} references in TOML text; $${ is a literal."""
-    return {m.group(2) for m in ENV_REF.finditer(text) if not m.group(1)}
+    """Names of ${NAME} references in the string values of TOML text (not
+    in comments); $${ is a literal. Unparsable text: the whole text."""
+    strings = [text]
+    if tomllib is not None:
+        try:
+            strings = list(toml_strings(tomllib.loads(text)))
+        except tomllib.TOMLDecodeError:
+            pass
+    return {m.group(2) for t in strings for m in ENV_REF.finditer(t) if not m.group(1)}
 
 
 def admin_port_of(tomltext, key, args):
@@ -336,8 +378,8 @@ def check_consistency(rep, label, objs, all_secrets, args, tmp):
                         rep.error(where, f"volumes.{v['name']}", f"Secret {name} is in another "
                                   "rendering, not this one")
                     else:
-                        rep.note(f"{where}: Secret {name} is not in any rendering: it must be "
-                                 "made at install time")
+                        rep.note(f"Secret {name} is in no rendering: it must be made at "
+                                 "install time")
         containers = [("containers", c) for c in spec.get("containers") or []] + \
                      [("initContainers", c) for c in spec.get("initContainers") or []]
         for field, c in containers:
@@ -528,7 +570,9 @@ def check_config(rep, where, fpath, key, text, env, mounts, cfg_mount, cms, secr
     r = subprocess.run([args.heliosproxy, "--check-config", cfg_path], capture_output=True,
                        text=True, env=run_env, timeout=30)
     if r.returncode != 0:
-        msg = (r.stderr.strip() or r.stdout.strip()).replace(root + "/", "").replace("\n", " / ")
+        msg = (r.stderr.strip() or r.stdout.strip()).replace("\n", " / ")
+        for mp, d in remap.items():  # name the files as the pod sees them
+            msg = msg.replace(d, mp)
         rep.error(where, fpath, f"heliosproxy --check-config: {msg}")
 
 
@@ -588,7 +632,7 @@ def main():
     for e in rep.errors:
         print(e)
     if not args.quiet:
-        for n in rep.notes:
+        for n in sorted(set(rep.notes)):
             print(f"note: {n}", file=sys.stderr)
         if skipped:
             print("note: no model, not checked: " + ", ".join(sorted(skipped)), file=sys.stderr)

@@ -55,10 +55,11 @@ def main():
             if act == seccomp.ALLOW and name in without:
                 continue
             try:
-                seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
-            except ValueError:
-                continue  # unknown to this libseccomp: runc skips it too
-            flt.add_rule(act, name, *args)
+                if seccomp.resolve_syscall(seccomp.Arch.NATIVE, name) == -1:
+                    continue  # unknown to this libseccomp: runc skips it too
+                flt.add_rule(act, name, *args)
+            except (ValueError, RuntimeError, OSError):
+                continue  # not on this architecture (runc skips these too)
     flt.load()
     os.execvp(cmd[0], cmd)
 

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,8 @@ def test_the_overlays_hold_what_docs_kubernetes_md_says():
     toml = find(fast, "ConfigMap", "heliosproxy")["data"]["heliosproxy.toml"]
     for line in ('io_backend = "io_uring"', "kernel_splice = true", "[xdp]", "enabled = true"):
         assert line in toml
-    assert "control_address" not in toml  # XDP needs the control plane on the node
+    # XDP needs the control plane on the node: in-process, not attached
+    assert "control_address" not in tomllib.loads(toml)
     assert not [o for o in fast if o["metadata"]["name"] == "helios-cp"]
 
     side = render(DEPLOY / "overlays" / "sidecar")
@@ -248,6 +250,18 @@ def test_the_seccomp_profile_is_the_default_allowlist_plus_io_uring_and_bpf():
     assert clone and clone[0]["args"][0]["op"] == "SCMP_CMP_MASKED_EQ"
 
 
+def test_every_syscall_the_profile_names_is_one_libseccomp_knows():
+    # runc skips names it cannot resolve: a typo would silently refuse the call
+    try:
+        import seccomp
+    except ImportError:
+        pytest.fail("python3-seccomp is missing (make deps)")
+    prof = json.loads(PROFILE.read_text())
+    unknown = [n for r in prof["syscalls"] for n in r["names"]
+               if seccomp.resolve_syscall(seccomp.Arch.NATIVE, n) == -1]
+    assert unknown == []
+
+
 def seccomp_prefix(*without):
     """Run as the fast-path DaemonSet does: uid 0 with only CAP_BPF,
     CAP_NET_ADMIN, CAP_PERFMON, no_new_privs, under the profile."""
@@ -307,3 +321,55 @@ def test_without_the_profiles_io_uring_rules_the_same_proxy_falls_back_to_epoll(
     log = p.log()
     assert "io_uring cannot be set up (Operation not permitted): using epoll" in log, log
     assert re.search(r"listening on .*: 2 workers, epoll,", log), log
+
+
+def test_the_xdp_filter_loads_under_the_profile_with_the_three_caps_and_not_without_perfmon(
+        tmp_path, no_leak_check):
+    # measured: the XDP program needs CAP_PERFMON (the verifier refuses it
+    # with EACCES otherwise), which is why the fast-path DaemonSet adds it
+    # (the splice program loads with CAP_BPF and CAP_NET_ADMIN alone). In a
+    # network namespace of its own, on its lo, in generic mode.
+    if not shutil.which("unshare"):
+        pytest.skip("unshare (util-linux) is missing")
+    results = {}
+    for caps in ("+bpf,+net_admin,+perfmon", "+bpf,+net_admin"):
+        cfg = tmp_path / "xdp.toml"
+        cfg.write_text(f"""listen_address = "127.0.0.1:5433"
+admin_address = ""
+io_backend = "io_uring"
+workers = 1
+state_dir = "{tmp_path}/state{len(results)}"
+[[nodes]]
+host = "127.0.0.1"
+port = 1
+[[auth.users]]
+name = "app"
+password = "x"
+[xdp]
+enabled = true
+interface = "lo"
+mode = "generic"
+ports = "5433"
+""")
+        prefix = seccomp_prefix()
+        prefix[1] = f"--bounding-set=-all,{caps}"
+        log = tmp_path / f"xdp{len(results)}.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+                 *prefix, str(helios_bin() / "heliosproxy"), "-c", str(cfg)],
+                stdout=out, stderr=subprocess.STDOUT)
+        try:
+            assert wait_for(lambda: "listening on" in log.read_text() or
+                            proc.poll() is not None, timeout=15), log.read_text()
+        finally:
+            proc.terminate()
+            proc.wait(15)
+        text = log.read_text()
+        if "no BPF support" in text:
+            pytest.skip("this build has no BPF")
+        assert "listening on" in text, text
+        results[caps] = text
+    assert "xdp: filter attached to lo in generic mode" in results["+bpf,+net_admin,+perfmon"]
+    assert ("xdp: cannot load the XDP program: Permission denied"
+            in results["+bpf,+net_admin"]), results["+bpf,+net_admin"]
