@@ -305,6 +305,11 @@ def test_under_the_fastpath_profile_and_caps_heliosproxy_serves_on_io_uring_and_
         assert c.execute("SELECT 6 * 7").fetchone()[0] == 42
     log = p.log()
     assert re.search(r"listening on .*: 2 workers, io_uring,", log), log
+    # kubectl exec runs helioctl under the pod's profile too
+    r = subprocess.run(seccomp_prefix() + [str(helios_bin() / "helioctl"), "-c",
+                                          str(p.config_path), "status"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
     if "no BPF support" in log:
         pytest.skip("this build has no BPF: io_uring checked, the splice not")
     assert "cannot load the splice program" not in log, log
