@@ -14,6 +14,7 @@ PACKAGES=(
 	wabt libcmocka-dev
 	# tests
 	python3-pytest python3-psycopg python3-prometheus-client
+	python3-kubernetes python3-seccomp # scripts/k8s-validate.py, test_k8s_manifests.py
 	# promtool (from prometheus) checks /metrics output
 	prometheus
 	postgresql-15 postgresql-client-15 postgresql-contrib
@@ -27,17 +28,9 @@ PACKAGES=(
 	nodejs
 	# make image and tests/k8s: an OCI image from Debian packages (mmdebstrap,
 	# buildah), played with podman kube play (runc: crun refuses the hybrid
-	# cgroup layout, deploy/image/containers.conf); python3-kubernetes's models
-	# validate the manifests without a cluster
-	mmdebstrap buildah podman runc python3-kubernetes python3-yaml
+	# cgroup layout, deploy/image/containers.conf)
+	mmdebstrap buildah podman runc python3-yaml
 )
-
-# kubectl kustomize renders deploy/: Debian's kubernetes-client only where no
-# kubectl is installed (a cloud SDK's kubectl package owns /usr/bin/kubectl
-# and makes kubernetes-client fail to install)
-if ! command -v kubectl >/dev/null 2>&1; then
-	PACKAGES+=(kubernetes-client)
-fi
 
 # One dpkg-query call for all: prints "name status" for the known ones.
 missing=()
@@ -53,6 +46,7 @@ done
 if ! command -v npm >/dev/null 2>&1; then
 	missing+=(npm)
 fi
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client) # renders deploy/; keep a kubectl already there
 
 if ((${#missing[@]} == 0)); then
 	exit 0
