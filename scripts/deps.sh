@@ -28,8 +28,9 @@ PACKAGES=(
 	nodejs
 	# make image and tests/k8s: an OCI image from Debian packages (mmdebstrap,
 	# buildah), played with podman kube play (runc: crun refuses the hybrid
-	# cgroup layout, deploy/image/containers.conf)
-	mmdebstrap buildah podman runc python3-yaml
+	# cgroup layout, deploy/image/containers.conf; catatonit: the pods' pause
+	# image is built locally from it, no registry)
+	mmdebstrap buildah podman runc catatonit python3-yaml
 )
 
 # One dpkg-query call for all: prints "name status" for the known ones.
