@@ -147,8 +147,9 @@ class Played:
             o["metadata"].pop("namespace", None)
             for k, v in (o.get("data") or {}).items():
                 if o["kind"] == "ConfigMap" and k.endswith(".toml"):
-                    o["data"][k] = replace_nodes(v, [("pg1", self.pg_port, "primary"),
-                                                     ("pg2", self.replica_port, "replica")])
+                    v = replace_nodes(v, [("pg1", self.pg_port, "primary"),
+                                          ("pg2", self.replica_port, "replica")])
+                    o["data"][k] = dial_loopback(v)
             out.append(o)
         w = json.loads(sub_ports(json.dumps(workload), ports))
         if as_deployment:
@@ -160,9 +161,6 @@ class Played:
             w = pod_of(w, pod_name)
             spec = w["spec"]
         spec["hostNetwork"] = True  # no CNI here; see deploy/image/containers.conf
-        # the Services' names (TLS checks the control plane's) resolve to the
-        # host's loopback, where the played pods listen
-        spec["hostAliases"] = [{"ip": "127.0.0.1", "hostnames": self.service_names}]
         # a native sidecar (an init container that keeps running) is a plain
         # container to podman 4.3, which waits for init containers to exit
         native = [c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
@@ -190,6 +188,15 @@ class Played:
                 c["image"] = PG_IMAGE
                 c["imagePullPolicy"] = "IfNotPresent"
         for v in spec.get("volumes") or []:
+            if "emptyDir" in v:
+                # podman 4.3 makes an emptyDir a named volume of the same
+                # name: two pods' "state" would be one folder
+                new = f"{pod_name}-{v['name']}"
+                for c in containers(spec):
+                    for m in c.get("volumeMounts") or []:
+                        if m["name"] == v["name"]:
+                            m["name"] = new
+                v["name"] = new
             if "secret" in v:
                 v["hostPath"] = {"path": str(self.secret_dir(v.pop("secret"))), "type": "Directory"}
         self.rename_refs(w)
@@ -302,11 +309,11 @@ class Played:
         network: the way an operator runs it in a pod (the CA mounted, the
         token from the environment)."""
         env = ["--env", f"HELIOS_CONTROL_TOKEN={self.token}"] if token else []
-        host = self.service_names[0]
-        return podman("run", "--rm", "--network", "host", "--add-host", f"{host}:127.0.0.1",
-                      "-v", f"{self.ca_dir}:/tls:ro", *env, "--entrypoint", "/usr/bin/helioctl",
-                      IMAGE, "-a", f"tls+tcp://{host}:{self.cp[CP_CONTROL_PORT]}",
-                      "--tls-ca", "/tls/ca.crt", *args, check=check)
+        return podman("run", "--rm", "--network", "host", "-v", f"{self.ca_dir}:/tls:ro", *env,
+                      "--entrypoint", "/usr/bin/helioctl", IMAGE,
+                      "-a", f"tls+tcp://127.0.0.1:{self.cp[CP_CONTROL_PORT]}",
+                      "--tls-ca", "/tls/ca.crt", "--tls-server-name", self.service_names[0],
+                      *args, check=check)
 
 
 def walk(obj, key):
@@ -327,6 +334,18 @@ def toml_of(objs, configmap="heliosproxy"):
                 if o["kind"] == "ConfigMap" and o["metadata"]["name"] == configmap)
 
 
+def dial_loopback(toml_text):
+    """A data plane's control_address that names the helios-cp Service ->
+    127.0.0.1 (the played control plane listens there), the name kept as
+    control_tls_server_name: the certificate is checked against it. (podman
+    4.3 ignores hostAliases with host networking.)"""
+    m = re.search(r'(?m)^control_address\s*=\s*"([a-z+]+)://([^":\[\]]+):(\d+)"', toml_text)
+    if not m or m.group(2) in ("127.0.0.1", "0.0.0.0", "localhost"):
+        return toml_text
+    return toml_text.replace(m.group(0), f'control_address = "{m.group(1)}://127.0.0.1:{m.group(3)}"\n'
+                                         f'control_tls_server_name = "{m.group(2)}"')
+
+
 def expand(value, env):
     """"${NAME}" -> env[NAME], as the programs expand it."""
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env[m.group(1)], value)
@@ -341,6 +360,9 @@ def played(podman_ok, tmp_path_factory):
         print(f"played setup up in {time.monotonic() - t0:.1f} s")
         yield p
     finally:
+        if os.environ.get("HELIOS_K8S_KEEP"):  # a developer looks at the pods
+            print(f"HELIOS_K8S_KEEP: pods {p.prefix}* left running; files in {p.work}")
+            return
         p.down()
         assert not podman_pod_names(p.prefix), "pods left after the tear-down"
 
