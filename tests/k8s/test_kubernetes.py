@@ -384,13 +384,21 @@ def test_probes_of_the_played_pods_answer(played):
         st, body = http_get(ports[PROXY_ADMIN_PORT], "/readyz?verbose")
         assert st == 200 and "ok " in body and "fail" not in body, (st, body)
     assert http_get(played.cp[CP_ADMIN_PORT], "/livez")[0] == 200
-    # what podman made of the manifests' probes: it maps a liveness probe to
-    # a container health check (run only on demand here: no systemd timers)
+    # podman maps each liveness probe to a health check (curl -f URL run
+    # inside the container: this image has neither curl nor a shell, and
+    # without systemd podman never schedules it). The URLs it derived from
+    # the manifests are what a kubelet would probe: the test probes them.
+    urls = []
     for short in ("sidecar", "daemon", "cp"):
         for n in played.containers_of(short):
             ci = json.loads(podman("container", "inspect", n).stdout)[0]
-            print(f"{n}: {ci['State']['Status']}, health check {ci['Config'].get('Healthcheck')}")
             assert ci["State"]["Status"] == "running", (n, played.pod_logs(short))
+            hc = " ".join((ci["Config"].get("Healthcheck") or {}).get("Test") or [])
+            print(f"{n}: podman health check: {hc or 'none'}")
+            urls += [(n, u) for u in re.findall(r"http://localhost:(\d+)(/\S*)", hc)]
+    assert {n.rsplit("-", 1)[-1] for n, _ in urls} >= {"heliosproxy", "cp"}, urls
+    for n, (port, path) in urls:
+        assert path == "/livez" and http_get(int(port), path)[0] == 200, (n, port, path)
 
 
 def test_config_set_through_the_played_control_plane_reaches_both_data_planes(played):
@@ -438,6 +446,10 @@ def test_failover_keeps_readyz_200_and_queries_reach_the_promoted_replica(played
         time.sleep(0.25)
     bad = [x for x in seen if x[2] != 200]
     assert not bad, bad[:5]
+    # ready because of the window, not because the loss went unnoticed
+    for port in admin:
+        assert any(x[1] == port and "within failover_timeout_secs" in x[3] for x in seen), \
+            [x for x in seen if x[1] == port][:8]
     r = played.psql(played.sidecar[PROXY_PORT], "SELECT inet_server_port(), pg_is_in_recovery()",
                     timeout=played.failover_secs + 20)
     assert r.stdout.strip() == f"{played.replica_port}|f", r
