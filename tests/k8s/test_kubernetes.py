@@ -112,6 +112,8 @@ class Played:
             podman("kube", "down", f, check=False, timeout=120)
         for pod in podman_pod_names(self.prefix):
             podman("pod", "rm", "-f", "-t", "2", pod, check=False)
+        for c in self.containers_of(""):
+            podman("rm", "-f", "-t", "2", c, check=False)
         for what in ("volume", "secret"):
             r = podman(what, "ls", "--format", "{{.Name}}", check=False)
             for n in r.stdout.split():
@@ -424,6 +426,45 @@ def test_helioctl_without_the_token_is_refused_on_tls_tcp(played):
     assert "token" in (r.stderr + r.stdout).lower(), r
     r = played.helioctl("status")
     assert r.returncode == 0, r
+
+
+def test_podman_run_of_the_image_with_a_mounted_config_serves_psql(played):
+    # the image alone, as `podman run` starts it: ENTRYPOINT + CMD read the
+    # mounted file, user 10001 writes only its state_dir
+    port, admin = free_port(), free_port()
+    conf = played.work / "run.toml"
+    conf.write_text(f"""listen_address = "127.0.0.1:{port}"
+admin_address = "127.0.0.1:{admin}"
+io_backend = "epoll"
+state_dir = "/var/lib/heliosproxy"
+
+[[nodes]]
+name = "pg1"
+host = "127.0.0.1"
+port = {played.pg_port}
+role = "primary"
+
+[auth]
+method = "scram-sha-256"
+
+[[auth.users]]
+name = "{played.user}"
+password = "${{APP_PASSWORD}}"
+""")
+    conf.chmod(0o644)
+    name = played.name("run")
+    podman("run", "-d", "--rm", "--name", name, "--network", "host",
+           "--env", f"APP_PASSWORD={played.password}",
+           "-v", f"{conf}:/etc/heliosproxy/heliosproxy.toml:ro", IMAGE)
+    try:
+        r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(
+            played.psql(port, "SELECT current_user, count(*) FROM generate_series(1,5)",
+                        check=False)), timeout=20)
+        assert r and r.stdout.strip() == f"{played.user}|5", podman("logs", name, check=False)
+        # and the probes answer (the in-process control plane started too)
+        assert http_get(admin, "/readyz")[0] == 200
+    finally:
+        podman("rm", "-f", "-t", "2", name, check=False)
 
 
 def test_failover_keeps_readyz_200_and_queries_reach_the_promoted_replica(played):
