@@ -212,9 +212,24 @@ build_heliosproxy() {
 	podman image ls --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}' localhost/heliosproxy
 	echo "image: io.heliosproxy.bpf=$bpf; heliosproxy --version in the image:"
 	# runs the image's own loader and libraries: a library left out fails here
-	podman run --rm --network host --entrypoint /usr/bin/heliosproxy "$image" --version
-	podman run --rm --network host --entrypoint /usr/bin/helioctl "$image" --version >/dev/null
-	podman run --rm --network host --entrypoint /usr/bin/helios-cp "$image" --version >/dev/null
+	# (exit 127 from the program); 125/126 are podman or the runtime failing
+	# to start any container: exit 3, so make k8s-check can skip with the reason
+	local p out rc
+	for p in heliosproxy helioctl helios-cp; do
+		rc=0
+		out=$(podman run --rm --network host --entrypoint "/usr/bin/$p" "$image" --version 2>&1) || rc=$?
+		if ((rc == 125 || rc == 126)); then
+			echo "image: built, but podman cannot run containers here: $(tail -n 1 <<<"$out")" >&2
+			exit 3
+		elif ((rc != 0)); then
+			echo "image: /usr/bin/$p --version in the image failed (exit $rc):" >&2
+			echo "$out" >&2
+			exit 1
+		fi
+		if [[ $p == heliosproxy ]]; then
+			echo "$out"
+		fi
+	done
 }
 
 build_pgtest() {

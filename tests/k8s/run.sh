@@ -21,9 +21,20 @@ elif ! err=$(podman info 2>&1 >/dev/null); then
 	skip="podman does not work here: $(tail -n 1 <<<"$err")"
 fi
 if [[ -z "$skip" ]]; then
-	$(command -v make) --no-print-directory image || exit 1
-	bash scripts/build-image.sh pgtest || exit 1
-else
+	# make image, with the script's own exit status: 3 = built, but podman
+	# cannot start containers here (skip, with the reason it printed)
+	$(command -v make) --no-print-directory MODE=release all || exit 1
+	rc=0
+	bash scripts/build-image.sh heliosproxy || rc=$?
+	if ((rc == 3)); then
+		skip="podman cannot run containers here (the reason is printed above)"
+	elif ((rc != 0)); then
+		exit 1
+	else
+		bash scripts/build-image.sh pgtest || exit 1
+	fi
+fi
+if [[ -n "$skip" ]]; then
 	echo "k8s-check: the played tests are skipped: $skip"
 	export HELIOS_K8S_SKIP="$skip"
 fi
