@@ -46,6 +46,8 @@ def psql(pg, port, user, password, sql):
 def test_password_from_an_environment_variable_logs_in_with_psql_and_psycopg(
         pg, proxy, config, monkeypatch):
     monkeypatch.setenv("HELIOS_TEST_ALICE_PASSWORD", ALICE[1])
+    monkeypatch.setenv("HELIOS_TEST_MOCK", "mock-secret-value")
+    monkeypatch.delenv("HELIOS_TEST_NOPE", raising=False)
     cfg = config(mode="transaction",
                  users=[{"name": ALICE[0], "password": "${HELIOS_TEST_ALICE_PASSWORD}"}])
     p = proxy(cfg)
@@ -59,6 +61,15 @@ def test_password_from_an_environment_variable_logs_in_with_psql_and_psycopg(
     # the secret is shown masked, and never in the log
     assert '"********"' in config_get(p, "auth.users.password")
     assert ALICE[1] not in p.log()
+    # helioctl config set keeps the reference; the proxy's environment expands it
+    r = helioctl(p, "config", "set", "auth.scram_mock_secret", "${HELIOS_TEST_NOPE}", check=1)
+    assert re.search(r"refused: .*\.live\.toml:\d+: key 'auth\.scram_mock_secret': environment "
+                     r"variable HELIOS_TEST_NOPE is not set", r.stdout + r.stderr), r
+    helioctl(p, "config", "set", "auth.scram_mock_secret", "${HELIOS_TEST_MOCK}")
+    assert config_get(p, "auth.scram_mock_secret").strip() == '"********"'
+    ovr = p.config_path.parent / (p.config_path.name + ".live.toml")
+    assert 'auth.scram_mock_secret = "${HELIOS_TEST_MOCK}"' in ovr.read_text()
+    assert "mock-secret-value" not in ovr.read_text() + p.log()
 
 
 def test_unset_variable_is_a_config_error_naming_file_line_and_key(pg, tmp_path, config,
