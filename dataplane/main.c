@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/cpwire.h"
@@ -479,6 +480,10 @@ int main(int argc, char **argv)
 		}
 		__atomic_store_n(&g_n_workers, i + 1, __ATOMIC_RELEASE);
 	}
+	/* the slow query log defaults to state_dir, which nothing else makes
+	 * when a helios-cp holds the control socket (a pod's emptyDir subfolder) */
+	if (cur->state_dir[0] && mkdir(cur->state_dir, 0700) == 0)
+		log_info("created state_dir %s", cur->state_dir);
 	if (analytics_start(cur, msg, sizeof(msg)) < 0 ||
 	    admin_start(cp ? INPROC_URL : url, cp, cur->admin_address, msg, sizeof(msg)) < 0) {
 		log_error("%s", msg);

@@ -46,6 +46,8 @@ def psql(pg, port, user, password, sql):
 def test_password_from_an_environment_variable_logs_in_with_psql_and_psycopg(
         pg, proxy, config, monkeypatch):
     monkeypatch.setenv("HELIOS_TEST_ALICE_PASSWORD", ALICE[1])
+    monkeypatch.setenv("HELIOS_TEST_MOCK", "mock-secret-value")
+    monkeypatch.delenv("HELIOS_TEST_NOPE", raising=False)
     cfg = config(mode="transaction",
                  users=[{"name": ALICE[0], "password": "${HELIOS_TEST_ALICE_PASSWORD}"}])
     p = proxy(cfg)
@@ -59,6 +61,15 @@ def test_password_from_an_environment_variable_logs_in_with_psql_and_psycopg(
     # the secret is shown masked, and never in the log
     assert '"********"' in config_get(p, "auth.users.password")
     assert ALICE[1] not in p.log()
+    # helioctl config set keeps the reference; the proxy's environment expands it
+    r = helioctl(p, "config", "set", "auth.scram_mock_secret", "${HELIOS_TEST_NOPE}", check=1)
+    assert re.search(r"refused: .*\.live\.toml:\d+: key 'auth\.scram_mock_secret': environment "
+                     r"variable HELIOS_TEST_NOPE is not set", r.stdout + r.stderr), r
+    helioctl(p, "config", "set", "auth.scram_mock_secret", "${HELIOS_TEST_MOCK}")
+    assert config_get(p, "auth.scram_mock_secret").strip() == '"********"'
+    ovr = p.config_path.parent / (p.config_path.name + ".live.toml")
+    assert 'auth.scram_mock_secret = "${HELIOS_TEST_MOCK}"' in ovr.read_text()
+    assert "mock-secret-value" not in ovr.read_text() + p.log()
 
 
 def test_unset_variable_is_a_config_error_naming_file_line_and_key(pg, tmp_path, config,
@@ -135,6 +146,21 @@ def test_probes_answer_one_line_per_check_with_verbose(pg, proxy, config):
     assert f"ok listener {p.defaults['listen_address']}" in body
     status, body = http_get(port, "/livez?verbose")
     assert status == 200 and body.startswith("ok workers 2 event loops"), body
+
+
+def test_readyz_fails_from_sigterm_while_clients_drain(proxy, config):
+    p = proxy(config())
+    port = admin_port(p)
+    c = p.connect()
+    c.execute("SELECT 1")
+    p.sigterm()
+    # the client holds the drain open (shutdown_timeout_secs 5): probes still answer
+    assert wait_for(lambda: http_get(port, "/readyz")[0] == 503, timeout=5)
+    assert http_get(port, "/readyz?verbose")[1].splitlines()[1] == \
+        "fail listener: shutting down: no new connections"
+    assert http_get(port, "/livez")[0] == 200
+    c.close()
+    assert p.wait(10) == 0
 
 
 def test_readyz_stays_ready_within_failover_timeout_then_fails(tmp_path, proxy):
@@ -231,3 +257,47 @@ def test_overrides_file_lands_in_state_dir_and_moves_from_beside_the_config(prox
     p.stop()
     p.start(p.config_path.read_text())
     assert "7" in config_get(p, "pool_mode.max_pool_size")
+
+
+# ---------------------------------------------------------------------------
+# helios-cp: --admin-address, probes, watch_config
+
+def test_helios_cp_admin_address_flag_probes_and_watch_config(config, tmp_path):
+    import signal
+    import subprocess
+    import conftest
+    from conftest import sanitizer_report
+    url = f"ipc://{tmp_path}/cp.sock"
+    file_admin, flag_admin = free_port(), free_port()
+    cfg = config(control_address=url, control_admin_address=f"127.0.0.1:{file_admin}",
+                 watch_config=True, pool={"max_pool_size": 20})
+    path = tmp_path / "cp.toml"
+    text = conftest.to_toml(cfg)
+    path.write_text(text)
+    log = tmp_path / "helios-cp.log"
+    proc = subprocess.Popen([str(helios_bin() / "helios-cp"), "-c", str(path), "--admin-address",
+                             f"127.0.0.1:{flag_admin}"], stdout=open(log, "ab"),
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: port_accepts(flag_admin), timeout=15), log.read_text()
+        assert not port_accepts(file_admin)
+        assert http_get(flag_admin, "/livez") == (200, "ok\n")
+        status, body = http_get(flag_admin, "/readyz?verbose")
+        assert status == 200 and re.fullmatch(r"ok config generation \d+\nok listener\n", body), body
+
+        def get(key):
+            return run([str(helios_bin() / "helioctl"), "-c", str(path), "config", "get", key],
+                       timeout=30).stdout.strip()
+        assert get("pool_mode.max_pool_size") == "20"
+        tmp = tmp_path / "new.tmp"
+        tmp.write_text(text.replace("max_pool_size = 20", "max_pool_size = 31"))
+        os.rename(tmp, path)
+        assert wait_for(lambda: get("pool_mode.max_pool_size") == "31", timeout=10), log.read_text()
+        assert get("control_admin_address") == f'"127.0.0.1:{flag_admin}"'
+        assert "watch_config" in log.read_text() and "changed: reloading" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log.read_text()
+    report = sanitizer_report(log.read_text())
+    assert report is None, report
