@@ -174,10 +174,12 @@ static void test_tls_dialer_without_ca_is_refused_before_dialing(void **state)
 
 	(void)state;
 	assert_int_equal(nng_req0_open(&s), 0);
-	assert_int_equal(cpauth_dialer(s, "tls+tcp://127.0.0.1:1", &a, &d, err, sizeof(err)), -1);
+	assert_int_equal(cpauth_dialer(s, "tls+tcp://127.0.0.1:1", &a, &d, err, sizeof(err)),
+	                 -EINVAL);
 	assert_non_null(strstr(err, "control_tls_ca"));
 	snprintf(a.ca, sizeof(a.ca), "%s/nothere.pem", tmpdir);
-	assert_int_equal(cpauth_dialer(s, "tls+tcp://127.0.0.1:1", &a, &d, err, sizeof(err)), -1);
+	assert_int_equal(cpauth_dialer(s, "tls+tcp://127.0.0.1:1", &a, &d, err, sizeof(err)),
+	                 -EINVAL);
 	assert_non_null(strstr(err, "nothere.pem"));
 	/* plain tcp:// needs nothing */
 	assert_int_equal(cpauth_dialer(s, "tcp://127.0.0.1:1", &a, &d, err, sizeof(err)), 0);
