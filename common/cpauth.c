@@ -349,7 +349,8 @@ int cpauth_tls_diagnose(const char *url, const struct cpauth *a, char *out, size
 		snprintf(
 		    out, cap,
 		    "TLS handshake failed: the control plane refused this client's certificate "
-		    "%s (is it signed by the control plane's control_tls_ca?)",
+		    "%s (is it signed by the control plane's control_tls_ca, and for clients: "
+		    "extendedKeyUsage clientAuth or none?)",
 		    a->cert);
 	return 0;
 }
