@@ -479,7 +479,8 @@ static int validate_control(struct loader *ld)
 	    (rc = check_control_url(ld, "control_address", c->control_address)) ||
 	    (rc = check_control_url(ld, "control_socket", c->control_socket)))
 		return rc;
-	if (c->control_socket_group[0] && !getgrnam(c->control_socket_group)) {
+	/* like the files: a snapshot's group is the control plane's business */
+	if (c->control_socket_group[0] && ld->dir && !getgrnam(c->control_socket_group)) {
 		char shown[CFG_NAME_MAX * 6 + 8];
 		return cfg_fail_key(ld, "", -1, "control_socket_group",
 		                    "key 'control_socket_group': there is no group %s on this "

@@ -252,7 +252,7 @@ int cpauth_dialer(nng_socket s, const char *url, const struct cpauth *a, nng_dia
 	nng_tls_config *cfg = tls_config(NNG_TLS_MODE_CLIENT, url, a, err, errlen);
 	if (!cfg) {
 		nng_dialer_close(*d);
-		return -1;
+		return -EINVAL;
 	}
 	/* the dialer holds its own reference */
 	rv = nng_dialer_set_ptr(*d, NNG_OPT_TLS_CONFIG, cfg);
@@ -260,7 +260,7 @@ int cpauth_dialer(nng_socket s, const char *url, const struct cpauth *a, nng_dia
 	if (rv) {
 		snprintf(err, errlen, "TLS: %s", nng_strerror(rv));
 		nng_dialer_close(*d);
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -274,14 +274,14 @@ int cpauth_listener(nng_socket s, const char *url, const struct cpauth *a, nng_l
 	nng_tls_config *cfg = tls_config(NNG_TLS_MODE_SERVER, url, a, err, errlen);
 	if (!cfg) {
 		nng_listener_close(*l);
-		return -1;
+		return -EINVAL;
 	}
 	rv = nng_listener_set_ptr(*l, NNG_OPT_TLS_CONFIG, cfg);
 	nng_tls_config_free(cfg);
 	if (rv) {
 		snprintf(err, errlen, "TLS: %s", nng_strerror(rv));
 		nng_listener_close(*l);
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -316,7 +316,7 @@ int cpauth_tls_diagnose(const char *url, const struct cpauth *a, char *out, size
 	int rv;
 
 	if (!cpauth_is_tls(url))
-		return -1;
+		return -EINVAL;
 	if (a->server_name[0])
 		snprintf(host, sizeof(host), "%s", a->server_name);
 	else
@@ -349,7 +349,8 @@ int cpauth_tls_diagnose(const char *url, const struct cpauth *a, char *out, size
 		snprintf(
 		    out, cap,
 		    "TLS handshake failed: the control plane refused this client's certificate "
-		    "%s (is it signed by the control plane's control_tls_ca?)",
+		    "%s (is it signed by the control plane's control_tls_ca, and for clients: "
+		    "extendedKeyUsage clientAuth or none?)",
 		    a->cert);
 	return 0;
 }

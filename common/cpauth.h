@@ -54,16 +54,18 @@ bool cpauth_url_unprotected(const struct cfg *c, const char *url);
  * from a (CA required: the server is always verified; own certificate and
  * key when given; server name a->server_name or the URL's host). Returns 0,
  * a positive nng error from nng_dialer_create (err untouched: the caller
- * knows how to describe a bad URL), or -1 with err naming the file or
- * option that is wrong.
+ * knows how to describe a bad URL), or -EINVAL with err naming the file or
+ * option that is wrong (nothing is left created).
  */
-int cpauth_dialer(nng_socket s, const char *url, const struct cpauth *a, nng_dialer *d, char *err,
-                  size_t errlen);
+__attribute__((warn_unused_result)) int cpauth_dialer(nng_socket s, const char *url,
+                                                      const struct cpauth *a, nng_dialer *d,
+                                                      char *err, size_t errlen);
 /* The listener side of cpauth_dialer: certificate and key required for
  * tls+tcp://, client certificates demanded (signed by a->ca) when
  * a->verify_client. Same returns. */
-int cpauth_listener(nng_socket s, const char *url, const struct cpauth *a, nng_listener *l,
-                    char *err, size_t errlen);
+__attribute__((warn_unused_result)) int cpauth_listener(nng_socket s, const char *url,
+                                                        const struct cpauth *a, nng_listener *l,
+                                                        char *err, size_t errlen);
 
 /* One line for a failed dial over TLS (nng's codes say little): NULL when
  * rv is not a TLS failure or url is not tls+tcp://. */
@@ -76,7 +78,7 @@ const char *cpauth_tls_dial_error(const char *url, int rv);
  * (blocking, within the caller's time limit) without checking the server's
  * certificate and closes at once, sending nothing: if that handshake works
  * the server's certificate was the problem, else the server refused ours.
- * Writes one line into out; 0, or -1 when url is not tls+tcp://.
+ * Writes one line into out; 0, or -EINVAL when url is not tls+tcp://.
  */
 int cpauth_tls_diagnose(const char *url, const struct cpauth *a, char *out, size_t cap);
 

@@ -40,6 +40,8 @@ static void fill_info(struct cp *cp, struct metrics_info *mi, const Helios__Stat
 	mi->cp_connected = -1;
 	mi->cp_last_contact_secs = -1;
 	mi->has_config = cp->live != NULL;
+	mi->runs_cp = true;
+	mi->control_refused = cp->refused_total;
 	mi->nodes = (const Helios__NodeStatus *const *)cp->nodes;
 	mi->n_nodes = cp->n_nodes;
 	xdp_metrics(cp, &mi->xdp);
@@ -129,5 +131,6 @@ void cp_get_info(struct cp *cp, struct cp_info *out)
 			out->dataplanes_connected++;
 	}
 	xdp_metrics(cp, &out->xdp);
+	out->refused = cp->refused_total;
 	pthread_mutex_unlock(&cp->mu);
 }

@@ -182,6 +182,8 @@ static void fill_info(struct metrics_info *mi, Helios__StatsReport *r, struct cp
 		mi->dataplanes_connected = ci.dataplanes_connected;
 		mi->dataplanes_known = ci.dataplanes_known;
 		mi->xdp = ci.xdp; /* embedded: the filter is this process's */
+		mi->runs_cp = true;
+		mi->control_refused = ci.refused;
 	}
 	mi->cp_connected = ls->connected ? 1 : 0;
 	mi->cp_reconnects = ls->reconnects;

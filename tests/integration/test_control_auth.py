@@ -13,6 +13,7 @@ import stat
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -148,10 +149,10 @@ def assert_config_set_reaches_the_data_plane(pg, p, ctl):
 
 def test_helioctl_without_the_token_is_refused_on_tcp_and_with_it_config_set_reaches_psql(
         pg, proxy, config, control_plane, tmp_path):
-    port = free_port()
+    port, admin = free_port(), free_port()
     url = f"tcp://127.0.0.1:{port}"
     cfg = config(control_address=url, control_token=TOKEN,
-                 control_admin_address=f"127.0.0.1:{free_port()}")
+                 control_admin_address=f"127.0.0.1:{admin}")
     cp = control_plane(cfg, port)
     p = proxy(cfg)
     assert p.wait_log(r"control plane at tcp://127\.0\.0\.1:\d+: connected", timeout=10), \
@@ -168,6 +169,9 @@ def test_helioctl_without_the_token_is_refused_on_tcp_and_with_it_config_set_rea
     # one log line per peer: helioctl's two refusals came from one address
     lines = re.findall(r"refused a helioctl request from 127\.0\.0\.1:\d+: (.*)", cp.log())
     assert len(lines) == 1 and "no control_token" in lines[0], cp.log()
+    # both are counted
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as m:
+        assert re.search(r"(?m)^helios_control_refused_total 2$", m.read().decode())
 
     # the token from the environment, and from the config file (-c)
     r = helioctl("-a", url, "status", env={"HELIOS_CONTROL_TOKEN": TOKEN})
@@ -344,10 +348,17 @@ def test_control_socket_group_makes_it_0660_for_that_group_only(proxy, config, s
     group = next((g for g in grp.getgrall() if g.gr_gid not in (0, 65534)), None)
     if group is None:
         pytest.skip("no group other than root and nogroup here")
-    sock = sock_dir / "ctl.sock"
-    proxy(config(control_socket=f"ipc://{sock}", control_socket_group=group.gr_name))
+    # the default socket in state_dir: the folder lets the group through too
+    state = sock_dir / "state"
+    port = free_port()
+    proxy(config(state_dir=str(state), control_socket_group=group.gr_name),
+          listen_address=f"127.0.0.1:{port}")
+    sock = state / f"heliosproxy-{port}.ctl"
     st = os.stat(sock)
     assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == group.gr_gid, \
+        (oct(st.st_mode), st.st_gid)
+    st = os.stat(state)
+    assert stat.S_IMODE(st.st_mode) == 0o710 and st.st_gid == group.gr_gid, \
         (oct(st.st_mode), st.st_gid)
 
     def as_nobody(*groups):
