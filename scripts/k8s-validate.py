@@ -386,7 +386,8 @@ def check_consistency(rep, label, objs, all_secrets, args, tmp):
             if not isinstance(c, dict):
                 continue
             cpath = f"{field}[{c.get('name')}]"
-            check_container(rep, where, cpath, c, volumes, cms, secrets, args, tmp)
+            check_container(rep, where, cpath, c, volumes, cms, secrets, args, tmp,
+                            spec.get("terminationGracePeriodSeconds", 30))
     for o in objs:
         if o.get("kind") != "Service":
             continue
@@ -409,7 +410,7 @@ def check_consistency(rep, label, objs, all_secrets, args, tmp):
                               f"{obj_name(p)} has no container port named {tp}")
 
 
-def check_container(rep, where, cpath, c, volumes, cms, secrets, args, tmp):
+def check_container(rep, where, cpath, c, volumes, cms, secrets, args, tmp, grace):
     ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []
              if isinstance(p, dict)}
     # probes ask ports the container declares
@@ -513,6 +514,17 @@ def check_container(rep, where, cpath, c, volumes, cms, secrets, args, tmp):
                     elif adm[0] in ("127.0.0.1", "::1", "localhost"):
                         rep.error(where, f"{cpath}.{probe}", f"the admin address {adm[0]}:"
                                   f"{adm[1]} is loopback: kubelet probes the pod IP")
+            # SIGTERM drains for shutdown_timeout_secs: kubelet must not
+            # SIGKILL before (helios-cp stops at once)
+            if not is_cp and tomllib is not None and isinstance(grace, int):
+                try:
+                    shut = tomllib.loads(ENV_REF.sub("x", text)).get("shutdown_timeout_secs", 30)
+                except tomllib.TOMLDecodeError:
+                    shut = None
+                if isinstance(shut, int) and grace <= shut:
+                    rep.error(where, "terminationGracePeriodSeconds", f"{grace} s does not "
+                              f"cover shutdown_timeout_secs = {shut} of {m['mountPath']}/{key}: "
+                              "kubelet would kill the proxy while it drains")
             if args.check_config and all(env.get(v) is not None for v in env_refs(text)):
                 check_config(rep, where, fpath, key, text, env, mounts, m, cms, secrets,
                              args, tmp)
