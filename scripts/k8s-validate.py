@@ -6,6 +6,8 @@
 PATH (default: deploy/ of this repository) is a folder or a YAML file. Every
 folder holding a kustomization.yaml is rendered with `kubectl kustomize`;
 every other *.yaml / *.yml file not inside such a folder is read as it is.
+A kustomization that another one includes is checked as part of that one
+(alone it may lack the Secret the other adds), unless it is named itself.
 Each object is then checked:
 
 - against the object models of the Kubernetes Python client (Debian's
@@ -19,7 +21,8 @@ Each object is then checked:
   name container ports, Service selectors select a pod template;
 - for HeliosProxy: every "${VAR}" in a TOML file that a container mounts is
   in that container's environment, the probes ask the port the config's admin
-  address listens on (not on loopback), and each such TOML file passes
+  address listens on (not on loopback), terminationGracePeriodSeconds
+  covers shutdown_timeout_secs, and each such TOML file passes
   `heliosproxy --check-config` with the container's environment (values from
   the rendered Secrets) and its mounts laid out in a temporary folder.
 
