@@ -6,6 +6,8 @@
 PATH (default: deploy/ of this repository) is a folder or a YAML file. Every
 folder holding a kustomization.yaml is rendered with `kubectl kustomize`;
 every other *.yaml / *.yml file not inside such a folder is read as it is.
+A kustomization that another one includes is checked as part of that one
+(alone it may lack the Secret the other adds), unless it is named itself.
 Each object is then checked:
 
 - against the object models of the Kubernetes Python client (Debian's
@@ -19,7 +21,8 @@ Each object is then checked:
   name container ports, Service selectors select a pod template;
 - for HeliosProxy: every "${VAR}" in a TOML file that a container mounts is
   in that container's environment, the probes ask the port the config's admin
-  address listens on (not on loopback), and each such TOML file passes
+  address listens on (not on loopback), terminationGracePeriodSeconds
+  covers shutdown_timeout_secs, and each such TOML file passes
   `heliosproxy --check-config` with the container's environment (values from
   the rendered Secrets) and its mounts laid out in a temporary folder.
 
@@ -386,7 +389,8 @@ def check_consistency(rep, label, objs, all_secrets, args, tmp):
             if not isinstance(c, dict):
                 continue
             cpath = f"{field}[{c.get('name')}]"
-            check_container(rep, where, cpath, c, volumes, cms, secrets, args, tmp)
+            check_container(rep, where, cpath, c, volumes, cms, secrets, args, tmp,
+                            spec.get("terminationGracePeriodSeconds", 30))
     for o in objs:
         if o.get("kind") != "Service":
             continue
@@ -409,7 +413,7 @@ def check_consistency(rep, label, objs, all_secrets, args, tmp):
                               f"{obj_name(p)} has no container port named {tp}")
 
 
-def check_container(rep, where, cpath, c, volumes, cms, secrets, args, tmp):
+def check_container(rep, where, cpath, c, volumes, cms, secrets, args, tmp, grace):
     ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []
              if isinstance(p, dict)}
     # probes ask ports the container declares
@@ -513,6 +517,17 @@ def check_container(rep, where, cpath, c, volumes, cms, secrets, args, tmp):
                     elif adm[0] in ("127.0.0.1", "::1", "localhost"):
                         rep.error(where, f"{cpath}.{probe}", f"the admin address {adm[0]}:"
                                   f"{adm[1]} is loopback: kubelet probes the pod IP")
+            # SIGTERM drains for shutdown_timeout_secs: kubelet must not
+            # SIGKILL before (helios-cp stops at once)
+            if not is_cp and tomllib is not None and isinstance(grace, int):
+                try:
+                    shut = tomllib.loads(ENV_REF.sub("x", text)).get("shutdown_timeout_secs", 30)
+                except tomllib.TOMLDecodeError:
+                    shut = None
+                if isinstance(shut, int) and grace <= shut:
+                    rep.error(where, "terminationGracePeriodSeconds", f"{grace} s does not "
+                              f"cover shutdown_timeout_secs = {shut} of {m['mountPath']}/{key}: "
+                              "kubelet would kill the proxy while it drains")
             if args.check_config and all(env.get(v) is not None for v in env_refs(text)):
                 check_config(rep, where, fpath, key, text, env, mounts, m, cms, secrets,
                              args, tmp)

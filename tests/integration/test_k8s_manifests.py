@@ -145,6 +145,21 @@ def test_the_image_tag_in_the_manifests_is_the_version_the_build_makes():
     assert seen == {f"localhost/heliosproxy:{version}"}
 
 
+def test_every_config_in_deploy_lists_the_same_nodes_and_users():
+    # a data plane serves its own file until helios-cp answers, then
+    # helios-cp's: the two must not disagree on where PostgreSQL is or who
+    # may log in (the files say so; this keeps them to it)
+    files = [DEPLOY / "base" / "heliosproxy.toml", DEPLOY / "control-plane" / "helios-cp.toml",
+             DEPLOY / "overlays" / "daemonset-fastpath" / "heliosproxy.toml"]
+    seen = {f.relative_to(DEPLOY).as_posix(): tomllib.loads(f.read_text()) for f in files}
+    first = next(iter(seen.values()))
+    for name, conf in seen.items():
+        assert conf["nodes"] == first["nodes"], name
+        assert conf["auth"]["users"] == first["auth"]["users"], name
+        assert conf["routing"]["failover_timeout_secs"] == first["routing"][
+            "failover_timeout_secs"], name
+
+
 # ---------------------------------------------------------------- the validator catches
 
 def test_the_validator_refuses_an_unknown_field_deep_in_a_pod_template(deploy_copy):
@@ -215,6 +230,16 @@ def test_the_validator_refuses_an_admin_address_kubelet_cannot_reach(deploy_copy
     r = validate(deploy_copy / "overlays" / "daemonset-plain", check_config=False)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "the admin address 127.0.0.1:8432 is loopback: kubelet probes the pod IP" in r.stdout
+
+
+def test_the_validator_refuses_a_grace_period_shorter_than_the_drain(deploy_copy):
+    toml = deploy_copy / "base" / "heliosproxy.toml"
+    toml.write_text(toml.read_text().replace("shutdown_timeout_secs = 25",
+                                             "shutdown_timeout_secs = 60"))
+    r = validate(deploy_copy / "overlays" / "sidecar", check_config=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert ("Deployment/example-app: terminationGracePeriodSeconds: 30 s does not cover "
+            "shutdown_timeout_secs = 60") in r.stdout, r.stdout
 
 
 def test_the_validator_refuses_a_probe_on_another_port_than_the_admin_address(deploy_copy):
