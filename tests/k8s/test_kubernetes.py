@@ -26,7 +26,10 @@ from k8s import (CP_ADMIN_PORT, CP_CONTROL_PORT, IMAGE, OVERLAYS_DIR, PG_IMAGE,
                  is_proxy_image, pod_of, podman, podman_pod_names, podman_unusable,
                  psql, render, replace_nodes, run, secret_values, sub_ports, wait_for)
 
-PLAYED_OVERLAYS = ("sidecar", "daemonset-plain")  # daemonset-fastpath needs XDP and CAP_BPF
+# Played: overlays sidecar (with helios-cp) and daemonset-plain. Not played:
+# daemonset-fastpath, whose XDP program would attach to this shared host's
+# interface (tests/integration/test_k8s_manifests.py runs its seccomp profile
+# and capabilities instead).
 
 
 # ---------------------------------------------------------------------------
