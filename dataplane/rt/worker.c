@@ -200,6 +200,9 @@ static void *worker_main(void *arg)
 				break;
 		}
 	}
+	/* ended on purpose, not stuck: the liveness probe skips it (another
+	 * worker may still drain its clients) */
+	__atomic_store_n(&w->beat_ns, UINT64_MAX, __ATOMIC_RELAXED);
 	/* let the last closes complete */
 	for (int i = 0; i < 10; i++)
 		io_loop_run_once(w->loop, 10);

@@ -105,8 +105,9 @@ struct worker {
 
 	int init_result;
 	bool init_done;
-	/* atomic (relaxed): CLOCK_MONOTONIC ns when the loop last turned; the
-	 * liveness probe reads it, no lock on the loop's side */
+	/* atomic (relaxed): CLOCK_MONOTONIC ns when the loop last turned
+	 * (UINT64_MAX once it ended); the liveness probe reads it, no lock on
+	 * the loop's side */
 	uint64_t beat_ns;
 };
 

@@ -276,6 +276,10 @@ static void test_a_blocked_loop_is_reported_stalled_and_recovers(void **state)
 	    workers_stalled(worker_now_ns(), 2 * WORKER_TURN_MS * 1000000ull, &worst, &gap), 0);
 	assert_int_equal(worst, -1);
 	stop();
+	/* a loop that ended (shutdown) is not a stuck one */
+	assert_int_equal(workers_stalled(worker_now_ns() + 60000000000ull,
+	                                 2 * WORKER_TURN_MS * 1000000ull, NULL, NULL),
+	                 0);
 	free_loop();
 }
 
