@@ -6,6 +6,8 @@
 #                        integration (release build on io_uring, ASan+UBSan build on epoll)
 #   make fuzz            every libFuzzer target for FUZZ_SECS (default 60) seconds each
 #   make demo / demo-stop
+#   make image           OCI image localhost/heliosproxy:<version> from Debian packages
+#   make k8s-check       deploy/ rendered, validated and played with podman kube play
 #   V=1                  show full commands
 
 MODE ?= release
@@ -76,7 +78,7 @@ $(BUILD)/obj/%.o: %.c | $(PROTO_H) $(BPF_SKELS)
 all: $(PROGRAMS)
 
 .PHONY: all deps check unit unit-tests toml-conformance integration demo demo-stop format \
-	format-check layers clean docs bench fuzz
+	format-check layers clean docs bench fuzz image k8s-check
 
 deps:
 	$(Q)bash scripts/deps.sh
@@ -115,6 +117,19 @@ check: deps
 	$(Q)$(MAKE) --no-print-directory MODE=release all
 	$(Q)$(MAKE) --no-print-directory MODE=asan all
 	$(Q)INTEGRATION_RUNS="$(CHECK_INTEGRATION_RUNS)" bash scripts/run-integration.sh
+	$(Q)$(MAKE) --no-print-directory k8s-check
+
+# The release programs in an image (scripts/build-image.sh; cached root file
+# system in build/image/). podman and buildah read deploy/image/containers.conf.
+image:
+	$(Q)$(MAKE) --no-print-directory MODE=release all
+	$(Q)bash scripts/build-image.sh heliosproxy
+
+# deploy/ rendered with kubectl kustomize, checked against the Kubernetes object
+# models, and played with podman kube play beside a PostgreSQL pod
+# (tests/k8s/run.sh; skipped with the reason where podman cannot run containers).
+k8s-check:
+	$(Q)bash tests/k8s/run.sh
 
 demo: deps all
 	$(Q)HELIOS_BIN=$(abspath $(BIN)) bash scripts/demo.sh start

@@ -8,6 +8,7 @@
  */
 #include "cli/helioctl.h"
 #include "common/cfg.h"
+#include "common/cpauth.h"
 #include "common/cpwire.h"
 #include "common/pbjson.h"
 #include "common/rundir.h"
@@ -192,6 +193,15 @@ static void usage(FILE *out)
 	        "  -c, --config FILE  use the address a heliosproxy config file gives\n"
 	        "                     (control_address, else control_socket, else\n"
 	        "                     ipc://<state_dir>/heliosproxy-<listen port>.ctl)\n"
+	        "      --token TOKEN  the control plane's control_token (else -c CONFIG's\n"
+	        "                     control_token, else $HELIOS_CONTROL_TOKEN)\n"
+	        "      --tls-ca FILE  tls+tcp://: CA that signed the control plane's certificate\n"
+	        "      --tls-cert FILE, --tls-key FILE\n"
+	        "                     tls+tcp://: this client's certificate and key\n"
+	        "      --tls-server-name NAME\n"
+	        "                     name the control plane's certificate must carry\n"
+	        "                     (default: the host of the address)\n"
+	        "                     (without them: -c CONFIG's control_tls_* keys)\n"
 	        "      --json         print the whole response as JSON\n"
 	        "      --timeout MS   give up after MS milliseconds (default %u)\n"
 	        "  -h, --help         this text (VERB --help: that verb's usage)\n"
@@ -218,7 +228,9 @@ static void verb_usage(FILE *out, const struct verb *v)
 static void verb_help(const struct verb *v)
 {
 	verb_usage(stdout, v);
-	printf("\n%s\nOPTIONS: -a URL | -c CONFIG, --json, --timeout MS (see helioctl --help)\n"
+	printf("\n%s\nOPTIONS: -a URL | -c CONFIG, --token TOKEN, --tls-ca/--tls-cert/--tls-key "
+	       "FILE,\n"
+	       "--json, --timeout MS (see helioctl --help)\n"
 	       "\n%s",
 	       v->details, exit_codes);
 }
@@ -245,6 +257,7 @@ __attribute__((format(printf, 2, 3))) static int usage_error(const struct verb *
 
 struct opts {
 	const char *address, *config;
+	const char *token, *tls_ca, *tls_cert, *tls_key, *tls_server_name;
 	bool json;
 	uint32_t timeout_ms;
 };
@@ -270,7 +283,11 @@ static int take_option(int argc, char **argv, int *i, struct opts *o, const stru
 {
 	static const struct {
 		const char *shrt, *lng;
-	} valued[] = {{"-a", "--address"}, {"-c", "--config"}, {NULL, "--timeout"}};
+	} valued[] = {{"-a", "--address"}, {"-c", "--config"},         {NULL, "--timeout"},
+	              {NULL, "--token"},   {NULL, "--tls-ca"},         {NULL, "--tls-cert"},
+	              {NULL, "--tls-key"}, {NULL, "--tls-server-name"}};
+	const char **strings[] = {&o->address, &o->config,   NULL,        &o->token,
+	                          &o->tls_ca,  &o->tls_cert, &o->tls_key, &o->tls_server_name};
 	const char *arg = argv[*i];
 
 	if (!strcmp(arg, "--json")) {
@@ -293,10 +310,8 @@ static int take_option(int argc, char **argv, int *i, struct opts *o, const stru
 		} else {
 			continue;
 		}
-		if (k == 0)
-			o->address = val;
-		else if (k == 1)
-			o->config = val;
+		if (strings[k])
+			*strings[k] = val;
 		else if (parse_timeout(val, &o->timeout_ms) < 0)
 			return usage_error(
 			    v, "--timeout wants milliseconds from 1 to 3600000, not '%s'", val);
@@ -373,9 +388,33 @@ static int check_args(const struct verb *v, char **args, size_t n)
 	return 0;
 }
 
-/* The control plane's address (see usage()); 0 or HCTL_USAGE, or
- * HCTL_UNREACHABLE when the state directory it is in is not private. */
-static int resolve_address(const struct opts *o, char *url, size_t cap)
+/* What helioctl presents (see usage()): an explicit option beats the
+ * config file's key, which beats the environment (the token only). */
+static void resolve_auth(const struct opts *o, const struct cfg *c, struct cpauth *a)
+{
+	const char *env = getenv("HELIOS_CONTROL_TOKEN");
+
+	memset(a, 0, sizeof(*a));
+	if (c)
+		cpauth_from_cfg(a, c);
+	if (o->token)
+		snprintf(a->token, sizeof(a->token), "%s", o->token);
+	else if (!a->token[0] && env)
+		snprintf(a->token, sizeof(a->token), "%s", env);
+	if (o->tls_ca)
+		snprintf(a->ca, sizeof(a->ca), "%s", o->tls_ca);
+	if (o->tls_cert)
+		snprintf(a->cert, sizeof(a->cert), "%s", o->tls_cert);
+	if (o->tls_key)
+		snprintf(a->key, sizeof(a->key), "%s", o->tls_key);
+	if (o->tls_server_name)
+		snprintf(a->server_name, sizeof(a->server_name), "%s", o->tls_server_name);
+}
+
+/* The control plane's address (see usage()) and what to present to it;
+ * 0 or HCTL_USAGE, or HCTL_UNREACHABLE when the state directory it is in
+ * is not private. */
+static int resolve_address(const struct opts *o, char *url, size_t cap, struct cpauth *auth)
 {
 	const char *env = getenv("HELIOCTL_ADDRESS");
 	char dir[CFG_PATH_MAX] = "";
@@ -399,6 +438,7 @@ static int resolve_address(const struct opts *o, char *url, size_t cap)
 		cfg_control_url(c, url, cap);
 		if (!rundir_of_config(c, dir, sizeof(dir)))
 			dir[0] = '\0';
+		resolve_auth(o, c, auth);
 		cfg_free(c);
 	} else if (env && *env) {
 		snprintf(url, cap, "%s", env);
@@ -406,6 +446,8 @@ static int resolve_address(const struct opts *o, char *url, size_t cap)
 		default_address(url, cap);
 		rundir_current("", dir, sizeof(dir));
 	}
+	if (!o->config)
+		resolve_auth(o, NULL, auth);
 	if (!*url)
 		return usage_error(NULL, "empty control plane address");
 	/* The directory heliosproxy would have made: if it is there, it must
@@ -452,16 +494,18 @@ static int run(const struct verb *v, const struct opts *o, char **args, size_t n
 	Helios__CtlRequest req = HELIOS__CTL_REQUEST__INIT;
 	Helios__CtlResponse *r;
 	char url[1024], err[1536];
+	struct cpauth auth;
 	int rc;
 
-	rc = resolve_address(o, url, sizeof(url));
+	rc = resolve_address(o, url, sizeof(url), &auth);
 	if (rc)
 		return rc;
 	req.verb = (char *)v->name;
 	req.n_args = nargs;
 	req.args = args;
 	req.timeout_ms = cp_timeout(o->timeout_ms);
-	rc = rpc_call(url, o->timeout_ms, &req, &r, err, sizeof(err));
+	rc = rpc_call(url, &auth, o->timeout_ms, &req, &r, err, sizeof(err));
+	cpauth_wipe(&auth);
 	if (rc) {
 		fprintf(stderr, "helioctl: %s\n", err);
 		return rc;

@@ -5,6 +5,7 @@
 #ifndef HELIOS_HELIOCTL_H
 #define HELIOS_HELIOCTL_H
 
+#include "common/cpauth.h"
 #include "proto/helios.pb-c.h"
 
 #include <stdbool.h>
@@ -27,13 +28,14 @@ enum {
 #define HELIOCTL_DEFAULT_PORT    5433u
 #define HELIOCTL_DEFAULT_TIMEOUT 10000u /* ms */
 
-/* Sends req to the control plane at url and waits for its answer, all
+/* Sends req to the control plane at url, with auth's token and TLS files,
+ * and waits for its answer, all
  * within timeout_ms. Returns 0 with *resp set (free it with
  * helios__ctl_response__free_unpacked(*resp, NULL)), or HCTL_USAGE (url is
  * not an address nng can dial) or HCTL_UNREACHABLE, with a one-line
  * message in err. */
-int rpc_call(const char *url, uint32_t timeout_ms, const Helios__CtlRequest *req,
-             Helios__CtlResponse **resp, char *err, size_t errlen);
+int rpc_call(const char *url, const struct cpauth *auth, uint32_t timeout_ms,
+             const Helios__CtlRequest *req, Helios__CtlResponse **resp, char *err, size_t errlen);
 
 /* ---- plain-text output ---- */
 

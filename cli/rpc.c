@@ -81,11 +81,12 @@ static bool resolvable_form(const char *url)
 	return r;
 }
 
-static int dial(nng_socket s, const char *url, uint32_t timeout_ms, uint64_t deadline, char *err,
-                size_t errlen)
+static int dial(nng_socket s, const char *url, const struct cpauth *auth, uint32_t timeout_ms,
+                uint64_t deadline, char *err, size_t errlen)
 {
 	struct sigaction sa = {0};
 	char why[600];
+	nng_dialer d;
 	int rv;
 
 	/* A request carries commands and the answer is trusted: never to a
@@ -102,9 +103,16 @@ static int dial(nng_socket s, const char *url, uint32_t timeout_ms, uint64_t dea
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, NULL);
 
-	dial_timer(remaining_ms(deadline));
-	rv = nng_dial(s, url, NULL, 0); /* blocking: reports refusals */
-	dial_timer(0);
+	rv = cpauth_dialer(s, url, auth, &d, why, sizeof(why));
+	if (rv < 0) {
+		snprintf(err, errlen, "%s", why);
+		return HCTL_USAGE;
+	}
+	if (rv == 0) {
+		dial_timer(remaining_ms(deadline));
+		rv = nng_dialer_start(d, 0); /* blocking: reports refusals */
+		dial_timer(0);
+	}
 	if (rv == 0)
 		return 0;
 	if (rv == NNG_EADDRINVAL && resolvable_form(url)) {
@@ -115,17 +123,25 @@ static int dial(nng_socket s, const char *url, uint32_t timeout_ms, uint64_t dea
 	}
 	if (rv == NNG_EINVAL || rv == NNG_ENOTSUP || rv == NNG_EADDRINVAL) {
 		snprintf(err, errlen,
-		         "'%s' is not a control plane address (%s): expected ipc:///path or "
-		         "tcp://host:port",
+		         "'%s' is not a control plane address (%s): expected ipc:///path, "
+		         "tcp://host:port or tls+tcp://host:port",
 		         url, nng_strerror(rv));
 		return HCTL_USAGE;
+	}
+	if (cpauth_tls_dial_error(url, rv)) {
+		/* which side refused: one more handshake, under the same timer */
+		dial_timer(remaining_ms(deadline));
+		cpauth_tls_diagnose(url, auth, why, sizeof(why));
+		dial_timer(0);
+		snprintf(err, errlen, "no control plane at %s: %s", url, why);
+		return HCTL_UNREACHABLE;
 	}
 	snprintf(err, errlen, "no control plane at %s: %s", url, dial_error(rv));
 	return HCTL_UNREACHABLE;
 }
 
-int rpc_call(const char *url, uint32_t timeout_ms, const Helios__CtlRequest *req,
-             Helios__CtlResponse **resp, char *err, size_t errlen)
+int rpc_call(const char *url, const struct cpauth *auth, uint32_t timeout_ms,
+             const Helios__CtlRequest *req, Helios__CtlResponse **resp, char *err, size_t errlen)
 {
 	uint64_t deadline = cpwire_mono_ms() + timeout_ms;
 	Helios__Envelope *env = NULL;
@@ -137,7 +153,8 @@ int rpc_call(const char *url, uint32_t timeout_ms, const Helios__CtlRequest *req
 	int rv, rc = HCTL_UNREACHABLE;
 
 	*resp = NULL;
-	buf = cpwire_pack(HELIOS__MSG_TYPE__MSG_CTL_REQUEST, 0, &req->base, &len);
+	buf =
+	    cpwire_pack_token(HELIOS__MSG_TYPE__MSG_CTL_REQUEST, 0, &req->base, auth->token, &len);
 	if (!buf) {
 		snprintf(err, errlen, "out of memory");
 		return HCTL_REFUSED;
@@ -154,7 +171,7 @@ int rpc_call(const char *url, uint32_t timeout_ms, const Helios__CtlRequest *req
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	rundir_guard_peer(s); /* the file check in dial() is the one that reports */
 
-	rc = dial(s, url, timeout_ms, deadline, err, errlen);
+	rc = dial(s, url, auth, timeout_ms, deadline, err, errlen);
 	if (rc)
 		goto out;
 	rc = HCTL_UNREACHABLE;
@@ -204,6 +221,7 @@ out:
 		helios__envelope__free_unpacked(env, NULL);
 	if (reply)
 		nng_free(reply, rlen);
+	explicit_bzero(buf, len); /* it holds the token */
 	free(buf);
 	nng_close(s);
 	return rc;

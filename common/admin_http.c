@@ -224,6 +224,38 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
 	return ret;
 }
 
+/* The request a handler is answering on this (MHD's) thread, for
+ * admin_http_has_arg(); NULL outside a handler. */
+static __thread struct MHD_Connection *current;
+
+struct arg_find {
+	const char *name;
+	bool found;
+};
+
+static enum MHD_Result arg_seen(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+	struct arg_find *f = cls;
+	(void)kind, (void)value;
+	if (key && !strcmp(key, f->name)) {
+		f->found = true;
+		return MHD_NO; /* stop iterating */
+	}
+	return MHD_YES;
+}
+
+bool admin_http_has_arg(const char *name)
+{
+	struct arg_find f = {.name = name};
+
+	/* iterated, not looked up: "?verbose" has no value, and a lookup cannot
+	 * tell that from a missing argument */
+	if (current)
+		MHD_get_connection_values(current, MHD_GET_ARGUMENT_KIND, arg_seen, &f);
+	return f.found;
+}
+
 static struct MHD_Response *static_response(const char *text)
 {
 	return MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
@@ -255,7 +287,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 
 	sbuf_init(&body);
+	current = conn;
 	status = h->fn(h->ctx, url, &body, &content_type);
+	current = NULL;
 	p = sbuf_take(&body, &len);
 	if (!p || status < 200 || status > 599) {
 		if (!p)
@@ -335,7 +369,7 @@ struct admin_http *admin_http_start(const char *addr, admin_http_fn fn, void *ct
 	int rc, saved = 0;
 
 	if (parse_address(addr, host, sizeof(host), port, sizeof(port)) != 0) {
-		snprintf(err, errlen, "admin_address %s: not host:port (IPv6 as \"[::1]:9090\")",
+		snprintf(err, errlen, "admin_address %s: not host:port (IPv6 as \"[::1]:8432\")",
 		         addr);
 		return NULL;
 	}

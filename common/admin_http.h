@@ -6,6 +6,7 @@
 #ifndef HELIOS_ADMIN_HTTP_H
 #define HELIOS_ADMIN_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/sbuf.h"
@@ -26,9 +27,12 @@ typedef int (*admin_http_fn)(void *ctx, const char *url, struct sbuf *body,
  * and be answered within 5 s of the connection (or of the previous answer on
  * it), so a slowloris cannot hold the slots probes need. NULL with a message
  * in err such as
- * "admin_address 127.0.0.1:9090: Address already in use" on failure. */
+ * "admin_address 127.0.0.1:8432: Address already in use" on failure. */
 struct admin_http *admin_http_start(const char *addr, admin_http_fn fn, void *ctx, char *err,
                                     size_t errlen);
+/* Inside a handler: whether the request's query string has argument name
+ * ("/readyz?verbose", with or without a value). False elsewhere. */
+bool admin_http_has_arg(const char *name);
 /* Port actually bound (useful when addr has port 0). */
 int admin_http_port(const struct admin_http *h);
 /* Stops the thread, closes the socket and frees h; waits for a handler that

@@ -139,17 +139,56 @@ static int line_of(const struct loader *ld, const char *section, long index, con
 	return line;
 }
 
-/* The overrides' value of a key of a non-array section, or NULL. */
-static const struct toml_value *ovr_value(const struct loader *ld, const char *section,
-                                          const char *name)
+/* The value of a key of a non-array section in tree (NULL = none), or NULL. */
+static const struct toml_value *tree_value(const struct toml_value *tree, const char *section,
+                                           const char *name)
 {
 	bool found;
 	const struct toml_value *t;
 
-	if (!ld->ovr)
+	if (!tree)
 		return NULL;
-	t = section_value(ld->ovr, section, &found);
+	t = section_value(tree, section, &found);
 	return found && toml_type(t) == TOML_TABLE ? toml_table_get(t, name) : NULL;
+}
+
+/* The overrides' value of a key of a non-array section, or NULL. */
+static const struct toml_value *ovr_value(const struct loader *ld, const char *section,
+                                          const char *name)
+{
+	return tree_value(ld->ovr, section, name);
+}
+
+/* Command-line values (cfg_force_value) as TOML lines, set before any
+ * config is loaded and only read afterwards. */
+#define FORCED_NAME "command line"
+static char forced_text[2 * CFG_PATH_MAX + 2 * CFG_HOST_MAX];
+
+int cfg_force_value(const char *dotted, const char *value, struct cfg_error *err)
+{
+	char line[CFG_PATH_MAX + 64];
+	size_t used = strlen(forced_text);
+
+	if (cfg_override_line(dotted, value, line, sizeof(line), err) != 0)
+		return -1;
+	if (used + strlen(line) + 2 > sizeof(forced_text)) {
+		snprintf(err->msg, sizeof(err->msg), "too many command-line values");
+		return -1;
+	}
+	snprintf(forced_text + used, sizeof(forced_text) - used, "%s\n", line);
+	return 0;
+}
+
+void cfg_force_clear(void)
+{
+	forced_text[0] = '\0';
+}
+
+static bool forced_off;
+
+void cfg_force_suspend(bool off)
+{
+	forced_off = off;
 }
 
 /* For rules checked once every key has its value: points at the overrides
@@ -158,11 +197,14 @@ int cfg_fail_key(struct loader *ld, const char *section, long index, const char 
                  const char *fmt, ...)
 {
 	const struct toml_value *v = index < 0 && name ? ovr_value(ld, section, name) : NULL;
+	bool forced = index < 0 && name && tree_value(ld->forced, section, name);
 	va_list ap;
 	int rc;
 
 	va_start(ap, fmt);
-	if (v)
+	if (forced)
+		rc = vfail(ld, FORCED_NAME, 0, fmt, ap);
+	else if (v)
 		rc = vfail(ld, ld->ovr_name, toml_line(v), fmt, ap);
 	else
 		rc = vfail(ld, ld->name, line_of(ld, section, index, name), fmt, ap);
@@ -181,6 +223,121 @@ static int store_int(struct loader *ld, const struct cfg_key *k, const char *key
 		                k->min, k->max);
 	v = (int)n;
 	memcpy(base + k->offset, &v, sizeof(v));
+	return 0;
+}
+
+/* Wipes and frees what expand_env() made (a secret, maybe). */
+static void expanded_free(char *s, size_t len)
+{
+	if (s) {
+		explicit_bzero(s, len);
+		free(s);
+	}
+}
+
+/* True for the bytes of an environment variable name after the first. */
+static bool env_name_char(char ch)
+{
+	return ch == '_' || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+	       (ch >= '0' && ch <= '9');
+}
+
+/* Expands a string value: "${NAME}" is environment variable NAME (secrets
+ * come from a Kubernetes Secret that way), "$${" is a literal "${", any
+ * other '$' stays. *out gets a malloc'd copy (NULL when s has no '$': use s
+ * as it is) of *len bytes; the caller wipes and frees it. An unset or
+ * malformed reference is an error naming the key and the variable, never
+ * a value. */
+static int expand_env(struct loader *ld, const char *key, bool secret, int line, const char *s,
+                      size_t len, char **out, size_t *out_len)
+{
+	size_t cap = len + 1, n = 0;
+	char *buf;
+
+	*out = NULL;
+	if (!memchr(s, '$', len))
+		return 0;
+	if (!(buf = malloc(cap)))
+		return cfg_fail(ld, line, "out of memory");
+	for (size_t i = 0; i < len;) {
+		const char *piece = s + i, *val;
+		size_t plen = 1, nlen;
+		char name[128];
+
+		if (s[i] == '$' && i + 2 < len && s[i + 1] == '$' && s[i + 2] == '{') {
+			piece = "${";
+			plen = 2;
+			i += 3;
+		} else if (s[i] == '$' && i + 1 < len && s[i + 1] == '{') {
+			const char *end = memchr(s + i + 2, '}', len - i - 2);
+			nlen = end ? (size_t)(end - (s + i + 2)) : 0;
+			if (!end) {
+				expanded_free(buf, n);
+				return cfg_fail(ld, line,
+				                "key '%s': \"${\" without a closing \"}\" (write "
+				                "\"$${\" for a literal \"${\")",
+				                key);
+			}
+			bool ok = nlen > 0 && nlen < sizeof(name) &&
+			          !(s[i + 2] >= '0' && s[i + 2] <= '9');
+			for (size_t j = 0; ok && j < nlen; j++)
+				ok = env_name_char(s[i + 2 + j]);
+			if (!ok) {
+				char shown[44];
+				size_t sl = nlen < sizeof(shown) - 4 ? nlen : sizeof(shown) - 4;
+				/* a secret's bytes stay out of the message */
+				if (secret)
+					sl = 0;
+				for (size_t j = 0; j < sl; j++)
+					shown[j] =
+					    env_name_char(s[i + 2 + j]) || s[i + 2 + j] == '-'
+					        ? s[i + 2 + j]
+					        : '?';
+				snprintf(shown + sl, sizeof(shown) - sl, "%s",
+				         secret      ? "..."
+				         : sl < nlen ? "..."
+				                     : "");
+				expanded_free(buf, n);
+				return cfg_fail(
+				    ld, line,
+				    "key '%s': \"${%s}\" is not an environment variable "
+				    "name (letters, digits and _; write \"$${\" for a "
+				    "literal \"${\")",
+				    key, shown);
+			}
+			memcpy(name, s + i + 2, nlen);
+			name[nlen] = '\0';
+			if (!(val = getenv(name))) {
+				expanded_free(buf, n);
+				return cfg_fail(ld, line,
+				                "key '%s': environment variable %s is not set", key,
+				                name);
+			}
+			piece = val;
+			plen = strlen(val);
+			i += nlen + 3;
+		} else {
+			i++;
+		}
+		if (n + plen + 1 > cap) {
+			size_t ncap = (n + plen + 1) * 2;
+			char *nb = malloc(ncap);
+			if (!nb) {
+				expanded_free(buf, n);
+				return cfg_fail(ld, line, "out of memory");
+			}
+			memcpy(nb, buf, n);
+			explicit_bzero(buf, n);
+			free(buf);
+			buf = nb;
+			cap = ncap;
+		}
+		memcpy(buf + n, piece, plen);
+		n += plen;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*out_len = n;
 	return 0;
 }
 
@@ -257,7 +414,7 @@ static int store_list(struct loader *ld, const struct cfg_key *k, const char *ke
 {
 	size_t n = toml_array_len(v), len;
 	int line = toml_line(v);
-	char **items, item_key[160];
+	char **items, item_key[160], *exp;
 
 	if (n == 0 && k->min > 0)
 		return cfg_fail(ld, line, "key '%s' must not be empty", key);
@@ -280,11 +437,19 @@ static int store_list(struct loader *ld, const struct cfg_key *k, const char *ke
 		s = toml_string(e, &len);
 		if (memchr(s, '\0', len))
 			return cfg_fail(ld, at, "key '%s': contains a NUL byte", item_key);
-		if (len >= k->size)
+		if (expand_env(ld, item_key, false, at, s, len, &exp, &len))
+			return -EINVAL;
+		if (exp)
+			s = exp;
+		if (len >= k->size) {
+			expanded_free(exp, len);
 			return cfg_fail(ld, at,
 			                "key '%s': value is %zu bytes, longer than the %zu allowed",
 			                item_key, len, k->size - 1);
-		if (!(items[i] = strndup(s, len)))
+		}
+		items[i] = strndup(s, len);
+		expanded_free(exp, len);
+		if (!items[i])
 			return cfg_fail(ld, at, "out of memory");
 		cfg_strlist_put(k, base, items, i + 1);
 	}
@@ -298,10 +463,10 @@ static int set_value(struct loader *ld, const struct cfg_key *k, long index,
 	                      : k->type == CFG_KEY_BOOL    ? TOML_BOOL
 	                      : k->type == CFG_KEY_STRLIST ? TOML_ARRAY
 	                                                   : TOML_STRING;
-	int line = toml_line(v);
+	int line = toml_line(v), rc;
 	const char *s;
 	size_t len;
-	char key[128];
+	char key[128], *exp = NULL;
 
 	cfg_key_path(key, sizeof(key), k->section, index, k->name);
 	if (toml_type(v) != want)
@@ -317,7 +482,13 @@ static int set_value(struct loader *ld, const struct cfg_key *k, long index,
 		return store_list(ld, k, key, v, base);
 	default:
 		s = toml_string(v, &len);
-		return store_text(ld, k, key, line, base, s, len);
+		/* a NUL byte is refused by store_text before it could cut a name */
+		if (!memchr(s, '\0', len) &&
+		    expand_env(ld, key, (k->flags & CFG_KEY_SECRET) != 0, line, s, len, &exp, &len))
+			return -EINVAL;
+		rc = store_text(ld, k, key, line, base, exp ? exp : s, len);
+		expanded_free(exp, len);
+		return rc;
 	}
 }
 
@@ -357,8 +528,10 @@ static int load_table(struct loader *ld, const char *section, long index,
 			         name);
 			sub = cfg_section_find(subname);
 		}
-		if (k && index < 0 && ovr_value(ld, section, k->name))
-			rc = 0; /* replaced by the overrides, which load_overrides() applies */
+		if (k && index < 0 &&
+		    (ovr_value(ld, section, k->name) || tree_value(ld->forced, section, k->name)))
+			rc = 0; /* replaced: load_overrides() applies the overrides and forced
+			           values */
 		else if (k)
 			rc = set_value(ld, k, index, v, base);
 		else if (sub)
@@ -537,12 +710,17 @@ static int walk_overrides(struct loader *ld, const char *section, const struct t
 
 static int load_overrides(struct loader *ld)
 {
-	int rc;
+	int rc = 0;
 
-	if (!ld->ovr)
-		return 0;
-	ld->at = ld->ovr_name;
-	rc = walk_overrides(ld, "", ld->ovr);
+	if (ld->ovr) {
+		ld->at = ld->ovr_name;
+		rc = walk_overrides(ld, "", ld->ovr);
+	}
+	/* the command line wins over the file and the live overrides alike */
+	if (rc == 0 && ld->forced) {
+		ld->at = FORCED_NAME;
+		rc = walk_overrides(ld, "", ld->forced);
+	}
 	ld->at = ld->name;
 	return rc;
 }
@@ -658,24 +836,29 @@ static struct toml_value *parse(const char *name, const char *text, size_t len,
 	return NULL;
 }
 
-/* A file the proxy writes lives next to the config file unless its key
- * (dotted, a non-array PATH string) says otherwise: an empty value becomes
- * "<config file name><suffix>", and resolve_paths() then puts the file's
- * folder in front. From memory there is no file to put it next to, so the
- * value stays empty. */
+/* A file the proxy writes lives in state_dir when that is set (a pod's
+ * config folder is a read-only ConfigMap), else next to the config file,
+ * unless its key (dotted, a non-array PATH string) says otherwise: an empty
+ * value becomes "[<state_dir>/]<config file name><suffix>", and
+ * resolve_paths() then puts the config's folder in front of a relative
+ * one. From memory there is no file to name it after, so the value stays
+ * empty. */
 static int default_beside(struct loader *ld, const char *dotted, const char *suffix)
 {
 	const struct cfg_key *k = cfg_key_find(dotted);
 	char *field = (char *)ld->c + k->offset;
+	const char *dir = ld->c->state_dir;
+	size_t dlen = strlen(dir);
 	int n;
 
 	if (!ld->base || field[0])
 		return 0;
-	n = snprintf(field, k->size, "%s%s", ld->base, suffix);
+	n = snprintf(field, k->size, "%s%s%s%s", dir, dlen && dir[dlen - 1] != '/' ? "/" : "",
+	             ld->base, suffix);
 	if (n < 0 || (size_t)n >= k->size) {
 		field[0] = '\0';
-		return cfg_fail(ld, 0, "key '%s': default \"%s%s\" is longer than %zu bytes",
-		                dotted, ld->base, suffix, k->size - 1);
+		return cfg_fail(ld, 0, "key '%s': default \"%s%s%s\" is longer than %zu bytes",
+		                dotted, dlen ? "<state_dir>/" : "", ld->base, suffix, k->size - 1);
 	}
 	return 0;
 }
@@ -723,23 +906,28 @@ static struct cfg *load(const char *name, const char *dir, const char *base, con
 	                    .dir = dir,
 	                    .base = base,
 	                    .err = err};
-	struct toml_value *root, *ovr = NULL;
+	struct toml_value *root, *ovr = NULL, *forced = NULL;
 	int rc;
 
 	err->msg[0] = '\0';
 	root = parse(name, text, len, err);
 	if (!root)
 		return NULL;
-	if (ovr_text && !(ovr = parse(ld.ovr_name, ovr_text, strlen(ovr_text), err))) {
+	if ((ovr_text && !(ovr = parse(ld.ovr_name, ovr_text, strlen(ovr_text), err))) ||
+	    (forced_text[0] && !forced_off &&
+	     !(forced = parse(FORCED_NAME, forced_text, strlen(forced_text), err)))) {
 		toml_free(root);
+		toml_free(ovr);
 		return NULL;
 	}
 	ld.root = root;
 	ld.ovr = ovr;
+	ld.forced = forced;
 	ld.c = calloc(1, sizeof(*ld.c));
 	rc = ld.c ? decode(&ld) : cfg_fail(&ld, 0, "out of memory");
 	toml_free(root);
 	toml_free(ovr);
+	toml_free(forced);
 	if (rc) {
 		cfg_free(ld.c);
 		return NULL;

@@ -96,7 +96,7 @@ struct cfg {
 	char path[CFG_PATH_MAX]; /* file it was loaded from ("" if from memory) */
 
 	char listen_address[CFG_HOST_MAX]; /* "host:port", default "127.0.0.1:5433" */
-	char admin_address[CFG_HOST_MAX];  /* default "127.0.0.1:9090", "" = off */
+	char admin_address[CFG_HOST_MAX];  /* default "127.0.0.1:8432", "" = off */
 	int workers;                       /* 0 = online CPUs */
 	enum cfg_io_backend io_backend;
 	char unix_socket_dir[CFG_PATH_MAX]; /* "" = no Unix socket */
@@ -114,8 +114,20 @@ struct cfg {
 	char control_admin_address[CFG_HOST_MAX]; /* helios-cp admin HTTP, "" = off */
 	int heartbeat_interval_ms;                /* default 1000 */
 	int health_check_interval_secs;           /* default 2 */
-	char overrides_file[CFG_PATH_MAX];        /* resolved; default "<config path>.live.toml" */
-	char admin_users[CFG_LIST_MAX];           /* comma-separated; see cfg_is_admin_user() */
+	/* resolved; default "<state_dir>/<config name>.live.toml" with state_dir,
+	 * else "<config path>.live.toml" */
+	char overrides_file[CFG_PATH_MAX];
+	bool watch_config;              /* inotify on the file: a change applies like SIGHUP */
+	char admin_users[CFG_LIST_MAX]; /* comma-separated; see cfg_is_admin_user() */
+	/* Who may use the control plane (common/cpauth.h, docs/control-plane.md) */
+	char control_token[CFG_SECRET_MAX];         /* shared secret; "" = none */
+	char control_tls_cert[CFG_PATH_MAX];        /* tls+tcp://: own certificate (PEM) */
+	char control_tls_key[CFG_PATH_MAX];         /* its private key (PEM) */
+	char control_tls_ca[CFG_PATH_MAX];          /* CA that signs the other side's */
+	char control_tls_server_name[CFG_HOST_MAX]; /* "" = the host of the URL */
+	bool control_tls_verify_client;             /* default true */
+	bool control_allow_insecure;                /* default false */
+	char control_socket_group[CFG_NAME_MAX];    /* ipc socket 0660 with it; "" = 0600 */
 
 	struct {
 		enum cfg_pool_mode mode;         /* default session */
@@ -173,7 +185,8 @@ struct cfg {
 	struct {
 		bool enabled;                /* default false */
 		int slow_query_threshold_ms; /* default 1000, 0 = no slow query log */
-		/* resolved; "" from a file becomes "<config path>.slow.jsonl" */
+		/* resolved; "" from a file becomes "<state_dir>/<config name>.slow.jsonl"
+		 * with state_dir, else "<config path>.slow.jsonl" */
 		char slow_query_log[CFG_PATH_MAX];
 		int slow_query_log_max_mb; /* default 64 */
 		int max_fingerprints;      /* per worker, default 2000 */
@@ -247,7 +260,10 @@ struct cfg_error {
  * Relative paths (users_file, TLS files, overrides_file, slow_query_log)
  * resolve against the file's folder, made absolute; users_file is read and
  * appended to auth.users; an empty overrides_file becomes "<path>.live.toml"
- * and an empty analytics.slow_query_log "<path>.slow.jsonl". */
+ * and an empty analytics.slow_query_log "<path>.slow.jsonl" (in state_dir,
+ * named after the file, when state_dir is set). "${NAME}" in a string value
+ * is environment variable NAME ("$${" a literal "${"); an unset one is an
+ * error naming file, line and key. */
 struct cfg *cfg_load_file(const char *path, struct cfg_error *err);
 /* Same from memory (len bytes, need not be NUL-terminated); name is used in
  * messages in place of a file name; relative paths stay relative to the
@@ -261,6 +277,18 @@ struct cfg *cfg_load_string(const char *name, const char *text, size_t len, stru
  * (error). ovr_text NULL = none. */
 struct cfg *cfg_load_file_with(const char *path, const char *ovr_name, const char *ovr_text,
                                struct cfg_error *err);
+/* A value given on the command line (heliosproxy --listen and
+ * --admin-address, helios-cp --admin-address): every config this process
+ * loads afterwards (the file, reloads, snapshots from a control plane) takes
+ * it over the file's and the overrides file's value; errors about it name
+ * "command line". Checked like helioctl config set. Call before any thread
+ * loads a config. 0, or -1 with err. */
+int cfg_force_value(const char *dotted, const char *value, struct cfg_error *err);
+/* Forgets the values cfg_force_value() set (tests). */
+void cfg_force_clear(void);
+/* off: loads ignore the forced values until called again with false (to
+ * see the file as helioctl does); start-up only, before other threads load. */
+void cfg_force_suspend(bool off);
 /* Frees c and wipes the passwords it held; NULL is fine. */
 void cfg_free(struct cfg *c);
 

@@ -8,9 +8,11 @@
 
 #include "common/cfg_keys.h"
 #include "common/cidr.h"
+#include "common/cpauth.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,7 +129,7 @@ static int validate_tls(struct loader *ld)
 /* An nng URL in a form nng can dial and listen on. */
 static int check_url(struct loader *ld, const char *name, const char *url)
 {
-	static const char *const schemes[] = {"ipc://", "tcp://", "inproc://"};
+	static const char *const schemes[] = {"ipc://", "tcp://", "tls+tcp://", "inproc://"};
 	char shown[160];
 	struct cfg_buf b;
 
@@ -140,8 +142,8 @@ static int check_url(struct loader *ld, const char *name, const char *url)
 	cfg_buf_init(&b, shown, sizeof(shown));
 	cfg_buf_quote(&b, url, strlen(url));
 	return cfg_fail_key(ld, "", -1, name,
-	                    "key '%s': %s is not an nng URL (ipc:///path, tcp://host:port or "
-	                    "inproc://name)",
+	                    "key '%s': %s is not an nng URL (ipc:///path, tcp://host:port, "
+	                    "tls+tcp://host:port or inproc://name)",
 	                    name, shown);
 }
 
@@ -410,6 +412,84 @@ static int validate_formats(struct loader *ld)
 	return 0;
 }
 
+/* A control_tls_* file: readable, when set (in a file's config). */
+static int check_control_file(struct loader *ld, const char *name, const char *path)
+{
+	struct stat st;
+	int fd;
+
+	/* A snapshot (loaded from memory) names the control plane's own
+	 * files, which need not exist where a data plane applies it. */
+	if (!path[0] || !ld->dir)
+		return 0;
+	fd = cfg_open_regular(path, &st);
+	if (fd < 0)
+		return cfg_fail_key(ld, "", -1, name, "key '%s': cannot read \"%s\": %s", name,
+		                    path, strerror(-fd));
+	close(fd);
+	return 0;
+}
+
+/* Control addresses: TLS files that tls+tcp:// needs, and no address
+ * other hosts can reach without a token or client certificates unless
+ * control_allow_insecure says so (common/cpauth.h). */
+static int check_control_url(struct loader *ld, const char *name, const char *url)
+{
+	const struct cfg *c = ld->c;
+	char shown[160];
+
+	if (!url[0])
+		return 0;
+	if (cpauth_is_tls(url)) {
+		if (!c->control_tls_ca[0])
+			return cfg_fail_key(
+			    ld, "", -1, "control_tls_ca",
+			    "key 'control_tls_ca' is required when %s is tls+tcp:// (the CA that "
+			    "signs the control plane's certificate%s)",
+			    name, c->control_tls_verify_client ? " and the clients'" : "");
+		if (c->control_tls_verify_client &&
+		    (!c->control_tls_cert[0] || !c->control_tls_key[0]))
+			return cfg_fail_key(
+			    ld, "", -1,
+			    c->control_tls_cert[0] ? "control_tls_key" : "control_tls_cert",
+			    "key '%s' is required when %s is tls+tcp:// and "
+			    "control_tls_verify_client = true (every side presents a certificate)",
+			    c->control_tls_cert[0] ? "control_tls_key" : "control_tls_cert", name);
+	}
+	if (cpauth_url_unprotected(c, url))
+		return cfg_fail_key(
+		    ld, "", -1, name,
+		    "key '%s': %s can be reached from other hosts and nothing authenticates "
+		    "its clients: anyone there could change the configuration. Set "
+		    "control_token, or use tls+tcp:// with control_tls_ca and "
+		    "control_tls_verify_client = true, or bind it to 127.0.0.1; "
+		    "control_allow_insecure = true accepts it as it is",
+		    name, quoted(shown, sizeof(shown), url));
+	return 0;
+}
+
+static int validate_control(struct loader *ld)
+{
+	const struct cfg *c = ld->c;
+	int rc;
+
+	if ((rc = check_control_file(ld, "control_tls_ca", c->control_tls_ca)) ||
+	    (rc = check_control_file(ld, "control_tls_cert", c->control_tls_cert)) ||
+	    (rc = check_control_file(ld, "control_tls_key", c->control_tls_key)) ||
+	    (rc = check_control_url(ld, "control_address", c->control_address)) ||
+	    (rc = check_control_url(ld, "control_socket", c->control_socket)))
+		return rc;
+	/* like the files: a snapshot's group is the control plane's business */
+	if (c->control_socket_group[0] && ld->dir && !getgrnam(c->control_socket_group)) {
+		char shown[CFG_NAME_MAX * 6 + 8];
+		return cfg_fail_key(ld, "", -1, "control_socket_group",
+		                    "key 'control_socket_group': there is no group %s on this "
+		                    "system",
+		                    quoted(shown, sizeof(shown), c->control_socket_group));
+	}
+	return 0;
+}
+
 /* Rules that span keys; runs once every key has its value. */
 int cfg_validate(struct loader *ld)
 {
@@ -452,5 +532,7 @@ int cfg_validate(struct loader *ld)
 		rc = check_tenants(ld);
 	if (rc == 0)
 		rc = validate_tls(ld);
+	if (rc == 0)
+		rc = validate_control(ld);
 	return rc;
 }

@@ -18,6 +18,8 @@ struct loader {
 	const char *base;     /* file name without folder; NULL = not from a file */
 	const struct toml_value *root;
 	const struct toml_value *ovr; /* overrides, NULL = none */
+	/* command-line values (cfg_force_value), laid over both; NULL = none */
+	const struct toml_value *forced;
 	struct cfg *c;
 	struct cfg_error *err;
 };

@@ -63,10 +63,11 @@ static const char *const xdp_modes[] = {"generic", "native", "auto", NULL};
 static const struct cfg_key keys[] = {
     {"", "listen_address", CFG_KEY_STRING, F_CFG(listen_address), "127.0.0.1:5433", 0, 0, NULL,
      RESTART, "Address clients connect to, as host:port; IPv6 as \"[::1]:5433\"."},
-    {"", "admin_address", CFG_KEY_STRING, F_CFG(admin_address), "127.0.0.1:9090", 0, 0, NULL,
+    {"", "admin_address", CFG_KEY_STRING, F_CFG(admin_address), "127.0.0.1:8432", 0, 0, NULL,
      RESTART,
-     "The data plane's admin HTTP (/metrics, /healthz, /readyz, /status), as host:port; "
-     "empty = off."},
+     "The data plane's admin HTTP (/metrics, /livez, /healthz, /readyz, /status), as "
+     "host:port; empty = off. In a pod bind 0.0.0.0:8432 so kubelet probes and Prometheus "
+     "reach it (or heliosproxy --admin-address)."},
     {"", "workers", CFG_KEY_INT, F_CFG(workers), "0", 0, 256, NULL, RESTART,
      "Worker threads, each with its own event loop; 0 = one per online CPU."},
     {"", "io_backend", CFG_KEY_ENUM, F_CFG(io_backend), "auto", 0, 0, io_backends, RESTART,
@@ -99,15 +100,47 @@ static const struct cfg_key keys[] = {
     {"", "control_socket", CFG_KEY_STRING, F_CFG(control_socket), "", 0, 0, NULL, RESTART,
      "Where the in-process control plane listens for helioctl (nng URL); empty = "
      "ipc://<state_dir>/heliosproxy-<listen port>.ctl."},
+    {"", "control_token", CFG_KEY_STRING, F_CFG(control_token), "", 0, 0, NULL, SECRET | RESTART,
+     "Shared secret every data plane and helioctl must present to the control plane "
+     "(helios-cp, or heliosproxy's own on control_socket); requests without it are refused. "
+     "Empty = none. Write it as \"${HELIOS_CONTROL_TOKEN}\" to take it from the "
+     "environment."},
+    {"", "control_tls_cert", CFG_KEY_STRING, F_CFG(control_tls_cert), "", 0, 0, NULL,
+     PATH | RESTART,
+     "tls+tcp:// control addresses: this side's certificate (PEM): helios-cp's server "
+     "certificate, a data plane's client certificate."},
+    {"", "control_tls_key", CFG_KEY_STRING, F_CFG(control_tls_key), "", 0, 0, NULL, PATH | RESTART,
+     "The private key of control_tls_cert (PEM, not encrypted)."},
+    {"", "control_tls_ca", CFG_KEY_STRING, F_CFG(control_tls_ca), "", 0, 0, NULL, PATH | RESTART,
+     "tls+tcp://: CA certificates (PEM) that sign the other side's certificate: data planes "
+     "verify helios-cp with it, helios-cp verifies client certificates with it."},
+    {"", "control_tls_verify_client", CFG_KEY_BOOL, F_CFG(control_tls_verify_client), "true", 0, 0,
+     NULL, RESTART,
+     "tls+tcp://: helios-cp accepts only clients with a certificate signed by control_tls_ca "
+     "(data planes and helioctl then need control_tls_cert and control_tls_key)."},
+    {"", "control_tls_server_name", CFG_KEY_STRING, F_CFG(control_tls_server_name), "", 0, 0, NULL,
+     RESTART,
+     "tls+tcp://: the name helios-cp's certificate must carry (DNS name or common name); "
+     "empty = the host of control_address."},
+    {"", "control_allow_insecure", CFG_KEY_BOOL, F_CFG(control_allow_insecure), "false", 0, 0, NULL,
+     RESTART,
+     "Accept a tcp:// (or tls+tcp:// without client certificates) control address that is not "
+     "loopback without control_token: anyone who reaches it can change the configuration."},
+    {"", "control_socket_group", CFG_KEY_STRING, F_CFG(control_socket_group), "", 0, 0, NULL,
+     RESTART,
+     "ipc:// control sockets are mode 0600; with a group name, 0660 and owned by that group "
+     "(it must exist), and the default state directory gets group search permission."},
     {"", "state_dir", CFG_KEY_STRING, F_CFG(state_dir), "", 0, 0, NULL, PATH | RESTART,
-     "Private folder for runtime files (the control socket), created with mode 0700 if "
-     "missing; refused if another user owns it or others may write to it. Empty = "
+     "Private folder for what the proxy writes: the control socket and, when this is set, "
+     "the overrides file and the slow query log (default names <config file name>.live.toml "
+     "and .slow.jsonl in it); created with mode 0700 if missing; refused if another user "
+     "owns it or others may write to it. Empty = the control socket goes to "
      "/run/heliosproxy as root, else $XDG_RUNTIME_DIR/heliosproxy, else "
-     "/tmp/heliosproxy-<uid>."},
-    {"", "control_admin_address", CFG_KEY_STRING, F_CFG(control_admin_address), "127.0.0.1:9091", 0,
+     "/tmp/heliosproxy-<uid>, and the other files next to the config file."},
+    {"", "control_admin_address", CFG_KEY_STRING, F_CFG(control_admin_address), "127.0.0.1:8433", 0,
      0, NULL, RESTART,
-     "helios-cp's own admin HTTP (cluster-wide /metrics, /healthz, /readyz, /status) as "
-     "host:port; empty = off."},
+     "helios-cp's own admin HTTP (cluster-wide /metrics, /livez, /healthz, /readyz, /status) "
+     "as host:port; empty = off (or helios-cp --admin-address)."},
     {"", "heartbeat_interval_ms", CFG_KEY_INT, F_CFG(heartbeat_interval_ms), "1000", 100, 60000,
      NULL, 0,
      "Data planes report to the control plane this often; the control plane marks one lost "
@@ -118,7 +151,13 @@ static const struct cfg_key keys[] = {
      "routing)."},
     {"", "overrides_file", CFG_KEY_STRING, F_CFG(overrides_file), "", 0, 0, NULL, PATH | RESTART,
      "Where helioctl config set persists live changes (TOML, written atomically); empty = "
-     "<config file>.live.toml."},
+     "<state_dir>/<config file name>.live.toml when state_dir is set, else <config "
+     "file>.live.toml. With state_dir set and no file there yet, an old <config "
+     "file>.live.toml is read once and its changes move to state_dir."},
+    {"", "watch_config", CFG_KEY_BOOL, F_CFG(watch_config), "false", 0, 0, NULL, RESTART,
+     "Watch the config file and its folder (inotify) and apply a change like SIGHUP does, "
+     "about 200 ms after the last write; follows the symlink swap of a Kubernetes ConfigMap "
+     "update. Only a change of the file's content reloads."},
     {"", "admin_users", CFG_KEY_STRING, F_CFG(admin_users), "", 0, 0, NULL, 0,
      "Comma-separated users allowed on the admin console (database heliosproxy); they must "
      "be configured users."},
@@ -293,7 +332,8 @@ static const struct cfg_key keys[] = {
      "Statements slower than this go to the slow query log; 0 = off."},
     {"analytics", "slow_query_log", CFG_KEY_STRING, F_CFG(analytics.slow_query_log), "", 0, 0, NULL,
      PATH | RESTART,
-     "Slow query log file (JSON lines); empty = <config file>.slow.jsonl. Opened at start."},
+     "Slow query log file (JSON lines); empty = <state_dir>/<config file name>.slow.jsonl "
+     "when state_dir is set, else <config file>.slow.jsonl. Opened at start."},
     {"analytics", "slow_query_log_max_mb", CFG_KEY_INT, F_CFG(analytics.slow_query_log_max_mb),
      "64", 1, 65536, NULL, RESTART, "Rotate the slow query log at this size (keeps 3 old files)."},
     {"analytics", "max_fingerprints", CFG_KEY_INT, F_CFG(analytics.max_fingerprints), "2000", 10,
@@ -635,6 +675,7 @@ void cfg_buf_init(struct cfg_buf *b, char *p, size_t cap)
 	b->cap = cap;
 	b->len = 0;
 	b->full = cap == 0;
+	b->env_escape = false;
 	if (cap)
 		p[0] = '\0';
 }
@@ -670,6 +711,8 @@ void cfg_buf_quote(struct cfg_buf *b, const char *s, size_t len)
 			cfg_buf_printf(b, "\\t");
 		else if (ch < 0x20 || ch == 0x7f)
 			cfg_buf_printf(b, "\\u%04X", ch);
+		else if (ch == '$' && b->env_escape && i + 1 < len && s[i + 1] == '{')
+			cfg_buf_printf(b, "$$");
 		else
 			cfg_buf_printf(b, "%c", ch);
 	}
@@ -799,10 +842,19 @@ void cfg_write_docs(FILE *out)
 	      "change in `overrides_file`, whose values take precedence over this file; keys of "
 	      "the array tables `[[nodes]]`, `[[schema_routes]]`, `[[cache.tables]]` and "
 	      "`[[auth.users]]` cannot be set that way.\n\n"
+	      "Any string value may name environment variables: `${NAME}` is replaced by the "
+	      "value of NAME (so passwords and tokens can come from a Kubernetes Secret: "
+	      "`password = \"${HELIOS_ALICE_PASSWORD}\"`), `$${` stands for a literal `${`, any "
+	      "other `$` is kept. An unset variable is an error naming file, line and key. "
+	      "Values set with `helioctl config set` are expanded the same way, in the "
+	      "environment of the process that holds the configuration (heliosproxy, or "
+	      "helios-cp). `heliosproxy --listen ADDR --admin-address ADDR` and `helios-cp "
+	      "--admin-address ADDR` override `listen_address`, `admin_address` and "
+	      "`control_admin_address` over this file and the overrides.\n\n"
 	      "A minimal configuration:\n\n"
 	      "```toml\n"
 	      "listen_address = \"127.0.0.1:5433\"\n"
-	      "admin_address = \"127.0.0.1:9090\"\n\n"
+	      "admin_address = \"127.0.0.1:8432\"\n\n"
 	      "[pool_mode]\n"
 	      "mode = \"transaction\"\n"
 	      "max_pool_size = 100\n\n"

@@ -60,6 +60,9 @@ struct cfg_buf {
 	size_t cap;
 	size_t len;
 	bool full;
+	/* cfg_buf_quote writes "${" as "$${", so that text the loader reads
+	 * back keeps a value as it is instead of expanding it again (cfg_to_toml) */
+	bool env_escape;
 };
 
 void cfg_buf_init(struct cfg_buf *b, char *p, size_t cap);

@@ -170,6 +170,7 @@ static void put_strlist(struct sink *s, const struct cfg_key *k, const char *bas
 	sink_put(s, " = [", 4);
 	for (size_t i = 0; i < n; i++) {
 		cfg_buf_init(&b, item, sizeof(item));
+		b.env_escape = true;
 		cfg_buf_printf(&b, "%s", i ? ", " : "");
 		cfg_buf_quote(&b, items[i], strlen(items[i]));
 		if (b.full) /* strings longer than CFG_QNAME_MAX: refuse rather than cut */
@@ -198,6 +199,7 @@ static void put_keys(struct sink *s, const char *section, const char *base)
 			continue;
 		}
 		cfg_buf_init(&b, line, sizeof(line));
+		b.env_escape = true; /* read back by cfg_load_string: no second expansion */
 		cfg_buf_printf(&b, "%s = ", k->name);
 		if (k == users_file)
 			cfg_buf_printf(&b, "\"\"");

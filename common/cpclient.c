@@ -10,10 +10,15 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-int cpclient_call(const char *url, const char *verb, char *const *args, size_t nargs,
-                  int timeout_ms, Helios__CtlResponse **resp, char *err, size_t errlen)
+int cpclient_call(const char *url, const struct cpauth *auth, const char *verb, char *const *args,
+                  size_t nargs, int timeout_ms, Helios__CtlResponse **resp, char *err,
+                  size_t errlen)
 {
+	static const struct cpauth none;
+	if (!auth)
+		auth = &none;
 	*resp = NULL;
 	Helios__CtlRequest req = HELIOS__CTL_REQUEST__INIT;
 	req.verb = (char *)verb;
@@ -21,7 +26,8 @@ int cpclient_call(const char *url, const char *verb, char *const *args, size_t n
 	req.n_args = nargs;
 	req.timeout_ms = (uint32_t)timeout_ms;
 	size_t len;
-	uint8_t *buf = cpwire_pack(HELIOS__MSG_TYPE__MSG_CTL_REQUEST, 0, &req.base, &len);
+	uint8_t *buf =
+	    cpwire_pack_token(HELIOS__MSG_TYPE__MSG_CTL_REQUEST, 0, &req.base, auth->token, &len);
 	if (!buf) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -31,16 +37,24 @@ int cpclient_call(const char *url, const char *verb, char *const *args, size_t n
 	if (rv == 0) {
 		nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
 		nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms + 1000);
+		nng_dialer d;
+		char why[600];
 		rv = rundir_guard_peer(s);
-		if (rv == 0)
-			rv = nng_dial(s, url, NULL, 0);
-		if (rv)
-			snprintf(err, errlen, "no control plane at %s: %s", url, nng_strerror(rv));
+		if (rv == 0 && (rv = cpauth_dialer(s, url, auth, &d, why, sizeof(why))) < 0)
+			snprintf(err, errlen, "control plane at %s: %s", url, why);
+		else if (rv == 0)
+			rv = nng_dialer_start(d, 0);
+		if (rv > 0) {
+			const char *tls = cpauth_tls_dial_error(url, rv);
+			snprintf(err, errlen, "no control plane at %s: %s", url,
+			         tls ? tls : nng_strerror(rv));
+		}
 	} else {
 		snprintf(err, errlen, "nng: %s", nng_strerror(rv));
 	}
 	if (rv == 0 && (rv = nng_send(s, buf, len, 0)) != 0)
 		snprintf(err, errlen, "control plane at %s: send: %s", url, nng_strerror(rv));
+	explicit_bzero(buf, len); /* it holds the token */
 	free(buf);
 	void *in = NULL;
 	size_t in_len = 0;

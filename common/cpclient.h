@@ -5,15 +5,18 @@
 #ifndef HELIOS_CPCLIENT_H
 #define HELIOS_CPCLIENT_H
 
+#include "common/cpauth.h"
 #include "proto/helios.pb-c.h"
 
 #include <stddef.h>
 
-/* Sends CtlRequest{verb, args} to url and waits up to timeout_ms. Returns 0
+/* Sends CtlRequest{verb, args} to url, with auth's token and TLS files (NULL
+ * = none), and waits up to timeout_ms. Returns 0
  * with *resp (free with helios__ctl_response__free_unpacked(r, NULL)), or
  * -1 with a reason in err when the control plane cannot be reached or
  * answers nonsense. */
-int cpclient_call(const char *url, const char *verb, char *const *args, size_t nargs,
-                  int timeout_ms, Helios__CtlResponse **resp, char *err, size_t errlen);
+int cpclient_call(const char *url, const struct cpauth *auth, const char *verb, char *const *args,
+                  size_t nargs, int timeout_ms, Helios__CtlResponse **resp, char *err,
+                  size_t errlen);
 
 #endif

@@ -10,10 +10,18 @@
 uint8_t *cpwire_pack(Helios__MsgType type, uint64_t generation, const ProtobufCMessage *payload,
                      size_t *len)
 {
+	return cpwire_pack_token(type, generation, payload, NULL, len);
+}
+
+uint8_t *cpwire_pack_token(Helios__MsgType type, uint64_t generation,
+                           const ProtobufCMessage *payload, const char *token, size_t *len)
+{
 	Helios__Envelope env = HELIOS__ENVELOPE__INIT;
 	env.proto_version = HELIOS_PROTO_VERSION;
 	env.type = type;
 	env.generation = generation;
+	if (token && token[0])
+		env.token = (char *)token;
 	uint8_t *body = NULL;
 	if (payload) {
 		size_t n = protobuf_c_message_get_packed_size(payload);

@@ -22,6 +22,11 @@
  * buffer (*len bytes), NULL when out of memory. */
 uint8_t *cpwire_pack(Helios__MsgType type, uint64_t generation, const ProtobufCMessage *payload,
                      size_t *len);
+/* cpwire_pack with the sender's control_token in the envelope (NULL or ""
+ * = none). The buffer then holds the secret: wipe it before freeing when it
+ * matters (the token is in the process's config anyway). */
+uint8_t *cpwire_pack_token(Helios__MsgType type, uint64_t generation,
+                           const ProtobufCMessage *payload, const char *token, size_t *len);
 /* Unpacks an envelope; NULL with a reason in err when it is not one, or
  * when its proto_version is newer than HELIOS_PROTO_VERSION. Free with
  * helios__envelope__free_unpacked(e, NULL). */

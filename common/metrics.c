@@ -340,6 +340,12 @@ static void render_process(struct sbuf *out, const struct metrics_info *info)
 		       "Data planes the control plane has heard from.");
 		sample(&f, NULL, 0, vu((uint64_t)info->dataplanes_known));
 	}
+	if (info->runs_cp) {
+		family(&f, out, "helios_control_refused_total", "counter",
+		       "Requests the control plane refused: no or a wrong control_token, or not a "
+		       "control message.");
+		sample(&f, NULL, 0, vu(info->control_refused));
+	}
 }
 
 static void render_link(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n,

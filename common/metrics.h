@@ -39,6 +39,8 @@ struct metrics_info {
 	size_t n_nodes;
 	bool has_config;
 	struct metrics_xdp xdp;
+	bool runs_cp;             /* this process runs a control plane: control_refused applies */
+	uint64_t control_refused; /* its requests refused (token, malformed) */
 };
 
 /* Appends Prometheus text exposition format 0.0.4 of the reports and the

@@ -10,6 +10,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,27 @@ int rundir_prepare(const char *dir, uid_t uid, bool create, char *err, size_t er
 		         dir, (st.st_mode & S_IWOTH) ? "every user" : "its group",
 		         (unsigned)(st.st_mode & 07777));
 		return -EPERM;
+	}
+	return 0;
+}
+
+int rundir_share_with_group(const char *dir, const char *group, char *err, size_t errlen)
+{
+	struct group *gr;
+	struct stat st;
+
+	if (!group || !group[0])
+		return 0;
+	if (!(gr = getgrnam(group))) {
+		snprintf(err, errlen, "control_socket_group: there is no group \"%s\"", group);
+		return -ENOENT;
+	}
+	if (chown(dir, (uid_t)-1, gr->gr_gid) < 0 || stat(dir, &st) < 0 ||
+	    chmod(dir, (st.st_mode & 07777 & ~(mode_t)(S_IWGRP | S_IWOTH)) | S_IXGRP) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "state directory %s: cannot let group %s in (%s)", dir, group,
+		         strerror(e));
+		return -e;
 	}
 	return 0;
 }

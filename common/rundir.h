@@ -50,6 +50,14 @@ bool rundir_of_config(const struct cfg *c, char *buf, size_t cap);
 int rundir_prepare(const char *dir, uid_t uid, bool create, char *err, size_t errlen);
 
 /*
+ * control_socket_group: gives dir (made by rundir_prepare) to group and
+ * lets the group search it (g+x, never g+w), so that the group's members
+ * reach the 0660 socket in it. "" = nothing to do. 0, or -errno with one
+ * line in err.
+ */
+int rundir_share_with_group(const char *dir, const char *group, char *err, size_t errlen);
+
+/*
  * Before connecting to or listening on the Unix socket at path: when
  * something is there, it must be a socket owned by uid (or by root, when
  * root_ok: root can take any path anyway). 0 when nothing is there or it

@@ -27,6 +27,9 @@
 #include "controlplane/probe.h"
 #include "controlplane/xdp.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -34,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -201,17 +205,148 @@ size_t cp_take_ready(struct cp *cp, struct ready **out)
 	return k;
 }
 
+/* ------------------------------------------------------------ who may talk */
+
+/* A peer logged within this long is not logged again... */
+#define REFUSED_QUIET_MS (10 * 60 * 1000)
+/* ...and at most this many refusal lines a minute, whoever sends them (a
+ * scan from many addresses). */
+#define REFUSED_LINES_PER_MIN 10
+
+/* The peer of a pipe: key (what the rate limit counts: the address without
+ * port, or the uid of an ipc peer) and shown (for the log line). */
+static void peer_name(nng_pipe p, char *key, size_t kcap, char *shown, size_t scap)
+{
+	nng_sockaddr sa;
+	char addr[INET6_ADDRSTRLEN] = "";
+	uint64_t uid, pid;
+
+	snprintf(key, kcap, "unknown peer");
+	if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0) {
+		if (sa.s_family == NNG_AF_INET) {
+			inet_ntop(AF_INET, &sa.s_in.sa_addr, addr, sizeof(addr));
+			snprintf(key, kcap, "%s", addr);
+			snprintf(shown, scap, "%s:%u", addr, (unsigned)ntohs(sa.s_in.sa_port));
+			return;
+		}
+		if (sa.s_family == NNG_AF_INET6) {
+			inet_ntop(AF_INET6, sa.s_in6.sa_addr, addr, sizeof(addr));
+			snprintf(key, kcap, "%s", addr);
+			snprintf(shown, scap, "[%s]:%u", addr, (unsigned)ntohs(sa.s_in6.sa_port));
+			return;
+		}
+		if (sa.s_family == NNG_AF_INPROC)
+			snprintf(key, kcap, "this process (inproc)");
+	}
+	if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &uid) == 0) {
+		snprintf(key, kcap, "ipc peer uid %llu", (unsigned long long)uid);
+		if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) == 0) {
+			snprintf(shown, scap, "%s pid %llu", key, (unsigned long long)pid);
+			return;
+		}
+	}
+	snprintf(shown, scap, "%s", key);
+}
+
+/* Under cp->mu: one warning per refused peer (again after
+ * REFUSED_QUIET_MS), at most REFUSED_LINES_PER_MIN a minute; the others
+ * are counted and the next line says how many went unlogged. */
+static void log_refused(struct cp *cp, nng_pipe p, const char *what, const char *why)
+{
+	char key[96], shown[128];
+	uint64_t now = cpwire_mono_ms();
+	struct cp_refused *slot = NULL, *oldest = &cp->refused[0];
+	size_t n = sizeof(cp->refused) / sizeof(cp->refused[0]);
+
+	peer_name(p, key, sizeof(key), shown, sizeof(shown));
+	cp->refused_total++;
+	for (size_t i = 0; i < n; i++) {
+		struct cp_refused *r = &cp->refused[i];
+		if (r->peer[0] && !strcmp(r->peer, key)) {
+			slot = r;
+			break;
+		}
+		if (r->at_ms < oldest->at_ms || (!r->peer[0] && oldest->peer[0]))
+			oldest = r;
+	}
+	if (slot && now - slot->at_ms < REFUSED_QUIET_MS) {
+		cp->refused_quiet++;
+		return;
+	}
+	if (now - cp->refused_window_ms >= 60000 || !cp->refused_window_ms) {
+		cp->refused_window_ms = now;
+		cp->refused_lines = 0;
+	}
+	if (cp->refused_lines >= REFUSED_LINES_PER_MIN) {
+		cp->refused_quiet++;
+		return;
+	}
+	if (!slot)
+		slot = oldest;
+	snprintf(slot->peer, sizeof(slot->peer), "%s", key);
+	slot->at_ms = now;
+	cp->refused_lines++;
+	char more[96] = "";
+	if (cp->refused_quiet)
+		snprintf(more, sizeof(more), " (%llu other refusals not logged before this one)",
+		         (unsigned long long)cp->refused_quiet);
+	cp->refused_quiet = 0;
+	log_warn("control plane: refused %s from %s: %s; further refusals of this peer are not "
+	         "logged for %d minutes%s",
+	         what, shown, why, REFUSED_QUIET_MS / 60000, more);
+}
+
+static const char *msg_what(Helios__MsgType t)
+{
+	switch (t) {
+	case HELIOS__MSG_TYPE__MSG_REGISTER:
+		return "a data plane registration";
+	case HELIOS__MSG_TYPE__MSG_HEARTBEAT:
+		return "a data plane heartbeat";
+	case HELIOS__MSG_TYPE__MSG_CTL_REQUEST:
+		return "a helioctl request";
+	default:
+		return "a message";
+	}
+}
+
+/* What a peer without the right token gets: no status, no paths, no
+ * generation, only the refusal. */
+static nng_msg *refusal(Helios__MsgType t)
+{
+	static char msg[] = "control plane refused the request: missing or wrong token "
+	                    "(control_token; helioctl: --token or $HELIOS_CONTROL_TOKEN)";
+	if (t == HELIOS__MSG_TYPE__MSG_CTL_REQUEST) {
+		Helios__CtlResponse r = HELIOS__CTL_RESPONSE__INIT;
+		r.status = 1;
+		r.message = msg;
+		return cp_pack_msg(HELIOS__MSG_TYPE__MSG_CTL_RESPONSE, 0, &r.base);
+	}
+	Helios__Reply r = HELIOS__REPLY__INIT;
+	r.error = msg;
+	return cp_pack_msg(HELIOS__MSG_TYPE__MSG_REPLY, 0, &r.base);
+}
+
 static void handle_msg(struct cp *cp, struct work *w, nng_msg *msg)
 {
 	char err[300];
+	nng_pipe pipe = nng_msg_get_pipe(msg);
 	Helios__Envelope *e = cpwire_unpack(nng_msg_body(msg), nng_msg_len(msg), err, sizeof(err));
 	nng_msg_free(msg);
 	w->state = W_SEND;
 	if (!e) {
-		log_warn("control plane: refused a message: %s", err);
+		log_refused(cp, pipe, "a message", err);
 		Helios__Reply r = HELIOS__REPLY__INIT;
 		r.error = err;
 		w->out = cp_pack_msg(HELIOS__MSG_TYPE__MSG_REPLY, cp->generation, &r.base);
+		return;
+	}
+	if (cp->auth.token[0] && !cpauth_token_equal(cp->auth.token, e->token ? e->token : "")) {
+		log_refused(cp, pipe, msg_what(e->type),
+		            e->token && e->token[0] ? "wrong control_token"
+		                                    : "no control_token in the request");
+		w->out = refusal(e->type);
+		helios__envelope__free_unpacked(e, NULL);
 		return;
 	}
 	bool parked = false;
@@ -348,6 +483,7 @@ static void cp_free(struct cp *cp)
 	cp_free_secret(cp->snapshot_toml);
 	cfg_free(cp->live);
 	cfg_free(cp->file);
+	cpauth_wipe(&cp->auth);
 	pthread_mutex_destroy(&cp->mu);
 	pthread_cond_destroy(&cp->cv);
 	free(cp);
@@ -357,22 +493,44 @@ static int listen_on(struct cp *cp, const char *url, char *err, size_t errlen)
 {
 	nng_listener l;
 	char why[600];
+	bool ipc = !strncmp(url, "ipc://", 6);
+	const char *group = cp->file->control_socket_group;
+	struct group *gr = NULL;
 	/* nng connects to a file already at the path to see whether it is
 	 * stale: never to another user's (see common/rundir.h). */
-	if (!strncmp(url, "ipc://", 6) &&
-	    rundir_check_socket(url + 6, geteuid(), false, why, sizeof(why)) < 0) {
+	if (ipc && rundir_check_socket(url + 6, geteuid(), false, why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "control plane cannot listen on %s: %s", url, why);
 		return -1;
 	}
-	int rv = nng_listener_create(&l, cp->sock, url);
-	if (rv == 0 && !strncmp(url, "ipc://", 6))
-		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600);
+	if (ipc && group[0] && !(gr = getgrnam(group))) {
+		snprintf(err, errlen,
+		         "control plane cannot listen on %s: control_socket_group: no "
+		         "group \"%s\"",
+		         url, group);
+		return -1;
+	}
+	int rv = cpauth_listener(cp->sock, url, &cp->auth, &l, why, sizeof(why));
+	if (rv < 0) {
+		snprintf(err, errlen, "control plane cannot listen on %s: %s", url, why);
+		return -1;
+	}
+	/* the group's members may connect: rw for the group, nothing for
+	 * others; nng applies the mode right after bind(2), inside the private
+	 * state directory */
+	if (rv == 0 && ipc)
+		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, gr ? 0660 : 0600);
 	if (rv == 0)
 		rv = nng_listener_start(l, 0);
 	if (rv) {
 		snprintf(
 		    err, errlen, "control plane cannot listen on %s: %s%s", url, nng_strerror(rv),
 		    rv == NNG_EADDRINUSE ? " (another heliosproxy or helios-cp uses it?)" : "");
+		return -1;
+	}
+	if (gr && chown(url + 6, (uid_t)-1, gr->gr_gid) < 0) {
+		snprintf(err, errlen, "control plane: cannot give %s to group %s: %s", url + 6,
+		         group, strerror(errno));
+		nng_listener_close(l);
 		return -1;
 	}
 	return 0;
@@ -400,11 +558,17 @@ struct cp *cp_start(const struct cp_opts *o, char *err, size_t errlen)
 	const char *sv = getenv("HELIOS_CP_SNAPSHOT_SCHEMA");
 	if (sv && atoi(sv) > 0)
 		cp->schema = (uint32_t)atoi(sv);
-	/* realpath() into a buffer assumes PATH_MAX bytes: let it allocate */
-	char *rp = realpath(o->config_path, NULL);
-	snprintf(cp->path, sizeof(cp->path), "%s",
-	         rp && strlen(rp) < sizeof(cp->path) ? rp : o->config_path);
-	free(rp);
+	/* absolute, symlinks kept: a Kubernetes ConfigMap update swaps the
+	 * folder the file resolves to, and a reload must read the new one */
+	char cwd[CFG_PATH_MAX];
+	size_t cl = o->config_path[0] != '/' && getcwd(cwd, sizeof(cwd)) ? strlen(cwd) : 0;
+	if (cl && cl + 1 + strlen(o->config_path) < sizeof(cp->path)) {
+		memcpy(cp->path, cwd, cl);
+		cp->path[cl] = '/';
+		memcpy(cp->path + cl + 1, o->config_path, strlen(o->config_path) + 1);
+	} else {
+		snprintf(cp->path, sizeof(cp->path), "%s", o->config_path);
+	}
 
 	struct cfg_error cerr;
 	struct cfg *file = cfg_load_file(cp->path, &cerr);
@@ -415,6 +579,12 @@ struct cp *cp_start(const struct cp_opts *o, char *err, size_t errlen)
 	}
 	snprintf(cp->ovr_path, sizeof(cp->ovr_path), "%s", file->overrides_file);
 	cp->file = file;
+	/* the overrides file (and the slow query log) may live there: a
+	 * missing folder is made private, as the control socket's is */
+	if (file->state_dir[0] && mkdir(file->state_dir, 0700) < 0 && errno != EEXIST)
+		log_warn("control plane: cannot create state_dir %s: %s", file->state_dir,
+		         strerror(errno));
+	cpauth_from_cfg(&cp->auth, file);
 	char *text;
 	uint64_t gen;
 	if (cp_config_read_overrides(cp, &text, &gen, err, errlen) < 0) {

@@ -39,6 +39,7 @@ struct cp_info {
 	int dataplanes_connected, dataplanes_known;
 	double uptime_secs;
 	struct metrics_xdp xdp; /* the XDP filter it manages (controlplane/xdp.h) */
+	uint64_t refused;       /* requests refused (token, malformed) */
 };
 void cp_get_info(struct cp *cp, struct cp_info *out);
 

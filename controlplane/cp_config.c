@@ -110,11 +110,24 @@ int cp_config_read_overrides(struct cp *cp, char **text_out, uint64_t *gen, char
 {
 	*text_out = NULL;
 	*gen = 0;
-	FILE *f = fopen(cp->ovr_path, "r");
+	const char *from = cp->ovr_path;
+	FILE *f = fopen(from, "r");
+	/* state_dir newly set: the live changes made so far are in the old
+	 * place, beside the config file; read them once (the caller writes
+	 * them to the new place) */
+	char legacy[CFG_PATH_MAX + 16];
+	snprintf(legacy, sizeof(legacy), "%s.live.toml", cp->path);
+	if (!f && errno == ENOENT && cp->file && cp->file->state_dir[0] &&
+	    strcmp(legacy, cp->ovr_path) && (f = fopen(legacy, "r"))) {
+		from = legacy;
+		log_info("control plane: live overrides read from %s, their place before state_dir "
+		         "was set; from now on they are kept in %s",
+		         legacy, cp->ovr_path);
+	}
 	if (!f) {
 		if (errno == ENOENT)
 			return 0;
-		snprintf(err, errlen, "cannot read %s: %s", cp->ovr_path, strerror(errno));
+		snprintf(err, errlen, "cannot read %s: %s", from, strerror(errno));
 		return -1;
 	}
 	struct sbuf b;

@@ -1,11 +1,12 @@
 /*
- * The control plane's admin HTTP (/metrics, /status, /healthz, /readyz)
+ * The control plane's admin HTTP (/metrics, /status, /livez, /healthz, /readyz)
  * and cp_get_info: cluster-wide figures from the data planes' last reports,
  * the node table and the XDP filter's counters.
  */
 #include "controlplane/cp.h"
 #include "controlplane/cp_internal.h"
 
+#include "common/admin_http.h"
 #include "common/cpwire.h"
 #include "common/metrics.h"
 #include "common/sbuf.h"
@@ -39,6 +40,8 @@ static void fill_info(struct cp *cp, struct metrics_info *mi, const Helios__Stat
 	mi->cp_connected = -1;
 	mi->cp_last_contact_secs = -1;
 	mi->has_config = cp->live != NULL;
+	mi->runs_cp = true;
+	mi->control_refused = cp->refused_total;
 	mi->nodes = (const Helios__NodeStatus *const *)cp->nodes;
 	mi->n_nodes = cp->n_nodes;
 	xdp_metrics(cp, &mi->xdp);
@@ -57,12 +60,36 @@ static void fill_info(struct cp *cp, struct metrics_info *mi, const Helios__Stat
 			(*reps)[(*n)++] = d->hb->report;
 }
 
-static bool primary_up(struct cp *cp)
+/* /livez (and its alias /healthz): this thread got the control plane's
+ * lock, so nothing holds it stuck. /readyz: a configuration is loaded and
+ * the listener runs (it is up once cp_start returned), not stopping; the
+ * primary is not a condition: data planes keep serving without helios-cp.
+ * "?verbose": one line per check. -1 when url is not a probe. */
+static int probe_answer(struct cp *cp, const char *url, struct sbuf *body)
 {
-	for (size_t i = 0; i < cp->n_nodes; i++)
-		if (!strcmp(cp->nodes[i]->role, "primary") && cp->nodes[i]->healthy)
-			return true;
-	return false;
+	bool ready = !strcmp(url, "/readyz"), verbose = admin_http_has_arg("verbose");
+	bool cfg_ok = cp->live != NULL, listening = !cp->stopping;
+
+	if (!ready && strcmp(url, "/livez") && strcmp(url, "/healthz"))
+		return -1;
+	if (!ready) {
+		sbuf_puts(body, verbose ? "ok lock\n" : "ok\n");
+		return 200;
+	}
+	if (verbose) {
+		if (cfg_ok)
+			sbuf_printf(body, "ok config generation %llu\n",
+			            (unsigned long long)cp->generation);
+		else
+			sbuf_puts(body, "fail config: no configuration\n");
+		sbuf_puts(body, listening ? "ok listener\n" : "fail listener: stopping\n");
+	} else if (cfg_ok && listening) {
+		sbuf_puts(body, "ready\n");
+	} else {
+		sbuf_printf(body, "not ready: %s\n",
+		            !cfg_ok ? "config: no configuration" : "listener: stopping");
+	}
+	return cfg_ok && listening ? 200 : 503;
 }
 
 int cp_http_handler(void *ctx, const char *url, struct sbuf *body, const char **ctype)
@@ -83,19 +110,9 @@ int cp_http_handler(void *ctx, const char *url, struct sbuf *body, const char **
 			metrics_status_json(body, reps, n, &mi);
 		free(reps);
 		*ctype = is_metrics ? METRICS_CONTENT_TYPE : "application/json";
-	} else if (!strcmp(url, "/healthz")) {
-		sbuf_puts(body, "ok\n");
-	} else if (!strcmp(url, "/readyz")) {
-		if (cp->live && primary_up(cp)) {
-			sbuf_puts(body, "ready\n");
-		} else {
-			status = 503;
-			sbuf_puts(body, cp->live ? "not ready: no reachable primary node\n"
-			                         : "not ready: no configuration\n");
-		}
-	} else {
+	} else if ((status = probe_answer(cp, url, body)) < 0) {
 		status = 404;
-		sbuf_puts(body, "not found: try /metrics, /healthz, /readyz or /status\n");
+		sbuf_puts(body, "not found: try /metrics, /livez, /healthz, /readyz or /status\n");
 	}
 	pthread_mutex_unlock(&cp->mu);
 	return status;
@@ -114,5 +131,6 @@ void cp_get_info(struct cp *cp, struct cp_info *out)
 			out->dataplanes_connected++;
 	}
 	xdp_metrics(cp, &out->xdp);
+	out->refused = cp->refused_total;
 	pthread_mutex_unlock(&cp->mu);
 }

@@ -8,6 +8,7 @@
 #define HELIOS_CP_INTERNAL_H
 
 #include "common/cfg.h"
+#include "common/cpauth.h"
 #include "common/cpwire.h"
 
 #include <nng/nng.h>
@@ -127,6 +128,18 @@ struct cp {
 	} * seen;
 	size_t n_seen;
 	struct prober *checker; /* libpq checks (role, lag) */
+
+	/* Who may talk to it: control_token and the TLS files, as at start
+	 * (restart keys). Refused requests are logged once per peer (cp.c). */
+	struct cpauth auth;
+	struct cp_refused {
+		char peer[96]; /* address, or ipc uid; "" = free */
+		uint64_t at_ms;
+	} refused[32];
+	uint64_t refused_total;
+	uint64_t refused_window_ms; /* start of the minute refused_lines counts */
+	unsigned refused_lines;
+	uint64_t refused_quiet; /* refusals not logged since the last line */
 
 	uint64_t start_ms;
 	struct admin_http *http;

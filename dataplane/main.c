@@ -5,6 +5,7 @@
  * logged and the running config stays.
  */
 #include "common/cfg.h"
+#include "common/cfgwatch.h"
 #include "common/cpclient.h"
 #include "common/log.h"
 #include "common/proc.h"
@@ -36,9 +37,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/cpwire.h"
+
+#include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
+#include <openssl/opensslv.h>
 
 static void usage(FILE *f)
 {
@@ -50,7 +56,30 @@ static void usage(FILE *f)
 	           "                                            given, is served until it answers\n"
 	           "       heliosproxy --check-config FILE      validate a config and exit\n"
 	           "       heliosproxy --print-config-docs      print docs/configuration.md\n"
-	           "       heliosproxy --version\n");
+	           "       heliosproxy --version\n"
+	           "options (they win over the file, live overrides and reloads, and apply to\n"
+	           "--check-config too):\n"
+	           "  --listen ADDR          listen_address, host:port\n"
+	           "  --admin-address ADDR   admin_address (admin HTTP: /metrics, /livez,\n"
+	           "                         /readyz, /status), host:port; \"\" = off\n");
+}
+
+/* What this binary was built with, one "name=value" per feature on one line:
+ * a container image has no build log, so `heliosproxy --version` is how an
+ * operator (and make image, for the io.heliosproxy.bpf label) learns whether
+ * the BPF fast path was compiled in (it is built out where BTF, clang or
+ * bpftool was missing). io_uring is always compiled in; whether the kernel and
+ * the seccomp profile allow it is probed at start (io_backend = "auto"). */
+static void print_version(void)
+{
+	printf("heliosproxy %s\n", HELIOS_VERSION);
+	printf("features: bpf-fastpath=%s io_uring=yes tls=openssl-%s nng=%s control-tls=%s\n",
+#if HELIOS_HAVE_BPF
+	       "yes",
+#else
+	       "no",
+#endif
+	       OPENSSL_VERSION_STR, nng_version(), nng_tls_engine_name());
 }
 
 static enum io_backend choose_backend(const struct cfg *c)
@@ -84,7 +113,7 @@ static void reload(struct cp *cp, const char *url)
 		return;
 	}
 	Helios__CtlResponse *r = NULL;
-	if (cpclient_call(url, "reload", NULL, 0, 10000, &r, msg, sizeof(msg)) < 0) {
+	if (cpclient_call(url, cplink_auth(), "reload", NULL, 0, 10000, &r, msg, sizeof(msg)) < 0) {
 		log_error("SIGHUP: cannot ask the control plane to reload: %s", msg);
 		return;
 	}
@@ -96,6 +125,21 @@ static void reload(struct cp *cp, const char *url)
 }
 
 #define INPROC_URL "inproc://heliosproxy-control"
+
+/* The in-process control plane's helioctl URL: the one helioctl -c FILE
+ * computes, so from the file without --listen (whose port names the socket);
+ * c (loaded with it) when the file cannot be read again. */
+static void control_url_of_file(const char *path, const struct cfg *c, char *buf, size_t cap)
+{
+	struct cfg_error err;
+	struct cfg *file;
+
+	cfg_force_suspend(true);
+	file = cfg_load_file(path, &err);
+	cfg_force_suspend(false);
+	cfg_control_url(file ? file : c, buf, cap);
+	cfg_free(file);
+}
 
 /* ------------------------------------------------------------ workers
  * What a worker thread runs is registered here, at its start: conn/ owns
@@ -243,11 +287,14 @@ int main(int argc, char **argv)
 	    {"control-plane", required_argument, NULL, 'P'},
 	    {"check-config", required_argument, NULL, 'C'},
 	    {"print-config-docs", no_argument, NULL, 'D'},
+	    {"listen", required_argument, NULL, 'L'},
+	    {"admin-address", required_argument, NULL, 'A'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *path = NULL, *cp_arg = NULL;
+	const char *path = NULL, *cp_arg = NULL, *check = NULL;
+	struct cfg_error ferr;
 	int o;
 	while ((o = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (o) {
@@ -257,22 +304,24 @@ int main(int argc, char **argv)
 		case 'P':
 			cp_arg = optarg;
 			break;
-		case 'C': {
-			struct cfg_error err;
-			struct cfg *c = cfg_load_file(optarg, &err);
-			if (!c) {
-				fprintf(stderr, "%s\n", err.msg);
-				return 1;
+		case 'C':
+			check = optarg;
+			break;
+		case 'L':
+		case 'A':
+			/* before anything loads a config: every load takes it */
+			if (cfg_force_value(o == 'L' ? "listen_address" : "admin_address", optarg,
+			                    &ferr) < 0) {
+				fprintf(stderr, "heliosproxy: --%s: %s\n",
+				        o == 'L' ? "listen" : "admin-address", ferr.msg);
+				return 2;
 			}
-			printf("%s: configuration is valid\n", optarg);
-			cfg_free(c);
-			return 0;
-		}
+			break;
 		case 'D':
 			cfg_write_docs(stdout);
 			return 0;
 		case 'V':
-			printf("heliosproxy %s\n", HELIOS_VERSION);
+			print_version();
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -281,6 +330,17 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (check) {
+		struct cfg_error err;
+		struct cfg *c = cfg_load_file(check, &err);
+		if (!c) {
+			fprintf(stderr, "%s\n", err.msg);
+			return 1;
+		}
+		printf("%s: configuration is valid\n", check);
+		cfg_free(c);
+		return 0;
 	}
 	if (!path && !cp_arg) {
 		usage(stderr);
@@ -293,6 +353,7 @@ int main(int argc, char **argv)
 
 	char msg[512] = "";
 	struct cfg *c = NULL;
+	bool watch = false;
 	if (path) {
 		struct cfg_error err;
 		c = cfg_load_file(path, &err);
@@ -301,6 +362,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		log_set_level_str(c->log_level);
+		watch = c->watch_config;
 	}
 	/* the router learns the control plane's table and drained nodes
 	 * from the report layer (it may not call up into it) */
@@ -326,13 +388,23 @@ int main(int argc, char **argv)
 		snprintf(url_copy, sizeof(url_copy), "%s", c->control_address);
 	const char *url = cp_arg ? cp_arg : (url_copy[0] ? url_copy : NULL);
 	struct cp *cp = NULL;
+	/* what the link presents to the control plane: the file's control_*
+	 * keys; without a file (--control-plane alone) the token may come from
+	 * $HELIOS_CONTROL_TOKEN */
+	static struct cpauth auth;
+	if (c) {
+		cpauth_from_cfg(&auth, c);
+	} else if (getenv("HELIOS_CONTROL_TOKEN")) {
+		snprintf(auth.token, sizeof(auth.token), "%s", getenv("HELIOS_CONTROL_TOKEN"));
+	}
 	if (!url) {
 		/* embedded: the control plane runs here, data plane link over
 		 * inproc://, helioctl on control_socket */
 		char ctl[CFG_PATH_MAX + 32], dir[CFG_PATH_MAX];
-		cfg_control_url(c, ctl, sizeof(ctl));
+		control_url_of_file(path, c, ctl, sizeof(ctl));
 		if (rundir_of_config(c, dir, sizeof(dir)) &&
-		    rundir_prepare(dir, geteuid(), true, msg, sizeof(msg)) < 0) {
+		    (rundir_prepare(dir, geteuid(), true, msg, sizeof(msg)) < 0 ||
+		     rundir_share_with_group(dir, c->control_socket_group, msg, sizeof(msg)) < 0)) {
 			fprintf(stderr, "heliosproxy: %s\n", msg);
 			cfg_free(c);
 			return 1;
@@ -348,7 +420,7 @@ int main(int argc, char **argv)
 		}
 		cfg_free(c);
 		c = NULL;
-		if (cplink_start(INPROC_URL, false, msg, sizeof(msg)) < 0 ||
+		if (cplink_start(INPROC_URL, false, &auth, msg, sizeof(msg)) < 0 ||
 		    !cplink_wait_first(10000)) {
 			fprintf(stderr,
 			        "heliosproxy: the in-process control plane did not answer%s%s\n",
@@ -368,7 +440,7 @@ int main(int argc, char **argv)
 			}
 			snap_install_gen(s, 0);
 		}
-		if (cplink_start(url, true, msg, sizeof(msg)) < 0) {
+		if (cplink_start(url, true, &auth, msg, sizeof(msg)) < 0) {
 			fprintf(stderr, "heliosproxy: %s\n", msg);
 			return 1;
 		}
@@ -408,6 +480,10 @@ int main(int argc, char **argv)
 		}
 		__atomic_store_n(&g_n_workers, i + 1, __ATOMIC_RELEASE);
 	}
+	/* the slow query log defaults to state_dir, which nothing else makes
+	 * when a helios-cp holds the control socket (a pod's emptyDir subfolder) */
+	if (cur->state_dir[0] && mkdir(cur->state_dir, 0700) == 0)
+		log_info("created state_dir %s", cur->state_dir);
 	if (analytics_start(cur, msg, sizeof(msg)) < 0 ||
 	    admin_start(cp ? INPROC_URL : url, cp, cur->admin_address, msg, sizeof(msg)) < 0) {
 		log_error("%s", msg);
@@ -423,10 +499,21 @@ int main(int argc, char **argv)
 	         n, io_backend_str(g_workers[0].backend), cfg_pool_mode_str(cur->pool.mode));
 	snap_unref(s);
 
+	struct cfgw *cw = NULL;
+	if (watch && path) {
+		cw = cfgw_new(path, msg, sizeof(msg));
+		if (cw)
+			log_info("watch_config: a change of %s applies like SIGHUP", path);
+		else
+			log_error("%s: changes apply only on SIGHUP", msg);
+	}
 	for (;;) {
-		int sig;
-		if (sigwait(&set, &sig) != 0)
+		int sig = cfgw_wait(cw, &set);
+		if (sig == 0) {
+			log_info("watch_config: %s changed: reloading", path);
+			reload(cp, url);
 			continue;
+		}
 		if (sig == SIGHUP) {
 			reload(cp, url);
 			continue;
@@ -436,6 +523,7 @@ int main(int argc, char **argv)
 		workers_stop();
 		break;
 	}
+	cfgw_free(cw);
 	for (int i = 0; i < n; i++)
 		worker_join(&g_workers[i]);
 	admin_stop();

@@ -34,7 +34,7 @@ write_config() {
 	cat >"$CONF" <<EOF
 # HeliosProxy demo configuration (written by scripts/demo.sh)
 listen_address = "127.0.0.1:$LISTEN_PORT"
-admin_address = "127.0.0.1:9090"
+admin_address = "127.0.0.1:8432"
 admin_users = "demo"
 
 [routing]
@@ -126,7 +126,7 @@ EOF
 	echo "demo: the control plane runs in-process; try:"
 	echo "  $HELIOS_BIN/helioctl -c $CONF status"
 	echo "  $HELIOS_BIN/helioctl -c $CONF config set pool_mode.max_pool_size 10"
-	echo "  curl -s 127.0.0.1:9090/metrics"
+	echo "  curl -s 127.0.0.1:8432/metrics"
 	echo "  psql \"host=127.0.0.1 port=$LISTEN_PORT dbname=heliosproxy user=demo password=demo\" -c 'SHOW POOLS'"
 }
 

@@ -14,6 +14,7 @@ PACKAGES=(
 	wabt libcmocka-dev
 	# tests
 	python3-pytest python3-psycopg python3-prometheus-client
+	python3-kubernetes python3-seccomp # scripts/k8s-validate.py, test_k8s_manifests.py
 	# promtool (from prometheus) checks /metrics output
 	prometheus
 	postgresql-15 postgresql-client-15 postgresql-contrib
@@ -25,6 +26,11 @@ PACKAGES=(
 	libpostgresql-jdbc-java default-jdk-headless
 	golang-go golang-github-jackc-pgx-v4-dev
 	nodejs
+	# make image and tests/k8s: an OCI image from Debian packages (mmdebstrap,
+	# buildah), played with podman kube play (runc: crun refuses the hybrid
+	# cgroup layout, deploy/image/containers.conf; catatonit: the pods' pause
+	# image is built locally from it, no registry)
+	mmdebstrap buildah podman runc catatonit python3-yaml
 )
 
 # One dpkg-query call for all: prints "name status" for the known ones.
@@ -41,6 +47,7 @@ done
 if ! command -v npm >/dev/null 2>&1; then
 	missing+=(npm)
 fi
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client) # renders deploy/; keep a kubectl already there
 
 if ((${#missing[@]} == 0)); then
 	exit 0

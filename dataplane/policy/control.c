@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static char **paused, **drained;
@@ -20,6 +21,18 @@ static size_t n_paused, n_drained;
 static int any_paused, any_drained; /* atomic: hot-path shortcut */
 static Helios__NodeStatus **nodes;
 static size_t n_nodes;
+/* readiness (mu): a table came; since when (monotonic ms) the tables have
+ * named no healthy primary, 0 = one is known; the primary's name */
+static bool have_table;
+static uint64_t primary_lost_at;
+static char primary_name[64];
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void free_list(char **v, size_t n)
 {
@@ -210,12 +223,23 @@ void ctl_set_routing(const Helios__RoutingTable *rt)
 		return;
 	for (size_t i = 0; i < n; i++)
 		v[i] = node_copy(rt->nodes[i]);
+	const Helios__NodeStatus *prim = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (v[i] && !strcmp(v[i]->role, "primary") && (!prim || v[i]->healthy))
+			prim = v[i];
 	pthread_mutex_lock(&mu);
 	bool wake = roles_changed(nodes, n_nodes, rt);
 	Helios__NodeStatus **old = nodes;
 	size_t n_old = n_nodes;
 	nodes = v;
 	n_nodes = n;
+	have_table = true;
+	if (prim)
+		snprintf(primary_name, sizeof(primary_name), "%s", prim->name);
+	if (prim && prim->healthy)
+		primary_lost_at = 0;
+	else if (!primary_lost_at)
+		primary_lost_at = mono_ms();
 	__atomic_add_fetch(&routing_version, 1, __ATOMIC_ACQ_REL);
 	pthread_mutex_unlock(&mu);
 	ctl_nodes_free(old, n_old);
@@ -232,6 +256,18 @@ bool ctl_node_healthy(const char *name)
 			r = nodes[i]->healthy;
 	pthread_mutex_unlock(&mu);
 	return r;
+}
+
+bool ctl_primary_known(uint64_t *lost_ms, char *name, size_t cap)
+{
+	pthread_mutex_lock(&mu);
+	bool known = !have_table || !primary_lost_at;
+	uint64_t now = mono_ms();
+	*lost_ms = known || now < primary_lost_at ? 0 : now - primary_lost_at;
+	if (name && cap)
+		snprintf(name, cap, "%s", primary_name);
+	pthread_mutex_unlock(&mu);
+	return known;
 }
 
 Helios__NodeStatus **ctl_nodes_copy(size_t *n)

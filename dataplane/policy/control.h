@@ -50,6 +50,13 @@ struct route_node {
 size_t ctl_routing_copy(struct route_node *out, size_t max);
 /* Node health as last reported; true when unknown. */
 bool ctl_node_healthy(const char *node_name);
+/* For the readiness probe: true when the routing table names a healthy
+ * primary, or when no table came yet (the configured primary is assumed
+ * until the control plane has probed). Else false, and *lost_ms gets how
+ * long no table has named one (ms, measured from the first table without
+ * one); name (cap bytes, may be NULL) gets the primary's name, or the one
+ * that was lost ("" if none was ever known). */
+bool ctl_primary_known(uint64_t *lost_ms, char *name, size_t cap);
 /* A copy of the node statuses (for reports): free with ctl_nodes_free. */
 Helios__NodeStatus **ctl_nodes_copy(size_t *n);
 void ctl_nodes_free(Helios__NodeStatus **v, size_t n);

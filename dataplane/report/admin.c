@@ -8,6 +8,7 @@
 
 #include "common/admin_http.h"
 #include "common/cpclient.h"
+#include "dataplane/report/cplink.h"
 #include "common/cpwire.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -21,6 +22,7 @@
 #include "dataplane/rt/worker.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +94,8 @@ static void ask_control_plane(const struct console_cmd *cmd, struct sbuf *out)
 	size_t nargs = cmd->arg[0] && cmd->verb != CONSOLE_RELOAD ? 1 : 0;
 	Helios__CtlResponse *r = NULL;
 	char err[600];
-	if (cpclient_call(A.cp_url, verb, args, nargs, 10000, &r, err, sizeof(err)) < 0) {
+	if (cpclient_call(A.cp_url, cplink_auth(), verb, args, nargs, 10000, &r, err, sizeof(err)) <
+	    0) {
 		console_render_error("58000", err, out);
 		return;
 	}
@@ -179,6 +182,8 @@ static void fill_info(struct metrics_info *mi, Helios__StatsReport *r, struct cp
 		mi->dataplanes_connected = ci.dataplanes_connected;
 		mi->dataplanes_known = ci.dataplanes_known;
 		mi->xdp = ci.xdp; /* embedded: the filter is this process's */
+		mi->runs_cp = true;
+		mi->control_refused = ci.refused;
 	}
 	mi->cp_connected = ls->connected ? 1 : 0;
 	mi->cp_reconnects = ls->reconnects;
@@ -192,64 +197,141 @@ static void fill_info(struct metrics_info *mi, Helios__StatsReport *r, struct cp
 	snap_unref(sn);
 }
 
-static bool primary_reachable(Helios__NodeStatus **nodes, size_t n)
+/* ---- probes ----
+ * /livez: every worker's event loop turned within LIVE_MAX_MS (a stuck
+ * loop serves nobody; a restart is the cure). /readyz: the proxy accepts
+ * and will serve or queue a client: a config, listening and not shutting
+ * down, loops turning, and a primary known or lost less than
+ * routing.failover_timeout_secs ago (clients wait meanwhile: taking the
+ * proxy out of a Service then would defeat the failover it rides
+ * through). "?verbose" lists every check as "ok name ..." or
+ * "fail name: reason". */
+
+#define LIVE_MAX_MS 5000u
+
+struct probe {
+	struct sbuf *body;
+	bool verbose, ok;
+	char first[300]; /* the first failure, for the short answer */
+};
+
+static void check(struct probe *pr, bool ok, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Records one check; fmt says why (a failure) or what was seen (ok). */
+static void check(struct probe *pr, bool ok, const char *name, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (pr->verbose)
+		sbuf_printf(pr->body, "%s %s%s%s\n", ok ? "ok" : "fail", name,
+		            why[0] ? (ok ? " " : ": ") : "", why);
+	if (!ok && pr->ok)
+		snprintf(pr->first, sizeof(pr->first), "%s: %s", name, why);
+	pr->ok = pr->ok && ok;
+}
+
+static void check_workers(struct probe *pr)
+{
+	int worst, n = workers_started();
+	uint64_t gap;
+	int late = workers_stalled(worker_now_ns(), (uint64_t)LIVE_MAX_MS * 1000000u, &worst, &gap);
+
+	if (n == 0)
+		check(pr, false, "workers", "no worker is running");
+	else if (late)
+		check(
+		    pr, false, "workers",
+		    "%d of %d event loops stuck; worker %d has not turned for %.1f s (limit %u s)",
+		    late, n, worst, (double)gap / 1e9, LIVE_MAX_MS / 1000);
+	else
+		check(pr, true, "workers", "%d event loops turned within %u s", n,
+		      LIVE_MAX_MS / 1000);
+}
+
+static void check_ready(struct probe *pr)
 {
 	struct snap *sn = snap_current();
-	bool ok = false;
-	for (size_t i = 0; sn && i < sn->cfg->n_nodes; i++) {
-		if (sn->cfg->nodes[i].role != CFG_ROLE_PRIMARY)
-			continue;
-		bool healthy = true; /* not probed yet: assume reachable */
-		for (size_t k = 0; k < n; k++)
-			if (!strcmp(nodes[k]->name, sn->cfg->nodes[i].name))
-				healthy = nodes[k]->healthy;
-		if (healthy)
-			ok = true;
-	}
+	int n = workers_started();
+	uint64_t lost_ms;
+	char prim[64];
+
+	if (sn)
+		check(pr, true, "config", "generation %llu", (unsigned long long)sn->generation);
+	else
+		check(pr, false, "config", "no configuration yet");
+	if (__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE))
+		check(pr, false, "listener", "shutting down: no new connections");
+	else if (n < g_workers_planned || n == 0)
+		check(pr, false, "listener", "%d of %d workers listening", n, g_workers_planned);
+	else
+		check(pr, true, "listener", "%s", sn ? sn->cfg->listen_address : "");
+	check_workers(pr);
+	int window = sn ? sn->cfg->routing.failover_timeout_secs : 0;
+	if (ctl_primary_known(&lost_ms, prim, sizeof(prim)))
+		check(pr, true, "primary", "%s", prim);
+	else if (lost_ms < (uint64_t)window * 1000u)
+		check(pr, true, "primary",
+		      "%s lost %.0f s ago, within failover_timeout_secs %d: clients wait for a "
+		      "primary",
+		      prim[0] ? prim : "none", (double)lost_ms / 1000.0, window);
+	else
+		check(pr, false, "primary", "no primary for %.0f s (failover_timeout_secs %d)%s%s",
+		      (double)lost_ms / 1000.0, window, prim[0] ? "; last one " : "", prim);
 	snap_unref(sn);
-	return ok;
+}
+
+/* /livez, /healthz, /readyz; -1 when url is none of them. */
+static int probe_answer(const char *url, struct sbuf *body)
+{
+	bool ready = !strcmp(url, "/readyz");
+	struct probe pr = {.body = body, .verbose = admin_http_has_arg("verbose"), .ok = true};
+
+	if (!ready && strcmp(url, "/livez") && strcmp(url, "/healthz"))
+		return -1;
+	if (ready)
+		check_ready(&pr);
+	else
+		check_workers(&pr);
+	if (!pr.verbose && pr.ok)
+		sbuf_puts(body, ready ? "ready\n" : "ok\n");
+	else if (!pr.verbose)
+		sbuf_printf(body, "not %s: %s\n", ready ? "ready" : "live", pr.first);
+	return pr.ok ? 200 : 503;
 }
 
 static int http_handler(void *ctx, const char *url, struct sbuf *body, const char **ctype)
 {
 	(void)ctx;
 	*ctype = "text/plain; charset=utf-8";
-	if (!strcmp(url, "/healthz")) {
-		sbuf_puts(body, "ok\n");
-		return 200;
-	}
+	int status = probe_answer(url, body);
+	if (status > 0)
+		return status;
 	bool is_metrics = !strcmp(url, "/metrics"), is_status = !strcmp(url, "/status");
-	bool is_ready = !strcmp(url, "/readyz");
-	if (!is_metrics && !is_status && !is_ready) {
-		sbuf_puts(body, "not found: try /metrics, /healthz, /readyz or /status\n");
+	if (!is_metrics && !is_status) {
+		sbuf_puts(body, "not found: try /metrics, /livez, /healthz, /readyz or /status\n");
 		return 404;
 	}
-	Helios__StatsReport *r = is_ready ? NULL : stats_report(false);
+	Helios__StatsReport *r = stats_report(false);
 	struct metrics_info mi;
 	struct cp_link_state ls;
 	Helios__NodeStatus **nodes;
 	size_t n_nodes;
 	fill_info(&mi, r, &ls, &nodes, &n_nodes);
-	int status = 200;
 	const Helios__StatsReport *reps[1] = {r};
 	if (is_metrics) {
 		metrics_render(body, reps, r ? 1 : 0, &mi);
 		*ctype = METRICS_CONTENT_TYPE;
-	} else if (is_status) {
+	} else {
 		metrics_status_json(body, reps, r ? 1 : 0, &mi);
 		*ctype = "application/json";
-	} else if (!mi.has_config) {
-		status = 503;
-		sbuf_puts(body, "not ready: no configuration yet\n");
-	} else if (!primary_reachable(nodes, n_nodes)) {
-		status = 503;
-		sbuf_puts(body, "not ready: no reachable primary node\n");
-	} else {
-		sbuf_puts(body, "ready\n");
 	}
 	ctl_nodes_free(nodes, n_nodes);
 	stats_report_free(r);
-	return status;
+	return 200;
 }
 
 int admin_start(const char *cp_url, struct cp *cp, const char *admin_address, char *err,

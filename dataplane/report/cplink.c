@@ -36,6 +36,10 @@ static struct {
 	int stop; /* atomic */
 	nng_socket sock;
 	char url[512];
+	struct cpauth auth;
+	char refused[300];        /* the control plane's last refusal, logged once */
+	uint64_t refused_at_ms;   /* when it was logged */
+	uint64_t unreached_at_ms; /* when "does not answer" was logged */
 	bool external;
 	uint32_t interval_ms;
 	bool registered;
@@ -228,7 +232,8 @@ static uint8_t *build_register(size_t *len)
 	int nw = workers_started();
 	reg.io_backend = nw ? (char *)io_backend_str(g_workers[0].backend) : "";
 	reg.workers = (uint32_t)nw;
-	uint8_t *buf = cpwire_pack(HELIOS__MSG_TYPE__MSG_REGISTER, reg.generation, &reg.base, len);
+	uint8_t *buf = cpwire_pack_token(HELIOS__MSG_TYPE__MSG_REGISTER, reg.generation, &reg.base,
+	                                 L.auth.token, len);
 	snap_unref(sn);
 	return buf;
 }
@@ -251,7 +256,8 @@ static uint8_t *build_heartbeat(size_t *len)
 		hb.n_results = 1;
 	}
 	hb.hold = !L.ack && !L.reject && !L.result;
-	uint8_t *buf = cpwire_pack(HELIOS__MSG_TYPE__MSG_HEARTBEAT, hb.generation, &hb.base, len);
+	uint8_t *buf = cpwire_pack_token(HELIOS__MSG_TYPE__MSG_HEARTBEAT, hb.generation, &hb.base,
+	                                 L.auth.token, len);
 	stats_report_free(hb.report);
 	return buf;
 }
@@ -299,6 +305,7 @@ static void *link_main(void *arg)
 		nng_socket_set_ms(L.sock, NNG_OPT_RECVTIMEO,
 		                  (nng_duration)(L.interval_ms * 3 + 500));
 		int rv = nng_send(L.sock, buf, len, 0);
+		explicit_bzero(buf, len); /* it holds the token */
 		free(buf);
 		void *in = NULL;
 		size_t in_len = 0;
@@ -310,6 +317,21 @@ static void *link_main(void *arg)
 			break;
 		}
 		if (rv != 0) {
+			/* never reached: say so now and then (a TLS handshake that
+			 * fails is retried inside nng and reported by nothing else) */
+			uint64_t now = cpwire_mono_ms();
+			if (!L.st.connected &&
+			    (!L.unreached_at_ms || now - L.unreached_at_ms > 600000)) {
+				log_warn(
+				    "control plane at %s does not answer (%s)%s; retrying", L.url,
+				    nng_strerror(rv),
+				    cpauth_is_tls(L.url)
+				        ? ": if it runs, check that its certificate is signed by "
+				          "control_tls_ca and that it accepts this data plane's "
+				          "control_tls_cert"
+				        : "");
+				L.unreached_at_ms = now;
+			}
 			lost(nng_strerror(rv));
 			usleep(backoff_ms * 1000);
 			backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
@@ -329,6 +351,23 @@ static void *link_main(void *arg)
 			usleep(500000);
 			continue;
 		}
+		if (!r->ok) {
+			/* refused (a wrong token): not connected; say so once (again
+			 * when the reason changes, or every 10 minutes), retry slowly */
+			uint64_t now = cpwire_mono_ms();
+			if (strcmp(L.refused, r->error) || now - L.refused_at_ms > 600000) {
+				log_error("control plane at %s: %s; retrying every 5 s", L.url,
+				          r->error);
+				snprintf(L.refused, sizeof(L.refused), "%s", r->error);
+				L.refused_at_ms = now;
+			}
+			lost(r->error);
+			helios__reply__free_unpacked(r, NULL);
+			for (int i = 0; i < 50 && !__atomic_load_n(&L.stop, __ATOMIC_ACQUIRE); i++)
+				usleep(100000);
+			continue;
+		}
+		L.refused[0] = '\0';
 		backoff_ms = 100;
 		if (!L.st.connected) {
 			if (L.st.last_contact_ms)
@@ -351,9 +390,12 @@ static void *link_main(void *arg)
 	return NULL;
 }
 
-int cplink_start(const char *url, bool external, char *err, size_t errlen)
+int cplink_start(const char *url, bool external, const struct cpauth *auth, char *err,
+                 size_t errlen)
 {
 	snprintf(L.url, sizeof(L.url), "%s", url);
+	if (auth)
+		L.auth = *auth;
 	L.external = external;
 	L.interval_ms = 1000;
 	char host[100] = "";
@@ -371,9 +413,14 @@ int cplink_start(const char *url, bool external, char *err, size_t errlen)
 		nng_socket_set_ms(L.sock, NNG_OPT_SENDTIMEO, 2000);
 		rv = rundir_guard_peer(L.sock);
 	}
-	if (rv == 0) {
-		rv = nng_dial(L.sock, url, NULL, NNG_FLAG_NONBLOCK);
+	nng_dialer d;
+	char why[600];
+	if (rv == 0 && (rv = cpauth_dialer(L.sock, url, &L.auth, &d, why, sizeof(why))) < 0) {
+		snprintf(err, errlen, "control plane %s: %s", url, why);
+		return -1;
 	}
+	if (rv == 0)
+		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
 	if (rv) {
 		snprintf(err, errlen, "control plane %s: %s", url, nng_strerror(rv));
 		return -1;
@@ -405,6 +452,11 @@ bool cplink_wait_first(int timeout_ms)
 	return ok;
 }
 
+const struct cpauth *cplink_auth(void)
+{
+	return &L.auth;
+}
+
 const char *cplink_url(void)
 {
 	return L.url;
@@ -418,5 +470,6 @@ void cplink_stop(void)
 	nng_close(L.sock); /* wakes the blocked send/recv */
 	pthread_join(L.thread, NULL);
 	clear_sent();
+	cpauth_wipe(&L.auth);
 	L.started = false;
 }

@@ -104,6 +104,27 @@ void worker_wake_by(struct worker *w, uint64_t deadline_ns)
 		w->wake_by_ns = deadline_ns;
 }
 
+int workers_stalled(uint64_t now_ns, uint64_t max_ns, int *worst, uint64_t *worst_ns)
+{
+	int late = 0, wi = -1;
+	uint64_t wns = 0;
+
+	for (int i = 0, n = workers_started(); i < n; i++) {
+		uint64_t beat = __atomic_load_n(&g_workers[i].beat_ns, __ATOMIC_RELAXED);
+		uint64_t gap = now_ns > beat ? now_ns - beat : 0;
+		if (gap <= max_ns)
+			continue;
+		late++;
+		if (gap > wns)
+			wns = gap, wi = i;
+	}
+	if (worst)
+		*worst = wi;
+	if (worst_ns)
+		*worst_ns = wns;
+	return late;
+}
+
 void workers_stop(void)
 {
 	__atomic_store_n(&g_stopping, 1, __ATOMIC_RELEASE);
@@ -116,6 +137,7 @@ void workers_stop(void)
 static int run_timers(struct worker *w)
 {
 	uint64_t now = worker_now_ns();
+	__atomic_store_n(&w->beat_ns, now, __ATOMIC_RELAXED); /* the loop turned */
 	for (int i = 0; i < w->n_timers; i++) {
 		struct worker_timer *t = &w->timers[i];
 		if (t->ms && now < t->due_ns)
@@ -146,6 +168,7 @@ static void *worker_main(void *arg)
 		w->backend = IO_BACKEND_EPOLL;
 		w->loop = io_loop_new(w->backend, &err);
 	}
+	__atomic_store_n(&w->beat_ns, worker_now_ns(), __ATOMIC_RELAXED);
 	if (w->loop) {
 		io_loop_set_wake(w->loop, on_wake, w);
 		if (w->hooks && w->hooks->start)
@@ -177,6 +200,9 @@ static void *worker_main(void *arg)
 				break;
 		}
 	}
+	/* ended on purpose, not stuck: the liveness probe skips it (another
+	 * worker may still drain its clients) */
+	__atomic_store_n(&w->beat_ns, UINT64_MAX, __ATOMIC_RELAXED);
 	/* let the last closes complete */
 	for (int i = 0; i < 10; i++)
 		io_loop_run_once(w->loop, 10);

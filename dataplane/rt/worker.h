@@ -105,6 +105,10 @@ struct worker {
 
 	int init_result;
 	bool init_done;
+	/* atomic (relaxed): CLOCK_MONOTONIC ns when the loop last turned
+	 * (UINT64_MAX once it ended); the liveness probe reads it, no lock on
+	 * the loop's side */
+	uint64_t beat_ns;
 };
 
 /* Starts w's thread with these hooks (hooks must outlive it) and waits for
@@ -118,6 +122,11 @@ void workers_stop(void);
 struct worker *worker_self(void);
 /* CLOCK_MONOTONIC in ns. */
 uint64_t worker_now_ns(void);
+/* Thread-safe: how many of the started workers' loops have not turned for
+ * more than max_ns at now_ns (a loop turns at least every WORKER_TURN_MS
+ * when it is not stuck); *worst (may be NULL) gets the index of the one
+ * that waited longest, *worst_ns how long (0 when none is late). */
+int workers_stalled(uint64_t now_ns, uint64_t max_ns, int *worst, uint64_t *worst_ns);
 
 /* Process-wide state set up by main. */
 extern struct worker *g_workers;

@@ -328,6 +328,7 @@ class Proxy:
         self.proc = None
         self.check_exit = True  # stop()/teardown assert exit status 0
         self.prefix = []  # command the proxy runs under (setpriv ...)
+        self.args = []  # after "-c FILE" (--listen ...)
 
     # -- config --
     def render(self, cfg):
@@ -363,7 +364,7 @@ class Proxy:
         self.write_config(cfg)
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([*self.prefix, str(helios_bin() / "heliosproxy"), "-c",
-                                      str(self.config_path)],
+                                      str(self.config_path), *self.args],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, cwd=self.dir)
         if wait:
@@ -460,7 +461,7 @@ class ProxyGroup:
         self.started = []
         self.count = 0  # names stay unique when a proxy is dropped
 
-    def start(self, cfg, wait=True, prefix=(), **defaults):
+    def start(self, cfg, wait=True, prefix=(), args=(), **defaults):
         base = {
             "listen_address": f"127.0.0.1:{free_port()}",
             "admin_address": f"127.0.0.1:{free_port()}",
@@ -472,6 +473,7 @@ class ProxyGroup:
         p = Proxy(self.dir, f"heliosproxy{self.count}", base)
         self.count += 1
         p.prefix = list(prefix)
+        p.args = list(args)
         self.started.append(p)
         return p.start(cfg, wait=wait)
 
@@ -501,8 +503,8 @@ class ProxyGroup:
 
 @pytest.fixture
 def proxy(pg, tmp_path):
-    """proxy(config_text_or_dict, wait=True, prefix=()) -> Proxy, run under the
-    command prefix if given (["setpriv", ...]). The fixture adds, unless
+    """proxy(config_text_or_dict, wait=True, prefix=(), args=()) -> Proxy, run under the
+    command prefix if given (["setpriv", ...]), with args after "-c FILE". The fixture adds, unless
     the config has them: io_backend (HELIOS_IO_BACKEND), workers = 2, a free
     listen_address and admin_address on 127.0.0.1, shutdown_timeout_secs = 5."""
     if not (helios_bin() / "heliosproxy").exists():

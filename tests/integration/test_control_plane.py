@@ -425,9 +425,12 @@ def test_metrics_parse_as_prometheus_text_and_move_with_load(pg, proxy, config):
 
 
 def test_readyz_fails_without_a_reachable_primary(pg, proxy, config):
-    cfg = config()
+    # ready while routing.failover_timeout_secs runs (clients wait for a
+    # primary meanwhile), then not (test_container_config.py times it)
+    cfg = config(routing={"failover_timeout_secs": 1})
     cfg["nodes"][0]["port"] = free_port()  # nothing listens there
     p = proxy(cfg)
+    assert wait_for(lambda: http_get(admin_port(p), "/readyz")[0] == 503, timeout=10)
     status, body, _ = http_get(admin_port(p), "/readyz")
     assert status == 503 and "primary" in body, (status, body)
     assert http_get(admin_port(p), "/healthz")[0] == 200

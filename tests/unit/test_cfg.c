@@ -39,7 +39,9 @@ static void test_omitted_keys_get_their_defaults(void **state)
 	struct cfg *c = load_ok(NODE);
 
 	assert_string_equal(c->listen_address, "127.0.0.1:5433");
-	assert_string_equal(c->admin_address, "127.0.0.1:9090");
+	/* not 9090 (Prometheus's port) */
+	assert_string_equal(c->admin_address, "127.0.0.1:8432");
+	assert_false(c->watch_config);
 	assert_int_equal(c->workers, 0);
 	assert_int_equal(c->io_backend, CFG_IO_AUTO);
 	assert_string_equal(c->unix_socket_dir, "");
@@ -492,9 +494,18 @@ static void test_restart_only_keys_are_flagged(void **state)
 	                                      "unix_socket_dir",
 	                                      "control_address",
 	                                      "control_socket",
+	                                      "control_token",
+	                                      "control_tls_cert",
+	                                      "control_tls_key",
+	                                      "control_tls_ca",
+	                                      "control_tls_verify_client",
+	                                      "control_tls_server_name",
+	                                      "control_allow_insecure",
+	                                      "control_socket_group",
 	                                      "state_dir",
 	                                      "control_admin_address",
 	                                      "overrides_file",
+	                                      "watch_config",
 	                                      "routing.analysis_cache_entries",
 	                                      "analytics.slow_query_log",
 	                                      "analytics.slow_query_log_max_mb"};
@@ -521,7 +532,8 @@ static void test_control_plane_keys_have_their_defaults(void **state)
 	assert_string_equal(c->control_address, "");
 	assert_string_equal(c->control_socket, "");
 	assert_string_equal(c->state_dir, "");
-	assert_string_equal(c->control_admin_address, "127.0.0.1:9091");
+	/* not 9091 (Pushgateway's port) */
+	assert_string_equal(c->control_admin_address, "127.0.0.1:8433");
 	assert_int_equal(c->heartbeat_interval_ms, 1000);
 	assert_int_equal(c->health_check_interval_secs, 2);
 	/* From memory there is no file to put the overrides next to. */
@@ -554,7 +566,7 @@ static void test_control_urls_must_be_nng_urls(void **state)
 	               "proxy.toml:2: key 'control_socket': \"/tmp/x.ctl\" is not an nng URL",
 	               NULL);
 	assert_refused("control_socket = \"ipc://\"\n" NODE, "key 'control_socket'", NULL);
-	c = load_ok("control_address = \"tcp://10.0.0.1:7000\"\n"
+	c = load_ok("control_address = \"tcp://10.0.0.1:7000\"\ncontrol_token = \"t\"\n"
 	            "control_socket = \"ipc:///run/helios.ctl\"\n" NODE);
 	assert_string_equal(c->control_address, "tcp://10.0.0.1:7000");
 	assert_string_equal(c->control_socket, "ipc:///run/helios.ctl");

@@ -222,6 +222,7 @@ static void test_to_toml_round_trips_a_full_config(void **state)
 	snprintf(text, sizeof(text),
 	         "listen_address = \"[::1]:6000\"\nworkers = 3\nio_backend = \"epoll\"\n"
 	         "log_level = \"warn\"\ncontrol_address = \"tcp://cp:7000\"\n"
+	         "control_token = \"t0k\"\n"
 	         "heartbeat_interval_ms = 250\nadmin_users = \"alice,bob\"\n"
 	         "[pool_mode]\nmode = \"statement\"\nmax_pool_size = 7\nmin_idle = 2\n"
 	         "reset_query = \"SET x = 'a\\\"b\\\\c'\\t\\n\"\ntrack_sql_prepare = false\n"
@@ -394,8 +395,8 @@ static void test_control_url_default_derives_from_the_listen_port(void **state)
 	cfg_control_url(c, url, sizeof(url));
 	assert_string_equal(url, "ipc:///run/h.ctl");
 	cfg_free(c);
-	c = load_ok(
-	    "control_socket = \"ipc:///run/h.ctl\"\ncontrol_address = \"tcp://cp:1\"\n" NODE);
+	c = load_ok("control_socket = \"ipc:///run/h.ctl\"\ncontrol_address = \"tcp://cp:1\"\n"
+	            "control_allow_insecure = true\n" NODE);
 	cfg_control_url(c, url, sizeof(url));
 	assert_string_equal(url, "tcp://cp:1");
 	cfg_free(c);

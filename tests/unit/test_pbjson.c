@@ -293,11 +293,12 @@ static void test_enum_by_name_and_bytes_as_base64(void **state)
 	e.type = (Helios__MsgType)99;
 	e.payload.data = NULL;
 	e.payload.len = 0;
-	assert_dump(&e.base, "{\"proto_version\":1,\"type\":99,\"generation\":0,\"payload\":\"\"}");
+	assert_dump(&e.base, "{\"proto_version\":1,\"type\":99,\"generation\":0,\"payload\":\"\","
+	                     "\"token\":\"\"}");
 	/* Default: the zero value by name. */
 	e.type = HELIOS__MSG_TYPE__MSG_UNSPECIFIED;
 	assert_dump(&e.base, "{\"proto_version\":1,\"type\":\"MSG_UNSPECIFIED\",\"generation\":0,"
-	                     "\"payload\":\"\"}");
+	                     "\"payload\":\"\",\"token\":\"\"}");
 }
 
 static void test_values_json_cannot_hold_directly(void **state)

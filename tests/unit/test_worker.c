@@ -6,7 +6,8 @@
  * worker_every timers fire repeatedly, and ms = 0 ones every turn;
  * worker_wake_by ends a wait early; the hooks run in order on the worker's
  * thread; a failing start hook fails worker_start; posting to a worker
- * whose loop has ended is refused and leaves the message to the caller.
+ * whose loop has ended is refused and leaves the message to the caller; a
+ * loop held in a message is reported by workers_stalled (liveness probe).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -249,6 +250,39 @@ static void test_posting_a_queued_message_again_does_not_run_it_twice(void **sta
 	free_loop();
 }
 
+static void test_a_blocked_loop_is_reported_stalled_and_recovers(void **state)
+{
+	(void)state;
+	atomic_store(&blocker_in, 0);
+	atomic_store(&blocker_go, 0);
+	start();
+	/* idle, the loop turns at least every WORKER_TURN_MS */
+	usleep(3 * WORKER_TURN_MS * 1000);
+	assert_int_equal(
+	    workers_stalled(worker_now_ns(), 2 * WORKER_TURN_MS * 1000000ull, NULL, NULL), 0);
+	struct worker_msg b = {.fn = blocker_run};
+	assert_int_equal(worker_post(&W[0], &b), 0);
+	wait_for(&blocker_in, 1);
+	usleep(4 * WORKER_TURN_MS * 1000);
+	int worst = -1;
+	uint64_t gap = 0;
+	assert_int_equal(
+	    workers_stalled(worker_now_ns(), 2 * WORKER_TURN_MS * 1000000ull, &worst, &gap), 1);
+	assert_int_equal(worst, 0);
+	assert_true(gap >= 4ull * WORKER_TURN_MS * 1000000ull);
+	atomic_store(&blocker_go, 1);
+	usleep(2 * WORKER_TURN_MS * 1000);
+	assert_int_equal(
+	    workers_stalled(worker_now_ns(), 2 * WORKER_TURN_MS * 1000000ull, &worst, &gap), 0);
+	assert_int_equal(worst, -1);
+	stop();
+	/* a loop that ended (shutdown) is not a stuck one */
+	assert_int_equal(workers_stalled(worker_now_ns() + 60000000000ull,
+	                                 2 * WORKER_TURN_MS * 1000000ull, NULL, NULL),
+	                 0);
+	free_loop();
+}
+
 static void test_worker_every_fires_repeatedly(void **state)
 {
 	(void)state;
@@ -349,6 +383,7 @@ int main(void)
 	                           setup),
 	    cmocka_unit_test_setup(test_posting_a_queued_message_again_does_not_run_it_twice,
 	                           setup),
+	    cmocka_unit_test_setup(test_a_blocked_loop_is_reported_stalled_and_recovers, setup),
 	    cmocka_unit_test_setup(test_worker_every_fires_repeatedly, setup),
 	    cmocka_unit_test_setup(test_a_timer_does_not_fire_before_it_is_due, setup),
 	    cmocka_unit_test_setup(test_wake_by_ends_a_wait_before_the_turn, setup),
