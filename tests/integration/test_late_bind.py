@@ -116,9 +116,16 @@ def relay_line(p, nbytes):
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 @pytest.mark.parametrize("proto", ["simple", "extended"])
+@pytest.mark.parametrize("reset_sequences", [False, True], ids=["keep-seq", "discard-seq"])
 def test_late_bound_pipelined_batch_is_forwarded_in_its_chunk(pg, proxy, config, client_cert,
-                                                              tls, proto):
-    p = proxy(one_server_config(config, client_cert if tls else None), log_level="debug")
+                                                              tls, proto, reset_sequences):
+    """A batch that waited for its server goes to it in the buffer it arrived
+    in; with reset_sequences (the default) the server came from another
+    client, so its DISCARD SEQUENCES goes in the same write and the batch
+    (small) is copied behind it: one send, not two."""
+    cfg = one_server_config(config, client_cert if tls else None)
+    cfg["pool_mode"]["reset_sequences"] = reset_sequences
+    p = proxy(cfg, log_level="debug")
     c = wire_connect(p, tls)  # logs in while the server is free
     try:
         with Holder(p, tls) as h:
@@ -137,9 +144,15 @@ def test_late_bound_pipelined_batch_is_forwarded_in_its_chunk(pg, proxy, config,
         assert read_answers(c, n_ready) == ["1", "2", "3", "4", "5"]
     finally:
         c.terminate()
-    direct, copied, assembled = relay_line(p, 2 * len(batch))
-    # both batches went to the server in the buffers they arrived in
-    assert (copied, assembled) == (0, 0)
+    if not reset_sequences:
+        direct, copied, assembled = relay_line(p, 2 * len(batch))
+        # both batches went to the server in the buffers they arrived in
+        assert (copied, assembled) == (0, 0)
+    else:
+        # the late-bound one joined the DISCARD SEQUENCES; the second, on
+        # the server this client used last, went as it arrived
+        direct, copied, assembled = relay_line(p, len(batch))
+        assert (copied, assembled) == (len(batch), 0)
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
