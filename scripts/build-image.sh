@@ -126,6 +126,19 @@ rootfs() {
 	echo "$tar"
 }
 
+# Commits container $1 as image $2, then removes the image it replaces once
+# no tag names it (a running container keeps it).
+commit_replacing() {
+	local ctr=$1 image=$2 old
+	old=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
+	buildah commit --quiet --rm "$ctr" "$image" >/dev/null
+	trap - EXIT
+	echo "image: built $image"
+	if [[ -n "$old" ]]; then
+		podman image rm "$old" >/dev/null 2>&1 || true
+	fi
+}
+
 image_hash() { # the label an unchanged image already carries
 	podman image inspect --format '{{index .Labels "io.heliosproxy.inputs"}}' "$1" 2>/dev/null || true
 }
@@ -198,15 +211,7 @@ build_heliosproxy() {
 			--label "io.heliosproxy.features=$features" \
 			--label "io.heliosproxy.inputs=$inputs" \
 			"$ctr"
-		local old
-		old=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
-		buildah commit --quiet --rm "$ctr" "$image" >/dev/null
-		trap - EXIT
-		echo "image: built $image"
-		# the image it replaces, once no tag names it (a running container keeps it)
-		if [[ -n "$old" ]]; then
-			podman image rm "$old" >/dev/null 2>&1 || true
-		fi
+		commit_replacing "$ctr" "$image"
 	fi
 	buildah tag "$image" localhost/heliosproxy:latest
 	podman image ls --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}' localhost/heliosproxy
@@ -259,14 +264,7 @@ build_pgtest() {
 		--env PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin \
 		--label "io.heliosproxy.inputs=$inputs" \
 		--label "org.opencontainers.image.title=helios-pgtest" "$ctr"
-	local old
-	old=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
-	buildah commit --quiet --rm "$ctr" "$image" >/dev/null
-	trap - EXIT
-	echo "image: built $image"
-	if [[ -n "$old" ]]; then
-		podman image rm "$old" >/dev/null 2>&1 || true
-	fi
+	commit_replacing "$ctr" "$image"
 	podman image ls --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}' "$image"
 }
 

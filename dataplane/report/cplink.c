@@ -104,9 +104,20 @@ static int apply_snapshot(const Helios__ConfigSnapshot *s, char *err, size_t err
 		for (size_t i = 0; i < n_restart; i++)
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
 			         i ? ", " : "", names[i]);
-		log_warn("configuration generation %llu: %s changed but needs a restart; the "
-		         "running value stays",
-		         (unsigned long long)s->generation, list);
+		/* once per distinct list: a control plane whose file differs from
+		 * this process's in a restart key would repeat it every push */
+		static char last[512];
+		if (strcmp(last, list)) {
+			log_warn(
+			    "configuration generation %llu: %s changed but needs a restart; the "
+			    "running value stays",
+			    (unsigned long long)s->generation, list);
+			snprintf(last, sizeof(last), "%s", list);
+		} else {
+			log_debug("configuration generation %llu: %s still differ from the running "
+			          "values (restart keys)",
+			          (unsigned long long)s->generation, list);
+		}
 	}
 	log_info("configuration generation %llu applied (%s)", (unsigned long long)s->generation,
 	         s->source);
