@@ -26,7 +26,9 @@ struct hp_xdp_key {
 
 /* Value of the deny trie. */
 struct hp_xdp_deny {
-	__u64 drops; /* packets this entry dropped (atomic add) */
+	__u64 drops;   /* packets this entry dropped (atomic add) */
+	__u32 runtime; /* 1 = helioctl xdp deny add, 0 = xdp.deny (user space only) */
+	__u32 pad;
 };
 
 /* Key of the SYN buckets. */

@@ -222,6 +222,7 @@ struct cfg {
 		int syn_rate_per_sec;         /* per source address, 0 = no limit */
 		int syn_burst;                /* 0 = syn_rate_per_sec */
 		char deny[CFG_LIST_MAX];      /* comma-separated CIDRs */
+		char pin_dir[CFG_PATH_MAX]; /* bpffs folder the deny trie is pinned in; "" = none */
 	} xdp;
 
 	struct {

@@ -391,6 +391,12 @@ static const struct cfg_key keys[] = {
     {"xdp", "deny", CFG_KEY_STRING, F_CFG(xdp.deny), "", 0, 0, NULL, 0,
      "Comma-separated source prefixes dropped at the interface (\"192.0.2.0/24, 2001:db8::/32\"); "
      "helioctl xdp deny add/del changes the live list."},
+    {"xdp", "pin_dir", CFG_KEY_STRING, F_CFG(xdp.pin_dir), "", 0, 0, NULL, PATH | RESTART,
+     "Folder on a BPF file system (/sys/fs/bpf/heliosproxy) where the deny list is pinned "
+     "(file `deny`, created if missing): the prefixes added with helioctl xdp deny add and "
+     "every prefix's drop count survive a restart of the process that loads the filter "
+     "(a rolling update); prefixes that came from xdp.deny follow the config at each start. "
+     "Empty = the list lives and dies with the process."},
 
     {"tls", "client_mode", CFG_KEY_ENUM, F_CFG(tls.client_mode), "disable", 0, 0, client_tls, 0,
      "TLS from clients: refuse it, accept it when asked, or refuse clients without it."},

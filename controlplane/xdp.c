@@ -20,6 +20,7 @@
 #include <linux/if_link.h>
 #include <linux/types.h>
 #include <net/if.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -53,7 +54,8 @@ struct xf {
 	size_t n_conf;
 	struct cidr *run_deny; /* helioctl xdp deny add */
 	size_t n_run;
-	char error[512]; /* why it is not loaded or attached */
+	char error[512];            /* why it is not loaded or attached */
+	char pin_dir[CFG_PATH_MAX]; /* xdp.pin_dir as the first load found it */
 #if HELIOS_HAVE_BPF
 	struct hp_xdp *skel;
 	uint32_t prog_id;
@@ -137,6 +139,8 @@ static int take_config(struct xf *x, const struct cfg *c, char *err, size_t errl
 	x->n_ports = n_ports;
 	snprintf(x->ports_text, sizeof(x->ports_text), "%s", c->xdp.ports);
 	snprintf(x->ifname, sizeof(x->ifname), "%s", c->xdp.interface);
+	if (!x->pin_dir[0])
+		snprintf(x->pin_dir, sizeof(x->pin_dir), "%s", c->xdp.pin_dir); /* a restart key */
 	x->mode = c->xdp.mode;
 	x->rate = c->xdp.syn_rate_per_sec;
 	x->burst = c->xdp.syn_burst ? c->xdp.syn_burst : c->xdp.syn_rate_per_sec;
@@ -171,14 +175,25 @@ static void trie_key(const struct cidr *c, struct hp_xdp_key *k)
 	memcpy(k->addr, c->addr, sizeof(k->addr));
 }
 
-/* Puts c in the trie, keeping its drop count when it is there already. */
-static int trie_add(struct xf *x, const struct cidr *c)
+/* Puts c in the trie, keeping its drop count when it is there already; the
+ * value says where it came from (runtime), which a pinned trie keeps for
+ * the next process (adopt_pinned). */
+static int trie_add(struct xf *x, const struct cidr *c, bool runtime)
 {
 	struct hp_xdp_key k;
-	struct hp_xdp_deny v = {0};
+	struct hp_xdp_deny v = {.runtime = runtime};
+	int fd = bpf_map__fd(x->skel->maps.deny);
 	trie_key(c, &k);
-	int r = bpf_map_update_elem(bpf_map__fd(x->skel->maps.deny), &k, &v, BPF_NOEXIST);
-	return r == -EEXIST ? 0 : r;
+	int r = bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST);
+	if (r != -EEXIST)
+		return r;
+	if (bpf_map_lookup_elem(fd, &k, &v) == 0 && v.runtime != (__u32)runtime) {
+		/* rare (a prefix moved between xdp.deny and the runtime list): a
+		 * drop counted between the lookup and the update is lost */
+		v.runtime = runtime;
+		bpf_map_update_elem(fd, &k, &v, BPF_EXIST);
+	}
+	return 0;
 }
 
 static void trie_del(struct xf *x, const struct cidr *c)
@@ -212,7 +227,10 @@ static int sync_deny(struct xf *x, char *err, size_t errlen)
 {
 	int fd = bpf_map__fd(x->skel->maps.deny), r = 0;
 	for (size_t i = 0; i < x->n_conf + x->n_run && r == 0; i++)
-		r = trie_add(x, i < x->n_conf ? &x->conf_deny[i] : &x->run_deny[i - x->n_conf]);
+		r = i < x->n_conf
+		        ? trie_add(x, &x->conf_deny[i], false)
+		        : trie_add(x, &x->run_deny[i - x->n_conf],
+		                   !cidr_in(x->conf_deny, x->n_conf, &x->run_deny[i - x->n_conf]));
 	if (r < 0) {
 		snprintf(err, errlen, "cannot fill the deny trie: %s%s", strerror(-r),
 		         r == -ENOSPC || r == -E2BIG ? " (it holds 16384 prefixes)" : "");
@@ -285,17 +303,92 @@ static int fill_conf(struct xf *x, char *err, size_t errlen)
 	return 0;
 }
 
+/* A pinned trie an earlier process left: its runtime prefixes (helioctl
+ * xdp deny add) join run_deny, so the sync keeps them; its xdp.deny ones
+ * follow this process's config (one removed from the file goes). */
+static int adopt_pinned(struct xf *x)
+{
+	int fd = bpf_map__fd(x->skel->maps.deny), n = 0;
+	struct hp_xdp_key k, next;
+	struct hp_xdp_deny v;
+	for (void *prev = NULL; bpf_map_get_next_key(fd, prev, &next) == 0; prev = &k) {
+		k = next;
+		if (bpf_map_lookup_elem(fd, &k, &v) < 0 || !v.runtime || key_wanted(x, &k))
+			continue;
+		struct cidr c = {.len = (uint8_t)k.prefixlen};
+		memcpy(c.addr, k.addr, sizeof(c.addr));
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		c.v4 = c.len >= 96 && memcmp(c.addr, mapped, sizeof(mapped)) == 0;
+		struct cidr *nv = realloc(x->run_deny, (x->n_run + 1) * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		x->run_deny = nv;
+		x->run_deny[x->n_run++] = c;
+		n++;
+	}
+	return n;
+}
+
+/* Opens the program and, with xdp.pin_dir, points the deny trie at its pin
+ * (libbpf reuses the pinned map, or pins the new one at load). */
+static struct hp_xdp *open_pinned(struct xf *x, char *err, size_t errlen)
+{
+	struct hp_xdp *s = hp_xdp__open();
+	if (!s) {
+		snprintf(err, errlen, "cannot open the XDP program: %s", strerror(errno));
+		return NULL;
+	}
+	if (x->pin_dir[0]) {
+		char path[CFG_PATH_MAX + 8];
+		if (mkdir(x->pin_dir, 0700) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "xdp.pin_dir: cannot create %s: %s", x->pin_dir,
+			         strerror(errno));
+			hp_xdp__destroy(s);
+			return NULL;
+		}
+		snprintf(path, sizeof(path), "%s/deny", x->pin_dir);
+		int r = bpf_map__set_pin_path(s->maps.deny, path);
+		if (r < 0) {
+			snprintf(err, errlen, "xdp.pin_dir: %s: %s", path, strerror(-r));
+			hp_xdp__destroy(s);
+			return NULL;
+		}
+	}
+	return s;
+}
+
 /* Loads the program once, then fills its maps from the applied section. */
 static int load_and_fill(struct xf *x, char *err, size_t errlen)
 {
 	if (!x->skel) {
 		bpflog_init();
-		x->skel = hp_xdp__open_and_load();
-		if (!x->skel) {
-			int e = errno;
-			snprintf(err, errlen, "cannot load the XDP program: %s%s", strerror(e),
-			         e == EPERM ? " (needs root, or CAP_BPF and CAP_NET_ADMIN)" : "");
+		x->skel = open_pinned(x, err, errlen);
+		if (!x->skel)
 			return -1;
+		int r = hp_xdp__load(x->skel);
+		if (r < 0) {
+			int e = -r;
+			bool pin_hint = x->pin_dir[0] && e != EPERM;
+			hp_xdp__destroy(x->skel);
+			x->skel = NULL;
+			/* libbpf refuses a pinned map whose layout differs (EINVAL) */
+			snprintf(
+			    err, errlen, "cannot load the XDP program: %s%s%s%s%s", strerror(e),
+			    e == EPERM ? " (needs root, or CAP_BPF and CAP_NET_ADMIN)" : "",
+			    pin_hint ? " (a deny list pinned at " : "", pin_hint ? x->pin_dir : "",
+			    pin_hint ? "/deny by another version cannot be reused: remove it)"
+			             : "");
+			return -1;
+		}
+		if (x->pin_dir[0]) {
+			int n = adopt_pinned(x);
+			if (n < 0) {
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			log_info("xdp: deny list pinned at %s/deny; %d runtime prefix%s kept from "
+			         "before",
+			         x->pin_dir, n, n == 1 ? "" : "es");
 		}
 		struct bpf_prog_info info;
 		__u32 len = sizeof(info);
@@ -568,7 +661,7 @@ int xf_deny_add(struct xf *x, const char *text, char *msg, size_t cap)
 	const char *note = "";
 #if HELIOS_HAVE_BPF
 	if (x->skel) {
-		int r = trie_add(x, &c);
+		int r = trie_add(x, &c, true);
 		if (r < 0) {
 			x->n_run--;
 			snprintf(msg, cap, "cannot add %s to the deny trie: %s", s, strerror(-r));

@@ -312,3 +312,44 @@ def test_attach_failure_is_reported_and_the_proxy_keeps_running(proxy, config, n
     assert "warning" not in r.stdout, r
     assert net.xdp_on_link()[0] == "xdpgeneric"
     assert xdp_status(p)["attached"] == "yes"
+
+
+def test_pinned_deny_list_keeps_runtime_prefixes_across_a_restart(proxy, config, net, tmp_path):
+    """With xdp.pin_dir on a BPF file system (the fast-path DaemonSet mounts
+    /sys/fs/bpf), a prefix added with helioctl and its drop count outlive
+    the process (a rolling update), while the xdp.deny prefixes follow the
+    next process's config."""
+    pins = tmp_path / "bpffs"
+    pins.mkdir()
+    if run(["mount", "-t", "bpf", "bpf", str(pins)], check=False).returncode != 0:
+        pytest.skip("cannot mount a BPF file system here")
+    try:
+        pin_dir = str(pins / "heliosproxy")
+        p, port = start(proxy, config, net, deny=f"{net.denied}/32", pin_dir=pin_dir)
+        assert p.wait_log(r"xdp: deny list pinned at .*; 0 runtime prefixes kept", timeout=5)
+        helioctl(p, "xdp", "deny", "add", net.allowed)
+        assert net.connect(net.allowed, port) == "timeout"
+        source, drops = deny_list(p)[f"{net.allowed}/32"]
+        assert source == "runtime" and drops >= 1
+        assert os.path.exists(os.path.join(pin_dir, "deny"))
+        p.stop()
+
+        # the next process, whose config no longer denies net.denied
+        p2, port2 = start(proxy, config, net, pin_dir=pin_dir)
+        assert p2.wait_log(r"xdp: deny list pinned at .*; 1 runtime prefix kept", timeout=5)
+        listed = deny_list(p2)
+        assert listed[f"{net.allowed}/32"][0] == "runtime"
+        assert listed[f"{net.allowed}/32"][1] >= drops  # the count went on
+        assert f"{net.denied}/32" not in listed
+        assert net.connect(net.allowed, port2) == "timeout"
+        assert net.query(net.denied, port2) == [["1"]]
+
+        # deleting it deletes it from the pin too
+        helioctl(p2, "xdp", "deny", "del", f"{net.allowed}/32")
+        p2.stop()
+        p3, port3 = start(proxy, config, net, pin_dir=pin_dir)
+        assert p3.wait_log(r"xdp: deny list pinned at .*; 0 runtime prefixes kept", timeout=5)
+        assert net.query(net.allowed, port3) == [["1"]]
+        p3.stop()
+    finally:
+        run(["umount", "-l", str(pins)], check=False)
