@@ -502,6 +502,18 @@ class ProxyGroup:
 
 
 @pytest.fixture
+def short_dir():
+    """A fresh folder with a short path (/tmp/hp-XXXXXXXX), for a state_dir:
+    the control socket inside must fit a Unix socket path (108 bytes), which
+    pytest's tmp_path under make check's log folder does not; removed after."""
+    import shutil
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="hp-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
 def proxy(pg, tmp_path):
     """proxy(config_text_or_dict, wait=True, prefix=(), args=()) -> Proxy, run under the
     command prefix if given (["setpriv", ...]), with args after "-c FILE". The fixture adds, unless

@@ -238,8 +238,8 @@ def test_watch_config_applies_a_replaced_file_and_a_configmap_swap_without_sighu
 # state_dir
 
 def test_overrides_file_lands_in_state_dir_and_moves_from_beside_the_config(proxy, config,
-                                                                            tmp_path):
-    state = tmp_path / "state"
+                                                                            tmp_path, short_dir):
+    state = short_dir / "state"
     name = "heliosproxy0.toml"  # the first proxy of the fixture's group
     # an overrides file from before state_dir was set
     (tmp_path / f"{name}.live.toml").write_text("# generation = 4\npool_mode.max_pool_size = 9\n")

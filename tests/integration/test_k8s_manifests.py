@@ -354,7 +354,7 @@ def test_without_the_profiles_io_uring_rules_the_same_proxy_falls_back_to_epoll(
 
 
 def test_the_xdp_filter_loads_under_the_profile_with_the_three_caps_and_not_without_perfmon(
-        tmp_path, no_leak_check):
+        tmp_path, short_dir, no_leak_check):
     # measured: the XDP program needs CAP_PERFMON (the verifier refuses it
     # with EACCES otherwise), which is why the fast-path DaemonSet adds it
     # (the splice program loads with CAP_BPF and CAP_NET_ADMIN alone). In a
@@ -368,7 +368,7 @@ def test_the_xdp_filter_loads_under_the_profile_with_the_three_caps_and_not_with
 admin_address = ""
 io_backend = "io_uring"
 workers = 1
-state_dir = "{tmp_path}/state{len(results)}"
+state_dir = "{short_dir}/state{len(results)}"
 [[nodes]]
 host = "127.0.0.1"
 port = 1
