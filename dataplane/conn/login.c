@@ -234,7 +234,7 @@ static void auth_ok(struct client *cl)
 		       (unsigned long long)cl->id, cl->peer, cl->user, cl->database,
 		       cl->is_tls    ? " over TLS"
 		       : cl->is_unix ? " over the Unix socket"
-		                     : "");
+		                     : " without TLS");
 	}
 	__atomic_add_fetch(&g_logins_total, 1, __ATOMIC_RELAXED);
 	cl_login_end(cl);
