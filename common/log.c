@@ -201,11 +201,19 @@ void log_vevent(enum log_level level, const char *event, const struct log_ctx *c
 		line[n++] = '}';
 	} else {
 		n = (size_t)snprintf(line, sizeof(line), "%s %-5s ", ts_buf, log_level_str(level));
-		size_t m = strlen(msg);
-		if (m > sizeof(line) - n - 2)
-			m = sizeof(line) - n - 2;
-		memcpy(line + n, msg, m);
-		n += m;
+		/* a newline in a client's user name must not start a forged line:
+		 * control characters are written as \n, \r or \xNN */
+		for (const unsigned char *p = (const unsigned char *)msg;
+		     *p && n < sizeof(line) - 6; p++) {
+			if (*p == '\n' || *p == '\r') {
+				line[n++] = '\\';
+				line[n++] = *p == '\n' ? 'n' : 'r';
+			} else if (*p < 0x20 && *p != '\t') {
+				n += (size_t)snprintf(line + n, 5, "\\x%02x", *p);
+			} else {
+				line[n++] = (char)*p;
+			}
+		}
 	}
 	line[n++] = '\n';
 	ssize_t r = write(STDERR_FILENO, line, n);

@@ -218,6 +218,21 @@ static void test_text_format_is_time_level_message(void **s UNUSED)
 	free(out);
 }
 
+static void write_forged(void)
+{
+	log_info("user=%s: refused", "x\n2026-12-07T00:00:00.000Z error forged\r\x01");
+}
+
+static void test_text_format_escapes_newlines_so_a_client_cannot_forge_a_line(void **s UNUSED)
+{
+	char *out = capture(write_forged);
+	assert_non_null(strchr(out, '\n'));
+	assert_int_equal(strchr(out, '\n')[1], '\0'); /* one line */
+	assert_non_null(
+	    strstr(out, "user=x\\n2026-12-07T00:00:00.000Z error forged\\r\\x01: refused\n"));
+	free(out);
+}
+
 static void test_format_and_facility_names(void **s UNUSED)
 {
 	assert_int_equal(log_set_format_str("json"), 0);
@@ -237,6 +252,7 @@ int main(void)
 	    cmocka_unit_test(test_json_lines_carry_the_fields),
 	    cmocka_unit_test(test_an_oversized_line_is_cut_but_stays_one_valid_object),
 	    cmocka_unit_test(test_text_format_is_time_level_message),
+	    cmocka_unit_test(test_text_format_escapes_newlines_so_a_client_cannot_forge_a_line),
 	    cmocka_unit_test(test_format_and_facility_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
