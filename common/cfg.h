@@ -101,6 +101,12 @@ struct cfg {
 	enum cfg_io_backend io_backend;
 	char unix_socket_dir[CFG_PATH_MAX]; /* "" = no Unix socket */
 	char log_level[16];                 /* error|warn|info|debug, for log_set_level_str() */
+	int log_format;                     /* 0 text, 1 json (enum log_format) */
+	bool log_connections;               /* a line per client connect */
+	bool log_disconnections;            /* a line per client disconnect */
+	bool syslog;                        /* lines also go to syslog(3) */
+	char syslog_ident[64];              /* default "heliosproxy" */
+	char syslog_facility[16];           /* daemon|user|local0..7 */
 	int shutdown_timeout_secs;          /* SIGTERM grace period, default 30 */
 	int max_client_conn;                /* default 10000 */
 	int client_login_timeout_secs;      /* startup + TLS + auth, default 60, 0 = none */

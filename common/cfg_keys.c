@@ -47,6 +47,10 @@ static const char *const rate_modes[] = {"throttle", "reject", NULL};
 static const char *const tenant_maps[] = {"database", "user", "startup", NULL};
 static const char *const io_backends[] = {"auto", "io_uring", "epoll", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const syslog_facilities[] = {"daemon", "user",   "local0", "local1",
+                                                "local2", "local3", "local4", "local5",
+                                                "local6", "local7", NULL};
 static const char *const pool_modes[] = {"session", "transaction", "statement", NULL};
 static const char *const roles[] = {"primary", "replica", NULL};
 static const char *const auth_methods[] = {"trust", "md5", "scram-sha-256", NULL};
@@ -76,6 +80,20 @@ static const struct cfg_key keys[] = {
      "Folder for a Unix-domain listening socket; empty = none."},
     {"", "log_level", CFG_KEY_ENUM, F_CFG(log_level), "info", 0, 0, log_levels, CFG_KEY_TEXT,
      "Least severe level written to the log."},
+    {"", "log_format", CFG_KEY_ENUM, F_CFG(log_format), "text", 0, 0, log_formats, 0,
+     "Log line format: \"text\" (time level message) or \"json\" (one object per line with "
+     "time, level, event, client_id, user, database, address and message)."},
+    {"", "log_connections", CFG_KEY_BOOL, F_CFG(log_connections), "false", 0, 0, NULL, 0,
+     "Log a line (event client_connect) per client login: address, user, database, TLS."},
+    {"", "log_disconnections", CFG_KEY_BOOL, F_CFG(log_disconnections), "false", 0, 0, NULL, 0,
+     "Log a line (event client_disconnect) per client that goes: duration and reason."},
+    {"", "syslog", CFG_KEY_BOOL, F_CFG(syslog), "false", 0, 0, NULL, 0,
+     "Also send every log line to syslog(3) (/dev/log; journald reads it) with the matching "
+     "priority."},
+    {"", "syslog_ident", CFG_KEY_STRING, F_CFG(syslog_ident), "heliosproxy", 0, 0, NULL, 0,
+     "The program name syslog lines carry."},
+    {"", "syslog_facility", CFG_KEY_ENUM, F_CFG(syslog_facility), "daemon", 0, 0, syslog_facilities,
+     CFG_KEY_TEXT, "The syslog facility: daemon, user or local0..local7."},
     {"", "shutdown_timeout_secs", CFG_KEY_INT, F_CFG(shutdown_timeout_secs), "30", 0, 3600, NULL, 0,
      "After SIGTERM, seconds clients get to finish before they are closed."},
     {"", "stats_period_secs", CFG_KEY_INT, F_CFG(stats_period_secs), "60", 0, 86400, NULL, 0,

@@ -178,7 +178,7 @@ void cp_config_install(struct cp *cp, struct cfg *c, const char *source)
 	cp->snapshot_toml = toml;
 	cp->generation++;
 	snprintf(cp->source, sizeof(cp->source), "%s", source);
-	log_set_level_str(c->log_level);
+	log_apply_cfg(c);
 	log_info("control plane: configuration generation %llu (%s)",
 	         (unsigned long long)cp->generation, source);
 	char err[600];

@@ -87,7 +87,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "helios-cp: %s\n", err.msg);
 		return 1;
 	}
-	log_set_level_str(c->log_level);
+	log_apply_cfg(c);
 	char url[CFG_PATH_MAX + 32];
 	if (listen)
 		snprintf(url, sizeof(url), "%s", listen);

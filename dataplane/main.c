@@ -13,6 +13,7 @@
 #include "controlplane/cp.h"
 #include "dataplane/auth/authwork.h"
 #include "dataplane/conn/conn.h"
+#include "dataplane/conn/conn_report.h"
 #include "dataplane/conn/kfast.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/breaker.h"
@@ -33,6 +34,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +223,50 @@ static int start_worker(struct worker *w, int idx, enum io_backend backend, char
 	return worker_start(w, idx, backend, &worker_hooks, err, errlen);
 }
 
+/* Clients and server connections in use now (any thread). */
+static void drain_counts(unsigned *clients, int *in_use)
+{
+	struct conn_totals tot;
+	conn_totals(&tot);
+	*clients = tot.clients;
+	*in_use = 0;
+	for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
+		struct pool_stats st;
+		pool_get_stats(p, &st);
+		*in_use += st.total - st.idle;
+	}
+}
+
+/* After workers_stop(): joins the workers, and while they drain logs once
+ * a second how many clients are left, so an operator watching a rolling
+ * restart sees it move (and what holds it up). */
+static void drain_wait(int n)
+{
+	struct timespec start;
+	clock_gettime(CLOCK_REALTIME, &start);
+	for (int i = 0; i < n; i++) {
+		for (;;) {
+			struct timespec now, until;
+			clock_gettime(CLOCK_REALTIME, &now);
+			/* the next whole second after start */
+			long done = (long)(now.tv_sec - start.tv_sec) +
+			            (now.tv_nsec >= start.tv_nsec ? 1 : 0);
+			until.tv_sec = start.tv_sec + done;
+			until.tv_nsec = start.tv_nsec;
+			int r = pthread_timedjoin_np(g_workers[i].thread, NULL, &until);
+			if (r != ETIMEDOUT)
+				break;
+			unsigned clients;
+			int in_use;
+			drain_counts(&clients, &in_use);
+			log_ev(LOG_INFO, "drain_progress", NULL,
+			       "shutdown: %u clients left, %d server connections in use", clients,
+			       in_use);
+		}
+	}
+	log_ev(LOG_INFO, "drain_progress", NULL, "shutdown: all clients gone");
+}
+
 /* A start-up failure after the control plane started: its threads end,
  * and an in-process one detaches what it attached (the XDP filter). */
 static void stop_control(struct cp *cp)
@@ -361,7 +408,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "heliosproxy: %s\n", err.msg);
 			return 1;
 		}
-		log_set_level_str(c->log_level);
+		log_apply_cfg(c);
 		watch = c->watch_config;
 	}
 	/* the router learns the control plane's table and drained nodes
@@ -524,8 +571,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	cfgw_free(cw);
-	for (int i = 0; i < n; i++)
-		worker_join(&g_workers[i]);
+	drain_wait(n);
 	admin_stop();
 	cplink_stop();
 	cp_stop(cp);

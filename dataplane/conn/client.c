@@ -195,6 +195,7 @@ void cl_accept(struct worker *w, int fd, bool is_unix)
 	struct timespec now;
 	conn_now(&now);
 	cl->connect_s = (uint32_t)now.tv_sec;
+	cl->connect_ts = now;
 	peer_name(fd, is_unix, cl->peer, sizeof(cl->peer));
 	ep_init(&cl->ep);
 	io_sock_init(&cl->ep.sock, fd, &cl_ops, cl);
@@ -237,9 +238,13 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 		pgw_out_init(&o, buf, sizeof(buf));
 		pgw_error(&o, "FATAL", sqlstate, msg, NULL);
 		cl_send_msg(cl, &o);
-		log_info("client %llu %s user=%s db=%s: closing: %s (%s)",
-		         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, msg,
-		         sqlstate);
+		if (!cl->close_logged) {
+			struct log_ctx lc = {cl->id, cl->user, cl->database, cl->peer};
+			log_ev(LOG_INFO, "client_close", &lc,
+			       "client %llu %s user=%s db=%s: closing: %s (%s)",
+			       (unsigned long long)cl->id, cl->peer, cl->user, cl->database, msg,
+			       sqlstate);
+		}
 	} else {
 		log_debug("client %llu %s: closed", (unsigned long long)cl->id, cl->peer);
 	}
@@ -257,6 +262,15 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 	cancel_unregister(cl);
 	cl_set_state(cl, CL_CLOSING);
 	conn_now(&cl->close_start);
+	if (cl->logged_in && __atomic_load_n(&log_disconnections_on, __ATOMIC_RELAXED)) {
+		/* logged-in clients only, as PostgreSQL's log_disconnections */
+		struct log_ctx lc = {cl->id, cl->user, cl->database, cl->peer};
+		log_ev(LOG_INFO, "client_disconnect", &lc,
+		       "client %llu %s user=%s db=%s: disconnected after %.3fs: %s",
+		       (unsigned long long)cl->id, cl->peer, cl->user, cl->database,
+		       conn_elapsed(&cl->connect_ts, &cl->close_start),
+		       msg ? msg : "client closed");
+	}
 	if (cl->ep.sock.flags & IO_F_RECV_WANT)
 		io_recv_stop(&cl->ep.sock);
 	if (ep_flushed(&cl->ep))

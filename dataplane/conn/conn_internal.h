@@ -148,6 +148,9 @@ struct client {
 	char user[64];
 	char database[64];
 	char peer[64];
+	bool logged_in;             /* authenticated: log_disconnections covers it */
+	bool close_logged;          /* its closing reason is logged already (login_failed) */
+	struct timespec connect_ts; /* accepted (conn_now), for log_disconnections */
 
 	/* startup parameters, owned copy (name\0value\0...) */
 	char *params_buf;

@@ -203,6 +203,10 @@ static void auth_fail(struct client *cl)
 	char msg[160];
 	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", cl->user);
 	__atomic_add_fetch(&g_login_failures, 1, __ATOMIC_RELAXED);
+	struct log_ctx lc = {cl->id, cl->user, cl->database, cl->peer};
+	log_ev(LOG_WARN, "login_failed", &lc, "client %llu %s user=%s db=%s: %s",
+	       (unsigned long long)cl->id, cl->peer, cl->user, cl->database, msg);
+	cl->close_logged = true;
 	cl_close(cl, "28P01", msg);
 }
 
@@ -223,6 +227,15 @@ static void auth_ok(struct client *cl)
 	}
 	log_debug("client %llu %s: authenticated user=%s db=%s", (unsigned long long)cl->id,
 	          cl->peer, cl->user, cl->database);
+	cl->logged_in = true;
+	if (__atomic_load_n(&log_connections_on, __ATOMIC_RELAXED)) {
+		struct log_ctx lc = {cl->id, cl->user, cl->database, cl->peer};
+		log_ev(LOG_INFO, "client_connect", &lc, "client %llu %s user=%s db=%s: connected%s",
+		       (unsigned long long)cl->id, cl->peer, cl->user, cl->database,
+		       cl->is_tls    ? " over TLS"
+		       : cl->is_unix ? " over the Unix socket"
+		                     : " without TLS");
+	}
 	__atomic_add_fetch(&g_logins_total, 1, __ATOMIC_RELAXED);
 	cl_login_end(cl);
 	cl_set_state(cl, CL_WAIT_SERVER);

@@ -85,7 +85,7 @@ static int apply_snapshot(const Helios__ConfigSnapshot *s, char *err, size_t err
 	struct snap *sn = snap_new(c, err, errlen);
 	if (!sn)
 		return -1;
-	log_set_level_str(sn->cfg->log_level);
+	log_apply_cfg(sn->cfg);
 	snap_install_gen(sn, s->generation);
 	Helios__ConfigAck *ack = malloc(sizeof(*ack));
 	if (ack) {
@@ -119,8 +119,8 @@ static int apply_snapshot(const Helios__ConfigSnapshot *s, char *err, size_t err
 			          (unsigned long long)s->generation, list);
 		}
 	}
-	log_info("configuration generation %llu applied (%s)", (unsigned long long)s->generation,
-	         s->source);
+	log_ev(LOG_INFO, "config_applied", NULL, "configuration generation %llu applied (%s)",
+	       (unsigned long long)s->generation, s->source);
 	return 0;
 }
 
