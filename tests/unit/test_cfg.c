@@ -508,7 +508,8 @@ static void test_restart_only_keys_are_flagged(void **state)
 	                                      "watch_config",
 	                                      "routing.analysis_cache_entries",
 	                                      "analytics.slow_query_log",
-	                                      "analytics.slow_query_log_max_mb"};
+	                                      "analytics.slow_query_log_max_mb",
+	                                      "xdp.pin_dir"};
 	size_t n, flagged = 0;
 	const struct cfg_key *keys = cfg_key_table(&n);
 
