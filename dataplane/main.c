@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "common/cpwire.h"
+#include "common/sdnotify.h"
 
 #include <nng/nng.h>
 #include <nng/supplemental/tls/tls.h>
@@ -56,6 +57,7 @@ static void usage(FILE *f)
 	           "                                            given, is served until it answers\n"
 	           "       heliosproxy --check-config FILE      validate a config and exit\n"
 	           "       heliosproxy --print-config-docs      print docs/configuration.md\n"
+	           "       heliosproxy --print-config-man       print heliosproxy.toml(5) (roff)\n"
 	           "       heliosproxy --version\n"
 	           "options (they win over the file, live overrides and reloads, and apply to\n"
 	           "--check-config too):\n"
@@ -287,6 +289,7 @@ int main(int argc, char **argv)
 	    {"control-plane", required_argument, NULL, 'P'},
 	    {"check-config", required_argument, NULL, 'C'},
 	    {"print-config-docs", no_argument, NULL, 'D'},
+	    {"print-config-man", no_argument, NULL, 'M'},
 	    {"listen", required_argument, NULL, 'L'},
 	    {"admin-address", required_argument, NULL, 'A'},
 	    {"version", no_argument, NULL, 'V'},
@@ -319,6 +322,9 @@ int main(int argc, char **argv)
 			break;
 		case 'D':
 			cfg_write_docs(stdout);
+			return 0;
+		case 'M':
+			cfg_write_man(stdout, HELIOS_VERSION);
 			return 0;
 		case 'V':
 			print_version();
@@ -497,6 +503,11 @@ int main(int argc, char **argv)
 	log_info("heliosproxy %s listening on %s%s%s: %d workers, %s, pool mode %s", HELIOS_VERSION,
 	         cur->listen_address, cur->unix_socket_dir[0] ? " and " : "", cur->unix_socket_dir,
 	         n, io_backend_str(g_workers[0].backend), cfg_pool_mode_str(cur->pool.mode));
+	/* the workers' listeners are bound: systemd (Type=notify) may start
+	 * what comes After= us */
+	char status[CFG_HOST_MAX + 64];
+	snprintf(status, sizeof(status), "listening on %s, %d workers", cur->listen_address, n);
+	sdn_ready(status);
 	snap_unref(s);
 
 	struct cfgw *cw = NULL;
@@ -509,17 +520,17 @@ int main(int argc, char **argv)
 	}
 	for (;;) {
 		int sig = cfgw_wait(cw, &set);
-		if (sig == 0) {
-			log_info("watch_config: %s changed: reloading", path);
+		if (sig == 0 || sig == SIGHUP) {
+			if (sig == 0)
+				log_info("watch_config: %s changed: reloading", path);
+			sdn_reloading();
 			reload(cp, url);
-			continue;
-		}
-		if (sig == SIGHUP) {
-			reload(cp, url);
+			sdn_ready(status);
 			continue;
 		}
 		log_info("received %s: no new connections, waiting for clients to finish",
 		         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		sdn_stopping("draining: waiting for clients to finish");
 		workers_stop();
 		break;
 	}
