@@ -21,10 +21,6 @@ INSTALL ?= install
 INSTALL_PROGRAM ?= $(INSTALL) -m 0755
 INSTALL_DATA ?= $(INSTALL) -m 0644
 
-# helioctl's bash completion (cli/), installed when the file exists
-HELIOCTL_COMPLETION := $(firstword $(wildcard cli/helioctl.bash cli/helioctl-completion.bash \
-	cli/helioctl.bash-completion cli/completion/helioctl.bash cli/bash-completion/helioctl))
-
 # Man pages: heliosproxy.toml(5) from the key table (like docs/configuration.md),
 # the program pages from docs/man/*.in with each program's --help inside.
 MAN_DIR := build/man
@@ -67,10 +63,12 @@ install:
 	$(Q)$(INSTALL_DATA) deploy/systemd/heliosproxy.sysusers $(DESTDIR)$(SYSUSERSDIR)/heliosproxy.conf
 	$(Q)$(INSTALL_DATA) deploy/systemd/bpf-fastpath.conf $(DESTDIR)$(DOCDIR)/examples/
 	$(Q)$(INSTALL_DATA) deploy/systemd/heliosproxy.toml.example $(DESTDIR)$(SYSCONFDIR)/heliosproxy/
-ifneq ($(HELIOCTL_COMPLETION),)
-	$(Q)$(INSTALL) -d $(DESTDIR)$(BASHCOMPDIR)
-	$(Q)$(INSTALL_DATA) $(HELIOCTL_COMPLETION) $(DESTDIR)$(BASHCOMPDIR)/helioctl
-endif
+# bash completion: the script helioctl prints (a helioctl without
+# --completion installs none)
+	$(Q)if $(REL_BIN)/helioctl --completion bash > build/helioctl.bash 2>/dev/null; then \
+		$(INSTALL) -d $(DESTDIR)$(BASHCOMPDIR) && \
+		$(INSTALL_DATA) build/helioctl.bash $(DESTDIR)$(BASHCOMPDIR)/helioctl; \
+	fi; rm -f build/helioctl.bash
 	@echo "installed under $(DESTDIR)$(PREFIX); next (as root, without DESTDIR):"
 	@echo "  systemd-sysusers; systemctl daemon-reload"
 	@echo "  cp $(SYSCONFDIR)/heliosproxy/heliosproxy.toml.example $(SYSCONFDIR)/heliosproxy/heliosproxy.toml"

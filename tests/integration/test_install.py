@@ -74,6 +74,16 @@ def test_install_puts_programs_pages_units_and_example_config_under_destdir(dest
     assert "@" not in unit.replace("@system-service", "")
 
 
+def test_install_puts_the_bash_completion_helioctl_prints_where_bash_completion_looks(destdir):
+    ctl = str(installed(destdir, "/usr/bin/helioctl"))
+    comp = installed(destdir, "/usr/share/bash-completion/completions/helioctl")
+    r = subprocess.run([ctl, "--completion", "bash"], capture_output=True, text=True, timeout=30)
+    if r.returncode == 0:
+        assert comp.read_text() == r.stdout
+    else:  # a helioctl without --completion: nothing installed in its place
+        assert not comp.exists()
+
+
 def test_installed_programs_print_their_version(destdir):
     version = run([str(helios_bin() / "heliosproxy"), "--version"]).stdout.split()[1]
     for prog in ("usr/sbin/heliosproxy", "usr/sbin/helios-cp", "usr/bin/helioctl"):
