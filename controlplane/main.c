@@ -145,11 +145,18 @@ int main(int argc, char **argv)
 			log_info("watch_config: %s changed: reloading", path);
 		if (sig == 0 || sig == SIGHUP) {
 			sdn_reloading();
-			if (cp_reload(cp, msg, sizeof(msg)) < 0)
+			if (cp_reload(cp, msg, sizeof(msg)) < 0) {
 				log_error(
 				    "config reload failed, keeping the running configuration: %s",
 				    msg);
-			sdn_ready(status);
+				/* systemctl status shows it until the next reload */
+				char failed[sizeof(status) + 64];
+				snprintf(failed, sizeof(failed),
+				         "%s; the last reload failed (see the log)", status);
+				sdn_ready(failed);
+			} else {
+				sdn_ready(status);
+			}
 			continue;
 		}
 		log_info("received %s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -104,26 +104,31 @@ static enum io_backend choose_backend(const struct cfg *c)
 	return IO_BACKEND_EPOLL;
 }
 
-/* SIGHUP: the control plane re-reads the file (in-process, or asked). */
-static void reload(struct cp *cp, const char *url)
+/* SIGHUP: the control plane re-reads the file (in-process, or asked).
+ * -1 when it refused or could not be asked (logged with the reason). */
+static int reload(struct cp *cp, const char *url)
 {
 	char msg[600];
 	if (cp) {
-		if (cp_reload(cp, msg, sizeof(msg)) < 0)
+		if (cp_reload(cp, msg, sizeof(msg)) < 0) {
 			log_error("config reload failed, keeping the running configuration: %s",
 			          msg);
-		return;
+			return -1;
+		}
+		return 0;
 	}
 	Helios__CtlResponse *r = NULL;
 	if (cpclient_call(url, cplink_auth(), "reload", NULL, 0, 10000, &r, msg, sizeof(msg)) < 0) {
 		log_error("SIGHUP: cannot ask the control plane to reload: %s", msg);
-		return;
+		return -1;
 	}
-	if (r->status != 0)
+	int rc = r->status != 0 ? -1 : 0;
+	if (rc < 0)
 		log_error("SIGHUP: control plane: %s", r->message);
 	else
 		log_info("SIGHUP: control plane: %s", r->message);
 	helios__ctl_response__free_unpacked(r, NULL);
+	return rc;
 }
 
 #define INPROC_URL "inproc://heliosproxy-control"
@@ -524,8 +529,15 @@ int main(int argc, char **argv)
 			if (sig == 0)
 				log_info("watch_config: %s changed: reloading", path);
 			sdn_reloading();
-			reload(cp, url);
-			sdn_ready(status);
+			if (reload(cp, url) < 0) {
+				/* systemctl status shows it until the next reload */
+				char failed[sizeof(status) + 64];
+				snprintf(failed, sizeof(failed),
+				         "%s; the last reload failed (see the log)", status);
+				sdn_ready(failed);
+			} else {
+				sdn_ready(status);
+			}
 			continue;
 		}
 		log_info("received %s: no new connections, waiting for clients to finish",

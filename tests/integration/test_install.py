@@ -370,6 +370,23 @@ def check_log(log):
     assert report is None, report
 
 
+def reload_fails_then_recovers(proc, notify, log, path):
+    """A SIGHUP with a bad file: READY=1 again (the old configuration keeps
+    serving, systemd leaves the reloading state) with a STATUS= that says the
+    reload failed, until a reload succeeds."""
+    good = path.read_text()
+    path.write_text(good + "\nno_such_key = 1\n")
+    proc.send_signal(signal.SIGHUP)
+    expect(notify, proc, log, "RELOADING")
+    fields = expect(notify, proc, log, "READY")
+    assert "the last reload failed" in fields.get("STATUS", ""), fields
+    path.write_text(good)
+    proc.send_signal(signal.SIGHUP)
+    expect(notify, proc, log, "RELOADING")
+    fields = expect(notify, proc, log, "READY")
+    assert "failed" not in fields.get("STATUS", ""), fields
+
+
 def test_heliosproxy_notifies_ready_after_it_listens_then_reloading_and_stopping(
         pg, notify, tmp_path):
     port, admin = free_port(), free_port()
@@ -389,8 +406,10 @@ def test_heliosproxy_notifies_ready_after_it_listens_then_reloading_and_stopping
         proc.send_signal(signal.SIGHUP)
         fields = expect(notify, proc, log, "RELOADING")
         assert int(fields["MONOTONIC_USEC"]) > 0
-        expect(notify, proc, log, "READY")
+        fields = expect(notify, proc, log, "READY")
+        assert "failed" not in fields.get("STATUS", ""), fields
         assert port_accepts(port)
+        reload_fails_then_recovers(proc, notify, log, path)
         # SIGTERM: STOPPING=1 when the drain starts, then exit 0
         proc.send_signal(signal.SIGTERM)
         fields = expect(notify, proc, log, "STOPPING")
@@ -430,6 +449,7 @@ def test_helios_cp_notifies_ready_after_it_listens_then_reloading_and_stopping(
         proc.send_signal(signal.SIGHUP)
         expect(notify, proc, log, "RELOADING")
         expect(notify, proc, log, "READY")
+        reload_fails_then_recovers(proc, notify, log, path)
         proc.send_signal(signal.SIGTERM)
         expect(notify, proc, log, "STOPPING")
         assert proc.wait(15) == 0, log.read_text()
