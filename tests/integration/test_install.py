@@ -10,6 +10,7 @@ build too) with NOTIFY_SOCKET set to a unix datagram socket this test binds,
 as systemd does for Type=notify units.
 """
 
+import errno
 import os
 import shutil
 import signal
@@ -252,10 +253,47 @@ def unit_seccomp_profile(unit_text, path, without=()):
             for word in line.split("=", 1)[1].split():
                 allowed |= expand_syscalls(word)
     allowed -= set(without)
-    path.write_text(json.dumps({
-        "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
-        "syscalls": [{"names": sorted(allowed), "action": "SCMP_ACT_ALLOW"}]}))
+    rules = []
+    if "\nMemoryDenyWriteExecute=yes\n" in unit_text:
+        # what systemd's MemoryDenyWriteExecute= filters: no mapping both
+        # writable and executable, no mprotect() that adds PROT_EXEC
+        prot_write, prot_exec = 2, 4
+        allowed -= {"mmap", "mprotect", "pkey_mprotect"}
+
+        def arg2_without(bit):
+            return [{"index": 2, "value": bit, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]
+
+        rules += [{"names": ["mmap"], "action": "SCMP_ACT_ALLOW", "args": arg2_without(bit)}
+                  for bit in (prot_write, prot_exec)]
+        rules.append({"names": ["mprotect", "pkey_mprotect"], "action": "SCMP_ACT_ALLOW",
+                      "args": arg2_without(prot_exec)})
+    rules.append({"names": sorted(allowed), "action": "SCMP_ACT_ALLOW"})
+    path.write_text(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+                                "syscalls": rules}))
     return path
+
+
+def test_emulated_unit_filter_refuses_what_the_unit_refuses(destdir, tmp_path):
+    """The profile the next test runs the proxy under is not a no-op: a
+    writable+executable mapping (MemoryDenyWriteExecute=) and a syscall
+    outside @system-service (bpf) fail with EPERM under it."""
+    unit = installed(destdir, "/usr/lib/systemd/system/heliosproxy.service").read_text()
+    profile = unit_seccomp_profile(unit, tmp_path / "seccomp.json")
+    probe = ("import ctypes, mmap, os\n"
+             "try:\n"
+             "    mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+             "    print('wx-mapped')\n"
+             "except OSError as e:\n"
+             "    print('wx', e.errno)\n"
+             "mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE)\n"
+             "libc = ctypes.CDLL(None, use_errno=True)\n"
+             "r = libc.syscall(321, 0, 0, 0)  # bpf(2) on x86_64\n"
+             "print('bpf', ctypes.get_errno() if r < 0 else 'ok')\n")
+    if os.uname().machine != "x86_64":
+        pytest.skip("the probe calls bpf(2) by its x86_64 number")
+    r = run([sys.executable, str(Path(__file__).with_name("seccomp_exec.py")), str(profile), "--",
+             sys.executable, "-c", probe])
+    assert r.stdout.split("\n")[:2] == [f"wx {errno.EPERM}", f"bpf {errno.EPERM}"], r.stdout
 
 
 def io_uring_enabled():
