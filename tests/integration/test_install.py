@@ -213,6 +213,18 @@ def test_uninstall_removes_every_installed_file(tmp_path):
     assert files_under(d) == ["etc/heliosproxy/heliosproxy.toml"]
 
 
+def test_install_strip_installs_programs_without_symbols_that_still_run(destdir, tmp_path):
+    d = tmp_path / "root"
+    make("install-strip", f"PREFIX={PREFIX}", f"DESTDIR={d}")
+    for prog in ("usr/sbin/heliosproxy", "usr/sbin/helios-cp", "usr/bin/helioctl"):
+        sections = run(["readelf", "-S", str(d / prog)]).stdout
+        assert ".symtab" not in sections and ".debug_info" not in sections, prog
+        run([str(d / prog), "--version"])
+    # make install keeps them (the release build has -g, for debuggers and
+    # packagers' own stripping)
+    assert ".symtab" in run(["readelf", "-S", str(destdir / "usr/bin/helioctl")]).stdout
+
+
 def test_install_keeps_an_existing_config(tmp_path):
     d = tmp_path / "root"
     (d / "etc/heliosproxy").mkdir(parents=True)
