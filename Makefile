@@ -8,6 +8,8 @@
 #   make demo / demo-stop
 #   make image           OCI image localhost/heliosproxy:<version> from Debian packages
 #   make k8s-check       deploy/ rendered, validated and played with podman kube play
+#   make install         PREFIX=/usr/local DESTDIR=: programs, man pages, systemd units
+#                        (deploy/install.mk); make uninstall, make man (build/man/)
 #   V=1                  show full commands
 
 MODE ?= release
@@ -65,6 +67,7 @@ include controlplane/controlplane.mk
 include dataplane/dataplane.mk
 include cli/cli.mk
 include tests/tests.mk
+include deploy/install.mk
 
 ALL_SRCS := $(COMMON_SRCS) $(DATAPLANE_SRCS) $(DATAPLANE_MAIN) $(TOOL_SRCS) $(UNIT_TEST_SRCS) \
 	$(CP_SRCS) $(CP_MAIN) $(CLI_SRCS)
@@ -78,7 +81,7 @@ $(BUILD)/obj/%.o: %.c | $(PROTO_H) $(BPF_SKELS)
 all: $(PROGRAMS)
 
 .PHONY: all deps check unit unit-tests toml-conformance integration demo demo-stop format \
-	format-check layers clean docs bench fuzz image k8s-check
+	format-check layers clean docs bench fuzz image k8s-check man install install-strip uninstall
 
 deps:
 	$(Q)bash scripts/deps.sh

@@ -348,6 +348,8 @@ __attribute__((warn_unused_result)) int cfg_parse_address(const char *addr, char
 
 /* Writes docs/configuration.md (Markdown) generated from the key table. */
 void cfg_write_docs(FILE *out);
+/* heliosproxy.toml(5) in roff from the same table (make man). */
+void cfg_write_man(FILE *out, const char *version);
 
 const char *cfg_pool_mode_str(enum cfg_pool_mode m);
 /* The next entry of a comma-separated list value (admin_users, xdp.deny)

@@ -898,3 +898,135 @@ void cfg_write_docs(FILE *out)
 				doc_row(out, &keys[i]);
 	}
 }
+
+/* ---- heliosproxy.toml(5): the same table as roff (--print-config-man) ---- */
+
+/* Writes s as roff text: `code` in bold, backslashes escaped, and a leading
+ * '.' or '\'' kept from being read as a request. */
+static void roff_text(FILE *out, const char *s)
+{
+	bool code = false;
+	fputs("\\&", out);
+	for (; *s; s++) {
+		if (*s == '`') {
+			fputs(code ? "\\fR" : "\\fB", out);
+			code = !code;
+		} else if (*s == '\\') {
+			fputs("\\e", out);
+		} else if (*s == '-') {
+			fputs("\\-", out);
+		} else {
+			fputc(*s, out);
+		}
+	}
+	if (code)
+		fputs("\\fR", out);
+}
+
+static void man_key(FILE *out, const struct cfg_key *k)
+{
+	static const char *const type_names[] = {"string", "integer", "boolean", "enum",
+	                                         "array of strings"};
+
+	fprintf(out, ".TP\n.B %s\n", k->name);
+	fprintf(out, "(%s; ", type_names[k->type]);
+	bool quoted = k->type == CFG_KEY_STRING || k->type == CFG_KEY_ENUM;
+	if (!k->def) {
+		fputs("required", out);
+	} else {
+		fputs("default \\fB", out);
+		fputs(quoted ? "\"" : "", out);
+		roff_text(out, k->def);
+		fputs(quoted ? "\"\\fR" : "\\fR", out);
+	}
+	if (k->type == CFG_KEY_INT) {
+		fprintf(out, "; %lld..%lld", k->min, k->max);
+	} else if (k->type == CFG_KEY_ENUM) {
+		fputs("; one of", out);
+		for (size_t i = 0; k->values[i]; i++)
+			fprintf(out, "%s \\fB%s\\fR", i ? "," : "", k->values[i]);
+	} else if (k->type == CFG_KEY_STRLIST) {
+		fprintf(out, "; %lld..%lld strings of up to %zu bytes", k->min, k->max,
+		        k->size - 1);
+	} else if (k->type == CFG_KEY_STRING) {
+		fprintf(out, "; up to %zu bytes", k->size - 1);
+		if (k->flags & CFG_KEY_PATH)
+			fputs("; a path relative to the config file's folder", out);
+	}
+	fprintf(out, "; %s)\n", (k->flags & CFG_KEY_RESTART) ? "needs a restart" : "live");
+	roff_text(out, k->doc);
+	fputc('\n', out);
+}
+
+void cfg_write_man(FILE *out, const char *version)
+{
+	fprintf(
+	    out,
+	    ".\\\" Generated from common/cfg_keys.c by cfg_write_man(); do not edit.\n"
+	    ".TH HELIOSPROXY.TOML 5 \"\" \"HeliosProxy %s\" \"File Formats\"\n"
+	    ".SH NAME\n"
+	    "heliosproxy.toml \\- HeliosProxy configuration file\n"
+	    ".SH SYNOPSIS\n"
+	    ".I /etc/heliosproxy/heliosproxy.toml\n"
+	    ".SH DESCRIPTION\n"
+	    ".BR heliosproxy (8)\n"
+	    "and\n"
+	    ".BR helios\\-cp (8)\n"
+	    "read one TOML file.\n"
+	    "Every key below is optional unless it says \\fIrequired\\fR;\n"
+	    "unknown keys and tables are errors, as are values of the wrong type,\n"
+	    "out of range, or too long for their field.\n"
+	    "Errors name the file, line and key.\n"
+	    "Check a file with \\fBheliosproxy \\-\\-check\\-config\\fR \\fIFILE\\fR.\n"
+	    ".PP\n"
+	    "\\fIlive\\fR keys take effect on reload (SIGHUP, \\fBsystemctl reload\\fR);\n"
+	    "the others need a restart.\n"
+	    "\\fBhelioctl config set\\fR \\fIKEY VALUE\\fR changes a key at run time and keeps\n"
+	    "the change in \\fBoverrides_file\\fR, whose values take precedence over this file;\n"
+	    "keys of the array tables cannot be set that way.\n"
+	    ".PP\n"
+	    "Any string value may name environment variables: \\fB${NAME}\\fR is replaced by\n"
+	    "the value of NAME, \\fB$${\\fR stands for a literal \\fB${\\fR, any other \\fB$\\fR\n"
+	    "is kept.\n"
+	    "An unset variable is an error naming file, line and key.\n"
+	    ".SH EXAMPLE\n"
+	    ".EX\n"
+	    "listen_address = \"127.0.0.1:5433\"\n"
+	    "admin_address = \"127.0.0.1:8432\"\n"
+	    "state_dir = \"/var/lib/heliosproxy\"\n"
+	    "\n"
+	    "[pool_mode]\n"
+	    "mode = \"transaction\"\n"
+	    "max_pool_size = 100\n"
+	    "\n"
+	    "[[nodes]]\n"
+	    "host = \"127.0.0.1\"\n"
+	    "port = 5432\n"
+	    "role = \"primary\"\n"
+	    ".EE\n"
+	    ".SH KEYS\n",
+	    version);
+	for (size_t s = 0; s < N_SECTIONS; s++) {
+		fputs(".SS ", out);
+		roff_text(out, sections[s].title);
+		fputs("\n", out);
+		roff_text(out, sections[s].doc);
+		fputc('\n', out);
+		for (size_t i = 0; i < N_KEYS; i++)
+			if (strcmp(keys[i].section, sections[s].name) == 0)
+				man_key(out, &keys[i]);
+	}
+	fputs(".SH FILES\n"
+	      ".TP\n"
+	      ".I /etc/heliosproxy/heliosproxy.toml\n"
+	      "the configuration the systemd unit starts heliosproxy with\n"
+	      ".TP\n"
+	      ".I /var/lib/heliosproxy\n"
+	      "\\fBstate_dir\\fR of the packaged units: control socket, overrides file,\n"
+	      "slow query log\n"
+	      ".SH SEE ALSO\n"
+	      ".BR heliosproxy (8),\n"
+	      ".BR helios\\-cp (8),\n"
+	      ".BR helioctl (1)\n",
+	      out);
+}

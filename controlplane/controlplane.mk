@@ -13,6 +13,6 @@ $(CP_LIB): $(CP_OBJS)
 $(BIN)/helios-cp: $(BUILD)/obj/$(CP_MAIN:.c=.o) $(CP_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(LINK_LIBS)
+	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(LINK_LIBS) -lsystemd
 
 PROGRAMS += $(BIN)/helios-cp

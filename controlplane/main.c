@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/rundir.h"
+#include "common/sdnotify.h"
 #include "controlplane/cp.h"
 
 #include <getopt.h>
@@ -127,6 +128,9 @@ int main(int argc, char **argv)
 	}
 	log_info("helios-cp %s: control plane on %s%s%s", HELIOS_VERSION, url,
 	         admin_addr[0] ? ", admin HTTP on " : "", admin_addr);
+	char status[sizeof(url) + 32];
+	snprintf(status, sizeof(status), "control plane on %s", url);
+	sdn_ready(status);
 	struct cfgw *cw = NULL;
 	if (watch) {
 		cw = cfgw_new(path, msg, sizeof(msg));
@@ -140,13 +144,23 @@ int main(int argc, char **argv)
 		if (sig == 0)
 			log_info("watch_config: %s changed: reloading", path);
 		if (sig == 0 || sig == SIGHUP) {
-			if (cp_reload(cp, msg, sizeof(msg)) < 0)
+			sdn_reloading();
+			if (cp_reload(cp, msg, sizeof(msg)) < 0) {
 				log_error(
 				    "config reload failed, keeping the running configuration: %s",
 				    msg);
+				/* systemctl status shows it until the next reload */
+				char failed[sizeof(status) + 64];
+				snprintf(failed, sizeof(failed),
+				         "%s; the last reload failed (see the log)", status);
+				sdn_ready(failed);
+			} else {
+				sdn_ready(status);
+			}
 			continue;
 		}
 		log_info("received %s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		sdn_stopping("stopping");
 		break;
 	}
 	cfgw_free(cw);

@@ -12,6 +12,6 @@ $(DATAPLANE_LIB): $(DATAPLANE_OBJS)
 $(BIN)/heliosproxy: $(BUILD)/obj/$(DATAPLANE_MAIN:.c=.o) $(DATAPLANE_LIB) $(CP_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(LINK_LIBS)
+	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(LINK_LIBS) -lsystemd
 
 PROGRAMS += $(BIN)/heliosproxy

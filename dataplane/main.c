@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "common/cpwire.h"
+#include "common/sdnotify.h"
 
 #include <nng/nng.h>
 #include <nng/supplemental/tls/tls.h>
@@ -59,6 +60,7 @@ static void usage(FILE *f)
 	           "                                            given, is served until it answers\n"
 	           "       heliosproxy --check-config FILE      validate a config and exit\n"
 	           "       heliosproxy --print-config-docs      print docs/configuration.md\n"
+	           "       heliosproxy --print-config-man       print heliosproxy.toml(5) (roff)\n"
 	           "       heliosproxy --version\n"
 	           "options (they win over the file, live overrides and reloads, and apply to\n"
 	           "--check-config too):\n"
@@ -105,26 +107,31 @@ static enum io_backend choose_backend(const struct cfg *c)
 	return IO_BACKEND_EPOLL;
 }
 
-/* SIGHUP: the control plane re-reads the file (in-process, or asked). */
-static void reload(struct cp *cp, const char *url)
+/* SIGHUP: the control plane re-reads the file (in-process, or asked).
+ * -1 when it refused or could not be asked (logged with the reason). */
+static int reload(struct cp *cp, const char *url)
 {
 	char msg[600];
 	if (cp) {
-		if (cp_reload(cp, msg, sizeof(msg)) < 0)
+		if (cp_reload(cp, msg, sizeof(msg)) < 0) {
 			log_error("config reload failed, keeping the running configuration: %s",
 			          msg);
-		return;
+			return -1;
+		}
+		return 0;
 	}
 	Helios__CtlResponse *r = NULL;
 	if (cpclient_call(url, cplink_auth(), "reload", NULL, 0, 10000, &r, msg, sizeof(msg)) < 0) {
 		log_error("SIGHUP: cannot ask the control plane to reload: %s", msg);
-		return;
+		return -1;
 	}
-	if (r->status != 0)
+	int rc = r->status != 0 ? -1 : 0;
+	if (rc < 0)
 		log_error("SIGHUP: control plane: %s", r->message);
 	else
 		log_info("SIGHUP: control plane: %s", r->message);
 	helios__ctl_response__free_unpacked(r, NULL);
+	return rc;
 }
 
 #define INPROC_URL "inproc://heliosproxy-control"
@@ -334,6 +341,7 @@ int main(int argc, char **argv)
 	    {"control-plane", required_argument, NULL, 'P'},
 	    {"check-config", required_argument, NULL, 'C'},
 	    {"print-config-docs", no_argument, NULL, 'D'},
+	    {"print-config-man", no_argument, NULL, 'M'},
 	    {"listen", required_argument, NULL, 'L'},
 	    {"admin-address", required_argument, NULL, 'A'},
 	    {"version", no_argument, NULL, 'V'},
@@ -366,6 +374,9 @@ int main(int argc, char **argv)
 			break;
 		case 'D':
 			cfg_write_docs(stdout);
+			return 0;
+		case 'M':
+			cfg_write_man(stdout, HELIOS_VERSION);
 			return 0;
 		case 'V':
 			print_version();
@@ -544,6 +555,11 @@ int main(int argc, char **argv)
 	log_info("heliosproxy %s listening on %s%s%s: %d workers, %s, pool mode %s", HELIOS_VERSION,
 	         cur->listen_address, cur->unix_socket_dir[0] ? " and " : "", cur->unix_socket_dir,
 	         n, io_backend_str(g_workers[0].backend), cfg_pool_mode_str(cur->pool.mode));
+	/* the workers' listeners are bound: systemd (Type=notify) may start
+	 * what comes After= us */
+	char status[CFG_HOST_MAX + 64];
+	snprintf(status, sizeof(status), "listening on %s, %d workers", cur->listen_address, n);
+	sdn_ready(status);
 	snap_unref(s);
 
 	struct cfgw *cw = NULL;
@@ -556,17 +572,24 @@ int main(int argc, char **argv)
 	}
 	for (;;) {
 		int sig = cfgw_wait(cw, &set);
-		if (sig == 0) {
-			log_info("watch_config: %s changed: reloading", path);
-			reload(cp, url);
-			continue;
-		}
-		if (sig == SIGHUP) {
-			reload(cp, url);
+		if (sig == 0 || sig == SIGHUP) {
+			if (sig == 0)
+				log_info("watch_config: %s changed: reloading", path);
+			sdn_reloading();
+			if (reload(cp, url) < 0) {
+				/* systemctl status shows it until the next reload */
+				char failed[sizeof(status) + 64];
+				snprintf(failed, sizeof(failed),
+				         "%s; the last reload failed (see the log)", status);
+				sdn_ready(failed);
+			} else {
+				sdn_ready(status);
+			}
 			continue;
 		}
 		log_info("received %s: no new connections, waiting for clients to finish",
 		         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		sdn_stopping("draining: waiting for clients to finish");
 		workers_stop();
 		break;
 	}

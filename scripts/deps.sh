@@ -12,6 +12,7 @@ PACKAGES=(
 	libpg-query-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
 	libhiredis-dev libmicrohttpd-dev libjansson-dev libldap-dev libjwt-dev libpq-dev
 	wabt libcmocka-dev
+	libsystemd-dev # sd_notify readiness for the Type=notify units (deploy/systemd/)
 	# tests
 	python3-pytest python3-psycopg python3-prometheus-client
 	python3-kubernetes python3-seccomp # scripts/k8s-validate.py, test_k8s_manifests.py
@@ -20,6 +21,7 @@ PACKAGES=(
 	postgresql-15 postgresql-client-15 postgresql-contrib
 	redis-server slapd ldap-utils pgbouncer
 	openssl procps iproute2
+	systemd man-db # test_install.py: systemd-analyze verify, man --warnings
 	# real drivers for tests/integration/test_drivers.py (node's pg comes from
 	# npm at test time)
 	python3-psycopg2 python3-asyncpg ruby-pg
