@@ -324,6 +324,17 @@ def test_cp_page_lists_every_dataplane_and_its_acknowledgement(pg, proxy, config
         assert all(d["acked"] and d["generation"] == gen for d in o["dataplanes"])
         ids = sorted(d["id"] for d in o["dataplanes"])
 
+        # a data plane attached to helios-cp answers for itself, with its link
+        mine = overview(admin_port(p1))
+        assert mine["role"] == "dataplane" and mine["control_plane"]["connected"] is True, mine
+        assert [d["id"] for d in mine["dataplanes"]] == [f"{d}" for d in ids if
+                                                        d.endswith(f":{p1.pid}")]
+        assert mine["config"]["generation"] == gen and mine["dataplanes"][0]["acked"]
+        assert [(q["database"], q["user"]) for q in mine["dataplanes"][0]["pools"]] == \
+            [(APPDB, ALICE[0])]
+        assert {n["name"]: n["breaker"] for n in mine["nodes"]} == {"primary": "closed",
+                                                                    "replica": "closed"}
+
         browser.goto(f"http://127.0.0.1:{cp_admin}/")
         assert browser.wait_js("document.body.dataset.state === 'live'")
         rows = wait_for(lambda: sorted(r[0] for r in browser.table("dataplanes")) == ids
