@@ -42,6 +42,14 @@
 #define ADMIN_HTTP_SWEEP_MS        250    /* how often the deadline is checked */
 #define ADMIN_HTTP_LOG_EVERY_MS    10000u /* MHD and sweep messages, at most */
 
+/* Sent with every answer. The dashboard page (/) may run only the script and
+ * style this origin serves and fetch only from it: no inline script, no
+ * external load, no frames, forms or plugins, even if a value it shows were
+ * ever taken for markup. Everything is read live: nothing is cached. */
+#define ADMIN_HTTP_CSP                                                                             \
+	"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "            \
+	"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
 /* A log line allowed once per ADMIN_HTTP_LOG_EVERY_MS. */
 struct every {
 	uint64_t at_ms; /* last logged */
@@ -219,6 +227,10 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
 	if (!resp)
 		return MHD_NO; /* MHD closes the connection */
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(resp, "Content-Security-Policy", ADMIN_HTTP_CSP);
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
 	return ret;

@@ -69,7 +69,8 @@ static const struct cfg_key keys[] = {
      RESTART, "Address clients connect to, as host:port; IPv6 as \"[::1]:5433\"."},
     {"", "admin_address", CFG_KEY_STRING, F_CFG(admin_address), "127.0.0.1:8432", 0, 0, NULL,
      RESTART,
-     "The data plane's admin HTTP (/metrics, /livez, /healthz, /readyz, /status), as "
+     "The data plane's admin HTTP (the dashboard at /, /api/overview, /metrics, /livez, "
+     "/healthz, /readyz, /status), as "
      "host:port; empty = off. In a pod bind 0.0.0.0:8432 so kubelet probes and Prometheus "
      "reach it (or heliosproxy --admin-address)."},
     {"", "workers", CFG_KEY_INT, F_CFG(workers), "0", 0, 256, NULL, RESTART,
@@ -157,7 +158,8 @@ static const struct cfg_key keys[] = {
      "/tmp/heliosproxy-<uid>, and the other files next to the config file."},
     {"", "control_admin_address", CFG_KEY_STRING, F_CFG(control_admin_address), "127.0.0.1:8433", 0,
      0, NULL, RESTART,
-     "helios-cp's own admin HTTP (cluster-wide /metrics, /livez, /healthz, /readyz, /status) "
+     "helios-cp's own admin HTTP (cluster-wide dashboard at /, /api/overview, /metrics, "
+     "/livez, /healthz, /readyz, /status) "
      "as host:port; empty = off (or helios-cp --admin-address)."},
     {"", "heartbeat_interval_ms", CFG_KEY_INT, F_CFG(heartbeat_interval_ms), "1000", 100, 60000,
      NULL, 0,

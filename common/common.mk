@@ -14,3 +14,12 @@ $(BIN)/toml-decode: $(BUILD)/obj/common/toml-decode.o $(COMMON_LIB)
 	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(LINK_LIBS)
 
 PROGRAMS += $(BIN)/toml-decode
+
+# The dashboard page (common/dashboard/) is assembled into every program that
+# links the common library (.incbin): rebuilt when a file of it changes.
+DASHBOARD_FILES := $(wildcard common/dashboard/*)
+$(COMMON_LIB): $(BUILD)/obj/common/dashboard_assets.o
+$(BUILD)/obj/common/dashboard_assets.o: common/dashboard_assets.S $(DASHBOARD_FILES)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  AS      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@

@@ -43,4 +43,11 @@ struct cp_info {
 };
 void cp_get_info(struct cp *cp, struct cp_info *out);
 
+struct sbuf;
+/* Appends the cluster-wide /api/overview document (common/overview.h): every
+ * data plane with its last report, the live generation and which data planes
+ * acknowledged it. role names the process serving it ("control-plane", or
+ * "embedded" from a data plane that runs this control plane). */
+void cp_overview_json(struct cp *cp, const char *role, struct sbuf *out);
+
 #endif

@@ -1,7 +1,7 @@
 /*
- * The control plane's admin HTTP (/metrics, /status, /livez, /healthz, /readyz)
- * and cp_get_info: cluster-wide figures from the data planes' last reports,
- * the node table and the XDP filter's counters.
+ * The control plane's admin HTTP (/metrics, /status, /livez, /healthz, /readyz,
+ * the dashboard at / and its /api/overview) and cp_get_info: cluster-wide figures from the data
+ * planes' last reports, the node table and the XDP filter's counters.
  */
 #include "controlplane/cp.h"
 #include "controlplane/cp_internal.h"
@@ -9,6 +9,7 @@
 #include "common/admin_http.h"
 #include "common/cpwire.h"
 #include "common/metrics.h"
+#include "common/overview.h"
 #include "common/sbuf.h"
 #include "controlplane/xdp.h"
 
@@ -60,6 +61,54 @@ static void fill_info(struct cp *cp, struct metrics_info *mi, const Helios__Stat
 			(*reps)[(*n)++] = d->hb->report;
 }
 
+/* Under cp->mu. Every data plane registered since start, connected or not:
+ * the page shows which ones went away and which missed a generation. */
+static void overview_locked(struct cp *cp, const char *role, struct sbuf *out)
+{
+	uint64_t now = cpwire_mono_ms();
+	size_t k = 0, n = 0;
+	struct overview_dp *dps;
+
+	for (struct dp *d = cp->dps; d; d = d->next)
+		k++;
+	dps = calloc(k ? k : 1, sizeof(*dps));
+	if (!dps) {
+		out->oom = true;
+		return;
+	}
+	for (struct dp *d = cp->dps; d && n < k; d = d->next, n++) {
+		dps[n].id = d->id;
+		dps[n].connected = cp_dp_connected(cp, d, now);
+		dps[n].generation = d->generation;
+		dps[n].last_seen_secs =
+		    d->last_seen_ms ? (double)(now - d->last_seen_ms) / 1000.0 : -1;
+		dps[n].last_error = d->last_error;
+		dps[n].report = d->hb ? d->hb->report : NULL;
+	}
+	struct overview_info in = {
+	    .role = role,
+	    .version = HELIOS_VERSION,
+	    .uptime_secs = (double)(now - cp->start_ms) / 1000.0,
+	    .generation = cp->generation,
+	    .has_config = cp->live != NULL,
+	    .cp_connected = -1,
+	    .cp_last_contact_secs = -1,
+	    .nodes = (const Helios__NodeStatus *const *)cp->nodes,
+	    .n_nodes = cp->n_nodes,
+	    .dps = dps,
+	    .n_dps = n,
+	};
+	overview_json(out, &in);
+	free(dps);
+}
+
+void cp_overview_json(struct cp *cp, const char *role, struct sbuf *out)
+{
+	pthread_mutex_lock(&cp->mu);
+	overview_locked(cp, role, out);
+	pthread_mutex_unlock(&cp->mu);
+}
+
 /* /livez (and its alias /healthz): this thread got the control plane's
  * lock, so nothing holds it stuck. /readyz: a configuration is loaded and
  * the listener runs (it is up once cp_start returned), not stopping; the
@@ -97,6 +146,9 @@ int cp_http_handler(void *ctx, const char *url, struct sbuf *body, const char **
 	struct cp *cp = ctx;
 	int status = 200;
 	*ctype = "text/plain; charset=utf-8";
+	if ((status = overview_asset(url, body, ctype)) > 0)
+		return status; /* the page's files: no state */
+	status = 200;
 	pthread_mutex_lock(&cp->mu);
 	bool is_metrics = !strcmp(url, "/metrics");
 	if (is_metrics || !strcmp(url, "/status")) {
@@ -110,9 +162,13 @@ int cp_http_handler(void *ctx, const char *url, struct sbuf *body, const char **
 			metrics_status_json(body, reps, n, &mi);
 		free(reps);
 		*ctype = is_metrics ? METRICS_CONTENT_TYPE : "application/json";
+	} else if (!strcmp(url, "/api/overview")) {
+		overview_locked(cp, "control-plane", body);
+		*ctype = "application/json";
 	} else if ((status = probe_answer(cp, url, body)) < 0) {
 		status = 404;
-		sbuf_puts(body, "not found: try /metrics, /livez, /healthz, /readyz or /status\n");
+		sbuf_puts(body, "not found: try /, /api/overview, /metrics, /livez, /healthz, "
+		                "/readyz or /status\n");
 	}
 	pthread_mutex_unlock(&cp->mu);
 	return status;

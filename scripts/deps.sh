@@ -16,6 +16,8 @@ PACKAGES=(
 	# tests
 	python3-pytest python3-psycopg python3-prometheus-client
 	python3-kubernetes python3-seccomp # scripts/k8s-validate.py, test_k8s_manifests.py
+	# the dashboard test drives headless Chromium over the DevTools protocol
+	chromium python3-websocket
 	# promtool (from prometheus) checks /metrics output
 	prometheus
 	postgresql-15 postgresql-client-15 postgresql-contrib

@@ -12,6 +12,7 @@
 #include "common/cpwire.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/overview.h"
 #include "common/sbuf.h"
 #include "controlplane/cp.h"
 #include "dataplane/conn/conn_report.h"
@@ -303,6 +304,48 @@ static int probe_answer(const char *url, struct sbuf *body)
 	return pr.ok ? 200 : 503;
 }
 
+/* /api/overview of this data plane: its own summary report (the same
+ * collection /status makes, posted to the workers) and its link to the
+ * control plane. With an embedded control plane, the cluster's view from it
+ * (this data plane is one of the data planes it lists). */
+static void overview(struct sbuf *body)
+{
+	if (A.cp) {
+		cp_overview_json(A.cp, "embedded", body);
+		return;
+	}
+	Helios__StatsReport *r = stats_report(false);
+	struct metrics_info mi;
+	struct cp_link_state ls;
+	Helios__NodeStatus **nodes;
+	size_t n_nodes;
+	fill_info(&mi, r, &ls, &nodes, &n_nodes);
+	struct overview_dp me = {
+	    .id = r ? r->dataplane_id : ls.dataplane_id,
+	    .connected = true,
+	    .generation = mi.generation,
+	    .last_seen_secs = -1,
+	    .last_error = "",
+	    .report = r,
+	};
+	struct overview_info in = {
+	    .role = mi.role,
+	    .version = mi.version,
+	    .uptime_secs = mi.uptime_secs,
+	    .generation = mi.generation,
+	    .has_config = mi.has_config,
+	    .cp_connected = mi.cp_connected,
+	    .cp_last_contact_secs = mi.cp_last_contact_secs,
+	    .nodes = mi.nodes,
+	    .n_nodes = mi.n_nodes,
+	    .dps = &me,
+	    .n_dps = 1,
+	};
+	overview_json(body, &in);
+	ctl_nodes_free(nodes, n_nodes);
+	stats_report_free(r);
+}
+
 static int http_handler(void *ctx, const char *url, struct sbuf *body, const char **ctype)
 {
 	(void)ctx;
@@ -310,9 +353,17 @@ static int http_handler(void *ctx, const char *url, struct sbuf *body, const cha
 	int status = probe_answer(url, body);
 	if (status > 0)
 		return status;
+	if ((status = overview_asset(url, body, ctype)) > 0)
+		return status;
+	if (!strcmp(url, "/api/overview")) {
+		overview(body);
+		*ctype = "application/json";
+		return 200;
+	}
 	bool is_metrics = !strcmp(url, "/metrics"), is_status = !strcmp(url, "/status");
 	if (!is_metrics && !is_status) {
-		sbuf_puts(body, "not found: try /metrics, /livez, /healthz, /readyz or /status\n");
+		sbuf_puts(body, "not found: try /, /api/overview, /metrics, /livez, /healthz, "
+		                "/readyz or /status\n");
 		return 404;
 	}
 	Helios__StatsReport *r = stats_report(false);
