@@ -192,6 +192,7 @@ static void fill_info(struct metrics_info *mi, Helios__StatsReport *r, struct cp
 	*nodes = ctl_nodes_copy(n_nodes);
 	mi->nodes = (const Helios__NodeStatus *const *)*nodes;
 	mi->n_nodes = *n_nodes;
+	metrics_proc_read(&mi->proc);
 	struct snap *sn = snap_current();
 	mi->has_config = sn != NULL;
 	snap_unref(sn);
