@@ -719,6 +719,13 @@ static void render_nodes(struct sbuf *out, const struct metrics_info *info)
 		l[0] = (struct label){"node", info->nodes[i]->name};
 		sample(&f, l, 1, vd((double)info->nodes[i]->lag_ms / 1000.0));
 	}
+	/* so that an alert compares the lag with the limit routing uses */
+	if (info->replica_lag_limit_secs >= 0) {
+		family(
+		    &f, out, "helios_replica_lag_limit_seconds", "gauge",
+		    "Replicas further behind than this get no reads (routing.max_replica_lag_ms).");
+		sample(&f, NULL, 0, vd(info->replica_lag_limit_secs));
+	}
 	/* one sample per state, 1 for the current one (the usual enum shape);
 	 * only data planes have breakers */
 	family(&f, out, "helios_node_breaker_state", "gauge",

@@ -56,6 +56,7 @@ struct metrics_info {
 	/* On a control plane, parallel to the reports: seconds since each data
 	 * plane's last heartbeat (its side of the link); NULL elsewhere. */
 	const double *report_contact_secs;
+	double replica_lag_limit_secs; /* routing.max_replica_lag_ms; < 0 = no config yet */
 	struct metrics_proc proc;
 };
 

@@ -43,6 +43,8 @@ static void fill_info(struct cp *cp, struct metrics_info *mi, const Helios__Stat
 	mi->cp_connected = -1;
 	mi->cp_last_contact_secs = -1;
 	mi->has_config = cp->live != NULL;
+	mi->replica_lag_limit_secs =
+	    cp->live ? (double)cp->live->routing.max_replica_lag_ms / 1000.0 : -1;
 	mi->runs_cp = true;
 	mi->control_refused = cp->refused_total;
 	mi->nodes = (const Helios__NodeStatus *const *)cp->nodes;

@@ -178,6 +178,7 @@ static int setup(void **state)
 	    .dataplanes_known = 3,
 	    .cp_connected = -1,
 	    .cp_last_contact_secs = -1,
+	    .replica_lag_limit_secs = 2.5,
 	    .nodes = f->nodes,
 	    .n_nodes = 2,
 	    .has_config = true,
@@ -366,6 +367,7 @@ static void test_process_and_nodes(void **state)
 	assert_sample(t, "helios_node_up{node=\"node1\",role=\"replica\"}", "0");
 	assert_sample(t, "helios_node_draining{node=\"node1\"}", "1");
 	assert_sample(t, "helios_node_replication_lag_seconds{node=\"node1\"}", "1.5");
+	assert_sample(t, "helios_replica_lag_limit_seconds", "2.5");
 	assert_null(strstr(t, "helios_node_replication_lag_seconds{node=\"node0\"}"));
 	assert_sample(t, "helios_pins_total{dataplane=\"dp-a\",reason=\"prepared_statement\"}",
 	              "4");
