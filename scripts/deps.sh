@@ -15,7 +15,8 @@ PACKAGES=(
 	# tests
 	python3-pytest python3-psycopg python3-prometheus-client
 	python3-kubernetes python3-seccomp # scripts/k8s-validate.py, test_k8s_manifests.py
-	# promtool (from prometheus) checks /metrics output
+	# promtool (from prometheus) checks /metrics output and the alert rules
+	# of deploy/monitoring (check rules, test rules)
 	prometheus
 	postgresql-15 postgresql-client-15 postgresql-contrib
 	redis-server slapd ldap-utils pgbouncer
