@@ -10,12 +10,16 @@
  */
 #include "common/metrics.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -236,12 +240,14 @@ static const struct field report_fields[] = {
        "Client connections allowed (max_client_conn)."),
     RF("helios_queries_total", "counter", queries_total, F_U64, "Queries run on servers."),
     RF("helios_transactions_total", "counter", xacts_total, F_U64, "Transactions run on servers."),
+    RF("helios_dataplane_config_generation", "gauge", generation, F_U64,
+       "Configuration generation the data plane runs (on helios-cp: the one it acknowledged)."),
     RF("helios_received_bytes_total", "counter", bytes_in, F_U64, "Bytes received from clients."),
     RF("helios_sent_bytes_total", "counter", bytes_out, F_U64, "Bytes sent to clients."),
     RF("helios_logins_total", "counter", logins_total, F_U64, "Client logins that succeeded."),
     RF("helios_login_failures_total", "counter", login_failures, F_U64,
        "Client logins refused or failed."),
-    RF("helios_splice_sessions", "gauge", splice_active, F_U32,
+    RF("helios_splice_sessions_active", "gauge", splice_active, F_U32,
        "Session-mode clients spliced to their server in the kernel (pool_mode.kernel_splice)."),
     RF("helios_splice_sessions_total", "counter", splice_total, F_U64,
        "Sessions spliced in the kernel since start."),
@@ -348,6 +354,85 @@ static void render_process(struct sbuf *out, const struct metrics_info *info)
 	}
 }
 
+int metrics_proc_read(struct metrics_proc *p)
+{
+	char buf[1024], *s;
+	unsigned long long utime = 0, stime = 0, start = 0, vsize = 0, btime = 0;
+	long long rss = 0;
+	long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	struct rlimit rl;
+	struct dirent *de;
+	FILE *fp;
+	DIR *d;
+	size_t len;
+	int n;
+
+	memset(p, 0, sizeof(*p));
+	if (tck <= 0 || page <= 0)
+		return -EINVAL;
+	if (!(fp = fopen("/proc/self/stat", "re")))
+		return -errno;
+	len = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[len] = '\0';
+	/* comm, field 2, is in parentheses and may itself hold ") ": the
+	 * fields that follow start after the last ')'. */
+	if (!(s = strrchr(buf, ')')))
+		return -EINVAL;
+	/* fields 3..24: state ... utime(14) stime(15) ... starttime(22)
+	 * vsize(23) rss(24) */
+	n = sscanf(s + 1,
+	           " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d"
+	           " %*d %llu %llu %lld",
+	           &utime, &stime, &start, &vsize, &rss);
+	if (n != 5)
+		return -EINVAL;
+	if (!(fp = fopen("/proc/stat", "re")))
+		return -errno;
+	while (fgets(buf, sizeof(buf), fp))
+		if (sscanf(buf, "btime %llu", &btime) == 1)
+			break;
+	fclose(fp);
+	if (!(d = opendir("/proc/self/fd")))
+		return -errno;
+	/* the directory's own descriptor is counted, as the client
+	 * libraries do */
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			p->open_fds++;
+	closedir(d);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		p->max_fds = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+	p->cpu_secs = (double)(utime + stime) / (double)tck;
+	p->rss_bytes = rss > 0 ? (uint64_t)rss * (uint64_t)page : 0;
+	p->vsize_bytes = vsize;
+	p->start_time_secs = (double)btime + (double)start / (double)tck;
+	p->valid = true;
+	return 0;
+}
+
+static void render_proc(struct sbuf *out, const struct metrics_proc *p)
+{
+	struct family f;
+
+	if (!p->valid)
+		return;
+	family(&f, out, "process_cpu_seconds_total", "counter",
+	       "Total user and system CPU time spent in seconds.");
+	sample(&f, NULL, 0, vd(p->cpu_secs));
+	family(&f, out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+	sample(&f, NULL, 0, vu(p->rss_bytes));
+	family(&f, out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+	sample(&f, NULL, 0, vu(p->vsize_bytes));
+	family(&f, out, "process_open_fds", "gauge", "Number of open file descriptors.");
+	sample(&f, NULL, 0, vu(p->open_fds));
+	family(&f, out, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+	sample(&f, NULL, 0, vu(p->max_fds));
+	family(&f, out, "process_start_time_seconds", "gauge",
+	       "Start time of the process since unix epoch in seconds.");
+	sample(&f, NULL, 0, vd(p->start_time_secs));
+}
+
 static void render_link(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n,
                         const struct metrics_info *info)
 {
@@ -374,10 +459,20 @@ static void render_link(struct sbuf *out, const Helios__StatsReport *const *repo
 		l = (struct label){"dataplane", dp_id(reports[i])};
 		sample(&f, &l, 1, vu(from_info ? info->cp_reconnects : reports[i]->cp_reconnects));
 	}
-	if (from_info && info->cp_last_contact_secs >= 0) {
-		family(&f, out, "helios_control_plane_last_contact_seconds", "gauge",
-		       "Time since the last reply from the control plane.");
-		sample(&f, NULL, 0, vd(info->cp_last_contact_secs));
+	/* A data plane counts from the control plane's last reply, a control
+	 * plane from the data plane's last heartbeat: the same link seen from
+	 * either end, so one alert rule serves both scrapes. */
+	family(&f, out, "helios_control_plane_last_contact_seconds", "gauge",
+	       "Time since the last message on the control-plane link (on a data plane: the "
+	       "control plane's last reply; on helios-cp: the data plane's last heartbeat).");
+	for (size_t i = 0; i < n; i++) {
+		double secs = from_info                   ? info->cp_last_contact_secs
+		              : info->report_contact_secs ? info->report_contact_secs[i]
+		                                          : -1;
+		if (secs < 0)
+			continue;
+		l = (struct label){"dataplane", dp_id(reports[i])};
+		sample(&f, &l, 1, vd(secs));
 	}
 }
 
@@ -624,6 +719,13 @@ static void render_nodes(struct sbuf *out, const struct metrics_info *info)
 		l[0] = (struct label){"node", info->nodes[i]->name};
 		sample(&f, l, 1, vd((double)info->nodes[i]->lag_ms / 1000.0));
 	}
+	/* so that an alert compares the lag with the limit routing uses */
+	if (info->replica_lag_limit_secs >= 0) {
+		family(
+		    &f, out, "helios_replica_lag_limit_seconds", "gauge",
+		    "Replicas further behind than this get no reads (routing.max_replica_lag_ms).");
+		sample(&f, NULL, 0, vd(info->replica_lag_limit_secs));
+	}
 	/* one sample per state, 1 for the current one (the usual enum shape);
 	 * only data planes have breakers */
 	family(&f, out, "helios_node_breaker_state", "gauge",
@@ -673,6 +775,7 @@ void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports,
                     const struct metrics_info *info)
 {
 	render_process(out, info);
+	render_proc(out, &info->proc);
 	render_link(out, reports, n, info);
 	render_fields(out, reports, n);
 	render_histograms(out, reports, n);

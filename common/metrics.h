@@ -25,6 +25,18 @@ struct metrics_xdp {
 	uint64_t deny_entries;
 };
 
+/* The standard process_* families (as the Prometheus client libraries
+ * define them), read from /proc by metrics_proc_read(). */
+struct metrics_proc {
+	bool valid;             /* false: /proc unreadable, the families are left out */
+	double cpu_secs;        /* utime + stime */
+	uint64_t rss_bytes;     /* resident set */
+	uint64_t vsize_bytes;   /* virtual memory */
+	uint64_t open_fds;      /* entries of /proc/self/fd */
+	uint64_t max_fds;       /* RLIMIT_NOFILE soft limit */
+	double start_time_secs; /* unix time the process started */
+};
+
 struct metrics_info {
 	const char *role; /* "dataplane", "embedded" or "control-plane" */
 	const char *version;
@@ -41,10 +53,22 @@ struct metrics_info {
 	struct metrics_xdp xdp;
 	bool runs_cp;             /* this process runs a control plane: control_refused applies */
 	uint64_t control_refused; /* its requests refused (token, malformed) */
+	/* On a control plane, parallel to the reports: seconds since each data
+	 * plane's last heartbeat (its side of the link); NULL elsewhere. */
+	const double *report_contact_secs;
+	double replica_lag_limit_secs; /* routing.max_replica_lag_ms; < 0 = no config yet */
+	struct metrics_proc proc;
 };
 
+/* Fills p from /proc/self (stat, fd), /proc/stat (btime) and getrlimit:
+ * 0, or -errno with p->valid false. Called by the HTTP handlers so that
+ * metrics_render stays a pure function of its inputs. */
+int metrics_proc_read(struct metrics_proc *p);
+
 /* Appends Prometheus text exposition format 0.0.4 of the reports and the
- * info to out. Every per-data-plane sample carries dataplane="<id>".
+ * info to out. Every per-data-plane sample carries dataplane="<id>", on a
+ * data plane (its own report) as on a control plane (every data plane's):
+ * the node families are the process's own view and have no such label.
  * The control-plane link families come from info on a data plane
  * (cp_connected >= 0; it passes just its own report) and from each report's
  * cp_connected/cp_reconnects on a control plane; an embedded one has none.

@@ -30,8 +30,11 @@ static void xdp_metrics(struct cp *cp, struct metrics_xdp *out)
 	out->deny_entries = st.deny_entries;
 }
 
+/* *reps and *contact (seconds since each one's last heartbeat, for
+ * helios_control_plane_last_contact_seconds) are parallel; the caller
+ * frees both. */
 static void fill_info(struct cp *cp, struct metrics_info *mi, const Helios__StatsReport ***reps,
-                      size_t *n)
+                      double **contact, size_t *n)
 {
 	memset(mi, 0, sizeof(*mi));
 	mi->role = "control-plane";
@@ -41,6 +44,8 @@ static void fill_info(struct cp *cp, struct metrics_info *mi, const Helios__Stat
 	mi->cp_connected = -1;
 	mi->cp_last_contact_secs = -1;
 	mi->has_config = cp->live != NULL;
+	mi->replica_lag_limit_secs =
+	    cp->live ? (double)cp->live->routing.max_replica_lag_ms / 1000.0 : -1;
 	mi->runs_cp = true;
 	mi->control_refused = cp->refused_total;
 	mi->nodes = (const Helios__NodeStatus *const *)cp->nodes;
@@ -55,10 +60,17 @@ static void fill_info(struct cp *cp, struct metrics_info *mi, const Helios__Stat
 		k++;
 	}
 	*reps = calloc(k ? k : 1, sizeof(**reps));
+	*contact = calloc(k ? k : 1, sizeof(**contact));
 	*n = 0;
-	for (struct dp *d = cp->dps; *reps && d; d = d->next)
-		if (d->hb && d->hb->report && cp_dp_connected(cp, d, now))
+	for (struct dp *d = cp->dps; *reps && *contact && d; d = d->next) {
+		if (d->hb && d->hb->report && cp_dp_connected(cp, d, now)) {
+			(*contact)[*n] =
+			    now >= d->last_seen_ms ? (double)(now - d->last_seen_ms) / 1000.0 : 0;
 			(*reps)[(*n)++] = d->hb->report;
+		}
+	}
+	mi->report_contact_secs = *contact;
+	metrics_proc_read(&mi->proc);
 }
 
 /* Under cp->mu. Every data plane registered since start, connected or not:
@@ -154,13 +166,15 @@ int cp_http_handler(void *ctx, const char *url, struct sbuf *body, const char **
 	if (is_metrics || !strcmp(url, "/status")) {
 		struct metrics_info mi;
 		const Helios__StatsReport **reps;
+		double *contact;
 		size_t n;
-		fill_info(cp, &mi, &reps, &n);
+		fill_info(cp, &mi, &reps, &contact, &n);
 		if (is_metrics)
 			metrics_render(body, reps, n, &mi);
 		else
 			metrics_status_json(body, reps, n, &mi);
 		free(reps);
+		free(contact);
 		*ctype = is_metrics ? METRICS_CONTENT_TYPE : "application/json";
 	} else if (!strcmp(url, "/api/overview")) {
 		overview_locked(cp, "control-plane", body);

@@ -18,7 +18,8 @@ PACKAGES=(
 	python3-kubernetes python3-seccomp # scripts/k8s-validate.py, test_k8s_manifests.py
 	# the dashboard test drives headless Chromium over the DevTools protocol
 	chromium python3-websocket
-	# promtool (from prometheus) checks /metrics output
+	# promtool (from prometheus) checks /metrics output and the alert rules
+	# of deploy/monitoring (check rules, test rules)
 	prometheus
 	postgresql-15 postgresql-client-15 postgresql-contrib
 	redis-server slapd ldap-utils pgbouncer

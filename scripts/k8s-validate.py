@@ -180,6 +180,18 @@ def check_model(rep, where, path, data, cls):
 
 # ------------------------------------------------------------ sources
 
+# Folders of a walked tree that hold YAML but no Kubernetes objects:
+# deploy/monitoring/ has Prometheus rule files and promtool tests
+# (tests/integration/test_monitoring.py checks those).
+NOT_MANIFESTS = ("monitoring",)
+
+
+def prune_not_manifests(top, d, subdirs):
+    """Sorts subdirs for os.walk and drops the NOT_MANIFESTS folders of top."""
+    subdirs.sort()
+    if os.path.normpath(d) == os.path.normpath(top):
+        subdirs[:] = [s for s in subdirs if s not in NOT_MANIFESTS]
+
 
 def find_sources(paths, rep):
     """[(label, [objects])]: kustomize folders rendered, other YAML read."""
@@ -193,12 +205,12 @@ def find_sources(paths, rep):
             continue
         kust_dirs = []
         for d, subdirs, files in os.walk(p):
-            subdirs.sort()
+            prune_not_manifests(p, d, subdirs)
             if any(f in files for f in ("kustomization.yaml", "kustomization.yml",
                                         "Kustomization")):
                 kust_dirs.append(d)
         for d, subdirs, files in os.walk(p):
-            subdirs.sort()
+            prune_not_manifests(p, d, subdirs)
             if any(d == k or d.startswith(k + os.sep) for k in kust_dirs):
                 continue
             for f in sorted(files):

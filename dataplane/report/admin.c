@@ -193,8 +193,11 @@ static void fill_info(struct metrics_info *mi, Helios__StatsReport *r, struct cp
 	*nodes = ctl_nodes_copy(n_nodes);
 	mi->nodes = (const Helios__NodeStatus *const *)*nodes;
 	mi->n_nodes = *n_nodes;
+	metrics_proc_read(&mi->proc);
 	struct snap *sn = snap_current();
 	mi->has_config = sn != NULL;
+	mi->replica_lag_limit_secs =
+	    sn && sn->cfg ? (double)sn->cfg->routing.max_replica_lag_ms / 1000.0 : -1;
 	snap_unref(sn);
 }
 

@@ -50,7 +50,7 @@ def spliced(proxy, config):
         pytest.skip("this build or kernel cannot load the splice program: " +
                     log[log.index("kernel_splice"):].splitlines()[0])
     assert wait_for(lambda: metric(p, "helios_splice_sessions_total") >= 1), p.log_tail()
-    assert wait_for(lambda: metric(p, "helios_splice_sessions") == 0), p.log_tail()
+    assert wait_for(lambda: metric(p, "helios_splice_sessions_active") == 0), p.log_tail()
     return p
 
 
@@ -100,7 +100,7 @@ def test_query_counts_come_from_the_bpf_maps(spliced):
         out = helioctl(spliced, "clients").stdout
         assert "q=27 tx=T" in out, out
         c.execute("COMMIT")
-    assert wait_for(lambda: metric(spliced, "helios_splice_sessions") == 0)
+    assert wait_for(lambda: metric(spliced, "helios_splice_sessions_active") == 0)
     assert metric(spliced, "helios_queries_total") - q0 == 28
 
 
@@ -218,7 +218,7 @@ def test_client_killed_mid_copy_closes_its_server_and_others_go_on(pg, spliced, 
     with spliced.connect() as c:
         assert c.execute("SELECT 7").fetchone()[0] == 7
         assert c.execute("SHOW application_name").fetchone()[0] != "splice-killed"
-    assert wait_for(lambda: metric(spliced, "helios_splice_sessions") == 0)
+    assert wait_for(lambda: metric(spliced, "helios_splice_sessions_active") == 0)
 
 
 def test_server_terminated_mid_copy_delivers_its_error_to_the_client(pg, spliced, big_table):
@@ -244,7 +244,7 @@ def test_server_terminated_mid_copy_delivers_its_error_to_the_client(pg, spliced
         assert any("terminating connection due to administrator command" in t
                    for t in texts), texts
         assert got > (1 << 20)
-    assert wait_for(lambda: metric(spliced, "helios_splice_sessions") == 0)
+    assert wait_for(lambda: metric(spliced, "helios_splice_sessions_active") == 0)
     with spliced.connect() as c:
         assert c.execute("SELECT 8").fetchone()[0] == 8
 

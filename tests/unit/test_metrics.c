@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -177,6 +178,7 @@ static int setup(void **state)
 	    .dataplanes_known = 3,
 	    .cp_connected = -1,
 	    .cp_last_contact_secs = -1,
+	    .replica_lag_limit_secs = 2.5,
 	    .nodes = f->nodes,
 	    .n_nodes = 2,
 	    .has_config = true,
@@ -365,6 +367,7 @@ static void test_process_and_nodes(void **state)
 	assert_sample(t, "helios_node_up{node=\"node1\",role=\"replica\"}", "0");
 	assert_sample(t, "helios_node_draining{node=\"node1\"}", "1");
 	assert_sample(t, "helios_node_replication_lag_seconds{node=\"node1\"}", "1.5");
+	assert_sample(t, "helios_replica_lag_limit_seconds", "2.5");
 	assert_null(strstr(t, "helios_node_replication_lag_seconds{node=\"node0\"}"));
 	assert_sample(t, "helios_pins_total{dataplane=\"dp-a\",reason=\"prepared_statement\"}",
 	              "4");
@@ -391,8 +394,17 @@ static void test_link_families_by_role(void **state)
 	assert_sample(t, "helios_control_plane_connected{dataplane=\"dp-a\"}", "1");
 	assert_sample(t, "helios_control_plane_reconnects_total{dataplane=\"dp-a\"}", "3");
 	assert_sample(t, "helios_control_plane_connected{dataplane=\"dp-b\\\"x\\\\y\\nz\"}", "0");
-	assert_null(strstr(t, "helios_control_plane_last_contact_seconds"));
+	/* no heartbeat ages given: no last-contact samples */
+	assert_null(strstr(t, "helios_control_plane_last_contact_seconds{"));
 	free(t);
+	static const double contact[2] = {1.5, 30};
+	f->info.report_contact_secs = contact;
+	t = render(f, 2);
+	assert_sample(t, "helios_control_plane_last_contact_seconds{dataplane=\"dp-a\"}", "1.5");
+	assert_sample(
+	    t, "helios_control_plane_last_contact_seconds{dataplane=\"dp-b\\\"x\\\\y\\nz\"}", "30");
+	free(t);
+	f->info.report_contact_secs = NULL;
 
 	/* Data plane with an external control plane: live values from info. */
 	f->info.role = "dataplane";
@@ -404,7 +416,7 @@ static void test_link_families_by_role(void **state)
 	t = render(f, 1);
 	assert_sample(t, "helios_control_plane_connected{dataplane=\"dp-a\"}", "0");
 	assert_sample(t, "helios_control_plane_reconnects_total{dataplane=\"dp-a\"}", "9");
-	assert_sample(t, "helios_control_plane_last_contact_seconds", "2.25");
+	assert_sample(t, "helios_control_plane_last_contact_seconds{dataplane=\"dp-a\"}", "2.25");
 	assert_null(strstr(t, "helios_dataplanes_connected"));
 	assert_null(strstr(t, "helios_dataplanes_known"));
 	free(t);
@@ -445,6 +457,48 @@ static void test_xdp_families_only_where_the_filter_is_enabled(void **state)
 	f->info.xdp.attached = false;
 	t = render(f, 1);
 	assert_sample(t, "helios_xdp_attached", "0");
+	free(t);
+}
+
+/* Read from this test's own /proc entries: plausible values, and the
+ * families rendered with them (and left out when /proc was unreadable). */
+static void test_process_standard_families(void **state)
+{
+	struct fx *f = *state;
+	struct metrics_proc p;
+	char *t;
+	int fd = dup(0);
+
+	assert_int_equal(metrics_proc_read(&p), 0);
+	assert_true(p.valid);
+	assert_true(p.rss_bytes > 0 && p.vsize_bytes >= p.rss_bytes);
+	assert_true(p.open_fds >= 3 && p.max_fds >= p.open_fds);
+	assert_true(p.cpu_secs >= 0);
+	assert_true(p.start_time_secs > 1.5e9 && p.start_time_secs <= (double)time(NULL) + 1);
+	/* one more descriptor open is one more counted */
+	struct metrics_proc q;
+	close(fd);
+	assert_int_equal(metrics_proc_read(&q), 0);
+	assert_int_equal(q.open_fds + 1, p.open_fds);
+
+	t = render(f, 2);
+	assert_null(strstr(t, "process_"));
+	free(t);
+	f->info.proc = (struct metrics_proc){.valid = true,
+	                                     .cpu_secs = 1.25,
+	                                     .rss_bytes = 4096,
+	                                     .vsize_bytes = 8192,
+	                                     .open_fds = 12,
+	                                     .max_fds = 1024,
+	                                     .start_time_secs = 1700000000.5};
+	t = render(f, 2);
+	assert_sample(t, "process_cpu_seconds_total", "1.25");
+	assert_sample(t, "process_resident_memory_bytes", "4096");
+	assert_sample(t, "process_virtual_memory_bytes", "8192");
+	assert_sample(t, "process_open_fds", "12");
+	assert_sample(t, "process_max_fds", "1024");
+	assert_sample(t, "process_start_time_seconds", "1700000000.5");
+	assert_non_null(strstr(t, "# TYPE process_cpu_seconds_total counter\n"));
 	free(t);
 }
 
@@ -495,6 +549,10 @@ static void test_promtool(void **state)
 	char *t = render(f, 2);
 
 	check_with_promtool(t, "the control-plane exposition");
+	free(t);
+	assert_int_equal(metrics_proc_read(&f->info.proc), 0);
+	t = render(f, 2);
+	check_with_promtool(t, "the control-plane exposition with process_* families");
 	free(t);
 	f->info.role = "dataplane";
 	f->info.dataplanes_connected = -1;
@@ -608,6 +666,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_link_families_by_role, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_xdp_families_only_where_the_filter_is_enabled,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_process_standard_families, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_promtool, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
