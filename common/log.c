@@ -7,6 +7,7 @@
 
 #include "common/cfg.h"
 #include "common/log_syslog.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -81,36 +82,6 @@ void log_apply_cfg(const struct cfg *c)
 	log_set_syslog(c->syslog, c->syslog_ident, c->syslog_facility);
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one
- * (overlong forms, surrogates and code points above U+10FFFF included). */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned char c = s[0];
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-			return 0;
-		if (c == 0xe0 && s[1] < 0xa0)
-			return 0; /* overlong */
-		if (c == 0xed && s[1] >= 0xa0)
-			return 0; /* UTF-16 surrogate */
-		return 3;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
-			return 0;
-		if (c == 0xf0 && s[1] < 0x90)
-			return 0; /* overlong */
-		if (c == 0xf4 && s[1] >= 0x90)
-			return 0; /* above U+10FFFF */
-		return 4;
-	}
-	return 0;
-}
-
 size_t log_json_escape(char *dst, size_t cap, const char *src)
 {
 	size_t n = 0;
@@ -137,7 +108,7 @@ size_t log_json_escape(char *dst, size_t cap, const char *src)
 		} else if (c < 0x80) {
 			esc[0] = (char)c;
 			len = 1;
-		} else if ((adv = utf8_len(s)) > 0) {
+		} else if ((adv = utf8_seq(s, strnlen((const char *)s, 4))) > 0) {
 			out = (const char *)s;
 			len = adv;
 		} else {

@@ -10,6 +10,9 @@
  */
 #include "common/metrics.h"
 
+#include "common/jbuild.h"
+#include "common/utf8.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -24,42 +27,6 @@
 #include <jansson.h>
 
 /* ---- UTF-8 ---- */
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid:
- * both output formats must be valid UTF-8, and ids arrive from the wire. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	size_t len, i;
-	uint32_t cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		cp = s[0] & 0x1fu;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		cp = s[0] & 0x0fu;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		cp = s[0] & 0x07u;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3fu);
-	}
-	if ((len == 3 && cp < 0x800) || (cp >= 0xd800 && cp <= 0xdfff) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
-}
-
-#define REPLACEMENT_CHAR "\xef\xbf\xbd" /* U+FFFD */
 
 /* ---- Prometheus text ---- */
 
@@ -131,7 +98,7 @@ static void put_label_value(struct sbuf *out, const char *v)
 			sbuf_append(out, s + i, k);
 			i += k;
 		} else {
-			sbuf_puts(out, REPLACEMENT_CHAR);
+			sbuf_puts(out, UTF8_REPLACEMENT);
 			i++;
 		}
 	}
@@ -789,94 +756,31 @@ void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports,
 
 /* ---- /status JSON ---- */
 
-/* Building stops at the first allocation failure: ok goes false and
- * everything after is a no-op, so the callers need no checks of their own. */
-struct jb {
-	bool ok;
-};
-
-static json_t *j_str(struct jb *jb, const char *s)
-{
-	json_t *v;
-
-	if (!s)
-		s = "";
-	v = json_string(s);
-	if (!v && jb->ok) {
-		/* Not UTF-8 (or out of memory): retry with the bad bytes
-		 * replaced, as in the metrics text. */
-		const unsigned char *u = (const unsigned char *)s;
-		size_t n = strlen(s), k;
-		struct sbuf b;
-
-		sbuf_init(&b);
-		for (size_t i = 0; i < n; i += k ? k : 1) {
-			k = utf8_seq(u + i, n - i);
-			if (k)
-				sbuf_append(&b, u + i, k);
-			else
-				sbuf_puts(&b, REPLACEMENT_CHAR);
-		}
-		v = b.oom ? NULL : json_stringn(b.p ? b.p : "", b.len);
-		sbuf_free(&b);
-	}
-	return v;
-}
-
-static json_t *j_uint(uint64_t u)
-{
-	/* json_int_t is long long (JSON_INTEGER_IS_LONG_LONG): clamp, a
-	 * counter that large is not worth a wrong sign. */
-	return json_integer(u > (uint64_t)LLONG_MAX ? LLONG_MAX : (json_int_t)u);
-}
-
-/* JSON has no NaN or infinity: those become null. */
-static json_t *j_real(double d)
-{
-	return isfinite(d) ? json_real(d) : json_null();
-}
-
-static void j_set(struct jb *jb, json_t *obj, const char *key, json_t *v)
-{
-	if (!jb->ok || !obj || !v || json_object_set_new(obj, key, v) != 0) {
-		json_decref(v);
-		jb->ok = false;
-	}
-}
-
-static void j_append(struct jb *jb, json_t *arr, json_t *v)
-{
-	if (!jb->ok || !arr || !v || json_array_append_new(arr, v) != 0) {
-		json_decref(v);
-		jb->ok = false;
-	}
-}
-
 static json_t *pool_json(struct jb *jb, const Helios__PoolStats *p)
 {
 	json_t *o = json_object();
 
-	j_set(jb, o, "database", j_str(jb, p->database));
-	j_set(jb, o, "user", j_str(jb, p->user));
-	j_set(jb, o, "node", j_str(jb, p->node));
-	j_set(jb, o, "mode", j_str(jb, p->mode));
-	j_set(jb, o, "cl_active", j_uint(p->cl_active));
-	j_set(jb, o, "cl_waiting", j_uint(p->cl_waiting));
-	j_set(jb, o, "sv_active", j_uint(p->sv_active));
-	j_set(jb, o, "sv_idle", j_uint(p->sv_idle));
-	j_set(jb, o, "sv_used", j_uint(p->sv_used));
-	j_set(jb, o, "sv_login", j_uint(p->sv_login));
-	j_set(jb, o, "max_size", j_uint(p->max_size));
-	j_set(jb, o, "maxwait_secs", j_real(p->maxwait_secs));
-	j_set(jb, o, "xact_count", j_uint(p->xact_count));
-	j_set(jb, o, "query_count", j_uint(p->query_count));
-	j_set(jb, o, "bytes_received", j_uint(p->bytes_received));
-	j_set(jb, o, "bytes_sent", j_uint(p->bytes_sent));
-	j_set(jb, o, "xact_time_secs", j_real(p->xact_time_secs));
-	j_set(jb, o, "query_time_secs", j_real(p->query_time_secs));
-	j_set(jb, o, "wait_time_secs", j_real(p->wait_time_secs));
-	j_set(jb, o, "wait_timeouts", j_uint(p->wait_timeouts));
-	j_set(jb, o, "paused", json_boolean(p->paused));
+	jb_set(jb, o, "database", jb_str(jb, p->database));
+	jb_set(jb, o, "user", jb_str(jb, p->user));
+	jb_set(jb, o, "node", jb_str(jb, p->node));
+	jb_set(jb, o, "mode", jb_str(jb, p->mode));
+	jb_set(jb, o, "cl_active", jb_uint(p->cl_active));
+	jb_set(jb, o, "cl_waiting", jb_uint(p->cl_waiting));
+	jb_set(jb, o, "sv_active", jb_uint(p->sv_active));
+	jb_set(jb, o, "sv_idle", jb_uint(p->sv_idle));
+	jb_set(jb, o, "sv_used", jb_uint(p->sv_used));
+	jb_set(jb, o, "sv_login", jb_uint(p->sv_login));
+	jb_set(jb, o, "max_size", jb_uint(p->max_size));
+	jb_set(jb, o, "maxwait_secs", jb_real(p->maxwait_secs));
+	jb_set(jb, o, "xact_count", jb_uint(p->xact_count));
+	jb_set(jb, o, "query_count", jb_uint(p->query_count));
+	jb_set(jb, o, "bytes_received", jb_uint(p->bytes_received));
+	jb_set(jb, o, "bytes_sent", jb_uint(p->bytes_sent));
+	jb_set(jb, o, "xact_time_secs", jb_real(p->xact_time_secs));
+	jb_set(jb, o, "query_time_secs", jb_real(p->query_time_secs));
+	jb_set(jb, o, "wait_time_secs", jb_real(p->wait_time_secs));
+	jb_set(jb, o, "wait_timeouts", jb_uint(p->wait_timeouts));
+	jb_set(jb, o, "paused", json_boolean(p->paused));
 	return o;
 }
 
@@ -884,24 +788,24 @@ static json_t *report_json(struct jb *jb, const Helios__StatsReport *r)
 {
 	json_t *o = json_object(), *a;
 
-	j_set(jb, o, "id", j_str(jb, r->dataplane_id));
-	j_set(jb, o, "generation", j_uint(r->generation));
-	j_set(jb, o, "uptime_secs", j_real(r->uptime_secs));
-	j_set(jb, o, "clients", j_uint(r->clients));
-	j_set(jb, o, "clients_max", j_uint(r->clients_max));
-	j_set(jb, o, "cp_connected", json_boolean(r->cp_connected));
-	j_set(jb, o, "cp_reconnects", j_uint(r->cp_reconnects));
-	j_set(jb, o, "io_backend", j_str(jb, r->io_backend));
-	j_set(jb, o, "workers", j_uint(r->workers));
-	j_set(jb, o, "collected_at", j_real(r->collected_at));
+	jb_set(jb, o, "id", jb_str(jb, r->dataplane_id));
+	jb_set(jb, o, "generation", jb_uint(r->generation));
+	jb_set(jb, o, "uptime_secs", jb_real(r->uptime_secs));
+	jb_set(jb, o, "clients", jb_uint(r->clients));
+	jb_set(jb, o, "clients_max", jb_uint(r->clients_max));
+	jb_set(jb, o, "cp_connected", json_boolean(r->cp_connected));
+	jb_set(jb, o, "cp_reconnects", jb_uint(r->cp_reconnects));
+	jb_set(jb, o, "io_backend", jb_str(jb, r->io_backend));
+	jb_set(jb, o, "workers", jb_uint(r->workers));
+	jb_set(jb, o, "collected_at", jb_real(r->collected_at));
 	a = json_array();
 	for (size_t i = 0; i < r->n_paused; i++)
-		j_append(jb, a, j_str(jb, r->paused[i]));
-	j_set(jb, o, "paused", a);
+		jb_append(jb, a, jb_str(jb, r->paused[i]));
+	jb_set(jb, o, "paused", a);
 	a = json_array();
 	for (size_t i = 0; i < r->n_pools; i++)
-		j_append(jb, a, pool_json(jb, r->pools[i]));
-	j_set(jb, o, "pools", a);
+		jb_append(jb, a, pool_json(jb, r->pools[i]));
+	jb_set(jb, o, "pools", a);
 	return o;
 }
 
@@ -909,15 +813,15 @@ static json_t *node_json(struct jb *jb, const Helios__NodeStatus *nd)
 {
 	json_t *o = json_object();
 
-	j_set(jb, o, "name", j_str(jb, nd->name));
-	j_set(jb, o, "host", j_str(jb, nd->host));
-	j_set(jb, o, "port", j_uint(nd->port));
-	j_set(jb, o, "role", j_str(jb, nd->role));
-	j_set(jb, o, "healthy", json_boolean(nd->healthy));
-	j_set(jb, o, "lag_ms", nd->lag_ms >= 0 ? json_integer(nd->lag_ms) : json_null());
-	j_set(jb, o, "draining", json_boolean(nd->draining));
-	j_set(jb, o, "error", j_str(jb, nd->error));
-	j_set(jb, o, "checked_at", j_real(nd->checked_at));
+	jb_set(jb, o, "name", jb_str(jb, nd->name));
+	jb_set(jb, o, "host", jb_str(jb, nd->host));
+	jb_set(jb, o, "port", jb_uint(nd->port));
+	jb_set(jb, o, "role", jb_str(jb, nd->role));
+	jb_set(jb, o, "healthy", json_boolean(nd->healthy));
+	jb_set(jb, o, "lag_ms", nd->lag_ms >= 0 ? json_integer(nd->lag_ms) : json_null());
+	jb_set(jb, o, "draining", json_boolean(nd->draining));
+	jb_set(jb, o, "error", jb_str(jb, nd->error));
+	jb_set(jb, o, "checked_at", jb_real(nd->checked_at));
 	return o;
 }
 
@@ -936,29 +840,30 @@ void metrics_status_json(struct sbuf *out, const Helios__StatsReport *const *rep
 	json_t *root = json_object(), *a;
 	bool link = info->cp_connected >= 0;
 
-	j_set(&jb, root, "role", j_str(&jb, info->role));
-	j_set(&jb, root, "version", j_str(&jb, info->version));
-	j_set(&jb, root, "uptime_secs", j_real(info->uptime_secs));
-	j_set(&jb, root, "generation", j_uint(info->generation));
-	j_set(&jb, root, "has_config", json_boolean(info->has_config));
-	j_set(&jb, root, "dataplanes_connected",
-	      info->dataplanes_connected >= 0 ? json_integer(info->dataplanes_connected)
-	                                      : json_null());
-	j_set(&jb, root, "dataplanes_known",
-	      info->dataplanes_known >= 0 ? json_integer(info->dataplanes_known) : json_null());
-	j_set(&jb, root, "cp_connected", link ? json_boolean(info->cp_connected > 0) : json_null());
-	j_set(&jb, root, "cp_reconnects", link ? j_uint(info->cp_reconnects) : json_null());
-	j_set(&jb, root, "cp_last_contact_secs",
-	      link && info->cp_last_contact_secs >= 0 ? j_real(info->cp_last_contact_secs)
-	                                              : json_null());
+	jb_set(&jb, root, "role", jb_str(&jb, info->role));
+	jb_set(&jb, root, "version", jb_str(&jb, info->version));
+	jb_set(&jb, root, "uptime_secs", jb_real(info->uptime_secs));
+	jb_set(&jb, root, "generation", jb_uint(info->generation));
+	jb_set(&jb, root, "has_config", json_boolean(info->has_config));
+	jb_set(&jb, root, "dataplanes_connected",
+	       info->dataplanes_connected >= 0 ? json_integer(info->dataplanes_connected)
+	                                       : json_null());
+	jb_set(&jb, root, "dataplanes_known",
+	       info->dataplanes_known >= 0 ? json_integer(info->dataplanes_known) : json_null());
+	jb_set(&jb, root, "cp_connected",
+	       link ? json_boolean(info->cp_connected > 0) : json_null());
+	jb_set(&jb, root, "cp_reconnects", link ? jb_uint(info->cp_reconnects) : json_null());
+	jb_set(&jb, root, "cp_last_contact_secs",
+	       link && info->cp_last_contact_secs >= 0 ? jb_real(info->cp_last_contact_secs)
+	                                               : json_null());
 	a = json_array();
 	for (size_t i = 0; i < n; i++)
-		j_append(&jb, a, report_json(&jb, reports[i]));
-	j_set(&jb, root, "dataplanes", a);
+		jb_append(&jb, a, report_json(&jb, reports[i]));
+	jb_set(&jb, root, "dataplanes", a);
 	a = json_array();
 	for (size_t i = 0; i < info->n_nodes; i++)
-		j_append(&jb, a, node_json(&jb, info->nodes[i]));
-	j_set(&jb, root, "nodes", a);
+		jb_append(&jb, a, node_json(&jb, info->nodes[i]));
+	jb_set(&jb, root, "nodes", a);
 
 	/* 15 significant digits: jansson has no shortest round-trip form, and
 	 * 17 turns 0.1 into 0.10000000000000001 for the humans reading this. */

@@ -6,6 +6,8 @@
  */
 #include "common/overview.h"
 
+#include "common/jbuild.h"
+
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -64,68 +66,12 @@ double overview_quantile(const Helios__Histogram *h, double q)
 	return h->bounds[h->n_bounds - 1]; /* in +Inf: the most we can say */
 }
 
-/* ---- JSON ----
- * Building stops at the first allocation failure: ok goes false and the
- * rest are no-ops, so the callers need no checks of their own. */
-struct jb {
-	bool ok;
-};
+/* ---- JSON (common/jbuild.h) ---- */
 
-static json_t *j_str(struct jb *jb, const char *s)
-{
-	json_t *v;
-
-	if (!s)
-		s = "";
-	v = json_string(s);
-	if (!v && jb->ok) {
-		/* Not UTF-8: every byte >= 0x80 becomes U+FFFD, enough for a
-		 * page that only shows it. */
-		struct sbuf b;
-
-		sbuf_init(&b);
-		for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
-			if (*u < 0x80)
-				sbuf_putc(&b, (char)*u);
-			else
-				sbuf_puts(&b, "\xef\xbf\xbd");
-		}
-		v = b.oom ? NULL : json_stringn(b.p ? b.p : "", b.len);
-		sbuf_free(&b);
-	}
-	return v;
-}
-
-static json_t *j_uint(uint64_t u)
-{
-	return json_integer(u > (uint64_t)LLONG_MAX ? LLONG_MAX : (json_int_t)u);
-}
-
-/* JSON has no NaN or infinity; negative means "unknown" here: both null. */
-static json_t *j_real(double d)
-{
-	return isfinite(d) ? json_real(d) : json_null();
-}
-
+/* negative means "unknown" here: null, as NaN and infinity */
 static json_t *j_known(double d)
 {
 	return d >= 0 && isfinite(d) ? json_real(d) : json_null();
-}
-
-static void j_set(struct jb *jb, json_t *obj, const char *key, json_t *v)
-{
-	if (!jb->ok || !obj || !v || json_object_set_new(obj, key, v) != 0) {
-		json_decref(v);
-		jb->ok = false;
-	}
-}
-
-static void j_append(struct jb *jb, json_t *arr, json_t *v)
-{
-	if (!jb->ok || !arr || !v || json_array_append_new(arr, v) != 0) {
-		json_decref(v);
-		jb->ok = false;
-	}
 }
 
 static json_t *pool_json(struct jb *jb, const Helios__PoolStats *p)
@@ -133,24 +79,24 @@ static json_t *pool_json(struct jb *jb, const Helios__PoolStats *p)
 	json_t *o = json_object();
 	uint64_t waits = p->wait_hist ? p->wait_hist->count : 0;
 
-	j_set(jb, o, "database", j_str(jb, p->database));
-	j_set(jb, o, "user", j_str(jb, p->user));
-	j_set(jb, o, "tenant", j_str(jb, p->tenant));
-	j_set(jb, o, "node", j_str(jb, p->node));
-	j_set(jb, o, "mode", j_str(jb, p->mode));
-	j_set(jb, o, "cl_active", j_uint(p->cl_active));
-	j_set(jb, o, "cl_waiting", j_uint(p->cl_waiting));
-	j_set(jb, o, "sv_active", j_uint(p->sv_active));
-	j_set(jb, o, "sv_idle", j_uint(p->sv_idle));
-	j_set(jb, o, "sv_login", j_uint(p->sv_login));
-	j_set(jb, o, "max_size", j_uint(p->max_size));
-	j_set(jb, o, "maxwait_secs", j_real(p->maxwait_secs));
-	j_set(jb, o, "waits", j_uint(waits));
-	j_set(jb, o, "wait_p99_secs", j_known(overview_quantile(p->wait_hist, 0.99)));
-	j_set(jb, o, "wait_timeouts", j_uint(p->wait_timeouts));
-	j_set(jb, o, "xact_count", j_uint(p->xact_count));
-	j_set(jb, o, "query_count", j_uint(p->query_count));
-	j_set(jb, o, "paused", json_boolean(p->paused));
+	jb_set(jb, o, "database", jb_str(jb, p->database));
+	jb_set(jb, o, "user", jb_str(jb, p->user));
+	jb_set(jb, o, "tenant", jb_str(jb, p->tenant));
+	jb_set(jb, o, "node", jb_str(jb, p->node));
+	jb_set(jb, o, "mode", jb_str(jb, p->mode));
+	jb_set(jb, o, "cl_active", jb_uint(p->cl_active));
+	jb_set(jb, o, "cl_waiting", jb_uint(p->cl_waiting));
+	jb_set(jb, o, "sv_active", jb_uint(p->sv_active));
+	jb_set(jb, o, "sv_idle", jb_uint(p->sv_idle));
+	jb_set(jb, o, "sv_login", jb_uint(p->sv_login));
+	jb_set(jb, o, "max_size", jb_uint(p->max_size));
+	jb_set(jb, o, "maxwait_secs", jb_real(p->maxwait_secs));
+	jb_set(jb, o, "waits", jb_uint(waits));
+	jb_set(jb, o, "wait_p99_secs", j_known(overview_quantile(p->wait_hist, 0.99)));
+	jb_set(jb, o, "wait_timeouts", jb_uint(p->wait_timeouts));
+	jb_set(jb, o, "xact_count", jb_uint(p->xact_count));
+	jb_set(jb, o, "query_count", jb_uint(p->query_count));
+	jb_set(jb, o, "paused", json_boolean(p->paused));
 	return o;
 }
 
@@ -158,16 +104,16 @@ static json_t *node_json(struct jb *jb, const Helios__NodeStatus *nd)
 {
 	json_t *o = json_object();
 
-	j_set(jb, o, "name", j_str(jb, nd->name));
-	j_set(jb, o, "host", j_str(jb, nd->host));
-	j_set(jb, o, "port", j_uint(nd->port));
-	j_set(jb, o, "role", j_str(jb, nd->role));
-	j_set(jb, o, "healthy", json_boolean(nd->healthy));
-	j_set(jb, o, "lag_ms", nd->lag_ms >= 0 ? json_integer(nd->lag_ms) : json_null());
-	j_set(jb, o, "breaker",
-	      nd->breaker && nd->breaker[0] ? j_str(jb, nd->breaker) : json_null());
-	j_set(jb, o, "draining", json_boolean(nd->draining));
-	j_set(jb, o, "error", j_str(jb, nd->error));
+	jb_set(jb, o, "name", jb_str(jb, nd->name));
+	jb_set(jb, o, "host", jb_str(jb, nd->host));
+	jb_set(jb, o, "port", jb_uint(nd->port));
+	jb_set(jb, o, "role", jb_str(jb, nd->role));
+	jb_set(jb, o, "healthy", json_boolean(nd->healthy));
+	jb_set(jb, o, "lag_ms", nd->lag_ms >= 0 ? json_integer(nd->lag_ms) : json_null());
+	jb_set(jb, o, "breaker",
+	       nd->breaker && nd->breaker[0] ? jb_str(jb, nd->breaker) : json_null());
+	jb_set(jb, o, "draining", json_boolean(nd->draining));
+	jb_set(jb, o, "error", jb_str(jb, nd->error));
 	return o;
 }
 
@@ -175,17 +121,17 @@ static json_t *query_json(struct jb *jb, const Helios__QueryStat *q)
 {
 	json_t *o = json_object();
 
-	j_set(jb, o, "query", j_str(jb, q->query));
-	j_set(jb, o, "database", j_str(jb, q->database));
-	j_set(jb, o, "user", j_str(jb, q->user));
-	j_set(jb, o, "node", j_str(jb, q->node));
-	j_set(jb, o, "calls", j_uint(q->calls));
-	j_set(jb, o, "errors", j_uint(q->errors));
-	j_set(jb, o, "rows", j_uint(q->rows));
-	j_set(jb, o, "total_secs", j_real(q->total_secs));
-	j_set(jb, o, "mean_secs",
-	      q->calls ? j_real(q->total_secs / (double)q->calls) : json_null());
-	j_set(jb, o, "p99_secs", j_real(q->p99_secs));
+	jb_set(jb, o, "query", jb_str(jb, q->query));
+	jb_set(jb, o, "database", jb_str(jb, q->database));
+	jb_set(jb, o, "user", jb_str(jb, q->user));
+	jb_set(jb, o, "node", jb_str(jb, q->node));
+	jb_set(jb, o, "calls", jb_uint(q->calls));
+	jb_set(jb, o, "errors", jb_uint(q->errors));
+	jb_set(jb, o, "rows", jb_uint(q->rows));
+	jb_set(jb, o, "total_secs", jb_real(q->total_secs));
+	jb_set(jb, o, "mean_secs",
+	       q->calls ? jb_real(q->total_secs / (double)q->calls) : json_null());
+	jb_set(jb, o, "p99_secs", jb_real(q->p99_secs));
 	return o;
 }
 
@@ -206,13 +152,13 @@ static json_t *report_json(struct jb *jb, const Helios__StatsReport *r, struct t
 	json_t *o = json_object(), *a;
 	uint64_t active = 0, waiting = 0, throttled = 0, rejected = 0;
 
-	j_set(jb, o, "uptime_secs", j_real(r->uptime_secs));
-	j_set(jb, o, "collected_at", j_real(r->collected_at));
-	j_set(jb, o, "io_backend", j_str(jb, r->io_backend));
-	j_set(jb, o, "workers", j_uint(r->workers));
-	j_set(jb, o, "queries_total", j_uint(r->queries_total));
-	j_set(jb, o, "xacts_total", j_uint(r->xacts_total));
-	j_set(jb, o, "login_failures", j_uint(r->login_failures));
+	jb_set(jb, o, "uptime_secs", jb_real(r->uptime_secs));
+	jb_set(jb, o, "collected_at", jb_real(r->collected_at));
+	jb_set(jb, o, "io_backend", jb_str(jb, r->io_backend));
+	jb_set(jb, o, "workers", jb_uint(r->workers));
+	jb_set(jb, o, "queries_total", jb_uint(r->queries_total));
+	jb_set(jb, o, "xacts_total", jb_uint(r->xacts_total));
+	jb_set(jb, o, "login_failures", jb_uint(r->login_failures));
 
 	a = json_array();
 	for (size_t i = 0; i < r->n_pools; i++) {
@@ -221,45 +167,45 @@ static json_t *report_json(struct jb *jb, const Helios__StatsReport *r, struct t
 		waiting += p->cl_waiting;
 		t->sv_active += p->sv_active;
 		t->sv_idle += p->sv_idle;
-		j_append(jb, a, pool_json(jb, p));
+		jb_append(jb, a, pool_json(jb, p));
 	}
 	t->pools += r->n_pools;
-	j_set(jb, o, "pools", a);
+	jb_set(jb, o, "pools", a);
 
 	/* Summary reports count clients per pool (active, waiting); the rest
 	 * are idle between transactions or still logging in. */
 	json_t *c = json_object();
 	uint64_t busy = active + waiting;
-	j_set(jb, c, "total", j_uint(r->clients));
-	j_set(jb, c, "max", j_uint(r->clients_max));
-	j_set(jb, c, "active", j_uint(active));
-	j_set(jb, c, "waiting", j_uint(waiting));
-	j_set(jb, c, "idle", j_uint(r->clients > busy ? r->clients - busy : 0));
-	j_set(jb, o, "clients", c);
+	jb_set(jb, c, "total", jb_uint(r->clients));
+	jb_set(jb, c, "max", jb_uint(r->clients_max));
+	jb_set(jb, c, "active", jb_uint(active));
+	jb_set(jb, c, "waiting", jb_uint(waiting));
+	jb_set(jb, c, "idle", jb_uint(r->clients > busy ? r->clients - busy : 0));
+	jb_set(jb, o, "clients", c);
 	t->clients += r->clients;
 	t->active += active;
 	t->waiting += waiting;
 
 	a = json_array();
 	for (size_t i = 0; i < r->n_nodes; i++)
-		j_append(jb, a, node_json(jb, r->nodes[i]));
-	j_set(jb, o, "nodes", a);
+		jb_append(jb, a, node_json(jb, r->nodes[i]));
+	jb_set(jb, o, "nodes", a);
 
 	a = json_array();
 	for (size_t i = 0; i < r->n_queries; i++)
-		j_append(jb, a, query_json(jb, r->queries[i]));
-	j_set(jb, o, "top_queries", a);
+		jb_append(jb, a, query_json(jb, r->queries[i]));
+	jb_set(jb, o, "top_queries", a);
 
 	json_t *ca = json_object();
 	const Helios__CacheStats *cs = r->cache;
-	j_set(jb, ca, "enabled", json_boolean(cs && cs->enabled));
-	j_set(jb, ca, "hits", j_uint(cs ? cs->hits : 0));
-	j_set(jb, ca, "misses", j_uint(cs ? cs->misses : 0));
-	j_set(jb, ca, "hit_ratio", ratio(cs ? cs->hits : 0, cs ? cs->misses : 0));
-	j_set(jb, ca, "entries", j_uint(cs ? cs->entries : 0));
-	j_set(jb, ca, "bytes", j_uint(cs ? cs->bytes : 0));
-	j_set(jb, ca, "max_bytes", j_uint(cs ? cs->max_bytes : 0));
-	j_set(jb, o, "cache", ca);
+	jb_set(jb, ca, "enabled", json_boolean(cs && cs->enabled));
+	jb_set(jb, ca, "hits", jb_uint(cs ? cs->hits : 0));
+	jb_set(jb, ca, "misses", jb_uint(cs ? cs->misses : 0));
+	jb_set(jb, ca, "hit_ratio", ratio(cs ? cs->hits : 0, cs ? cs->misses : 0));
+	jb_set(jb, ca, "entries", jb_uint(cs ? cs->entries : 0));
+	jb_set(jb, ca, "bytes", jb_uint(cs ? cs->bytes : 0));
+	jb_set(jb, ca, "max_bytes", jb_uint(cs ? cs->max_bytes : 0));
+	jb_set(jb, o, "cache", ca);
 	t->hits += cs ? cs->hits : 0;
 	t->misses += cs ? cs->misses : 0;
 
@@ -268,28 +214,28 @@ static json_t *report_json(struct jb *jb, const Helios__StatsReport *r, struct t
 	for (size_t i = 0; i < r->n_rate_buckets; i++) {
 		const Helios__RateBucket *b = r->rate_buckets[i];
 		json_t *bo = json_object();
-		j_set(jb, bo, "name", j_str(jb, b->name));
-		j_set(jb, bo, "rate", j_real(b->rate));
-		j_set(jb, bo, "allowed", j_uint(b->allowed));
-		j_set(jb, bo, "throttled", j_uint(b->throttled));
-		j_set(jb, bo, "rejected", j_uint(b->rejected));
-		j_append(jb, a, bo);
+		jb_set(jb, bo, "name", jb_str(jb, b->name));
+		jb_set(jb, bo, "rate", jb_real(b->rate));
+		jb_set(jb, bo, "allowed", jb_uint(b->allowed));
+		jb_set(jb, bo, "throttled", jb_uint(b->throttled));
+		jb_set(jb, bo, "rejected", jb_uint(b->rejected));
+		jb_append(jb, a, bo);
 		throttled += b->throttled;
 		rejected += b->rejected;
 	}
-	j_set(jb, rl, "throttled", j_uint(throttled));
-	j_set(jb, rl, "rejected", j_uint(rejected));
-	j_set(jb, rl, "buckets", a);
-	j_set(jb, o, "rate_limit", rl);
+	jb_set(jb, rl, "throttled", jb_uint(throttled));
+	jb_set(jb, rl, "rejected", jb_uint(rejected));
+	jb_set(jb, rl, "buckets", a);
+	jb_set(jb, o, "rate_limit", rl);
 	t->throttled += throttled;
 	t->rejected += rejected;
 
 	json_t *sp = json_object();
-	j_set(jb, sp, "active", j_uint(r->splice_active));
-	j_set(jb, sp, "total", j_uint(r->splice_total));
-	j_set(jb, sp, "fallbacks", j_uint(r->splice_fallbacks));
-	j_set(jb, sp, "reused", j_uint(r->splice_reused));
-	j_set(jb, o, "splice", sp);
+	jb_set(jb, sp, "active", jb_uint(r->splice_active));
+	jb_set(jb, sp, "total", jb_uint(r->splice_total));
+	jb_set(jb, sp, "fallbacks", jb_uint(r->splice_fallbacks));
+	jb_set(jb, sp, "reused", jb_uint(r->splice_reused));
+	jb_set(jb, o, "splice", sp);
 	t->splice += r->splice_active;
 	return o;
 }
@@ -298,13 +244,13 @@ static json_t *dp_json(struct jb *jb, const struct overview_dp *d, uint64_t live
 {
 	json_t *o = d->report ? report_json(jb, d->report, t) : json_object();
 
-	j_set(jb, o, "id", j_str(jb, d->id));
-	j_set(jb, o, "connected", json_boolean(d->connected));
-	j_set(jb, o, "generation", j_uint(d->generation));
-	j_set(jb, o, "acked", json_boolean(d->generation == live));
-	j_set(jb, o, "last_seen_secs", j_known(d->last_seen_secs));
-	j_set(jb, o, "last_error", j_str(jb, d->last_error));
-	j_set(jb, o, "has_report", json_boolean(d->report != NULL));
+	jb_set(jb, o, "id", jb_str(jb, d->id));
+	jb_set(jb, o, "connected", json_boolean(d->connected));
+	jb_set(jb, o, "generation", jb_uint(d->generation));
+	jb_set(jb, o, "acked", json_boolean(d->generation == live));
+	jb_set(jb, o, "last_seen_secs", j_known(d->last_seen_secs));
+	jb_set(jb, o, "last_error", jb_str(jb, d->last_error));
+	jb_set(jb, o, "has_report", json_boolean(d->report != NULL));
 	return o;
 }
 
@@ -324,52 +270,54 @@ void overview_json(struct sbuf *out, const struct overview_info *in)
 	struct timespec now;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	j_set(&jb, root, "role", j_str(&jb, in->role));
-	j_set(&jb, root, "version", j_str(&jb, in->version));
-	j_set(&jb, root, "uptime_secs", j_real(in->uptime_secs));
-	j_set(&jb, root, "now", json_real((double)now.tv_sec + (double)now.tv_nsec / 1e9));
+	jb_set(&jb, root, "role", jb_str(&jb, in->role));
+	jb_set(&jb, root, "version", jb_str(&jb, in->version));
+	jb_set(&jb, root, "uptime_secs", jb_real(in->uptime_secs));
+	jb_set(&jb, root, "now", json_real((double)now.tv_sec + (double)now.tv_nsec / 1e9));
 
 	json_t *cp = json_object();
 	bool link = in->cp_connected >= 0;
-	j_set(&jb, cp, "connected", link ? json_boolean(in->cp_connected > 0) : json_null());
-	j_set(&jb, cp, "last_contact_secs", link ? j_known(in->cp_last_contact_secs) : json_null());
-	j_set(&jb, root, "control_plane", cp);
+	jb_set(&jb, cp, "connected", link ? json_boolean(in->cp_connected > 0) : json_null());
+	jb_set(&jb, cp, "last_contact_secs",
+	       link ? j_known(in->cp_last_contact_secs) : json_null());
+	jb_set(&jb, root, "control_plane", cp);
 
 	a = json_array();
 	for (size_t i = 0; i < in->n_dps; i++) {
 		const struct overview_dp *d = &in->dps[i];
-		j_append(&jb, a, dp_json(&jb, d, in->generation, &t));
-		j_append(&jb, d->generation == in->generation ? acked : pending, j_str(&jb, d->id));
+		jb_append(&jb, a, dp_json(&jb, d, in->generation, &t));
+		jb_append(&jb, d->generation == in->generation ? acked : pending,
+		          jb_str(&jb, d->id));
 	}
-	j_set(&jb, root, "dataplanes", a);
+	jb_set(&jb, root, "dataplanes", a);
 
 	json_t *cfg = json_object();
-	j_set(&jb, cfg, "generation", j_uint(in->generation));
-	j_set(&jb, cfg, "has_config", json_boolean(in->has_config));
-	j_set(&jb, cfg, "acked", acked);
-	j_set(&jb, cfg, "not_acked", pending);
-	j_set(&jb, root, "config", cfg);
+	jb_set(&jb, cfg, "generation", jb_uint(in->generation));
+	jb_set(&jb, cfg, "has_config", json_boolean(in->has_config));
+	jb_set(&jb, cfg, "acked", acked);
+	jb_set(&jb, cfg, "not_acked", pending);
+	jb_set(&jb, root, "config", cfg);
 
 	json_t *tot = json_object();
-	j_set(&jb, tot, "dataplanes", j_uint(in->n_dps));
-	j_set(&jb, tot, "pools", j_uint(t.pools));
-	j_set(&jb, tot, "clients", j_uint(t.clients));
-	j_set(&jb, tot, "clients_active", j_uint(t.active));
-	j_set(&jb, tot, "clients_waiting", j_uint(t.waiting));
-	j_set(&jb, tot, "clients_idle",
-	      j_uint(t.clients > t.active + t.waiting ? t.clients - t.active - t.waiting : 0));
-	j_set(&jb, tot, "servers_active", j_uint(t.sv_active));
-	j_set(&jb, tot, "servers_idle", j_uint(t.sv_idle));
-	j_set(&jb, tot, "cache_hit_ratio", ratio(t.hits, t.misses));
-	j_set(&jb, tot, "throttled", j_uint(t.throttled));
-	j_set(&jb, tot, "rejected", j_uint(t.rejected));
-	j_set(&jb, tot, "spliced_sessions", j_uint(t.splice));
-	j_set(&jb, root, "totals", tot);
+	jb_set(&jb, tot, "dataplanes", jb_uint(in->n_dps));
+	jb_set(&jb, tot, "pools", jb_uint(t.pools));
+	jb_set(&jb, tot, "clients", jb_uint(t.clients));
+	jb_set(&jb, tot, "clients_active", jb_uint(t.active));
+	jb_set(&jb, tot, "clients_waiting", jb_uint(t.waiting));
+	jb_set(&jb, tot, "clients_idle",
+	       jb_uint(t.clients > t.active + t.waiting ? t.clients - t.active - t.waiting : 0));
+	jb_set(&jb, tot, "servers_active", jb_uint(t.sv_active));
+	jb_set(&jb, tot, "servers_idle", jb_uint(t.sv_idle));
+	jb_set(&jb, tot, "cache_hit_ratio", ratio(t.hits, t.misses));
+	jb_set(&jb, tot, "throttled", jb_uint(t.throttled));
+	jb_set(&jb, tot, "rejected", jb_uint(t.rejected));
+	jb_set(&jb, tot, "spliced_sessions", jb_uint(t.splice));
+	jb_set(&jb, root, "totals", tot);
 
 	a = json_array();
 	for (size_t i = 0; i < in->n_nodes; i++)
-		j_append(&jb, a, node_json(&jb, in->nodes[i]));
-	j_set(&jb, root, "nodes", a);
+		jb_append(&jb, a, node_json(&jb, in->nodes[i]));
+	jb_set(&jb, root, "nodes", a);
 
 	if (!jb.ok || json_dump_callback(root, dump_to_sbuf, out, JSON_REAL_PRECISION(15)) != 0)
 		out->oom = true;
