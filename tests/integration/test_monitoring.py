@@ -16,6 +16,7 @@ import yaml
 
 from conftest import ALICE, APPDB, ROOT, wait_for
 from test_control_plane import admin_port, external, http_get  # noqa: F401 (fixture)
+from test_routing import wait_replicated
 
 MON = ROOT / "deploy" / "monitoring"
 RULES = MON / "prometheus-rules.yaml"
@@ -229,6 +230,7 @@ def running(pg, external, config):
         su.execute("CREATE TABLE IF NOT EXISTS mon_t (id int PRIMARY KEY, v text)")
         su.execute("INSERT INTO mon_t VALUES (1, 'a') ON CONFLICT DO NOTHING")
         su.execute(f"GRANT SELECT ON mon_t TO {ALICE[0]}")
+    wait_replicated(pg, "mon_t")  # read_write_split sends the SELECTs there
     with p.connect() as c:
         c.autocommit = True
         for _ in range(20):  # over the burst: some wait for a token
