@@ -87,16 +87,16 @@ struct hba_rule_text {
 	const char *method;
 	const char *options; /* "" = none */
 };
-int hba_from_rules(const struct hba_rule_text *r, int n, const char *where_prefix,
-                   struct hba **out, char *why, size_t whylen);
+int hba_from_rules(const struct hba_rule_text *r, int n, const char *where_prefix, struct hba **out,
+                   char *why, size_t whylen);
 
 void hba_free(struct hba *h);
 
 /* The first rule that matches, or NULL (then the client gets 28000 "no
  * pg_hba.conf entry ..."). peer is the client's address (IPv4 as an
  * IPv4-mapped IPv6 address, as struct cidr keeps it), ignored for local. */
-const struct hba_rule *hba_match(const struct hba *h, bool local, bool tls,
-                                 const uint8_t peer[16], const char *user, const char *database);
+const struct hba_rule *hba_match(const struct hba *h, bool local, bool tls, const uint8_t peer[16],
+                                 const char *user, const char *database);
 
 /* A rule's option value, or NULL when it has none of that name. */
 const char *hba_opt(const struct hba_rule *r, const char *name);
