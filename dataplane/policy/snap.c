@@ -4,6 +4,7 @@
  * only when a connection starts, never per message.
  */
 #include "dataplane/policy/snap.h"
+#include "dataplane/auth/hba.h"
 
 #include "dataplane/policy/tenant.h"
 
@@ -59,6 +60,25 @@ void snap_subscriptions_reset(void)
 	n_subs = 0;
 }
 
+static int build_rules(struct snap *s, char *err, size_t errlen)
+{
+	const struct cfg *c = s->cfg;
+	struct hba_rule_text *rt = calloc(c->auth.n_rules, sizeof(*rt));
+	if (!rt) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < c->auth.n_rules; i++) {
+		const struct cfg_hba_rule *r = &c->auth.rules[i];
+		rt[i] = (struct hba_rule_text){r->type,    r->database, r->user,
+		                               r->address, r->method,   r->options};
+	}
+	int rc = hba_from_rules(rt, (int)c->auth.n_rules, c->path[0] ? c->path : "config", &s->hba,
+	                        err, errlen);
+	free(rt);
+	return rc;
+}
+
 struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
 {
 	struct snap *s = calloc(1, sizeof(*s));
@@ -82,6 +102,14 @@ struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
 		if (!s->server_tls)
 			goto fail;
 	}
+	/* the hba file is read with each new config, so a reload applies an
+	 * edited file to the logins that follow */
+	if (cfg->auth.hba_file[0]) {
+		if (hba_load_file(cfg->auth.hba_file, &s->hba, err, errlen) < 0)
+			goto fail;
+	} else if (cfg->auth.n_rules && build_rules(s, err, errlen) < 0) {
+		goto fail;
+	}
 	for (int i = 0; i < n_builders; i++)
 		if (builders[i].build && builders[i].build(s, err, errlen) < 0)
 			goto fail;
@@ -103,6 +131,7 @@ void snap_unref(struct snap *s)
 	for (int i = n_builders - 1; i >= 0; i--)
 		if (builders[i].release)
 			builders[i].release(s);
+	hba_free(s->hba);
 	tls_ctx_free(s->client_tls);
 	tls_ctx_free(s->server_tls);
 	cfg_free(s->cfg);

@@ -20,6 +20,7 @@
 
 struct tls_ctx;
 struct rw_rules;
+struct hba;
 
 struct snap {
 	int refs; /* atomic */
@@ -29,6 +30,7 @@ struct snap {
 	struct tls_ctx *server_tls; /* TLS towards servers; NULL when disabled */
 	struct rw_rules *rewrite;   /* [[rewrite_rules]] compiled; NULL when none */
 	bool rate_limits;           /* some query rate limit is configured (rate_enabled) */
+	struct hba *hba;            /* auth.hba_file or [[auth.rules]]; NULL: auth.method for all */
 };
 
 /* Builds a snapshot from a loaded config (takes ownership of cfg).
