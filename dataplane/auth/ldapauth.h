@@ -105,6 +105,7 @@ void ldapauth_cancel(struct ldapauth_req *req);
 /* Stops the pool's threads (waits for the checks in progress: at most the
  * timeouts of one check each). Checks still queued are answered
  * -EHOSTUNREACH ("shutting down"). For tests and a clean exit. */
+/* (after it, ldapauth_start returns -ESHUTDOWN) */
 void ldapauth_shutdown(void);
 
 #endif
