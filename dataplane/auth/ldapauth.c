@@ -430,8 +430,10 @@ static void note_down(const char *uri, const char *why)
 	s->failures++;
 	pthread_mutex_unlock(&out_mu);
 	if (first)
-		log_warn("ldap: server %s does not answer: %s (logged once until it answers again)",
-		         uri, why);
+		log_warn(
+		    "ldap: server %s is unreachable or unusable: %s (logged once until it answers "
+		    "again)",
+		    uri, why);
 }
 
 static void note_up(const char *uri)
@@ -485,7 +487,9 @@ static void say(char *why, size_t cap, LDAP *ld, const char *what, int rc)
 	char *diag = NULL;
 	if (ld)
 		ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
-	if (diag && *diag)
+	/* Debian's libldap uses GnuTLS: a failed handshake leaves "(unknown
+	 * error code)" as the diagnostic, which says nothing */
+	if (diag && *diag && strcmp(diag, "(unknown error code)"))
 		snprintf(why, cap, "%s: %s (%s)", what, ldap_err2string(rc), diag);
 	else
 		snprintf(why, cap, "%s: %s", what, ldap_err2string(rc));
@@ -537,7 +541,13 @@ static int check_on(struct ldapauth_req *r, const char *uri, char *why, size_t c
 	if (o->starttls) {
 		rc = ldap_start_tls_s(ld, NULL, NULL);
 		if (rc != LDAP_SUCCESS) {
-			say(why, cap, ld, "StartTLS failed", rc);
+			/* the server answered the request: the handshake or
+			 * the certificate check failed */
+			say(why, cap, ld,
+			    rc == LDAP_CONNECT_ERROR ? "StartTLS: TLS handshake failed (server "
+			                               "certificate not trusted by ldapcafile?)"
+			                             : "StartTLS",
+			    rc);
 			ret = -EHOSTUNREACH;
 			goto out;
 		}
@@ -556,7 +566,11 @@ static int check_on(struct ldapauth_req *r, const char *uri, char *why, size_t c
 		if (rc == LDAP_SUCCESS)
 			ret = 0;
 		else if (no_answer(rc)) {
-			say(why, cap, ld, "bind", rc);
+			say(why, cap, ld,
+			    o->ldaps ? "connect or TLS handshake (server certificate not trusted "
+			               "by ldapcafile?)"
+			             : "bind",
+			    rc);
 			ret = -EHOSTUNREACH;
 		} else {
 			char what[LA_FILTER_MAX + 32];
@@ -574,6 +588,10 @@ static int check_on(struct ldapauth_req *r, const char *uri, char *why, size_t c
 		char what[512];
 		snprintf(what, sizeof(what), "bind as search DN \"%s\"",
 		         o->binddn ? o->binddn : "(anonymous)");
+		if (no_answer(rc) && o->ldaps)
+			snprintf(what, sizeof(what),
+			         "connect or TLS handshake (server certificate not "
+			         "trusted by ldapcafile?)");
 		say(why, cap, ld, what, rc);
 		ret = no_answer(rc) ? -EHOSTUNREACH : -EACCES;
 		goto out;
