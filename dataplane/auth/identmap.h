@@ -19,9 +19,8 @@ struct identmap;
  * -EINVAL and writes "file:line: reason" into err. *out is a map (possibly
  * empty) on success.
  */
-__attribute__((warn_unused_result)) int identmap_parse(const char *text, const char *name,
-                                                       struct identmap **out, char *err,
-                                                       size_t errlen);
+__attribute__((warn_unused_result)) int
+identmap_parse(const char *text, const char *name, struct identmap **out, char *err, size_t errlen);
 
 /* Reads and parses a file: 0, -errno when unreadable (err says why), -EINVAL on syntax. */
 __attribute__((warn_unused_result)) int identmap_load(const char *path, struct identmap **out,
