@@ -8,7 +8,8 @@
  * config, or must follow the current one, subscribe at start-up (before
  * the first snap_new): a builder fills its field of each new snapshot (and
  * may refuse the config), an install subscriber is told each time a
- * snapshot becomes current. May call: policy/tenant (rate_enabled), tls.
+ * snapshot becomes current. May call: policy/tenant (rate_enabled), tls,
+ * auth/identmap.
  */
 #ifndef HELIOS_SNAP_H
 #define HELIOS_SNAP_H
@@ -20,6 +21,7 @@
 
 struct tls_ctx;
 struct rw_rules;
+struct identmap;
 
 struct snap {
 	int refs; /* atomic */
@@ -29,6 +31,7 @@ struct snap {
 	struct tls_ctx *server_tls; /* TLS towards servers; NULL when disabled */
 	struct rw_rules *rewrite;   /* [[rewrite_rules]] compiled; NULL when none */
 	bool rate_limits;           /* some query rate limit is configured (rate_enabled) */
+	struct identmap *identmap;  /* tls.ident_file parsed; NULL when unset */
 };
 
 /* Builds a snapshot from a loaded config (takes ownership of cfg).
