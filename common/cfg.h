@@ -32,7 +32,14 @@ enum cfg_role { CFG_ROLE_PRIMARY, CFG_ROLE_REPLICA };
 enum cfg_auth_method { CFG_AUTH_TRUST, CFG_AUTH_MD5, CFG_AUTH_SCRAM };
 /* Client side TLS: disable = refuse SSLRequest; allow = accept TLS if asked;
  * require = refuse non-TLS clients (except CancelRequest). */
-enum cfg_client_tls { CFG_CTLS_DISABLE, CFG_CTLS_ALLOW, CFG_CTLS_REQUIRE };
+/* Ordered: every mode from REQUIRE on refuses clients without TLS. */
+enum cfg_client_tls {
+	CFG_CTLS_DISABLE,
+	CFG_CTLS_ALLOW,
+	CFG_CTLS_REQUIRE,
+	CFG_CTLS_VERIFY_CA,   /* + a client certificate from client_ca_file */
+	CFG_CTLS_VERIFY_FULL, /* + its CN/SAN maps to the login user */
+};
 enum cfg_server_tls { CFG_STLS_DISABLE, CFG_STLS_PREFER, CFG_STLS_REQUIRE, CFG_STLS_VERIFY_FULL };
 
 struct cfg_node {
@@ -268,6 +275,13 @@ struct cfg {
 		char key_file[CFG_PATH_MAX];
 		char ca_file[CFG_PATH_MAX]; /* CA for verify-full towards servers */
 		enum cfg_server_tls server_mode;
+		/* client certificates (issue 18) */
+		char client_ca_file[CFG_PATH_MAX];   /* CAs client certificates chain to */
+		char client_crl_file[CFG_PATH_MAX];  /* "" = no revocation check */
+		char client_map[CFG_NAME_MAX];       /* map of ident_file for verify-full */
+		char ident_file[CFG_PATH_MAX];       /* pg_ident.conf-style maps */
+		char server_cert_file[CFG_PATH_MAX]; /* the proxy's certificate for servers */
+		char server_key_file[CFG_PATH_MAX];
 	} tls;
 };
 

@@ -123,6 +123,36 @@ static int validate_tls(struct loader *ld)
 	if (rc == 0 && (c->tls.server_mode == CFG_STLS_VERIFY_FULL ||
 	                (c->tls.server_mode != CFG_STLS_DISABLE && c->tls.ca_file[0])))
 		rc = check_tls_file(ld, "ca_file", c->tls.ca_file, "server_mode", smode);
+	/* client certificates and the proxy's own certificate (issue 18) */
+	if (rc == 0 && c->tls.client_mode >= CFG_CTLS_VERIFY_CA)
+		rc = check_tls_file(ld, "client_ca_file", c->tls.client_ca_file, "client_mode",
+		                    cmode);
+	if (rc == 0 && c->tls.client_crl_file[0])
+		rc = check_tls_file(ld, "client_crl_file", c->tls.client_crl_file, "client_mode",
+		                    cmode);
+	if (rc == 0 && c->tls.ident_file[0])
+		rc = check_tls_file(ld, "ident_file", c->tls.ident_file, "client_mode", cmode);
+	if (rc == 0 && c->tls.client_map[0] && !c->tls.ident_file[0])
+		rc = cfg_fail_key(ld, "tls", -1, "client_map",
+		                  "key 'tls.client_map' names a map but tls.ident_file is not set");
+	if (rc == 0 && (c->tls.server_cert_file[0] || c->tls.server_key_file[0])) {
+		if (!c->tls.server_cert_file[0] || !c->tls.server_key_file[0])
+			return cfg_fail_key(
+			    ld, "tls", -1,
+			    c->tls.server_cert_file[0] ? "server_cert_file" : "server_key_file",
+			    "keys 'tls.server_cert_file' and 'tls.server_key_file' go "
+			    "together: set both or neither");
+		rc = check_tls_file(ld, "server_cert_file", c->tls.server_cert_file,
+		                    "server_cert_file", "");
+		if (rc == 0)
+			rc = check_tls_file(ld, "server_key_file", c->tls.server_key_file,
+			                    "server_key_file", "");
+		if (rc == 0 && c->tls.server_mode == CFG_STLS_DISABLE)
+			rc = cfg_fail_key(
+			    ld, "tls", -1, "server_cert_file",
+			    "key 'tls.server_cert_file' needs tls.server_mode other than "
+			    "\"disable\" (the certificate is shown inside TLS)");
+	}
 	return rc;
 }
 

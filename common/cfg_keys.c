@@ -55,7 +55,8 @@ static const char *const syslog_facilities[] = {"daemon", "user",   "local0", "l
 static const char *const pool_modes[] = {"session", "transaction", "statement", NULL};
 static const char *const roles[] = {"primary", "replica", NULL};
 static const char *const auth_methods[] = {"trust", "md5", "scram-sha-256", NULL};
-static const char *const client_tls[] = {"disable", "allow", "require", NULL};
+static const char *const client_tls[] = {"disable",   "allow",       "require",
+                                         "verify-ca", "verify-full", NULL};
 static const char *const server_tls[] = {"disable", "prefer", "require", "verify-full", NULL};
 static const char *const pin_actions[] = {"pin", "error", NULL};
 static const char *const xdp_modes[] = {"generic", "native", "auto", NULL};
@@ -446,7 +447,12 @@ static const struct cfg_key keys[] = {
      "Empty = the list lives and dies with the process."},
 
     {"tls", "client_mode", CFG_KEY_ENUM, F_CFG(tls.client_mode), "disable", 0, 0, client_tls, 0,
-     "TLS from clients: refuse it, accept it when asked, or refuse clients without it."},
+     "TLS from clients: refuse it, accept it when asked, or refuse clients without it. "
+     "verify-ca also requires a client certificate that chains to client_ca_file (and is not "
+     "revoked in client_crl_file); verify-full also requires that the certificate's CN (or a "
+     "DNS/email SAN) equal the login user, or map to it through client_map, as PostgreSQL's "
+     "clientcert=verify-full. A missing, unknown or revoked certificate fails the TLS "
+     "handshake; a name that does not match gets 28000 after the startup message."},
     {"tls", "cert_file", CFG_KEY_STRING, F_CFG(tls.cert_file), "", 0, 0, NULL, PATH,
      "PEM certificate chain shown to clients; needed unless client_mode = disable."},
     {"tls", "key_file", CFG_KEY_STRING, F_CFG(tls.key_file), "", 0, 0, NULL, PATH,
@@ -456,6 +462,25 @@ static const struct cfg_key keys[] = {
     {"tls", "server_mode", CFG_KEY_ENUM, F_CFG(tls.server_mode), "prefer", 0, 0, server_tls, 0,
      "TLS towards servers: off, used if offered, required, or required with verified "
      "certificate and host name."},
+    {"tls", "client_ca_file", CFG_KEY_STRING, F_CFG(tls.client_ca_file), "", 0, 0, NULL, PATH,
+     "PEM CA bundle that client certificates must chain to; needed for client_mode = "
+     "verify-ca or verify-full."},
+    {"tls", "client_crl_file", CFG_KEY_STRING, F_CFG(tls.client_crl_file), "", 0, 0, NULL, PATH,
+     "PEM certificate revocation list(s) of client_ca_file's CAs; a revoked client certificate "
+     "fails the handshake. Empty = no revocation check. Re-read on reload."},
+    {"tls", "ident_file", CFG_KEY_STRING, F_CFG(tls.ident_file), "", 0, 0, NULL, PATH,
+     "pg_ident.conf-style map file: lines `MAPNAME SYSTEM-USERNAME PG-USERNAME`, the system "
+     "name a literal or `/regex` (POSIX extended; \\1 in PG-USERNAME takes its first group). "
+     "Used by client_map and by the map= option of cert rules. Re-read on reload."},
+    {"tls", "client_map", CFG_KEY_STRING, F_CFG(tls.client_map), "", 0, 0, NULL, 0,
+     "Map name in ident_file that client_mode = verify-full uses to match certificate names "
+     "to login users; empty = the CN (or a SAN) must equal the login user."},
+    {"tls", "server_cert_file", CFG_KEY_STRING, F_CFG(tls.server_cert_file), "", 0, 0, NULL, PATH,
+     "PEM certificate chain the proxy shows to servers that ask for a client certificate "
+     "(pg_hba `cert` or clientcert=); needs server_key_file and server_mode other than "
+     "disable."},
+    {"tls", "server_key_file", CFG_KEY_STRING, F_CFG(tls.server_key_file), "", 0, 0, NULL, PATH,
+     "PEM private key of server_cert_file."},
 };
 
 static const struct cfg_section sections[] = {

@@ -1129,8 +1129,12 @@ static void cl_on_recv(struct io_sock *s, struct io_chunk *c)
 	if (r < 0 || closed < 0) {
 		if (r < 0 || closed != -ESHUTDOWN) {
 			char eb[200];
-			log_info("client %llu %s: TLS error: %s", (unsigned long long)cl->id,
-			         cl->peer, tls_last_error(eb, sizeof(eb)));
+			/* a refused client certificate: say which check failed
+			 * (unknown CA, revoked, expired), not just "verify failed" */
+			const char *ve = tls_verify_error(cl->ep.tls);
+			log_info("client %llu %s: TLS error: %s%s%s", (unsigned long long)cl->id,
+			         cl->peer, tls_last_error(eb, sizeof(eb)),
+			         ve ? ": client certificate: " : "", ve ? ve : "");
 		}
 		cl_close(cl, NULL, NULL);
 	}

@@ -278,6 +278,10 @@ int ep_tls_decrypt(struct endpoint *ep, struct io_loop *l, struct io_chunk *raw,
 		r = flush_tls(ep);
 		if (r < 0)
 			goto fail;
+	} else if (*closed == -EPROTO) {
+		/* a failed handshake leaves its alert (unknown CA, certificate
+		 * required) to send: the peer then knows why, best effort */
+		(void)flush_tls(ep);
 	}
 	*out = head;
 	return 0;

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "dataplane/auth/authwork.h"
 #include "dataplane/auth/hba.h"
+#include "dataplane/auth/certauth.h"
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
@@ -1086,7 +1087,7 @@ static void handle_startup_packet(struct client *cl, struct pgw_startup *st)
 	default:
 		break;
 	}
-	if (c->tls.client_mode == CFG_CTLS_REQUIRE && !cl->is_tls) {
+	if (c->tls.client_mode >= CFG_CTLS_REQUIRE && !cl->is_tls) {
 		cl_close(cl, "28000",
 		         "this proxy requires an SSL/TLS connection (sslmode=require)");
 		return;
@@ -1118,6 +1119,26 @@ static void handle_startup_packet(struct client *cl, struct pgw_startup *st)
 	log_debug("client %llu %s: startup user=%s db=%s params=%d%s", (unsigned long long)cl->id,
 	          cl->peer, cl->user, cl->database, cl->n_params,
 	          cl->replication ? " replication" : "");
+	if (c->tls.client_mode == CFG_CTLS_VERIFY_FULL) {
+		/* PostgreSQL's clientcert=verify-full: the certificate's name
+		 * must be the login user's (or map to it), whatever the method */
+		char why[512], msg[160];
+		if (certauth_check(cl->ep.tls, cl->snap->identmap, c->tls.client_map, cl->user, why,
+		                   sizeof(why)) < 0) {
+			struct log_ctx lc = {cl->id, cl->user, cl->database, cl->peer};
+			log_ev(LOG_INFO, "client_close", &lc,
+			       "client %llu %s user=%s db=%s: refused by tls.client_mode = "
+			       "verify-full: %s",
+			       (unsigned long long)cl->id, cl->peer, cl->user, cl->database, why);
+			cl->close_logged = true;
+			snprintf(msg, sizeof(msg),
+			         "certificate validation (clientcert=verify-full) failed for user "
+			         "\"%s\": CN mismatch",
+			         cl->user);
+			cl_close(cl, "28000", msg);
+			return;
+		}
+	}
 	start_auth(cl);
 }
 

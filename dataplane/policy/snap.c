@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 
+#include "dataplane/auth/identmap.h"
 #include "dataplane/tls/tls.h"
 
 #include <errno.h>
@@ -94,12 +95,25 @@ struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
 		    tls_ctx_new_server(cfg->tls.cert_file, cfg->tls.key_file, err, errlen);
 		if (!s->client_tls)
 			goto fail;
+		if (cfg->tls.client_mode >= CFG_CTLS_VERIFY_CA &&
+		    tls_ctx_require_client_cert(s->client_tls, cfg->tls.client_ca_file,
+		                                cfg->tls.client_crl_file, err, errlen) < 0)
+			goto fail;
 	}
+	/* parsed here so a reload with a broken map file is refused whole
+	 * (file:line in err) and the running one stays */
+	if (cfg->tls.ident_file[0] &&
+	    identmap_load(cfg->tls.ident_file, &s->identmap, err, errlen) < 0)
+		goto fail;
 	s->rate_limits = rate_enabled(cfg);
 	if (cfg->tls.server_mode != CFG_STLS_DISABLE) {
 		s->server_tls = tls_ctx_new_client(cfg->tls.server_mode == CFG_STLS_VERIFY_FULL,
 		                                   cfg->tls.ca_file, err, errlen);
 		if (!s->server_tls)
+			goto fail;
+		if (cfg->tls.server_cert_file[0] &&
+		    tls_ctx_use_client_cert(s->server_tls, cfg->tls.server_cert_file,
+		                            cfg->tls.server_key_file, err, errlen) < 0)
 			goto fail;
 	}
 	/* the hba file is read with each new config, so a reload applies an
@@ -134,6 +148,7 @@ void snap_unref(struct snap *s)
 	hba_free(s->hba);
 	tls_ctx_free(s->client_tls);
 	tls_ctx_free(s->server_tls);
+	identmap_free(s->identmap);
 	cfg_free(s->cfg);
 	free(s);
 }

@@ -8,7 +8,8 @@
  * config, or must follow the current one, subscribe at start-up (before
  * the first snap_new): a builder fills its field of each new snapshot (and
  * may refuse the config), an install subscriber is told each time a
- * snapshot becomes current. May call: policy/tenant (rate_enabled), tls.
+ * snapshot becomes current. May call: policy/tenant (rate_enabled), tls,
+ * auth/identmap.
  */
 #ifndef HELIOS_SNAP_H
 #define HELIOS_SNAP_H
@@ -21,6 +22,7 @@
 struct tls_ctx;
 struct rw_rules;
 struct hba;
+struct identmap;
 
 struct snap {
 	int refs; /* atomic */
@@ -31,6 +33,7 @@ struct snap {
 	struct rw_rules *rewrite;   /* [[rewrite_rules]] compiled; NULL when none */
 	bool rate_limits;           /* some query rate limit is configured (rate_enabled) */
 	struct hba *hba;            /* auth.hba_file or [[auth.rules]]; NULL: auth.method for all */
+	struct identmap *identmap;  /* tls.ident_file parsed; NULL when unset */
 };
 
 /* Builds a snapshot from a loaded config (takes ownership of cfg).

@@ -11,6 +11,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct tls_ctx {
 	SSL_CTX *ssl;
@@ -85,6 +86,63 @@ struct tls_ctx *tls_ctx_new_client(bool verify, const char *ca_file, char *err, 
 fail:
 	tls_ctx_free(c);
 	return NULL;
+}
+
+int tls_ctx_require_client_cert(struct tls_ctx *c, const char *ca_file, const char *crl_file,
+                                char *err, size_t errlen)
+{
+	static const unsigned char sid_ctx[] = "heliosproxy";
+	char eb[256];
+	STACK_OF(X509_NAME) * names;
+
+	if (SSL_CTX_load_verify_locations(c->ssl, ca_file, NULL) != 1) {
+		snprintf(err, errlen, "tls.client_ca_file %s: %s", ca_file,
+		         tls_last_error(eb, sizeof(eb)));
+		return -EINVAL;
+	}
+	/* tell clients which CAs we accept, so psql picks the right certificate */
+	names = SSL_load_client_CA_file(ca_file);
+	if (!names) {
+		snprintf(err, errlen, "tls.client_ca_file %s: no CA certificate in it: %s", ca_file,
+		         tls_last_error(eb, sizeof(eb)));
+		return -EINVAL;
+	}
+	SSL_CTX_set_client_CA_list(c->ssl, names);
+	if (crl_file && crl_file[0]) {
+		X509_STORE *st = SSL_CTX_get_cert_store(c->ssl);
+		X509_LOOKUP *lu = X509_STORE_add_lookup(st, X509_LOOKUP_file());
+		if (!lu || X509_load_crl_file(lu, crl_file, X509_FILETYPE_PEM) <= 0) {
+			snprintf(err, errlen, "tls.client_crl_file %s: %s", crl_file,
+			         tls_last_error(eb, sizeof(eb)));
+			return -EINVAL;
+		}
+		/* the leaf only, as PostgreSQL's ssl_crl_file: a CRL per
+		 * intermediate is not required */
+		X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+	}
+	/* resumed sessions must carry the verified peer; needs a context id */
+	SSL_CTX_set_session_id_context(c->ssl, sid_ctx, sizeof(sid_ctx) - 1);
+	SSL_CTX_set_verify(c->ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	return 0;
+}
+
+int tls_ctx_use_client_cert(struct tls_ctx *c, const char *cert, const char *key, char *err,
+                            size_t errlen)
+{
+	char eb[256];
+
+	if (SSL_CTX_use_certificate_chain_file(c->ssl, cert) != 1) {
+		snprintf(err, errlen, "tls.server_cert_file %s: %s", cert,
+		         tls_last_error(eb, sizeof(eb)));
+		return -EINVAL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(c->ssl, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(c->ssl) != 1) {
+		snprintf(err, errlen, "tls.server_key_file %s: %s", key,
+		         tls_last_error(eb, sizeof(eb)));
+		return -EINVAL;
+	}
+	return 0;
 }
 
 void tls_ctx_free(struct tls_ctx *c)
@@ -195,4 +253,64 @@ size_t tls_drain(struct tls_conn *t, uint8_t *out, size_t cap)
 {
 	int r = BIO_read(t->wbio, out, cap > INT32_MAX ? INT32_MAX : (int)cap);
 	return r > 0 ? (size_t)r : 0;
+}
+
+/* Copies an ASN1 string when it is plain text that fits whole; false otherwise. */
+static bool copy_name(const ASN1_STRING *a, char *out, size_t cap)
+{
+	const unsigned char *d = ASN1_STRING_get0_data(a);
+	int n = ASN1_STRING_length(a);
+
+	if (!d || n <= 0 || (size_t)n >= cap || memchr(d, '\0', (size_t)n))
+		return false;
+	memcpy(out, d, (size_t)n);
+	out[n] = '\0';
+	return true;
+}
+
+int tls_peer_names(struct tls_conn *t, struct tls_peer_names *out)
+{
+	X509 *x = SSL_get0_peer_certificate(t->ssl);
+	GENERAL_NAMES *gens;
+
+	memset(out, 0, sizeof(*out));
+	if (!x)
+		return -ENOENT;
+	if (SSL_get_verify_result(t->ssl) != X509_V_OK)
+		return -EACCES;
+	X509_NAME *subj = X509_get_subject_name(x);
+	/* the first CN, as PostgreSQL (X509_NAME_get_text_by_NID); one with a
+	 * NUL inside is ignored, as PostgreSQL refuses it */
+	int i = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+	if (i >= 0) {
+		ASN1_STRING *a = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
+		unsigned char *u = NULL;
+		int n = ASN1_STRING_to_UTF8(&u, a);
+		if (n > 0 && (size_t)n < sizeof(out->cn) && !memchr(u, '\0', (size_t)n)) {
+			memcpy(out->cn, u, (size_t)n);
+			out->cn[n] = '\0';
+		}
+		OPENSSL_free(u);
+	}
+	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (int k = 0; gens && k < sk_GENERAL_NAME_num(gens); k++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, k);
+		if (out->n_san == TLS_PEER_MAX_SANS)
+			break;
+		if (g->type == GEN_DNS || g->type == GEN_EMAIL) {
+			const ASN1_STRING *a = g->type == GEN_DNS ? g->d.dNSName : g->d.rfc822Name;
+			if (copy_name(a, out->san[out->n_san], sizeof(out->san[0])))
+				out->n_san++;
+		}
+	}
+	GENERAL_NAMES_free(gens);
+	return 0;
+}
+
+const char *tls_verify_error(struct tls_conn *t)
+{
+	long r = SSL_get_verify_result(t->ssl);
+	if (r == X509_V_OK)
+		return NULL;
+	return X509_verify_cert_error_string(r);
 }
