@@ -6,6 +6,8 @@
  * name, not the keyword), @file includes for name lists.
  */
 #include "dataplane/auth/hba.h"
+#include "dataplane/auth/jwtauth.h"
+#include "dataplane/auth/ldapauth.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,6 +64,11 @@ static void rule_free(struct hba_rule *r)
 		}
 	}
 	free(r->opts);
+	if (r->ldap) {
+		ldap_opts_free(r->ldap);
+		free(r->ldap);
+	}
+	jwtauth_conf_free(r->jwt);
 }
 
 void hba_free(struct hba *h)
@@ -93,7 +100,9 @@ struct perr {
 
 static int fail(struct perr *e, const char *fmt, ...)
 {
-	int n = snprintf(e->why, e->whylen, "%s:%d: ", e->name, e->line);
+	/* a file's "path:line: ", an inline rule's "config: [[auth.rules]] #2: " */
+	int n = e->line > 0 ? snprintf(e->why, e->whylen, "%s:%d: ", e->name, e->line)
+	                    : snprintf(e->why, e->whylen, "%s: ", e->name);
 	if (n < 0 || (size_t)n >= e->whylen)
 		return -EINVAL;
 	va_list ap;
@@ -410,51 +419,14 @@ const char *hba_opt(const struct hba_rule *r, const char *name)
 	return NULL;
 }
 
-/* Options each method accepts: a typo ("ldapsever=") is an error at load,
- * not a silent default at the first login. The ldap/jwt/cert lists follow
- * PostgreSQL's names and the issue's. */
+/* Options of the methods without a module of their own: a typo is an
+ * error at load, not a silent default at the first login. ldap's and
+ * jwt's are checked by ldapauth and jwtauth. */
 static bool opt_known(enum hba_method m, const char *name)
 {
-	static const char *const ldap[] = {"ldapserver",
-	                                   "ldapport",
-	                                   "ldapscheme",
-	                                   "ldaptls",
-	                                   "ldapprefix",
-	                                   "ldapsuffix",
-	                                   "ldapbasedn",
-	                                   "ldapbinddn",
-	                                   "ldapbindpasswd",
-	                                   "ldapsearchattribute",
-	                                   "ldapsearchfilter",
-	                                   "ldapurl",
-	                                   "ldaptimeout",
-	                                   "ldapcafile",
-	                                   NULL};
-	static const char *const jwt[] = {"issuer", "audience",   "user_claim", "tenant_claim",
-	                                  "leeway", "keyfile",    "jwks_file",  "jwks",
-	                                  "key",    "algorithms", "secret",     "secret_file",
-	                                  NULL};
-	static const char *const cert[] = {"map", "clientname", NULL};
-	const char *const *list = NULL;
 	if (!strcmp(name, "map") || !strcmp(name, "clientcert"))
 		return true; /* PostgreSQL allows these on most methods */
-	switch (m) {
-	case HBA_LDAP:
-		list = ldap;
-		break;
-	case HBA_JWT:
-		list = jwt;
-		break;
-	case HBA_CERT:
-		list = cert;
-		break;
-	default:
-		return false;
-	}
-	for (int i = 0; list[i]; i++)
-		if (!strcmp(list[i], name))
-			return true;
-	return false;
+	return m == HBA_CERT && !strcmp(name, "clientname");
 }
 
 /* ---------------------------------------------------------------- rules */
@@ -514,9 +486,35 @@ static int parse_rule(struct rule_fields *f, struct hba_rule *r, const char *dir
 		rc = add_opt(r, f->toks[i].raw, e);
 		if (rc < 0)
 			return rc;
-		if (!opt_known(r->method, r->opts[r->n_opts - 1].name))
-			return fail(e, "unknown option \"%s\" for authentication method %s",
-			            r->opts[r->n_opts - 1].name, hba_method_str(r->method));
+		const char *name = r->opts[r->n_opts - 1].name;
+		bool known = r->method == HBA_LDAP ? true /* ldap_opts_set says below */
+		             : r->method == HBA_JWT
+		                 ? jwtauth_is_option(name) || !strcmp(name, "map")
+		                 : opt_known(r->method, name);
+		if (!known)
+			return fail(e, "unknown option \"%s\" for authentication method %s", name,
+			            hba_method_str(r->method));
+	}
+	if (r->method == HBA_LDAP) {
+		/* compiled now: ldapauth copies them for each check */
+		char err[300];
+		r->ldap = calloc(1, sizeof(*r->ldap));
+		if (!r->ldap)
+			return -ENOMEM;
+		for (int k = 0; k < r->n_opts; k++) {
+			const struct hba_opt *o = &r->opts[k];
+			if (!strcmp(o->name, "map") || !strcmp(o->name, "clientcert"))
+				continue;
+			rc = ldap_opts_set(r->ldap, o->name, o->value, err, sizeof(err));
+			if (rc == -ENOENT)
+				return fail(e,
+				            "unknown option \"%s\" for authentication method ldap",
+				            o->name);
+			if (rc < 0)
+				return fail(e, "%s", err);
+		}
+		if (ldap_opts_finish(r->ldap, err, sizeof(err)) < 0)
+			return fail(e, "%s", err);
 	}
 	return 0;
 }
@@ -615,6 +613,36 @@ int hba_parse(const char *text, size_t len, const char *name, struct hba **out, 
 	return 0;
 }
 
+int hba_prepare(struct hba *h, char *why, size_t whylen)
+{
+	for (int i = 0; i < h->n; i++) {
+		struct hba_rule *r = &h->rules[i];
+		if (r->method != HBA_JWT)
+			continue;
+		char err[JWTAUTH_WHY_MAX];
+		struct jwt_conf *c = jwtauth_conf_new();
+		if (!c) {
+			snprintf(why, whylen, "out of memory");
+			return -ENOMEM;
+		}
+		int rc = 0;
+		for (int k = 0; rc == 0 && k < r->n_opts; k++)
+			if (strcmp(r->opts[k].name, "map") != 0)
+				rc = jwtauth_conf_set(c, r->opts[k].name, r->opts[k].value, err,
+				                      sizeof(err));
+		if (rc == 0)
+			rc = jwtauth_conf_finish(c, err, sizeof(err));
+		if (rc < 0) {
+			jwtauth_conf_free(c);
+			snprintf(why, whylen, "%s: method jwt: %s", r->where, err);
+			return rc;
+		}
+		jwtauth_conf_free(r->jwt);
+		r->jwt = c;
+	}
+	return 0;
+}
+
 int hba_load_file(const char *path, struct hba **out, char *why, size_t whylen)
 {
 	*out = NULL;
@@ -682,7 +710,7 @@ int hba_from_rules(const struct hba_rule_text *rt, int n, const char *where_pref
 	for (int i = 0; rc == 0 && i < n; i++) {
 		char where[300];
 		snprintf(where, sizeof(where), "%s: [[auth.rules]] #%d", where_prefix, i + 1);
-		struct perr e = {why, whylen, where, i + 1};
+		struct perr e = {why, whylen, where, 0};
 		/* the fields become one pg_hba line, so both spellings parse alike */
 		size_t need = strlen(rt[i].type) + strlen(rt[i].database) + strlen(rt[i].user) +
 		              strlen(rt[i].address) + strlen(rt[i].method) + strlen(rt[i].options) +
@@ -697,10 +725,10 @@ int hba_from_rules(const struct hba_rule_text *rt, int n, const char *where_pref
 		rc = tokenize(line, f->toks, HBA_MAX_TOKENS, &f->n, &e);
 		if (rc == 0 && f->n == 0)
 			rc = fail(&e, "empty rule");
-		if (rc == 0) {
-			e.line = i + 1;
+		if (rc == 0)
 			rc = add_rule(h, f, dir, &e, where);
-		}
+		if (rc == 0)
+			h->rules[h->n - 1].line = i + 1;
 		free(line);
 	}
 	free(f);

@@ -47,6 +47,9 @@ struct hba_names {
 	char **names; /* exact names (quotes removed, @file entries expanded) */
 };
 
+struct ldap_opts;
+struct jwt_conf;
+
 struct hba_rule {
 	enum hba_conn conn;
 	struct hba_names databases;
@@ -60,6 +63,10 @@ struct hba_rule {
 	 * "helios.toml:[[auth.rules]] #2": used in every log line about it. */
 	char where[300];
 	int line; /* line in the file (or the rule's index + 1 for [[auth.rules]]) */
+	/* the method's options compiled: ldap at parse (dataplane/auth/ldapauth.h),
+	 * jwt by hba_prepare (its key files are read then); NULL otherwise */
+	struct ldap_opts *ldap;
+	struct jwt_conf *jwt;
 };
 
 struct hba {
@@ -89,6 +96,11 @@ struct hba_rule_text {
 };
 int hba_from_rules(const struct hba_rule_text *r, int n, const char *where_prefix, struct hba **out,
                    char *why, size_t whylen);
+
+/* Reads what the rules' methods need from files (jwt keys and JWKS): at
+ * each config load and reload, so a SIGHUP picks up rotated keys. 0, or
+ * <0 with "where: reason" in why. */
+int hba_prepare(struct hba *h, char *why, size_t whylen);
 
 void hba_free(struct hba *h);
 

@@ -173,6 +173,7 @@ struct client {
 	 * cl->snap, held as long as the client), the LDAP check in flight */
 	const struct hba_rule *hba_rule;
 	struct ldapauth_req *ldap_req;
+	char jwt_tenant[64]; /* the tenant claim of its token; "" = none */
 	/* login phase (login.c): the password derivation in flight,
 	 * encryption requests seen */
 	bool ssl_asked, gss_asked;

@@ -14,6 +14,8 @@
 #include "common/log.h"
 #include "dataplane/auth/authwork.h"
 #include "dataplane/auth/hba.h"
+#include "dataplane/auth/jwtauth.h"
+#include "dataplane/auth/ldapauth.h"
 #include "dataplane/auth/certauth.h"
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/conn/cancel.h"
@@ -147,6 +149,11 @@ void cl_login_end(struct client *cl)
 	__atomic_sub_fetch(&g_login_count, 1, __ATOMIC_RELAXED);
 	cl->authq_waiting = false;
 	authq_release(cl);
+	if (cl->ldap_req) {
+		/* its answer would find a closed client */
+		ldapauth_cancel(cl->ldap_req);
+		cl->ldap_req = NULL;
+	}
 	if (cl->auth_job) {
 		/* the derivation finishes anyway; its answer finds nobody */
 		cl->auth_job->owner = NULL;
@@ -376,8 +383,10 @@ static void auth_ok(struct client *cl)
 	const char *code = NULL;
 	char why[300];
 	const struct guc_ent *tg = guc_get(&cl->startup, "helios.tenant");
-	if (tenant_login(cl->snap->cfg, cl->user, cl->database, tg ? tg->value : NULL, &cl->tenant,
-	                 &cl->tenant_cfg, &code, why, sizeof(why)) < 0) {
+	/* a tenant named by a verified token wins over the startup parameter */
+	const char *tname = cl->jwt_tenant[0] ? cl->jwt_tenant : tg ? tg->value : NULL;
+	if (tenant_login(cl->snap->cfg, cl->user, cl->database, tname, &cl->tenant, &cl->tenant_cfg,
+	                 &code, why, sizeof(why)) < 0) {
 		log_info("client %llu %s user=%s db=%s: refused: %s", (unsigned long long)cl->id,
 		         cl->peer, cl->user, cl->database, why);
 		cl_close(cl, code, why);
@@ -663,12 +672,6 @@ static int hba_select(struct client *cl)
 	default:
 		break;
 	}
-	if (r->method == HBA_LDAP || r->method == HBA_JWT || r->method == HBA_CERT) {
-		snprintf(msg, sizeof(msg), "method %s of pg_hba line %s is not built yet",
-		         hba_method_str(r->method), r->where);
-		login_refuse(cl, "28000", msg, NULL, false);
-		return -1;
-	}
 	log_debug("client %llu %s user=%s db=%s: pg_hba rule %s, method %s",
 	          (unsigned long long)cl->id, cl->peer, cl->user, cl->database, r->where,
 	          hba_method_str(r->method));
@@ -717,13 +720,32 @@ static void start_auth(struct client *cl)
 		set_str(&cl->password, u->password);
 		set_str(&cl->server_password, u->server_password);
 	}
-	if (eff_method(cl) == HBA_TRUST) {
+	enum hba_method m = eff_method(cl);
+	if (m == HBA_CERT) {
+		/* the handshake verified the chain (and CRL); the name must map */
+		char why[512], msg[160];
+		int r = certauth_check(cl->ep.tls, cl->snap->identmap, hba_opt(cl->hba_rule, "map"),
+		                       cl->user, why, sizeof(why));
+		if (r < 0) {
+			snprintf(msg, sizeof(msg),
+			         "certificate authentication failed for user \"%s\"", cl->user);
+			login_refuse(cl, "28000", msg, why, true);
+			return;
+		}
+		m = HBA_TRUST;
+	}
+	if (m == HBA_TRUST) {
 		cl->auth_method = CFG_AUTH_TRUST;
 		auth_ok(cl);
 		return;
 	}
 	if (!cl_set_state(cl, CL_AUTH))
 		return;
+	if (m == HBA_LDAP || m == HBA_JWT) {
+		/* checked elsewhere: no stored secret needed */
+		send_cleartext_request(cl);
+		return;
+	}
 	if (!u && c->auth.auth_user[0]) {
 		authq_start(cl);
 		return;
@@ -897,6 +919,63 @@ static bool password_ok(const struct client *cl, const char *pw)
 	return a == b && CRYPTO_memcmp(st, pw, a) == 0;
 }
 
+/* The LDAP check's answer, on the client's worker. */
+static void ldap_done(struct worker *w, void *arg, int result, const char *why)
+{
+	(void)w;
+	struct client *cl = arg;
+	cl->ldap_req = NULL;
+	if (cl->state != CL_AUTH)
+		return;
+	char msg[200];
+	if (result == 0) {
+		auth_ok(cl);
+	} else if (result == -EACCES) {
+		snprintf(msg, sizeof(msg), "LDAP authentication failed for user \"%s\"", cl->user);
+		login_refuse(cl, "28P01", msg, why, true);
+	} else {
+		/* the directory is down: not the client's fault, not counted */
+		snprintf(msg, sizeof(msg),
+		         "LDAP authentication for user \"%s\" could not be done: no LDAP server "
+		         "answered; try again later",
+		         cl->user);
+		login_refuse(cl, "08006", msg, why, false);
+	}
+}
+
+static void ldap_begin(struct client *cl, const char *pw)
+{
+	int r =
+	    ldapauth_start(cl->hba_rule->ldap, cl->user, pw, cl->w, ldap_done, cl, &cl->ldap_req);
+	if (r == -EAGAIN) {
+		cl_close(cl, "53300", "too many LDAP checks are waiting; try again later");
+		return;
+	}
+	if (r < 0) {
+		log_error("client %llu: LDAP check for user \"%s\" could not start: %s",
+		          (unsigned long long)cl->id, cl->user, strerror(-r));
+		cl_close(cl, "XX000", "could not start the LDAP check");
+	}
+}
+
+static void jwt_check(struct client *cl, const char *token)
+{
+	char why[JWTAUTH_WHY_MAX], tenant[sizeof(cl->jwt_tenant)];
+	const struct jwt_conf *jc = cl->hba_rule->jwt;
+	int r = jc ? jwtauth_verify(jc, token, cl->user, tenant, sizeof(tenant), why, sizeof(why))
+	           : -EINVAL;
+	if (r == 0) {
+		snprintf(cl->jwt_tenant, sizeof(cl->jwt_tenant), "%s", tenant);
+		auth_ok(cl);
+		return;
+	}
+	if (!jc)
+		snprintf(why, sizeof(why), "the rule's keys are not loaded");
+	char msg[200];
+	snprintf(msg, sizeof(msg), "JWT authentication failed for user \"%s\"", cl->user);
+	login_refuse(cl, "28P01", msg, why, true);
+}
+
 /* A PasswordMessage answering AuthenticationCleartextPassword. */
 static void handle_cleartext(struct client *cl, const struct pgw_msg *m)
 {
@@ -911,6 +990,12 @@ static void handle_cleartext(struct client *cl, const struct pgw_msg *m)
 			auth_ok(cl);
 		else
 			auth_fail(cl);
+		break;
+	case HBA_LDAP:
+		ldap_begin(cl, pw);
+		break;
+	case HBA_JWT:
+		jwt_check(cl, pw);
 		break;
 	default:
 		cl_close(cl, "08P01", "unexpected password message");
@@ -1186,8 +1271,8 @@ void cl_login_input(struct client *cl)
 			handle_startup_packet(cl, &st);
 			continue;
 		}
-		if (cl->auth_job)
-			return; /* cl_auth_work_done comes back here */
+		if (cl->auth_job || cl->ldap_req)
+			return; /* cl_auth_work_done / ldap_done come back here */
 		struct pgw_msg m;
 		enum pgw_status s = pgw_next_msg(cl->ep.in, cl->ep.in_len, 8192, &m);
 		if (s == PGW_NEED_MORE)

@@ -80,6 +80,32 @@ static int build_rules(struct snap *s, char *err, size_t errlen)
 	return rc;
 }
 
+/* A cert rule needs the TLS layer to ask for a client certificate, and
+ * its map= the tls.ident_file that holds the map. */
+static int check_cert_rules(const struct snap *s, char *err, size_t errlen)
+{
+	for (int i = 0; i < s->hba->n; i++) {
+		const struct hba_rule *r = &s->hba->rules[i];
+		if (r->method != HBA_CERT)
+			continue;
+		if (s->cfg->tls.client_mode < CFG_CTLS_VERIFY_CA) {
+			snprintf(err, errlen,
+			         "%s: method cert needs tls.client_mode = \"verify-ca\" or "
+			         "\"verify-full\" (otherwise clients are asked for no certificate)",
+			         r->where);
+			return -EINVAL;
+		}
+		const char *map = hba_opt(r, "map");
+		if (map && !s->identmap) {
+			snprintf(err, errlen,
+			         "%s: map=%s needs tls.ident_file (the file of the maps)", r->where,
+			         map);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
 {
 	struct snap *s = calloc(1, sizeof(*s));
@@ -124,6 +150,9 @@ struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
 	} else if (cfg->auth.n_rules && build_rules(s, err, errlen) < 0) {
 		goto fail;
 	}
+	if (s->hba &&
+	    (hba_prepare(s->hba, err, errlen) < 0 || check_cert_rules(s, err, errlen) < 0))
+		goto fail;
 	for (int i = 0; i < n_builders; i++)
 		if (builders[i].build && builders[i].build(s, err, errlen) < 0)
 			goto fail;

@@ -200,10 +200,11 @@ static void test_at_file_includes_names(void **st)
 static void test_options_and_line_continuation(void **st)
 {
 	(void)st;
-	struct hba *h = parse_ok("host all all 127.0.0.1/32 ldap ldapserver=127.0.0.1 \\\n"
-	                         "    ldapprefix=\"uid=\" ldapsuffix=\",ou=people,dc=ex\"\n"
-	                         "hostssl all all 0.0.0.0/0 cert map=certs\n"
-	                         "hostssl all all ::/0 jwt issuer=https://idp audience=helios\n");
+	struct hba *h =
+	    parse_ok("host all all 127.0.0.1/32 ldap ldapserver=127.0.0.1 \\\n"
+	             "    ldapprefix=\"uid=\" ldapsuffix=\",ou=people,dc=ex\"\n"
+	             "hostssl all all 0.0.0.0/0 cert map=certs\n"
+	             "hostssl all all ::/0 jwt jwt_issuer=https://idp jwt_audience=helios\n");
 	assert_int_equal(h->n, 3);
 	const struct hba_rule *r = &h->rules[0];
 	assert_int_equal(r->method, HBA_LDAP);
@@ -216,7 +217,9 @@ static void test_options_and_line_continuation(void **st)
 	assert_int_equal(h->rules[1].line, 3);
 	assert_string_equal(hba_opt(&h->rules[1], "map"), "certs");
 	assert_int_equal(h->rules[2].method, HBA_JWT);
-	assert_string_equal(hba_opt(&h->rules[2], "audience"), "helios");
+	assert_string_equal(hba_opt(&h->rules[2], "jwt_audience"), "helios");
+	assert_non_null(h->rules[0].ldap); /* compiled for ldapauth at parse */
+	assert_null(h->rules[2].jwt);      /* keys are read by hba_prepare */
 	hba_free(h);
 }
 
@@ -233,6 +236,11 @@ static void test_errors_name_file_and_line(void **st)
 	parse_err("local all\n", "end-of-line before role");
 	parse_err("host all all 0.0.0.0/0 ldap ldapsever=x\n", "unknown option \"ldapsever\"");
 	parse_err("host all all 0.0.0.0/0 trust foo\n", "not in name=value");
+	parse_err("host all all 0.0.0.0/0 trust ldapserver=x\n", "unknown option \"ldapserver\"");
+	parse_err("host all all 0.0.0.0/0 jwt issuer=x\n", "unknown option \"issuer\" for "
+	                                                   "authentication method jwt");
+	/* ldapauth's own checks, with the line */
+	parse_err("host all all 0.0.0.0/0 ldap ldapport=1\n", "pg_hba.conf:1: ldapserver");
 	parse_err("host all all 0.0.0.0/0 cert\n", "only supported on hostssl");
 	parse_err("host sameuser all 0.0.0.0/0 trust\n", "not supported");
 	parse_err("host all +admins 0.0.0.0/0 trust\n", "not supported");
@@ -246,7 +254,8 @@ static void test_inline_rules_parse_like_lines(void **st)
 	const struct hba_rule_text rt[] = {
 	    {"host", "app", "ci", "127.0.0.1/32", "trust", ""},
 	    {"local", "all", "all", "", "md5", ""},
-	    {"hostssl", "all", "all", "::1/128", "ldap", "ldapserver=127.0.0.1 ldapport=3890"},
+	    {"hostssl", "all", "all", "::1/128", "ldap",
+	     "ldapserver=127.0.0.1 ldapport=3890 ldapprefix=uid="},
 	};
 	struct hba *h = NULL;
 	char why[512];
@@ -258,7 +267,10 @@ static void test_inline_rules_parse_like_lines(void **st)
 	hba_free(h);
 	const struct hba_rule_text bad[] = {{"host", "all", "all", "1.2.3.4/32", "md6", ""}};
 	assert_int_equal(hba_from_rules(bad, 1, "/etc/helios.toml", &h, why, sizeof(why)), -EINVAL);
-	assert_non_null(strstr(why, "[[auth.rules]] #1"));
+	assert_string_equal(why,
+	                    "/etc/helios.toml: [[auth.rules]] #1: invalid authentication method "
+	                    "\"md6\" (trust, reject, md5, scram-sha-256, password, cert, ldap or "
+	                    "jwt)");
 }
 
 static void test_no_entry_message_is_postgresqls(void **st)
