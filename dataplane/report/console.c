@@ -884,7 +884,8 @@ static int config_value(const struct cfg *c, const struct cfg_key *k, char **val
 
 static bool is_array_section(const char *section)
 {
-	return strcmp(section, "nodes") == 0 || strcmp(section, "auth.users") == 0;
+	return strcmp(section, "nodes") == 0 || strcmp(section, "auth.users") == 0 ||
+	       strcmp(section, "auth.rules") == 0; /* its options value is masked, not '[' */
 }
 
 static int show_config(const struct cfg *c, struct sbuf *out)
