@@ -186,3 +186,50 @@ def test_cert_rule_without_client_certificates_is_a_config_error(pg, proxy, conf
     assert p.wait(20) not in (None, 0)
     p.check_exit = False
     assert f"{path}:1: method cert needs tls.client_mode" in p.log(), p.log_tail()
+
+
+def test_hung_ldap_login_ends_at_the_login_timeout_without_blocking_others(
+        pg, proxy, config, tmp_path, slapd):  # noqa: F811
+    path = tmp_path / "pg_hba.conf"
+    path.write_text(f"host all {ALICE[0]} 127.0.0.1/32 ldap ldapserver=127.0.0.1 "
+                    f"ldapport={slapd.port} ldaptimeout=30 ldapprefix=\"uid=\" "
+                    f"ldapsuffix=\",{PEOPLE}\"\n"
+                    f"host all {MD5USER[0]} 127.0.0.1/32 md5\n")
+    p = proxy(hba_cfg(config, path, client_login_timeout_secs=2))
+    slapd.pause()
+    try:
+        t0 = time.monotonic()
+        c = pgwire.Conn("127.0.0.1", p.port, timeout=15)
+        # meanwhile another method's logins go through at once
+        with p.connect(MD5USER[0], MD5USER[1]) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        res = c.startup(ALICE[0], APPDB, LDAP_USERS["alice"])
+        waited = time.monotonic() - t0
+        c.close()
+        assert not res.ok and res.error["C"] == "08P01", res
+        assert "login timeout" in res.error["M"], res
+        assert 1.5 <= waited < 10, waited
+    finally:
+        slapd.resume()
+
+
+def test_local_rule_matches_unix_socket_clients_only(pg, proxy, config, short_dir):
+    path = short_dir / "pg_hba.conf"
+    path.write_text("local all all trust\n"
+                    "host all all 127.0.0.1/32 reject\n")
+    p = proxy(hba_cfg(config, path, unix_socket_dir=str(short_dir)))
+    sock = str(short_dir / f".s.PGSQL.{p.port}")
+    with pgwire.Conn(unix_path=sock, timeout=10) as c:
+        res = c.startup(ALICE[0], APPDB, None)
+        assert res.ok and res.auth_requests == [pgwire.AUTH_OK], res
+    # psql through the socket: no password asked (PGPASSWORD unset)
+    r = run([str(pg.bin / "psql"), "-X", "-A", "-t", "-w", "-h", str(short_dir), "-p",
+             str(p.port), "-U", ALICE[0], "-d", APPDB, "-c", "select 'local ' || current_user"],
+            env=pg.env(), timeout=30)
+    assert r.stdout.strip() == f"local {ALICE[0]}"
+    res = startup(p.port, ALICE[0], ALICE[1])
+    assert not res.ok and res.error["C"] == "28000", res
+    assert "rejects connection" in res.error["M"], res
+    r = run([str(pg.bin / "psql"), "-X", "-w", "-h", "127.0.0.1", "-p", str(p.port), "-U",
+             ALICE[0], "-d", APPDB, "-c", "select 1"], env=pg.env(), timeout=30, check=False)
+    assert r.returncode != 0 and "pg_hba.conf rejects connection" in r.stderr, r
