@@ -393,7 +393,7 @@ static const struct cfg_key keys[] = {
      "scram-sha-256, password, cert, ldap, jwt): the first line matching a client's "
      "connection type, database, user and address decides its method; no match is refused "
      "(28000). Re-read on reload; errors name the file and line. Set it or [[auth.rules]], not "
-     "both; with neither, auth.method applies to every client."},
+     "both; with neither, auth.method applies to every client. See docs/hba.md."},
     {"auth", "max_failures_per_minute", CFG_KEY_INT, F_CFG(auth.max_failures_per_minute), "0", 0,
      1000000, NULL, 0,
      "Failed logins allowed from one source address in a minute; once reached, further logins "
