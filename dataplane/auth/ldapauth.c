@@ -661,7 +661,7 @@ static void run_check(struct ldapauth_req *r)
 		if (rc != -EHOSTUNREACH) {
 			note_up(uri);
 			r->result = rc;
-			snprintf(r->why, sizeof(r->why), "%s: %s", uri,
+			snprintf(r->why, sizeof(r->why), "%s: %.380s", uri,
 			         rc ? why : "password accepted");
 			return;
 		}
