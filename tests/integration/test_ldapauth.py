@@ -7,6 +7,7 @@ options as arguments and one "user<TAB>password" per stdin line; it answers
 result=OK|EACCES|EHOSTUNREACH ms=... thread=worker|OTHER why=...
 """
 
+import socket
 import subprocess
 import time
 
@@ -23,6 +24,16 @@ def probe_path():
     return helios_bin().parent / "tests" / "ldapauth-probe"
 
 
+def parse_result(line):
+    head, why = line.rstrip("\n").split(" why=", 1)
+    out = dict(kv.split("=", 1) for kv in head.split())
+    out["why"] = why
+    out["ms"] = int(out["ms"])
+    out["id"] = int(out["id"])
+    assert out["thread"] == "worker", "done callback ran off the worker's thread"
+    return out
+
+
 class Probe:
     """One ldapauth-probe process: checks run one after the other in it, so
     its outage state (and log lines) span the checks."""
@@ -31,23 +42,29 @@ class Probe:
         self.p = subprocess.Popen([str(probe_path()), *opts], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.stderr = None
+        self.rest = None
 
-    def check(self, user, password):
-        self.p.stdin.write(f"{user}\t{password}\n")
+    def send(self, line):
+        self.p.stdin.write(line + "\n")
         self.p.stdin.flush()
-        line = self.p.stdout.readline()
+
+    def line(self):
+        return self.p.stdout.readline()
+
+    def result(self):
+        line = self.line()
         assert line.startswith("result="), f"probe said {line!r}: {self.close()}"
-        head, why = line.rstrip("\n").split(" why=", 1)
-        out = dict(kv.split("=", 1) for kv in head.split())
-        out["why"] = why
-        out["ms"] = int(out["ms"])
-        assert out["thread"] == "worker", "done callback ran off the worker's thread"
-        return out
+        return parse_result(line)
+
+    def check(self, user, password, *opts):
+        self.send("\t".join([user, password, " ".join(opts)]))
+        return self.result()
 
     def close(self):
         if self.stderr is None:
             self.p.stdin.close()
             self.p.wait(30)
+            self.rest = self.p.stdout.read()
             self.stderr = self.p.stderr.read()
             self.p.stdout.close()
             self.p.stderr.close()
@@ -252,6 +269,60 @@ def test_one_log_line_per_outage_not_per_login(up):
     assert len(down) == 2 and len(back) == 2, err
     assert "(5 failed attempts)" in back[0] and "(1 failed attempts)" in back[1], back
     assert ALICE_PW not in err
+
+
+@pytest.fixture
+def hung_listener():
+    """listen(addr, port): a socket that completes TCP handshakes (the
+    kernel's backlog) and never reads or answers: a hung LDAP server."""
+    socks = []
+
+    def listen(addr="127.0.0.1", port=0):
+        s = socket.socket()
+        s.bind((addr, port))
+        s.listen(16)
+        socks.append(s)
+        return s.getsockname()[1]
+    yield listen
+    for s in socks:
+        s.close()
+
+
+def test_a_check_waiting_on_a_hung_server_does_not_hold_up_others(up, hung_listener):
+    hung = hung_listener()
+    p = Probe(*simple_opts(up))
+    try:
+        p.send(f"&alice\t{ALICE_PW}\tldapport={hung} ldaptimeout=2")
+        other = p.check("bob", LDAP_USERS["bob"])
+        late = p.result()
+    finally:
+        p.close()
+    assert other["id"] == 2 and other["result"] == "OK" and other["ms"] < 1000, other
+    assert late["id"] == 1 and late["result"] == "EHOSTUNREACH", late
+    assert 1800 <= late["ms"] < 4000, late
+
+
+def test_failover_when_the_first_server_hangs(up, hung_listener):
+    hung_listener("127.0.0.2", up.port)
+    res, err = run(simple_opts(up, ldapserver="127.0.0.2 127.0.0.1", ldaptimeout=1),
+                   [("alice", ALICE_PW)])
+    assert res[0]["result"] == "OK", res
+    assert 800 <= res[0]["ms"] < 3000, res
+    assert f"ldap://127.0.0.2:{up.port} is unreachable" in err
+
+
+def test_a_cancelled_check_never_answers(up):
+    p = Probe(*simple_opts(up))
+    try:
+        p.send(f"~alice\t{ALICE_PW}")
+        assert p.line() == "cancelled id=1\n"
+        p.send("sleep 300")  # the cancelled check's answer reaches the loop meanwhile
+        assert p.line() == "slept\n"
+        r = p.check("bob", LDAP_USERS["bob"])
+    finally:
+        p.close()
+    assert r["id"] == 2 and r["result"] == "OK", r
+    assert p.rest == "", p.rest
 
 
 # ---- options ------------------------------------------------------------------
