@@ -205,6 +205,22 @@ def test_starttls_and_ldaps_with_the_test_ca(up):
     assert res[0]["result"] == "OK" and res[0]["why"].startswith("ldaps://"), res
 
 
+def test_many_tls_checks_at_once_all_answer_right(up):
+    # the pool's threads run libldap (and its TLS) side by side
+    p = Probe(*search_opts(up, ldaptls=1, ldapcafile=up.ca_file))
+    n = 24
+    try:
+        for i in range(n):
+            user = ("alice", "bob", "carol")[i % 3]
+            pw = LDAP_USERS[user] if i % 4 else "wrong"
+            p.send(f"&{user}\t{pw}")
+        res = sorted((p.result() for _ in range(n)), key=lambda r: r["id"])
+    finally:
+        p.close()
+    want = ["OK" if i % 4 else "EACCES" for i in range(n)]
+    assert [r["result"] for r in res] == want, res
+
+
 @pytest.mark.parametrize("tls", ["starttls", "ldaps"])
 def test_a_server_certificate_from_another_ca_is_refused(up, tls):
     extra = ({"ldaptls": 1} if tls == "starttls" else
