@@ -205,6 +205,24 @@ def test_starttls_and_ldaps_with_the_test_ca(up):
     assert res[0]["result"] == "OK" and res[0]["why"].startswith("ldaps://"), res
 
 
+def test_ipv6_server_with_starttls_checks_the_address_in_the_certificate(up):
+    # ::1 is in the server certificate's IP SANs; the URI needs brackets
+    res, _ = run(search_opts(up, ldapserver="::1", ldaptls=1, ldapcafile=up.ca_file),
+                 [("alice", ALICE_PW)])
+    assert res[0]["result"] == "OK", res
+    assert res[0]["why"].startswith(f"ldap://[::1]:{up.port}:"), res
+
+
+def test_a_certificate_that_does_not_name_the_server_is_refused(up):
+    # same slapd, same trusted CA, but reached as 127.0.0.3, which its
+    # certificate does not name (it names 127.0.0.1, ::1 and localhost)
+    opts = simple_opts(up, ldapscheme="ldaps", ldapport=up.ldaps_port, ldapcafile=up.ca_file)
+    res, _ = run(opts + ["ldapserver=127.0.0.3"], [("alice", ALICE_PW)])
+    assert res[0]["result"] == "EHOSTUNREACH" and "TLS handshake" in res[0]["why"], res
+    res, _ = run(opts + ["ldapserver=127.0.0.1"], [("alice", ALICE_PW)])
+    assert res[0]["result"] == "OK", res
+
+
 def test_many_tls_checks_at_once_all_answer_right(up):
     # the pool's threads run libldap (and its TLS) side by side
     p = Probe(*search_opts(up, ldaptls=1, ldapcafile=up.ca_file))
