@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,9 @@ static struct worker W[1];
 int main(int argc, char **argv)
 {
 	int i = 1;
+	/* as the proxy (common/proc.c): a server closing mid-write is an error
+	 * libldap reports, not a signal that ends the process */
+	signal(SIGPIPE, SIG_IGN);
 	log_set_level_str("info");
 	if (i + 1 < argc && !strcmp(argv[i], "--log-level")) {
 		log_set_level_str(argv[i + 1]);
