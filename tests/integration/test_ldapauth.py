@@ -345,6 +345,42 @@ def test_failover_when_the_first_server_hangs(up, hung_listener):
     assert f"ldap://127.0.0.2:{up.port} is unreachable" in err
 
 
+def test_a_server_that_just_failed_is_tried_last(up, hung_listener):
+    hung_listener("127.0.0.2", up.port)
+    p = Probe(*simple_opts(up, ldapserver="127.0.0.2 127.0.0.1", ldaptimeout=1))
+    try:
+        first = p.check("alice", ALICE_PW)
+        second = p.check("bob", LDAP_USERS["bob"])
+    finally:
+        err = p.close()
+    assert first["result"] == "OK" and first["ms"] >= 800, first
+    # the hung server failed a moment ago: not waited for again
+    assert second["result"] == "OK" and second["ms"] < 500, second
+    assert err.count("127.0.0.2") == 1, err
+
+
+def test_cancelled_checks_do_not_hold_the_pool(up, hung_listener):
+    hung = hung_listener()
+    slow = f"ldapport={hung} ldaptimeout=2"
+    p = Probe(*simple_opts(up))
+    try:
+        for _ in range(4):  # the pool's 4 threads wait on the hung server
+            p.send(f"&alice\t{ALICE_PW}\t{slow}")
+        time.sleep(0.3)
+        for i in range(8):  # queued behind them, then their clients leave
+            p.send(f"~alice\t{ALICE_PW}\t{slow}")
+            assert p.line().startswith("cancelled id=")
+        p.send(f"&bob\t{LDAP_USERS['bob']}")
+        res = [p.result() for _ in range(5)]
+    finally:
+        p.close()
+    bob = [r for r in res if r["id"] == 13]
+    assert len(bob) == 1 and bob[0]["result"] == "OK", res
+    # it waited for a thread (about 2 s), not for 8 more timeouts on 4 threads
+    assert bob[0]["ms"] < 3000, bob
+    assert p.rest == "", p.rest
+
+
 def test_a_cancelled_check_never_answers(up):
     p = Probe(*simple_opts(up))
     try:
