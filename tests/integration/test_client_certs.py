@@ -9,7 +9,6 @@ gets a `hostssl ... cert` line for a dedicated role and database for the time
 of the test (restored afterwards)."""
 
 import os
-import re
 import shutil
 import subprocess
 
@@ -361,4 +360,5 @@ def test_certificate_client_reaches_a_scram_server_with_server_password(pg, prox
     p2 = proxy(config(method="trust", users=users, tls=tls_cfg(pki, "verify-full")))
     with pytest.raises(psycopg.OperationalError) as ei:
         p2.connect(password=None, **cert_kw(pki, "alice")).close()
-    assert re.search(r"server_password|password", str(ei.value)), ei.value
+    assert ('the server asks for a password for user "alice" and the proxy has none it can use'
+            in str(ei.value)), ei.value
