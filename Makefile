@@ -58,7 +58,8 @@ UNIT_TESTS :=
 
 # Every program links the same system libraries (static module libraries
 # only pull in what a program uses).
-LINK_LIBS := -luring -lssl -lcrypto -lpg_query -lnng -lprotobuf-c -lmicrohttpd -ljansson -lpq -lm
+LINK_LIBS := -luring -lssl -lcrypto -lpg_query -lnng -lprotobuf-c -lmicrohttpd -ljansson -lpq -lm \
+	-lldap -llber -ljwt
 
 include proto/proto.mk
 include bpf/bpf.mk

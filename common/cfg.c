@@ -627,6 +627,11 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 		arr = calloc(n, elem);
 		c->cache.tables = (struct cfg_cache_table *)arr;
 		c->cache.n_tables = arr ? n : 0;
+	} else if (strcmp(sec->name, "auth.rules") == 0) {
+		elem = sizeof(*c->auth.rules);
+		arr = calloc(n, elem);
+		c->auth.rules = (struct cfg_hba_rule *)arr;
+		c->auth.n_rules = arr ? n : 0;
 	} else {
 		elem = sizeof(*c->auth.users);
 		arr = calloc(n, elem);
@@ -1029,6 +1034,9 @@ void cfg_free(struct cfg *c)
 	free(c->cache.tables);
 	free(c->tenants);
 	free(c->rewrite_rules);
+	if (c->auth.rules) /* options may hold an ldapbindpasswd */
+		explicit_bzero(c->auth.rules, c->auth.n_rules * sizeof(*c->auth.rules));
+	free(c->auth.rules);
 	if (c->auth.users)
 		explicit_bzero(c->auth.users, c->auth.n_users * sizeof(*c->auth.users));
 	free(c->auth.users);

@@ -73,6 +73,17 @@ struct cfg_tenant {
 	char schema_prefix[CFG_NAME_MAX]; /* qualifies unqualified tables; "" = none */
 };
 
+/* One [[auth.rules]] entry: the fields of a pg_hba.conf line
+ * (dataplane/auth/hba.h parses them as one). */
+struct cfg_hba_rule {
+	char type[16];               /* local | host | hostssl | hostnossl */
+	char database[CFG_LIST_MAX]; /* "all", or a comma list */
+	char user[CFG_LIST_MAX];
+	char address[CFG_HOST_MAX]; /* CIDR or "all"; "" for local */
+	char method[32];
+	char options[CFG_LIST_MAX]; /* "name=value name2=value2"; "" = none */
+};
+
 /* One [[rewrite_rules]] entry: statements with match's shape become replace. */
 struct cfg_rewrite_rule {
 	char name[CFG_NAME_MAX];
@@ -251,6 +262,11 @@ struct cfg {
 		int auth_query_cache_secs;              /* default 5, 0 = no cache */
 		int auth_query_max_running;             /* lookups at once per worker, default 4 */
 		char scram_mock_secret[CFG_SECRET_MAX]; /* "" = random at start */
+		/* issue 18 (h9): per-rule methods; with neither, method applies */
+		char hba_file[CFG_PATH_MAX]; /* pg_hba.conf syntax; "" = none */
+		struct cfg_hba_rule *rules;  /* [[auth.rules]] */
+		size_t n_rules;
+		int max_failures_per_minute; /* per source address, 0 = no limit */
 	} auth;
 
 	struct {

@@ -548,6 +548,10 @@ int cfg_validate(struct loader *ld)
 		    "key 'auth.auth_user': \"%s\" is not a user from [[auth.users]] or "
 		    "auth.users_file",
 		    c->auth.auth_user);
+	if (rc == 0 && c->auth.hba_file[0] && c->auth.n_rules)
+		rc = cfg_fail_key(ld, "auth", -1, "hba_file",
+		                  "key 'auth.hba_file': set it or [[auth.rules]], not both (the "
+		                  "first match would depend on which is read first)");
 	if (rc == 0)
 		rc = check_admin_users(ld);
 	if (rc == 0)

@@ -27,6 +27,7 @@
 #define F_TENANT_LIST(field, each) offsetof(struct cfg_tenant, field), (each)
 #define F_RULE(field)                                                                              \
 	offsetof(struct cfg_rewrite_rule, field), sizeof(((struct cfg_rewrite_rule *)0)->field)
+#define F_HBA(field) offsetof(struct cfg_hba_rule, field), sizeof(((struct cfg_hba_rule *)0)->field)
 /* A string list's size is that of each string: the field is a pointer. */
 #define F_ROUTE_LIST(field, each) offsetof(struct cfg_schema_route, field), (each)
 
@@ -386,6 +387,32 @@ static const struct cfg_key keys[] = {
      "Key from which the SCRAM salts of unknown users and of users with a plaintext password "
      "are derived (stable per user name, as PostgreSQL's mock salt); set it so that these "
      "salts stay the same across restarts; empty = a random key at each start."},
+    /* issue 18, HBA rules and failed-login limit (h9) */
+    {"auth", "hba_file", CFG_KEY_STRING, F_CFG(auth.hba_file), "", 0, 0, NULL, PATH,
+     "pg_hba.conf-style rules (local, host, hostssl, hostnossl; methods trust, reject, md5, "
+     "scram-sha-256, password, cert, ldap, jwt): the first line matching a client's "
+     "connection type, database, user and address decides its method; no match is refused "
+     "(28000). Re-read on reload; errors name the file and line. Set it or [[auth.rules]], not "
+     "both; with neither, auth.method applies to every client."},
+    {"auth", "max_failures_per_minute", CFG_KEY_INT, F_CFG(auth.max_failures_per_minute), "0", 0,
+     1000000, NULL, 0,
+     "Failed logins allowed from one source address in a minute; once reached, further logins "
+     "from that address are refused with 53300 until the minute is over, while other addresses "
+     "log in as usual; 0 = no limit."},
+
+    {"auth.rules", "type", CFG_KEY_STRING, F_HBA(type), NULL, 0, 0, NULL, REQ,
+     "local, host, hostssl or hostnossl, as the first field of a pg_hba.conf line."},
+    {"auth.rules", "database", CFG_KEY_STRING, F_HBA(database), "all", 0, 0, NULL, 0,
+     "Databases: all, or a comma list of names (\"quoted\" for odd characters)."},
+    {"auth.rules", "user", CFG_KEY_STRING, F_HBA(user), "all", 0, 0, NULL, 0,
+     "Users: all, or a comma list of names."},
+    {"auth.rules", "address", CFG_KEY_STRING, F_HBA(address), "", 0, 0, NULL, 0,
+     "Client address as a CIDR (127.0.0.1/32, ::1/128) or all; empty for local."},
+    {"auth.rules", "method", CFG_KEY_STRING, F_HBA(method), NULL, 0, 0, NULL, REQ,
+     "trust, reject, md5, scram-sha-256, password, cert, ldap or jwt."},
+    {"auth.rules", "options", CFG_KEY_STRING, F_HBA(options), "", 0, 0, NULL, SECRET,
+     "The method's options as name=value words (ldapserver=... ldapbasedn=...), as after the "
+     "method in pg_hba.conf."},
 
     {"auth.users", "name", CFG_KEY_STRING, F_USER(name), NULL, 0, 0, NULL, REQ,
      "User name, unique among [[auth.users]]."},
@@ -510,6 +537,9 @@ static const struct cfg_section sections[] = {
      "Client authentication. auth_user, if set, must be a user from [[auth.users]] or "
      "users_file. A malformed users_file line is an error naming the file and line; "
      "`;` and `#` start comment lines, and `\"\"` inside quotes is a literal quote."},
+    {"auth.rules", true, "[[auth.rules]]",
+     "HBA rules in the config instead of auth.hba_file: each entry is one pg_hba.conf line, "
+     "tried in order; the first that matches decides."},
     {"auth.users", true, "[[auth.users]]",
      "Users the proxy knows besides those in users_file. When a name is in both, this "
      "entry wins."},
@@ -677,6 +707,11 @@ const char *cfg_array_elements(const struct cfg *c, const char *section, bool fi
 		*n = c->cache.n_tables;
 		*elem = sizeof(*c->cache.tables);
 		return (const char *)c->cache.tables;
+	}
+	if (strcmp(section, "auth.rules") == 0) {
+		*n = c->auth.n_rules;
+		*elem = sizeof(*c->auth.rules);
+		return (const char *)c->auth.rules;
 	}
 	if (strcmp(section, "auth.users") == 0) {
 		*n = file_users ? c->auth.n_users : c->auth.n_config_users;

@@ -15,6 +15,7 @@ PACKAGES=(
 	libsystemd-dev # sd_notify readiness for the Type=notify units (deploy/systemd/)
 	# tests
 	python3-pytest python3-psycopg python3-prometheus-client
+	python3-jwt # tests/unit/jwt_tokens.py: real tokens for test_jwtauth
 	python3-kubernetes python3-seccomp # scripts/k8s-validate.py, test_k8s_manifests.py
 	# the dashboard test drives headless Chromium over the DevTools protocol
 	chromium python3-websocket

@@ -7,3 +7,12 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(DATAPLANE_LIB) $(CP_LIB) $(COMMO
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(LINK_LIBS) -lcmocka
+
+# ldapauth-probe: dataplane/auth/ldapauth driven from a worker's loop, for
+# tests/integration/test_ldapauth.py (against a real slapd).
+$(BUILD)/tests/ldapauth-probe: $(BUILD)/obj/tests/ldap/ldapauth_probe.o $(DATAPLANE_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(LINK_LIBS)
+PROGRAMS += $(BUILD)/tests/ldapauth-probe
+TOOL_SRCS += tests/ldap/ldapauth_probe.c

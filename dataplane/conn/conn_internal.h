@@ -107,6 +107,9 @@ enum cl_queue {
 	CLQ_COUNT,
 };
 
+struct hba_rule;
+struct ldapauth_req;
+
 struct client {
 	struct endpoint ep;
 	struct worker *w;
@@ -166,6 +169,11 @@ struct client {
 	bool have_client_key;
 	uint8_t client_key[32];
 	bool fake_auth; /* unknown user: run the exchange, then fail */
+	/* issue 18: the pg_hba rule that decides its method (owned by
+	 * cl->snap, held as long as the client), the LDAP check in flight */
+	const struct hba_rule *hba_rule;
+	struct ldapauth_req *ldap_req;
+	char jwt_tenant[64]; /* the tenant claim of its token; "" = none */
 	/* login phase (login.c): the password derivation in flight,
 	 * encryption requests seen */
 	bool ssl_asked, gss_asked;

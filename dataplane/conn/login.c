@@ -13,6 +13,9 @@
 #include "common/cpwire.h"
 #include "common/log.h"
 #include "dataplane/auth/authwork.h"
+#include "dataplane/auth/hba.h"
+#include "dataplane/auth/jwtauth.h"
+#include "dataplane/auth/ldapauth.h"
 #include "dataplane/auth/certauth.h"
 #include "dataplane/auth/md5auth.h"
 #include "dataplane/conn/cancel.h"
@@ -146,6 +149,11 @@ void cl_login_end(struct client *cl)
 	__atomic_sub_fetch(&g_login_count, 1, __ATOMIC_RELAXED);
 	cl->authq_waiting = false;
 	authq_release(cl);
+	if (cl->ldap_req) {
+		/* its answer would find a closed client */
+		ldapauth_cancel(cl->ldap_req);
+		cl->ldap_req = NULL;
+	}
 	if (cl->auth_job) {
 		/* the derivation finishes anyway; its answer finds nobody */
 		cl->auth_job->owner = NULL;
@@ -199,16 +207,144 @@ static int copy_params(struct client *cl, const struct pgw_startup *st)
 	return 0;
 }
 
+/* --------------------------------------------- failed logins per address */
+
+/* Failed logins per source address over the last minute, shared by the
+ * workers (a client's connections land on any of them) without a lock: a
+ * small open-addressed table of (address hash, window start << 32 | count)
+ * updated with compare-and-swap. A full table or a collision under a race
+ * at worst forgets a failure; it never blocks a login that should pass for
+ * longer than the window. */
+#define FAIL_SLOTS  4096 /* power of two */
+#define FAIL_PROBES 8
+#define FAIL_WINDOW 60 /* seconds */
+
+struct fail_slot {
+	uint64_t key; /* hash of the address, never 0; 0 = free */
+	uint64_t wc;  /* window start (monotonic seconds) << 32 | failures in it */
+};
+static struct fail_slot g_fail[FAIL_SLOTS];
+
+static uint32_t mono_secs(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint32_t)t.tv_sec + 1; /* never 0 */
+}
+
+/* The client's address (IPv4 as IPv4-mapped IPv6) from its peer text
+ * "a.b.c.d:port" / "v6addr:port"; host gets the address text. */
+static bool peer_addr(const struct client *cl, uint8_t a[16], char *host, size_t hostlen)
+{
+	memset(a, 0, 16);
+	snprintf(host, hostlen, "%s", cl->peer);
+	char *colon = strrchr(host, ':');
+	if (cl->is_unix || !colon)
+		return false;
+	*colon = '\0';
+	struct in_addr a4;
+	if (inet_pton(AF_INET, host, &a4) == 1) {
+		a[10] = a[11] = 0xff;
+		memcpy(a + 12, &a4, 4);
+		return true;
+	}
+	return inet_pton(AF_INET6, host, a) == 1;
+}
+
+static uint64_t addr_key(const uint8_t a[16])
+{
+	uint64_t h = 1469598103934665603ull;
+	for (int i = 0; i < 16; i++) {
+		h ^= a[i];
+		h *= 1099511628211ull;
+	}
+	return h | 1;
+}
+
+static struct fail_slot *fail_find(uint64_t key, uint32_t now, bool create)
+{
+	for (int i = 0; i < FAIL_PROBES; i++) {
+		struct fail_slot *f = &g_fail[(key + (uint64_t)i) & (FAIL_SLOTS - 1)];
+		uint64_t k = __atomic_load_n(&f->key, __ATOMIC_ACQUIRE);
+		if (k == key)
+			return f;
+		if (!create)
+			continue;
+		uint64_t wc = __atomic_load_n(&f->wc, __ATOMIC_RELAXED);
+		/* free, or its window is over: take it */
+		if ((k == 0 || now - (uint32_t)(wc >> 32) >= FAIL_WINDOW) &&
+		    __atomic_compare_exchange_n(&f->key, &k, key, false, __ATOMIC_ACQ_REL,
+		                                __ATOMIC_RELAXED)) {
+			__atomic_store_n(&f->wc, (uint64_t)now << 32, __ATOMIC_RELEASE);
+			return f;
+		}
+	}
+	return NULL;
+}
+
+static void fail_count(const struct client *cl)
+{
+	if (cl->snap->cfg->auth.max_failures_per_minute <= 0)
+		return;
+	uint8_t a[16];
+	char host[64];
+	if (!peer_addr(cl, a, host, sizeof(host)))
+		return;
+	uint32_t now = mono_secs();
+	struct fail_slot *f = fail_find(addr_key(a), now, true);
+	if (!f)
+		return;
+	uint64_t wc = __atomic_load_n(&f->wc, __ATOMIC_RELAXED), nw;
+	do {
+		uint32_t start = (uint32_t)(wc >> 32);
+		if (now - start >= FAIL_WINDOW)
+			nw = ((uint64_t)now << 32) | 1;
+		else
+			nw = wc + 1;
+	} while (!__atomic_compare_exchange_n(&f->wc, &wc, nw, true, __ATOMIC_ACQ_REL,
+	                                      __ATOMIC_RELAXED));
+}
+
+/* True when the client's address has used up its failures this minute. */
+static bool fail_limited(const struct client *cl, char *host, size_t hostlen)
+{
+	int max = cl->snap->cfg->auth.max_failures_per_minute;
+	uint8_t a[16];
+	if (max <= 0 || !peer_addr(cl, a, host, hostlen))
+		return false;
+	uint32_t now = mono_secs();
+	struct fail_slot *f = fail_find(addr_key(a), now, false);
+	if (!f)
+		return false;
+	uint64_t wc = __atomic_load_n(&f->wc, __ATOMIC_ACQUIRE);
+	return now - (uint32_t)(wc >> 32) < FAIL_WINDOW && (uint32_t)wc >= (uint32_t)max;
+}
+
+/* A failed login: one log line naming the rule (never the secret), the
+ * address's failure counted, the client closed with code and msg. */
+static void login_refuse(struct client *cl, const char *code, const char *msg, const char *detail,
+                         bool count)
+{
+	__atomic_add_fetch(&g_login_failures, 1, __ATOMIC_RELAXED);
+	if (count)
+		fail_count(cl);
+	struct log_ctx lc = {cl->id, cl->user, cl->database, cl->peer};
+	char rule[340] = "";
+	if (cl->hba_rule)
+		snprintf(rule, sizeof(rule), " (pg_hba rule %s, method %s)", cl->hba_rule->where,
+		         hba_method_str(cl->hba_rule->method));
+	log_ev(LOG_WARN, "login_failed", &lc, "client %llu %s user=%s db=%s: %s%s%s%s",
+	       (unsigned long long)cl->id, cl->peer, cl->user, cl->database, msg, rule,
+	       detail ? ": " : "", detail ? detail : "");
+	cl->close_logged = true;
+	cl_close(cl, code, msg);
+}
+
 static void auth_fail(struct client *cl)
 {
 	char msg[160];
 	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", cl->user);
-	__atomic_add_fetch(&g_login_failures, 1, __ATOMIC_RELAXED);
-	struct log_ctx lc = {cl->id, cl->user, cl->database, cl->peer};
-	log_ev(LOG_WARN, "login_failed", &lc, "client %llu %s user=%s db=%s: %s",
-	       (unsigned long long)cl->id, cl->peer, cl->user, cl->database, msg);
-	cl->close_logged = true;
-	cl_close(cl, "28P01", msg);
+	login_refuse(cl, "28P01", msg, NULL, true);
 }
 
 static void admin_login(struct client *cl);
@@ -247,8 +383,10 @@ static void auth_ok(struct client *cl)
 	const char *code = NULL;
 	char why[300];
 	const struct guc_ent *tg = guc_get(&cl->startup, "helios.tenant");
-	if (tenant_login(cl->snap->cfg, cl->user, cl->database, tg ? tg->value : NULL, &cl->tenant,
-	                 &cl->tenant_cfg, &code, why, sizeof(why)) < 0) {
+	/* a tenant named by a verified token wins over the startup parameter */
+	const char *tname = cl->jwt_tenant[0] ? cl->jwt_tenant : tg ? tg->value : NULL;
+	if (tenant_login(cl->snap->cfg, cl->user, cl->database, tname, &cl->tenant, &cl->tenant_cfg,
+	                 &code, why, sizeof(why)) < 0) {
 		log_info("client %llu %s user=%s db=%s: refused: %s", (unsigned long long)cl->id,
 		         cl->peer, cl->user, cl->database, why);
 		cl_close(cl, code, why);
@@ -460,21 +598,154 @@ static int primary_node(const struct cfg *c)
 	return -1;
 }
 
+/* AuthenticationCleartextPassword: password, ldap and jwt take the
+ * secret itself (over TLS) rather than a proof of it. */
+#define AUTH_CLEARTEXT 100 /* cl->auth_method beside enum cfg_auth_method */
+
+static void send_cleartext_request(struct client *cl)
+{
+	uint8_t buf[16];
+	struct pgw_out o;
+	pgw_out_init(&o, buf, sizeof(buf));
+	pgw_auth_request(&o, PGW_AUTH_CLEARTEXT, NULL, 0);
+	cl_send_msg(cl, &o);
+	cl->auth_method = AUTH_CLEARTEXT;
+}
+
+/* The method for this client: its pg_hba rule's, else auth.method. */
+static enum hba_method eff_method(const struct client *cl)
+{
+	if (cl->hba_rule)
+		return cl->hba_rule->method;
+	switch (cl->snap->cfg->auth.method) {
+	case CFG_AUTH_TRUST:
+		return HBA_TRUST;
+	case CFG_AUTH_MD5:
+		return HBA_MD5;
+	default:
+		return HBA_SCRAM;
+	}
+}
+
+/* Finds the client's pg_hba rule. Closes the client (and returns -1) when
+ * no rule matches, the rule rejects it, or its method cannot run here. */
+static int hba_select(struct client *cl)
+{
+	const struct hba *h = cl->snap->hba;
+	uint8_t a[16];
+	char host[64];
+	bool inet = peer_addr(cl, a, host, sizeof(host));
+	const struct hba_rule *r = hba_match(h, !inet, cl->is_tls, a, cl->user, cl->database);
+	char msg[400];
+	if (!r) {
+		hba_no_entry_msg(msg, sizeof(msg), inet ? host : NULL, cl->user, cl->database,
+		                 cl->is_tls);
+		char detail[300];
+		snprintf(detail, sizeof(detail), "no rule of %s matches", h->source);
+		login_refuse(cl, "28000", msg, detail, false);
+		return -1;
+	}
+	cl->hba_rule = r;
+	switch (r->method) {
+	case HBA_REJECT:
+		/* PostgreSQL's words for an explicit reject line */
+		snprintf(msg, sizeof(msg),
+		         "pg_hba.conf rejects connection for host \"%s\", user \"%s\", database "
+		         "\"%s\", %s",
+		         inet ? host : "[local]", cl->user, cl->database,
+		         cl->is_tls ? "SSL encryption" : "no encryption");
+		login_refuse(cl, "28000", msg, NULL, false);
+		return -1;
+	case HBA_PASSWORD:
+	case HBA_JWT:
+		/* the secret itself crosses the wire: not in clear over a network */
+		if (!cl->is_tls && inet) {
+			snprintf(msg, sizeof(msg),
+			         "authentication method %s requires an SSL/TLS connection "
+			         "(sslmode=require): it sends the %s in clear",
+			         hba_method_str(r->method),
+			         r->method == HBA_JWT ? "token" : "password");
+			login_refuse(cl, "28000", msg, NULL, false);
+			return -1;
+		}
+		break;
+	default:
+		break;
+	}
+	log_debug("client %llu %s user=%s db=%s: pg_hba rule %s, method %s",
+	          (unsigned long long)cl->id, cl->peer, cl->user, cl->database, r->where,
+	          hba_method_str(r->method));
+	return 0;
+}
+
+/* Refuses a login from an address that failed too often this minute:
+ * without a password check, so a guesser learns nothing and costs little. */
+static bool refuse_limited(struct client *cl)
+{
+	char host[64];
+	if (!fail_limited(cl, host, sizeof(host)))
+		return false;
+	char msg[160];
+	snprintf(msg, sizeof(msg), "too many failed logins from %s; try again later", host);
+	/* one line a second per worker at most: a guesser must not flood the log */
+	static __thread time_t last_log;
+	static __thread unsigned refused;
+	refused++;
+	time_t now = time(NULL);
+	if (now != last_log) {
+		struct log_ctx lc = {cl->id, cl->user, cl->database, cl->peer};
+		log_ev(LOG_WARN, "login_failed", &lc,
+		       "client %llu %s user=%s db=%s: %s (auth.max_failures_per_minute %d; %u "
+		       "refused)",
+		       (unsigned long long)cl->id, cl->peer, cl->user, cl->database, msg,
+		       cl->snap->cfg->auth.max_failures_per_minute, refused);
+		last_log = now;
+		refused = 0;
+	}
+	__atomic_add_fetch(&g_login_failures, 1, __ATOMIC_RELAXED);
+	cl->close_logged = true;
+	cl_close(cl, "53300", msg);
+	return true;
+}
+
 static void start_auth(struct client *cl)
 {
 	const struct cfg *c = cl->snap->cfg;
+	if (refuse_limited(cl))
+		return;
+	if (cl->snap->hba && hba_select(cl) < 0)
+		return;
 	const struct cfg_user *u = cfg_find_user(c, cl->user);
 	if (u) {
 		set_str(&cl->password, u->password);
 		set_str(&cl->server_password, u->server_password);
 	}
-	if (c->auth.method == CFG_AUTH_TRUST) {
+	enum hba_method m = eff_method(cl);
+	if (m == HBA_CERT) {
+		/* the handshake verified the chain (and CRL); the name must map */
+		char why[512], msg[160];
+		int r = certauth_check(cl->ep.tls, cl->snap->identmap, hba_opt(cl->hba_rule, "map"),
+		                       cl->user, why, sizeof(why));
+		if (r < 0) {
+			snprintf(msg, sizeof(msg),
+			         "certificate authentication failed for user \"%s\"", cl->user);
+			login_refuse(cl, "28000", msg, why, true);
+			return;
+		}
+		m = HBA_TRUST;
+	}
+	if (m == HBA_TRUST) {
 		cl->auth_method = CFG_AUTH_TRUST;
 		auth_ok(cl);
 		return;
 	}
 	if (!cl_set_state(cl, CL_AUTH))
 		return;
+	if (m == HBA_LDAP || m == HBA_JWT) {
+		/* checked elsewhere: no stored secret needed */
+		send_cleartext_request(cl);
+		return;
+	}
 	if (!u && c->auth.auth_user[0]) {
 		authq_start(cl);
 		return;
@@ -554,7 +825,6 @@ void cl_auth_query_done(struct client *cl, const char *secret, const char *error
 /* Sends the challenge; known = we hold a secret for this user. */
 static void continue_auth(struct client *cl, bool known)
 {
-	const struct cfg *c = cl->snap->cfg;
 	if (!known) {
 		/* Same exchange as for a known user, so a client cannot probe
 		 * which user names exist; it always fails. */
@@ -570,7 +840,12 @@ static void continue_auth(struct client *cl, bool known)
 	if (!cl->password)
 		set_str(&cl->password, "");
 	bool md5_stored = md5auth_is_hash(cl->password);
-	if (c->auth.method == CFG_AUTH_MD5 && !is_scram_secret(cl->password)) {
+	enum hba_method method = eff_method(cl);
+	if (method == HBA_PASSWORD) {
+		send_cleartext_request(cl);
+		return;
+	}
+	if (method == HBA_MD5 && !is_scram_secret(cl->password)) {
 		/* md5 with a SCRAM secret falls through to SCRAM, as in PostgreSQL */
 		if (RAND_bytes(cl->md5_salt, 4) != 1) {
 			cl_close(cl, "XX000", "could not generate random salt");
@@ -613,10 +888,130 @@ static void send_auth(struct client *cl, uint32_t code, const char *data, size_t
 	cl_send_msg(cl, &o);
 }
 
+/* The password method: the cleartext password against the stored secret
+ * (plaintext, md5 or SCRAM), compared in constant time. */
+static bool password_ok(const struct client *cl, const char *pw)
+{
+	const char *st = cl->password;
+	if (cl->fake_auth || !st || !*st || !*pw)
+		return false;
+	if (md5auth_is_hash(st)) {
+		char h[36];
+		md5auth_password_hash(cl->user, pw, h);
+		bool ok = strlen(st) == strlen(h) && CRYPTO_memcmp(h, st, strlen(h)) == 0;
+		OPENSSL_cleanse(h, sizeof(h));
+		return ok;
+	}
+	if (is_scram_secret(st)) {
+		/* one PBKDF2 on the worker: the password method is for few
+		 * logins over TLS; SCRAM clients take the scram-sha-256 path */
+		struct scram_secret sec, d;
+		bool ok = scram_parse_secret(st, &sec) == 0 &&
+		          scram_secret_from_password(pw, sec.salt, sec.salt_len, sec.iterations,
+		                                     &d) == 0 &&
+		          CRYPTO_memcmp(d.stored_key, sec.stored_key, sizeof(d.stored_key)) == 0 &&
+		          CRYPTO_memcmp(d.server_key, sec.server_key, sizeof(d.server_key)) == 0;
+		OPENSSL_cleanse(&sec, sizeof(sec));
+		OPENSSL_cleanse(&d, sizeof(d));
+		return ok;
+	}
+	size_t a = strlen(st), b = strlen(pw);
+	return a == b && CRYPTO_memcmp(st, pw, a) == 0;
+}
+
+/* The LDAP check's answer, on the client's worker. */
+static void ldap_done(struct worker *w, void *arg, int result, const char *why)
+{
+	(void)w;
+	struct client *cl = arg;
+	cl->ldap_req = NULL;
+	if (cl->state != CL_AUTH)
+		return;
+	char msg[200];
+	if (result == 0) {
+		auth_ok(cl);
+	} else if (result == -EACCES) {
+		snprintf(msg, sizeof(msg), "LDAP authentication failed for user \"%s\"", cl->user);
+		login_refuse(cl, "28P01", msg, why, true);
+	} else {
+		/* the directory is down: not the client's fault, not counted */
+		snprintf(msg, sizeof(msg),
+		         "LDAP authentication for user \"%s\" could not be done: no LDAP server "
+		         "answered; try again later",
+		         cl->user);
+		login_refuse(cl, "08006", msg, why, false);
+	}
+}
+
+static void ldap_begin(struct client *cl, const char *pw)
+{
+	int r =
+	    ldapauth_start(cl->hba_rule->ldap, cl->user, pw, cl->w, ldap_done, cl, &cl->ldap_req);
+	if (r == -EAGAIN) {
+		cl_close(cl, "53300", "too many LDAP checks are waiting; try again later");
+		return;
+	}
+	if (r < 0) {
+		log_error("client %llu: LDAP check for user \"%s\" could not start: %s",
+		          (unsigned long long)cl->id, cl->user, strerror(-r));
+		cl_close(cl, "XX000", "could not start the LDAP check");
+	}
+}
+
+static void jwt_check(struct client *cl, const char *token)
+{
+	char why[JWTAUTH_WHY_MAX], tenant[sizeof(cl->jwt_tenant)];
+	const struct jwt_conf *jc = cl->hba_rule->jwt;
+	int r = jc ? jwtauth_verify(jc, token, cl->user, tenant, sizeof(tenant), why, sizeof(why))
+	           : -EINVAL;
+	if (r == 0) {
+		snprintf(cl->jwt_tenant, sizeof(cl->jwt_tenant), "%s", tenant);
+		auth_ok(cl);
+		return;
+	}
+	if (!jc)
+		snprintf(why, sizeof(why), "the rule's keys are not loaded");
+	char msg[200];
+	snprintf(msg, sizeof(msg), "JWT authentication failed for user \"%s\"", cl->user);
+	login_refuse(cl, "28P01", msg, why, true);
+}
+
+/* A PasswordMessage answering AuthenticationCleartextPassword. */
+static void handle_cleartext(struct client *cl, const struct pgw_msg *m)
+{
+	if (m->len == 0 || memchr(m->body, 0, m->len) != m->body + m->len - 1) {
+		cl_close(cl, "08P01", "invalid password packet size");
+		return;
+	}
+	char *pw = (char *)m->body; /* the caller's copy: wiped below */
+	switch (eff_method(cl)) {
+	case HBA_PASSWORD:
+		if (password_ok(cl, pw))
+			auth_ok(cl);
+		else
+			auth_fail(cl);
+		break;
+	case HBA_LDAP:
+		ldap_begin(cl, pw);
+		break;
+	case HBA_JWT:
+		jwt_check(cl, pw);
+		break;
+	default:
+		cl_close(cl, "08P01", "unexpected password message");
+		break;
+	}
+	OPENSSL_cleanse(pw, m->len);
+}
+
 static void handle_password_msg(struct client *cl, const struct pgw_msg *m)
 {
 	if (m->type != PGW_MSG_PASSWORD) {
 		cl_close(cl, "08P01", "expected a password message during authentication");
+		return;
+	}
+	if (cl->auth_method == AUTH_CLEARTEXT) {
+		handle_cleartext(cl, m);
 		return;
 	}
 	if (cl->auth_method == CFG_AUTH_MD5) {
@@ -876,8 +1271,8 @@ void cl_login_input(struct client *cl)
 			handle_startup_packet(cl, &st);
 			continue;
 		}
-		if (cl->auth_job)
-			return; /* cl_auth_work_done comes back here */
+		if (cl->auth_job || cl->ldap_req)
+			return; /* cl_auth_work_done / ldap_done come back here */
 		struct pgw_msg m;
 		enum pgw_status s = pgw_next_msg(cl->ep.in, cl->ep.in_len, 8192, &m);
 		if (s == PGW_NEED_MORE)

@@ -4,6 +4,7 @@
  * only when a connection starts, never per message.
  */
 #include "dataplane/policy/snap.h"
+#include "dataplane/auth/hba.h"
 
 #include "dataplane/policy/tenant.h"
 
@@ -60,6 +61,51 @@ void snap_subscriptions_reset(void)
 	n_subs = 0;
 }
 
+static int build_rules(struct snap *s, char *err, size_t errlen)
+{
+	const struct cfg *c = s->cfg;
+	struct hba_rule_text *rt = calloc(c->auth.n_rules, sizeof(*rt));
+	if (!rt) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < c->auth.n_rules; i++) {
+		const struct cfg_hba_rule *r = &c->auth.rules[i];
+		rt[i] = (struct hba_rule_text){r->type,    r->database, r->user,
+		                               r->address, r->method,   r->options};
+	}
+	int rc = hba_from_rules(rt, (int)c->auth.n_rules, c->path[0] ? c->path : "config", &s->hba,
+	                        err, errlen);
+	free(rt);
+	return rc;
+}
+
+/* A cert rule needs the TLS layer to ask for a client certificate, and
+ * its map= the tls.ident_file that holds the map. */
+static int check_cert_rules(const struct snap *s, char *err, size_t errlen)
+{
+	for (int i = 0; i < s->hba->n; i++) {
+		const struct hba_rule *r = &s->hba->rules[i];
+		if (r->method != HBA_CERT)
+			continue;
+		if (s->cfg->tls.client_mode < CFG_CTLS_VERIFY_CA) {
+			snprintf(err, errlen,
+			         "%s: method cert needs tls.client_mode = \"verify-ca\" or "
+			         "\"verify-full\" (otherwise clients are asked for no certificate)",
+			         r->where);
+			return -EINVAL;
+		}
+		const char *map = hba_opt(r, "map");
+		if (map && !s->identmap) {
+			snprintf(err, errlen,
+			         "%s: map=%s needs tls.ident_file (the file of the maps)", r->where,
+			         map);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
 {
 	struct snap *s = calloc(1, sizeof(*s));
@@ -96,6 +142,17 @@ struct snap *snap_new(struct cfg *cfg, char *err, size_t errlen)
 		                            cfg->tls.server_key_file, err, errlen) < 0)
 			goto fail;
 	}
+	/* the hba file is read with each new config, so a reload applies an
+	 * edited file to the logins that follow */
+	if (cfg->auth.hba_file[0]) {
+		if (hba_load_file(cfg->auth.hba_file, &s->hba, err, errlen) < 0)
+			goto fail;
+	} else if (cfg->auth.n_rules && build_rules(s, err, errlen) < 0) {
+		goto fail;
+	}
+	if (s->hba &&
+	    (hba_prepare(s->hba, err, errlen) < 0 || check_cert_rules(s, err, errlen) < 0))
+		goto fail;
 	for (int i = 0; i < n_builders; i++)
 		if (builders[i].build && builders[i].build(s, err, errlen) < 0)
 			goto fail;
@@ -117,6 +174,7 @@ void snap_unref(struct snap *s)
 	for (int i = n_builders - 1; i >= 0; i--)
 		if (builders[i].release)
 			builders[i].release(s);
+	hba_free(s->hba);
 	tls_ctx_free(s->client_tls);
 	tls_ctx_free(s->server_tls);
 	identmap_free(s->identmap);

@@ -21,6 +21,7 @@
 
 struct tls_ctx;
 struct rw_rules;
+struct hba;
 struct identmap;
 
 struct snap {
@@ -31,6 +32,7 @@ struct snap {
 	struct tls_ctx *server_tls; /* TLS towards servers; NULL when disabled */
 	struct rw_rules *rewrite;   /* [[rewrite_rules]] compiled; NULL when none */
 	bool rate_limits;           /* some query rate limit is configured (rate_enabled) */
+	struct hba *hba;            /* auth.hba_file or [[auth.rules]]; NULL: auth.method for all */
 	struct identmap *identmap;  /* tls.ident_file parsed; NULL when unset */
 };
 
