@@ -362,3 +362,52 @@ def test_certificate_client_reaches_a_scram_server_with_server_password(pg, prox
         p2.connect(password=None, **cert_kw(pki, "alice")).close()
     assert ('the server asks for a password for user "alice" and the proxy has none it can use'
             in str(ei.value)), ei.value
+
+
+# ---------------------------------------------------------------------------
+# The `cert` method of the HBA rules (helper A's dispatch, this module's check)
+
+def cert_rule_cfg(config, pki, tmp_path, hba_lines, **tls_extra):
+    hba = tmp_path / "pg_hba.conf"
+    hba.write_text(hba_lines)
+    return config(auth={"hba_file": str(hba)}, tls=tls_cfg(pki, "verify-ca", **tls_extra))
+
+
+def test_cert_method_logs_in_with_the_certificate_and_no_password(pg, proxy, config, pki,
+                                                                   tmp_path):
+    p = proxy(cert_rule_cfg(config, pki, tmp_path, "hostssl all all 127.0.0.1/32 cert\n"))
+    with p.connect(password=None, **cert_kw(pki, "alice")) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (ALICE[0],)
+
+
+def test_cert_method_refuses_a_cn_that_is_not_mapped(pg, proxy, config, pki, tmp_path):
+    p = proxy(cert_rule_cfg(config, pki, tmp_path, "hostssl all all 127.0.0.1/32 cert\n"))
+    start = len(p.log())
+    err = raw_login_error(p, pki, "mallory", password=None)
+    assert err["C"] == "28000", err
+    assert err["M"] == 'certificate authentication failed for user "alice"', err
+    m = p.wait_log(r'certificate CN "mallory" .*does not match user "alice"', start=start)
+    assert m, p.log_tail()
+
+
+def test_cert_method_maps_through_a_regex_of_the_rule_map(pg, proxy, config, pki, tmp_path):
+    ident = tmp_path / "ident.conf"
+    ident.write_text("certs /^([a-z]+)@example\\.com$ \\1\n")
+    p = proxy(cert_rule_cfg(config, pki, tmp_path,
+                            "hostssl all all 127.0.0.1/32 cert map=certs\n",
+                            ident_file=str(ident)))
+    with p.connect(password=None, **cert_kw(pki, "alice_email")) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (ALICE[0],)
+    start = len(p.log())
+    err = raw_login_error(p, pki, "alice", password=None)  # CN alice: not in map certs
+    assert err["C"] == "28000", err
+    assert p.wait_log(r'certificate CN "alice" .*not mapped to user "alice" by map "certs"',
+                      start=start), p.log_tail()
+
+
+def test_cert_method_still_refuses_a_revoked_certificate(pg, proxy, config, pki, tmp_path):
+    p = proxy(cert_rule_cfg(config, pki, tmp_path, "hostssl all all 127.0.0.1/32 cert\n"))
+    start = len(p.log())
+    err = login_fails(p, pki, "revoked", password=None)
+    assert "revoked" in err.lower(), err
+    assert p.wait_log(r"client certificate: certificate revoked", start=start), p.log_tail()
