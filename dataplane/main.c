@@ -12,6 +12,7 @@
 #include "common/rundir.h"
 #include "controlplane/cp.h"
 #include "dataplane/auth/authwork.h"
+#include "dataplane/auth/pwhash.h"
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/conn_report.h"
 #include "dataplane/conn/kfast.h"
@@ -61,6 +62,9 @@ static void usage(FILE *f)
 	           "       heliosproxy --check-config FILE      validate a config and exit\n"
 	           "       heliosproxy --print-config-docs      print docs/configuration.md\n"
 	           "       heliosproxy --print-config-man       print heliosproxy.toml(5) (roff)\n"
+	           "       heliosproxy --hash-password [USER]   print a SCRAM-SHA-256 secret\n"
+	           "                                            for a password from stdin (a\n"
+	           "                                            terminal: asked without echo)\n"
 	           "       heliosproxy --version\n"
 	           "options (they win over the file, live overrides and reloads, and apply to\n"
 	           "--check-config too):\n"
@@ -345,10 +349,12 @@ int main(int argc, char **argv)
 	    {"listen", required_argument, NULL, 'L'},
 	    {"admin-address", required_argument, NULL, 'A'},
 	    {"version", no_argument, NULL, 'V'},
+	    {"hash-password", no_argument, NULL, 'H'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *path = NULL, *cp_arg = NULL, *check = NULL;
+	bool hash_pw = false;
 	struct cfg_error ferr;
 	int o;
 	while ((o = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
@@ -381,6 +387,9 @@ int main(int argc, char **argv)
 		case 'V':
 			print_version();
 			return 0;
+		case 'H':
+			hash_pw = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -388,6 +397,14 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (hash_pw) {
+		/* getopt has moved the operands to the end: at most one, the user */
+		if (argc - optind > 1) {
+			usage(stderr);
+			return 2;
+		}
+		return pwhash_main(optind < argc ? argv[optind] : NULL);
 	}
 	if (check) {
 		struct cfg_error err;

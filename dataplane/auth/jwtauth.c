@@ -358,8 +358,8 @@ static int load_key_file(struct jwt_conf *c, int i, char *why, size_t wcap)
 	const char *path = c->key_files[i];
 	char where[300];
 	snprintf(where, sizeof(where), "%s %s", opt, path);
-	uint8_t *buf;
-	size_t n;
+	uint8_t *buf = NULL;
+	size_t n = 0;
 	int rc = read_file(path, &buf, &n);
 	if (rc < 0) {
 		why_set(why, wcap, "%s: %s", where, strerror(-rc));
@@ -502,7 +502,7 @@ static EVP_PKEY *pkey_from_params(const char *type, OSSL_PARAM_BLD *bld)
 static EVP_PKEY *jwk_rsa(json_t *jk, const char **err)
 {
 	uint8_t *n = NULL, *e = NULL;
-	size_t nl, el;
+	size_t nl = 0, el = 0;
 	EVP_PKEY *pk = NULL;
 	BIGNUM *bn = NULL, *be = NULL;
 	OSSL_PARAM_BLD *bld = NULL;
@@ -551,7 +551,7 @@ static EVP_PKEY *jwk_ec(json_t *jk, const char **err)
 		return NULL;
 	}
 	uint8_t *x = NULL, *y = NULL;
-	size_t xl, yl;
+	size_t xl = 0, yl = 0;
 	EVP_PKEY *pk = NULL;
 	OSSL_PARAM_BLD *bld = NULL;
 	uint8_t pt[1 + 2 * 48];

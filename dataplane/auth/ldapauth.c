@@ -395,9 +395,14 @@ static int build_filter(const struct ldap_opts *o, const char *user, char *out, 
 struct outage {
 	char uri[128];
 	bool down;
-	uint64_t since_ns;
+	uint64_t since_ns, last_fail_ns;
 	unsigned long failures;
 };
+
+/* A server that failed less than this ago is tried after the others, so
+ * that with a hung first server every login does not wait its timeout;
+ * after it, it is tried in its place again (and may recover). */
+#define DOWN_HOLD_NS (30ull * 1000000000ull)
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct outage outages[OUT_SLOTS];
 
@@ -428,12 +433,28 @@ static void note_down(const char *uri, const char *why)
 		s->failures = 0;
 	}
 	s->failures++;
+	s->last_fail_ns = worker_now_ns();
 	pthread_mutex_unlock(&out_mu);
 	if (first)
 		log_warn(
 		    "ldap: server %s is unreachable or unusable: %s (logged once until it answers "
 		    "again)",
 		    uri, why);
+}
+
+static bool recently_down(const char *uri)
+{
+	bool r = false;
+	pthread_mutex_lock(&out_mu);
+	for (int i = 0; i < OUT_SLOTS; i++) {
+		if (!strcmp(outages[i].uri, uri)) {
+			r = outages[i].down &&
+			    worker_now_ns() - outages[i].last_fail_ns < DOWN_HOLD_NS;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&out_mu);
+	return r;
 }
 
 static void note_up(const char *uri)
@@ -458,7 +479,7 @@ struct ldapauth_req {
 	struct worker *w;
 	ldapauth_done_fn *done;
 	void *arg;
-	bool cancelled; /* set and read on w's thread only */
+	bool cancelled; /* atomic: set on w's thread, read by the pool too */
 	struct ldap_opts o;
 	char user[LA_USER_MAX];
 	char password[LA_PW_MAX];
@@ -651,17 +672,29 @@ static void run_check(struct ldapauth_req *r)
 	const struct ldap_opts *o = &r->o;
 	size_t used = 0;
 	r->why[0] = 0;
+	/* the servers in their order, those that failed lately last */
+	char uris[LDAP_SERVERS_MAX][128];
+	int order[LDAP_SERVERS_MAX], n = 0, n_late = 0, late[LDAP_SERVERS_MAX];
 	for (int i = 0; i < o->n_servers; i++) {
-		char uri[128], why[LA_WHY_MAX];
 		bool v6 = strchr(o->servers[i], ':') != NULL;
-		snprintf(uri, sizeof(uri), "%s://%s%s%s:%d", o->ldaps ? "ldaps" : "ldap",
+		snprintf(uris[i], sizeof(uris[i]), "%s://%s%s%s:%d", o->ldaps ? "ldaps" : "ldap",
 		         v6 ? "[" : "", o->servers[i], v6 ? "]" : "", o->port);
+		if (o->n_servers > 1 && recently_down(uris[i]))
+			late[n_late++] = i;
+		else
+			order[n++] = i;
+	}
+	for (int i = 0; i < n_late; i++)
+		order[n++] = late[i];
+	for (int k = 0; k < n; k++) {
+		const char *uri = uris[order[k]];
+		char why[LA_WHY_MAX];
 		why[0] = 0;
 		int rc = check_on(r, uri, why, sizeof(why));
 		if (rc != -EHOSTUNREACH) {
 			note_up(uri);
 			r->result = rc;
-			snprintf(r->why, sizeof(r->why), "%s: %s", uri,
+			snprintf(r->why, sizeof(r->why), "%s: %.380s", uri,
 			         rc ? why : "password accepted");
 			return;
 		}
@@ -694,7 +727,7 @@ static void deliver(struct worker *w, struct worker_msg *m)
 {
 	struct ldapauth_req *r =
 	    (struct ldapauth_req *)((char *)m - offsetof(struct ldapauth_req, msg));
-	if (!r->cancelled)
+	if (!__atomic_load_n(&r->cancelled, __ATOMIC_ACQUIRE))
 		r->done(w, r->arg, r->result, r->why);
 	req_free(r);
 }
@@ -728,6 +761,10 @@ static void *la_main(void *arg)
 		if (stopping) {
 			r->result = -EHOSTUNREACH;
 			snprintf(r->why, sizeof(r->why), "shutting down");
+		} else if (__atomic_load_n(&r->cancelled, __ATOMIC_ACQUIRE)) {
+			/* its client left (e.g. its login timed out while an
+			 * outage held the queue): no server is asked for it */
+			r->result = -ECANCELED;
 		} else
 			run_check(r);
 		answer(r);
@@ -822,7 +859,7 @@ int ldapauth_start(const struct ldap_opts *o, const char *user, const char *pass
 void ldapauth_cancel(struct ldapauth_req *req)
 {
 	if (req)
-		req->cancelled = true;
+		__atomic_store_n(&req->cancelled, true, __ATOMIC_RELEASE);
 }
 
 void ldapauth_shutdown(void)

@@ -13,7 +13,8 @@
  * empty password is refused before any bind (an LDAP bind with a DN and no
  * password is an unauthenticated bind that succeeds).
  * Several servers: each is tried in order while the previous one did not
- * answer (connect, TLS or timeout); an answer (even a refusal) ends it.
+ * answer (connect, TLS or timeout); an answer (even a refusal) ends it. A
+ * server that failed in the last 30 s is tried after the others.
  * Outages are logged once per outage (first failure, then recovery), not
  * per login.
  */
@@ -99,7 +100,8 @@ __attribute__((warn_unused_result)) int ldapauth_start(const struct ldap_opts *o
                                                        struct ldapauth_req **req);
 
 /* On w's thread, before done ran (e.g. the client went away): done will not
- * be called; the check may still run to its end. */
+ * be called; a check still queued is dropped without asking a server, one
+ * already running runs to its end. */
 void ldapauth_cancel(struct ldapauth_req *req);
 
 /* Stops the pool's threads (waits for the checks in progress: at most the

@@ -1,7 +1,8 @@
 """A real slapd (Debian's slapd, seeded with ldap-utils' ldapadd) for the LDAP
 authentication tests, started on loopback as a plain process of the test:
 mdb database in a temp dir, suffix dc=helios,dc=test, ldap:// and ldaps://
-listeners on free ports, TLS with a CA and a server certificate the fixture
+listeners on free ports (ldap:// on ::1 too; ldaps:// on 127.0.0.3 too, an
+address the server certificate does not name), TLS with a CA and a server certificate the fixture
 makes with the openssl CLI (plus a second, unrelated CA to prove a wrong CA
 is refused).
 
@@ -134,7 +135,8 @@ access to *
         # 256 (stats) logs each connection and BIND, which tests count
         self.proc = subprocess.Popen(
             [SLAPD, "-d", "256", "-f", str(self.conf),
-             "-h", f"ldap://127.0.0.1:{self.port}/ ldaps://127.0.0.1:{self.ldaps_port}/"],
+             "-h", f"ldap://127.0.0.1:{self.port}/ ldaps://127.0.0.1:{self.ldaps_port}/ "
+             f"ldap://[::1]:{self.port}/ ldaps://127.0.0.3:{self.ldaps_port}/"],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ options as arguments and one "user<TAB>password" per stdin line; it answers
 result=OK|EACCES|EHOSTUNREACH ms=... thread=worker|OTHER why=...
 """
 
+import socket
 import subprocess
 import time
 
@@ -23,6 +24,16 @@ def probe_path():
     return helios_bin().parent / "tests" / "ldapauth-probe"
 
 
+def parse_result(line):
+    head, why = line.rstrip("\n").split(" why=", 1)
+    out = dict(kv.split("=", 1) for kv in head.split())
+    out["why"] = why
+    out["ms"] = int(out["ms"])
+    out["id"] = int(out["id"])
+    assert out["thread"] == "worker", "done callback ran off the worker's thread"
+    return out
+
+
 class Probe:
     """One ldapauth-probe process: checks run one after the other in it, so
     its outage state (and log lines) span the checks."""
@@ -31,23 +42,29 @@ class Probe:
         self.p = subprocess.Popen([str(probe_path()), *opts], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.stderr = None
+        self.rest = None
 
-    def check(self, user, password):
-        self.p.stdin.write(f"{user}\t{password}\n")
+    def send(self, line):
+        self.p.stdin.write(line + "\n")
         self.p.stdin.flush()
-        line = self.p.stdout.readline()
+
+    def line(self):
+        return self.p.stdout.readline()
+
+    def result(self):
+        line = self.line()
         assert line.startswith("result="), f"probe said {line!r}: {self.close()}"
-        head, why = line.rstrip("\n").split(" why=", 1)
-        out = dict(kv.split("=", 1) for kv in head.split())
-        out["why"] = why
-        out["ms"] = int(out["ms"])
-        assert out["thread"] == "worker", "done callback ran off the worker's thread"
-        return out
+        return parse_result(line)
+
+    def check(self, user, password, *opts):
+        self.send("\t".join([user, password, " ".join(opts)]))
+        return self.result()
 
     def close(self):
         if self.stderr is None:
             self.p.stdin.close()
             self.p.wait(30)
+            self.rest = self.p.stdout.read()
             self.stderr = self.p.stderr.read()
             self.p.stdout.close()
             self.p.stderr.close()
@@ -188,6 +205,40 @@ def test_starttls_and_ldaps_with_the_test_ca(up):
     assert res[0]["result"] == "OK" and res[0]["why"].startswith("ldaps://"), res
 
 
+def test_ipv6_server_with_starttls_checks_the_address_in_the_certificate(up):
+    # ::1 is in the server certificate's IP SANs; the URI needs brackets
+    res, _ = run(search_opts(up, ldapserver="::1", ldaptls=1, ldapcafile=up.ca_file),
+                 [("alice", ALICE_PW)])
+    assert res[0]["result"] == "OK", res
+    assert res[0]["why"].startswith(f"ldap://[::1]:{up.port}:"), res
+
+
+def test_a_certificate_that_does_not_name_the_server_is_refused(up):
+    # same slapd, same trusted CA, but reached as 127.0.0.3, which its
+    # certificate does not name (it names 127.0.0.1, ::1 and localhost)
+    opts = simple_opts(up, ldapscheme="ldaps", ldapport=up.ldaps_port, ldapcafile=up.ca_file)
+    res, _ = run(opts + ["ldapserver=127.0.0.3"], [("alice", ALICE_PW)])
+    assert res[0]["result"] == "EHOSTUNREACH" and "TLS handshake" in res[0]["why"], res
+    res, _ = run(opts + ["ldapserver=127.0.0.1"], [("alice", ALICE_PW)])
+    assert res[0]["result"] == "OK", res
+
+
+def test_many_tls_checks_at_once_all_answer_right(up):
+    # the pool's threads run libldap (and its TLS) side by side
+    p = Probe(*search_opts(up, ldaptls=1, ldapcafile=up.ca_file))
+    n = 24
+    try:
+        for i in range(n):
+            user = ("alice", "bob", "carol")[i % 3]
+            pw = LDAP_USERS[user] if i % 4 else "wrong"
+            p.send(f"&{user}\t{pw}")
+        res = sorted((p.result() for _ in range(n)), key=lambda r: r["id"])
+    finally:
+        p.close()
+    want = ["OK" if i % 4 else "EACCES" for i in range(n)]
+    assert [r["result"] for r in res] == want, res
+
+
 @pytest.mark.parametrize("tls", ["starttls", "ldaps"])
 def test_a_server_certificate_from_another_ca_is_refused(up, tls):
     extra = ({"ldaptls": 1} if tls == "starttls" else
@@ -252,6 +303,96 @@ def test_one_log_line_per_outage_not_per_login(up):
     assert len(down) == 2 and len(back) == 2, err
     assert "(5 failed attempts)" in back[0] and "(1 failed attempts)" in back[1], back
     assert ALICE_PW not in err
+
+
+@pytest.fixture
+def hung_listener():
+    """listen(addr, port): a socket that completes TCP handshakes (the
+    kernel's backlog) and never reads or answers: a hung LDAP server."""
+    socks = []
+
+    def listen(addr="127.0.0.1", port=0):
+        s = socket.socket()
+        s.bind((addr, port))
+        s.listen(16)
+        socks.append(s)
+        return s.getsockname()[1]
+    yield listen
+    for s in socks:
+        s.close()
+
+
+def test_a_check_waiting_on_a_hung_server_does_not_hold_up_others(up, hung_listener):
+    hung = hung_listener()
+    p = Probe(*simple_opts(up))
+    try:
+        p.send(f"&alice\t{ALICE_PW}\tldapport={hung} ldaptimeout=2")
+        other = p.check("bob", LDAP_USERS["bob"])
+        late = p.result()
+    finally:
+        p.close()
+    assert other["id"] == 2 and other["result"] == "OK" and other["ms"] < 1000, other
+    assert late["id"] == 1 and late["result"] == "EHOSTUNREACH", late
+    assert 1800 <= late["ms"] < 4000, late
+
+
+def test_failover_when_the_first_server_hangs(up, hung_listener):
+    hung_listener("127.0.0.2", up.port)
+    res, err = run(simple_opts(up, ldapserver="127.0.0.2 127.0.0.1", ldaptimeout=1),
+                   [("alice", ALICE_PW)])
+    assert res[0]["result"] == "OK", res
+    assert 800 <= res[0]["ms"] < 3000, res
+    assert f"ldap://127.0.0.2:{up.port} is unreachable" in err
+
+
+def test_a_server_that_just_failed_is_tried_last(up, hung_listener):
+    hung_listener("127.0.0.2", up.port)
+    p = Probe(*simple_opts(up, ldapserver="127.0.0.2 127.0.0.1", ldaptimeout=1))
+    try:
+        first = p.check("alice", ALICE_PW)
+        second = p.check("bob", LDAP_USERS["bob"])
+    finally:
+        err = p.close()
+    assert first["result"] == "OK" and first["ms"] >= 800, first
+    # the hung server failed a moment ago: not waited for again
+    assert second["result"] == "OK" and second["ms"] < 500, second
+    assert err.count("127.0.0.2") == 1, err
+
+
+def test_cancelled_checks_do_not_hold_the_pool(up, hung_listener):
+    hung = hung_listener()
+    slow = f"ldapport={hung} ldaptimeout=2"
+    p = Probe(*simple_opts(up))
+    try:
+        for _ in range(4):  # the pool's 4 threads wait on the hung server
+            p.send(f"&alice\t{ALICE_PW}\t{slow}")
+        time.sleep(0.3)
+        for i in range(8):  # queued behind them, then their clients leave
+            p.send(f"~alice\t{ALICE_PW}\t{slow}")
+            assert p.line().startswith("cancelled id=")
+        p.send(f"&bob\t{LDAP_USERS['bob']}")
+        res = [p.result() for _ in range(5)]
+    finally:
+        p.close()
+    bob = [r for r in res if r["id"] == 13]
+    assert len(bob) == 1 and bob[0]["result"] == "OK", res
+    # it waited for a thread (about 2 s), not for 8 more timeouts on 4 threads
+    assert bob[0]["ms"] < 3000, bob
+    assert p.rest == "", p.rest
+
+
+def test_a_cancelled_check_never_answers(up):
+    p = Probe(*simple_opts(up))
+    try:
+        p.send(f"~alice\t{ALICE_PW}")
+        assert p.line() == "cancelled id=1\n"
+        p.send("sleep 300")  # the cancelled check's answer reaches the loop meanwhile
+        assert p.line() == "slept\n"
+        r = p.check("bob", LDAP_USERS["bob"])
+    finally:
+        p.close()
+    assert r["id"] == 2 and r["result"] == "OK", r
+    assert p.rest == "", p.rest
 
 
 # ---- options ------------------------------------------------------------------
