@@ -263,13 +263,16 @@ static uint64_t addr_key(const uint8_t a[16])
 
 static struct fail_slot *fail_find(uint64_t key, uint32_t now, bool create)
 {
+	/* the address's own slot first, wherever it is among the probes, so
+	 * its count is never split over two slots */
 	for (int i = 0; i < FAIL_PROBES; i++) {
 		struct fail_slot *f = &g_fail[(key + (uint64_t)i) & (FAIL_SLOTS - 1)];
-		uint64_t k = __atomic_load_n(&f->key, __ATOMIC_ACQUIRE);
-		if (k == key)
+		if (__atomic_load_n(&f->key, __ATOMIC_ACQUIRE) == key)
 			return f;
-		if (!create)
-			continue;
+	}
+	for (int i = 0; create && i < FAIL_PROBES; i++) {
+		struct fail_slot *f = &g_fail[(key + (uint64_t)i) & (FAIL_SLOTS - 1)];
+		uint64_t k = __atomic_load_n(&f->key, __ATOMIC_ACQUIRE);
 		uint64_t wc = __atomic_load_n(&f->wc, __ATOMIC_RELAXED);
 		/* free, or its window is over: take it */
 		if ((k == 0 || now - (uint32_t)(wc >> 32) >= FAIL_WINDOW) &&
