@@ -277,3 +277,23 @@ def test_reload_applies_an_edited_hba_file_to_new_logins(pg, proxy, config, tmp_
                       start=mark), p.log()[mark:]
     res = startup(p.port, ALICE[0], None)
     assert not res.ok and "rejects connection" in res.error["M"], res
+
+
+def test_config_push_of_another_hba_file_applies_to_new_logins(pg, proxy, config, tmp_path,
+                                                               short_dir):
+    from conftest import helioctl
+    a = hba(tmp_path, f"host all {ALICE[0]} 127.0.0.1/32 trust\n", "a.conf")
+    b = hba(tmp_path, f"host all {ALICE[0]} 127.0.0.1/32 reject\n", "b.conf")
+    p = proxy(hba_config(config, a, state_dir=str(short_dir / "state")))
+    res = startup(p.port, ALICE[0], None)
+    assert res.ok, res
+    helioctl(p, "config", "set", "auth.hba_file", str(b))
+    res = startup(p.port, ALICE[0], None)
+    assert not res.ok and res.error["C"] == "28000", res
+    assert p.wait_log(rf"pg_hba rule {b}:1, method reject"), p.log_tail()
+    # a broken file: helioctl says the data plane refused it, with file:line
+    bad = hba(tmp_path, "host all all 127.0.0.1/32 bogus\n", "bad.conf")
+    r = helioctl(p, "config", "set", "auth.hba_file", str(bad), check=4)
+    assert f'{bad}:1: invalid authentication method "bogus"' in r.stdout + r.stderr, r
+    res = startup(p.port, ALICE[0], None)
+    assert not res.ok and "rejects connection" in res.error["M"], res
