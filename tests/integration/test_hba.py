@@ -155,6 +155,18 @@ def test_inline_auth_rules_work_like_the_file(pg, proxy, config):
     assert res.ok and pgwire.AUTH_SASL in res.auth_requests, res
 
 
+def test_group_of_databases_from_a_list_and_an_at_file(pg, proxy, config, tmp_path):
+    (tmp_path / "reporting.txt").write_text("# databases of the reporting group\npostgres\n")
+    path = hba(tmp_path, f"host \"{APPDB}\",@reporting.txt {ALICE[0]} 127.0.0.1/32 trust\n"
+                         f"host all {ALICE[0]} 127.0.0.1/32 reject\n")
+    p = proxy(hba_config(config, path))
+    for db in (APPDB, "postgres"):
+        res = startup(p.port, ALICE[0], None, dbname=db)
+        assert res.ok and res.auth_requests == [pgwire.AUTH_OK], (db, res)
+    res = startup(p.port, ALICE[0], None, dbname="template1")
+    assert not res.ok and "rejects connection" in res.error["M"], res
+
+
 def test_hba_file_error_names_file_and_line(pg, proxy, config, tmp_path):
     path = hba(tmp_path, "host all all 127.0.0.1/32 trust\nhost all all 127.0.0.1 md5\n")
     p = proxy(hba_config(config, path), wait=False)
