@@ -417,7 +417,8 @@ static const struct cfg_key keys[] = {
     {"auth.users", "name", CFG_KEY_STRING, F_USER(name), NULL, 0, 0, NULL, REQ,
      "User name, unique among [[auth.users]]."},
     {"auth.users", "password", CFG_KEY_STRING, F_USER(password), "", 0, 0, NULL, SECRET,
-     "Plaintext, md5<32 hex> or SCRAM-SHA-256$... secret, as in userlist.txt."},
+     "Plaintext, md5<32 hex> or SCRAM-SHA-256$... secret, as in userlist.txt; "
+     "`heliosproxy --hash-password` prints a SCRAM secret (docs/auth-secrets.md)."},
     {"auth.users", "server_password", CFG_KEY_STRING, F_USER(server_password), "", 0, 0, NULL,
      SECRET, "Plaintext password for the servers when password is a hash; empty = none."},
 

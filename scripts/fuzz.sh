@@ -24,6 +24,8 @@
 #            DISCARD), Parse/Bind/Close statement maps, startup settings, and
 #            the catch-up SQL a server gets on bind (txn.c's state machine
 #            itself needs sockets and is covered by the integration tests)
+#   jwt      JWT verification (jwtauth.c): raw tokens, and fuzzed JSON headers
+#            and claims behind a valid HMAC signature
 set -uo pipefail
 
 if (($# > 1)) || [[ $# == 1 && ! "$1" =~ ^[0-9]+$ ]]; then
@@ -50,6 +52,7 @@ declare -A SRCS=(
 	[hints]="dataplane/pipeline/engine/hints.c"
 	[console]="dataplane/report/console.c dataplane/pg/pgw.c common/sbuf.c common/cfg_keys.c"
 	[sqlc]="dataplane/sql/sqlc.c dataplane/sql/sqlscan.c"
+	[jwt]="dataplane/auth/jwtauth.c"
 	[msgpath]="dataplane/pg/pgw.c dataplane/conn/prep.c dataplane/conn/guc.c dataplane/sql/sqlc.c dataplane/sql/sqlscan.c dataplane/pipeline/engine/hints.c"
 )
 declare -A LIBS=(
@@ -61,13 +64,15 @@ declare -A LIBS=(
 	[console]=""
 	[sqlc]="-lpg_query -lprotobuf-c"
 	[msgpath]="-lpg_query -lprotobuf-c"
+	[jwt]="-ljwt -ljansson -lssl -lcrypto"
 )
 # target -> libFuzzer dictionary (tests/fuzz/*.dict)
 declare -A DICTS=(
 	[sqlc]=tests/fuzz/sql.dict
 	[msgpath]=tests/fuzz/sql.dict
+	[jwt]=tests/fuzz/jwt.dict
 )
-read -ra TARGETS <<<"${FUZZ_TARGETS:-startup scan toml scram hints console sqlc msgpath}"
+read -ra TARGETS <<<"${FUZZ_TARGETS:-startup scan toml scram hints console sqlc msgpath jwt}"
 # protoc-c output for the headers that need it (console.h), as the Makefile
 # makes it, but in build/fuzz/gen
 CFLAGS+=(-I"$OUT/gen")
@@ -115,6 +120,12 @@ seed() {
 			printf 'C\0\0\0\x08Ss1\0Q\0\0\0\x13RESET work_mem\0'
 		} >"$dir/session"
 		printf "\x01Q\0\0\0\x23SET TIME ZONE 'UTC'; RESET ALL\0Q\0\0\0\x10DISCARD ALL\0" >"$dir/reset"
+		;;
+	jwt)
+		# claims behind the fixed header (byte 3), and a header + claims pair (byte 1)
+		printf '\x03{"exp":9999999999,"sub":"alice","iss":"iss","aud":["x","aud"],"t":"acme","iat":1,"nbf":1}' >"$dir/claims"
+		printf '\x01{"alg":"HS256","kid":"k"}\0{"exp":1.5e9,"sub":"bob","aud":"aud"}' >"$dir/pair"
+		printf '\x00eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.' >"$dir/none"
 		;;
 	scram)
 		printf '\0n,,n=,r=abcdefghijklmnop\0c=biws,r=abcdefghijklmnop%%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAAA' >"$dir/server"

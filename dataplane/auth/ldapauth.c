@@ -524,6 +524,12 @@ static int bind_simple(LDAP *ld, const char *dn, const char *pw, size_t pwlen)
 	return ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
 }
 
+/* ldaps: libldap does not tell a refused connection from a failed
+ * handshake */
+#define LDAPS_FAILED                                                                               \
+	"connect or TLS handshake failed (server down, or its certificate not trusted by "         \
+	"ldapcafile or not naming it)"
+
 /* One server: 0, -EACCES (it answered no), -EHOSTUNREACH (it did not
  * answer or its TLS could not be trusted). */
 static int check_on(struct ldapauth_req *r, const char *uri, char *why, size_t cap)
@@ -562,12 +568,14 @@ static int check_on(struct ldapauth_req *r, const char *uri, char *why, size_t c
 	if (o->starttls) {
 		rc = ldap_start_tls_s(ld, NULL, NULL);
 		if (rc != LDAP_SUCCESS) {
-			/* the server answered the request: the handshake or
-			 * the certificate check failed */
+			/* LDAP_CONNECT_ERROR: the server agreed, then the
+			 * handshake or the certificate check failed; else it
+			 * is down or refused StartTLS */
 			say(why, cap, ld,
-			    rc == LDAP_CONNECT_ERROR ? "StartTLS: TLS handshake failed (server "
-			                               "certificate not trusted by ldapcafile?)"
-			                             : "StartTLS",
+			    rc == LDAP_CONNECT_ERROR
+			        ? "StartTLS: TLS handshake failed (server certificate not trusted "
+			          "by ldapcafile or not naming it)"
+			        : "StartTLS",
 			    rc);
 			ret = -EHOSTUNREACH;
 			goto out;
@@ -587,11 +595,7 @@ static int check_on(struct ldapauth_req *r, const char *uri, char *why, size_t c
 		if (rc == LDAP_SUCCESS)
 			ret = 0;
 		else if (no_answer(rc)) {
-			say(why, cap, ld,
-			    o->ldaps ? "connect or TLS handshake (server certificate not trusted "
-			               "by ldapcafile?)"
-			             : "bind",
-			    rc);
+			say(why, cap, ld, o->ldaps ? LDAPS_FAILED : "bind", rc);
 			ret = -EHOSTUNREACH;
 		} else {
 			char what[LA_FILTER_MAX + 32];
@@ -610,9 +614,7 @@ static int check_on(struct ldapauth_req *r, const char *uri, char *why, size_t c
 		snprintf(what, sizeof(what), "bind as search DN \"%s\"",
 		         o->binddn ? o->binddn : "(anonymous)");
 		if (no_answer(rc) && o->ldaps)
-			snprintf(what, sizeof(what),
-			         "connect or TLS handshake (server certificate not "
-			         "trusted by ldapcafile?)");
+			snprintf(what, sizeof(what), "%s", LDAPS_FAILED);
 		say(why, cap, ld, what, rc);
 		ret = no_answer(rc) ? -EHOSTUNREACH : -EACCES;
 		goto out;

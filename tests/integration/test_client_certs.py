@@ -411,3 +411,22 @@ def test_cert_method_still_refuses_a_revoked_certificate(pg, proxy, config, pki,
     err = login_fails(p, pki, "revoked", password=None)
     assert "revoked" in err.lower(), err
     assert p.wait_log(r"client certificate: certificate revoked", start=start), p.log_tail()
+
+
+def test_server_cert_file_without_its_key_is_a_config_error(pg, proxy, config, pki):
+    crt, _ = pki["alice"]
+    p = proxy(config(tls={"server_mode": "require", "server_cert_file": str(crt)}), wait=False)
+    p.check_exit = False
+    assert p.wait(15) not in (None, 0)
+    assert ("keys 'tls.server_cert_file' and 'tls.server_key_file' go together: set both or "
+            "neither") in p.log(), p.log_tail()
+
+
+def test_a_key_that_does_not_match_server_cert_file_is_refused(pg, proxy, config, pki):
+    crt, _ = pki["alice"]
+    _, other_key = pki["mallory"]
+    p = proxy(config(tls={"server_mode": "require", "server_cert_file": str(crt),
+                          "server_key_file": str(other_key)}), wait=False)
+    p.check_exit = False
+    assert p.wait(15) not in (None, 0)
+    assert f"tls.server_key_file {other_key}:" in p.log(), p.log_tail()

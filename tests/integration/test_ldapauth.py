@@ -157,6 +157,13 @@ def test_search_filter_with_username_placeholder(up):
     assert "(mail=b\\2a@helios.test)" in res[1]["why"]
 
 
+def test_search_attribute_other_than_uid(up):
+    res, _ = run(search_opts(up, ldapsearchattribute="mail"),
+                 [("alice@helios.test", ALICE_PW), ("alice", ALICE_PW)])
+    assert [r["result"] for r in res] == ["OK", "EACCES"], res
+    assert "(mail=alice)" in res[1]["why"], res
+
+
 def test_search_matching_two_entries_is_refused(up):
     res, _ = run(search_opts(up, ldapsearchattribute="cn"), [("twin", TWIN_PW)])
     assert res[0]["result"] == "EACCES" and "more than one entry" in res[0]["why"], res
