@@ -102,11 +102,11 @@ def test_installed_example_config_passes_check_config(destdir):
     assert "StateDirectory=heliosproxy\n" in unit
 
 
-def test_installed_heliosproxy_serves_a_psql_query(destdir, pg, tmp_path):
+def test_installed_heliosproxy_serves_a_psql_query(destdir, pg, tmp_path, short_dir):
     port, admin = free_port(), free_port()
     cfg = make_config(pg, listen_address=f"127.0.0.1:{port}", admin_address=f"127.0.0.1:{admin}",
                       workers=1, io_backend=io_backend(), shutdown_timeout_secs=5,
-                      state_dir=str(tmp_path / "state"))
+                      state_dir=str(short_dir / "state"))
     path = tmp_path / "heliosproxy.toml"
     path.write_text(to_toml(cfg))
     log = tmp_path / "heliosproxy.log"
@@ -319,7 +319,7 @@ def io_uring_enabled():
                                                 "io_uring_register")],
                          ids=["unit-filter", "unit-filter-without-io_uring"])
 def test_unit_syscall_filter_lets_installed_heliosproxy_serve_on_io_uring(
-        destdir, pg, tmp_path, filtered_out):
+        destdir, pg, tmp_path, filtered_out, short_dir):
     """The unit's filter is what lets io_uring through: with it the installed
     proxy serves on io_uring; without the three io_uring calls it logs why and
     serves on epoll."""
@@ -330,7 +330,7 @@ def test_unit_syscall_filter_lets_installed_heliosproxy_serve_on_io_uring(
     port = free_port()
     cfg = make_config(pg, listen_address=f"127.0.0.1:{port}", admin_address="", workers=1,
                       io_backend="io_uring", shutdown_timeout_secs=5,
-                      state_dir=str(tmp_path / "state"))
+                      state_dir=str(short_dir / "state"))
     path = tmp_path / "heliosproxy.toml"
     path.write_text(to_toml(cfg))
     log = tmp_path / "heliosproxy.log"
@@ -438,11 +438,11 @@ def reload_fails_then_recovers(proc, notify, log, path):
 
 
 def test_heliosproxy_notifies_ready_after_it_listens_then_reloading_and_stopping(
-        pg, notify, tmp_path):
+        pg, notify, tmp_path, short_dir):
     port, admin = free_port(), free_port()
     cfg = make_config(pg, listen_address=f"127.0.0.1:{port}", admin_address=f"127.0.0.1:{admin}",
                       workers=2, io_backend=io_backend(), shutdown_timeout_secs=5,
-                      state_dir=str(tmp_path / "state"))
+                      state_dir=str(short_dir / "state"))
     path = tmp_path / "heliosproxy.toml"
     path.write_text(to_toml(cfg))
     log = tmp_path / "heliosproxy.log"
@@ -483,12 +483,12 @@ def test_heliosproxy_without_a_readable_config_never_notifies_ready(notify, tmp_
 
 
 def test_helios_cp_notifies_ready_after_it_listens_then_reloading_and_stopping(
-        pg, notify, tmp_path):
-    sock = tmp_path / "cp.sock"
+        pg, notify, tmp_path, short_dir):
+    sock = short_dir / "cp.sock"
     admin = free_port()
     cfg = make_config(pg, control_address=f"ipc://{sock}",
                       control_admin_address=f"127.0.0.1:{admin}",
-                      state_dir=str(tmp_path / "state"))
+                      state_dir=str(short_dir / "state"))
     path = tmp_path / "helios-cp.toml"
     path.write_text(to_toml(cfg))
     log = tmp_path / "helios-cp.log"
