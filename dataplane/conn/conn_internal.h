@@ -56,8 +56,9 @@ struct cfg;
  *   not starve the loop's receives). ep_fini releases what is left.
  * - capture buffer (ep.cap_buf): the endpoint's, a copy of a message of
  *   at most EP_CAPTURE_MAX being relayed, freed by ep_fini.
- * - send queue (q_head..q_tail): the endpoint's; the head is the io_send()
- *   in flight and is released by ep_sent(); ep_fini releases the rest.
+ * - send queue (q_head..q_tail): the endpoint's; its first send_chunks
+ *   chunks are the io_sendv() in flight, released by ep_sent(); ep_fini
+ *   releases the rest.
  * - sbuf scratch (txn.c's per-thread tls_sb): the worker thread's, valid
  *   during one run_msgs() call; ep_send_bytes() copies it into a chunk.
  */
@@ -67,6 +68,8 @@ struct endpoint {
 	struct io_sock sock;
 	struct io_chunk *q_head, *q_tail;
 	uint32_t q_bytes;
+	uint8_t send_chunks; /* queued chunks in the send in flight (from q_head) */
+	bool corked;         /* ep_cork: queue without sending until ep_uncork */
 	struct tls_conn *tls;
 	struct pgw_scan scan;
 	/* a message being copied out while relayed */
@@ -428,6 +431,12 @@ int ep_send_chunk(struct endpoint *ep, struct io_chunk *c);
 int ep_send_bytes(struct endpoint *ep, const void *p, size_t n);
 /* Called from on_sent: releases the sent chunk and starts the next. */
 void ep_sent(struct endpoint *ep, int err);
+/* Between ep_cork and ep_uncork, what is queued is not sent (nor, under
+ * TLS, sealed into records): queued together, it goes in one write. The
+ * two are called in one function, with nothing in between that could
+ * release the endpoint. */
+void ep_cork(struct endpoint *ep);
+int ep_uncork(struct endpoint *ep);
 bool ep_flushed(const struct endpoint *ep);
 /* Appends bytes to the pending input; -EMSGSIZE past the limit. */
 int ep_in_append(struct endpoint *ep, const uint8_t *p, size_t n);

@@ -43,12 +43,19 @@ void ep_fini(struct endpoint *ep, struct io_loop *l)
 	ep->cap_buf = NULL;
 }
 
+/* Sends what is queued, up to IO_SEND_IOV_MAX chunks in one write: a
+ * message of the proxy's queued ahead of a client's chunk (a DISCARD
+ * before a late-bound batch) goes with it, and neither is copied. */
 static void start_send(struct endpoint *ep)
 {
-	struct io_chunk *c = ep->q_head;
-	if (!c || (ep->sock.flags & IO_F_SEND_BUSY))
+	if (!ep->q_head || ep->corked || (ep->sock.flags & IO_F_SEND_BUSY))
 		return;
-	int r = io_send(&ep->sock, c->data + c->off, c->len);
+	struct iovec v[IO_SEND_IOV_MAX];
+	unsigned n = 0;
+	for (struct io_chunk *c = ep->q_head; c && n < IO_SEND_IOV_MAX; c = c->next, n++)
+		v[n] = (struct iovec){.iov_base = c->data + c->off, .iov_len = c->len};
+	ep->send_chunks = (uint8_t)n;
+	int r = io_sendv(&ep->sock, v, n);
 	if (r < 0 && r != -EBUSY)
 		ep_sent(ep, r);
 }
@@ -99,7 +106,7 @@ int ep_send_chunk(struct endpoint *ep, struct io_chunk *c)
 	io_chunk_release(ep->sock.loop, c);
 	if (r < 0)
 		return r;
-	return flush_tls(ep);
+	return ep->corked ? 0 : flush_tls(ep);
 }
 
 int ep_send_bytes(struct endpoint *ep, const void *p, size_t n)
@@ -108,7 +115,7 @@ int ep_send_bytes(struct endpoint *ep, const void *p, size_t n)
 		return 0;
 	if (ep->tls) {
 		int r = tls_write(ep->tls, p, n);
-		return r < 0 ? r : flush_tls(ep);
+		return r < 0 || ep->corked ? r : flush_tls(ep);
 	}
 	struct io_chunk *c = io_chunk_new((uint32_t)n);
 	if (!c)
@@ -121,8 +128,11 @@ int ep_send_bytes(struct endpoint *ep, const void *p, size_t n)
 
 void ep_sent(struct endpoint *ep, int err)
 {
-	struct io_chunk *c = ep->q_head;
-	if (c) {
+	/* the chunks of the send that ended (at least the head) */
+	unsigned n = ep->send_chunks ? ep->send_chunks : 1;
+	ep->send_chunks = 0;
+	for (; n && ep->q_head; n--) {
+		struct io_chunk *c = ep->q_head;
 		ep->q_head = c->next;
 		if (!ep->q_head)
 			ep->q_tail = NULL;
@@ -131,6 +141,23 @@ void ep_sent(struct endpoint *ep, int err)
 	}
 	if (err == 0)
 		start_send(ep);
+}
+
+void ep_cork(struct endpoint *ep)
+{
+	ep->corked = true;
+}
+
+int ep_uncork(struct endpoint *ep)
+{
+	ep->corked = false;
+	if (ep->tls) {
+		int r = flush_tls(ep);
+		if (r < 0)
+			return r;
+	}
+	start_send(ep);
+	return 0;
 }
 
 bool ep_flushed(const struct endpoint *ep)

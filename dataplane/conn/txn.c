@@ -41,9 +41,7 @@
  * 250 KB seen), so the hard limit, past which the client is closed with
  * 54000, leaves room for a socket buffer's worth. */
 #define TX_ASSEMBLE_MAX (256u * 1024u)
-/* a DISCARD SEQUENCES goes in one write with up to this many client bytes */
-#define TX_SEQ_DISCARD_JOIN_MAX (16u * 1024u)
-#define TX_INBUF_MAX            (TX_ASSEMBLE_MAX + 8u * 1024u * 1024u)
+#define TX_INBUF_MAX    (TX_ASSEMBLE_MAX + 8u * 1024u * 1024u)
 
 uint64_t g_pin_count[PIN_COUNT];
 
@@ -1179,18 +1177,15 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 		static const uint8_t discard_seq[] = "Q\0\0\0\x16"
 		                                     "DISCARD SEQUENCES";
 		sv->seq_discard = false;
-		/* In the same write as the client's bytes when they are few
-		 * (copied behind it: a send of its own costs a syscall, a
-		 * segment and the server's wake-up, about 4 µs of proxy CPU
-		 * per transaction in make bench); a large chunk still goes as
-		 * it arrived, after the DISCARD on its own. */
-		if (tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0) == 0) {
-			if (len <= TX_SEQ_DISCARD_JOIN_MAX)
-				sbuf_append(&b, discard_seq, sizeof(discard_seq));
-			else
-				ep_send_bytes(&sv->ep, discard_seq, sizeof(discard_seq));
-		}
+		/* ahead of the client's bytes; when those pass unchanged, the
+		 * two go in one write (ep_cork below) and the client's chunk is
+		 * not copied: a send of its own would cost a system call, a
+		 * segment and the server's wake-up, about 4 µs of proxy CPU per
+		 * transaction in make bench */
+		if (tx_rq_push(sv, RQ_QUERY, RQ_DROP, 0, 0, 0) == 0)
+			sbuf_append(&b, discard_seq, sizeof(discard_seq));
 	}
+	const size_t b_base = b.len; /* the proxy's own bytes ahead of the client's */
 	if (sv && cache_leading(&cl->pc.slot[PIPE_SLOT_CACHE]))
 		cache_arm(&cl->pc.slot[PIPE_SLOT_CACHE], cl->snap->cfg,
 		          sv->node_idx == route_primary(cl->snap->cfg), sv->tx_status, data, len);
@@ -1319,12 +1314,19 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 	}
 	if (sv && (off || b.len)) {
 		conn_ctr_client_sent(sv, off);
-		if (all_pt && c && pt_from == 0 && pt_to == len && b.len == 0) {
+		if (all_pt && c && pt_from == 0 && pt_to == len && b.len == b_base) {
 			/* the common case: forward the buffer it arrived in */
 			c->off = (uint32_t)(data - c->data);
 			c->len = len;
 			*took = true;
-			ep_send_chunk(&sv->ep, c);
+			if (b_base) {
+				ep_cork(&sv->ep);
+				ep_send_bytes(&sv->ep, b.p, b_base);
+				ep_send_chunk(&sv->ep, c);
+				ep_uncork(&sv->ep);
+			} else {
+				ep_send_chunk(&sv->ep, c);
+			}
 			c = NULL;
 		} else {
 			if (pt_to > pt_from)

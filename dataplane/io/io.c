@@ -259,16 +259,44 @@ void io_hup_unwatch(struct io_sock *s)
 
 int io_send(struct io_sock *s, const void *p, uint32_t len)
 {
+	struct iovec v = {.iov_base = (void *)p, .iov_len = len};
+	return io_sendv(s, &v, 1);
+}
+
+int io_sendv(struct io_sock *s, const struct iovec *iov, unsigned n)
+{
 	if (s->flags & IO_F_CLOSING)
 		return -EBADF;
 	if (s->flags & IO_F_SEND_BUSY)
 		return -EBUSY;
+	if (n == 0 || n > IO_SEND_IOV_MAX)
+		return -EINVAL;
 	s->flags |= IO_F_SEND_BUSY;
-	s->send_ptr = p;
-	s->send_left = len;
+	s->send_left = 0;
+	for (unsigned i = 0; i < n; i++) {
+		s->send_iov[i] = iov[i];
+		s->send_left += (uint32_t)iov[i].iov_len;
+	}
+	s->send_i = 0;
+	s->send_n = (uint8_t)n;
 	if (s->loop->backend == IO_BACKEND_URING)
 		return iou_send(s);
 	return iep_send(s);
+}
+
+void io_send_advance(struct io_sock *s, uint32_t done)
+{
+	s->send_left -= done;
+	while (done && s->send_i < s->send_n) {
+		struct iovec *v = &s->send_iov[s->send_i];
+		if (done < v->iov_len) {
+			v->iov_base = (uint8_t *)v->iov_base + done;
+			v->iov_len -= done;
+			return;
+		}
+		done -= (uint32_t)v->iov_len;
+		s->send_i++;
+	}
 }
 
 int io_connect(struct io_sock *s, const struct sockaddr *sa, socklen_t len)

@@ -12,8 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #define IO_BUF_SIZE (16u * 1024u)
+/* buffers one io_sendv() takes: a socket's queued chunks go out in one
+ * system call (or one io_uring operation) */
+#define IO_SEND_IOV_MAX 8u
 #define IO_BUF_COUNT                                                                               \
 	256u /* per loop; a power of two (buffer ring). Kept small: the                            \
 	      * ring hands buffers out in FIFO order, so every buffer                              \
@@ -73,8 +77,11 @@ struct io_sock {
 	struct io_loop *loop;
 	const struct io_sock_ops *ops;
 	void *owner;
-	const uint8_t *send_ptr;
-	uint32_t send_left;
+	/* what is left of the send in progress: send_iov[send_i .. send_n) */
+	struct iovec send_iov[IO_SEND_IOV_MAX];
+	uint8_t send_i, send_n;
+	uint32_t send_left;     /* bytes, over all of them */
+	struct msghdr send_msg; /* io_uring sendmsg: must outlive the operation */
 	uint32_t ep_events;
 	struct io_sock *nobuf_next;
 };
@@ -109,6 +116,9 @@ int io_hup_watch(struct io_sock *s);
 void io_hup_unwatch(struct io_sock *s);
 /* Sends all len bytes (the memory must stay valid until on_sent). */
 int io_send(struct io_sock *s, const void *p, uint32_t len);
+/* Sends all bytes of n (1..IO_SEND_IOV_MAX) buffers, in order, as one
+ * write where the socket takes it; one on_sent at the end. */
+int io_sendv(struct io_sock *s, const struct iovec *iov, unsigned n);
 int io_connect(struct io_sock *s, const struct sockaddr *sa, socklen_t len);
 /* Cancels what is in flight, closes the fd, then calls on_closed. */
 void io_sock_close(struct io_sock *s);

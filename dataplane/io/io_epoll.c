@@ -80,7 +80,15 @@ void iep_update(struct io_sock *s)
 static int try_write(struct io_sock *s)
 {
 	while (s->send_left) {
-		ssize_t w = send(s->fd, s->send_ptr, s->send_left, MSG_NOSIGNAL);
+		const struct iovec *v = &s->send_iov[s->send_i];
+		ssize_t w;
+		if (s->send_n - s->send_i == 1) {
+			w = send(s->fd, v->iov_base, v->iov_len, MSG_NOSIGNAL);
+		} else {
+			struct msghdr m = {.msg_iov = (struct iovec *)v,
+			                   .msg_iovlen = (size_t)(s->send_n - s->send_i)};
+			w = sendmsg(s->fd, &m, MSG_NOSIGNAL);
+		}
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -88,8 +96,7 @@ static int try_write(struct io_sock *s)
 				return 0;
 			return -errno;
 		}
-		s->send_ptr += w;
-		s->send_left -= (uint32_t)w;
+		io_send_advance(s, (uint32_t)w);
 	}
 	return 1;
 }

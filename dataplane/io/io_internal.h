@@ -59,6 +59,8 @@ int io_epoll_backend_run(struct io_loop *l, int timeout_ms);
 int iou_listen(struct io_sock *s);
 int iou_recv_arm(struct io_sock *s);
 void iou_recv_cancel(struct io_sock *s);
+/* A send took done bytes: what is left moves up. */
+void io_send_advance(struct io_sock *s, uint32_t done);
 int iou_send(struct io_sock *s);
 int iou_connect(struct io_sock *s, const struct sockaddr *sa, socklen_t len);
 void iou_close(struct io_sock *s);

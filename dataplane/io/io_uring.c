@@ -165,7 +165,15 @@ void iou_recv_cancel(struct io_sock *s)
 static void submit_send(struct io_sock *s)
 {
 	struct io_uring_sqe *sqe = get_sqe(s->loop);
-	io_uring_prep_send(sqe, s->fd, s->send_ptr, s->send_left, MSG_NOSIGNAL | MSG_WAITALL);
+	const struct iovec *v = &s->send_iov[s->send_i];
+	if (s->send_n - s->send_i == 1) {
+		io_uring_prep_send(sqe, s->fd, v->iov_base, v->iov_len, MSG_NOSIGNAL | MSG_WAITALL);
+	} else {
+		memset(&s->send_msg, 0, sizeof(s->send_msg));
+		s->send_msg.msg_iov = (struct iovec *)v;
+		s->send_msg.msg_iovlen = (size_t)(s->send_n - s->send_i);
+		io_uring_prep_sendmsg(sqe, s->fd, &s->send_msg, MSG_NOSIGNAL | MSG_WAITALL);
+	}
 	io_uring_sqe_set_data64(sqe, ud(s, OP_SEND));
 	s->inflight++;
 }
@@ -331,8 +339,7 @@ static void handle_cqe(struct io_loop *l, struct io_uring_cqe *cqe)
 		}
 		s->inflight--;
 		if (cqe->res > 0 && (uint32_t)cqe->res < s->send_left) {
-			s->send_ptr += cqe->res;
-			s->send_left -= (uint32_t)cqe->res;
+			io_send_advance(s, (uint32_t)cqe->res);
 			submit_send(s);
 			return;
 		}
