@@ -229,6 +229,10 @@ pg_start() { # pg_start NAME PORT
 	if ! as_pg "$PGBIN/pg_ctl" -D "$data" -l "$BASE/$name.log" -w -t 60 start >/dev/null; then
 		echo "pgcluster: $name failed to start on port $port; log tail:" >&2
 		tail -n 30 "$BASE/$name.log" >&2 || true
+		if [[ $name == replica ]]; then
+			# no half cluster left behind for the next start to trip on
+			as_pg "$PGBIN/pg_ctl" -D "$BASE/primary" -m fast -w stop >/dev/null 2>&1 || true
+		fi
 		exit 1
 	fi
 }

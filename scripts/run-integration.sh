@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Integration tests: a PostgreSQL primary + replica in run/test (ports
-# 55432/55433, reused if a developer already started it), then
+# 25432/25433, reused if a developer already started it), then
 # tests/integration under pytest once per run.
 #
 #   HELIOS_BIN=<dir with heliosproxy> scripts/run-integration.sh [pytest args...]
@@ -18,10 +18,13 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 RUN=$ROOT/run/test
-PPORT=55432
-RPORT=55433
+# below the ephemeral range (ip_local_port_range, 32768..60999 by default):
+# a free port picked by bind(0) elsewhere on the machine, or a client
+# socket's local port, can never hold them when the cluster starts
+PPORT=25432
+RPORT=25433
 export HELIOS_BIN=${HELIOS_BIN:-$ROOT/build/release/bin}
-PYTEST_TIMEOUT=${PYTEST_TIMEOUT:-900} # per run
+PYTEST_TIMEOUT=${PYTEST_TIMEOUT:-1200} # per run: a hang, not a slow run (each takes ~12 min)
 RUNS=${INTEGRATION_RUNS:-"io_uring:$HELIOS_BIN epoll:$HELIOS_BIN"}
 
 for r in $RUNS; do
@@ -71,7 +74,7 @@ for r in $RUNS; do
 	echo "=== integration tests, io_backend=$backend, $bin"
 	t0=$SECONDS
 	HELIOS_BIN=$bin HELIOS_IO_BACKEND=$backend timeout -k 10 "$PYTEST_TIMEOUT" \
-		/usr/bin/python3 -m pytest tests/integration -v -p no:cacheprovider --basetemp="$base" "$@" 2>&1 |
+		/usr/bin/python3 -m pytest tests/integration -v -p no:cacheprovider --durations=15 --basetemp="$base" "$@" 2>&1 |
 		tee "$log"
 	rc=${PIPESTATUS[0]}
 	secs=$((SECONDS - t0))

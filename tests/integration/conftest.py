@@ -7,7 +7,7 @@ through the environment that scripts/run-integration.sh sets:
   HELIOS_IO_BACKEND                                        io_uring | epoll | auto
 Without them, the cluster of run/test (run/test/pgcluster.env) and
 build/release/bin are used, so after
-  scripts/pgcluster.sh start run/test 55432 55433
+  scripts/pgcluster.sh start run/test 25432 25433
 a developer can run `/usr/bin/python3 -m pytest tests/integration -k NAME`.
 
 Fixtures:
@@ -97,12 +97,12 @@ def _cluster_env():
             if "=" in line:
                 k, v = line.split("=", 1)
                 env[k.strip()] = v.strip()
-    port = os.environ.get("HELIOS_PG_PORT") or env.get("PG_PRIMARY_PORT") or "55432"
-    rport = os.environ.get("HELIOS_PG_REPLICA_PORT") or env.get("PG_REPLICA_PORT") or "55433"
+    port = os.environ.get("HELIOS_PG_PORT") or env.get("PG_PRIMARY_PORT") or "25432"
+    rport = os.environ.get("HELIOS_PG_REPLICA_PORT") or env.get("PG_REPLICA_PORT") or "25433"
     sock = os.environ.get("HELIOS_PG_SOCKET") or env.get("PG_SOCKET_DIR")
     if not sock:
         pytest.fail("HELIOS_PG_SOCKET is not set and run/test/pgcluster.env is missing: "
-                    "run scripts/run-integration.sh, or scripts/pgcluster.sh start run/test 55432 55433")
+                    "run scripts/run-integration.sh, or scripts/pgcluster.sh start run/test 25432 25433")
     return int(port), int(rport), sock
 
 
@@ -499,6 +499,18 @@ class ProxyGroup:
             problems += self.stop(p)
         if problems:
             pytest.fail("\n\n".join(problems))
+
+
+@pytest.fixture(scope="session")
+def cert(tmp_path_factory):
+    """A self-signed server certificate for CN=localhost and its key (paths),
+    made once per run with the openssl CLI: for the proxy's tls.cert_file."""
+    d = tmp_path_factory.mktemp("server-cert")
+    key, crt = d / "server.key", d / "server.crt"
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)], timeout=60)
+    key.chmod(0o600)
+    return crt, key
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 import pgwire
-from conftest import ALICE, APPDB, MD5USER, PGB_AUTH, REPL_USER, port_accepts, run
+from conftest import ALICE, APPDB, MD5USER, PGB_AUTH, REPL_USER, port_accepts
 
 
 def startup(port, user, password, dbname=APPDB, host="127.0.0.1", source=None, tls=False):
@@ -45,15 +45,6 @@ def hba_config(config, path=None, rules=None, auth=None, **kw):
     if rules is not None:
         a["rules"] = rules
     return config(auth=a, **kw)
-
-
-@pytest.fixture
-def cert(tmp_path):
-    key, crt = tmp_path / "server.key", tmp_path / "server.crt"
-    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)], timeout=60)
-    key.chmod(0o600)
-    return crt, key
 
 
 def test_trust_for_one_role_on_one_database_md5_for_another_scram_for_the_rest(

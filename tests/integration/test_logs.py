@@ -21,15 +21,6 @@ TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 LEVELS = {"error", "warn", "info", "debug"}
 
 
-@pytest.fixture
-def cert(tmp_path):
-    key, crt = tmp_path / "server.key", tmp_path / "server.crt"
-    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)], timeout=60)
-    key.chmod(0o600)
-    return crt, key
-
-
 def parse_all(p):
     """Every line of p's log as a dict; fails on any line that is not a JSON
     object with the common fields."""

@@ -5,11 +5,8 @@ recorded from the server's answer, writes through a session invalidate, and
 answers stay in order. Same keys and rules as transaction pooling
 (test_cache.py); server executions are counted with pg_stat_statements."""
 
-import psycopg
-import pytest
-
 import pgwire
-from conftest import ALICE, APPDB, run
+from conftest import ALICE, APPDB
 from test_cache import cache_stats, db, make_table, server_calls, simple  # noqa: F401
 
 
@@ -24,15 +21,6 @@ def connect(p, **kw):
     c = p.connect(**kw)
     simple(c, "SELECT 1")
     return c
-
-
-@pytest.fixture
-def cert(tmp_path):
-    key, crt = tmp_path / "server.key", tmp_path / "server.crt"
-    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)], timeout=60)
-    key.chmod(0o600)
-    return crt, key
 
 
 def test_session_repeated_select_is_answered_from_the_cache(proxy, config, db):

@@ -4,16 +4,7 @@ import psycopg
 import pytest
 
 import pgwire
-from conftest import ALICE, run
-
-
-@pytest.fixture
-def cert(tmp_path):
-    key, crt = tmp_path / "server.key", tmp_path / "server.crt"
-    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)], timeout=60)
-    key.chmod(0o600)
-    return crt, key
+from conftest import ALICE
 
 
 def test_tls_required(pg, proxy, config, cert):
