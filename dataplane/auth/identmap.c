@@ -112,13 +112,14 @@ static int add_line(struct identmap *m, const char *map, const char *sys, const 
 		if (rc != 0) {
 			char eb[128];
 			regerror(rc, &l.re, eb, sizeof(eb));
-			snprintf(why, whylen, "invalid regular expression \"%s\": %s", sys + 1, eb);
+			snprintf(why, whylen, "invalid regular expression \"%.200s\": %s", sys + 1,
+			         eb);
 			return -EINVAL;
 		}
 		l.is_re = true;
 		if (strstr(pg, "\\1") && l.re.re_nsub < 1) {
 			snprintf(why, whylen,
-			         "\"%s\" uses \\1 but the regular expression \"%s\" has no "
+			         "\"%.200s\" uses \\1 but the regular expression \"%.200s\" has no "
 			         "parenthesized group",
 			         pg, sys + 1);
 			regfree(&l.re);
@@ -126,7 +127,8 @@ static int add_line(struct identmap *m, const char *map, const char *sys, const 
 		}
 	} else if (strstr(pg, "\\1")) {
 		snprintf(why, whylen,
-		         "\"%s\" uses \\1 but \"%s\" is not a regular expression (/...)", pg, sys);
+		         "\"%.200s\" uses \\1 but \"%.200s\" is not a regular expression (/...)",
+		         pg, sys);
 		return -EINVAL;
 	}
 	l.map = strdup(map);

@@ -701,10 +701,10 @@ static void run_check(struct ldapauth_req *r)
 			return;
 		}
 		note_down(uri, why);
-		int n = snprintf(r->why + used, sizeof(r->why) - used, "%s%s: %s", used ? "; " : "",
+		int w = snprintf(r->why + used, sizeof(r->why) - used, "%s%s: %s", used ? "; " : "",
 		                 uri, why);
-		if (n > 0)
-			used = used + (size_t)n < sizeof(r->why) ? used + (size_t)n
+		if (w > 0)
+			used = used + (size_t)w < sizeof(r->why) ? used + (size_t)w
 			                                         : sizeof(r->why) - 1;
 	}
 	r->result = -EHOSTUNREACH;
