@@ -495,11 +495,17 @@ int main(int argc, char **argv)
 		}
 		cfg_free(c);
 		c = NULL;
+		char refused[600] = "";
 		if (cplink_start(INPROC_URL, false, &auth, msg, sizeof(msg)) < 0 ||
-		    !cplink_wait_first(10000)) {
-			fprintf(stderr,
-			        "heliosproxy: the in-process control plane did not answer%s%s\n",
-			        msg[0] ? ": " : "", msg);
+		    !cplink_wait_first(10000, refused, sizeof(refused))) {
+			if (refused[0])
+				fprintf(stderr, "heliosproxy: %s\n",
+				        refused); /* the config's error */
+			else
+				fprintf(stderr,
+				        "heliosproxy: the in-process control plane did not "
+				        "answer%s%s\n",
+				        msg[0] ? ": " : "", msg);
 			cplink_stop();
 			cp_stop(cp); /* its threads end before the process does */
 			return 1;
@@ -521,7 +527,7 @@ int main(int argc, char **argv)
 		}
 		if (!path) {
 			log_info("waiting for a configuration from the control plane at %s", url);
-			while (!cplink_wait_first(10000))
+			while (!cplink_wait_first(10000, NULL, 0))
 				log_warn("still waiting for a configuration from the control plane "
 				         "at %s",
 				         url);

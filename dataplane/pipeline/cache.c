@@ -638,7 +638,12 @@ bool cache_catalog_wait(const struct req *r)
 		cat_unref(c);
 		return false;
 	}
-	return !r->again && cat_loading(r->database);
+	/* A client that holds its server (session pooling) never waits: the
+	 * load may need a server of that very pool, and with every server
+	 * held by such clients it would wait for them, and they for it (10 s
+	 * per client until the internal request timed out). Its request goes
+	 * to its server uncached; the load goes on for the requests after. */
+	return !r->again && !r->has_server && cat_loading(r->database);
 }
 
 void cache_worker_exit(void)

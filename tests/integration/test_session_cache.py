@@ -5,6 +5,9 @@ recorded from the server's answer, writes through a session invalidate, and
 answers stay in order. Same keys and rules as transaction pooling
 (test_cache.py); server executions are counted with pg_stat_statements."""
 
+import re
+import time
+
 import pgwire
 from conftest import ALICE, APPDB
 from test_cache import cache_stats, db, make_table, server_calls, simple  # noqa: F401
@@ -16,10 +19,16 @@ def session_cache(config, **top):
     return cfg
 
 
+CATALOG_READ = rf'cache: catalog of database "{APPDB}" read'
+
+
 def connect(p, **kw):
-    """A session client of p whose database's catalog the proxy has read."""
+    """A session client of p whose database's catalog the proxy has read
+    (its first statement starts the read; a client holding its server never
+    waits for it, so this waits for the log line)."""
     c = p.connect(**kw)
     simple(c, "SELECT 1")
+    assert p.wait_log(CATALOG_READ, timeout=10), p.log_tail()
     return c
 
 
@@ -263,6 +272,7 @@ def test_session_whose_first_statement_sets_a_key_setting_is_not_served(proxy, c
     a = raw()
     try:
         a.query("SELECT 1")
+        assert p.wait_log(CATALOG_READ, timeout=10), p.log_tail()
         assert a.query(q) == [["0.30000000000000004"]]
         assert a.query(q) == [["0.30000000000000004"]]  # cached
     finally:
@@ -275,3 +285,20 @@ def test_session_whose_first_statement_sets_a_key_setting_is_not_served(proxy, c
     finally:
         b.close()
     assert cache_stats(p)["hits"] >= 1
+
+
+def test_session_client_holding_the_only_server_is_not_held_up_by_the_catalog_read(
+        proxy, config, db):
+    """With max_pool_size 1 the session client holds the server the catalog
+    read would need: its statements go to its server uncached at once (they
+    waited 10 s each, for the read's timeout, before)."""
+    cfg = session_cache(config)
+    cfg["pool_mode"]["max_pool_size"] = 1
+    p = proxy(cfg)
+    with p.connect() as c:
+        t0 = time.monotonic()
+        c.execute("CREATE TEMP TABLE held (v text)")
+        assert simple(c, "SELECT count(*) FROM held") == [(0,)]
+        took = time.monotonic() - t0
+        assert not re.search(CATALOG_READ, p.log()), "the read cannot have had a server"
+        assert took < 5, f"the statements waited {took:.1f} s for the catalog read"
