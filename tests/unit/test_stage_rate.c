@@ -153,6 +153,26 @@ static void test_reject_mode_refuses_with_53400(void **state UNUSED)
 	fix_fini(&f);
 }
 
+static void test_clocks_that_differ_never_refill_a_span_twice(void **state UNUSED)
+{
+	/* two callers whose clocks are 40 ms apart (two workers' turn times),
+	 * alternating: over 2 s of their time the bucket admits the burst and
+	 * 2 s of refill, not more */
+	struct cfg *c = load("[rate_limit]\nqueries_per_second = 50\nburst_size = 5\n"
+	                     "mode = \"reject\"\n" NODE_TOML);
+	struct rate_who who = {.cfg = c, .user = "u_skew", .database = "db"};
+	uint64_t t0 = 5000 * MS, wait = 0;
+	char msg[256];
+	int ok = 0;
+	for (uint64_t t = 0; t <= 2000 * MS; t += MS) {
+		uint64_t now = t0 + t - ((t / MS) % 2 ? 40 * MS : 0);
+		if (rate_take(&who, now, 0, &wait, msg, sizeof(msg)) == RATE_OK)
+			ok++;
+	}
+	assert_in_range(ok, 100, 5 + 100 + 1);
+	cfg_free(c);
+}
+
 static void test_wait_past_max_wait_is_refused(void **state UNUSED)
 {
 	struct fixture f;
@@ -224,6 +244,7 @@ int main(void)
 	    cmocka_unit_test(test_only_the_message_that_starts_a_request_takes_a_token),
 	    cmocka_unit_test(test_reject_mode_refuses_with_53400),
 	    cmocka_unit_test(test_wait_past_max_wait_is_refused),
+	    cmocka_unit_test(test_clocks_that_differ_never_refill_a_span_twice),
 	    cmocka_unit_test(test_tenant_bucket_applies_to_its_clients),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
