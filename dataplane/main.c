@@ -484,28 +484,30 @@ int main(int argc, char **argv)
 			cfg_free(c);
 			return 1;
 		}
+		/* the data plane's own checks of the file (hba, ident map, key
+		 * files: snap builders) before any thread starts; otherwise the
+		 * control plane hands the config over, the data plane refuses it,
+		 * and the start ends only when waiting for it times out */
+		struct snap *probe = snap_new(c, msg, sizeof(msg)); /* takes c */
+		c = NULL;
+		if (!probe) {
+			fprintf(stderr, "heliosproxy: %s\n", msg);
+			return 1;
+		}
+		snap_unref(probe);
 		const char *urls[2] = {INPROC_URL, ctl};
 		struct cp_opts co = {
 		    .config_path = path, .urls = urls, .n_urls = 2, .embedded = true};
 		cp = cp_start(&co, msg, sizeof(msg));
 		if (!cp) {
 			fprintf(stderr, "heliosproxy: %s\n", msg);
-			cfg_free(c);
 			return 1;
 		}
-		cfg_free(c);
-		c = NULL;
-		char refused[600] = "";
 		if (cplink_start(INPROC_URL, false, &auth, msg, sizeof(msg)) < 0 ||
-		    !cplink_wait_first(10000, refused, sizeof(refused))) {
-			if (refused[0])
-				fprintf(stderr, "heliosproxy: %s\n",
-				        refused); /* the config's error */
-			else
-				fprintf(stderr,
-				        "heliosproxy: the in-process control plane did not "
-				        "answer%s%s\n",
-				        msg[0] ? ": " : "", msg);
+		    !cplink_wait_first(10000)) {
+			fprintf(stderr,
+			        "heliosproxy: the in-process control plane did not answer%s%s\n",
+			        msg[0] ? ": " : "", msg);
 			cplink_stop();
 			cp_stop(cp); /* its threads end before the process does */
 			return 1;
@@ -527,7 +529,7 @@ int main(int argc, char **argv)
 		}
 		if (!path) {
 			log_info("waiting for a configuration from the control plane at %s", url);
-			while (!cplink_wait_first(10000, NULL, 0))
+			while (!cplink_wait_first(10000))
 				log_warn("still waiting for a configuration from the control plane "
 				         "at %s",
 				         url);

@@ -53,7 +53,6 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool first_applied;
-	char first_refused[600]; /* why the first snapshot was refused ("" = it was not) */
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static void set_state(void)
@@ -167,14 +166,6 @@ static void handle_reply(const Helios__Reply *r)
 				          (unsigned long long)r->snapshot->generation,
 				          (unsigned long long)have, err);
 				L.last_rejected = r->snapshot->generation;
-				pthread_mutex_lock(&L.mu);
-				if (!L.first_applied && !L.first_refused[0]) {
-					/* start-up waits for this: it can end now */
-					snprintf(L.first_refused, sizeof(L.first_refused), "%s",
-					         err);
-					pthread_cond_broadcast(&L.cv);
-				}
-				pthread_mutex_unlock(&L.mu);
 				Helios__ConfigReject *rj = malloc(sizeof(*rj));
 				if (rj) {
 					helios__config_reject__init(rj);
@@ -453,7 +444,7 @@ int cplink_start(const char *url, bool external, const struct cpauth *auth, char
 	return 0;
 }
 
-bool cplink_wait_first(int timeout_ms, char *why, size_t whylen)
+bool cplink_wait_first(int timeout_ms)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -464,12 +455,10 @@ bool cplink_wait_first(int timeout_ms, char *why, size_t whylen)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&L.mu);
-	while (!L.first_applied && !(why && L.first_refused[0]))
+	while (!L.first_applied)
 		if (pthread_cond_timedwait(&L.cv, &L.mu, &ts) != 0)
 			break;
 	bool ok = L.first_applied;
-	if (!ok && why && L.first_refused[0])
-		snprintf(why, whylen, "%s", L.first_refused);
 	pthread_mutex_unlock(&L.mu);
 	return ok;
 }

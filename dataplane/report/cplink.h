@@ -17,11 +17,8 @@ int cplink_start(const char *url, bool external, const struct cpauth *auth, char
 /* What the link presents: for other requests to the same control plane
  * (SIGHUP reload, the admin console). */
 const struct cpauth *cplink_auth(void);
-/* Waits until the first snapshot from the control plane is applied. With
- * why, also ends when the data plane refused it (a config error the
- * control plane's own checks let through, e.g. a bad hba file): false, and
- * the reason in why. */
-bool cplink_wait_first(int timeout_ms, char *why, size_t whylen);
+/* Waits until the first snapshot from the control plane is applied. */
+bool cplink_wait_first(int timeout_ms);
 const char *cplink_url(void);
 void cplink_stop(void);
 
