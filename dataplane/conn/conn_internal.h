@@ -202,8 +202,9 @@ struct client {
 	struct server *authq;               /* auth_query lookup in progress */
 	struct timespec close_start;
 	bool await_handoff;            /* closed while handed something: free after delivery */
-	bool admin;                    /* admin console session (database "heliosproxy") */
+	bool admin;                    /* admin console session ("heliosproxy", "pgbouncer") */
 	bool admin_busy;               /* its statement is with the console thread */
+	bool admin_read_only;          /* a stats_users session: SHOW only */
 	uint32_t connect_s, request_s; /* monotonic seconds (reports) */
 	/* woken from a wait on a token (txn_req.c): the request stages run
 	 * again once without waiting */
@@ -524,6 +525,8 @@ bool sv_alive(struct server *sv);
  * shutdown), or those past idle_timeout (keeping min_idle) or lifetime
  * and those whose backend is gone. */
 void sv_pool_close_idle(struct worker *w, struct pool *p);
+/* RECONNECT marked its pool after it was created: closed when released. */
+bool sv_close_needed(const struct server *sv);
 void sv_pool_expire(struct worker *w, struct pool *p, const struct timespec *now, int idle_timeout,
                     int lifetime, int min_idle);
 /* An ErrorResponse body from the server: a FATAL's SQLSTATE is kept. */

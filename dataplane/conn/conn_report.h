@@ -44,6 +44,7 @@ struct conn_client_row {
 	uint64_t spliced_queries;
 	char spliced_tx; /* its transaction status, '\0' when not spliced */
 	int worker;
+	char replication[12]; /* none, physical, logical (replication=database) */
 };
 
 /* One server connection. */
@@ -57,7 +58,8 @@ struct conn_server_row {
 	struct timespec created, last_used; /* monotonic */
 	uint64_t client_id;                 /* the client it serves, 0 = none */
 	bool tls;
-	int worker; /* -1: idle in its pool */
+	int worker;        /* -1: idle in its pool */
+	bool close_needed; /* RECONNECT: closed when released */
 };
 
 /* A pool's clients and logins as one worker sees them. */
@@ -110,12 +112,14 @@ void conn_totals(struct conn_totals *out);
  * statements go to the console thread (report/admin.c) through the
  * function report/ registers at start-up, and the answers come back on
  * the worker's mailbox (cl_admin_reply). Same name as CONSOLE_DBNAME. */
-#define CONN_CONSOLE_DB "heliosproxy"
+#define CONN_CONSOLE_DB     "heliosproxy"
+#define CONN_CONSOLE_DB_PGB "pgbouncer" /* PgBouncer's name for it: its tooling works */
 /* fn queues one statement of client cl_id of worker widx; -1 when it cannot
  * (queue full, console not running). NULL unregisters. */
-void conn_set_console(int (*fn)(int widx, uint64_t cl_id, const char *sql));
+void conn_set_console(int (*fn)(int widx, uint64_t cl_id, const char *sql, bool read_only));
 /* conn/: hands a statement to the registered console; -1 without one. */
-int conn_console_submit(int widx, uint64_t cl_id, const char *sql);
+/* read_only: a stats_users session, which may only SHOW. */
+int conn_console_submit(int widx, uint64_t cl_id, const char *sql, bool read_only);
 
 /* ---- counters, called by conn/ only (hot path: plain stores) ---- */
 

@@ -6,6 +6,7 @@
  * May call: conn/, pipeline/, pool/, policy/, rt/, io/, auth/.
  */
 #include "dataplane/conn/conn_worker.h"
+#include "dataplane/conn/conn.h"
 
 #include "common/cfg.h"
 #include "common/log.h"
@@ -483,11 +484,42 @@ void conn_worker_stop(struct worker *w)
 			sv_pool_close_idle(w, p);
 }
 
+/* SHUTDOWN on the admin console (conn_set_shutdown): how the drain ends. */
+static int shutdown_mode; /* atomic: enum conn_shutdown */
+
+void conn_set_shutdown(enum conn_shutdown mode)
+{
+	__atomic_store_n(&shutdown_mode, (int)mode, __ATOMIC_RELEASE);
+}
+
+/* During a drain: admin console sessions do not hold it (PgBouncer's
+ * shutdown waits for pool clients only; a monitoring session would hold
+ * it forever), so they are closed once no pool client is left. With
+ * WAIT_FOR_SERVERS a client holding no server is closed (it would only
+ * wait for one), and SHUTDOWN closes everyone. */
+static void drain_close(struct client *cl, int mode, bool pool_clients_left)
+{
+	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
+		return; /* flushing its last bytes */
+	if (cl->admin ? !pool_clients_left || mode == CONN_SHUTDOWN_NOW
+	              : mode == CONN_SHUTDOWN_NOW || (mode == CONN_SHUTDOWN_WAIT_FOR_SERVERS &&
+	                                              !cl->server && !cl->connecting))
+		cl_close(cl, "57P01", "terminating connection due to proxy shutdown");
+}
+
 bool conn_worker_done(struct worker *w)
 {
 	struct conn_worker *cw = cw_of(w);
 	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN])
 		return true;
+	int mode = __atomic_load_n(&shutdown_mode, __ATOMIC_ACQUIRE);
+	bool pool_clients = false;
+	for (struct client *cl = cw->clients; cl && !pool_clients; cl = cl->all_next)
+		pool_clients = !cl->admin && cl->state != CL_CLOSING && cl->state != CL_CLOSED;
+	for (struct client *cl = cw->clients, *next; cl; cl = next) {
+		next = cl->all_next;
+		drain_close(cl, mode, pool_clients);
+	}
 	struct timespec now;
 	conn_now(&now);
 	struct snap *sn = snap_current();

@@ -5,6 +5,7 @@
  * authenticated the pool is asked for a server (client.c).
  */
 #include "dataplane/conn/conn_internal.h"
+#include "dataplane/conn/conn.h"
 #include "dataplane/conn/client_internal.h"
 #include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/splice.h"
@@ -379,8 +380,17 @@ static void auth_ok(struct client *cl)
 	__atomic_add_fetch(&g_logins_total, 1, __ATOMIC_RELAXED);
 	cl_login_end(cl);
 	cl_set_state(cl, CL_WAIT_SERVER);
-	if (!strcmp(cl->database, CONN_CONSOLE_DB)) {
+	if (!strcmp(cl->database, CONN_CONSOLE_DB) || !strcmp(cl->database, CONN_CONSOLE_DB_PGB)) {
 		admin_login(cl);
+		return;
+	}
+	if (conn_database_disabled(cl->database)) {
+		char msg[160];
+		/* PgBouncer's words; SQLSTATE as PostgreSQL's datallowconn refusal */
+		snprintf(msg, sizeof(msg), "database does not allow connections: %s", cl->database);
+		log_info("client %llu %s user=%s db=%s: refused: DISABLEd on the admin console",
+		         (unsigned long long)cl->id, cl->peer, cl->user, cl->database);
+		cl_close(cl, "55000", msg);
 		return;
 	}
 	const char *code = NULL;
@@ -412,14 +422,18 @@ static void auth_ok(struct client *cl)
 /* The special database: no server, statements go to the console thread. */
 static void admin_login(struct client *cl)
 {
-	if (!cfg_is_admin_user(cl->snap->cfg, cl->user)) {
+	/* PgBouncer: admin_users may do everything, stats_users SHOW only */
+	bool admin = cfg_is_admin_user(cl->snap->cfg, cl->user);
+	if (!admin && !cfg_is_stats_user(cl->snap->cfg, cl->user)) {
 		char msg[200];
 		snprintf(msg, sizeof(msg),
-		         "user \"%s\" may not use the admin console (not in admin_users)",
+		         "user \"%s\" may not use the admin console (not in admin_users or "
+		         "stats_users)",
 		         cl->user);
 		cl_close(cl, "42501", msg);
 		return;
 	}
+	cl->admin_read_only = !admin;
 	uint8_t buf[512];
 	struct pgw_out o;
 	pgw_out_init(&o, buf, sizeof(buf));
@@ -435,8 +449,8 @@ static void admin_login(struct client *cl)
 	cl_send_msg(cl, &o);
 	cl->admin = true;
 	cl_set_state(cl, CL_ACTIVE);
-	log_info("client %llu %s: admin console session for user %s", (unsigned long long)cl->id,
-	         cl->peer, cl->user);
+	log_info("client %llu %s: admin console session for user %s%s", (unsigned long long)cl->id,
+	         cl->peer, cl->user, admin ? "" : " (stats_users: SHOW only)");
 }
 
 /* Takes whole messages from the admin client's buffer, one statement at a
@@ -461,7 +475,8 @@ void cl_admin_input(struct client *cl)
 			         "the admin console accepts simple Query messages only");
 			return;
 		}
-		if (conn_console_submit(cl->w->idx, cl->id, (const char *)m.body) < 0) {
+		if (conn_console_submit(cl->w->idx, cl->id, (const char *)m.body,
+		                        cl->admin_read_only) < 0) {
 			cl_close(cl, "53000", "the admin console is busy; try again");
 			return;
 		}

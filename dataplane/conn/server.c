@@ -985,6 +985,12 @@ static void sv_on_eof(struct io_sock *s, int err)
 
 /* ------------------------------------------------------------- release */
 
+bool sv_close_needed(const struct server *sv)
+{
+	int64_t before = sv->pool ? pool_retire_ns(sv->pool) : 0;
+	return before && (int64_t)sv->created.tv_sec * 1000000000 + sv->created.tv_nsec < before;
+}
+
 static void park(struct server *sv)
 {
 	struct snap *sn = snap_current();
@@ -994,6 +1000,12 @@ static void park(struct server *sv)
 	conn_now(&now);
 	if (lifetime > 0 && conn_elapsed(&sv->created, &now) > lifetime) {
 		log_debug("server %llu: lifetime reached, closing", (unsigned long long)sv->id);
+		sv_close(sv);
+		return;
+	}
+	if (sv_close_needed(sv)) {
+		log_debug("server %llu: RECONNECT on the admin console, closing",
+		          (unsigned long long)sv->id);
 		sv_close(sv);
 		return;
 	}

@@ -36,6 +36,7 @@ struct pool {
 	uint32_t params_len;
 	char *ctr; /* n_ctr blocks of env.ctr_size: the reporter's, per worker */
 	int n_ctr;
+	int64_t retire_ns; /* atomic: servers created before (monotonic ns) go when released */
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -468,4 +469,14 @@ struct pool_item *pool_take_all_idle(struct pool *p)
 	p->n_idle = 0;
 	pthread_mutex_unlock(&p->mu);
 	return list;
+}
+
+void pool_retire(struct pool *p, int64_t before_ns)
+{
+	__atomic_store_n(&p->retire_ns, before_ns, __ATOMIC_RELAXED);
+}
+
+int64_t pool_retire_ns(const struct pool *p)
+{
+	return __atomic_load_n(&p->retire_ns, __ATOMIC_RELAXED);
 }

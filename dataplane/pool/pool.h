@@ -141,4 +141,10 @@ void pool_foreach_idle(struct pool *p, void (*fn)(struct pool_item *it, void *ud
 /* Takes every idle item out, uncounted (shutdown, drain); linked via ->next. */
 struct pool_item *pool_take_all_idle(struct pool *p);
 
+/* RECONNECT (admin console): connections of p created before before_ns
+ * (monotonic) are closed when released instead of pooled; 0 = none.
+ * pool_retire_ns is one relaxed load, read on every release. */
+void pool_retire(struct pool *p, int64_t before_ns);
+int64_t pool_retire_ns(const struct pool *p);
+
 #endif
