@@ -974,7 +974,7 @@ static void server_row(struct table *t, const Helios__StatsReport *r, const Heli
 	            sv->local_port, sv->connect_time, sv->request_time);
 	cell_i4(t, 0); /* wait, wait_us: unused for servers */
 	cell_i4(t, 0);
-	cell_i4(t, 0); /* close_needed: a reload moves servers out when idle */
+	cell_i4(t, sv->close_needed ? 1 : 0); /* RECONNECT: closed when released */
 	cell(t, ptr);
 	cell(t, link);
 	cell_i4(t, sv->pid);
