@@ -152,6 +152,20 @@ static void test_pgbouncer_setting_names_suggest_the_helios_key(void **state)
 	               NULL);
 	assert_refused("logfile = \"/var/log/x\"\n" NODE,
 	               "unknown key 'logfile' (PgBouncer's logfile has no HeliosProxy key", NULL);
+	assert_refused("[pgbouncer]\nlisten_port = 6432\n" NODE,
+	               "proxy.toml:1: unknown table 'pgbouncer' (PgBouncer's [pgbouncer] settings "
+	               "are top-level keys and tables here",
+	               NULL);
+	assert_refused("[databases]\nfoo = \"x\"\n" NODE,
+	               "key 'databases': expected array of tables ([[databases]]), got table "
+	               "(PgBouncer's [databases] lines become one [[databases]] table each",
+	               NULL);
+	/* a pgbouncer.ini fed as it is: the syntax error says what to run */
+	assert_refused("[pgbouncer]\nlisten_port = 6432\n[databases]\nfoo = host=x dbname=y\n",
+	               "proxy.toml:4:",
+	               "this looks like a pgbouncer.ini: `helioctl "
+	               "import-pgbouncer FILE` writes the TOML",
+	               NULL);
 	/* every mapped name points at a key that exists */
 	static const char *const names[] = {"listen_addr",
 	                                    "auth_file",
