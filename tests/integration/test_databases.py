@@ -345,6 +345,19 @@ def test_client_idle_timeout_closes_idle_clients_only(pg, proxy, config, mode):
     assert p.wait_log(r"client_idle_timeout_secs = 2: closed")
 
 
+def test_client_waiting_for_a_server_is_not_idle(pg, proxy, config):
+    p = proxy(with_dbs(config, "transaction", client_idle_timeout_secs=1,
+                       databases=[{"name": "shop", "dbname": APPDB, "pool_size": 1}]))
+    with p.connect(dbname="shop") as a, p.connect(dbname="shop") as b:
+        t = threading.Thread(target=lambda: a.execute("SELECT pg_sleep(3)"))
+        t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert b.execute("SELECT 5").fetchone()[0] == 5  # waited ~2.5 s for the server
+        assert time.monotonic() - t0 > 1.5
+        t.join(10)
+
+
 def test_timeouts_off_by_default_keep_an_idle_transaction(pg, proxy, config):
     p = proxy(with_dbs(config, "transaction"))
     with p.connect(autocommit=False) as c:
