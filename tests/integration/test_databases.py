@@ -108,6 +108,17 @@ def test_entry_startup_parameters_are_server_defaults_the_client_can_override(
         assert c.execute("SHOW client_encoding").fetchone()[0] == "UTF8"
 
 
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_entry_nodes_limit_the_servers_it_uses(pg, proxy, config, mode):
+    p = proxy(with_dbs(config, mode, databases=[
+        {"name": "ro", "dbname": APPDB, "nodes": ["replica"]},
+        {"name": "rw", "dbname": APPDB, "nodes": ["primary"]}]))
+    with p.connect(dbname="ro") as c:
+        assert c.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+    with p.connect(dbname="rw") as c:
+        assert c.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+
+
 # ------------------------------------------------------- sizes, modes, caps
 
 def _sleepers(p, n, secs, dbname="shop", user=ALICE, sql=None):
@@ -128,6 +139,16 @@ def test_database_pool_size_caps_server_connections(pg, proxy, config, mode):
     assert not errs, errs
     assert all(res)
     assert max(s.samples) == 2, s.samples
+
+
+def test_entry_min_pool_size_keeps_servers_warm(pg, proxy, config):
+    p = proxy(with_dbs(config, "transaction", databases=[
+        {"name": "shop", "dbname": APPDB, "min_pool_size": 3}]))
+    with p.connect(dbname="shop") as c:
+        c.execute("SELECT 1")
+    # pool maintenance (once a second) opens the others from the login it saw
+    assert wait_for(lambda: pg.server_conns(ALICE[0], APPDB) == 3, 6), \
+        pg.server_conns(ALICE[0], APPDB)
 
 
 def test_database_pool_mode_overrides_global_session_mode(pg, proxy, config):
