@@ -313,6 +313,8 @@ static void cl_free(struct client *cl)
 	cl->tenant_cfg = NULL;
 	pipe_put(cl->pipe);
 	snap_unref(cl->snap);
+	if (cl->admin)
+		__atomic_sub_fetch(&g_admin_sessions, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
 	slab_free(&cw_of(cl->w)->client_slab, cl);
 }

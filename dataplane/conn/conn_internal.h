@@ -375,6 +375,7 @@ enum pin_reason {
 	PIN_UNTRACKED, /* session changes the proxy cannot follow (set_config, huge SQL...) */
 	PIN_COUNT,
 };
+extern int g_admin_sessions; /* conn_worker.c: admin console sessions now */
 extern uint64_t g_pin_count[PIN_COUNT];
 const char *pin_reason_str(enum pin_reason r);
 

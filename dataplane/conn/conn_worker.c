@@ -31,6 +31,7 @@
 #define CLOSE_LINGER_SECS 5.0
 
 int g_client_count;
+int g_admin_sessions; /* admin console sessions among g_client_count */
 
 /* ------------------------------------------------------------ listening */
 
@@ -526,9 +527,9 @@ bool conn_worker_done(struct worker *w)
 	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN])
 		return true;
 	int mode = __atomic_load_n(&shutdown_mode, __ATOMIC_ACQUIRE);
-	bool pool_clients = false;
-	for (struct client *cl = cw->clients; cl && !pool_clients; cl = cl->all_next)
-		pool_clients = !cl->admin && cl->state != CL_CLOSING && cl->state != CL_CLOSED;
+	/* over every worker: an admin session waits for all pool clients */
+	bool pool_clients = __atomic_load_n(&g_client_count, __ATOMIC_RELAXED) >
+	                    __atomic_load_n(&g_admin_sessions, __ATOMIC_RELAXED);
 	for (struct client *cl = cw->clients, *next; cl; cl = next) {
 		next = cl->all_next;
 		drain_close(cl, mode, pool_clients);

@@ -449,6 +449,7 @@ static void admin_login(struct client *cl)
 	pgw_ready(&o, 'I');
 	cl_send_msg(cl, &o);
 	cl->admin = true;
+	__atomic_add_fetch(&g_admin_sessions, 1, __ATOMIC_RELAXED);
 	cl_set_state(cl, CL_ACTIVE);
 	log_info("client %llu %s: admin console session for user %s%s", (unsigned long long)cl->id,
 	         cl->peer, cl->user, admin ? "" : " (stats_users: SHOW only)");

@@ -37,11 +37,11 @@ struct pool {
 	char *ctr; /* n_ctr blocks of env.ctr_size: the reporter's, per worker */
 	int n_ctr;
 	/* issue 19, set by pool_set_limits (atomics: they follow the config) */
-	int size;     /* own size ([[databases]] pool_size); 0 = the global max */
-	int min;      /* own min idle; -1 = the caller's */
-	int reserve;  /* reserve connections beyond size */
-	int db_cap;   /* total of the pools of this database; 0 = none */
-	int user_cap; /* total of the pools of this user; 0 = none */
+	int size;          /* own size ([[databases]] pool_size); 0 = the global max */
+	int min;           /* own min idle; -1 = the caller's */
+	int reserve;       /* reserve connections beyond size */
+	int db_cap;        /* total of the pools of this database; 0 = none */
+	int user_cap;      /* total of the pools of this user; 0 = none */
 	int64_t retire_ns; /* atomic: servers created before (monotonic ns) go when released */
 };
 

@@ -225,7 +225,7 @@ static void wait_close(const struct console_cmd *cmd, struct sbuf *out)
  * data planes behind one control plane each has its own console: KILL,
  * KILL_CLIENT, RECONNECT, DISABLE/ENABLE, WAIT_CLOSE and SHUTDOWN act on
  * the one the session is connected to (PgBouncer: one process). */
-static void act(const struct item *it, const struct console_cmd *cmd, struct sbuf *out)
+static void act(const struct item *it, const struct console_cmd *cmd, struct sbuf *out, bool *term)
 {
 	char why[160];
 	int rc;
@@ -290,8 +290,10 @@ static void act(const struct item *it, const struct console_cmd *cmd, struct sbu
 		         : cmd->shutdown == SHUTDOWN_WAIT_FOR_SERVERS ? " WAIT_FOR_SERVERS"
 		                                                      : " WAIT_FOR_CLIENTS",
 		         it->cl_id);
-		/* the main thread drains as on SIGTERM; this answer goes first */
-		rc = kill(getpid(), SIGTERM) < 0 ? -errno : 0;
+		/* the main thread drains as on SIGTERM, raised by run() once
+		 * this answer is on its way to the client */
+		*term = true;
+		rc = 0;
 		break;
 	case CONSOLE_SET:
 		set_key(cmd, out);
@@ -313,6 +315,7 @@ static void run(const struct item *it)
 	sbuf_init(&out);
 	struct console_cmd cmd;
 	char err[300];
+	bool term = false;
 	if (console_parse(it->sql, &cmd, err, sizeof(err)) < 0) {
 		console_render_error(CONSOLE_SQLSTATE_BAD_COMMAND, err, &out);
 	} else if (it->read_only && !console_read_only(&cmd)) {
@@ -352,12 +355,15 @@ static void run(const struct item *it)
 	           cmd.verb == CONSOLE_RESUME) {
 		ask_control_plane(&cmd, &out);
 	} else {
-		act(it, &cmd, &out);
+		act(it, &cmd, &out, &term);
 	}
 	ready_for_query(&out);
 	if (!out.oom)
 		cw_post_admin_reply(it->widx, it->cl_id, (const uint8_t *)out.p, (uint32_t)out.len);
 	sbuf_free(&out);
+	if (term && kill(getpid(), SIGTERM) < 0)
+		log_error("admin console: SHUTDOWN: cannot signal the process: %s",
+		          strerror(errno));
 }
 
 static void *console_main(void *arg)

@@ -288,6 +288,50 @@ def test_shutdown_closes_everyone_at_once(proxy, config):
     c.close()
 
 
+def test_shutdown_wait_for_servers_closes_idle_clients_and_lets_transactions_end(proxy, config):
+    p = proxy(cfg_with_console(config, shutdown_timeout_secs=60))
+    idle, busy = p.connect(), p.connect()
+    idle.execute("SELECT 1")  # transaction pooling: holds no server now
+    busy.execute("BEGIN")
+    busy.execute("SELECT 1")  # holds its server until COMMIT
+    with console(p) as adm:
+        adm.execute("SHUTDOWN WAIT_FOR_SERVERS")
+    with pytest.raises(psycopg.OperationalError) as e:
+        wait_for(lambda: idle.execute("SELECT 1") and False, timeout=5)
+    assert "shutdown" in str(e.value)
+    assert p.running()
+    assert busy.execute("SELECT 2").fetchone() == (2,)
+    busy.execute("COMMIT")  # its server is released: nothing holds the process
+    p.wait(15)
+    assert not p.running()
+    idle.close()
+    busy.close()
+
+
+def test_show_databases_lists_database_entries_and_their_connections(proxy, config):
+    cfg = cfg_with_console(config, pool={"reserve_pool_size": 2})
+    cfg["databases"] = [
+        {"name": "app", "dbname": APPDB, "pool_size": 4, "pool_mode": "session",
+         "max_db_connections": 6},
+        {"name": APPDB},
+    ]
+    p = proxy(cfg)
+    with p.connect(dbname="app") as c:
+        c.execute("SELECT 1")
+        with console(p) as adm:
+            dbs = {r["name"]: r for r in show(adm, "DATABASES")}
+            pools = [(r["database"], r["user"]) for r in show(adm, "POOLS")]
+    assert set(dbs) == {"app", APPDB}, dbs
+    app = dbs["app"]
+    assert (app["database"], app["pool_size"], app["pool_mode"], app["max_connections"]) == \
+        (APPDB, 4, "session", 6), app
+    assert app["current_connections"] == 1 and app["current_client_connections"] == 1, app
+    assert app["reserve_pool_size"] == app["reserve_pool"] == 2
+    assert dbs[APPDB]["pool_mode"] is None  # inherits
+    assert dbs[APPDB]["current_connections"] == 0
+    assert ("app", ALICE[0]) in pools
+
+
 # ---------------------------------------------------------------------------
 # Debian's prometheus-pgbouncer-exporter
 
