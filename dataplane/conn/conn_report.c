@@ -98,6 +98,16 @@ void conn_ctr_spliced(struct server *sv, uint64_t queries, uint64_t xacts, uint6
 	ctr_add(&c->xact_us, query_us); /* per statement: the best the counts allow */
 }
 
+void conn_ctr_prep(struct server *sv, enum conn_prep_ev ev)
+{
+	struct pool_ctr *c = ctr_of(sv);
+	if (c)
+		ctr_add(ev == CONN_PREP_CLIENT_PARSE   ? &c->cparse
+		        : ev == CONN_PREP_SERVER_PARSE ? &c->sparse
+		                                       : &c->binds,
+		        1);
+}
+
 void conn_ctr_waited(struct client *cl, const struct timespec *since)
 {
 	if (!cl->pool)
@@ -244,6 +254,7 @@ static void client_row(struct conn_client_row *r, const struct client *cl, const
 	r->server_pid = cl->server ? cl->server->backend_pid : 0;
 	r->tls = cl->is_tls;
 	copy(r->replication, sizeof(r->replication), cl->replication ? "physical" : "none");
+	r->prepared = cl->prep.count;
 	for (int i = 0; i < cl->n_params; i++) {
 		if (!strcmp(cl->params[i].name, "application_name"))
 			copy(r->app_name, sizeof(r->app_name), cl->params[i].value);
@@ -280,6 +291,7 @@ static void server_row(struct conn_server_row *r, const struct server *sv, const
 	r->tls = sv->ep.tls != NULL;
 	r->worker = widx;
 	r->close_needed = sv_close_needed(sv);
+	r->prepared = sv->prep.n;
 }
 
 int conn_snapshot_worker(struct worker *w, bool detail, const struct timespec *now,

@@ -45,6 +45,7 @@ struct conn_client_row {
 	char spliced_tx; /* its transaction status, '\0' when not spliced */
 	int worker;
 	char replication[12]; /* none, physical, logical (replication=database) */
+	uint32_t prepared;    /* its named statements (transaction pooling) */
 };
 
 /* One server connection. */
@@ -60,6 +61,7 @@ struct conn_server_row {
 	bool tls;
 	int worker;        /* -1: idle in its pool */
 	bool close_needed; /* RECONNECT: closed when released */
+	uint32_t prepared; /* statements the proxy prepared on it */
 };
 
 /* A pool's clients and logins as one worker sees them. */
@@ -129,6 +131,11 @@ void conn_ctr_client_sent(struct server *sv, uint32_t nbytes);         /* client
 void conn_ctr_server_sent(struct server *sv, uint32_t nbytes);         /* server -> client */
 void conn_ctr_ready(struct server *sv, char status);                   /* ReadyForQuery relayed */
 void conn_ctr_waited(struct client *cl, const struct timespec *since); /* got a server */
+/* Transaction pooling's named prepared statements (PgBouncer's
+ * client_parse / server_parse / bind counts): a client's Parse, a Parse the
+ * proxy sends to a server, a client's Bind of a named statement. */
+enum conn_prep_ev { CONN_PREP_CLIENT_PARSE, CONN_PREP_SERVER_PARSE, CONN_PREP_BIND };
+void conn_ctr_prep(struct server *sv, enum conn_prep_ev ev);
 /* Counts of a session spliced in the kernel since the last call (each
  * query is put in the histogram bucket of their mean time). */
 void conn_ctr_spliced(struct server *sv, uint64_t queries, uint64_t xacts, uint64_t query_us,

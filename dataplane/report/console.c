@@ -729,6 +729,9 @@ static void sum_stats(const Helios__StatsReport *r, size_t first, same_fn same, 
 		tot->v[F_XACT] += q->xact_count;
 		tot->v[F_QUERY] += q->query_count;
 		tot->v[F_ASSIGN] += q->server_assignments;
+		tot->v[F_CPARSE] += q->client_parses;
+		tot->v[F_SPARSE] += q->server_parses;
+		tot->v[F_BIND] += q->binds;
 		tot->v[F_RECV] += q->bytes_received;
 		tot->v[F_SENT] += q->bytes_sent;
 		/* summed in seconds, converted once: no per-pool rounding */
@@ -739,9 +742,9 @@ static void sum_stats(const Helios__StatsReport *r, size_t first, same_fn same, 
 	tot->v[F_XACT_T] = usec(xact_t);
 	tot->v[F_QUERY_T] = usec(query_t);
 	tot->v[F_WAIT_T] = usec(wait_t);
-	/* F_CPARSE, F_SPARSE, F_BIND: PgBouncer counts them only while it
-	 * rewrites named prepared statements (max_prepared_statements); the
-	 * proxy does not count them yet, so 0 as PgBouncer with that off. */
+	/* F_CPARSE, F_SPARSE, F_BIND: named statements in transaction
+	 * pooling, where the proxy maps them onto shared server statements
+	 * (PgBouncer counts them in its max_prepared_statements mode) */
 }
 
 /* The averages of totals tot.
@@ -953,7 +956,7 @@ static void client_row(struct table *t, const Helios__StatsReport *r, const Heli
 	cell_i4(t, 0); /* remote_pid: only known for Unix-socket peers in PgBouncer */
 	cell(t, cl->tls ? "TLS" : "");
 	cell(t, str(cl->application_name));
-	cell_i4(t, 0); /* prepared_statements: not counted per client yet */
+	cell_i4(t, cl->prepared_statements);
 	cell_u64(t, cl->id);
 	row_end(t);
 }
@@ -980,7 +983,7 @@ static void server_row(struct table *t, const Helios__StatsReport *r, const Heli
 	cell_i4(t, sv->pid);
 	cell(t, sv->tls ? "TLS" : "");
 	cell(t, cl ? str(cl->application_name) : "");
-	cell_i4(t, 0);        /* prepared_statements: not counted per server yet */
+	cell_i4(t, sv->prepared_statements);
 	cell_u64(t, sv->pid); /* id: servers have no other; pids can repeat across nodes */
 	row_end(t);
 }

@@ -127,6 +127,7 @@ static Helios__ClientInfo *client_info(const struct collect_job *j,
 	}
 	ci->spliced_tx = dupstr(tx);
 	ci->replication = dupstr(cr->replication);
+	ci->prepared_statements = cr->prepared;
 	return ci;
 }
 
@@ -151,6 +152,7 @@ static Helios__ServerInfo *server_info(const struct collect_job *j,
 	si->tls = sr->tls;
 	si->worker = sr->worker < 0 ? 0 : (uint32_t)sr->worker; /* idle: in no worker */
 	si->close_needed = sr->close_needed;
+	si->prepared_statements = sr->prepared;
 	return si;
 }
 
@@ -295,6 +297,9 @@ static Helios__PoolStats *pool_stats_msg(struct pool *p, const struct conn_pool_
 	ps->query_time_secs = (double)sum.query_us / 1e6;
 	ps->wait_time_secs = (double)sum.wait_us / 1e6;
 	ps->server_assignments = sum.assigns;
+	ps->client_parses = sum.cparse;
+	ps->server_parses = sum.sparse;
+	ps->binds = sum.binds;
 	ps->wait_hist = hist_new(sum.wh, sum.wait_us);
 	ps->query_hist = hist_new(sum.qh, sum.query_us);
 	return ps;

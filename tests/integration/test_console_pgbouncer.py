@@ -125,6 +125,30 @@ def test_show_clients_ids_states_and_stats_columns_of_pgbouncer_1_25(proxy, conf
             assert {r["type"] for r in sockets} == {"C", "S"}
 
 
+def test_named_prepared_statements_are_counted_as_pgbouncer_does(proxy, config):
+    """Transaction pooling: a client's named Parse, the Parse the proxy sends
+    to a server, each Bind of the named statement (SHOW STATS), and the
+    statements a client and a server hold (SHOW CLIENTS / SERVERS)."""
+    p = proxy(cfg_with_console(config))
+    with console(p) as adm:
+        def st():
+            return [r for r in show(adm, "STATS") if r["database"] == APPDB]
+
+        before = st()[0] if st() else {"total_client_parse_count": 0,
+                                       "total_server_parse_count": 0, "total_bind_count": 0}
+        with p.connect() as c:
+            for i in range(3):
+                assert c.execute("SELECT %s::int + 1", (i,), prepare=True).fetchone() == (i + 1,)
+            (me,) = [r for r in show(adm, "CLIENTS") if r["database"] == APPDB]
+            assert me["prepared_statements"] == 1, me
+            servers = [r for r in show(adm, "SERVERS") if r["database"] == APPDB]
+            assert max(r["prepared_statements"] for r in servers) == 1, servers
+        (after,) = st()
+    assert after["total_client_parse_count"] - before["total_client_parse_count"] == 1, after
+    assert after["total_server_parse_count"] - before["total_server_parse_count"] == 1, after
+    assert after["total_bind_count"] - before["total_bind_count"] == 3, after
+
+
 def test_show_fds_and_suspend_say_takeover_instead(proxy, config):
     p = proxy(cfg_with_console(config))
     with console(p) as adm:

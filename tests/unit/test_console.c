@@ -499,6 +499,9 @@ static void stats_report(Helios__StatsReport *r, Helios__PoolStats *p, Helios__P
 		p[i].query_time_secs = 0.25 * (i + 1);
 		p[i].wait_time_secs = 0.1 * (i + 1);
 		p[i].server_assignments = 50 * (uint64_t)(i + 1);
+		p[i].client_parses = 2 * (uint64_t)(i + 1);
+		p[i].server_parses = 1 * (uint64_t)(i + 1);
+		p[i].binds = 20 * (uint64_t)(i + 1);
 		pp[i] = &p[i];
 	}
 	*r = (Helios__StatsReport)HELIOS__STATS_REPORT__INIT;
@@ -536,8 +539,10 @@ static void test_show_stats_sums_per_database_over_users_and_nodes(void **state 
 	assert_cell(&res, 0, "avg_wait_time", "80000");
 	assert_cell(&res, 0, "total_server_assignment_count", "400");
 	assert_cell(&res, 0, "avg_server_assignment_count", "40");
-	/* not counted yet: 0, as PgBouncer without max_prepared_statements */
-	assert_cell(&res, 0, "total_bind_count", "0");
+	assert_cell(&res, 0, "total_client_parse_count", "16");
+	assert_cell(&res, 0, "total_server_parse_count", "8");
+	assert_cell(&res, 0, "total_bind_count", "160");
+	assert_cell(&res, 0, "avg_bind_count", "16");
 	assert_cell(&res, 0, "total_requests", "2400");
 	assert_cell(&res, 1, "database", "otherdb");
 	assert_cell(&res, 1, "total_xact_count", "200");
@@ -629,6 +634,7 @@ static void sockets_report(struct sockets *s)
 	s->cl[0].server_pid = 4242;
 	s->cl[0].tls = true;
 	s->cl[0].application_name = (char *)"psql";
+	s->cl[0].prepared_statements = 3;
 	s->cl[1].wait_secs = 1.75;
 
 	for (int i = 0; i < 2; i++) {
@@ -673,7 +679,7 @@ static void test_show_clients_has_pgbouncer_columns_and_states(void **state UNUS
 	assert_cell(&res, 0, "state", "idle");
 	assert_cell(&res, 0, "replication", "none");
 	assert_cell(&res, 0, "id", "7");
-	assert_cell(&res, 0, "prepared_statements", "0");
+	assert_cell(&res, 0, "prepared_statements", "3");
 	assert_cell(&res, 0, "addr", "192.0.2.10");
 	assert_cell(&res, 0, "port", "50000");
 	assert_cell(&res, 0, "local_addr", "127.0.0.1");
