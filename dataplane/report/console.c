@@ -282,7 +282,7 @@ static int parse_db_verb(struct console_cmd *cmd, const struct token *tok, int n
 				         sizeof(cmd->arg) - 1);
 			return -1;
 		}
-		snprintf(cmd->arg, sizeof(cmd->arg), "%s", tok[1].text);
+		memcpy(cmd->arg, tok[1].text, strlen(tok[1].text) + 1); /* fits: checked */
 	}
 	return 0;
 }
@@ -367,8 +367,8 @@ int console_parse(const char *sql, struct console_cmd *cmd, char *err, size_t er
 			return -1;
 		}
 		cmd->verb = CONSOLE_SET;
-		snprintf(cmd->arg, sizeof(cmd->arg), "%s", tok[1].text);
-		snprintf(cmd->value, sizeof(cmd->value), "%s", tok[3].text);
+		memcpy(cmd->arg, tok[1].text, strlen(tok[1].text) + 1); /* fits: checked */
+		memcpy(cmd->value, tok[3].text, sizeof(cmd->value));
 		return 0;
 	}
 unknown:
