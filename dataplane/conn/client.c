@@ -565,6 +565,10 @@ static struct pool *lookup_pool(struct client *cl, int node)
 	                             tenant_server_cap(cl->tenant_cfg));
 	if (!p)
 		return NULL;
+	if (!cl->login_counted) {
+		cl->login_counted = true;
+		conn_ctr_login(p, cl->w->idx);
+	}
 	struct pool_limits l = {
 	    .size = db ? db->pool_size : 0,
 	    .min = db && db->min_pool_size ? db->min_pool_size : -1,

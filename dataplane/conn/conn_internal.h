@@ -215,6 +215,7 @@ struct client {
 	bool admin;                    /* admin console session ("heliosproxy", "pgbouncer") */
 	bool admin_busy;               /* its statement is with the console thread */
 	bool admin_read_only;          /* a stats_users session: SHOW only */
+	bool login_counted;            /* its login is in a pool's count */
 	uint32_t connect_s, request_s; /* monotonic seconds (reports) */
 	/* woken from a wait on a token (txn_req.c): the request stages run
 	 * again once without waiting */

@@ -98,6 +98,11 @@ void conn_ctr_spliced(struct server *sv, uint64_t queries, uint64_t xacts, uint6
 	ctr_add(&c->xact_us, query_us); /* per statement: the best the counts allow */
 }
 
+void conn_ctr_login(struct pool *p, int widx)
+{
+	ctr_add(&pool_ctr(p, widx)->logins, 1);
+}
+
 void conn_ctr_prep(struct server *sv, enum conn_prep_ev ev)
 {
 	struct pool_ctr *c = ctr_of(sv);

@@ -136,6 +136,8 @@ void conn_ctr_waited(struct client *cl, const struct timespec *since); /* got a 
  * proxy sends to a server, a client's Bind of a named statement. */
 enum conn_prep_ev { CONN_PREP_CLIENT_PARSE, CONN_PREP_SERVER_PARSE, CONN_PREP_BIND };
 void conn_ctr_prep(struct server *sv, enum conn_prep_ev ev);
+/* A client that logged in got its first pool (SHOW STATS client_login_count). */
+void conn_ctr_login(struct pool *p, int widx);
 /* Counts of a session spliced in the kernel since the last call (each
  * query is put in the histogram bucket of their mean time). */
 void conn_ctr_spliced(struct server *sv, uint64_t queries, uint64_t xacts, uint64_t query_us,

@@ -680,6 +680,7 @@ enum {
 	F_CPARSE,
 	F_SPARSE,
 	F_BIND,
+	F_LOGIN,
 	NF
 };
 
@@ -687,7 +688,7 @@ static const char *const total_names[NF] = {
     "total_xact_count",         "total_query_count", "total_server_assignment_count",
     "total_received",           "total_sent",        "total_xact_time",
     "total_query_time",         "total_wait_time",   "total_client_parse_count",
-    "total_server_parse_count", "total_bind_count",
+    "total_server_parse_count", "total_bind_count",  "total_client_login_count",
 };
 static const char *const avg_names[NF] = {
     "avg_xact_count",
@@ -701,13 +702,14 @@ static const char *const avg_names[NF] = {
     "avg_client_parse_count",
     "avg_server_parse_count",
     "avg_bind_count",
+    "avg_client_login_count",
 };
 /* STATS_TOTALS and STATS_AVERAGES share their column names. */
 static const char *const part_names[NF] = {
     "xact_count",         "query_count", "server_assignment_count",
     "bytes_received",     "bytes_sent",  "xact_time",
     "query_time",         "wait_time",   "client_parse_count",
-    "server_parse_count", "bind_count",
+    "server_parse_count", "bind_count",  "client_login_count",
 };
 
 struct figures {
@@ -732,6 +734,7 @@ static void sum_stats(const Helios__StatsReport *r, size_t first, same_fn same, 
 		tot->v[F_CPARSE] += q->client_parses;
 		tot->v[F_SPARSE] += q->server_parses;
 		tot->v[F_BIND] += q->binds;
+		tot->v[F_LOGIN] += q->client_logins;
 		tot->v[F_RECV] += q->bytes_received;
 		tot->v[F_SENT] += q->bytes_sent;
 		/* summed in seconds, converted once: no per-pool rounding */

@@ -300,6 +300,7 @@ static Helios__PoolStats *pool_stats_msg(struct pool *p, const struct conn_pool_
 	ps->client_parses = sum.cparse;
 	ps->server_parses = sum.sparse;
 	ps->binds = sum.binds;
+	ps->client_logins = sum.logins;
 	ps->wait_hist = hist_new(sum.wh, sum.wait_us);
 	ps->query_hist = hist_new(sum.qh, sum.query_us);
 	return ps;

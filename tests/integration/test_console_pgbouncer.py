@@ -115,6 +115,7 @@ def test_show_clients_ids_states_and_stats_columns_of_pgbouncer_1_25(proxy, conf
             # one server assignment per transaction in transaction pooling
             assert st["total_server_assignment_count"] >= 1
             assert st["total_requests"] == st["total_query_count"]
+            assert st["total_client_login_count"] == 1
             totals = {r["name"]: r["value"] for r in show(adm, "TOTALS")}
             assert totals["total_query_count"] >= st["total_query_count"]
             state = {r["key"]: r["value"] for r in show(adm, "STATE")}

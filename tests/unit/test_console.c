@@ -466,6 +466,7 @@ static const char *const pgb_stats_cols[] = {
     "total_client_parse_count",
     "total_server_parse_count",
     "total_bind_count",
+    "total_client_login_count",
     "avg_xact_count",
     "avg_query_count",
     "avg_server_assignment_count",
@@ -477,10 +478,11 @@ static const char *const pgb_stats_cols[] = {
     "avg_client_parse_count",
     "avg_server_parse_count",
     "avg_bind_count",
+    "avg_client_login_count",
     "total_requests",
 };
-static const uint32_t pgb_stats_oids[] = {25,   1700, 1700, 1700, 1700, 1700, 1700, 1700,
-                                          1700, 1700, 1700, 1700, 1700, 1700, 1700, 1700,
+static const uint32_t pgb_stats_oids[] = {25,   1700, 1700, 1700, 1700, 1700, 1700, 1700, 1700,
+                                          1700, 1700, 1700, 1700, 1700, 1700, 1700, 1700, 1700,
                                           1700, 1700, 1700, 1700, 1700, 1700, 1700, 1700};
 
 /* appdb over two users and two nodes, and otherdb. */
@@ -502,6 +504,7 @@ static void stats_report(Helios__StatsReport *r, Helios__PoolStats *p, Helios__P
 		p[i].client_parses = 2 * (uint64_t)(i + 1);
 		p[i].server_parses = 1 * (uint64_t)(i + 1);
 		p[i].binds = 20 * (uint64_t)(i + 1);
+		p[i].client_logins = 10 * (uint64_t)(i + 1);
 		pp[i] = &p[i];
 	}
 	*r = (Helios__StatsReport)HELIOS__STATS_REPORT__INIT;
@@ -518,7 +521,7 @@ static void test_show_stats_sums_per_database_over_users_and_nodes(void **state 
 
 	stats_report(&r, p, pp);
 	render(SHOW_STATS, &r, NULL, &res);
-	assert_columns(&res, pgb_stats_cols, pgb_stats_oids, 24);
+	assert_columns(&res, pgb_stats_cols, pgb_stats_oids, 26);
 	assert_int_equal(res.nrows, 2);
 	/* appdb: pools 1, 3 and 4 */
 	assert_cell(&res, 0, "database", "appdb");
@@ -543,6 +546,8 @@ static void test_show_stats_sums_per_database_over_users_and_nodes(void **state 
 	assert_cell(&res, 0, "total_server_parse_count", "8");
 	assert_cell(&res, 0, "total_bind_count", "160");
 	assert_cell(&res, 0, "avg_bind_count", "16");
+	assert_cell(&res, 0, "total_client_login_count", "80");
+	assert_cell(&res, 0, "avg_client_login_count", "8");
 	assert_cell(&res, 0, "total_requests", "2400");
 	assert_cell(&res, 1, "database", "otherdb");
 	assert_cell(&res, 1, "total_xact_count", "200");
@@ -569,11 +574,14 @@ static void test_show_stats_averages_are_zero_without_uptime(void **state UNUSED
 
 static void test_show_stats_totals_and_averages_split_the_columns(void **state UNUSED)
 {
-	static const char *const names[] = {
-	    "database",       "xact_count",         "query_count",        "server_assignment_count",
-	    "bytes_received", "bytes_sent",         "xact_time",          "query_time",
-	    "wait_time",      "client_parse_count", "server_parse_count", "bind_count"};
-	static const uint32_t oids[] = {25,   1700, 1700, 1700, 1700, 1700,
+	static const char *const names[] = {"database",           "xact_count",
+	                                    "query_count",        "server_assignment_count",
+	                                    "bytes_received",     "bytes_sent",
+	                                    "xact_time",          "query_time",
+	                                    "wait_time",          "client_parse_count",
+	                                    "server_parse_count", "bind_count",
+	                                    "client_login_count"};
+	static const uint32_t oids[] = {25,   1700, 1700, 1700, 1700, 1700, 1700,
 	                                1700, 1700, 1700, 1700, 1700, 1700};
 	Helios__PoolStats p[4], *pp[4];
 	Helios__StatsReport r;
@@ -581,13 +589,13 @@ static void test_show_stats_totals_and_averages_split_the_columns(void **state U
 
 	stats_report(&r, p, pp);
 	render(SHOW_STATS_TOTALS, &r, NULL, &res);
-	assert_columns(&res, names, oids, 12);
+	assert_columns(&res, names, oids, 13);
 	assert_cell(&res, 0, "xact_count", "800");
 	assert_cell(&res, 0, "wait_time", "800000");
 	result_free(&res);
 
 	render(SHOW_STATS_AVERAGES, &r, NULL, &res);
-	assert_columns(&res, names, oids, 12);
+	assert_columns(&res, names, oids, 13);
 	assert_cell(&res, 0, "xact_count", "80");
 	assert_cell(&res, 0, "query_time", "833");
 	result_free(&res);
@@ -1146,12 +1154,12 @@ static void test_show_totals_state_mem_and_sockets(void **state UNUSED)
 	render(SHOW_TOTALS, &stats, NULL, &res);
 	assert_string_equal(res.names[0], "name");
 	assert_string_equal(res.names[1], "value");
-	assert_int_equal(res.nrows, 22);
+	assert_int_equal(res.nrows, 24);
 	/* every database: 100+200+300+400 */
 	assert_cell(&res, 0, "name", "total_xact_count");
 	assert_cell(&res, 0, "value", "1000");
-	assert_cell(&res, 11, "name", "avg_xact_count");
-	assert_cell(&res, 11, "value", "100");
+	assert_cell(&res, 12, "name", "avg_xact_count");
+	assert_cell(&res, 12, "value", "100");
 	result_free(&res);
 
 	render(SHOW_STATE, &stats, NULL, &res);
