@@ -15,7 +15,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import ALICE, APPDB, MD5USER, ServerConnSampler, helios_bin, wait_for
+from conftest import ALICE, APPDB, MD5USER, PGB_AUTH, ServerConnSampler, helios_bin, wait_for
 
 FORCED = ("h19_forced", "forced-pw-19")
 
@@ -109,6 +109,28 @@ def test_alias_reaches_real_database_as_forced_user(pg, proxy, config, mode):
         row = pg.su.execute("SELECT datname, usename FROM pg_stat_activity WHERE pid = %s",
                             (pid,)).fetchone()
         assert row == (APPDB, FORCED[0])
+
+
+def test_forced_user_password_may_come_from_auth_users(pg, proxy, config):
+    c = with_dbs(config, "transaction",
+                 databases=[{"name": "shop", "dbname": APPDB, "user": FORCED[0]}])
+    c["auth"]["users"] = c["auth"]["users"] + [{"name": FORCED[0], "password": FORCED[1]}]
+    p = proxy(c)
+    with p.connect(dbname="shop") as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == FORCED[0]
+
+
+def test_entry_auth_user_looks_up_unlisted_users(pg, proxy, config):
+    # alice is not configured: only "shop" names an auth_user for auth_query
+    c = with_dbs(config, databases=[{"name": "shop", "dbname": APPDB, "auth_user": PGB_AUTH[0]},
+                                    {"name": "other", "dbname": APPDB}])
+    c["auth"]["users"] = [{"name": PGB_AUTH[0], "password": PGB_AUTH[1]}]
+    p = proxy(c)
+    with p.connect(dbname="shop") as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == ALICE[0]
+    with pytest.raises(psycopg.OperationalError) as e:
+        p.connect(dbname="other")
+    assert "password authentication failed" in str(e.value)
 
 
 def test_unknown_database_without_star_entry_gets_3D000(pg, proxy, config):
