@@ -484,3 +484,36 @@ def test_pgbouncer_key_names_in_the_toml_get_the_helios_key(tmp_path):
     assert r.returncode != 0
     out = r.stdout + r.stderr
     assert f"{f}:1: unknown key 'listen_port' (PgBouncer's listen_port is 'listen_address'" in out
+
+
+# ------------------------------------------------------------ result cache
+
+def test_result_cache_serves_an_alias_with_a_forced_user(pg, proxy, config):
+    # the cache reads the database's catalog with an internal request: it
+    # must use the entry's pool (forced user), which knows how to log in
+    import json
+    from conftest import helioctl
+    with pg.superuser(dbname=APPDB) as su:
+        su.execute("DROP TABLE IF EXISTS h19_cached")
+        su.execute("CREATE TABLE h19_cached (id int PRIMARY KEY, v text)")
+        su.execute("INSERT INTO h19_cached VALUES (1, 'one'), (2, 'two')")
+        su.execute(f"GRANT SELECT ON h19_cached TO {FORCED[0]}")
+    c = with_dbs(config, "transaction", databases=[
+        {"name": "shop", "dbname": APPDB, "user": FORCED[0], "password": FORCED[1]}])
+    c["cache"] = {"enabled": True}
+    p = proxy(c)
+    try:
+        with p.connect(dbname="shop") as conn:
+            cur = psycopg.ClientCursor(conn)
+            cur.execute("SELECT 1")  # the first statement: the catalog is read
+            time.sleep(0.5)
+            for _ in range(10):
+                cur.execute("SELECT v FROM h19_cached WHERE id = 2")
+                assert cur.fetchall() == [("two",)]
+        doc = json.loads(helioctl(p, "--json", "cache", "stats").stdout)
+        st = [dp["report"] for dp in doc["dataplanes"] if dp.get("report")][0]["cache"]
+        assert st["hits"] >= 8, st
+        assert "could not start reading the catalog" not in p.log()
+    finally:
+        with pg.superuser(dbname=APPDB) as su:
+            su.execute("DROP TABLE h19_cached")
