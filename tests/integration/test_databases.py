@@ -517,3 +517,39 @@ def test_result_cache_serves_an_alias_with_a_forced_user(pg, proxy, config):
     finally:
         with pg.superuser(dbname=APPDB) as su:
             su.execute("DROP TABLE h19_cached")
+
+
+# ------------------------------------------------------------------ pgbench
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_pgbench_two_users_under_max_db_connections_fail_nothing(pg, proxy, config, tmp_path,
+                                                                 mode):
+    """10 pgbench clients of each of two users through one alias capped at 4
+    server connections: every transaction succeeds, and PostgreSQL never
+    sees more than 4 backends of the two users."""
+    import re
+    cap = 4 if mode == "transaction" else 20  # session: one server per client
+    p = proxy(with_dbs(config, mode, databases=[
+        {"name": "bench", "dbname": APPDB, "max_db_connections": cap, "pool_mode": mode}],
+        pool={"query_wait_timeout_secs": 60}))
+    quiet(pg, ALICE[0], MD5USER[0])
+    script = tmp_path / "q.sql"
+    script.write_text("BEGIN;\nSELECT pg_sleep(0.005);\nSELECT count(*) FROM pg_class;\nEND;\n")
+
+    def bench(user):
+        return subprocess.Popen(
+            [str(pg.bin / "pgbench"), "-n", "-h", "127.0.0.1", "-p", str(p.port), "-U", user[0],
+             "-f", str(script), "-c", "10", "-j", "2", "-T", "5", "-M", "extended", "bench"],
+            env=pg.env(password=user[1]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+
+    with FastSampler(pg, ALICE[0], MD5USER[0]) as s:
+        runs = [bench(ALICE), bench(MD5USER)]
+        outs = [r.communicate(timeout=60)[0] for r in runs]
+    for out in outs:
+        assert re.search(r"(?m)^number of failed transactions: 0\b", out), out
+        m = re.search(r"(?m)^number of transactions actually processed: (\d+)", out)
+        assert m and int(m.group(1)) > 50, out
+    assert max(s.samples) <= cap, sorted(s.samples)[-5:]
+    if mode == "transaction":
+        assert max(s.samples) == cap  # the load filled it
