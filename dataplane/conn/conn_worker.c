@@ -364,6 +364,8 @@ static void turn(struct worker *w, void *arg)
 		if (conn_elapsed(&sv->created, &now) > connect_timeout)
 			sv_login_timeout(sv, connect_timeout);
 	}
+	if (cw->sv[SVL_HANDOVER])
+		sv_handover_tick(w, &now);
 	for (struct client *cl = cw->q[CLQ_CLOSING].head, *next; cl; cl = next) {
 		next = cl->q_next;
 		if (conn_elapsed(&cl->close_start, &now) > CLOSE_LINGER_SECS)
@@ -524,7 +526,7 @@ static void drain_close(struct client *cl, int mode, bool pool_clients_left)
 bool conn_worker_done(struct worker *w)
 {
 	struct conn_worker *cw = cw_of(w);
-	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN])
+	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN] && !cw->sv[SVL_HANDOVER])
 		return true;
 	int mode = __atomic_load_n(&shutdown_mode, __ATOMIC_ACQUIRE);
 	/* over every worker: an admin session waits for all pool clients */

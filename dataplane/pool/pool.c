@@ -37,11 +37,15 @@ struct pool {
 	char *ctr; /* n_ctr blocks of env.ctr_size: the reporter's, per worker */
 	int n_ctr;
 	/* issue 19, set by pool_set_limits (atomics: they follow the config) */
-	int size;          /* own size ([[databases]] pool_size); 0 = the global max */
-	int min;           /* own min idle; -1 = the caller's */
-	int reserve;       /* reserve connections beyond size */
-	int db_cap;        /* total of the pools of this database; 0 = none */
-	int user_cap;      /* total of the pools of this user; 0 = none */
+	int size;     /* own size ([[databases]] pool_size); 0 = the global max */
+	int min;      /* own min idle; -1 = the caller's */
+	int reserve;  /* reserve connections beyond size */
+	int db_cap;   /* total of the pools of this database; 0 = none */
+	int user_cap; /* total of the pools of this user; 0 = none */
+	/* atomic: when its first waiter began to wait (ns, CLOCK_MONOTONIC),
+	 * 0 = none; read without the lock by sibling pools under a shared cap,
+	 * to serve the longest wait first across pools */
+	int64_t head_ns;
 	int64_t retire_ns; /* atomic: servers created before (monotonic ns) go when released */
 };
 
@@ -169,6 +173,20 @@ struct pool *pool_next_of(struct pool *p)
 	return n;
 }
 
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+/* After any change of p's queue, under p->mu. */
+static void note_head(struct pool *p)
+{
+	int64_t ns = p->wait_head ? ts_ns(&p->wait_head->since) : 0;
+	if (p->wait_head && ns == 0)
+		ns = 1;
+	__atomic_store_n(&p->head_ns, ns, __ATOMIC_RELAXED);
+}
+
 static bool capped(const struct pool *p)
 {
 	return __atomic_load_n(&p->db_cap, __ATOMIC_RELAXED) > 0 ||
@@ -294,6 +312,7 @@ enum pool_grant pool_acquire(struct pool *p, struct pool_waiter *wt, int max_siz
 	p->n_waiting++;
 	g = POOL_WAIT;
 out:
+	note_head(p);
 	pthread_mutex_unlock(&p->mu);
 	if (grp)
 		pthread_mutex_unlock(&group_mu);
@@ -314,30 +333,55 @@ static int siblings_of(struct pool *p, struct pool **out)
 	return n;
 }
 
-/* A sibling of p (same database or user) has clients waiting: p's freed
- * slot is wanted there, so p's idle server should close rather than idle. */
-static bool sibling_waits(struct pool *p)
+/* The longest wait among p's siblings (same database or user) that have
+ * room of their own: its start in ns, 0 = none waits. */
+static int64_t sibling_oldest_ns(struct pool *p)
 {
 	struct pool *sib[GROUP_SCAN_MAX];
 	int n = siblings_of(p, sib);
-	for (int i = 0; i < n; i++)
-		if (__atomic_load_n(&sib[i]->n_waiting, __ATOMIC_RELAXED) > 0 &&
+	int64_t best = 0;
+	for (int i = 0; i < n; i++) {
+		int64_t h = __atomic_load_n(&sib[i]->head_ns, __ATOMIC_RELAXED);
+		if (h && (!best || h < best) &&
 		    __atomic_load_n(&sib[i]->total, __ATOMIC_RELAXED) < pool_max(sib[i]))
-			return true;
-	return false;
+			best = h;
+	}
+	return best;
+}
+
+/* Under p->mu: a sibling's client has waited longer than p's first one (or
+ * p has none), so a slot p frees is due there: the longest wait is served
+ * first across the pools of a shared cap, as within one pool. */
+static bool sibling_first(struct pool *p)
+{
+	int64_t sib = sibling_oldest_ns(p);
+	int64_t own = p->wait_head ? ts_ns(&p->wait_head->since) : 0;
+	return sib && (!own || sib < own);
 }
 
 void pool_group_wake(struct pool *p)
 {
 	struct pool *sib[GROUP_SCAN_MAX + 1];
+	bool tried[GROUP_SCAN_MAX + 1] = {false};
 	int n;
 
 	if (!capped(p))
 		return;
 	n = siblings_of(p, sib);
 	sib[n++] = p;
-	for (int i = 0; i < n; i++) {
-		struct pool *q = sib[i];
+	/* the pool whose first client has waited longest first, while slots
+	 * last; each pool is tried until it has no room or no waiter */
+	for (int round = 0; round < 2 * n + 4; round++) {
+		int pick = -1;
+		int64_t best = 0;
+		for (int i = 0; i < n; i++) {
+			int64_t h = __atomic_load_n(&sib[i]->head_ns, __ATOMIC_RELAXED);
+			if (!tried[i] && h && (!best || h < best))
+				best = h, pick = i;
+		}
+		if (pick < 0)
+			return;
+		struct pool *q = sib[pick];
 		struct pool_waiter *wt = NULL;
 		pthread_mutex_lock(&group_mu);
 		pthread_mutex_lock(&q->mu);
@@ -348,10 +392,13 @@ void pool_group_wake(struct pool *p)
 			q->total++;
 			q->served++;
 		}
+		note_head(q);
 		pthread_mutex_unlock(&q->mu);
 		pthread_mutex_unlock(&group_mu);
 		if (wt)
 			wt->granted(wt, false);
+		else
+			tried[pick] = true;
 	}
 }
 
@@ -373,8 +420,7 @@ struct pool_item *pool_evict_for(struct pool *p)
 				pp = &(*pp)->next;
 			it = *pp;
 			*pp = NULL;
-			q->n_idle--;
-			q->total--;
+			q->n_idle--; /* still counted: the caller's close frees the slot */
 		}
 		pthread_mutex_unlock(&q->mu);
 	}
@@ -412,6 +458,7 @@ bool pool_try_reserve(struct pool *p, struct pool_waiter *wt)
 			got = true;
 		}
 	}
+	note_head(p);
 	pthread_mutex_unlock(&p->mu);
 	if (grp)
 		pthread_mutex_unlock(&group_mu);
@@ -463,10 +510,11 @@ int pool_busy_hint(struct pool *p)
 bool pool_release(struct pool *p, struct pool_item *it, const void *self)
 {
 	pthread_mutex_lock(&p->mu);
-	if (p->total > pool_max(p) || (!p->wait_head && capped(p) && sibling_waits(p))) {
+	if (p->total > pool_max(p) || (capped(p) && sibling_first(p))) {
 		/* the cap was lowered live, or (a reserve connection, or) a
 		 * sibling pool waits under a shared database/user cap: this one
 		 * goes, and its close passes the slot on */
+		note_head(p);
 		pthread_mutex_unlock(&p->mu);
 		return false;
 	}
@@ -483,6 +531,7 @@ bool pool_release(struct pool *p, struct pool_item *it, const void *self)
 		p->idle = it;
 		p->n_idle++;
 	}
+	note_head(p);
 	pthread_mutex_unlock(&p->mu);
 	if (wt)
 		wt->granted(wt, local); /* local: same thread, no mailbox, no wake-up */
@@ -493,7 +542,7 @@ void pool_drop(struct pool *p, int max_size)
 {
 	pthread_mutex_lock(&p->mu);
 	struct pool_waiter *wt = NULL;
-	if (p->total <= max_size && p->wait_head) {
+	if (p->total <= max_size && p->wait_head && !(capped(p) && sibling_first(p))) {
 		/* the dropped slot becomes the waiter's permit */
 		wt = pop_waiter(p);
 		wt->item = NULL;
@@ -502,6 +551,7 @@ void pool_drop(struct pool *p, int max_size)
 	} else {
 		p->total--;
 	}
+	note_head(p);
 	pthread_mutex_unlock(&p->mu);
 	if (wt)
 		wt->granted(wt, false); /* the dropper may be deep in a close */
@@ -529,6 +579,7 @@ bool pool_cancel_wait(struct pool *p, struct pool_waiter *wt)
 		wt->state = POOL_W_NONE;
 		removed = true;
 	}
+	note_head(p);
 	pthread_mutex_unlock(&p->mu);
 	return removed;
 }
