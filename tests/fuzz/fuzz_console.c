@@ -4,7 +4,8 @@
  * (1..256 bytes, an exact heap block, so a write past errlen is caught); the
  * rest, up to its first NUL, is the statement. Checks: a parsed command is
  * well-formed and parses back to itself from its canonical text (PAUSE
- * "name" with quotes doubled), a refusal always says why, and every answer
+ * "name" with quotes doubled, SET key = 'value' with quotes doubled,
+ * KILL_CLIENT id, SHUTDOWN mode), a refusal always says why, and every answer
  * (CommandComplete, EmptyQueryResponse, a SHOW answer without a report or
  * config, the ErrorResponse carrying err) is a walkable run of protocol
  * messages.
