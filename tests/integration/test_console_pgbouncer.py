@@ -20,7 +20,10 @@ STATS = MD5USER  # a stats user: SHOW only
 
 
 def console(p, user=ALICE, dbname="pgbouncer"):
-    return psycopg.connect(p.dsn(user[0], user[1], dbname), autocommit=True)
+    # simple Query only, as on PgBouncer's console: psycopg would prepare a
+    # statement run a sixth time
+    return psycopg.connect(p.dsn(user[0], user[1], dbname), autocommit=True,
+                           prepare_threshold=None)
 
 
 def show(adm, what):
