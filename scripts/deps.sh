@@ -24,6 +24,8 @@ PACKAGES=(
 	prometheus
 	postgresql-15 postgresql-client-15 postgresql-contrib
 	redis-server slapd ldap-utils pgbouncer
+	# test_console_pgbouncer.py: the exporter PgBouncer users run, scraping the console
+	prometheus-pgbouncer-exporter
 	openssl procps iproute2
 	systemd man-db # test_install.py: systemd-analyze verify, man --warnings
 	# real drivers for tests/integration/test_drivers.py (node's pg comes from

@@ -44,6 +44,35 @@ void cw_post_admin_reply(int widx, uint64_t cl_id, const uint8_t *msg, uint32_t 
 /* Thread-safe: a pause or drain changed, held clients look again. */
 void conn_hold_changed(void);
 
+/* The admin console's actions (conn_admin.c), thread-safe, done on the
+ * workers that own the sockets (asynchronously: they return once posted).
+ * reason is the FATAL message the closed clients get (57P01).
+ * conn_kill_client: client cl_id of worker widx; -EINVAL for a bad widx.
+ * conn_kill_database: every logged-in client of db ("" = of every
+ * database) on every worker; admin console sessions stay. */
+int conn_kill_client(int widx, uint64_t cl_id, const char *reason);
+int conn_kill_database(const char *db, const char *reason);
+/* DISABLE / ENABLE: new logins to db are refused (55000) while disabled.
+ * -EINVAL for an empty or too long name, -ENOSPC past 64 databases. */
+int conn_disable_database(const char *db, bool disable);
+bool conn_database_disabled(const char *db);
+size_t conn_disabled_databases(char (*names)[64], size_t cap);
+/* RECONNECT: the server connections of db's pools ("" = all) open now are
+ * closed (idle ones at once, busy ones when released) and new ones open as
+ * needed. Returns the pools marked, or -errno. */
+int conn_reconnect(const char *db);
+
+/* SHUTDOWN on the admin console, set before the drain starts (SIGTERM):
+ * NONE is a plain SIGTERM (clients finish, up to shutdown_timeout_secs);
+ * WAIT_FOR_SERVERS also closes clients holding no server; NOW closes
+ * every client. Admin console sessions never hold a drain. */
+enum conn_shutdown {
+	CONN_SHUTDOWN_NONE,
+	CONN_SHUTDOWN_WAIT_FOR_SERVERS,
+	CONN_SHUTDOWN_NOW,
+};
+void conn_set_shutdown(enum conn_shutdown mode);
+
 /* Monotonic clock readings as conn/ and its reports use them. */
 void conn_now(struct timespec *ts);
 double conn_elapsed(const struct timespec *since, const struct timespec *now);

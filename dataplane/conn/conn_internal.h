@@ -152,7 +152,17 @@ struct client {
 	bool tx_take;                      /* cl_get_server_for_tx: return a server got at once */
 	struct server *tx_taken;           /* ... that server */
 	char user[64];
-	char database[64];
+	char database[64]; /* as the client named it: a [[databases]] alias */
+	/* issue 19: its [[databases]] entry (in cl->snap->cfg; NULL = none)
+	 * and what its servers log in as: the entry's dbname and forced user,
+	 * else database and user */
+	const struct cfg_database *db;
+	char sv_database[64];
+	char sv_user[64];
+	/* issue 19 timeouts (cl_timeouts_tick, once a second): receives so
+	 * far, how many the last tick saw, and since when it has been idle */
+	uint64_t rx_n, rx_seen;
+	struct timespec idle_since;
 	char peer[64];
 	bool logged_in;             /* authenticated: log_disconnections covers it */
 	bool close_logged;          /* its closing reason is logged already (login_failed) */
@@ -202,8 +212,10 @@ struct client {
 	struct server *authq;               /* auth_query lookup in progress */
 	struct timespec close_start;
 	bool await_handoff;            /* closed while handed something: free after delivery */
-	bool admin;                    /* admin console session (database "heliosproxy") */
+	bool admin;                    /* admin console session ("heliosproxy", "pgbouncer") */
 	bool admin_busy;               /* its statement is with the console thread */
+	bool admin_read_only;          /* a stats_users session: SHOW only */
+	bool login_counted;            /* its login is in a pool's count */
 	uint32_t connect_s, request_s; /* monotonic seconds (reports) */
 	/* woken from a wait on a token (txn_req.c): the request stages run
 	 * again once without waiting */
@@ -244,8 +256,10 @@ enum sv_state {
  * idle in a pool are on its idle list instead, closing ones on none. */
 enum sv_list {
 	SVL_NONE,
-	SVL_LOGIN,  /* SV_CONNECTING .. SV_LOGIN (server_connect_timeout_secs) */
-	SVL_ACTIVE, /* attached and in use: SV_ACTIVE, SV_RESETTING, SV_AUTH_QUERY, SV_LISTENER */
+	SVL_LOGIN,    /* SV_CONNECTING .. SV_LOGIN (server_connect_timeout_secs) */
+	SVL_ACTIVE,   /* attached and in use: SV_ACTIVE, SV_RESETTING, SV_AUTH_QUERY, SV_LISTENER */
+	SVL_HANDOVER, /* SV_CLOSING after a Terminate, its slot kept until EOF (sv_close_handover)
+	               */
 	SVL_COUNT,
 };
 
@@ -267,11 +281,13 @@ struct server {
 	int node_port;
 	uint32_t backend_pid, backend_key;
 	char tx_status;
-	bool clean;          /* idle at ReadyForQuery, nothing sent since */
-	bool open_batch;     /* tx: extended messages sent since the last Sync/Query */
-	bool needs_reset;    /* tx: held a pinned client's state: DISCARD ALL before pooling */
-	bool seq_discard;    /* tx: DISCARD SEQUENCES goes ahead of the client's next bytes */
-	bool q_busy, x_busy; /* a query / transaction is running (stats) */
+	bool clean;           /* idle at ReadyForQuery, nothing sent since */
+	bool open_batch;      /* tx: extended messages sent since the last Sync/Query */
+	bool needs_reset;     /* tx: held a pinned client's state: DISCARD ALL before pooling */
+	bool seq_discard;     /* tx: DISCARD SEQUENCES goes ahead of the client's next bytes */
+	bool q_busy, x_busy;  /* a query / transaction is running (stats) */
+	struct timespec z_at; /* its last ReadyForQuery: idle_transaction_timeout */
+	bool handover;        /* closing: its pool slot is freed at the backend's EOF */
 	struct timespec q_start, x_start;
 	struct timespec created, last_used;
 
@@ -363,6 +379,7 @@ enum pin_reason {
 	PIN_UNTRACKED, /* session changes the proxy cannot follow (set_config, huge SQL...) */
 	PIN_COUNT,
 };
+extern int g_admin_sessions; /* conn_worker.c: admin console sessions now */
 extern uint64_t g_pin_count[PIN_COUNT];
 const char *pin_reason_str(enum pin_reason r);
 
@@ -483,6 +500,8 @@ void cl_handoff_arrived(struct client *cl);
  * there); allocates nothing (cl->mail). */
 void cl_post_handoff(struct client *cl);
 void cl_wait_timeout_check(struct worker *w, const struct timespec *now);
+/* Once a second: query_timeout, idle_transaction_timeout, client_idle_timeout. */
+void cl_timeouts_tick(struct worker *w, const struct timespec *now);
 /* login.c: clients past client_login_timeout_secs are closed. */
 void cl_login_timeout_check(struct worker *w, const struct timespec *now);
 /* login.c: a password derivation came back (on its worker's thread). */
@@ -514,6 +533,15 @@ const char *sv_state_str(enum sv_state s);
  * sv_list); false (and a log line) for an illegal move. The one place
  * sv->state changes. */
 bool sv_set_state(struct server *sv, enum sv_state to);
+/* Closes sv so that its pool slot can go to another pool under a shared cap
+ * (max_db/user_connections, a lowered size): Terminate, then the slot is
+ * freed when PostgreSQL has closed the backend (EOF), or after
+ * HANDOVER_MAX_SECS, so pg_stat_activity never shows more backends than the
+ * cap while the slot moves. TLS servers (Terminate must be encrypted) and
+ * servers with I/O in flight close at once. */
+void sv_close_handover(struct server *sv);
+/* From the worker's tick: handovers whose backend never answered. */
+void sv_handover_tick(struct worker *w, const struct timespec *now);
 void sv_resume_source(struct server *sv);
 void sv_client_data(struct server *sv, struct io_chunk *c);
 /* May an idle pooled server be handed out? False when its socket has
@@ -524,6 +552,8 @@ bool sv_alive(struct server *sv);
  * shutdown), or those past idle_timeout (keeping min_idle) or lifetime
  * and those whose backend is gone. */
 void sv_pool_close_idle(struct worker *w, struct pool *p);
+/* RECONNECT marked its pool after it was created: closed when released. */
+bool sv_close_needed(const struct server *sv);
 void sv_pool_expire(struct worker *w, struct pool *p, const struct timespec *now, int idle_timeout,
                     int lifetime, int min_idle);
 /* An ErrorResponse body from the server: a FATAL's SQLSTATE is kept. */

@@ -68,6 +68,7 @@ void conn_ctr_ready(struct server *sv, char status)
 		return;
 	struct timespec now;
 	conn_now(&now);
+	sv->z_at = now; /* idle_transaction_timeout counts from here */
 	uint64_t q = us_between(&sv->q_start, &now);
 	sv->q_busy = false;
 	ctr_add(&c->queries, 1);
@@ -97,6 +98,21 @@ void conn_ctr_spliced(struct server *sv, uint64_t queries, uint64_t xacts, uint6
 	ctr_add(&c->xact_us, query_us); /* per statement: the best the counts allow */
 }
 
+void conn_ctr_login(struct pool *p, int widx)
+{
+	ctr_add(&pool_ctr(p, widx)->logins, 1);
+}
+
+void conn_ctr_prep(struct server *sv, enum conn_prep_ev ev)
+{
+	struct pool_ctr *c = ctr_of(sv);
+	if (c)
+		ctr_add(ev == CONN_PREP_CLIENT_PARSE   ? &c->cparse
+		        : ev == CONN_PREP_SERVER_PARSE ? &c->sparse
+		                                       : &c->binds,
+		        1);
+}
+
 void conn_ctr_waited(struct client *cl, const struct timespec *since)
 {
 	if (!cl->pool)
@@ -105,6 +121,7 @@ void conn_ctr_waited(struct client *cl, const struct timespec *since)
 	struct timespec now;
 	conn_now(&now);
 	uint64_t w = us_between(since, &now);
+	ctr_add(&c->assigns, 1);
 	ctr_add(&c->wait_us, w);
 	ctr_add(&c->wh[ctr_bucket(w)], 1);
 }
@@ -128,17 +145,19 @@ void conn_totals(struct conn_totals *out)
 
 /* ------------------------------------------------------------ console seam */
 
-static int (*console_submit)(int widx, uint64_t cl_id, const char *sql); /* atomic */
+static int (*console_submit)(int widx, uint64_t cl_id, const char *sql,
+                             bool read_only); /* atomic */
 
-void conn_set_console(int (*fn)(int widx, uint64_t cl_id, const char *sql))
+void conn_set_console(int (*fn)(int widx, uint64_t cl_id, const char *sql, bool read_only))
 {
 	__atomic_store_n(&console_submit, fn, __ATOMIC_RELEASE);
 }
 
-int conn_console_submit(int widx, uint64_t cl_id, const char *sql)
+int conn_console_submit(int widx, uint64_t cl_id, const char *sql, bool read_only)
 {
-	int (*fn)(int, uint64_t, const char *) = __atomic_load_n(&console_submit, __ATOMIC_ACQUIRE);
-	return fn ? fn(widx, cl_id, sql) : -1;
+	int (*fn)(int, uint64_t, const char *, bool) =
+	    __atomic_load_n(&console_submit, __ATOMIC_ACQUIRE);
+	return fn ? fn(widx, cl_id, sql, read_only) : -1;
 }
 
 /* ------------------------------------------------------------ snapshots */
@@ -239,9 +258,15 @@ static void client_row(struct conn_client_row *r, const struct client *cl, const
 		r->wait_secs = conn_elapsed(&cl->wait_start, now);
 	r->server_pid = cl->server ? cl->server->backend_pid : 0;
 	r->tls = cl->is_tls;
-	for (int i = 0; i < cl->n_params; i++)
+	copy(r->replication, sizeof(r->replication), cl->replication ? "physical" : "none");
+	r->prepared = cl->prep.count;
+	for (int i = 0; i < cl->n_params; i++) {
 		if (!strcmp(cl->params[i].name, "application_name"))
 			copy(r->app_name, sizeof(r->app_name), cl->params[i].value);
+		else if (cl->replication && !strcmp(cl->params[i].name, "replication") &&
+		         !strcmp(cl->params[i].value, "database"))
+			copy(r->replication, sizeof(r->replication), "logical");
+	}
 	for (int k = 0; k < PIN_COUNT; k++)
 		if (cl->pins & (1u << k)) {
 			copy(r->pinned, sizeof(r->pinned), pin_reason_str((enum pin_reason)k));
@@ -270,6 +295,8 @@ static void server_row(struct conn_server_row *r, const struct server *sv, const
 	r->client_id = sv->client ? sv->client->id : 0;
 	r->tls = sv->ep.tls != NULL;
 	r->worker = widx;
+	r->close_needed = sv_close_needed(sv);
+	r->prepared = sv->prep.n;
 }
 
 int conn_snapshot_worker(struct worker *w, bool detail, const struct timespec *now,

@@ -44,6 +44,8 @@ struct conn_client_row {
 	uint64_t spliced_queries;
 	char spliced_tx; /* its transaction status, '\0' when not spliced */
 	int worker;
+	char replication[12]; /* none, physical, logical (replication=database) */
+	uint32_t prepared;    /* its named statements (transaction pooling) */
 };
 
 /* One server connection. */
@@ -57,7 +59,9 @@ struct conn_server_row {
 	struct timespec created, last_used; /* monotonic */
 	uint64_t client_id;                 /* the client it serves, 0 = none */
 	bool tls;
-	int worker; /* -1: idle in its pool */
+	int worker;        /* -1: idle in its pool */
+	bool close_needed; /* RECONNECT: closed when released */
+	uint32_t prepared; /* statements the proxy prepared on it */
 };
 
 /* A pool's clients and logins as one worker sees them. */
@@ -110,12 +114,14 @@ void conn_totals(struct conn_totals *out);
  * statements go to the console thread (report/admin.c) through the
  * function report/ registers at start-up, and the answers come back on
  * the worker's mailbox (cl_admin_reply). Same name as CONSOLE_DBNAME. */
-#define CONN_CONSOLE_DB "heliosproxy"
+#define CONN_CONSOLE_DB     "heliosproxy"
+#define CONN_CONSOLE_DB_PGB "pgbouncer" /* PgBouncer's name for it: its tooling works */
 /* fn queues one statement of client cl_id of worker widx; -1 when it cannot
  * (queue full, console not running). NULL unregisters. */
-void conn_set_console(int (*fn)(int widx, uint64_t cl_id, const char *sql));
+void conn_set_console(int (*fn)(int widx, uint64_t cl_id, const char *sql, bool read_only));
 /* conn/: hands a statement to the registered console; -1 without one. */
-int conn_console_submit(int widx, uint64_t cl_id, const char *sql);
+/* read_only: a stats_users session, which may only SHOW. */
+int conn_console_submit(int widx, uint64_t cl_id, const char *sql, bool read_only);
 
 /* ---- counters, called by conn/ only (hot path: plain stores) ---- */
 
@@ -125,6 +131,13 @@ void conn_ctr_client_sent(struct server *sv, uint32_t nbytes);         /* client
 void conn_ctr_server_sent(struct server *sv, uint32_t nbytes);         /* server -> client */
 void conn_ctr_ready(struct server *sv, char status);                   /* ReadyForQuery relayed */
 void conn_ctr_waited(struct client *cl, const struct timespec *since); /* got a server */
+/* Transaction pooling's named prepared statements (PgBouncer's
+ * client_parse / server_parse / bind counts): a client's Parse, a Parse the
+ * proxy sends to a server, a client's Bind of a named statement. */
+enum conn_prep_ev { CONN_PREP_CLIENT_PARSE, CONN_PREP_SERVER_PARSE, CONN_PREP_BIND };
+void conn_ctr_prep(struct server *sv, enum conn_prep_ev ev);
+/* A client that logged in got its first pool (SHOW STATS client_login_count). */
+void conn_ctr_login(struct pool *p, int widx);
 /* Counts of a session spliced in the kernel since the last call (each
  * query is put in the histogram bucket of their mean time). */
 void conn_ctr_spliced(struct server *sv, uint64_t queries, uint64_t xacts, uint64_t query_us,

@@ -6,6 +6,7 @@
  * May call: conn/, pipeline/, pool/, policy/, rt/, io/, auth/.
  */
 #include "dataplane/conn/conn_worker.h"
+#include "dataplane/conn/conn.h"
 
 #include "common/cfg.h"
 #include "common/log.h"
@@ -30,6 +31,7 @@
 #define CLOSE_LINGER_SECS 5.0
 
 int g_client_count;
+int g_admin_sessions; /* admin console sessions among g_client_count */
 
 /* ------------------------------------------------------------ listening */
 
@@ -362,12 +364,23 @@ static void turn(struct worker *w, void *arg)
 		if (conn_elapsed(&sv->created, &now) > connect_timeout)
 			sv_login_timeout(sv, connect_timeout);
 	}
+	if (cw->sv[SVL_HANDOVER])
+		sv_handover_tick(w, &now);
 	for (struct client *cl = cw->q[CLQ_CLOSING].head, *next; cl; cl = next) {
 		next = cl->q_next;
 		if (conn_elapsed(&cl->close_start, &now) > CLOSE_LINGER_SECS)
 			io_sock_close(&cl->ep.sock);
 	}
 	listen_worker_tick(w);
+}
+
+/* Once a second: query, idle-in-transaction and client idle timeouts. */
+static void client_timeouts(struct worker *w, void *arg)
+{
+	(void)arg;
+	struct timespec now;
+	conn_now(&now);
+	cl_timeouts_tick(w, &now);
 }
 
 /* Every wake-up: servers held while a cancel was in flight. */
@@ -402,12 +415,14 @@ static void maintain_pools(struct worker *w, void *arg)
 			sv_pool_close_idle(w, p);
 			continue;
 		}
+		/* a [[databases]] entry's own min_pool_size and pool_size */
+		int min_idle = pool_min(p, c->pool.min_idle);
 		sv_pool_expire(w, p, &now, c->pool.idle_timeout_secs, c->pool.server_lifetime_secs,
-		               c->pool.min_idle);
+		               min_idle);
 		while (!__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE) &&
-		       pool_want_warm(p, c->pool.min_idle, c->pool.max_pool_size)) {
+		       pool_want_warm(p, min_idle, pool_max(p))) {
 			if (sv_connect(w, p, NULL, pool_node(p)) < 0) {
-				pool_drop(p, c->pool.max_pool_size);
+				pool_drop(p, pool_max(p));
 				break;
 			}
 		}
@@ -462,6 +477,8 @@ int conn_worker_start(struct worker *w)
 		err = worker_every(w, 0, turn, NULL);
 	if (!err)
 		err = worker_every(w, 0, cancel_turn, NULL);
+	if (!err)
+		err = worker_every(w, 1000, client_timeouts, NULL);
 	if (!err && w->idx == 0)
 		err = worker_every(w, 1000, maintain_pools, NULL);
 	return err;
@@ -483,11 +500,42 @@ void conn_worker_stop(struct worker *w)
 			sv_pool_close_idle(w, p);
 }
 
+/* SHUTDOWN on the admin console (conn_set_shutdown): how the drain ends. */
+static int shutdown_mode; /* atomic: enum conn_shutdown */
+
+void conn_set_shutdown(enum conn_shutdown mode)
+{
+	__atomic_store_n(&shutdown_mode, (int)mode, __ATOMIC_RELEASE);
+}
+
+/* During a drain: admin console sessions do not hold it (PgBouncer's
+ * shutdown waits for pool clients only; a monitoring session would hold
+ * it forever), so they are closed once no pool client is left. With
+ * WAIT_FOR_SERVERS a client holding no server is closed (it would only
+ * wait for one), and SHUTDOWN closes everyone. */
+static void drain_close(struct client *cl, int mode, bool pool_clients_left)
+{
+	if (cl->state == CL_CLOSING || cl->state == CL_CLOSED)
+		return; /* flushing its last bytes */
+	if (cl->admin ? !pool_clients_left || mode == CONN_SHUTDOWN_NOW
+	              : mode == CONN_SHUTDOWN_NOW || (mode == CONN_SHUTDOWN_WAIT_FOR_SERVERS &&
+	                                              !cl->server && !cl->connecting))
+		cl_close(cl, "57P01", "terminating connection due to proxy shutdown");
+}
+
 bool conn_worker_done(struct worker *w)
 {
 	struct conn_worker *cw = cw_of(w);
-	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN])
+	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN] && !cw->sv[SVL_HANDOVER])
 		return true;
+	int mode = __atomic_load_n(&shutdown_mode, __ATOMIC_ACQUIRE);
+	/* over every worker: an admin session waits for all pool clients */
+	bool pool_clients = __atomic_load_n(&g_client_count, __ATOMIC_RELAXED) >
+	                    __atomic_load_n(&g_admin_sessions, __ATOMIC_RELAXED);
+	for (struct client *cl = cw->clients, *next; cl; cl = next) {
+		next = cl->all_next;
+		drain_close(cl, mode, pool_clients);
+	}
 	struct timespec now;
 	conn_now(&now);
 	struct snap *sn = snap_current();

@@ -20,6 +20,8 @@
 
 #include "common/log.h"
 #include "dataplane/conn/conn_internal.h"
+
+#include "common/cfg.h"
 #include "dataplane/conn/server_internal.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/snap.h"
@@ -218,11 +220,17 @@ static int ireq_conn_submit(const struct ireq *rq)
 		return -EINVAL;
 	struct snap *sn = snap_current();
 	int node = sn ? route_primary(sn->cfg) : -1;
+	/* a [[databases]] entry's forced user: its clients' pool, whose
+	 * servers know how to log in (the login user's would have none) */
+	bool none;
+	const struct cfg_database *db = sn ? cfg_database_find(sn->cfg, rq->database, &none) : NULL;
+	char user[64];
+	snprintf(user, sizeof(user), "%s", db && db->user[0] ? db->user : rq->user);
 	snap_unref(sn);
 	if (node < 0)
 		return -EHOSTUNREACH;
 	struct pool *p =
-	    pool_lookup(rq->database, rq->user, rq->tenant ? rq->tenant : "", node, rq->server_cap);
+	    pool_lookup(rq->database, user, rq->tenant ? rq->tenant : "", node, rq->server_cap);
 	if (!p)
 		return -ENOMEM;
 	struct ireq_run *r = calloc(1, sizeof(*r));

@@ -5,6 +5,7 @@
  * authenticated the pool is asked for a server (client.c).
  */
 #include "dataplane/conn/conn_internal.h"
+#include "dataplane/conn/conn.h"
 #include "dataplane/conn/client_internal.h"
 #include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/splice.h"
@@ -38,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -379,8 +381,17 @@ static void auth_ok(struct client *cl)
 	__atomic_add_fetch(&g_logins_total, 1, __ATOMIC_RELAXED);
 	cl_login_end(cl);
 	cl_set_state(cl, CL_WAIT_SERVER);
-	if (!strcmp(cl->database, CONN_CONSOLE_DB)) {
+	if (!strcmp(cl->database, CONN_CONSOLE_DB) || !strcmp(cl->database, CONN_CONSOLE_DB_PGB)) {
 		admin_login(cl);
+		return;
+	}
+	if (conn_database_disabled(cl->database)) {
+		char msg[160];
+		/* PgBouncer's words; SQLSTATE as PostgreSQL's datallowconn refusal */
+		snprintf(msg, sizeof(msg), "database does not allow connections: %s", cl->database);
+		log_info("client %llu %s user=%s db=%s: refused: DISABLEd on the admin console",
+		         (unsigned long long)cl->id, cl->peer, cl->user, cl->database);
+		cl_close(cl, "55000", msg);
 		return;
 	}
 	const char *code = NULL;
@@ -412,14 +423,18 @@ static void auth_ok(struct client *cl)
 /* The special database: no server, statements go to the console thread. */
 static void admin_login(struct client *cl)
 {
-	if (!cfg_is_admin_user(cl->snap->cfg, cl->user)) {
+	/* PgBouncer: admin_users may do everything, stats_users SHOW only */
+	bool admin = cfg_is_admin_user(cl->snap->cfg, cl->user);
+	if (!admin && !cfg_is_stats_user(cl->snap->cfg, cl->user)) {
 		char msg[200];
 		snprintf(msg, sizeof(msg),
-		         "user \"%s\" may not use the admin console (not in admin_users)",
+		         "user \"%s\" may not use the admin console (not in admin_users or "
+		         "stats_users)",
 		         cl->user);
 		cl_close(cl, "42501", msg);
 		return;
 	}
+	cl->admin_read_only = !admin;
 	uint8_t buf[512];
 	struct pgw_out o;
 	pgw_out_init(&o, buf, sizeof(buf));
@@ -434,9 +449,10 @@ static void admin_login(struct client *cl)
 	pgw_ready(&o, 'I');
 	cl_send_msg(cl, &o);
 	cl->admin = true;
+	__atomic_add_fetch(&g_admin_sessions, 1, __ATOMIC_RELAXED);
 	cl_set_state(cl, CL_ACTIVE);
-	log_info("client %llu %s: admin console session for user %s", (unsigned long long)cl->id,
-	         cl->peer, cl->user);
+	log_info("client %llu %s: admin console session for user %s%s", (unsigned long long)cl->id,
+	         cl->peer, cl->user, admin ? "" : " (stats_users: SHOW only)");
 }
 
 /* Takes whole messages from the admin client's buffer, one statement at a
@@ -461,7 +477,8 @@ void cl_admin_input(struct client *cl)
 			         "the admin console accepts simple Query messages only");
 			return;
 		}
-		if (conn_console_submit(cl->w->idx, cl->id, (const char *)m.body) < 0) {
+		if (conn_console_submit(cl->w->idx, cl->id, (const char *)m.body,
+		                        cl->admin_read_only) < 0) {
 			cl_close(cl, "53000", "the admin console is busy; try again");
 			return;
 		}
@@ -749,7 +766,7 @@ static void start_auth(struct client *cl)
 		send_cleartext_request(cl);
 		return;
 	}
-	if (!u && c->auth.auth_user[0]) {
+	if (!u && (c->auth.auth_user[0] || (cl->db && cl->db->auth_user[0]))) {
 		authq_start(cl);
 		return;
 	}
@@ -1121,6 +1138,53 @@ static int negotiate_protocol(struct client *cl, struct pgw_startup *st)
 	return 0;
 }
 
+/* Adds name = value to the startup parameters unless the client sent it
+ * (a [[databases]] entry's client_encoding, datestyle, timezone: the
+ * server's default for its clients, as PgBouncer's connect string). */
+static void default_param(struct pgw_startup *st, const char *name, const char *value)
+{
+	if (!value[0] || st->n_params >= PGW_MAX_PARAMS)
+		return;
+	for (int i = 0; i < st->n_params; i++)
+		if (!strcasecmp(st->params[i].name, name))
+			return;
+	st->params[st->n_params++] = (struct pgw_param){name, value};
+}
+
+/* issue 19: the client's [[databases]] entry: what its servers log in as,
+ * the startup parameters the entry adds. An unknown database when there are
+ * entries but no "*" gets PgBouncer's 3D000. Returns 0 or -1 (closed). */
+static int resolve_database(struct client *cl, struct pgw_startup *st)
+{
+	const struct cfg *c = cl->snap->cfg;
+	bool none;
+
+	cl->db = NULL;
+	snprintf(cl->sv_database, sizeof(cl->sv_database), "%s", cl->database);
+	snprintf(cl->sv_user, sizeof(cl->sv_user), "%s", cl->user);
+	if (!strcmp(cl->database, CONN_CONSOLE_DB) || !strcmp(cl->database, CONN_CONSOLE_DB_PGB))
+		return 0; /* the admin console (report/console.c) is no database entry */
+	cl->db = cfg_database_find(c, cl->database, &none);
+	if (none) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "no such database: %s", cl->database);
+		log_info("client %llu %s user=%s db=%s: refused: no [[databases]] entry",
+		         (unsigned long long)cl->id, cl->peer, cl->user, cl->database);
+		cl_close(cl, "3D000", msg);
+		return -1;
+	}
+	if (!cl->db)
+		return 0;
+	if (cl->db->dbname[0])
+		snprintf(cl->sv_database, sizeof(cl->sv_database), "%s", cl->db->dbname);
+	if (cl->db->user[0])
+		snprintf(cl->sv_user, sizeof(cl->sv_user), "%s", cl->db->user);
+	default_param(st, "client_encoding", cl->db->client_encoding);
+	default_param(st, "DateStyle", cl->db->datestyle);
+	default_param(st, "TimeZone", cl->db->timezone);
+	return 0;
+}
+
 static void handle_startup_packet(struct client *cl, struct pgw_startup *st)
 {
 	const struct cfg *c = cl->snap->cfg;
@@ -1189,15 +1253,18 @@ static void handle_startup_packet(struct client *cl, struct pgw_startup *st)
 	snprintf(cl->user, sizeof(cl->user), "%s", st->user);
 	snprintf(cl->database, sizeof(cl->database), "%s", st->database);
 	cl->replication = st->replication;
+	if (resolve_database(cl, st) < 0)
+		return;
 	if (copy_params(cl, st) < 0) {
 		cl_close(cl, "53200", "out of memory");
 		return;
 	}
-	if (!cl->replication && c->pool.mode != CFG_POOL_SESSION) {
+	enum cfg_pool_mode mode = cfg_pool_mode_for(c, cl->db, cl->user);
+	if (!cl->replication && mode != CFG_POOL_SESSION) {
 		/* servers are shared between clients: they start neutral and get
 		 * each client's settings applied when it lands on them */
 		cl->txn = true;
-		cl->stmt_mode = c->pool.mode == CFG_POOL_STATEMENT;
+		cl->stmt_mode = mode == CFG_POOL_STATEMENT;
 		cl->signature = 0;
 		if (tx_client_init(cl) < 0) {
 			cl_close(cl, "53200", "out of memory (startup parameters)");

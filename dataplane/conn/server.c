@@ -305,12 +305,31 @@ static void set_user_credentials(struct server *sv, const struct cfg *c)
 	}
 }
 
+/* The forced user of [[databases]] entry db: the entry's password, else
+ * that user's from [[auth.users]] / users_file. */
+static void forced_user_credentials(struct server *sv, const struct cfg *c,
+                                    const struct cfg_database *db)
+{
+	sv->password[0] = sv->server_password[0] = '\0';
+	sv->have_client_key = false;
+	if (db->password[0])
+		snprintf(sv->password, sizeof(sv->password), "%s", db->password);
+	else
+		set_user_credentials(sv, c);
+}
+
 /* The client's user, database and credentials (password or the SCRAM key
  * it proved), for a server that logs in on its behalf. */
 static void take_client_identity(struct server *sv, const struct client *cl)
 {
-	snprintf(sv->user, sizeof(sv->user), "%s", cl->user);
-	snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
+	snprintf(sv->user, sizeof(sv->user), "%s", cl->sv_user);
+	snprintf(sv->database, sizeof(sv->database), "%s", cl->sv_database);
+	if (cl->db && cl->db->user[0]) {
+		/* a [[databases]] entry's forced user: its password, never the
+		 * client's own credentials */
+		forced_user_credentials(sv, cl->snap->cfg, cl->db);
+		return;
+	}
 	snprintf(sv->password, sizeof(sv->password), "%s", cl->password ? cl->password : "");
 	snprintf(sv->server_password, sizeof(sv->server_password), "%s",
 	         cl->server_password ? cl->server_password : "");
@@ -351,10 +370,17 @@ int sv_connect(struct worker *w, struct pool *pool, struct client *cl, int node_
 		if (r < 0)
 			goto out;
 	} else {
-		/* warming the pool: the last startup packet it saw */
+		/* warming the pool: the last startup packet it saw (which names
+		 * the entry's real database and user) */
+		bool none;
+		const struct cfg_database *db = cfg_database_find(c, pool_database(pool), &none);
 		snprintf(sv->user, sizeof(sv->user), "%s", pool_user(pool));
-		snprintf(sv->database, sizeof(sv->database), "%s", pool_database(pool));
-		set_user_credentials(sv, c);
+		snprintf(sv->database, sizeof(sv->database), "%s",
+		         db && db->dbname[0] ? db->dbname : pool_database(pool));
+		if (db && db->user[0] && !strcmp(db->user, sv->user))
+			forced_user_credentials(sv, c, db);
+		else
+			set_user_credentials(sv, c);
 		sv->startup_pkt = pool_warm_startup(pool, &sv->startup_len, &sv->signature);
 		if (!sv->startup_pkt) {
 			r = -ENOENT;
@@ -386,8 +412,9 @@ int sv_auth_query(struct worker *w, struct client *cl, int node_idx)
 	struct server *sv = sv_alloc(c, node_idx);
 	if (!sv)
 		return -ENOMEM;
-	snprintf(sv->user, sizeof(sv->user), "%s", c->auth.auth_user);
-	snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
+	snprintf(sv->user, sizeof(sv->user), "%s",
+	         cl->db && cl->db->auth_user[0] ? cl->db->auth_user : c->auth.auth_user);
+	snprintf(sv->database, sizeof(sv->database), "%s", cl->sv_database);
 	set_user_credentials(sv, c);
 	int r = start_neutral(w, sv);
 	if (r < 0)
@@ -513,6 +540,54 @@ void sv_pool_expire(struct worker *w, struct pool *p, const struct timespec *now
 }
 
 /* Closes a server; a bound client is told (and closed after its flush). */
+#define HANDOVER_MAX_SECS 2
+
+void sv_close_handover(struct server *sv)
+{
+	static const uint8_t term[5] = {'X', 0, 0, 0, 4};
+
+	if (sv->state == SV_CLOSING || !sv->counted || !sv->pool || sv->ep.tls || !sv->w ||
+	    sv->ep.sock.fd < 0 || !io_sock_idle(&sv->ep.sock) || !ep_flushed(&sv->ep) ||
+	    send(sv->ep.sock.fd, term, sizeof(term), MSG_DONTWAIT | MSG_NOSIGNAL) !=
+	        (ssize_t)sizeof(term) ||
+	    io_recv_start(&sv->ep.sock) < 0) {
+		sv_close(sv);
+		return;
+	}
+	sv->handover = true;
+	conn_now(&sv->last_used); /* the handover's start */
+	sv_close(sv);
+}
+
+/* The backend is gone (or never answered): the slot goes, and its socket. */
+static void handover_end(struct server *sv)
+{
+	struct server **head = &cw_of(sv->w)->sv[SVL_HANDOVER];
+	if (sv->wl_prev)
+		sv->wl_prev->wl_next = sv->wl_next;
+	else
+		*head = sv->wl_next;
+	if (sv->wl_next)
+		sv->wl_next->wl_prev = sv->wl_prev;
+	sv->wl_next = sv->wl_prev = NULL;
+	sv->wlist = SVL_NONE;
+	sv->handover = false;
+	if (sv->counted) {
+		sv->counted = false;
+		pool_drop(sv->pool, pool_max(sv->pool));
+	}
+	io_sock_close(&sv->ep.sock);
+}
+
+void sv_handover_tick(struct worker *w, const struct timespec *now)
+{
+	for (struct server *sv = cw_of(w)->sv[SVL_HANDOVER], *next; sv; sv = next) {
+		next = sv->wl_next;
+		if (conn_elapsed(&sv->last_used, now) > HANDOVER_MAX_SECS)
+			handover_end(sv);
+	}
+}
+
 void sv_close(struct server *sv)
 {
 	if (sv->state == SV_CLOSING)
@@ -537,6 +612,17 @@ void sv_close(struct server *sv)
 			cl->connecting = NULL;
 		if (cl->server == sv)
 			cl_server_gone(cl);
+	}
+	if (sv->handover) {
+		/* kept on its worker's handover list until the backend's EOF */
+		struct server **head = &cw_of(sv->w)->sv[SVL_HANDOVER];
+		sv->wlist = SVL_HANDOVER;
+		sv->wl_prev = NULL;
+		sv->wl_next = *head;
+		if (*head)
+			(*head)->wl_prev = sv;
+		*head = sv;
+		return;
 	}
 	if (sv->counted) {
 		sv->counted = false;
@@ -857,6 +943,10 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
 {
 	struct server *sv = s->owner;
+	if (sv->handover) {
+		io_chunk_release(sv->w->loop, c); /* after our Terminate: nothing to read */
+		return;
+	}
 	if (sv->parking) {
 		io_chunk_release(sv->w->loop, c);
 		sv->parking = false;
@@ -958,6 +1048,10 @@ static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
 static void sv_on_eof(struct io_sock *s, int err)
 {
 	struct server *sv = s->owner;
+	if (sv->handover) {
+		handover_end(sv); /* the backend has exited: its slot may go */
+		return;
+	}
 	if (sv->state == SV_LOGIN || sv->state == SV_CONNECTING || sv->state == SV_TLS ||
 	    sv->state == SV_TLS_REQUEST || sv->state == SV_AUTH_QUERY) {
 		sv_node_failure(sv, "the server closed the connection during login");
@@ -985,6 +1079,12 @@ static void sv_on_eof(struct io_sock *s, int err)
 
 /* ------------------------------------------------------------- release */
 
+bool sv_close_needed(const struct server *sv)
+{
+	int64_t before = sv->pool ? pool_retire_ns(sv->pool) : 0;
+	return before && (int64_t)sv->created.tv_sec * 1000000000 + sv->created.tv_nsec < before;
+}
+
 static void park(struct server *sv)
 {
 	struct snap *sn = snap_current();
@@ -994,6 +1094,12 @@ static void park(struct server *sv)
 	conn_now(&now);
 	if (lifetime > 0 && conn_elapsed(&sv->created, &now) > lifetime) {
 		log_debug("server %llu: lifetime reached, closing", (unsigned long long)sv->id);
+		sv_close(sv);
+		return;
+	}
+	if (sv_close_needed(sv)) {
+		log_debug("server %llu: RECONNECT on the admin console, closing",
+		          (unsigned long long)sv->id);
 		sv_close(sv);
 		return;
 	}
@@ -1044,9 +1150,11 @@ static void to_pool(struct server *sv)
 	sv->pitem.created = sv->created;
 	sv->pitem.last_used = sv->last_used;
 	if (!pool_release(sv->pool, &sv->pitem, worker_self())) {
-		/* max_pool_size was lowered live: this one goes */
+		/* max_pool_size was lowered live, or a pool under the same
+		 * max_db/user_connections waits: this one goes, and its slot
+		 * with it once the backend has exited */
 		sv_attach(sv, w);
-		sv_close(sv);
+		sv_close_handover(sv);
 	}
 }
 

@@ -700,6 +700,7 @@ static void inject_parse(struct server *sv, struct sbuf *b, const struct prep_st
 		sbuf_append(b, name, strlen(name) + 1);
 		tx_rq_push(sv, RQ_CLOSE, RQ_DROP, 0, 0, 0);
 	}
+	conn_ctr_prep(sv, CONN_PREP_SERVER_PARSE);
 	tx_msg_hdr(b, 'P', (uint32_t)(strlen(st->sname) + 1 + st->body_len));
 	sbuf_append(b, st->sname, strlen(st->sname) + 1);
 	sbuf_append(b, st->body, st->body_len);
@@ -758,6 +759,7 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 			tx_track_parse(cl, name, st, (const char *)body + off, len - off);
 		if (!st)
 			break;
+		conn_ctr_prep(sv, CONN_PREP_CLIENT_PARSE);
 		if (skipping)
 			return false; /* the server would ignore it; so does the client's view */
 		if (sv->replaying && sv->replay_quiet) {
@@ -794,8 +796,10 @@ static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg,
 		st = prep_client_get(&cl->prep, name);
 		if (!st)
 			break; /* unknown: the server says so */
-		if (type == 'B')
+		if (type == 'B') {
 			tx_ev_start(cl, sv, 'B', name, (const char *)st->body, st->body_len, true);
+			conn_ctr_prep(sv, CONN_PREP_BIND);
+		}
 		if (!skipping && !prep_server_has(&sv->prep, st->key))
 			inject_parse(sv, b, st, RQ_DROP);
 		/* the same message with the server-side name */

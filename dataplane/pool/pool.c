@@ -36,7 +36,24 @@ struct pool {
 	uint32_t params_len;
 	char *ctr; /* n_ctr blocks of env.ctr_size: the reporter's, per worker */
 	int n_ctr;
+	/* issue 19, set by pool_set_limits (atomics: they follow the config) */
+	int size;     /* own size ([[databases]] pool_size); 0 = the global max */
+	int min;      /* own min idle; -1 = the caller's */
+	int reserve;  /* reserve connections beyond size */
+	int db_cap;   /* total of the pools of this database; 0 = none */
+	int user_cap; /* total of the pools of this user; 0 = none */
+	/* atomic: when its first waiter began to wait (ns, CLOCK_MONOTONIC),
+	 * 0 = none; read without the lock by sibling pools under a shared cap,
+	 * to serve the longest wait first across pools */
+	int64_t head_ns;
+	int64_t retire_ns; /* atomic: servers created before (monotonic ns) go when released */
 };
+
+/* Cross-pool caps (max_db_connections, max_user_connections): a pool that
+ * has one opens a connection only under group_mu, after summing its
+ * siblings' totals, so two workers cannot both take the last slot. Lock
+ * order: group_mu, then a pool's mu, then registry_mu. */
+static pthread_mutex_t group_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pool *registry;
@@ -62,7 +79,8 @@ const char *pool_tenant(const struct pool *p)
 
 int pool_max(const struct pool *p)
 {
-	int global = env.max_size ? env.max_size() : INT_MAX;
+	int own = __atomic_load_n(&p->size, __ATOMIC_RELAXED);
+	int global = own > 0 ? own : env.max_size ? env.max_size() : INT_MAX;
 	int cap = __atomic_load_n(&p->cap, __ATOMIC_RELAXED);
 	return cap > 0 && cap < global ? cap : global;
 }
@@ -95,6 +113,7 @@ struct pool *pool_lookup(const char *database, const char *user, const char *ten
 	snprintf(p->user, sizeof(p->user), "%s", user);
 	snprintf(p->tenant, sizeof(p->tenant), "%s", tenant);
 	p->cap = cap;
+	p->min = -1;
 	p->node_idx = node_idx;
 	p->next = registry;
 	registry = p;
@@ -154,6 +173,73 @@ struct pool *pool_next_of(struct pool *p)
 	return n;
 }
 
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+/* After any change of p's queue, under p->mu. */
+static void note_head(struct pool *p)
+{
+	int64_t ns = p->wait_head ? ts_ns(&p->wait_head->since) : 0;
+	if (p->wait_head && ns == 0)
+		ns = 1;
+	__atomic_store_n(&p->head_ns, ns, __ATOMIC_RELAXED);
+}
+
+static bool capped(const struct pool *p)
+{
+	return __atomic_load_n(&p->db_cap, __ATOMIC_RELAXED) > 0 ||
+	       __atomic_load_n(&p->user_cap, __ATOMIC_RELAXED) > 0;
+}
+
+/* Room under p's database and user caps for one more connection; called
+ * with group_mu held (every pool with a cap grows only under it). */
+static bool group_room(struct pool *p)
+{
+	int db_cap = __atomic_load_n(&p->db_cap, __ATOMIC_RELAXED);
+	int user_cap = __atomic_load_n(&p->user_cap, __ATOMIC_RELAXED);
+	int db_n = 0, user_n = 0;
+
+	if (db_cap <= 0 && user_cap <= 0)
+		return true;
+	pthread_mutex_lock(&registry_mu);
+	for (struct pool *q = registry; q; q = q->next) {
+		int t = __atomic_load_n(&q->total, __ATOMIC_RELAXED);
+		if (!strcmp(q->database, p->database))
+			db_n += t;
+		if (!strcmp(q->user, p->user))
+			user_n += t;
+	}
+	pthread_mutex_unlock(&registry_mu);
+	return (db_cap <= 0 || db_n < db_cap) && (user_cap <= 0 || user_n < user_cap);
+}
+
+static bool sibling(const struct pool *p, const struct pool *q)
+{
+	return q != p && (!strcmp(q->database, p->database) || !strcmp(q->user, p->user));
+}
+
+void pool_set_limits(struct pool *p, const struct pool_limits *l)
+{
+	__atomic_store_n(&p->size, l->size, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->min, l->min, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->reserve, l->reserve, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->db_cap, l->db_cap, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->user_cap, l->user_cap, __ATOMIC_RELAXED);
+}
+
+int pool_min(const struct pool *p, int dflt)
+{
+	int m = __atomic_load_n(&p->min, __ATOMIC_RELAXED);
+	return m >= 0 ? m : dflt;
+}
+
+int pool_reserve(const struct pool *p)
+{
+	return __atomic_load_n(&p->reserve, __ATOMIC_RELAXED);
+}
+
 static struct pool_waiter *pop_waiter(struct pool *p)
 {
 	struct pool_waiter *wt = p->wait_head;
@@ -172,6 +258,9 @@ enum pool_grant pool_acquire(struct pool *p, struct pool_waiter *wt, int max_siz
                              struct pool_item **out)
 {
 	enum pool_grant g;
+	bool grp = capped(p);
+	if (grp)
+		pthread_mutex_lock(&group_mu);
 	pthread_mutex_lock(&p->mu);
 	*out = NULL;
 	/* Nobody jumps the queue: with waiters present a newcomer waits too. */
@@ -188,7 +277,7 @@ enum pool_grant pool_acquire(struct pool *p, struct pool_waiter *wt, int max_siz
 				goto out;
 			}
 		}
-		if (p->total < max_size) {
+		if (p->total < max_size && (!grp || group_room(p))) {
 			p->total++;
 			p->served++;
 			g = POOL_CONNECT;
@@ -223,8 +312,159 @@ enum pool_grant pool_acquire(struct pool *p, struct pool_waiter *wt, int max_siz
 	p->n_waiting++;
 	g = POOL_WAIT;
 out:
+	note_head(p);
 	pthread_mutex_unlock(&p->mu);
+	if (grp)
+		pthread_mutex_unlock(&group_mu);
 	return g;
+}
+
+/* The pools of a group, copied out of the registry so that their locks
+ * are taken without registry_mu (lock order). */
+#define GROUP_SCAN_MAX 256
+static int siblings_of(struct pool *p, struct pool **out)
+{
+	int n = 0;
+	pthread_mutex_lock(&registry_mu);
+	for (struct pool *q = registry; q && n < GROUP_SCAN_MAX; q = q->next)
+		if (sibling(p, q))
+			out[n++] = q;
+	pthread_mutex_unlock(&registry_mu);
+	return n;
+}
+
+/* The longest wait among p's siblings (same database or user) that have
+ * room of their own: its start in ns, 0 = none waits. */
+static int64_t sibling_oldest_ns(struct pool *p)
+{
+	struct pool *sib[GROUP_SCAN_MAX];
+	int n = siblings_of(p, sib);
+	int64_t best = 0;
+	for (int i = 0; i < n; i++) {
+		int64_t h = __atomic_load_n(&sib[i]->head_ns, __ATOMIC_RELAXED);
+		if (h && (!best || h < best) &&
+		    __atomic_load_n(&sib[i]->total, __ATOMIC_RELAXED) < pool_max(sib[i]))
+			best = h;
+	}
+	return best;
+}
+
+/* Under p->mu: a sibling's client has waited longer than p's first one (or
+ * p has none), so a slot p frees is due there: the longest wait is served
+ * first across the pools of a shared cap, as within one pool. */
+static bool sibling_first(struct pool *p)
+{
+	int64_t sib = sibling_oldest_ns(p);
+	int64_t own = p->wait_head ? ts_ns(&p->wait_head->since) : 0;
+	return sib && (!own || sib < own);
+}
+
+void pool_group_wake(struct pool *p)
+{
+	struct pool *sib[GROUP_SCAN_MAX + 1];
+	bool tried[GROUP_SCAN_MAX + 1] = {false};
+	int n;
+
+	if (!capped(p))
+		return;
+	n = siblings_of(p, sib);
+	sib[n++] = p;
+	/* the pool whose first client has waited longest first, while slots
+	 * last; each pool is tried until it has no room or no waiter */
+	for (int round = 0; round < 2 * n + 4; round++) {
+		int pick = -1;
+		int64_t best = 0;
+		for (int i = 0; i < n; i++) {
+			int64_t h = __atomic_load_n(&sib[i]->head_ns, __ATOMIC_RELAXED);
+			if (!tried[i] && h && (!best || h < best))
+				best = h, pick = i;
+		}
+		if (pick < 0)
+			return;
+		struct pool *q = sib[pick];
+		struct pool_waiter *wt = NULL;
+		pthread_mutex_lock(&group_mu);
+		pthread_mutex_lock(&q->mu);
+		if (q->wait_head && q->total < pool_max(q) && group_room(q)) {
+			wt = pop_waiter(q);
+			wt->item = NULL;
+			wt->permit = true;
+			q->total++;
+			q->served++;
+		}
+		note_head(q);
+		pthread_mutex_unlock(&q->mu);
+		pthread_mutex_unlock(&group_mu);
+		if (wt)
+			wt->granted(wt, false);
+		else
+			tried[pick] = true;
+	}
+}
+
+struct pool_item *pool_evict_for(struct pool *p)
+{
+	struct pool *sib[GROUP_SCAN_MAX];
+	struct pool_item *it = NULL;
+	int n;
+
+	if (!capped(p) || !__atomic_load_n(&p->n_waiting, __ATOMIC_RELAXED))
+		return NULL;
+	n = siblings_of(p, sib);
+	for (int i = 0; i < n && !it; i++) {
+		struct pool *q = sib[i];
+		pthread_mutex_lock(&q->mu);
+		if (q->idle) {
+			struct pool_item **pp = &q->idle;
+			while ((*pp)->next) /* the coldest */
+				pp = &(*pp)->next;
+			it = *pp;
+			*pp = NULL;
+			q->n_idle--; /* still counted: the caller's close frees the slot */
+		}
+		pthread_mutex_unlock(&q->mu);
+	}
+	return it;
+}
+
+bool pool_try_reserve(struct pool *p, struct pool_waiter *wt)
+{
+	bool got = false, grp = capped(p);
+	int reserve = __atomic_load_n(&p->reserve, __ATOMIC_RELAXED);
+
+	if (reserve <= 0)
+		return false;
+	if (grp)
+		pthread_mutex_lock(&group_mu);
+	pthread_mutex_lock(&p->mu);
+	if (wt->state == POOL_W_QUEUED && p->total < pool_max(p) + reserve &&
+	    (!grp || group_room(p))) {
+		struct pool_waiter **pp = &p->wait_head, *prev = NULL;
+		while (*pp && *pp != wt) {
+			prev = *pp;
+			pp = &(*pp)->next;
+		}
+		if (*pp) {
+			*pp = wt->next;
+			if (p->wait_tail == wt)
+				p->wait_tail = prev;
+			p->n_waiting--;
+			wt->next = NULL;
+			wt->state = POOL_W_HANDED;
+			wt->item = NULL;
+			wt->permit = true;
+			p->total++;
+			p->served++;
+			got = true;
+		}
+	}
+	note_head(p);
+	pthread_mutex_unlock(&p->mu);
+	if (grp)
+		pthread_mutex_unlock(&group_mu);
+	if (got)
+		wt->granted(wt, false);
+	return got;
 }
 
 /* Takes the first waiter whose home is self out of the queue, if the
@@ -270,8 +510,11 @@ int pool_busy_hint(struct pool *p)
 bool pool_release(struct pool *p, struct pool_item *it, const void *self)
 {
 	pthread_mutex_lock(&p->mu);
-	if (p->total > pool_max(p)) {
-		/* the cap was lowered live: this one goes */
+	if (p->total > pool_max(p) || (capped(p) && sibling_first(p))) {
+		/* the cap was lowered live, or (a reserve connection, or) a
+		 * sibling pool waits under a shared database/user cap: this one
+		 * goes, and its close passes the slot on */
+		note_head(p);
 		pthread_mutex_unlock(&p->mu);
 		return false;
 	}
@@ -288,6 +531,7 @@ bool pool_release(struct pool *p, struct pool_item *it, const void *self)
 		p->idle = it;
 		p->n_idle++;
 	}
+	note_head(p);
 	pthread_mutex_unlock(&p->mu);
 	if (wt)
 		wt->granted(wt, local); /* local: same thread, no mailbox, no wake-up */
@@ -298,7 +542,7 @@ void pool_drop(struct pool *p, int max_size)
 {
 	pthread_mutex_lock(&p->mu);
 	struct pool_waiter *wt = NULL;
-	if (p->total <= max_size && p->wait_head) {
+	if (p->total <= max_size && p->wait_head && !(capped(p) && sibling_first(p))) {
 		/* the dropped slot becomes the waiter's permit */
 		wt = pop_waiter(p);
 		wt->item = NULL;
@@ -307,9 +551,12 @@ void pool_drop(struct pool *p, int max_size)
 	} else {
 		p->total--;
 	}
+	note_head(p);
 	pthread_mutex_unlock(&p->mu);
 	if (wt)
 		wt->granted(wt, false); /* the dropper may be deep in a close */
+	else
+		pool_group_wake(p); /* a sibling may wait for this slot */
 }
 
 bool pool_cancel_wait(struct pool *p, struct pool_waiter *wt)
@@ -332,6 +579,7 @@ bool pool_cancel_wait(struct pool *p, struct pool_waiter *wt)
 		wt->state = POOL_W_NONE;
 		removed = true;
 	}
+	note_head(p);
 	pthread_mutex_unlock(&p->mu);
 	return removed;
 }
@@ -374,18 +622,25 @@ struct pool_item *pool_collect_expired(struct pool *p, const struct timespec *no
 		}
 	}
 	pthread_mutex_unlock(&p->mu);
+	if (out)
+		pool_group_wake(p);
 	return out;
 }
 
 bool pool_want_warm(struct pool *p, int min_idle, int max_size)
 {
-	bool want = false;
+	bool want = false, grp = capped(p);
+	if (grp)
+		pthread_mutex_lock(&group_mu);
 	pthread_mutex_lock(&p->mu);
-	if (p->warm_pkt && p->total < min_idle && p->total < max_size && !p->wait_head) {
+	if (p->warm_pkt && p->total < min_idle && p->total < max_size && !p->wait_head &&
+	    (!grp || group_room(p))) {
 		p->total++;
 		want = true;
 	}
 	pthread_mutex_unlock(&p->mu);
+	if (grp)
+		pthread_mutex_unlock(&group_mu);
 	return want;
 }
 
@@ -468,4 +723,14 @@ struct pool_item *pool_take_all_idle(struct pool *p)
 	p->n_idle = 0;
 	pthread_mutex_unlock(&p->mu);
 	return list;
+}
+
+void pool_retire(struct pool *p, int64_t before_ns)
+{
+	__atomic_store_n(&p->retire_ns, before_ns, __ATOMIC_RELAXED);
+}
+
+int64_t pool_retire_ns(const struct pool *p)
+{
+	return __atomic_load_n(&p->retire_ns, __ATOMIC_RELAXED);
 }

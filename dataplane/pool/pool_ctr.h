@@ -25,6 +25,9 @@ struct pool;
 struct pool_ctr {
 	uint64_t queries, xacts, bytes_in, bytes_out;
 	uint64_t query_us, xact_us, wait_us;
+	uint64_t assigns; /* a client got a server (SHOW STATS server_assignment_count) */
+	uint64_t cparse, sparse, binds; /* named statements: client Parse, Parse sent, Bind */
+	uint64_t logins;                /* clients that logged in to this pool */
 	uint64_t qh[POOL_CTR_NBOUNDS + 1], wh[POOL_CTR_NBOUNDS + 1];
 } __attribute__((aligned(64)));
 

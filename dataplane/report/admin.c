@@ -22,11 +22,16 @@
 #include "dataplane/report/stats.h"
 #include "dataplane/rt/worker.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define QUEUE_MAX 256
 
@@ -34,6 +39,7 @@ struct item {
 	struct item *next;
 	int widx;
 	uint64_t cl_id;
+	bool read_only; /* a stats_users session */
 	char sql[];
 };
 
@@ -51,7 +57,7 @@ static struct {
 
 _Static_assert(sizeof(CONSOLE_DBNAME) == sizeof(CONN_CONSOLE_DB), "console database names differ");
 
-int admin_submit(int widx, uint64_t cl_id, const char *sql)
+int admin_submit(int widx, uint64_t cl_id, const char *sql, bool read_only)
 {
 	size_t len = strlen(sql);
 	struct item *it = malloc(sizeof(*it) + len + 1);
@@ -60,6 +66,7 @@ int admin_submit(int widx, uint64_t cl_id, const char *sql)
 	it->next = NULL;
 	it->widx = widx;
 	it->cl_id = cl_id;
+	it->read_only = read_only;
 	memcpy(it->sql, sql, len + 1);
 	pthread_mutex_lock(&A.mu);
 	if (A.n >= QUEUE_MAX || !A.started) {
@@ -84,15 +91,11 @@ static void ready_for_query(struct sbuf *out)
 	sbuf_append(out, z, sizeof(z));
 }
 
-/* RELOAD / PAUSE / RESUME go to the control plane, which owns that state
- * and tells every data plane. */
-static void ask_control_plane(const struct console_cmd *cmd, struct sbuf *out)
+/* Calls the control plane (which owns pause and config state and tells
+ * every data plane); on success cmd's CommandComplete. */
+static void cp_call(const struct console_cmd *cmd, const char *verb, char **args, size_t nargs,
+                    struct sbuf *out)
 {
-	const char *verb = cmd->verb == CONSOLE_RELOAD  ? "reload"
-	                   : cmd->verb == CONSOLE_PAUSE ? "pause"
-	                                                : "resume";
-	char *args[1] = {(char *)cmd->arg};
-	size_t nargs = cmd->arg[0] && cmd->verb != CONSOLE_RELOAD ? 1 : 0;
 	Helios__CtlResponse *r = NULL;
 	char err[600];
 	if (cpclient_call(A.cp_url, cplink_auth(), verb, args, nargs, 10000, &r, err, sizeof(err)) <
@@ -105,9 +108,205 @@ static void ask_control_plane(const struct console_cmd *cmd, struct sbuf *out)
 	} else {
 		console_render_done(cmd, out);
 	}
-	log_info("admin console: %s%s%s: %s", verb, nargs ? " " : "", nargs ? cmd->arg : "",
+	log_info("admin console: %s%s%s: %s", verb, nargs ? " " : "", nargs ? args[nargs - 1] : "",
 	         r->message);
 	helios__ctl_response__free_unpacked(r, NULL);
+}
+
+/* RELOAD / PAUSE / RESUME go to the control plane. */
+static void ask_control_plane(const struct console_cmd *cmd, struct sbuf *out)
+{
+	const char *verb = cmd->verb == CONSOLE_RELOAD  ? "reload"
+	                   : cmd->verb == CONSOLE_PAUSE ? "pause"
+	                                                : "resume";
+	char *args[1] = {(char *)cmd->arg};
+	size_t nargs = cmd->arg[0] && cmd->verb != CONSOLE_RELOAD ? 1 : 0;
+	cp_call(cmd, verb, args, nargs, out);
+}
+
+static void error_fmt(struct sbuf *out, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void error_fmt(struct sbuf *out, const char *sqlstate, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	console_render_error(sqlstate, msg, out);
+}
+
+/* SET key = value: PgBouncer names are mapped onto the key here (and
+ * seconds scaled where the key is in ms), then it is helioctl config set:
+ * a live override the control plane checks, keeps and sends to every data
+ * plane. */
+static void set_key(const struct console_cmd *cmd, struct sbuf *out)
+{
+	int factor;
+	const char *key = console_set_key(cmd->arg, &factor);
+	char value[sizeof(cmd->value) + 16];
+
+	if (!key) {
+		error_fmt(out, "42704",
+		          "SET: unknown setting \"%s\" (neither a HeliosProxy key nor a PgBouncer "
+		          "setting it maps; SHOW CONFIG lists the keys)",
+		          cmd->arg);
+		return;
+	}
+	snprintf(value, sizeof(value), "%s", cmd->value);
+	if (factor != 1) {
+		char *end;
+		errno = 0;
+		long long v = strtoll(cmd->value, &end, 10);
+		if (errno || end == cmd->value || *end || v < 0 || v > INT32_MAX / factor) {
+			error_fmt(out, "22023", "SET %s: \"%s\" is not a whole number of seconds",
+			          cmd->arg, cmd->value);
+			return;
+		}
+		snprintf(value, sizeof(value), "%lld", v * factor);
+	}
+	char *args[3] = {(char *)"set", (char *)key, value};
+	cp_call(cmd, "config", args, 3, out);
+}
+
+/* The worker of client id, from a detailed report; -1 when not there. */
+static int client_worker(uint64_t id)
+{
+	Helios__StatsReport *r = stats_report(true);
+	int w = -1;
+
+	for (size_t i = 0; r && i < r->n_client_list; i++)
+		if (r->client_list[i]->id == id)
+			w = (int)r->client_list[i]->worker;
+	stats_report_free(r);
+	return w;
+}
+
+/* Server connections RECONNECT marked and not closed yet, of db ("" =
+ * all). */
+static size_t close_pending(const char *db)
+{
+	Helios__StatsReport *r = stats_report(true);
+	size_t n = 0;
+
+	for (size_t i = 0; r && i < r->n_server_list; i++) {
+		const Helios__ServerInfo *sv = r->server_list[i];
+		if (sv->close_needed && (!db[0] || strcmp(sv->database, db) == 0))
+			n++;
+	}
+	stats_report_free(r);
+	return n;
+}
+
+/* WAIT_CLOSE holds the console thread (every admin session waits): it
+ * gives up after this long, saying how many are left. */
+#define WAIT_CLOSE_MAX_MS 30000
+
+static void wait_close(const struct console_cmd *cmd, struct sbuf *out)
+{
+	size_t left = close_pending(cmd->arg);
+
+	for (int waited = 0; left && waited < WAIT_CLOSE_MAX_MS; waited += 100) {
+		struct timespec ts = {0, 100 * 1000000};
+		nanosleep(&ts, NULL);
+		left = close_pending(cmd->arg);
+	}
+	if (left)
+		error_fmt(out, "57014",
+		          "WAIT_CLOSE: %zu server connection%s still in use after %d s; they close "
+		          "when released",
+		          left, left == 1 ? "" : "s", WAIT_CLOSE_MAX_MS / 1000);
+	else
+		console_render_done(cmd, out);
+}
+
+/* The commands that act on this data plane's connections. With several
+ * data planes behind one control plane each has its own console: KILL,
+ * KILL_CLIENT, RECONNECT, DISABLE/ENABLE, WAIT_CLOSE and SHUTDOWN act on
+ * the one the session is connected to (PgBouncer: one process). */
+static void act(const struct item *it, const struct console_cmd *cmd, struct sbuf *out, bool *term)
+{
+	char why[160];
+	int rc;
+
+	switch (cmd->verb) {
+	case CONSOLE_KILL_CLIENT: {
+		int w = client_worker(cmd->client_id);
+		if (w < 0) {
+			error_fmt(out, "42704",
+			          "KILL_CLIENT: no client with id %" PRIu64
+			          " (SHOW CLIENTS lists them)",
+			          cmd->client_id);
+			return;
+		}
+		snprintf(why, sizeof(why),
+		         "terminated by the admin console (KILL_CLIENT %" PRIu64 ")",
+		         cmd->client_id);
+		rc = conn_kill_client(w, cmd->client_id, why);
+		break;
+	}
+	case CONSOLE_KILL: {
+		/* PgBouncer: new clients of a killed database wait until RESUME,
+		 * so it is paused too, once its clients are gone */
+		snprintf(why, sizeof(why), "terminated by the admin console (KILL%s%s)",
+		         cmd->arg[0] ? " " : "", cmd->arg);
+		rc = conn_kill_database(cmd->arg, why);
+		if (rc == 0) {
+			char *args[1] = {(char *)cmd->arg};
+			log_info("admin console: KILL %s",
+			         cmd->arg[0] ? cmd->arg : "(all databases)");
+			cp_call(cmd, "pause", args, cmd->arg[0] ? 1 : 0, out);
+			return;
+		}
+		break;
+	}
+	case CONSOLE_RECONNECT:
+		rc = conn_reconnect(cmd->arg);
+		if (rc >= 0)
+			log_info("admin console: RECONNECT %s: %d pools",
+			         cmd->arg[0] ? cmd->arg : "(all databases)", rc);
+		break;
+	case CONSOLE_DISABLE:
+	case CONSOLE_ENABLE:
+		rc = conn_disable_database(cmd->arg, cmd->verb == CONSOLE_DISABLE);
+		if (rc == -ENOSPC) {
+			error_fmt(out, "54000", "DISABLE: too many disabled databases");
+			return;
+		}
+		if (rc == 0)
+			log_info("admin console: %s %s", console_verb_name(cmd->verb), cmd->arg);
+		break;
+	case CONSOLE_WAIT_CLOSE:
+		wait_close(cmd, out);
+		return;
+	case CONSOLE_SHUTDOWN:
+		conn_set_shutdown(cmd->shutdown == SHUTDOWN_NOW ? CONN_SHUTDOWN_NOW
+		                  : cmd->shutdown == SHUTDOWN_WAIT_FOR_SERVERS
+		                      ? CONN_SHUTDOWN_WAIT_FOR_SERVERS
+		                      : CONN_SHUTDOWN_NONE);
+		log_info("admin console: SHUTDOWN%s by user of client %" PRIu64,
+		         cmd->shutdown == SHUTDOWN_NOW                ? ""
+		         : cmd->shutdown == SHUTDOWN_WAIT_FOR_SERVERS ? " WAIT_FOR_SERVERS"
+		                                                      : " WAIT_FOR_CLIENTS",
+		         it->cl_id);
+		/* the main thread drains as on SIGTERM, raised by run() once
+		 * this answer is on its way to the client */
+		*term = true;
+		rc = 0;
+		break;
+	case CONSOLE_SET:
+		set_key(cmd, out);
+		return;
+	default:
+		rc = -EINVAL;
+		break;
+	}
+	if (rc < 0)
+		error_fmt(out, "58000", "%s failed: %s", console_verb_name(cmd->verb),
+		          strerror(-rc));
+	else
+		console_render_done(cmd, out);
 }
 
 static void run(const struct item *it)
@@ -116,10 +315,31 @@ static void run(const struct item *it)
 	sbuf_init(&out);
 	struct console_cmd cmd;
 	char err[300];
+	bool term = false;
 	if (console_parse(it->sql, &cmd, err, sizeof(err)) < 0) {
 		console_render_error(CONSOLE_SQLSTATE_BAD_COMMAND, err, &out);
+	} else if (it->read_only && !console_read_only(&cmd)) {
+		error_fmt(
+		    &out, "42501",
+		    "%s: a stats_users member may only run SHOW commands (admin_users may run "
+		    "the others)",
+		    cmd.verb == CONSOLE_SHOW ? "SHOW FDS" : console_verb_name(cmd.verb));
+	} else if (cmd.verb == CONSOLE_SHOW && cmd.what == SHOW_FDS) {
+		console_render_error("0A000",
+		                     "SHOW FDS hands PgBouncer's sockets to a new process (-R); "
+		                     "HeliosProxy does that with heliosproxy --takeover",
+		                     &out);
+	} else if (cmd.verb == CONSOLE_SUSPEND) {
+		console_render_error(
+		    "0A000",
+		    "SUSPEND prepares PgBouncer's online restart (-R); HeliosProxy "
+		    "restarts online with heliosproxy --takeover (PAUSE stops "
+		    "traffic)",
+		    &out);
 	} else if (cmd.verb == CONSOLE_SHOW) {
-		bool detail = cmd.what == SHOW_CLIENTS || cmd.what == SHOW_SERVERS;
+		bool detail = cmd.what == SHOW_CLIENTS || cmd.what == SHOW_SERVERS ||
+		              cmd.what == SHOW_SOCKETS || cmd.what == SHOW_ACTIVE_SOCKETS ||
+		              cmd.what == SHOW_LISTS;
 		Helios__StatsReport *r = stats_report(detail);
 		struct snap *sn = snap_current();
 		if (console_render_show(&cmd, r, sn ? sn->cfg : NULL, &out) < 0) {
@@ -131,13 +351,19 @@ static void run(const struct item *it)
 		stats_report_free(r);
 	} else if (cmd.verb == CONSOLE_EMPTY) {
 		console_render_done(&cmd, &out);
-	} else {
+	} else if (cmd.verb == CONSOLE_RELOAD || cmd.verb == CONSOLE_PAUSE ||
+	           cmd.verb == CONSOLE_RESUME) {
 		ask_control_plane(&cmd, &out);
+	} else {
+		act(it, &cmd, &out, &term);
 	}
 	ready_for_query(&out);
 	if (!out.oom)
 		cw_post_admin_reply(it->widx, it->cl_id, (const uint8_t *)out.p, (uint32_t)out.len);
 	sbuf_free(&out);
+	if (term && kill(getpid(), SIGTERM) < 0)
+		log_error("admin console: SHUTDOWN: cannot signal the process: %s",
+		          strerror(errno));
 }
 
 static void *console_main(void *arg)

@@ -7,6 +7,7 @@
 #ifndef HELIOS_ADMIN_H
 #define HELIOS_ADMIN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "dataplane/report/console.h"
@@ -20,8 +21,9 @@ struct cp;
 int admin_start(const char *cp_url, struct cp *cp, const char *admin_address, char *err,
                 size_t errlen);
 void admin_stop(void);
-/* From a worker: queue one statement of client cl_id on worker widx.
- * -1 when the queue is full. */
-int admin_submit(int widx, uint64_t cl_id, const char *sql);
+/* From a worker: queue one statement of client cl_id on worker widx;
+ * read_only for a stats_users session (SHOW only). -1 when the queue is
+ * full. */
+int admin_submit(int widx, uint64_t cl_id, const char *sql, bool read_only);
 
 #endif

@@ -10,6 +10,7 @@
 #include "common/cfg.h"
 #include "common/cpwire.h"
 #include "common/log.h"
+#include "dataplane/conn/conn.h"
 #include "dataplane/conn/conn_report.h"
 #include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/cache.h"
@@ -125,6 +126,8 @@ static Helios__ClientInfo *client_info(const struct collect_job *j,
 		tx[0] = cr->spliced_tx;
 	}
 	ci->spliced_tx = dupstr(tx);
+	ci->replication = dupstr(cr->replication);
+	ci->prepared_statements = cr->prepared;
 	return ci;
 }
 
@@ -148,6 +151,8 @@ static Helios__ServerInfo *server_info(const struct collect_job *j,
 	si->client_id = sr->client_id;
 	si->tls = sr->tls;
 	si->worker = sr->worker < 0 ? 0 : (uint32_t)sr->worker; /* idle: in no worker */
+	si->close_needed = sr->close_needed;
+	si->prepared_statements = sr->prepared;
 	return si;
 }
 
@@ -291,6 +296,11 @@ static Helios__PoolStats *pool_stats_msg(struct pool *p, const struct conn_pool_
 	ps->xact_time_secs = (double)sum.xact_us / 1e6;
 	ps->query_time_secs = (double)sum.query_us / 1e6;
 	ps->wait_time_secs = (double)sum.wait_us / 1e6;
+	ps->server_assignments = sum.assigns;
+	ps->client_parses = sum.cparse;
+	ps->server_parses = sum.sparse;
+	ps->binds = sum.binds;
+	ps->client_logins = sum.logins;
 	ps->wait_hist = hist_new(sum.wh, sum.wait_us);
 	ps->query_hist = hist_new(sum.qh, sum.query_us);
 	return ps;
@@ -464,6 +474,11 @@ Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
 		r->pins[r->n_pins++] = pcn;
 	}
 	r->paused = ctl_paused_list(&r->n_paused);
+	char dis[64][64];
+	size_t nd = conn_disabled_databases(dis, 64);
+	r->disabled = calloc(nd ? nd : 1, sizeof(*r->disabled));
+	for (size_t k = 0; r->disabled && k < nd; k++)
+		r->disabled[r->n_disabled++] = dupstr(dis[k]);
 	r->nodes = ctl_nodes_copy(&r->n_nodes);
 	snap_unref(sn);
 	return r;

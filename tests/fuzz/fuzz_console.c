@@ -4,11 +4,13 @@
  * (1..256 bytes, an exact heap block, so a write past errlen is caught); the
  * rest, up to its first NUL, is the statement. Checks: a parsed command is
  * well-formed and parses back to itself from its canonical text (PAUSE
- * "name" with quotes doubled), a refusal always says why, and every answer
+ * "name" with quotes doubled, SET key = 'value' with quotes doubled,
+ * KILL_CLIENT id, SHUTDOWN mode), a refusal always says why, and every answer
  * (CommandComplete, EmptyQueryResponse, a SHOW answer without a report or
  * config, the ErrorResponse carrying err) is a walkable run of protocol
  * messages.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +33,24 @@ const char *cfg_pool_mode_str(enum cfg_pool_mode m)
 const struct cfg_node *cfg_primary(const struct cfg *c)
 {
 	(void)c;
+	abort();
+}
+
+const struct cfg_node *cfg_node_by_name(const struct cfg *c, const char *name)
+{
+	(void)c, (void)name;
+	abort();
+}
+
+const struct cfg_database *cfg_database_find(const struct cfg *c, const char *name, bool *none)
+{
+	(void)c, (void)name, (void)none;
+	abort();
+}
+
+const struct cfg_user_pool *cfg_pool_user_find(const struct cfg *c, const char *name)
+{
+	(void)c, (void)name;
 	abort();
 }
 
@@ -58,36 +78,69 @@ static int walk(const struct sbuf *out)
 	return count;
 }
 
+static bool takes_db(enum console_verb v)
+{
+	return v == CONSOLE_PAUSE || v == CONSOLE_RESUME || v == CONSOLE_KILL ||
+	       v == CONSOLE_RECONNECT || v == CONSOLE_DISABLE || v == CONSOLE_ENABLE ||
+	       v == CONSOLE_WAIT_CLOSE;
+}
+
 static void check_cmd(const struct console_cmd *c)
 {
-	if (c->verb > CONSOLE_EMPTY || strnlen(c->arg, sizeof(c->arg)) == sizeof(c->arg))
+	if (c->verb > CONSOLE_SUSPEND || strnlen(c->arg, sizeof(c->arg)) == sizeof(c->arg) ||
+	    strnlen(c->value, sizeof(c->value)) == sizeof(c->value))
 		abort();
 	if (c->verb == CONSOLE_SHOW && (c->what > SHOW_HELP || !console_show_name(c->what)))
 		abort();
-	if (c->verb != CONSOLE_PAUSE && c->verb != CONSOLE_RESUME && c->arg[0])
+	if (!takes_db(c->verb) && c->verb != CONSOLE_SET && c->arg[0])
 		abort();
+	if ((c->verb == CONSOLE_DISABLE || c->verb == CONSOLE_ENABLE || c->verb == CONSOLE_SET) &&
+	    !c->arg[0])
+		abort();
+	if ((c->verb == CONSOLE_KILL_CLIENT) != (c->client_id != 0))
+		abort();
+}
+
+/* s as a quoted token: q doubled inside. */
+static size_t quoted(char *buf, size_t o, const char *s, char q)
+{
+	buf[o++] = q;
+	for (; *s; s++) {
+		if (*s == q)
+			buf[o++] = q;
+		buf[o++] = *s;
+	}
+	buf[o++] = q;
+	buf[o] = '\0';
+	return o;
 }
 
 /* The command's canonical text: what an operator would type for it. */
 static void canonical(const struct console_cmd *c, char *buf, size_t cap)
 {
-	static const char *const verbs[] = {"SHOW", "RELOAD", "PAUSE", "RESUME", ""};
-	size_t o = (size_t)snprintf(buf, cap, "%s", verbs[c->verb]);
+	static const char *const shutdowns[] = {"", " WAIT_FOR_SERVERS", " WAIT_FOR_CLIENTS"};
+	size_t o = (size_t)snprintf(buf, cap, "%s", console_verb_name(c->verb));
 	if (c->verb == CONSOLE_SHOW) {
 		snprintf(buf + o, cap - o, " %s", console_show_name(c->what));
+		return;
+	}
+	if (c->verb == CONSOLE_KILL_CLIENT) {
+		snprintf(buf + o, cap - o, " %llu", (unsigned long long)c->client_id);
+		return;
+	}
+	if (c->verb == CONSOLE_SHUTDOWN) {
+		snprintf(buf + o, cap - o, "%s", shutdowns[c->shutdown]);
+		return;
+	}
+	if (c->verb == CONSOLE_SET) {
+		o += (size_t)snprintf(buf + o, cap - o, " %s = ", c->arg);
+		quoted(buf, o, c->value, '\'');
 		return;
 	}
 	if (!c->arg[0])
 		return;
 	buf[o++] = ' ';
-	buf[o++] = '"';
-	for (const char *s = c->arg; *s; s++) {
-		if (*s == '"')
-			buf[o++] = '"';
-		buf[o++] = *s;
-	}
-	buf[o++] = '"';
-	buf[o] = '\0';
+	quoted(buf, o, c->arg, '"');
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -112,13 +165,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort(); /* not terminated inside the buffer */
 	if (rc == 0) {
 		check_cmd(&cmd);
-		char text[2 * sizeof(cmd.arg) + 32], why[256];
+		char text[2 * (sizeof(cmd.arg) + sizeof(cmd.value)) + 64], why[256];
 		canonical(&cmd, text, sizeof(text));
 		if (console_parse(text, &again, why, sizeof(why)) != 0 || again.verb != cmd.verb ||
 		    (cmd.verb == CONSOLE_SHOW && again.what != cmd.what) ||
-		    strcmp(again.arg, cmd.arg) != 0)
+		    strcmp(again.arg, cmd.arg) != 0 || strcmp(again.value, cmd.value) != 0 ||
+		    again.client_id != cmd.client_id || again.shutdown != cmd.shutdown)
 			abort();
-		if (cmd.verb == CONSOLE_SHOW) {
+		if (cmd.verb == CONSOLE_SHOW && cmd.what == SHOW_FDS) {
+			if (console_render_show(&cmd, NULL, NULL, &out) != -1 || out.len)
+				abort(); /* refused by the console thread, never rendered */
+		} else if (cmd.verb == CONSOLE_SHOW) {
 			if (console_render_show(&cmd, NULL, NULL, &out) != 0 || walk(&out) < 2)
 				abort();
 		} else {

@@ -374,10 +374,11 @@ static const char *const pgb_pools_cols[] = {
     "maxwait",
     "maxwait_us",
     "pool_mode",
+    "load_balance_hosts",
     "tenant", /* ours, after PgBouncer's */
 };
 static const uint32_t pgb_pools_oids[] = {25, 25, 23, 23, 23, 23, 23, 23, 23,
-                                          23, 23, 23, 23, 23, 23, 25, 25};
+                                          23, 23, 23, 23, 23, 23, 25, 25, 25};
 
 static void test_show_pools_has_pgbouncer_columns_and_one_row_per_pool(void **state UNUSED)
 {
@@ -395,7 +396,7 @@ static void test_show_pools_has_pgbouncer_columns_and_one_row_per_pool(void **st
 	struct cfg *c = load_config();
 
 	render(SHOW_POOLS, &r, c, &res);
-	assert_columns(&res, pgb_pools_cols, pgb_pools_oids, 17);
+	assert_columns(&res, pgb_pools_cols, pgb_pools_oids, 18);
 	assert_int_equal(res.nrows, 2);
 	assert_cell(&res, 0, "database", "appdb");
 	assert_cell(&res, 0, "user", "alice");
@@ -450,13 +451,39 @@ static void test_show_pools_folds_per_node_pools_into_one_row(void **state UNUSE
 
 /* ---- SHOW STATS ---- */
 
+/* PgBouncer 1.25's, then total_requests (PgBouncer <= 1.7's name for
+ * total_query_count, which Debian's prometheus-pgbouncer-exporter reads) */
 static const char *const pgb_stats_cols[] = {
-    "database",        "total_xact_count", "total_query_count", "total_received", "total_sent",
-    "total_xact_time", "total_query_time", "total_wait_time",   "avg_xact_count", "avg_query_count",
-    "avg_recv",        "avg_sent",         "avg_xact_time",     "avg_query_time", "avg_wait_time",
+    "database",
+    "total_xact_count",
+    "total_query_count",
+    "total_server_assignment_count",
+    "total_received",
+    "total_sent",
+    "total_xact_time",
+    "total_query_time",
+    "total_wait_time",
+    "total_client_parse_count",
+    "total_server_parse_count",
+    "total_bind_count",
+    "total_client_login_count",
+    "avg_xact_count",
+    "avg_query_count",
+    "avg_server_assignment_count",
+    "avg_recv",
+    "avg_sent",
+    "avg_xact_time",
+    "avg_query_time",
+    "avg_wait_time",
+    "avg_client_parse_count",
+    "avg_server_parse_count",
+    "avg_bind_count",
+    "avg_client_login_count",
+    "total_requests",
 };
-static const uint32_t pgb_stats_oids[] = {25,   1700, 1700, 1700, 1700, 1700, 1700, 1700,
-                                          1700, 1700, 1700, 1700, 1700, 1700, 1700};
+static const uint32_t pgb_stats_oids[] = {25,   1700, 1700, 1700, 1700, 1700, 1700, 1700, 1700,
+                                          1700, 1700, 1700, 1700, 1700, 1700, 1700, 1700, 1700,
+                                          1700, 1700, 1700, 1700, 1700, 1700, 1700, 1700};
 
 /* appdb over two users and two nodes, and otherdb. */
 static void stats_report(Helios__StatsReport *r, Helios__PoolStats *p, Helios__PoolStats **pp)
@@ -473,6 +500,11 @@ static void stats_report(Helios__StatsReport *r, Helios__PoolStats *p, Helios__P
 		p[i].xact_time_secs = 1.5 * (i + 1);
 		p[i].query_time_secs = 0.25 * (i + 1);
 		p[i].wait_time_secs = 0.1 * (i + 1);
+		p[i].server_assignments = 50 * (uint64_t)(i + 1);
+		p[i].client_parses = 2 * (uint64_t)(i + 1);
+		p[i].server_parses = 1 * (uint64_t)(i + 1);
+		p[i].binds = 20 * (uint64_t)(i + 1);
+		p[i].client_logins = 10 * (uint64_t)(i + 1);
 		pp[i] = &p[i];
 	}
 	*r = (Helios__StatsReport)HELIOS__STATS_REPORT__INIT;
@@ -489,7 +521,7 @@ static void test_show_stats_sums_per_database_over_users_and_nodes(void **state 
 
 	stats_report(&r, p, pp);
 	render(SHOW_STATS, &r, NULL, &res);
-	assert_columns(&res, pgb_stats_cols, pgb_stats_oids, 15);
+	assert_columns(&res, pgb_stats_cols, pgb_stats_oids, 26);
 	assert_int_equal(res.nrows, 2);
 	/* appdb: pools 1, 3 and 4 */
 	assert_cell(&res, 0, "database", "appdb");
@@ -508,6 +540,15 @@ static void test_show_stats_sums_per_database_over_users_and_nodes(void **state 
 	assert_cell(&res, 0, "avg_xact_time", "15000");
 	assert_cell(&res, 0, "avg_query_time", "833");
 	assert_cell(&res, 0, "avg_wait_time", "80000");
+	assert_cell(&res, 0, "total_server_assignment_count", "400");
+	assert_cell(&res, 0, "avg_server_assignment_count", "40");
+	assert_cell(&res, 0, "total_client_parse_count", "16");
+	assert_cell(&res, 0, "total_server_parse_count", "8");
+	assert_cell(&res, 0, "total_bind_count", "160");
+	assert_cell(&res, 0, "avg_bind_count", "16");
+	assert_cell(&res, 0, "total_client_login_count", "80");
+	assert_cell(&res, 0, "avg_client_login_count", "8");
+	assert_cell(&res, 0, "total_requests", "2400");
 	assert_cell(&res, 1, "database", "otherdb");
 	assert_cell(&res, 1, "total_xact_count", "200");
 	assert_cell(&res, 1, "total_xact_time", "3000000");
@@ -533,23 +574,28 @@ static void test_show_stats_averages_are_zero_without_uptime(void **state UNUSED
 
 static void test_show_stats_totals_and_averages_split_the_columns(void **state UNUSED)
 {
-	static const char *const names[] = {"database",       "xact_count", "query_count",
-	                                    "bytes_received", "bytes_sent", "xact_time",
-	                                    "query_time",     "wait_time"};
-	static const uint32_t oids[] = {25, 1700, 1700, 1700, 1700, 1700, 1700, 1700};
+	static const char *const names[] = {"database",           "xact_count",
+	                                    "query_count",        "server_assignment_count",
+	                                    "bytes_received",     "bytes_sent",
+	                                    "xact_time",          "query_time",
+	                                    "wait_time",          "client_parse_count",
+	                                    "server_parse_count", "bind_count",
+	                                    "client_login_count"};
+	static const uint32_t oids[] = {25,   1700, 1700, 1700, 1700, 1700, 1700,
+	                                1700, 1700, 1700, 1700, 1700, 1700};
 	Helios__PoolStats p[4], *pp[4];
 	Helios__StatsReport r;
 	struct result res;
 
 	stats_report(&r, p, pp);
 	render(SHOW_STATS_TOTALS, &r, NULL, &res);
-	assert_columns(&res, names, oids, 8);
+	assert_columns(&res, names, oids, 13);
 	assert_cell(&res, 0, "xact_count", "800");
 	assert_cell(&res, 0, "wait_time", "800000");
 	result_free(&res);
 
 	render(SHOW_STATS_AVERAGES, &r, NULL, &res);
-	assert_columns(&res, names, oids, 8);
+	assert_columns(&res, names, oids, 13);
 	assert_cell(&res, 0, "xact_count", "80");
 	assert_cell(&res, 0, "query_time", "833");
 	result_free(&res);
@@ -558,12 +604,14 @@ static void test_show_stats_totals_and_averages_split_the_columns(void **state U
 /* ---- SHOW CLIENTS, SHOW SERVERS ---- */
 
 static const char *const pgb_socket_cols[] = {
-    "type",         "user",       "database",     "state",        "addr", "port",
-    "local_addr",   "local_port", "connect_time", "request_time", "wait", "wait_us",
-    "close_needed", "ptr",        "link",         "remote_pid",   "tls",  "application_name",
+    "type",         "user",       "database",   "replication",      "state",
+    "addr",         "port",       "local_addr", "local_port",       "connect_time",
+    "request_time", "wait",       "wait_us",    "close_needed",     "ptr",
+    "link",         "remote_pid", "tls",        "application_name", "prepared_statements",
+    "id",
 };
-static const uint32_t pgb_socket_oids[] = {25, 25, 25, 25, 25, 23, 25, 23, 25,
-                                           25, 23, 23, 23, 25, 25, 23, 25, 25};
+static const uint32_t pgb_socket_oids[] = {25, 25, 25, 25, 25, 25, 23, 25, 23, 25, 25,
+                                           23, 23, 23, 25, 25, 23, 25, 25, 23, 20};
 
 /* alice is linked to server 4242 on main; bob waits; carol is logging in. */
 struct sockets {
@@ -594,6 +642,7 @@ static void sockets_report(struct sockets *s)
 	s->cl[0].server_pid = 4242;
 	s->cl[0].tls = true;
 	s->cl[0].application_name = (char *)"psql";
+	s->cl[0].prepared_statements = 3;
 	s->cl[1].wait_secs = 1.75;
 
 	for (int i = 0; i < 2; i++) {
@@ -629,13 +678,16 @@ static void test_show_clients_has_pgbouncer_columns_and_states(void **state UNUS
 
 	sockets_report(&s);
 	render(SHOW_CLIENTS, &s.r, NULL, &res);
-	assert_columns(&res, pgb_socket_cols, pgb_socket_oids, 18);
+	assert_columns(&res, pgb_socket_cols, pgb_socket_oids, 21);
 	assert_int_equal(res.nrows, 3);
 	assert_cell(&res, 0, "type", "C");
 	assert_cell(&res, 0, "user", "alice");
 	assert_cell(&res, 0, "database", "appdb");
-	/* PgBouncer has no idle client state: a logged-in client is active */
-	assert_cell(&res, 0, "state", "active");
+	/* PgBouncer 1.25: a logged-in client with nothing in flight is idle */
+	assert_cell(&res, 0, "state", "idle");
+	assert_cell(&res, 0, "replication", "none");
+	assert_cell(&res, 0, "id", "7");
+	assert_cell(&res, 0, "prepared_statements", "3");
 	assert_cell(&res, 0, "addr", "192.0.2.10");
 	assert_cell(&res, 0, "port", "50000");
 	assert_cell(&res, 0, "local_addr", "127.0.0.1");
@@ -664,7 +716,7 @@ static void test_show_servers_links_clients_and_maps_states(void **state UNUSED)
 
 	sockets_report(&s);
 	render(SHOW_SERVERS, &s.r, NULL, &res);
-	assert_columns(&res, pgb_socket_cols, pgb_socket_oids, 18);
+	assert_columns(&res, pgb_socket_cols, pgb_socket_oids, 21);
 	assert_int_equal(res.nrows, 2);
 	assert_cell(&res, 0, "type", "S");
 	assert_cell(&res, 0, "state", "active");
@@ -694,14 +746,20 @@ static void test_show_databases_uses_primary_node_and_pool_settings(void **state
 	    "force_user",
 	    "pool_size",
 	    "min_pool_size",
-	    "reserve_pool",
+	    "reserve_pool_size",
+	    "server_lifetime",
 	    "pool_mode",
+	    "load_balance_hosts",
 	    "max_connections",
 	    "current_connections",
+	    "max_client_connections",
+	    "current_client_connections",
 	    "paused",
 	    "disabled",
+	    "reserve_pool", /* PgBouncer <= 1.22's name, read by Debian's exporter */
 	};
-	static const uint32_t oids[] = {25, 25, 23, 25, 25, 23, 23, 23, 25, 23, 23, 23, 23};
+	static const uint32_t oids[] = {25, 25, 23, 25, 25, 23, 23, 23, 23,
+	                                25, 25, 23, 23, 23, 23, 23, 23, 23};
 	Helios__PoolStats a = pool_stats("appdb", "alice", "main");
 	Helios__PoolStats b = pool_stats("appdb", "bob", "replica1");
 	Helios__PoolStats o = pool_stats("otherdb", "bob", "main");
@@ -711,15 +769,19 @@ static void test_show_databases_uses_primary_node_and_pool_settings(void **state
 	struct result res;
 	struct cfg *c = load_config();
 
-	a.sv_active = 2, a.sv_idle = 1;
-	b.sv_used = 1, b.sv_login = 1;
+	char *disabled[] = {(char *)"otherdb"};
+
+	a.sv_active = 2, a.sv_idle = 1, a.cl_active = 3;
+	b.sv_used = 1, b.sv_login = 1, b.cl_waiting = 1;
 	r.pools = pools;
 	r.n_pools = 3;
 	r.paused = paused;
 	r.n_paused = 1;
+	r.disabled = disabled;
+	r.n_disabled = 1;
 
 	render(SHOW_DATABASES, &r, c, &res);
-	assert_columns(&res, names, oids, 13);
+	assert_columns(&res, names, oids, 18);
 	assert_int_equal(res.nrows, 2);
 	assert_cell(&res, 0, "name", "appdb");
 	/* the primary, though it is the second node */
@@ -730,13 +792,18 @@ static void test_show_databases_uses_primary_node_and_pool_settings(void **state
 	assert_cell(&res, 0, "pool_size", "30");
 	assert_cell(&res, 0, "min_pool_size", "2");
 	assert_cell(&res, 0, "reserve_pool", "0");
-	assert_cell(&res, 0, "pool_mode", "transaction");
+	assert_cell(&res, 0, "reserve_pool_size", "0");
+	assert_cell(&res, 0, "server_lifetime", "3600");
+	/* PgBouncer: NULL when the database inherits the global mode */
+	assert_null(cell(&res, 0, "pool_mode"));
 	assert_cell(&res, 0, "max_connections", "0");
 	assert_cell(&res, 0, "current_connections", "5");
+	assert_cell(&res, 0, "current_client_connections", "4");
 	assert_cell(&res, 0, "paused", "0");
 	assert_cell(&res, 0, "disabled", "0");
 	assert_cell(&res, 1, "name", "otherdb");
 	assert_cell(&res, 1, "paused", "1");
+	assert_cell(&res, 1, "disabled", "1");
 	result_free(&res);
 
 	/* "*" pauses everything */
@@ -778,7 +845,8 @@ static void test_show_config_masks_secrets_and_marks_restart_keys(void **state U
 		    strcmp(k->section, "schema_routes") == 0 ||
 		    strcmp(k->section, "cache.tables") == 0 || strcmp(k->section, "tenants") == 0 ||
 		    strcmp(k->section, "rewrite_rules") == 0 ||
-		    strcmp(k->section, "auth.rules") == 0)
+		    strcmp(k->section, "auth.rules") == 0 || strcmp(k->section, "databases") == 0 ||
+		    strcmp(k->section, "users") == 0)
 			continue;
 		snprintf(name, sizeof(name), "%s%s%s", k->section, k->section[0] ? "." : "",
 		         k->name);
@@ -859,11 +927,22 @@ static void test_show_lists_and_users_follow_pgbouncer(void **state UNUSED)
 	result_free(&res);
 
 	render(SHOW_USERS, &s.r, c, &res);
-	assert_string_equal(res.names[0], "name");
-	assert_string_equal(res.names[1], "pool_mode");
+	static const char *const user_cols[] = {"name",
+	                                        "pool_size",
+	                                        "reserve_pool_size",
+	                                        "pool_mode",
+	                                        "max_user_connections",
+	                                        "current_connections",
+	                                        "max_user_client_connections",
+	                                        "current_client_connections"};
+	static const uint32_t user_oids[] = {25, 23, 23, 25, 23, 23, 23, 23};
+	assert_columns(&res, user_cols, user_oids, 8);
 	assert_int_equal(res.nrows, 2);
 	assert_cell(&res, 0, "name", "alice");
 	assert_null(cell(&res, 0, "pool_mode"));
+	assert_cell(&res, 0, "current_connections", "3");
+	assert_cell(&res, 1, "name", "bob");
+	assert_cell(&res, 1, "current_connections", "0");
 	result_free(&res);
 	cfg_free(c);
 }
@@ -897,6 +976,8 @@ static void test_every_show_is_well_formed_with_or_without_report_and_config(voi
 	s.r.pools = stats.pools;
 	s.r.n_pools = stats.n_pools;
 	for (int w = SHOW_POOLS; w <= SHOW_HELP; w++) {
+		if (w == SHOW_FDS)
+			continue; /* refused by the console thread: not a result set */
 		render((enum console_show)w, &s.r, c, &res);
 		assert_true(res.ncols > 0);
 		result_free(&res);
@@ -905,6 +986,263 @@ static void test_every_show_is_well_formed_with_or_without_report_and_config(voi
 		result_free(&res);
 		assert_string_not_equal(console_show_name((enum console_show)w), "?");
 	}
+	cfg_free(c);
+}
+
+/* ---- Issue 19: PgBouncer 1.25 parity ---- */
+
+static void test_show_pools_has_one_row_per_database_and_user_across_tenants(void **state UNUSED)
+{
+	Helios__PoolStats a = pool_stats("appdb", "alice", "main");
+	Helios__PoolStats b = pool_stats("appdb", "alice", "main");
+	Helios__PoolStats c2 = pool_stats("appdb", "alice", "replica1");
+	Helios__PoolStats d = pool_stats("appdb", "bob", "main");
+	Helios__PoolStats *pools[] = {&a, &b, &c2, &d};
+	Helios__StatsReport r = HELIOS__STATS_REPORT__INIT;
+	struct result res;
+
+	a.tenant = (char *)"ta", a.cl_active = 1, a.sv_active = 1;
+	b.tenant = (char *)"tb", b.cl_active = 2, b.sv_idle = 4;
+	c2.tenant = (char *)"ta", c2.cl_waiting = 3;
+	d.tenant = (char *)"";
+	r.pools = pools;
+	r.n_pools = 4;
+	render(SHOW_POOLS, &r, NULL, &res);
+	/* pgbouncer_exporter fails a scrape on two rows with the same labels */
+	assert_int_equal(res.nrows, 2);
+	for (int i = 0; i < res.nrows; i++)
+		for (int j = i + 1; j < res.nrows; j++)
+			assert_false(strcmp(cell(&res, i, "database"), cell(&res, j, "database")) ==
+			                 0 &&
+			             strcmp(cell(&res, i, "user"), cell(&res, j, "user")) == 0);
+	assert_cell(&res, 0, "user", "alice");
+	assert_cell(&res, 0, "cl_active", "3");
+	assert_cell(&res, 0, "cl_waiting", "3");
+	assert_cell(&res, 0, "sv_active", "1");
+	assert_cell(&res, 0, "sv_idle", "4");
+	assert_cell(&res, 0, "tenant", "ta,tb");
+	assert_null(cell(&res, 0, "load_balance_hosts"));
+	assert_cell(&res, 1, "user", "bob");
+	assert_cell(&res, 1, "tenant", "");
+	result_free(&res);
+}
+
+static void test_parse_pgbouncer_process_commands(void **state UNUSED)
+{
+	struct console_cmd cmd;
+	char err[160];
+
+	assert_parses("KILL", CONSOLE_KILL, 0, "");
+	assert_parses("kill appdb;", CONSOLE_KILL, 0, "appdb");
+	assert_parses("RECONNECT", CONSOLE_RECONNECT, 0, "");
+	assert_parses("RECONNECT \"App DB\"", CONSOLE_RECONNECT, 0, "App DB");
+	assert_parses("DISABLE appdb", CONSOLE_DISABLE, 0, "appdb");
+	assert_parses("enable appdb", CONSOLE_ENABLE, 0, "appdb");
+	assert_parses("WAIT_CLOSE", CONSOLE_WAIT_CLOSE, 0, "");
+	assert_parses("wait_close appdb", CONSOLE_WAIT_CLOSE, 0, "appdb");
+	assert_parses("SUSPEND", CONSOLE_SUSPEND, 0, "");
+	assert_parses("SHOW TOTALS", CONSOLE_SHOW, SHOW_TOTALS, "");
+	assert_parses("show state", CONSOLE_SHOW, SHOW_STATE, "");
+	assert_parses("SHOW MEM", CONSOLE_SHOW, SHOW_MEM, "");
+	assert_parses("SHOW SOCKETS", CONSOLE_SHOW, SHOW_SOCKETS, "");
+	assert_parses("SHOW ACTIVE_SOCKETS", CONSOLE_SHOW, SHOW_ACTIVE_SOCKETS, "");
+	assert_parses("SHOW FDS", CONSOLE_SHOW, SHOW_FDS, "");
+
+	assert_int_equal(console_parse("KILL_CLIENT 1234", &cmd, err, sizeof(err)), 0);
+	assert_int_equal(cmd.verb, CONSOLE_KILL_CLIENT);
+	assert_int_equal(cmd.client_id, 1234);
+	/* the ptr column's form works too */
+	assert_int_equal(console_parse("kill_client c77;", &cmd, err, sizeof(err)), 0);
+	assert_int_equal(cmd.client_id, 77);
+	assert_refused("KILL_CLIENT x",
+	               "KILL_CLIENT wants a client id from SHOW CLIENTS (column id)");
+	assert_refused("KILL_CLIENT 0",
+	               "KILL_CLIENT wants a client id from SHOW CLIENTS (column id)");
+	assert_refused("KILL_CLIENT 99999999999999999999999",
+	               "KILL_CLIENT wants a client id from SHOW CLIENTS (column id)");
+	assert_refused("KILL_CLIENT", "unknown command: KILL_CLIENT; try SHOW HELP");
+
+	assert_int_equal(console_parse("SHUTDOWN", &cmd, err, sizeof(err)), 0);
+	assert_int_equal(cmd.verb, CONSOLE_SHUTDOWN);
+	assert_int_equal(cmd.shutdown, SHUTDOWN_NOW);
+	assert_int_equal(console_parse("shutdown wait_for_servers", &cmd, err, sizeof(err)), 0);
+	assert_int_equal(cmd.shutdown, SHUTDOWN_WAIT_FOR_SERVERS);
+	assert_int_equal(console_parse("SHUTDOWN WAIT_FOR_CLIENTS;", &cmd, err, sizeof(err)), 0);
+	assert_int_equal(cmd.shutdown, SHUTDOWN_WAIT_FOR_CLIENTS);
+	assert_refused("SHUTDOWN NOW", "unknown command: SHUTDOWN NOW; try SHOW HELP");
+
+	/* DISABLE and ENABLE need a database; the others do not */
+	assert_refused("DISABLE", "unknown command: DISABLE; try SHOW HELP");
+	assert_refused("ENABLE", "unknown command: ENABLE; try SHOW HELP");
+	assert_refused("KILL 'appdb'", "unknown command: KILL 'appdb'; try SHOW HELP");
+	assert_refused("RECONNECT a b", "unknown command: RECONNECT a b; try SHOW HELP");
+}
+
+static void test_parse_set_takes_word_number_or_quoted_value(void **state UNUSED)
+{
+	struct console_cmd cmd;
+	char err[160];
+
+	assert_int_equal(console_parse("SET default_pool_size = 40", &cmd, err, sizeof(err)), 0);
+	assert_int_equal(cmd.verb, CONSOLE_SET);
+	assert_string_equal(cmd.arg, "default_pool_size");
+	assert_string_equal(cmd.value, "40");
+	assert_int_equal(console_parse("set pool_mode.mode='session';", &cmd, err, sizeof(err)), 0);
+	assert_string_equal(cmd.arg, "pool_mode.mode");
+	assert_string_equal(cmd.value, "session");
+	assert_int_equal(
+	    console_parse("SET admin_users = 'alice, o''brien'", &cmd, err, sizeof(err)), 0);
+	assert_string_equal(cmd.value, "alice, o'brien");
+	assert_int_equal(console_parse("SET stats_users = ''", &cmd, err, sizeof(err)), 0);
+	assert_string_equal(cmd.value, "");
+	assert_refused("SET default_pool_size 40",
+	               "unknown command: SET default_pool_size 40; try SHOW HELP");
+	assert_refused("SET a = = b", "unknown command: SET a = = b; try SHOW HELP");
+	assert_refused("SET a = \"b\"", "unknown command: SET a = \"b\"; try SHOW HELP");
+	assert_refused("SET a = 'open", "unknown command: SET a = 'open; try SHOW HELP");
+}
+
+static void test_set_maps_pgbouncer_names_onto_keys(void **state UNUSED)
+{
+	int factor = 0;
+
+	assert_string_equal(console_set_key("default_pool_size", &factor),
+	                    "pool_mode.max_pool_size");
+	assert_int_equal(factor, 1);
+	assert_string_equal(console_set_key("reserve_pool_timeout", &factor),
+	                    "pool_mode.reserve_pool_timeout_ms");
+	assert_int_equal(factor, 1000);
+	assert_string_equal(console_set_key("POOL_MODE", &factor), "pool_mode.mode");
+	assert_string_equal(console_set_key("query_timeout", &factor),
+	                    "pool_mode.query_timeout_secs");
+	/* a HeliosProxy key is itself */
+	assert_string_equal(console_set_key("pool_mode.min_idle", &factor), "pool_mode.min_idle");
+	assert_int_equal(factor, 1);
+	assert_null(console_set_key("dns_max_ttl", &factor));
+	assert_null(console_set_key("no_such_key", &factor));
+}
+
+static void test_stats_users_may_show_but_not_act(void **state UNUSED)
+{
+	struct console_cmd cmd;
+	char err[160];
+	static const char *const allowed[] = {"SHOW POOLS", "SHOW STATS", "SHOW CONFIG", ""};
+	static const char *const refused[] = {
+	    "SHOW FDS",      "RELOAD",   "PAUSE",     "RESUME",     "KILL db",
+	    "KILL_CLIENT 3", "SHUTDOWN", "SET a = 1", "DISABLE db", "RECONNECT"};
+
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+		assert_int_equal(console_parse(allowed[i], &cmd, err, sizeof(err)), 0);
+		assert_true(console_read_only(&cmd));
+	}
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		assert_int_equal(console_parse(refused[i], &cmd, err, sizeof(err)), 0);
+		if (console_read_only(&cmd))
+			fail_msg("%s is allowed to stats_users", refused[i]);
+	}
+}
+
+static void test_show_totals_state_mem_and_sockets(void **state UNUSED)
+{
+	Helios__PoolStats p[4], *pp[4];
+	Helios__StatsReport stats;
+	struct sockets s;
+	struct result res;
+	char *paused[] = {(char *)"*"};
+
+	stats_report(&stats, p, pp);
+	render(SHOW_TOTALS, &stats, NULL, &res);
+	assert_string_equal(res.names[0], "name");
+	assert_string_equal(res.names[1], "value");
+	assert_int_equal(res.nrows, 24);
+	/* every database: 100+200+300+400 */
+	assert_cell(&res, 0, "name", "total_xact_count");
+	assert_cell(&res, 0, "value", "1000");
+	assert_cell(&res, 12, "name", "avg_xact_count");
+	assert_cell(&res, 12, "value", "100");
+	result_free(&res);
+
+	render(SHOW_STATE, &stats, NULL, &res);
+	assert_cell(&res, 0, "key", "active");
+	assert_cell(&res, 0, "value", "yes");
+	assert_cell(&res, 1, "key", "paused");
+	assert_cell(&res, 1, "value", "no");
+	result_free(&res);
+	stats.paused = paused;
+	stats.n_paused = 1;
+	render(SHOW_STATE, &stats, NULL, &res);
+	assert_cell(&res, 0, "value", "no");
+	assert_cell(&res, 1, "value", "yes");
+	result_free(&res);
+
+	render(SHOW_MEM, &stats, NULL, &res);
+	assert_string_equal(res.names[0], "name");
+	assert_string_equal(res.names[4], "memtotal");
+	assert_cell(&res, 2, "name", "pool_cache");
+	assert_cell(&res, 2, "used", "4");
+	result_free(&res);
+
+	sockets_report(&s);
+	render(SHOW_SOCKETS, &s.r, NULL, &res);
+	assert_columns(&res, pgb_socket_cols, pgb_socket_oids, 21);
+	assert_int_equal(res.nrows, 5); /* 3 clients, 2 servers */
+	assert_cell(&res, 0, "type", "C");
+	assert_cell(&res, 4, "type", "S");
+	result_free(&res);
+	/* the idle client (alice) is left out */
+	render(SHOW_ACTIVE_SOCKETS, &s.r, NULL, &res);
+	assert_int_equal(res.nrows, 4);
+	assert_cell(&res, 0, "user", "bob");
+	result_free(&res);
+}
+
+static void test_show_databases_lists_database_entries(void **state UNUSED)
+{
+	static const char *toml = "[pool_mode]\nmax_pool_size = 30\nreserve_pool_size = 2\n"
+	                          "[[nodes]]\nname = \"replica1\"\nhost = \"10.0.0.2\"\n"
+	                          "role = \"replica\"\n"
+	                          "[[nodes]]\nname = \"main\"\nhost = \"10.0.0.1\"\nport = 6543\n"
+	                          "[[databases]]\nname = \"app\"\nnodes = [\"replica1\"]\n"
+	                          "dbname = \"appdb_real\"\nuser = \"svc\"\npassword = \"pw\"\n"
+	                          "pool_size = 7\npool_mode = \"session\"\n"
+	                          "max_db_connections = 9\nreserve_pool = 1\n"
+	                          "[[databases]]\nname = \"plain\"\n"
+	                          "[[databases]]\nname = \"*\"\n"
+	                          "[[auth.users]]\nname = \"alice\"\npassword = \"pw\"\n";
+	struct cfg_error err;
+	struct cfg *c = cfg_load_string("proxy.toml", toml, strlen(toml), &err);
+	Helios__PoolStats a = pool_stats("app", "alice", "replica1");
+	Helios__PoolStats o = pool_stats("other", "alice", "main");
+	Helios__PoolStats *pools[] = {&a, &o};
+	Helios__StatsReport r = HELIOS__STATS_REPORT__INIT;
+	struct result res;
+
+	if (!c)
+		fail_msg("config: %s", err.msg);
+	a.sv_active = 2;
+	r.pools = pools;
+	r.n_pools = 2;
+	render(SHOW_DATABASES, &r, c, &res);
+	/* the entries (not "*"), then "other", served through "*" */
+	assert_int_equal(res.nrows, 3);
+	assert_cell(&res, 0, "name", "app");
+	assert_cell(&res, 0, "host", "10.0.0.2");
+	assert_cell(&res, 0, "database", "appdb_real");
+	assert_cell(&res, 0, "force_user", "svc");
+	assert_cell(&res, 0, "pool_size", "7");
+	assert_cell(&res, 0, "reserve_pool_size", "1");
+	assert_cell(&res, 0, "pool_mode", "session");
+	assert_cell(&res, 0, "max_connections", "9");
+	assert_cell(&res, 0, "current_connections", "2");
+	assert_cell(&res, 1, "name", "plain");
+	assert_cell(&res, 1, "database", "plain");
+	assert_null(cell(&res, 1, "force_user"));
+	assert_cell(&res, 1, "pool_size", "30");
+	assert_cell(&res, 1, "reserve_pool_size", "2");
+	assert_null(cell(&res, 1, "pool_mode"));
+	assert_cell(&res, 2, "name", "other");
+	assert_cell(&res, 2, "host", "10.0.0.1");
+	result_free(&res);
 	cfg_free(c);
 }
 
@@ -946,6 +1284,14 @@ static void test_done_gives_command_complete_tags_and_empty_query(void **state U
 	assert_complete(CONSOLE_RELOAD, "RELOAD");
 	assert_complete(CONSOLE_PAUSE, "PAUSE");
 	assert_complete(CONSOLE_RESUME, "RESUME");
+	assert_complete(CONSOLE_KILL, "KILL");
+	assert_complete(CONSOLE_KILL_CLIENT, "KILL_CLIENT");
+	assert_complete(CONSOLE_RECONNECT, "RECONNECT");
+	assert_complete(CONSOLE_DISABLE, "DISABLE");
+	assert_complete(CONSOLE_ENABLE, "ENABLE");
+	assert_complete(CONSOLE_WAIT_CLOSE, "WAIT_CLOSE");
+	assert_complete(CONSOLE_SHUTDOWN, "SHUTDOWN");
+	assert_complete(CONSOLE_SET, "SET");
 
 	sbuf_init(&out);
 	console_render_done(&cmd, &out);
@@ -1024,6 +1370,13 @@ int main(void)
 	    cmocka_unit_test(test_done_gives_command_complete_tags_and_empty_query),
 	    cmocka_unit_test(test_error_builder_gives_error_response_with_sqlstate),
 	    cmocka_unit_test(test_error_builder_replaces_malformed_sqlstate),
+	    cmocka_unit_test(test_show_pools_has_one_row_per_database_and_user_across_tenants),
+	    cmocka_unit_test(test_parse_pgbouncer_process_commands),
+	    cmocka_unit_test(test_parse_set_takes_word_number_or_quoted_value),
+	    cmocka_unit_test(test_set_maps_pgbouncer_names_onto_keys),
+	    cmocka_unit_test(test_stats_users_may_show_but_not_act),
+	    cmocka_unit_test(test_show_totals_state_mem_and_sockets),
+	    cmocka_unit_test(test_show_databases_lists_database_entries),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
