@@ -190,6 +190,9 @@ static void usage(FILE *out)
 		else
 			fprintf(out, "  %-22s  %s\n", head, verbs[i].summary);
 	}
+	fprintf(out, "  import-pgbouncer PGBOUNCER.INI [--userlist FILE] [--hba FILE] [-o OUT.toml]\n"
+	             "  %-22s  pgbouncer.ini to a HeliosProxy config (local, no control plane)\n",
+	        "");
 	fprintf(out,
 	        "\n"
 	        "options:\n"
@@ -739,6 +742,9 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc)
 		return usage_error(NULL, "no verb given");
+	/* A local verb: reads files, asks no control plane. */
+	if (!strcmp(argv[i], "import-pgbouncer"))
+		return pgbimport_main(argc - i, argv + i);
 	v = find_verb(argv[i]);
 	if (!v) {
 		fprintf(stderr, "helioctl: unknown verb '%s'; verbs:", argv[i]);
