@@ -498,10 +498,20 @@ static int unknown(struct loader *ld, const char *section, long index, const cha
 	bool table =
 	    toml_type(v) == TOML_TABLE || (toml_type(v) == TOML_ARRAY && toml_array_len(v) > 0 &&
 	                                   toml_type(toml_array_at(v, 0)) == TOML_TABLE);
-	const char *hint = cfg_key_suggest(section, name);
+	const char *hint = cfg_key_suggest(section, name), *note, *pgb;
 	char key[128];
 
 	cfg_key_path(key, sizeof(key), section, index, name);
+	/* A PgBouncer name says where its setting lives here (issue 19). */
+	pgb = table ? NULL : cfg_pgbouncer_key(name, &note);
+	if (pgb && pgb[0])
+		return cfg_fail(ld, toml_line(v),
+		                "unknown key '%s' (PgBouncer's %s is '%s' here%s%s)", key, name,
+		                pgb, note[0] ? ": " : "", note);
+	if (pgb)
+		return cfg_fail(ld, toml_line(v),
+		                "unknown key '%s' (PgBouncer's %s has no HeliosProxy key%s%s)", key,
+		                name, note[0] ? ": " : "", note);
 	if (hint)
 		return cfg_fail(ld, toml_line(v), "unknown %s '%s' (did you mean '%s'?)",
 		                table ? "table" : "key", key, hint);
@@ -588,9 +598,12 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 	int rc;
 
 	if (!sec->is_array) {
+		const char *note, *pgb = cfg_pgbouncer_key(sec->name, &note);
 		if (toml_type(v) != TOML_TABLE)
-			return cfg_fail(ld, toml_line(v), "key '%s': expected table, got %s",
-			                sec->name, type_word(toml_type(v)));
+			return cfg_fail(ld, toml_line(v), "key '%s': expected table, got %s%s%s%s",
+			                sec->name, type_word(toml_type(v)),
+			                pgb && pgb[0] ? " (PgBouncer's setting is '" : "",
+			                pgb && pgb[0] ? pgb : "", pgb && pgb[0] ? "' here)" : "");
 		return load_table(ld, sec->name, -1, v, (char *)c);
 	}
 	if (toml_type(v) != TOML_ARRAY)
@@ -617,6 +630,16 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 		arr = calloc(n, elem);
 		c->tenants = (struct cfg_tenant *)arr;
 		c->n_tenants = arr ? n : 0;
+	} else if (strcmp(sec->name, "databases") == 0) {
+		elem = sizeof(*c->databases);
+		arr = calloc(n, elem);
+		c->databases = (struct cfg_database *)arr;
+		c->n_databases = arr ? n : 0;
+	} else if (strcmp(sec->name, "users") == 0) {
+		elem = sizeof(*c->pool_users);
+		arr = calloc(n, elem);
+		c->pool_users = (struct cfg_user_pool *)arr;
+		c->n_pool_users = arr ? n : 0;
 	} else if (strcmp(sec->name, "rewrite_rules") == 0) {
 		elem = sizeof(*c->rewrite_rules);
 		arr = calloc(n, elem);
@@ -1034,6 +1057,10 @@ void cfg_free(struct cfg *c)
 	free(c->cache.tables);
 	free(c->tenants);
 	free(c->rewrite_rules);
+	if (c->databases) /* a forced user's password */
+		explicit_bzero(c->databases, c->n_databases * sizeof(*c->databases));
+	free(c->databases);
+	free(c->pool_users);
 	if (c->auth.rules) /* options may hold an ldapbindpasswd */
 		explicit_bzero(c->auth.rules, c->auth.n_rules * sizeof(*c->auth.rules));
 	free(c->auth.rules);
@@ -1062,6 +1089,64 @@ bool cfg_is_admin_user(const struct cfg *c, const char *user)
 		if (len > 0 && len == ulen && memcmp(item, user, len) == 0)
 			return true;
 	return false;
+}
+
+bool cfg_is_stats_user(const struct cfg *c, const char *user)
+{
+	const char *p = c->stats_users, *item;
+	size_t len, ulen = strlen(user);
+
+	while ((item = cfg_list_next(&p, &len)))
+		if (len > 0 && len == ulen && memcmp(item, user, len) == 0)
+			return true;
+	return false;
+}
+
+const struct cfg_database *cfg_database_find(const struct cfg *c, const char *name, bool *none)
+{
+	const struct cfg_database *star = NULL;
+
+	*none = false;
+	for (size_t i = 0; i < c->n_databases; i++) {
+		if (strcmp(c->databases[i].name, name) == 0)
+			return &c->databases[i];
+		if (strcmp(c->databases[i].name, "*") == 0)
+			star = &c->databases[i];
+	}
+	*none = c->n_databases > 0 && !star;
+	return star;
+}
+
+const struct cfg_user_pool *cfg_pool_user_find(const struct cfg *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_pool_users; i++)
+		if (strcmp(c->pool_users[i].name, name) == 0)
+			return &c->pool_users[i];
+	return NULL;
+}
+
+/* "" (inherit) or a mode name the key table has checked. */
+static bool mode_named(const char *s, enum cfg_pool_mode *m)
+{
+	if (!s[0])
+		return false;
+	*m = s[0] == 's' && s[1] == 'e' ? CFG_POOL_SESSION
+	     : s[0] == 't'              ? CFG_POOL_TRANSACTION
+	                                : CFG_POOL_STATEMENT;
+	return true;
+}
+
+enum cfg_pool_mode cfg_pool_mode_for(const struct cfg *c, const struct cfg_database *db,
+                                     const char *user)
+{
+	const struct cfg_user_pool *u;
+	enum cfg_pool_mode m;
+
+	if (db && mode_named(db->pool_mode, &m))
+		return m;
+	if (user && (u = cfg_pool_user_find(c, user)) && mode_named(u->pool_mode, &m))
+		return m;
+	return c->pool.mode;
 }
 
 const struct cfg_node *cfg_primary(const struct cfg *c)

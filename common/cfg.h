@@ -100,6 +100,36 @@ struct cfg_cache_table {
 	bool enabled; /* default true; false = never cache statements reading it */
 };
 
+/* One [[databases]] entry (issue 19, PgBouncer's [databases]): clients that
+ * connect to database name (an alias; "*" = every name no other entry has)
+ * get this entry's server database, user and pool settings. Empty strings and
+ * 0 (-1 for reserve_pool) inherit: see the key table's docs. */
+struct cfg_database {
+	char name[CFG_NAME_MAX]; /* alias clients connect to, unique; "*" = fallback */
+	char **nodes;            /* n_nodes [[nodes]] names it may use; none = all */
+	size_t n_nodes;
+	char dbname[CFG_NAME_MAX];     /* real database; "" = the alias (client's name for "*") */
+	char user[CFG_NAME_MAX];       /* forced server user; "" = the client's */
+	char password[CFG_SECRET_MAX]; /* of the forced user; "" = from [[auth.users]] */
+	char auth_user[CFG_NAME_MAX];  /* auth_query user here; "" = auth.auth_user */
+	int pool_size;                 /* 0 = pool_mode.max_pool_size */
+	int min_pool_size;             /* 0 = pool_mode.min_idle */
+	int reserve_pool;              /* -1 = pool_mode.reserve_pool_size */
+	char pool_mode[16];            /* "" = [[users]] entry, else pool_mode.mode */
+	int max_db_connections;        /* 0 = pool_mode.max_db_connections */
+	char client_encoding[CFG_NAME_MAX]; /* startup parameters; "" = the client's */
+	char datestyle[CFG_NAME_MAX];
+	char timezone[CFG_NAME_MAX];
+};
+
+/* One [[users]] entry: pool settings of a login user (credentials stay in
+ * [[auth.users]] / users_file). */
+struct cfg_user_pool {
+	char name[CFG_NAME_MAX];
+	char pool_mode[16];       /* "" = pool_mode.mode (a database's mode wins) */
+	int max_user_connections; /* 0 = pool_mode.max_user_connections */
+};
+
 /* A user the proxy knows. password is what PgBouncer's userlist.txt holds:
  * plaintext, "md5<32 hex>" or "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>".
  * server_password (optional, plaintext) is used towards the servers when
@@ -143,6 +173,8 @@ struct cfg {
 	char overrides_file[CFG_PATH_MAX];
 	bool watch_config;              /* inotify on the file: a change applies like SIGHUP */
 	char admin_users[CFG_LIST_MAX]; /* comma-separated; see cfg_is_admin_user() */
+	char stats_users[CFG_LIST_MAX]; /* read-only SHOW on the console; cfg_is_stats_user() */
+	int client_idle_timeout_secs;   /* idle client (no transaction) closed; 0 = off */
 	/* Who may use the control plane (common/cpauth.h, docs/control-plane.md) */
 	char control_token[CFG_SECRET_MAX];         /* shared secret; "" = none */
 	char control_tls_cert[CFG_PATH_MAX];        /* tls+tcp://: own certificate (PEM) */
@@ -167,7 +199,20 @@ struct cfg {
 		bool track_sql_prepare;          /* default true */
 		bool reset_sequences;            /* DISCARD SEQUENCES on a client switch, true */
 		bool kernel_splice;              /* session mode: sockmap splice, default false */
+		/* issue 19 (PgBouncer parity) */
+		int reserve_pool_size;             /* extra servers per pool for waiters, 0 */
+		int reserve_pool_timeout_ms;       /* wait before the reserve is used, 5000 */
+		int max_db_connections;            /* servers per database, all users; 0 = none */
+		int max_user_connections;          /* servers per user, all databases; 0 = none */
+		int query_timeout_secs;            /* cancel + 57014; 0 = off */
+		int idle_transaction_timeout_secs; /* idle in transaction: close; 0 = off */
 	} pool;
+
+	/* issue 19: [[databases]] (aliases) and [[users]] (per-user pool settings) */
+	struct cfg_database *databases;
+	size_t n_databases;
+	struct cfg_user_pool *pool_users;
+	size_t n_pool_users;
 
 	struct cfg_node *nodes; /* at least one */
 	size_t n_nodes;
@@ -357,6 +402,20 @@ const struct cfg_user *cfg_check_user(const struct cfg *c);
 /* True when user is listed in admin_users (entries compared after trimming
  * blanks; case-sensitive like PostgreSQL role names). */
 bool cfg_is_admin_user(const struct cfg *c, const char *user);
+/* The same for stats_users (only that list: callers decide what admins may). */
+bool cfg_is_stats_user(const struct cfg *c, const char *user);
+/* The [[databases]] entry clients connecting to database name use: the entry
+ * of that name, else the "*" entry, else NULL. *none is set true when
+ * [[databases]] exist but neither matches (the client gets 3D000); false
+ * otherwise (no entries at all: every database passes through). */
+const struct cfg_database *cfg_database_find(const struct cfg *c, const char *name, bool *none);
+/* The [[users]] entry of user name, or NULL. */
+const struct cfg_user_pool *cfg_pool_user_find(const struct cfg *c, const char *name);
+/* The pool mode of a client of database entry db (NULL = none) and user:
+ * the database's, else the user entry's, else pool_mode.mode. */
+enum cfg_pool_mode cfg_pool_mode_for(const struct cfg *c, const struct cfg_database *db,
+                                     const char *user);
+
 /* Where helioctl reaches this config's control plane: control_address if
  * set, else control_socket if set, else
  * "ipc://<state dir>/heliosproxy-<port of listen_address>.ctl", the state
@@ -429,6 +488,14 @@ const struct cfg_key *cfg_key_find(const char *dotted_name);
  * Returns 0, -EINVAL for bad arguments, -ENOSPC if cap is too small. */
 __attribute__((warn_unused_result)) int
 cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, size_t cap);
+/* PgBouncer setting name pgb ("listen_port", "default_pool_size") -> the
+ * HeliosProxy dotted key that holds the same setting ("listen_address",
+ * "pool_mode.max_pool_size"), or "" when HeliosProxy has none; *note gets a
+ * short remark (unit or form change, why there is none) or "". NULL when pgb
+ * is not a PgBouncer setting this table knows. Used by the loader's unknown-key
+ * hints and by helioctl import-pgbouncer. */
+const char *cfg_pgbouncer_key(const char *pgb, const char **note);
+
 /* The dotted name of a key ("pool_mode.max_pool_size", "io_backend"). */
 void cfg_key_name(const struct cfg_key *k, char *buf, size_t cap);
 /* True when a and b hold the same value for k (array keys: all elements,

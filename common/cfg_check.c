@@ -221,10 +221,11 @@ static int check_xdp(struct loader *ld)
 	return 0;
 }
 
-/* Every admin_users entry must be a user the proxy can authenticate. */
-static int check_admin_users(struct loader *ld)
+/* Every admin_users (stats_users) entry must be a user the proxy can
+ * authenticate. */
+static int check_user_list(struct loader *ld, const char *key, const char *list)
 {
-	const char *p = ld->c->admin_users, *item;
+	const char *p = list, *item;
 	char name[CFG_NAME_MAX], shown[96];
 	struct cfg_buf b;
 	size_t len;
@@ -240,10 +241,10 @@ static int check_admin_users(struct loader *ld)
 		}
 		cfg_buf_init(&b, shown, sizeof(shown));
 		cfg_buf_quote(&b, item, len);
-		return cfg_fail_key(ld, "", -1, "admin_users",
-		                    "key 'admin_users': %s is not a user from [[auth.users]] or "
+		return cfg_fail_key(ld, "", -1, key,
+		                    "key '%s': %s is not a user from [[auth.users]] or "
 		                    "auth.users_file",
-		                    shown);
+		                    key, shown);
 	}
 	return 0;
 }
@@ -330,6 +331,47 @@ static int check_schema_routes(struct loader *ld)
 		                    i, quoted(shown, sizeof(shown), r->target), names);
 	}
 	return 0;
+}
+
+/* [[databases]] names are unique, their nodes exist, a password goes with a
+ * forced user, an auth_user is known; [[users]] names are unique. */
+static int check_databases(struct loader *ld)
+{
+	const struct cfg *c = ld->c;
+	char shown[CFG_NAME_MAX * 6 + 8];
+	int rc;
+
+	rc = check_unique(ld, "databases", (const char *)c->databases, c->n_databases,
+	                  sizeof(*c->databases), "database");
+	if (rc == 0)
+		rc = check_unique(ld, "users", (const char *)c->pool_users, c->n_pool_users,
+		                  sizeof(*c->pool_users), "user");
+	for (size_t j = 0; rc == 0 && j < c->n_databases; j++) {
+		const struct cfg_database *d = &c->databases[j];
+		for (size_t i = 0; i < d->n_nodes; i++)
+			if (!cfg_node_by_name(c, d->nodes[i]))
+				return cfg_fail_key(
+				    ld, "databases", (long)j, "nodes",
+				    "key 'databases[%zu].nodes': %s is not the name of "
+				    "a [[nodes]] entry",
+				    j, quoted(shown, sizeof(shown), d->nodes[i]));
+		if (d->password[0] && !d->user[0])
+			return cfg_fail_key(ld, "databases", (long)j, "password",
+			                    "key 'databases[%zu].password': needs user (the "
+			                    "password is the forced server user's)",
+			                    j);
+		if (d->auth_user[0] && !cfg_find_user(c, d->auth_user))
+			return cfg_fail_key(ld, "databases", (long)j, "auth_user",
+			                    "key 'databases[%zu].auth_user': %s is not a user from "
+			                    "[[auth.users]] or auth.users_file",
+			                    j, quoted(shown, sizeof(shown), d->auth_user));
+		if (d->pool_size && d->min_pool_size > d->pool_size)
+			return cfg_fail_key(ld, "databases", (long)j, "min_pool_size",
+			                    "key 'databases[%zu].min_pool_size': %d is more than "
+			                    "pool_size %d",
+			                    j, d->min_pool_size, d->pool_size);
+	}
+	return rc;
 }
 
 /* Tenant ids are unique and schema prefixes are plain identifiers. */
@@ -553,7 +595,11 @@ int cfg_validate(struct loader *ld)
 		                  "key 'auth.hba_file': set it or [[auth.rules]], not both (the "
 		                  "first match would depend on which is read first)");
 	if (rc == 0)
-		rc = check_admin_users(ld);
+		rc = check_user_list(ld, "admin_users", c->admin_users);
+	if (rc == 0)
+		rc = check_user_list(ld, "stats_users", c->stats_users);
+	if (rc == 0)
+		rc = check_databases(ld);
 	if (rc == 0)
 		rc = check_xdp(ld);
 	if (rc == 0)

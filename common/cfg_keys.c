@@ -27,6 +27,10 @@
 #define F_TENANT_LIST(field, each) offsetof(struct cfg_tenant, field), (each)
 #define F_RULE(field)                                                                              \
 	offsetof(struct cfg_rewrite_rule, field), sizeof(((struct cfg_rewrite_rule *)0)->field)
+#define F_DB(field)            offsetof(struct cfg_database, field), sizeof(((struct cfg_database *)0)->field)
+#define F_DB_LIST(field, each) offsetof(struct cfg_database, field), (each)
+#define F_PUSER(field)                                                                             \
+	offsetof(struct cfg_user_pool, field), sizeof(((struct cfg_user_pool *)0)->field)
 #define F_HBA(field) offsetof(struct cfg_hba_rule, field), sizeof(((struct cfg_hba_rule *)0)->field)
 /* A string list's size is that of each string: the field is a pointer. */
 #define F_ROUTE_LIST(field, each) offsetof(struct cfg_schema_route, field), (each)
@@ -39,6 +43,9 @@ _Static_assert(offsetof(struct cfg_schema_route, n_tables) ==
 _Static_assert(offsetof(struct cfg_tenant, n_databases) ==
                    offsetof(struct cfg_tenant, databases) + sizeof(char **),
                "n_databases must follow databases");
+_Static_assert(offsetof(struct cfg_database, n_nodes) ==
+                   offsetof(struct cfg_database, nodes) + sizeof(char **),
+               "n_nodes must follow nodes");
 _Static_assert(offsetof(struct cfg_tenant, n_users) ==
                    offsetof(struct cfg_tenant, users) + sizeof(char **),
                "n_users must follow users");
@@ -53,6 +60,9 @@ static const char *const syslog_facilities[] = {"daemon", "user",   "local0", "l
                                                 "local2", "local3", "local4", "local5",
                                                 "local6", "local7", NULL};
 static const char *const pool_modes[] = {"session", "transaction", "statement", NULL};
+/* [[databases]] / [[users]]: stored as text, "" = inherited */
+static const char *const pool_modes_or_inherit[] = {"", "session", "transaction", "statement",
+                                                    NULL};
 static const char *const roles[] = {"primary", "replica", NULL};
 static const char *const auth_methods[] = {"trust", "md5", "scram-sha-256", NULL};
 static const char *const client_tls[] = {"disable",   "allow",       "require",
@@ -183,6 +193,13 @@ static const struct cfg_key keys[] = {
     {"", "admin_users", CFG_KEY_STRING, F_CFG(admin_users), "", 0, 0, NULL, 0,
      "Comma-separated users allowed on the admin console (database heliosproxy); they must "
      "be configured users."},
+    {"", "stats_users", CFG_KEY_STRING, F_CFG(stats_users), "", 0, 0, NULL, 0,
+     "Comma-separated users allowed read-only SHOW commands on the admin console (as "
+     "PgBouncer's stats_users); they must be configured users."},
+    {"", "client_idle_timeout_secs", CFG_KEY_INT, F_CFG(client_idle_timeout_secs), "0", 0, 604800,
+     NULL, 0,
+     "A logged-in client that sends nothing this long while not in a transaction is closed "
+     "(08P01 \"client_idle_timeout\"), as PgBouncer's client_idle_timeout; 0 = never."},
 
     {"pool_mode", "mode", CFG_KEY_ENUM, F_CFG(pool.mode), "session", 0, 0, pool_modes, 0,
      "When a server connection goes back to the pool: at client exit, transaction end or "
@@ -224,6 +241,79 @@ static const struct cfg_key keys[] = {
      "Session mode: after login, hand a client's bytes to its server and back in the kernel "
      "(eBPF sockmap) instead of relaying them; see docs/kernel-fastpath.md. Not for TLS "
      "clients or servers; without BPF it logs once and relays as usual."},
+    {"pool_mode", "reserve_pool_size", CFG_KEY_INT, F_CFG(pool.reserve_pool_size), "0", 0, 10000,
+     NULL, 0,
+     "Server connections a pool may open beyond its size for clients that have waited "
+     "reserve_pool_timeout_ms (PgBouncer's reserve_pool_size); 0 = none."},
+    {"pool_mode", "reserve_pool_timeout_ms", CFG_KEY_INT, F_CFG(pool.reserve_pool_timeout_ms),
+     "5000", 0, 3600000, NULL, 0,
+     "How long a client waits for a server of a full pool before the reserve is used; 0 = "
+     "the reserve is never used, as PgBouncer's reserve_pool_timeout = 0."},
+    {"pool_mode", "max_db_connections", CFG_KEY_INT, F_CFG(pool.max_db_connections), "0", 0,
+     1000000, NULL, 0,
+     "Most server connections per database, over all its users and pools (a [[databases]] "
+     "entry may set its own); clients beyond wait as for a full pool; 0 = no limit."},
+    {"pool_mode", "max_user_connections", CFG_KEY_INT, F_CFG(pool.max_user_connections), "0", 0,
+     1000000, NULL, 0,
+     "Most server connections per user, over all its databases and pools (a [[users]] "
+     "entry may set its own); clients beyond wait as for a full pool; 0 = no limit."},
+    {"pool_mode", "query_timeout_secs", CFG_KEY_INT, F_CFG(pool.query_timeout_secs), "0", 0, 604800,
+     NULL, 0,
+     "A query running longer than this is cancelled on the server and the client gets "
+     "57014 \"query timeout\", as PgBouncer's query_timeout; 0 = off."},
+    {"pool_mode", "idle_transaction_timeout_secs", CFG_KEY_INT,
+     F_CFG(pool.idle_transaction_timeout_secs), "0", 0, 604800, NULL, 0,
+     "A client idle this long inside a transaction is disconnected (25P03 \"idle transaction "
+     "timeout\") and its server connection closed, as PgBouncer's "
+     "idle_transaction_timeout; 0 = off."},
+    {"databases", "name", CFG_KEY_STRING, F_DB(name), NULL, 0, 0, NULL, REQ,
+     "Database name clients connect to (an alias), unique; \"*\" = every name no other "
+     "entry has."},
+    {"databases", "nodes", CFG_KEY_STRLIST, F_DB_LIST(nodes, CFG_NAME_MAX), NULL, 0, 1000, NULL, 0,
+     "Names of [[nodes]] entries this database may use; none = all nodes."},
+    {"databases", "dbname", CFG_KEY_STRING, F_DB(dbname), "", 0, 0, NULL, 0,
+     "The database on the server; empty = name (for \"*\": the client's database)."},
+    {"databases", "user", CFG_KEY_STRING, F_DB(user), "", 0, 0, NULL, 0,
+     "Every client of this database uses the server as this user (one pool for all); "
+     "empty = the client's own user."},
+    {"databases", "password", CFG_KEY_STRING, F_DB(password), "", 0, 0, NULL, SECRET,
+     "Plaintext password of user on the servers; empty = the one [[auth.users]] or "
+     "users_file gives it."},
+    {"databases", "auth_user", CFG_KEY_STRING, F_DB(auth_user), "", 0, 0, NULL, 0,
+     "User whose connection runs auth.auth_query for clients of this database; empty = "
+     "auth.auth_user."},
+    {"databases", "pool_size", CFG_KEY_INT, F_DB(pool_size), "0", 0, 10000, NULL, 0,
+     "Most server connections per pool of this database; 0 = pool_mode.max_pool_size."},
+    {"databases", "min_pool_size", CFG_KEY_INT, F_DB(min_pool_size), "0", 0, 10000, NULL, 0,
+     "Idle server connections kept per pool of this database; 0 = pool_mode.min_idle."},
+    {"databases", "reserve_pool", CFG_KEY_INT, F_DB(reserve_pool), "-1", -1, 10000, NULL, 0,
+     "Reserve connections per pool of this database; -1 = pool_mode.reserve_pool_size."},
+    {"databases", "pool_mode", CFG_KEY_ENUM, F_DB(pool_mode), "", 0, 0, pool_modes_or_inherit,
+     CFG_KEY_TEXT,
+     "Pool mode of this database's clients; empty = the user's [[users]] pool_mode, else "
+     "pool_mode.mode."},
+    {"databases", "max_db_connections", CFG_KEY_INT, F_DB(max_db_connections), "0", 0, 1000000,
+     NULL, 0,
+     "Most server connections of this database over all its pools; 0 = "
+     "pool_mode.max_db_connections."},
+    {"databases", "client_encoding", CFG_KEY_STRING, F_DB(client_encoding), "", 0, 0, NULL, 0,
+     "client_encoding sent to the server at login; empty = the client's."},
+    {"databases", "datestyle", CFG_KEY_STRING, F_DB(datestyle), "", 0, 0, NULL, 0,
+     "DateStyle sent to the server at login; empty = the client's."},
+    {"databases", "timezone", CFG_KEY_STRING, F_DB(timezone), "", 0, 0, NULL, 0,
+     "TimeZone sent to the server at login; empty = the client's."},
+
+    {"users", "name", CFG_KEY_STRING, F_PUSER(name), NULL, 0, 0, NULL, REQ,
+     "Login user these settings apply to, unique."},
+    {"users", "pool_mode", CFG_KEY_ENUM, F_PUSER(pool_mode), "", 0, 0, pool_modes_or_inherit,
+     CFG_KEY_TEXT,
+     "Pool mode of this user's clients; empty = pool_mode.mode. A [[databases]] pool_mode "
+     "wins."},
+    {"users", "max_user_connections", CFG_KEY_INT, F_PUSER(max_user_connections), "0", 0, 1000000,
+     NULL, 0,
+     "Most server connections of this user over all pools; 0 = "
+     "pool_mode.max_user_connections."},
+
     {"nodes", "name", CFG_KEY_STRING, F_NODE(name), "node<index>", 0, 0, NULL, 0,
      "Unique name for logs, metrics and routes; default by position: node0, node1, ..."},
     {"nodes", "host", CFG_KEY_STRING, F_NODE(host), NULL, 0, 0, NULL, REQ,
@@ -492,6 +582,16 @@ static const struct cfg_section sections[] = {
     {"nodes", true, "[[nodes]]",
      "PostgreSQL servers, one table each; at least one is required and names must be "
      "unique. The first primary takes writes."},
+    {"databases", true, "[[databases]]",
+     "Zero or more database entries, as PgBouncer's [databases]: a client's database name "
+     "picks the entry of that name, else the \"*\" entry. With no entries every database "
+     "passes through; with entries but no \"*\", another name gets 3D000 \"no such "
+     "database\". An entry's pools are per (node, entry, server user). Pool mode precedence: "
+     "the database entry's pool_mode, then the user's [[users]] pool_mode, then "
+     "pool_mode.mode."},
+    {"users", true, "[[users]]",
+     "Zero or more per-user pool settings, as PgBouncer's [users]; credentials stay in "
+     "[[auth.users]] or users_file."},
     {"routing", false, "[routing]",
      "Where statements go and how the control plane watches the nodes. check_user, if set, "
      "must be a user from [[auth.users]] or users_file with a plaintext password or a "
@@ -598,6 +698,86 @@ const struct cfg_key *cfg_key_find(const char *dotted_name)
 	return cfg_key_in(section, dot + 1, strlen(dot + 1));
 }
 
+/* PgBouncer 1.25's settings people set, and where each lives here. */
+static const struct {
+	const char *pgb, *helios, *note;
+} pgbouncer_keys[] = {
+    {"listen_addr", "listen_address", "host:port together with listen_port"},
+    {"listen_port", "listen_address", "host:port together with listen_addr"},
+    {"unix_socket_dir", "unix_socket_dir", ""},
+    {"auth_type", "auth.method", "auth_type = hba maps onto auth.hba_file"},
+    {"auth_file", "auth.users_file", ""},
+    {"auth_hba_file", "auth.hba_file", ""},
+    {"auth_query", "auth.auth_query", ""},
+    {"auth_user", "auth.auth_user", ""},
+    {"pool_mode", "pool_mode.mode", ""},
+    {"default_pool_size", "pool_mode.max_pool_size", ""},
+    {"min_pool_size", "pool_mode.min_idle", ""},
+    {"reserve_pool_size", "pool_mode.reserve_pool_size", ""},
+    {"reserve_pool_timeout", "pool_mode.reserve_pool_timeout_ms", "in milliseconds"},
+    {"max_client_conn", "max_client_conn", ""},
+    {"max_db_connections", "pool_mode.max_db_connections", ""},
+    {"max_user_connections", "pool_mode.max_user_connections", ""},
+    {"server_reset_query", "pool_mode.reset_query", ""},
+    {"server_reset_query_always", "pool_mode.reset_query",
+     "transaction pooling keeps session state apart by itself"},
+    {"server_check_query", "", "the control plane checks every node itself"},
+    {"server_check_delay", "health_check_interval_secs", ""},
+    {"server_lifetime", "pool_mode.server_lifetime_secs", "in seconds"},
+    {"server_idle_timeout", "pool_mode.idle_timeout_secs", "in seconds"},
+    {"server_connect_timeout", "pool_mode.server_connect_timeout_secs", "in seconds"},
+    {"server_login_retry", "circuit_breaker.recovery_timeout_secs", ""},
+    {"query_timeout", "pool_mode.query_timeout_secs", "in seconds"},
+    {"query_wait_timeout", "pool_mode.query_wait_timeout_secs", "in seconds"},
+    {"client_idle_timeout", "client_idle_timeout_secs", "in seconds"},
+    {"idle_transaction_timeout", "pool_mode.idle_transaction_timeout_secs", "in seconds"},
+    {"client_login_timeout", "client_login_timeout_secs", "in seconds"},
+    {"client_tls_sslmode", "tls.client_mode", ""},
+    {"client_tls_cert_file", "tls.cert_file", ""},
+    {"client_tls_key_file", "tls.key_file", ""},
+    {"client_tls_ca_file", "tls.client_ca_file", ""},
+    {"server_tls_sslmode", "tls.server_mode", ""},
+    {"server_tls_ca_file", "tls.ca_file", ""},
+    {"server_tls_cert_file", "tls.server_cert_file", ""},
+    {"server_tls_key_file", "tls.server_key_file", ""},
+    {"admin_users", "admin_users", ""},
+    {"stats_users", "stats_users", ""},
+    {"max_prepared_statements", "pool_mode.max_prepared_statements",
+     "prepared statements are always tracked in transaction pooling"},
+    {"log_connections", "log_connections", ""},
+    {"log_disconnections", "log_disconnections", ""},
+    {"stats_period", "stats_period_secs", "in seconds"},
+    {"syslog", "syslog", ""},
+    {"syslog_ident", "syslog_ident", ""},
+    {"syslog_facility", "syslog_facility", ""},
+    {"logfile", "", "the log goes to stderr (and syslog = true)"},
+    {"pidfile", "", "run it under systemd, or read the control socket"},
+    {"ignore_startup_parameters", "", "unknown startup parameters are passed to the server"},
+    {"track_extra_parameters", "", "every ParameterStatus is tracked"},
+    {"application_name_add_host", "", ""},
+    {"so_reuseport", "", "use workers for more threads in one process"},
+    {"tcp_keepalive", "", "the kernel's defaults apply"},
+    {"tcp_keepidle", "", "the kernel's defaults apply"},
+    {"tcp_keepintvl", "", "the kernel's defaults apply"},
+    {"tcp_keepcnt", "", "the kernel's defaults apply"},
+    {"pool_size", "databases.pool_size", "in a [[databases]] entry"},
+    {"reserve_pool", "databases.reserve_pool", "in a [[databases]] entry"},
+    {"dbname", "databases.dbname", "in a [[databases]] entry"},
+};
+
+const char *cfg_pgbouncer_key(const char *pgb, const char **note)
+{
+	for (size_t i = 0; i < sizeof(pgbouncer_keys) / sizeof(pgbouncer_keys[0]); i++)
+		if (strcmp(pgbouncer_keys[i].pgb, pgb) == 0) {
+			if (note)
+				*note = pgbouncer_keys[i].note;
+			return pgbouncer_keys[i].helios;
+		}
+	if (note)
+		*note = "";
+	return NULL;
+}
+
 /* Levenshtein distance, capped: names longer than 63 bytes get SIZE_MAX. */
 static size_t edit_distance(const char *a, const char *b)
 {
@@ -698,6 +878,16 @@ const char *cfg_array_elements(const struct cfg *c, const char *section, bool fi
 		*n = c->n_tenants;
 		*elem = sizeof(*c->tenants);
 		return (const char *)c->tenants;
+	}
+	if (strcmp(section, "databases") == 0) {
+		*n = c->n_databases;
+		*elem = sizeof(*c->databases);
+		return (const char *)c->databases;
+	}
+	if (strcmp(section, "users") == 0) {
+		*n = c->n_pool_users;
+		*elem = sizeof(*c->pool_users);
+		return (const char *)c->pool_users;
 	}
 	if (strcmp(section, "rewrite_rules") == 0) {
 		*n = c->n_rewrite_rules;
