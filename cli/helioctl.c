@@ -190,8 +190,9 @@ static void usage(FILE *out)
 		else
 			fprintf(out, "  %-22s  %s\n", head, verbs[i].summary);
 	}
-	fprintf(out, "  import-pgbouncer PGBOUNCER.INI [--userlist FILE] [--hba FILE] [-o OUT.toml]\n"
-	             "  %-22s  pgbouncer.ini to a HeliosProxy config (local, no control plane)\n",
+	fprintf(out,
+	        "  import-pgbouncer PGBOUNCER.INI [--userlist FILE] [--hba FILE] [-o OUT.toml]\n"
+	        "  %-22s  pgbouncer.ini to a HeliosProxy config (local, no control plane)\n",
 	        "");
 	fprintf(out,
 	        "\n"

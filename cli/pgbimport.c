@@ -28,14 +28,14 @@ enum pgbi_sect { S_TOP, S_POOL, S_AUTH, S_TLS, S_N };
 static const char *const sect_name[S_N] = {"", "pool_mode", "auth", "tls"};
 
 enum pgbi_kind {
-	K_INT,     /* integer as is */
-	K_SECS,    /* PgBouncer seconds (may have a fraction) -> whole seconds */
-	K_MS,      /* PgBouncer seconds -> milliseconds */
-	K_BOOL,    /* 0/1, yes/no, on/off, true/false */
-	K_STR,     /* string as is */
-	K_PATH,    /* file name, made absolute against the ini's folder */
-	K_SPECIAL, /* handled by its own code below */
-	K_NONE,    /* no HeliosProxy key: why says what to do instead */
+	K_INT,       /* integer as is */
+	K_SECS,      /* PgBouncer seconds (may have a fraction) -> whole seconds */
+	K_MS,        /* PgBouncer seconds -> milliseconds */
+	K_BOOL,      /* 0/1, yes/no, on/off, true/false */
+	K_STR,       /* string as is */
+	K_PATH,      /* file name, made absolute against the ini's folder */
+	K_SPECIAL,   /* handled by its own code below */
+	K_NONE,      /* no HeliosProxy key: why says what to do instead */
 	K_NOTNEEDED, /* HeliosProxy does it always: why says how */
 };
 
@@ -176,8 +176,7 @@ static const struct pgbi_key keys[] = {
     {"dns_zone_check_period", K_NONE, 0, NULL, NULL,
      "node host names are resolved at each connect by the system resolver"},
     {"resolv_conf", K_NONE, 0, NULL, NULL, "the system resolver (/etc/resolv.conf) is used"},
-    {"disable_pqexec", K_NONE, 0, NULL, NULL,
-     "multi-statement simple queries are always allowed"},
+    {"disable_pqexec", K_NONE, 0, NULL, NULL, "multi-statement simple queries are always allowed"},
     {"server_tls_ca_path", K_NONE, 0, NULL, NULL, "give one CA bundle file (tls.ca_file)"},
     {"peer_id", K_NONE, 0, NULL, NULL,
      "no peering: cancel requests reach the right process because one process serves a port"},
@@ -242,8 +241,7 @@ static void toml_str(struct sbuf *b, const char *s)
 
 /* ---- report ---- */
 
-static const char *src_of(const struct imp *im, const struct pgbini_ent *e, char *buf,
-                          size_t cap)
+static const char *src_of(const struct imp *im, const struct pgbini_ent *e, char *buf, size_t cap)
 {
 	(void)im;
 	if (!e)
@@ -253,8 +251,7 @@ static const char *src_of(const struct imp *im, const struct pgbini_ent *e, char
 	return buf;
 }
 
-__attribute__((format(printf, 5, 6))) static void report(struct imp *im,
-                                                         const struct pgbini_ent *e,
+__attribute__((format(printf, 5, 6))) static void report(struct imp *im, const struct pgbini_ent *e,
                                                          const char *what, const char *status,
                                                          const char *fmt, ...)
 {
@@ -289,8 +286,8 @@ __attribute__((format(printf, 5, 6))) static void report(struct imp *im,
 
 static int parse_bool(const char *v, bool *out)
 {
-	static const char *const yes[] = {"1", "yes", "on", "true"}, *const no[] = {"0", "no", "off",
-	                                                                             "false"};
+	static const char *const yes[] = {"1", "yes", "on", "true"}, *const no[] = {"0", "no",
+	                                                                            "off", "false"};
 	for (size_t i = 0; i < 4; i++) {
 		if (!strcasecmp(v, yes[i]))
 			return *out = true, 0;
@@ -355,8 +352,8 @@ static void put_simple(struct imp *im, const struct pgbi_key *k, const struct pg
 		n = (long)ceil(d);
 		sbuf_printf(b, "%s = %ld\n", k->key, n);
 		if ((double)n != d)
-			return report(im, e, what, status, "%s = %ld (whole seconds, rounded up from %s)",
-			              full, n, v);
+			return report(im, e, what, status,
+			              "%s = %ld (whole seconds, rounded up from %s)", full, n, v);
 		return report(im, e, what, status, "%s = %ld", full, n);
 	case K_MS:
 		if (parse_secs(v, &d) < 0)
@@ -425,8 +422,8 @@ static void map_listen(struct imp *im)
 		snprintf(addr, sizeof(addr), "%.*s", (int)len, a->val);
 		if (a->val[len])
 			report(im, a, "[pgbouncer] listen_addr", "not-mapped",
-			       "HeliosProxy listens on one address: only %s is used, not '%s'", addr,
-			       a->val + len + strspn(a->val + len, ", \t"));
+			       "HeliosProxy listens on one address: only %s is used, not '%s'",
+			       addr, a->val + len + strspn(a->val + len, ", \t"));
 		if (!strcmp(addr, "*"))
 			snprintf(addr, sizeof(addr), "0.0.0.0"); /* "*" = every IPv4 address */
 	}
@@ -452,8 +449,8 @@ static void map_listen(struct imp *im)
  */
 static int map_hba(struct imp *im, const struct pgbini_ent *e, const char *src)
 {
-	static const char *const ok_methods[] = {"trust", "reject", "md5", "scram-sha-256",
-	                                         "password", "cert"};
+	static const char *const ok_methods[] = {"trust",         "reject",   "md5",
+	                                         "scram-sha-256", "password", "cert"};
 	char what[PATH_MAX + 32], out[PATH_MAX], line[4096];
 	FILE *f = fopen(src, "r");
 	struct sbuf b;
@@ -465,8 +462,9 @@ static int map_hba(struct imp *im, const struct pgbini_ent *e, const char *src)
 		return -errno;
 	}
 	sbuf_init(&b);
-	sbuf_printf(&b, "# Written by helioctl import-pgbouncer from %s; rerun it after editing "
-	                "that file.\n",
+	sbuf_printf(&b,
+	            "# Written by helioctl import-pgbouncer from %s; rerun it after editing "
+	            "that file.\n",
 	            src);
 	while (fgets(line, sizeof(line), f)) {
 		char copy[4096], *tok[8], *save = NULL, *t;
@@ -476,7 +474,8 @@ static int map_hba(struct imp *im, const struct pgbini_ent *e, const char *src)
 		ln++;
 		snprintf(copy, sizeof(copy), "%s", line);
 		copy[strcspn(copy, "#\n")] = '\0';
-		for (t = strtok_r(copy, " \t\r", &save); t && nt < 8; t = strtok_r(NULL, " \t\r", &save))
+		for (t = strtok_r(copy, " \t\r", &save); t && nt < 8;
+		     t = strtok_r(NULL, " \t\r", &save))
 			tok[nt++] = t;
 		if (nt == 0) {
 			sbuf_puts(&b, line);
@@ -490,8 +489,9 @@ static int map_hba(struct imp *im, const struct pgbini_ent *e, const char *src)
 			mi = 5;
 		for (i = 0; mi < nt && i < sizeof(ok_methods) / sizeof(ok_methods[0]); i++)
 			known |= !strcmp(tok[mi], ok_methods[i]);
-		bool odd_names = (nt > 2 && (!strcmp(tok[1], "sameuser") || !strcmp(tok[1], "samerole") ||
-		                             !strcmp(tok[1], "replication") || tok[2][0] == '+'));
+		bool odd_names =
+		    (nt > 2 && (!strcmp(tok[1], "sameuser") || !strcmp(tok[1], "samerole") ||
+		                !strcmp(tok[1], "replication") || tok[2][0] == '+'));
 		if (known && !odd_names) {
 			sbuf_puts(&b, line);
 			continue;
@@ -500,12 +500,14 @@ static int map_hba(struct imp *im, const struct pgbini_ent *e, const char *src)
 		line[strcspn(line, "\n")] = '\0';
 		sbuf_printf(&b, "# import-pgbouncer: was `%s`\n", line);
 		if (odd_names) {
-			sbuf_printf(&b, "%s all all%s reject\n", tok[0], strcmp(tok[0], "local") ? " all" : "");
-			report(im, e, what, "not-mapped",
-			       "%s:%d: sameuser, samerole, replication and +group are not supported; "
-			       "the line became a reject for everyone it could match: list the "
-			       "names",
-			       src, ln);
+			sbuf_printf(&b, "%s all all%s reject\n", tok[0],
+			            strcmp(tok[0], "local") ? " all" : "");
+			report(
+			    im, e, what, "not-mapped",
+			    "%s:%d: sameuser, samerole, replication and +group are not supported; "
+			    "the line became a reject for everyone it could match: list the "
+			    "names",
+			    src, ln);
 		} else {
 			for (i = 0; i < mi && i < nt; i++)
 				sbuf_printf(&b, "%s%s", i ? " " : "", tok[i]);
@@ -520,8 +522,8 @@ static int map_hba(struct imp *im, const struct pgbini_ent *e, const char *src)
 	if (!changed && !im->out_path) {
 		snprintf(out, sizeof(out), "%s", src);
 	} else if (!im->out_path) {
-		report(im, e, what, "error", "%s needs changes: give -o so that they can be written",
-		       src);
+		report(im, e, what, "error",
+		       "%s needs changes: give -o so that they can be written", src);
 		sbuf_free(&b);
 		return -EINVAL;
 	} else {
@@ -575,17 +577,20 @@ static void map_auth(struct imp *im)
 		}
 	} else if (!strcmp(type, "cert")) {
 		/* every client by its certificate: one rule */
-		sbuf_puts(&im->sect[S_AUTH],
-		          "\n[[auth.rules]]\ntype = \"hostssl\"\naddress = \"all\"\nmethod = \"cert\"\n");
-		report(im, t, what, "mapped",
-		       "[[auth.rules]] hostssl all all all cert (needs tls.client_mode verify-ca or "
-		       "verify-full)");
+		sbuf_puts(
+		    &im->sect[S_AUTH],
+		    "\n[[auth.rules]]\ntype = \"hostssl\"\naddress = \"all\"\nmethod = \"cert\"\n");
+		report(
+		    im, t, what, "mapped",
+		    "[[auth.rules]] hostssl all all all cert (needs tls.client_mode verify-ca or "
+		    "verify-full)");
 	} else if (!strcmp(type, "plain") || !strcmp(type, "any") || !strcmp(type, "pam")) {
 		const char *why =
 		    !strcmp(type, "plain")
 		        ? "cleartext passwords are the hba method password, TLS only in HeliosProxy"
 		    : !strcmp(type, "any")
-		        ? "HeliosProxy always checks the login user; use trust with a forced user per "
+		        ? "HeliosProxy always checks the login user; use trust with a forced user "
+		          "per "
 		          "database"
 		        : "PAM is not supported; ldap rules in auth.hba_file are the closest";
 		report(im, t, what, "not-mapped", "%s; auth.method stays scram-sha-256", why);
@@ -610,8 +615,8 @@ static void map_auth(struct imp *im)
 		}
 		if (access(path, R_OK) < 0) {
 			report(im, im->userlist ? NULL : uf,
-			       im->userlist ? "--userlist" : "[pgbouncer] auth_file", "error", "%s: %s",
-			       path, strerror(errno));
+			       im->userlist ? "--userlist" : "[pgbouncer] auth_file", "error",
+			       "%s: %s", path, strerror(errno));
 			return;
 		}
 		/* HeliosProxy reads userlist.txt as PgBouncer does, and again on
@@ -619,8 +624,9 @@ static void map_auth(struct imp *im)
 		sbuf_puts(&im->sect[S_AUTH], "users_file = ");
 		toml_str(&im->sect[S_AUTH], path);
 		sbuf_putc(&im->sect[S_AUTH], '\n');
-		report(im, im->userlist ? NULL : uf, im->userlist ? "--userlist" : "[pgbouncer] auth_file",
-		       "mapped", "auth.users_file = \"%s\" (same format, read in place)", path);
+		report(im, im->userlist ? NULL : uf,
+		       im->userlist ? "--userlist" : "[pgbouncer] auth_file", "mapped",
+		       "auth.users_file = \"%s\" (same format, read in place)", path);
 	}
 }
 
@@ -645,19 +651,22 @@ static void map_special(struct imp *im, const struct pgbi_key *k, const struct p
 			return report(im, e, what, "not-mapped",
 			              "0 makes PgBouncer use a server once; HeliosProxy's 0 means "
 			              "unlimited, and has no single-use mode");
-		return put_simple(im, &(struct pgbi_key){k->name, K_SECS, S_POOL, k->key, NULL, NULL},
+		return put_simple(im,
+		                  &(struct pgbi_key){k->name, K_SECS, S_POOL, k->key, NULL, NULL},
 		                  e, v, "mapped");
 	}
 	if (!strcmp(k->name, "max_prepared_statements")) {
 		if (parse_long(v, &n) < 0)
 			return report(im, e, what, "error", "'%s' is not a whole number", v);
 		if (n == 0)
-			return report(im, e, what, "not-mapped",
-			              "0 turns PgBouncer's prepared statement support off; HeliosProxy "
-			              "always carries protocol-level prepared statements across servers "
-			              "in transaction mode (pool_mode.max_prepared_statements keeps its "
-			              "default)");
-		return put_simple(im, &(struct pgbi_key){k->name, K_INT, S_POOL, k->key, NULL, NULL}, e,
+			return report(
+			    im, e, what, "not-mapped",
+			    "0 turns PgBouncer's prepared statement support off; HeliosProxy "
+			    "always carries protocol-level prepared statements across servers "
+			    "in transaction mode (pool_mode.max_prepared_statements keeps its "
+			    "default)");
+		return put_simple(im,
+		                  &(struct pgbi_key){k->name, K_INT, S_POOL, k->key, NULL, NULL}, e,
 		                  v, "mapped");
 	}
 	if (!strcmp(k->name, "server_reset_query_always")) {
@@ -665,8 +674,9 @@ static void map_special(struct imp *im, const struct pgbi_key *k, const struct p
 		if (parse_bool(v, &t) < 0)
 			return report(im, e, what, "error", "'%s' is not a boolean", v);
 		if (!t)
-			return report(im, e, what, "not-needed",
-			              "0: the reset query runs in session mode only, as in HeliosProxy");
+			return report(
+			    im, e, what, "not-needed",
+			    "0: the reset query runs in session mode only, as in HeliosProxy");
 		return report(im, e, what, "not-mapped",
 		              "the reset query runs in session mode only; transaction mode replays "
 		              "each client's own session state instead (docs/pooling.md)");
@@ -715,14 +725,16 @@ static void map_pgbouncer(struct imp *im)
 		snprintf(what, sizeof(what), "[pgbouncer] %s", e->key);
 		last = find_last(im, "pgbouncer", e->key);
 		if (last != e) {
-			report(im, e, what, "not-needed", "set again at %s:%d", last->file, last->line);
+			report(im, e, what, "not-needed", "set again at %s:%d", last->file,
+			       last->line);
 			continue;
 		}
 		for (size_t j = 0; j < N_KEYS; j++)
 			if (!strcasecmp(keys[j].name, e->key))
 				k = &keys[j];
 		if (!k) {
-			report(im, e, what, "not-mapped", "not a PgBouncer setting HeliosProxy knows");
+			report(im, e, what, "not-mapped",
+			       "not a PgBouncer setting HeliosProxy knows");
 			continue;
 		}
 		switch (k->kind) {
@@ -819,7 +831,8 @@ static void map_database(struct imp *im, const struct pgbini_ent *e)
 		snprintf(hosts, sizeof(hosts), "%s", im->unix_dir);
 	}
 	sbuf_init(&nodes);
-	for (char *save = NULL, *h = strtok_r(hosts, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
+	for (char *save = NULL, *h = strtok_r(hosts, ",", &save); h;
+	     h = strtok_r(NULL, ",", &save)) {
 		const char *name = node_for(im, h, (int)port);
 		if (!name) {
 			sbuf_free(&nodes);
@@ -847,7 +860,8 @@ static void map_database(struct imp *im, const struct pgbini_ent *e)
 		if (!k) {
 			const char *why =
 			    !strcmp(pr[i].key, "connect_query")
-			        ? "no query at server connect; use ALTER ROLE/DATABASE ... SET on the "
+			        ? "no query at server connect; use ALTER ROLE/DATABASE ... SET on "
+			          "the "
 			          "server"
 			    : !strcmp(pr[i].key, "application_name")
 			        ? "application_name comes from the client"
@@ -908,7 +922,8 @@ static void map_user(struct imp *im, const struct pgbini_ent *e)
 			report(im, e, w, "mapped", "[[users]] max_user_connections = %ld", v);
 		} else {
 			report(im, e, w, "not-mapped", "%s",
-			       !strcmp(pr[i].key, "pool_size") || !strcmp(pr[i].key, "reserve_pool_size")
+			       !strcmp(pr[i].key, "pool_size") ||
+			               !strcmp(pr[i].key, "reserve_pool_size")
 			           ? "pool sizes are set per database ([[databases]] pool_size)"
 			           : "not a [users] parameter HeliosProxy knows");
 		}
@@ -928,17 +943,20 @@ static void map_sections(struct imp *im)
 			continue;
 		if (strcmp(e->section, "databases") && strcmp(e->section, "users")) {
 			report(im, e, what, "not-mapped",
-			       !strcmp(e->section, "peers") ? "no peering (one process serves a port)"
-			                                    : "unknown section");
+			       !strcmp(e->section, "peers")
+			           ? "no peering (one process serves a port)"
+			           : "unknown section");
 			continue;
 		}
 		/* names are case-sensitive here, and the last definition wins */
 		last = NULL;
 		for (size_t j = im->ini.n; j-- > 0 && !last;)
-			if (!strcmp(im->ini.e[j].section, e->section) && !strcmp(im->ini.e[j].key, e->key))
+			if (!strcmp(im->ini.e[j].section, e->section) &&
+			    !strcmp(im->ini.e[j].key, e->key))
 				last = &im->ini.e[j];
 		if (last != e) {
-			report(im, e, what, "not-needed", "set again at %s:%d", last->file, last->line);
+			report(im, e, what, "not-needed", "set again at %s:%d", last->file,
+			       last->line);
 			continue;
 		}
 		if (!strcmp(e->section, "databases")) {
@@ -1043,7 +1061,8 @@ int pgbimport_main(int argc, char **argv)
 			return HCTL_USAGE;
 		}
 		if (im.ini_path) {
-			fprintf(stderr, "helioctl import-pgbouncer: one ini file only\n%s", import_usage);
+			fprintf(stderr, "helioctl import-pgbouncer: one ini file only\n%s",
+			        import_usage);
 			return HCTL_USAGE;
 		}
 		im.ini_path = a;
@@ -1065,13 +1084,15 @@ int pgbimport_main(int argc, char **argv)
 			if (!strcmp(tmp, "."))
 				snprintf(im.ini_dir, sizeof(im.ini_dir), "%s", cwd);
 			else
-				snprintf(im.ini_dir, sizeof(im.ini_dir), "%.2048s/%.2047s", cwd, tmp);
+				snprintf(im.ini_dir, sizeof(im.ini_dir), "%.2048s/%.2047s", cwd,
+				         tmp);
 		}
 	}
 	if (im.out_path) {
 		size_t l = strlen(im.out_path);
 		snprintf(im.out_stem, sizeof(im.out_stem), "%.*s",
-		         (int)(l > 5 && !strcmp(im.out_path + l - 5, ".toml") ? l - 5 : l), im.out_path);
+		         (int)(l > 5 && !strcmp(im.out_path + l - 5, ".toml") ? l - 5 : l),
+		         im.out_path);
 	}
 	for (size_t s = 0; s < S_N; s++)
 		sbuf_init(&im.sect[s]);
@@ -1087,11 +1108,12 @@ int pgbimport_main(int argc, char **argv)
 
 	struct sbuf out;
 	sbuf_init(&out);
-	sbuf_printf(&out,
-	            "# HeliosProxy configuration written by helioctl import-pgbouncer from %s.\n"
-	            "# Edit that file and run the import again rather than editing this one.\n"
-	            "# %u keys mapped, %u PgBouncer defaults written, %u not needed, %u not mapped.\n",
-	            im.ini_path, im.n_mapped, im.n_default, im.n_notneeded, im.n_unmapped);
+	sbuf_printf(
+	    &out,
+	    "# HeliosProxy configuration written by helioctl import-pgbouncer from %s.\n"
+	    "# Edit that file and run the import again rather than editing this one.\n"
+	    "# %u keys mapped, %u PgBouncer defaults written, %u not needed, %u not mapped.\n",
+	    im.ini_path, im.n_mapped, im.n_default, im.n_notneeded, im.n_unmapped);
 	sbuf_puts(&out, im.head.p ? im.head.p : "");
 	sbuf_putc(&out, '\n');
 	for (size_t s = 0; s < S_N; s++) {
@@ -1124,7 +1146,9 @@ int pgbimport_main(int argc, char **argv)
 	fprintf(rep, "%u mapped, %u defaults, %u not needed, %u not mapped%s%s\n", im.n_mapped,
 	        im.n_default, im.n_notneeded, im.n_unmapped,
 	        im.failed ? "; errors above, nothing written" : "; written to ",
-	        im.failed ? "" : im.out_path ? im.out_path : "standard output");
+	        im.failed     ? ""
+	        : im.out_path ? im.out_path
+	                      : "standard output");
 
 	sbuf_free(&out);
 	for (size_t s = 0; s < S_N; s++)

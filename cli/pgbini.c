@@ -74,8 +74,8 @@ static const char *keep_name(struct pgbini *ini, const char *path)
 	return f[ini->nfiles] ? f[ini->nfiles++] : NULL;
 }
 
-static int load_file(struct pgbini *ini, const char *path, char *section, int depth,
-                     char *err, size_t errlen);
+static int load_file(struct pgbini *ini, const char *path, char *section, int depth, char *err,
+                     size_t errlen);
 
 /* %include FILE: a relative FILE is taken from the including file's folder
  * (PgBouncer takes it from its working directory, which is usually that
@@ -100,8 +100,8 @@ static bool is_key_char(char c)
 	       c == '$' || (unsigned char)c >= 0x80;
 }
 
-int pgbini_parse(struct pgbini *ini, const char *file, const char *buf, size_t len,
-                 char *section, int depth, char *err, size_t errlen)
+int pgbini_parse(struct pgbini *ini, const char *file, const char *buf, size_t len, char *section,
+                 int depth, char *err, size_t errlen)
 {
 	const char *p = buf, *end = buf + len;
 	int line = 0, rc;
@@ -142,18 +142,19 @@ int pgbini_parse(struct pgbini *ini, const char *file, const char *buf, size_t l
 				while (q < eol && isspace((unsigned char)*q))
 					q++;
 				if (depth >= PGBINI_MAX_DEPTH) {
-					set_err(err, errlen, "%s:%d: %%include nested too deep", file,
-					        line);
+					set_err(err, errlen, "%s:%d: %%include nested too deep",
+					        file, line);
 					return -ELOOP;
 				}
-				rc = include_file(ini, file, q, (size_t)(eol - q), section, depth, err,
-				                  errlen);
+				rc = include_file(ini, file, q, (size_t)(eol - q), section, depth,
+				                  err, errlen);
 				if (rc < 0)
 					return rc;
 				p = next;
 				continue;
 			}
-			set_err(err, errlen, "%s:%d: unknown directive (only %%include)", file, line);
+			set_err(err, errlen, "%s:%d: unknown directive (only %%include)", file,
+			        line);
 			return -EINVAL;
 		}
 		k = p;
@@ -203,8 +204,8 @@ int pgbini_parse(struct pgbini *ini, const char *file, const char *buf, size_t l
 	return 0;
 }
 
-static int load_file(struct pgbini *ini, const char *path, char *section, int depth,
-                     char *err, size_t errlen)
+static int load_file(struct pgbini *ini, const char *path, char *section, int depth, char *err,
+                     size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char *buf = NULL;

@@ -32,8 +32,8 @@ int pgbini_load(struct pgbini *ini, const char *path, char *err, size_t errlen);
 
 /* Parses buf (the text of file) into ini; section carries the current
  * section across %include. Pure but for %include, which reads files. */
-int pgbini_parse(struct pgbini *ini, const char *file, const char *buf, size_t len,
-                 char *section, int depth, char *err, size_t errlen);
+int pgbini_parse(struct pgbini *ini, const char *file, const char *buf, size_t len, char *section,
+                 int depth, char *err, size_t errlen);
 
 void pgbini_free(struct pgbini *ini);
 
