@@ -206,8 +206,10 @@ struct imp {
 	struct pgbi_node node[PGBI_MAX_NODES];
 	size_t n_nodes;
 	unsigned n_mapped, n_default, n_unmapped, n_notneeded;
-	const char *unix_dir; /* unix_socket_dir: where host-less databases connect */
-	bool failed;          /* an error that makes the output unusable */
+	const char *unix_dir;    /* unix_socket_dir: where host-less databases connect */
+	char hba_path[PATH_MAX]; /* translated hba file to write, if any */
+	struct sbuf hba_text;
+	bool failed; /* an error that makes the output unusable */
 };
 
 static const char *last_slash_dir(const char *path, char *dir, size_t cap)
@@ -322,10 +324,10 @@ static int parse_secs(const char *v, double *out)
 
 static void path_value(const struct imp *im, const char *v, char *out, size_t cap)
 {
-	if (!v[0] || v[0] == '/')
-		snprintf(out, cap, "%s", v);
-	else
-		snprintf(out, cap, "%s/%s", im->ini_dir, v);
+	int n = (!v[0] || v[0] == '/') ? snprintf(out, cap, "%s", v)
+	                               : snprintf(out, cap, "%s/%s", im->ini_dir, v);
+	if (n < 0 || (size_t)n >= cap)
+		out[0] = '\0'; /* too long for a path: check-config then names the key */
 }
 
 /* Writes `key = <v as kind>` into the section; reports it. */
@@ -424,8 +426,13 @@ static void map_listen(struct imp *im)
 			report(im, a, "[pgbouncer] listen_addr", "not-mapped",
 			       "HeliosProxy listens on one address: only %s is used, not '%s'",
 			       addr, a->val + len + strspn(a->val + len, ", \t"));
-		if (!strcmp(addr, "*"))
-			snprintf(addr, sizeof(addr), "0.0.0.0"); /* "*" = every IPv4 address */
+		if (!strcmp(addr, "*")) {
+			snprintf(addr, sizeof(addr), "0.0.0.0");
+			report(
+			    im, a, "[pgbouncer] listen_addr", "not-mapped",
+			    "* is every IPv4 and IPv6 address in PgBouncer; HeliosProxy listens on "
+			    "one: 0.0.0.0 (every IPv4 address)");
+		}
 	}
 	if (strchr(addr, ':'))
 		snprintf(val, sizeof(val), "[%s]:%ld", addr, n);
@@ -519,24 +526,23 @@ static int map_hba(struct imp *im, const struct pgbini_ent *e, const char *src)
 		}
 	}
 	fclose(f);
-	if (!changed && !im->out_path) {
+	if (!changed) {
+		/* read in place: an edit shows on the next reload, as with PgBouncer */
 		snprintf(out, sizeof(out), "%s", src);
 	} else if (!im->out_path) {
 		report(im, e, what, "error",
 		       "%s needs changes: give -o so that they can be written", src);
 		sbuf_free(&b);
 		return -EINVAL;
+	} else if (snprintf(out, sizeof(out), "%s.hba.conf", im->out_stem) >= (int)sizeof(out)) {
+		report(im, e, what, "error", "output file name too long");
+		sbuf_free(&b);
+		return -ENAMETOOLONG;
 	} else {
-		snprintf(out, sizeof(out), "%s.hba.conf", im->out_stem);
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0 || b.oom || write(fd, b.p, b.len) != (ssize_t)b.len) {
-			report(im, e, what, "error", "cannot write %s: %s", out, strerror(errno));
-			if (fd >= 0)
-				close(fd);
-			sbuf_free(&b);
-			return -EIO;
-		}
-		close(fd);
+		/* written with the TOML, once nothing failed */
+		snprintf(im->hba_path, sizeof(im->hba_path), "%s", out);
+		im->hba_text = b;
+		sbuf_init(&b);
 	}
 	sbuf_free(&b);
 	sbuf_puts(&im->sect[S_AUTH], "hba_file = ");
@@ -566,7 +572,10 @@ static void map_auth(struct imp *im)
 		report(im, t, what, "mapped", "auth.hba_file (the rules decide the method)");
 		if (im->hba || hf) {
 			char src[PATH_MAX];
-			if (im->hba)
+			char cwd[PATH_MAX];
+			if (im->hba && im->hba[0] != '/' && getcwd(cwd, sizeof(cwd)))
+				snprintf(src, sizeof(src), "%.2048s/%.2000s", cwd, im->hba);
+			else if (im->hba)
 				snprintf(src, sizeof(src), "%s", im->hba);
 			else
 				path_value(im, hf->val, src, sizeof(src));
@@ -610,7 +619,9 @@ static void map_auth(struct imp *im)
 			if (getcwd(cwd, sizeof(cwd))) {
 				char tmp[PATH_MAX];
 				snprintf(tmp, sizeof(tmp), "%s", path);
-				snprintf(path, sizeof(path), "%s/%s", cwd, tmp);
+				if (snprintf(path, sizeof(path), "%s/%s", cwd, tmp) >=
+				    (int)sizeof(path))
+					snprintf(path, sizeof(path), "%s", tmp);
 			}
 		}
 		if (access(path, R_OK) < 0) {
@@ -1083,9 +1094,9 @@ int pgbimport_main(int argc, char **argv)
 			snprintf(tmp, sizeof(tmp), "%s", im.ini_dir);
 			if (!strcmp(tmp, "."))
 				snprintf(im.ini_dir, sizeof(im.ini_dir), "%s", cwd);
-			else
-				snprintf(im.ini_dir, sizeof(im.ini_dir), "%.2048s/%.2047s", cwd,
-				         tmp);
+			else if (snprintf(im.ini_dir, sizeof(im.ini_dir), "%s/%s", cwd, tmp) >=
+			         (int)sizeof(im.ini_dir))
+				snprintf(im.ini_dir, sizeof(im.ini_dir), "%s", tmp);
 		}
 	}
 	if (im.out_path) {
@@ -1100,6 +1111,7 @@ int pgbimport_main(int argc, char **argv)
 	sbuf_init(&im.dbs);
 	sbuf_init(&im.users);
 	sbuf_init(&im.head);
+	sbuf_init(&im.hba_text);
 	table_init(&im.rep, "SOURCE KEY STATUS HELIOSPROXY");
 	im.unix_dir = val_of(&im, "unix_socket_dir", "/tmp");
 
@@ -1133,7 +1145,19 @@ int pgbimport_main(int argc, char **argv)
 	} else if (im.failed) {
 		rc = HCTL_REFUSED; /* the report says why; nothing half-right is written */
 	} else {
-		int w = write_out(&im, out.p, out.len);
+		int w = 0;
+		if (im.hba_path[0]) {
+			const char *keep = im.out_path;
+			im.out_path = im.hba_path;
+			w = im.hba_text.oom ? -ENOMEM
+			                    : write_out(&im, im.hba_text.p, im.hba_text.len);
+			im.out_path = keep;
+			if (w < 0)
+				fprintf(stderr, "helioctl import-pgbouncer: writing %s: %s\n",
+				        im.hba_path, strerror(-w));
+		}
+		if (!w)
+			w = write_out(&im, out.p, out.len);
 		if (w < 0) {
 			fprintf(stderr, "helioctl import-pgbouncer: writing %s: %s\n",
 			        im.out_path ? im.out_path : "the output", strerror(-w));
@@ -1157,6 +1181,7 @@ int pgbimport_main(int argc, char **argv)
 	sbuf_free(&im.dbs);
 	sbuf_free(&im.users);
 	sbuf_free(&im.head);
+	sbuf_free(&im.hba_text);
 	pgbini_free(&im.ini);
 	return rc;
 }

@@ -21,7 +21,7 @@ from conftest import (ALICE, APPDB, MD5USER, ServerConnSampler, free_port, helio
                       port_accepts, run)
 
 PGBOUNCER = "/usr/sbin/pgbouncer"
-PGB_USER = "heliospg"  # pgbouncer refuses to run as root (scripts/deps.sh makes this user)
+PGB_USER = "heliospg"  # pgbouncer refuses to run as root; scripts/pgcluster.sh makes this user
 PGBENCH = "/usr/bin/pgbench"
 PSQL = "/usr/bin/psql"
 
@@ -337,6 +337,20 @@ def test_hba_file_methods_heliosproxy_lacks_become_reject(pg, tmp_path):
                      "host all all 10.0.0.0 255.0.0.0 scram-sha-256",
                      "host all all 0.0.0.0/0 md5"]
     assert "method peer is not supported" in r.stdout
+    assert check_config(out).returncode == 0
+
+
+def test_hba_file_heliosproxy_reads_as_is_is_used_in_place(pg, tmp_path):
+    ini = tmp_path / "pgbouncer.ini"
+    (tmp_path / "users.txt").write_text(f'"{ALICE[0]}" "{ALICE[1]}"\n')
+    (tmp_path / "hba.conf").write_text("host all all 127.0.0.1/32 md5\n")
+    ini.write_text(f"[databases]\nappdb = host=127.0.0.1 port={pg.port}\n"
+                   "[pgbouncer]\nlisten_addr = 127.0.0.1\nauth_type = hba\n"
+                   "auth_file = users.txt\nauth_hba_file = hba.conf\n")
+    out = tmp_path / "helios.toml"
+    helioctl_import(ini, "-o", out)
+    assert tomllib.loads(out.read_text())["auth"]["hba_file"] == str(tmp_path / "hba.conf")
+    assert not (tmp_path / "helios.hba.conf").exists()
     assert check_config(out).returncode == 0
 
 
