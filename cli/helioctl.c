@@ -237,7 +237,7 @@ static void print_bash_completion(void)
 	       "\tcur=${COMP_WORDS[COMP_CWORD]}\n"
 	       "\tprev=${COMP_WORDS[COMP_CWORD-1]}\n"
 	       "\tcase $prev in\n"
-	       "\t-c|--config|--tls-ca|--tls-cert|--tls-key)\n"
+	       "\t-c|--config|--tls-ca|--tls-cert|--tls-key|--userlist|--hba|-o)\n"
 	       "\t\tCOMPREPLY=($(compgen -f -- \"$cur\")); return;;\n"
 	       "\t-a|--address|--timeout|--token|--tls-server-name|-n|--wait-timeout)\n"
 	       "\t\tCOMPREPLY=(); return;;\n"
@@ -259,6 +259,7 @@ static void print_bash_completion(void)
 	       "\t\tdrain) o+=' --wait --wait-timeout';;\n"
 	       "\t\ttop) o+=' --by';;\n"
 	       "\t\tslowlog) o+=' -n';;\n"
+	       "\t\timport-pgbouncer) o='--userlist --hba -o -h --help';;\n"
 	       "\t\tesac\n"
 	       "\t\tCOMPREPLY=($(compgen -W \"$o\" -- \"$cur\"))\n"
 	       "\t\treturn\n"
@@ -266,8 +267,8 @@ static void print_bash_completion(void)
 	       "\tif [[ -z $verb ]]; then\n"
 	       "\t\tCOMPREPLY=($(compgen -W '");
 	for (size_t i = 0; i < N_VERBS; i++)
-		printf("%s%s", i ? " " : "", verbs[i].name);
-	printf("' -- \"$cur\"))\n"
+		printf("%s ", verbs[i].name);
+	printf("import-pgbouncer' -- \"$cur\"))\n"
 	       "\t\treturn\n"
 	       "\tfi\n"
 	       "\t[[ ${COMP_WORDS[COMP_CWORD-1]} != \"$verb\" ]] && return\n"
@@ -279,6 +280,7 @@ static void print_bash_completion(void)
 	       "\tcache) COMPREPLY=($(compgen -W 'stats flush' -- \"$cur\"));;\n"
 	       "\txdp) COMPREPLY=($(compgen -W 'status deny' -- \"$cur\"));;\n"
 	       "\trewrite) COMPREPLY=($(compgen -W 'test' -- \"$cur\"));;\n"
+	       "\timport-pgbouncer) COMPREPLY=($(compgen -f -- \"$cur\"));;\n"
 	       "\tesac\n"
 	       "}\n"
 	       "complete -F _helioctl helioctl\n");
