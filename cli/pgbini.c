@@ -157,22 +157,11 @@ int pgbini_parse(struct pgbini *ini, const char *file, const char *buf, size_t l
 			        line);
 			return -EINVAL;
 		}
+		/* No quoted names: PgBouncer refuses "my db" = ... as a syntax error. */
 		k = p;
-		if (*p == '"') {
-			/* a quoted key: a database name with odd characters */
-			q = memchr(p + 1, '"', (size_t)(eol - p - 1));
-			if (!q) {
-				set_err(err, errlen, "%s:%d: unterminated quoted name", file, line);
-				return -EINVAL;
-			}
-			k = p + 1;
-			klen = (size_t)(q - k);
-			p = q + 1;
-		} else {
-			while (p < eol && is_key_char(*p))
-				p++;
-			klen = (size_t)(p - k);
-		}
+		while (p < eol && is_key_char(*p))
+			p++;
+		klen = (size_t)(p - k);
 		while (p < eol && isspace((unsigned char)*p))
 			p++;
 		if (!klen || p == eol || *p != '=') {
@@ -182,13 +171,11 @@ int pgbini_parse(struct pgbini *ini, const char *file, const char *buf, size_t l
 		p++;
 		while (p < eol && isspace((unsigned char)*p))
 			p++;
+		/* The value runs to the end of the line, quotes and `;` included:
+		 * PgBouncer 1.18 keeps `"DISCARD ALL"` with its quotes and reads
+		 * `1 ; note` as an invalid boolean, and so does the import. */
 		v = p;
 		vlen = (size_t)(eol - p);
-		/* A value in quotes keeps its spaces; the quotes go. */
-		if (vlen >= 2 && (*v == '"' || *v == '\'') && eol[-1] == *v) {
-			v++;
-			vlen -= 2;
-		}
 		if (!section[0]) {
 			set_err(err, errlen, "%s:%d: key '%.*s' before any [section]", file, line,
 			        (int)klen, k);

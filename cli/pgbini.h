@@ -14,7 +14,7 @@
 struct pgbini_ent {
 	char *section; /* lower case: pgbouncer, databases, users, peers */
 	char *key;     /* as written (database and user names keep their case) */
-	char *val;     /* surrounding blanks and quotes removed */
+	char *val;     /* surrounding blanks removed; quotes kept, as PgBouncer does */
 	const char *file;
 	int line;
 };
