@@ -512,6 +512,11 @@ static int unknown(struct loader *ld, const char *section, long index, const cha
 		return cfg_fail(ld, toml_line(v),
 		                "unknown key '%s' (PgBouncer's %s has no HeliosProxy key%s%s)", key,
 		                name, note[0] ? ": " : "", note);
+	if (table && !strcmp(key, "pgbouncer"))
+		return cfg_fail(ld, toml_line(v),
+		                "unknown table 'pgbouncer' (PgBouncer's [pgbouncer] settings are "
+		                "top-level keys and tables here; `helioctl import-pgbouncer` "
+		                "converts a pgbouncer.ini)");
 	if (hint)
 		return cfg_fail(ld, toml_line(v), "unknown %s '%s' (did you mean '%s'?)",
 		                table ? "table" : "key", key, hint);
@@ -606,6 +611,14 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 			                pgb && pgb[0] ? pgb : "", pgb && pgb[0] ? "' here)" : "");
 		return load_table(ld, sec->name, -1, v, (char *)c);
 	}
+	if (toml_type(v) != TOML_ARRAY &&
+	    (!strcmp(sec->name, "databases") || !strcmp(sec->name, "users")))
+		return cfg_fail(ld, toml_line(v),
+		                "key '%s': expected array of tables ([[%s]]), got %s (PgBouncer's "
+		                "[%s] lines become one [[%s]] table each, with name = the line's "
+		                "key)",
+		                sec->name, sec->name, type_word(toml_type(v)), sec->name,
+		                sec->name);
 	if (toml_type(v) != TOML_ARRAY)
 		return cfg_fail(ld, toml_line(v),
 		                "key '%s': expected array of tables ([[%s]]), got %s", sec->name,
@@ -846,6 +859,17 @@ out:
 	return rc;
 }
 
+/* A line "[pgbouncer]" at the start of a line: PgBouncer's ini, which is
+ * not TOML (issue 19: say so instead of a bare syntax error). */
+static bool looks_like_pgbouncer_ini(const char *text, size_t len)
+{
+	static const char tag[] = "[pgbouncer]";
+	for (size_t i = 0; i + sizeof(tag) - 1 <= len; i++)
+		if ((i == 0 || text[i - 1] == '\n') && !memcmp(text + i, tag, sizeof(tag) - 1))
+			return true;
+	return false;
+}
+
 /* Parses one TOML text; on a syntax error fills err with "name:line:col: ...". */
 static struct toml_value *parse(const char *name, const char *text, size_t len,
                                 struct cfg_error *err)
@@ -861,6 +885,12 @@ static struct toml_value *parse(const char *name, const char *text, size_t len,
 		snprintf(err->msg, sizeof(err->msg), "%s:%d: %s", name, te.line, te.msg);
 	else
 		snprintf(err->msg, sizeof(err->msg), "%s: %s", name, te.msg);
+	if (looks_like_pgbouncer_ini(text, len)) {
+		size_t n = strlen(err->msg);
+		snprintf(err->msg + n, sizeof(err->msg) - n,
+		         " (this looks like a pgbouncer.ini: `helioctl import-pgbouncer FILE` "
+		         "writes the TOML)");
+	}
 	return NULL;
 }
 

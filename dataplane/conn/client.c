@@ -527,6 +527,55 @@ static const char *first_sql(struct client *cl, size_t *len)
 	}
 }
 
+/* A [[databases]] entry with nodes: the routed node if it is one of them,
+ * else the first of them with the same role, else the first of them. */
+static int allowed_node(const struct client *cl, int node)
+{
+	const struct cfg *c = cl->snap->cfg;
+	const struct cfg_database *db = cl->db;
+	int first = -1;
+
+	if (!db || !db->n_nodes)
+		return node;
+	for (size_t i = 0; i < db->n_nodes; i++) {
+		int idx = cfg_node_index(c, db->nodes[i]);
+		if (idx == node)
+			return node;
+		if (idx >= 0 && first < 0)
+			first = idx;
+	}
+	for (size_t i = 0; i < db->n_nodes; i++) {
+		int idx = cfg_node_index(c, db->nodes[i]);
+		if (idx >= 0 && c->nodes[idx].role == c->nodes[node].role)
+			return idx;
+	}
+	return first >= 0 ? first : node;
+}
+
+/* The pool of cl's database (alias), server user and tenant on node, with
+ * the limits its [[databases]] / [[users]] entries and pool_mode give it. */
+static struct pool *lookup_pool(struct client *cl, int node)
+{
+	const struct cfg *c = cl->snap->cfg;
+	const struct cfg_database *db = cl->db;
+	const struct cfg_user_pool *u = cfg_pool_user_find(c, cl->sv_user);
+	struct pool *p = pool_lookup(cl->database, cl->sv_user, tenant_id(cl->tenant), node,
+	                             tenant_server_cap(cl->tenant_cfg));
+	if (!p)
+		return NULL;
+	struct pool_limits l = {
+	    .size = db ? db->pool_size : 0,
+	    .min = db && db->min_pool_size ? db->min_pool_size : -1,
+	    .reserve = db && db->reserve_pool >= 0 ? db->reserve_pool : c->pool.reserve_pool_size,
+	    .db_cap =
+	        db && db->max_db_connections ? db->max_db_connections : c->pool.max_db_connections,
+	    .user_cap = u && u->max_user_connections ? u->max_user_connections
+	                                             : c->pool.max_user_connections,
+	};
+	pool_set_limits(p, &l);
+	return p;
+}
+
 static void acquire(struct client *cl)
 {
 	const struct cfg *c = cl->snap->cfg;
@@ -548,8 +597,7 @@ static void acquire(struct client *cl)
 			cl_close(cl, "08006", "no primary node is configured");
 			return;
 		}
-		cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), p,
-		                       tenant_server_cap(cl->tenant_cfg));
+		cl->pool = lookup_pool(cl, allowed_node(cl, p));
 		if (!cl->pool) {
 			cl_close(cl, "53200", "out of memory");
 			return;
@@ -586,13 +634,13 @@ static void acquire(struct client *cl)
 		               v == PIPE_ERROR ? r.err.msg : "no node could be chosen");
 		return;
 	}
+	node = allowed_node(cl, node);
 	if (ctl_any_drained() && ctl_node_drained(c->nodes[node].name)) {
 		cl_set_queue(cl, CLQ_PAUSED); /* a drained primary: wait for undrain */
 		return;
 	}
 	if (!cl->pool || pool_node(cl->pool) != node)
-		cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), node,
-		                       tenant_server_cap(cl->tenant_cfg));
+		cl->pool = lookup_pool(cl, node);
 	if (!cl->pool) {
 		cl_close(cl, "53200", "out of memory");
 		return;
@@ -631,6 +679,15 @@ static void acquire(struct client *cl)
 			return;
 		case POOL_WAIT:
 			cl_set_queue(cl, CLQ_WAITING);
+			/* held by a database/user cap while a sibling pool idles:
+			 * that idle server closes and its slot comes here */
+			if ((it = pool_evict_for(cl->pool))) {
+				sv = sv_of_pool_item(it);
+				sv_attach(sv, cl->w);
+				sv->counted = false;
+				sv_close(sv);
+				pool_group_wake(cl->pool);
+			}
 			return;
 		}
 	}
@@ -854,6 +911,14 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 	while (cl) {
 		struct client *next = cl->q_next;
 		int t = cl->snap->cfg->pool.query_wait_timeout_secs;
+		int rt = cl->snap->cfg->pool.reserve_pool_timeout_ms;
+		/* waited reserve_pool_timeout: a reserve connection, if any */
+		if (rt > 0 && pool_reserve(cl->pool) > 0 &&
+		    conn_elapsed(&cl->wait_start, now) * 1000 >= rt &&
+		    pool_try_reserve(cl->pool, &cl->pw)) {
+			cl = next;
+			continue;
+		}
 		if (t > 0 && conn_elapsed(&cl->wait_start, now) >= t) {
 			if (pool_cancel_wait(cl->pool, &cl->pw)) {
 				char msg[300];
@@ -1110,6 +1175,7 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 static void cl_on_recv(struct io_sock *s, struct io_chunk *c)
 {
 	struct client *cl = s->owner;
+	cl->rx_n++; /* client_idle_timeout: the tick sees it changed */
 	if (!cl->ep.tls) {
 		process_plain(cl, c);
 		return;
@@ -1137,5 +1203,66 @@ static void cl_on_recv(struct io_sock *s, struct io_chunk *c)
 			         ve ? ": client certificate: " : "", ve ? ve : "");
 		}
 		cl_close(cl, NULL, NULL);
+	}
+}
+
+/* ------------------------------------------------ issue 19 timeouts */
+
+/* Once a second on each worker, when any of the three is set (read from
+ * the current snapshot, so a reload applies to clients already in):
+ * - query_timeout: a query running that long is cancelled on its server
+ *   and the client closed with 57014 "query timeout" (PgBouncer closes the
+ *   client too; the cancel frees the backend at once);
+ * - idle_transaction_timeout: a client idle that long inside a
+ *   transaction is closed with 25P03; its server closes with it, so
+ *   PostgreSQL rolls the transaction back;
+ * - client_idle_timeout: a client that sent nothing that long outside a
+ *   transaction is closed (08P01), in every pooling mode. */
+void cl_timeouts_tick(struct worker *w, const struct timespec *now)
+{
+	struct snap *sn = snap_current();
+	if (!sn)
+		return;
+	int qt = sn->cfg->pool.query_timeout_secs;
+	int it = sn->cfg->pool.idle_transaction_timeout_secs;
+	int ct = sn->cfg->client_idle_timeout_secs;
+	snap_unref(sn);
+	if (!qt && !it && !ct)
+		return;
+	for (struct client *cl = cw_of(w)->clients, *next; cl; cl = next) {
+		next = cl->all_next;
+		if (cl->state != CL_ACTIVE || cl->admin || cl->replication)
+			continue;
+		struct server *sv = cl->server;
+		bool q_busy = sv && sv->q_busy, x_busy = sv && sv->x_busy;
+		if (cl->rx_n != cl->rx_seen || q_busy || x_busy ||
+		    (!cl->idle_since.tv_sec && !cl->idle_since.tv_nsec)) {
+			cl->rx_seen = cl->rx_n;
+			cl->idle_since = *now;
+		}
+		char msg[200];
+		if (qt > 0 && q_busy && conn_elapsed(&sv->q_start, now) >= qt) {
+			snprintf(msg, sizeof(msg), "query timeout");
+			log_info("client %llu %s user=%s db=%s: query running longer than "
+			         "query_timeout_secs = %d: cancelled",
+			         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, qt);
+			cl->close_logged = true;
+			cancel_forward(cl->w, cl->cancel_pid, cl->cancel_key);
+			cl_close(cl, "57014", msg);
+		} else if (it > 0 && x_busy && !q_busy && (sv->z_at.tv_sec || sv->z_at.tv_nsec) &&
+		           conn_elapsed(&sv->z_at, now) >= it) {
+			log_info("client %llu %s user=%s db=%s: idle in transaction longer than "
+			         "idle_transaction_timeout_secs = %d: closed",
+			         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, it);
+			cl->close_logged = true;
+			cl_close(cl, "25P03", "idle transaction timeout");
+		} else if (ct > 0 && !x_busy && !q_busy &&
+		           conn_elapsed(&cl->idle_since, now) >= ct) {
+			log_info("client %llu %s user=%s db=%s: idle longer than "
+			         "client_idle_timeout_secs = %d: closed",
+			         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, ct);
+			cl->close_logged = true;
+			cl_close(cl, "08P01", "client_idle_timeout");
+		}
 	}
 }

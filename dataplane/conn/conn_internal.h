@@ -152,7 +152,17 @@ struct client {
 	bool tx_take;                      /* cl_get_server_for_tx: return a server got at once */
 	struct server *tx_taken;           /* ... that server */
 	char user[64];
-	char database[64];
+	char database[64]; /* as the client named it: a [[databases]] alias */
+	/* issue 19: its [[databases]] entry (in cl->snap->cfg; NULL = none)
+	 * and what its servers log in as: the entry's dbname and forced user,
+	 * else database and user */
+	const struct cfg_database *db;
+	char sv_database[64];
+	char sv_user[64];
+	/* issue 19 timeouts (cl_timeouts_tick, once a second): receives so
+	 * far, how many the last tick saw, and since when it has been idle */
+	uint64_t rx_n, rx_seen;
+	struct timespec idle_since;
 	char peer[64];
 	bool logged_in;             /* authenticated: log_disconnections covers it */
 	bool close_logged;          /* its closing reason is logged already (login_failed) */
@@ -267,11 +277,12 @@ struct server {
 	int node_port;
 	uint32_t backend_pid, backend_key;
 	char tx_status;
-	bool clean;          /* idle at ReadyForQuery, nothing sent since */
-	bool open_batch;     /* tx: extended messages sent since the last Sync/Query */
-	bool needs_reset;    /* tx: held a pinned client's state: DISCARD ALL before pooling */
-	bool seq_discard;    /* tx: DISCARD SEQUENCES goes ahead of the client's next bytes */
-	bool q_busy, x_busy; /* a query / transaction is running (stats) */
+	bool clean;           /* idle at ReadyForQuery, nothing sent since */
+	bool open_batch;      /* tx: extended messages sent since the last Sync/Query */
+	bool needs_reset;     /* tx: held a pinned client's state: DISCARD ALL before pooling */
+	bool seq_discard;     /* tx: DISCARD SEQUENCES goes ahead of the client's next bytes */
+	bool q_busy, x_busy;  /* a query / transaction is running (stats) */
+	struct timespec z_at; /* its last ReadyForQuery: idle_transaction_timeout */
 	struct timespec q_start, x_start;
 	struct timespec created, last_used;
 
@@ -483,6 +494,8 @@ void cl_handoff_arrived(struct client *cl);
  * there); allocates nothing (cl->mail). */
 void cl_post_handoff(struct client *cl);
 void cl_wait_timeout_check(struct worker *w, const struct timespec *now);
+/* Once a second: query_timeout, idle_transaction_timeout, client_idle_timeout. */
+void cl_timeouts_tick(struct worker *w, const struct timespec *now);
 /* login.c: clients past client_login_timeout_secs are closed. */
 void cl_login_timeout_check(struct worker *w, const struct timespec *now);
 /* login.c: a password derivation came back (on its worker's thread). */

@@ -68,6 +68,7 @@ void conn_ctr_ready(struct server *sv, char status)
 		return;
 	struct timespec now;
 	conn_now(&now);
+	sv->z_at = now; /* idle_transaction_timeout counts from here */
 	uint64_t q = us_between(&sv->q_start, &now);
 	sv->q_busy = false;
 	ctr_add(&c->queries, 1);

@@ -370,6 +370,15 @@ static void turn(struct worker *w, void *arg)
 	listen_worker_tick(w);
 }
 
+/* Once a second: query, idle-in-transaction and client idle timeouts. */
+static void client_timeouts(struct worker *w, void *arg)
+{
+	(void)arg;
+	struct timespec now;
+	conn_now(&now);
+	cl_timeouts_tick(w, &now);
+}
+
 /* Every wake-up: servers held while a cancel was in flight. */
 static void cancel_turn(struct worker *w, void *arg)
 {
@@ -402,12 +411,14 @@ static void maintain_pools(struct worker *w, void *arg)
 			sv_pool_close_idle(w, p);
 			continue;
 		}
+		/* a [[databases]] entry's own min_pool_size and pool_size */
+		int min_idle = pool_min(p, c->pool.min_idle);
 		sv_pool_expire(w, p, &now, c->pool.idle_timeout_secs, c->pool.server_lifetime_secs,
-		               c->pool.min_idle);
+		               min_idle);
 		while (!__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE) &&
-		       pool_want_warm(p, c->pool.min_idle, c->pool.max_pool_size)) {
+		       pool_want_warm(p, min_idle, pool_max(p))) {
 			if (sv_connect(w, p, NULL, pool_node(p)) < 0) {
-				pool_drop(p, c->pool.max_pool_size);
+				pool_drop(p, pool_max(p));
 				break;
 			}
 		}
@@ -462,6 +473,8 @@ int conn_worker_start(struct worker *w)
 		err = worker_every(w, 0, turn, NULL);
 	if (!err)
 		err = worker_every(w, 0, cancel_turn, NULL);
+	if (!err)
+		err = worker_every(w, 1000, client_timeouts, NULL);
 	if (!err && w->idx == 0)
 		err = worker_every(w, 1000, maintain_pools, NULL);
 	return err;

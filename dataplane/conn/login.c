@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -749,7 +750,7 @@ static void start_auth(struct client *cl)
 		send_cleartext_request(cl);
 		return;
 	}
-	if (!u && c->auth.auth_user[0]) {
+	if (!u && (c->auth.auth_user[0] || (cl->db && cl->db->auth_user[0]))) {
 		authq_start(cl);
 		return;
 	}
@@ -1121,6 +1122,53 @@ static int negotiate_protocol(struct client *cl, struct pgw_startup *st)
 	return 0;
 }
 
+/* Adds name = value to the startup parameters unless the client sent it
+ * (a [[databases]] entry's client_encoding, datestyle, timezone: the
+ * server's default for its clients, as PgBouncer's connect string). */
+static void default_param(struct pgw_startup *st, const char *name, const char *value)
+{
+	if (!value[0] || st->n_params >= PGW_MAX_PARAMS)
+		return;
+	for (int i = 0; i < st->n_params; i++)
+		if (!strcasecmp(st->params[i].name, name))
+			return;
+	st->params[st->n_params++] = (struct pgw_param){name, value};
+}
+
+/* issue 19: the client's [[databases]] entry: what its servers log in as,
+ * the startup parameters the entry adds. An unknown database when there are
+ * entries but no "*" gets PgBouncer's 3D000. Returns 0 or -1 (closed). */
+static int resolve_database(struct client *cl, struct pgw_startup *st)
+{
+	const struct cfg *c = cl->snap->cfg;
+	bool none;
+
+	cl->db = NULL;
+	snprintf(cl->sv_database, sizeof(cl->sv_database), "%s", cl->database);
+	snprintf(cl->sv_user, sizeof(cl->sv_user), "%s", cl->user);
+	if (!strcmp(cl->database, CONN_CONSOLE_DB) || !strcmp(cl->database, "pgbouncer"))
+		return 0; /* the admin console (report/console.c) is no database entry */
+	cl->db = cfg_database_find(c, cl->database, &none);
+	if (none) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "no such database: %s", cl->database);
+		log_info("client %llu %s user=%s db=%s: refused: no [[databases]] entry",
+		         (unsigned long long)cl->id, cl->peer, cl->user, cl->database);
+		cl_close(cl, "3D000", msg);
+		return -1;
+	}
+	if (!cl->db)
+		return 0;
+	if (cl->db->dbname[0])
+		snprintf(cl->sv_database, sizeof(cl->sv_database), "%s", cl->db->dbname);
+	if (cl->db->user[0])
+		snprintf(cl->sv_user, sizeof(cl->sv_user), "%s", cl->db->user);
+	default_param(st, "client_encoding", cl->db->client_encoding);
+	default_param(st, "DateStyle", cl->db->datestyle);
+	default_param(st, "TimeZone", cl->db->timezone);
+	return 0;
+}
+
 static void handle_startup_packet(struct client *cl, struct pgw_startup *st)
 {
 	const struct cfg *c = cl->snap->cfg;
@@ -1189,15 +1237,18 @@ static void handle_startup_packet(struct client *cl, struct pgw_startup *st)
 	snprintf(cl->user, sizeof(cl->user), "%s", st->user);
 	snprintf(cl->database, sizeof(cl->database), "%s", st->database);
 	cl->replication = st->replication;
+	if (resolve_database(cl, st) < 0)
+		return;
 	if (copy_params(cl, st) < 0) {
 		cl_close(cl, "53200", "out of memory");
 		return;
 	}
-	if (!cl->replication && c->pool.mode != CFG_POOL_SESSION) {
+	enum cfg_pool_mode mode = cfg_pool_mode_for(c, cl->db, cl->user);
+	if (!cl->replication && mode != CFG_POOL_SESSION) {
 		/* servers are shared between clients: they start neutral and get
 		 * each client's settings applied when it lands on them */
 		cl->txn = true;
-		cl->stmt_mode = c->pool.mode == CFG_POOL_STATEMENT;
+		cl->stmt_mode = mode == CFG_POOL_STATEMENT;
 		cl->signature = 0;
 		if (tx_client_init(cl) < 0) {
 			cl_close(cl, "53200", "out of memory (startup parameters)");

@@ -305,12 +305,31 @@ static void set_user_credentials(struct server *sv, const struct cfg *c)
 	}
 }
 
+/* The forced user of [[databases]] entry db: the entry's password, else
+ * that user's from [[auth.users]] / users_file. */
+static void forced_user_credentials(struct server *sv, const struct cfg *c,
+                                    const struct cfg_database *db)
+{
+	sv->password[0] = sv->server_password[0] = '\0';
+	sv->have_client_key = false;
+	if (db->password[0])
+		snprintf(sv->password, sizeof(sv->password), "%s", db->password);
+	else
+		set_user_credentials(sv, c);
+}
+
 /* The client's user, database and credentials (password or the SCRAM key
  * it proved), for a server that logs in on its behalf. */
 static void take_client_identity(struct server *sv, const struct client *cl)
 {
-	snprintf(sv->user, sizeof(sv->user), "%s", cl->user);
-	snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
+	snprintf(sv->user, sizeof(sv->user), "%s", cl->sv_user);
+	snprintf(sv->database, sizeof(sv->database), "%s", cl->sv_database);
+	if (cl->db && cl->db->user[0]) {
+		/* a [[databases]] entry's forced user: its password, never the
+		 * client's own credentials */
+		forced_user_credentials(sv, cl->snap->cfg, cl->db);
+		return;
+	}
 	snprintf(sv->password, sizeof(sv->password), "%s", cl->password ? cl->password : "");
 	snprintf(sv->server_password, sizeof(sv->server_password), "%s",
 	         cl->server_password ? cl->server_password : "");
@@ -351,10 +370,17 @@ int sv_connect(struct worker *w, struct pool *pool, struct client *cl, int node_
 		if (r < 0)
 			goto out;
 	} else {
-		/* warming the pool: the last startup packet it saw */
+		/* warming the pool: the last startup packet it saw (which names
+		 * the entry's real database and user) */
+		bool none;
+		const struct cfg_database *db = cfg_database_find(c, pool_database(pool), &none);
 		snprintf(sv->user, sizeof(sv->user), "%s", pool_user(pool));
-		snprintf(sv->database, sizeof(sv->database), "%s", pool_database(pool));
-		set_user_credentials(sv, c);
+		snprintf(sv->database, sizeof(sv->database), "%s",
+		         db && db->dbname[0] ? db->dbname : pool_database(pool));
+		if (db && db->user[0] && !strcmp(db->user, sv->user))
+			forced_user_credentials(sv, c, db);
+		else
+			set_user_credentials(sv, c);
 		sv->startup_pkt = pool_warm_startup(pool, &sv->startup_len, &sv->signature);
 		if (!sv->startup_pkt) {
 			r = -ENOENT;
@@ -386,8 +412,9 @@ int sv_auth_query(struct worker *w, struct client *cl, int node_idx)
 	struct server *sv = sv_alloc(c, node_idx);
 	if (!sv)
 		return -ENOMEM;
-	snprintf(sv->user, sizeof(sv->user), "%s", c->auth.auth_user);
-	snprintf(sv->database, sizeof(sv->database), "%s", cl->database);
+	snprintf(sv->user, sizeof(sv->user), "%s",
+	         cl->db && cl->db->auth_user[0] ? cl->db->auth_user : c->auth.auth_user);
+	snprintf(sv->database, sizeof(sv->database), "%s", cl->sv_database);
 	set_user_credentials(sv, c);
 	int r = start_neutral(w, sv);
 	if (r < 0)

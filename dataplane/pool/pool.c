@@ -36,7 +36,19 @@ struct pool {
 	uint32_t params_len;
 	char *ctr; /* n_ctr blocks of env.ctr_size: the reporter's, per worker */
 	int n_ctr;
+	/* issue 19, set by pool_set_limits (atomics: they follow the config) */
+	int size;     /* own size ([[databases]] pool_size); 0 = the global max */
+	int min;      /* own min idle; -1 = the caller's */
+	int reserve;  /* reserve connections beyond size */
+	int db_cap;   /* total of the pools of this database; 0 = none */
+	int user_cap; /* total of the pools of this user; 0 = none */
 };
+
+/* Cross-pool caps (max_db_connections, max_user_connections): a pool that
+ * has one opens a connection only under group_mu, after summing its
+ * siblings' totals, so two workers cannot both take the last slot. Lock
+ * order: group_mu, then a pool's mu, then registry_mu. */
+static pthread_mutex_t group_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pool *registry;
@@ -62,7 +74,8 @@ const char *pool_tenant(const struct pool *p)
 
 int pool_max(const struct pool *p)
 {
-	int global = env.max_size ? env.max_size() : INT_MAX;
+	int own = __atomic_load_n(&p->size, __ATOMIC_RELAXED);
+	int global = own > 0 ? own : env.max_size ? env.max_size() : INT_MAX;
 	int cap = __atomic_load_n(&p->cap, __ATOMIC_RELAXED);
 	return cap > 0 && cap < global ? cap : global;
 }
@@ -95,6 +108,7 @@ struct pool *pool_lookup(const char *database, const char *user, const char *ten
 	snprintf(p->user, sizeof(p->user), "%s", user);
 	snprintf(p->tenant, sizeof(p->tenant), "%s", tenant);
 	p->cap = cap;
+	p->min = -1;
 	p->node_idx = node_idx;
 	p->next = registry;
 	registry = p;
@@ -154,6 +168,59 @@ struct pool *pool_next_of(struct pool *p)
 	return n;
 }
 
+static bool capped(const struct pool *p)
+{
+	return __atomic_load_n(&p->db_cap, __ATOMIC_RELAXED) > 0 ||
+	       __atomic_load_n(&p->user_cap, __ATOMIC_RELAXED) > 0;
+}
+
+/* Room under p's database and user caps for one more connection; called
+ * with group_mu held (every pool with a cap grows only under it). */
+static bool group_room(struct pool *p)
+{
+	int db_cap = __atomic_load_n(&p->db_cap, __ATOMIC_RELAXED);
+	int user_cap = __atomic_load_n(&p->user_cap, __ATOMIC_RELAXED);
+	int db_n = 0, user_n = 0;
+
+	if (db_cap <= 0 && user_cap <= 0)
+		return true;
+	pthread_mutex_lock(&registry_mu);
+	for (struct pool *q = registry; q; q = q->next) {
+		int t = __atomic_load_n(&q->total, __ATOMIC_RELAXED);
+		if (!strcmp(q->database, p->database))
+			db_n += t;
+		if (!strcmp(q->user, p->user))
+			user_n += t;
+	}
+	pthread_mutex_unlock(&registry_mu);
+	return (db_cap <= 0 || db_n < db_cap) && (user_cap <= 0 || user_n < user_cap);
+}
+
+static bool sibling(const struct pool *p, const struct pool *q)
+{
+	return q != p && (!strcmp(q->database, p->database) || !strcmp(q->user, p->user));
+}
+
+void pool_set_limits(struct pool *p, const struct pool_limits *l)
+{
+	__atomic_store_n(&p->size, l->size, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->min, l->min, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->reserve, l->reserve, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->db_cap, l->db_cap, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->user_cap, l->user_cap, __ATOMIC_RELAXED);
+}
+
+int pool_min(const struct pool *p, int dflt)
+{
+	int m = __atomic_load_n(&p->min, __ATOMIC_RELAXED);
+	return m >= 0 ? m : dflt;
+}
+
+int pool_reserve(const struct pool *p)
+{
+	return __atomic_load_n(&p->reserve, __ATOMIC_RELAXED);
+}
+
 static struct pool_waiter *pop_waiter(struct pool *p)
 {
 	struct pool_waiter *wt = p->wait_head;
@@ -172,6 +239,9 @@ enum pool_grant pool_acquire(struct pool *p, struct pool_waiter *wt, int max_siz
                              struct pool_item **out)
 {
 	enum pool_grant g;
+	bool grp = capped(p);
+	if (grp)
+		pthread_mutex_lock(&group_mu);
 	pthread_mutex_lock(&p->mu);
 	*out = NULL;
 	/* Nobody jumps the queue: with waiters present a newcomer waits too. */
@@ -188,7 +258,7 @@ enum pool_grant pool_acquire(struct pool *p, struct pool_waiter *wt, int max_siz
 				goto out;
 			}
 		}
-		if (p->total < max_size) {
+		if (p->total < max_size && (!grp || group_room(p))) {
 			p->total++;
 			p->served++;
 			g = POOL_CONNECT;
@@ -224,7 +294,129 @@ enum pool_grant pool_acquire(struct pool *p, struct pool_waiter *wt, int max_siz
 	g = POOL_WAIT;
 out:
 	pthread_mutex_unlock(&p->mu);
+	if (grp)
+		pthread_mutex_unlock(&group_mu);
 	return g;
+}
+
+/* The pools of a group, copied out of the registry so that their locks
+ * are taken without registry_mu (lock order). */
+#define GROUP_SCAN_MAX 256
+static int siblings_of(struct pool *p, struct pool **out)
+{
+	int n = 0;
+	pthread_mutex_lock(&registry_mu);
+	for (struct pool *q = registry; q && n < GROUP_SCAN_MAX; q = q->next)
+		if (sibling(p, q))
+			out[n++] = q;
+	pthread_mutex_unlock(&registry_mu);
+	return n;
+}
+
+/* A sibling of p (same database or user) has clients waiting: p's freed
+ * slot is wanted there, so p's idle server should close rather than idle. */
+static bool sibling_waits(struct pool *p)
+{
+	struct pool *sib[GROUP_SCAN_MAX];
+	int n = siblings_of(p, sib);
+	for (int i = 0; i < n; i++)
+		if (__atomic_load_n(&sib[i]->n_waiting, __ATOMIC_RELAXED) > 0 &&
+		    __atomic_load_n(&sib[i]->total, __ATOMIC_RELAXED) < pool_max(sib[i]))
+			return true;
+	return false;
+}
+
+void pool_group_wake(struct pool *p)
+{
+	struct pool *sib[GROUP_SCAN_MAX + 1];
+	int n;
+
+	if (!capped(p))
+		return;
+	n = siblings_of(p, sib);
+	sib[n++] = p;
+	for (int i = 0; i < n; i++) {
+		struct pool *q = sib[i];
+		struct pool_waiter *wt = NULL;
+		pthread_mutex_lock(&group_mu);
+		pthread_mutex_lock(&q->mu);
+		if (q->wait_head && q->total < pool_max(q) && group_room(q)) {
+			wt = pop_waiter(q);
+			wt->item = NULL;
+			wt->permit = true;
+			q->total++;
+			q->served++;
+		}
+		pthread_mutex_unlock(&q->mu);
+		pthread_mutex_unlock(&group_mu);
+		if (wt)
+			wt->granted(wt, false);
+	}
+}
+
+struct pool_item *pool_evict_for(struct pool *p)
+{
+	struct pool *sib[GROUP_SCAN_MAX];
+	struct pool_item *it = NULL;
+	int n;
+
+	if (!capped(p) || !__atomic_load_n(&p->n_waiting, __ATOMIC_RELAXED))
+		return NULL;
+	n = siblings_of(p, sib);
+	for (int i = 0; i < n && !it; i++) {
+		struct pool *q = sib[i];
+		pthread_mutex_lock(&q->mu);
+		if (q->idle) {
+			struct pool_item **pp = &q->idle;
+			while ((*pp)->next) /* the coldest */
+				pp = &(*pp)->next;
+			it = *pp;
+			*pp = NULL;
+			q->n_idle--;
+			q->total--;
+		}
+		pthread_mutex_unlock(&q->mu);
+	}
+	return it;
+}
+
+bool pool_try_reserve(struct pool *p, struct pool_waiter *wt)
+{
+	bool got = false, grp = capped(p);
+	int reserve = __atomic_load_n(&p->reserve, __ATOMIC_RELAXED);
+
+	if (reserve <= 0)
+		return false;
+	if (grp)
+		pthread_mutex_lock(&group_mu);
+	pthread_mutex_lock(&p->mu);
+	if (wt->state == POOL_W_QUEUED && p->total < pool_max(p) + reserve &&
+	    (!grp || group_room(p))) {
+		struct pool_waiter **pp = &p->wait_head, *prev = NULL;
+		while (*pp && *pp != wt) {
+			prev = *pp;
+			pp = &(*pp)->next;
+		}
+		if (*pp) {
+			*pp = wt->next;
+			if (p->wait_tail == wt)
+				p->wait_tail = prev;
+			p->n_waiting--;
+			wt->next = NULL;
+			wt->state = POOL_W_HANDED;
+			wt->item = NULL;
+			wt->permit = true;
+			p->total++;
+			p->served++;
+			got = true;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (grp)
+		pthread_mutex_unlock(&group_mu);
+	if (got)
+		wt->granted(wt, false);
+	return got;
 }
 
 /* Takes the first waiter whose home is self out of the queue, if the
@@ -270,8 +462,10 @@ int pool_busy_hint(struct pool *p)
 bool pool_release(struct pool *p, struct pool_item *it, const void *self)
 {
 	pthread_mutex_lock(&p->mu);
-	if (p->total > pool_max(p)) {
-		/* the cap was lowered live: this one goes */
+	if (p->total > pool_max(p) || (!p->wait_head && capped(p) && sibling_waits(p))) {
+		/* the cap was lowered live, or (a reserve connection, or) a
+		 * sibling pool waits under a shared database/user cap: this one
+		 * goes, and its close passes the slot on */
 		pthread_mutex_unlock(&p->mu);
 		return false;
 	}
@@ -310,6 +504,8 @@ void pool_drop(struct pool *p, int max_size)
 	pthread_mutex_unlock(&p->mu);
 	if (wt)
 		wt->granted(wt, false); /* the dropper may be deep in a close */
+	else
+		pool_group_wake(p); /* a sibling may wait for this slot */
 }
 
 bool pool_cancel_wait(struct pool *p, struct pool_waiter *wt)
@@ -374,6 +570,8 @@ struct pool_item *pool_collect_expired(struct pool *p, const struct timespec *no
 		}
 	}
 	pthread_mutex_unlock(&p->mu);
+	if (out)
+		pool_group_wake(p);
 	return out;
 }
 

@@ -87,6 +87,29 @@ const char *pool_database(const struct pool *p);
 const char *pool_user(const struct pool *p);
 int pool_node(const struct pool *p);
 
+/* issue 19: a pool's own limits, from its [[databases]] / [[users]] entry
+ * and the pool_mode keys; set after each pool_lookup (they follow the
+ * config). size 0 = the global max_size(); min -1 = the caller's default;
+ * db_cap / user_cap: the most connections of all pools of its database /
+ * user together, 0 = none. */
+struct pool_limits {
+	int size, min, reserve, db_cap, user_cap;
+};
+void pool_set_limits(struct pool *p, const struct pool_limits *l);
+int pool_min(const struct pool *p, int dflt);
+int pool_reserve(const struct pool *p);
+/* A queued waiter that has waited reserve_pool_timeout: a permit beyond
+ * the pool's size (up to size + reserve, within the caps); true when
+ * granted (granted() has been called). */
+bool pool_try_reserve(struct pool *p, struct pool_waiter *wt);
+/* p has waiters held by a database/user cap: takes the coldest idle item of
+ * a sibling pool (same database or user) out, uncounted, for the caller to
+ * close; then pool_group_wake(p). NULL when there is none. */
+struct pool_item *pool_evict_for(struct pool *p);
+/* Slots under the shared caps may have freed: permits to the first waiter
+ * of p and of each sibling pool that has room. */
+void pool_group_wake(struct pool *p);
+
 /* wt gets an idle item of its signature, a right to connect, an item to
  * replace, or a place in the queue (FIFO: nobody jumps it). wt NULL (an
  * internal request, signature 0): never queued; POOL_WAIT means try later. */

@@ -885,7 +885,8 @@ static int config_value(const struct cfg *c, const struct cfg_key *k, char **val
 static bool is_array_section(const char *section)
 {
 	return strcmp(section, "nodes") == 0 || strcmp(section, "auth.users") == 0 ||
-	       strcmp(section, "auth.rules") == 0; /* its options value is masked, not '[' */
+	       strcmp(section, "auth.rules") == 0 || /* its options value is masked, not '[' */
+	       strcmp(section, "databases") == 0;    /* so is its password */
 }
 
 static int show_config(const struct cfg *c, struct sbuf *out)

@@ -152,6 +152,20 @@ static void test_pgbouncer_setting_names_suggest_the_helios_key(void **state)
 	               NULL);
 	assert_refused("logfile = \"/var/log/x\"\n" NODE,
 	               "unknown key 'logfile' (PgBouncer's logfile has no HeliosProxy key", NULL);
+	assert_refused("[pgbouncer]\nlisten_port = 6432\n" NODE,
+	               "proxy.toml:1: unknown table 'pgbouncer' (PgBouncer's [pgbouncer] settings "
+	               "are top-level keys and tables here",
+	               NULL);
+	assert_refused("[databases]\nfoo = \"x\"\n" NODE,
+	               "key 'databases': expected array of tables ([[databases]]), got table "
+	               "(PgBouncer's [databases] lines become one [[databases]] table each",
+	               NULL);
+	/* a pgbouncer.ini fed as it is: the syntax error says what to run */
+	assert_refused("[pgbouncer]\nlisten_port = 6432\n[databases]\nfoo = host=x dbname=y\n",
+	               "proxy.toml:4:",
+	               "this looks like a pgbouncer.ini: `helioctl "
+	               "import-pgbouncer FILE` writes the TOML",
+	               NULL);
 	/* every mapped name points at a key that exists */
 	static const char *const names[] = {"listen_addr",
 	                                    "auth_file",
@@ -169,6 +183,40 @@ static void test_pgbouncer_setting_names_suggest_the_helios_key(void **state)
 	assert_null(cfg_pgbouncer_key("not_a_pgbouncer_key", &note));
 }
 
+/* Data planes get the config from a control plane as cfg_to_toml text: the
+ * entries must come through it whole. */
+static void test_entries_survive_the_snapshot_round_trip(void **state)
+{
+	struct cfg *c = load_ok(
+	    "stats_users = \"alice\"\nclient_idle_timeout_secs = 30\n"
+	    "[pool_mode]\nreserve_pool_size = 2\nquery_timeout_secs = 9\n"
+	    "[[nodes]]\nname = \"p\"\nhost = \"db\"\n" USERS
+	    "[[databases]]\nname = \"app\"\nnodes = [\"p\"]\ndbname = \"real\"\nuser = \"svc\"\n"
+	    "password = \"s$${x\"\npool_mode = \"transaction\"\nreserve_pool = 0\n"
+	    "[[databases]]\nname = \"*\"\n"
+	    "[[users]]\nname = \"alice\"\npool_mode = \"statement\"\nmax_user_connections = 4\n");
+	size_t n;
+	const struct cfg_key *keys = cfg_key_table(&n);
+	struct cfg_error err;
+	char *toml = cfg_to_toml(c);
+	struct cfg *c2;
+
+	assert_non_null(toml);
+	c2 = cfg_load_string("snapshot", toml, strlen(toml), &err);
+	if (!c2)
+		fail_msg("snapshot refused: %s\n%s", err.msg, toml);
+	for (size_t i = 0; i < n; i++)
+		if (!cfg_key_equal(c, c2, &keys[i]))
+			fail_msg("key %s.%s differs", keys[i].section, keys[i].name);
+	assert_int_equal(c2->n_databases, 2);
+	assert_string_equal(c2->databases[0].password, "s${x");
+	assert_int_equal(c2->databases[0].reserve_pool, 0);
+	assert_int_equal(c2->pool_users[0].max_user_connections, 4);
+	free(toml);
+	cfg_free(c2);
+	cfg_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -179,6 +227,7 @@ int main(void)
 	    cmocka_unit_test(test_database_errors_name_the_entry_and_key),
 	    cmocka_unit_test(test_stats_users_must_be_configured_users),
 	    cmocka_unit_test(test_pgbouncer_setting_names_suggest_the_helios_key),
+	    cmocka_unit_test(test_entries_survive_the_snapshot_round_trip),
 	};
 
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
