@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,18 +64,13 @@ void pgbi_report(struct imp *im, const struct pgbini_ent *e, const char *what, c
                  const char *fmt, ...)
 {
 	char src[PATH_MAX + 16], *msg = NULL;
+	struct pgbi_row *r;
 	va_list ap;
 
 	va_start(ap, fmt);
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
 	va_end(ap);
-	table_add(&im->rep, "%s", src_of(im, e, src, sizeof(src)));
-	table_add(&im->rep, "%s", what);
-	table_add(&im->rep, "%s", status);
-	table_add(&im->rep, "%s", msg ? msg : "(out of memory)");
-	if (!strcmp(status, "not-mapped") || !strcmp(status, "error"))
-		sbuf_printf(&im->head, "# %s %s: %s\n", status, what, msg ? msg : "");
 	if (!strcmp(status, "not-mapped"))
 		im->n_unmapped++;
 	else if (!strcmp(status, "error")) {
@@ -86,7 +82,67 @@ void pgbi_report(struct imp *im, const struct pgbini_ent *e, const char *what, c
 		im->n_notneeded++;
 	else
 		im->n_mapped++;
-	free(msg);
+	if (im->n_rows == im->cap_rows) {
+		size_t cap = im->cap_rows ? im->cap_rows * 2 : 128;
+		r = realloc(im->rows, cap * sizeof(*r));
+		if (!r) {
+			free(msg);
+			im->oom = true;
+			return;
+		}
+		im->rows = r;
+		im->cap_rows = cap;
+	}
+	r = &im->rows[im->n_rows];
+	/* In file order; PgBouncer defaults (no line) last. */
+	r->order = e ? (size_t)(e - im->ini.e) : SIZE_MAX;
+	r->seq = im->n_rows;
+	r->src = strdup(src_of(im, e, src, sizeof(src)));
+	r->what = strdup(what);
+	r->status = status; /* a literal */
+	r->msg = msg;
+	if (!r->src || !r->what || !r->msg) {
+		free(r->src);
+		free(r->what);
+		free(r->msg);
+		im->oom = true;
+		return;
+	}
+	im->n_rows++;
+}
+
+static int cmp_row(const void *a, const void *b)
+{
+	const struct pgbi_row *x = a, *y = b;
+
+	if (x->order != y->order)
+		return x->order < y->order ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Sorts the rows into the report table and the TOML's head comments. */
+static void finish_report(struct imp *im)
+{
+	qsort(im->rows, im->n_rows, sizeof(*im->rows), cmp_row);
+	for (size_t i = 0; i < im->n_rows; i++) {
+		const struct pgbi_row *r = &im->rows[i];
+		table_add(&im->rep, "%s", r->src);
+		table_add(&im->rep, "%s", r->what);
+		table_add(&im->rep, "%s", r->status);
+		table_add(&im->rep, "%s", r->msg);
+		if (!strcmp(r->status, "not-mapped") || !strcmp(r->status, "error"))
+			sbuf_printf(&im->head, "# %s %s: %s\n", r->status, r->what, r->msg);
+	}
+}
+
+static void free_rows(struct imp *im)
+{
+	for (size_t i = 0; i < im->n_rows; i++) {
+		free(im->rows[i].src);
+		free(im->rows[i].what);
+		free(im->rows[i].msg);
+	}
+	free(im->rows);
 }
 
 /* ---- values ---- */
@@ -284,6 +340,7 @@ int pgbimport_main(int argc, char **argv)
 
 	pgbi_map_pgbouncer(&im);
 	pgbi_map_sections(&im);
+	finish_report(&im);
 
 	struct sbuf out;
 	sbuf_init(&out);
@@ -306,7 +363,7 @@ int pgbimport_main(int argc, char **argv)
 	sbuf_puts(&out, im.dbs.p ? im.dbs.p : "");
 	sbuf_puts(&out, im.users.p ? im.users.p : "");
 
-	if (out.oom) {
+	if (out.oom || im.oom || im.rep.oom) {
 		fprintf(stderr, "helioctl import-pgbouncer: out of memory\n");
 		rc = HCTL_REFUSED;
 	} else if (im.failed) {
@@ -349,6 +406,7 @@ int pgbimport_main(int argc, char **argv)
 	sbuf_free(&im.users);
 	sbuf_free(&im.head);
 	sbuf_free(&im.hba_text);
+	free_rows(&im);
 	pgbini_free(&im.ini);
 	return rc;
 }

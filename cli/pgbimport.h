@@ -39,6 +39,12 @@ struct pgbi_node {
 	char name[64];
 };
 
+struct pgbi_row {
+	size_t order, seq; /* entry index (SIZE_MAX: a default), then arrival */
+	char *src, *what, *msg;
+	const char *status;
+};
+
 struct imp {
 	const char *ini_path, *out_path, *userlist, *hba;
 	char ini_dir[PATH_MAX], out_stem[PATH_MAX];
@@ -52,6 +58,9 @@ struct imp {
 	char hba_path[PATH_MAX]; /* translated hba file to write, if any */
 	struct sbuf hba_text;
 	bool failed; /* an error that makes the output unusable */
+	bool oom;
+	struct pgbi_row *rows; /* the report, sorted before it is printed */
+	size_t n_rows, cap_rows;
 };
 
 /* One report row: e (NULL = a PgBouncer default) is where the key came

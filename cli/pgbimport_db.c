@@ -9,6 +9,11 @@
 
 /* ---- [databases] ---- */
 
+static bool valid_mode(const char *m)
+{
+	return !strcmp(m, "session") || !strcmp(m, "transaction") || !strcmp(m, "statement");
+}
+
 /* The [[nodes]] entry for host:port, added on first use. */
 static const char *node_for(struct imp *im, const char *host, int port)
 {
@@ -128,6 +133,8 @@ static void map_database(struct imp *im, const struct pgbini_ent *e)
 			}
 			sbuf_printf(b, "%s = %ld\n", k->helios, v);
 			pgbi_report(im, e, w, "mapped", "[[databases]] %s = %ld", k->helios, v);
+		} else if (!strcmp(k->pgb, "pool_mode") && !valid_mode(pr[i].val)) {
+			pgbi_report(im, e, w, "error", "unknown pool_mode '%s'", pr[i].val);
 		} else {
 			sbuf_printf(b, "%s = ", k->helios);
 			pgbi_toml_str(b, pr[i].val);
@@ -155,7 +162,9 @@ static void map_user(struct imp *im, const struct pgbini_ent *e)
 		long v;
 
 		snprintf(w, sizeof(w), "[users] %s %s", e->key, pr[i].key);
-		if (!strcmp(pr[i].key, "pool_mode")) {
+		if (!strcmp(pr[i].key, "pool_mode") && !valid_mode(pr[i].val)) {
+			pgbi_report(im, e, w, "error", "unknown pool_mode '%s'", pr[i].val);
+		} else if (!strcmp(pr[i].key, "pool_mode")) {
 			sbuf_puts(&im->users, "pool_mode = ");
 			pgbi_toml_str(&im->users, pr[i].val);
 			sbuf_putc(&im->users, '\n');

@@ -185,6 +185,10 @@ def test_every_issue_key_is_reported_mapped_where_possible_and_passes_check_conf
     # every row says where the key came from; %include files name themselves
     assert keys["[pgbouncer] client_tls_sslmode"][0][2].endswith("tls.ini:2"), keys
     assert keys["[pgbouncer] listen_port"][0][2].endswith("pgb.ini:12")
+    # rows come in file order, the PgBouncer defaults last
+    lines = [int(src.rsplit(":", 1)[1]) for src, *_ in rows if src.endswith(tuple(
+        f"pgb.ini:{n}" for n in range(1, 100)))]
+    assert lines == sorted(lines) and len(lines) > 40, lines
     # not mapped keys carry a reason
     for k in ("server_check_delay", "tcp_keepalive", "application_name_add_host",
               "client_tls_ciphers", "server_login_retry"):
@@ -283,6 +287,11 @@ def test_pgbouncer_defaults_that_differ_are_written_as_defaults(pg, tmp_path):
     assert c["max_client_conn"] == 100
     assert c["pool_mode"]["server_connect_timeout_secs"] == 15
     assert c["log_connections"] is True and c["log_disconnections"] is True
+    # the defaults come after the keys the ini sets
+    srcs = [src for src, *_ in report_rows(r.stderr)]
+    assert srcs[0].endswith("pgbouncer.ini:2") and srcs[-1] == "(default)", srcs
+    first = srcs.index("(default)")
+    assert set(srcs[first:]) == {"(default)"}, srcs
     for k in ("listen_port", "auth_type", "max_client_conn", "server_connect_timeout",
               "log_connections"):
         assert keys[f"[pgbouncer] {k}"][0][0] == "default", (k, keys.get(f"[pgbouncer] {k}"))
@@ -301,6 +310,7 @@ def test_ini_syntax_error_names_file_and_line(tmp_path):
 def test_bad_values_are_errors_and_nothing_is_written(pg, tmp_path):
     ini = tmp_path / "pgbouncer.ini"
     ini.write_text(f"[databases]\nappdb = host=127.0.0.1 port={pg.port} pool_size=many\n"
+                   "[users]\nbob = pool_mode=batch\n"
                    "[pgbouncer]\npool_mode = sometimes\nquery_timeout = soon\n")
     out = tmp_path / "out.toml"
     r = helioctl_import(ini, "-o", out, check=1)
@@ -308,6 +318,7 @@ def test_bad_values_are_errors_and_nothing_is_written(pg, tmp_path):
     assert keys["[pgbouncer] pool_mode"][0][:2] == ("error", "unknown pool_mode 'sometimes'")
     assert keys["[pgbouncer] query_timeout"][0][0] == "error"
     assert keys["[databases] appdb pool_size"][0][:2] == ("error", "'many' is not a whole number")
+    assert keys["[users] bob pool_mode"][0][:2] == ("error", "unknown pool_mode 'batch'")
     assert "nothing written" in r.stdout
     assert not out.exists()
 
