@@ -1231,11 +1231,15 @@ void cl_timeouts_tick(struct worker *w, const struct timespec *now)
 		return;
 	for (struct client *cl = cw_of(w)->clients, *next; cl; cl = next) {
 		next = cl->all_next;
-		if (cl->state != CL_ACTIVE || cl->admin || cl->replication)
+		/* spliced sessions pass no byte through here: nothing to time */
+		if (cl->state != CL_ACTIVE || cl->admin || cl->replication || cl->kf)
 			continue;
 		struct server *sv = cl->server;
 		bool q_busy = sv && sv->q_busy, x_busy = sv && sv->x_busy;
-		if (cl->rx_n != cl->rx_seen || q_busy || x_busy ||
+		/* waiting for a server (or for its connection) is not idleness */
+		bool waits = cl->queue != CLQ_NONE || cl->pw.state != POOL_W_NONE ||
+		             cl->connecting || (!sv && cl->ep.in_len);
+		if (cl->rx_n != cl->rx_seen || q_busy || x_busy || waits ||
 		    (!cl->idle_since.tv_sec && !cl->idle_since.tv_nsec)) {
 			cl->rx_seen = cl->rx_n;
 			cl->idle_since = *now;

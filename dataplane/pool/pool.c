@@ -577,13 +577,18 @@ struct pool_item *pool_collect_expired(struct pool *p, const struct timespec *no
 
 bool pool_want_warm(struct pool *p, int min_idle, int max_size)
 {
-	bool want = false;
+	bool want = false, grp = capped(p);
+	if (grp)
+		pthread_mutex_lock(&group_mu);
 	pthread_mutex_lock(&p->mu);
-	if (p->warm_pkt && p->total < min_idle && p->total < max_size && !p->wait_head) {
+	if (p->warm_pkt && p->total < min_idle && p->total < max_size && !p->wait_head &&
+	    (!grp || group_room(p))) {
 		p->total++;
 		want = true;
 	}
 	pthread_mutex_unlock(&p->mu);
+	if (grp)
+		pthread_mutex_unlock(&group_mu);
 	return want;
 }
 

@@ -108,6 +108,17 @@ def test_entry_startup_parameters_are_server_defaults_the_client_can_override(
         assert c.execute("SHOW client_encoding").fetchone()[0] == "UTF8"
 
 
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_entry_nodes_limit_the_servers_it_uses(pg, proxy, config, mode):
+    p = proxy(with_dbs(config, mode, databases=[
+        {"name": "ro", "dbname": APPDB, "nodes": ["replica"]},
+        {"name": "rw", "dbname": APPDB, "nodes": ["primary"]}]))
+    with p.connect(dbname="ro") as c:
+        assert c.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+    with p.connect(dbname="rw") as c:
+        assert c.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+
+
 # ------------------------------------------------------- sizes, modes, caps
 
 def _sleepers(p, n, secs, dbname="shop", user=ALICE, sql=None):
@@ -128,6 +139,16 @@ def test_database_pool_size_caps_server_connections(pg, proxy, config, mode):
     assert not errs, errs
     assert all(res)
     assert max(s.samples) == 2, s.samples
+
+
+def test_entry_min_pool_size_keeps_servers_warm(pg, proxy, config):
+    p = proxy(with_dbs(config, "transaction", databases=[
+        {"name": "shop", "dbname": APPDB, "min_pool_size": 3}]))
+    with p.connect(dbname="shop") as c:
+        c.execute("SELECT 1")
+    # pool maintenance (once a second) opens the others from the login it saw
+    assert wait_for(lambda: pg.server_conns(ALICE[0], APPDB) == 3, 6), \
+        pg.server_conns(ALICE[0], APPDB)
 
 
 def test_database_pool_mode_overrides_global_session_mode(pg, proxy, config):
@@ -343,6 +364,19 @@ def test_client_idle_timeout_closes_idle_clients_only(pg, proxy, config, mode):
     idle.close()
     busy.close()
     assert p.wait_log(r"client_idle_timeout_secs = 2: closed")
+
+
+def test_client_waiting_for_a_server_is_not_idle(pg, proxy, config):
+    p = proxy(with_dbs(config, "transaction", client_idle_timeout_secs=1,
+                       databases=[{"name": "shop", "dbname": APPDB, "pool_size": 1}]))
+    with p.connect(dbname="shop") as a, p.connect(dbname="shop") as b:
+        t = threading.Thread(target=lambda: a.execute("SELECT pg_sleep(3)"))
+        t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert b.execute("SELECT 5").fetchone()[0] == 5  # waited ~2.5 s for the server
+        assert time.monotonic() - t0 > 1.5
+        t.join(10)
 
 
 def test_timeouts_off_by_default_keep_an_idle_transaction(pg, proxy, config):
