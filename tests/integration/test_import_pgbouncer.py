@@ -10,15 +10,14 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import tomllib
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from conftest import (ALICE, APPDB, MD5USER, ServerConnSampler, free_port, helios_bin,
-                      port_accepts, run)
+from conftest import ALICE, APPDB, MD5USER, free_port, helios_bin, port_accepts, run
 
 PGBOUNCER = "/usr/sbin/pgbouncer"
 PGB_USER = "heliospg"  # pgbouncer refuses to run as root; scripts/pgcluster.sh makes this user
@@ -526,10 +525,11 @@ def psql(port, dbname, sql, pg):
     return (r.returncode, r.stdout.strip(), r.stderr.strip())
 
 
-def pgbench(port, dbname, pg, script, clients=4, tx=100):
+def pgbench(port, dbname, pg, script, clients=4, tx=100, mode="simple"):
     env = pg.env(password=ALICE[1])
     r = subprocess.run([PGBENCH, "-n", "-h", "127.0.0.1", "-p", str(port), "-U", ALICE[0],
-                        "-c", str(clients), "-j", "2", "-t", str(tx), "-f", str(script), dbname],
+                        "-M", mode, "-c", str(clients), "-j", "2", "-t", str(tx), "-f",
+                        str(script), dbname],
                        capture_output=True, text=True, env=env, timeout=300)
     processed = re.search(r"number of transactions actually processed: (\d+)/(\d+)", r.stdout)
     failed = re.search(r"number of failed transactions: (\d+)", r.stdout)
@@ -544,17 +544,52 @@ def counter(pg):
         return su.execute("SELECT n FROM rt_counter WHERE id = 1").fetchone()[0]
 
 
+class PoolConnSampler:
+    """Server connections of user on dbname every 50 ms, as pg_stat_activity
+    shows them, leaving out the proxy's control plane probe (application_name
+    helios-cp, which logs in as the first user with a plaintext password):
+    it is no pool connection."""
+
+    def __init__(self, pg, user, dbname):
+        self.pg, self.user, self.dbname = pg, user, dbname
+        self.samples = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run)
+
+    def _run(self):
+        with self.pg.superuser() as su:
+            while not self._stop.is_set():
+                self.samples.append(su.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = %s "
+                    "AND backend_type = 'client backend' AND application_name <> 'helios-cp'",
+                    (self.user, self.dbname)).fetchone()[0])
+                time.sleep(0.05)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(10)
+        return False
+
+
 def run_loads(port, pg, script):
     """The psql checks, then pgbench on the transaction-pooled alias while
     pg_stat_activity is sampled; returns what a client can see."""
     answers = [psql(port, db, sql, pg) for db, sql in PSQL_CHECKS]
     before = counter(pg)
-    with ServerConnSampler(pg, ALICE[0], RT_DB) as s:
+    with PoolConnSampler(pg, ALICE[0], RT_DB) as s:
         bench = pgbench(port, "tx", pg, script)
     after = counter(pg)
     session = pgbench(port, "appdb", pg, script.with_name("select.sql"), clients=2, tx=50)
+    # the extended protocol (unnamed statements: PgBouncer 1.18 has no
+    # named prepared statements in transaction mode) through the tx pool
+    extended = pgbench(port, "tx", pg, script, clients=2, tx=50, mode="extended")
     return {"answers": answers, "bench": bench, "delta": after - before,
-            "max_servers": max(s.samples, default=-1), "session": session}
+            "max_servers": max(s.samples, default=-1), "session": session,
+            "extended": extended, "total": counter(pg)}
 
 
 class PgBouncerProc:
@@ -633,11 +668,15 @@ def test_round_trip_psql_and_pgbench_answers_match_pgbouncer(pg, proxy, short_di
     assert want["delta"] == 400
     assert 1 <= want["max_servers"] <= 2, want["max_servers"]
     assert want["session"]["processed"] == ("100", "100"), want["session"]["out"]
+    assert want["extended"]["processed"] == ("100", "100"), want["extended"]["out"]
+    assert want["total"] == 500  # 400 simple + 100 extended increments
 
     for (db, sql), w, g in zip(PSQL_CHECKS, want["answers"], got["answers"]):
         assert g == w, f"{db}: {sql}\nPgBouncer: {w}\nHeliosProxy: {g}"
     for k in ("rc", "processed", "failed"):
         assert got["bench"][k] == want["bench"][k], (k, want["bench"]["out"], got["bench"]["out"])
         assert got["session"][k] == want["session"][k], (k, got["session"]["out"])
+        assert got["extended"][k] == want["extended"][k], (k, got["extended"]["out"])
     assert got["delta"] == want["delta"]
+    assert got["total"] == 2 * want["total"]  # the counter was not reset in between
     assert 1 <= got["max_servers"] <= 2, got["max_servers"]
