@@ -330,6 +330,7 @@ int pgbimport_main(int argc, char **argv)
 	}
 	for (size_t s = 0; s < S_N; s++)
 		sbuf_init(&im.sect[s]);
+	sbuf_init(&im.rules);
 	sbuf_init(&im.nodes);
 	sbuf_init(&im.dbs);
 	sbuf_init(&im.users);
@@ -359,6 +360,7 @@ int pgbimport_main(int argc, char **argv)
 			sbuf_printf(&out, "\n[%s]\n", pgbi_sect_name[s]);
 		sbuf_puts(&out, im.sect[s].p);
 	}
+	sbuf_puts(&out, im.rules.p ? im.rules.p : "");
 	sbuf_puts(&out, im.nodes.p ? im.nodes.p : "");
 	sbuf_puts(&out, im.dbs.p ? im.dbs.p : "");
 	sbuf_puts(&out, im.users.p ? im.users.p : "");
@@ -401,6 +403,7 @@ int pgbimport_main(int argc, char **argv)
 	sbuf_free(&out);
 	for (size_t s = 0; s < S_N; s++)
 		sbuf_free(&im.sect[s]);
+	sbuf_free(&im.rules);
 	sbuf_free(&im.nodes);
 	sbuf_free(&im.dbs);
 	sbuf_free(&im.users);

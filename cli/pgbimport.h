@@ -50,7 +50,7 @@ struct imp {
 	char ini_dir[PATH_MAX], out_stem[PATH_MAX];
 	struct pgbini ini;
 	struct table rep;
-	struct sbuf sect[S_N], nodes, dbs, users, head;
+	struct sbuf sect[S_N], rules, nodes, dbs, users, head; /* rules: [[auth.rules]] */
 	struct pgbi_node node[PGBI_MAX_NODES];
 	size_t n_nodes;
 	unsigned n_mapped, n_default, n_unmapped, n_notneeded;

@@ -395,8 +395,9 @@ static void map_auth(struct imp *im)
 		pgbi_report(im, t, what, t ? "mapped" : "default", "auth.method = \"%s\"%s", method,
 		            t ? "" : " (PgBouncer's default; HeliosProxy's is scram-sha-256)");
 	} else if (!strcmp(type, "hba")) {
-		pgbi_report(im, t, what, "mapped", "auth.hba_file (the rules decide the method)");
 		if (im->hba || hf) {
+			pgbi_report(im, t, what, "mapped",
+			            "auth.hba_file (the rules decide the method)");
 			char src[PATH_MAX];
 			char cwd[PATH_MAX];
 			if (im->hba && im->hba[0] != '/' && getcwd(cwd, sizeof(cwd)))
@@ -413,7 +414,7 @@ static void map_auth(struct imp *im)
 	} else if (!strcmp(type, "cert")) {
 		/* every client by its certificate: one rule */
 		sbuf_puts(
-		    &im->sect[S_AUTH],
+		    &im->rules,
 		    "\n[[auth.rules]]\ntype = \"hostssl\"\naddress = \"all\"\nmethod = \"cert\"\n");
 		pgbi_report(
 		    im, t, what, "mapped",

@@ -350,6 +350,35 @@ def test_hba_file_methods_heliosproxy_lacks_become_reject(pg, tmp_path):
     assert check_config(out).returncode == 0
 
 
+@pytest.mark.parametrize("auth_type,status,want", [
+    ("trust", "mapped", {"method": "trust"}),
+    ("md5", "mapped", {"method": "md5"}),
+    ("scram-sha-256", "mapped", {"method": "scram-sha-256"}),
+    ("cert", "mapped", {}),
+    ("plain", "not-mapped", {}),
+    ("any", "not-mapped", {}),
+    ("pam", "not-mapped", {}),
+])
+def test_every_auth_type_maps_or_says_why_and_passes_check_config(pg, tmp_path, auth_type,
+                                                                   status, want):
+    ini = tmp_path / "pgbouncer.ini"
+    (tmp_path / "users.txt").write_text(f'"{ALICE[0]}" "{ALICE[1]}"\n')
+    ini.write_text(f"[databases]\nappdb = host=127.0.0.1 port={pg.port}\n[pgbouncer]\n"
+                   f"listen_addr = 127.0.0.1\nauth_type = {auth_type}\nauth_file = users.txt\n")
+    out = tmp_path / "helios.toml"
+    r = helioctl_import(ini, "-o", out)
+    row = by_key(report_rows(r.stdout))["[pgbouncer] auth_type"][0]
+    assert row[0] == status, row
+    c = tomllib.loads(out.read_text())
+    auth = {k: v for k, v in c["auth"].items() if k not in ("users_file", "rules")}
+    assert auth == want, c["auth"]
+    if auth_type == "cert":
+        assert c["auth"]["rules"] == [{"type": "hostssl", "address": "all", "method": "cert"}]
+    assert c["auth"]["users_file"] == str(tmp_path / "users.txt")
+    chk = check_config(out)
+    assert chk.returncode == 0, chk.stdout + chk.stderr
+
+
 def test_hba_file_heliosproxy_reads_as_is_is_used_in_place(pg, tmp_path):
     ini = tmp_path / "pgbouncer.ini"
     (tmp_path / "users.txt").write_text(f'"{ALICE[0]}" "{ALICE[1]}"\n')
