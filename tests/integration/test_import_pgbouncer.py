@@ -709,3 +709,26 @@ def test_round_trip_psql_and_pgbench_answers_match_pgbouncer(pg, proxy, short_di
     assert got["delta"] == want["delta"]
     assert got["total"] == 2 * want["total"]  # the counter was not reset in between
     assert 1 <= got["max_servers"] <= 2, got["max_servers"]
+
+
+def test_check_config_hints_for_pgbouncer_names_agree_with_the_import(pg, tmp_path):
+    """A PgBouncer name written in the TOML by hand is refused with a hint
+    (common/cfg_keys.c); the hint names the key the import maps it to, so
+    the two tables of PgBouncer names cannot drift apart unnoticed."""
+    (tmp_path / "pgb.ini").write_text(ISSUE_KEYS_INI.format(port=pg.port, rport=pg.replica_port))
+    (tmp_path / "tls.ini").write_text(TLS_INI)
+    (tmp_path / "userlist.txt").write_text(f'"{ALICE[0]}" "{ALICE[1]}"\n')
+    (tmp_path / "pg_hba.conf").write_text("host all all 127.0.0.1/32 md5\n")
+    r = helioctl_import(tmp_path / "pgb.ini", "-o", tmp_path / "out.toml")
+    compared = 0
+    for _, key, status, what in report_rows(r.stdout):
+        m = re.match(r"([\w.]+) = ", what)
+        name = key.split()[1]
+        if not key.startswith("[pgbouncer]") or status != "mapped" or not m or m[1] == name:
+            continue
+        toml = tmp_path / "hand.toml"
+        toml.write_text(f'{name} = 1\n[[nodes]]\nhost = "127.0.0.1"\n')
+        chk = check_config(toml)
+        assert chk.returncode != 0 and f"'{m[1]}'" in chk.stdout + chk.stderr, (name, m[1], chk)
+        compared += 1
+    assert compared >= 30, compared
