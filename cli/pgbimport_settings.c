@@ -322,8 +322,9 @@ static int map_hba(struct imp *im, const struct pgbini_ent *e, const char *src)
 		for (i = 0; mi < nt && i < sizeof(ok_methods) / sizeof(ok_methods[0]); i++)
 			known |= !strcmp(tok[mi], ok_methods[i]);
 		bool odd_names =
-		    (nt > 2 && (!strcmp(tok[1], "sameuser") || !strcmp(tok[1], "samerole") ||
-		                !strcmp(tok[1], "replication") || tok[2][0] == '+'));
+		    nt > 2 && (!strcmp(tok[1], "sameuser") || !strcmp(tok[1], "samerole") ||
+		               !strcmp(tok[1], "samegroup") || !strcmp(tok[1], "replication") ||
+		               tok[2][0] == '+');
 		if (known && !odd_names) {
 			sbuf_puts(&b, line);
 			continue;
@@ -332,8 +333,16 @@ static int map_hba(struct imp *im, const struct pgbini_ent *e, const char *src)
 		line[strcspn(line, "\n")] = '\0';
 		sbuf_printf(&b, "# import-pgbouncer: was `%s`\n", line);
 		if (odd_names) {
-			sbuf_printf(&b, "%s all all%s reject\n", tok[0],
-			            strcmp(tok[0], "local") ? " all" : "");
+			/* the odd field widens to all, the others stay: a reject for
+			 * everyone the line could match and no one else */
+			bool odd_db = !strcmp(tok[1], "sameuser") || !strcmp(tok[1], "samerole") ||
+			              !strcmp(tok[1], "samegroup") ||
+			              !strcmp(tok[1], "replication");
+			sbuf_printf(&b, "%s %s %s", tok[0], odd_db ? "all" : tok[1],
+			            tok[2][0] == '+' ? "all" : tok[2]);
+			for (i = 3; i < mi && i < nt; i++)
+				sbuf_printf(&b, " %s", tok[i]);
+			sbuf_puts(&b, " reject\n");
 			pgbi_report(
 			    im, e, what, "not-mapped",
 			    "%s:%d: sameuser, samerole, replication and +group are not supported; "

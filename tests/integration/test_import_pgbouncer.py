@@ -329,7 +329,10 @@ def test_hba_file_methods_heliosproxy_lacks_become_reject(pg, tmp_path):
         "# PgBouncer hba\n"
         "local all all peer\n"
         "host appdb alice 127.0.0.1/32 trust\n"
+        "host sales alice 127.0.0.1/32 md5\n"
         "host all all 10.0.0.0 255.0.0.0 scram-sha-256\n"
+        "host sameuser all 192.168.0.0/16 md5\n"
+        "host appdb +admins 10.1.0.0/16 md5\n"
         "host all all 0.0.0.0/0 md5\n")
     ini.write_text(f"[databases]\nappdb = host=127.0.0.1 port={pg.port}\n"
                    "[pgbouncer]\nlisten_addr = 127.0.0.1\nauth_type = hba\n"
@@ -344,7 +347,10 @@ def test_hba_file_methods_heliosproxy_lacks_become_reject(pg, tmp_path):
     assert hba == tmp_path / "helios.hba.conf"
     rules = [l for l in hba.read_text().splitlines() if l and not l.startswith("#")]
     assert rules == ["local all all reject", "host appdb alice 127.0.0.1/32 trust",
+                     "host sales alice 127.0.0.1/32 md5",
                      "host all all 10.0.0.0 255.0.0.0 scram-sha-256",
+                     "host all all 192.168.0.0/16 reject",
+                     "host appdb all 10.1.0.0/16 reject",
                      "host all all 0.0.0.0/0 md5"]
     assert "method peer is not supported" in r.stdout
     assert check_config(out).returncode == 0
