@@ -552,10 +552,10 @@ RT_DB = "postgres"  # the tx alias's real database: its servers are the only ali
 COUNTER_SCRIPT = "UPDATE rt_counter SET n = n + 1 WHERE id = 1;\nSELECT n FROM rt_counter WHERE id = 1;\n"
 
 
-def psql(port, dbname, sql, pg):
-    env = pg.env(password=ALICE[1])
+def psql(port, dbname, sql, pg, user=ALICE):
+    env = pg.env(password=user[1])
     r = subprocess.run([PSQL, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
-                        str(port), "-U", ALICE[0], "-d", dbname, "-c", sql],
+                        str(port), "-U", user[0], "-d", dbname, "-c", sql],
                        capture_output=True, text=True, env=env, timeout=60)
     return (r.returncode, r.stdout.strip(), r.stderr.strip())
 
@@ -647,12 +647,45 @@ class PgBouncerProc:
         self.err.close()
 
 
-def test_round_trip_psql_and_pgbench_answers_match_pgbouncer(pg, proxy, short_dir):
+def pgbouncer_dir(d):
+    """d made PgBouncer's (it runs as PGB_USER and writes its log there)."""
     if not Path(PGBOUNCER).exists():
         pytest.fail(f"{PGBOUNCER} missing: install pgbouncer (scripts/deps.sh)")
-    d = short_dir
     if os.geteuid() == 0:
         shutil.chown(d, PGB_USER, PGB_USER)
+    return d
+
+
+def against_both(pg, proxy, d, ini, listen, loads):
+    """loads() against PgBouncer running ini, then against HeliosProxy
+    running its import on the same port (a drop-in); returns both results."""
+    pgb = PgBouncerProc(ini, d)
+    try:
+        deadline = time.monotonic() + 15
+        while not port_accepts(listen) and time.monotonic() < deadline:
+            assert pgb.proc.poll() is None, (d / "pgbouncer.stderr").read_text()
+            time.sleep(0.05)
+        assert port_accepts(listen), "PgBouncer did not listen"
+        want = loads()
+    finally:
+        pgb.stop()
+    for user, db in ((ALICE[0], APPDB), (ALICE[0], RT_DB), (MD5USER[0], APPDB)):
+        pg.wait_server_conns(user, db, at_most=0)
+
+    out = d / "helios.toml"
+    helioctl_import(ini, "-o", out)
+    chk = check_config(out)
+    assert chk.returncode == 0, chk.stdout + chk.stderr
+    deadline = time.monotonic() + 10
+    while port_accepts(listen) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p = proxy(out.read_text(), listen_address=f"127.0.0.1:{listen}")
+    assert p.port == listen
+    return want, loads()
+
+
+def test_round_trip_psql_and_pgbench_answers_match_pgbouncer(pg, proxy, short_dir):
+    d = pgbouncer_dir(short_dir)
     listen = free_port()
     ini = d / "pgbouncer.ini"
     ini.write_text(ROUND_TRIP_INI.format(port=pg.port, listen=listen, dir=d))
@@ -668,31 +701,7 @@ def test_round_trip_psql_and_pgbench_answers_match_pgbouncer(pg, proxy, short_di
         su.execute("INSERT INTO rt_counter VALUES (1, 0)")
         su.execute("GRANT SELECT, UPDATE ON rt_counter TO alice")
 
-    # PgBouncer with the ini
-    pgb = PgBouncerProc(ini, d)
-    try:
-        deadline = time.monotonic() + 15
-        while not port_accepts(listen) and time.monotonic() < deadline:
-            assert pgb.proc.poll() is None, (d / "pgbouncer.stderr").read_text()
-            time.sleep(0.05)
-        assert port_accepts(listen), "PgBouncer did not listen"
-        want = run_loads(listen, pg, script)
-    finally:
-        pgb.stop()
-    pg.wait_server_conns(ALICE[0], APPDB, at_most=0)
-    pg.wait_server_conns(ALICE[0], RT_DB, at_most=0)
-
-    # HeliosProxy with the import, on the same port: a drop-in
-    out = d / "helios.toml"
-    helioctl_import(ini, "-o", out)
-    chk = check_config(out)
-    assert chk.returncode == 0, chk.stdout + chk.stderr
-    deadline = time.monotonic() + 10
-    while port_accepts(listen) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    p = proxy(out.read_text(), listen_address=f"127.0.0.1:{listen}")
-    assert p.port == listen
-    got = run_loads(listen, pg, script)
+    want, got = against_both(pg, proxy, d, ini, listen, lambda: run_loads(listen, pg, script))
 
     # what PgBouncer answered is what PostgreSQL says: the test means something
     assert want["answers"][0] == (0, f"{APPDB}|{ALICE[0]}", "")
@@ -738,3 +747,54 @@ def test_check_config_hints_for_pgbouncer_names_agree_with_the_import(pg, tmp_pa
         assert chk.returncode != 0 and f"'{m[1]}'" in chk.stdout + chk.stderr, (name, m[1], chk)
         compared += 1
     assert compared >= 30, compared
+
+
+HBA_INI = """\
+[databases]
+appdb = host=127.0.0.1 port={port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {listen}
+unix_socket_dir =
+auth_type = hba
+auth_file = {dir}/userlist.txt
+auth_hba_file = {dir}/hba.conf
+server_tls_sslmode = disable
+logfile = {dir}/pgbouncer.log
+"""
+
+HBA_RULES = """\
+# PgBouncer's hba dialect, a subset of pg_hba.conf
+host  appdb  md5user  127.0.0.1/32  reject
+host  appdb  alice    127.0.0.1/32  md5
+"""
+
+
+def test_round_trip_auth_type_hba_admits_and_refuses_the_same_logins(pg, proxy, short_dir):
+    d = pgbouncer_dir(short_dir)
+    listen = free_port()
+    ini = d / "pgbouncer.ini"
+    ini.write_text(HBA_INI.format(port=pg.port, listen=listen, dir=d))
+    (d / "userlist.txt").write_text(f'"{ALICE[0]}" "{ALICE[1]}"\n'
+                                    f'"{MD5USER[0]}" "{MD5USER[1]}"\n')
+    (d / "hba.conf").write_text(HBA_RULES)
+
+    def loads():
+        return [psql(listen, APPDB, "SELECT current_user", pg, user=u)
+                for u in (ALICE, MD5USER, (ALICE[0], "wrong-pw"))]
+
+    want, got = against_both(pg, proxy, d, ini, listen, loads)
+    # PgBouncer: alice in, md5user refused by its rule, a wrong password refused
+    assert [w[:2] for w in want] == [(0, ALICE[0]), (2, ""), (2, "")], want
+    assert [g[:2] for g in got] == [w[:2] for w in want], got
+    # the texts differ, as docs/migrating-from-pgbouncer.md says: PostgreSQL's
+    # own where PgBouncer has shorter ones
+    assert want[1][2].endswith("FATAL:  login rejected"), want
+    assert got[1][2].endswith('FATAL:  pg_hba.conf rejects connection for host "127.0.0.1", '
+                              'user "md5user", database "appdb", no encryption'), got
+    assert want[2][2].endswith("FATAL:  password authentication failed"), want
+    assert got[2][2].endswith('FATAL:  password authentication failed for user "alice"'), got
+    # the file HeliosProxy reads every line of the same way: used in place
+    c = tomllib.loads((d / "helios.toml").read_text())
+    assert c["auth"]["hba_file"] == str(d / "hba.conf")
