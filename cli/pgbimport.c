@@ -74,7 +74,7 @@ void pgbi_report(struct imp *im, const struct pgbini_ent *e, const char *what, c
 	if (!strcmp(status, "not-mapped"))
 		im->n_unmapped++;
 	else if (!strcmp(status, "error")) {
-		im->n_unmapped++;
+		im->n_errors++;
 		im->failed = true;
 	} else if (!strcmp(status, "default"))
 		im->n_default++;
@@ -393,9 +393,11 @@ int pgbimport_main(int argc, char **argv)
 	FILE *rep = im.out_path ? stdout : stderr;
 	if (table_print(&im.rep, rep) < 0)
 		rc = HCTL_REFUSED;
-	fprintf(rep, "%u mapped, %u defaults, %u not needed, %u not mapped%s%s\n", im.n_mapped,
-	        im.n_default, im.n_notneeded, im.n_unmapped,
-	        im.failed ? "; errors above, nothing written" : "; written to ",
+	fprintf(rep, "%u mapped, %u defaults, %u not needed, %u not mapped", im.n_mapped,
+	        im.n_default, im.n_notneeded, im.n_unmapped);
+	if (im.n_errors)
+		fprintf(rep, ", %u error%s", im.n_errors, im.n_errors == 1 ? "" : "s");
+	fprintf(rep, "%s%s\n", im.failed ? "; nothing written" : "; written to ",
 	        im.failed     ? ""
 	        : im.out_path ? im.out_path
 	                      : "standard output");

@@ -53,7 +53,7 @@ struct imp {
 	struct sbuf sect[S_N], rules, nodes, dbs, users, head; /* rules: [[auth.rules]] */
 	struct pgbi_node node[PGBI_MAX_NODES];
 	size_t n_nodes;
-	unsigned n_mapped, n_default, n_unmapped, n_notneeded;
+	unsigned n_mapped, n_default, n_unmapped, n_notneeded, n_errors;
 	const char *unix_dir;    /* unix_socket_dir: where host-less databases connect */
 	char hba_path[PATH_MAX]; /* translated hba file to write, if any */
 	struct sbuf hba_text;

@@ -78,6 +78,10 @@ static void map_database(struct imp *im, const struct pgbini_ent *e)
 		return pgbi_report(im, e, what, "error", "port '%s' is not a port", port_s);
 	if (!hosts[0]) {
 		/* As PgBouncer: no host = the Unix socket in unix_socket_dir. */
+		if (!im->unix_dir[0])
+			return pgbi_report(
+			    im, e, what, "error",
+			    "no host, and unix_socket_dir is empty: no server to use");
 		snprintf(hosts, sizeof(hosts), "%s", im->unix_dir);
 	}
 	sbuf_init(&nodes);

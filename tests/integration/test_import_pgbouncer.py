@@ -322,6 +322,20 @@ def test_bad_values_are_errors_and_nothing_is_written(pg, tmp_path):
     assert not out.exists()
 
 
+def test_database_without_host_uses_the_unix_socket_dir_or_is_an_error(tmp_path):
+    ini = tmp_path / "pgbouncer.ini"
+    ini.write_text("[databases]\nfoodb =\n[pgbouncer]\nunix_socket_dir = /run/pg\n")
+    r = helioctl_import(ini)
+    c = tomllib.loads(r.stdout)
+    assert [(n["host"], n["port"]) for n in c["nodes"]] == [("/run/pg", 5432)]
+    ini.write_text("[databases]\nfoodb =\n[pgbouncer]\nunix_socket_dir =\n")
+    r = helioctl_import(ini, check=1)
+    assert by_key(report_rows(r.stderr))["[databases] foodb"][0][:2] == (
+        "error", "no host, and unix_socket_dir is empty: no server to use")
+    assert r.stderr.rstrip().endswith("1 not mapped, 1 error; nothing written"), r.stderr
+    assert r.stdout == ""
+
+
 def test_hba_file_methods_heliosproxy_lacks_become_reject(pg, tmp_path):
     ini = tmp_path / "pgbouncer.ini"
     (tmp_path / "users.txt").write_text(f'"{ALICE[0]}" "{ALICE[1]}"\n')
