@@ -50,13 +50,14 @@ void pgbi_toml_str(struct sbuf *b, const char *s)
 
 /* ---- report ---- */
 
-static const char *src_of(const struct imp *im, const struct pgbini_ent *e, char *buf, size_t cap)
+/* file:line; "(command line)" for --userlist/--hba; "(default)" for a
+ * PgBouncer default or a whole-file finding. */
+static const char *src_of(const struct pgbini_ent *e, const char *what, char *buf, size_t cap)
 {
-	(void)im;
-	if (!e)
-		snprintf(buf, cap, "(default)");
-	else
+	if (e)
 		snprintf(buf, cap, "%s:%d", e->file, e->line);
+	else
+		snprintf(buf, cap, "%s", what[0] == '-' ? "(command line)" : "(default)");
 	return buf;
 }
 
@@ -97,7 +98,7 @@ void pgbi_report(struct imp *im, const struct pgbini_ent *e, const char *what, c
 	/* In file order; PgBouncer defaults (no line) last. */
 	r->order = e ? (size_t)(e - im->ini.e) : SIZE_MAX;
 	r->seq = im->n_rows;
-	r->src = strdup(src_of(im, e, src, sizeof(src)));
+	r->src = strdup(src_of(e, what, src, sizeof(src)));
 	r->what = strdup(what);
 	r->status = status; /* a literal */
 	r->msg = msg;

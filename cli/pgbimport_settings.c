@@ -290,8 +290,9 @@ static int map_hba(struct imp *im, const struct pgbini_ent *e, const char *src)
 
 	snprintf(what, sizeof(what), "%s", e ? "[pgbouncer] auth_hba_file" : "--hba");
 	if (!f) {
-		pgbi_report(im, e, what, "error", "%s: %s", src, strerror(errno));
-		return -errno;
+		int rc = -errno;
+		pgbi_report(im, e, what, "error", "%s: %s", src, strerror(-rc));
+		return rc;
 	}
 	sbuf_init(&b);
 	sbuf_printf(&b,

@@ -367,6 +367,14 @@ def test_hba_file_methods_heliosproxy_lacks_become_reject(pg, tmp_path):
                      "host appdb all 10.1.0.0/16 reject",
                      "host all all 0.0.0.0/0 md5"]
     assert "method peer is not supported" in r.stdout
+    assert re.search(r"(?m)^\(command line\)\s+--hba\s+mapped\s+auth.hba_file = ", r.stdout)
+    # --userlist wins over the ini's auth_file, and says so
+    (tmp_path / "other.txt").write_text(f'"{ALICE[0]}" "{ALICE[1]}"\n')
+    r = helioctl_import(ini, "--hba", tmp_path / "hba.conf", "--userlist",
+                        tmp_path / "other.txt", "-o", out)
+    assert tomllib.loads(out.read_text())["auth"]["users_file"] == str(tmp_path / "other.txt")
+    assert re.search(r"(?m)^\(command line\)\s+--userlist\s+mapped\s+auth.users_file = ",
+                     r.stdout), r.stdout
     assert check_config(out).returncode == 0
 
 
