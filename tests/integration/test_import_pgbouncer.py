@@ -820,3 +820,60 @@ def test_round_trip_auth_type_hba_admits_and_refuses_the_same_logins(pg, proxy, 
     # the file HeliosProxy reads every line of the same way: used in place
     c = tomllib.loads((d / "helios.toml").read_text())
     assert c["auth"]["hba_file"] == str(d / "hba.conf")
+
+
+USERS_INI = """\
+[databases]
+stmt = host=127.0.0.1 port={port} dbname=postgres pool_mode=statement pool_size=3
+
+[users]
+alice = max_user_connections=1
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {listen}
+unix_socket_dir =
+auth_type = md5
+auth_file = {dir}/userlist.txt
+server_tls_sslmode = disable
+logfile = {dir}/pgbouncer.log
+"""
+
+
+def test_round_trip_statement_mode_and_user_cap_match_pgbouncer(pg, proxy, short_dir):
+    """[databases] pool_mode=statement and [users] max_user_connections: the
+    same pgbench load keeps alice to one server connection on both, and a
+    transaction block is refused on both (pg_stat_activity sampled)."""
+    d = pgbouncer_dir(short_dir)
+    listen = free_port()
+    ini = d / "pgbouncer.ini"
+    ini.write_text(USERS_INI.format(port=pg.port, listen=listen, dir=d))
+    (d / "userlist.txt").write_text(f'"{ALICE[0]}" "{ALICE[1]}"\n')
+    script = d / "select.sql"
+    script.write_text("SELECT current_user, current_database(), 6 * 7;\n")
+
+    def loads():
+        one = psql(listen, "stmt", "SELECT current_database(), current_user", pg)
+        with PoolConnSampler(pg, ALICE[0], RT_DB) as s:
+            bench = pgbench(listen, "stmt", pg, script, clients=3, tx=100)
+        block = subprocess.run(
+            [PSQL, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+             str(listen), "-U", ALICE[0], "-d", "stmt", "-c", "BEGIN", "-c", "SELECT 1"],
+            capture_output=True, text=True, env=pg.env(password=ALICE[1]), timeout=60)
+        return {"one": one, "bench": bench, "max_servers": max(s.samples, default=-1),
+                "block": (block.returncode, block.stdout.strip(), block.stderr.strip())}
+
+    want, got = against_both(pg, proxy, d, ini, listen, loads)
+    assert want["one"] == (0, f"{RT_DB}|{ALICE[0]}", ""), want
+    assert got["one"] == want["one"]
+    for r in (want, got):
+        assert r["bench"]["processed"] == ("300", "300") and r["bench"]["failed"] == 0, r["bench"]
+        # pool_size 3 but one connection for alice: the user cap holds
+        assert r["max_servers"] == 1, r["max_servers"]
+    # both refuse the block; PgBouncer closes the client (FATAL, psql exit
+    # 2), HeliosProxy answers ERROR 0A000 and keeps it (exit 1): a documented
+    # difference
+    assert want["block"][0] == 2 and want["block"][2].startswith(
+        "FATAL:  transaction blocks not allowed in statement pooling mode"), want["block"]
+    assert got["block"][0] == 1 and got["block"][2].startswith(
+        "ERROR:  transaction blocks are not allowed in statement pooling mode"), got["block"]
