@@ -684,9 +684,7 @@ static void acquire(struct client *cl)
 			if ((it = pool_evict_for(cl->pool))) {
 				sv = sv_of_pool_item(it);
 				sv_attach(sv, cl->w);
-				sv->counted = false;
-				sv_close(sv);
-				pool_group_wake(cl->pool);
+				sv_close_handover(sv); /* its pool_drop wakes us */
 			}
 			return;
 		}

@@ -254,8 +254,10 @@ enum sv_state {
  * idle in a pool are on its idle list instead, closing ones on none. */
 enum sv_list {
 	SVL_NONE,
-	SVL_LOGIN,  /* SV_CONNECTING .. SV_LOGIN (server_connect_timeout_secs) */
-	SVL_ACTIVE, /* attached and in use: SV_ACTIVE, SV_RESETTING, SV_AUTH_QUERY, SV_LISTENER */
+	SVL_LOGIN,    /* SV_CONNECTING .. SV_LOGIN (server_connect_timeout_secs) */
+	SVL_ACTIVE,   /* attached and in use: SV_ACTIVE, SV_RESETTING, SV_AUTH_QUERY, SV_LISTENER */
+	SVL_HANDOVER, /* SV_CLOSING after a Terminate, its slot kept until EOF (sv_close_handover)
+	               */
 	SVL_COUNT,
 };
 
@@ -283,6 +285,7 @@ struct server {
 	bool seq_discard;     /* tx: DISCARD SEQUENCES goes ahead of the client's next bytes */
 	bool q_busy, x_busy;  /* a query / transaction is running (stats) */
 	struct timespec z_at; /* its last ReadyForQuery: idle_transaction_timeout */
+	bool handover;        /* closing: its pool slot is freed at the backend's EOF */
 	struct timespec q_start, x_start;
 	struct timespec created, last_used;
 
@@ -527,6 +530,15 @@ const char *sv_state_str(enum sv_state s);
  * sv_list); false (and a log line) for an illegal move. The one place
  * sv->state changes. */
 bool sv_set_state(struct server *sv, enum sv_state to);
+/* Closes sv so that its pool slot can go to another pool under a shared cap
+ * (max_db/user_connections, a lowered size): Terminate, then the slot is
+ * freed when PostgreSQL has closed the backend (EOF), or after
+ * HANDOVER_MAX_SECS, so pg_stat_activity never shows more backends than the
+ * cap while the slot moves. TLS servers (Terminate must be encrypted) and
+ * servers with I/O in flight close at once. */
+void sv_close_handover(struct server *sv);
+/* From the worker's tick: handovers whose backend never answered. */
+void sv_handover_tick(struct worker *w, const struct timespec *now);
 void sv_resume_source(struct server *sv);
 void sv_client_data(struct server *sv, struct io_chunk *c);
 /* May an idle pooled server be handed out? False when its socket has

@@ -362,6 +362,8 @@ static void turn(struct worker *w, void *arg)
 		if (conn_elapsed(&sv->created, &now) > connect_timeout)
 			sv_login_timeout(sv, connect_timeout);
 	}
+	if (cw->sv[SVL_HANDOVER])
+		sv_handover_tick(w, &now);
 	for (struct client *cl = cw->q[CLQ_CLOSING].head, *next; cl; cl = next) {
 		next = cl->q_next;
 		if (conn_elapsed(&cl->close_start, &now) > CLOSE_LINGER_SECS)
@@ -499,7 +501,7 @@ void conn_worker_stop(struct worker *w)
 bool conn_worker_done(struct worker *w)
 {
 	struct conn_worker *cw = cw_of(w);
-	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN])
+	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN] && !cw->sv[SVL_HANDOVER])
 		return true;
 	struct timespec now;
 	conn_now(&now);

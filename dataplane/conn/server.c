@@ -540,6 +540,54 @@ void sv_pool_expire(struct worker *w, struct pool *p, const struct timespec *now
 }
 
 /* Closes a server; a bound client is told (and closed after its flush). */
+#define HANDOVER_MAX_SECS 2
+
+void sv_close_handover(struct server *sv)
+{
+	static const uint8_t term[5] = {'X', 0, 0, 0, 4};
+
+	if (sv->state == SV_CLOSING || !sv->counted || !sv->pool || sv->ep.tls || !sv->w ||
+	    sv->ep.sock.fd < 0 || !io_sock_idle(&sv->ep.sock) || !ep_flushed(&sv->ep) ||
+	    send(sv->ep.sock.fd, term, sizeof(term), MSG_DONTWAIT | MSG_NOSIGNAL) !=
+	        (ssize_t)sizeof(term) ||
+	    io_recv_start(&sv->ep.sock) < 0) {
+		sv_close(sv);
+		return;
+	}
+	sv->handover = true;
+	conn_now(&sv->last_used); /* the handover's start */
+	sv_close(sv);
+}
+
+/* The backend is gone (or never answered): the slot goes, and its socket. */
+static void handover_end(struct server *sv)
+{
+	struct server **head = &cw_of(sv->w)->sv[SVL_HANDOVER];
+	if (sv->wl_prev)
+		sv->wl_prev->wl_next = sv->wl_next;
+	else
+		*head = sv->wl_next;
+	if (sv->wl_next)
+		sv->wl_next->wl_prev = sv->wl_prev;
+	sv->wl_next = sv->wl_prev = NULL;
+	sv->wlist = SVL_NONE;
+	sv->handover = false;
+	if (sv->counted) {
+		sv->counted = false;
+		pool_drop(sv->pool, pool_max(sv->pool));
+	}
+	io_sock_close(&sv->ep.sock);
+}
+
+void sv_handover_tick(struct worker *w, const struct timespec *now)
+{
+	for (struct server *sv = cw_of(w)->sv[SVL_HANDOVER], *next; sv; sv = next) {
+		next = sv->wl_next;
+		if (conn_elapsed(&sv->last_used, now) > HANDOVER_MAX_SECS)
+			handover_end(sv);
+	}
+}
+
 void sv_close(struct server *sv)
 {
 	if (sv->state == SV_CLOSING)
@@ -564,6 +612,17 @@ void sv_close(struct server *sv)
 			cl->connecting = NULL;
 		if (cl->server == sv)
 			cl_server_gone(cl);
+	}
+	if (sv->handover) {
+		/* kept on its worker's handover list until the backend's EOF */
+		struct server **head = &cw_of(sv->w)->sv[SVL_HANDOVER];
+		sv->wlist = SVL_HANDOVER;
+		sv->wl_prev = NULL;
+		sv->wl_next = *head;
+		if (*head)
+			(*head)->wl_prev = sv;
+		*head = sv;
+		return;
 	}
 	if (sv->counted) {
 		sv->counted = false;
@@ -884,6 +943,10 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
 {
 	struct server *sv = s->owner;
+	if (sv->handover) {
+		io_chunk_release(sv->w->loop, c); /* after our Terminate: nothing to read */
+		return;
+	}
 	if (sv->parking) {
 		io_chunk_release(sv->w->loop, c);
 		sv->parking = false;
@@ -985,6 +1048,10 @@ static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
 static void sv_on_eof(struct io_sock *s, int err)
 {
 	struct server *sv = s->owner;
+	if (sv->handover) {
+		handover_end(sv); /* the backend has exited: its slot may go */
+		return;
+	}
 	if (sv->state == SV_LOGIN || sv->state == SV_CONNECTING || sv->state == SV_TLS ||
 	    sv->state == SV_TLS_REQUEST || sv->state == SV_AUTH_QUERY) {
 		sv_node_failure(sv, "the server closed the connection during login");
@@ -1071,9 +1138,11 @@ static void to_pool(struct server *sv)
 	sv->pitem.created = sv->created;
 	sv->pitem.last_used = sv->last_used;
 	if (!pool_release(sv->pool, &sv->pitem, worker_self())) {
-		/* max_pool_size was lowered live: this one goes */
+		/* max_pool_size was lowered live, or a pool under the same
+		 * max_db/user_connections waits: this one goes, and its slot
+		 * with it once the backend has exited */
 		sv_attach(sv, w);
-		sv_close(sv);
+		sv_close_handover(sv);
 	}
 }
 

@@ -372,8 +372,7 @@ struct pool_item *pool_evict_for(struct pool *p)
 				pp = &(*pp)->next;
 			it = *pp;
 			*pp = NULL;
-			q->n_idle--;
-			q->total--;
+			q->n_idle--; /* still counted: the caller's close frees the slot */
 		}
 		pthread_mutex_unlock(&q->mu);
 	}

@@ -103,8 +103,9 @@ int pool_reserve(const struct pool *p);
  * granted (granted() has been called). */
 bool pool_try_reserve(struct pool *p, struct pool_waiter *wt);
 /* p has waiters held by a database/user cap: takes the coldest idle item of
- * a sibling pool (same database or user) out, uncounted, for the caller to
- * close; then pool_group_wake(p). NULL when there is none. */
+ * a sibling pool (same database or user) off its idle list, still counted,
+ * for the caller to close (its pool_drop passes the slot on). NULL when
+ * there is none. */
 struct pool_item *pool_evict_for(struct pool *p);
 /* Slots under the shared caps may have freed: permits to the first waiter
  * of p and of each sibling pool that has room. */
