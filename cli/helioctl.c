@@ -191,6 +191,10 @@ static void usage(FILE *out)
 			fprintf(out, "  %-22s  %s\n", head, verbs[i].summary);
 	}
 	fprintf(out,
+	        "  import-pgbouncer PGBOUNCER.INI [--userlist FILE] [--hba FILE] [-o OUT.toml]\n"
+	        "  %-22s  pgbouncer.ini to a HeliosProxy config (local, no control plane)\n",
+	        "");
+	fprintf(out,
 	        "\n"
 	        "options:\n"
 	        "  -a, --address URL  control plane address: ipc:///path or tcp://host:port\n"
@@ -233,7 +237,7 @@ static void print_bash_completion(void)
 	       "\tcur=${COMP_WORDS[COMP_CWORD]}\n"
 	       "\tprev=${COMP_WORDS[COMP_CWORD-1]}\n"
 	       "\tcase $prev in\n"
-	       "\t-c|--config|--tls-ca|--tls-cert|--tls-key)\n"
+	       "\t-c|--config|--tls-ca|--tls-cert|--tls-key|--userlist|--hba|-o)\n"
 	       "\t\tCOMPREPLY=($(compgen -f -- \"$cur\")); return;;\n"
 	       "\t-a|--address|--timeout|--token|--tls-server-name|-n|--wait-timeout)\n"
 	       "\t\tCOMPREPLY=(); return;;\n"
@@ -255,6 +259,7 @@ static void print_bash_completion(void)
 	       "\t\tdrain) o+=' --wait --wait-timeout';;\n"
 	       "\t\ttop) o+=' --by';;\n"
 	       "\t\tslowlog) o+=' -n';;\n"
+	       "\t\timport-pgbouncer) o='--userlist --hba -o -h --help';;\n"
 	       "\t\tesac\n"
 	       "\t\tCOMPREPLY=($(compgen -W \"$o\" -- \"$cur\"))\n"
 	       "\t\treturn\n"
@@ -262,8 +267,8 @@ static void print_bash_completion(void)
 	       "\tif [[ -z $verb ]]; then\n"
 	       "\t\tCOMPREPLY=($(compgen -W '");
 	for (size_t i = 0; i < N_VERBS; i++)
-		printf("%s%s", i ? " " : "", verbs[i].name);
-	printf("' -- \"$cur\"))\n"
+		printf("%s ", verbs[i].name);
+	printf("import-pgbouncer' -- \"$cur\"))\n"
 	       "\t\treturn\n"
 	       "\tfi\n"
 	       "\t[[ ${COMP_WORDS[COMP_CWORD-1]} != \"$verb\" ]] && return\n"
@@ -275,6 +280,7 @@ static void print_bash_completion(void)
 	       "\tcache) COMPREPLY=($(compgen -W 'stats flush' -- \"$cur\"));;\n"
 	       "\txdp) COMPREPLY=($(compgen -W 'status deny' -- \"$cur\"));;\n"
 	       "\trewrite) COMPREPLY=($(compgen -W 'test' -- \"$cur\"));;\n"
+	       "\timport-pgbouncer) COMPREPLY=($(compgen -f -- \"$cur\"));;\n"
 	       "\tesac\n"
 	       "}\n"
 	       "complete -F _helioctl helioctl\n");
@@ -739,6 +745,9 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc)
 		return usage_error(NULL, "no verb given");
+	/* A local verb: reads files, asks no control plane. */
+	if (!strcmp(argv[i], "import-pgbouncer"))
+		return pgbimport_main(argc - i, argv + i);
 	v = find_verb(argv[i]);
 	if (!v) {
 		fprintf(stderr, "helioctl: unknown verb '%s'; verbs:", argv[i]);

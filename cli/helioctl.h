@@ -65,4 +65,8 @@ render_fn render_status, render_pools, render_clients, render_servers, render_no
     render_config, render_message, render_top, render_slowlog, render_cache, render_tenants,
     render_rewrite, render_xdp;
 
+/* helioctl import-pgbouncer (pgbimport.c): argv[0] is the verb. Returns
+ * the exit code. */
+int pgbimport_main(int argc, char **argv);
+
 #endif

@@ -16,3 +16,6 @@ $(BUILD)/tests/ldapauth-probe: $(BUILD)/obj/tests/ldap/ldapauth_probe.o $(DATAPL
 	$(Q)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(LINK_LIBS)
 PROGRAMS += $(BUILD)/tests/ldapauth-probe
 TOOL_SRCS += tests/ldap/ldapauth_probe.c
+
+# cli/pgbini (pgbouncer.ini reader of helioctl import-pgbouncer) is in no library.
+$(BUILD)/tests/test_pgbini: $(BUILD)/obj/cli/pgbini.o
