@@ -69,6 +69,30 @@ void cancel_register(struct client *cl, uint32_t pid)
 	pthread_mutex_unlock(&mu);
 }
 
+void cancel_register_key(struct client *cl, uint32_t pid, uint32_t key)
+{
+	struct cancel_ent *e = calloc(1, sizeof(*e));
+	if (!e)
+		return;
+	pthread_mutex_lock(&mu);
+	bool taken = find(pid, key) != NULL;
+	if (!taken) {
+		e->pid = pid;
+		e->key = key;
+		e->cl = cl;
+		unsigned b = bucket_of(pid, key);
+		e->next = buckets[b];
+		buckets[b] = e;
+		cl->cancel_pid = pid;
+		cl->cancel_key = key;
+	}
+	pthread_mutex_unlock(&mu);
+	if (taken) {
+		free(e);
+		cancel_register(cl, pid);
+	}
+}
+
 void cancel_unregister(struct client *cl)
 {
 	if (!cl->cancel_key && !cl->cancel_pid)

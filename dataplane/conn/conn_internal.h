@@ -223,6 +223,9 @@ struct client {
 	uint8_t sess_cache;    /* enum sess_cache_state */
 	uint8_t sess_fill;     /* enum sess_fill_state: the answer being recorded */
 	uint64_t sess_unnamed; /* hash of the server's unnamed statement (0: unknown) */
+	/* online restart (takeover.c): receiving stopped to hand it over
+	 * (moving), or it cannot move and stays until it leaves (no_move) */
+	bool moving, no_move;
 };
 
 enum sv_state {
@@ -569,6 +572,39 @@ void ireq_server_gone(struct server *sv);
 /* Pending requests retry for a server, or time out. */
 void ireq_worker_tick(uint64_t now_ns);
 void ireq_worker_exit(void);
+
+/* takeover.c / client.c: a client handed over by an old process (online
+ * restart), as read from its CLIENT record (pointers into the record). */
+struct cl_moved {
+	const char *user, *database, *peer, *password, *server_password, *jwt_tenant;
+	bool is_unix, stmt_mode, have_client_key;
+	uint32_t cancel_pid, cancel_key;
+	int auth_method;
+	uint8_t client_key[32];
+	const char **pnames, **pvalues; /* startup parameters */
+	uint32_t n_params;
+	struct {
+		const char *name, *value;
+		bool is_stmt;
+	} * want; /* its settings (startup + SET) */
+	uint32_t n_want;
+	struct {
+		const char *name;
+		const uint8_t *body;
+		uint32_t len;
+	} * prep; /* its protocol-level named statements */
+	uint32_t n_prep;
+};
+void cl_moved_free(struct cl_moved *m);
+/* The new process: a logged-in, idle transaction-pooled client from m on
+ * socket fd (taken), receiving on w. */
+void cl_adopt(struct worker *w, int fd, const struct cl_moved *m);
+/* The old process (g_tko_handing): starts handing idle clients of w over;
+ * true when w has none left to wait for. */
+void cl_move_idle(struct worker *w);
+/* Packs cl's state and queues it with a dup of its socket for the sender
+ * thread. 0, or -errno (cl stays). */
+int tko_queue_client(struct client *cl);
 
 uint64_t conn_next_id(void);
 void conn_now(struct timespec *ts);

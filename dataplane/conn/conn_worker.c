@@ -12,6 +12,7 @@
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/conn/splice.h"
+#include "dataplane/conn/takeover.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/pool/pool.h"
@@ -109,7 +110,10 @@ static void on_accept(struct io_sock *s, int fd)
 		log_warn("worker %d: accept failed: %s", w->idx, strerror(-fd));
 		return;
 	}
-	if (__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE)) {
+	/* a connection accepted while an online restart takes the socket
+	 * away is served here, and moves once idle */
+	if (__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE) &&
+	    !__atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE)) {
 		close(fd);
 		return;
 	}
@@ -433,11 +437,16 @@ int conn_worker_init(struct worker *w, int idx, char *err, size_t errlen)
 	w->cw = cw;
 	struct snap *sn = snap_current();
 	const struct cfg *c = sn->cfg;
-	int r = listen_tcp(c->listen_address, err, errlen);
+	/* online restart: the old process's sockets, their backlogs included */
+	int r = tko_take_listen_fd(idx);
+	if (r < 0)
+		r = listen_tcp(c->listen_address, err, errlen);
 	if (r >= 0) {
 		cw->listen_fd = r;
 		if (idx == 0 && c->unix_socket_dir[0]) {
-			r = listen_unix(c->unix_socket_dir, c->listen_address, err, errlen);
+			r = tko_take_listen_fd(-1);
+			if (r < 0)
+				r = listen_unix(c->unix_socket_dir, c->listen_address, err, errlen);
 			if (r >= 0)
 				cw->unix_fd = r;
 		}
@@ -474,6 +483,11 @@ void conn_worker_stop(struct worker *w)
 	if (!cw->listening)
 		return;
 	cw->listening = false;
+	if (__atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE)) {
+		/* the new process listens on them now */
+		cw->listen_sock.flags |= IO_F_SHARED;
+		cw->unix_sock.flags |= IO_F_SHARED;
+	}
 	io_sock_close(&cw->listen_sock);
 	if (cw->unix_fd >= 0)
 		io_sock_close(&cw->unix_sock);
@@ -486,6 +500,10 @@ void conn_worker_stop(struct worker *w)
 bool conn_worker_done(struct worker *w)
 {
 	struct conn_worker *cw = cw_of(w);
+	/* online restart: idle clients go to the new process, the others
+	 * finish their transaction here first */
+	if (__atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE))
+		cl_move_idle(w);
 	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN])
 		return true;
 	struct timespec now;

@@ -1,0 +1,189 @@
+"""Online restart: `heliosproxy -c FILE --takeover` takes the listening
+sockets and the idle clients of the running process (SCM_RIGHTS over the
+takeover socket in state_dir); clients in a transaction finish it on the old
+process first; the old process exits 0. Measured with real pgbench and
+psycopg sessions whose state must survive."""
+
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import ALICE, APPDB, helios_bin, run, wait_for
+
+
+def tx_config(config, short_dir, mode="transaction", **top):
+    return config(mode=mode, pool={"max_pool_size": 10}, state_dir=str(short_dir), **top)
+
+
+class NewProcess:
+    """The process started with --takeover, on the old one's config file."""
+
+    def __init__(self, old, extra=()):
+        self.log_path = old.dir / f"{old.name}-takeover.log"
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(helios_bin() / "heliosproxy"), "-c", str(old.config_path), "--takeover",
+             *extra], stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT,
+            cwd=old.dir)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                pytest.fail("the new heliosproxy did not exit after SIGTERM:\n" + self.log())
+        self.logf.close()
+        assert self.proc.returncode == 0, self.log()
+        assert "ERROR: AddressSanitizer" not in self.log(), self.log()
+
+
+@pytest.fixture
+def takeover():
+    started = []
+
+    def start(old, extra=()):
+        n = NewProcess(old, extra)
+        started.append(n)
+        return n
+
+    yield start
+    for n in started:
+        n.stop()
+
+
+def wait_exit(p, timeout=20):
+    rc = p.wait(timeout)
+    assert rc == 0, f"old process: exit status {rc}\n{p.log_tail()}"
+
+
+def test_takeover_moves_idle_client_with_settings_and_prepared_statements(
+        pg, proxy, config, short_dir, takeover):
+    p = proxy(tx_config(config, short_dir))
+    conn = p.connect()
+    conn.execute("SET application_name = 'before_takeover'")
+    conn.execute("SET statement_timeout = '12345ms'")
+    q = "SELECT %s::int + 1"
+    assert conn.execute(q, (1,), prepare=True).fetchone() == (2,)  # named, server-side
+    key_before = conn.pgconn.backend_pid  # the proxy's id for this client
+    new = takeover(p)
+    wait_exit(p)
+    assert re.search(r"takeover: 1 client handed over", p.log()), p.log_tail()
+    wait_for(lambda: "takeover complete: 1 client moved in" in new.log(), timeout=10)
+    # the same connection, now served by the new process
+    assert conn.execute("SHOW application_name").fetchone() == ("before_takeover",)
+    assert conn.execute("SHOW statement_timeout").fetchone() == ("12345ms",)
+    assert conn.execute(q, (41,), prepare=True).fetchone() == (42,)
+    assert conn.pgconn.backend_pid == key_before
+    # a fresh login goes to the new process too (the old one is gone)
+    with p.connect() as c2:
+        assert c2.execute("SELECT 7").fetchone() == (7,)
+    conn.close()
+
+
+def test_takeover_cancel_key_still_cancels_on_new_process(pg, proxy, config, short_dir,
+                                                          takeover):
+    p = proxy(tx_config(config, short_dir))
+    conn = p.connect()
+    conn.execute("SELECT 1")
+    new = takeover(p)
+    wait_exit(p)
+    wait_for(lambda: "takeover complete" in new.log(), timeout=10)
+    t = threading.Timer(0.5, conn.cancel)
+    t.start()
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        conn.execute("SELECT pg_sleep(20)")
+    t.join()
+    assert conn.execute("SELECT 'after cancel'").fetchone() == ("after cancel",)
+    conn.close()
+
+
+def test_takeover_lets_open_transaction_finish_on_old_process(pg, proxy, config, short_dir,
+                                                              takeover):
+    su = pg.superuser(APPDB)
+    su.execute("DROP TABLE IF EXISTS tko_t")
+    su.execute("CREATE TABLE tko_t (v int)")
+    su.execute("GRANT ALL ON tko_t TO " + ALICE[0])
+    p = proxy(tx_config(config, short_dir))
+    conn = p.connect()
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO tko_t VALUES (1)")
+    old_pid = p.pid
+    new = takeover(p)
+    wait_for(lambda: "runs: idle clients move to it" in p.log(), timeout=15)
+    time.sleep(0.5)
+    # the transaction's client stays with the old process, which keeps running
+    assert p.running(), "the old process left with a transaction open"
+    conn.execute("INSERT INTO tko_t VALUES (2)")
+    conn.execute("COMMIT")
+    wait_exit(p)
+    wait_for(lambda: "takeover complete: 1 client moved in" in new.log(), timeout=10)
+    conn.execute("INSERT INTO tko_t VALUES (3)")
+    assert su.execute("SELECT array_agg(v ORDER BY v) FROM tko_t").fetchone() == ([1, 2, 3],)
+    # the backend that served it now is the new process's: the old pid is gone
+    assert not psutil_alive(old_pid)
+    conn.close()
+    su.close()
+
+
+def psutil_alive(pid):
+    try:
+        import os
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.mark.parametrize("proto", ["simple", "prepared"])
+def test_takeover_under_pgbench_has_no_failed_transactions(pg, proxy, config, short_dir,
+                                                           takeover, proto):
+    run([str(pg.bin / "pgbench"), "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", str(pg.port),
+         "-U", ALICE[0], APPDB], env=pg.env(password=ALICE[1]), timeout=120)
+    p = proxy(tx_config(config, short_dir))
+    env = pg.env(password=ALICE[1])
+    bench = [str(pg.bin / "pgbench"), "-n", "-j", "2", "-T", "12", "-M", proto,
+             "-h", "127.0.0.1", "-p", str(p.port), "-U", ALICE[0], APPDB]
+    # persistent clients (they move) and a new connection per transaction
+    # (the handed-over listening sockets: no refused connect)
+    steady = subprocess.Popen(bench + ["-c", "8"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    churn = subprocess.Popen(bench + ["-c", "2", "-C"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    new = takeover(p)
+    wait_exit(p, timeout=30)
+    out, err = steady.communicate(timeout=60)
+    cout, cerr = churn.communicate(timeout=60)
+    for o, e, proc in ((out, err, steady), (cout, cerr, churn)):
+        assert proc.returncode == 0, o + e
+        assert re.search(r"(?m)^number of failed transactions: 0\b", o), o + e
+        n = re.search(r"(?m)^number of transactions actually processed: (\d+)", o)
+        assert n and int(n.group(1)) > 0, o
+    moved = re.search(r"takeover: (\d+) clients? handed over", p.log())
+    assert moved and int(moved.group(1)) >= 8, p.log_tail()
+    # the new process served transactions after the old one left: its
+    # pool's servers did the work (pgbench ran 12 s, the takeover at 4 s)
+    assert "takeover complete" in new.log(), new.log()
+
+
+def test_takeover_without_running_proxy_fails_with_reason(pg, config, short_dir, tmp_path):
+    from conftest import free_port, to_toml
+    cfg = tx_config(config, short_dir, listen_address=f"127.0.0.1:{free_port()}",
+                    admin_address="")
+    path = tmp_path / "alone.toml"
+    path.write_text(to_toml(cfg))
+    r = subprocess.run([str(helios_bin() / "heliosproxy"), "-c", str(path), "--takeover"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "--takeover: no running heliosproxy answers on" in r.stderr, r.stderr
