@@ -363,7 +363,7 @@ static void cl_on_recv_stopped(struct io_sock *s)
 {
 	struct client *cl = s->owner;
 	if (cl->moving) {
-		cl_move_stopped(cl); /* online restart: hand it over if still idle */
+		cl_move_part_stopped(cl, 1); /* online restart: hand it over if still idle */
 		return;
 	}
 	/* the splice waits for it; otherwise paused for back-pressure or closing */
@@ -1118,8 +1118,7 @@ static void cl_on_recv(struct io_sock *s, struct io_chunk *c)
 	if (cl->moving) {
 		/* bytes raced the stop of an online restart's hand-over: it is
 		 * busy again, stays here and is tried again once idle */
-		cl->moving = false;
-		io_recv_start(&cl->ep.sock);
+		cl_move_abort(cl);
 	}
 	if (!cl->ep.tls) {
 		process_plain(cl, c);

@@ -28,7 +28,5 @@ void cl_admin_input(struct client *cl);
 
 /* client.c: a client socket's callbacks (client_move.c adopts sockets). */
 extern const struct io_sock_ops cl_ops;
-/* client_move.c: receiving stopped for a hand-over (cl->moving). */
-void cl_move_stopped(struct client *cl);
 
 #endif

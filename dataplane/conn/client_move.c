@@ -23,6 +23,7 @@
 #include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/takeover.h"
 #include "dataplane/conn/txn_internal.h"
+#include "dataplane/conn/txn_req.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
@@ -38,21 +39,41 @@
 /* Can it move for good (its kind), whatever it is doing now? */
 static bool cl_kind_moves(const struct client *cl)
 {
-	return cl->txn && cl->logged_in && !cl->is_tls && !cl->ep.tls && !cl->admin &&
-	       !cl->replication && !cl->kf && !cl->no_move;
+	if (!cl->logged_in || cl->is_tls || cl->ep.tls || cl->admin || cl->replication || cl->kf ||
+	    cl->no_move)
+		return false;
+	if (cl->txn)
+		return true;
+	/* session pooling: with its server, a plain pooled one */
+	const struct server *sv = cl->server;
+	return sv && sv->pool && !sv->ep.tls && !sv->is_listener && !sv->txn;
 }
 
-/* Idle right now: no server, no byte half-way, nothing owed to it. */
+/* A session's server between transactions, nothing in flight either way. */
+static bool sv_idle_now(const struct client *cl)
+{
+	const struct server *sv = cl->server;
+	return sv && sv->client == cl && sv->state == SV_ACTIVE && sv->clean &&
+	       sv->tx_status == 'I' && !sv->ireq && tx_ev_idle(sv) && !sv->cancel_held &&
+	       sv->ep.in_len == 0 && ep_flushed(&sv->ep) && sv->ep.scan.left == 0 &&
+	       sv->ep.scan.hdr_n == 0 && !sv->ep.paused && !sv->parking && cl->sess_due == 0 &&
+	       !cl->sess_fill && !cl->sess_drop && !cl->sess_skip;
+}
+
+/* Idle right now: no byte half-way, nothing owed to it; in transaction
+ * pooling no server, in session pooling its server idle too. */
 static bool cl_idle_now(const struct client *cl)
 {
-	return cl->state == CL_ACTIVE && !cl->server && !cl->connecting && !cl->authq &&
-	       cl->queue == CLQ_NONE && cl->pw.state == POOL_W_NONE && !cl->login_pending &&
-	       cl->ep.in_len == 0 && !cl->ep.in_chunk && cl->ep.scan.left == 0 &&
-	       cl->ep.scan.hdr_n == 0 && ep_flushed(&cl->ep) && !cl->stream_left &&
-	       !cl->drop_to_sync && cl->pins == 0 && (!cl->gpend || cl->gpend->n == 0) &&
-	       cl->listens == 0 && !cl->notify_len && !cl->listen_wait && !cl->pc.parked &&
-	       !cl->admin_busy && !cl->await_handoff && cl->sqlprep.count == 0 &&
-	       cl->rawprep.count == 0 && !cl->tx_taken;
+	if (cl->txn ? cl->server != NULL : !sv_idle_now(cl))
+		return false;
+	return cl->state == CL_ACTIVE && !cl->connecting && !cl->authq && cl->queue == CLQ_NONE &&
+	       cl->pw.state == POOL_W_NONE && !cl->login_pending && cl->ep.in_len == 0 &&
+	       !cl->ep.in_chunk && cl->ep.scan.left == 0 && cl->ep.scan.hdr_n == 0 &&
+	       ep_flushed(&cl->ep) && !cl->ep.paused && !cl->stream_left && !cl->drop_to_sync &&
+	       cl->pins == 0 && (!cl->gpend || cl->gpend->n == 0) && cl->listens == 0 &&
+	       !cl->notify_len && !cl->listen_wait && !cl->pc.parked && !cl->admin_busy &&
+	       !cl->await_handoff && cl->sqlprep.count == 0 && cl->rawprep.count == 0 &&
+	       !cl->tx_taken;
 }
 
 void cl_move_idle(struct worker *w)
@@ -62,19 +83,32 @@ void cl_move_idle(struct worker *w)
 		if (cl->moving || !cl_kind_moves(cl) || !cl_idle_now(cl))
 			continue;
 		cl->moving = true;
-		/* no byte of its next request may be read here: once receiving
-		 * has stopped (cl_move_stopped) it is still idle, or it got
-		 * bytes meanwhile (cl_on_recv ends the move) and tries later */
+		/* no byte of its next request (nor of its server) may be read
+		 * here: once receiving has stopped (cl_move_part_stopped) it is
+		 * still idle, or bytes came meanwhile (cl_move_abort) and it
+		 * tries again later */
+		cl->move_wait = cl->txn ? 1 : 3;
 		io_recv_stop(&cl->ep.sock);
+		if (!cl->txn)
+			io_recv_stop(&cl->server->ep.sock);
 	}
 }
 
-void cl_move_stopped(struct client *cl)
+void cl_move_abort(struct client *cl)
 {
 	cl->moving = false;
+	cl->move_wait = 0;
+	if (cl->state != CL_ACTIVE)
+		return;
+	io_recv_start(&cl->ep.sock);
+	if (!cl->txn && cl->server && cl->server->state == SV_ACTIVE)
+		io_recv_start(&cl->server->ep.sock);
+}
+
+static void cl_move_stopped(struct client *cl)
+{
 	if (!cl_kind_moves(cl) || !cl_idle_now(cl) || (cl->ep.sock.flags & IO_F_CLOSING)) {
-		if (cl->state == CL_ACTIVE)
-			io_recv_start(&cl->ep.sock);
+		cl_move_abort(cl);
 		return;
 	}
 	int r = tko_queue_client(cl);
@@ -84,14 +118,23 @@ void cl_move_stopped(struct client *cl)
 		         r == -EMSGSIZE ? "its prepared statements are too large to hand over"
 		                        : strerror(-r));
 		cl->no_move = true;
-		io_recv_start(&cl->ep.sock);
+		cl_move_abort(cl);
 		return;
 	}
+	cl->moving = false;
 	log_debug("client %llu %s user=%s db=%s: handed over to the new process",
 	          (unsigned long long)cl->id, cl->peer, cl->user, cl->database);
-	/* it leaves without a message: the new process owns the connection
-	 * (its socket is the same, this process closes only its own fd) */
+	/* it leaves without a message: the new process owns the connections
+	 * (the sockets are the same; this process closes only its own fds,
+	 * never shuts them down) */
 	cancel_unregister(cl);
+	if (cl->server) {
+		struct server *sv = cl->server;
+		cl->server = NULL;
+		sv->client = NULL;
+		sv->ep.sock.flags |= IO_F_SHARED;
+		sv_close(sv); /* its pool slot is the new process's now */
+	}
 	cl->logged_in = false; /* no log_disconnections line: it did not */
 	cl_set_queue(cl, CLQ_NONE);
 	cl_set_state(cl, CL_CLOSING);
@@ -99,7 +142,58 @@ void cl_move_stopped(struct client *cl)
 	io_sock_close(&cl->ep.sock);
 }
 
-void cl_adopt(struct worker *w, int fd, const struct cl_moved *m)
+void cl_move_part_stopped(struct client *cl, uint8_t part)
+{
+	cl->move_wait &= (uint8_t)~part;
+	if (!cl->move_wait)
+		cl_move_stopped(cl);
+}
+
+/* Session pooling: the client's own server came along, bound as it was
+ * (same backend: its SETs, prepared statements, temporary tables stay). */
+static void adopt_session(struct client *cl, int sfd, const struct cl_moved *m)
+{
+	const struct cfg *c = cl->snap->cfg;
+	int node = -1;
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (!strcmp(c->nodes[i].name, m->sv.node))
+			node = (int)i;
+	if (node < 0 || sfd < 0) {
+		if (sfd >= 0)
+			close(sfd);
+		char why[200];
+		snprintf(why, sizeof(why),
+		         "terminating connection: its node \"%s\" is not in the new configuration",
+		         m->sv.node);
+		cl_close(cl, "57P01", why);
+		return;
+	}
+	cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), node,
+	                       tenant_server_cap(cl->tenant_cfg));
+	if (!cl->pool) {
+		close(sfd);
+		cl_close(cl, "53200", "out of memory (taking the connection over)");
+		return;
+	}
+	pool_adopt(cl->pool);
+	struct server *sv = sv_adopt(cl->w, cl->pool, node, sfd, cl, m);
+	if (!sv) {
+		pool_drop(cl->pool, pool_max(cl->pool));
+		cl_close(cl, "53200", "out of memory (taking the connection over)");
+		return;
+	}
+	cl->server = sv;
+	cl_set_state(cl, CL_ACTIVE);
+	cancel_register_key(cl, m->cancel_pid, m->cancel_key);
+	cancel_set_target(cl, sv);
+	tx_ev_bind(cl, sv);
+	log_debug("client %llu %s user=%s db=%s: taken over with its server (backend %u)",
+	          (unsigned long long)cl->id, cl->peer, cl->user, cl->database, sv->backend_pid);
+	io_recv_start(&sv->ep.sock);
+	io_recv_start(&cl->ep.sock);
+}
+
+void cl_adopt(struct worker *w, int fd, int sfd, const struct cl_moved *m)
 {
 	struct snap *sn = snap_current();
 	/* it was admitted already: max_client_conn counts it, never refuses it */
@@ -109,6 +203,8 @@ void cl_adopt(struct worker *w, int fd, const struct cl_moved *m)
 	if (!cl) {
 		log_error("takeover: out of memory for a client moved in: closing it");
 		close(fd);
+		if (sfd >= 0)
+			close(sfd);
 		__atomic_sub_fetch(&g_client_count, 1, __ATOMIC_RELAXED);
 		pipe_put(pipe);
 		snap_unref(sn);
@@ -135,8 +231,9 @@ void cl_adopt(struct worker *w, int fd, const struct cl_moved *m)
 	/* from here on cl_close() frees what was set */
 	cl->state = CL_WAIT_SERVER;
 	cl->logged_in = true;
-	cl->txn = true;
+	cl->txn = !m->session;
 	cl->stmt_mode = m->stmt_mode;
+	cl->signature = m->signature;
 	cl->auth_method = m->auth_method;
 	cl->have_client_key = m->have_client_key;
 	memcpy(cl->client_key, m->client_key, sizeof(cl->client_key));
@@ -161,9 +258,10 @@ void cl_adopt(struct worker *w, int fd, const struct cl_moved *m)
 			p += vl;
 		}
 		cl->n_params = (int)m->n_params;
-		oom = tx_client_init(cl) < 0;
+		if (cl->txn)
+			oom = tx_client_init(cl) < 0;
 	}
-	if (!oom) {
+	if (!oom && cl->txn) {
 		/* what it SET since its login, beyond the startup values */
 		guc_free(&cl->want);
 		guc_init(&cl->want);
@@ -175,6 +273,8 @@ void cl_adopt(struct worker *w, int fd, const struct cl_moved *m)
 			                       m->prep[i].len);
 	}
 	if (oom) {
+		if (sfd >= 0)
+			close(sfd);
 		cl_close(cl, "53200", "out of memory (taking the connection over)");
 		return;
 	}
@@ -186,12 +286,18 @@ void cl_adopt(struct worker *w, int fd, const struct cl_moved *m)
 	                 &code, why, sizeof(why)) < 0) {
 		log_info("client %llu %s user=%s db=%s: refused after the takeover: %s",
 		         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, why);
+		if (sfd >= 0)
+			close(sfd);
 		cl_close(cl, code, why);
 		return;
 	}
 	struct req r;
 	tx_req_init(cl, NULL, &r);
 	pipe_client_start(cl->pipe, &cl->pc, &r);
+	if (m->session) {
+		adopt_session(cl, sfd, m);
+		return;
+	}
 	int prim = route_primary(sn->cfg);
 	if (prim >= 0)
 		cl->pool = pool_lookup(cl->database, cl->user, tenant_id(cl->tenant), prim,

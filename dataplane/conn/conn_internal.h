@@ -226,6 +226,7 @@ struct client {
 	/* online restart (takeover.c): receiving stopped to hand it over
 	 * (moving), or it cannot move and stays until it leaves (no_move) */
 	bool moving, no_move;
+	uint8_t move_wait; /* receive stops still owed: 1 client, 2 its server */
 };
 
 enum sv_state {
@@ -594,14 +595,32 @@ struct cl_moved {
 		uint32_t len;
 	} * prep; /* its protocol-level named statements */
 	uint32_t n_prep;
+	uint64_t signature;
+	bool session; /* session pooling: its server came too (sv) */
+	struct {
+		const char *node, *host; /* [[nodes]] name; where it connected */
+		uint32_t port, backend_pid, backend_key, age_secs, n_params;
+		const char **pnames, **pvalues; /* its ParameterStatus values */
+	} sv;
 };
 void cl_moved_free(struct cl_moved *m);
-/* The new process: a logged-in, idle transaction-pooled client from m on
- * socket fd (taken), receiving on w. */
-void cl_adopt(struct worker *w, int fd, const struct cl_moved *m);
+/* The new process: a logged-in idle client from m on socket fd, in
+ * session pooling with its server on sfd (both taken; -1: none), served
+ * by w. */
+void cl_adopt(struct worker *w, int fd, int sfd, const struct cl_moved *m);
+/* server.c: the server connection that came with a session-pooled
+ * client m on socket fd (taken), bound to cl, counted in pool; NULL (fd
+ * closed) when out of memory. */
+struct server *sv_adopt(struct worker *w, struct pool *pool, int node_idx, int fd,
+                        struct client *cl, const struct cl_moved *m);
 /* The old process (g_tko_handing): starts handing idle clients of w over;
  * true when w has none left to wait for. */
 void cl_move_idle(struct worker *w);
+/* Bytes arrived on a moving client or its server: it stays for now. */
+void cl_move_abort(struct client *cl);
+/* Receiving stopped for a hand-over (cl->moving) on the client's socket
+ * (part 1) or its session's server (part 2). */
+void cl_move_part_stopped(struct client *cl, uint8_t part);
 /* Packs cl's state and queues it with a dup of its socket for the sender
  * thread. 0, or -errno (cl stays). */
 int tko_queue_client(struct client *cl);

@@ -380,6 +380,39 @@ out:
 	return r;
 }
 
+struct server *sv_adopt(struct worker *w, struct pool *pool, int node_idx, int fd,
+                        struct client *cl, const struct cl_moved *m)
+{
+	struct server *sv = sv_alloc(cl->snap->cfg, node_idx);
+	if (!sv) {
+		close(fd);
+		return NULL;
+	}
+	/* where it is connected, whatever the new config says of the node */
+	snprintf(sv->node_host, sizeof(sv->node_host), "%s", m->sv.host);
+	sv->node_port = (int)m->sv.port;
+	sv->pool = pool;
+	sv->counted = true;
+	take_client_identity(sv, cl);
+	sv->signature = cl->signature;
+	sv->backend_pid = m->sv.backend_pid;
+	sv->backend_key = m->sv.backend_key;
+	for (uint32_t i = 0; i < m->sv.n_params && i < SV_MAX_PARAMS; i++) {
+		sv->param_name[i] = strdup(m->sv.pnames[i]);
+		sv->param_value[i] = strdup(m->sv.pvalues[i]);
+		sv->n_params = (int)i + 1;
+	}
+	sv->created.tv_sec -= m->sv.age_secs; /* server_lifetime_secs goes on counting */
+	sv->tx_status = 'I';
+	sv->clean = true;
+	io_sock_init(&sv->ep.sock, fd, &sv_ops, sv);
+	sv->w = w;
+	io_sock_attach(w->loop, &sv->ep.sock);
+	sv->client = cl;
+	sv_set_state(sv, SV_ACTIVE);
+	return sv;
+}
+
 int sv_auth_query(struct worker *w, struct client *cl, int node_idx)
 {
 	const struct cfg *c = cl->snap->cfg;
@@ -857,6 +890,8 @@ static void handle_plain(struct server *sv, struct io_chunk *c)
 static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
 {
 	struct server *sv = s->owner;
+	if (sv->client && sv->client->moving)
+		cl_move_abort(sv->client); /* it spoke: the session is busy, not moved yet */
 	if (sv->parking) {
 		io_chunk_release(sv->w->loop, c);
 		sv->parking = false;
@@ -1011,6 +1046,10 @@ static void to_pool(struct server *sv);
 static void sv_on_recv_stopped(struct io_sock *s)
 {
 	struct server *sv = s->owner;
+	if (sv->client && sv->client->moving && sv->client->server == sv) {
+		cl_move_part_stopped(sv->client, 2);
+		return;
+	}
 	if (sv->client && splice_recv_stopped(sv->client, true))
 		return;
 	if (!sv->parking)

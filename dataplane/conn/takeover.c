@@ -47,7 +47,8 @@ int g_tko_handing;
 
 struct tko_rec {
 	struct tko_rec *next;
-	int fd;
+	int fd[2]; /* the client's socket, its session's server's (or -1) */
+	int nfd;
 	size_t len;
 	uint8_t data[];
 };
@@ -178,9 +179,12 @@ static int pack_client(const struct client *cl, struct wbuf *b)
 	w_str(b, cl->user);
 	w_str(b, cl->database);
 	w_str(b, cl->peer);
+	const struct server *sv = cl->txn ? NULL : cl->server;
 	w_u32(b, (cl->is_unix ? 1u : 0u) | (cl->stmt_mode ? 2u : 0u) |
 	             (cl->have_client_key ? 4u : 0u) | (cl->password ? 8u : 0u) |
-	             (cl->server_password ? 16u : 0u));
+	             (cl->server_password ? 16u : 0u) | (sv ? 32u : 0u));
+	w_u32(b, (uint32_t)cl->signature);
+	w_u32(b, (uint32_t)(cl->signature >> 32));
 	w_u32(b, cl->cancel_pid);
 	w_u32(b, cl->cancel_key);
 	w_u32(b, (uint32_t)cl->auth_method);
@@ -205,12 +209,31 @@ static int pack_client(const struct client *cl, struct wbuf *b)
 			w_str(b, s->name);
 			w_blob(b, s->body, s->body_len);
 		}
+	if (sv) {
+		const struct cfg *c = cl->snap->cfg;
+		if (sv->node_idx < 0 || (size_t)sv->node_idx >= c->n_nodes)
+			return -EINVAL;
+		w_str(b, c->nodes[sv->node_idx].name);
+		w_str(b, sv->node_host);
+		w_u32(b, (uint32_t)sv->node_port);
+		w_u32(b, sv->backend_pid);
+		w_u32(b, sv->backend_key);
+		struct timespec now;
+		conn_now(&now);
+		w_u32(b, (uint32_t)(now.tv_sec - sv->created.tv_sec));
+		w_u32(b, (uint32_t)sv->n_params);
+		for (int i = 0; i < sv->n_params; i++) {
+			w_str(b, sv->param_name[i]);
+			w_str(b, sv->param_value[i]);
+		}
+	}
 	return b->oom ? -ENOMEM : 0;
 }
 
 void cl_moved_free(struct cl_moved *m)
 {
 	free(m->pnames);
+	free(m->sv.pnames);
 	free(m->want);
 	free(m->prep);
 	memset(m, 0, sizeof(*m));
@@ -230,6 +253,9 @@ static int unpack_client(const uint8_t *rec, size_t len, struct cl_moved *m)
 	m->is_unix = flags & 1u;
 	m->stmt_mode = flags & 2u;
 	m->have_client_key = flags & 4u;
+	m->session = flags & 32u;
+	uint32_t lo = r_u32(&b);
+	m->signature = (uint64_t)r_u32(&b) << 32 | lo;
 	m->cancel_pid = r_u32(&b);
 	m->cancel_key = r_u32(&b);
 	m->auth_method = (int)r_u32(&b);
@@ -277,6 +303,25 @@ static int unpack_client(const uint8_t *rec, size_t len, struct cl_moved *m)
 	for (uint32_t i = 0; i < m->n_prep; i++) {
 		m->prep[i].name = r_str(&b);
 		m->prep[i].body = r_blob(&b, &m->prep[i].len);
+	}
+	if (m->session) {
+		m->sv.node = r_str(&b);
+		m->sv.host = r_str(&b);
+		m->sv.port = r_u32(&b);
+		m->sv.backend_pid = r_u32(&b);
+		m->sv.backend_key = r_u32(&b);
+		m->sv.age_secs = r_u32(&b);
+		m->sv.n_params = r_u32(&b);
+		if (b.bad || m->sv.n_params > SV_MAX_PARAMS)
+			goto bad;
+		m->sv.pnames = calloc(2 * (size_t)m->sv.n_params + 1, sizeof(char *));
+		if (!m->sv.pnames)
+			goto oom;
+		m->sv.pvalues = m->sv.pnames + m->sv.n_params;
+		for (uint32_t i = 0; i < m->sv.n_params; i++) {
+			m->sv.pnames[i] = r_str(&b);
+			m->sv.pvalues[i] = r_str(&b);
+		}
 	}
 	if (b.bad || b.pos != len)
 		goto bad;
@@ -478,7 +523,7 @@ bool tko_adopting(void)
 
 struct adopt_msg {
 	struct worker_msg m;
-	int fd;
+	int fd, sfd;
 	size_t len;
 	uint8_t rec[];
 };
@@ -492,8 +537,10 @@ static void adopt_run(struct worker *w, struct worker_msg *m)
 		log_error("takeover: a client's record could not be read (%s): closing it",
 		          strerror(-r));
 		close(a->fd);
+		if (a->sfd >= 0)
+			close(a->sfd);
 	} else {
-		cl_adopt(w, a->fd, &mv);
+		cl_adopt(w, a->fd, a->sfd, &mv);
 		cl_moved_free(&mv);
 	}
 	free(a);
@@ -511,8 +558,8 @@ static void *receiver(void *arg)
 	bool ended = false;
 	set_timeout(s, 0);
 	while (buf) {
-		int fd = -1, nfd = 1;
-		ssize_t n = recv_msg(s, buf, TKO_REC_MAX + 1, &fd, &nfd);
+		int fds[2] = {-1, -1}, nfd = 2;
+		ssize_t n = recv_msg(s, buf, TKO_REC_MAX + 1, fds, &nfd);
 		if (n <= 0) {
 			log_error("takeover: the old process went away before it said END (%s)",
 			          n < 0 ? strerror((int)-n) : "end of file");
@@ -522,9 +569,9 @@ static void *receiver(void *arg)
 			ended = true;
 			break;
 		}
-		if (buf[0] != TKO_CLIENT || nfd != 1) {
-			if (nfd)
-				close(fd);
+		if (buf[0] != TKO_CLIENT || nfd < 1) {
+			for (int i = 0; i < nfd; i++)
+				close(fds[i]);
 			log_error("takeover: unexpected record '%c' from the old process", buf[0]);
 			continue;
 		}
@@ -532,16 +579,19 @@ static void *receiver(void *arg)
 		int nw = workers_started();
 		if (!a || nw < 1) {
 			free(a);
-			close(fd);
+			for (int i = 0; i < nfd; i++)
+				close(fds[i]);
 			continue;
 		}
 		a->m = (struct worker_msg){.fn = adopt_run};
-		a->fd = fd;
+		a->fd = fds[0];
+		a->sfd = nfd > 1 ? fds[1] : -1;
 		a->len = (size_t)n;
 		memcpy(a->rec, buf, (size_t)n);
 		struct worker *w = &g_workers[T.next_worker++ % nw];
 		if (worker_post(w, &a->m) < 0) {
-			close(fd);
+			for (int i = 0; i < nfd; i++)
+				close(fds[i]);
 			free(a);
 			continue;
 		}
@@ -724,7 +774,7 @@ static void *sender(void *arg)
 		if (!T.head)
 			T.tail = NULL;
 		pthread_mutex_unlock(&T.mu);
-		int e = T.send_dead ? -EPIPE : send_msg(T.conn, r->data, r->len, &r->fd, 1);
+		int e = T.send_dead ? -EPIPE : send_msg(T.conn, r->data, r->len, r->fd, r->nfd);
 		if (e < 0 && !T.send_dead) {
 			log_error(
 			    "takeover: the new process stopped taking clients (%s): those not "
@@ -732,7 +782,8 @@ static void *sender(void *arg)
 			    strerror(-e));
 			__atomic_store_n(&T.send_dead, true, __ATOMIC_RELEASE);
 		}
-		close(r->fd);
+		for (int i = 0; i < r->nfd; i++)
+			close(r->fd[i]);
 		explicit_bzero(r->data, r->len); /* passwords, client keys */
 		free(r);
 		pthread_mutex_lock(&T.mu);
@@ -802,10 +853,16 @@ int tko_queue_client(struct client *cl)
 	if (!r && b.len > TKO_REC_MAX)
 		r = -EMSGSIZE;
 	struct tko_rec *rec = r ? NULL : malloc(sizeof(*rec) + b.len);
+	const struct server *sv = cl->txn ? NULL : cl->server;
 	int fd = rec ? dup(cl->ep.sock.fd) : -1;
-	if (r == 0 && fd < 0)
+	int sfd = fd >= 0 && sv ? dup(sv->ep.sock.fd) : -1;
+	if (r == 0 && (fd < 0 || (sv && sfd < 0)))
 		r = rec ? -errno : -ENOMEM;
 	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		if (sfd >= 0)
+			close(sfd);
 		free(rec);
 		if (b.p)
 			explicit_bzero(b.p, b.len);
@@ -813,7 +870,9 @@ int tko_queue_client(struct client *cl)
 		return r;
 	}
 	rec->next = NULL;
-	rec->fd = fd;
+	rec->fd[0] = fd;
+	rec->fd[1] = sfd;
+	rec->nfd = sv ? 2 : 1;
 	rec->len = b.len;
 	memcpy(rec->data, b.p, b.len);
 	explicit_bzero(b.p, b.len);

@@ -16,8 +16,11 @@ import pytest
 from conftest import ALICE, APPDB, helios_bin, run, wait_for
 
 
-def tx_config(config, short_dir, mode="transaction", **top):
-    return config(mode=mode, pool={"max_pool_size": 10}, state_dir=str(short_dir), **top)
+def tx_config(config, short_dir, mode="transaction", server_tls="disable", **top):
+    """A session's server connection moves only in plain TCP (an OpenSSL
+    session cannot cross processes): session tests ask for no server TLS."""
+    return config(mode=mode, pool={"max_pool_size": 10}, state_dir=str(short_dir),
+                  tls={"server_mode": server_tls}, **top)
 
 
 class NewProcess:
@@ -108,13 +111,14 @@ def test_takeover_cancel_key_still_cancels_on_new_process(pg, proxy, config, sho
     conn.close()
 
 
+@pytest.mark.parametrize("mode", ["transaction", "session"])
 def test_takeover_lets_open_transaction_finish_on_old_process(pg, proxy, config, short_dir,
-                                                              takeover):
+                                                              takeover, mode):
     su = pg.superuser(APPDB)
     su.execute("DROP TABLE IF EXISTS tko_t")
     su.execute("CREATE TABLE tko_t (v int)")
     su.execute("GRANT ALL ON tko_t TO " + ALICE[0])
-    p = proxy(tx_config(config, short_dir))
+    p = proxy(tx_config(config, short_dir, mode=mode))
     conn = p.connect()
     conn.execute("BEGIN")
     conn.execute("INSERT INTO tko_t VALUES (1)")
@@ -145,12 +149,14 @@ def psutil_alive(pid):
         return False
 
 
-@pytest.mark.parametrize("proto", ["simple", "prepared"])
+@pytest.mark.parametrize("mode,proto", [("transaction", "simple"),
+                                        ("transaction", "prepared"),
+                                        ("session", "prepared")])
 def test_takeover_under_pgbench_has_no_failed_transactions(pg, proxy, config, short_dir,
-                                                           takeover, proto):
+                                                           takeover, mode, proto):
     run([str(pg.bin / "pgbench"), "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", str(pg.port),
          "-U", ALICE[0], APPDB], env=pg.env(password=ALICE[1]), timeout=120)
-    p = proxy(tx_config(config, short_dir))
+    p = proxy(tx_config(config, short_dir, mode=mode))
     env = pg.env(password=ALICE[1])
     bench = [str(pg.bin / "pgbench"), "-n", "-j", "2", "-T", "12", "-M", proto,
              "-h", "127.0.0.1", "-p", str(p.port), "-U", ALICE[0], APPDB]
@@ -175,6 +181,57 @@ def test_takeover_under_pgbench_has_no_failed_transactions(pg, proxy, config, sh
     # the new process served transactions after the old one left: its
     # pool's servers did the work (pgbench ran 12 s, the takeover at 4 s)
     assert "takeover complete" in new.log(), new.log()
+
+
+def test_takeover_moves_session_client_with_its_backend(pg, proxy, config, short_dir,
+                                                       takeover):
+    p = proxy(tx_config(config, short_dir, mode="session"))
+    conn = p.connect()
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    conn.execute("CREATE TEMP TABLE tko_tmp AS SELECT 5 AS v")
+    conn.execute("PREPARE tko_sql(int) AS SELECT $1 * 2")
+    conn.execute("SET application_name = 'session_moves'")
+    assert conn.execute("SELECT %s::int", (3,), prepare=True).fetchone() == (3,)
+    new = takeover(p)
+    wait_exit(p)
+    assert "takeover: 1 client handed over" in p.log(), p.log_tail()
+    wait_for(lambda: "takeover complete: 1 client moved in" in new.log(), timeout=10)
+    # the very same backend: its temporary table, SQL and protocol
+    # prepared statements and settings are still there
+    assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == backend
+    assert conn.execute("SELECT v FROM tko_tmp").fetchone() == (5,)
+    assert conn.execute("EXECUTE tko_sql(21)").fetchone() == (42,)
+    assert conn.execute("SHOW application_name").fetchone() == ("session_moves",)
+    assert conn.execute("SELECT %s::int", (4,), prepare=True).fetchone() == (4,)
+    # pg_stat_activity still shows one backend for it (no reconnect)
+    su = pg.superuser(APPDB)
+    assert su.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                      (backend,)).fetchone() == (1,)
+    su.close()
+    conn.close()
+
+
+def test_takeover_leaves_tls_session_on_old_process_until_it_ends(pg, proxy, config,
+                                                                  short_dir, takeover):
+    """What cannot move: a session over a TLS server connection (the cluster
+    offers TLS; server_mode = "require") stays on the old process, which
+    serves it until the client leaves, then exits 0."""
+    p = proxy(tx_config(config, short_dir, mode="session", server_tls="require",
+                        shutdown_timeout_secs=60))
+    conn = p.connect()
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    new = takeover(p)
+    wait_for(lambda: "runs: idle clients move to it" in p.log(), timeout=15)
+    time.sleep(1.0)
+    assert p.running(), "the old process left a TLS session behind"
+    # still served, by the old process, on the same backend
+    assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == backend
+    with p.connect() as fresh:  # new logins go to the new process meanwhile
+        assert fresh.execute("SELECT 1").fetchone() == (1,)
+    conn.close()
+    wait_exit(p)
+    assert "takeover: 0 clients handed over" in p.log(), p.log_tail()
+    wait_for(lambda: "takeover complete: 0 clients moved in" in new.log(), timeout=10)
 
 
 def test_takeover_without_running_proxy_fails_with_reason(pg, config, short_dir, tmp_path):
