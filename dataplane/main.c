@@ -291,6 +291,38 @@ static void stop_control(struct cp *cp)
 	cp_stop(cp);
 }
 
+/* A takeover that failed after this process stopped its control plane and
+ * admin server (so that the new process could bind their addresses):
+ * they start again, as at start-up. 0, or -1 with msg saying why. */
+static int restart_control(const char *path, const char *url, const struct cpauth *auth,
+                           struct cp **cpp, char *msg, size_t len)
+{
+	struct snap *s = snap_current();
+	int r = -1;
+	*cpp = NULL;
+	if (!url) {
+		char ctl[CFG_PATH_MAX + 32];
+		control_url_of_file(path, s->cfg, ctl, sizeof(ctl));
+		const char *urls[2] = {INPROC_URL, ctl};
+		struct cp_opts co = {
+		    .config_path = path, .urls = urls, .n_urls = 2, .embedded = true};
+		*cpp = cp_start(&co, msg, len);
+		if (!*cpp)
+			goto out;
+		if (cplink_start(INPROC_URL, false, auth, msg, len) < 0 ||
+		    !cplink_wait_first(10000))
+			goto out;
+	} else if (cplink_start(url, true, auth, msg, len) < 0) {
+		goto out;
+	}
+	if (admin_start(*cpp ? INPROC_URL : url, *cpp, s->cfg->admin_address, msg, len) < 0)
+		goto out;
+	r = 0;
+out:
+	snap_unref(s);
+	return r;
+}
+
 /* ---- what follows the config: subscriptions to policy/snap ---- */
 
 /* [[rewrite_rules]] compiled into each snapshot; a bad rule refuses the
@@ -627,13 +659,19 @@ int main(int argc, char **argv)
 			stop_control(cp);
 			cp = NULL;
 			if (tko_hand_listeners(msg, sizeof(msg)) < 0) {
-				control_down = true;
-				log_error("takeover by process %d failed: %s; this process goes on "
-				          "serving "
-				          "its clients without its admin server and control plane "
-				          "(restart "
-				          "it to get them back)",
+				log_error("takeover by process %d failed: %s; this process goes on",
 				          (int)by, msg);
+				if (restart_control(path, url, &auth, &cp, msg, sizeof(msg)) == 0) {
+					log_info("takeover failed: the admin server and the "
+					         "control plane "
+					         "run again");
+					continue;
+				}
+				control_down = true;
+				log_error(
+				    "the admin server or the control plane could not start again: "
+				    "%s; restart this process to get them back",
+				    msg);
 				continue;
 			}
 			log_info("takeover: process %d runs: idle clients move to it, clients in a "

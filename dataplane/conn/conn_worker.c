@@ -483,8 +483,9 @@ void conn_worker_stop(struct worker *w)
 	if (!cw->listening)
 		return;
 	cw->listening = false;
-	if (__atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE)) {
-		/* the new process listens on them now */
+	if (__atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE) || tko_adopting()) {
+		/* the new process listens on them now, or (a takeover of ours
+		 * that failed at start) the old one still does */
 		cw->listen_sock.flags |= IO_F_SHARED;
 		cw->unix_sock.flags |= IO_F_SHARED;
 	}

@@ -38,7 +38,7 @@ class NewProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self):
-        if self.proc.poll() is None:
+        if self.proc.returncode is None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)
@@ -232,6 +232,50 @@ def test_takeover_leaves_tls_session_on_old_process_until_it_ends(pg, proxy, con
     wait_exit(p)
     assert "takeover: 0 clients handed over" in p.log(), p.log_tail()
     wait_for(lambda: "takeover complete: 0 clients moved in" in new.log(), timeout=10)
+
+
+def test_takeover_with_bad_config_leaves_running_process_alone(pg, proxy, config, short_dir,
+                                                                tmp_path):
+    p = proxy(tx_config(config, short_dir))
+    conn = p.connect()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(p.config_path.read_text() + "\nlisten_port = 6432\n")
+    r = subprocess.run([str(helios_bin() / "heliosproxy"), "-c", str(bad), "--takeover"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "listen_port" in r.stderr, r.stderr
+    assert p.running() and "asks to take over" not in p.log()
+    assert conn.execute("SELECT 'still here'").fetchone() == ("still here",)
+    conn.close()
+
+
+def test_failed_takeover_gives_old_process_its_admin_and_control_back(pg, proxy, config,
+                                                                      short_dir, takeover):
+    import socket
+    from conftest import port_accepts
+    p = proxy(tx_config(config, short_dir))
+    conn = p.connect()
+    conn.execute("SET application_name = 'survives_failure'")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    failing = takeover(p, extra=("--admin-address", f"127.0.0.1:{busy.getsockname()[1]}"))
+    assert failing.proc.wait(30) != 0
+    failing.proc.returncode = 0  # its failure is the point; the fixture checks the others
+    assert p.wait_log(r"takeover failed: the admin server and the control plane run again",
+                      timeout=15), p.log_tail()
+    busy.close()
+    assert p.running()
+    wait_for(lambda: port_accepts(p.admin_port), timeout=10)
+    assert conn.execute("SHOW application_name").fetchone() == ("survives_failure",)
+    with p.connect() as fresh:
+        assert fresh.execute("SELECT 2").fetchone() == (2,)
+    # a second attempt, with nothing in its way, takes over
+    new = takeover(p)
+    wait_exit(p)
+    wait_for(lambda: "takeover complete: 1 client moved in" in new.log(), timeout=10)
+    assert conn.execute("SHOW application_name").fetchone() == ("survives_failure",)
+    conn.close()
 
 
 def test_takeover_without_running_proxy_fails_with_reason(pg, config, short_dir, tmp_path):
