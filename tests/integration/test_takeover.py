@@ -234,6 +234,35 @@ def test_takeover_leaves_tls_session_on_old_process_until_it_ends(pg, proxy, con
     wait_for(lambda: "takeover complete: 0 clients moved in" in new.log(), timeout=10)
 
 
+def test_takeover_moves_plain_client_and_leaves_tls_client_on_old_process(
+        pg, proxy, config, short_dir, takeover, tmp_path):
+    key, crt = tmp_path / "server.key", tmp_path / "server.crt"
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)], timeout=60)
+    key.chmod(0o600)
+    cfg = tx_config(config, short_dir, shutdown_timeout_secs=60)
+    cfg["tls"].update({"client_mode": "allow", "cert_file": str(crt), "key_file": str(key)})
+    p = proxy(cfg)
+    tls = p.connect(sslmode="require")
+    plain = p.connect(sslmode="disable")
+    assert tls.pgconn.ssl_in_use and not plain.pgconn.ssl_in_use
+    tls.execute("SET application_name = 'tls_stays'")
+    plain.execute("SET application_name = 'plain_moves'")
+    new = takeover(p)
+    wait_for(lambda: "runs: idle clients move to it" in p.log(), timeout=15)
+    time.sleep(1.0)
+    assert p.running(), "the old process dropped its TLS client"
+    # both keep working: the TLS one on the old process, the plain one moved
+    assert tls.execute("SHOW application_name").fetchone() == ("tls_stays",)
+    assert plain.execute("SHOW application_name").fetchone() == ("plain_moves",)
+    tls.close()
+    wait_exit(p)
+    assert "takeover: 1 client handed over" in p.log(), p.log_tail()
+    wait_for(lambda: "takeover complete: 1 client moved in" in new.log(), timeout=10)
+    assert plain.execute("SHOW application_name").fetchone() == ("plain_moves",)
+    plain.close()
+
+
 def test_takeover_with_bad_config_leaves_running_process_alone(pg, proxy, config, short_dir,
                                                                 tmp_path):
     p = proxy(tx_config(config, short_dir))
