@@ -13,7 +13,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import ALICE, APPDB, helios_bin, run, wait_for
+from conftest import ALICE, APPDB, dsn, helios_bin, run, wait_for
 
 
 def tx_config(config, short_dir, mode="transaction", server_tls="disable", **top):
@@ -261,6 +261,28 @@ def test_takeover_moves_plain_client_and_leaves_tls_client_on_old_process(
     wait_for(lambda: "takeover complete: 1 client moved in" in new.log(), timeout=10)
     assert plain.execute("SHOW application_name").fetchone() == ("plain_moves",)
     plain.close()
+
+
+def test_takeover_hands_over_unix_socket_and_its_clients(pg, proxy, config, short_dir,
+                                                          takeover):
+    p = proxy(tx_config(config, short_dir, unix_socket_dir=str(short_dir)))
+    sock = short_dir / f".s.PGSQL.{p.port}"
+    assert sock.exists()
+    def unix_connect():
+        return psycopg.connect(dsn(host=str(short_dir), port=p.port, user=ALICE[0],
+                                   password=ALICE[1], dbname=APPDB), autocommit=True)
+
+    conn = unix_connect()
+    conn.execute("SET application_name = 'over_unix'")
+    new = takeover(p)
+    wait_exit(p)
+    wait_for(lambda: "takeover complete: 1 client moved in" in new.log(), timeout=10)
+    assert "and its Unix socket" in new.log(), new.log()
+    assert conn.execute("SHOW application_name").fetchone() == ("over_unix",)
+    # the same socket file still leads to a listener (the new process's)
+    with unix_connect() as fresh:
+        assert fresh.execute("SELECT 3").fetchone() == (3,)
+    conn.close()
 
 
 def test_takeover_with_bad_config_leaves_running_process_alone(pg, proxy, config, short_dir,
