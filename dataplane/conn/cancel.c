@@ -411,6 +411,7 @@ void cancel_forward(struct worker *w, uint32_t pid, uint32_t key)
 	pthread_mutex_lock(&mu);
 	struct cancel_ent *e = find(pid, key);
 	bool ok = e && e->has_target;
+	bool unknown = !e;
 	if (ok) {
 		snprintf(host, sizeof(host), "%s", e->host);
 		port = e->port;
@@ -422,6 +423,9 @@ void cancel_forward(struct worker *w, uint32_t pid, uint32_t key)
 	}
 	pthread_mutex_unlock(&mu);
 	if (!ok) {
+		/* online restart: the client may still be on the old process */
+		if (unknown && tko_forward_cancel(pid, key) == 0)
+			return;
 		log_debug("cancel: no active query for key %u", pid);
 		return;
 	}

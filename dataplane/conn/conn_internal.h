@@ -621,6 +621,9 @@ void cl_move_abort(struct client *cl);
 /* Receiving stopped for a hand-over (cl->moving) on the client's socket
  * (part 1) or its session's server (part 2). */
 void cl_move_part_stopped(struct client *cl, uint8_t part);
+/* The new process: a CancelRequest for a key it does not know goes to the
+ * old process while it still has clients (0, or -errno). */
+int tko_forward_cancel(uint32_t pid, uint32_t key);
 /* Packs cl's state and queues it with a dup of its socket for the sender
  * thread. 0, or -errno (cl stays). */
 int tko_queue_client(struct client *cl);

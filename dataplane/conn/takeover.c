@@ -11,6 +11,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/rundir.h"
+#include "dataplane/conn/cancel.h"
 #include "dataplane/conn/conn_worker.h"
 #include "dataplane/policy/snap.h"
 
@@ -40,6 +41,7 @@ enum tko_type {
 	TKO_READY = 'R',
 	TKO_CLIENT = 'C',
 	TKO_END = 'E',
+	TKO_CANCEL = 'K', /* new -> old: a CancelRequest for a client still there */
 	TKO_REFUSED = 'X',
 };
 
@@ -65,6 +67,8 @@ static struct {
 	bool send_dead; /* old side: the new process stopped taking records */
 	bool sender_on; /* old side: the sender thread runs */
 	pthread_t sender;
+	bool canceler_on; /* old side: the thread taking CancelRequests runs */
+	pthread_t canceler;
 	struct tko_rec *head, *tail;
 	unsigned sent;
 	/* new side */
@@ -516,6 +520,19 @@ int tko_take_listen_fd(int idx)
 	return fd;
 }
 
+int tko_forward_cancel(uint32_t pid, uint32_t key)
+{
+	uint8_t m[9] = {TKO_CANCEL};
+	memcpy(m + 1, &pid, 4);
+	memcpy(m + 5, &key, 4);
+	int r = -ENOTCONN;
+	pthread_mutex_lock(&T.mu);
+	if (T.conn >= 0 && __atomic_load_n(&T.adopting, __ATOMIC_ACQUIRE))
+		r = send(T.conn, m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 ? -errno : 0;
+	pthread_mutex_unlock(&T.mu);
+	return r;
+}
+
 bool tko_adopting(void)
 {
 	return __atomic_load_n(&T.adopting, __ATOMIC_ACQUIRE);
@@ -598,8 +615,10 @@ static void *receiver(void *arg)
 		T.adopted++;
 	}
 	free(buf);
+	pthread_mutex_lock(&T.mu);
 	close(s);
 	T.conn = -1;
+	pthread_mutex_unlock(&T.mu);
 	log_info("takeover %s: %u client%s moved in from the old process",
 	         ended ? "complete" : "ended early", T.adopted, T.adopted == 1 ? "" : "s");
 	__atomic_store_n(&T.adopting, false, __ATOMIC_RELEASE);
@@ -797,6 +816,45 @@ static void *sender(void *arg)
 	return NULL;
 }
 
+struct cancel_msg {
+	struct worker_msg m;
+	uint32_t pid, key;
+};
+
+static void cancel_run(struct worker *w, struct worker_msg *m)
+{
+	struct cancel_msg *c = (struct cancel_msg *)m;
+	cancel_forward(w, c->pid, c->key);
+	free(c);
+}
+
+/* The old process: CancelRequests the new one got for clients still here
+ * (finishing a transaction, TLS): forwarded from worker 0, as if they had
+ * come here. Ends when the connection closes (tko_finish). */
+static void *canceler(void *arg)
+{
+	(void)arg;
+	uint8_t m[16];
+	for (;;) {
+		ssize_t n = recv(T.conn, m, sizeof(m), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (n != 9 || m[0] != TKO_CANCEL || workers_started() < 1)
+			continue;
+		struct cancel_msg *c = malloc(sizeof(*c));
+		if (!c)
+			continue;
+		c->m = (struct worker_msg){.fn = cancel_run};
+		memcpy(&c->pid, m + 1, 4);
+		memcpy(&c->key, m + 5, 4);
+		if (worker_post(&g_workers[0], &c->m) < 0)
+			free(c);
+	}
+	return NULL;
+}
+
 int tko_hand_listeners(char *err, size_t errlen)
 {
 	int fds[TKO_MAX_LISTEN + 1], n = 0, nw = workers_started();
@@ -841,6 +899,9 @@ int tko_hand_listeners(char *err, size_t errlen)
 		return -EAGAIN;
 	}
 	T.sender_on = true;
+	struct timeval tv = {0}; /* the canceler waits as long as it takes */
+	setsockopt(T.conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	T.canceler_on = pthread_create(&T.canceler, NULL, canceler, NULL) == 0;
 	return 0;
 }
 
@@ -898,6 +959,11 @@ void tko_finish(void)
 	pthread_mutex_unlock(&T.mu);
 	pthread_join(T.sender, NULL);
 	T.sender_on = false;
+	if (T.canceler_on) {
+		shutdown(T.conn, SHUT_RD); /* its recv returns 0 */
+		pthread_join(T.canceler, NULL);
+		T.canceler_on = false;
+	}
 	log_info("takeover: %u client%s handed over to the new process", T.sent,
 	         T.sent == 1 ? "" : "s");
 	takeover_failed(); /* closes the connection */
