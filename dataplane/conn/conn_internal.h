@@ -604,6 +604,11 @@ struct cl_moved {
 	} sv;
 };
 void cl_moved_free(struct cl_moved *m);
+/* takeover.c, pure: cl's CLIENT record (malloc'd into *out), and a record
+ * read back into m (0, -EPROTO for anything malformed or of another
+ * version, -ENOMEM; free m with cl_moved_free). */
+int tko_pack_client(const struct client *cl, uint8_t **out, size_t *len);
+int tko_parse_client(const uint8_t *rec, size_t len, struct cl_moved *m);
 /* The new process: a logged-in idle client from m on socket fd, in
  * session pooling with its server on sfd (both taken; -1: none), served
  * by w. */

@@ -243,8 +243,21 @@ void cl_moved_free(struct cl_moved *m)
 	memset(m, 0, sizeof(*m));
 }
 
+int tko_pack_client(const struct client *cl, uint8_t **out, size_t *len)
+{
+	struct wbuf b = {0};
+	int r = pack_client(cl, &b);
+	if (r < 0) {
+		free(b.p);
+		return r;
+	}
+	*out = b.p;
+	*len = b.len;
+	return 0;
+}
+
 /* A CLIENT record into m (pointers into rec, which must outlive m). */
-static int unpack_client(const uint8_t *rec, size_t len, struct cl_moved *m)
+int tko_parse_client(const uint8_t *rec, size_t len, struct cl_moved *m)
 {
 	struct rbuf b = {.p = rec, .len = len, .pos = 1};
 	memset(m, 0, sizeof(*m));
@@ -549,7 +562,7 @@ static void adopt_run(struct worker *w, struct worker_msg *m)
 {
 	struct adopt_msg *a = (struct adopt_msg *)m;
 	struct cl_moved mv;
-	int r = unpack_client(a->rec, a->len, &mv);
+	int r = tko_parse_client(a->rec, a->len, &mv);
 	if (r < 0) {
 		log_error("takeover: a client's record could not be read (%s): closing it",
 		          strerror(-r));
