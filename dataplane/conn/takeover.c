@@ -746,6 +746,16 @@ static void serve_path(const char *path)
 	}
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	snprintf(T.path, sizeof(T.path), "%s", path);
+	/* the run directory exists when the in-process control plane made
+	 * it; with control_socket or control_address set, make it here */
+	char dir[sizeof(sa.sun_path)];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		if (mkdir(dir, 0700) == 0)
+			log_info("takeover: created the run directory %s", dir);
+	}
 	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	mode_t old = umask(0077);
 	unlink(sa.sun_path); /* a previous process's, stale or handing over to us */
