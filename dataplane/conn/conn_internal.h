@@ -613,6 +613,30 @@ int tko_parse_client(const uint8_t *rec, size_t len, struct cl_moved *m);
  * session pooling with its server on sfd (both taken; -1: none), served
  * by w. */
 void cl_adopt(struct worker *w, int fd, int sfd, const struct cl_moved *m);
+/* An idle transaction-pooling server handed over (online restart). */
+struct sv_moved {
+	const char *node, *host, *user, *database;
+	uint32_t port, backend_pid, backend_key, age_secs, n_params, n_applied, n_keys;
+	uint64_t signature;
+	bool served; /* it served a client (DISCARD SEQUENCES before the next) */
+	const char **pnames, **pvalues;
+	struct {
+		const char *name, *value;
+		bool is_stmt;
+	} * applied;
+	uint64_t *keys; /* prepared statements there (prep_key) */
+};
+void sv_moved_free(struct sv_moved *m);
+int tko_parse_server(const uint8_t *rec, size_t len, struct sv_moved *m);
+/* takeover.c: queues idle server sv (node: its [[nodes]] name) with a dup
+ * of its socket; 0 or -errno (it stays). */
+int tko_queue_server(struct server *sv, const char *node);
+/* server.c: the new process pools an idle server from m on fd (taken);
+ * closed when it cannot (node gone, pool full, state it cannot vouch for). */
+void sv_adopt_idle(struct worker *w, int fd, const struct sv_moved *m);
+/* server.c: the old process hands its pools' idle servers over (worker 0,
+ * at the takeover's stop); those that cannot go are closed. */
+void sv_pool_hand_idle(struct worker *w, struct pool *p);
 /* server.c: the server connection that came with a session-pooled
  * client m on socket fd (taken), bound to cl, counted in pool; NULL (fd
  * closed) when out of memory. */

@@ -492,10 +492,16 @@ void conn_worker_stop(struct worker *w)
 	io_sock_close(&cw->listen_sock);
 	if (cw->unix_fd >= 0)
 		io_sock_close(&cw->unix_sock);
-	/* Idle pooled servers are not needed any more. */
+	/* Idle pooled servers are not needed any more (online restart: the
+	 * new process pools them) */
+	bool hand = __atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE);
 	if (w->idx == 0)
-		for (struct pool *p = pool_first(); p; p = pool_next_of(p))
-			sv_pool_close_idle(w, p);
+		for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
+			if (hand)
+				sv_pool_hand_idle(w, p);
+			else
+				sv_pool_close_idle(w, p);
+		}
 }
 
 bool conn_worker_done(struct worker *w)

@@ -40,6 +40,7 @@ enum tko_type {
 	TKO_LISTEN = 'L',
 	TKO_READY = 'R',
 	TKO_CLIENT = 'C',
+	TKO_SERVER = 'S', /* an idle pooled server (transaction pooling) */
 	TKO_END = 'E',
 	TKO_CANCEL = 'K', /* new -> old: a CancelRequest for a client still there */
 	TKO_REFUSED = 'X',
@@ -70,13 +71,13 @@ static struct {
 	bool canceler_on; /* old side: the thread taking CancelRequests runs */
 	pthread_t canceler;
 	struct tko_rec *head, *tail;
-	unsigned sent;
+	unsigned sent, sent_servers;
 	/* new side */
 	int tcp_fds[TKO_MAX_LISTEN];
 	int n_tcp;
 	int unix_fd;
 	bool adopting;
-	unsigned adopted;
+	unsigned adopted, adopted_servers;
 	int next_worker;
 } T = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -241,6 +242,113 @@ void cl_moved_free(struct cl_moved *m)
 	free(m->want);
 	free(m->prep);
 	memset(m, 0, sizeof(*m));
+}
+
+/* An idle transaction-pooling server: who it is logged in as, what the
+ * proxy knows of its session (applied settings, prepared statement keys). */
+static int pack_server(const struct server *sv, const char *node, struct wbuf *b)
+{
+	uint8_t type = TKO_SERVER;
+	w_put(b, &type, 1);
+	w_u32(b, TKO_VERSION);
+	w_str(b, node);
+	w_str(b, sv->node_host);
+	w_u32(b, (uint32_t)sv->node_port);
+	w_str(b, sv->user);
+	w_str(b, sv->database);
+	w_u32(b, sv->backend_pid);
+	w_u32(b, sv->backend_key);
+	w_u32(b, (uint32_t)sv->signature);
+	w_u32(b, (uint32_t)(sv->signature >> 32));
+	struct timespec now;
+	conn_now(&now);
+	w_u32(b, (uint32_t)(now.tv_sec - sv->created.tv_sec));
+	w_u32(b, sv->last_client != 0);
+	w_u32(b, (uint32_t)sv->n_params);
+	for (int i = 0; i < sv->n_params; i++) {
+		w_str(b, sv->param_name[i]);
+		w_str(b, sv->param_value[i]);
+	}
+	w_u32(b, (uint32_t)sv->applied.n);
+	for (int i = 0; i < sv->applied.n; i++) {
+		w_str(b, sv->applied.e[i].name);
+		w_str(b, sv->applied.e[i].value);
+		w_u32(b, sv->applied.e[i].is_stmt);
+	}
+	w_u32(b, sv->prep.n);
+	for (uint32_t i = 0; i < sv->prep.n; i++) {
+		w_u32(b, (uint32_t)sv->prep.keys[i]);
+		w_u32(b, (uint32_t)(sv->prep.keys[i] >> 32));
+	}
+	return b->oom ? -ENOMEM : 0;
+}
+
+void sv_moved_free(struct sv_moved *m)
+{
+	free(m->pnames);
+	free(m->applied);
+	free(m->keys);
+	memset(m, 0, sizeof(*m));
+}
+
+int tko_parse_server(const uint8_t *rec, size_t len, struct sv_moved *m)
+{
+	struct rbuf b = {.p = rec, .len = len, .pos = 1};
+	memset(m, 0, sizeof(*m));
+	if (len < 1 || rec[0] != TKO_SERVER || r_u32(&b) != TKO_VERSION)
+		return -EPROTO;
+	m->node = r_str(&b);
+	m->host = r_str(&b);
+	m->port = r_u32(&b);
+	m->user = r_str(&b);
+	m->database = r_str(&b);
+	m->backend_pid = r_u32(&b);
+	m->backend_key = r_u32(&b);
+	uint32_t lo = r_u32(&b);
+	m->signature = (uint64_t)r_u32(&b) << 32 | lo;
+	m->age_secs = r_u32(&b);
+	m->served = r_u32(&b) != 0;
+	m->n_params = r_u32(&b);
+	if (b.bad || m->n_params > SV_MAX_PARAMS)
+		return -EPROTO;
+	m->pnames = calloc(2 * (size_t)m->n_params + 1, sizeof(char *));
+	if (!m->pnames)
+		return -ENOMEM;
+	m->pvalues = m->pnames + m->n_params;
+	for (uint32_t i = 0; i < m->n_params; i++) {
+		m->pnames[i] = r_str(&b);
+		m->pvalues[i] = r_str(&b);
+	}
+	m->n_applied = r_u32(&b);
+	if (b.bad || m->n_applied > GUC_MAX)
+		goto bad;
+	m->applied = calloc(m->n_applied + 1, sizeof(*m->applied));
+	if (!m->applied)
+		goto oom;
+	for (uint32_t i = 0; i < m->n_applied; i++) {
+		m->applied[i].name = r_str(&b);
+		m->applied[i].value = r_str(&b);
+		m->applied[i].is_stmt = r_u32(&b) != 0;
+	}
+	m->n_keys = r_u32(&b);
+	if (b.bad || m->n_keys > len)
+		goto bad;
+	m->keys = calloc(m->n_keys + 1, sizeof(*m->keys));
+	if (!m->keys)
+		goto oom;
+	for (uint32_t i = 0; i < m->n_keys; i++) {
+		uint32_t klo = r_u32(&b);
+		m->keys[i] = (uint64_t)r_u32(&b) << 32 | klo;
+	}
+	if (b.bad || b.pos != len)
+		goto bad;
+	return 0;
+bad:
+	sv_moved_free(m);
+	return -EPROTO;
+oom:
+	sv_moved_free(m);
+	return -ENOMEM;
 }
 
 int tko_pack_client(const struct client *cl, uint8_t **out, size_t *len)
@@ -561,6 +669,20 @@ struct adopt_msg {
 static void adopt_run(struct worker *w, struct worker_msg *m)
 {
 	struct adopt_msg *a = (struct adopt_msg *)m;
+	if (a->rec[0] == TKO_SERVER) {
+		struct sv_moved sm;
+		int r = tko_parse_server(a->rec, a->len, &sm);
+		if (r < 0) {
+			log_error("takeover: a server's record could not be read (%s): closing it",
+			          strerror(-r));
+			close(a->fd);
+		} else {
+			sv_adopt_idle(w, a->fd, &sm);
+			sv_moved_free(&sm);
+		}
+		free(a);
+		return;
+	}
 	struct cl_moved mv;
 	int r = tko_parse_client(a->rec, a->len, &mv);
 	if (r < 0) {
@@ -599,7 +721,7 @@ static void *receiver(void *arg)
 			ended = true;
 			break;
 		}
-		if (buf[0] != TKO_CLIENT || nfd < 1) {
+		if ((buf[0] != TKO_CLIENT && buf[0] != TKO_SERVER) || nfd < 1) {
 			for (int i = 0; i < nfd; i++)
 				close(fds[i]);
 			log_error("takeover: unexpected record '%c' from the old process", buf[0]);
@@ -625,15 +747,19 @@ static void *receiver(void *arg)
 			free(a);
 			continue;
 		}
-		T.adopted++;
+		if (buf[0] == TKO_SERVER)
+			T.adopted_servers++;
+		else
+			T.adopted++;
 	}
 	free(buf);
 	pthread_mutex_lock(&T.mu);
 	close(s);
 	T.conn = -1;
 	pthread_mutex_unlock(&T.mu);
-	log_info("takeover %s: %u client%s moved in from the old process",
-	         ended ? "complete" : "ended early", T.adopted, T.adopted == 1 ? "" : "s");
+	log_info("takeover %s: %u client%s moved in from the old process, with %u idle server%s",
+	         ended ? "complete" : "ended early", T.adopted, T.adopted == 1 ? "" : "s",
+	         T.adopted_servers, T.adopted_servers == 1 ? "" : "s");
 	__atomic_store_n(&T.adopting, false, __ATOMIC_RELEASE);
 	serve_path(T.path);
 	return NULL;
@@ -816,6 +942,7 @@ static void *sender(void *arg)
 		if (!T.head)
 			T.tail = NULL;
 		pthread_mutex_unlock(&T.mu);
+		uint8_t type = r->data[0];
 		int e = T.send_dead ? -EPIPE : send_msg(T.conn, r->data, r->len, r->fd, r->nfd);
 		if (e < 0 && !T.send_dead) {
 			log_error(
@@ -829,7 +956,9 @@ static void *sender(void *arg)
 		explicit_bzero(r->data, r->len); /* passwords, client keys */
 		free(r);
 		pthread_mutex_lock(&T.mu);
-		if (e == 0)
+		if (e == 0 && type == TKO_SERVER)
+			T.sent_servers++;
+		else if (e == 0)
 			T.sent++;
 	}
 	pthread_mutex_unlock(&T.mu);
@@ -972,6 +1101,46 @@ int tko_queue_client(struct client *cl)
 	return 0;
 }
 
+static void queue_rec(struct tko_rec *rec)
+{
+	pthread_mutex_lock(&T.mu);
+	if (T.tail)
+		T.tail->next = rec;
+	else
+		T.head = rec;
+	T.tail = rec;
+	pthread_cond_signal(&T.cv);
+	pthread_mutex_unlock(&T.mu);
+}
+
+int tko_queue_server(struct server *sv, const char *node)
+{
+	if (__atomic_load_n(&T.send_dead, __ATOMIC_ACQUIRE))
+		return -EPIPE;
+	struct wbuf b = {0};
+	int r = pack_server(sv, node, &b);
+	if (!r && b.len > TKO_REC_MAX)
+		r = -EMSGSIZE;
+	struct tko_rec *rec = r ? NULL : malloc(sizeof(*rec) + b.len);
+	int fd = rec ? dup(sv->ep.sock.fd) : -1;
+	if (r == 0 && fd < 0)
+		r = rec ? -errno : -ENOMEM;
+	if (r < 0) {
+		free(rec);
+		free(b.p);
+		return r;
+	}
+	rec->next = NULL;
+	rec->fd[0] = fd;
+	rec->fd[1] = -1;
+	rec->nfd = 1;
+	rec->len = b.len;
+	memcpy(rec->data, b.p, b.len);
+	free(b.p);
+	queue_rec(rec);
+	return 0;
+}
+
 void tko_finish(void)
 {
 	if (!T.sender_on)
@@ -987,8 +1156,8 @@ void tko_finish(void)
 		pthread_join(T.canceler, NULL);
 		T.canceler_on = false;
 	}
-	log_info("takeover: %u client%s handed over to the new process", T.sent,
-	         T.sent == 1 ? "" : "s");
+	log_info("takeover: %u client%s handed over to the new process, with %u idle server%s",
+	         T.sent, T.sent == 1 ? "" : "s", T.sent_servers, T.sent_servers == 1 ? "" : "s");
 	takeover_failed(); /* closes the connection */
 }
 

@@ -94,6 +94,39 @@ def test_takeover_moves_idle_client_with_settings_and_prepared_statements(
     conn.close()
 
 
+def test_takeover_pools_old_idle_servers_with_their_prepared_statements(
+        pg, proxy, config, short_dir, takeover):
+    """Transaction pooling: the old process's idle servers move into the new
+    process's pool with what the proxy knows of them (applied settings,
+    statements prepared there): no new backend, no second Parse."""
+    p = proxy(tx_config(config, short_dir))
+    conn = p.connect()
+    conn.execute("SET application_name = 'idle_server_moves'")
+    q = "SELECT %s::int * 3"
+    assert conn.execute(q, (2,), prepare=True).fetchone() == (6,)
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    su = pg.superuser(APPDB)
+    before = {r[0] for r in su.execute(
+        "SELECT pid FROM pg_stat_activity WHERE usename = %s AND datname = %s",
+        (ALICE[0], APPDB))}
+    assert backend in before
+    new = takeover(p)
+    wait_exit(p)
+    assert "with 1 idle server" in p.log(), p.log_tail()
+    wait_for(lambda: re.search(r"takeover complete: 1 client moved in .*with 1 idle server\b",
+                               new.log()), timeout=10)
+    # the same backend serves it, with its statement still prepared there
+    assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == backend
+    assert conn.execute(q, (5,), prepare=True).fetchone() == (15,)
+    assert conn.execute("SHOW application_name").fetchone() == ("idle_server_moves",)
+    after = {r[0] for r in su.execute(
+        "SELECT pid FROM pg_stat_activity WHERE usename = %s AND datname = %s",
+        (ALICE[0], APPDB))}
+    assert after == before, (before, after)
+    su.close()
+    conn.close()
+
+
 def test_takeover_cancel_key_still_cancels_on_new_process(pg, proxy, config, short_dir,
                                                           takeover):
     p = proxy(tx_config(config, short_dir))
