@@ -93,6 +93,15 @@ void cancel_register_key(struct client *cl, uint32_t pid, uint32_t key)
 	}
 }
 
+struct worker *cancel_worker_of(uint32_t pid, uint32_t key)
+{
+	pthread_mutex_lock(&mu);
+	struct cancel_ent *e = find(pid, key);
+	struct worker *w = e && e->cl ? e->cl->w : NULL;
+	pthread_mutex_unlock(&mu);
+	return w;
+}
+
 void cancel_unregister(struct client *cl)
 {
 	if (!cl->cancel_key && !cl->cancel_pid)

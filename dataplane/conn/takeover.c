@@ -981,8 +981,8 @@ static void cancel_run(struct worker *w, struct worker_msg *m)
 }
 
 /* The old process: CancelRequests the new one got for clients still here
- * (finishing a transaction, TLS): forwarded from worker 0, as if they had
- * come here. Ends when the connection closes (tko_finish). */
+ * (finishing a transaction, TLS): forwarded from the client's worker, as if
+ * they had come here. Ends when the connection closes (tko_finish). */
 static void *canceler(void *arg)
 {
 	(void)arg;
@@ -993,7 +993,7 @@ static void *canceler(void *arg)
 			continue;
 		if (n <= 0)
 			break;
-		if (n != 9 || m[0] != TKO_CANCEL || workers_started() < 1)
+		if (n != 9 || m[0] != TKO_CANCEL)
 			continue;
 		struct cancel_msg *c = malloc(sizeof(*c));
 		if (!c)
@@ -1001,7 +1001,10 @@ static void *canceler(void *arg)
 		c->m = (struct worker_msg){.fn = cancel_run};
 		memcpy(&c->pid, m + 1, 4);
 		memcpy(&c->key, m + 5, 4);
-		if (worker_post(&g_workers[0], &c->m) < 0)
+		/* on the client's own worker: a worker without clients may have
+		 * ended its loop already while this one drains */
+		struct worker *w = cancel_worker_of(c->pid, c->key);
+		if (!w || worker_post(w, &c->m) < 0)
 			free(c);
 	}
 	return NULL;
