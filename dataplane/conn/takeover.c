@@ -13,6 +13,7 @@
 #include "common/rundir.h"
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/conn_worker.h"
+#include "dataplane/conn/takeover_rec.h"
 #include "dataplane/policy/snap.h"
 
 #include <errno.h>
@@ -25,26 +26,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#define TKO_MAGIC   0x4b545048u /* "HPTK" */
-#define TKO_VERSION 1u
-/* A CLIENT record travels as one SOCK_SEQPACKET message, which the
- * socket's send buffer bounds; a client whose state is larger stays. */
-#define TKO_REC_MAX     (160u * 1024u)
-#define TKO_MAX_LISTEN  64
-#define TKO_READY_SECS  60 /* the new process's start-up (control plane, workers) */
-#define TKO_LISTEN_SECS 30 /* the old process stopping its admin server and control plane */
-
-enum tko_type {
-	TKO_HELLO = 'H',
-	TKO_LISTEN = 'L',
-	TKO_READY = 'R',
-	TKO_CLIENT = 'C',
-	TKO_SERVER = 'S', /* an idle pooled server (transaction pooling) */
-	TKO_END = 'E',
-	TKO_CANCEL = 'K', /* new -> old: a CancelRequest for a client still there */
-	TKO_REFUSED = 'X',
-};
 
 int g_tko_handing;
 
@@ -86,378 +67,6 @@ static struct {
     .conn = -1,
     .unix_fd = -1,
 };
-
-/* ------------------------------------------------------------ records */
-
-struct wbuf {
-	uint8_t *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void w_put(struct wbuf *b, const void *p, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		while (cap < b->len + n)
-			cap *= 2;
-		uint8_t *q = realloc(b->p, cap);
-		if (!q) {
-			b->oom = true;
-			return;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-}
-
-static void w_u32(struct wbuf *b, uint32_t v)
-{
-	w_put(b, &v, sizeof(v));
-}
-
-static void w_blob(struct wbuf *b, const void *p, uint32_t n)
-{
-	w_u32(b, n);
-	w_put(b, p, n);
-}
-
-/* A string with its NUL (the reader hands out pointers into the record). */
-static void w_str(struct wbuf *b, const char *s)
-{
-	w_blob(b, s ? s : "", (uint32_t)strlen(s ? s : "") + 1);
-}
-
-struct rbuf {
-	const uint8_t *p;
-	size_t len, pos;
-	bool bad;
-};
-
-static uint32_t r_u32(struct rbuf *b)
-{
-	uint32_t v = 0;
-	if (b->bad || b->len - b->pos < sizeof(v)) {
-		b->bad = true;
-		return 0;
-	}
-	memcpy(&v, b->p + b->pos, sizeof(v));
-	b->pos += sizeof(v);
-	return v;
-}
-
-static const uint8_t *r_blob(struct rbuf *b, uint32_t *n)
-{
-	*n = r_u32(b);
-	if (b->bad || b->len - b->pos < *n) {
-		b->bad = true;
-		*n = 0;
-		return NULL;
-	}
-	const uint8_t *p = b->p + b->pos;
-	b->pos += *n;
-	return p;
-}
-
-static const char *r_str(struct rbuf *b)
-{
-	uint32_t n;
-	const uint8_t *p = r_blob(b, &n);
-	if (!p || n == 0 || p[n - 1] != 0) {
-		b->bad = true;
-		return "";
-	}
-	return (const char *)p;
-}
-
-/* The client's state as the new process needs it to go on (cl_can_move
- * said it can move: idle, no server, nothing half-way). */
-static int pack_client(const struct client *cl, struct wbuf *b)
-{
-	uint8_t type = TKO_CLIENT;
-	w_put(b, &type, 1);
-	w_u32(b, TKO_VERSION);
-	w_str(b, cl->user);
-	w_str(b, cl->database);
-	w_str(b, cl->peer);
-	const struct server *sv = cl->txn ? NULL : cl->server;
-	w_u32(b, (cl->is_unix ? 1u : 0u) | (cl->stmt_mode ? 2u : 0u) |
-	             (cl->have_client_key ? 4u : 0u) | (cl->password ? 8u : 0u) |
-	             (cl->server_password ? 16u : 0u) | (sv ? 32u : 0u));
-	w_u32(b, (uint32_t)cl->signature);
-	w_u32(b, (uint32_t)(cl->signature >> 32));
-	w_u32(b, cl->cancel_pid);
-	w_u32(b, cl->cancel_key);
-	w_u32(b, (uint32_t)cl->auth_method);
-	w_blob(b, cl->client_key, sizeof(cl->client_key));
-	w_str(b, cl->password);
-	w_str(b, cl->server_password);
-	w_str(b, cl->jwt_tenant);
-	w_u32(b, (uint32_t)cl->n_params);
-	for (int i = 0; i < cl->n_params; i++) {
-		w_str(b, cl->params[i].name);
-		w_str(b, cl->params[i].value);
-	}
-	w_u32(b, (uint32_t)cl->want.n);
-	for (int i = 0; i < cl->want.n; i++) {
-		w_str(b, cl->want.e[i].name);
-		w_str(b, cl->want.e[i].value);
-		w_u32(b, cl->want.e[i].is_stmt);
-	}
-	w_u32(b, cl->prep.count);
-	for (uint32_t i = 0; i < cl->prep.nbuckets; i++)
-		for (const struct prep_stmt *s = cl->prep.buckets[i]; s; s = s->next) {
-			w_str(b, s->name);
-			w_blob(b, s->body, s->body_len);
-		}
-	if (sv) {
-		const struct cfg *c = cl->snap->cfg;
-		if (sv->node_idx < 0 || (size_t)sv->node_idx >= c->n_nodes)
-			return -EINVAL;
-		w_str(b, c->nodes[sv->node_idx].name);
-		w_str(b, sv->node_host);
-		w_u32(b, (uint32_t)sv->node_port);
-		w_u32(b, sv->backend_pid);
-		w_u32(b, sv->backend_key);
-		struct timespec now;
-		conn_now(&now);
-		w_u32(b, (uint32_t)(now.tv_sec - sv->created.tv_sec));
-		w_u32(b, (uint32_t)sv->n_params);
-		for (int i = 0; i < sv->n_params; i++) {
-			w_str(b, sv->param_name[i]);
-			w_str(b, sv->param_value[i]);
-		}
-	}
-	return b->oom ? -ENOMEM : 0;
-}
-
-void cl_moved_free(struct cl_moved *m)
-{
-	free(m->pnames);
-	free(m->sv.pnames);
-	free(m->want);
-	free(m->prep);
-	memset(m, 0, sizeof(*m));
-}
-
-/* An idle transaction-pooling server: who it is logged in as, what the
- * proxy knows of its session (applied settings, prepared statement keys). */
-static int pack_server(const struct server *sv, const char *node, struct wbuf *b)
-{
-	uint8_t type = TKO_SERVER;
-	w_put(b, &type, 1);
-	w_u32(b, TKO_VERSION);
-	w_str(b, node);
-	w_str(b, sv->node_host);
-	w_u32(b, (uint32_t)sv->node_port);
-	w_str(b, sv->user);
-	w_str(b, sv->database);
-	w_u32(b, sv->backend_pid);
-	w_u32(b, sv->backend_key);
-	w_u32(b, (uint32_t)sv->signature);
-	w_u32(b, (uint32_t)(sv->signature >> 32));
-	struct timespec now;
-	conn_now(&now);
-	w_u32(b, (uint32_t)(now.tv_sec - sv->created.tv_sec));
-	w_u32(b, sv->last_client != 0);
-	w_u32(b, (uint32_t)sv->n_params);
-	for (int i = 0; i < sv->n_params; i++) {
-		w_str(b, sv->param_name[i]);
-		w_str(b, sv->param_value[i]);
-	}
-	w_u32(b, (uint32_t)sv->applied.n);
-	for (int i = 0; i < sv->applied.n; i++) {
-		w_str(b, sv->applied.e[i].name);
-		w_str(b, sv->applied.e[i].value);
-		w_u32(b, sv->applied.e[i].is_stmt);
-	}
-	w_u32(b, sv->prep.n);
-	for (uint32_t i = 0; i < sv->prep.n; i++) {
-		w_u32(b, (uint32_t)sv->prep.keys[i]);
-		w_u32(b, (uint32_t)(sv->prep.keys[i] >> 32));
-	}
-	return b->oom ? -ENOMEM : 0;
-}
-
-void sv_moved_free(struct sv_moved *m)
-{
-	free(m->pnames);
-	free(m->applied);
-	free(m->keys);
-	memset(m, 0, sizeof(*m));
-}
-
-int tko_parse_server(const uint8_t *rec, size_t len, struct sv_moved *m)
-{
-	struct rbuf b = {.p = rec, .len = len, .pos = 1};
-	memset(m, 0, sizeof(*m));
-	if (len < 1 || rec[0] != TKO_SERVER || r_u32(&b) != TKO_VERSION)
-		return -EPROTO;
-	m->node = r_str(&b);
-	m->host = r_str(&b);
-	m->port = r_u32(&b);
-	m->user = r_str(&b);
-	m->database = r_str(&b);
-	m->backend_pid = r_u32(&b);
-	m->backend_key = r_u32(&b);
-	uint32_t lo = r_u32(&b);
-	m->signature = (uint64_t)r_u32(&b) << 32 | lo;
-	m->age_secs = r_u32(&b);
-	m->served = r_u32(&b) != 0;
-	m->n_params = r_u32(&b);
-	if (b.bad || m->n_params > SV_MAX_PARAMS)
-		return -EPROTO;
-	m->pnames = calloc(2 * (size_t)m->n_params + 1, sizeof(char *));
-	if (!m->pnames)
-		return -ENOMEM;
-	m->pvalues = m->pnames + m->n_params;
-	for (uint32_t i = 0; i < m->n_params; i++) {
-		m->pnames[i] = r_str(&b);
-		m->pvalues[i] = r_str(&b);
-	}
-	m->n_applied = r_u32(&b);
-	if (b.bad || m->n_applied > GUC_MAX)
-		goto bad;
-	m->applied = calloc(m->n_applied + 1, sizeof(*m->applied));
-	if (!m->applied)
-		goto oom;
-	for (uint32_t i = 0; i < m->n_applied; i++) {
-		m->applied[i].name = r_str(&b);
-		m->applied[i].value = r_str(&b);
-		m->applied[i].is_stmt = r_u32(&b) != 0;
-	}
-	m->n_keys = r_u32(&b);
-	if (b.bad || m->n_keys > len)
-		goto bad;
-	m->keys = calloc(m->n_keys + 1, sizeof(*m->keys));
-	if (!m->keys)
-		goto oom;
-	for (uint32_t i = 0; i < m->n_keys; i++) {
-		uint32_t klo = r_u32(&b);
-		m->keys[i] = (uint64_t)r_u32(&b) << 32 | klo;
-	}
-	if (b.bad || b.pos != len)
-		goto bad;
-	return 0;
-bad:
-	sv_moved_free(m);
-	return -EPROTO;
-oom:
-	sv_moved_free(m);
-	return -ENOMEM;
-}
-
-int tko_pack_client(const struct client *cl, uint8_t **out, size_t *len)
-{
-	struct wbuf b = {0};
-	int r = pack_client(cl, &b);
-	if (r < 0) {
-		free(b.p);
-		return r;
-	}
-	*out = b.p;
-	*len = b.len;
-	return 0;
-}
-
-/* A CLIENT record into m (pointers into rec, which must outlive m). */
-int tko_parse_client(const uint8_t *rec, size_t len, struct cl_moved *m)
-{
-	struct rbuf b = {.p = rec, .len = len, .pos = 1};
-	memset(m, 0, sizeof(*m));
-	if (len < 1 || rec[0] != TKO_CLIENT || r_u32(&b) != TKO_VERSION)
-		return -EPROTO;
-	m->user = r_str(&b);
-	m->database = r_str(&b);
-	m->peer = r_str(&b);
-	uint32_t flags = r_u32(&b);
-	m->is_unix = flags & 1u;
-	m->stmt_mode = flags & 2u;
-	m->have_client_key = flags & 4u;
-	m->session = flags & 32u;
-	uint32_t lo = r_u32(&b);
-	m->signature = (uint64_t)r_u32(&b) << 32 | lo;
-	m->cancel_pid = r_u32(&b);
-	m->cancel_key = r_u32(&b);
-	m->auth_method = (int)r_u32(&b);
-	uint32_t kn;
-	const uint8_t *key = r_blob(&b, &kn);
-	if (key && kn == sizeof(m->client_key))
-		memcpy(m->client_key, key, kn);
-	else
-		b.bad = true;
-	m->password = r_str(&b);
-	m->server_password = r_str(&b);
-	if (!(flags & 8u))
-		m->password = NULL;
-	if (!(flags & 16u))
-		m->server_password = NULL;
-	m->jwt_tenant = r_str(&b);
-	m->n_params = r_u32(&b);
-	if (b.bad || m->n_params > PGW_MAX_PARAMS)
-		return -EPROTO;
-	m->pnames = calloc(2 * (size_t)m->n_params + 1, sizeof(char *));
-	if (!m->pnames)
-		return -ENOMEM;
-	m->pvalues = m->pnames + m->n_params;
-	for (uint32_t i = 0; i < m->n_params; i++) {
-		m->pnames[i] = r_str(&b);
-		m->pvalues[i] = r_str(&b);
-	}
-	m->n_want = r_u32(&b);
-	if (b.bad || m->n_want > GUC_MAX)
-		goto bad;
-	m->want = calloc(m->n_want + 1, sizeof(*m->want));
-	if (!m->want)
-		goto oom;
-	for (uint32_t i = 0; i < m->n_want; i++) {
-		m->want[i].name = r_str(&b);
-		m->want[i].value = r_str(&b);
-		m->want[i].is_stmt = r_u32(&b) != 0;
-	}
-	m->n_prep = r_u32(&b);
-	if (b.bad || m->n_prep > len)
-		goto bad;
-	m->prep = calloc(m->n_prep + 1, sizeof(*m->prep));
-	if (!m->prep)
-		goto oom;
-	for (uint32_t i = 0; i < m->n_prep; i++) {
-		m->prep[i].name = r_str(&b);
-		m->prep[i].body = r_blob(&b, &m->prep[i].len);
-	}
-	if (m->session) {
-		m->sv.node = r_str(&b);
-		m->sv.host = r_str(&b);
-		m->sv.port = r_u32(&b);
-		m->sv.backend_pid = r_u32(&b);
-		m->sv.backend_key = r_u32(&b);
-		m->sv.age_secs = r_u32(&b);
-		m->sv.n_params = r_u32(&b);
-		if (b.bad || m->sv.n_params > SV_MAX_PARAMS)
-			goto bad;
-		m->sv.pnames = calloc(2 * (size_t)m->sv.n_params + 1, sizeof(char *));
-		if (!m->sv.pnames)
-			goto oom;
-		m->sv.pvalues = m->sv.pnames + m->sv.n_params;
-		for (uint32_t i = 0; i < m->sv.n_params; i++) {
-			m->sv.pnames[i] = r_str(&b);
-			m->sv.pvalues[i] = r_str(&b);
-		}
-	}
-	if (b.bad || b.pos != len)
-		goto bad;
-	return 0;
-bad:
-	cl_moved_free(m);
-	return -EPROTO;
-oom:
-	cl_moved_free(m);
-	return -ENOMEM;
-}
 
 /* ------------------------------------------------------------ socket I/O */
 
@@ -593,10 +202,10 @@ int tko_request(const struct cfg *c, char *err, size_t errlen)
 		close(s);
 		return -EPROTO;
 	}
-	struct rbuf b = {.p = buf, .len = (size_t)n, .pos = 1};
-	const char *laddr = r_str(&b);
-	const char *udir = r_str(&b);
-	uint32_t n_tcp = r_u32(&b), has_unix = r_u32(&b);
+	struct tko_rbuf b = {.p = buf, .len = (size_t)n, .pos = 1};
+	const char *laddr = tko_r_str(&b);
+	const char *udir = tko_r_str(&b);
+	uint32_t n_tcp = tko_r_u32(&b), has_unix = tko_r_u32(&b);
 	if (b.bad || n_tcp + (has_unix ? 1 : 0) != (uint32_t)nfd) {
 		for (int i = 0; i < nfd; i++)
 			close(fds[i]);
@@ -1021,13 +630,13 @@ int tko_hand_listeners(char *err, size_t errlen)
 	if (ufd >= 0)
 		fds[n++] = ufd;
 	struct snap *sn = snap_current();
-	struct wbuf b = {0};
+	struct tko_wbuf b = {0};
 	uint8_t type = TKO_LISTEN;
-	w_put(&b, &type, 1);
-	w_str(&b, sn->cfg->listen_address);
-	w_str(&b, sn->cfg->unix_socket_dir);
-	w_u32(&b, (uint32_t)n_tcp);
-	w_u32(&b, ufd >= 0);
+	tko_w_put(&b, &type, 1);
+	tko_w_str(&b, sn->cfg->listen_address);
+	tko_w_str(&b, sn->cfg->unix_socket_dir);
+	tko_w_u32(&b, (uint32_t)n_tcp);
+	tko_w_u32(&b, ufd >= 0);
 	snap_unref(sn);
 	int r = b.oom ? -ENOMEM : send_msg(T.conn, b.p, b.len, fds, n);
 	free(b.p);
@@ -1064,8 +673,8 @@ int tko_queue_client(struct client *cl)
 {
 	if (__atomic_load_n(&T.send_dead, __ATOMIC_ACQUIRE))
 		return -EPIPE;
-	struct wbuf b = {0};
-	int r = pack_client(cl, &b);
+	struct tko_wbuf b = {0};
+	int r = tko_pack_client_into(cl, &b);
 	if (!r && b.len > TKO_REC_MAX)
 		r = -EMSGSIZE;
 	struct tko_rec *rec = r ? NULL : malloc(sizeof(*rec) + b.len);
@@ -1120,8 +729,8 @@ int tko_queue_server(struct server *sv, const char *node)
 {
 	if (__atomic_load_n(&T.send_dead, __ATOMIC_ACQUIRE))
 		return -EPIPE;
-	struct wbuf b = {0};
-	int r = pack_server(sv, node, &b);
+	struct tko_wbuf b = {0};
+	int r = tko_pack_server_into(sv, node, &b);
 	if (!r && b.len > TKO_REC_MAX)
 		r = -EMSGSIZE;
 	struct tko_rec *rec = r ? NULL : malloc(sizeof(*rec) + b.len);
