@@ -14,10 +14,16 @@
  *   new -> old  READY
  *   old         stops accepting; each idle logged-in client that can move
  *               (see cl_can_move) stops receiving and goes over:
- *   old -> new  CLIENT   its state and its socket (SCM_RIGHTS), one each;
- *               clients in a transaction are finished by the old process
- *               first and move once idle; what cannot move stays until it
- *               leaves or shutdown_timeout_secs runs out
+ *   old -> new  SERVER   each idle pooled server (transaction pooling)
+ *                        with what the proxy knows of its session, and its
+ *                        socket (SCM_RIGHTS)
+ *   old -> new  CLIENT   its state and its socket (a session's server's
+ *                        too), one each; clients in a transaction are
+ *                        finished by the old process first and move once
+ *                        idle; what cannot move stays until it leaves or
+ *                        shutdown_timeout_secs runs out
+ *   new -> old  CANCEL   a CancelRequest for a key the new process does not
+ *                        know (its client is still on the old process)
  *   old -> new  END      nothing more; the old process exits, the new one
  *               listens on the takeover socket for the next restart.
  *
