@@ -1,8 +1,8 @@
 /*
- * Unit tests for the online restart's CLIENT record (dataplane/conn/
- * takeover.c): what the old process packs of an idle transaction-pooled
- * client reads back the same in the new one, and the reader refuses every
- * truncated, lengthened or foreign record instead of reading past it.
+ * Unit tests for the online restart's records (dataplane/conn/
+ * takeover_rec.c): what the old process packs of an idle client or an idle
+ * pooled server reads back the same in the new one, and the reader refuses
+ * every truncated, lengthened or foreign record instead of reading past it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "dataplane/conn/conn_internal.h"
+#include "dataplane/conn/takeover_rec.h"
 
 #define UNUSED __attribute__((unused))
 
@@ -175,6 +176,68 @@ static void test_string_without_its_nul_is_refused(void **state UNUSED)
 	free_client(&cl);
 }
 
+/* An idle transaction-pooling server with settings applied and statements
+ * prepared there. */
+static void make_server(struct server *sv)
+{
+	memset(sv, 0, sizeof(*sv));
+	snprintf(sv->node_host, sizeof(sv->node_host), "10.0.0.5");
+	sv->node_port = 5433;
+	snprintf(sv->user, sizeof(sv->user), "alice");
+	snprintf(sv->database, sizeof(sv->database), "appdb");
+	sv->backend_pid = 4242;
+	sv->backend_key = 0x5151u;
+	sv->signature = 0xabcdef0123456789ull;
+	sv->last_client = 17;
+	conn_now(&sv->created);
+	sv->param_name[0] = "server_version";
+	sv->param_value[0] = "15.4";
+	sv->n_params = 1;
+	guc_init(&sv->applied);
+	assert_int_equal(guc_put(&sv->applied, "timezone", "UTC", false), 0);
+	prep_server_init(&sv->prep, 8);
+	uint64_t ev;
+	assert_false(prep_server_add(&sv->prep, 0x1111222233334444ull, &ev));
+	assert_false(prep_server_add(&sv->prep, 0x5555666677778888ull, &ev));
+}
+
+static void test_server_record_reads_back_and_refuses_truncation(void **state UNUSED)
+{
+	struct server sv;
+	make_server(&sv);
+	struct tko_wbuf b = {0};
+	assert_int_equal(tko_pack_server_into(&sv, "primary", &b), 0);
+	struct sv_moved m;
+	assert_int_equal(tko_parse_server(b.p, b.len, &m), 0);
+	assert_string_equal(m.node, "primary");
+	assert_string_equal(m.host, "10.0.0.5");
+	assert_int_equal(m.port, 5433);
+	assert_string_equal(m.user, "alice");
+	assert_string_equal(m.database, "appdb");
+	assert_int_equal(m.backend_pid, 4242);
+	assert_int_equal(m.backend_key, 0x5151u);
+	assert_true(m.signature == 0xabcdef0123456789ull);
+	assert_true(m.served);
+	assert_int_equal(m.n_params, 1);
+	assert_string_equal(m.pvalues[0], "15.4");
+	assert_int_equal(m.n_applied, 1);
+	assert_string_equal(m.applied[0].name, "timezone");
+	assert_int_equal(m.n_keys, 2);
+	assert_true(m.keys[0] == 0x1111222233334444ull && m.keys[1] == 0x5555666677778888ull);
+	sv_moved_free(&m);
+	for (size_t n = 0; n < b.len; n++) {
+		uint8_t *cut = malloc(n ? n : 1);
+		memcpy(cut, b.p, n);
+		assert_int_equal(tko_parse_server(cut, n, &m), -EPROTO);
+		free(cut);
+	}
+	b.p[0] = 'C'; /* a CLIENT record is not a server's */
+	assert_int_equal(tko_parse_server(b.p, b.len, &m), -EPROTO);
+	free(b.p);
+	guc_free(&sv.applied);
+	prep_server_free(&sv.prep);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -182,6 +245,7 @@ int main(void)
 	    cmocka_unit_test(test_every_truncation_is_refused),
 	    cmocka_unit_test(test_other_version_or_type_is_refused),
 	    cmocka_unit_test(test_string_without_its_nul_is_refused),
+	    cmocka_unit_test(test_server_record_reads_back_and_refuses_truncation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
