@@ -710,7 +710,8 @@ int main(int argc, char **argv)
 	}
 	cfgw_free(cw);
 	drain_wait(n);
-	tko_finish(); /* the last clients' records, then END */
+	tko_hand_pools(); /* servers released while it drained, warm */
+	tko_finish();     /* the last records, then END */
 	tko_close();
 	admin_stop();
 	cplink_stop();

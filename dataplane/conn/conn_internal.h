@@ -634,8 +634,9 @@ int tko_queue_server(struct server *sv, const char *node);
 /* server.c: the new process pools an idle server from m on fd (taken);
  * closed when it cannot (node gone, pool full, state it cannot vouch for). */
 void sv_adopt_idle(struct worker *w, int fd, const struct sv_moved *m);
-/* server.c: the old process hands its pools' idle servers over (worker 0,
- * at the takeover's stop); those that cannot go are closed. */
+/* server.c: the old process hands its pools' idle servers over (worker 0
+ * while it drains; w NULL: the main thread once the workers ended); those
+ * that cannot go are closed. */
 void sv_pool_hand_idle(struct worker *w, struct pool *p);
 /* server.c: the server connection that came with a session-pooled
  * client m on socket fd (taken), bound to cl, counted in pool; NULL (fd

@@ -509,8 +509,14 @@ bool conn_worker_done(struct worker *w)
 	struct conn_worker *cw = cw_of(w);
 	/* online restart: idle clients go to the new process, the others
 	 * finish their transaction here first */
-	if (__atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE)) {
 		cl_move_idle(w);
+		/* servers released since (transactions that finished here) go
+		 * to the new process's pool too, warm, instead of closing */
+		if (w->idx == 0)
+			for (struct pool *p = pool_first(); p; p = pool_next_of(p))
+				sv_pool_hand_idle(w, p);
+	}
 	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN])
 		return true;
 	struct timespec now;

@@ -548,17 +548,24 @@ void sv_pool_hand_idle(struct worker *w, struct pool *p)
 		struct pool_item *next = it->next;
 		struct server *sv = sv_of_pool_item(it);
 		sv->counted = false; /* already uncounted by the pool */
-		sv_attach(sv, w);
+		if (w)
+			sv_attach(sv, w);
 		/* what the new process can vouch for: a plain transaction-pooling
 		 * server whose session state the proxy follows */
 		bool can = sv->txn && !sv->ep.tls && !sv->needs_reset && !sv->sqlprep_n &&
 		           !pool_tenant(p)[0] && sv->node_idx >= 0 &&
 		           (size_t)sv->node_idx < c->n_nodes && sv_alive(sv);
-		if (can && tko_queue_server(sv, c->nodes[sv->node_idx].name) == 0) {
-			sv->ep.sock.flags |= IO_F_SHARED;
-			moved++;
+		bool sent = can && tko_queue_server(sv, c->nodes[sv->node_idx].name) == 0;
+		moved += sent;
+		if (w) {
+			if (sent)
+				sv->ep.sock.flags |= IO_F_SHARED;
+			sv_close(sv);
+		} else {
+			/* the workers ended: no loop to close it on */
+			close(sv->ep.sock.fd);
+			sv_free_detached(sv);
 		}
-		sv_close(sv);
 		it = next;
 	}
 	if (moved)

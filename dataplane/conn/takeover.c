@@ -15,6 +15,7 @@
 #include "dataplane/conn/conn_worker.h"
 #include "dataplane/conn/takeover_rec.h"
 #include "dataplane/policy/snap.h"
+#include "dataplane/pool/pool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -751,6 +752,14 @@ int tko_queue_server(struct server *sv, const char *node)
 	free(b.p);
 	queue_rec(rec);
 	return 0;
+}
+
+void tko_hand_pools(void)
+{
+	if (!T.sender_on)
+		return;
+	for (struct pool *p = pool_first(); p; p = pool_next_of(p))
+		sv_pool_hand_idle(NULL, p);
 }
 
 void tko_finish(void)

@@ -68,6 +68,9 @@ pid_t tko_pending(void);
  * g_tko_handing, then workers_stop()); -errno: the takeover failed and
  * this process goes on. */
 int tko_hand_listeners(char *err, size_t errlen);
+/* Main thread, after the workers ended: the servers idle in the pools by
+ * then (released by transactions that finished here) go too. */
+void tko_hand_pools(void);
 /* Main thread, after the workers ended: the last CLIENT records go, then
  * END; closes the socket. */
 void tko_finish(void);

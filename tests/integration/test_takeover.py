@@ -242,8 +242,12 @@ def test_takeover_under_pgbench_has_no_failed_transactions(pg, proxy, config, sh
         assert re.search(r"(?m)^number of failed transactions: 0\b", o), o + e
         n = re.search(r"(?m)^number of transactions actually processed: (\d+)", o)
         assert n and int(n.group(1)) > 0, o
-    moved = re.search(r"takeover: (\d+) clients? handed over", p.log())
+    moved = re.search(r"takeover: (\d+) clients? handed over .*with (\d+) idle servers?",
+                      p.log())
     assert moved and int(moved.group(1)) >= 8, p.log_tail()
+    if mode == "transaction":
+        # the servers its transactions used go to the new pool warm
+        assert int(moved.group(2)) >= 1, p.log_tail()
     # the new process served transactions after the old one left: its
     # pool's servers did the work (pgbench ran 12 s, the takeover at 4 s)
     assert "takeover complete" in new.log(), new.log()
