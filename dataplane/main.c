@@ -662,9 +662,8 @@ int main(int argc, char **argv)
 				log_error("takeover by process %d failed: %s; this process goes on",
 				          (int)by, msg);
 				if (restart_control(path, url, &auth, &cp, msg, sizeof(msg)) == 0) {
-					log_info("takeover failed: the admin server and the "
-					         "control plane "
-					         "run again");
+					log_info("takeover failed: admin server and control plane "
+					         "restarted");
 					continue;
 				}
 				control_down = true;

@@ -383,7 +383,7 @@ def test_failed_takeover_gives_old_process_its_admin_and_control_back(pg, proxy,
     failing = takeover(p, extra=("--admin-address", f"127.0.0.1:{busy.getsockname()[1]}"))
     assert failing.proc.wait(30) != 0
     failing.proc.returncode = 0  # its failure is the point; the fixture checks the others
-    assert p.wait_log(r"takeover failed: the admin server and the control plane run again",
+    assert p.wait_log(r"takeover failed: admin server and control plane restarted",
                       timeout=15), p.log_tail()
     busy.close()
     assert p.running()
