@@ -613,12 +613,13 @@ int tko_parse_client(const uint8_t *rec, size_t len, struct cl_moved *m);
  * session pooling with its server on sfd (both taken; -1: none), served
  * by w. */
 void cl_adopt(struct worker *w, int fd, int sfd, const struct cl_moved *m);
-/* An idle transaction-pooling server handed over (online restart). */
+/* An idle pooled server handed over (online restart). */
 struct sv_moved {
 	const char *node, *host, *user, *database;
 	uint32_t port, backend_pid, backend_key, age_secs, n_params, n_applied, n_keys;
 	uint64_t signature;
 	bool served; /* it served a client (DISCARD SEQUENCES before the next) */
+	bool txn;    /* transaction pooling's (else session pooling's, reset) */
 	const char **pnames, **pvalues;
 	struct {
 		const char *name, *value;

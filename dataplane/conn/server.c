@@ -550,11 +550,12 @@ void sv_pool_hand_idle(struct worker *w, struct pool *p)
 		sv->counted = false; /* already uncounted by the pool */
 		if (w)
 			sv_attach(sv, w);
-		/* what the new process can vouch for: a plain transaction-pooling
-		 * server whose session state the proxy follows */
-		bool can = sv->txn && !sv->ep.tls && !sv->needs_reset && !sv->sqlprep_n &&
-		           !pool_tenant(p)[0] && sv->node_idx >= 0 &&
-		           (size_t)sv->node_idx < c->n_nodes && sv_alive(sv);
+		/* what the new process can vouch for: a plain server whose session
+		 * state the proxy follows (transaction pooling) or that was reset
+		 * (session pooling) */
+		bool can = (sv->txn || (sv->clean && sv->tx_status == 'I')) && !sv->ep.tls &&
+		           !sv->needs_reset && !sv->sqlprep_n && !pool_tenant(p)[0] &&
+		           sv->node_idx >= 0 && (size_t)sv->node_idx < c->n_nodes && sv_alive(sv);
 		bool sent = can && tko_queue_server(sv, c->nodes[sv->node_idx].name) == 0;
 		moved += sent;
 		if (w) {
@@ -594,7 +595,7 @@ void sv_adopt_idle(struct worker *w, int fd, const struct sv_moved *m)
 	snprintf(sv->user, sizeof(sv->user), "%s", m->user);
 	snprintf(sv->database, sizeof(sv->database), "%s", m->database);
 	sv->pool = pool;
-	sv->txn = true;
+	sv->txn = m->txn;
 	sv->signature = m->signature;
 	sv->backend_pid = m->backend_pid;
 	sv->backend_key = m->backend_key;

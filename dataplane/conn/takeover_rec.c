@@ -176,7 +176,7 @@ int tko_pack_server_into(const struct server *sv, const char *node, struct tko_w
 	struct timespec now;
 	conn_now(&now);
 	tko_w_u32(b, (uint32_t)(now.tv_sec - sv->created.tv_sec));
-	tko_w_u32(b, sv->last_client != 0);
+	tko_w_u32(b, (sv->last_client != 0 ? 1u : 0u) | (sv->txn ? 2u : 0u));
 	tko_w_u32(b, (uint32_t)sv->n_params);
 	for (int i = 0; i < sv->n_params; i++) {
 		tko_w_str(b, sv->param_name[i]);
@@ -220,7 +220,9 @@ int tko_parse_server(const uint8_t *rec, size_t len, struct sv_moved *m)
 	uint32_t lo = tko_r_u32(&b);
 	m->signature = (uint64_t)tko_r_u32(&b) << 32 | lo;
 	m->age_secs = tko_r_u32(&b);
-	m->served = tko_r_u32(&b) != 0;
+	uint32_t flags = tko_r_u32(&b);
+	m->served = flags & 1u;
+	m->txn = flags & 2u;
 	m->n_params = tko_r_u32(&b);
 	if (b.bad || m->n_params > SV_MAX_PARAMS)
 		return -EPROTO;

@@ -129,6 +129,26 @@ def test_takeover_pools_old_idle_servers_with_their_prepared_statements(
     conn.close()
 
 
+def test_takeover_pools_old_idle_session_server_for_next_login(pg, proxy, config, short_dir,
+                                                                takeover):
+    """Session pooling: a server back in the old process's pool (reset) is
+    the one the next login gets from the new process."""
+    p = proxy(tx_config(config, short_dir, mode="session"))
+    with p.connect() as first:
+        backend = first.execute("SELECT pg_backend_pid()").fetchone()[0]
+    wait_for(lambda: pg.server_conns(ALICE[0], APPDB) == 1, timeout=10)
+    time.sleep(0.3)  # the reset query ran, the server is idle in the pool
+    new = takeover(p)
+    wait_exit(p)
+    assert "with 1 idle server" in p.log(), p.log_tail()
+    wait_for(lambda: "takeover complete: 0 clients moved in from the old process, with 1 "
+             "idle server" in new.log(), timeout=10)
+    with p.connect() as second:
+        assert second.execute("SELECT pg_backend_pid()").fetchone()[0] == backend
+    conn_count = pg.server_conns(ALICE[0], APPDB)
+    assert conn_count == 1, conn_count
+
+
 def test_takeover_cancel_key_still_cancels_on_new_process(pg, proxy, config, short_dir,
                                                           takeover):
     p = proxy(tx_config(config, short_dir))

@@ -189,6 +189,7 @@ static void make_server(struct server *sv)
 	sv->backend_key = 0x5151u;
 	sv->signature = 0xabcdef0123456789ull;
 	sv->last_client = 17;
+	sv->txn = true;
 	conn_now(&sv->created);
 	sv->param_name[0] = "server_version";
 	sv->param_value[0] = "15.4";
@@ -218,6 +219,7 @@ static void test_server_record_reads_back_and_refuses_truncation(void **state UN
 	assert_int_equal(m.backend_key, 0x5151u);
 	assert_true(m.signature == 0xabcdef0123456789ull);
 	assert_true(m.served);
+	assert_true(m.txn);
 	assert_int_equal(m.n_params, 1);
 	assert_string_equal(m.pvalues[0], "15.4");
 	assert_int_equal(m.n_applied, 1);
