@@ -16,6 +16,7 @@
 #include "dataplane/conn/conn.h"
 #include "dataplane/conn/conn_report.h"
 #include "dataplane/conn/kfast.h"
+#include "dataplane/conn/takeover.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/breaker.h"
 #include "dataplane/pool/pool.h"
@@ -59,6 +60,10 @@ static void usage(FILE *f)
 	           "       heliosproxy --control-plane URL [-c FILE]\n"
 	           "                                            attach to a helios-cp; FILE, if\n"
 	           "                                            given, is served until it answers\n"
+	           "       heliosproxy -c FILE --takeover       take over from the heliosproxy\n"
+	           "                                            running with this config: its\n"
+	           "                                            listening sockets and idle\n"
+	           "                                            clients move here, it exits\n"
 	           "       heliosproxy --check-config FILE      validate a config and exit\n"
 	           "       heliosproxy --print-config-docs      print docs/configuration.md\n"
 	           "       heliosproxy --print-config-man       print heliosproxy.toml(5) (roff)\n"
@@ -286,6 +291,38 @@ static void stop_control(struct cp *cp)
 	cp_stop(cp);
 }
 
+/* A takeover that failed after this process stopped its control plane and
+ * admin server (so that the new process could bind their addresses):
+ * they start again, as at start-up. 0, or -1 with msg saying why. */
+static int restart_control(const char *path, const char *url, const struct cpauth *auth,
+                           struct cp **cpp, char *msg, size_t len)
+{
+	struct snap *s = snap_current();
+	int r = -1;
+	*cpp = NULL;
+	if (!url) {
+		char ctl[CFG_PATH_MAX + 32];
+		control_url_of_file(path, s->cfg, ctl, sizeof(ctl));
+		const char *urls[2] = {INPROC_URL, ctl};
+		struct cp_opts co = {
+		    .config_path = path, .urls = urls, .n_urls = 2, .embedded = true};
+		*cpp = cp_start(&co, msg, len);
+		if (!*cpp)
+			goto out;
+		if (cplink_start(INPROC_URL, false, auth, msg, len) < 0 ||
+		    !cplink_wait_first(10000))
+			goto out;
+	} else if (cplink_start(url, true, auth, msg, len) < 0) {
+		goto out;
+	}
+	if (admin_start(*cpp ? INPROC_URL : url, *cpp, s->cfg->admin_address, msg, len) < 0)
+		goto out;
+	r = 0;
+out:
+	snap_unref(s);
+	return r;
+}
+
 /* ---- what follows the config: subscriptions to policy/snap ---- */
 
 /* [[rewrite_rules]] compiled into each snapshot; a bad rule refuses the
@@ -350,11 +387,12 @@ int main(int argc, char **argv)
 	    {"admin-address", required_argument, NULL, 'A'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"hash-password", no_argument, NULL, 'H'},
+	    {"takeover", no_argument, NULL, 'T'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *path = NULL, *cp_arg = NULL, *check = NULL;
-	bool hash_pw = false;
+	bool hash_pw = false, takeover = false;
 	struct cfg_error ferr;
 	int o;
 	while ((o = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
@@ -390,6 +428,9 @@ int main(int argc, char **argv)
 		case 'H':
 			hash_pw = true;
 			break;
+		case 'T':
+			takeover = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -417,7 +458,7 @@ int main(int argc, char **argv)
 		cfg_free(c);
 		return 0;
 	}
-	if (!path && !cp_arg) {
+	if ((!path && !cp_arg) || (takeover && !path)) {
 		usage(stderr);
 		return 2;
 	}
@@ -425,6 +466,9 @@ int main(int argc, char **argv)
 	 * libmicrohttpd threads never see them. */
 	sigset_t set;
 	proc_block_signals(&set);
+	/* SIGUSR2: the takeover socket's thread says a new process asks */
+	sigaddset(&set, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	char msg[512] = "";
 	struct cfg *c = NULL;
@@ -438,6 +482,13 @@ int main(int argc, char **argv)
 		}
 		log_apply_cfg(c);
 		watch = c->watch_config;
+		/* before the control plane and the admin server: the running
+		 * process frees their addresses before it answers */
+		if (takeover && tko_request(c, msg, sizeof(msg)) < 0) {
+			fprintf(stderr, "heliosproxy: %s\n", msg);
+			cfg_free(c);
+			return 1;
+		}
 	}
 	/* the router learns the control plane's table and drained nodes
 	 * from the report layer (it may not call up into it) */
@@ -585,6 +636,12 @@ int main(int argc, char **argv)
 	char status[CFG_HOST_MAX + 64];
 	snprintf(status, sizeof(status), "listening on %s, %d workers", cur->listen_address, n);
 	sdn_ready(status);
+	if (takeover) {
+		if (tko_ready(cur, msg, sizeof(msg)) < 0)
+			log_error("%s", msg);
+	} else {
+		tko_serve(cur);
+	}
 	snap_unref(s);
 
 	struct cfgw *cw = NULL;
@@ -595,8 +652,48 @@ int main(int argc, char **argv)
 		else
 			log_error("%s: changes apply only on SIGHUP", msg);
 	}
+	bool control_down = false; /* a takeover failed after stopping it */
 	for (;;) {
 		int sig = cfgw_wait(cw, &set);
+		if (sig == SIGUSR2) {
+			pid_t by = tko_pending();
+			if (!by)
+				continue;
+			log_info(
+			    "takeover: process %d asks to take over: stopping the admin server and "
+			    "the control plane",
+			    (int)by);
+			admin_stop();
+			stop_control(cp);
+			cp = NULL;
+			if (tko_hand_listeners(msg, sizeof(msg)) < 0) {
+				log_error("takeover by process %d failed: %s; this process goes on",
+				          (int)by, msg);
+				if (restart_control(path, url, &auth, &cp, msg, sizeof(msg)) == 0) {
+					log_info("takeover failed: admin server and control plane "
+					         "restarted");
+					continue;
+				}
+				control_down = true;
+				log_error(
+				    "the admin server or the control plane could not start again: "
+				    "%s; restart this process to get them back",
+				    msg);
+				continue;
+			}
+			log_info("takeover: process %d runs: idle clients move to it, clients in a "
+			         "transaction finish it here first",
+			         (int)by);
+			sdn_stopping("handing over to a new process");
+			__atomic_store_n(&g_tko_handing, 1, __ATOMIC_RELEASE);
+			workers_stop();
+			break;
+		}
+		if ((sig == 0 || sig == SIGHUP) && control_down) {
+			log_error(
+			    "reload ignored: the control plane was stopped by a failed takeover");
+			continue;
+		}
 		if (sig == 0 || sig == SIGHUP) {
 			if (sig == 0)
 				log_info("watch_config: %s changed: reloading", path);
@@ -620,6 +717,9 @@ int main(int argc, char **argv)
 	}
 	cfgw_free(cw);
 	drain_wait(n);
+	tko_hand_pools(); /* servers released while it drained, warm */
+	tko_finish();     /* the last records, then END */
+	tko_close();
 	admin_stop();
 	cplink_stop();
 	cp_stop(cp);

@@ -69,6 +69,39 @@ void cancel_register(struct client *cl, uint32_t pid)
 	pthread_mutex_unlock(&mu);
 }
 
+void cancel_register_key(struct client *cl, uint32_t pid, uint32_t key)
+{
+	struct cancel_ent *e = calloc(1, sizeof(*e));
+	if (!e)
+		return;
+	pthread_mutex_lock(&mu);
+	bool taken = find(pid, key) != NULL;
+	if (!taken) {
+		e->pid = pid;
+		e->key = key;
+		e->cl = cl;
+		unsigned b = bucket_of(pid, key);
+		e->next = buckets[b];
+		buckets[b] = e;
+		cl->cancel_pid = pid;
+		cl->cancel_key = key;
+	}
+	pthread_mutex_unlock(&mu);
+	if (taken) {
+		free(e);
+		cancel_register(cl, pid);
+	}
+}
+
+struct worker *cancel_worker_of(uint32_t pid, uint32_t key)
+{
+	pthread_mutex_lock(&mu);
+	struct cancel_ent *e = find(pid, key);
+	struct worker *w = e && e->cl ? e->cl->w : NULL;
+	pthread_mutex_unlock(&mu);
+	return w;
+}
+
 void cancel_unregister(struct client *cl)
 {
 	if (!cl->cancel_key && !cl->cancel_pid)
@@ -387,6 +420,7 @@ void cancel_forward(struct worker *w, uint32_t pid, uint32_t key)
 	pthread_mutex_lock(&mu);
 	struct cancel_ent *e = find(pid, key);
 	bool ok = e && e->has_target;
+	bool unknown = !e;
 	if (ok) {
 		snprintf(host, sizeof(host), "%s", e->host);
 		port = e->port;
@@ -398,6 +432,9 @@ void cancel_forward(struct worker *w, uint32_t pid, uint32_t key)
 	}
 	pthread_mutex_unlock(&mu);
 	if (!ok) {
+		/* online restart: the client may still be on the old process */
+		if (unknown && tko_forward_cancel(pid, key) == 0)
+			return;
 		log_debug("cancel: no active query for key %u", pid);
 		return;
 	}

@@ -14,7 +14,13 @@ struct worker;
 
 /* Registers cl under (pid, a fresh random key); fills cl->cancel_*. */
 void cancel_register(struct client *cl, uint32_t pid);
+/* A client moved in by a takeover keeps the key its application holds;
+ * a fresh one only if (pid, key) is taken here already. */
+void cancel_register_key(struct client *cl, uint32_t pid, uint32_t key);
 void cancel_unregister(struct client *cl);
+/* Thread-safe: the worker of the client this key belongs to, NULL when
+ * none (its loop runs as long as the client is there). */
+struct worker *cancel_worker_of(uint32_t pid, uint32_t key);
 /* Points cl's key at sv (NULL: nothing to cancel right now). */
 void cancel_set_target(struct client *cl, const struct server *sv);
 /* Forwards a CancelRequest for (pid, key) if it is known; unknown keys are

@@ -96,7 +96,7 @@ static void cl_on_sent(struct io_sock *s, int err);
 static void cl_on_recv_stopped(struct io_sock *s);
 static void cl_on_closed(struct io_sock *s);
 
-static const struct io_sock_ops cl_ops = {
+const struct io_sock_ops cl_ops = {
     .on_recv = cl_on_recv,
     .on_eof = cl_on_eof,
     .on_sent = cl_on_sent,
@@ -363,8 +363,13 @@ static void cl_on_sent(struct io_sock *s, int err)
 
 static void cl_on_recv_stopped(struct io_sock *s)
 {
+	struct client *cl = s->owner;
+	if (cl->moving) {
+		cl_move_part_stopped(cl, 1); /* online restart: hand it over if still idle */
+		return;
+	}
 	/* the splice waits for it; otherwise paused for back-pressure or closing */
-	splice_recv_stopped(s->owner, false);
+	splice_recv_stopped(cl, false);
 }
 
 void cl_resume_source(struct client *cl)
@@ -1180,6 +1185,11 @@ static void cl_on_recv(struct io_sock *s, struct io_chunk *c)
 {
 	struct client *cl = s->owner;
 	cl->rx_n++; /* client_idle_timeout: the tick sees it changed */
+	if (cl->moving) {
+		/* bytes raced the stop of an online restart's hand-over: it is
+		 * busy again, stays here and is tried again once idle */
+		cl_move_abort(cl);
+	}
 	if (!cl->ep.tls) {
 		process_plain(cl, c);
 		return;

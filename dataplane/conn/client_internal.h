@@ -26,4 +26,7 @@ void cl_login_input(struct client *cl);
 /* login.c: an admin console client's statements go to the console thread. */
 void cl_admin_input(struct client *cl);
 
+/* client.c: a client socket's callbacks (client_move.c adopts sockets). */
+extern const struct io_sock_ops cl_ops;
+
 #endif

@@ -235,6 +235,10 @@ struct client {
 	uint8_t sess_cache;    /* enum sess_cache_state */
 	uint8_t sess_fill;     /* enum sess_fill_state: the answer being recorded */
 	uint64_t sess_unnamed; /* hash of the server's unnamed statement (0: unknown) */
+	/* online restart (takeover.c): receiving stopped to hand it over
+	 * (moving), or it cannot move and stays until it leaves (no_move) */
+	bool moving, no_move;
+	uint8_t move_wait; /* receive stops still owed: 1 client, 2 its server */
 };
 
 enum sv_state {
@@ -599,6 +603,91 @@ void ireq_server_gone(struct server *sv);
 /* Pending requests retry for a server, or time out. */
 void ireq_worker_tick(uint64_t now_ns);
 void ireq_worker_exit(void);
+
+/* takeover.c / client.c: a client handed over by an old process (online
+ * restart), as read from its CLIENT record (pointers into the record). */
+struct cl_moved {
+	const char *user, *database, *peer, *password, *server_password, *jwt_tenant;
+	bool is_unix, stmt_mode, have_client_key;
+	uint32_t cancel_pid, cancel_key;
+	int auth_method;
+	uint8_t client_key[32];
+	const char **pnames, **pvalues; /* startup parameters */
+	uint32_t n_params;
+	struct {
+		const char *name, *value;
+		bool is_stmt;
+	} * want; /* its settings (startup + SET) */
+	uint32_t n_want;
+	struct {
+		const char *name;
+		const uint8_t *body;
+		uint32_t len;
+	} * prep; /* its protocol-level named statements */
+	uint32_t n_prep;
+	uint64_t signature;
+	bool session; /* session pooling: its server came too (sv) */
+	struct {
+		const char *node, *host; /* [[nodes]] name; where it connected */
+		uint32_t port, backend_pid, backend_key, age_secs, n_params;
+		const char **pnames, **pvalues; /* its ParameterStatus values */
+	} sv;
+};
+void cl_moved_free(struct cl_moved *m);
+/* takeover.c, pure: cl's CLIENT record (malloc'd into *out), and a record
+ * read back into m (0, -EPROTO for anything malformed or of another
+ * version, -ENOMEM; free m with cl_moved_free). */
+int tko_pack_client(const struct client *cl, uint8_t **out, size_t *len);
+int tko_parse_client(const uint8_t *rec, size_t len, struct cl_moved *m);
+/* The new process: a logged-in idle client from m on socket fd, in
+ * session pooling with its server on sfd (both taken; -1: none), served
+ * by w. */
+void cl_adopt(struct worker *w, int fd, int sfd, const struct cl_moved *m);
+/* An idle pooled server handed over (online restart). */
+struct sv_moved {
+	const char *node, *host, *user, *database;
+	uint32_t port, backend_pid, backend_key, age_secs, n_params, n_applied, n_keys;
+	uint64_t signature;
+	bool served; /* it served a client (DISCARD SEQUENCES before the next) */
+	bool txn;    /* transaction pooling's (else session pooling's, reset) */
+	const char **pnames, **pvalues;
+	struct {
+		const char *name, *value;
+		bool is_stmt;
+	} * applied;
+	uint64_t *keys; /* prepared statements there (prep_key) */
+};
+void sv_moved_free(struct sv_moved *m);
+int tko_parse_server(const uint8_t *rec, size_t len, struct sv_moved *m);
+/* takeover.c: queues idle server sv (node: its [[nodes]] name) with a dup
+ * of its socket; 0 or -errno (it stays). */
+int tko_queue_server(struct server *sv, const char *node);
+/* server.c: the new process pools an idle server from m on fd (taken);
+ * closed when it cannot (node gone, pool full, state it cannot vouch for). */
+void sv_adopt_idle(struct worker *w, int fd, const struct sv_moved *m);
+/* server.c: the old process hands its pools' idle servers over (worker 0
+ * while it drains; w NULL: the main thread once the workers ended); those
+ * that cannot go are closed. */
+void sv_pool_hand_idle(struct worker *w, struct pool *p);
+/* server.c: the server connection that came with a session-pooled
+ * client m on socket fd (taken), bound to cl, counted in pool; NULL (fd
+ * closed) when out of memory. */
+struct server *sv_adopt(struct worker *w, struct pool *pool, int node_idx, int fd,
+                        struct client *cl, const struct cl_moved *m);
+/* The old process (g_tko_handing): starts handing idle clients of w over;
+ * true when w has none left to wait for. */
+void cl_move_idle(struct worker *w);
+/* Bytes arrived on a moving client or its server: it stays for now. */
+void cl_move_abort(struct client *cl);
+/* Receiving stopped for a hand-over (cl->moving) on the client's socket
+ * (part 1) or its session's server (part 2). */
+void cl_move_part_stopped(struct client *cl, uint8_t part);
+/* The new process: a CancelRequest for a key it does not know goes to the
+ * old process while it still has clients (0, or -errno). */
+int tko_forward_cancel(uint32_t pid, uint32_t key);
+/* Packs cl's state and queues it with a dup of its socket for the sender
+ * thread. 0, or -errno (cl stays). */
+int tko_queue_client(struct client *cl);
 
 uint64_t conn_next_id(void);
 void conn_now(struct timespec *ts);

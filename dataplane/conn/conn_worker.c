@@ -13,6 +13,7 @@
 #include "dataplane/conn/cancel.h"
 #include "dataplane/conn/listen.h"
 #include "dataplane/conn/splice.h"
+#include "dataplane/conn/takeover.h"
 #include "dataplane/pipeline/route.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/pool/pool.h"
@@ -111,7 +112,10 @@ static void on_accept(struct io_sock *s, int fd)
 		log_warn("worker %d: accept failed: %s", w->idx, strerror(-fd));
 		return;
 	}
-	if (__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE)) {
+	/* a connection accepted while an online restart takes the socket
+	 * away is served here, and moves once idle */
+	if (__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE) &&
+	    !__atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE)) {
 		close(fd);
 		return;
 	}
@@ -448,11 +452,16 @@ int conn_worker_init(struct worker *w, int idx, char *err, size_t errlen)
 	w->cw = cw;
 	struct snap *sn = snap_current();
 	const struct cfg *c = sn->cfg;
-	int r = listen_tcp(c->listen_address, err, errlen);
+	/* online restart: the old process's sockets, their backlogs included */
+	int r = tko_take_listen_fd(idx);
+	if (r < 0)
+		r = listen_tcp(c->listen_address, err, errlen);
 	if (r >= 0) {
 		cw->listen_fd = r;
 		if (idx == 0 && c->unix_socket_dir[0]) {
-			r = listen_unix(c->unix_socket_dir, c->listen_address, err, errlen);
+			r = tko_take_listen_fd(-1);
+			if (r < 0)
+				r = listen_unix(c->unix_socket_dir, c->listen_address, err, errlen);
 			if (r >= 0)
 				cw->unix_fd = r;
 		}
@@ -491,13 +500,25 @@ void conn_worker_stop(struct worker *w)
 	if (!cw->listening)
 		return;
 	cw->listening = false;
+	if (__atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE) || tko_adopting()) {
+		/* the new process listens on them now, or (a takeover of ours
+		 * that failed at start) the old one still does */
+		cw->listen_sock.flags |= IO_F_SHARED;
+		cw->unix_sock.flags |= IO_F_SHARED;
+	}
 	io_sock_close(&cw->listen_sock);
 	if (cw->unix_fd >= 0)
 		io_sock_close(&cw->unix_sock);
-	/* Idle pooled servers are not needed any more. */
+	/* Idle pooled servers are not needed any more (online restart: the
+	 * new process pools them) */
+	bool hand = __atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE);
 	if (w->idx == 0)
-		for (struct pool *p = pool_first(); p; p = pool_next_of(p))
-			sv_pool_close_idle(w, p);
+		for (struct pool *p = pool_first(); p; p = pool_next_of(p)) {
+			if (hand)
+				sv_pool_hand_idle(w, p);
+			else
+				sv_pool_close_idle(w, p);
+		}
 }
 
 /* SHUTDOWN on the admin console (conn_set_shutdown): how the drain ends. */
@@ -526,6 +547,16 @@ static void drain_close(struct client *cl, int mode, bool pool_clients_left)
 bool conn_worker_done(struct worker *w)
 {
 	struct conn_worker *cw = cw_of(w);
+	/* online restart: idle clients go to the new process, the others
+	 * finish their transaction here first */
+	if (__atomic_load_n(&g_tko_handing, __ATOMIC_ACQUIRE)) {
+		cl_move_idle(w);
+		/* servers released since (transactions that finished here) go
+		 * to the new process's pool too, warm, instead of closing */
+		if (w->idx == 0)
+			for (struct pool *p = pool_first(); p; p = pool_next_of(p))
+				sv_pool_hand_idle(w, p);
+	}
 	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN] && !cw->sv[SVL_HANDOVER])
 		return true;
 	int mode = __atomic_load_n(&shutdown_mode, __ATOMIC_ACQUIRE);

@@ -33,7 +33,8 @@ struct conn_worker {
 	int listen_fd, unix_fd;
 	struct io_sock listen_sock, unix_sock;
 	bool listening;
-	struct timespec drain_start; /* workers_stop() seen */
+	struct timespec drain_start;     /* workers_stop() seen */
+	struct timespec tko_empty_since; /* online restart: its last client left */
 
 	struct slab client_slab;
 	struct client *clients; /* every client of this worker (not a state) */

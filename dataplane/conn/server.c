@@ -406,6 +406,39 @@ out:
 	return r;
 }
 
+struct server *sv_adopt(struct worker *w, struct pool *pool, int node_idx, int fd,
+                        struct client *cl, const struct cl_moved *m)
+{
+	struct server *sv = sv_alloc(cl->snap->cfg, node_idx);
+	if (!sv) {
+		close(fd);
+		return NULL;
+	}
+	/* where it is connected, whatever the new config says of the node */
+	snprintf(sv->node_host, sizeof(sv->node_host), "%s", m->sv.host);
+	sv->node_port = (int)m->sv.port;
+	sv->pool = pool;
+	sv->counted = true;
+	take_client_identity(sv, cl);
+	sv->signature = cl->signature;
+	sv->backend_pid = m->sv.backend_pid;
+	sv->backend_key = m->sv.backend_key;
+	for (uint32_t i = 0; i < m->sv.n_params && i < SV_MAX_PARAMS; i++) {
+		sv->param_name[i] = strdup(m->sv.pnames[i]);
+		sv->param_value[i] = strdup(m->sv.pvalues[i]);
+		sv->n_params = (int)i + 1;
+	}
+	sv->created.tv_sec -= m->sv.age_secs; /* server_lifetime_secs goes on counting */
+	sv->tx_status = 'I';
+	sv->clean = true;
+	io_sock_init(&sv->ep.sock, fd, &sv_ops, sv);
+	sv->w = w;
+	io_sock_attach(w->loop, &sv->ep.sock);
+	sv->client = cl;
+	sv_set_state(sv, SV_ACTIVE);
+	return sv;
+}
+
 int sv_auth_query(struct worker *w, struct client *cl, int node_idx)
 {
 	const struct cfg *c = cl->snap->cfg;
@@ -530,6 +563,106 @@ static void close_uncounted(struct worker *w, struct pool_item *it)
 void sv_pool_close_idle(struct worker *w, struct pool *p)
 {
 	close_uncounted(w, pool_take_all_idle(p));
+}
+
+void sv_pool_hand_idle(struct worker *w, struct pool *p)
+{
+	struct snap *sn = snap_current();
+	const struct cfg *c = sn->cfg;
+	struct pool_item *it = pool_take_all_idle(p);
+	unsigned moved = 0;
+	while (it) {
+		struct pool_item *next = it->next;
+		struct server *sv = sv_of_pool_item(it);
+		sv->counted = false; /* already uncounted by the pool */
+		if (w)
+			sv_attach(sv, w);
+		/* what the new process can vouch for: a plain server whose session
+		 * state the proxy follows (transaction pooling) or that was reset
+		 * (session pooling) */
+		bool can = (sv->txn || (sv->clean && sv->tx_status == 'I')) && !sv->ep.tls &&
+		           !sv->needs_reset && !sv->sqlprep_n && !pool_tenant(p)[0] &&
+		           sv->node_idx >= 0 && (size_t)sv->node_idx < c->n_nodes && sv_alive(sv);
+		bool sent = can && tko_queue_server(sv, c->nodes[sv->node_idx].name) == 0;
+		moved += sent;
+		if (w) {
+			if (sent)
+				sv->ep.sock.flags |= IO_F_SHARED;
+			sv_close(sv);
+		} else {
+			/* the workers ended: no loop to close it on */
+			close(sv->ep.sock.fd);
+			sv_free_detached(sv);
+		}
+		it = next;
+	}
+	if (moved)
+		log_debug("takeover: %u idle server%s of pool %s/%s handed over", moved,
+		          moved == 1 ? "" : "s", pool_database(p), pool_user(p));
+	snap_unref(sn);
+}
+
+void sv_adopt_idle(struct worker *w, int fd, const struct sv_moved *m)
+{
+	struct snap *sn = snap_current();
+	const struct cfg *c = sn->cfg;
+	int node = -1;
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (!strcmp(c->nodes[i].name, m->node))
+			node = (int)i;
+	struct pool *pool = node >= 0 ? pool_lookup(m->database, m->user, "", node, 0) : NULL;
+	struct server *sv = pool ? sv_alloc(c, node) : NULL;
+	if (!sv) {
+		close(fd); /* its node is gone from the config, or out of memory */
+		snap_unref(sn);
+		return;
+	}
+	snprintf(sv->node_host, sizeof(sv->node_host), "%s", m->host);
+	sv->node_port = (int)m->port;
+	snprintf(sv->user, sizeof(sv->user), "%s", m->user);
+	snprintf(sv->database, sizeof(sv->database), "%s", m->database);
+	sv->pool = pool;
+	sv->txn = m->txn;
+	sv->signature = m->signature;
+	sv->backend_pid = m->backend_pid;
+	sv->backend_key = m->backend_key;
+	/* ids are this process's now: never taken for the last client's */
+	sv->last_client = m->served ? UINT64_MAX : 0;
+	sv->created.tv_sec -= m->age_secs;
+	sv->tx_status = 'I';
+	sv->clean = true;
+	io_sock_init(&sv->ep.sock, fd, &sv_ops, sv);
+	bool ok = true;
+	for (uint32_t i = 0; i < m->n_params && i < SV_MAX_PARAMS && ok; i++) {
+		sv->param_name[i] = strdup(m->pnames[i]);
+		sv->param_value[i] = strdup(m->pvalues[i]);
+		sv->n_params = (int)i + 1;
+		ok = sv->param_name[i] && sv->param_value[i];
+	}
+	guc_init(&sv->applied);
+	for (uint32_t i = 0; i < m->n_applied && ok; i++)
+		ok = guc_put(&sv->applied, m->applied[i].name, m->applied[i].value,
+		             m->applied[i].is_stmt) == 0;
+	prep_server_init(&sv->prep, (uint32_t)c->pool.max_prepared_statements);
+	for (uint32_t i = 0; i < m->n_keys && ok; i++) {
+		uint64_t ev;
+		ok = !prep_server_add(&sv->prep, m->keys[i], &ev);
+	}
+	/* every statement prepared there must be known, or a Parse of the
+	 * same name would fail on it: else it is not pooled */
+	ok = ok && sv->prep.n == m->n_keys;
+	sv_set_state(sv, SV_IDLE);
+	conn_now(&sv->last_used);
+	sv->pitem.signature = sv->signature;
+	sv->pitem.created = sv->created;
+	sv->pitem.last_used = sv->last_used;
+	pool_adopt(pool);
+	sv->counted = true;
+	if (!ok || !pool_release(pool, &sv->pitem, w)) {
+		sv_attach(sv, w);
+		sv_close(sv);
+	}
+	snap_unref(sn);
 }
 
 void sv_pool_expire(struct worker *w, struct pool *p, const struct timespec *now, int idle_timeout,
@@ -947,6 +1080,8 @@ static void sv_on_recv(struct io_sock *s, struct io_chunk *c)
 		io_chunk_release(sv->w->loop, c); /* after our Terminate: nothing to read */
 		return;
 	}
+	if (sv->client && sv->client->moving)
+		cl_move_abort(sv->client); /* it spoke: the session is busy, not moved yet */
 	if (sv->parking) {
 		io_chunk_release(sv->w->loop, c);
 		sv->parking = false;
@@ -1117,6 +1252,10 @@ static void to_pool(struct server *sv);
 static void sv_on_recv_stopped(struct io_sock *s)
 {
 	struct server *sv = s->owner;
+	if (sv->client && sv->client->moving && sv->client->server == sv) {
+		cl_move_part_stopped(sv->client, 2);
+		return;
+	}
 	if (sv->client && splice_recv_stopped(sv->client, true))
 		return;
 	if (!sv->parking)

@@ -158,6 +158,11 @@ void tx_ev_bind(struct client *cl, struct server *sv)
 		sv->qev = calloc(1, sizeof(*sv->qev));
 }
 
+bool tx_ev_idle(const struct server *sv)
+{
+	return !sv->qev || sv->qev->n == 0;
+}
+
 void tx_ev_server_free(struct server *sv)
 {
 	free(sv->qev);

@@ -46,6 +46,8 @@ void tx_ev_start(struct client *cl, struct server *sv, uint8_t type, const char 
                  const char *sql, size_t len, bool whole);
 /* cl got sv: sv follows its statements' completion when someone listens. */
 void tx_ev_bind(struct client *cl, struct server *sv);
+/* No statement of sv awaits its ReadyForQuery (online restart: it may move). */
+bool tx_ev_idle(const struct server *sv);
 /* Server -> client: a CommandComplete or ErrorResponse body for the oldest
  * statement, and the ReadyForQuery that completes it. */
 void tx_ev_response(struct server *sv, uint8_t type, const uint8_t *body, uint32_t len);

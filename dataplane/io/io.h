@@ -68,6 +68,8 @@ enum {
 	IO_F_NOBUFS = 1 << 9,        /* waiting for free buffers to re-arm */
 	IO_F_SENT_PENDING = 1 << 10, /* epoll: write done, on_sent not dispatched yet */
 	IO_F_HUP_WATCH = 1 << 11,    /* watching for the peer's close only (io_hup_watch) */
+	IO_F_SHARED = 1 << 12,       /* another process holds the socket too (online restart):
+	                              * closing never shuts it down */
 };
 
 struct io_sock {

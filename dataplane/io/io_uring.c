@@ -246,8 +246,9 @@ void iou_close(struct io_sock *s)
 	io_uring_sqe_set_data64(sqe, ud(s, OP_CANCEL));
 	s->inflight++;
 	/* A blocked send may not be cancellable; shutting the socket down
-	 * makes it fail at once. */
-	shutdown(s->fd, SHUT_RDWR);
+	 * makes it fail at once. Not one another process goes on with. */
+	if (!(s->flags & IO_F_SHARED))
+		shutdown(s->fd, SHUT_RDWR);
 }
 
 static void op_done(struct io_sock *s)

@@ -538,6 +538,14 @@ bool pool_release(struct pool *p, struct pool_item *it, const void *self)
 	return true;
 }
 
+void pool_adopt(struct pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->total++;
+	p->served++;
+	pthread_mutex_unlock(&p->mu);
+}
+
 void pool_drop(struct pool *p, int max_size)
 {
 	pthread_mutex_lock(&p->mu);

@@ -127,6 +127,10 @@ int pool_busy_hint(struct pool *p);
 /* A counted connection (or a permit) is gone: passes the right to connect
  * to the first waiter while below max_size. */
 void pool_drop(struct pool *p, int max_size);
+/* A connection that arrived logged in and in use (online restart: handed
+ * over by the old process) is counted, above max_size if need be: the
+ * pool releases the excess as it comes back (pool_release). */
+void pool_adopt(struct pool *p);
 /* Removes a queued waiter; false when it was already handed something
  * (granted() is then on its way). */
 bool pool_cancel_wait(struct pool *p, struct pool_waiter *wt);
