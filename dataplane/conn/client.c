@@ -919,17 +919,31 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 		}
 		if (t > 0 && conn_elapsed(&cl->wait_start, now) >= t) {
 			if (pool_cancel_wait(cl->pool, &cl->pw)) {
-				char msg[300];
+				char msg[400], caps[120] = "";
+				struct pool_limits l;
 				pool_note_timeout(cl->pool);
 				cl_set_queue(cl, CLQ_NONE);
+				/* the caps shared with other pools may be what held it */
+				pool_get_limits(cl->pool, &l);
+				if (l.db_cap && l.user_cap)
+					snprintf(caps, sizeof(caps),
+					         ", max_db_connections %d and max_user_connections "
+					         "%d shared with other pools",
+					         l.db_cap, l.user_cap);
+				else if (l.db_cap || l.user_cap)
+					snprintf(caps, sizeof(caps),
+					         ", %s %d shared with other pools",
+					         l.db_cap ? "max_db_connections"
+					                  : "max_user_connections",
+					         l.db_cap ? l.db_cap : l.user_cap);
 				snprintf(
 				    msg, sizeof(msg),
 				    "query_wait_timeout: no server connection became free "
 				    "within %d s in pool \"%s/%s\" (database \"%s\", user \"%s\", "
-				    "max_pool_size %d)",
+				    "max_pool_size %d%s)",
 				    t, pool_database(cl->pool), pool_user(cl->pool),
 				    pool_database(cl->pool), pool_user(cl->pool),
-				    pool_max(cl->pool));
+				    pool_max(cl->pool), caps);
 				if (cl->txn && cl->state == CL_ACTIVE && !cl->login_pending)
 					/* between transactions: that request fails, the
 					 * connection stays */
