@@ -1256,15 +1256,13 @@ void cl_timeouts_tick(struct worker *w, const struct timespec *now)
 			cl->rx_seen = cl->rx_n;
 			cl->idle_since = *now;
 		}
-		char msg[200];
 		if (qt > 0 && q_busy && conn_elapsed(&sv->q_start, now) >= qt) {
-			snprintf(msg, sizeof(msg), "query timeout");
 			log_info("client %llu %s user=%s db=%s: query running longer than "
 			         "query_timeout_secs = %d: cancelled",
 			         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, qt);
 			cl->close_logged = true;
 			cancel_forward(cl->w, cl->cancel_pid, cl->cancel_key);
-			cl_close(cl, "57014", msg);
+			cl_close(cl, "57014", "query timeout"); /* PgBouncer's text */
 		} else if (it > 0 && x_busy && !q_busy && (sv->z_at.tv_sec || sv->z_at.tv_nsec) &&
 		           conn_elapsed(&sv->z_at, now) >= it) {
 			log_info("client %llu %s user=%s db=%s: idle in transaction longer than "

@@ -539,7 +539,6 @@ void sv_pool_expire(struct worker *w, struct pool *p, const struct timespec *now
 	                pool_collect_expired(p, now, idle_timeout, lifetime, min_idle, item_alive));
 }
 
-/* Closes a server; a bound client is told (and closed after its flush). */
 #define HANDOVER_MAX_SECS 2
 
 void sv_close_handover(struct server *sv)
@@ -588,6 +587,7 @@ void sv_handover_tick(struct worker *w, const struct timespec *now)
 	}
 }
 
+/* Closes a server; a bound client is told (and closed after its flush). */
 void sv_close(struct server *sv)
 {
 	if (sv->state == SV_CLOSING)
