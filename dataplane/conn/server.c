@@ -545,11 +545,11 @@ void sv_close_handover(struct server *sv)
 {
 	static const uint8_t term[5] = {'X', 0, 0, 0, 4};
 
-	if (sv->state == SV_CLOSING || !sv->counted || !sv->pool || sv->ep.tls || !sv->w ||
-	    sv->ep.sock.fd < 0 || !io_sock_idle(&sv->ep.sock) || !ep_flushed(&sv->ep) ||
-	    send(sv->ep.sock.fd, term, sizeof(term), MSG_DONTWAIT | MSG_NOSIGNAL) !=
-	        (ssize_t)sizeof(term) ||
-	    io_recv_start(&sv->ep.sock) < 0) {
+	/* Terminate through the endpoint: encrypted on a TLS connection (the
+	 * test cluster's, and sslmode prefer's, servers are TLS) */
+	if (sv->state == SV_CLOSING || !sv->counted || !sv->pool || !sv->w || sv->ep.sock.fd < 0 ||
+	    !io_sock_idle(&sv->ep.sock) || !ep_flushed(&sv->ep) ||
+	    ep_send_bytes(&sv->ep, term, sizeof(term)) < 0 || io_recv_start(&sv->ep.sock) < 0) {
 		sv_close(sv);
 		return;
 	}
