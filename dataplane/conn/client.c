@@ -930,17 +930,31 @@ void cl_wait_timeout_check(struct worker *w, const struct timespec *now)
 		}
 		if (t > 0 && conn_elapsed(&cl->wait_start, now) >= t) {
 			if (pool_cancel_wait(cl->pool, &cl->pw)) {
-				char msg[300];
+				char msg[400], caps[120] = "";
+				struct pool_limits l;
 				pool_note_timeout(cl->pool);
 				cl_set_queue(cl, CLQ_NONE);
+				/* the caps shared with other pools may be what held it */
+				pool_get_limits(cl->pool, &l);
+				if (l.db_cap && l.user_cap)
+					snprintf(caps, sizeof(caps),
+					         ", max_db_connections %d and max_user_connections "
+					         "%d shared with other pools",
+					         l.db_cap, l.user_cap);
+				else if (l.db_cap || l.user_cap)
+					snprintf(caps, sizeof(caps),
+					         ", %s %d shared with other pools",
+					         l.db_cap ? "max_db_connections"
+					                  : "max_user_connections",
+					         l.db_cap ? l.db_cap : l.user_cap);
 				snprintf(
 				    msg, sizeof(msg),
 				    "query_wait_timeout: no server connection became free "
 				    "within %d s in pool \"%s/%s\" (database \"%s\", user \"%s\", "
-				    "max_pool_size %d)",
+				    "max_pool_size %d%s)",
 				    t, pool_database(cl->pool), pool_user(cl->pool),
 				    pool_database(cl->pool), pool_user(cl->pool),
-				    pool_max(cl->pool));
+				    pool_max(cl->pool), caps);
 				if (cl->txn && cl->state == CL_ACTIVE && !cl->login_pending)
 					/* between transactions: that request fails, the
 					 * connection stays */
@@ -1258,15 +1272,13 @@ void cl_timeouts_tick(struct worker *w, const struct timespec *now)
 			cl->rx_seen = cl->rx_n;
 			cl->idle_since = *now;
 		}
-		char msg[200];
 		if (qt > 0 && q_busy && conn_elapsed(&sv->q_start, now) >= qt) {
-			snprintf(msg, sizeof(msg), "query timeout");
 			log_info("client %llu %s user=%s db=%s: query running longer than "
 			         "query_timeout_secs = %d: cancelled",
 			         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, qt);
 			cl->close_logged = true;
 			cancel_forward(cl->w, cl->cancel_pid, cl->cancel_key);
-			cl_close(cl, "57014", msg);
+			cl_close(cl, "57014", "query timeout"); /* PgBouncer's text */
 		} else if (it > 0 && x_busy && !q_busy && (sv->z_at.tv_sec || sv->z_at.tv_nsec) &&
 		           conn_elapsed(&sv->z_at, now) >= it) {
 			log_info("client %llu %s user=%s db=%s: idle in transaction longer than "

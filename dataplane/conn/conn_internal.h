@@ -541,8 +541,7 @@ bool sv_set_state(struct server *sv, enum sv_state to);
  * (max_db/user_connections, a lowered size): Terminate, then the slot is
  * freed when PostgreSQL has closed the backend (EOF), or after
  * HANDOVER_MAX_SECS, so pg_stat_activity never shows more backends than the
- * cap while the slot moves. TLS servers (Terminate must be encrypted) and
- * servers with I/O in flight close at once. */
+ * cap while the slot moves. A server with I/O in flight closes at once. */
 void sv_close_handover(struct server *sv);
 /* From the worker's tick: handovers whose backend never answered. */
 void sv_handover_tick(struct worker *w, const struct timespec *now);

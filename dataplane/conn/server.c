@@ -672,18 +672,17 @@ void sv_pool_expire(struct worker *w, struct pool *p, const struct timespec *now
 	                pool_collect_expired(p, now, idle_timeout, lifetime, min_idle, item_alive));
 }
 
-/* Closes a server; a bound client is told (and closed after its flush). */
 #define HANDOVER_MAX_SECS 2
 
 void sv_close_handover(struct server *sv)
 {
 	static const uint8_t term[5] = {'X', 0, 0, 0, 4};
 
-	if (sv->state == SV_CLOSING || !sv->counted || !sv->pool || sv->ep.tls || !sv->w ||
-	    sv->ep.sock.fd < 0 || !io_sock_idle(&sv->ep.sock) || !ep_flushed(&sv->ep) ||
-	    send(sv->ep.sock.fd, term, sizeof(term), MSG_DONTWAIT | MSG_NOSIGNAL) !=
-	        (ssize_t)sizeof(term) ||
-	    io_recv_start(&sv->ep.sock) < 0) {
+	/* Terminate through the endpoint: encrypted on a TLS connection (the
+	 * test cluster's, and sslmode prefer's, servers are TLS) */
+	if (sv->state == SV_CLOSING || !sv->counted || !sv->pool || !sv->w || sv->ep.sock.fd < 0 ||
+	    !io_sock_idle(&sv->ep.sock) || !ep_flushed(&sv->ep) ||
+	    ep_send_bytes(&sv->ep, term, sizeof(term)) < 0 || io_recv_start(&sv->ep.sock) < 0) {
 		sv_close(sv);
 		return;
 	}
@@ -721,6 +720,7 @@ void sv_handover_tick(struct worker *w, const struct timespec *now)
 	}
 }
 
+/* Closes a server; a bound client is told (and closed after its flush). */
 void sv_close(struct server *sv)
 {
 	if (sv->state == SV_CLOSING)

@@ -229,6 +229,15 @@ void pool_set_limits(struct pool *p, const struct pool_limits *l)
 	__atomic_store_n(&p->user_cap, l->user_cap, __ATOMIC_RELAXED);
 }
 
+void pool_get_limits(const struct pool *p, struct pool_limits *l)
+{
+	l->size = __atomic_load_n(&p->size, __ATOMIC_RELAXED);
+	l->min = __atomic_load_n(&p->min, __ATOMIC_RELAXED);
+	l->reserve = __atomic_load_n(&p->reserve, __ATOMIC_RELAXED);
+	l->db_cap = __atomic_load_n(&p->db_cap, __ATOMIC_RELAXED);
+	l->user_cap = __atomic_load_n(&p->user_cap, __ATOMIC_RELAXED);
+}
+
 int pool_min(const struct pool *p, int dflt)
 {
 	int m = __atomic_load_n(&p->min, __ATOMIC_RELAXED);

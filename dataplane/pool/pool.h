@@ -97,6 +97,8 @@ struct pool_limits {
 };
 void pool_set_limits(struct pool *p, const struct pool_limits *l);
 int pool_min(const struct pool *p, int dflt);
+/* The limits last set (zeros when none were). */
+void pool_get_limits(const struct pool *p, struct pool_limits *l);
 int pool_reserve(const struct pool *p);
 /* A queued waiter that has waited reserve_pool_timeout: a permit beyond
  * the pool's size (up to size + reserve, within the caps); true when

@@ -307,6 +307,20 @@ def test_global_max_user_connections_applies_without_entries(pg, proxy, config):
     assert max(s.samples) == 1, s.samples
 
 
+def test_wait_held_by_a_shared_cap_names_it(pg, proxy, config):
+    p = proxy(with_dbs(config, "transaction", pool={"query_wait_timeout_secs": 1},
+                       databases=[{"name": "shop", "dbname": APPDB},
+                                  {"name": "shop2", "dbname": APPDB}],
+                       users=[{"name": ALICE[0], "max_user_connections": 1}]))
+    with p.connect(dbname="shop", autocommit=False) as a, p.connect(dbname="shop2") as b:
+        a.execute("SELECT 1")  # holds the user's only server in its transaction
+        with pytest.raises(psycopg.Error) as e:
+            b.execute("SELECT 1")
+        assert e.value.sqlstate == "53300", e.value
+        assert "max_user_connections 1 shared with other pools" in str(e.value), e.value
+        a.rollback()
+
+
 def _one_sleep(p, dbname, secs):
     with p.connect(dbname=dbname) as c:
         c.execute(f"SELECT pg_sleep({secs})")
