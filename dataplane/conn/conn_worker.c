@@ -486,7 +486,7 @@ void conn_worker_stop(struct worker *w)
 bool conn_worker_done(struct worker *w)
 {
 	struct conn_worker *cw = cw_of(w);
-	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN])
+	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN] && !ireq_worker_busy())
 		return true;
 	struct timespec now;
 	conn_now(&now);
@@ -498,6 +498,7 @@ bool conn_worker_done(struct worker *w)
 	for (struct client *cl = cw->clients; cl; cl = cl->all_next)
 		if (cl->state != CL_CLOSING && cl->state != CL_CLOSED)
 			cl_close(cl, "57P01", "terminating connection due to proxy shutdown");
+	ireq_worker_abort();
 	return conn_elapsed(&cw->drain_start, &now) > grace + CLOSE_LINGER_SECS + 1;
 }
 
