@@ -602,6 +602,11 @@ void ireq_server_gone(struct server *sv);
 /* Pending requests retry for a server, or time out. */
 void ireq_worker_tick(uint64_t now_ns);
 void ireq_worker_exit(void);
+/* A drain waits for this worker's internal requests on a server (a
+ * catalog read a session client did not wait for may still run): busy
+ * while one does; abort closes their servers once the grace is over. */
+bool ireq_worker_busy(void);
+void ireq_worker_abort(void);
 
 /* takeover.c / client.c: a client handed over by an old process (online
  * restart), as read from its CLIENT record (pointers into the record). */

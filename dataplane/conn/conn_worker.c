@@ -557,7 +557,8 @@ bool conn_worker_done(struct worker *w)
 			for (struct pool *p = pool_first(); p; p = pool_next_of(p))
 				sv_pool_hand_idle(w, p);
 	}
-	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN] && !cw->sv[SVL_HANDOVER])
+	if (cw->n_clients == 0 && !cw->sv[SVL_LOGIN] && !cw->sv[SVL_HANDOVER] &&
+	    !ireq_worker_busy())
 		return true;
 	int mode = __atomic_load_n(&shutdown_mode, __ATOMIC_ACQUIRE);
 	/* over every worker: an admin session waits for all pool clients */
@@ -577,6 +578,7 @@ bool conn_worker_done(struct worker *w)
 	for (struct client *cl = cw->clients; cl; cl = cl->all_next)
 		if (cl->state != CL_CLOSING && cl->state != CL_CLOSED)
 			cl_close(cl, "57P01", "terminating connection due to proxy shutdown");
+	ireq_worker_abort();
 	return conn_elapsed(&cw->drain_start, &now) > grace + CLOSE_LINGER_SECS + 1;
 }
 

@@ -393,6 +393,23 @@ void ireq_worker_tick(uint64_t now_ns)
 	}
 }
 
+bool ireq_worker_busy(void)
+{
+	return running != NULL;
+}
+
+void ireq_worker_abort(void)
+{
+	for (struct ireq_run *r = running; r; r = running) {
+		struct server *sv = r->sv;
+		unlink_running(r);
+		sv->ireq = NULL;
+		sv->ep.in_max = 0;
+		sv_close(sv);
+		fail(r, -ESHUTDOWN, "internal request: shutting down");
+	}
+}
+
 void ireq_worker_exit(void)
 {
 	while (pending) {
