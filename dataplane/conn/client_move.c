@@ -223,6 +223,15 @@ void cl_adopt(struct worker *w, int fd, int sfd, const struct cl_moved *m)
 	snprintf(cl->peer, sizeof(cl->peer), "%s", m->peer);
 	snprintf(cl->user, sizeof(cl->user), "%s", m->user);
 	snprintf(cl->database, sizeof(cl->database), "%s", m->database);
+	/* what its servers log in as: its [[databases]] entry in this
+	 * process's config (as resolve_database() in login.c; the startup
+	 * parameters the entry added came with the record) */
+	bool no_entry;
+	cl->db = cfg_database_find(sn->cfg, cl->database, &no_entry);
+	snprintf(cl->sv_database, sizeof(cl->sv_database), "%s",
+	         cl->db && cl->db->dbname[0] ? cl->db->dbname : cl->database);
+	snprintf(cl->sv_user, sizeof(cl->sv_user), "%s",
+	         cl->db && cl->db->user[0] ? cl->db->user : cl->user);
 	snprintf(cl->jwt_tenant, sizeof(cl->jwt_tenant), "%s", m->jwt_tenant);
 	ep_init(&cl->ep);
 	io_sock_init(&cl->ep.sock, fd, &cl_ops, cl);
