@@ -16,18 +16,9 @@
 #include <string.h>
 
 #include "dataplane/conn/conn_internal.h"
+#include "chunk_testutil.h"
 
 #define UNUSED __attribute__((unused))
-
-static struct io_chunk *chunk_of(const char *s)
-{
-	size_t n = strlen(s);
-	struct io_chunk *c = io_chunk_new((uint32_t)n);
-	assert_non_null(c);
-	memcpy(c->data, s, n);
-	c->len = (uint32_t)n;
-	return c;
-}
 
 static void test_adopted_chunk_is_read_in_place_and_released_with_its_last_byte(void **st UNUSED)
 {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "dataplane/conn/conn_internal.h"
+#include "chunk_testutil.h"
 
 #define UNUSED __attribute__((unused))
 
@@ -44,15 +45,19 @@ static void on_closed(struct io_sock *s UNUSED)
 
 static const struct io_sock_ops ops = {.on_sent = on_sent, .on_closed = on_closed};
 
-static struct io_loop *loop_or_skip(enum io_backend b)
+/* A loop of backend b and a non-blocking socketpair (sv[0] for the loop,
+ * sv[1] read by the test); NULL, saying so, where b cannot run here. */
+static struct io_loop *loop_and_pair(enum io_backend b, int sv[2])
 {
 	int err = 0;
 	struct io_loop *l = io_loop_new(b, &err);
 	if (!l || io_loop_backend(l) != b) {
 		if (l)
 			io_loop_free(l);
+		print_message("backend %s unavailable here: skipped\n", io_backend_str(b));
 		return NULL;
 	}
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	return l;
 }
 
@@ -73,13 +78,10 @@ static size_t pump(struct io_loop *l, struct io_sock *s, int far, uint8_t *got, 
 
 static void sendv_in_pieces(enum io_backend b)
 {
-	struct io_loop *l = loop_or_skip(b);
-	if (!l) {
-		print_message("backend %s unavailable here: skipped\n", io_backend_str(b));
-		return;
-	}
 	int sv[2];
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	struct io_loop *l = loop_and_pair(b, sv);
+	if (!l)
+		return;
 	int small = 4096; /* the socket takes a few KiB at a time: ends fall inside buffers */
 	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	struct peer p = {0};
@@ -131,25 +133,12 @@ static void test_sendv_sends_every_buffer_in_order_with_one_on_sent_epoll(void *
 	sendv_in_pieces(IO_BACKEND_EPOLL);
 }
 
-static struct io_chunk *chunk_of(const char *s)
-{
-	size_t n = strlen(s);
-	struct io_chunk *c = io_chunk_new((uint32_t)n);
-	assert_non_null(c);
-	memcpy(c->data, s, n);
-	c->len = (uint32_t)n;
-	return c;
-}
-
 static void corked_queue(enum io_backend b)
 {
-	struct io_loop *l = loop_or_skip(b);
-	if (!l) {
-		print_message("backend %s unavailable here: skipped\n", io_backend_str(b));
-		return;
-	}
 	int sv[2];
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	struct io_loop *l = loop_and_pair(b, sv);
+	if (!l)
+		return;
 	struct endpoint ep;
 	ep_init(&ep);
 	struct peer p = {.ep = &ep};
