@@ -608,6 +608,13 @@ void ireq_worker_exit(void);
 bool ireq_worker_busy(void);
 void ireq_worker_abort(void);
 
+/* A setting in a CLIENT or SERVER record: a client's wanted settings, a
+ * server's applied ones (pointers into the record). */
+struct tko_guc {
+	const char *name, *value;
+	bool is_stmt;
+};
+
 /* takeover.c / client.c: a client handed over by an old process (online
  * restart), as read from its CLIENT record (pointers into the record). */
 struct cl_moved {
@@ -618,10 +625,7 @@ struct cl_moved {
 	uint8_t client_key[32];
 	const char **pnames, **pvalues; /* startup parameters */
 	uint32_t n_params;
-	struct {
-		const char *name, *value;
-		bool is_stmt;
-	} * want; /* its settings (startup + SET) */
+	struct tko_guc *want; /* its settings (startup + SET) */
 	uint32_t n_want;
 	struct {
 		const char *name;
@@ -655,10 +659,7 @@ struct sv_moved {
 	bool served; /* it served a client (DISCARD SEQUENCES before the next) */
 	bool txn;    /* transaction pooling's (else session pooling's, reset) */
 	const char **pnames, **pvalues;
-	struct {
-		const char *name, *value;
-		bool is_stmt;
-	} * applied;
+	struct tko_guc *applied;
 	uint64_t *keys; /* prepared statements there (prep_key) */
 };
 void sv_moved_free(struct sv_moved *m);

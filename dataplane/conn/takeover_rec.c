@@ -87,6 +87,42 @@ const char *tko_r_str(struct tko_rbuf *b)
 	return (const char *)p;
 }
 
+/* n name/value pairs (at most max) into a calloc'd array, names first
+ * then values: 0, -EPROTO or -ENOMEM. */
+static int tko_r_pairs(struct tko_rbuf *b, uint32_t max, uint32_t *n, const char ***names,
+                       const char ***values)
+{
+	*n = tko_r_u32(b);
+	if (b->bad || *n > max)
+		return -EPROTO;
+	*names = calloc(2 * (size_t)*n + 1, sizeof(char *));
+	if (!*names)
+		return -ENOMEM;
+	*values = *names + *n;
+	for (uint32_t i = 0; i < *n; i++) {
+		(*names)[i] = tko_r_str(b);
+		(*values)[i] = tko_r_str(b);
+	}
+	return b->bad ? -EPROTO : 0;
+}
+
+/* A list of settings, as tko_r_pairs. */
+static int tko_r_gucs(struct tko_rbuf *b, uint32_t *n, struct tko_guc **g)
+{
+	*n = tko_r_u32(b);
+	if (b->bad || *n > GUC_MAX)
+		return -EPROTO;
+	*g = calloc(*n + 1, sizeof(**g));
+	if (!*g)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < *n; i++) {
+		(*g)[i].name = tko_r_str(b);
+		(*g)[i].value = tko_r_str(b);
+		(*g)[i].is_stmt = tko_r_u32(b) != 0;
+	}
+	return b->bad ? -EPROTO : 0;
+}
+
 /* The client's state as the new process needs it to go on (cl_can_move
  * said it can move: idle, no server, nothing half-way). */
 int tko_pack_client_into(const struct client *cl, struct tko_wbuf *b)
@@ -223,27 +259,12 @@ int tko_parse_server(const uint8_t *rec, size_t len, struct sv_moved *m)
 	uint32_t flags = tko_r_u32(&b);
 	m->served = flags & 1u;
 	m->txn = flags & 2u;
-	m->n_params = tko_r_u32(&b);
-	if (b.bad || m->n_params > SV_MAX_PARAMS)
-		return -EPROTO;
-	m->pnames = calloc(2 * (size_t)m->n_params + 1, sizeof(char *));
-	if (!m->pnames)
-		return -ENOMEM;
-	m->pvalues = m->pnames + m->n_params;
-	for (uint32_t i = 0; i < m->n_params; i++) {
-		m->pnames[i] = tko_r_str(&b);
-		m->pvalues[i] = tko_r_str(&b);
-	}
-	m->n_applied = tko_r_u32(&b);
-	if (b.bad || m->n_applied > GUC_MAX)
-		goto bad;
-	m->applied = calloc(m->n_applied + 1, sizeof(*m->applied));
-	if (!m->applied)
-		goto oom;
-	for (uint32_t i = 0; i < m->n_applied; i++) {
-		m->applied[i].name = tko_r_str(&b);
-		m->applied[i].value = tko_r_str(&b);
-		m->applied[i].is_stmt = tko_r_u32(&b) != 0;
+	int rc = tko_r_pairs(&b, SV_MAX_PARAMS, &m->n_params, &m->pnames, &m->pvalues);
+	if (rc == 0)
+		rc = tko_r_gucs(&b, &m->n_applied, &m->applied);
+	if (rc < 0) {
+		sv_moved_free(m);
+		return rc;
 	}
 	m->n_keys = tko_r_u32(&b);
 	if (b.bad || m->n_keys > len)
@@ -312,27 +333,12 @@ int tko_parse_client(const uint8_t *rec, size_t len, struct cl_moved *m)
 	if (!(flags & 16u))
 		m->server_password = NULL;
 	m->jwt_tenant = tko_r_str(&b);
-	m->n_params = tko_r_u32(&b);
-	if (b.bad || m->n_params > PGW_MAX_PARAMS)
-		return -EPROTO;
-	m->pnames = calloc(2 * (size_t)m->n_params + 1, sizeof(char *));
-	if (!m->pnames)
-		return -ENOMEM;
-	m->pvalues = m->pnames + m->n_params;
-	for (uint32_t i = 0; i < m->n_params; i++) {
-		m->pnames[i] = tko_r_str(&b);
-		m->pvalues[i] = tko_r_str(&b);
-	}
-	m->n_want = tko_r_u32(&b);
-	if (b.bad || m->n_want > GUC_MAX)
-		goto bad;
-	m->want = calloc(m->n_want + 1, sizeof(*m->want));
-	if (!m->want)
-		goto oom;
-	for (uint32_t i = 0; i < m->n_want; i++) {
-		m->want[i].name = tko_r_str(&b);
-		m->want[i].value = tko_r_str(&b);
-		m->want[i].is_stmt = tko_r_u32(&b) != 0;
+	int rc = tko_r_pairs(&b, PGW_MAX_PARAMS, &m->n_params, &m->pnames, &m->pvalues);
+	if (rc == 0)
+		rc = tko_r_gucs(&b, &m->n_want, &m->want);
+	if (rc < 0) {
+		cl_moved_free(m);
+		return rc;
 	}
 	m->n_prep = tko_r_u32(&b);
 	if (b.bad || m->n_prep > len)
@@ -351,16 +357,10 @@ int tko_parse_client(const uint8_t *rec, size_t len, struct cl_moved *m)
 		m->sv.backend_pid = tko_r_u32(&b);
 		m->sv.backend_key = tko_r_u32(&b);
 		m->sv.age_secs = tko_r_u32(&b);
-		m->sv.n_params = tko_r_u32(&b);
-		if (b.bad || m->sv.n_params > SV_MAX_PARAMS)
-			goto bad;
-		m->sv.pnames = calloc(2 * (size_t)m->sv.n_params + 1, sizeof(char *));
-		if (!m->sv.pnames)
-			goto oom;
-		m->sv.pvalues = m->sv.pnames + m->sv.n_params;
-		for (uint32_t i = 0; i < m->sv.n_params; i++) {
-			m->sv.pnames[i] = tko_r_str(&b);
-			m->sv.pvalues[i] = tko_r_str(&b);
+		rc = tko_r_pairs(&b, SV_MAX_PARAMS, &m->sv.n_params, &m->sv.pnames, &m->sv.pvalues);
+		if (rc < 0) {
+			cl_moved_free(m);
+			return rc;
 		}
 	}
 	if (b.bad || b.pos != len)

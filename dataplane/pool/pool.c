@@ -436,6 +436,25 @@ struct pool_item *pool_evict_for(struct pool *p)
 	return it;
 }
 
+/* Takes wt out of p's queue wherever it stands (p->mu held); false when
+ * it was not there. */
+static bool unlink_waiter(struct pool *p, struct pool_waiter *wt)
+{
+	struct pool_waiter **pp = &p->wait_head, *prev = NULL;
+	while (*pp && *pp != wt) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (!*pp)
+		return false;
+	*pp = wt->next;
+	if (p->wait_tail == wt)
+		p->wait_tail = prev;
+	p->n_waiting--;
+	wt->next = NULL;
+	return true;
+}
+
 bool pool_try_reserve(struct pool *p, struct pool_waiter *wt)
 {
 	bool got = false, grp = capped(p);
@@ -448,17 +467,7 @@ bool pool_try_reserve(struct pool *p, struct pool_waiter *wt)
 	pthread_mutex_lock(&p->mu);
 	if (wt->state == POOL_W_QUEUED && p->total < pool_max(p) + reserve &&
 	    (!grp || group_room(p))) {
-		struct pool_waiter **pp = &p->wait_head, *prev = NULL;
-		while (*pp && *pp != wt) {
-			prev = *pp;
-			pp = &(*pp)->next;
-		}
-		if (*pp) {
-			*pp = wt->next;
-			if (p->wait_tail == wt)
-				p->wait_tail = prev;
-			p->n_waiting--;
-			wt->next = NULL;
+		if (unlink_waiter(p, wt)) {
 			wt->state = POOL_W_HANDED;
 			wt->item = NULL;
 			wt->permit = true;
@@ -581,17 +590,7 @@ bool pool_cancel_wait(struct pool *p, struct pool_waiter *wt)
 	bool removed = false;
 	pthread_mutex_lock(&p->mu);
 	if (wt->state == POOL_W_QUEUED) {
-		struct pool_waiter **pp = &p->wait_head, *prev = NULL;
-		while (*pp && *pp != wt) {
-			prev = *pp;
-			pp = &(*pp)->next;
-		}
-		if (*pp) {
-			*pp = wt->next;
-			if (p->wait_tail == wt)
-				p->wait_tail = prev;
-			p->n_waiting--;
-		}
+		unlink_waiter(p, wt);
 		wt->next = NULL;
 		wt->state = POOL_W_NONE;
 		removed = true;
