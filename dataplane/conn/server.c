@@ -68,6 +68,31 @@ static enum sv_list list_of(enum sv_state s)
 	}
 }
 
+/* sv off its worker's list (sv->wlist), or onto the head of list l. */
+static void wl_unlink(struct server *sv)
+{
+	struct server **head = &cw_of(sv->w)->sv[sv->wlist];
+	if (sv->wl_prev)
+		sv->wl_prev->wl_next = sv->wl_next;
+	else
+		*head = sv->wl_next;
+	if (sv->wl_next)
+		sv->wl_next->wl_prev = sv->wl_prev;
+	sv->wl_next = sv->wl_prev = NULL;
+	sv->wlist = SVL_NONE;
+}
+
+static void wl_push(struct server *sv, enum sv_list l)
+{
+	struct server **head = &cw_of(sv->w)->sv[l];
+	sv->wl_prev = NULL;
+	sv->wl_next = *head;
+	if (*head)
+		(*head)->wl_prev = sv;
+	*head = sv;
+	sv->wlist = l;
+}
+
 bool sv_set_state(struct server *sv, enum sv_state to)
 {
 	enum sv_state from = sv->state;
@@ -81,26 +106,11 @@ bool sv_set_state(struct server *sv, enum sv_state to)
 	}
 	enum sv_list l = sv->w ? list_of(to) : SVL_NONE;
 	if (l != sv->wlist) {
-		if (sv->wlist != SVL_NONE) {
-			/* the worker it is listed on: sv->w changes only while idle */
-			struct server **head = &cw_of(sv->w)->sv[sv->wlist];
-			if (sv->wl_prev)
-				sv->wl_prev->wl_next = sv->wl_next;
-			else
-				*head = sv->wl_next;
-			if (sv->wl_next)
-				sv->wl_next->wl_prev = sv->wl_prev;
-			sv->wl_next = sv->wl_prev = NULL;
-		}
-		if (l != SVL_NONE) {
-			struct server **head = &cw_of(sv->w)->sv[l];
-			sv->wl_prev = NULL;
-			sv->wl_next = *head;
-			if (*head)
-				(*head)->wl_prev = sv;
-			*head = sv;
-		}
-		sv->wlist = l;
+		/* the worker it is listed on: sv->w changes only while idle */
+		if (sv->wlist != SVL_NONE)
+			wl_unlink(sv);
+		if (l != SVL_NONE)
+			wl_push(sv, l);
 	}
 	sv->state = to;
 	return true;
@@ -694,15 +704,7 @@ void sv_close_handover(struct server *sv)
 /* The backend is gone (or never answered): the slot goes, and its socket. */
 static void handover_end(struct server *sv)
 {
-	struct server **head = &cw_of(sv->w)->sv[SVL_HANDOVER];
-	if (sv->wl_prev)
-		sv->wl_prev->wl_next = sv->wl_next;
-	else
-		*head = sv->wl_next;
-	if (sv->wl_next)
-		sv->wl_next->wl_prev = sv->wl_prev;
-	sv->wl_next = sv->wl_prev = NULL;
-	sv->wlist = SVL_NONE;
+	wl_unlink(sv); /* from SVL_HANDOVER */
 	sv->handover = false;
 	if (sv->counted) {
 		sv->counted = false;
@@ -748,13 +750,7 @@ void sv_close(struct server *sv)
 	}
 	if (sv->handover) {
 		/* kept on its worker's handover list until the backend's EOF */
-		struct server **head = &cw_of(sv->w)->sv[SVL_HANDOVER];
-		sv->wlist = SVL_HANDOVER;
-		sv->wl_prev = NULL;
-		sv->wl_next = *head;
-		if (*head)
-			(*head)->wl_prev = sv;
-		*head = sv;
+		wl_push(sv, SVL_HANDOVER);
 		return;
 	}
 	if (sv->counted) {

@@ -670,6 +670,19 @@ int tko_hand_listeners(char *err, size_t errlen)
 	return 0;
 }
 
+/* rec onto the sender's queue. */
+static void queue_rec(struct tko_rec *rec)
+{
+	pthread_mutex_lock(&T.mu);
+	if (T.tail)
+		T.tail->next = rec;
+	else
+		T.head = rec;
+	T.tail = rec;
+	pthread_cond_signal(&T.cv);
+	pthread_mutex_unlock(&T.mu);
+}
+
 int tko_queue_client(struct client *cl)
 {
 	if (__atomic_load_n(&T.send_dead, __ATOMIC_ACQUIRE))
@@ -703,27 +716,8 @@ int tko_queue_client(struct client *cl)
 	memcpy(rec->data, b.p, b.len);
 	explicit_bzero(b.p, b.len);
 	free(b.p);
-	pthread_mutex_lock(&T.mu);
-	if (T.tail)
-		T.tail->next = rec;
-	else
-		T.head = rec;
-	T.tail = rec;
-	pthread_cond_signal(&T.cv);
-	pthread_mutex_unlock(&T.mu);
+	queue_rec(rec);
 	return 0;
-}
-
-static void queue_rec(struct tko_rec *rec)
-{
-	pthread_mutex_lock(&T.mu);
-	if (T.tail)
-		T.tail->next = rec;
-	else
-		T.head = rec;
-	T.tail = rec;
-	pthread_cond_signal(&T.cv);
-	pthread_mutex_unlock(&T.mu);
 }
 
 int tko_queue_server(struct server *sv, const char *node)

@@ -540,10 +540,15 @@ def proxy(pg, tmp_path):
 
 class ServerConnSampler:
     """with ServerConnSampler(pg, user, db) as s: ... -> s.samples, the
-    server connections of user/db in pg_stat_activity every 50 ms."""
+    server connections of user (a name or a list of names) on db in
+    pg_stat_activity every interval seconds (0: as fast as one connection
+    can ask, so that a moment above a cap while a slot moves between pools
+    is seen, not only a steady excess). The control plane's probe
+    (application_name helios-cp) is no pool connection and is left out."""
 
-    def __init__(self, pg, user, dbname):
-        self.pg, self.user, self.dbname = pg, user, dbname
+    def __init__(self, pg, user, dbname, interval=0.05):
+        self.pg, self.dbname, self.interval = pg, dbname, interval
+        self.users = [user] if isinstance(user, str) else list(user)
         self.samples = []
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run)
@@ -552,9 +557,12 @@ class ServerConnSampler:
         with self.pg.superuser() as su:
             while not self._stop.is_set():
                 self.samples.append(su.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = %s "
-                    "AND backend_type = 'client backend'", (self.user, self.dbname)).fetchone()[0])
-                time.sleep(0.05)
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = ANY(%s) "
+                    "AND datname = %s AND backend_type = 'client backend' "
+                    "AND application_name <> 'helios-cp'",
+                    (self.users, self.dbname)).fetchone()[0])
+                if self.interval:
+                    time.sleep(self.interval)
 
     def __enter__(self):
         self._t.start()

@@ -38,35 +38,6 @@ def quiet(pg, *users):
         assert pg.wait_server_conns(u, APPDB, 0) == 0, f"{u}: server connections left over"
 
 
-class FastSampler:
-    """Server connections of users on APPDB in pg_stat_activity, sampled as
-    fast as one connection can ask (no sleep): a moment above a cap while a
-    slot moves between pools is seen, not only a steady excess."""
-
-    def __init__(self, pg, *users):
-        self.pg, self.users = pg, list(users)
-        self.samples = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run)
-
-    def _run(self):
-        with self.pg.superuser() as su:
-            while not self._stop.is_set():
-                self.samples.append(su.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE usename = ANY(%s) "
-                    "AND datname = %s AND backend_type = 'client backend'",
-                    (self.users, APPDB)).fetchone()[0])
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join(10)
-        return False
-
-
 def with_dbs(config, mode="session", databases=None, users=None, pool=None, **top):
     c = config(mode=mode, pool=pool, **top)
     if databases is not None:
@@ -256,7 +227,7 @@ def test_max_db_connections_caps_all_users_of_a_database(pg, proxy, config):
                        databases=[{"name": "shop", "dbname": APPDB, "max_db_connections": 2}]))
     users = [ALICE, MD5USER]
     quiet(pg, ALICE[0], MD5USER[0])
-    with FastSampler(pg, ALICE[0], MD5USER[0]) as both, \
+    with ServerConnSampler(pg, [ALICE[0], MD5USER[0]], APPDB, interval=0) as both, \
             ServerConnSampler(pg, ALICE[0], APPDB) as sa, \
             ServerConnSampler(pg, MD5USER[0], APPDB) as sm:
         res, errs = _sleepers(p, 6, 0.4, user=lambda i: users[i % 2])
@@ -424,7 +395,7 @@ def test_query_timeout_extended_protocol_gets_57014(pg, proxy, config, mode):
 
 @pytest.mark.parametrize("mode", ["session", "transaction"])
 def test_idle_transaction_timeout_closes_client_and_rolls_back(pg, proxy, config, mode):
-    pg.su.execute(f"DROP TABLE IF EXISTS h19_itt")
+    pg.su.execute("DROP TABLE IF EXISTS h19_itt")
     with pg.superuser(dbname=APPDB) as su:
         su.execute("CREATE TABLE h19_itt (x int)")
         su.execute("GRANT ALL ON h19_itt TO alice")
@@ -557,7 +528,7 @@ def test_pgbench_two_users_under_max_db_connections_fail_nothing(pg, proxy, conf
             env=pg.env(password=user[1]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
 
-    with FastSampler(pg, ALICE[0], MD5USER[0]) as s:
+    with ServerConnSampler(pg, [ALICE[0], MD5USER[0]], APPDB, interval=0) as s:
         runs = [bench(ALICE), bench(MD5USER)]
         outs = [r.communicate(timeout=60)[0] for r in runs]
     for out in outs:

@@ -10,14 +10,14 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from conftest import ALICE, APPDB, MD5USER, free_port, helios_bin, port_accepts, run
+from conftest import (ALICE, APPDB, MD5USER, ServerConnSampler, free_port, helios_bin, port_accepts,
+                      run)
 
 PGBOUNCER = "/usr/sbin/pgbouncer"
 PGB_USER = "heliospg"  # pgbouncer refuses to run as root; scripts/pgcluster.sh makes this user
@@ -601,43 +601,12 @@ def counter(pg):
         return su.execute("SELECT n FROM rt_counter WHERE id = 1").fetchone()[0]
 
 
-class PoolConnSampler:
-    """Server connections of user on dbname every 50 ms, as pg_stat_activity
-    shows them, leaving out the proxy's control plane probe (application_name
-    helios-cp, which logs in as the first user with a plaintext password):
-    it is no pool connection."""
-
-    def __init__(self, pg, user, dbname):
-        self.pg, self.user, self.dbname = pg, user, dbname
-        self.samples = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run)
-
-    def _run(self):
-        with self.pg.superuser() as su:
-            while not self._stop.is_set():
-                self.samples.append(su.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = %s "
-                    "AND backend_type = 'client backend' AND application_name <> 'helios-cp'",
-                    (self.user, self.dbname)).fetchone()[0])
-                time.sleep(0.05)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join(10)
-        return False
-
-
 def run_loads(port, pg, script):
     """The psql checks, then pgbench on the transaction-pooled alias while
     pg_stat_activity is sampled; returns what a client can see."""
     answers = [psql(port, db, sql, pg) for db, sql in PSQL_CHECKS]
     before = counter(pg)
-    with PoolConnSampler(pg, ALICE[0], RT_DB) as s:
+    with ServerConnSampler(pg, ALICE[0], RT_DB) as s:
         bench = pgbench(port, "tx", pg, script)
     after = counter(pg)
     session = pgbench(port, "appdb", pg, script.with_name("select.sql"), clients=2, tx=50)
@@ -854,7 +823,7 @@ def test_round_trip_statement_mode_and_user_cap_match_pgbouncer(pg, proxy, short
 
     def loads():
         one = psql(listen, "stmt", "SELECT current_database(), current_user", pg)
-        with PoolConnSampler(pg, ALICE[0], RT_DB) as s:
+        with ServerConnSampler(pg, ALICE[0], RT_DB) as s:
             bench = pgbench(listen, "stmt", pg, script, clients=3, tx=100)
         block = subprocess.run(
             [PSQL, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
