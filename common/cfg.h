@@ -122,6 +122,19 @@ struct cfg_database {
 	char timezone[CFG_NAME_MAX];
 };
 
+/* One [[plugins]] entry: a WASM plugin the control plane loads and pushes
+ * to its data planes (docs/plugins.md). */
+struct cfg_plugin {
+	char name[CFG_NAME_MAX]; /* unique */
+	char *path;              /* the .wasm file, relative to the config file's folder */
+	char *config_json;       /* its `config` table as JSON ("{}" when none) */
+	bool deny_on_failure;    /* on_failure = "deny" (default "continue") */
+	uint32_t timeout_ms;     /* wall clock per hook call (default and maximum 100) */
+	uint64_t fuel;           /* instructions per hook call */
+	uint32_t memory_mb;      /* linear memory cap */
+	uint32_t max_failures;   /* consecutive failures before it is disabled (0: never) */
+};
+
 /* One [[users]] entry: pool settings of a login user (credentials stay in
  * [[auth.users]] / users_file). */
 struct cfg_user_pool {
@@ -281,6 +294,9 @@ struct cfg {
 	size_t n_tenants;
 	struct cfg_rewrite_rule *rewrite_rules;
 	size_t n_rewrite_rules;
+	/* issue 20: [[plugins]] (docs/plugins.md), in the order hooks run */
+	struct cfg_plugin *plugins;
+	size_t n_plugins;
 
 	/* XDP admission filter, loaded by the control plane (controlplane/xdp.c) */
 	struct {
