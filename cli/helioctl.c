@@ -14,6 +14,8 @@
 #include "common/rundir.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +143,34 @@ static const struct verb verbs[] = {
      "The control plane (helios-cp, or heliosproxy's own) loads the filter when\n"
      "xdp.enabled is set; deny verbs fail with exit 1 when it is not. See docs/xdp.md.\n",
      0, 3, render_xdp},
+    {"plugin",
+     "list | load NAME PATH [--config JSON] [--on-failure continue|deny] | unload NAME | "
+     "reload NAME | stats",
+     "WASM plugins: list, load, unload, reload, counters",
+     "  list           (the default) the control plane's plugins: where each comes from\n"
+     "                 ([[plugins]] or helioctl), sha256, size, limits and config; then\n"
+     "                 the plugin generation each data plane runs, or why it refused it\n"
+     "  load NAME PATH read the .wasm module PATH here and send it to the control plane,\n"
+     "                 which hands it (bytes and sha256) to every data plane; exit 0 when\n"
+     "                 all applied it, 1 when every one refused it (the reason is shown;\n"
+     "                 the load is undone and the plugins they run stay), 4 when some\n"
+     "                 did not. --config JSON: the object its helios_init reads (default\n"
+     "                 {}); --on-failure continue|deny: what a trap or a timeout does to\n"
+     "                 the query (default continue). Loading NAME again replaces it.\n"
+     "                 Kept across config reloads, not across a control plane restart:\n"
+     "                 put lasting plugins in [[plugins]]\n"
+     "  unload NAME    stop running a plugin loaded with helioctl (those of [[plugins]]\n"
+     "                 go with the file and `helioctl reload`)\n"
+     "  reload NAME    read its module again (the control plane's file for [[plugins]],\n"
+     "                 PATH here for helioctl's) and give every worker a fresh instance;\n"
+     "                 a plugin disabled after max_failures runs again\n"
+     "  stats          per data plane and plugin: calls, mean time per call in\n"
+     "                 microseconds, denials, rewrites, traps, timeouts, exhausted\n"
+     "                 budgets, consecutive failures, workers with an instance, state\n"
+     "\n"
+     "After `plugin`, --config is the plugin's config: give helioctl's config file\n"
+     "with -c or before the verb. See docs/plugins.md.\n",
+     0, 4, render_plugin},
 };
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))
 
@@ -242,6 +272,7 @@ static void print_bash_completion(void)
 	       "\t-a|--address|--timeout|--token|--tls-server-name|-n|--wait-timeout)\n"
 	       "\t\tCOMPREPLY=(); return;;\n"
 	       "\t--by) COMPREPLY=($(compgen -W 'time calls p99 mean' -- \"$cur\")); return;;\n"
+	       "\t--on-failure) COMPREPLY=($(compgen -W 'continue deny' -- \"$cur\")); return;;\n"
 	       "\tesac\n"
 	       "\tverb=\n"
 	       "\tfor ((i = 1; i < COMP_CWORD; i++)); do\n"
@@ -257,6 +288,7 @@ static void print_bash_completion(void)
 	       "\t\t[[ -z $verb ]] && o+=' --version --completion'\n"
 	       "\t\tcase $verb in\n"
 	       "\t\tdrain) o+=' --wait --wait-timeout';;\n"
+	       "\t\tplugin) o+=' --config --on-failure';;\n"
 	       "\t\ttop) o+=' --by';;\n"
 	       "\t\tslowlog) o+=' -n';;\n"
 	       "\t\timport-pgbouncer) o='--userlist --hba -o -h --help';;\n"
@@ -279,6 +311,7 @@ static void print_bash_completion(void)
 	printf("' -- \"$cur\"));;\n"
 	       "\tcache) COMPREPLY=($(compgen -W 'stats flush' -- \"$cur\"));;\n"
 	       "\txdp) COMPREPLY=($(compgen -W 'status deny' -- \"$cur\"));;\n"
+	       "\tplugin) COMPREPLY=($(compgen -W 'list load unload reload stats' -- \"$cur\"));;\n"
 	       "\trewrite) COMPREPLY=($(compgen -W 'test' -- \"$cur\"));;\n"
 	       "\timport-pgbouncer) COMPREPLY=($(compgen -f -- \"$cur\"));;\n"
 	       "\tesac\n"
@@ -333,8 +366,11 @@ struct opts {
 	const char *token, *tls_ca, *tls_cert, *tls_key, *tls_server_name;
 	bool json;
 	uint32_t timeout_ms;
-	bool wait;               /* drain --wait */
-	uint32_t wait_timeout_s; /* drain --wait-timeout */
+	bool wait;                     /* drain --wait */
+	uint32_t wait_timeout_s;       /* drain --wait-timeout */
+	const char *plugin_config;     /* plugin load --config JSON */
+	const char *plugin_on_failure; /* plugin load --on-failure */
+	Helios__PluginModule *plugin;  /* plugin load: the module sent */
 };
 
 /* A whole number from lo to hi, all of s (no sign, no trailing junk:
@@ -434,6 +470,21 @@ static int check_xdp_args(const struct verb *v, char **args, size_t n)
 	return 0;
 }
 
+/* plugin [list] | load NAME PATH | unload NAME | reload NAME | stats */
+static int check_plugin_args(const struct verb *v, char **args, size_t n)
+{
+	if (n == 0)
+		return 0;
+	const char *s = args[0];
+	if (!strcmp(s, "list") || !strcmp(s, "stats"))
+		return n == 1 ? 0 : usage_error(v, "plugin %s takes no arguments", s);
+	if (!strcmp(s, "load"))
+		return n == 3 ? 0 : usage_error(v, "plugin load takes NAME and PATH");
+	if (!strcmp(s, "unload") || !strcmp(s, "reload"))
+		return n == 2 ? 0 : usage_error(v, "plugin %s takes one NAME", s);
+	return usage_error(v, "plugin wants list, load, unload, reload or stats, not '%s'", s);
+}
+
 /* Checks a verb's arguments; 0 or HCTL_USAGE (message printed). */
 static int check_args(const struct verb *v, char **args, size_t n)
 {
@@ -464,6 +515,8 @@ static int check_args(const struct verb *v, char **args, size_t n)
 		return usage_error(v, "cache flush takes at most one TABLE, not %zu", n - 1);
 	if (v->render == render_xdp)
 		return check_xdp_args(v, args, n);
+	if (v->render == render_plugin)
+		return check_plugin_args(v, args, n);
 	if (v->render == render_rewrite && n >= 1 && strcmp(args[0], "test"))
 		return usage_error(v, "rewrite wants test, not '%s'", args[0]);
 	unsigned long num;
@@ -593,6 +646,7 @@ static int call(const char *url, const struct cpauth *auth, const struct opts *o
 	req.n_args = nargs;
 	req.args = args;
 	req.timeout_ms = cp_timeout(o->timeout_ms);
+	req.plugin = o->plugin;
 	int rc = rpc_call(url, auth, o->timeout_ms, &req, r, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "helioctl: %s\n", err);
@@ -667,6 +721,121 @@ static int drain_wait(const char *url, const struct cpauth *auth, const struct o
 	return HCTL_REFUSED;
 }
 
+static void plugin_module_free(Helios__PluginModule *m)
+{
+	if (!m)
+		return;
+	free(m->wasm.data);
+	free(m->sha256.data);
+	free(m->path);
+	free(m);
+}
+
+/* Reads a module for plugin load: the bytes, their sha256, the absolute
+ * path (for a later reload); NULL with the reason printed. */
+static Helios__PluginModule *plugin_read(const char *name, const char *path)
+{
+	char abs[PATH_MAX];
+	FILE *f = realpath(path, abs) ? fopen(abs, "rb") : NULL;
+	if (!f) {
+		fprintf(stderr, "helioctl: cannot read %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	Helios__PluginModule *m = calloc(1, sizeof(*m));
+	struct stat st;
+	bool ok = false;
+	if (m && fstat(fileno(f), &st) == 0) {
+		helios__plugin_module__init(m);
+		if (!S_ISREG(st.st_mode) || st.st_size == 0 || st.st_size > (8 << 20)) {
+			fprintf(stderr, "helioctl: %s: %s\n", path,
+			        !S_ISREG(st.st_mode) ? "not a regular file"
+			        : st.st_size == 0
+			            ? "empty"
+			            : "more than 8 MiB (the largest module a plugin may have)");
+		} else {
+			m->wasm.data = malloc((size_t)st.st_size);
+			m->sha256.data = malloc(32);
+			m->path = strdup(abs);
+			unsigned int n = 32;
+			if (m->wasm.data && m->sha256.data && m->path &&
+			    fread(m->wasm.data, 1, (size_t)st.st_size, f) == (size_t)st.st_size &&
+			    EVP_Digest(m->wasm.data, (size_t)st.st_size, m->sha256.data, &n,
+			               EVP_sha256(), NULL) == 1) {
+				m->wasm.len = (size_t)st.st_size;
+				m->sha256.len = 32;
+				m->name = (char *)name;
+				ok = true;
+			} else {
+				fprintf(stderr, "helioctl: cannot read %s: %s\n", path,
+				        errno ? strerror(errno) : "short read");
+			}
+		}
+	}
+	fclose(f);
+	if (!ok) {
+		plugin_module_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/*
+ * plugin load NAME PATH: the module read here goes with the request.
+ * plugin reload NAME of a module loaded with helioctl: its PATH is read
+ * again here and loaded with the same settings (one of [[plugins]] the
+ * control plane reads itself). 0 with the arguments to send in *out and
+ * *nout and o->plugin set (or not), else the exit status.
+ */
+static int plugin_prepare(const char *url, const struct cpauth *auth, struct opts *o, char **args,
+                          size_t nargs, char **buf, char ***out, size_t *nout)
+{
+	const char *name = args[1];
+	if (!strcmp(args[0], "load")) {
+		o->plugin = plugin_read(name, args[2]);
+		if (!o->plugin)
+			return HCTL_REFUSED;
+		o->plugin->config_json = (char *)(o->plugin_config ? o->plugin_config : "{}");
+		o->plugin->on_failure =
+		    (char *)(o->plugin_on_failure ? o->plugin_on_failure : "continue");
+		return 0;
+	}
+	/* reload: where does NAME come from? */
+	Helios__CtlResponse *r;
+	char *list[1] = {"list"};
+	int rc = call(url, auth, o, "plugin", list, 1, &r);
+	if (rc)
+		return rc;
+	const Helios__PluginModule *p = NULL;
+	for (size_t i = 0; i < r->n_plugins; i++)
+		if (!strcmp(r->plugins[i]->name, name))
+			p = r->plugins[i];
+	if (p && !strcmp(p->source, "helioctl") && p->path && *p->path) {
+		o->plugin = plugin_read(name, p->path);
+		if (!o->plugin) {
+			helios__ctl_response__free_unpacked(r, NULL);
+			return HCTL_REFUSED;
+		}
+		/* the same settings; the strings outlive r */
+		static char cfg[65536 + 1], of[16];
+		snprintf(cfg, sizeof(cfg), "%s", p->config_json);
+		snprintf(of, sizeof(of), "%s", p->on_failure);
+		o->plugin->config_json = cfg;
+		o->plugin->on_failure = of;
+		o->plugin->fuel = p->fuel;
+		o->plugin->timeout_ms = p->timeout_ms;
+		o->plugin->memory_mb = p->memory_mb;
+		buf[0] = "load";
+		buf[1] = (char *)name;
+		buf[2] = o->plugin->path;
+		buf[3] = "reload";
+		*out = buf;
+		*nout = 4;
+	}
+	(void)nargs;
+	helios__ctl_response__free_unpacked(r, NULL);
+	return 0;
+}
+
 static int run(const struct verb *v, const struct opts *o, char **args, size_t nargs)
 {
 	Helios__CtlResponse *r;
@@ -677,7 +846,19 @@ static int run(const struct verb *v, const struct opts *o, char **args, size_t n
 	rc = resolve_address(o, url, sizeof(url), &auth);
 	if (rc)
 		return rc;
+	char *load_args[4];
+	struct opts po = *o;
+	if (v->render == render_plugin && nargs >= 2 &&
+	    (!strcmp(args[0], "load") || !strcmp(args[0], "reload"))) {
+		rc = plugin_prepare(url, &auth, &po, args, nargs, load_args, &args, &nargs);
+		if (rc) {
+			cpauth_wipe(&auth);
+			return rc;
+		}
+		o = &po;
+	}
 	rc = call(url, &auth, o, v->name, args, nargs, &r);
+	plugin_module_free(po.plugin);
 	if (rc) {
 		cpauth_wipe(&auth);
 		return rc;
@@ -802,6 +983,27 @@ int main(int argc, char **argv)
 			i += 2;
 			continue;
 		}
+		/* plugin load --config JSON --on-failure X (after `plugin`, --config is
+		 * the plugin's: helioctl's own file then goes with -c) */
+		if (v->render == render_plugin &&
+		    (!strcmp(a, "--config") || !strcmp(a, "--on-failure"))) {
+			if (i + 1 >= argc) {
+				free(args);
+				return usage_error(v, "%s needs a value", a);
+			}
+			if (!strcmp(a, "--config")) {
+				o.plugin_config = argv[i + 1];
+			} else if (strcmp(argv[i + 1], "continue") && strcmp(argv[i + 1], "deny")) {
+				free(args);
+				return usage_error(v,
+				                   "--on-failure wants continue or deny, not '%s'",
+				                   argv[i + 1]);
+			} else {
+				o.plugin_on_failure = argv[i + 1];
+			}
+			i += 2;
+			continue;
+		}
 		/* the verbs' own options become their argument */
 		if ((v->render == render_top && !strcmp(a, "--by")) ||
 		    (v->render == render_slowlog && !strcmp(a, "-n"))) {
@@ -828,6 +1030,9 @@ int main(int argc, char **argv)
 	}
 
 	rc = check_args(v, args, nargs);
+	if (!rc && (o.plugin_config || o.plugin_on_failure) &&
+	    (nargs == 0 || strcmp(args[0], "load")))
+		rc = usage_error(v, "--config and --on-failure go with plugin load");
 	if (!rc)
 		rc = run(v, &o, args, nargs);
 	free(args);

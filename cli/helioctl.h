@@ -63,7 +63,7 @@ int table_print(struct table *t, FILE *out);
 typedef int render_fn(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs);
 render_fn render_status, render_pools, render_clients, render_servers, render_nodes, render_stats,
     render_config, render_message, render_top, render_slowlog, render_cache, render_tenants,
-    render_rewrite, render_xdp;
+    render_rewrite, render_xdp, render_plugin;
 
 /* helioctl import-pgbouncer (pgbimport.c): argv[0] is the verb. Returns
  * the exit code. */

@@ -616,3 +616,83 @@ int render_xdp(FILE *out, const Helios__CtlResponse *r, char **args, size_t narg
 		fprintf(out, "error: %s\n", x->error);
 	return 0;
 }
+
+/* plugin list: the control plane's set, then where each data plane is;
+ * plugin stats: counters per data plane and plugin; load, unload and
+ * reload: the confirmation. */
+int render_plugin(FILE *out, const Helios__CtlResponse *r, char **args, size_t nargs)
+{
+	const char *sub = nargs ? args[0] : "list";
+	if (!strcmp(sub, "stats")) {
+		struct table t;
+		table_init(&t, "DATAPLANE PLUGIN CALLS AVG_US DENIALS REWRITES TRAPS TIMEOUTS "
+		               "BUDGET FAILURES INSTANCES STATE");
+		size_t rows = 0;
+		for (size_t i = 0; i < r->n_dataplanes; i++) {
+			const Helios__StatsReport *rep = r->dataplanes[i]->report;
+			for (size_t j = 0; rep && j < rep->n_plugins; j++) {
+				const Helios__PluginStats *s = rep->plugins[j];
+				table_add(&t, "%s", r->dataplanes[i]->dataplane_id);
+				table_add(&t, "%s", s->name);
+				table_add(&t, "%" PRIu64, s->calls);
+				table_add(&t, "%.1f",
+				          s->calls ? s->time_secs * 1e6 / (double)s->calls : 0.0);
+				table_add(&t, "%" PRIu64, s->denials);
+				table_add(&t, "%" PRIu64, s->rewrites);
+				table_add(&t, "%" PRIu64, s->traps);
+				table_add(&t, "%" PRIu64, s->timeouts);
+				table_add(&t, "%" PRIu64, s->budget_exhausted);
+				table_add(&t, "%" PRIu64, s->failures);
+				table_add(&t, "%" PRIu32, s->instances);
+				table_add(&t, "%s", s->disabled ? "disabled" : "enabled");
+				rows++;
+			}
+		}
+		if (table_print(&t, out) < 0)
+			return -1;
+		if (!rows)
+			fprintf(out, "no plugin runs on any data plane\n");
+		return 0;
+	}
+	if (strcmp(sub, "list"))
+		return render_message(out, r, args, nargs);
+	struct table t;
+	table_init(&t, "NAME SOURCE SHA256 BYTES ON_FAILURE FUEL TIMEOUT_MS MEMORY_MB "
+	               "MAX_FAILURES CONFIG");
+	for (size_t i = 0; i < r->n_plugins; i++) {
+		const Helios__PluginModule *p = r->plugins[i];
+		char sh[13] = "";
+		for (size_t k = 0; k < 6 && k < p->sha256.len; k++)
+			snprintf(sh + 2 * k, 3, "%02x", p->sha256.data[k]);
+		table_add(&t, "%s", p->name);
+		table_add(&t, "%s", p->source);
+		table_add(&t, "%s", sh);
+		table_add(&t, "%" PRIu64, p->size);
+		table_add(&t, "%s", p->on_failure);
+		table_add(&t, "%" PRIu64, p->fuel);
+		table_add(&t, "%" PRIu32, p->timeout_ms);
+		table_add(&t, "%" PRIu32, p->memory_mb);
+		table_add(&t, "%" PRIu32, p->max_failures);
+		table_add(&t, "%s", p->config_json);
+	}
+	if (table_print(&t, out) < 0)
+		return -1;
+	if (!r->n_plugins)
+		fprintf(out, "no plugins\n");
+	fprintf(out, "\nplugin generation %" PRIu64 "\n", r->plugin_generation);
+	struct table d;
+	table_init(&d, "DATAPLANE CONNECTED PLUGIN_GENERATION STATE");
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__DataPlaneStatus *s = r->dataplanes[i];
+		table_add(&d, "%s", s->dataplane_id);
+		table_add(&d, "%s", s->connected ? "yes" : "no");
+		table_add(&d, "%" PRIu64, s->plugin_generation);
+		if (s->plugin_generation == r->plugin_generation)
+			table_add(&d, "current");
+		else if (s->plugin_error && *s->plugin_error)
+			table_add(&d, "refused: %s", s->plugin_error);
+		else
+			table_add(&d, "behind");
+	}
+	return table_print(&d, out);
+}

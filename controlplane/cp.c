@@ -481,6 +481,7 @@ static void cp_free(struct cp *cp)
 	cp_free_strv(cp->paused, cp->n_paused);
 	cp_free_strv(cp->drained, cp->n_drained);
 	cp_free_secret(cp->snapshot_toml);
+	cp_plugins_free(cp);
 	cfg_free(cp->live);
 	cfg_free(cp->file);
 	cpauth_wipe(&cp->auth);
@@ -599,7 +600,14 @@ struct cp *cp_start(const struct cp_opts *o, char *err, size_t errlen)
 		cp_free(cp);
 		return NULL;
 	}
+	struct cp_plist plugins;
+	if (cp_plugins_read_cfg(cp, live, &plugins, err, errlen) < 0) {
+		cfg_free(live);
+		cp_free(cp);
+		return NULL;
+	}
 	cp_config_install(cp, live, "start");
+	cp_plugins_install_cfg(cp, &plugins);
 	/* persist the generation so it keeps growing across restarts */
 	char *persist = cp_config_overrides_text(cp, NULL, NULL, NULL, cp->generation);
 	char werr[1200];
@@ -612,6 +620,9 @@ struct cp *cp_start(const struct cp_opts *o, char *err, size_t errlen)
 	cp_probe_round(cp);
 
 	int rv = nng_rep0_open(&cp->sock);
+	if (rv == 0) /* helioctl plugin load sends a module (at most 8 MiB) */
+		rv = nng_socket_set_size(cp->sock, NNG_OPT_RECVMAXSZ,
+		                         CP_PLUGIN_MAX_BYTES + (1u << 20));
 	if (rv) {
 		snprintf(err, errlen, "nng: %s", nng_strerror(rv));
 		cp_free(cp);

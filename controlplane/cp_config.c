@@ -210,9 +210,17 @@ int cp_config_apply(struct cp *cp, const char *ovr_text, const char *source, cha
 		snprintf(msg, cap, "%s", err.msg);
 		return -1;
 	}
+	/* the modules of [[plugins]] again: a changed file goes out */
+	struct cp_plist plugins;
+	if (cp_plugins_read_cfg(cp, c, &plugins, msg, cap) < 0) {
+		cfg_free(c);
+		cfg_free(f);
+		return -1;
+	}
 	cfg_free(cp->file);
 	cp->file = f;
 	cp_config_install(cp, c, source);
+	cp_plugins_install_cfg(cp, &plugins);
 	log_info("configuration reloaded from %s (generation %llu)", cp->path,
 	         (unsigned long long)cp->generation);
 	return 0;
@@ -335,10 +343,20 @@ static nng_msg *config_change(struct cp *cp, struct work *w, Helios__CtlRequest 
 		snprintf(msg, sizeof(msg), "refused: %s", err.msg);
 		return cp_ctl_simple(cp, 1, msg);
 	}
+	/* the file was read again: so are the modules its [[plugins]] name */
+	struct cp_plist plugins;
+	char perr[1200];
+	if (cp_plugins_read_cfg(cp, c, &plugins, perr, sizeof(perr)) < 0) {
+		free(text);
+		cfg_free(c);
+		snprintf(msg, sizeof(msg), "refused: %s", perr);
+		return cp_ctl_simple(cp, 1, msg);
+	}
 	char werr[1200];
 	if (cp_config_write_atomic(cp->ovr_path, text, werr, sizeof(werr)) < 0) {
 		free(text);
 		cfg_free(c);
+		cp_plist_free(&plugins);
 		snprintf(msg, sizeof(msg), "refused, nothing changed: %s", werr);
 		log_error("control plane: %s", msg);
 		return cp_ctl_simple(cp, 1, msg);
@@ -348,6 +366,7 @@ static nng_msg *config_change(struct cp *cp, struct work *w, Helios__CtlRequest 
 	char source[300];
 	snprintf(source, sizeof(source), "helioctl config %s %s", reset ? "reset" : "set", key);
 	cp_config_install(cp, c, source);
+	cp_plugins_install_cfg(cp, &plugins);
 	char val[512];
 	key_value(cp->live, k, val, sizeof(val));
 	snprintf(msg, sizeof(msg), "%s = %s", key, val);

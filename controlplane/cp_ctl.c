@@ -1,7 +1,8 @@
 /*
  * helioctl requests: status, reports (clients, servers, pools, stats, top,
  * slowlog, tenants, rewrite, cache), nodes, reload, pause/resume,
- * drain/undrain and xdp (config is in cp_config.c); and the requests held
+ * drain/undrain and xdp (config is in cp_config.c, plugin in cp_plugin.c);
+ * and the requests held
  * until every connected data plane has done what they asked, or their
  * timeout.
  */
@@ -65,6 +66,8 @@ static Helios__DataPlaneStatus **dp_rows(struct cp *cp, size_t *n, uint64_t deta
 			s->report = d->hb->report;
 		s->restart_pending = d->restart_pending;
 		s->n_restart_pending = d->n_restart;
+		s->plugin_generation = d->plugin_gen;
+		s->plugin_error = d->plugin_error;
 		v[i++] = s;
 	}
 	*n = i;
@@ -360,6 +363,8 @@ nng_msg *cp_ctl_handle(struct cp *cp, struct work *w, Helios__Envelope *e, bool 
 		out = handle_state(cp, w, req, parked);
 	} else if (!strcmp(v, "xdp")) {
 		out = handle_xdp(cp, req);
+	} else if (!strcmp(v, "plugin")) {
+		out = cp_plugin_handle(cp, w, req, parked);
 	} else {
 		char msg[200];
 		snprintf(msg, sizeof(msg), "unknown verb '%s'", v);
@@ -381,6 +386,8 @@ static bool dp_done(const struct work *w, const struct dp *d)
 		return d->generation == w->wait_value;
 	case WAIT_REPORT:
 		return d->result && d->result->id == w->wait_value;
+	case WAIT_PLUGIN:
+		return d->plugin_gen == w->wait_value;
 	case WAIT_PAUSE:
 	case WAIT_RESUME: {
 		bool has = false;
@@ -401,6 +408,50 @@ static bool dp_done(const struct work *w, const struct dp *d)
 	}
 }
 
+/* The answer to a held plugin change: applied by every connected data
+ * plane (0), refused by every one (1: a helioctl load is undone), or some
+ * of each or late (4). */
+static nng_msg *plugin_finish(struct cp *cp, struct work *w, uint32_t done, uint32_t refused,
+                              uint32_t expected, bool timed_out, struct sbuf *errs)
+{
+	Helios__CtlResponse r;
+	cp_ctl_resp_init(cp, &r);
+	r.acked = done;
+	r.expected = expected;
+	r.plugin_generation = cp->plugin_gen;
+	char msg[4096];
+	int status = done == expected ? 0 : 4;
+	const char *why = errs->p ? errs->p + 2 : ""; /* "; data plane ..." */
+	if (expected == 0) {
+		snprintf(msg, sizeof(msg),
+		         "%s (plugin generation %llu; no data plane is connected: they get it when "
+		         "they connect)",
+		         w->msg, (unsigned long long)w->wait_value);
+	} else if (status == 0) {
+		snprintf(msg, sizeof(msg),
+		         "%s (plugin generation %llu, applied by %u of %u data planes)", w->msg,
+		         (unsigned long long)w->wait_value, done, expected);
+	} else if (done == 0 && refused == expected) {
+		status = 1;
+		bool undone = cp_plugins_undo(cp, w->wait_value);
+		snprintf(msg, sizeof(msg), "%s: refused by every data plane (%u), %s: %s", w->msg,
+		         expected,
+		         undone ? "undone: the plugins they run stay"
+		                : "they keep the plugins they run",
+		         why);
+	} else {
+		snprintf(msg, sizeof(msg),
+		         "%s (plugin generation %llu): %u of %u data planes applied it%s%s", w->msg,
+		         (unsigned long long)w->wait_value, done, expected,
+		         timed_out ? " in time" : "", errs->p ? errs->p : "");
+	}
+	r.status = status;
+	r.message = msg;
+	r.plugin_generation = cp->plugin_gen;
+	sbuf_free(errs);
+	return cp_pack_msg(HELIOS__MSG_TYPE__MSG_CTL_RESPONSE, cp->generation, &r.base);
+}
+
 /* Whether a held helioctl request can be answered, and the answer. A data
  * plane that refused a generation has answered too (with its error). */
 static nng_msg *ctl_try_finish(struct cp *cp, struct work *w, bool timed_out)
@@ -418,12 +469,18 @@ static nng_msg *ctl_try_finish(struct cp *cp, struct work *w, bool timed_out)
 		} else if (w->wait == WAIT_GEN && d->reject_gen == w->wait_value) {
 			refused++;
 			sbuf_printf(&errs, "; data plane %s refused it: %s", d->id, d->last_error);
+		} else if (w->wait == WAIT_PLUGIN && d->plugin_reject_gen == w->wait_value) {
+			refused++;
+			sbuf_printf(&errs, "; data plane %s refused it: %s", d->id,
+			            d->plugin_error);
 		}
 	}
 	if (!timed_out && done + refused < expected) {
 		sbuf_free(&errs);
 		return NULL;
 	}
+	if (w->wait == WAIT_PLUGIN)
+		return plugin_finish(cp, w, done, refused, expected, timed_out, &errs);
 	Helios__CtlResponse r;
 	cp_ctl_resp_init(cp, &r);
 	r.acked = done;

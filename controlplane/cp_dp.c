@@ -39,6 +39,8 @@ static bool dp_needs_reply(const struct cp *cp, const struct dp *d)
 		return true;
 	if (d->state_sent != cp->state_ver)
 		return true;
+	if (d->plugin_gen != cp->plugin_gen && d->plugin_reject_gen != cp->plugin_gen)
+		return true;
 	for (size_t i = 0; i < cp->n_cmds; i++)
 		if (cp->cmds[i].id > d->cmd_seen)
 			return true;
@@ -143,6 +145,7 @@ nng_msg *cp_dp_reply(struct cp *cp, struct dp *d, bool reregister)
 	Helios__RoutingTable rt = HELIOS__ROUTING_TABLE__INIT;
 	Helios__Command cmd_store[MAX_COMMANDS];
 	Helios__Command *cmds[MAX_COMMANDS];
+	Helios__PluginSet *ps = NULL;
 	r.ok = true;
 	r.reregister = reregister;
 	r.heartbeat_interval_ms = interval_ms(cp);
@@ -174,8 +177,12 @@ nng_msg *cp_dp_reply(struct cp *cp, struct dp *d, bool reregister)
 		r.commands = cmds;
 		d->state_sent = cp->state_ver;
 		r.tenant_shares = tenant_shares(cp, d, &r.n_tenant_shares);
+		/* the modules only to a data plane that runs another set */
+		if (d->plugin_gen != cp->plugin_gen && d->plugin_reject_gen != cp->plugin_gen)
+			r.plugins = ps = cp_plugins_msg(cp);
 	}
 	nng_msg *m = cp_pack_msg(HELIOS__MSG_TYPE__MSG_REPLY, cp->generation, &r.base);
+	cp_plugins_msg_free(ps);
 	for (size_t i = 0; i < r.n_tenant_shares; i++)
 		free(r.tenant_shares[i]);
 	free(r.tenant_shares);
@@ -253,6 +260,8 @@ void cp_dp_handle_register(struct cp *cp, struct work *w, Helios__Envelope *e)
 	d->reg = reg;
 	d->generation = reg->generation;
 	d->reject_gen = 0;
+	d->plugin_gen = reg->plugin_generation;
+	d->plugin_reject_gen = 0;
 	d->cmd_seen = cp->next_cmd; /* older commands are not for it */
 	d->state_sent = 0;
 	d->registrations++;
@@ -288,6 +297,16 @@ void cp_dp_handle_heartbeat(struct cp *cp, struct work *w, Helios__Envelope *e)
 		log_warn("control plane: data plane %s refused generation %llu: %s", d->id,
 		         (unsigned long long)hb->reject->generation, hb->reject->error);
 	}
+	if (hb->plugin_reject) {
+		d->plugin_reject_gen = hb->plugin_reject->generation;
+		snprintf(d->plugin_error, sizeof(d->plugin_error), "%s", hb->plugin_reject->error);
+		log_warn("control plane: data plane %s refused plugin set generation %llu: %s",
+		         d->id, (unsigned long long)hb->plugin_reject->generation,
+		         hb->plugin_reject->error);
+	}
+	if (hb->plugin_generation != d->plugin_gen && hb->plugin_generation == cp->plugin_gen)
+		d->plugin_error[0] = '\0'; /* it runs the current set */
+	d->plugin_gen = hb->plugin_generation;
 	if (hb->ack) {
 		d->last_error[0] = '\0';
 		cp_free_strv(d->restart_pending, d->n_restart);

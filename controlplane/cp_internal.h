@@ -27,7 +27,15 @@ struct xf;
 
 enum work_state { W_RECV, W_SEND, W_PARKED, W_DONE };
 enum park_kind { P_HB, P_CTL };
-enum wait_kind { WAIT_NONE, WAIT_GEN, WAIT_REPORT, WAIT_PAUSE, WAIT_RESUME, WAIT_DRAIN };
+enum wait_kind {
+	WAIT_NONE,
+	WAIT_GEN,
+	WAIT_REPORT,
+	WAIT_PAUSE,
+	WAIT_RESUME,
+	WAIT_DRAIN,
+	WAIT_PLUGIN, /* plugin set generation wait_value applied (or refused) */
+};
 
 struct dp;
 
@@ -73,8 +81,39 @@ struct dp {
 	uint64_t state_sent; /* cp->state_ver last sent */
 	char **restart_pending;
 	size_t n_restart;
+	uint64_t plugin_gen;        /* plugin set it runs (its heartbeats say) */
+	uint64_t plugin_reject_gen; /* plugin set it refused last */
+	char plugin_error[512];     /* why ("" once it applied a later one) */
 	struct work *parked;
 	struct dp *next;
+};
+
+/* WASM plugins (cp_plugin.c). A module's bytes, shared by the lists that
+ * hold it (the undo copy of a helioctl load). */
+#define CP_PLUGIN_MAX_BYTES (8u << 20)  /* one module */
+#define CP_PLUGINS_MAX      32          /* plugins in a set */
+#define CP_PLUGIN_SET_BYTES (48u << 20) /* modules of a set (a data plane takes 64 MiB) */
+struct cp_blob {
+	unsigned refs;
+	size_t len;
+	uint8_t data[];
+};
+struct cp_plugin {
+	char name[CFG_NAME_MAX];
+	struct cp_blob *wasm;
+	uint8_t sha256[32];
+	char *config_json;
+	bool deny; /* on_failure = "deny" */
+	uint64_t fuel;
+	uint32_t timeout_ms, memory_mb, max_failures;
+	bool helioctl; /* loaded with helioctl plugin load (else [[plugins]]) */
+	char *path;    /* the file it was read from (helioctl's side for helioctl) */
+	double loaded_at;
+	uint64_t serial; /* bumped by plugin reload: data planes make fresh instances */
+};
+struct cp_plist {
+	struct cp_plugin *v;
+	size_t n;
 };
 
 /* A command for every data plane, answered in a later heartbeat. */
@@ -140,6 +179,20 @@ struct cp {
 	uint64_t refused_window_ms; /* start of the minute refused_lines counts */
 	unsigned refused_lines;
 	uint64_t refused_quiet; /* refusals not logged since the last line */
+
+	/* WASM plugins: the [[plugins]] of the live config (files read), the
+	 * modules loaded with helioctl (kept across reloads, not restarts), and
+	 * the set both make, numbered apart from the config (cp_plugin.c) */
+	struct cp_plist cfg_plugins, loaded;
+	const struct cp_plugin **set; /* into cfg_plugins and loaded */
+	size_t n_set;
+	uint8_t set_digest[32];
+	uint64_t plugin_gen, plugin_next;
+	struct {
+		bool valid;
+		uint64_t gen_before, gen_after;
+		struct cp_plist loaded;
+	} plugin_undo; /* the last helioctl load, undone when every data plane refuses it */
 
 	uint64_t start_ms;
 	struct admin_http *http;
@@ -238,6 +291,29 @@ nng_msg *cp_ctl_handle(struct cp *cp, struct work *w, Helios__Envelope *e, bool 
 /* Answers the held helioctl requests that can be; deadlines: also the held
  * requests and heartbeats past their deadline. */
 void cp_ctl_check_parked(struct cp *cp, bool deadlines);
+
+/* cp_plugin.c: WASM plugins */
+
+/* Reads the modules c's [[plugins]] name (sha256 of each) into out; -1
+ * with the plugin, the file and why in msg. */
+int cp_plugins_read_cfg(const struct cp *cp, const struct cfg *c, struct cp_plist *out, char *msg,
+                        size_t cap);
+/* Makes l (taken) the config's plugins; a changed set gets a new plugin
+ * generation and wakes the data planes. Under cp->mu. */
+void cp_plugins_install_cfg(struct cp *cp, struct cp_plist *l);
+void cp_plist_free(struct cp_plist *l);
+/* The plugin set for a Reply (modules point into cp); free with
+ * cp_plugins_msg_free. NULL when out of memory. */
+Helios__PluginSet *cp_plugins_msg(struct cp *cp);
+void cp_plugins_msg_free(Helios__PluginSet *s);
+/* helioctl plugin list|load|unload|reload|stats; *parked when held. */
+nng_msg *cp_plugin_handle(struct cp *cp, struct work *w, Helios__CtlRequest *req, bool *parked);
+/* A held plugin change every connected data plane refused: the helioctl
+ * load is undone (the set goes back to the generation they run). Returns
+ * whether it was. */
+bool cp_plugins_undo(struct cp *cp, uint64_t refused_gen);
+/* Frees the plugin state at exit. */
+void cp_plugins_free(struct cp *cp);
 
 /* cp_probe.c: node checks and the primary */
 

@@ -33,6 +33,8 @@ struct plugin_def {
 	enum plugin_on_failure on_failure;
 	struct plugin_limits lim;
 	uint32_t max_failures; /* consecutive failed calls before it is disabled (0: never) */
+	uint64_t serial; /* bumped by `helioctl plugin reload`: a new serial with the same digest
+	                    gets fresh instances and is enabled again */
 };
 
 /* Replaces the live set (hooks run in defs' order). All or nothing: a

@@ -14,6 +14,7 @@
 #include "common/rundir.h"
 #include "dataplane/pipeline/cache.h"
 #include "dataplane/pipeline/engine/rewrite.h"
+#include "dataplane/plugin/plugin_set.h"
 #include "dataplane/policy/control.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/report/stats.h"
@@ -22,6 +23,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +51,10 @@ static struct {
 	Helios__ConfigReject *reject;
 	Helios__CommandResult *result;
 	uint64_t last_rejected;
+	Helios__ConfigReject *plugin_reject; /* a refused plugin set, reported once */
+	uint64_t plugin_rejected;            /* its generation: not tried again */
+	uint64_t plugin_acked;               /* plugin generation the last heartbeat carried */
+	bool plugins_ran;                    /* the last set applied had plugins */
 	struct cp_link_state st;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -142,6 +148,82 @@ static void rewrite_report(Helios__StatsReport *r, const char *sql, const char *
 	snap_unref(sn);
 }
 
+/* A pushed plugin set to plugin/plugin_set: each module's digest checked
+ * against its bytes, then applied as a whole (all or nothing); 0, or -1
+ * with why (the set that runs stays). */
+static int apply_plugins(const Helios__PluginSet *ps, char *err, size_t errlen)
+{
+	struct plugin_def *defs = calloc(ps->n_plugins ? ps->n_plugins : 1, sizeof(*defs));
+	if (!defs) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	int rc = 0;
+	for (size_t i = 0; i < ps->n_plugins && rc == 0; i++) {
+		const Helios__PluginModule *m = ps->plugins[i];
+		struct plugin_def *d = &defs[i];
+		unsigned int n = 32;
+		if (m->sha256.len != 32 ||
+		    EVP_Digest(m->wasm.data, m->wasm.len, d->sha256, &n, EVP_sha256(), NULL) != 1 ||
+		    memcmp(d->sha256, m->sha256.data, 32)) {
+			snprintf(err, errlen, "plugin '%s': the module does not match its sha256",
+			         m->name);
+			rc = -1;
+			break;
+		}
+		d->name = m->name;
+		d->wasm = m->wasm.data;
+		d->len = m->wasm.len;
+		d->config_json = m->config_json && *m->config_json ? m->config_json : "{}";
+		d->on_failure =
+		    !strcmp(m->on_failure, "deny") ? PLUGIN_FAIL_DENY : PLUGIN_FAIL_CONTINUE;
+		d->lim.fuel = m->fuel;
+		d->lim.timeout_ms = m->timeout_ms;
+		d->lim.memory_mb = m->memory_mb;
+		d->max_failures = m->max_failures;
+		d->serial = m->serial;
+	}
+	if (rc == 0)
+		rc =
+		    plugin_set_apply(defs, ps->n_plugins, ps->generation, err, errlen) < 0 ? -1 : 0;
+	free(defs);
+	return rc;
+}
+
+static void handle_plugins(const Helios__PluginSet *ps)
+{
+	uint64_t have = plugin_set_generation();
+	if (ps->generation == have || ps->generation == L.plugin_rejected)
+		return;
+	char err[600];
+	if (apply_plugins(ps, err, sizeof(err)) < 0) {
+		log_error("refused plugin set generation %llu from the control plane, keeping "
+		          "generation %llu: %s",
+		          (unsigned long long)ps->generation, (unsigned long long)have, err);
+		L.plugin_rejected = ps->generation;
+		Helios__ConfigReject *rj = malloc(sizeof(*rj));
+		if (rj) {
+			helios__config_reject__init(rj);
+			rj->dataplane_id = strdup(L.st.dataplane_id);
+			rj->generation = ps->generation;
+			rj->error = strdup(err);
+		}
+		if (L.plugin_reject)
+			helios__config_reject__free_unpacked(L.plugin_reject, NULL);
+		L.plugin_reject = rj;
+		return;
+	}
+	char names[400] = "";
+	for (size_t i = 0; i < ps->n_plugins; i++)
+		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+		         i ? ", " : "", ps->plugins[i]->name);
+	/* a proxy without plugins says nothing about them */
+	log_ev(ps->n_plugins || L.plugins_ran ? LOG_INFO : LOG_DEBUG, "plugins_applied", NULL,
+	       "plugin set generation %llu applied: %s", (unsigned long long)ps->generation,
+	       ps->n_plugins ? names : "no plugins");
+	L.plugins_ran = ps->n_plugins > 0;
+}
+
 static void handle_reply(const Helios__Reply *r)
 {
 	if (!r->ok) {
@@ -184,6 +266,8 @@ static void handle_reply(const Helios__Reply *r)
 			}
 		}
 	}
+	if (r->plugins)
+		handle_plugins(r->plugins);
 	if (r->routing)
 		ctl_set_routing(r->routing);
 	for (size_t i = 0; i < r->n_tenant_shares; i++)
@@ -238,6 +322,7 @@ static uint8_t *build_register(size_t *len)
 	reg.version = HELIOS_VERSION;
 	reg.max_schema_version = HELIOS_SCHEMA_VERSION;
 	reg.generation = sn ? sn->generation : 0;
+	reg.plugin_generation = plugin_set_generation();
 	reg.listen_address = sn ? sn->cfg->listen_address : "";
 	reg.admin_address = sn ? sn->cfg->admin_address : "";
 	int nw = workers_started();
@@ -260,13 +345,18 @@ static uint8_t *build_heartbeat(size_t *len)
 	hb.command_seq = L.cmd_seen;
 	hb.ack = L.ack;
 	hb.reject = L.reject;
+	hb.plugin_generation = plugin_set_generation();
+	hb.plugin_reject = L.plugin_reject;
+	bool plugin_news = hb.plugin_generation != L.plugin_acked;
+	L.plugin_acked = hb.plugin_generation;
 	Helios__CommandResult *results[1];
 	if (L.result) {
 		results[0] = L.result;
 		hb.results = results;
 		hb.n_results = 1;
 	}
-	hb.hold = !L.ack && !L.reject && !L.result;
+	/* a new plugin generation is acknowledged at once */
+	hb.hold = !L.ack && !L.reject && !L.result && !L.plugin_reject && !plugin_news;
 	uint8_t *buf = cpwire_pack_token(HELIOS__MSG_TYPE__MSG_HEARTBEAT, hb.generation, &hb.base,
 	                                 L.auth.token, len);
 	stats_report_free(hb.report);
@@ -281,9 +371,12 @@ static void clear_sent(void)
 		helios__config_reject__free_unpacked(L.reject, NULL);
 	if (L.result)
 		helios__command_result__free_unpacked(L.result, NULL);
+	if (L.plugin_reject)
+		helios__config_reject__free_unpacked(L.plugin_reject, NULL);
 	L.ack = NULL;
 	L.reject = NULL;
 	L.result = NULL;
+	L.plugin_reject = NULL;
 }
 
 static void lost(const char *why)
@@ -422,6 +515,8 @@ int cplink_start(const char *url, bool external, const struct cpauth *auth, char
 		nng_socket_set_ms(L.sock, NNG_OPT_RECONNMINT, 100);
 		nng_socket_set_ms(L.sock, NNG_OPT_RECONNMAXT, 2000);
 		nng_socket_set_ms(L.sock, NNG_OPT_SENDTIMEO, 2000);
+		/* a plugin set carries its modules (controlplane/cp_plugin.c) */
+		nng_socket_set_size(L.sock, NNG_OPT_RECVMAXSZ, 64u << 20);
 		rv = rundir_guard_peer(L.sock);
 	}
 	nng_dialer d;

@@ -20,6 +20,7 @@
 #include "dataplane/policy/control.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
+#include "dataplane/plugin/plugin_set.h"
 #include "dataplane/rt/worker.h"
 
 #include <errno.h>
@@ -359,6 +360,36 @@ static struct collect_job *collect(bool detail, size_t queries)
 	return j;
 }
 
+/* The live plugins' counters (plugin/plugin_set.h), none without plugins. */
+#define REPORT_PLUGINS_MAX 64
+static void plugin_stats_into(Helios__StatsReport *r)
+{
+	r->plugin_generation = plugin_set_generation();
+	struct plugin_stats *ps = calloc(REPORT_PLUGINS_MAX, sizeof(*ps));
+	size_t n = ps ? plugin_set_stats(ps, REPORT_PLUGINS_MAX) : 0;
+	r->plugins = n ? calloc(n, sizeof(*r->plugins)) : NULL;
+	for (size_t k = 0; r->plugins && k < n; k++) {
+		Helios__PluginStats *m = malloc(sizeof(*m));
+		if (!m)
+			break;
+		helios__plugin_stats__init(m);
+		m->name = dupstr(ps[k].name);
+		m->sha256 = dupstr(ps[k].sha256);
+		m->disabled = ps[k].disabled;
+		m->calls = ps[k].calls;
+		m->time_secs = (double)ps[k].time_ns / 1e9;
+		m->denials = ps[k].denials;
+		m->rewrites = ps[k].rewrites;
+		m->traps = ps[k].traps;
+		m->timeouts = ps[k].timeouts;
+		m->budget_exhausted = ps[k].budget_exhausted;
+		m->failures = ps[k].failures;
+		m->instances = ps[k].instances;
+		r->plugins[r->n_plugins++] = m;
+	}
+	free(ps);
+}
+
 Helios__StatsReport *stats_report(bool detail)
 {
 	return stats_report_ex(detail, 0);
@@ -480,6 +511,7 @@ Helios__StatsReport *stats_report_ex(bool detail, size_t slow_lines)
 	for (size_t k = 0; r->disabled && k < nd; k++)
 		r->disabled[r->n_disabled++] = dupstr(dis[k]);
 	r->nodes = ctl_nodes_copy(&r->n_nodes);
+	plugin_stats_into(r);
 	snap_unref(sn);
 	return r;
 }
