@@ -738,6 +738,55 @@ static void render_xdp(struct sbuf *out, const struct metrics_xdp *x)
 	sample(&f, NULL, 0, vu(x->deny_entries));
 }
 
+/* WASM plugins (docs/plugins.md) of every data plane, on helios-cp's
+ * /metrics: the same families a data plane serves itself
+ * (plugin/plugin_set.c), with the dataplane label. */
+static void render_plugins(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n)
+{
+	static const struct field fams[] = {
+	    {"helios_plugin_calls_total", "counter", "Hook calls of the plugin.",
+	     offsetof(Helios__PluginStats, calls), F_U64},
+	    {"helios_plugin_time_seconds_total", "counter", "Time spent in the plugin's hooks.",
+	     offsetof(Helios__PluginStats, time_secs), F_DBL},
+	    {"helios_plugin_denials_total", "counter",
+	     "Connections and statements the plugin denied.",
+	     offsetof(Helios__PluginStats, denials), F_U64},
+	    {"helios_plugin_rewrites_total", "counter", "Statements the plugin rewrote.",
+	     offsetof(Helios__PluginStats, rewrites), F_U64},
+	    {"helios_plugin_traps_total", "counter",
+	     "Hook calls that trapped (or whose instance could not be made).",
+	     offsetof(Helios__PluginStats, traps), F_U64},
+	    {"helios_plugin_timeouts_total", "counter",
+	     "Hook calls cut at the plugin's wall-clock limit.",
+	     offsetof(Helios__PluginStats, timeouts), F_U64},
+	    {"helios_plugin_budget_exhausted_total", "counter",
+	     "Hook calls cut at the plugin's instruction budget.",
+	     offsetof(Helios__PluginStats, budget_exhausted), F_U64},
+	    {"helios_plugin_disabled", "gauge",
+	     "1 while the plugin is disabled after max_failures consecutive failures.",
+	     offsetof(Helios__PluginStats, disabled), F_BOOL},
+	    {"helios_plugin_instances", "gauge", "Workers that hold an instance of the plugin.",
+	     offsetof(Helios__PluginStats, instances), F_U32},
+	};
+	struct label l[2];
+	struct family f;
+	family(&f, out, "helios_plugin_set_generation", "gauge",
+	       "Generation of the plugin set the data plane runs.");
+	for (size_t i = 0; i < n; i++) {
+		l[0] = (struct label){"dataplane", dp_id(reports[i])};
+		sample(&f, l, 1, vu(reports[i]->plugin_generation));
+	}
+	for (size_t k = 0; k < sizeof(fams) / sizeof(fams[0]); k++) {
+		family(&f, out, fams[k].name, fams[k].type, fams[k].help);
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < reports[i]->n_plugins; j++) {
+				l[0] = (struct label){"dataplane", dp_id(reports[i])};
+				l[1] = (struct label){"plugin", reports[i]->plugins[j]->name};
+				sample(&f, l, 2, field_value(reports[i]->plugins[j], &fams[k]));
+			}
+	}
+}
+
 void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports, size_t n,
                     const struct metrics_info *info)
 {
@@ -752,6 +801,8 @@ void metrics_render(struct sbuf *out, const Helios__StatsReport *const *reports,
 	render_rate(out, reports, n);
 	render_nodes(out, info);
 	render_xdp(out, &info->xdp);
+	if (info->role && !strcmp(info->role, "control-plane"))
+		render_plugins(out, reports, n);
 }
 
 /* ---- /status JSON ---- */

@@ -33,8 +33,6 @@ struct plugin_def {
 	enum plugin_on_failure on_failure;
 	struct plugin_limits lim;
 	uint32_t max_failures; /* consecutive failed calls before it is disabled (0: never) */
-	uint64_t serial; /* bumped by `helioctl plugin reload`: a new serial with the same digest
-	                    gets fresh instances and is enabled again */
 };
 
 /* Replaces the live set (hooks run in defs' order). All or nothing: a
@@ -56,6 +54,9 @@ struct plugin_stats {
 /* The live plugins' counters (summed over workers); returns how many
  * (at most max written). */
 size_t plugin_set_stats(struct plugin_stats *out, size_t max);
+
+/* Enables a plugin the failure switch disabled; 0 or -ENOENT. */
+int plugin_set_reset(const char *name);
 
 /* A worker ends: frees its instances. */
 void plugin_set_worker_exit(void);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #define MAX_RESTART_KEYS 32
+#define CPLINK_PLUGINS   32 /* plugins in a set (controlplane/cp_internal.h) */
 
 static struct {
 	pthread_t thread;
@@ -55,6 +56,11 @@ static struct {
 	uint64_t plugin_rejected;            /* its generation: not tried again */
 	uint64_t plugin_acked;               /* plugin generation the last heartbeat carried */
 	bool plugins_ran;                    /* the last set applied had plugins */
+	struct {
+		char name[64];
+		uint64_t serial; /* bumped by helioctl plugin reload */
+	} serials[CPLINK_PLUGINS];
+	size_t n_serials;
 	struct cp_link_state st;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -181,13 +187,29 @@ static int apply_plugins(const Helios__PluginSet *ps, char *err, size_t errlen)
 		d->lim.timeout_ms = m->timeout_ms;
 		d->lim.memory_mb = m->memory_mb;
 		d->max_failures = m->max_failures;
-		d->serial = m->serial;
 	}
 	if (rc == 0)
 		rc =
 		    plugin_set_apply(defs, ps->n_plugins, ps->generation, err, errlen) < 0 ? -1 : 0;
 	free(defs);
-	return rc;
+	if (rc < 0)
+		return -1;
+	/* helioctl plugin reload: the same module again, enabled again if its
+	 * failures had disabled it */
+	size_t n = ps->n_plugins < CPLINK_PLUGINS ? ps->n_plugins : CPLINK_PLUGINS;
+	for (size_t i = 0; i < n; i++) {
+		const Helios__PluginModule *m = ps->plugins[i];
+		for (size_t k = 0; k < L.n_serials; k++)
+			if (!strcmp(L.serials[k].name, m->name) &&
+			    L.serials[k].serial != m->serial && plugin_set_reset(m->name) == 0)
+				log_info("plugin %s reloaded: enabled, fresh instances", m->name);
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(L.serials[i].name, sizeof(L.serials[i].name), "%s", ps->plugins[i]->name);
+		L.serials[i].serial = ps->plugins[i]->serial;
+	}
+	L.n_serials = n;
+	return 0;
 }
 
 static void handle_plugins(const Helios__PluginSet *ps)

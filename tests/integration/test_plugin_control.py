@@ -169,6 +169,14 @@ def test_plugin_loaded_with_helioctl_runs_on_both_data_planes(pg, cluster, tmp_p
         assert ps["name"] == "blocker" and int(ps["calls"]) >= 2 and int(ps["denials"]) >= 2, ps
     text = ctl_ok(cp.url, "plugin", "stats").stdout
     assert len(re.findall(r"(?m)^\S+\s+blocker\s+\d+", text)) == 2, text
+    # helios-cp's /metrics: every data plane's plugin counters, labelled
+    status, body, _ = http_get(cp.admin, "/metrics")
+    assert status == 200
+    calls = re.findall(r'(?m)^helios_plugin_calls_total\{dataplane="[^"]+",plugin="blocker"\} '
+                       r'(\d+)$', body)
+    assert len(calls) == 2 and all(int(c) >= 2 for c in calls), body
+    gens = re.findall(r'(?m)^helios_plugin_set_generation\{dataplane="[^"]+"\} (\d+)$', body)
+    assert gens == [str(gen), str(gen)], gens
 
 
 def test_plugin_in_config_reaches_data_planes_without_its_file(pg, cluster, config, tmp_path):
