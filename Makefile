@@ -20,6 +20,11 @@ CC ?= cc
 ifeq ($(origin CC),default)
 CC := cc
 endif
+# C++ only for dataplane/plugin/wasm.cc (the binding to WABT's interpreter)
+CXX ?= g++
+ifeq ($(origin CXX),default)
+CXX := g++
+endif
 
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wvla -Werror=implicit-function-declaration
@@ -44,6 +49,8 @@ else
 endif
 
 CFLAGS_ALL := $(BASE_CFLAGS) $(MODE_CFLAGS) $(CFLAGS)
+CXXFLAGS_ALL := -std=c++17 -D_GNU_SOURCE -I. -I$(BUILD)/gen -Wall -Wextra -Wshadow \
+	-Wno-unused-parameter -Wformat=2 -MMD -MP -pthread $(MODE_CFLAGS) $(CXXFLAGS)
 LDFLAGS_ALL := $(BASE_LDFLAGS) $(MODE_LDFLAGS) $(LDFLAGS)
 
 ifeq ($(V),1)
@@ -59,7 +66,8 @@ UNIT_TESTS :=
 # Every program links the same system libraries (static module libraries
 # only pull in what a program uses).
 LINK_LIBS := -luring -lssl -lcrypto -lpg_query -lnng -lprotobuf-c -lmicrohttpd -ljansson -lpq -lm \
-	-lldap -llber -ljwt
+	-lldap -llber -ljwt \
+	-lwabt -Wl,--push-state,--as-needed -lstdc++ -lm -Wl,--pop-state
 
 include proto/proto.mk
 include bpf/bpf.mk
@@ -72,12 +80,18 @@ include deploy/install.mk
 
 ALL_SRCS := $(COMMON_SRCS) $(DATAPLANE_SRCS) $(DATAPLANE_MAIN) $(TOOL_SRCS) $(UNIT_TEST_SRCS) \
 	$(CP_SRCS) $(CP_MAIN) $(CLI_SRCS)
-DEPS := $(patsubst %.c,$(BUILD)/obj/%.d,$(ALL_SRCS))
+DEPS := $(patsubst %.c,$(BUILD)/obj/%.d,$(ALL_SRCS)) \
+	$(patsubst %.cc,$(BUILD)/obj/%.d,$(DATAPLANE_CXX_SRCS))
 
 $(BUILD)/obj/%.o: %.c | $(PROTO_H) $(BPF_SKELS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cc | $(PROTO_H) $(BPF_SKELS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CXX     $<")
+	$(Q)$(CXX) $(CXXFLAGS_ALL) -c $< -o $@
 
 all: $(PROGRAMS)
 
@@ -152,7 +166,7 @@ docs: $(BIN)/heliosproxy
 	$(Q)$(BIN)/heliosproxy --print-config-docs > docs/configuration.md
 
 # tracked and new (not ignored) files, so a file not yet added is checked too
-FORMAT_FILES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null)
+FORMAT_FILES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.cc' '*.h' 2>/dev/null)
 format:
 	$(Q)clang-format -i $(FORMAT_FILES)
 

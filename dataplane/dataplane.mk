@@ -2,7 +2,10 @@
 # goes into a library so unit tests can link single modules.
 DATAPLANE_MAIN := dataplane/main.c
 DATAPLANE_SRCS := $(filter-out $(DATAPLANE_MAIN),$(wildcard dataplane/*.c dataplane/*/*.c dataplane/*/*/*.c))
-DATAPLANE_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(DATAPLANE_SRCS))
+# dataplane/plugin/wasm.cc: the one C++ file (WABT's interpreter is C++)
+DATAPLANE_CXX_SRCS := $(wildcard dataplane/*/*.cc)
+DATAPLANE_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(DATAPLANE_SRCS)) \
+	$(patsubst %.cc,$(BUILD)/obj/%.o,$(DATAPLANE_CXX_SRCS))
 DATAPLANE_LIB := $(BUILD)/lib/libheliosdp.a
 
 $(DATAPLANE_LIB): $(DATAPLANE_OBJS)

@@ -19,3 +19,14 @@ TOOL_SRCS += tests/ldap/ldapauth_probe.c
 
 # cli/pgbini (pgbouncer.ini reader of helioctl import-pgbouncer) is in no library.
 $(BUILD)/tests/test_pgbini: $(BUILD)/obj/cli/pgbini.o
+
+# tests/plugins/*.wat: the WASM modules of the plugin runtime's unit tests
+# (test_plugin_*), assembled by wat2wasm into BUILD/tests/plugins/ where
+# the tests find them beside their own program.
+TEST_WASM := $(patsubst tests/plugins/%.wat,$(BUILD)/tests/plugins/%.wasm,$(wildcard tests/plugins/*.wat))
+$(BUILD)/tests/plugins/%.wasm: tests/plugins/%.wat
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  WAT     $<")
+	$(Q)wat2wasm $< -o $@
+$(filter $(BUILD)/tests/test_plugin_%,$(UNIT_TESTS)): | $(TEST_WASM)
+unit-tests: $(TEST_WASM)
