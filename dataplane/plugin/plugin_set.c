@@ -409,8 +409,8 @@ static void failed(const struct pent *e, struct wslot *sl, enum plugin_rc rc, co
 	else
 		BUMP(sl->c.traps, 1);
 	if (now != sl->fail_log_sec) {
-		log_warn("plugin %s: %s %s: %s (on_failure = %s)%s", pm->name, plugin_hook_name(h),
-		         plugin_rc_name(rc), what,
+		log_warn("plugin %s: %s (%s %s; on_failure = %s)%s", pm->name, what,
+		         plugin_hook_name(h), plugin_rc_name(rc),
 		         e->on_failure == PLUGIN_FAIL_DENY ? "deny" : "continue",
 		         sl->fail_dropped ? " (more failures since the last line)" : "");
 		sl->fail_log_sec = now;
@@ -424,9 +424,9 @@ static void failed(const struct pent *e, struct wslot *sl, enum plugin_rc rc, co
 		if (__atomic_compare_exchange_n(&pm->disabled, &was, true, false, __ATOMIC_RELAXED,
 		                                __ATOMIC_RELAXED)) {
 			__atomic_add_fetch(&pm->n_disabled, 1, __ATOMIC_RELAXED);
-			log_error("plugin %s disabled after %u consecutive failures (last: %s %s: "
-			          "%s); reload it to enable it again",
-			          pm->name, n, plugin_hook_name(h), plugin_rc_name(rc), what);
+			log_error("plugin %s disabled after %u consecutive failures (last: %s); "
+			          "reload it to enable it again",
+			          pm->name, n, what);
 			pthread_mutex_lock(&set_mu);
 			__atomic_store_n(&live_hooks, enabled_hooks(live), __ATOMIC_RELAXED);
 			pthread_mutex_unlock(&set_mu);
