@@ -663,6 +663,11 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 		arr = calloc(n, elem);
 		c->cache.tables = (struct cfg_cache_table *)arr;
 		c->cache.n_tables = arr ? n : 0;
+	} else if (strcmp(sec->name, "plugins") == 0) {
+		elem = sizeof(*c->plugins);
+		arr = calloc(n, elem);
+		c->plugins = (struct cfg_plugin *)arr;
+		c->n_plugins = arr ? n : 0;
 	} else if (strcmp(sec->name, "auth.rules") == 0) {
 		elem = sizeof(*c->auth.rules);
 		arr = calloc(n, elem);
@@ -683,6 +688,13 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 			snprintf(key, sizeof(key), "%s[%zu]", sec->name, i);
 			return cfg_fail(ld, toml_line(t), "key '%s': expected table, got %s", key,
 			                type_word(toml_type(t)));
+		}
+		if (strcmp(sec->name, "plugins") == 0) {
+			/* path and config are malloc'd: its own reader */
+			rc = cfg_load_plugin(ld, (long)i, t, (struct cfg_plugin *)base);
+			if (rc)
+				return rc;
+			continue;
 		}
 		rc = apply_defaults(ld, sec->name, (long)i, base);
 		if (rc == 0)
@@ -1091,6 +1103,7 @@ void cfg_free(struct cfg *c)
 		explicit_bzero(c->databases, c->n_databases * sizeof(*c->databases));
 	free(c->databases);
 	free(c->pool_users);
+	cfg_plugins_free(c);
 	if (c->auth.rules) /* options may hold an ldapbindpasswd */
 		explicit_bzero(c->auth.rules, c->auth.n_rules * sizeof(*c->auth.rules));
 	free(c->auth.rules);

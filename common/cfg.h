@@ -122,6 +122,11 @@ struct cfg_database {
 	char timezone[CFG_NAME_MAX];
 };
 
+/* A plugin's config table as JSON, at most (bytes). */
+#define CFG_PLUGIN_CONFIG_MAX 65536
+/* [[plugins]] entries, at most. */
+#define CFG_PLUGINS_MAX 64
+
 /* One [[plugins]] entry: a WASM plugin the control plane loads and pushes
  * to its data planes (docs/plugins.md). */
 struct cfg_plugin {

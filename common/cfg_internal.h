@@ -46,6 +46,10 @@ int cfg_read_all(const char *path, size_t max, char **out, size_t *len);
 
 /* cfg_check.c: the rules that span keys, once every key has its value. */
 int cfg_validate(struct loader *ld);
+/* cfg_plugins.c: one [[plugins]] element t (index) into p (zeroed). */
+int cfg_load_plugin(struct loader *ld, long index, const struct toml_value *t,
+                    struct cfg_plugin *p);
+void cfg_plugins_free(struct cfg *c);
 /* cfg_users.c: reads auth.users_file and appends its users. */
 int cfg_load_users_file(struct loader *ld);
 

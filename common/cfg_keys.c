@@ -32,6 +32,10 @@
 #define F_PUSER(field)                                                                             \
 	offsetof(struct cfg_user_pool, field), sizeof(((struct cfg_user_pool *)0)->field)
 #define F_HBA(field) offsetof(struct cfg_hba_rule, field), sizeof(((struct cfg_hba_rule *)0)->field)
+/* [[plugins]] keys are read by cfg_plugins.c, not through the offsets (path
+ * and config_json are malloc'd, fuel is 64-bit): offset 0, the size is the
+ * longest value allowed. */
+#define F_PLUGIN_DOC(size) 0, (size)
 /* A string list's size is that of each string: the field is a pointer. */
 #define F_ROUTE_LIST(field, each) offsetof(struct cfg_schema_route, field), (each)
 
@@ -70,6 +74,7 @@ static const char *const client_tls[] = {"disable",   "allow",       "require",
 static const char *const server_tls[] = {"disable", "prefer", "require", "verify-full", NULL};
 static const char *const pin_actions[] = {"pin", "error", NULL};
 static const char *const xdp_modes[] = {"generic", "native", "auto", NULL};
+static const char *const plugin_failures[] = {"continue", "deny", NULL};
 
 #define RESTART CFG_KEY_RESTART
 #define REQ     CFG_KEY_REQUIRED
@@ -436,6 +441,28 @@ static const struct cfg_key keys[] = {
     {"rewrite_rules", "replace", CFG_KEY_STRING, F_RULE(replace), NULL, 0, 0, NULL, REQ,
      "What they become; $n beyond match's own parameters take match's constants in order."},
 
+    {"plugins", "name", CFG_KEY_STRING, F_PLUGIN_DOC(CFG_NAME_MAX), NULL, 0, 0, NULL, REQ,
+     "Unique; names the plugin in logs, metrics and `helioctl plugin`. Letters, digits, `_`, "
+     "`-` and `.`."},
+    {"plugins", "path", CFG_KEY_STRING, F_PLUGIN_DOC(CFG_PATH_MAX), NULL, 0, 0, NULL, REQ | PATH,
+     "The plugin's .wasm module."},
+    {"plugins", "on_failure", CFG_KEY_ENUM, F_PLUGIN_DOC(sizeof(int)), "continue", 0, 0,
+     plugin_failures, 0,
+     "What a trap, a timeout or an exhausted instruction budget does to the query or login: "
+     "`continue` lets it go on, `deny` refuses it."},
+    {"plugins", "timeout_ms", CFG_KEY_INT, F_PLUGIN_DOC(sizeof(int)), "100", 1, 100, NULL, 0,
+     "Wall-clock limit of one hook call."},
+    {"plugins", "fuel", CFG_KEY_INT, F_PLUGIN_DOC(sizeof(long long)), "10000000", 1000,
+     4000000000LL, NULL, 0,
+     "Instruction budget of one hook call (WASM instructions). The default cuts a runaway "
+     "hook after about 10 million instructions, well inside the 100 ms clock, so the cut "
+     "is deterministic; the sample plugins use a few thousand per call."},
+    {"plugins", "memory_mb", CFG_KEY_INT, F_PLUGIN_DOC(sizeof(int)), "16", 1, 1024, NULL, 0,
+     "Linear memory cap of each instance (one per worker); memory.grow beyond it fails."},
+    {"plugins", "max_failures", CFG_KEY_INT, F_PLUGIN_DOC(sizeof(int)), "5", 0, 1000000, NULL, 0,
+     "Consecutive failed calls (trap, timeout, budget) after which the plugin is disabled "
+     "until it is reloaded; 0 = never."},
+
     {"analytics", "enabled", CFG_KEY_BOOL, F_CFG(analytics.enabled), "false", 0, 0, NULL, 0,
      "Per-fingerprint query statistics (helioctl top, /metrics) in transaction/statement "
      "pooling."},
@@ -631,6 +658,13 @@ static const struct cfg_section sections[] = {
      "ids are unique."},
     {"rewrite_rules", true, "[[rewrite_rules]]",
      "Zero or more statement rewrites matched by shape (docs/rewriting.md)."},
+    {"plugins", true, "[[plugins]]",
+     "Zero or more WASM plugins (docs/plugins.md), run in the order written. `config` is an "
+     "inline table (or a table `[plugins.config]` under the entry) handed to the plugin as "
+     "JSON when each instance starts; `{}` when absent. With a control plane, helios-cp "
+     "reads the modules and pushes them to its data planes; a data plane without one runs "
+     "its own entries and re-reads them on reload. `heliosproxy --check-config` also "
+     "compiles each module and says why one does not load."},
     {"analytics", false, "[analytics]",
      "Query analytics: statistics per statement fingerprint and a log of slow statements. "
      "slow_query_log, like every path, is relative to the config file's folder."},

@@ -213,8 +213,46 @@ static void put_keys(struct sink *s, const char *section, const char *base)
 	explicit_bzero(line, sizeof(line));
 }
 
+/* [[plugins]]: their own fields (cfg_plugins.c); config as a JSON string,
+ * which the loader takes as well as a table. */
+static void put_plugins(struct sink *s, const struct cfg *c)
+{
+	for (size_t i = 0; i < c->n_plugins; i++) {
+		const struct cfg_plugin *p = &c->plugins[i];
+		size_t cap = strlen(p->path) * 6 + strlen(p->config_json) * 6 + 512;
+		char *text = malloc(cap);
+		struct cfg_buf b;
+
+		if (!text) {
+			s->oom = true;
+			return;
+		}
+		cfg_buf_init(&b, text, cap);
+		/* plugin values are not expanded (cfg_plugins.c): written as they are */
+		cfg_buf_printf(&b, "\n[[plugins]]\nname = ");
+		cfg_buf_quote(&b, p->name, strlen(p->name));
+		cfg_buf_printf(&b, "\npath = ");
+		cfg_buf_quote(&b, p->path, strlen(p->path));
+		cfg_buf_printf(&b, "\nconfig = ");
+		cfg_buf_quote(&b, p->config_json, strlen(p->config_json));
+		cfg_buf_printf(&b,
+		               "\non_failure = \"%s\"\ntimeout_ms = %u\nfuel = %llu\nmemory_mb = "
+		               "%u\nmax_failures = %u\n",
+		               p->deny_on_failure ? "deny" : "continue", p->timeout_ms,
+		               (unsigned long long)p->fuel, p->memory_mb, p->max_failures);
+		if (b.full)
+			s->oom = true;
+		sink_put(s, text, b.len);
+		free(text);
+	}
+}
+
 static void put_section(struct sink *s, const struct cfg *c, const struct cfg_section *sec)
 {
+	if (!strcmp(sec->name, "plugins")) {
+		put_plugins(s, c);
+		return;
+	}
 	char header[64];
 	size_t n, elem;
 	const char *arr;

@@ -45,6 +45,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dataplane/pipeline/plugin_stage.h"
 #include "common/cpwire.h"
 #include "common/sdnotify.h"
 
@@ -454,8 +455,15 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s\n", err.msg);
 			return 1;
 		}
-		printf("%s: configuration is valid\n", check);
+		/* each plugin is compiled and instantiated with its config */
+		int bad = plugins_check_config(c, stdout);
 		cfg_free(c);
+		if (bad) {
+			fprintf(stderr, "%s: %d plugin%s do%s not load\n", check, bad,
+			        bad == 1 ? "" : "s", bad == 1 ? "es" : "");
+			return 1;
+		}
+		printf("%s: configuration is valid\n", check);
 		return 0;
 	}
 	if ((!path && !cp_arg) || (takeover && !path)) {
@@ -507,6 +515,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	subscribe_to_config();
+	/* [[plugins]] of every installed config (until the control plane
+	 * pushes plugin sets: stage_plugin.c, plugins_from_config) */
+	plugins_config_install();
 	/* a copy: c goes to the first snapshot, which a control plane's push
 	 * may free before start-up is done (admin_start, reload read url) */
 	static char url_copy[sizeof(c->control_address)];
@@ -725,6 +736,7 @@ int main(int argc, char **argv)
 	cp_stop(cp);
 	analytics_stop();
 	cache_stop();
+	plugin_set_shutdown();
 	kfast_shutdown();
 	log_info("heliosproxy stopped");
 	return 0;

@@ -23,6 +23,7 @@
 #include "dataplane/conn/listen.h"
 #include "dataplane/pool/pool.h"
 #include "dataplane/pipeline/route.h"
+#include "dataplane/pipeline/plugin_stage.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/policy/tenant.h"
 #include "dataplane/conn/conn_report.h"
@@ -410,6 +411,11 @@ static void auth_ok(struct client *cl)
 	struct req r;
 	tx_req_init(cl, NULL, &r);
 	pipe_client_start(cl->pipe, &cl->pc, &r);
+	char pl_code[6], pl_msg[300];
+	if (plugin_login(&r, cl->peer, pl_code, pl_msg, sizeof(pl_msg))) {
+		cl_close(cl, pl_code, pl_msg);
+		return;
+	}
 	if (pipe_wants(cl->pipe, PEV_CONNECT)) {
 		struct pipe_event ev = {
 		    .kind = PEV_CONNECT, .r = &r, .at_ns = conn_now_ns(), .ok = true};

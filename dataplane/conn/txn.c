@@ -11,6 +11,7 @@
 #include "dataplane/conn/txn_internal.h"
 
 #include "dataplane/conn/txn_req.h"
+#include "dataplane/plugin/plugin_set.h"
 #include "dataplane/pipeline/analytics.h"
 #include "dataplane/pipeline/cache.h"
 #include "dataplane/pipeline/route.h"
@@ -1158,6 +1159,7 @@ void tx_worker_exit(void)
 	/* the stages' per-thread state (statement tables, catalog references) */
 	analytics_worker_exit(NULL);
 	cache_worker_exit();
+	plugin_set_worker_exit(); /* its plugin instances */
 }
 
 /* Runs the whole messages in data[0..len) (the received chunk c, or the

@@ -50,6 +50,7 @@ void tx_req_init(struct client *cl, const struct server *sv, struct req *r)
 	r->tenant = cl->tenant;
 	r->tenant_cfg = cl->tenant_cfg;
 	r->client_id = cl->id;
+	r->peer = cl->peer;
 	r->setting = want_setting;
 	r->setting_arg = cl;
 	r->settings_each = want_each;

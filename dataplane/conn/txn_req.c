@@ -148,6 +148,7 @@ struct qev {
 		uint64_t start_ns, rows;
 		bool error;
 		char sqlstate[6];
+		char message[160]; /* the server's error message (on_error) */
 	} slot[QEV_SLOTS];
 	uint32_t head, n;
 };
@@ -209,7 +210,9 @@ void tx_ev_response(struct server *sv, uint8_t type, const uint8_t *body, uint32
 	if (type == 'E') {
 		s->error = true;
 		const char *code = pgw_error_field(body, len, 'C');
+		const char *m = pgw_error_field(body, len, 'M');
 		snprintf(s->sqlstate, sizeof(s->sqlstate), "%s", code ? code : "");
+		snprintf(s->message, sizeof(s->message), "%s", m ? m : "");
 		return;
 	}
 	/* CommandComplete: "SELECT 5", "INSERT 0 3", "UPDATE 2", "COPY 10" */
@@ -242,7 +245,8 @@ void tx_ev_ready(struct client *cl, struct server *sv)
 	                        .duration_ns = now > s.start_ns ? now - s.start_ns : 0,
 	                        .rows = s.rows,
 	                        .ok = !s.error,
-	                        .sqlstate = s.error ? s.sqlstate : NULL};
+	                        .sqlstate = s.error ? s.sqlstate : NULL,
+	                        .message = s.error ? s.message : NULL};
 	pipe_emit(cl->pipe, &cl->pc, &ev);
 }
 

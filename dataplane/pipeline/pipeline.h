@@ -87,7 +87,11 @@ union pipe_slot {
 
 /* Flags a stage leaves for a later one, kept across the points of one
  * request (cleared by pipe_request_done). */
-#define PIPE_RF_PRIMARY_ONLY 1u /* route to the primary (a cache miss being recorded) */
+#define PIPE_RF_PRIMARY_ONLY 1u  /* route to the primary (a cache miss being recorded) */
+#define PIPE_RF_HINT_PRIMARY 2u  /* a plugin's hint: route = "primary" */
+#define PIPE_RF_HINT_REPLICA 4u  /* ... route = "replica" */
+#define PIPE_RF_HINT_NODE    8u  /* ... route = node pc->hint_node */
+#define PIPE_RF_NO_CACHE     16u /* ... cache = "skip" */
 
 /* What conn/ keeps for each client on behalf of its pipeline (zeroed by
  * pipe_client_init, freed by pipe_client_free). */
@@ -97,6 +101,7 @@ struct pipe_client {
 	                           * a request answered without a server) */
 	bool in_batch;            /* inside an extended batch: its first message was seen */
 	uint8_t rflags;           /* PIPE_RF_* for the request at the head */
+	int16_t hint_node;        /* PIPE_RF_HINT_NODE: its [[nodes]] index */
 	uint32_t skip;            /* 1u << slot: stages with nothing to do for this client */
 	bool buffered;            /* a stage may replace its messages (pipe_client_start) */
 	bool active[PIPE_POINTS]; /* some stage at that point applies to it */
@@ -143,6 +148,7 @@ struct req {
 	struct tenant_state *tenant;         /* NULL: no tenant */
 	const struct cfg_tenant *tenant_cfg; /* its [[tenants]] entry (NULL without) */
 	uint64_t client_id;                  /* for logs; 0 for an internal request */
+	const char *peer;                    /* client address ("127.0.0.1:5000"); NULL internal */
 	/* settings view: the value of a session setting the client expects on
 	 * its server, NULL when unset (setting may be NULL: none known) */
 	const char *(*setting)(const void *arg, const char *name);
@@ -270,6 +276,9 @@ int pipe_register(const struct pipe_stage *st);
  * (then shared by every client of s); NULL when out of memory. */
 struct pipeline *pipe_get(struct snap *s);
 void pipe_put(struct pipeline *p);
+/* Logins from now on build their pipelines again (a stage's enabled()
+ * answer changed without a new snapshot: the first plugin pushed). */
+void pipe_forget_all(void);
 
 /* Builds a pipeline from the given stages under c (tests; pipe_get uses
  * the built-in and registered stages). Free with pipe_free. */
@@ -324,7 +333,9 @@ enum pipe_verdict req_park_until(struct req *r, uint64_t wake_ns);
 extern const struct pipe_stage stage_rewrite;
 extern const struct pipe_stage stage_rate;
 extern const struct pipe_stage stage_route;
-extern const struct pipe_stage stage_cache;     /* cache.h */
-extern const struct pipe_stage stage_analytics; /* analytics.h */
+extern const struct pipe_stage stage_cache;      /* cache.h */
+extern const struct pipe_stage stage_analytics;  /* analytics.h */
+extern const struct pipe_stage stage_plugin;     /* plugin_stage.h */
+extern const struct pipe_stage stage_plugin_req; /* its part ahead of the cache */
 
 #endif

@@ -13,9 +13,10 @@
 #include <stdlib.h>
 
 static const struct pipe_stage *stages[PIPE_MAX_STAGES * PIPE_POINTS] = {
-    &stage_rewrite, &stage_rate, &stage_route, &stage_cache, &stage_analytics,
+    &stage_rewrite,   &stage_rate,   &stage_route,      &stage_cache,
+    &stage_analytics, &stage_plugin, &stage_plugin_req,
 };
-static size_t n_stages = 5;
+static size_t n_stages = 7;
 
 int pipe_register(const struct pipe_stage *st)
 {
@@ -55,6 +56,14 @@ struct pipeline *pipe_get(struct snap *s)
 	}
 	pthread_mutex_unlock(&reg_mu);
 	return p;
+}
+
+void pipe_forget_all(void)
+{
+	pthread_mutex_lock(&reg_mu);
+	for (int i = 0; i < PIPE_LIVE_MAX; i++)
+		live[i] = NULL; /* each is freed by its last client's pipe_put */
+	pthread_mutex_unlock(&reg_mu);
 }
 
 void pipe_put(struct pipeline *p)

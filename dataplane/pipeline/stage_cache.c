@@ -185,6 +185,8 @@ static enum pipe_verdict cache_run(struct req *r, union pipe_slot *slot)
 	const struct cfg *c = r->snap->cfg;
 	if (!cache_store || !c->cache.enabled || !r->req_buf)
 		return PIPE_CONTINUE;
+	if (r->pc->rflags & PIPE_RF_NO_CACHE)
+		return PIPE_CONTINUE; /* a plugin's hint (cache = "skip") */
 	if (r->has_server && r->tx_status != 'I')
 		return PIPE_CONTINUE; /* session pooling: inside a transaction block */
 	struct cache_cl *cc = cache_cl_of(slot, true);

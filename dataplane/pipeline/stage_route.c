@@ -340,6 +340,18 @@ int route_pick(struct req *r, char *msg, size_t msglen)
 	if (!sql)
 		return to_primary(c, msg, msglen);
 
+	/* a plugin's hint (on_query_start) wins over the statement's own */
+	if (r->pc->rflags & PIPE_RF_HINT_PRIMARY)
+		return to_primary(c, msg, msglen);
+	if (r->pc->rflags & PIPE_RF_HINT_REPLICA) {
+		int i = pick_replica(r, c);
+		if (i >= 0 && breaker_allow(c, i))
+			return i;
+		return to_primary(c, msg, msglen);
+	}
+	if ((r->pc->rflags & PIPE_RF_HINT_NODE) && r->pc->hint_node >= 0 &&
+	    (size_t)r->pc->hint_node < c->n_nodes)
+		return to_node(c, r->pc->hint_node, msg, msglen);
 	if (hints_maybe(sql, len)) {
 		struct hints h;
 		hints_scan(sql, len, &h);

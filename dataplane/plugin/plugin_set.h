@@ -49,14 +49,48 @@ struct plugin_stats {
 	char sha256[65]; /* hex */
 	bool disabled;   /* after max_failures consecutive failures (until reloaded) */
 	uint64_t calls, time_ns, denials, rewrites, traps, timeouts, budget_exhausted, failures;
-	uint32_t instances; /* workers that hold an instance now */
+	uint32_t instances;      /* workers that hold an instance now */
+	uint64_t disabled_total; /* times the failure switch disabled it */
 };
 /* The live plugins' counters (summed over workers); returns how many
  * (at most max written). */
 size_t plugin_set_stats(struct plugin_stats *out, size_t max);
 
+/* Hooks (1u << enum plugin_hook) that some enabled live plugin exports:
+ * one relaxed atomic load, 0 when there is nothing to run. */
+uint32_t plugin_set_hooks(void);
+/* Plugins in the live set. */
+size_t plugin_set_count(void);
 /* Enables a plugin the failure switch disabled; 0 or -ENOENT. */
 int plugin_set_reset(const char *name);
+
+/* What the live set decided about one hook call. */
+struct plugin_outcome {
+	enum plugin_decision decision; /* DENY: a plugin denied (or failed with on_failure deny) */
+	bool failed;                   /* the denial is a failure's (trap, timeout, budget) */
+	char by[64];                   /* the plugin that denied */
+	char sqlstate[6];              /* its SQLSTATE, "" = the caller's default */
+	char message[256];
+	char *rewrite; /* on_query_start: malloc'd statement to run instead (caller frees) */
+	uint32_t rewrite_len;
+	char route[64];  /* "primary" | "replica" | a node name; "" none (the last plugin's) */
+	bool cache_skip; /* some plugin asked the cache to stay out */
+	uint32_t ran;    /* plugins called */
+};
+/* Runs hook in->hook of every enabled live plugin, in order, on this
+ * thread's instances (built on first use, rebuilt after a failure); input
+ * fields in in (its outputs are not used). Stops at the first denial; a
+ * rewrite is what later plugins see as the SQL. Counts, logs and applies
+ * on_failure and max_failures. */
+void plugin_set_run(const struct plugin_call *in, struct plugin_outcome *out);
+
+/* A statement the plugins cannot be shown (streamed, not held whole):
+ * denied (out) when an enabled plugin with hook h has on_failure deny. */
+void plugin_set_unseen(enum plugin_hook h, struct plugin_outcome *out);
+
+struct sbuf;
+/* The live plugins' counters as Prometheus text (the data plane's /metrics). */
+void plugin_set_metrics(struct sbuf *out);
 
 /* A worker ends: frees its instances. */
 void plugin_set_worker_exit(void);

@@ -18,6 +18,7 @@
 #include "dataplane/conn/conn_report.h"
 #include "dataplane/conn/conn.h"
 #include "dataplane/policy/control.h"
+#include "dataplane/plugin/plugin_set.h"
 #include "dataplane/policy/snap.h"
 #include "dataplane/report/stats.h"
 #include "dataplane/rt/worker.h"
@@ -604,6 +605,7 @@ static int http_handler(void *ctx, const char *url, struct sbuf *body, const cha
 	const Helios__StatsReport *reps[1] = {r};
 	if (is_metrics) {
 		metrics_render(body, reps, r ? 1 : 0, &mi);
+		plugin_set_metrics(body);
 		*ctype = METRICS_CONTENT_TYPE;
 	} else {
 		metrics_status_json(body, reps, r ? 1 : 0, &mi);

@@ -1234,7 +1234,7 @@ static bool is_array_section(const char *section)
 	return strcmp(section, "nodes") == 0 || strcmp(section, "auth.users") == 0 ||
 	       strcmp(section, "auth.rules") == 0 || /* its options value is masked, not '[' */
 	       strcmp(section, "databases") == 0 ||  /* so is its password */
-	       strcmp(section, "users") == 0;
+	       strcmp(section, "users") == 0 || strcmp(section, "plugins") == 0;
 }
 
 static int show_config(const struct cfg *c, struct sbuf *out)

@@ -121,8 +121,8 @@ static void test_unknown_top_level_table_is_refused(void **state)
 {
 	assert_refused(NODE "[quotas]\nenabled = true\n", "proxy.toml:3: unknown table 'quotas'",
 	               NULL);
-	assert_refused(NODE "[[plugins]]\nname = \"a\"\n", "proxy.toml:3: unknown table 'plugins'",
-	               NULL);
+	assert_refused(NODE "[[extensions]]\nname = \"a\"\n",
+	               "proxy.toml:3: unknown table 'extensions'", NULL);
 	assert_refused(NODE "[[auth.user]]\nname = \"a\"\n",
 	               "proxy.toml:3: unknown table 'auth.user' (did you mean 'users'?)", NULL);
 	assert_refused("[pool-mode]\nmode = \"session\"\n" NODE, "unknown table 'pool-mode'",

@@ -846,7 +846,7 @@ static void test_show_config_masks_secrets_and_marks_restart_keys(void **state U
 		    strcmp(k->section, "cache.tables") == 0 || strcmp(k->section, "tenants") == 0 ||
 		    strcmp(k->section, "rewrite_rules") == 0 ||
 		    strcmp(k->section, "auth.rules") == 0 || strcmp(k->section, "databases") == 0 ||
-		    strcmp(k->section, "users") == 0)
+		    strcmp(k->section, "users") == 0 || strcmp(k->section, "plugins") == 0)
 			continue;
 		snprintf(name, sizeof(name), "%s%s%s", k->section, k->section[0] ? "." : "",
 		         k->name);
