@@ -515,9 +515,6 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	subscribe_to_config();
-	/* [[plugins]] of every installed config (until the control plane
-	 * pushes plugin sets: stage_plugin.c, plugins_from_config) */
-	plugins_config_install();
 	/* a copy: c goes to the first snapshot, which a control plane's push
 	 * may free before start-up is done (admin_start, reload read url) */
 	static char url_copy[sizeof(c->control_address)];
@@ -584,6 +581,12 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			snap_install_gen(s, 0);
+			/* and its [[plugins]]: the control plane's set replaces them
+			 * when it answers (report/cplink.c) */
+			if (plugins_from_config(s->cfg, msg, sizeof(msg)) < 0)
+				log_error("plugins of %s: %s; none run until the control plane "
+				          "sends its set",
+				          path, msg);
 		}
 		if (cplink_start(url, true, &auth, msg, sizeof(msg)) < 0) {
 			fprintf(stderr, "heliosproxy: %s\n", msg);

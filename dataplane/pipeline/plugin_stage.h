@@ -1,7 +1,7 @@
 /*
  * WASM plugins in the pipeline (stage_plugin.c): the login hook conn/
- * calls, and the data plane's own [[plugins]] applied to the live set
- * (plugin/plugin_set.h) until the control plane pushes sets.
+ * calls, and a local file's [[plugins]] applied to the live set
+ * (plugin/plugin_set.h) until the control plane pushes its set.
  */
 #ifndef HELIOS_PLUGIN_STAGE_H
 #define HELIOS_PLUGIN_STAGE_H
@@ -26,12 +26,14 @@ bool plugin_login(const struct req *r, const char *peer, char *sqlstate, char *m
 int plugins_load_defs(const struct cfg *c, struct plugin_def **defs, uint8_t **bufs, char *err,
                       size_t errlen);
 /* Applies c's [[plugins]] as the live set when they (or their files'
- * bytes) differ from what was applied last. The one place the data plane
- * takes plugins from its config: the control plane's pushed set replaces
- * it (issue 20, P3). 0, or -1 with err (the live set stays). */
+ * bytes) differ from what was applied last: a data plane attached to a
+ * helios-cp, serving its own file until the control plane answers; the
+ * control plane's set replaces it (report/cplink.c). 0, or -1 with err
+ * (the live set stays). */
 int plugins_from_config(const struct cfg *c, char *err, size_t errlen);
-/* Subscribes plugins_from_config to every installed snapshot (start-up). */
-int plugins_config_install(void);
+/* The stage joins or leaves the pipelines when the live set gets its first
+ * plugin or loses its last (was: plugin_set_count() before the change). */
+void plugins_set_changed(size_t was);
 /* --check-config: compiles and instantiates each plugin of c, one line
  * each to out; returns how many do not load. */
 int plugins_check_config(const struct cfg *c, FILE *out);

@@ -14,9 +14,10 @@
  *
  * The live set is plugin/plugin_set.c's. The stage is in a pipeline when
  * the config has [[plugins]] or a set is live; with nothing live it costs
- * one atomic load per Query/Parse. Until the control plane pushes sets,
- * plugins_from_config (a snapshot subscriber) applies the snapshot's own
- * [[plugins]]: that is the one function the pushed set replaces.
+ * one atomic load per Query/Parse. The live set is the one the control
+ * plane pushes (report/cplink.c); plugins_from_config applies a local
+ * file's [[plugins]] only while a data plane attached to a helios-cp
+ * serves that file before the control plane answers.
  */
 #include "dataplane/pipeline/plugin_stage.h"
 
@@ -494,6 +495,13 @@ int plugins_load_defs(const struct cfg *c, struct plugin_def **defs_out, uint8_t
 	return 0;
 }
 
+void plugins_set_changed(size_t was)
+{
+	/* the stage's enabled() answer may have changed */
+	if ((was == 0) != (plugin_set_count() == 0))
+		pipe_forget_all();
+}
+
 int plugins_from_config(const struct cfg *c, char *err, size_t errlen)
 {
 	uint8_t *bufs[CFG_PLUGINS_MAX] = {0};
@@ -543,32 +551,13 @@ int plugins_from_config(const struct cfg *c, char *err, size_t errlen)
 		         c->plugins[i].deny_on_failure ? "deny" : "continue");
 	if (!c->n_plugins)
 		log_info("plugins: none loaded any more");
-	/* the stage's enabled() answer may have changed */
-	if ((was == 0) != (plugin_set_count() == 0))
-		pipe_forget_all();
+	plugins_set_changed(was);
 	rc = 0;
 out:
 	for (size_t i = 0; i < c->n_plugins && i < CFG_PLUGINS_MAX; i++)
 		free(bufs[i]);
 	free(defs);
 	return rc;
-}
-
-/* Snapshot subscriber: every installed config's [[plugins]] (start and
- * reload). A refused set leaves the live one and says why. */
-static void on_install(const struct snap *s, const struct snap *old, void *arg)
-{
-	char err[512];
-
-	(void)old;
-	(void)arg;
-	if (plugins_from_config(s->cfg, err, sizeof(err)) < 0)
-		log_error("plugins: %s; the plugins loaded before stay", err);
-}
-
-int plugins_config_install(void)
-{
-	return snap_subscribe(on_install, NULL);
 }
 
 int plugins_check_config(const struct cfg *c, FILE *out)

@@ -14,6 +14,7 @@
 #include "common/rundir.h"
 #include "dataplane/pipeline/cache.h"
 #include "dataplane/pipeline/engine/rewrite.h"
+#include "dataplane/pipeline/plugin_stage.h"
 #include "dataplane/plugin/plugin_set.h"
 #include "dataplane/policy/control.h"
 #include "dataplane/policy/snap.h"
@@ -188,12 +189,14 @@ static int apply_plugins(const Helios__PluginSet *ps, char *err, size_t errlen)
 		d->lim.memory_mb = m->memory_mb;
 		d->max_failures = m->max_failures;
 	}
+	size_t was = plugin_set_count();
 	if (rc == 0)
 		rc =
 		    plugin_set_apply(defs, ps->n_plugins, ps->generation, err, errlen) < 0 ? -1 : 0;
 	free(defs);
 	if (rc < 0)
 		return -1;
+	plugins_set_changed(was);
 	/* helioctl plugin reload: the same module again, enabled again if its
 	 * failures had disabled it */
 	size_t n = ps->n_plugins < CPLINK_PLUGINS ? ps->n_plugins : CPLINK_PLUGINS;
@@ -258,6 +261,10 @@ static void handle_reply(const Helios__Reply *r)
 	}
 	if (r->heartbeat_interval_ms)
 		L.interval_ms = r->heartbeat_interval_ms;
+	/* before the snapshot: the first one lets start-up go on, and the
+	 * plugins are in place by then */
+	if (r->plugins)
+		handle_plugins(r->plugins);
 	if (r->snapshot) {
 		struct snap *cur = snap_current();
 		uint64_t have = cur ? cur->generation : 0;
@@ -288,8 +295,6 @@ static void handle_reply(const Helios__Reply *r)
 			}
 		}
 	}
-	if (r->plugins)
-		handle_plugins(r->plugins);
 	if (r->routing)
 		ctl_set_routing(r->routing);
 	for (size_t i = 0; i < r->n_tenant_shares; i++)
