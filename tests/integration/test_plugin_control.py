@@ -153,7 +153,7 @@ def test_plugin_loaded_with_helioctl_runs_on_both_data_planes(pg, cluster, tmp_p
     (mod_row,) = lst["plugins"]
     assert mod_row["name"] == "blocker" and mod_row["source"] == "helioctl"
     assert mod_row["config_json"] == '{"who":"ops"}' and mod_row["on_failure"] == "continue"
-    assert int(mod_row["size"]) == mod.stat().st_size and "wasm" not in mod_row
+    assert int(mod_row["size"]) == mod.stat().st_size and not mod_row.get("wasm")
     gen = lst["plugin_generation"]
     assert [d["plugin_generation"] for d in lst["dataplanes"]] == [gen, gen], lst
     text = ctl_ok(cp.url, "plugin", "list").stdout
@@ -296,3 +296,25 @@ def test_helioctl_plugin_refusals_are_clear(pg, cluster, tmp_path):
     # control plane's /metrics too
     ctl_ok(cp.url, "plugin", "load", "m", str(mod), "--on-failure", "deny")
     assert ctl_json(cp.url, "plugin", "list")["plugins"][0]["on_failure"] == "deny"
+
+
+def test_plugin_in_the_file_of_a_proxy_with_its_own_control_plane(pg, proxy, config, tmp_path):
+    """heliosproxy without control_address runs the control plane inside:
+    its [[plugins]] reach its workers the same way, and helioctl -c FILE
+    manages them."""
+    mod = deny_module(tmp_path, "embedded", "blocked in the embedded set")
+    cfg = config(mode="session")
+    cfg["plugins"] = [{"name": "embedded", "path": str(mod), "on_failure": "deny"}]
+    p = proxy(cfg)
+    assert denied_by(pg, p.port, "blocked in the embedded set"), p.log_tail()
+    r = run([str(helios_bin() / "helioctl"), "-c", str(p.config_path), "plugin", "list"],
+            check=False)
+    assert r.returncode == 0 and re.search(r"(?m)^embedded\s+config\s+[0-9a-f]{12}\s+\d+\s+deny",
+                                           r.stdout), r.stdout + r.stderr
+    assert r.stdout.count("current") == 1, r.stdout
+    # the file loses its plugin: a reload takes it away
+    del cfg["plugins"]
+    p.rewrite_config(cfg)
+    r = run([str(helios_bin() / "helioctl"), "-c", str(p.config_path), "reload"], check=False)
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: not_denied(pg, p.port), timeout=10), p.log_tail()
