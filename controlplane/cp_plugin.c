@@ -336,6 +336,8 @@ Helios__PluginSet *cp_plugins_msg(struct cp *cp)
 		free(s);
 		return NULL;
 	}
+	if (!cp->n_set)
+		free(m); /* cp_plugins_msg_free finds the array in plugins[0] */
 	for (size_t i = 0; i < cp->n_set; i++) {
 		const struct cp_plugin *p = cp->set[i];
 		helios__plugin_module__init(&m[i]);

@@ -264,7 +264,7 @@ static void test_exact_compact_dump(void **state)
 	req.args = args;
 	req.timeout_ms = 9000;
 	assert_dump(&req.base, "{\"verb\":\"config\",\"args\":[\"set\",\"pool_mode.max_pool_size\","
-	                       "\"50\"],\"timeout_ms\":9000}");
+	                       "\"50\"],\"timeout_ms\":9000,\"plugin\":null}");
 }
 
 static void test_enum_by_name_and_bytes_as_base64(void **state)
