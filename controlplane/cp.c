@@ -608,6 +608,7 @@ struct cp *cp_start(const struct cp_opts *o, char *err, size_t errlen)
 	}
 	cp_config_install(cp, live, "start");
 	cp_plugins_install_cfg(cp, &plugins);
+	cp_plugins_restore(cp); /* helioctl's, kept from the last run */
 	/* persist the generation so it keeps growing across restarts */
 	char *persist = cp_config_overrides_text(cp, NULL, NULL, NULL, cp->generation);
 	char werr[1200];

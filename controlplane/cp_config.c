@@ -47,6 +47,12 @@ char *cp_config_overrides_text(const struct cp *cp, char **skip_key, const char 
 /* Atomic replace: temp file, fsync, rename, fsync the folder. */
 int cp_config_write_atomic(const char *path, const char *text, char *err, size_t errlen)
 {
+	return cp_write_file_atomic(path, text, strlen(text), err, errlen);
+}
+
+int cp_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen)
+{
+	const char *text = data;
 	char tmp[CFG_PATH_MAX + 8];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -54,7 +60,7 @@ int cp_config_write_atomic(const char *path, const char *text, char *err, size_t
 		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
 		return -1;
 	}
-	size_t len = strlen(text), off = 0;
+	size_t off = 0;
 	while (off < len) {
 		ssize_t n = write(fd, text + off, len - off);
 		if (n < 0) {

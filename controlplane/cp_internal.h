@@ -237,6 +237,8 @@ char *cp_config_overrides_text(const struct cp *cp, char **skip_key, const char 
                                const char *add_line, uint64_t gen);
 /* Atomic replace: temp file, fsync, rename, fsync the folder. */
 int cp_config_write_atomic(const char *path, const char *text, char *err, size_t errlen);
+/* The same for len bytes (mode 0600). */
+int cp_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 /* Reads the overrides file into cp's override list, its text and generation
  * (missing file: none); -1 with the reason in err. */
 int cp_config_read_overrides(struct cp *cp, char **text_out, uint64_t *gen, char *err,
@@ -308,6 +310,9 @@ Helios__PluginSet *cp_plugins_msg(struct cp *cp);
 void cp_plugins_msg_free(Helios__PluginSet *s);
 /* helioctl plugin list|load|unload|reload|stats; *parked when held. */
 nng_msg *cp_plugin_handle(struct cp *cp, struct work *w, Helios__CtlRequest *req, bool *parked);
+/* The modules loaded with helioctl that the last run kept (plugins_dir):
+ * after the config's are installed, at start. */
+void cp_plugins_restore(struct cp *cp);
 /* A held plugin change every connected data plane refused: the helioctl
  * load is undone (the set goes back to the generation they run). Returns
  * whether it was. */

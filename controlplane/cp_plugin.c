@@ -10,11 +10,13 @@
  * generation in its heartbeats or reports why it refused the set (it then
  * keeps the one it runs).
  *
- * helioctl-loaded modules are kept across config reloads but not across a
- * restart of the control plane (they live in its memory, like `xdp deny
- * add`): what must survive goes into [[plugins]]. Plugin generations start
- * at the control plane's start time in milliseconds, so a restarted
- * control plane never reuses a number a data plane holds.
+ * helioctl-loaded modules are kept across config reloads and, like
+ * `config set`, across restarts: in a folder beside the overrides file
+ * (<overrides file without .toml>.plugins/: manifest.json and the modules
+ * named by their sha256, mode 0600 in a 0700 folder), read back at start.
+ * Plugin generations start at the control plane's start time in
+ * milliseconds, so a restarted control plane never reuses a number a data
+ * plane holds.
  *
  * The control plane does not run plugins: whether a module compiles is for
  * the data planes to say. A helioctl load that every connected data plane
@@ -27,6 +29,7 @@
 #include "common/cpwire.h"
 #include "common/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -34,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* A plugin's config as JSON, at most (bytes): as [[plugins]] config. */
 #define PLUGIN_CONFIG_MAX 65536
@@ -393,6 +397,171 @@ static const char *short_sha(const uint8_t d[32], char buf[13])
 	return buf;
 }
 
+/* Where helioctl-loaded modules are kept: beside the overrides file. */
+static void plugins_dir(const struct cp *cp, char *out, size_t cap)
+{
+	size_t n = strlen(cp->ovr_path);
+	if (n > 5 && !strcmp(cp->ovr_path + n - 5, ".toml"))
+		n -= 5;
+	snprintf(out, cap, "%.*s.plugins", (int)n, cp->ovr_path);
+}
+
+static json_t *manifest_entry(const struct cp_plugin *p, const char *sha)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:f}", "name", p->name,
+	                 "sha256", sha, "config", p->config_json, "on_failure",
+	                 p->deny ? "deny" : "continue", "fuel", (json_int_t)p->fuel, "timeout_ms",
+	                 (json_int_t)p->timeout_ms, "memory_mb", (json_int_t)p->memory_mb,
+	                 "max_failures", (json_int_t)p->max_failures, "path",
+	                 p->path ? p->path : "", "loaded_at", p->loaded_at);
+}
+
+/* Writes the helioctl-loaded modules and their manifest (modules first,
+ * then the manifest atomically, then modules nobody names any more go). A
+ * failure is logged: the change is live but will not survive a restart. */
+static void persist(struct cp *cp)
+{
+	char dir[CFG_PATH_MAX + 16], path[CFG_PATH_MAX + 100], err[CFG_PATH_MAX * 2 + 200];
+	plugins_dir(cp, dir, sizeof(dir));
+	struct stat st;
+	if (!cp->loaded.n && stat(dir, &st) < 0)
+		return; /* nothing kept, nothing to keep */
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		log_warn("control plane: cannot create %s: %s: plugins loaded with helioctl will "
+		         "not survive a restart",
+		         dir, strerror(errno));
+		return;
+	}
+	json_t *arr = json_array();
+	char(*shas)[65] = calloc(cp->loaded.n + 1, sizeof(*shas));
+	int rc = arr && shas ? 0 : -1;
+	snprintf(err, sizeof(err), "out of memory");
+	for (size_t i = 0; rc == 0 && i < cp->loaded.n; i++) {
+		const struct cp_plugin *p = &cp->loaded.v[i];
+		hex(p->sha256, 32, shas[i]);
+		snprintf(path, sizeof(path), "%s/%s.wasm", dir, shas[i]);
+		if (stat(path, &st) < 0 &&
+		    cp_write_file_atomic(path, p->wasm->data, p->wasm->len, err, sizeof(err)) < 0)
+			rc = -1;
+		else if (json_array_append_new(arr, manifest_entry(p, shas[i])) < 0)
+			rc = -1;
+	}
+	char *text = NULL;
+	if (rc == 0) {
+		json_t *root = json_pack("{s:i, s:O}", "version", 1, "plugins", arr);
+		text = root ? json_dumps(root, JSON_INDENT(1)) : NULL;
+		json_decref(root);
+		snprintf(path, sizeof(path), "%s/manifest.json", dir);
+		rc = text ? cp_config_write_atomic(path, text, err, sizeof(err)) : -1;
+	}
+	if (rc < 0)
+		log_warn(
+		    "control plane: %s: plugins loaded with helioctl will not survive a restart",
+		    err);
+	DIR *d = rc == 0 ? opendir(dir) : NULL;
+	for (struct dirent *e; d && (e = readdir(d));) {
+		size_t n = strlen(e->d_name);
+		if (n != 64 + 5 || strcmp(e->d_name + 64, ".wasm"))
+			continue;
+		bool used = false;
+		for (size_t i = 0; i < cp->loaded.n; i++)
+			used |= !strncmp(e->d_name, shas[i], 64);
+		if (!used) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			unlink(path);
+		}
+	}
+	if (d)
+		closedir(d);
+	free(text);
+	free(shas);
+	json_decref(arr);
+}
+
+void cp_plugins_restore(struct cp *cp)
+{
+	char dir[CFG_PATH_MAX + 16], path[CFG_PATH_MAX + 100], why[CFG_PATH_MAX + 200];
+	plugins_dir(cp, dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/manifest.json", dir);
+	json_error_t jerr;
+	json_t *root = json_load_file(path, 0, &jerr);
+	if (!root) {
+		if (access(path, F_OK) == 0)
+			log_error(
+			    "control plane: %s: %s (line %d): plugins loaded with helioctl are "
+			    "not restored",
+			    path, jerr.text, jerr.line);
+		return;
+	}
+	json_t *arr = json_object_get(root, "plugins"), *e;
+	size_t i, n = 0;
+	json_array_foreach(arr, i, e)
+	{
+		const char *name = json_string_value(json_object_get(e, "name"));
+		const char *sha = json_string_value(json_object_get(e, "sha256"));
+		const char *cfgj = json_string_value(json_object_get(e, "config"));
+		const char *of = json_string_value(json_object_get(e, "on_failure"));
+		const char *src = json_string_value(json_object_get(e, "path"));
+		if (!name || !name_ok(name) || !sha || strlen(sha) != 64 || !cfgj || !of) {
+			log_error("control plane: %s: plugin entry %zu is malformed: left out",
+			          path, i);
+			continue;
+		}
+		if (find_in(&cp->cfg_plugins, name, NULL) || find_in(&cp->loaded, name, NULL) ||
+		    cp->loaded.n + cp->cfg_plugins.n >= CP_PLUGINS_MAX) {
+			log_warn("control plane: plugin '%s' loaded with helioctl is not restored: "
+			         "[[plugins]] has that name now, or the set is full",
+			         name);
+			continue;
+		}
+		char mod[CFG_PATH_MAX + 100];
+		snprintf(mod, sizeof(mod), "%s/%s.wasm", dir, sha);
+		struct cp_plugin p = {0};
+		char got[65];
+		p.wasm = read_module(mod, why, sizeof(why));
+		if (p.wasm) {
+			sha256(p.wasm->data, p.wasm->len, p.sha256);
+			hex(p.sha256, 32, got);
+		}
+		if (!p.wasm || strcmp(got, sha)) {
+			log_error(
+			    "control plane: plugin '%s' loaded with helioctl is not restored: %s",
+			    name, p.wasm ? "its module does not match its sha256" : why);
+			plugin_clear(&p);
+			continue;
+		}
+		struct cp_plugin *v = realloc(cp->loaded.v, (cp->loaded.n + 1) * sizeof(*v));
+		snprintf(p.name, sizeof(p.name), "%s", name);
+		p.config_json = strdup(cfgj);
+		p.path = strdup(src ? src : "");
+		p.deny = !strcmp(of, "deny");
+		p.fuel = (uint64_t)json_integer_value(json_object_get(e, "fuel"));
+		p.timeout_ms = (uint32_t)json_integer_value(json_object_get(e, "timeout_ms"));
+		p.memory_mb = (uint32_t)json_integer_value(json_object_get(e, "memory_mb"));
+		p.max_failures = (uint32_t)json_integer_value(json_object_get(e, "max_failures"));
+		p.loaded_at = json_number_value(json_object_get(e, "loaded_at"));
+		p.helioctl = true;
+		if (!v || !p.config_json || !p.path || !p.fuel || !p.timeout_ms || !p.memory_mb) {
+			log_error(
+			    "control plane: plugin '%s' loaded with helioctl is not restored: %s",
+			    name, v ? "malformed entry" : "out of memory");
+			if (v)
+				cp->loaded.v = v;
+			plugin_clear(&p);
+			continue;
+		}
+		cp->loaded.v = v;
+		cp->loaded.v[cp->loaded.n++] = p;
+		n++;
+	}
+	json_decref(root);
+	if (n) {
+		log_info("control plane: %zu plugin%s loaded with helioctl restored from %s", n,
+		         n == 1 ? "" : "s", dir);
+		commit(cp, "helioctl plugin load, kept from the last run");
+	}
+}
+
 static nng_msg *plugin_list(struct cp *cp)
 {
 	Helios__PluginSet *s = cp_plugins_msg(cp);
@@ -567,6 +736,7 @@ static nng_msg *plugin_load(struct cp *cp, struct work *w, Helios__CtlRequest *r
 	char why[300];
 	snprintf(why, sizeof(why), "helioctl plugin %s %s", reload ? "reload" : "load", name);
 	commit(cp, why);
+	persist(cp);
 	log_info("control plane: %s", msg);
 	cp_plist_free(&cp->plugin_undo.loaded);
 	cp->plugin_undo.loaded = before;
@@ -592,6 +762,7 @@ bool cp_plugins_undo(struct cp *cp, uint64_t refused_gen)
 	(void)rebuild_set(cp);
 	cp->plugin_gen = cp->plugin_undo.gen_before;
 	set_digest(cp, cp->set_digest);
+	persist(cp);
 	cp_dp_kick_heartbeats(cp);
 	log_warn("control plane: every data plane refused plugin set generation %llu: back to "
 	         "generation %llu",
@@ -657,6 +828,8 @@ static nng_msg *plugin_change(struct cp *cp, struct work *w, Helios__CtlRequest 
 		         name);
 	}
 	commit(cp, why);
+	if (unload)
+		persist(cp);
 	log_info("control plane: %s", msg);
 	cp_ctl_park(cp, w, req, WAIT_PLUGIN, cp->plugin_gen, NULL, msg);
 	*parked = true;

@@ -318,3 +318,44 @@ def test_plugin_in_the_file_of_a_proxy_with_its_own_control_plane(pg, proxy, con
     r = run([str(helios_bin() / "helioctl"), "-c", str(p.config_path), "reload"], check=False)
     assert r.returncode == 0, r.stderr
     assert wait_for(lambda: not_denied(pg, p.port), timeout=10), p.log_tail()
+
+
+def test_helioctl_loaded_plugin_survives_a_control_plane_restart(pg, cluster, tmp_path):
+    """Kept beside the overrides file (manifest.json and the module by its
+    sha256), read back at start; an unload is kept too."""
+    cp, (p,) = cluster(n=1)
+    mod = deny_module(tmp_path, "kept", "blocked by the kept plugin")
+    ctl_ok(cp.url, "plugin", "load", "kept", str(mod), "--config", '{"a": 1}',
+           "--on-failure", "deny")
+    kept = tmp_path / "cp-config.toml.live.plugins"
+    manifest = json.loads((kept / "manifest.json").read_text())
+    (entry,) = manifest["plugins"]
+    assert entry["name"] == "kept" and entry["config"] == '{"a":1}' and entry["on_failure"] == "deny"
+    assert (kept / f"{entry['sha256']}.wasm").read_bytes() == mod.read_bytes()
+    assert oct(kept.stat().st_mode & 0o777) == "0o700"
+    gen = ctl_json(cp.url, "plugin", "list")["plugin_generation"]
+    cp.stop()
+    mod.unlink()  # the control plane has its own copy
+    cp.start()
+    assert cp.proc.poll() is None
+    lst = None
+
+    def restored():
+        nonlocal lst
+        lst = ctl_json(cp.url, "plugin", "list")
+        return (lst["plugins"] and lst["dataplanes"] and
+                lst["dataplanes"][0]["plugin_generation"] == lst["plugin_generation"])
+    assert wait_for(restored, timeout=15), lst
+    (row,) = lst["plugins"]
+    assert row["name"] == "kept" and row["source"] == "helioctl" and row["on_failure"] == "deny"
+    assert lst["plugin_generation"] > gen  # never a number the data plane held
+    assert "restored from" in cp.log()
+    assert denied_by(pg, p.port, "blocked by the kept plugin")
+    # an unload is kept as well: nothing comes back
+    ctl_ok(cp.url, "plugin", "unload", "kept")
+    assert json.loads((kept / "manifest.json").read_text())["plugins"] == []
+    assert not list(kept.glob("*.wasm"))
+    cp.stop()
+    cp.start()
+    assert wait_for(lambda: ctl_json(cp.url, "plugin", "list")["plugins"] == [], timeout=10)
+    assert wait_for(lambda: not_denied(pg, p.port), timeout=10)
