@@ -83,9 +83,9 @@ static void begin(struct hp_buf *b, const char *event)
 	b->p = line;
 	b->n = 0;
 	b->cap = sizeof(line);
-	hp_puts(b, "{\"event\":\"");
+	hp_put_lit(b, "{\"event\":\"");
 	hp_puts(b, event);
-	hp_puts(b, "\"");
+	hp_put_lit(b, "\"");
 	hp_put_member(b, "user", hp_field(HP_F_USER, user, sizeof(user)));
 	hp_put_member(b, "database", hp_field(HP_F_DATABASE, db, sizeof(db)));
 	hp_put_member(b, "application_name", hp_field(HP_F_APPLICATION_NAME, app, sizeof(app)));
@@ -120,7 +120,7 @@ HELIOS_EXPORT(on_query_start) int on_query_start(void)
 	struct hp_str s = {sql, full > max_sql ? max_sql : full};
 	hp_put_member(&b, "sql", s);
 	if (full > max_sql)
-		hp_puts(&b, ",\"sql_truncated\":true");
+		hp_put_lit(&b, ",\"sql_truncated\":true");
 	end(&b);
 	return HP_CONTINUE;
 }

@@ -221,15 +221,23 @@ static inline void hp_put_json(struct hp_buf *b, struct hp_str s)
 	hp_put(b, "\"", 1);
 }
 
-/* ,"key":"value" (or "key":... first) when the value is there. */
-static inline void hp_put_member(struct hp_buf *b, const char *key, struct hp_str v)
+/* A string literal, its length known at compile time. */
+#define hp_put_lit(b, lit) hp_put((b), (lit), (int)sizeof(lit) - 1)
+
+/* ,"key":"value" (no comma right after the opening brace) when the value
+ * is there (v.n >= 0). key is a string literal without characters to
+ * escape: the whole ,"key": is a constant, nothing to scan. */
+#define hp_put_member(b, key, v)     hp_put_member_raw((b), ",\"" key "\":", (v))
+#define hp_put_member_raw(b, pre, v) hp_put_member_n((b), (pre), (int)sizeof(pre) - 1, (v))
+static inline void hp_put_member_n(struct hp_buf *b, const char *pre, int n, struct hp_str v)
 {
 	if (v.n < 0)
 		return;
-	if (b->n > 1)
-		hp_put(b, ",", 1);
-	hp_put_json(b, (struct hp_str){key, hp_strlen(key)});
-	hp_put(b, ":", 1);
+	if (b->n <= 1) {
+		pre++;
+		n--;
+	}
+	hp_put(b, pre, n);
 	hp_put_json(b, v);
 }
 

@@ -273,6 +273,7 @@ static void test_per_call_cost_of_each_sample(void **state UNUSED)
 	static const struct {
 		const char *name, *config;
 	} s[] = {
+	    {"noop", "{}"},
 	    {"audit_logger", "{}"},
 	    {"query_blocker", "{\"admins\":[\"postgres\"]}"},
 	    {"tenant_tagger", "{\"map\":{\"reporting\":\"replica\",\"etl-*\":\"node_b\"}}"},
