@@ -15,7 +15,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import ALICE, APPDB, DEFAULT_USERS, ROOT, helios_bin, run, wait_for
+from conftest import ALICE, APPDB, DEFAULT_USERS, PGB_AUTH, ROOT, helios_bin, run, wait_for
 
 WAT = ROOT / "tests" / "plugins"
 
@@ -361,3 +361,71 @@ def psql(p, sql, user=ALICE[0], password=ALICE[1], **env_extra):
     return subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(p.port), "-U", user,
                            "-d", APPDB, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
                           capture_output=True, text=True, env=env, timeout=30)
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_audit_logger_writes_who_ran_what_through_psql(pg, proxy, config, mode):
+    """plugins/audit_logger: one JSON line per connection, statement and
+    completion, with the user, database, application_name and SQL."""
+    p = start(proxy, config, [plugin("audit_logger", sample("audit_logger"),
+                                     config={"log_level": "info"})], mode=mode)
+    r = psql(p, "SELECT 'audited' AS x", PGAPPNAME="auditapp")
+    assert r.returncode == 0 and r.stdout.strip() == "audited", r.stderr
+    lines = [json.loads(m) for m in re.findall(r"plugin audit_logger: (\{.*\})$", p.log(), re.M)]
+    for _ in range(50):
+        if any(x["event"] == "complete" for x in lines):
+            break
+        time.sleep(0.1)
+        lines = [json.loads(m) for m in
+                 re.findall(r"plugin audit_logger: (\{.*\})$", p.log(), re.M)]
+    events = {x["event"]: x for x in lines}
+    assert events["connect"]["user"] == ALICE[0] and events["connect"]["database"] == APPDB
+    assert events["query"]["sql"] == "SELECT 'audited' AS x"
+    assert events["query"]["application_name"] == "auditapp"
+    assert events["query"]["mode"] == mode
+    assert events["complete"]["status"] == "ok" and events["complete"]["rows"] == "1"
+    assert re.fullmatch(r"[0-9a-f]{16}", events["complete"]["fingerprint"])
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction", "statement"])
+def test_query_blocker_denies_drop_and_truncate_for_non_admins_through_psql(pg, proxy, config,
+                                                                          mode):
+    """plugins/query_blocker with its defaults and admins = [pgb_auth]: alice
+    gets 42501 for DROP and TRUNCATE (the pattern named), other statements
+    run; the admin is not blocked."""
+    with pg.superuser(dbname=APPDB) as su:
+        su.execute("DROP TABLE IF EXISTS qb_t; CREATE TABLE qb_t (i int); "
+                   "GRANT ALL ON qb_t TO alice")
+    p = start(proxy, config, [plugin("query_blocker", sample("query_blocker"),
+                                     config={"admins": [PGB_AUTH[0]]})], mode=mode)
+    r = psql(p, "TRUNCATE qb_t")
+    assert r.returncode != 0
+    assert "ERROR:" in r.stderr and "TRUNCATE" in r.stderr, r.stderr
+    r = psql(p, "  drop   table qb_t")
+    assert r.returncode != 0 and "DROP" in r.stderr, r.stderr
+    r = psql(p, "INSERT INTO qb_t VALUES (1); SELECT count(*) FROM qb_t")
+    assert r.returncode == 0 and r.stdout.split() == ["INSERT", "0", "1", "1"], r.stderr
+    with psycopg.connect(p.dsn(ALICE[0], ALICE[1], sslmode="disable"), autocommit=True) as c:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("DROP TABLE qb_t")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("TRUNCATE qb_t", prepare=True)
+    r = psql(p, "TRUNCATE qb_t; SELECT count(*) FROM qb_t", user=PGB_AUTH[0],
+             password=PGB_AUTH[1])
+    assert r.returncode == 0 and r.stdout.split() == ["TRUNCATE", "TABLE", "0"], r.stderr
+    assert metric(p, "helios_plugin_denials_total", "query_blocker") == 4
+
+
+def test_tenant_tagger_routes_by_application_name_through_psql(pg, proxy, config):
+    """plugins/tenant_tagger: application_name reporting goes to the replica,
+    billing to the primary (transaction pooling)."""
+    p = start(proxy, config, [plugin("tenant_tagger", sample("tenant_tagger"),
+                                     config={"map": {"reporting": "replica",
+                                                     "billing": "primary"}})])
+    replica_usable(p)
+    r = psql(p, "SELECT inet_server_port()", PGAPPNAME="reporting")
+    assert r.returncode == 0 and r.stdout.strip() == str(pg.replica_port), r.stderr
+    r = psql(p, "SELECT inet_server_port()", PGAPPNAME="billing")
+    assert r.returncode == 0 and r.stdout.strip() == str(pg.port), r.stderr
+    r = psql(p, "SELECT inet_server_port()", PGAPPNAME="other")
+    assert r.returncode == 0 and r.stdout.strip() == str(pg.port), r.stderr
