@@ -76,6 +76,7 @@ include controlplane/controlplane.mk
 include dataplane/dataplane.mk
 include cli/cli.mk
 include tests/tests.mk
+include plugins/plugins.mk
 include deploy/install.mk
 
 ALL_SRCS := $(COMMON_SRCS) $(DATAPLANE_SRCS) $(DATAPLANE_MAIN) $(TOOL_SRCS) $(UNIT_TEST_SRCS) \
@@ -93,7 +94,7 @@ $(BUILD)/obj/%.o: %.cc | $(PROTO_H) $(BPF_SKELS)
 	@$(if $(Q),echo "  CXX     $<")
 	$(Q)$(CXX) $(CXXFLAGS_ALL) -c $< -o $@
 
-all: $(PROGRAMS)
+all: $(PROGRAMS) plugins
 
 .PHONY: all deps check unit unit-tests toml-conformance integration demo demo-stop format \
 	format-check layers clean docs bench fuzz image k8s-check man install install-strip uninstall
@@ -106,7 +107,7 @@ unit:
 	$(Q)$(MAKE) --no-print-directory MODE=asan unit-tests
 	$(Q)bash scripts/run-unit.sh build/asan
 
-unit-tests: $(UNIT_TESTS) $(PROGRAMS)
+unit-tests: $(UNIT_TESTS) $(PROGRAMS) plugins
 
 # libFuzzer targets (tests/fuzz/, built with clang by scripts/fuzz.sh into
 # build/fuzz/, corpora kept there). make check runs each for FUZZ_CHECK_SECS.

@@ -482,6 +482,8 @@ static size_t run(struct client *cl, struct server *sv, const uint8_t *data, siz
 			return n;
 		}
 		bool drop = cl->sess_drop;
+		uint8_t *repl = NULL;
+		uint32_t repl_len = 0;
 		if (!drop && stages) {
 			struct req r;
 			tx_req_init(cl, sv, &r);
@@ -493,7 +495,12 @@ static size_t run(struct client *cl, struct server *sv, const uint8_t *data, siz
 			if (r.starts)
 				r.now_ns = conn_now_ns();
 			enum pipe_verdict v = pipe_run(cl->pipe, PIPE_AT_MSG, &r);
-			free(r.replace); /* a stage that rewrites does not apply in session mode */
+			/* a plugin's rewrite (the rewrite rules do not apply in session
+			 * mode): sent in place of a whole message */
+			if (r.replace && v == PIPE_CONTINUE && r.whole)
+				repl = r.replace, repl_len = r.replace_len;
+			else
+				free(r.replace);
 			if (v == PIPE_ERROR && cl->sess_due) {
 				/* answered once the server owes the client nothing */
 				struct pipe_park p = {.kind = PIPE_WAKE_TOKEN, .token = sv};
@@ -527,7 +534,8 @@ static size_t run(struct client *cl, struct server *sv, const uint8_t *data, siz
 				drop = true;
 			}
 		}
-		if (!drop && cache_on(cl) && (t == 'Q' || t == 'P') && pipe_starts(&cl->pc, t)) {
+		if (!drop && !repl && cache_on(cl) && (t == 'Q' || t == 'P') &&
+		    pipe_starts(&cl->pc, t)) {
 			int64_t k = cache_request(cl, sv, data + hstart, n - hstart);
 			if (k < 0) {
 				/* parked, or the rest of the request is still to come */
@@ -557,6 +565,18 @@ static size_t run(struct client *cl, struct server *sv, const uint8_t *data, siz
 				ep_send_bytes(&cl->ep, z, sizeof(z));
 				cl->sess_drop = false;
 			}
+		} else if (repl) {
+			/* the new message goes instead of this whole one */
+			all = false;
+			FLUSH_KEPT(hstart);
+			sbuf_append(out, repl, repl_len);
+			note_sent(cl, sv, t, repl_len - 5, repl + 5, repl_len - 5);
+			free(repl);
+			pipe_msg_passed(&cl->pc, t);
+			pos = hstart + 5 + len;
+			keep_from = pos;
+			sc->left = 0;
+			continue;
 		} else {
 			note_sent(cl, sv, t, len, data + pos, n - pos < len ? n - pos : len);
 		}

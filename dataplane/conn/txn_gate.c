@@ -19,7 +19,15 @@
 
 static const char *want_setting(const void *arg, const char *name)
 {
-	const struct guc_ent *g = guc_get(&((const struct client *)arg)->want, name);
+	const struct client *cl = arg;
+	const struct guc_ent *g = guc_get(&cl->want, name);
+	/* session pooling keeps no wanted set: the startup's is what the
+	 * session's server started with (application_name for plugins) */
+	if (!g && !cl->txn) {
+		for (int i = 0; i < cl->n_params; i++)
+			if (!strcmp(cl->params[i].name, name))
+				return cl->params[i].value;
+	}
 	return g ? g->value : NULL;
 }
 

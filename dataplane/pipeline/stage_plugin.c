@@ -147,6 +147,25 @@ static const char *msg_sql(const struct req *r, uint32_t *name_len, const char *
 	return *end ? sql : NULL;
 }
 
+/* A Bind that starts a batch: the text of the prepared statement it names
+ * (the client's Parse kept by conn/), NULL when not known. */
+static const char *bind_sql(const struct req *r, size_t *len)
+{
+	const uint8_t *body = r->msg + 5, *z, *txt, *tz;
+	uint32_t blen = r->msg_len - 5, n;
+
+	if (!r->stmt_body || !(z = memchr(body, '\0', blen)))
+		return NULL; /* the portal name */
+	const char *name = (const char *)z + 1;
+	if (!memchr(name, '\0', blen - (uint32_t)(z + 1 - body)))
+		return NULL;
+	if (!name[0] || !(txt = r->stmt_body(r->setting_arg, name, &n)) ||
+	    !(tz = memchr(txt, '\0', n)))
+		return NULL; /* the unnamed statement was judged at its Parse */
+	*len = (size_t)(tz - txt);
+	return (const char *)txt;
+}
+
 /* The message with sql in place of the old text (name, text, the rest). */
 static uint8_t *replace_text(const struct req *r, uint32_t name_len, const char *old_sql,
                              const char *old_end, const char *sql, size_t sl, uint32_t *len)
@@ -214,7 +233,7 @@ static void set_hints(struct req *r, const struct plugin_outcome *o)
 static enum pipe_verdict plugin_req_run(struct req *r, union pipe_slot *slot)
 {
 	uint8_t t = r->type;
-	if ((t != 'Q' && t != 'P') || !r->whole || r->msg_len < 5 ||
+	if ((t != 'Q' && t != 'P' && t != 'B') || !r->whole || r->msg_len < 5 ||
 	    !(plugin_set_hooks() & HOOK(PLUGIN_ON_QUERY_START)))
 		return PIPE_CONTINUE;
 	struct pl_client *q = pl_of(slot);
@@ -226,9 +245,12 @@ static enum pipe_verdict plugin_req_run(struct req *r, union pipe_slot *slot)
 	}
 	memo_drop(q);
 	uint32_t name_len;
-	const char *end, *sql = msg_sql(r, &name_len, &end);
+	size_t bl = 0;
+	const char *end = NULL, *sql = t == 'B' ? bind_sql(r, &bl) : msg_sql(r, &name_len, &end);
 	if (!sql)
 		return PIPE_CONTINUE;
+	if (t == 'B')
+		end = sql + bl;
 	struct plugin_call c;
 	memset(&c, 0, sizeof(c));
 	c.hook = PLUGIN_ON_QUERY_START;
@@ -244,16 +266,24 @@ static enum pipe_verdict plugin_req_run(struct req *r, union pipe_slot *slot)
 static enum pipe_verdict plugin_stage_run(struct req *r, union pipe_slot *slot)
 {
 	uint8_t t = r->type;
-	if ((t != 'Q' && t != 'P') || r->again ||
+	if ((t != 'Q' && t != 'P' && (t != 'B' || !r->starts)) || r->again ||
 	    !(plugin_set_hooks() & HOOK(PLUGIN_ON_QUERY_START)))
 		return PIPE_CONTINUE;
 	struct plugin_call c;
 	struct plugin_outcome o;
 	uint32_t name_len = 0;
 	const char *end = NULL, *sql = NULL;
+	size_t bl = 0;
 
-	if (r->whole && r->msg_len >= 5)
+	if (t == 'B') {
+		/* an execution of a named prepared statement: judged again (its
+		 * hints are for this execution); a rewrite cannot apply to it */
+		if (!r->whole || !(sql = bind_sql(r, &bl)))
+			return PIPE_CONTINUE;
+		end = sql + bl;
+	} else if (r->whole && r->msg_len >= 5) {
 		sql = msg_sql(r, &name_len, &end);
+	}
 	if (!sql) {
 		/* a statement too large to be held whole (streamed): the plugins
 		 * cannot see it; as a failure, each plugin's on_failure decides */
@@ -279,7 +309,12 @@ static enum pipe_verdict plugin_stage_run(struct req *r, union pipe_slot *slot)
 		free(o.rewrite);
 		return deny(r, &o);
 	}
-	if (o.rewrite) {
+	if (o.rewrite && t == 'B') {
+		log_debug("client %llu: plugin rewrite of an execution of a prepared statement "
+		          "ignored (it applies at its Parse)",
+		          (unsigned long long)r->client_id);
+		free(o.rewrite);
+	} else if (o.rewrite) {
 		r->replace =
 		    replace_text(r, name_len, sql, end, o.rewrite, o.rewrite_len, &r->replace_len);
 		if (!r->replace)

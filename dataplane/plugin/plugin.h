@@ -11,17 +11,22 @@
  *            implements, each () -> i32: on_connection, on_query_start,
  *            on_query_complete, on_error (0 = continue, 1 = deny; the
  *            return of the last two is ignored).
- *   imports  module "helios" only (anything else: the load fails):
+ *   imports  module "helios" only (anything else: the load fails), all
+ *            arguments i32, exactly these types:
  *            field(id, buf, cap) -> i32   copies field id of the call (a
- *              PLUGIN_F_* below; the config JSON at helios_init) into the
- *              plugin's memory; returns its full length (may be > cap), -1
- *              when the hook has no such field
- *            deny(sqlstate, msg, msg_len)  5 bytes of SQLSTATE and a message
+ *              PLUGIN_F_* below; the config JSON at helios_init, and in
+ *              any hook) into the plugin's memory; returns its full length
+ *              (may be > cap), -1 when the hook has no such field
+ *            deny(sqlstate, msg, msg_len)  5 bytes of SQLSTATE [0-9A-Z] and a
+ *              message (on_connection, on_query_start; elsewhere it traps)
  *            rewrite(sql, len)             on_query_start: run this instead
- *            hint(key, klen, val, vlen)    on_query_start: "route" =
- *              "primary" | "replica" | a [[nodes]] name; "cache" = "skip"
+ *            hint(key, klen, val, vlen) -> i32   on_query_start: "route" =
+ *              "primary" | "replica" | a [[nodes]] name; "cache" = "skip";
+ *              0 taken, -1 unknown key or value
  *            log(level, msg, len)          one log line (0 debug .. 3 error),
- *              rate-limited by the host
+ *              rate-limited by the host (16 per call, 1000/s per instance)
+ *   Limits: fuel 0 = no instruction budget (the clock still holds);
+ *   timeout_ms 0 or over 100 = 100 (the issue's limit, enforced here too).
  *   Memory is the plugin's own: the host only copies into and out of it,
  *   bounds-checked against the instance's memory (a bad pointer traps the
  *   call). No WASI, no clock, no file, no network.
