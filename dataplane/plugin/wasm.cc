@@ -125,6 +125,10 @@ struct plugin_instance {
 	std::string config;
 	Values results;
 
+	/* a call failed: its thread may hold the torn frames of that call
+	 * (a new call would return into them), so no call runs any more */
+	bool broken = false;
+
 	/* during a call */
 	struct plugin_call *cur = nullptr;
 	bool in_init = false;
@@ -709,6 +713,11 @@ plugin_call(struct plugin_instance *in, struct plugin_call *c,
 	c->instructions = 0;
 	if ((unsigned)c->hook >= PLUGIN_HOOKS || !in->hook[c->hook])
 		return PLUGIN_ABSENT;
+	if (in->broken) {
+		set_err(c->trap, sizeof(c->trap), "%s: instance not rebuilt after a failed call",
+		        plugin_hook_name(c->hook));
+		return PLUGIN_TRAP;
+	}
 	in->cur = c;
 	in->log_fn = log_fn;
 	in->log_ud = ud;
@@ -725,6 +734,7 @@ plugin_call(struct plugin_instance *in, struct plugin_call *c,
 	in->cur = nullptr;
 	in->log_fn = nullptr;
 	if (rc != PLUGIN_OK) {
+		in->broken = true;
 		/* a failed call decides nothing: its outputs are dropped */
 		free(c->rewrite);
 		c->rewrite = nullptr;

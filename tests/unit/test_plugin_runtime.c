@@ -145,6 +145,11 @@ static void test_endless_loop_is_cut_by_the_instruction_budget(void **state UNUS
 	assert_true(ms < 100); /* the budget, not the clock, stopped it */
 	printf("budget: 50000 instructions cut after %llu ms (%s)\n", (unsigned long long)ms,
 	       c.trap);
+	/* the cut call's frames are still on the instance's thread: it refuses
+	 * to run again rather than return into them */
+	struct plugin_call again = {.hook = PLUGIN_ON_QUERY_START};
+	assert_int_equal(plugin_call(in, &again, NULL, NULL), PLUGIN_TRAP);
+	assert_non_null(strstr(again.trap, "instance not rebuilt after a failed call"));
 	plugin_instance_free(in);
 	plugin_module_free(m);
 }
@@ -163,7 +168,9 @@ static void test_endless_loop_is_cut_by_the_wall_clock_near_its_limit(void **sta
 	       (unsigned long long)ms, (unsigned long long)c.elapsed_ns,
 	       (unsigned long long)c.instructions);
 	assert_true(c.elapsed_ns >= 30000000ull);
-	assert_true(ms >= 30 && ms < 60); /* one slice past the limit at most, even under ASan */
+	/* one slice (~0.1 ms) past the limit; the margin is for a loaded machine
+	 * descheduling the thread, not for the runtime */
+	assert_true(ms >= 30 && ms < 90);
 	assert_non_null(strstr(c.trap, "over its 30 ms limit"));
 	plugin_instance_free(in);
 
@@ -174,7 +181,7 @@ static void test_endless_loop_is_cut_by_the_wall_clock_near_its_limit(void **sta
 	assert_int_equal(plugin_call(in, &c, NULL, NULL), PLUGIN_TIMEOUT);
 	ms = now_ms() - t0;
 	printf("timeout: limit 5000 ms asked, cut after %llu ms\n", (unsigned long long)ms);
-	assert_true(ms >= 100 && ms < 150);
+	assert_true(ms >= 100 && ms < 200);
 	plugin_instance_free(in);
 	plugin_module_free(m);
 }
