@@ -72,7 +72,7 @@ template struct rob<th_pop, &Thread::PopValues>;
 #define WASM_SLICE 8192
 /* A module may not even start with more (whatever memory_mb says): this
  * bounds what loading a module for its checks allocates. */
-#define WASM_MAX_INITIAL_PAGES 4096   /* 256 MiB */
+#define WASM_MAX_INITIAL_PAGES 1024   /* 64 MiB */
 #define WASM_CHECK_FUEL        100000 /* helios_abi_version at load */
 #define WASM_LOG_MAX           4096   /* bytes of one log line */
 #define WASM_LOG_PER_CALL      16
@@ -564,8 +564,8 @@ try {
 	const Limits &ml = m->desc.memories[0].type.limits;
 	if (ml.initial > WASM_MAX_INITIAL_PAGES) {
 		set_err(err, errlen,
-		        "starts with %llu MiB of memory, over the %d MiB any plugin may",
-		        (unsigned long long)(ml.initial / 16), WASM_MAX_INITIAL_PAGES / 16);
+		        "starts with %llu KiB of memory, over the %d MiB any plugin may",
+		        (unsigned long long)ml.initial * 64, WASM_MAX_INITIAL_PAGES / 16);
 		return nullptr;
 	}
 	/* instantiate once (no helios_init: the config is the instance's) to

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <libgen.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,6 +274,7 @@ static void test_modules_outside_the_abi_are_refused_with_the_reason(void **stat
 	refused("no_memory", "exports no memory");
 	refused("bad_hook_type", "exports on_query_start with type (i32) -> (i32)");
 	refused("start", "has a start function");
+	refused("huge", "starts with 65600 KiB of memory, over the 64 MiB any plugin may");
 
 	char err[256] = "";
 	static const uint8_t junk[] = "SELECT 1; not wasm at all";
@@ -389,6 +391,46 @@ static void test_instances_of_one_module_are_independent(void **state UNUSED)
 	plugin_module_free(m);
 }
 
+/* One module, compiled once, shared read-only by threads that each run
+ * their own instance (as the workers do): no lock, no cross-talk. */
+static void *worker_calls(void *arg)
+{
+	struct plugin_module *m = arg;
+	char err[256] = "";
+	struct plugin_instance *in = plugin_instance_new(m, "{}", &LIM, err, sizeof(err));
+	if (!in)
+		return (void *)"instance";
+	for (int i = 0; i < 2000; i++) {
+		struct plugin_call c = {.hook = PLUGIN_ON_QUERY_START};
+		c.field[PLUGIN_F_SQL] = i % 2 ? "select 1" : "DROP TABLE t";
+		c.field_len[PLUGIN_F_SQL] = (uint32_t)strlen(c.field[PLUGIN_F_SQL]);
+		if (plugin_call(in, &c, NULL, NULL) != PLUGIN_OK)
+			return (void *)"call";
+		bool ok = i % 2 ? c.decision == PLUGIN_CONTINUE && c.rewrite_len == 8
+		                : c.decision == PLUGIN_DENY && !strcmp(c.sqlstate, "42501");
+		free(c.rewrite);
+		if (!ok)
+			return (void *)"outputs";
+	}
+	plugin_instance_free(in);
+	return NULL;
+}
+
+static void test_threads_run_their_own_instances_of_one_module(void **state UNUSED)
+{
+	struct plugin_module *m = module("api");
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, worker_calls, m), 0);
+	for (int i = 0; i < 4; i++) {
+		void *ret;
+		assert_int_equal(pthread_join(th[i], &ret), 0);
+		if (ret)
+			fail_msg("thread %d: %s", i, (const char *)ret);
+	}
+	plugin_module_free(m);
+}
+
 static void test_per_call_overhead_of_a_noop_hook(void **state UNUSED)
 {
 	struct plugin_module *m = module("noop");
@@ -423,6 +465,7 @@ int main(void)
 	    cmocka_unit_test(test_connection_deny_with_sqlstate_and_message),
 	    cmocka_unit_test(test_query_start_deny_rewrite_hints_and_log),
 	    cmocka_unit_test(test_instances_of_one_module_are_independent),
+	    cmocka_unit_test(test_threads_run_their_own_instances_of_one_module),
 	    cmocka_unit_test(test_per_call_overhead_of_a_noop_hook),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
