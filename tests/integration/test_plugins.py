@@ -272,8 +272,9 @@ def test_events_reach_on_connection_query_complete_and_error(pg, proxy, config, 
 
 
 def test_reload_applies_a_changed_plugin_list(pg, proxy, config, tmp_path):
-    """SIGHUP with [[plugins]] changed: the new set runs for the clients
-    already connected; removing every entry unloads them."""
+    """SIGHUP with [[plugins]] changed: the control plane (in-process here)
+    pushes the new set, which runs for the clients already connected;
+    removing every entry unloads them."""
     cfg = config(mode="transaction")
     cfg["plugins"] = [plugin("trapper", wasm(tmp_path, "trapper", TRAP), on_failure="deny",
                              max_failures=0)]
@@ -285,13 +286,13 @@ def test_reload_applies_a_changed_plugin_list(pg, proxy, config, tmp_path):
         p.rewrite_config(cfg)
         mark = len(p.log())
         p.sighup()
-        assert p.wait_log(r"plugin api loaded from", start=mark)
+        assert p.wait_log(r"plugin set generation \d+ applied: api$", start=mark)
         assert c.execute("select 1").fetchone() == (2,)
         del cfg["plugins"]
         p.rewrite_config(cfg)
         mark = len(p.log())
         p.sighup()
-        assert p.wait_log(r"plugins: none loaded any more", start=mark)
+        assert p.wait_log(r"plugin set generation \d+ applied: no plugins$", start=mark)
         assert c.execute("select 1").fetchone() == (1,)
 
 
@@ -317,8 +318,8 @@ def test_check_config_says_why_a_module_does_not_load(tmp_path):
 
 
 def test_a_bad_module_at_reload_leaves_the_loaded_plugins(pg, proxy, config, tmp_path):
-    """A reload whose plugin does not load is refused as a whole: the old
-    plugins keep running and the log says why."""
+    """A reload whose plugin does not load: the data plane refuses the set
+    as a whole, the old plugins keep running and the log says why."""
     cfg = config(mode="transaction")
     cfg["plugins"] = [plugin("api", wasm(tmp_path, "api"))]
     p = proxy(cfg)
@@ -328,7 +329,8 @@ def test_a_bad_module_at_reload_leaves_the_loaded_plugins(pg, proxy, config, tmp
         p.rewrite_config(cfg)
         mark = len(p.log())
         p.sighup()
-        assert p.wait_log(r"plugins: plugin bad: .*; the plugins loaded before stay", start=mark)
+        assert p.wait_log(r"refused plugin set generation \d+ from the control plane, keeping "
+                          r"generation \d+: plugin bad: .*helios", start=mark)
         assert c.execute("select 1").fetchone() == (2,)
 
 
