@@ -15,7 +15,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import ALICE, APPDB, Proxy, free_port, helios_bin, io_backend, run, wait_for
+from conftest import ALICE, APPDB, MD5USER, Proxy, free_port, helios_bin, io_backend, run, wait_for
 from test_control_plane import ControlPlane, assert_no_failed, http_get, pgbench_cmd
 
 pytestmark = pytest.mark.skipif(shutil.which("wat2wasm") is None,
@@ -359,3 +359,24 @@ def test_helioctl_loaded_plugin_survives_a_control_plane_restart(pg, cluster, tm
     cp.start()
     assert wait_for(lambda: ctl_json(cp.url, "plugin", "list")["plugins"] == [], timeout=10)
     assert wait_for(lambda: not_denied(pg, p.port), timeout=10)
+
+
+def test_query_blocker_sample_loaded_through_helios_cp_guards_both_data_planes(pg, cluster):
+    """plugins/query_blocker (built by make) loaded with helioctl: DROP and
+    TRUNCATE refused on each data plane for alice, with its message; the
+    admin it names (md5user) is let through."""
+    path = helios_bin().parent / "plugins" / "query_blocker.wasm"
+    if not path.exists():
+        pytest.skip(f"{path} not built (no wasm32 clang or wasm-ld)")
+    cp, dps = cluster()
+    ctl_ok(cp.url, "plugin", "load", "blocker", str(path), "--config",
+           json.dumps({"admins": [MD5USER[0]]}), "--on-failure", "deny")
+    for p in dps:
+        rc, out = psql(pg, p.port, "DROP TABLE IF EXISTS plugin_cp_nothing")
+        assert rc != 0 and '"DROP" is not allowed for user alice' in out, out
+        rc, out = psql(pg, p.port, "TRUNCATE plugin_cp_nothing")
+        assert rc != 0 and "is not allowed" in out, out
+        with psycopg.connect(p.dsn(MD5USER[0], MD5USER[1]), autocommit=True) as c:
+            c.execute("DROP TABLE IF EXISTS plugin_cp_nothing")
+    st = ctl_json(cp.url, "plugin", "stats")
+    assert all(int(d["report"]["plugins"][0]["denials"]) >= 2 for d in st["dataplanes"]), st
