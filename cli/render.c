@@ -172,6 +172,20 @@ int render_status(FILE *out, const Helios__CtlResponse *r, char **args, size_t n
 			fprintf(out, "%s%s", k ? ", " : "", d->restart_pending[k]);
 		fputc('\n', out);
 	}
+	/* Plugin sets a data plane refused (it runs the one it had). */
+	first = true;
+	for (size_t i = 0; i < r->n_dataplanes; i++) {
+		const Helios__DataPlaneStatus *d = r->dataplanes[i];
+		if (!d->plugin_error || !*d->plugin_error ||
+		    d->plugin_generation == r->plugin_generation)
+			continue;
+		if (first)
+			fputc('\n', out);
+		first = false;
+		fprintf(out, "%s refused plugin set generation %" PRIu64 ", runs %" PRIu64 ": %s\n",
+		        d->dataplane_id, r->plugin_generation, d->plugin_generation,
+		        d->plugin_error);
+	}
 	return 0;
 }
 

@@ -24,6 +24,7 @@ void cp_ctl_resp_init(struct cp *cp, Helios__CtlResponse *r)
 {
 	helios__ctl_response__init(r);
 	r->generation = cp->generation;
+	r->plugin_generation = cp->plugin_gen;
 	r->version = HELIOS_VERSION;
 	r->config_path = cp->path;
 	r->overrides_path = cp->ovr_path;

@@ -242,9 +242,10 @@ def test_bad_module_is_refused_by_every_data_plane_and_the_old_set_stays(pg, clu
     assert r.returncode == 1 and "undone" in r.stderr, r.stderr
     for p in dps:
         assert denied_by(pg, p.port, "blocked by guard")
-    # refusals show in plugin list until a set is applied
+    # the control plane went back to what they run: nothing shows as refused
     text = ctl_ok(cp.url, "plugin", "list").stdout
     assert text.count("current") == 2, text
+    assert "refused plugin set" not in ctl_ok(cp.url, "status").stdout
 
 
 def test_unload_and_reload_under_pgbench_fail_nothing(pg, cluster, tmp_path):
@@ -380,3 +381,30 @@ def test_query_blocker_sample_loaded_through_helios_cp_guards_both_data_planes(p
             c.execute("DROP TABLE IF EXISTS plugin_cp_nothing")
     st = ctl_json(cp.url, "plugin", "stats")
     assert all(int(d["report"]["plugins"][0]["denials"]) >= 2 for d in st["dataplanes"]), st
+
+
+def test_bad_module_in_config_shows_as_refused_until_the_file_is_fixed(pg, cluster, config,
+                                                                       tmp_path):
+    """helios-cp cannot judge a module: a bad one in [[plugins]] goes out,
+    both data planes refuse it (serving without it), helioctl status and
+    plugin list say why; the fixed file and plugin reload end it."""
+    bad = wasm(tmp_path, "cfgbad", BAD_IMPORT_WAT)
+    cfg = config(mode="transaction")
+    cfg["plugins"] = [{"name": "cfgbad", "path": str(bad)}]
+    cp, dps = cluster(cfg)
+
+    def both_refused():
+        out = ctl_ok(cp.url, "status").stdout
+        return len(re.findall(r"(?m)^\S+ refused plugin set generation \d+, runs \d+: "
+                              r".*env\.system", out)) == 2
+    assert wait_for(both_refused, timeout=10), ctl_ok(cp.url, "status").stdout
+    text = ctl_ok(cp.url, "plugin", "list").stdout
+    assert text.count("refused: ") == 2 and "env.system" in text, text
+    for p in dps:
+        assert not_denied(pg, p.port)
+    shutil.copy(deny_module(tmp_path, "fixed", "blocked by the fixed file"), bad)
+    r = ctl_ok(cp.url, "plugin", "reload", "cfgbad")
+    assert "changed" in r.stdout and "applied by 2 of 2" in r.stdout, r.stdout
+    for p in dps:
+        assert denied_by(pg, p.port, "blocked by the fixed file")
+    assert "refused plugin set" not in ctl_ok(cp.url, "status").stdout
