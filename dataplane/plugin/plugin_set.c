@@ -44,6 +44,7 @@ struct pmod {
 	uint32_t consec;     /* atomic: consecutive failed calls, all workers */
 	struct ctr gone;     /* counters of workers that exited (set_mu) */
 	uint64_t n_disabled; /* times it was disabled (atomic) */
+	uint32_t epoch;      /* bumped by plugin_set_reset: instances made before go (set_mu) */
 };
 
 struct pent {
@@ -66,6 +67,7 @@ struct wslot {
 	struct pmod *pm;               /* == set->e[i].pm */
 	struct plugin_instance *in;    /* NULL: built at the next call */
 	const struct pent *built_with; /* the entry in was made with */
+	uint32_t epoch;                /* pm->epoch when in was made */
 	struct ctr c;                  /* written by the worker only (relaxed atomics) */
 	/* the plugin's log lines: at most LOG_BURST per second per worker */
 	time_t log_sec;
@@ -297,10 +299,15 @@ int plugin_set_reset(const char *name)
 		if (!strcmp(live->e[i].pm->name, name)) {
 			__atomic_store_n(&live->e[i].pm->disabled, false, __ATOMIC_RELAXED);
 			__atomic_store_n(&live->e[i].pm->consec, 0, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&live->e[i].pm->epoch, 1, __ATOMIC_RELAXED);
 			rc = 0;
 		}
-	if (rc == 0)
+	if (rc == 0) {
 		__atomic_store_n(&live_hooks, enabled_hooks(live), __ATOMIC_RELAXED);
+		/* every worker syncs again and leaves its old instance */
+		live->seq++;
+		__atomic_store_n(&live_seq, live->seq, __ATOMIC_RELEASE);
+	}
 	pthread_mutex_unlock(&set_mu);
 	return rc;
 }
@@ -338,8 +345,10 @@ static struct wstate *worker_sync(void)
 			if (o->pm != slot[i].pm)
 				continue;
 			slot[i].c = o->c;
-			if (o->in && same_entry(o->built_with, &s->e[i])) {
+			if (o->in && same_entry(o->built_with, &s->e[i]) &&
+			    o->epoch == slot[i].pm->epoch) {
 				slot[i].in = o->in;
+				slot[i].epoch = o->epoch;
 				o->in = NULL;
 			}
 		}
@@ -461,6 +470,7 @@ void plugin_set_run(const struct plugin_call *in, struct plugin_outcome *out)
 			sl->in = plugin_instance_new(e->pm->m, e->config_json, &e->lim, why,
 			                             sizeof(why));
 			sl->built_with = e;
+			sl->epoch = __atomic_load_n(&e->pm->epoch, __ATOMIC_RELAXED);
 			if (!sl->in) {
 				BUMP(sl->c.calls, 1);
 				failed(e, sl, PLUGIN_TRAP, why, h);

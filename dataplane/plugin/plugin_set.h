@@ -61,7 +61,9 @@ size_t plugin_set_stats(struct plugin_stats *out, size_t max);
 uint32_t plugin_set_hooks(void);
 /* Plugins in the live set. */
 size_t plugin_set_count(void);
-/* Enables a plugin the failure switch disabled; 0 or -ENOENT. */
+/* Enables a plugin the failure switch disabled, and has every worker make
+ * a fresh instance of it at its next call (helioctl plugin reload); 0 or
+ * -ENOENT. */
 int plugin_set_reset(const char *name);
 
 /* What the live set decided about one hook call. */

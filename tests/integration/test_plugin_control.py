@@ -408,3 +408,63 @@ def test_bad_module_in_config_shows_as_refused_until_the_file_is_fixed(pg, clust
     for p in dps:
         assert denied_by(pg, p.port, "blocked by the fixed file")
     assert "refused plugin set" not in ctl_ok(cp.url, "status").stdout
+
+
+# Lets two statements through per instance, then denies: its state is the
+# instance's, so a fresh instance starts again.
+QUOTA_WAT = """
+(module
+  (import "helios" "deny" (func $deny (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (global $n (mut i32) (i32.const 0))
+  (data (i32.const 0) "P0001")
+  (data (i32.const 16) "quota of 2 used")
+  (func (export "helios_abi_version") (result i32) (i32.const 1))
+  (func (export "on_query_start") (result i32)
+    (global.set $n (i32.add (global.get $n) (i32.const 1)))
+    (if (i32.gt_s (global.get $n) (i32.const 2))
+      (then (call $deny (i32.const 0) (i32.const 16) (i32.const 15)) (return (i32.const 1))))
+    (i32.const 0))
+)
+"""
+
+TRAP_WAT = """
+(module
+  (memory (export "memory") 1)
+  (func (export "helios_abi_version") (result i32) (i32.const 1))
+  (func (export "on_query_start") (result i32) unreachable)
+)
+"""
+
+
+def test_plugin_reload_gives_fresh_instances_and_enables_a_disabled_plugin(pg, cluster, config,
+                                                                          tmp_path):
+    cfg = dict(config(mode="transaction"), workers=1)  # one worker: one instance
+    cp, (p,) = cluster(cfg, n=1)
+    ctl_ok(cp.url, "plugin", "load", "quota", str(wasm(tmp_path, "quota", QUOTA_WAT)))
+
+    def runs():
+        return [psql(pg, p.port, f"SELECT {i}")[0] == 0 for i in range(3)]
+    assert runs() == [True, True, False]
+    assert runs() == [False, False, False]  # the same instance: its quota is used
+    r = ctl_ok(cp.url, "plugin", "reload", "quota")
+    assert "reloaded plugin quota" in r.stdout and "applied by 1 of 1" in r.stdout, r.stdout
+    assert p.wait_log(r"plugin quota reloaded: enabled, fresh instances")
+    assert runs() == [True, True, False]
+    # a trapping plugin is disabled after max_failures (5) failures in a row;
+    # reload runs it again
+    ctl_ok(cp.url, "plugin", "load", "trapper", str(wasm(tmp_path, "trapper", TRAP_WAT)))
+    ctl_ok(cp.url, "plugin", "unload", "quota")
+    for i in range(6):
+        assert psql(pg, p.port, "SELECT 1")[0] == 0  # on_failure continue
+    assert p.wait_log(r"plugin trapper disabled after 5 consecutive failures")
+
+    def trapper():
+        return ctl_json(cp.url, "plugin", "stats")["dataplanes"][0]["report"]["plugins"][0]
+    assert trapper()["disabled"] and int(trapper()["traps"]) == 5, trapper()
+    assert re.search(r"(?m)^\S+\s+trapper\s+.*\sdisabled$",
+                     ctl_ok(cp.url, "plugin", "stats").stdout)
+    ctl_ok(cp.url, "plugin", "reload", "trapper")
+    assert not trapper()["disabled"]
+    assert psql(pg, p.port, "SELECT 1")[0] == 0
+    assert int(trapper()["traps"]) == 6, trapper()
