@@ -517,6 +517,7 @@ int main(int argc, char **argv)
 	subscribe_to_config();
 	/* [[plugins]] of every installed config (until the control plane
 	 * pushes plugin sets: stage_plugin.c, plugins_from_config) */
+	plugin_stage_install();
 	plugins_config_install();
 	/* a copy: c goes to the first snapshot, which a control plane's push
 	 * may free before start-up is done (admin_start, reload read url) */

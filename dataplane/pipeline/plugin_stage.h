@@ -30,6 +30,9 @@ int plugins_load_defs(const struct cfg *c, struct plugin_def **defs, uint8_t **b
  * takes plugins from its config: the control plane's pushed set replaces
  * it (issue 20, P3). 0, or -1 with err (the live set stays). */
 int plugins_from_config(const struct cfg *c, char *err, size_t errlen);
+/* Start-up: a set that becomes non-empty (or empty) makes logins from then
+ * on build pipelines with (or without) the plugin stage. */
+void plugin_stage_install(void);
 /* Subscribes plugins_from_config to every installed snapshot (start-up). */
 int plugins_config_install(void);
 /* --check-config: compiles and instantiates each plugin of c, one line

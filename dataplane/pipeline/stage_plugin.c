@@ -536,7 +536,6 @@ int plugins_from_config(const struct cfg *c, char *err, size_t errlen)
 	uint8_t digest[32];
 	EVP_MD_CTX *md;
 	int rc = -1;
-	size_t was = plugin_set_count();
 
 	if (c->n_plugins > CFG_PLUGINS_MAX) {
 		snprintf(err, errlen, "more than %d [[plugins]]", CFG_PLUGINS_MAX);
@@ -578,9 +577,6 @@ int plugins_from_config(const struct cfg *c, char *err, size_t errlen)
 		         c->plugins[i].deny_on_failure ? "deny" : "continue");
 	if (!c->n_plugins)
 		log_info("plugins: none loaded any more");
-	/* the stage's enabled() answer may have changed */
-	if ((was == 0) != (plugin_set_count() == 0))
-		pipe_forget_all();
 	rc = 0;
 out:
 	for (size_t i = 0; i < c->n_plugins && i < CFG_PLUGINS_MAX; i++)
@@ -604,6 +600,12 @@ static void on_install(const struct snap *s, const struct snap *old, void *arg)
 int plugins_config_install(void)
 {
 	return snap_subscribe(on_install, NULL);
+}
+
+void plugin_stage_install(void)
+{
+	/* the stage's enabled() answer changes with the set's emptiness */
+	plugin_set_notify(pipe_forget_all);
 }
 
 int plugins_check_config(const struct cfg *c, FILE *out)
