@@ -429,3 +429,37 @@ def test_tenant_tagger_routes_by_application_name_through_psql(pg, proxy, config
     assert r.returncode == 0 and r.stdout.strip() == str(pg.port), r.stderr
     r = psql(p, "SELECT inet_server_port()", PGAPPNAME="other")
     assert r.returncode == 0 and r.stdout.strip() == str(pg.port), r.stderr
+
+
+def test_cache_skip_hint_keeps_the_result_cache_out(pg, proxy, config, tmp_path):
+    """tenant_tagger's cache_skip: statements of application "nocache" always
+    reach the server; the same statement from another application is served
+    by the result cache after its first run (the hook runs before the cache
+    looks the request up)."""
+    import uuid
+    t = "pl" + uuid.uuid4().hex[:10]
+    with pg.superuser(dbname=APPDB) as su:
+        su.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        su.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, v text)")
+        su.execute(f"INSERT INTO {t} VALUES (1, 'one')")
+        su.execute(f"ALTER TABLE {t} OWNER TO alice")
+
+        def server_calls():
+            return su.execute(
+                "SELECT coalesce(sum(calls), 0)::int FROM pg_stat_statements s JOIN "
+                "pg_database d ON d.oid = s.dbid WHERE d.datname = %s AND s.query LIKE %s "
+                "AND s.query ILIKE 'select%%'", (APPDB, f"%{t}%")).fetchone()[0]
+
+        p = start(proxy, config, [plugin("tenant_tagger", sample("tenant_tagger"),
+                                         config={"map": {"x": "primary"},
+                                                 "cache_skip": ["nocache"]})],
+                  cache={"enabled": True})
+        for app, runs, calls in (("nocache", 5, 5), ("cached", 5, 6)):
+            with p.connect(application_name=app) as c:
+                cur = psycopg.ClientCursor(c)
+                cur.execute("SELECT 1")  # the catalog is read at a database's first
+                for _ in range(runs):
+                    cur.execute(f"SELECT v FROM {t} WHERE id = 1")
+                    assert cur.fetchall() == [("one",)]
+            assert server_calls() == calls, app
+        su.execute(f"DROP TABLE {t}")
