@@ -624,6 +624,34 @@ def cache_bench():
         px.stop()
 
 
+def plugin_bench(mode):
+    """One SELECT through HeliosProxy without plugins and with the noop plugin
+    (plugins/noop.c: every hook exported, returning at once), so the
+    difference is the plugin host's cost per statement (docs/plugins.md)."""
+    wasm = os.path.join(os.path.dirname(HELIOS_BIN), "plugins", "noop.wasm")
+    if not os.path.exists(wasm):
+        return {"skipped": f"{os.path.relpath(wasm, ROOT)} is not built (make skips plugins without "
+                           "a wasm32 clang or wasm-ld)"}
+    with_plugin = Helios(mode, POOL, subdir="helios-plugin",
+                         extra=f'\n[[plugins]]\nname = "noop"\npath = "{wasm}"\n')
+    rc, why = with_plugin.check_config()
+    if rc != 0:
+        return {"skipped": f"`heliosproxy --check-config` refuses the [[plugins]] table: {why[-300:]}"}
+    secs = max(3, SECS // 2)
+    out = {"sql": CACHE_SQL, "secs": secs, "mode": mode}
+    for key, px in (("none", Helios(mode, POOL, subdir="helios-noplugin")), ("noop", with_plugin)):
+        px.ensure()
+        try:
+            latency_run(px.port, CACHE_SQL, 1, 1)  # the catalog read, the instance built
+            out[key] = latency_run(px.port, CACHE_SQL, 1, secs, pid=px.pid)
+            out[key + "_8"] = latency_run(px.port, CACHE_SQL, 8, secs, pid=px.pid)
+            log(f"bench: plugin {key:<5} p50 {out[key]['p50_us']} us  tps(1) {fmt(out[key]['tps'])}  "
+                f"tps(8) {fmt(out[key + '_8']['tps'])}  proxy cpu {fmt(out[key + '_8']['cpu_us'])} us/stmt")
+        finally:
+            px.stop()
+    return out
+
+
 def system_cpu_ticks():
     """All CPUs' busy time from /proc/stat (user, nice, system, irq, softirq,
     steal): the proxy, the kernel's work for it (kworkers, softirqs), pgbench
@@ -767,7 +795,7 @@ def main():
 
     results = []  # dicts with round, load, target and pgbench/proxy figures
     idle = {}
-    cache = splice = None
+    cache = splice = plugin = None
     try:
         for _, t in targets:
             t.ensure()
@@ -807,6 +835,11 @@ def main():
         if helios and env("BENCH_CACHE", "1") != "0":
             log("bench: result cache: one SELECT as a hit, uncached (cache=skip) and direct ...")
             cache = cache_bench()
+        if helios and env("BENCH_PLUGIN", "1") != "0":
+            log("bench: plugins: one SELECT without plugins and through the noop plugin ...")
+            plugin = plugin_bench(mode)
+            if plugin.get("skipped"):
+                log(f"bench: plugins: skipped: {plugin['skipped']}")
         if helios and env("BENCH_SPLICE", "1") != "0":
             log("bench: kernel splice: session mode relayed vs spliced vs direct ...")
             splice = splice_bench()
@@ -826,7 +859,7 @@ def main():
 
     # everything the report needs, so `bench.py --render run/bench/results.json` can redo it
     ctx = dict(facts=facts, mode=mode, requested_mode=HELIOS_MODE, fallback_reason=fallback_reason,
-               helios_pool=helios_pool, results=results, idle=idle, cache=cache, splice=splice,
+               helios_pool=helios_pool, results=results, idle=idle, cache=cache, splice=splice, plugin=plugin,
                started=started.isoformat(),
                elapsed=elapsed, targets=[n for n, _ in targets],
                helios=proxy_info(helios, r"\b(warn|error|fatal)\b"),
@@ -1056,6 +1089,27 @@ def render(c, markdown):
                   + ". The target was a hit p50 <= 15 us at the client; a pgbench round trip over loopback "
                   "on this machine costs more than that by itself (see the direct row, which includes the "
                   "server's work), so the proxy's own cost per hit is the CPU column."]
+    pl = c.get("plugin")
+    if pl:
+        L += ["", "## Plugins", ""]
+        if pl.get("skipped"):
+            L += [f"Not measured: {pl['skipped']}."]
+        else:
+            L += [f"One statement, {code(pl['sql'])}, run by pgbench ({pl['secs']} s, simple protocol, "
+                  f"{pl['mode']} mode) through a HeliosProxy without plugins and through one with the "
+                  "`noop` plugin (plugins/noop.c: on_query_start and on_query_complete run for every "
+                  "statement and return at once): the difference is the WASM host's cost per statement "
+                  "([plugins.md](plugins.md)).", ""]
+            rows = []
+            for key, title in (("none", "no plugin"), ("noop", "noop plugin")):
+                a, b8 = pl.get(key) or {}, pl.get(key + "_8") or {}
+                rows.append([title, fmt(a.get("p50_us"), 0), fmt(a.get("p99_us"), 0), fmt(a.get("tps")),
+                             fmt(b8.get("tps")), fmt(b8.get("cpu_us"))])
+            L.append(table(["path", "p50 us (1 client)", "p99 us", "tps 1 client", "tps 8 clients",
+                            "proxy CPU us/stmt (8 clients)"], rows, md))
+            n, w = (pl.get("none_8") or {}).get("cpu_us"), (pl.get("noop_8") or {}).get("cpu_us")
+            if n and w:
+                L += ["", f"Proxy CPU per statement with the noop plugin minus without: {w - n:.2f} us."]
     sp = c.get("splice")
     if sp:
         L += ["", "## Kernel splice (session mode)", ""]

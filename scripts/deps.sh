@@ -12,6 +12,7 @@ PACKAGES=(
 	libpg-query-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
 	libhiredis-dev libmicrohttpd-dev libjansson-dev libldap-dev libjwt-dev libpq-dev
 	wabt libcmocka-dev
+	lld # wasm-ld: links the sample WASM plugins (plugins/, clang --target=wasm32)
 	libsystemd-dev # sd_notify readiness for the Type=notify units (deploy/systemd/)
 	# tests
 	python3-pytest python3-psycopg python3-prometheus-client

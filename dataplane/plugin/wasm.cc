@@ -72,7 +72,7 @@ template struct rob<th_pop, &Thread::PopValues>;
 #define WASM_SLICE 8192
 /* A module may not even start with more (whatever memory_mb says): this
  * bounds what loading a module for its checks allocates. */
-#define WASM_MAX_INITIAL_PAGES 4096   /* 256 MiB */
+#define WASM_MAX_INITIAL_PAGES 1024   /* 64 MiB */
 #define WASM_CHECK_FUEL        100000 /* helios_abi_version at load */
 #define WASM_LOG_MAX           4096   /* bytes of one log line */
 #define WASM_LOG_PER_CALL      16
@@ -124,6 +124,10 @@ struct plugin_instance {
 	struct plugin_limits lim = {};
 	std::string config;
 	Values results;
+
+	/* a call failed: its thread may hold the torn frames of that call
+	 * (a new call would return into them), so no call runs any more */
+	bool broken = false;
 
 	/* during a call */
 	struct plugin_call *cur = nullptr;
@@ -560,8 +564,8 @@ try {
 	const Limits &ml = m->desc.memories[0].type.limits;
 	if (ml.initial > WASM_MAX_INITIAL_PAGES) {
 		set_err(err, errlen,
-		        "starts with %llu MiB of memory, over the %d MiB any plugin may",
-		        (unsigned long long)(ml.initial / 16), WASM_MAX_INITIAL_PAGES / 16);
+		        "starts with %llu KiB of memory, over the %d MiB any plugin may",
+		        (unsigned long long)ml.initial * 64, WASM_MAX_INITIAL_PAGES / 16);
 		return nullptr;
 	}
 	/* instantiate once (no helios_init: the config is the instance's) to
@@ -709,6 +713,11 @@ plugin_call(struct plugin_instance *in, struct plugin_call *c,
 	c->instructions = 0;
 	if ((unsigned)c->hook >= PLUGIN_HOOKS || !in->hook[c->hook])
 		return PLUGIN_ABSENT;
+	if (in->broken) {
+		set_err(c->trap, sizeof(c->trap), "%s: instance not rebuilt after a failed call",
+		        plugin_hook_name(c->hook));
+		return PLUGIN_TRAP;
+	}
 	in->cur = c;
 	in->log_fn = log_fn;
 	in->log_ud = ud;
@@ -725,6 +734,7 @@ plugin_call(struct plugin_instance *in, struct plugin_call *c,
 	in->cur = nullptr;
 	in->log_fn = nullptr;
 	if (rc != PLUGIN_OK) {
+		in->broken = true;
 		/* a failed call decides nothing: its outputs are dropped */
 		free(c->rewrite);
 		c->rewrite = nullptr;

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <libgen.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,11 @@ static void test_endless_loop_is_cut_by_the_instruction_budget(void **state UNUS
 	assert_true(ms < 100); /* the budget, not the clock, stopped it */
 	printf("budget: 50000 instructions cut after %llu ms (%s)\n", (unsigned long long)ms,
 	       c.trap);
+	/* the cut call's frames are still on the instance's thread: it refuses
+	 * to run again rather than return into them */
+	struct plugin_call again = {.hook = PLUGIN_ON_QUERY_START};
+	assert_int_equal(plugin_call(in, &again, NULL, NULL), PLUGIN_TRAP);
+	assert_non_null(strstr(again.trap, "instance not rebuilt after a failed call"));
 	plugin_instance_free(in);
 	plugin_module_free(m);
 }
@@ -163,7 +169,9 @@ static void test_endless_loop_is_cut_by_the_wall_clock_near_its_limit(void **sta
 	       (unsigned long long)ms, (unsigned long long)c.elapsed_ns,
 	       (unsigned long long)c.instructions);
 	assert_true(c.elapsed_ns >= 30000000ull);
-	assert_true(ms >= 30 && ms < 60); /* one slice past the limit at most, even under ASan */
+	/* one slice (~0.1 ms) past the limit; the margin is for a loaded machine
+	 * descheduling the thread, not for the runtime */
+	assert_true(ms >= 30 && ms < 90);
 	assert_non_null(strstr(c.trap, "over its 30 ms limit"));
 	plugin_instance_free(in);
 
@@ -174,7 +182,7 @@ static void test_endless_loop_is_cut_by_the_wall_clock_near_its_limit(void **sta
 	assert_int_equal(plugin_call(in, &c, NULL, NULL), PLUGIN_TIMEOUT);
 	ms = now_ms() - t0;
 	printf("timeout: limit 5000 ms asked, cut after %llu ms\n", (unsigned long long)ms);
-	assert_true(ms >= 100 && ms < 150);
+	assert_true(ms >= 100 && ms < 200);
 	plugin_instance_free(in);
 	plugin_module_free(m);
 }
@@ -266,6 +274,7 @@ static void test_modules_outside_the_abi_are_refused_with_the_reason(void **stat
 	refused("no_memory", "exports no memory");
 	refused("bad_hook_type", "exports on_query_start with type (i32) -> (i32)");
 	refused("start", "has a start function");
+	refused("huge", "starts with 65600 KiB of memory, over the 64 MiB any plugin may");
 
 	char err[256] = "";
 	static const uint8_t junk[] = "SELECT 1; not wasm at all";
@@ -382,6 +391,46 @@ static void test_instances_of_one_module_are_independent(void **state UNUSED)
 	plugin_module_free(m);
 }
 
+/* One module, compiled once, shared read-only by threads that each run
+ * their own instance (as the workers do): no lock, no cross-talk. */
+static void *worker_calls(void *arg)
+{
+	struct plugin_module *m = arg;
+	char err[256] = "";
+	struct plugin_instance *in = plugin_instance_new(m, "{}", &LIM, err, sizeof(err));
+	if (!in)
+		return (void *)"instance";
+	for (int i = 0; i < 2000; i++) {
+		struct plugin_call c = {.hook = PLUGIN_ON_QUERY_START};
+		c.field[PLUGIN_F_SQL] = i % 2 ? "select 1" : "DROP TABLE t";
+		c.field_len[PLUGIN_F_SQL] = (uint32_t)strlen(c.field[PLUGIN_F_SQL]);
+		if (plugin_call(in, &c, NULL, NULL) != PLUGIN_OK)
+			return (void *)"call";
+		bool ok = i % 2 ? c.decision == PLUGIN_CONTINUE && c.rewrite_len == 8
+		                : c.decision == PLUGIN_DENY && !strcmp(c.sqlstate, "42501");
+		free(c.rewrite);
+		if (!ok)
+			return (void *)"outputs";
+	}
+	plugin_instance_free(in);
+	return NULL;
+}
+
+static void test_threads_run_their_own_instances_of_one_module(void **state UNUSED)
+{
+	struct plugin_module *m = module("api");
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, worker_calls, m), 0);
+	for (int i = 0; i < 4; i++) {
+		void *ret;
+		assert_int_equal(pthread_join(th[i], &ret), 0);
+		if (ret)
+			fail_msg("thread %d: %s", i, (const char *)ret);
+	}
+	plugin_module_free(m);
+}
+
 static void test_per_call_overhead_of_a_noop_hook(void **state UNUSED)
 {
 	struct plugin_module *m = module("noop");
@@ -416,6 +465,7 @@ int main(void)
 	    cmocka_unit_test(test_connection_deny_with_sqlstate_and_message),
 	    cmocka_unit_test(test_query_start_deny_rewrite_hints_and_log),
 	    cmocka_unit_test(test_instances_of_one_module_are_independent),
+	    cmocka_unit_test(test_threads_run_their_own_instances_of_one_module),
 	    cmocka_unit_test(test_per_call_overhead_of_a_noop_hook),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
