@@ -190,12 +190,13 @@ static uint8_t *replace_text(const struct req *r, uint32_t name_len, const char 
 	return m;
 }
 
-static enum pipe_verdict deny(struct req *r, const struct plugin_outcome *o)
+static enum pipe_verdict deny(struct req *r, const struct plugin_outcome *o, bool again)
 {
-	log_info("client %llu user=%s db=%s: statement refused by plugin %s%s: %s",
-	         (unsigned long long)r->client_id, r->user, r->database, o->by,
-	         o->failed ? " (failure, on_failure = deny)" : "",
-	         o->message[0] ? o->message : "(no message)");
+	if (!again)
+		log_info("client %llu user=%s db=%s: statement refused by plugin %s%s: %s",
+		         (unsigned long long)r->client_id, r->user, r->database, o->by,
+		         o->failed ? " (failure, on_failure = deny)" : "",
+		         o->message[0] ? o->message : "(no message)");
 	if (o->message[0])
 		return req_error(r, o->sqlstate[0] ? o->sqlstate : "42501", NULL, "%s", o->message);
 	return req_error(r, o->sqlstate[0] ? o->sqlstate : "42501", NULL,
@@ -288,12 +289,14 @@ static enum pipe_verdict plugin_stage_run(struct req *r, union pipe_slot *slot)
 		 * cannot see it; as a failure, each plugin's on_failure decides */
 		plugin_set_unseen(PLUGIN_ON_QUERY_START, &o);
 		if (o.decision == PLUGIN_DENY)
-			return deny(r, &o);
+			return deny(r, &o, false);
 		return PIPE_CONTINUE;
 	}
 	struct pl_client *q = slot->p;
+	bool again = false;
 	if (q && q->memo && r->starts && q->memo_seq == r->pc->req_seq) {
-		o = q->out; /* run before the cache for this request */
+		o = q->out; /* run before the cache for this request (or refused once) */
+		again = r->mode == PIPE_MODE_SESSION && o.decision == PLUGIN_DENY;
 		q->out.rewrite = NULL;
 		q->memo = false;
 	} else {
@@ -306,7 +309,15 @@ static enum pipe_verdict plugin_stage_run(struct req *r, union pipe_slot *slot)
 	}
 	if (o.decision == PLUGIN_DENY) {
 		free(o.rewrite);
-		return deny(r, &o);
+		o.rewrite = NULL;
+		/* session pooling judges a refused message again once its server
+		 * owes the client nothing: the same outcome, not a second call */
+		if (r->mode == PIPE_MODE_SESSION && r->starts && (q || (q = pl_of(slot)))) {
+			q->out = o;
+			q->memo = true;
+			q->memo_seq = r->pc->req_seq;
+		}
+		return deny(r, &o, again);
 	}
 	if (o.rewrite && t == 'B') {
 		log_debug("client %llu: plugin rewrite of an execution of a prepared statement "

@@ -463,3 +463,21 @@ def test_cache_skip_hint_keeps_the_result_cache_out(pg, proxy, config, tmp_path)
                     assert cur.fetchall() == [("one",)]
             assert server_calls() == calls, app
         su.execute(f"DROP TABLE {t}")
+
+
+@pytest.mark.parametrize("on_failure", ["continue", "deny"])
+def test_a_statement_too_large_to_hold_follows_on_failure(pg, proxy, config, tmp_path,
+                                                          on_failure):
+    """A 300 KiB statement is streamed to the server, never held whole, so
+    no plugin can see it: a plugin with on_failure = deny refuses it (it
+    could not check it), with continue it runs."""
+    p = start(proxy, config, [plugin("api", wasm(tmp_path, "api"), on_failure=on_failure)])
+    big = "SELECT length('" + "x" * (300 * 1024) + "')"
+    with p.connect() as c:
+        if on_failure == "deny":
+            with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                               match="plugin api cannot see a statement this large"):
+                c.execute(big)
+        else:
+            assert c.execute(big).fetchone() == (300 * 1024,)
+        assert c.execute("SELECT 5").fetchone() == (5,)
