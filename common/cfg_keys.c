@@ -452,11 +452,12 @@ static const struct cfg_key keys[] = {
      "`continue` lets it go on, `deny` refuses it."},
     {"plugins", "timeout_ms", CFG_KEY_INT, F_PLUGIN_DOC(sizeof(int)), "100", 1, 100, NULL, 0,
      "Wall-clock limit of one hook call."},
-    {"plugins", "fuel", CFG_KEY_INT, F_PLUGIN_DOC(sizeof(long long)), "10000000", 1000,
-     4000000000LL, NULL, 0,
-     "Instruction budget of one hook call (WASM instructions). The default cuts a runaway "
-     "hook after about 10 million instructions, well inside the 100 ms clock, so the cut "
-     "is deterministic; the sample plugins use a few thousand per call."},
+    {"plugins", "fuel", CFG_KEY_INT, F_PLUGIN_DOC(sizeof(long long)), "5000000", 1000, 4000000000LL,
+     NULL, 0,
+     "Instruction budget of one hook call (WASM instructions). The default, 5 million, is "
+     "25-50 ms of interpretation (100-200 million instructions a second): a runaway hook is "
+     "cut by the budget, deterministically, before the 100 ms clock; the samples use 300 to "
+     "3,300 per call."},
     {"plugins", "memory_mb", CFG_KEY_INT, F_PLUGIN_DOC(sizeof(int)), "16", 1, 1024, NULL, 0,
      "Linear memory cap of each instance (one per worker); memory.grow beyond it fails."},
     {"plugins", "max_failures", CFG_KEY_INT, F_PLUGIN_DOC(sizeof(int)), "5", 0, 1000000, NULL, 0,

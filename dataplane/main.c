@@ -515,6 +515,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	subscribe_to_config();
+	/* the plugin stage follows the live set's emptiness; the set itself
+	 * comes from the control plane (report/cplink.c) */
+	plugin_stage_install();
 	/* a copy: c goes to the first snapshot, which a control plane's push
 	 * may free before start-up is done (admin_start, reload read url) */
 	static char url_copy[sizeof(c->control_address)];

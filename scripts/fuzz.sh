@@ -26,6 +26,9 @@
 #            itself needs sockets and is covered by the integration tests)
 #   jwt      JWT verification (jwtauth.c): raw tokens, and fuzzed JSON headers
 #            and claims behind a valid HMAC signature
+#   plugin   WASM plugin modules (plugin/wasm.cc on WABT): refused with a
+#            reason, or loaded and every hook called under small limits;
+#            seeded with the test modules and sample plugins (built by make)
 set -uo pipefail
 
 if (($# > 1)) || [[ $# == 1 && ! "$1" =~ ^[0-9]+$ ]]; then
@@ -43,6 +46,11 @@ CFLAGS=(-std=gnu11 -D_GNU_SOURCE -I. -g -O1 -fno-omit-frame-pointer
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 	-Wall -Wextra -Wshadow -Wno-unused-parameter)
 
+CXX=${FUZZ_CXX:-clang++}
+CXXFLAGS=(-std=c++17 -D_GNU_SOURCE -I. -g -O1 -fno-omit-frame-pointer
+	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+	-Wall -Wextra -Wno-unused-parameter)
+
 # target -> sources besides tests/fuzz/fuzz_<target>.c, and extra link flags
 declare -A SRCS=(
 	[startup]="dataplane/pg/pgw.c"
@@ -53,6 +61,7 @@ declare -A SRCS=(
 	[console]="dataplane/report/console.c dataplane/pg/pgw.c common/sbuf.c common/cfg_keys.c"
 	[sqlc]="dataplane/sql/sqlc.c dataplane/sql/sqlscan.c"
 	[jwt]="dataplane/auth/jwtauth.c"
+	[plugin]="dataplane/plugin/wasm.cc"
 	[msgpath]="dataplane/pg/pgw.c dataplane/conn/prep.c dataplane/conn/guc.c dataplane/sql/sqlc.c dataplane/sql/sqlscan.c dataplane/pipeline/engine/hints.c"
 )
 declare -A LIBS=(
@@ -65,6 +74,7 @@ declare -A LIBS=(
 	[sqlc]="-lpg_query -lprotobuf-c"
 	[msgpath]="-lpg_query -lprotobuf-c"
 	[jwt]="-ljwt -ljansson -lssl -lcrypto"
+	[plugin]="-fsanitize-link-c++-runtime -lwabt -lstdc++ -lm"
 )
 # target -> libFuzzer dictionary (tests/fuzz/*.dict)
 declare -A DICTS=(
@@ -72,7 +82,7 @@ declare -A DICTS=(
 	[msgpath]=tests/fuzz/sql.dict
 	[jwt]=tests/fuzz/jwt.dict
 )
-read -ra TARGETS <<<"${FUZZ_TARGETS:-startup scan toml scram hints console sqlc msgpath jwt}"
+read -ra TARGETS <<<"${FUZZ_TARGETS:-startup scan toml scram hints console sqlc msgpath jwt plugin}"
 # protoc-c output for the headers that need it (console.h), as the Makefile
 # makes it, but in build/fuzz/gen
 CFLAGS+=(-I"$OUT/gen")
@@ -127,6 +137,15 @@ seed() {
 		printf '\x01{"alg":"HS256","kid":"k"}\0{"exp":1.5e9,"sub":"bob","aud":"aud"}' >"$dir/pair"
 		printf '\x00eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.' >"$dir/none"
 		;;
+	plugin)
+		# the knob byte, then a module: every .wasm make built for the tests and samples
+		local f
+		for f in build/*/tests/plugins/*.wasm build/*/plugins/*.wasm; do
+			[[ -f $f ]] && { printf '\x05'; cat "$f"; } >"$dir/$(basename "$(dirname "$(dirname "$f")")")-${f##*/}"
+		done
+		# at least one, when make has built none yet
+		printf '\x05\0asm\1\0\0\0' >"$dir/empty-module"
+		;;
 	scram)
 		printf '\0n,,n=,r=abcdefghijklmnop\0c=biws,r=abcdefghijklmnop%%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAAA' >"$dir/server"
 		printf '\2c=biws,r=rOprNGfwEbeRWgbNEkqO%%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=' >"$dir/server-final"
@@ -161,9 +180,25 @@ for t in "${TARGETS[@]}"; do
 		continue
 	fi
 	bin=$OUT/fuzz_$t
-	# shellcheck disable=SC2086 # source and library lists split on purpose
-	if stale "$bin" && ! { "$CC" "${CFLAGS[@]}" "tests/fuzz/fuzz_$t.c" ${SRCS[$t]} -o "$bin" \
-		${LIBS[$t]} && "$CC" -MM -I. -I"$OUT/gen" "tests/fuzz/fuzz_$t.c" ${SRCS[$t]} >"$bin.d"; }; then
+	# C++ sources (plugin/wasm.cc) are compiled apart by clang++, the rest
+	# with the fuzz target itself
+	csrcs=() objs=() cxx_ok=1
+	for src in ${SRCS[$t]}; do
+		if [[ $src == *.cc ]]; then
+			obj=$OUT/obj/${src//\//_}.o
+			mkdir -p "$OUT/obj"
+			if stale "$bin" && ! "$CXX" "${CXXFLAGS[@]}" -c "$src" -o "$obj"; then
+				cxx_ok=0
+			fi
+			objs+=("$obj")
+		else
+			csrcs+=("$src")
+		fi
+	done
+	# shellcheck disable=SC2086 # library lists split on purpose
+	if ((cxx_ok == 0)) || { stale "$bin" && ! { "$CC" "${CFLAGS[@]}" "tests/fuzz/fuzz_$t.c" "${csrcs[@]}" \
+		"${objs[@]}" -o "$bin" ${LIBS[$t]} &&
+		"$CC" -MM -I. -I"$OUT/gen" "tests/fuzz/fuzz_$t.c" ${SRCS[$t]} >"$bin.d"; }; }; then
 		echo "fuzz_$t: BUILD FAILED"
 		fail=1
 		continue

@@ -21,12 +21,15 @@ TOOL_SRCS += tests/ldap/ldapauth_probe.c
 $(BUILD)/tests/test_pgbini: $(BUILD)/obj/cli/pgbini.o
 
 # tests/plugins/*.wat: the WASM modules of the plugin runtime's unit tests
-# (test_plugin_*), assembled by wat2wasm into BUILD/tests/plugins/ where
-# the tests find them beside their own program.
+# (test_plugin_*) and of the plugin integration tests, assembled by wat2wasm
+# into BUILD/tests/plugins/ where the unit tests find them beside their own
+# program.
 TEST_WASM := $(patsubst tests/plugins/%.wat,$(BUILD)/tests/plugins/%.wasm,$(wildcard tests/plugins/*.wat))
 $(BUILD)/tests/plugins/%.wasm: tests/plugins/%.wat
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  WAT     $<")
 	$(Q)wat2wasm $< -o $@
 $(filter $(BUILD)/tests/test_plugin_%,$(UNIT_TESTS)): | $(TEST_WASM)
-unit-tests: $(TEST_WASM)
+# also with `make all`: the integration tests load loop.wasm, trap.wasm,
+# grow.wasm ... from BUILD/tests/plugins/ into a running proxy
+all unit-tests: $(TEST_WASM)

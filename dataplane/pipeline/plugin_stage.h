@@ -31,9 +31,9 @@ int plugins_load_defs(const struct cfg *c, struct plugin_def **defs, uint8_t **b
  * control plane's set replaces it (report/cplink.c). 0, or -1 with err
  * (the live set stays). */
 int plugins_from_config(const struct cfg *c, char *err, size_t errlen);
-/* The stage joins or leaves the pipelines when the live set gets its first
- * plugin or loses its last (was: plugin_set_count() before the change). */
-void plugins_set_changed(size_t was);
+/* Start-up: a set that becomes non-empty (or empty) makes logins from then
+ * on build pipelines with (or without) the plugin stage. */
+void plugin_stage_install(void);
 /* --check-config: compiles and instantiates each plugin of c, one line
  * each to out; returns how many do not load. */
 int plugins_check_config(const struct cfg *c, FILE *out);

@@ -191,12 +191,13 @@ static uint8_t *replace_text(const struct req *r, uint32_t name_len, const char 
 	return m;
 }
 
-static enum pipe_verdict deny(struct req *r, const struct plugin_outcome *o)
+static enum pipe_verdict deny(struct req *r, const struct plugin_outcome *o, bool again)
 {
-	log_info("client %llu user=%s db=%s: statement refused by plugin %s%s: %s",
-	         (unsigned long long)r->client_id, r->user, r->database, o->by,
-	         o->failed ? " (failure, on_failure = deny)" : "",
-	         o->message[0] ? o->message : "(no message)");
+	if (!again)
+		log_info("client %llu user=%s db=%s: statement refused by plugin %s%s: %s",
+		         (unsigned long long)r->client_id, r->user, r->database, o->by,
+		         o->failed ? " (failure, on_failure = deny)" : "",
+		         o->message[0] ? o->message : "(no message)");
 	if (o->message[0])
 		return req_error(r, o->sqlstate[0] ? o->sqlstate : "42501", NULL, "%s", o->message);
 	return req_error(r, o->sqlstate[0] ? o->sqlstate : "42501", NULL,
@@ -289,12 +290,14 @@ static enum pipe_verdict plugin_stage_run(struct req *r, union pipe_slot *slot)
 		 * cannot see it; as a failure, each plugin's on_failure decides */
 		plugin_set_unseen(PLUGIN_ON_QUERY_START, &o);
 		if (o.decision == PLUGIN_DENY)
-			return deny(r, &o);
+			return deny(r, &o, false);
 		return PIPE_CONTINUE;
 	}
 	struct pl_client *q = slot->p;
+	bool again = false;
 	if (q && q->memo && r->starts && q->memo_seq == r->pc->req_seq) {
-		o = q->out; /* run before the cache for this request */
+		o = q->out; /* run before the cache for this request (or refused once) */
+		again = r->mode == PIPE_MODE_SESSION && o.decision == PLUGIN_DENY;
 		q->out.rewrite = NULL;
 		q->memo = false;
 	} else {
@@ -307,7 +310,15 @@ static enum pipe_verdict plugin_stage_run(struct req *r, union pipe_slot *slot)
 	}
 	if (o.decision == PLUGIN_DENY) {
 		free(o.rewrite);
-		return deny(r, &o);
+		o.rewrite = NULL;
+		/* session pooling judges a refused message again once its server
+		 * owes the client nothing: the same outcome, not a second call */
+		if (r->mode == PIPE_MODE_SESSION && r->starts && (q || (q = pl_of(slot)))) {
+			q->out = o;
+			q->memo = true;
+			q->memo_seq = r->pc->req_seq;
+		}
+		return deny(r, &o, again);
 	}
 	if (o.rewrite && t == 'B') {
 		log_debug("client %llu: plugin rewrite of an execution of a prepared statement "
@@ -530,13 +541,6 @@ int plugins_load_defs(const struct cfg *c, struct plugin_def **defs_out, uint8_t
 	return 0;
 }
 
-void plugins_set_changed(size_t was)
-{
-	/* the stage's enabled() answer may have changed */
-	if ((was == 0) != (plugin_set_count() == 0))
-		pipe_forget_all();
-}
-
 int plugins_from_config(const struct cfg *c, char *err, size_t errlen)
 {
 	uint8_t *bufs[CFG_PLUGINS_MAX] = {0};
@@ -544,7 +548,6 @@ int plugins_from_config(const struct cfg *c, char *err, size_t errlen)
 	uint8_t digest[32];
 	EVP_MD_CTX *md;
 	int rc = -1;
-	size_t was = plugin_set_count();
 
 	if (c->n_plugins > CFG_PLUGINS_MAX) {
 		snprintf(err, errlen, "more than %d [[plugins]]", CFG_PLUGINS_MAX);
@@ -586,13 +589,18 @@ int plugins_from_config(const struct cfg *c, char *err, size_t errlen)
 		         c->plugins[i].deny_on_failure ? "deny" : "continue");
 	if (!c->n_plugins)
 		log_info("plugins: none loaded any more");
-	plugins_set_changed(was);
 	rc = 0;
 out:
 	for (size_t i = 0; i < c->n_plugins && i < CFG_PLUGINS_MAX; i++)
 		free(bufs[i]);
 	free(defs);
 	return rc;
+}
+
+void plugin_stage_install(void)
+{
+	/* the stage's enabled() answer changes with the set's emptiness */
+	plugin_set_notify(pipe_forget_all);
 }
 
 int plugins_check_config(const struct cfg *c, FILE *out)

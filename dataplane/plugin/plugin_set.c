@@ -92,6 +92,12 @@ static uint32_t live_hooks;   /* atomic: hooks some enabled live plugin exports 
 static uint64_t live_gen;     /* atomic: the control plane's number */
 static struct wstate *all_ws; /* set_mu */
 static __thread struct wstate *ws;
+static void (*on_empty_change)(void); /* set once at start-up */
+
+void plugin_set_notify(void (*fn)(void))
+{
+	on_empty_change = fn;
+}
 
 static void ctr_add(struct ctr *to, const struct ctr *c)
 {
@@ -266,6 +272,10 @@ int plugin_set_apply(const struct plugin_def *defs, size_t n, uint64_t generatio
 	__atomic_store_n(&live_gen, generation, __ATOMIC_RELAXED);
 	__atomic_store_n(&live_seq, s->seq, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&set_mu);
+	/* from no plugins to some, or back: pipelines built from now on
+	 * gain or lose the plugin stage */
+	if (on_empty_change && (!old || !old->n) != !s->n)
+		on_empty_change();
 	pset_put(old);
 	return 0;
 }

@@ -41,6 +41,10 @@ struct plugin_def {
  * why. 0 on success; generation is what the control plane numbered it. */
 int plugin_set_apply(const struct plugin_def *defs, size_t n, uint64_t generation, char *err,
                      size_t errlen);
+/* fn runs (on the applying thread) when an apply goes from an empty set to
+ * a non-empty one or back: the pipeline then rebuilds its pipelines. Set
+ * once at start-up. */
+void plugin_set_notify(void (*fn)(void));
 /* The generation applied last (0: none yet). */
 uint64_t plugin_set_generation(void);
 

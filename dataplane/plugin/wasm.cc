@@ -210,7 +210,9 @@ static bool hook_may(struct plugin_instance *in, int h)
 
 static const char *call_name(struct plugin_instance *in)
 {
-	return in->in_init || !in->cur ? "helios_init" : plugin_hook_name(in->cur->hook);
+	if (in->in_init)
+		return "helios_init";
+	return in->cur ? plugin_hook_name(in->cur->hook) : "helios_abi_version";
 }
 
 static Result h_field(struct plugin_instance *in, const Values &p, Values &r, Trap::Ptr *t)
@@ -584,7 +586,7 @@ try {
 	    in->store.UnsafeGet<DefinedFunc>(in->inst->exports()[(size_t)m->abi]);
 	enum plugin_rc rc = run(in.get(), *abi, chk, &ver, why, sizeof(why), &el, &ni);
 	if (rc != PLUGIN_OK) {
-		set_err(err, errlen, "helios_abi_version: %s", why);
+		set_err(err, errlen, "%s", why);
 		return nullptr;
 	}
 	if (ver != PLUGIN_ABI_VERSION) {

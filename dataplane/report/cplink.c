@@ -189,14 +189,12 @@ static int apply_plugins(const Helios__PluginSet *ps, char *err, size_t errlen)
 		d->lim.memory_mb = m->memory_mb;
 		d->max_failures = m->max_failures;
 	}
-	size_t was = plugin_set_count();
 	if (rc == 0)
 		rc =
 		    plugin_set_apply(defs, ps->n_plugins, ps->generation, err, errlen) < 0 ? -1 : 0;
 	free(defs);
 	if (rc < 0)
 		return -1;
-	plugins_set_changed(was);
 	/* helioctl plugin reload: the same module again, enabled again if its
 	 * failures had disabled it */
 	size_t n = ps->n_plugins < CPLINK_PLUGINS ? ps->n_plugins : CPLINK_PLUGINS;

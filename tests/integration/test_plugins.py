@@ -431,3 +431,55 @@ def test_tenant_tagger_routes_by_application_name_through_psql(pg, proxy, config
     assert r.returncode == 0 and r.stdout.strip() == str(pg.port), r.stderr
     r = psql(p, "SELECT inet_server_port()", PGAPPNAME="other")
     assert r.returncode == 0 and r.stdout.strip() == str(pg.port), r.stderr
+
+
+def test_cache_skip_hint_keeps_the_result_cache_out(pg, proxy, config, tmp_path):
+    """tenant_tagger's cache_skip: statements of application "nocache" always
+    reach the server; the same statement from another application is served
+    by the result cache after its first run (the hook runs before the cache
+    looks the request up)."""
+    import uuid
+    t = "pl" + uuid.uuid4().hex[:10]
+    with pg.superuser(dbname=APPDB) as su:
+        su.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        su.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, v text)")
+        su.execute(f"INSERT INTO {t} VALUES (1, 'one')")
+        su.execute(f"ALTER TABLE {t} OWNER TO alice")
+
+        def server_calls():
+            return su.execute(
+                "SELECT coalesce(sum(calls), 0)::int FROM pg_stat_statements s JOIN "
+                "pg_database d ON d.oid = s.dbid WHERE d.datname = %s AND s.query LIKE %s "
+                "AND s.query ILIKE 'select%%'", (APPDB, f"%{t}%")).fetchone()[0]
+
+        p = start(proxy, config, [plugin("tenant_tagger", sample("tenant_tagger"),
+                                         config={"map": {"x": "primary"},
+                                                 "cache_skip": ["nocache"]})],
+                  cache={"enabled": True})
+        for app, runs, calls in (("nocache", 5, 5), ("cached", 5, 6)):
+            with p.connect(application_name=app) as c:
+                cur = psycopg.ClientCursor(c)
+                cur.execute("SELECT 1")  # the catalog is read at a database's first
+                for _ in range(runs):
+                    cur.execute(f"SELECT v FROM {t} WHERE id = 1")
+                    assert cur.fetchall() == [("one",)]
+            assert server_calls() == calls, app
+        su.execute(f"DROP TABLE {t}")
+
+
+@pytest.mark.parametrize("on_failure", ["continue", "deny"])
+def test_a_statement_too_large_to_hold_follows_on_failure(pg, proxy, config, tmp_path,
+                                                          on_failure):
+    """A 300 KiB statement is streamed to the server, never held whole, so
+    no plugin can see it: a plugin with on_failure = deny refuses it (it
+    could not check it), with continue it runs."""
+    p = start(proxy, config, [plugin("api", wasm(tmp_path, "api"), on_failure=on_failure)])
+    big = "SELECT length('" + "x" * (300 * 1024) + "')"
+    with p.connect() as c:
+        if on_failure == "deny":
+            with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                               match="plugin api cannot see a statement this large"):
+                c.execute(big)
+        else:
+            assert c.execute(big).fetchone() == (300 * 1024,)
+        assert c.execute("SELECT 5").fetchone() == (5,)

@@ -25,7 +25,7 @@ static void test_seed_plugin_entry_loads_with_defaults(void **state)
 	assert_string_equal(c->plugins[0].config_json, "{\"log_level\":\"info\"}");
 	assert_false(c->plugins[0].deny_on_failure);
 	assert_int_equal(c->plugins[0].timeout_ms, 100);
-	assert_int_equal(c->plugins[0].fuel, 10000000);
+	assert_int_equal(c->plugins[0].fuel, 5000000);
 	assert_int_equal(c->plugins[0].memory_mb, 16);
 	assert_int_equal(c->plugins[0].max_failures, 5);
 	cfg_free(c);

@@ -274,6 +274,7 @@ static void test_modules_outside_the_abi_are_refused_with_the_reason(void **stat
 	refused("no_memory", "exports no memory");
 	refused("bad_hook_type", "exports on_query_start with type (i32) -> (i32)");
 	refused("start", "has a start function");
+	refused("abi_loop", "helios_abi_version: over its budget of 100000 instructions");
 	refused("huge", "starts with 65600 KiB of memory, over the 64 MiB any plugin may");
 
 	char err[256] = "";
