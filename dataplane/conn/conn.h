@@ -39,8 +39,10 @@ void ireq_conn_install(void);
 void tx_req_install(void);
 
 /* Thread-safe: the console thread's answer (ending in ReadyForQuery) for
- * the admin-console client cl_id of worker widx (dropped if it left). */
-void cw_post_admin_reply(int widx, uint64_t cl_id, const uint8_t *msg, uint32_t len);
+ * the admin-console client cl_id of worker widx (dropped if it left);
+ * term: the worker raises SIGTERM once the answer is queued (SHUTDOWN).
+ * False when it could not be posted. */
+bool cw_post_admin_reply(int widx, uint64_t cl_id, const uint8_t *msg, uint32_t len, bool term);
 /* Thread-safe: a pause or drain changed, held clients look again. */
 void conn_hold_changed(void);
 

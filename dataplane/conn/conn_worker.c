@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +207,7 @@ struct client_post {
 	uint64_t cl_id;
 	uint32_t len;
 	bool admin;    /* an admin-console answer, not a notification */
+	bool term;     /* then SIGTERM (SHUTDOWN on the console) */
 	uint8_t msg[]; /* a whole message (NotificationResponse, or the answer) */
 };
 
@@ -219,28 +221,36 @@ static void client_post_run(struct worker *w, struct worker_msg *m)
 		else
 			cl_deliver_notify(cl, p->msg, p->len);
 	}
+	/* the drain that follows closes the console session after the answer
+	 * queued here, so its client sees SHUTDOWN complete */
+	if (p->term && kill(getpid(), SIGTERM) < 0)
+		log_error("admin console: SHUTDOWN: cannot signal the process: %s",
+		          strerror(errno));
 	free(p);
 }
 
-static void client_post(struct worker *w, struct client_post *p)
+static bool client_post(struct worker *w, struct client_post *p)
 {
 	p->m = (struct worker_msg){.fn = client_post_run};
-	if (worker_post(w, &p->m) < 0)
-		free(p);
+	if (worker_post(w, &p->m) == 0)
+		return true;
+	free(p);
+	return false;
 }
 
-void cw_post_admin_reply(int widx, uint64_t cl_id, const uint8_t *msg, uint32_t len)
+bool cw_post_admin_reply(int widx, uint64_t cl_id, const uint8_t *msg, uint32_t len, bool term)
 {
 	if (widx < 0 || widx >= workers_started())
-		return;
+		return false;
 	struct client_post *p = malloc(sizeof(*p) + len);
 	if (!p)
-		return;
+		return false;
 	p->cl_id = cl_id;
 	p->len = len;
 	p->admin = true;
+	p->term = term;
 	memcpy(p->msg, msg, len);
-	client_post(&g_workers[widx], p);
+	return client_post(&g_workers[widx], p);
 }
 
 void cw_post_notify(struct worker *w, uint64_t cl_id, const uint8_t *body, uint32_t len)
@@ -250,6 +260,7 @@ void cw_post_notify(struct worker *w, uint64_t cl_id, const uint8_t *body, uint3
 		return;
 	p->cl_id = cl_id;
 	p->admin = false;
+	p->term = false;
 	p->len = len + 5;
 	p->msg[0] = 'A';
 	p->msg[1] = (uint8_t)((len + 4) >> 24);

@@ -93,7 +93,7 @@ struct client *cw_find_client(struct worker *w, uint64_t id);
 
 /* Thread-safe posts to a worker's clients (copied; dropped if it left). */
 void cw_post_notify(struct worker *w, uint64_t cl_id, const uint8_t *body, uint32_t len);
-void cw_post_admin_reply(int widx, uint64_t cl_id, const uint8_t *msg, uint32_t len);
+bool cw_post_admin_reply(int widx, uint64_t cl_id, const uint8_t *msg, uint32_t len, bool term);
 /* Thread-safe: a pause or drain changed, held clients look again. */
 void conn_hold_changed(void);
 /* Thread-safe: clients waiting for a LISTEN to be confirmed look again. */

@@ -291,8 +291,8 @@ static void act(const struct item *it, const struct console_cmd *cmd, struct sbu
 		         : cmd->shutdown == SHUTDOWN_WAIT_FOR_SERVERS ? " WAIT_FOR_SERVERS"
 		                                                      : " WAIT_FOR_CLIENTS",
 		         it->cl_id);
-		/* the main thread drains as on SIGTERM, raised by run() once
-		 * this answer is on its way to the client */
+		/* the main thread drains as on SIGTERM, raised by the client's
+		 * worker once this answer is queued for the client (run()) */
 		*term = true;
 		rc = 0;
 		break;
@@ -359,10 +359,13 @@ static void run(const struct item *it)
 		act(it, &cmd, &out, &term);
 	}
 	ready_for_query(&out);
-	if (!out.oom)
-		cw_post_admin_reply(it->widx, it->cl_id, (const uint8_t *)out.p, (uint32_t)out.len);
+	/* SHUTDOWN: the worker raises SIGTERM after queueing the answer, so
+	 * the drain closes the session behind it (here only when the answer
+	 * could not be posted) */
+	bool posted = !out.oom && cw_post_admin_reply(it->widx, it->cl_id, (const uint8_t *)out.p,
+	                                              (uint32_t)out.len, term);
 	sbuf_free(&out);
-	if (term && kill(getpid(), SIGTERM) < 0)
+	if (term && !posted && kill(getpid(), SIGTERM) < 0)
 		log_error("admin console: SHUTDOWN: cannot signal the process: %s",
 		          strerror(errno));
 }
