@@ -73,7 +73,7 @@ void cfg_key_path(char *buf, size_t cap, const char *section, long index, const 
 			*p = '?';
 }
 
-static const char *type_word(enum toml_type t)
+const char *cfg_type_word(enum toml_type t)
 {
 	switch (t) {
 	case TOML_TABLE:
@@ -433,7 +433,7 @@ static int store_list(struct loader *ld, const struct cfg_key *k, const char *ke
 		snprintf(item_key, sizeof(item_key), "%s[%zu]", key, i);
 		if (toml_type(e) != TOML_STRING)
 			return cfg_fail(ld, at, "key '%s': expected string, got %s", item_key,
-			                type_word(toml_type(e)));
+			                cfg_type_word(toml_type(e)));
 		s = toml_string(e, &len);
 		if (memchr(s, '\0', len))
 			return cfg_fail(ld, at, "key '%s': contains a NUL byte", item_key);
@@ -470,8 +470,8 @@ static int set_value(struct loader *ld, const struct cfg_key *k, long index,
 
 	cfg_key_path(key, sizeof(key), k->section, index, k->name);
 	if (toml_type(v) != want)
-		return cfg_fail(ld, line, "key '%s': expected %s, got %s", key, type_word(want),
-		                type_word(toml_type(v)));
+		return cfg_fail(ld, line, "key '%s': expected %s, got %s", key, cfg_type_word(want),
+		                cfg_type_word(toml_type(v)));
 	switch (k->type) {
 	case CFG_KEY_INT:
 		return store_int(ld, k, key, line, base, toml_int(v));
@@ -606,7 +606,7 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 		const char *note, *pgb = cfg_pgbouncer_key(sec->name, &note);
 		if (toml_type(v) != TOML_TABLE)
 			return cfg_fail(ld, toml_line(v), "key '%s': expected table, got %s%s%s%s",
-			                sec->name, type_word(toml_type(v)),
+			                sec->name, cfg_type_word(toml_type(v)),
 			                pgb && pgb[0] ? " (PgBouncer's setting is '" : "",
 			                pgb && pgb[0] ? pgb : "", pgb && pgb[0] ? "' here)" : "");
 		return load_table(ld, sec->name, -1, v, (char *)c);
@@ -617,12 +617,12 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 		                "key '%s': expected array of tables ([[%s]]), got %s (PgBouncer's "
 		                "[%s] lines become one [[%s]] table each, with name = the line's "
 		                "key)",
-		                sec->name, sec->name, type_word(toml_type(v)), sec->name,
+		                sec->name, sec->name, cfg_type_word(toml_type(v)), sec->name,
 		                sec->name);
 	if (toml_type(v) != TOML_ARRAY)
 		return cfg_fail(ld, toml_line(v),
 		                "key '%s': expected array of tables ([[%s]]), got %s", sec->name,
-		                sec->name, type_word(toml_type(v)));
+		                sec->name, cfg_type_word(toml_type(v)));
 	n = toml_array_len(v);
 	if (n == 0)
 		return 0;
@@ -687,7 +687,7 @@ static int load_section(struct loader *ld, const struct cfg_section *sec,
 		if (toml_type(t) != TOML_TABLE) {
 			snprintf(key, sizeof(key), "%s[%zu]", sec->name, i);
 			return cfg_fail(ld, toml_line(t), "key '%s': expected table, got %s", key,
-			                type_word(toml_type(t)));
+			                cfg_type_word(toml_type(t)));
 		}
 		if (strcmp(sec->name, "plugins") == 0) {
 			/* path and config are malloc'd: its own reader */
@@ -749,7 +749,7 @@ static int walk_overrides(struct loader *ld, const char *section, const struct t
 			    key, sub->name);
 		} else if (sub && toml_type(v) != TOML_TABLE) {
 			rc = cfg_fail(ld, toml_line(v), "key '%s': expected table, got %s",
-			              sub->name, type_word(toml_type(v)));
+			              sub->name, cfg_type_word(toml_type(v)));
 		} else if (sub) {
 			rc = walk_overrides(ld, sub->name, v);
 		} else {

@@ -24,6 +24,8 @@ struct loader {
 	struct cfg_error *err;
 };
 
+/* "table", "string", ...: a TOML type as an error message names it. */
+const char *cfg_type_word(enum toml_type t);
 /* Fills ld->err with "file:line: message" about the tree being walked (no
  * line when 0); returns -EINVAL. */
 int cfg_fail(struct loader *ld, int line, const char *fmt, ...)

@@ -18,26 +18,6 @@
 
 #define SEC "plugins"
 
-static const char *type_word(const struct toml_value *v)
-{
-	switch (toml_type(v)) {
-	case TOML_TABLE:
-		return "table";
-	case TOML_ARRAY:
-		return "array";
-	case TOML_STRING:
-		return "string";
-	case TOML_INT:
-		return "integer";
-	case TOML_FLOAT:
-		return "float";
-	case TOML_BOOL:
-		return "boolean";
-	default:
-		return "date/time";
-	}
-}
-
 /* The key's bounds and default from the table. */
 static const struct cfg_key *key(const char *name)
 {
@@ -124,7 +104,7 @@ static int load_config(struct loader *ld, const char *k, const struct toml_value
 		}
 	} else {
 		return cfg_fail(ld, toml_line(v), "key '%s': expected table, got %s", k,
-		                type_word(v));
+		                cfg_type_word(toml_type(v)));
 	}
 	free(p->config_json);
 	p->config_json = json_dumps(j, JSON_COMPACT);
@@ -144,7 +124,7 @@ static int get_string(struct loader *ld, const char *k, const struct toml_value 
 {
 	if (toml_type(v) != TOML_STRING)
 		return cfg_fail(ld, toml_line(v), "key '%s': expected string, got %s", k,
-		                type_word(v));
+		                cfg_type_word(toml_type(v)));
 	*s = toml_string(v, len);
 	if (memchr(*s, '\0', *len))
 		return cfg_fail(ld, toml_line(v), "key '%s': contains a NUL byte", k);
@@ -162,7 +142,7 @@ static int get_int(struct loader *ld, const char *k, const char *name, const str
 
 	if (toml_type(v) != TOML_INT)
 		return cfg_fail(ld, toml_line(v), "key '%s': expected integer, got %s", k,
-		                type_word(v));
+		                cfg_type_word(toml_type(v)));
 	*out = toml_int(v);
 	if (*out < ck->min || *out > ck->max)
 		return cfg_fail(ld, toml_line(v), "key '%s': %lld is out of range (%lld..%lld)", k,

@@ -27,6 +27,7 @@
 #include "common/cfg.h"
 #include "common/cfg_keys.h"
 #include "common/cpwire.h"
+#include "common/hex.h"
 #include "common/log.h"
 
 #include <dirent.h>
@@ -47,16 +48,6 @@ static void sha256(const uint8_t *p, size_t len, uint8_t out[32])
 	unsigned int n = 32;
 	if (EVP_Digest(p, len, out, &n, EVP_sha256(), NULL) != 1)
 		memset(out, 0, 32);
-}
-
-static void hex(const uint8_t *d, size_t n, char *out)
-{
-	static const char x[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = x[d[i] >> 4];
-		out[2 * i + 1] = x[d[i] & 15];
-	}
-	out[2 * n] = '\0';
 }
 
 /* A [[plugins]] key's default from the key table (the same as the file's). */
@@ -391,7 +382,7 @@ static bool name_ok(const char *n)
 static const char *short_sha(const uint8_t d[32], char buf[13])
 {
 	char full[65];
-	hex(d, 32, full);
+	hex_encode(d, 32, full);
 	memcpy(buf, full, 12);
 	buf[12] = '\0';
 	return buf;
@@ -438,7 +429,7 @@ static void persist(struct cp *cp)
 	snprintf(err, sizeof(err), "out of memory");
 	for (size_t i = 0; rc == 0 && i < cp->loaded.n; i++) {
 		const struct cp_plugin *p = &cp->loaded.v[i];
-		hex(p->sha256, 32, shas[i]);
+		hex_encode(p->sha256, 32, shas[i]);
 		snprintf(path, sizeof(path), "%s/%s.wasm", dir, shas[i]);
 		if (stat(path, &st) < 0 &&
 		    cp_write_file_atomic(path, p->wasm->data, p->wasm->len, err, sizeof(err)) < 0)
@@ -466,10 +457,9 @@ static void persist(struct cp *cp)
 		bool used = false;
 		for (size_t i = 0; i < cp->loaded.n; i++)
 			used |= !strncmp(e->d_name, shas[i], 64);
-		if (!used) {
-			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (!used &&
+		    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path))
 			unlink(path);
-		}
 	}
 	if (d)
 		closedir(d);
@@ -521,7 +511,7 @@ void cp_plugins_restore(struct cp *cp)
 		p.wasm = read_module(mod, why, sizeof(why));
 		if (p.wasm) {
 			sha256(p.wasm->data, p.wasm->len, p.sha256);
-			hex(p.sha256, 32, got);
+			hex_encode(p.sha256, 32, got);
 		}
 		if (!p.wasm || strcmp(got, sha)) {
 			log_error(

@@ -5,6 +5,8 @@
  */
 #include "dataplane/auth/md5auth.h"
 
+#include "common/hex.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -12,8 +14,6 @@
 #include <openssl/evp.h>
 
 #define MD5_LEN 16
-
-static const char hexdigits[] = "0123456789abcdef";
 
 /* Writes "md5" + lowercase hex(md5(a || b)) + NUL; returns 0 or -EIO. */
 static int md5_hex(const void *a, size_t alen, const void *b, size_t blen, char out[36])
@@ -32,11 +32,7 @@ static int md5_hex(const void *a, size_t alen, const void *b, size_t blen, char 
 		return -EIO;
 	}
 	memcpy(out, "md5", 3);
-	for (size_t i = 0; i < MD5_LEN; i++) {
-		out[3 + 2 * i] = hexdigits[digest[i] >> 4];
-		out[3 + 2 * i + 1] = hexdigits[digest[i] & 0xf];
-	}
-	out[MD5AUTH_HASH_LEN] = '\0';
+	hex_encode(digest, MD5_LEN, out + 3);
 	return 0;
 }
 

@@ -18,6 +18,7 @@
  */
 #include "dataplane/plugin/plugin_set.h"
 
+#include "common/hex.h"
 #include "common/log.h"
 #include "common/sbuf.h"
 
@@ -152,17 +153,6 @@ static bool same_entry(const struct pent *a, const struct pent *b)
 	       a->lim.memory_mb == b->lim.memory_mb;
 }
 
-static void hex(const uint8_t *d, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[d[i] >> 4];
-		out[2 * i + 1] = digits[d[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 int plugin_set_apply(const struct plugin_def *defs, size_t n, uint64_t generation, char *err,
                      size_t errlen)
 {
@@ -226,7 +216,7 @@ int plugin_set_apply(const struct plugin_def *defs, size_t n, uint64_t generatio
 			pm->refs = 1;
 			snprintf(pm->name, sizeof(pm->name), "%s", d->name);
 			memcpy(pm->sha, d->sha256, 32);
-			hex(pm->sha, 32, pm->sha_hex);
+			hex_encode(pm->sha, 32, pm->sha_hex);
 			e->pm = pm;
 			pm->m = plugin_module_new(d->wasm, d->len, why, sizeof(why));
 			if (!pm->m) {
