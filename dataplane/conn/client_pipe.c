@@ -5,10 +5,17 @@
  * moves to the freshly built pipeline of its snapshot at once when it is
  * between requests, else at the first bytes it sends once it is: nothing
  * of a request in progress, not parked, not inside an extended batch or a
- * COPY, not spliced in the kernel. Its old stages' state that the new
- * pipeline has no stage for is freed, and which stages apply to it is
- * asked again, as at login. A client that was never marked pays one test
- * of a flag in its own struct per chunk received (conn/txn.c, client.c).
+ * COPY. Its old stages' state that the new pipeline has no stage for is
+ * freed, a stage in both keeps its state (a rate limit's tokens, the
+ * cache's view of a session), and which stages apply to it is asked again,
+ * as at login. A client that was never marked pays one test of a flag in
+ * its own struct per chunk received (conn/txn.c, client.c).
+ *
+ * A session spliced in the kernel (pool_mode.kernel_splice) passes no byte
+ * through the proxy: it keeps the pipeline it was spliced with (none of
+ * its stages runs anyway) until it reconnects, and the worker says so in
+ * one warning per rebuild. New sessions under a pipeline with per-query
+ * stages are not spliced (splice_wanted).
  * May call: conn/, pipeline/, rt/.
  */
 #include "common/log.h"
@@ -75,11 +82,18 @@ void cl_pipe_swap_try(struct client *cl)
 void cl_pipes_run(struct worker *w, struct worker_msg *m)
 {
 	(void)m;
+	int spliced = 0;
 	for (struct client *cl = cw_of(w)->clients, *next; cl; cl = next) {
 		next = cl->all_next;
 		if (cl->admin || cl->replication || cl->state == CL_CLOSING ||
 		    cl->state == CL_CLOSED)
 			continue;
+		if (cl->kf) {
+			struct pipeline *p = pipe_get(cl->snap);
+			spliced += p && p->n_all != cl->pipe->n_all;
+			pipe_put(p);
+			continue;
+		}
 		if (!cl->logged_in) {
 			/* logging in: its stages are asked at the end of it
 			 * (conn/login.c), nothing is kept for it yet */
@@ -93,6 +107,10 @@ void cl_pipes_run(struct worker *w, struct worker_msg *m)
 		cl->pipe_swap = true;
 		cl_pipe_swap_try(cl);
 	}
+	if (spliced)
+		log_warn("worker %d: %d session(s) spliced in the kernel keep running without the "
+		         "rebuilt pipeline's stages (plugins) until they reconnect",
+		         w->idx, spliced);
 }
 
 void conn_pipes_install(void)

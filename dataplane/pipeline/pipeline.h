@@ -9,7 +9,10 @@
  * A pipeline is built once per config snapshot from the stages whose
  * feature is enabled under it (a disabled feature has no stage, so it
  * costs nothing per message); a client keeps the pipeline of the snapshot
- * it logged in with. Stages run at one of three points:
+ * it logged in with, unless that snapshot's pipeline is rebuilt
+ * (pipe_forget_all: a live plugin set became non-empty or empty): then it
+ * moves to the new one at its next request boundary (conn/client_pipe.c,
+ * pipe_client_swap). Stages run at one of three points:
  *
  *   PIPE_AT_MSG      each client message, in order (rewrite, rate limit);
  *   PIPE_AT_REQUEST  a whole request at the head of the client's buffer

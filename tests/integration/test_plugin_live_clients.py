@@ -8,9 +8,11 @@ inside, managed with helioctl -c FILE), PostgreSQL, psycopg and pgbench;
 the sample plugins/query_blocker built by make."""
 
 import json
+import os
 import re
 import subprocess
 import time
+import urllib.request
 
 import psycopg
 import pytest
@@ -178,3 +180,31 @@ def test_pgbench_across_load_and_unload_fails_nothing_and_its_clients_run_the_pl
         assert re.search(r"(?m)^number of failed transactions: 0\b", out), out
         m = re.search(r"(?m)^number of transactions actually processed: (\d+)", out)
         assert m and int(m.group(1)) > 0, out
+
+
+def test_session_spliced_in_the_kernel_keeps_its_pipeline_and_the_worker_says_so(pg, proxy,
+                                                                                 config):
+    """kernel_splice: a session spliced before the load passes no byte
+    through the proxy, so it cannot get the plugin stage: the worker logs
+    how many keep running without it, and sessions that log in afterwards
+    are not spliced and are denied. (Skips where the splice program cannot
+    load.)"""
+    if os.geteuid() != 0:
+        pytest.skip("kernel_splice needs root (CAP_BPF and CAP_NET_ADMIN)")
+    p = proxy(config(mode="session", pool={"max_pool_size": 4, "kernel_splice": True},
+                     tls={"server_mode": "disable"}))
+    with p.connect(autocommit=True) as old:
+        old.execute("SELECT 1")
+        log = p.log()
+        if "no BPF support" in log or "cannot load the splice program" in log:
+            pytest.skip("this build or kernel cannot load the splice program")
+        assert wait_for(lambda: re.search(r'(?m)^helios_splice_sessions_active(\{[^}]*\})? 1$',
+                                          urllib.request.urlopen(
+                                              f"http://{p.defaults['admin_address']}/metrics",
+                                              timeout=10).read().decode())), p.log_tail()
+        load_blocker(p)
+        assert p.wait_log(r"worker \d+: 1 session\(s\) spliced in the kernel keep running "
+                          r"without the rebuilt pipeline's stages")
+        drop_runs(old, False)  # the documented limit: it never reached the proxy
+        with p.connect(autocommit=True) as new:
+            truncate_denied(new, False)
