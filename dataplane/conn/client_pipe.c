@@ -39,9 +39,12 @@ static bool at_boundary(const struct client *cl)
 	if (cl->txn)
 		/* no server, or one pinned to it (or in its transaction) that
 		 * owes it nothing */
-		return !sv || (sv->client == cl && sv->rq_len == 0 && tx_ev_idle(sv));
-	if (!sv || sv->client != cl || cl->sess_due || cl->sess_fill || cl->sess_drop ||
-	    cl->sess_skip || !tx_ev_idle(sv))
+		return !sv ||
+		       (sv->client == cl && sv->rq_len == 0 && !sv->q_busy && tx_ev_idle(sv));
+	/* session: its server answered all it was sent (q_busy: bytes went to
+	 * it since its last ReadyForQuery) */
+	if (!sv || sv->client != cl || sv->q_busy || cl->sess_due || cl->sess_fill ||
+	    cl->sess_drop || cl->sess_skip || !tx_ev_idle(sv))
 		return false;
 	/* session relay without stages: pc.in_batch is not followed, but the
 	 * last message header it passed is known */

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -116,6 +117,25 @@ def test_client_inside_a_transaction_is_denied_at_its_next_statement(pg, proxy, 
         c.rollback()
         assert c.execute("SELECT 2").fetchone() == (2,)
         c.rollback()
+
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction", "statement"])
+def test_client_busy_during_the_load_is_denied_at_its_next_request(pg, proxy, config, mode):
+    """A client whose statement is running when the plugin arrives (not at a
+    request boundary then) is moved when its next request starts: that
+    statement finishes as it was sent, the next TRUNCATE is denied."""
+    p = start(proxy, config, [], mode=mode)
+    with p.connect(autocommit=True) as c:
+        t = threading.Thread(target=lambda: c.execute("SELECT pg_sleep(1.5)"))
+        t.start()
+        try:
+            time.sleep(0.3)
+            load_blocker(p)
+        finally:
+            t.join(timeout=30)
+        truncate_denied(c, False)
+        truncate_denied(c, True)
 
 
 def test_config_reload_that_adds_plugins_reaches_connected_clients(pg, proxy, config):
