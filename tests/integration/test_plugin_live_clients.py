@@ -10,6 +10,8 @@ the sample plugins/query_blocker built by make."""
 import json
 import os
 import re
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -136,6 +138,41 @@ def test_client_busy_during_the_load_is_denied_at_its_next_request(pg, proxy, co
             t.join(timeout=30)
         truncate_denied(c, False)
         truncate_denied(c, True)
+
+
+
+def read_msg(sock):
+    def exactly(n):
+        b = b""
+        while len(b) < n:
+            chunk = sock.recv(n - len(b))
+            assert chunk, "the proxy closed the connection"
+            b += chunk
+        return b
+    hdr = exactly(5)
+    return hdr[0:1], exactly(struct.unpack("!I", hdr[1:])[0] - 4)
+
+
+def test_client_still_logging_in_during_the_load_gets_the_plugin(pg, proxy, config):
+    """A client whose TCP connection was accepted before the load (its
+    pipeline taken then) but whose startup packet comes after: it logs in
+    under the rebuilt pipeline, and its TRUNCATE is denied (raw protocol,
+    trust authentication)."""
+    p = start(proxy, config, [], mode="transaction", method="trust")
+    host, port = p.defaults["listen_address"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        time.sleep(0.2)  # accepted: waiting for its startup packet
+        load_blocker(p)
+        params = b"user\0" + ALICE[0].encode() + b"\0database\0" + APPDB.encode() + b"\0\0"
+        s.sendall(struct.pack("!II", 8 + len(params), 196608) + params)
+        while read_msg(s)[0] != b"Z":
+            pass
+        q = b"TRUNCATE plugin_live_nothing\0"
+        s.sendall(b"Q" + struct.pack("!I", 4 + len(q)) + q)
+        t, body = read_msg(s)
+        assert t == b"E", (t, body)
+        assert b"C42501\0" in body and BLOCKED.encode() in body, body
+        assert read_msg(s)[0] == b"Z"
 
 
 def test_config_reload_that_adds_plugins_reaches_connected_clients(pg, proxy, config):
