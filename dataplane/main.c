@@ -518,6 +518,7 @@ int main(int argc, char **argv)
 	/* the plugin stage follows the live set's emptiness; the set itself
 	 * comes from the control plane (report/cplink.c) */
 	plugin_stage_install();
+	conn_pipes_install(); /* ... and the clients already in move over */
 	/* a copy: c goes to the first snapshot, which a control plane's push
 	 * may free before start-up is done (admin_start, reload read url) */
 	static char url_copy[sizeof(c->control_address)];

@@ -1170,6 +1170,8 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 		} else {
 			if (cl->kf)
 				splice_userspace_data(cl, false);
+			if (__builtin_expect(cl->pipe_swap, 0))
+				cl_pipe_swap_try(cl); /* rebuilt pipeline (client_pipe.c) */
 			if (sess_staged(cl, cl->server))
 				sess_client_data(cl, c); /* stages run on its messages */
 			else

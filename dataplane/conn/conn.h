@@ -45,6 +45,12 @@ void tx_req_install(void);
 bool cw_post_admin_reply(int widx, uint64_t cl_id, const uint8_t *msg, uint32_t len, bool term);
 /* Thread-safe: a pause or drain changed, held clients look again. */
 void conn_hold_changed(void);
+/* Start-up: pipe_forget_all (a live plugin set became non-empty or empty)
+ * calls conn_pipes_changed, which has every worker move its logged-in
+ * clients to the rebuilt pipelines at their next request boundary
+ * (conn/client_pipe.c). Thread-safe. */
+void conn_pipes_install(void);
+void conn_pipes_changed(void);
 
 /* The admin console's actions (conn_admin.c), thread-safe, done on the
  * workers that own the sockets (asynchronously: they return once posted).

@@ -226,6 +226,9 @@ struct client {
 	/* the query pipeline of its snapshot, and the stages' state for it */
 	struct pipeline *pipe;
 	struct pipe_client pc;
+	/* its snapshot's pipeline was rebuilt: it moves to the new one at its
+	 * next request boundary (client_pipe.c) */
+	bool pipe_swap;
 	/* session pooling with stages (session.c) */
 	uint32_t sess_due;     /* ReadyForQuery the server still owes the client */
 	bool sess_drop;        /* a refused extended batch: dropped up to its Sync */
@@ -682,6 +685,12 @@ struct server *sv_adopt(struct worker *w, struct pool *pool, int node_idx, int f
 /* The old process (g_tko_handing): starts handing idle clients of w over;
  * true when w has none left to wait for. */
 void cl_move_idle(struct worker *w);
+/* client_pipe.c: moves a client marked pipe_swap to its snapshot's
+ * rebuilt pipeline if it is between requests now (else it stays marked);
+ * cl_pipes_run is the worker's message (conn_pipes_changed) that marks
+ * them all. */
+void cl_pipe_swap_try(struct client *cl);
+void cl_pipes_run(struct worker *w, struct worker_msg *m);
 /* Bytes arrived on a moving client or its server: it stays for now. */
 void cl_move_abort(struct client *cl);
 /* Receiving stopped for a hand-over (cl->moving) on the client's socket

@@ -459,6 +459,7 @@ int conn_worker_init(struct worker *w, int idx, char *err, size_t errlen)
 	cw->listen_fd = cw->unix_fd = -1;
 	cw->hold_msg.fn = hold_run;
 	cw->listen_msg.fn = listen_run;
+	cw->pipes_msg.fn = cl_pipes_run;
 	slab_init(&cw->client_slab, sizeof(struct client));
 	w->cw = cw;
 	struct snap *sn = snap_current();

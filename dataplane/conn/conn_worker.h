@@ -54,6 +54,7 @@ struct conn_worker {
 	/* coalescing mailbox signals from other threads */
 	struct worker_msg hold_msg;   /* pause/drain changed: look at the held clients */
 	struct worker_msg listen_msg; /* a hub confirmed a channel: answer waiting clients */
+	struct worker_msg pipes_msg;  /* pipelines were rebuilt: clients move over */
 };
 
 extern int g_client_count; /* atomic: clients of every worker */

@@ -1425,6 +1425,8 @@ release:
 void tx_client_data(struct client *cl, struct io_chunk *c)
 {
 	uint32_t off = c->off, len = c->len;
+	if (__builtin_expect(cl->pipe_swap, 0))
+		cl_pipe_swap_try(cl); /* its pipeline was rebuilt (client_pipe.c) */
 	if (cl->ep.in_max != TX_INBUF_MAX) {
 		cl->ep.in_max = TX_INBUF_MAX; /* logged in: the login phase keeps the small limit */
 		cl->ep.in_copied = 0;         /* counts the relay's assembly from here */

@@ -120,6 +120,28 @@ void pipe_client_free(const struct pipeline *p, struct pipe_client *pc)
 	memset(pc->slot, 0, sizeof(pc->slot));
 }
 
+static bool has_slot(const struct pipeline *p, int slot)
+{
+	for (uint8_t i = 0; p && i < p->n_all; i++)
+		if (p->all[i]->slot == slot)
+			return true;
+	return false;
+}
+
+void pipe_client_swap(const struct pipeline *old, const struct pipeline *p, struct pipe_client *pc,
+                      const struct req *r)
+{
+	for (uint8_t i = 0; old && i < old->n_all; i++) {
+		const struct pipe_stage *st = old->all[i];
+		if (has_slot(p, st->slot))
+			continue;
+		if (st->client_free)
+			st->client_free(&pc->slot[st->slot]);
+		memset(&pc->slot[st->slot], 0, sizeof(pc->slot[st->slot]));
+	}
+	pipe_client_start(p, pc, r);
+}
+
 void pipe_msg_passed(struct pipe_client *pc, uint8_t t)
 {
 	if (t == 'Q' || t == 'F' || t == 'S') {

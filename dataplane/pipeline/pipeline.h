@@ -9,7 +9,10 @@
  * A pipeline is built once per config snapshot from the stages whose
  * feature is enabled under it (a disabled feature has no stage, so it
  * costs nothing per message); a client keeps the pipeline of the snapshot
- * it logged in with. Stages run at one of three points:
+ * it logged in with, unless that snapshot's pipeline is rebuilt
+ * (pipe_forget_all: a live plugin set became non-empty or empty): then it
+ * moves to the new one at its next request boundary (conn/client_pipe.c,
+ * pipe_client_swap). Stages run at one of three points:
  *
  *   PIPE_AT_MSG      each client message, in order (rewrite, rate limit);
  *   PIPE_AT_REQUEST  a whole request at the head of the client's buffer
@@ -277,8 +280,13 @@ int pipe_register(const struct pipe_stage *st);
 struct pipeline *pipe_get(struct snap *s);
 void pipe_put(struct pipeline *p);
 /* Logins from now on build their pipelines again (a stage's enabled()
- * answer changed without a new snapshot: the first plugin pushed). */
+ * answer changed without a new snapshot: the first plugin pushed), and
+ * the hook set by pipe_on_forget runs (on the calling thread, after the
+ * registry's lock is released): conn/ then moves the clients already
+ * logged in to a freshly built pipeline at their next request boundary. */
 void pipe_forget_all(void);
+/* Set once at start-up (conn/); NULL: none. */
+void pipe_on_forget(void (*fn)(void));
 
 /* Builds a pipeline from the given stages under c (tests; pipe_get uses
  * the built-in and registered stages). Free with pipe_free. */
@@ -309,6 +317,13 @@ void pipe_client_init(struct pipe_client *pc);
 void pipe_client_start(const struct pipeline *p, struct pipe_client *pc, const struct req *r);
 /* Frees what p's stages keep for the client. */
 void pipe_client_free(const struct pipeline *p, struct pipe_client *pc);
+/* Moves a logged-in client from pipeline old to p (the same snapshot's,
+ * rebuilt) between requests: the state of old's stages that p lacks is
+ * freed (their client_free), a stage in both keeps its state (the rate
+ * limit's tokens, the cache's), and p's stages are asked again which apply
+ * (as pipe_client_start at login, r as there). */
+void pipe_client_swap(const struct pipeline *old, const struct pipeline *p, struct pipe_client *pc,
+                      const struct req *r);
 /* conn/: a client message of this type was consumed (forwarded, dropped
  * or answered). Keeps req_seq and in_batch. */
 void pipe_msg_passed(struct pipe_client *pc, uint8_t type);

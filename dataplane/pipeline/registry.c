@@ -58,12 +58,21 @@ struct pipeline *pipe_get(struct snap *s)
 	return p;
 }
 
+static void (*forget_hook)(void); /* set once at start-up */
+
+void pipe_on_forget(void (*fn)(void))
+{
+	forget_hook = fn;
+}
+
 void pipe_forget_all(void)
 {
 	pthread_mutex_lock(&reg_mu);
 	for (int i = 0; i < PIPE_LIVE_MAX; i++)
 		live[i] = NULL; /* each is freed by its last client's pipe_put */
 	pthread_mutex_unlock(&reg_mu);
+	if (forget_hook)
+		forget_hook(); /* the clients already in: conn/ moves them over */
 }
 
 void pipe_put(struct pipeline *p)

@@ -305,6 +305,48 @@ static void test_client_free_frees_each_stage_slot(void **state UNUSED)
 	pipe_free(p);
 }
 
+/* A pipeline rebuilt with b's feature switched on (a plugin set going
+ * live): a client moved to it keeps a's state (a is in both), b runs for
+ * it from then on; moved back, b's state is freed and a's is still kept. */
+static void test_swap_keeps_shared_stages_state_and_frees_the_rest(void **state UNUSED)
+{
+	feature_on = false;
+	struct pipeline *off = pipe_build(&cfg0, all, 5);
+	feature_on = true;
+	struct pipeline *on = pipe_build(&cfg0, all, 5);
+	struct pipe_client pc;
+	pipe_client_init(&pc);
+	struct req r;
+	fake_req(&r, &pc, "alice");
+	pipe_client_start(off, &pc, &r);
+	pipe_run(off, PIPE_AT_MSG, &r);
+	assert_string_equal(trail, "ac");
+	assert_int_equal(pc.slot[PIPE_SLOT_REWRITE].u, 1);
+
+	pipe_client_swap(off, on, &pc, &r);
+	assert_int_equal(freed, 0); /* a is in both, b was not in off */
+	assert_int_equal(pc.slot[PIPE_SLOT_REWRITE].u, 1);
+	assert_true(pc.buffered); /* alice's replacing stage still applies */
+	trail[0] = '\0';
+	fake_req(&r, &pc, "alice");
+	pipe_run(on, PIPE_AT_MSG, &r);
+	assert_string_equal(trail, "abc");
+	assert_int_equal(pc.slot[PIPE_SLOT_REWRITE].u, 2);
+	assert_int_equal(pc.slot[PIPE_SLOT_RATE].u, 10);
+
+	pipe_client_swap(on, off, &pc, &r);
+	assert_int_equal(freed, 1); /* b's, and only b's */
+	assert_int_equal(pc.slot[PIPE_SLOT_RATE].u, 0);
+	assert_int_equal(pc.slot[PIPE_SLOT_REWRITE].u, 2);
+	trail[0] = '\0';
+	pipe_run(off, PIPE_AT_MSG, &r);
+	assert_string_equal(trail, "ac");
+	pipe_client_free(off, &pc);
+	assert_int_equal(freed, 2);
+	pipe_free(on);
+	pipe_free(off);
+}
+
 static void test_request_boundaries_follow_the_messages(void **state UNUSED)
 {
 	struct pipe_client pc;
@@ -350,6 +392,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_events_reach_only_their_subscribers, setup),
 	    cmocka_unit_test_setup(test_client_free_frees_each_stage_slot, setup),
 	    cmocka_unit_test_setup(test_request_boundaries_follow_the_messages, setup),
+	    cmocka_unit_test_setup(test_swap_keeps_shared_stages_state_and_frees_the_rest, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
