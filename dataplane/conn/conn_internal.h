@@ -166,6 +166,7 @@ struct client {
 	char peer[64];
 	bool logged_in;             /* authenticated: log_disconnections covers it */
 	bool close_logged;          /* its closing reason is logged already (login_failed) */
+	bool pc_started;            /* pipe_client_start ran: its errors are PEV_ERROR events */
 	struct timespec connect_ts; /* accepted (conn_now), for log_disconnections */
 
 	/* startup parameters, owned copy (name\0value\0...) */
@@ -487,6 +488,12 @@ const char *ep_frontend_check(uint8_t type, uint32_t mlen, char *buf, size_t n);
 /* client.c */
 void cl_accept(struct worker *w, int fd, bool is_unix);
 void cl_close(struct client *cl, const char *sqlstate, const char *msg);
+/* txn_req.c: */
+/* PEV_ERROR for an ErrorResponse the proxy itself sends to a logged-in
+ * client (a refusal, a timeout, a FATAL that closes it), once per error;
+ * the server's errors are published by tx_ev_ready. One test when no
+ * stage subscribes. */
+void tx_ev_error(struct client *cl, const char *sqlstate, const char *msg);
 const char *cl_state_str(enum cl_state s);
 /* client.c: puts cl on / takes it off its worker's held list. */
 /* Pause or drain changed: a held client tries for a server again. */
