@@ -1066,6 +1066,7 @@ void cl_server_failed(struct client *cl, const uint8_t *err_body, uint32_t err_l
 		log_info("client %llu %s user=%s db=%s: server refused login: %s (%s)",
 		         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, m ? m : "?",
 		         code ? code : "?");
+		tx_ev_error(cl, code, m);
 		cl_close(cl, NULL, NULL);
 		return;
 	}

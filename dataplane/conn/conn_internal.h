@@ -567,7 +567,9 @@ bool sv_close_needed(const struct server *sv);
 void sv_pool_expire(struct worker *w, struct pool *p, const struct timespec *now, int idle_timeout,
                     int lifetime, int min_idle);
 /* An ErrorResponse body from the server: a FATAL's SQLSTATE is kept. */
-void sv_note_error(struct server *sv, const uint8_t *body, uint32_t len);
+bool sv_note_error(struct server *sv, const uint8_t *body, uint32_t len);
+/* A server's FATAL on its way to its client: PEV_ERROR (tx_ev_error). */
+void sv_fatal_event(struct server *sv, const uint8_t *body, uint32_t len);
 /* A ReadyForQuery from a server in use: the node works (breaker). */
 void sv_node_ok(struct server *sv);
 /* A connect or login that took longer than server_connect_timeout_secs:

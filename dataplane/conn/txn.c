@@ -578,8 +578,10 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		/* the whole message has passed */
 		if (ep->cap_type == 'S' && ep->cap_len && ep->cap_got == ep->cap_len)
 			set_server_param(sv, ep->cap_buf, ep->cap_len);
-		if (ep->cap_type == 'E' && ep->cap_len && ep->cap_got == ep->cap_len)
-			sv_note_error(sv, ep->cap_buf, ep->cap_len); /* a FATAL: why it closes */
+		if (ep->cap_type == 'E' && ep->cap_len && ep->cap_got == ep->cap_len &&
+		    sv_note_error(sv, ep->cap_buf, ep->cap_len) /* a FATAL: why it closes */ &&
+		    sv->client && sv->cur_act == RQ_FWD)
+			sv_fatal_event(sv, ep->cap_buf, ep->cap_len);
 		if (sv->qev &&
 		    (ep->cap_type == 'C' ||
 		     (ep->cap_type == 'E' && (sv->cur_act == RQ_FWD || sv->e_hold))) &&

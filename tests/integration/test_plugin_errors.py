@@ -1,7 +1,8 @@
 """on_error sees every error that reached the client (issue 20): the
-server's and the proxy's own (a plugin's denial, the rate limit, statement
-pooling's refusal of a transaction block, query_timeout, idle transaction
-timeout, the pool's wait timeout), each exactly once, with its SQLSTATE and
+server's (a statement's error, a FATAL) and the proxy's own (a plugin's
+denial, the rate limit, statement pooling's refusal of a transaction block,
+query_timeout, idle transaction timeout, the pool's wait timeout), each
+exactly once, with its SQLSTATE and
 message, in every pooling mode, simple and extended protocol, plain and TLS.
 
 The plugin is tests/plugins/errlog.wat: its on_error logs
@@ -11,6 +12,7 @@ The plugin is tests/plugins/errlog.wat: its on_error logs
 on_error, and by its own (the decision: every error the client got,
 whoever made it)."""
 
+import json
 import re
 import time
 
@@ -19,7 +21,7 @@ import pytest
 
 from conftest import DEFAULT_USERS
 
-from test_plugins import connect, plugin, start, wasm
+from test_plugins import connect, plugin, psql, sample, start, wasm
 
 
 def errlog(tmp_path):
@@ -152,6 +154,23 @@ def test_on_error_sees_the_pool_wait_timeout_once(pg, proxy, config, tmp_path):
     assert settle(p, "53300", msg) == 1
 
 
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_on_error_sees_a_servers_fatal_once(pg, proxy, config, tmp_path, mode):
+    """A server terminated under a client inside a transaction: its FATAL
+    (57P01), which no ReadyForQuery follows, reaches on_error once."""
+    p = start(proxy, config, errlog(tmp_path), mode=mode)
+    msg = "terminating connection due to administrator command"
+    with p.connect(autocommit=False) as c:
+        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+        assert pg.su.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        with pytest.raises(psycopg.OperationalError, match=msg):
+            for _ in range(50):
+                c.execute("SELECT 1")
+                time.sleep(0.1)
+    assert settle(p, "57P01", msg) == 1
+    assert seen(p, "gate", "57P01", msg) == 1
+
+
 def test_no_plugin_no_error_events(pg, proxy, config):
     """Without [[plugins]] nothing subscribes: errors reach the client as
     before and no plugin line is logged."""
@@ -161,3 +180,31 @@ def test_no_plugin_no_error_events(pg, proxy, config):
             c.execute("SELECT 1/0")
         assert c.execute("SELECT 1").fetchone() == (1,)
     assert "on_error" not in p.log()
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction", "statement"])
+def test_audit_logger_records_what_query_blocker_refused_through_psql(pg, proxy, config, mode):
+    """The samples together: query_blocker refuses alice's DROP through
+    psql and audit_logger (listed after it) writes one "error" line with the
+    blocker's SQLSTATE and message; a server error gets its own line."""
+    p = start(proxy, config, [
+        plugin("query_blocker", sample("query_blocker")),
+        plugin("audit_logger", sample("audit_logger"), config={"events": ["error"]}),
+    ], mode=mode)
+    r = psql(p, "DROP TABLE IF EXISTS never_dropped")
+    assert r.returncode != 0 and "DROP" in r.stderr, r.stderr
+    r = psql(p, "SELECT 1/0")
+    assert r.returncode != 0 and "division by zero" in r.stderr, r.stderr
+
+    def errors():
+        return [json.loads(m) for m in
+                re.findall(r"plugin audit_logger: (\{.*\})$", p.log(), re.M)]
+    for _ in range(50):
+        if len(errors()) >= 2:
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)
+    lines = errors()
+    assert [x["event"] for x in lines] == ["error", "error"], lines
+    assert lines[0]["sqlstate"] == "42501" and "DROP" in lines[0]["message"], lines
+    assert lines[1]["sqlstate"] == "22012" and lines[1]["message"] == "division by zero", lines
