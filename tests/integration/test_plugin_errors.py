@@ -208,3 +208,41 @@ def test_audit_logger_records_what_query_blocker_refused_through_psql(pg, proxy,
     assert [x["event"] for x in lines] == ["error", "error"], lines
     assert lines[0]["sqlstate"] == "42501" and "DROP" in lines[0]["message"], lines
     assert lines[1]["sqlstate"] == "22012" and lines[1]["message"] == "division by zero", lines
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_a_denial_behind_a_running_statement_is_seen_once(pg, proxy, config, tmp_path, mode):
+    """psycopg's pipeline mode: a denied statement queued behind one the
+    server is still running (session pooling holds the refusal until the
+    server owes the client nothing, then judges it again) reaches on_error
+    once; the statement before it completes, the connection goes on."""
+    p = start(proxy, config, errlog(tmp_path), mode=mode)
+    with p.connect() as c:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by errlog"):
+            with c.pipeline() as pl:
+                first = c.execute("SELECT pg_sleep(0.3), 7")
+                pl.sync()
+                c.execute("DROP TABLE IF EXISTS nothing_here")
+        assert first.fetchone()[1] == 7
+        assert c.execute("SELECT 1").fetchone() == (1,)
+    assert settle(p, "42501", "denied by errlog") == 1
+    assert seen(p, "gate", "42501", "denied by errlog") == 1
+
+
+@pytest.mark.xfail(strict=True, reason="known bug, not from on_error: a plugin's refusal of a "
+                   "Parse in the middle of an extended batch reaches the client before the "
+                   "answers the server still owes for the batch's earlier statements")
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_a_denial_inside_one_pipelined_batch_keeps_the_answers_in_order(pg, proxy, config,
+                                                                        tmp_path, mode):
+    """One batch (no Sync between): the first statement runs on the server,
+    the second is refused by the plugin. PostgreSQL answers the first, then
+    the error; the next query must get its own result (directly against
+    PostgreSQL with an error from the server it does)."""
+    p = start(proxy, config, errlog(tmp_path), mode=mode)
+    with p.connect() as c:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by errlog"):
+            with c.pipeline():
+                c.execute("SELECT pg_sleep(0.3), 7")
+                c.execute("DROP TABLE IF EXISTS nothing_here")
+        assert c.execute("SELECT 1").fetchone() == (1,)
