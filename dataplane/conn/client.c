@@ -123,6 +123,7 @@ static void send_error_ready(struct client *cl, const char *sqlstate, const char
 	pgw_error(&o, "ERROR", sqlstate, msg, NULL);
 	pgw_ready(&o, 'I');
 	cl_send_msg(cl, &o);
+	tx_ev_error(cl, sqlstate, msg);
 }
 
 static void peer_name(int fd, bool is_unix, char *out, size_t len)
@@ -238,6 +239,7 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 		pgw_out_init(&o, buf, sizeof(buf));
 		pgw_error(&o, "FATAL", sqlstate, msg, NULL);
 		cl_send_msg(cl, &o);
+		tx_ev_error(cl, sqlstate, msg); /* a logged-in client's FATAL */
 		if (!cl->close_logged) {
 			struct log_ctx lc = {cl->id, cl->user, cl->database, cl->peer};
 			log_ev(LOG_INFO, "client_close", &lc,
@@ -1064,6 +1066,7 @@ void cl_server_failed(struct client *cl, const uint8_t *err_body, uint32_t err_l
 		log_info("client %llu %s user=%s db=%s: server refused login: %s (%s)",
 		         (unsigned long long)cl->id, cl->peer, cl->user, cl->database, m ? m : "?",
 		         code ? code : "?");
+		tx_ev_error(cl, code, m);
 		cl_close(cl, NULL, NULL);
 		return;
 	}

@@ -303,6 +303,7 @@ void cl_adopt(struct worker *w, int fd, int sfd, const struct cl_moved *m)
 	struct req r;
 	tx_req_init(cl, NULL, &r);
 	pipe_client_start(cl->pipe, &cl->pc, &r);
+	cl->pc_started = true;
 	if (m->session) {
 		adopt_session(cl, sfd, m);
 		return;

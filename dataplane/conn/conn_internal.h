@@ -166,6 +166,7 @@ struct client {
 	char peer[64];
 	bool logged_in;             /* authenticated: log_disconnections covers it */
 	bool close_logged;          /* its closing reason is logged already (login_failed) */
+	bool pc_started;            /* pipe_client_start ran: its errors are PEV_ERROR events */
 	struct timespec connect_ts; /* accepted (conn_now), for log_disconnections */
 
 	/* startup parameters, owned copy (name\0value\0...) */
@@ -490,6 +491,12 @@ const char *ep_frontend_check(uint8_t type, uint32_t mlen, char *buf, size_t n);
 /* client.c */
 void cl_accept(struct worker *w, int fd, bool is_unix);
 void cl_close(struct client *cl, const char *sqlstate, const char *msg);
+/* txn_req.c: */
+/* PEV_ERROR for an ErrorResponse the proxy itself sends to a logged-in
+ * client (a refusal, a timeout, a FATAL that closes it), once per error;
+ * the server's errors are published by tx_ev_ready. One test when no
+ * stage subscribes. */
+void tx_ev_error(struct client *cl, const char *sqlstate, const char *msg);
 const char *cl_state_str(enum cl_state s);
 /* client.c: puts cl on / takes it off its worker's held list. */
 /* Pause or drain changed: a held client tries for a server again. */
@@ -563,7 +570,9 @@ bool sv_close_needed(const struct server *sv);
 void sv_pool_expire(struct worker *w, struct pool *p, const struct timespec *now, int idle_timeout,
                     int lifetime, int min_idle);
 /* An ErrorResponse body from the server: a FATAL's SQLSTATE is kept. */
-void sv_note_error(struct server *sv, const uint8_t *body, uint32_t len);
+bool sv_note_error(struct server *sv, const uint8_t *body, uint32_t len);
+/* A server's FATAL on its way to its client: PEV_ERROR (tx_ev_error). */
+void sv_fatal_event(struct server *sv, const uint8_t *body, uint32_t len);
 /* A ReadyForQuery from a server in use: the node works (breaker). */
 void sv_node_ok(struct server *sv);
 /* A connect or login that took longer than server_connect_timeout_secs:

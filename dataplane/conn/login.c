@@ -411,6 +411,7 @@ static void auth_ok(struct client *cl)
 	struct req r;
 	tx_req_init(cl, NULL, &r);
 	pipe_client_start(cl->pipe, &cl->pc, &r);
+	cl->pc_started = true; /* from here its errors are PEV_ERROR events */
 	char pl_code[6], pl_msg[300];
 	if (plugin_login(&r, cl->peer, pl_code, pl_msg, sizeof(pl_msg))) {
 		cl_close(cl, pl_code, pl_msg);

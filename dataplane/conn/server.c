@@ -213,16 +213,24 @@ void sv_node_ok(struct server *sv)
 	sv_node_success(sv);
 }
 
-void sv_note_error(struct server *sv, const uint8_t *body, uint32_t len)
+bool sv_note_error(struct server *sv, const uint8_t *body, uint32_t len)
 {
 	/* 'V' is the untranslated severity (9.6+); 'S' may be localised */
 	const char *sev = pgw_error_field(body, len, 'V');
 	if (!sev)
 		sev = pgw_error_field(body, len, 'S');
 	if (!sev || (strcmp(sev, "FATAL") && strcmp(sev, "PANIC")))
-		return;
+		return false;
 	const char *code = pgw_error_field(body, len, 'C');
 	snprintf(sv->fatal_code, sizeof(sv->fatal_code), "%s", code ? code : "XX000");
+	return true;
+}
+
+void sv_fatal_event(struct server *sv, const uint8_t *body, uint32_t len)
+{
+	/* no ReadyForQuery follows a FATAL: published as it passes */
+	const char *m = pgw_error_field(body, len, 'M');
+	tx_ev_error(sv->client, sv->fatal_code, m ? m : "");
 }
 
 void sv_login_timeout(struct server *sv, int secs)
@@ -974,7 +982,9 @@ static void on_captured(struct server *sv, uint8_t type, const uint8_t *body, ui
 			tx_ev_response(sv, type, body, len);
 		return;
 	case PGW_MSG_ERROR:
-		sv_note_error(sv, body, len);
+		if (sv_note_error(sv, body, len) && sv->client && sv->state == SV_ACTIVE &&
+		    !sv->txn)
+			sv_fatal_event(sv, body, len); /* session mode: it goes to the client */
 		if (sv->qev && sv->state == SV_ACTIVE && !sv->txn)
 			tx_ev_response(sv, type, body, len);
 		if (sv->client && sv->state == SV_ACTIVE && !sv->txn)

@@ -528,6 +528,7 @@ static size_t run(struct client *cl, struct server *sv, const uint8_t *data, siz
 						cl->sess_drop = true; /* to its Sync */
 					if (!e.overflow)
 						ep_send_bytes(&cl->ep, buf, e.len);
+					tx_ev_error(cl, r.err.sqlstate, r.err.msg);
 				} else if (a && a->len) {
 					ep_send_bytes(&cl->ep, a->p, a->len);
 				}

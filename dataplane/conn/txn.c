@@ -358,6 +358,8 @@ static void on_ready(struct client *cl, struct server *sv, struct rq popped, cha
 		    "transaction blocks are not allowed in statement pooling mode",
 		    "Run each statement on its own, or use pool_mode.mode = \"transaction\".");
 		tx_ob_synth(o, buf, e.len);
+		tx_ev_error(cl, "0A000",
+		            "transaction blocks are not allowed in statement pooling mode");
 		uint8_t z[6] = {'Z', 0, 0, 0, 5, 'I'};
 		tx_ob_synth(o, z, 6);
 		uint8_t q[32];
@@ -576,8 +578,10 @@ void tx_server_data(struct server *sv, struct io_chunk *c)
 		/* the whole message has passed */
 		if (ep->cap_type == 'S' && ep->cap_len && ep->cap_got == ep->cap_len)
 			set_server_param(sv, ep->cap_buf, ep->cap_len);
-		if (ep->cap_type == 'E' && ep->cap_len && ep->cap_got == ep->cap_len)
-			sv_note_error(sv, ep->cap_buf, ep->cap_len); /* a FATAL: why it closes */
+		if (ep->cap_type == 'E' && ep->cap_len && ep->cap_got == ep->cap_len &&
+		    sv_note_error(sv, ep->cap_buf, ep->cap_len) /* a FATAL: why it closes */ &&
+		    sv->client && sv->cur_act == RQ_FWD)
+			sv_fatal_event(sv, ep->cap_buf, ep->cap_len);
 		if (sv->qev &&
 		    (ep->cap_type == 'C' ||
 		     (ep->cap_type == 'E' && (sv->cur_act == RQ_FWD || sv->e_hold))) &&
@@ -709,8 +713,8 @@ static void inject_parse(struct server *sv, struct sbuf *b, const struct prep_st
 }
 
 /* Answers a refused query locally: ErrorResponse then ReadyForQuery. */
-void tx_refuse(struct outb *local, char status, const char *sqlstate, const char *msg,
-               const char *hint)
+void tx_refuse(struct client *cl, struct outb *local, char status, const char *sqlstate,
+               const char *msg, const char *hint)
 {
 	uint8_t buf[1024];
 	struct pgw_out e;
@@ -719,6 +723,7 @@ void tx_refuse(struct outb *local, char status, const char *sqlstate, const char
 	pgw_ready(&e, status);
 	if (!e.overflow)
 		tx_ob_synth(local, buf, e.len);
+	tx_ev_error(cl, sqlstate, msg);
 }
 
 static bool client_msg(struct client *cl, struct server *sv, const uint8_t *msg, uint32_t total,
@@ -1010,7 +1015,7 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 	switch (type) {
 	case 'Q':
 		if (refuse) {
-			tx_refuse(local, status, "0A000", msg, hint);
+			tx_refuse(cl, local, status, "0A000", msg, hint);
 			goto drop;
 		}
 		batch_record(sv, m, total); /* a simple query: never replayed */
@@ -1051,6 +1056,7 @@ static int64_t stream_start(struct client *cl, struct server *sv, const uint8_t 
 			pgw_error(&e, "ERROR", "0A000", msg, hint);
 			if (!e.overflow)
 				tx_ob_synth(local, buf, e.len);
+			tx_ev_error(cl, "0A000", msg);
 			cl->drop_to_sync = true; /* as the server would after an error */
 			goto drop;
 		}

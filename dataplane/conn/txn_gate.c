@@ -146,7 +146,7 @@ int tx_msg_stages(struct client *cl, struct server *sv, const uint8_t *m, uint32
 		break;
 	}
 	if (t == 'Q' || t == 'F') {
-		tx_refuse(local, r.tx_status, r.err.sqlstate, r.err.msg, r.err.hint);
+		tx_refuse(cl, local, r.tx_status, r.err.sqlstate, r.err.msg, r.err.hint);
 		return -1;
 	}
 	/* an extended batch: the error now, its messages dropped up to the
@@ -157,6 +157,7 @@ int tx_msg_stages(struct client *cl, struct server *sv, const uint8_t *m, uint32
 	pgw_error(&e, "ERROR", r.err.sqlstate, r.err.msg, NULL);
 	if (!e.overflow)
 		tx_ob_synth(local, buf, e.len);
+	tx_ev_error(cl, r.err.sqlstate, r.err.msg);
 	cl->drop_to_sync = true;
 	return -1;
 }

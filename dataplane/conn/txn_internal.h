@@ -32,9 +32,10 @@ int tx_rq_push(struct server *sv, uint8_t kind, uint8_t act, uint8_t synth, uint
                uint64_t key);
 /* Appends a message header (type, length of body_len + 4) to b. */
 void tx_msg_hdr(struct sbuf *b, uint8_t type, uint32_t body_len);
-/* Answers a refused query locally: ErrorResponse then ReadyForQuery. */
-void tx_refuse(struct outb *local, char status, const char *sqlstate, const char *msg,
-               const char *hint);
+/* Answers a refused query locally: ErrorResponse then ReadyForQuery (a
+ * PEV_ERROR for cl). */
+void tx_refuse(struct client *cl, struct outb *local, char status, const char *sqlstate,
+               const char *msg, const char *hint);
 
 /* txn_track.c: follows what a simple query does to session state (settings,
  * prepared statements, LISTEN, pins); may answer it locally (into local) or

@@ -155,7 +155,7 @@ struct qev {
 
 void tx_ev_bind(struct client *cl, struct server *sv)
 {
-	if (!sv->qev && pipe_wants(cl->pipe, PEV_QUERY_DONE))
+	if (!sv->qev && (pipe_wants(cl->pipe, PEV_QUERY_DONE) || pipe_wants(cl->pipe, PEV_ERROR)))
 		sv->qev = calloc(1, sizeof(*sv->qev));
 }
 
@@ -232,7 +232,9 @@ void tx_ev_ready(struct client *cl, struct server *sv)
 	struct qev_slot s = q->slot[q->head];
 	q->head = (q->head + 1) % QEV_SLOTS;
 	q->n--;
-	if (!cl || !pipe_wants(cl->pipe, PEV_QUERY_DONE))
+	bool done = cl && pipe_wants(cl->pipe, PEV_QUERY_DONE);
+	bool err = cl && s.error && pipe_wants(cl->pipe, PEV_ERROR);
+	if (!done && !err)
 		return;
 	uint64_t now = conn_now_ns();
 	struct req r;
@@ -247,6 +249,28 @@ void tx_ev_ready(struct client *cl, struct server *sv)
 	                        .ok = !s.error,
 	                        .sqlstate = s.error ? s.sqlstate : NULL,
 	                        .message = s.error ? s.message : NULL};
+	if (done)
+		pipe_emit(cl->pipe, &cl->pc, &ev);
+	if (err) {
+		/* the server's error reached the client with this ReadyForQuery */
+		ev.kind = PEV_ERROR;
+		pipe_emit(cl->pipe, &cl->pc, &ev);
+	}
+}
+
+void tx_ev_error(struct client *cl, const char *sqlstate, const char *msg)
+{
+	if (!cl || !cl->pc_started || !pipe_wants(cl->pipe, PEV_ERROR))
+		return;
+	uint64_t now = conn_now_ns();
+	struct req r;
+	tx_req_init(cl, cl->server, &r);
+	r.now_ns = now;
+	struct pipe_event ev = {.kind = PEV_ERROR,
+	                        .r = &r,
+	                        .at_ns = now,
+	                        .sqlstate = sqlstate && sqlstate[0] ? sqlstate : "XX000",
+	                        .message = msg ? msg : ""};
 	pipe_emit(cl->pipe, &cl->pc, &ev);
 }
 

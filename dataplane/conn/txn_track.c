@@ -572,7 +572,7 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 		         "this statement would tie the session to one server connection (%s), "
 		         "which pool_mode.pin_action = \"error\" forbids",
 		         pin_reason_str(why));
-		tx_refuse(local, sv->tx_status ? sv->tx_status : 'I', "0A000", msg,
+		tx_refuse(cl, local, sv->tx_status ? sv->tx_status : 'I', "0A000", msg,
 		          "Use session pooling for this client, or avoid session-level state.");
 		free(res);
 		return false;
@@ -601,7 +601,7 @@ bool tx_track_query(struct client *cl, struct server *sv, const char *sql, uint3
 		case SQLC_BEGIN:
 			if (cl->stmt_mode && !tx_client_answers_due(sv) && sv->tx_status == 'I') {
 				tx_refuse(
-				    local, 'I', "0A000",
+				    cl, local, 'I', "0A000",
 				    "transaction blocks are not allowed in statement pooling mode",
 				    "Run each statement on its own, or use pool_mode.mode = "
 				    "\"transaction\".");

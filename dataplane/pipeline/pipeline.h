@@ -216,7 +216,10 @@ enum pipe_ev {
 	PEV_CONNECT,     /* a client logged in (conn/login.c, after its tenant) */
 	PEV_QUERY_START, /* a statement went to a server (r->sql, r->type) */
 	PEV_QUERY_DONE,  /* it completed: duration, rows, ok */
-	PEV_ERROR,       /* an error reached the client (a server's or the proxy's) */
+	PEV_ERROR,       /* an error reached a logged-in client, once each: a server's
+	                  * (at the failed statement's ReadyForQuery) or the proxy's
+	                  * own ErrorResponse, FATALs that close it included (conn/
+	                  * tx_ev_error); sqlstate and message set */
 	PEV_COUNT,
 };
 

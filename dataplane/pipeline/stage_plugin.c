@@ -7,9 +7,13 @@
  *                      (r->replace), route hints for the router
  *                      (pc->rflags), cache "skip";
  *   on_query_complete  PEV_QUERY_START/DONE subscriber: the statement's
- *   on_error           fingerprint is remembered at the start, the hook
- *                      runs at the completion (on_error too when it
- *                      failed);
+ *                      fingerprint is remembered at the start, the hook
+ *                      runs at the completion;
+ *   on_error           PEV_ERROR subscriber: every ErrorResponse that
+ *                      reached the client, the server's (at the failed
+ *                      statement's ReadyForQuery) and the proxy's own
+ *                      (refusals, timeouts, a plugin's denial, FATALs
+ *                      that close the client), once each;
  *   on_connection      plugin_login (conn/login.c), at login.
  *
  * The live set is plugin/plugin_set.c's. The stage is in a pipeline when
@@ -340,6 +344,26 @@ static enum pipe_verdict plugin_stage_run(struct req *r, union pipe_slot *slot)
 
 /* ------------------------------------------------- on_query_complete, on_error */
 
+/* An error that reached the client: every plugin's on_error sees it, a
+ * plugin's own denial included (the denying plugin too: it is an error the
+ * client got, as a server's is); on_error cannot deny, so nothing it does
+ * makes a second error. */
+static void plugin_on_error(const struct pipe_event *ev, uint32_t hooks)
+{
+	struct plugin_call c;
+	struct plugin_outcome o;
+
+	if (!(hooks & HOOK(PLUGIN_ON_ERROR)))
+		return;
+	memset(&c, 0, sizeof(c));
+	fill_who(&c, ev->r, NULL);
+	c.hook = PLUGIN_ON_ERROR;
+	set_str(&c, PLUGIN_F_SQLSTATE, ev->sqlstate ? ev->sqlstate : "XX000");
+	set_str(&c, PLUGIN_F_MESSAGE, ev->message ? ev->message : "");
+	plugin_set_run(&c, &o);
+	free(o.rewrite);
+}
+
 static void push_fp(struct pl_client *q, uint64_t fp)
 {
 	if (q->n == PL_SLOTS) {
@@ -356,7 +380,11 @@ static void plugin_event(const struct pipe_event *ev, union pipe_slot *slot)
 	struct pl_client *q = slot->p;
 	const struct req *r = ev->r;
 
-	if (!(hooks & (HOOK(PLUGIN_ON_QUERY_COMPLETE) | HOOK(PLUGIN_ON_ERROR))))
+	if (ev->kind == PEV_ERROR) {
+		plugin_on_error(ev, hooks);
+		return;
+	}
+	if (!(hooks & HOOK(PLUGIN_ON_QUERY_COMPLETE)))
 		return;
 	if (!q && !(q = pl_of(slot)))
 		return;
@@ -388,31 +416,17 @@ static void plugin_event(const struct pipe_event *ev, union pipe_slot *slot)
 	char fps[17], dur[24], rows[24];
 	memset(&c, 0, sizeof(c));
 	fill_who(&c, r, NULL);
-	if (hooks & HOOK(PLUGIN_ON_QUERY_COMPLETE)) {
-		c.hook = PLUGIN_ON_QUERY_COMPLETE;
-		snprintf(fps, sizeof(fps), "%016" PRIx64, fp);
-		snprintf(dur, sizeof(dur), "%" PRIu64, ev->duration_ns / 1000);
-		snprintf(rows, sizeof(rows), "%" PRIu64, ev->rows);
-		set_str(&c, PLUGIN_F_FINGERPRINT, fps);
-		set_str(&c, PLUGIN_F_DURATION_US, dur);
-		set_str(&c, PLUGIN_F_ROWS, rows);
-		set_str(&c, PLUGIN_F_STATUS, ev->ok ? "ok" : "error");
-		set_str(&c, PLUGIN_F_SQLSTATE, ev->ok ? NULL : ev->sqlstate);
-		plugin_set_run(&c, &o);
-		free(o.rewrite);
-	}
-	if (!ev->ok && (hooks & HOOK(PLUGIN_ON_ERROR))) {
-		memset(c.field + PLUGIN_F_FINGERPRINT, 0,
-		       sizeof(c.field[0]) * (PLUGIN_F_COUNT - PLUGIN_F_FINGERPRINT));
-		memset(c.field_len + PLUGIN_F_FINGERPRINT, 0,
-		       sizeof(c.field_len[0]) * (PLUGIN_F_COUNT - PLUGIN_F_FINGERPRINT));
-		set_str(&c, PLUGIN_F_MODE, mode_name(r->mode));
-		c.hook = PLUGIN_ON_ERROR;
-		set_str(&c, PLUGIN_F_SQLSTATE, ev->sqlstate ? ev->sqlstate : "XX000");
-		set_str(&c, PLUGIN_F_MESSAGE, ev->message ? ev->message : "");
-		plugin_set_run(&c, &o);
-		free(o.rewrite);
-	}
+	c.hook = PLUGIN_ON_QUERY_COMPLETE;
+	snprintf(fps, sizeof(fps), "%016" PRIx64, fp);
+	snprintf(dur, sizeof(dur), "%" PRIu64, ev->duration_ns / 1000);
+	snprintf(rows, sizeof(rows), "%" PRIu64, ev->rows);
+	set_str(&c, PLUGIN_F_FINGERPRINT, fps);
+	set_str(&c, PLUGIN_F_DURATION_US, dur);
+	set_str(&c, PLUGIN_F_ROWS, rows);
+	set_str(&c, PLUGIN_F_STATUS, ev->ok ? "ok" : "error");
+	set_str(&c, PLUGIN_F_SQLSTATE, ev->ok ? NULL : ev->sqlstate);
+	plugin_set_run(&c, &o);
+	free(o.rewrite);
 }
 
 static void plugin_client_free(union pipe_slot *slot)
@@ -448,7 +462,7 @@ const struct pipe_stage stage_plugin = {
     .enabled = plugin_enabled,
     .applies = plugin_applies,
     .run = plugin_stage_run,
-    .events = (1u << PEV_QUERY_START) | (1u << PEV_QUERY_DONE),
+    .events = (1u << PEV_QUERY_START) | (1u << PEV_QUERY_DONE) | (1u << PEV_ERROR),
     .on_event = plugin_event,
     .client_free = plugin_client_free,
     .replaces = true,
