@@ -275,10 +275,29 @@ void cl_close(struct client *cl, const char *sqlstate, const char *msg)
 	}
 	if (cl->ep.sock.flags & IO_F_RECV_WANT)
 		io_recv_stop(&cl->ep.sock);
+	cl->linger = msg != NULL && !(cl->ep.sock.flags & IO_F_SHARED);
 	if (ep_flushed(&cl->ep))
-		io_sock_close(&cl->ep.sock);
-	else
+		cl_end_socket(cl);
+	else if (!cl->linger)
 		shutdown(cl->ep.sock.fd, SHUT_RD);
+}
+
+/* A closing client's last bytes are out. Closed at once, or, after a
+ * FATAL, half-closed first: the client may still be sending (a pipelined
+ * batch behind the refused message, a query racing a shutdown), and a
+ * close with its bytes unread resets the connection, which can reach the
+ * client's reads before the FATAL does (libpq then says only "server closed
+ * the connection unexpectedly"). Its bytes are read and dropped until its
+ * EOF, LINGER_READ_SECS at most (conn_worker.c's tick). */
+void cl_end_socket(struct client *cl)
+{
+	if (!cl->linger || cl->lingering || cl->ep.sock.fd < 0) {
+		io_sock_close(&cl->ep.sock);
+		return;
+	}
+	cl->lingering = true;
+	shutdown(cl->ep.sock.fd, SHUT_WR);
+	io_recv_start(&cl->ep.sock);
 }
 
 static void cl_free(struct client *cl)
@@ -335,6 +354,10 @@ static void cl_on_closed(struct io_sock *s)
 static void cl_on_eof(struct io_sock *s, int err)
 {
 	struct client *cl = s->owner;
+	if (cl->lingering) {
+		io_sock_close(s); /* its EOF after our FATAL: nothing was reset */
+		return;
+	}
 	if (err)
 		log_debug("client %llu: connection error: %s", (unsigned long long)cl->id,
 		          strerror(-err));
@@ -354,8 +377,8 @@ static void cl_on_sent(struct io_sock *s, int err)
 		return;
 	}
 	if (cl->state == CL_CLOSING) {
-		if (ep_flushed(&cl->ep))
-			io_sock_close(&cl->ep.sock);
+		if (ep_flushed(&cl->ep) && !cl->lingering)
+			cl_end_socket(cl);
 		return;
 	}
 	/* back-pressure: the server may send again */
@@ -1203,6 +1226,10 @@ static void process_plain(struct client *cl, struct io_chunk *c)
 static void cl_on_recv(struct io_sock *s, struct io_chunk *c)
 {
 	struct client *cl = s->owner;
+	if (cl->lingering) {
+		io_chunk_release(cl->w->loop, c); /* after our FATAL: dropped */
+		return;
+	}
 	cl->rx_n++; /* client_idle_timeout: the tick sees it changed */
 	if (cl->moving) {
 		/* bytes raced the stop of an online restart's hand-over: it is

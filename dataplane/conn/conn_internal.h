@@ -166,6 +166,9 @@ struct client {
 	char peer[64];
 	bool logged_in;             /* authenticated: log_disconnections covers it */
 	bool close_logged;          /* its closing reason is logged already (login_failed) */
+	bool linger;                /* closed with a FATAL: half-close and read to the client's
+	                             * EOF before the close (client.c, cl_end_socket) */
+	bool lingering;             /* doing that now: what arrives is dropped */
 	bool pc_started;            /* pipe_client_start ran: its errors are PEV_ERROR events */
 	struct timespec connect_ts; /* accepted (conn_now), for log_disconnections */
 
@@ -491,6 +494,9 @@ const char *ep_frontend_check(uint8_t type, uint32_t mlen, char *buf, size_t n);
 /* client.c */
 void cl_accept(struct worker *w, int fd, bool is_unix);
 void cl_close(struct client *cl, const char *sqlstate, const char *msg);
+/* A closing client's last bytes are out: close its socket (after a FATAL,
+ * half-close and read to its EOF first). */
+void cl_end_socket(struct client *cl);
 /* txn_req.c: */
 /* PEV_ERROR for an ErrorResponse the proxy itself sends to a logged-in
  * client (a refusal, a timeout, a FATAL that closes it), once per error;

@@ -31,6 +31,8 @@
 #include <unistd.h>
 
 #define CLOSE_LINGER_SECS 5.0
+/* a client half-closed after a FATAL: how long its EOF is waited for */
+#define LINGER_READ_SECS 1.0
 
 int g_client_count;
 int g_admin_sessions; /* admin console sessions among g_client_count */
@@ -383,7 +385,8 @@ static void turn(struct worker *w, void *arg)
 		sv_handover_tick(w, &now);
 	for (struct client *cl = cw->q[CLQ_CLOSING].head, *next; cl; cl = next) {
 		next = cl->q_next;
-		if (conn_elapsed(&cl->close_start, &now) > CLOSE_LINGER_SECS)
+		double secs = conn_elapsed(&cl->close_start, &now);
+		if (secs > CLOSE_LINGER_SECS || (cl->lingering && secs > LINGER_READ_SECS))
 			io_sock_close(&cl->ep.sock);
 	}
 	listen_worker_tick(w);

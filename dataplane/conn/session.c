@@ -501,6 +501,13 @@ static size_t run(struct client *cl, struct server *sv, const uint8_t *data, siz
 				repl = r.replace, repl_len = r.replace_len;
 			else
 				free(r.replace);
+			if (v == PIPE_ERROR && !r.starts && t != 'Q' && t != 'F') {
+				/* the batch's earlier messages are on the server: see
+				 * tx_refuse_mid_batch */
+				tx_refuse_mid_batch(cl, &r.err);
+				*closed = true;
+				return n;
+			}
 			if (v == PIPE_ERROR && cl->sess_due) {
 				/* answered once the server owes the client nothing */
 				struct pipe_park p = {.kind = PIPE_WAKE_TOKEN, .token = sv};

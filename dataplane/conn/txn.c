@@ -1248,6 +1248,8 @@ static uint32_t run_msgs(struct client *cl, const uint8_t *data, uint32_t len, s
 			int g = tx_msg_stages(cl, sv, m, avail, !c, &local);
 			if (g == 0)
 				break;
+			if (g == -2)
+				goto out; /* closed: nothing more goes to its server */
 			if (g > 0 && !c) {
 				/* a stage may have put a new message in its place */
 				data = cl->ep.in;

@@ -149,8 +149,13 @@ int tx_msg_stages(struct client *cl, struct server *sv, const uint8_t *m, uint32
 		tx_refuse(cl, local, r.tx_status, r.err.sqlstate, r.err.msg, r.err.hint);
 		return -1;
 	}
-	/* an extended batch: the error now, its messages dropped up to the
-	 * Sync, which gets the ReadyForQuery (as the server would) */
+	if (!r.starts && sv) {
+		tx_refuse_mid_batch(cl, &r.err);
+		return -2;
+	}
+	/* an extended batch refused at its first message: the error now, its
+	 * messages dropped up to the Sync, which gets the ReadyForQuery (as
+	 * the server would) */
 	uint8_t buf[600];
 	struct pgw_out e;
 	pgw_out_init(&e, buf, sizeof(buf));
@@ -160,6 +165,16 @@ int tx_msg_stages(struct client *cl, struct server *sv, const uint8_t *m, uint32
 	tx_ev_error(cl, r.err.sqlstate, r.err.msg);
 	cl->drop_to_sync = true;
 	return -1;
+}
+
+void tx_refuse_mid_batch(struct client *cl, const struct pipe_error *err)
+{
+	char msg[sizeof(err->msg) + 160];
+	snprintf(msg, sizeof(msg),
+	         "%s (inside an extended-protocol batch whose earlier statements already went to "
+	         "the server: the connection is closed, their answers could not be kept in order)",
+	         err->msg);
+	cl_close(cl, err->sqlstate, msg);
 }
 
 /* Clients parked until a time: woken when it has come. */

@@ -32,6 +32,15 @@ int tx_rq_push(struct server *sv, uint8_t kind, uint8_t act, uint8_t synth, uint
                uint64_t key);
 /* Appends a message header (type, length of body_len + 4) to b. */
 void tx_msg_hdr(struct sbuf *b, uint8_t type, uint32_t body_len);
+/* A stage refused a message inside an extended batch whose earlier
+ * messages already went to the server (r->starts false, a server bound).
+ * The server answers those, and ends their implicit transaction, only at
+ * the batch's Sync: an error sent now would come before their answers and
+ * leave them to the client's next request, and a Sync sent on would commit
+ * what PostgreSQL rolls back after an error. So the client is closed with
+ * the stage's SQLSTATE and message (its server goes with the open batch,
+ * as when a client leaves mid-batch); one log line. */
+void tx_refuse_mid_batch(struct client *cl, const struct pipe_error *err);
 /* Answers a refused query locally: ErrorResponse then ReadyForQuery (a
  * PEV_ERROR for cl). */
 void tx_refuse(struct client *cl, struct outb *local, char status, const char *sqlstate,
@@ -109,7 +118,9 @@ void tx_guc_reset(struct client *cl);
  * bytes there; buffered: m is in cl->ep.in, where a stage may replace it,
  * so the caller re-reads the buffer). 1: go on with the message; 0: stop
  * here (parked: woken later); -1: consumed (answered or refused into
- * local, or dropped with its batch). */
+ * local, or dropped with its batch); -2: refused inside a batch whose
+ * earlier messages went to the server, and the client closed
+ * (tx_refuse_mid_batch). */
 int tx_msg_stages(struct client *cl, struct server *sv, const uint8_t *m, uint32_t avail,
                   bool buffered, struct outb *local);
 void tx_gate_worker_exit(void);

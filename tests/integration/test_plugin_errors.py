@@ -229,20 +229,46 @@ def test_a_denial_behind_a_running_statement_is_seen_once(pg, proxy, config, tmp
     assert seen(p, "gate", "42501", "denied by errlog") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, not from on_error: a plugin's refusal of a "
-                   "Parse in the middle of an extended batch reaches the client before the "
-                   "answers the server still owes for the batch's earlier statements")
 @pytest.mark.parametrize("mode", ["session", "transaction"])
-def test_a_denial_inside_one_pipelined_batch_keeps_the_answers_in_order(pg, proxy, config,
-                                                                        tmp_path, mode):
-    """One batch (no Sync between): the first statement runs on the server,
-    the second is refused by the plugin. PostgreSQL answers the first, then
-    the error; the next query must get its own result (directly against
-    PostgreSQL with an error from the server it does)."""
+@pytest.mark.parametrize("first", ["read", "write"])
+def test_a_denial_inside_one_pipelined_batch_closes_the_client_and_no_answer_goes_astray(
+        pg, proxy, config, tmp_path, mode, first):
+    """One batch (no Sync between): the first statement went to the server,
+    the second is refused by the plugin. The server would answer the first
+    (and end its implicit transaction) only at the batch's Sync, so an error
+    sent at once would come before that answer and leave it to the next
+    query, and a Sync sent on would commit what PostgreSQL rolls back. The
+    proxy closes the client with the plugin's SQLSTATE and message instead:
+    the write is rolled back, the next client gets its own answers, and the
+    server's open batch is not handed to anyone."""
+    with pg.superuser(dbname="appdb") as su:
+        su.execute("DROP TABLE IF EXISTS h20_batch")
+        su.execute("CREATE TABLE h20_batch (x int)")
+        su.execute("GRANT ALL ON h20_batch TO PUBLIC")
     p = start(proxy, config, errlog(tmp_path), mode=mode)
-    with p.connect() as c:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by errlog"):
-            with c.pipeline():
+    c = p.connect()
+    # psycopg's pipeline reports a FATAL that ends the connection as "server
+    # closed the connection unexpectedly", as it does for PostgreSQL's own
+    # (pg_terminate_backend inside a pipeline): the reason is in the log
+    with pytest.raises(psycopg.OperationalError):
+        with c.pipeline():
+            if first == "read":
                 c.execute("SELECT pg_sleep(0.3), 7")
-                c.execute("DROP TABLE IF EXISTS nothing_here")
-        assert c.execute("SELECT 1").fetchone() == (1,)
+            else:
+                c.execute("INSERT INTO h20_batch VALUES (1)")
+            c.execute("DROP TABLE IF EXISTS nothing_here")
+    assert c.closed or c.broken
+    c.close()
+    assert p.wait_log(r"closing: denied by errlog \(inside an extended-protocol batch whose "
+                      r"earlier statements already went to the server.*\(42501\)")
+    with pg.superuser(dbname="appdb") as su:
+        assert su.execute("SELECT count(*) FROM h20_batch").fetchone() == (0,), \
+            "the batch's write was not committed"
+    # every later client gets its own answers (transaction pooling: from
+    # whichever server the pool hands it)
+    for i in range(4):
+        with p.connect() as n:
+            assert n.execute("SELECT %s::int", (i,)).fetchone() == (i,)
+            with n.pipeline():
+                cur = n.execute("SELECT %s::int + 1", (i,))
+            assert cur.fetchone() == (i + 1,)
