@@ -7,6 +7,8 @@
  */
 #include "dataplane/pipeline/pipeline.h"
 
+#include "dataplane/pg/pgw.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -170,6 +172,30 @@ enum pipe_verdict req_error(struct req *r, const char *sqlstate, const char *hin
 	vsnprintf(r->err.msg, sizeof(r->err.msg), fmt, ap);
 	va_end(ap);
 	return PIPE_ERROR;
+}
+
+uint8_t *req_with_sql(const struct req *r, uint32_t name_len, const char *old_sql,
+                      const char *old_end, const char *sql, size_t sl, uint32_t *len)
+{
+	const uint8_t *body = r->msg + 5;
+	uint32_t blen = r->msg_len - 5;
+	uint32_t rest = blen - name_len - (uint32_t)(old_end - old_sql);
+	size_t nb = (size_t)name_len + sl + rest;
+	uint8_t *m;
+
+	if (memchr(sql, '\0', sl) || nb + 5 > PGW_MAX_MESSAGE || !(m = malloc(nb + 5)))
+		return NULL;
+	uint32_t ml = (uint32_t)nb + 4;
+	m[0] = r->type;
+	m[1] = (uint8_t)(ml >> 24);
+	m[2] = (uint8_t)(ml >> 16);
+	m[3] = (uint8_t)(ml >> 8);
+	m[4] = (uint8_t)ml;
+	memcpy(m + 5, body, name_len);
+	memcpy(m + 5 + name_len, sql, sl);
+	memcpy(m + 5 + name_len + sl, old_end, rest);
+	*len = (uint32_t)nb + 5;
+	return m;
 }
 
 enum pipe_verdict req_park_until(struct req *r, uint64_t wake_ns)

@@ -346,6 +346,13 @@ __attribute__((format(printf, 4, 5))) enum pipe_verdict
 req_error(struct req *r, const char *sqlstate, const char *hint, const char *fmt, ...);
 /* Parks r until now + wait_ns; returns PIPE_PARK. */
 enum pipe_verdict req_park_until(struct req *r, uint64_t wake_ns);
+/* r's Query or Parse (r->msg, whole) with sql (sl bytes, no NUL) in place
+ * of its text [old_sql, old_end): the name (a Parse's: name_len bytes),
+ * the new text, then what followed the old one (its NUL and a Parse's
+ * parameter types). A malloc'd whole message, *len set; NULL when out of
+ * memory, too large, or sql has a NUL. */
+uint8_t *req_with_sql(const struct req *r, uint32_t name_len, const char *old_sql,
+                      const char *old_end, const char *sql, size_t sl, uint32_t *len);
 
 /* The built-in stages (one file each, pipeline/stage_*.c). */
 extern const struct pipe_stage stage_rewrite;

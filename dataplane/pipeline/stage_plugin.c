@@ -170,31 +170,6 @@ static const char *bind_sql(const struct req *r, size_t *len)
 	return (const char *)txt;
 }
 
-/* The message with sql in place of the old text (name, text, the rest). */
-static uint8_t *replace_text(const struct req *r, uint32_t name_len, const char *old_sql,
-                             const char *old_end, const char *sql, size_t sl, uint32_t *len)
-{
-	const uint8_t *body = r->msg + 5;
-	uint32_t blen = r->msg_len - 5;
-	uint32_t rest = blen - name_len - (uint32_t)(old_end - old_sql);
-	size_t nb = (size_t)name_len + sl + rest;
-	uint8_t *m;
-
-	if (memchr(sql, '\0', sl) || nb + 5 > PGW_MAX_MESSAGE || !(m = malloc(nb + 5)))
-		return NULL;
-	uint32_t ml = (uint32_t)nb + 4;
-	m[0] = r->type;
-	m[1] = (uint8_t)(ml >> 24);
-	m[2] = (uint8_t)(ml >> 16);
-	m[3] = (uint8_t)(ml >> 8);
-	m[4] = (uint8_t)ml;
-	memcpy(m + 5, body, name_len);
-	memcpy(m + 5 + name_len, sql, sl);
-	memcpy(m + 5 + name_len + sl, old_end, rest);
-	*len = (uint32_t)nb + 5;
-	return m;
-}
-
 static enum pipe_verdict deny(struct req *r, const struct plugin_outcome *o, bool again)
 {
 	if (!again)
@@ -331,7 +306,7 @@ static enum pipe_verdict plugin_stage_run(struct req *r, union pipe_slot *slot)
 		free(o.rewrite);
 	} else if (o.rewrite) {
 		r->replace =
-		    replace_text(r, name_len, sql, end, o.rewrite, o.rewrite_len, &r->replace_len);
+		    req_with_sql(r, name_len, sql, end, o.rewrite, o.rewrite_len, &r->replace_len);
 		if (!r->replace)
 			log_info("client %llu: plugin rewrite not applied (a NUL byte, too long, "
 			         "or out of memory)",

@@ -61,23 +61,7 @@ static enum pipe_verdict rewrite_run(struct req *r, union pipe_slot *slot)
 	if (st == RW_REWRITTEN && out) {
 		/* the name (Parse), the new text, then what followed the old one:
 		 * its NUL and, for Parse, the parameter types */
-		size_t ol = strlen(out);
-		uint32_t rest = blen - name_len - (uint32_t)(end - sql);
-		size_t nb = (size_t)name_len + ol + rest;
-		uint8_t *m = nb + 5 <= PGW_MAX_MESSAGE ? malloc(nb + 5) : NULL;
-		if (m) {
-			uint32_t ml = (uint32_t)nb + 4;
-			m[0] = t;
-			m[1] = (uint8_t)(ml >> 24);
-			m[2] = (uint8_t)(ml >> 16);
-			m[3] = (uint8_t)(ml >> 8);
-			m[4] = (uint8_t)ml;
-			memcpy(m + 5, body, name_len);
-			memcpy(m + 5 + name_len, out, ol);
-			memcpy(m + 5 + name_len + ol, end, rest);
-			r->replace = m;
-			r->replace_len = (uint32_t)nb + 5;
-		}
+		r->replace = req_with_sql(r, name_len, sql, end, out, strlen(out), &r->replace_len);
 		log_debug("client %llu: rewritten: %s", (unsigned long long)r->client_id, out);
 	}
 	free(out);
